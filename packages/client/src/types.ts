@@ -1,0 +1,185 @@
+/**
+ * Shapes that cross the wire between jobwire servers and clients. The server validates
+ * descriptions with a zod schema of the same shape (packages/jobwire/src/jobs/schema.ts).
+ * @module
+ */
+
+/** Life-cycle states of a job (moi's, plus Cancelled and Lost). */
+export type JobStatus = 'Queued' | 'Running' | 'Success' | 'Failed' | 'Cancelled' | 'Lost';
+
+/** Statuses after which nothing about a job changes any more. */
+export const FINAL_STATUSES: readonly JobStatus[] = ['Success', 'Failed', 'Cancelled', 'Lost'];
+
+/** True when `status` is final. */
+export function isFinal(status: JobStatus): boolean {
+  return FINAL_STATUSES.includes(status);
+}
+
+/** A JavaScript function job: either a code string (body of an async function) or a module export. */
+export interface JsFunction {
+  /** Body of an async function; `return` gives the job's result. Receives `progress`, `signal`, `args`. */
+  code?: string;
+  /** Path (absolute or relative to workingDirectory) or package name of an ES module. */
+  module?: string;
+  /** Export of `module` to call. @defaultValue "default" */
+  export?: string;
+  /** JSON arguments handed to the function. @defaultValue [] */
+  args?: unknown[];
+}
+
+/**
+ * What to run and how: Xenon's JobDescription fields plus jobwire's own.
+ * Exactly one of `executable` and `js` is given.
+ */
+export interface JobDescription {
+  /** Program to run (looked up on PATH when it has no slash). */
+  executable?: string;
+  /** Arguments for `executable`. @defaultValue [] */
+  arguments?: string[];
+  /** A JavaScript function to run in a child process instead of an executable. */
+  js?: JsFunction;
+  /** Extra environment variables (added to the server's environment). */
+  environment?: Record<string, string>;
+  /** Working directory of the job. @defaultValue the jobwire home's `work/` folder */
+  workingDirectory?: string;
+  /** Queue to run in: `single`, `multi` or `unlimited` on the local executor. @defaultValue "multi" */
+  queueName?: string;
+  /** Maximum run time in minutes (Xenon's unit); 0 or absent means no limit. */
+  maxRuntime?: number;
+  /** Maximum memory in MiB (Xenon's unit). */
+  maxMemory?: number;
+  /** File to read stdin from (batch jobs). */
+  stdin?: string;
+  /** File to copy stdout to, besides jobwire's own stored stream. */
+  stdout?: string;
+  /** File to copy stderr to, besides jobwire's own stored stream. */
+  stderr?: string;
+  /** Human-readable name. @defaultValue the executable's base name, or "js" */
+  name?: string;
+  /** Number of tasks (MPI-style). @defaultValue 1 */
+  tasks?: number;
+  /** Cores per task. @defaultValue 1 */
+  coresPerTask?: number;
+  /** Arguments handed to a cluster scheduler as they are. */
+  schedulerArguments?: string[];
+  /** Keep stdin open for clients to write to. @defaultValue false */
+  interactive?: boolean;
+  /** Run under a pseudo-terminal. @defaultValue false */
+  tty?: boolean;
+  /** Initial terminal size for tty jobs. @defaultValue { cols: 80, rows: 24 } */
+  size?: { cols: number; rows: number };
+  /** Group path in the job tree, `:`-separated, e.g. `analysis-7:step-2`. @defaultValue "" (root) */
+  group?: string;
+  /** URL where the job's result can be seen (moi's `url`). */
+  url?: string;
+}
+
+/** moi's info object, extended. One per job and per group. */
+export interface JobInfo {
+  id: string;
+  type: 'job';
+  name: string;
+  /** Group path, `''` for the root. */
+  group: string;
+  owner: string;
+  status: JobStatus;
+  queue: string;
+  /** Free progress message set by the job. */
+  progress: string | null;
+  exitCode: number | null;
+  signal: string | null;
+  /** Error message (and stack for function jobs) when the job failed, or why it was Lost. */
+  error: string | null;
+  /** JSON result of a function job. */
+  result: unknown;
+  url: string | null;
+  interactive: boolean;
+  tty: boolean;
+  /** Node (machine) the job ran on. */
+  node: string | null;
+  /** Why a Queued job is still waiting, when known. */
+  reason: string | null;
+  /** ISO timestamps. */
+  createdAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  /** The description as submitted (after defaults). Present on single-job reads. */
+  description?: JobDescription;
+}
+
+/** A node of the job tree. */
+export interface GroupInfo {
+  id: string;
+  type: 'group';
+  /** Last segment of the path. */
+  name: string;
+  /** Full `:`-separated path. */
+  path: string;
+  /** Parent path, null for a top-level group. */
+  parent: string | null;
+  owner: string;
+  createdAt: string;
+}
+
+/** A job or group info object, as carried by events. */
+export type InfoObject = JobInfo | GroupInfo;
+
+/** moi's verbs. */
+export type EventVerb = 'add' | 'update' | 'remove';
+
+/** One message of the events WebSocket. `id` is the resume point for `since`. */
+export interface JobEvent {
+  id: number;
+  verb: EventVerb;
+  info: InfoObject;
+}
+
+/** Server messages on the events socket. */
+export type EventsServerMessage =
+  | { type: 'event'; event: JobEvent }
+  /** Sent once the backlog (snapshot or replay) has been sent; live events follow. */
+  | { type: 'ready'; lastEventId: number }
+  | { type: 'error'; code: string; message: string };
+
+/** Status of one queue. */
+export interface QueueStatus {
+  name: string;
+  /** Maximum concurrent jobs, null when unlimited. */
+  limit: number | null;
+  running: number;
+  queued: number;
+}
+
+/** How a job ended, delivered last on the attach stream. */
+export interface ExitStatus {
+  status: JobStatus;
+  exitCode: number | null;
+  signal: string | null;
+  error: string | null;
+}
+
+/** Output channels. */
+export type OutputChannel = 'stdout' | 'stderr';
+
+/** A piece of output as it arrived, with its place in the job's merged output. */
+export interface OutputChunk {
+  channel: OutputChannel;
+  /** Position of the first byte in the merged (stdout+stderr, arrival order) output. */
+  pos: number;
+  /** Offset of the first byte within its own channel. */
+  offset: number;
+  data: Uint8Array;
+}
+
+/** A page of a listing. */
+export interface Page<T> {
+  items: T[];
+  /** Cursor for the next page, absent on the last one. */
+  next?: string;
+}
+
+/** Who the token belongs to. */
+export interface WhoAmI {
+  user: string;
+  admin: boolean;
+}

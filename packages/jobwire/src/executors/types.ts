@@ -1,0 +1,75 @@
+/**
+ * The executor interface: how jobwire starts a job somewhere and talks to its process.
+ * The local executor implements it with child processes and pseudo-terminals; ssh, slurm and
+ * worker executors implement the same interface.
+ * @module
+ */
+import type { JobDescription, OutputChannel } from '@jobwire/client';
+
+/** A queue an executor offers. */
+export interface QueueDef {
+  name: string;
+  /** Maximum jobs running at once; null = unlimited. */
+  limit: number | null;
+}
+
+/** How a process ended. */
+export interface ProcessResult {
+  /** Exit code, null when killed by a signal. */
+  exitCode: number | null;
+  /** Signal name (e.g. "SIGTERM") when killed by a signal. */
+  signal: string | null;
+  /** For function jobs: the JSON-serialisable value the function returned. */
+  result?: unknown;
+  /** For function jobs: the error (message + stack) the function threw; or a start failure. */
+  error?: string;
+}
+
+/** What the executor needs to start one job. */
+export interface StartSpec {
+  jobId: string;
+  /** The validated description, with defaults filled in. */
+  description: JobDescription;
+  /** Working directory when the description gives none. */
+  defaultCwd: string;
+  /** Extra environment (JOBWIRE_URL, JOBWIRE_JOB_ID, JOBWIRE_JOB_TOKEN) on top of the description's. */
+  env: Record<string, string>;
+  /**
+   * Called for every chunk the process writes, in arrival order across both channels.
+   * For tty jobs everything arrives on "stdout".
+   */
+  onOutput(channel: OutputChannel, data: Buffer): void;
+  /** Called when a function job reports progress. */
+  onProgress(message: string): void;
+}
+
+/** A started process. */
+export interface ProcessHandle {
+  /** OS process id (the process-group leader), when the process started. */
+  readonly pid: number | undefined;
+  /** Writes to the job's stdin; resolves once the data is handed to the OS (backpressure). */
+  writeStdin(data: Uint8Array): Promise<void>;
+  /** Ends the job's stdin (EOF; for a tty job, the terminal's EOF character). */
+  closeStdin(): void;
+  /** Changes the terminal size of a tty job; ignored otherwise. */
+  resize(cols: number, rows: number): void;
+  /**
+   * Stops the job: SIGTERM to the whole process group (and, for function jobs, aborts the
+   * function's AbortSignal first), then SIGKILL to the group after `graceMs`.
+   */
+  terminate(graceMs: number): void;
+  /** Resolves once the process has exited AND all its output has been passed to onOutput. */
+  readonly done: Promise<ProcessResult>;
+}
+
+/** One kind of place jobs run. */
+export interface Executor {
+  /** Adaptor name ("local", "ssh", ...). */
+  readonly name: string;
+  /** Queues this executor offers. */
+  queues(): QueueDef[];
+  /** Throws a BadRequestError (code "unsupported", naming the field) for anything it cannot honour. */
+  check(description: JobDescription): void;
+  /** Starts a job. Never throws for a missing program: the handle's `done` reports it as an error. */
+  start(spec: StartSpec): ProcessHandle;
+}

@@ -1,0 +1,176 @@
+/**
+ * The store interface: job records, groups, events and the per-job stream log. One interface,
+ * two implementations: embedded (SQLite + append-only files, `./embedded`) and Redis
+ * (`./redis`, distributed mode). The behaviour suite in `test/` runs against both.
+ *
+ * Ownership is enforced by callers passing `owner`; a record of another owner is reported as
+ * missing (undefined), never as forbidden, so ids leak nothing.
+ * @module
+ */
+import type { GroupInfo, JobDescription, JobEvent, JobInfo, JobStatus, OutputChannel, OutputChunk } from '@jobwire/client';
+
+/** A job as stored: its info plus what only the server sees. */
+export interface JobRecord extends JobInfo {
+  description: JobDescription;
+  /** Secret that lets the running job set its own progress. */
+  jobToken: string;
+  /** OS pid while running, when known. */
+  pid: number | null;
+}
+
+/** Input of `createJob`. */
+export interface NewJob {
+  id: string;
+  owner: string;
+  name: string;
+  /** Group path, '' for the root. */
+  group: string;
+  queue: string;
+  description: JobDescription;
+  interactive: boolean;
+  tty: boolean;
+  url: string | null;
+  jobToken: string;
+  createdAt: string;
+}
+
+/** Filters of `listJobs`. */
+export interface ListJobsQuery {
+  owner: string;
+  /** Subtree: jobs whose group equals this path or lies under it. */
+  group?: string;
+  status?: JobStatus[];
+  name?: string;
+  limit: number;
+  /** Opaque cursor from a previous page. */
+  cursor?: string;
+}
+
+/** Fields set when a job ends. */
+export interface FinishFields {
+  status: Extract<JobStatus, 'Success' | 'Failed' | 'Cancelled' | 'Lost'>;
+  exitCode?: number | null;
+  signal?: string | null;
+  error?: string | null;
+  result?: unknown;
+  endedAt: string;
+}
+
+/** A store event, as delivered to live listeners: the event plus the owner it belongs to. */
+export interface StoredEvent extends JobEvent {
+  owner: string;
+  /** Group path of the info object (for a group: its own path). */
+  group: string;
+}
+
+/** Job records, groups and events. Every mutation of a job or group appends an event. */
+export interface Store {
+  /** The stream log of this store. */
+  readonly streams: StreamLog;
+
+  /** Creates a Queued job, creating missing groups on its path (each an `add` event), then an `add` event for the job. */
+  createJob(job: NewJob): Promise<JobRecord>;
+  /** A job of `owner` (or of anyone when owner is undefined — server-internal use only). */
+  getJob(id: string, owner?: string): Promise<JobRecord | undefined>;
+  /** Jobs oldest first (createdAt, then id). */
+  listJobs(query: ListJobsQuery): Promise<{ items: JobInfo[]; next?: string }>;
+  /** Queued → Running. Returns undefined if the job was not Queued (e.g. cancelled meanwhile). */
+  markRunning(id: string, fields: { startedAt: string; pid: number | null; node: string | null }): Promise<JobRecord | undefined>;
+  /** Sets the progress message of a job that is not final. */
+  setProgress(id: string, message: string): Promise<JobRecord | undefined>;
+  /** Sets why a Queued job waits (null clears it). */
+  setReason(id: string, reason: string | null): Promise<JobRecord | undefined>;
+  /** Moves a non-final job to a final status. Returns undefined if it was final already. */
+  finishJob(id: string, fields: FinishFields): Promise<JobRecord | undefined>;
+  /** Deletes a final job, its output and stdin; appends a `remove` event. */
+  deleteJob(id: string): Promise<void>;
+  /** Queued jobs of one queue, oldest first. */
+  queuedJobs(queue: string, limit: number): Promise<JobRecord[]>;
+  /** Counts of running and queued jobs per queue name. */
+  queueCounts(): Promise<Map<string, { running: number; queued: number }>>;
+  /** At start-up: every Running job becomes Lost with `reason`; returns them. */
+  loseRunningJobs(reason: string, node?: string): Promise<JobRecord[]>;
+
+  /** Groups of `owner` under `under` (inclusive), or all of them. */
+  listGroups(owner: string, under?: string): Promise<GroupInfo[]>;
+
+  /** Events of `owner` in the subtree `group` ('' = all) with id > sinceId, oldest first. */
+  readEvents(owner: string, group: string, sinceId: number, limit: number): Promise<JobEvent[]>;
+  /** Id of the newest event (0 when none). */
+  lastEventId(): Promise<number>;
+  /** Live events (all owners); returns an unsubscribe function. */
+  onEvent(listener: (event: StoredEvent) => void): () => void;
+
+  /** Releases connections and file handles. */
+  close(): Promise<void>;
+}
+
+/** Something that happened on a job's streams. */
+export type StreamEvent =
+  | { type: 'output'; chunk: OutputChunk }
+  | { type: 'output-closed'; end: number }
+  | { type: 'stdin'; offset: number; data: Uint8Array }
+  | { type: 'stdin-closed'; offset: number }
+  | { type: 'stdin-ack'; consumed: number }
+  | { type: 'control'; control: ControlMessage };
+
+/** Messages from servers to whoever runs the job. */
+export type ControlMessage = { type: 'resize'; cols: number; rows: number } | { type: 'cancel' };
+
+/** Sizes of a job's streams. */
+export interface StreamSizes {
+  /** End of the merged output (stdout + stderr bytes). */
+  end: number;
+  stdout: number;
+  stderr: number;
+  /** Bytes of stdin accepted. */
+  stdin: number;
+  stdinClosed: boolean;
+  /** Bytes of stdin the job has read. */
+  stdinConsumed: number;
+  /** True once no more output will come. */
+  outputClosed: boolean;
+}
+
+/**
+ * Per-job append-only streams: merged output (stdout/stderr chunks in arrival order, each with
+ * `pos` in the merged sequence and `offset` in its channel) and stdin; plus a live bus for
+ * stream events and control messages.
+ *
+ * Appends are applied in call order even when the caller does not await each one.
+ */
+export interface StreamLog {
+  /** Appends a chunk of output; returns it with its positions. */
+  appendOutput(jobId: string, channel: OutputChannel, data: Uint8Array): Promise<OutputChunk>;
+  /** Marks the output complete (after the process exited and its pipes drained). */
+  closeOutput(jobId: string): Promise<void>;
+  /**
+   * Reads merged output from `from`, at most about `maxBytes` (whole chunks, split only when a
+   * chunk starts before `from`). `end` is the current end, `closed` whether output is complete.
+   */
+  readOutput(jobId: string, from: number, maxBytes: number): Promise<{ chunks: OutputChunk[]; end: number; closed: boolean }>;
+  /** Reads bytes [from, to) of one channel (to clipped to its size). */
+  readChannel(jobId: string, channel: OutputChannel, from: number, to?: number): Promise<Uint8Array>;
+
+  /**
+   * Appends stdin bytes that start at `offset`. Bytes before the current end are skipped
+   * (idempotent resend); a gap (offset > end) or an append after close throws ConflictError.
+   * Returns the new stdin length.
+   */
+  appendStdin(jobId: string, offset: number, data: Uint8Array): Promise<number>;
+  /** Ends stdin; idempotent. Returns the stdin length. */
+  closeStdin(jobId: string): Promise<number>;
+  /** Reads stdin from `from`, at most `maxBytes`. */
+  readStdin(jobId: string, from: number, maxBytes: number): Promise<{ data: Uint8Array; end: number; closed: boolean }>;
+  /** Records how much stdin the job has read (emits `stdin-ack`). */
+  ackStdin(jobId: string, consumed: number): Promise<void>;
+
+  /** Sends a control message to whoever runs the job (emits `control`). */
+  sendControl(jobId: string, control: ControlMessage): Promise<void>;
+
+  sizes(jobId: string): Promise<StreamSizes>;
+  /** Live events of one job; returns an unsubscribe function. */
+  subscribe(jobId: string, listener: (event: StreamEvent) => void): () => void;
+  /** Removes everything stored for a job. */
+  remove(jobId: string): Promise<void>;
+}
