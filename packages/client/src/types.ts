@@ -44,7 +44,7 @@ export interface JobDescription {
   workingDirectory?: string;
   /** Queue to run in: `single`, `multi` or `unlimited` on the local executor. @defaultValue "multi" */
   queueName?: string;
-  /** Maximum run time in minutes (Xenon's unit); 0 or absent means no limit. */
+  /** Maximum run time in minutes (Xenon's unit; fractions allowed, e.g. 0.5 = 30 s); 0 or absent means no limit. */
   maxRuntime?: number;
   /** Maximum memory in MiB (Xenon's unit). */
   maxMemory?: number;

@@ -1,7 +1,27 @@
 /**
- * The jobwire server: REST, WebSocket attach and events, the embedded scheduler.
+ * The jobwire server: REST, WebSocket attach and events, and (embedded mode) the dispatcher
+ * that runs jobs with the local executor. All truth lives in the store.
  * @module
  */
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { availableParallelism, hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import Fastify from 'fastify';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { API_PREFIX } from '@jobwire/client';
+import { resolveHome, type ServerRecord } from '@jobwire/client/home';
+import { LocalExecutor } from '../executors/local/index.js';
+import { Dispatcher } from '../jobs/dispatcher.js';
+import type { RunnerContext } from '../jobs/runner.js';
+import { JobService } from '../jobs/service.js';
+import { openEmbeddedStore } from '../store/embedded/index.js';
+import type { Store } from '../store/types.js';
+import { startAttachSession } from './attach.js';
+import { startEventsSession } from './events.js';
+import { JSON_BODY_LIMIT, registerRoutes, tokenOf } from './routes.js';
+import { TokenBook } from './tokens.js';
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -26,11 +46,136 @@ export interface ServerHandle extends AsyncDisposable {
   /** The admin token. */
   readonly token: string;
   readonly home: string;
-  /** Stops accepting, detaches clients, stops running jobs' bookkeeping, closes the store. */
+  /** The store (for in-process embedding and tests). */
+  readonly store: Store;
+  /** Stops accepting, ends client sessions, stops running jobs (they end Lost), closes the store. */
   close(): Promise<void>;
 }
 
-/** Starts a server. (Being written: see the core issue.) */
-export async function startServer(_options: ServerOptions = {}): Promise<ServerHandle> {
-  throw new Error('not yet implemented');
+function defaults(options: ServerOptions): Required<ServerOptions> {
+  return {
+    host: options.host ?? '127.0.0.1',
+    port: options.port ?? 7700,
+    home: resolveHome(options.home),
+    multiSlots: options.multiSlots ?? availableParallelism(),
+    graceSeconds: options.graceSeconds ?? 5,
+    logLevel: options.logLevel ?? 'info',
+  };
+}
+
+/** Hides tokens that browsers send in WebSocket URLs. */
+function redactUrl(url: string): string {
+  return url.replace(/(access_token=)[^&]*/g, '$1[redacted]');
+}
+
+/** Starts a server. */
+export async function startServer(options: ServerOptions = {}): Promise<ServerHandle> {
+  const opts = defaults(options);
+  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new RangeError(`port: an integer from 0 to 65535, not ${opts.port}`);
+  if (!Number.isInteger(opts.multiSlots) || opts.multiSlots < 1) throw new RangeError(`multiSlots: a positive integer, not ${opts.multiSlots}`);
+  const home = opts.home;
+  mkdirSync(home, { recursive: true, mode: 0o700 });
+  const workDir = join(home, 'work');
+  mkdirSync(workDir, { recursive: true });
+
+  const tokens = new TokenBook(home);
+  const store = await openEmbeddedStore({ dir: home });
+  const lost = await store.loseRunningJobs(`the jobwire server stopped while the job was running (noticed at restart, ${new Date().toISOString()})`);
+
+  const app = Fastify({
+    bodyLimit: JSON_BODY_LIMIT,
+    disableRequestLogging: true,
+    logger: {
+      level: opts.logLevel,
+      redact: ['req.headers.authorization'],
+      serializers: {
+        req: (req: { method: string; url: string }) => ({ method: req.method, url: redactUrl(req.url) }),
+      },
+    },
+  });
+  const executor = new LocalExecutor({ multiSlots: opts.multiSlots });
+  const ctx: RunnerContext = {
+    store,
+    executor,
+    node: hostname(),
+    graceMs: opts.graceSeconds * 1000,
+    defaultCwd: workDir,
+    serverUrl: '',
+    onError: (err, jobId) => app.log.error({ err, jobId }, 'job bookkeeping failed'),
+  };
+  const dispatcher = new Dispatcher(ctx, executor.queues());
+  const service = new JobService({ store, executor, onQueued: () => dispatcher.poke() });
+  registerRoutes(app, service, tokens);
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * 1024 * 1024 });
+  const refuse = (socket: Duplex, status: number, code: string, message: string): void => {
+    const body = JSON.stringify({ error: { code, message } });
+    socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : status === 404 ? 'Not Found' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  };
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on('error', () => socket.destroy());
+    const url = new URL(req.url ?? '/', 'http://x');
+    const who = tokens.lookup(tokenOf(req.headers, req.url ?? ''));
+    if (!who) return refuse(socket, 401, 'unauthorized', 'missing or invalid token');
+    const attach = new RegExp(`^${API_PREFIX}/jobs/([^/]+)/attach$`).exec(url.pathname);
+    const accept = (then: (ws: WebSocket) => void): void => wss.handleUpgrade(req, socket, head, then);
+    if (attach) {
+      const fromText = url.searchParams.get('from') ?? '0';
+      const from = Number(fromText);
+      if (!/^\d+$/.test(fromText) || !Number.isSafeInteger(from)) return refuse(socket, 400, 'bad_request', 'from: a byte position (integer >= 0)');
+      const id = decodeURIComponent(attach[1]!);
+      service.get(who.user, id).then(
+        (job) => accept((ws) => startAttachSession(ws, service, who.user, job, from)),
+        () => refuse(socket, 404, 'not_found', `no job ${JSON.stringify(id)}`),
+      );
+      return;
+    }
+    if (url.pathname === `${API_PREFIX}/events`) {
+      const group = url.searchParams.get('group') ?? '';
+      const sinceText = url.searchParams.get('since');
+      if (sinceText !== null && !/^\d+$/.test(sinceText)) return refuse(socket, 400, 'bad_request', 'since: an event id (integer >= 0)');
+      accept((ws) => startEventsSession(ws, service, who.user, group, sinceText === null ? undefined : Number(sinceText)));
+      return;
+    }
+    refuse(socket, 404, 'not_found', `no WebSocket endpoint ${url.pathname}`);
+  };
+  app.server.on('upgrade', onUpgrade);
+
+  await app.listen({ host: opts.host, port: opts.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : opts.port;
+  const hostPart = opts.host.includes(':') ? `[${opts.host}]` : opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host;
+  const url = `http://${hostPart}:${port}`;
+  ctx.serverUrl = url;
+  const record: ServerRecord = { url, pid: process.pid, startedAt: new Date().toISOString() };
+  writeFileSync(join(home, 'server.json'), JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
+  for (const job of lost) app.log.warn({ jobId: job.id }, 'job marked Lost: it was running when the server stopped');
+  dispatcher.poke();
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      dispatcher.stop();
+      app.server.off('upgrade', onUpgrade);
+      for (const ws of wss.clients) ws.close(1001, 'server shutting down');
+      await dispatcher.shutdown('the jobwire server shut down while the job was running');
+      await app.close();
+      wss.close();
+      await store.close();
+      try {
+        const current = JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as ServerRecord;
+        if (current.pid === process.pid && current.url === url) rmSync(join(home, 'server.json'), { force: true });
+      } catch {
+        // already gone
+      }
+    })());
+
+  return {
+    url,
+    token: tokens.adminToken,
+    home,
+    store,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
 }

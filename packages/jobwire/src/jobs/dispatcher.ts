@@ -1,0 +1,102 @@
+/**
+ * The embedded dispatcher: starts Queued jobs of each queue while the queue has free slots.
+ * One per embedded server; distributed mode replaces it with workers claiming from Redis.
+ * @module
+ */
+import type { QueueDef } from '../executors/types.js';
+import type { JobRecord } from '../store/types.js';
+import { runJob, type RunnerContext } from './runner.js';
+
+/** Starts queued jobs in their queues' limits. */
+export class Dispatcher {
+  private readonly running = new Map<string, Set<string>>();
+  private readonly runs = new Set<Promise<void>>();
+  private scheduled = false;
+  private draining: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly ctx: RunnerContext,
+    private readonly queues: QueueDef[],
+  ) {
+    for (const q of queues) this.running.set(q.name, new Set());
+  }
+
+  /** Jobs this dispatcher is running now, per queue. */
+  runningCount(queue: string): number {
+    return this.running.get(queue)?.size ?? 0;
+  }
+
+  /** Looks for work soon (coalesces many calls into one pass). */
+  poke(): void {
+    if (this.scheduled || this.stopped) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      void this.fill();
+    });
+  }
+
+  private async fill(): Promise<void> {
+    if (this.draining) {
+      // A pass is under way; run one more after it so nothing queued meanwhile is missed.
+      await this.draining;
+      if (!this.draining) this.poke();
+      return;
+    }
+    this.draining = this.fillOnce();
+    try {
+      await this.draining;
+    } finally {
+      this.draining = undefined;
+    }
+  }
+
+  private async fillOnce(): Promise<void> {
+    for (const q of this.queues) {
+      const active = this.running.get(q.name)!;
+      const free = q.limit === null ? 256 : q.limit - active.size;
+      if (free <= 0) continue;
+      let jobs: JobRecord[];
+      try {
+        jobs = await this.ctx.store.queuedJobs(q.name, free + active.size);
+      } catch (err) {
+        this.ctx.onError(err, '(dispatcher)');
+        continue;
+      }
+      let started = 0;
+      for (const job of jobs) {
+        if (started >= free || this.stopped) break;
+        if (active.has(job.id)) continue;
+        active.add(job.id);
+        started++;
+        const run = runJob(this.ctx, job).finally(() => {
+          active.delete(job.id);
+          this.runs.delete(run);
+          this.poke();
+        });
+        this.runs.add(run);
+      }
+      if (q.limit === null && jobs.length >= free + active.size) this.poke();
+    }
+  }
+
+  /** Stops starting jobs; running ones go on (they are marked Lost at the next start if the process dies). */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** Stops every running job; they end Lost with `reason`. Resolves when all have ended. */
+  async shutdown(reason: string): Promise<void> {
+    this.stop();
+    this.ctx.shutdownReason = reason;
+    const ids = [...this.running.values()].flatMap((s) => [...s]);
+    await Promise.allSettled(ids.map((id) => this.ctx.store.streams.sendControl(id, { type: 'cancel' })));
+    await this.idle();
+  }
+
+  /** Resolves when every started run has finished. */
+  async idle(): Promise<void> {
+    await Promise.allSettled([...this.runs]);
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * Runs one job with an executor and keeps the store true to it: output into the stream log,
+ * stdin from the stream log into the process (with flow control), resize and cancel from
+ * control messages, maxRuntime, and the final status — set only after all output is stored.
+ * Used by the embedded dispatcher and by distributed workers alike.
+ * @module
+ */
+import type { OutputChannel } from '@jobwire/client';
+import type { Executor, ProcessHandle, ProcessResult } from '../executors/types.js';
+import type { FinishFields, JobRecord, Store, StreamEvent } from '../store/types.js';
+
+/** What a runner needs. */
+export interface RunnerContext {
+  store: Store;
+  executor: Executor;
+  /** Name of the machine the job runs on. */
+  node: string;
+  /** Milliseconds between SIGTERM and SIGKILL. */
+  graceMs: number;
+  /** Working directory for jobs that name none. */
+  defaultCwd: string;
+  /** URL handed to jobs as JOBWIRE_URL (for `jobwire progress`). */
+  serverUrl: string;
+  /** Set when the server shuts down: jobs stopped then end Lost with this reason. */
+  shutdownReason?: string;
+  /** Reports a bookkeeping failure (never thrown: a job's run must not crash the server). */
+  onError(err: unknown, jobId: string): void;
+}
+
+const STDIN_READ = 64 * 1024;
+
+/**
+ * Runs `job` to the end. Resolves once its final status is stored (or at once if it was no longer
+ * Queued). Never rejects.
+ */
+export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> {
+  const { store, executor } = ctx;
+  const streams = store.streams;
+  const id = job.id;
+  let handle: ProcessHandle | undefined;
+  let cancelled = false;
+  let timedOut = false;
+  let pendingAppend: Promise<unknown> = Promise.resolve();
+  let appendFailed: unknown;
+  const early: StreamEvent[] = [];
+
+  // Stdin pump state: one loop at a time, reading from the consumed offset.
+  let consumed = (await streams.sizes(id)).stdinConsumed;
+  let pumping = false;
+  let stdinEnded = false;
+  const pump = async (): Promise<void> => {
+    if (pumping || !handle || stdinEnded) return;
+    pumping = true;
+    try {
+      for (;;) {
+        const { data, end, closed } = await streams.readStdin(id, consumed, STDIN_READ);
+        if (data.byteLength > 0) {
+          await handle.writeStdin(data);
+          consumed += data.byteLength;
+          await streams.ackStdin(id, consumed);
+          continue;
+        }
+        if (closed && consumed >= end) {
+          stdinEnded = true;
+          handle.closeStdin();
+        }
+        break;
+      }
+    } catch (err) {
+      ctx.onError(err, id);
+    } finally {
+      pumping = false;
+    }
+  };
+  let pumpAgain = false;
+  const kick = (): void => {
+    if (pumping) {
+      pumpAgain = true;
+      return;
+    }
+    void pump().then(() => {
+      if (pumpAgain) {
+        pumpAgain = false;
+        kick();
+      }
+    });
+  };
+
+  const stopForCancel = (): void => {
+    cancelled = true;
+    handle?.terminate(ctx.graceMs);
+  };
+
+  const onStream = (ev: StreamEvent): void => {
+    if (!handle) {
+      early.push(ev);
+      return;
+    }
+    switch (ev.type) {
+      case 'stdin':
+      case 'stdin-closed':
+        if (job.interactive) kick();
+        break;
+      case 'control':
+        if (ev.control.type === 'resize') handle.resize(ev.control.cols, ev.control.rows);
+        else stopForCancel();
+        break;
+      case 'output':
+      case 'output-closed':
+      case 'stdin-ack':
+        break;
+      default: {
+        const never: never = ev;
+        void never;
+      }
+    }
+  };
+  const unsubscribe = streams.subscribe(id, onStream);
+
+  let timer: NodeJS.Timeout | undefined;
+  let result: ProcessResult;
+  try {
+    handle = executor.start({
+      jobId: id,
+      description: job.description,
+      defaultCwd: ctx.defaultCwd,
+      env: { JOBWIRE_URL: ctx.serverUrl, JOBWIRE_JOB_ID: id, JOBWIRE_JOB_TOKEN: job.jobToken },
+      onOutput: (channel: OutputChannel, data: Buffer) => {
+        pendingAppend = streams.appendOutput(id, channel, data).catch((err: unknown) => {
+          appendFailed ??= err;
+        });
+      },
+      onProgress: (message: string) => {
+        store.setProgress(id, message).catch((err: unknown) => ctx.onError(err, id));
+      },
+    });
+    const running = await store.markRunning(id, { startedAt: new Date().toISOString(), pid: handle.pid ?? null, node: ctx.node });
+    if (!running) stopForCancel(); // cancelled while starting
+    const maxRuntime = job.description.maxRuntime ?? 0;
+    if (maxRuntime > 0) {
+      timer = setTimeout(() => {
+        timedOut = true;
+        handle?.terminate(ctx.graceMs);
+      }, maxRuntime * 60_000);
+    }
+    for (const ev of early.splice(0)) onStream(ev);
+    if (job.interactive) kick();
+    else stdinEnded = true;
+    result = await handle.done;
+  } catch (err) {
+    result = { exitCode: null, signal: null, error: `could not run the job: ${err instanceof Error ? err.message : String(err)}` };
+  } finally {
+    if (timer) clearTimeout(timer);
+    unsubscribe();
+  }
+
+  await pendingAppend;
+  const fields: FinishFields = { status: 'Success', exitCode: result.exitCode, signal: result.signal, endedAt: new Date().toISOString() };
+  if (result.result !== undefined) fields.result = result.result;
+  if (cancelled && ctx.shutdownReason !== undefined) {
+    fields.status = 'Lost';
+    fields.error = ctx.shutdownReason;
+  } else if (cancelled) {
+    fields.status = 'Cancelled';
+    fields.error = 'cancelled';
+  } else if (timedOut) {
+    fields.status = 'Failed';
+    fields.error = `stopped after maxRuntime of ${job.description.maxRuntime} minute(s)`;
+  } else if (result.error !== undefined) {
+    fields.status = 'Failed';
+    fields.error = result.error;
+  } else if (result.exitCode !== 0) {
+    fields.status = 'Failed';
+    fields.error = result.signal ? `killed by ${result.signal}` : `exited with code ${result.exitCode}`;
+  }
+  if (appendFailed !== undefined) {
+    fields.status = 'Failed';
+    fields.error = `output could not be stored: ${appendFailed instanceof Error ? appendFailed.message : String(appendFailed)}`;
+  }
+  try {
+    await store.finishJob(id, fields);
+  } catch (err) {
+    ctx.onError(err, id);
+  }
+  try {
+    await streams.closeOutput(id);
+  } catch (err) {
+    ctx.onError(err, id);
+  }
+}

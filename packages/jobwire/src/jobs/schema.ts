@@ -1,0 +1,82 @@
+/**
+ * The one schema every job description passes at the edge (REST, gRPC, CLI): Xenon's fields plus
+ * jobwire's. Unknown fields are refused, and every error names the field.
+ * @module
+ */
+import { z } from 'zod';
+import { BadRequestError, type JobDescription } from '@jobwire/client';
+
+const name = z.string().min(1).max(200);
+const path = z.string().min(1).max(4096);
+const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const groupPath = /^[^:\s][^:]*(:[^:\s][^:]*)*$/;
+
+const jsFunction = z
+  .strictObject({
+    code: z.string().min(1).max(1_000_000).optional(),
+    module: path.optional(),
+    export: z.string().min(1).max(200).optional(),
+    args: z.array(z.unknown()).max(10_000).optional(),
+  })
+  .refine((f) => (f.code === undefined) !== (f.module === undefined), {
+    message: 'give exactly one of "code" and "module"',
+  });
+
+/** zod schema of {@link JobDescription}. */
+export const jobDescriptionSchema = z
+  .strictObject({
+    executable: path.optional(),
+    arguments: z.array(z.string().max(1_000_000)).max(100_000).optional(),
+    js: jsFunction.optional(),
+    environment: z
+      .record(z.string().regex(envName, 'environment variable names are letters, digits and _'), z.string().max(1_000_000))
+      .optional(),
+    workingDirectory: path.optional(),
+    queueName: z.string().min(1).max(100).optional(),
+    maxRuntime: z.number().min(0).max(525_600).optional(),
+    maxMemory: z.number().int().min(0).optional(),
+    stdin: path.optional(),
+    stdout: path.optional(),
+    stderr: path.optional(),
+    name: name.optional(),
+    tasks: z.number().int().min(1).optional(),
+    coresPerTask: z.number().int().min(1).optional(),
+    schedulerArguments: z.array(z.string()).max(1000).optional(),
+    interactive: z.boolean().optional(),
+    tty: z.boolean().optional(),
+    size: z.strictObject({ cols: z.number().int().min(1).max(10_000), rows: z.number().int().min(1).max(10_000) }).optional(),
+    group: z.string().max(1000).regex(groupPath, 'a group path is ":"-separated non-empty names').or(z.literal('')).optional(),
+    url: z.string().max(4096).optional(),
+  })
+  .superRefine((d, ctx) => {
+    if ((d.executable === undefined) === (d.js === undefined)) {
+      ctx.addIssue({ code: 'custom', path: d.executable === undefined ? ['executable'] : ['js'], message: 'give exactly one of "executable" and "js"' });
+    }
+    if (d.js !== undefined && d.arguments !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['arguments'], message: '"arguments" is for executables; a function job takes js.args' });
+    }
+  });
+
+/** Turns a zod error into a BadRequestError naming the first bad field. */
+export function describeIssue(error: z.ZodError, root = ''): BadRequestError {
+  const issue = error.issues[0]!;
+  const field = [root, ...issue.path.map(String)].filter(Boolean).join('.');
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') {
+    const keys = (issue as { keys: string[] }).keys;
+    const full = keys.map((k) => (field ? `${field}.${k}` : k));
+    return new BadRequestError(`unknown field${keys.length > 1 ? 's' : ''}: ${full.join(', ')}`, { code: 'invalid_description', field: full[0]! });
+  }
+  if (issue.code === 'invalid_type') message = `expected ${(issue as { expected: string }).expected}`;
+  return new BadRequestError(field ? `${field}: ${message}` : message, { code: 'invalid_description', field: field || '(body)' });
+}
+
+/** Validates a job description; throws a BadRequestError naming the bad field. */
+export function parseJobDescription(input: unknown): JobDescription {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new BadRequestError('a job description is a JSON object', { code: 'invalid_description', field: '(body)' });
+  }
+  const parsed = jobDescriptionSchema.safeParse(input);
+  if (!parsed.success) throw describeIssue(parsed.error);
+  return parsed.data as JobDescription;
+}

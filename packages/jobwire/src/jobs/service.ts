@@ -1,0 +1,194 @@
+/**
+ * What a server does with jobs, independent of the protocol that asked: the REST routes, the
+ * WebSocket endpoints and the gRPC service all call this one service, so validation, ownership
+ * and state rules live in one place.
+ * @module
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { basename } from 'node:path';
+import {
+  BadRequestError,
+  ConflictError,
+  isFinal,
+  NotFoundError,
+  type GroupInfo,
+  type JobDescription,
+  type JobInfo,
+  type JobStatus,
+  type QueueStatus,
+} from '@jobwire/client';
+import type { Executor } from '../executors/types.js';
+import type { JobRecord, Store } from '../store/types.js';
+import { parseJobDescription } from './schema.js';
+
+/** Options of {@link JobService}. */
+export interface JobServiceOptions {
+  store: Store;
+  executor: Executor;
+  /** Called after a job was queued (the embedded dispatcher pokes itself). */
+  onQueued?: () => void;
+  /** Queue used when a description names none. @defaultValue "multi" */
+  defaultQueue?: string;
+}
+
+const STATUSES: readonly JobStatus[] = ['Queued', 'Running', 'Success', 'Failed', 'Cancelled', 'Lost'];
+
+/** Strips server-only fields from a record. */
+export function publicInfo(record: JobRecord, withDescription = true): JobInfo {
+  const { jobToken: _t, pid: _p, description, ...info } = record;
+  return withDescription ? { ...info, description } : info;
+}
+
+/** Job operations on behalf of a user. */
+export class JobService {
+  readonly store: Store;
+  readonly executor: Executor;
+  private readonly defaultQueue: string;
+
+  constructor(private readonly options: JobServiceOptions) {
+    this.store = options.store;
+    this.executor = options.executor;
+    this.defaultQueue = options.defaultQueue ?? 'multi';
+  }
+
+  /** Validates and queues a job for `owner`. */
+  async submit(owner: string, input: unknown): Promise<JobRecord> {
+    const description: JobDescription = parseJobDescription(input);
+    description.queueName ??= this.defaultQueue;
+    if (description.tty && !description.interactive) description.interactive = true;
+    this.executor.check(description);
+    const name = description.name ?? (description.executable ? basename(description.executable) : 'js');
+    const record = await this.store.createJob({
+      id: randomUUID(),
+      owner,
+      name,
+      group: description.group ?? '',
+      queue: description.queueName,
+      description,
+      interactive: !!description.interactive,
+      tty: !!description.tty,
+      url: description.url ?? null,
+      jobToken: randomBytes(24).toString('base64url'),
+      createdAt: new Date().toISOString(),
+    });
+    this.options.onQueued?.();
+    return record;
+  }
+
+  /** A job of `owner`; NotFoundError otherwise (another owner's job looks the same as none). */
+  async get(owner: string, id: string): Promise<JobRecord> {
+    const job = await this.store.getJob(id, owner);
+    if (!job) throw new NotFoundError(`no job ${JSON.stringify(id)}`);
+    return job;
+  }
+
+  /** Lists jobs of `owner`. */
+  async list(owner: string, query: { group?: string; status?: string; name?: string; limit?: number; cursor?: string }): Promise<{ items: JobInfo[]; next?: string }> {
+    let status: JobStatus[] | undefined;
+    if (query.status) {
+      status = query.status.split(',').map((s) => s.trim()) as JobStatus[];
+      const bad = status.find((s) => !STATUSES.includes(s));
+      if (bad !== undefined) throw new BadRequestError(`status: unknown status ${JSON.stringify(bad)} (one of ${STATUSES.join(', ')})`, { field: 'status' });
+    }
+    const limit = query.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new BadRequestError('limit: an integer from 1 to 1000', { field: 'limit' });
+    return this.store.listJobs({
+      owner,
+      limit,
+      ...(query.group ? { group: query.group } : {}),
+      ...(status ? { status } : {}),
+      ...(query.name ? { name: query.name } : {}),
+      ...(query.cursor ? { cursor: query.cursor } : {}),
+    });
+  }
+
+  /** Cancels a job: a Queued one at once, a Running one by stopping its process. */
+  async cancel(owner: string, id: string): Promise<JobRecord> {
+    const job = await this.get(owner, id);
+    if (isFinal(job.status)) return job;
+    if (job.status === 'Queued') {
+      const done = await this.store.finishJob(id, { status: 'Cancelled', error: 'cancelled before it started', endedAt: new Date().toISOString() });
+      if (done) {
+        await this.store.streams.closeOutput(id);
+        return done;
+      }
+    }
+    await this.store.streams.sendControl(id, { type: 'cancel' });
+    return (await this.store.getJob(id, owner)) ?? job;
+  }
+
+  /** Deletes a final job with its output. */
+  async delete(owner: string, id: string): Promise<void> {
+    const job = await this.get(owner, id);
+    if (!isFinal(job.status)) throw new ConflictError(`job ${id} is ${job.status}; cancel it before deleting it`);
+    await this.store.deleteJob(id);
+  }
+
+  private async interactiveJob(owner: string, id: string): Promise<JobRecord> {
+    const job = await this.get(owner, id);
+    if (!job.interactive) throw new ConflictError(`job ${id} is not interactive: its stdin is closed`);
+    if (isFinal(job.status)) throw new ConflictError(`job ${id} has ended (${job.status})`);
+    return job;
+  }
+
+  /** Appends stdin at `offset` (default: the current end). Returns the accepted length. */
+  async writeStdin(owner: string, id: string, data: Uint8Array, offset?: number): Promise<number> {
+    await this.interactiveJob(owner, id);
+    const at = offset ?? (await this.store.streams.sizes(id)).stdin;
+    return this.store.streams.appendStdin(id, at, data);
+  }
+
+  /** Ends stdin. */
+  async closeStdin(owner: string, id: string): Promise<number> {
+    await this.interactiveJob(owner, id);
+    return this.store.streams.closeStdin(id);
+  }
+
+  /** Sets the progress message, for the owner or the job itself (its job token). */
+  async setProgress(who: { owner?: string; jobToken?: string }, id: string, message: string): Promise<JobRecord> {
+    if (typeof message !== 'string' || message.length > 10_000) throw new BadRequestError('message: a string of at most 10000 characters', { field: 'message' });
+    const job = await this.store.getJob(id, who.owner);
+    if (!job || (who.owner === undefined && job.jobToken !== who.jobToken)) throw new NotFoundError(`no job ${JSON.stringify(id)}`);
+    if (isFinal(job.status)) throw new ConflictError(`job ${id} has ended (${job.status})`);
+    return (await this.store.setProgress(id, message)) ?? job;
+  }
+
+  /**
+   * Waits until the job is final (`for: 'done'`) or Running/final (`for: 'running'`), at most
+   * `timeoutMs`; returns the job as it then is.
+   */
+  async wait(owner: string, id: string, until: 'done' | 'running', timeoutMs: number): Promise<JobRecord> {
+    const job = await this.get(owner, id);
+    const reached = (s: JobStatus): boolean => isFinal(s) || (until === 'running' && s === 'Running');
+    if (reached(job.status) || timeoutMs <= 0) return job;
+    return new Promise<JobRecord>((resolve) => {
+      let settled = false;
+      const finish = (): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        off();
+        this.store.getJob(id, owner).then((j) => resolve(j ?? job), () => resolve(job));
+      };
+      const off = this.store.onEvent((ev) => {
+        if (ev.info.id === id && ev.info.type === 'job' && (reached(ev.info.status) || ev.verb === 'remove')) finish();
+      });
+      const timer = setTimeout(finish, timeoutMs);
+      // The job may have moved between the first read and the subscription.
+      this.store.getJob(id, owner).then((j) => {
+        if (!j || reached(j.status)) finish();
+      }, finish);
+    });
+  }
+
+  /** Queues with their load. */
+  async queues(): Promise<QueueStatus[]> {
+    const counts = await this.store.queueCounts();
+    return this.executor.queues().map((q) => ({ name: q.name, limit: q.limit, running: counts.get(q.name)?.running ?? 0, queued: counts.get(q.name)?.queued ?? 0 }));
+  }
+
+  /** Groups of `owner`. */
+  groups(owner: string, under?: string): Promise<GroupInfo[]> {
+    return this.store.listGroups(owner, under);
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * The events WebSocket: moi's add / update / remove for a group subtree, as a snapshot or a
+ * replay from an event id, then live. Live events that arrive while the backlog is being sent
+ * are held and delivered after it, without duplicates (ids only grow).
+ * @module
+ */
+import type { EventsServerMessage, JobEvent } from '@jobwire/client';
+import type { WebSocket } from 'ws';
+import type { JobService } from '../jobs/service.js';
+import type { StoredEvent } from '../store/types.js';
+import { heartbeat } from './heartbeat.js';
+
+/** Buffered bytes past which a subscriber is too slow: it is closed and resumes with `since`. */
+const MAX_BUFFERED = 8 * 1024 * 1024;
+/** Live events held while the backlog is sent. */
+const MAX_HELD = 100_000;
+
+/** True when `path` lies in the subtree rooted at `root` ('' = everything). */
+export function inSubtree(path: string, root: string): boolean {
+  return root === '' || path === root || path.startsWith(root + ':');
+}
+
+/** Serves one events subscription. */
+export function startEventsSession(ws: WebSocket, service: JobService, owner: string, group: string, since: number | undefined): void {
+  const store = service.store;
+  let lastSent = since ?? 0;
+  let live = false;
+  let closed = false;
+  const held: JobEvent[] = [];
+
+  const send = (msg: EventsServerMessage): void => {
+    if (closed) return;
+    if (ws.bufferedAmount > MAX_BUFFERED) {
+      ws.close(1013, 'subscriber too slow; reconnect with since=' + lastSent);
+      stop();
+      return;
+    }
+    ws.send(JSON.stringify(msg));
+  };
+  const sendEvent = (event: JobEvent): void => {
+    if (event.id <= lastSent) return;
+    lastSent = event.id;
+    send({ type: 'event', event });
+  };
+
+  const off = store.onEvent((ev: StoredEvent) => {
+    if (ev.owner !== owner || !inSubtree(ev.group, group)) return;
+    const event: JobEvent = { id: ev.id, verb: ev.verb, info: ev.info };
+    if (live) sendEvent(event);
+    else if (held.length < MAX_HELD) held.push(event);
+    else {
+      ws.close(1013, 'too many events during replay; reconnect with since=' + lastSent);
+      stop();
+    }
+  });
+  const stopBeat = heartbeat(ws);
+  const stop = (): void => {
+    if (closed) return;
+    closed = true;
+    off();
+    stopBeat();
+  };
+  ws.on('close', stop);
+  ws.on('error', stop);
+  ws.on('message', () => {
+    // The events socket is one-way; a client message is ignored rather than fatal.
+  });
+
+  const backlog = async (): Promise<void> => {
+    if (since !== undefined) {
+      for (;;) {
+        const page = await store.readEvents(owner, group, lastSent, 1000);
+        for (const e of page) sendEvent(e);
+        if (page.length < 1000 || closed) break;
+      }
+    } else {
+      // Snapshot: every existing group and job as `add`, stamped with the current event id.
+      const at = await store.lastEventId();
+      for (const g of await store.listGroups(owner, group || undefined)) send({ type: 'event', event: { id: at, verb: 'add', info: g } });
+      let cursor: string | undefined;
+      do {
+        const page = await store.listJobs({ owner, limit: 1000, ...(group ? { group } : {}), ...(cursor ? { cursor } : {}) });
+        for (const j of page.items) send({ type: 'event', event: { id: at, verb: 'add', info: j } });
+        cursor = page.next;
+      } while (cursor && !closed);
+      lastSent = at;
+    }
+    for (const e of held.splice(0)) sendEvent(e);
+    live = true;
+    send({ type: 'ready', lastEventId: lastSent });
+  };
+  backlog().catch((err: unknown) => {
+    send({ type: 'error', code: 'internal', message: `cannot read events: ${String(err)}` });
+    ws.close(1011, 'internal error');
+    stop();
+  });
+}

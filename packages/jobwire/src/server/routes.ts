@@ -1,0 +1,219 @@
+/**
+ * REST routes (see docs/api.md). Each route authenticates, validates its input, calls the job
+ * service and maps errors through one handler.
+ * @module
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { API_PREFIX, BadRequestError, HTTP_STATUS, JobwireError, UnauthorizedError, type ErrorCode, type WhoAmI } from '@jobwire/client';
+import { publicInfo, type JobService } from '../jobs/service.js';
+import type { TokenBook } from './tokens.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The authenticated user (set by the auth hook). */
+    who?: WhoAmI;
+  }
+}
+
+/** Largest JSON body. */
+export const JSON_BODY_LIMIT = 1024 * 1024;
+/** Largest stdin body. */
+export const STDIN_BODY_LIMIT = 8 * 1024 * 1024;
+
+/** Extracts a bearer token from a header or (for browsers' WebSockets) `access_token`. */
+export function tokenOf(headers: Record<string, string | string[] | undefined>, url: string): string | undefined {
+  const auth = headers['authorization'];
+  if (typeof auth === 'string') {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+    if (m) return m[1];
+  }
+  const q = url.indexOf('?');
+  if (q >= 0) {
+    const t = new URLSearchParams(url.slice(q + 1)).get('access_token');
+    if (t) return t;
+  }
+  return undefined;
+}
+
+function sendError(reply: FastifyReply, err: JobwireError): FastifyReply {
+  return reply.code(err.status).type('application/json').send({ error: err.toJSON() });
+}
+
+/** Maps anything thrown in a route to the wire error format. */
+export function toJobwireError(err: unknown): JobwireError {
+  if (err instanceof JobwireError) return err;
+  const e = err as { code?: string; statusCode?: number; message?: string };
+  switch (e.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new BadRequestError(`malformed JSON body: ${e.message ?? ''}`);
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new BadRequestError('request body too large', { code: 'payload_too_large' });
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new BadRequestError(`unsupported content type: ${e.message ?? ''}`);
+    default:
+      break;
+  }
+  if (err instanceof SyntaxError || (e.statusCode === 400 && e.message)) return new BadRequestError(`malformed request: ${e.message}`);
+  if (e.statusCode === 413) return new BadRequestError('request body too large', { code: 'payload_too_large' });
+  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    const code = (Object.entries(HTTP_STATUS).find(([, s]) => s === e.statusCode)?.[0] ?? 'bad_request') as ErrorCode;
+    return new JobwireError(code, e.message ?? 'bad request');
+  }
+  return new JobwireError('internal', 'internal error', { cause: err });
+}
+
+function intParam(value: unknown, name: string, min: number, max: number, fallback: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (typeof value !== 'string' || !Number.isInteger(n) || n < min || n > max) {
+    throw new BadRequestError(`${name}: an integer from ${min} to ${max}`, { field: name });
+  }
+  return n;
+}
+
+function strParam(value: unknown, name: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') throw new BadRequestError(`${name}: give it once, as a string`, { field: name });
+  return value;
+}
+
+function oneOf<T extends string>(value: unknown, name: string, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || !allowed.includes(value as T)) throw new BadRequestError(`${name}: one of ${allowed.join(', ')}`, { field: name });
+  return value as T;
+}
+
+function checkQuery(query: unknown, allowed: string[]): Record<string, unknown> {
+  const q = (query ?? {}) as Record<string, unknown>;
+  const unknown = Object.keys(q).filter((k) => !allowed.includes(k));
+  if (unknown.length > 0) throw new BadRequestError(`unknown query parameter: ${unknown.join(', ')}`, { field: unknown[0]! });
+  return q;
+}
+
+type Req = FastifyRequest<{ Params: { id: string } }>;
+
+/** Registers the REST API on `app`. */
+export function registerRoutes(app: FastifyInstance, service: JobService, tokens: TokenBook): void {
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: STDIN_BODY_LIMIT }, (_req, body, done) => done(null, body));
+
+  app.setErrorHandler((err, req, reply) => {
+    const e = toJobwireError(err);
+    if (e.code === 'internal') req.log.error({ err }, 'internal error');
+    return sendError(reply, e);
+  });
+  app.setNotFoundHandler((req, reply) => sendError(reply, new JobwireError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`)));
+
+  app.addHook('onRequest', async (req) => {
+    if (!req.url.startsWith(API_PREFIX + '/')) return;
+    const token = tokenOf(req.headers, req.url);
+    // The progress route also takes a job's own token; checked in the route.
+    if (token && !req.who) {
+      const who = tokens.lookup(token);
+      if (who) req.who = who;
+    }
+    const isProgress = req.method === 'POST' && /^\/v1\/jobs\/[^/]+\/progress(\?|$)/.test(req.url);
+    if (!req.who && !(isProgress && token)) throw new UnauthorizedError(token ? 'invalid token' : 'missing token: send "Authorization: Bearer TOKEN"');
+  });
+
+  const user = (req: FastifyRequest): string => req.who!.user;
+  const P = API_PREFIX;
+
+  app.get(`${P}/whoami`, async (req) => {
+    checkQuery(req.query, []);
+    return req.who;
+  });
+
+  app.post(`${P}/jobs`, async (req, reply) => {
+    checkQuery(req.query, []);
+    const job = await service.submit(user(req), req.body);
+    return reply.code(201).send(publicInfo(job));
+  });
+
+  app.get(`${P}/jobs`, async (req) => {
+    const q = checkQuery(req.query, ['group', 'status', 'name', 'limit', 'cursor']);
+    const group = strParam(q.group, 'group');
+    const status = strParam(q.status, 'status');
+    const name = strParam(q.name, 'name');
+    const cursor = strParam(q.cursor, 'cursor');
+    return service.list(user(req), {
+      limit: intParam(q.limit, 'limit', 1, 1000, 100),
+      ...(group !== undefined ? { group } : {}),
+      ...(status !== undefined ? { status } : {}),
+      ...(name !== undefined ? { name } : {}),
+      ...(cursor !== undefined ? { cursor } : {}),
+    });
+  });
+
+  app.get(`${P}/jobs/:id`, async (req: Req) => {
+    checkQuery(req.query, []);
+    return publicInfo(await service.get(user(req), req.params.id));
+  });
+
+  app.post(`${P}/jobs/:id/cancel`, async (req: Req) => {
+    checkQuery(req.query, []);
+    return publicInfo(await service.cancel(user(req), req.params.id));
+  });
+
+  app.delete(`${P}/jobs/:id`, async (req: Req, reply) => {
+    checkQuery(req.query, []);
+    await service.delete(user(req), req.params.id);
+    return reply.code(204).send();
+  });
+
+  app.get(`${P}/jobs/:id/output`, async (req: Req, reply) => {
+    const q = checkQuery(req.query, ['stream', 'from', 'to']);
+    const stream = oneOf(q.stream, 'stream', ['stdout', 'stderr'] as const, 'stdout');
+    const job = await service.get(user(req), req.params.id);
+    const sizes = await service.store.streams.sizes(job.id);
+    const size = sizes[stream];
+    const from = intParam(q.from, 'from', 0, Number.MAX_SAFE_INTEGER, 0);
+    const to = intParam(q.to, 'to', 0, Number.MAX_SAFE_INTEGER, size);
+    if (to < from) throw new BadRequestError('to: must not be less than from', { field: 'to' });
+    const data = await service.store.streams.readChannel(job.id, stream, from, Math.min(to, size));
+    return reply
+      .header('x-jobwire-size', String(size))
+      .header('x-jobwire-complete', String(sizes.outputClosed))
+      .type('application/octet-stream')
+      .send(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+  });
+
+  app.post(`${P}/jobs/:id/stdin`, async (req: Req) => {
+    const q = checkQuery(req.query, ['offset']);
+    if (!Buffer.isBuffer(req.body)) throw new BadRequestError('stdin is sent as application/octet-stream');
+    const offset = q.offset === undefined ? undefined : intParam(q.offset, 'offset', 0, Number.MAX_SAFE_INTEGER, 0);
+    return { offset: await service.writeStdin(user(req), req.params.id, req.body, offset) };
+  });
+
+  app.post(`${P}/jobs/:id/stdin/close`, async (req: Req) => {
+    checkQuery(req.query, []);
+    return { offset: await service.closeStdin(user(req), req.params.id) };
+  });
+
+  app.post(`${P}/jobs/:id/progress`, async (req: Req) => {
+    checkQuery(req.query, []);
+    const body = req.body as { message?: unknown } | undefined;
+    if (!body || typeof body !== 'object' || Object.keys(body).some((k) => k !== 'message')) {
+      throw new BadRequestError('body: {"message": TEXT}', { field: 'message' });
+    }
+    const who = req.who ? { owner: req.who.user } : { jobToken: tokenOf(req.headers, req.url)! };
+    return publicInfo(await service.setProgress(who, req.params.id, body.message as string));
+  });
+
+  app.get(`${P}/jobs/:id/wait`, async (req: Req) => {
+    const q = checkQuery(req.query, ['for', 'timeout']);
+    const until = oneOf(q.for, 'for', ['done', 'running'] as const, 'done');
+    const timeout = intParam(q.timeout, 'timeout', 0, 60_000, 30_000);
+    return publicInfo(await service.wait(user(req), req.params.id, until, timeout));
+  });
+
+  app.get(`${P}/groups`, async (req) => {
+    const q = checkQuery(req.query, ['under']);
+    return { items: await service.groups(user(req), strParam(q.under, 'under')) };
+  });
+
+  app.get(`${P}/queues`, async (req) => {
+    checkQuery(req.query, []);
+    return { items: await service.queues() };
+  });
+}
