@@ -1,0 +1,200 @@
+/**
+ * `npm run bench`: jobwire's figures next to baselines measured in the same run on the same
+ * machine, so the ratios mean something on a noisy host. The server runs as its own process,
+ * as a user would run it. Sizes can be lowered for a quick look:
+ * BENCH_OUTPUT_MB (default 1024), BENCH_JOBS (default 400), BENCH_ROUNDS (default 2000).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client } from '@jobwire/client';
+
+const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
+const OUTPUT_MB = Number(process.env.BENCH_OUTPUT_MB ?? 1024);
+const JOBS = Number(process.env.BENCH_JOBS ?? 400);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2000);
+
+interface Row {
+  name: string;
+  jobwire: string;
+  baseline: string;
+  ratio: string;
+  target: string;
+}
+const rows: Row[] = [];
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+const us = (ns: number): string => `${(ns / 1000).toFixed(0)} µs`;
+const now = (): bigint => process.hrtime.bigint();
+
+async function startServer(home: string, slots: number): Promise<{ proc: ChildProcess; client: Client }> {
+  const proc = spawn(process.execPath, [CLI, 'server', '--port', '0', '--home', home, '--log-level', 'warn', '--multi-slots', String(slots)], { stdio: ['ignore', 'ignore', 'inherit'] });
+  for (let i = 0; i < 300; i++) {
+    try {
+      const { url } = JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { url: string };
+      const token = readFileSync(join(home, 'token'), 'utf8').trim();
+      return { proc, client: new Client({ url, token }) };
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error('server did not start');
+}
+
+/** One line through `cat`, many times: jobwire (SDK → WebSocket → server → cat and back) vs a direct pipe. */
+async function roundTrip(client: Client): Promise<void> {
+  const line = Buffer.from('ping 0123456789 abcdefghijklmnopqrstuvwxyz\n');
+  // Baseline: a child process pipe, written and read by this process.
+  const cat = spawn('cat', [], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const direct: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const t0 = now();
+    const got = new Promise<void>((resolve) => {
+      let n = 0;
+      const on = (d: Buffer): void => {
+        n += d.length;
+        if (n >= line.length) {
+          cat.stdout.off('data', on);
+          resolve();
+        }
+      };
+      cat.stdout.on('data', on);
+    });
+    cat.stdin.write(line);
+    await got;
+    direct.push(Number(now() - t0));
+  }
+  cat.stdin.end();
+
+  const job = await client.submitInteractiveJob({ executable: 'cat', queueName: 'unlimited' });
+  const it = job.output[Symbol.asyncIterator]();
+  const viaJobwire: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const t0 = now();
+    await job.stdin.write(line);
+    let n = 0;
+    while (n < line.length) n += (await it.next()).value!.data.byteLength;
+    viaJobwire.push(Number(now() - t0));
+  }
+  await job.stdin.end();
+  await job.exit;
+  direct.sort((a, b) => a - b);
+  viaJobwire.sort((a, b) => a - b);
+  rows.push({ name: `interactive round trip p50 (${ROUNDS} lines)`, jobwire: us(pct(viaJobwire, 50)), baseline: us(pct(direct, 50)), ratio: (pct(viaJobwire, 50) / pct(direct, 50)).toFixed(2) + '×', target: 'p50 ≤ 150 µs' });
+  rows.push({ name: 'interactive round trip p99', jobwire: us(pct(viaJobwire, 99)), baseline: us(pct(direct, 99)), ratio: (pct(viaJobwire, 99) / pct(direct, 99)).toFixed(2) + '×', target: '' });
+}
+
+/** Output throughput to one attached client vs reading the same bytes from a direct pipe. */
+async function throughput(client: Client): Promise<void> {
+  const bytes = OUTPUT_MB * 1024 * 1024;
+  const args = ['-c', `head -c ${bytes} /dev/zero`];
+  let t0 = now();
+  const direct = spawn('sh', args, { stdio: ['ignore', 'pipe', 'ignore'] });
+  let n = 0;
+  for await (const d of direct.stdout) n += (d as Buffer).length;
+  const directS = Number(now() - t0) / 1e9;
+  if (n !== bytes) throw new Error(`direct pipe read ${n} bytes`);
+
+  t0 = now();
+  const job = await client.submitBatchJob({ executable: 'sh', arguments: args, queueName: 'unlimited' });
+  const att = await client.attach(job.id);
+  let m = 0;
+  for await (const c of att.output) m += c.data.byteLength;
+  await att.exit;
+  const jwS = Number(now() - t0) / 1e9;
+  if (m !== bytes) throw new Error(`attach read ${m} bytes`);
+  const mbps = (s: number): number => bytes / 1024 / 1024 / s;
+  rows.push({ name: `output throughput, ${OUTPUT_MB} MiB to one attached client`, jobwire: `${mbps(jwS).toFixed(0)} MiB/s`, baseline: `${mbps(directS).toFixed(0)} MiB/s`, ratio: `${((100 * mbps(jwS)) / mbps(directS)).toFixed(0)}%`, target: '≥ 50%' });
+  await client.deleteJob(job.id);
+}
+
+/** `true` jobs, submit to stored completion, vs a direct spawn loop of the same concurrency. */
+async function batch(client: Client, concurrency: number): Promise<void> {
+  const spawnOne = (): Promise<void> => new Promise((resolve, reject) => spawn('true').on('exit', () => resolve()).on('error', reject));
+  let t0 = now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next++ < JOBS) await spawnOne();
+    }),
+  );
+  const directRate = JOBS / (Number(now() - t0) / 1e9);
+
+  t0 = now();
+  const stream = client.events('bench');
+  await stream.ready;
+  const ids = new Set<string>();
+  let finished = 0;
+  const done = (async () => {
+    for await (const ev of stream) {
+      if (ev.info.type === 'job' && ev.info.status === 'Success' && ids.has(ev.info.id)) {
+        if (++finished === JOBS) break;
+      }
+    }
+  })();
+  const submits: Promise<void>[] = [];
+  for (let i = 0; i < JOBS; i++) submits.push(client.submitBatchJob({ executable: 'true', queueName: 'multi', group: 'bench' }).then((j) => void ids.add(j.id)));
+  await Promise.all(submits);
+  await done;
+  stream.close();
+  const rate = JOBS / (Number(now() - t0) / 1e9);
+  rows.push({ name: `batch throughput, ${JOBS} \`true\` jobs, concurrency ${concurrency}`, jobwire: `${rate.toFixed(0)} jobs/s`, baseline: `${directRate.toFixed(0)} spawns/s`, ratio: `${((100 * rate) / directRate).toFixed(0)}%`, target: '≥ 85%' });
+}
+
+/** Submit → Running latency, seen by a client through the events stream. */
+async function submitLatency(client: Client): Promise<void> {
+  const stream = client.events('latency');
+  await stream.ready;
+  const it = stream[Symbol.asyncIterator]();
+  const lat: number[] = [];
+  const spawnLat: number[] = [];
+  for (let i = 0; i < 100; i++) {
+    const t0 = now();
+    const job = await client.submitBatchJob({ executable: 'true', queueName: 'unlimited', group: 'latency' });
+    for (;;) {
+      const ev = (await it.next()).value!;
+      if (ev.info.id === job.id && ev.info.type === 'job' && ev.info.status !== 'Queued') break;
+    }
+    lat.push(Number(now() - t0));
+    const s0 = now();
+    await new Promise<void>((resolve) => spawn('true').on('spawn', () => resolve()));
+    spawnLat.push(Number(now() - s0));
+  }
+  stream.close();
+  lat.sort((a, b) => a - b);
+  spawnLat.sort((a, b) => a - b);
+  rows.push({ name: 'submit → running latency p50 (100 jobs)', jobwire: `${(pct(lat, 50) / 1e6).toFixed(2)} ms`, baseline: `${(pct(spawnLat, 50) / 1e6).toFixed(2)} ms (spawn)`, ratio: (pct(lat, 50) / pct(spawnLat, 50)).toFixed(1) + '×', target: 'p50 ≤ 5 ms' });
+}
+
+async function main(): Promise<void> {
+  const home = mkdtempSync(join(tmpdir(), 'jobwire-bench-'));
+  const slots = availableParallelism();
+  const { proc, client } = await startServer(home, slots);
+  try {
+    console.error(`jobwire bench on ${cpus()[0]?.model ?? 'unknown cpu'} × ${cpus().length}, node ${process.version}, ${new Date().toISOString()}`);
+    console.error('… interactive round trip');
+    await roundTrip(client);
+    console.error('… output throughput');
+    await throughput(client);
+    console.error('… batch throughput');
+    await batch(client, slots);
+    console.error('… submit latency');
+    await submitLatency(client);
+  } finally {
+    proc.kill('SIGTERM');
+    await new Promise((r) => proc.on('exit', r));
+    rmSync(home, { recursive: true, force: true });
+  }
+  console.log('| benchmark | jobwire | baseline (same run) | ratio | target |');
+  console.log('|---|---|---|---|---|');
+  for (const r of rows) console.log(`| ${r.name} | ${r.jobwire} | ${r.baseline} | ${r.ratio} | ${r.target} |`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { JobEvent } from '@jobwire/client';
+import { withServer } from '../helpers.js';
+
+describe('events', () => {
+  it('sends a snapshot, then live add and update events for a group subtree', async () => {
+    await withServer(async ({ client }) => {
+      const before = await client.submitBatchJob({ executable: 'true', group: 'lab:run-1' });
+      await client.waitUntilDone(before.id, 10_000);
+      await client.submitBatchJob({ executable: 'true', group: 'elsewhere' });
+      const stream = client.events('lab');
+      const seen: JobEvent[] = [];
+      const reader = (async () => {
+        for await (const ev of stream) {
+          seen.push(ev);
+          if (ev.info.type === 'job' && ev.info.name === 'live' && ev.info.status === 'Success') break;
+        }
+      })();
+      await stream.ready;
+      const snapshotIds = seen.map((e) => e.info.id);
+      assert.ok(snapshotIds.includes('group:lab') || seen.some((e) => e.info.type === 'group' && (e.info as { path: string }).path === 'lab'));
+      assert.ok(snapshotIds.includes(before.id));
+      const live = await client.submitBatchJob({ executable: 'true', group: 'lab:run-2', name: 'live' });
+      await reader;
+      const mine = seen.filter((e) => e.info.id === live.id);
+      assert.equal(mine[0]!.verb, 'add');
+      assert.deepEqual(mine.map((e) => (e.info as { status: string }).status), ['Queued', 'Running', 'Success']);
+      assert.ok(seen.every((e) => !(e.info.type === 'job' && e.info.group === 'elsewhere')), 'nothing from outside the subtree');
+      assert.ok(seen.some((e) => e.info.type === 'group' && (e.info as { path: string }).path === 'lab:run-2' && e.verb === 'add'), 'the new group was added');
+      stream.close();
+    });
+  });
+
+  it('resumes from an event id without missing or repeating events', async () => {
+    await withServer(async ({ client }) => {
+      const first = client.events('');
+      const a = await client.submitBatchJob({ executable: 'true', name: 'a' });
+      let resumeFrom = -1;
+      for await (const ev of first) {
+        if (ev.info.id === a.id && ev.verb === 'add') {
+          resumeFrom = ev.id;
+          break;
+        }
+      }
+      first.close();
+      await client.waitUntilDone(a.id, 10_000);
+      const b = await client.submitBatchJob({ executable: 'true', name: 'b' });
+      await client.waitUntilDone(b.id, 10_000);
+      const second = client.events('', { since: resumeFrom });
+      const later: JobEvent[] = [];
+      for await (const ev of second) {
+        later.push(ev);
+        if (ev.info.id === b.id && ev.info.type === 'job' && ev.info.status === 'Success') break;
+      }
+      second.close();
+      const ids = later.map((e) => e.id);
+      assert.ok(ids.every((id) => id > resumeFrom), 'only newer events');
+      assert.equal(new Set(ids).size, ids.length, 'no event twice');
+      assert.deepEqual(later.filter((e) => e.info.id === a.id).map((e) => (e.info as { status: string }).status), ['Running', 'Success']);
+      assert.deepEqual(later.filter((e) => e.info.id === b.id).map((e) => e.verb), ['add', 'update', 'update']);
+    });
+  });
+
+  it('sends remove when a job is deleted', async () => {
+    await withServer(async ({ client }) => {
+      const job = await client.submitBatchJob({ executable: 'true' });
+      await client.waitUntilDone(job.id, 10_000);
+      const stream = client.events('');
+      await stream.ready;
+      const it = stream[Symbol.asyncIterator]();
+      await client.deleteJob(job.id);
+      for (;;) {
+        const { value } = await it.next();
+        if (value.info.id === job.id) {
+          assert.equal(value.verb, 'remove');
+          break;
+        }
+      }
+      stream.close();
+    });
+  });
+});
