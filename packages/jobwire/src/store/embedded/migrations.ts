@@ -16,6 +16,9 @@ import { JobwireError } from '@jobwire/client';
  *   (grp >= p || ':' AND grp < p || ';')`: ';' follows ':' in byte order, so that range is
  *   exactly the paths starting with `p:`, with no LIKE escaping and an index range scan.
  * - `result` and `description` are JSON text; `result` is NULL when the job returned nothing.
+ * - The scheduler's indexes are partial: they hold only Queued (or Running) jobs, so they stay
+ *   small however many finished jobs accumulate. SQLite uses a partial index only when the
+ *   query repeats its condition literally (`status = 'Queued'`, not an IN list).
  * - Events keep the info object as it was when the event happened, so a replay shows history
  *   rather than the current state.
  */
@@ -47,7 +50,8 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX jobs_by_owner_created ON jobs (owner, created_at, id);
   CREATE INDEX jobs_by_owner_group ON jobs (owner, grp, created_at, id);
-  CREATE INDEX jobs_by_status_queue ON jobs (status, queue, created_at, id);
+  CREATE INDEX jobs_queued ON jobs (queue, created_at, id) WHERE status = 'Queued';
+  CREATE INDEX jobs_running ON jobs (queue, node) WHERE status = 'Running';
 
   CREATE TABLE groups (
     owner      TEXT NOT NULL,

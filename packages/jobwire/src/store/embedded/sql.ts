@@ -83,7 +83,7 @@ export class Statements {
   readonly deleteFinalJob: Database.Statement;
   /** Queued jobs of one queue, oldest first. */
   readonly selectQueued: Database.Statement;
-  /** Number of Queued and Running jobs per queue and status. */
+  /** Number of Queued and Running jobs per queue and status (one partial index each). */
   readonly countActiveByQueue: Database.Statement;
   /** Ids of all Running jobs. */
   readonly selectRunningIds: Database.Statement;
@@ -138,7 +138,9 @@ export class Statements {
     this.selectQueued = db.prepare(`
       SELECT * FROM jobs WHERE status = 'Queued' AND queue = ? ORDER BY created_at, id LIMIT ?`);
     this.countActiveByQueue = db.prepare(`
-      SELECT queue, status, count(*) AS n FROM jobs WHERE status IN ${ACTIVE} GROUP BY queue, status`);
+      SELECT queue, 'Queued' AS status, count(*) AS n FROM jobs WHERE status = 'Queued' GROUP BY queue
+      UNION ALL
+      SELECT queue, 'Running' AS status, count(*) AS n FROM jobs WHERE status = 'Running' GROUP BY queue`);
     this.selectRunningIds = db.prepare(`SELECT id FROM jobs WHERE status = 'Running' ORDER BY created_at, id`).pluck();
     this.selectRunningIdsOfNode = db
       .prepare(`SELECT id FROM jobs WHERE status = 'Running' AND node = ? ORDER BY created_at, id`)

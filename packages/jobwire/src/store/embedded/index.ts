@@ -1,0 +1,93 @@
+/**
+ * The embedded store: one machine, no services to run. Job records, groups and events live in
+ * the SQLite database `<dir>/jobwire.db`; each job's output and stdin in append-only files
+ * under `<dir>/output/<jobId>/`.
+ * @module
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { resolveHome } from '@jobwire/client/home';
+import type { Store } from '../types.js';
+import { settle } from './errors.js';
+import { FileStreamLog } from './file-stream-log.js';
+import { warnListenerError, type ListenerErrorHandler } from './listeners.js';
+import { SqliteStore } from './sqlite-store.js';
+
+/** Options of {@link openEmbeddedStore}. */
+export interface EmbeddedStoreOptions {
+  /**
+   * The jobwire home: the database is `dir/jobwire.db`, streams are under `dir/output/`.
+   * Created when missing.
+   * @defaultValue resolveHome() — `JOBWIRE_HOME`, else `$XDG_DATA_HOME/jobwire`, else `~/.local/share/jobwire`
+   */
+  dir?: string;
+  /**
+   * Bytes of recent output kept in memory per job whose output is open, so readers close
+   * behind the writer are served without file reads. 0 serves every read from the files.
+   * @defaultValue 262144 (256 KiB)
+   */
+  tailBytes?: number;
+  /**
+   * How long a write waits for a database lock held by another connection, in milliseconds.
+   * @defaultValue 5000
+   */
+  busyTimeoutMs?: number;
+  /**
+   * Receives errors thrown by `onEvent` and `subscribe` listeners, which never reach the
+   * operation that emitted.
+   * @defaultValue a process warning (`process.emitWarning`)
+   */
+  onListenerError?: ListenerErrorHandler;
+}
+
+/** {@link EmbeddedStoreOptions} with every default filled in. */
+type ResolvedOptions = Required<EmbeddedStoreOptions>;
+
+/** The defaults, filled in one place. */
+function defaultOptions(): ResolvedOptions {
+  return { dir: resolveHome(), tailBytes: 256 * 1024, busyTimeoutMs: 5000, onListenerError: warnListenerError };
+}
+
+/** Fills in defaults and checks the values. */
+function parseOptions(options: EmbeddedStoreOptions): ResolvedOptions {
+  const resolved = { ...defaultOptions() };
+  for (const [key, value] of Object.entries(options) as Array<[keyof ResolvedOptions, unknown]>) {
+    if (value !== undefined) (resolved as Record<string, unknown>)[key] = value;
+  }
+  if (typeof resolved.dir !== 'string' || resolved.dir === '') throw new TypeError('EmbeddedStoreOptions.dir must be a non-empty path');
+  for (const key of ['tailBytes', 'busyTimeoutMs'] as const) {
+    const value = resolved[key];
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+      throw new TypeError(`EmbeddedStoreOptions.${key} must be a non-negative integer, got ${String(value)}`);
+    }
+  }
+  if (typeof resolved.onListenerError !== 'function') throw new TypeError('EmbeddedStoreOptions.onListenerError must be a function');
+  return resolved;
+}
+
+/**
+ * Opens (creating when needed) the embedded store in `options.dir`. Only one store should be
+ * open on a folder at a time: stream sizes are kept in memory.
+ */
+export function openEmbeddedStore(options: EmbeddedStoreOptions = {}): Promise<Store> {
+  return settle(() => {
+    const resolved = parseOptions(options);
+    mkdirSync(resolved.dir, { recursive: true });
+    const streams = new FileStreamLog({
+      dir: join(resolved.dir, 'output'),
+      tailBytes: resolved.tailBytes,
+      onListenerError: resolved.onListenerError,
+    });
+    try {
+      return new SqliteStore({
+        dbPath: join(resolved.dir, 'jobwire.db'),
+        busyTimeoutMs: resolved.busyTimeoutMs,
+        streams,
+        onListenerError: resolved.onListenerError,
+      });
+    } catch (error) {
+      streams.close();
+      throw error;
+    }
+  });
+}

@@ -1,0 +1,449 @@
+/**
+ * The embedded {@link Store}: job records, groups and events in one SQLite database.
+ *
+ * Each method that changes something is one transaction that changes the row(s) and appends
+ * the matching event(s); listeners hear the events synchronously once it has committed, so a
+ * listener that reads the store sees the change. better-sqlite3 is synchronous, so every
+ * operation completes before its promise is returned: un-awaited calls apply in call order.
+ * @module
+ */
+import Database from 'better-sqlite3';
+import {
+  BadRequestError,
+  ConflictError,
+  FINAL_STATUSES,
+  NotFoundError,
+  type EventVerb,
+  type GroupInfo,
+  type InfoObject,
+  type JobDescription,
+  type JobEvent,
+  type JobInfo,
+  type JobStatus,
+} from '@jobwire/client';
+import type { FinishFields, JobRecord, ListJobsQuery, NewJob, Store, StoredEvent } from '../types.js';
+import { checkJobId, checkLimit, closedError, settle } from './errors.js';
+import type { FileStreamLog } from './file-stream-log.js';
+import { ListenerSet, type ListenerErrorHandler } from './listeners.js';
+import { migrate } from './migrations.js';
+import { Statements, type EventRow, type GroupRow, type JobRow } from './sql.js';
+
+/** Settings of {@link SqliteStore}, filled in by `openEmbeddedStore`. */
+export interface SqliteStoreSettings {
+  /** Path of the database file. */
+  dbPath: string;
+  /** How long a write waits for a lock held by another connection, in milliseconds. */
+  busyTimeoutMs: number;
+  /** The store's stream log (closed with the store). */
+  streams: FileStreamLog;
+  /** Receives errors thrown by `onEvent` listeners. */
+  onListenerError: ListenerErrorHandler;
+}
+
+const FINAL = new Set<string>(FINAL_STATUSES);
+
+/** The SQLite-backed {@link Store}. */
+export class SqliteStore implements Store {
+  readonly streams: FileStreamLog;
+  readonly #db: Database.Database;
+  readonly #sql: Statements;
+  readonly #listeners: ListenerSet<StoredEvent>;
+  /** Runs a function in a BEGIN IMMEDIATE transaction; built once, as it is on every write. */
+  readonly #transaction: Database.Transaction<(change: () => unknown) => unknown>;
+  /** Events appended by the transaction in progress, announced once it commits. */
+  #pending: StoredEvent[] = [];
+  #closed = false;
+
+  constructor(settings: SqliteStoreSettings) {
+    this.streams = settings.streams;
+    this.#listeners = new ListenerSet(settings.onListenerError);
+    const db = new Database(settings.dbPath);
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(settings.busyTimeoutMs))}`);
+      db.pragma('foreign_keys = ON');
+      migrate(db);
+      this.#sql = new Statements(db);
+      this.#transaction = db.transaction((change: () => unknown) => change());
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+    this.#db = db;
+  }
+
+  createJob(job: NewJob): Promise<JobRecord> {
+    return this.#write(() => {
+      checkJobId(job.id);
+      checkGroupPath(job.group);
+      for (const path of ancestorPaths(job.group)) {
+        if (this.#sql.insertGroupIfMissing.run({ owner: job.owner, path, createdAt: job.createdAt }).changes > 0) {
+          this.#appendEvent('add', groupInfo({ owner: job.owner, path, created_at: job.createdAt }));
+        }
+      }
+      let row: JobRow;
+      try {
+        row = this.#sql.insertJob.get({
+          id: job.id,
+          owner: job.owner,
+          name: job.name,
+          group: job.group,
+          queue: job.queue,
+          url: job.url,
+          interactive: job.interactive ? 1 : 0,
+          tty: job.tty ? 1 : 0,
+          createdAt: job.createdAt,
+          description: JSON.stringify(job.description),
+          jobToken: job.jobToken,
+        }) as JobRow;
+      } catch (error) {
+        if (isConstraintError(error, 'SQLITE_CONSTRAINT_PRIMARYKEY')) {
+          throw new ConflictError(`a job with id ${job.id} exists already`, { cause: error });
+        }
+        throw error;
+      }
+      return this.#changed('add', row);
+    });
+  }
+
+  getJob(id: string, owner?: string): Promise<JobRecord | undefined> {
+    return this.#read(() => {
+      const row = (owner === undefined ? this.#sql.selectJob.get(id) : this.#sql.selectOwnedJob.get(id, owner)) as JobRow | undefined;
+      return row === undefined ? undefined : toRecord(row);
+    });
+  }
+
+  listJobs(query: ListJobsQuery): Promise<{ items: JobInfo[]; next?: string }> {
+    return this.#read(() => {
+      const limit = checkLimit(query.limit);
+      const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+      const group = query.group !== undefined && query.group !== '';
+      const status = query.status !== undefined && query.status.length > 0;
+      const name = query.name !== undefined;
+      const rows = this.#sql.listJobs({ group, status, name, after: after !== undefined }).all({
+        owner: query.owner,
+        limit: limit + 1,
+        ...(group ? { group: query.group } : {}),
+        ...(status ? { statuses: JSON.stringify(query.status) } : {}),
+        ...(name ? { name: query.name } : {}),
+        ...(after !== undefined ? { afterCreatedAt: after.createdAt, afterId: after.id } : {}),
+      }) as JobRow[];
+      const more = rows.length > limit;
+      if (more) rows.length = limit;
+      const items = rows.map((row) => toInfo(toRecord(row)));
+      const last = rows[rows.length - 1];
+      return more && last !== undefined ? { items, next: encodeCursor(last.created_at, last.id) } : { items };
+    });
+  }
+
+  markRunning(id: string, fields: { startedAt: string; pid: number | null; node: string | null }): Promise<JobRecord | undefined> {
+    return this.#write(() => {
+      const row = this.#sql.markRunning.get({ id, startedAt: fields.startedAt, pid: fields.pid, node: fields.node }) as JobRow | undefined;
+      return row === undefined ? undefined : this.#changed('update', row);
+    });
+  }
+
+  setProgress(id: string, message: string): Promise<JobRecord | undefined> {
+    return this.#write(() => {
+      const row = this.#sql.setProgress.get({ id, message }) as JobRow | undefined;
+      return row === undefined ? undefined : this.#changed('update', row);
+    });
+  }
+
+  /**
+   * Sets why a Queued job waits. Setting the reason it already has changes nothing and appends
+   * no event (a scheduler may re-state reasons on every pass); the job is still returned.
+   */
+  setReason(id: string, reason: string | null): Promise<JobRecord | undefined> {
+    return this.#write(() => {
+      const row = this.#sql.setReason.get({ id, reason }) as JobRow | undefined;
+      if (row !== undefined) return this.#changed('update', row);
+      const current = this.#sql.selectJob.get(id) as JobRow | undefined;
+      return current?.status === 'Queued' ? toRecord(current) : undefined;
+    });
+  }
+
+  finishJob(id: string, fields: FinishFields): Promise<JobRecord | undefined> {
+    return this.#write(() => {
+      if (!FINAL.has(fields.status)) {
+        throw new BadRequestError(`finishJob needs a final status, got ${JSON.stringify(fields.status)}`, { field: 'status' });
+      }
+      const { result, error } = resultText(fields.result, fields.error ?? null);
+      const row = this.#sql.finishJob.get({
+        id,
+        status: fields.status,
+        exitCode: fields.exitCode ?? null,
+        signal: fields.signal ?? null,
+        error,
+        result,
+        endedAt: fields.endedAt,
+      }) as JobRow | undefined;
+      return row === undefined ? undefined : this.#changed('update', row);
+    });
+  }
+
+  /** Deletes a final job and its streams. A missing job is NotFound; a non-final one a Conflict. */
+  deleteJob(id: string): Promise<void> {
+    return this.#write(() => {
+      const row = this.#sql.deleteFinalJob.get(id) as JobRow | undefined;
+      if (row === undefined) {
+        const current = this.#sql.selectJob.get(id) as JobRow | undefined;
+        if (current === undefined) throw new NotFoundError(`no job ${id}`);
+        throw new ConflictError(`job ${id} is ${current.status}; only a finished job can be deleted`);
+      }
+      this.#changed('remove', row);
+    }, () => this.streams.removeNow(id));
+  }
+
+  queuedJobs(queue: string, limit: number): Promise<JobRecord[]> {
+    return this.#read(() => (this.#sql.selectQueued.all(queue, checkLimit(limit)) as JobRow[]).map(toRecord));
+  }
+
+  queueCounts(): Promise<Map<string, { running: number; queued: number }>> {
+    return this.#read(() => {
+      const counts = new Map<string, { running: number; queued: number }>();
+      for (const row of this.#sql.countActiveByQueue.all() as Array<{ queue: string; status: JobStatus; n: number }>) {
+        let entry = counts.get(row.queue);
+        if (entry === undefined) counts.set(row.queue, (entry = { running: 0, queued: 0 }));
+        if (row.status === 'Running') entry.running = row.n;
+        else entry.queued = row.n;
+      }
+      return counts;
+    });
+  }
+
+  /**
+   * Every Running job (of `node`, when given) becomes Lost with `reason`. Its output is closed
+   * first, so that, as for any job, the status is final only once the output is complete and
+   * attached clients get their last frame.
+   */
+  loseRunningJobs(reason: string, node?: string): Promise<JobRecord[]> {
+    return settle(() => {
+      this.#checkOpen();
+      const ids = (node === undefined ? this.#sql.selectRunningIds.all() : this.#sql.selectRunningIdsOfNode.all(node)) as string[];
+      for (const id of ids) this.streams.closeOutputNow(id);
+      return this.#writeNow(() => {
+        const endedAt = new Date().toISOString();
+        const lost: JobRecord[] = [];
+        for (const id of ids) {
+          const row = this.#sql.loseJob.get({ id, error: reason, endedAt }) as JobRow | undefined;
+          if (row !== undefined) lost.push(this.#changed('update', row));
+        }
+        return lost;
+      });
+    });
+  }
+
+  listGroups(owner: string, under?: string): Promise<GroupInfo[]> {
+    return this.#read(() => {
+      const rows = (
+        under === undefined || under === '' ? this.#sql.selectGroups.all({ owner }) : this.#sql.selectGroupsUnder.all({ owner, group: under })
+      ) as GroupRow[];
+      return rows.map(groupInfo);
+    });
+  }
+
+  readEvents(owner: string, group: string, sinceId: number, limit: number): Promise<JobEvent[]> {
+    return this.#read(() => {
+      if (typeof sinceId !== 'number' || !Number.isSafeInteger(sinceId)) {
+        throw new BadRequestError(`since must be an integer, got ${String(sinceId)}`, { field: 'since' });
+      }
+      const params = { owner, sinceId, limit: checkLimit(limit), group };
+      const rows = (group === '' ? this.#sql.selectEvents.all(params) : this.#sql.selectEventsUnder.all(params)) as EventRow[];
+      return rows.map((row) => ({ id: row.id, verb: row.verb as EventVerb, info: JSON.parse(row.info) as InfoObject }));
+    });
+  }
+
+  lastEventId(): Promise<number> {
+    return this.#read(() => this.#sql.selectLastEventId.get() as number);
+  }
+
+  onEvent(listener: (event: StoredEvent) => void): () => void {
+    return this.#listeners.add(listener);
+  }
+
+  close(): Promise<void> {
+    return settle(() => {
+      if (this.#closed) return;
+      this.#closed = true;
+      try {
+        this.streams.close();
+      } finally {
+        this.#db.close();
+      }
+    });
+  }
+
+  /** Runs a read now; its outcome as a promise. */
+  #read<T>(operation: () => T): Promise<T> {
+    return settle(() => {
+      this.#checkOpen();
+      return operation();
+    });
+  }
+
+  /** Runs a write now (see {@link #writeNow}); its outcome as a promise. */
+  #write<T>(change: () => T, afterCommit?: () => void): Promise<T> {
+    return settle(() => {
+      this.#checkOpen();
+      return this.#writeNow(change, afterCommit);
+    });
+  }
+
+  /**
+   * Runs `change` in one transaction, then `afterCommit` (work outside the database, such as
+   * deleting files, that listeners should find done), then announces the events. An error of
+   * `afterCommit` is thrown only after the events went out, as the change itself stands.
+   */
+  #writeNow<T>(change: () => T, afterCommit?: () => void): T {
+    this.#pending = [];
+    let result: T;
+    try {
+      // IMMEDIATE takes the write lock up front, so busy_timeout applies rather than a
+      // deadlock-avoiding SQLITE_BUSY when another connection writes meanwhile.
+      result = this.#transaction.immediate(change) as T;
+    } catch (error) {
+      this.#pending = [];
+      throw error;
+    }
+    const events = this.#pending;
+    this.#pending = [];
+    let failure: { error: unknown } | undefined;
+    try {
+      afterCommit?.();
+    } catch (error) {
+      failure = { error };
+    }
+    for (const event of events) this.#listeners.emit(event);
+    if (failure !== undefined) throw failure.error;
+    return result;
+  }
+
+  /** Appends the event of a changed job row (within the transaction) and returns the record. */
+  #changed(verb: EventVerb, row: JobRow): JobRecord {
+    const record = toRecord(row);
+    this.#appendEvent(verb, toInfo(record));
+    return record;
+  }
+
+  #appendEvent(verb: EventVerb, info: InfoObject): void {
+    const group = info.type === 'job' ? info.group : info.path;
+    const id = Number(
+      this.#sql.insertEvent.run({ owner: info.owner, group, verb, info: JSON.stringify(info), at: new Date().toISOString() }).lastInsertRowid,
+    );
+    this.#pending.push({ id, verb, info, owner: info.owner, group });
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw closedError();
+  }
+}
+
+/** A row as a record: JSON columns parsed, flags as booleans. */
+function toRecord(row: JobRow): JobRecord {
+  return {
+    id: row.id,
+    type: 'job',
+    name: row.name,
+    group: row.grp,
+    owner: row.owner,
+    status: row.status as JobStatus,
+    queue: row.queue,
+    progress: row.progress,
+    exitCode: row.exit_code,
+    signal: row.signal,
+    error: row.error,
+    result: row.result === null ? null : (JSON.parse(row.result) as unknown),
+    url: row.url,
+    interactive: row.interactive !== 0,
+    tty: row.tty !== 0,
+    node: row.node,
+    reason: row.reason,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    endedAt: row.ended_at,
+    description: JSON.parse(row.description) as JobDescription,
+    jobToken: row.job_token,
+    pid: row.pid,
+  };
+}
+
+/** What others may see of a job: no description (lists and events stay small), no secrets. */
+function toInfo(record: JobRecord): JobInfo {
+  const { description: _description, jobToken: _jobToken, pid: _pid, ...info } = record;
+  return info;
+}
+
+/**
+ * A group row as its info object. The id is stable and unique per owner, and cannot clash with
+ * a job's (job ids hold no ':', see `checkJobId`).
+ */
+function groupInfo(row: GroupRow): GroupInfo {
+  const cut = row.path.lastIndexOf(':');
+  return {
+    id: `group:${row.path}`,
+    type: 'group',
+    name: cut < 0 ? row.path : row.path.slice(cut + 1),
+    path: row.path,
+    parent: cut < 0 ? null : row.path.slice(0, cut),
+    owner: row.owner,
+    createdAt: row.created_at,
+  };
+}
+
+/** 'a:b:c' → ['a', 'a:b', 'a:b:c']; '' → []. */
+function ancestorPaths(path: string): string[] {
+  if (path === '') return [];
+  const paths: string[] = [];
+  for (let at = path.indexOf(':'); at >= 0; at = path.indexOf(':', at + 1)) paths.push(path.slice(0, at));
+  paths.push(path);
+  return paths;
+}
+
+function checkGroupPath(path: string): void {
+  if (typeof path !== 'string' || (path !== '' && path.split(':').some((segment) => segment === ''))) {
+    throw new BadRequestError(`a group path is ":"-separated non-empty names, got ${JSON.stringify(path)}`, { field: 'group' });
+  }
+}
+
+/**
+ * A job's result as JSON text (NULL for none). A result that JSON cannot hold is dropped rather
+ * than failing the finish: a job must never stay Running because its result was odd.
+ */
+function resultText(result: unknown, error: string | null): { result: string | null; error: string | null } {
+  if (result === undefined || result === null) return { result: null, error };
+  try {
+    const text = JSON.stringify(result) as string | undefined;
+    if (text !== undefined) return { result: text, error };
+  } catch (cause) {
+    return { result: null, error: error ?? `the job's result could not be stored as JSON: ${String(cause)}` };
+  }
+  return { result: null, error: error ?? `the job's result could not be stored as JSON` };
+}
+
+/** The position after which the next page starts. */
+interface Cursor {
+  createdAt: string;
+  id: string;
+}
+
+function encodeCursor(createdAt: string, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): Cursor {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
+      return { createdAt: value[0], id: value[1] };
+    }
+  } catch {
+    // Reported below.
+  }
+  throw new BadRequestError('invalid cursor', { field: 'cursor' });
+}
+
+function isConstraintError(error: unknown, code: string): boolean {
+  return error instanceof Database.SqliteError && error.code === code;
+}

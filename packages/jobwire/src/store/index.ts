@@ -1,0 +1,18 @@
+/**
+ * Stores: where jobwire keeps job records, groups, events and job streams. The interface is in
+ * `types.ts`; the embedded implementation (SQLite + files) is the default.
+ * @module
+ */
+export type {
+  ControlMessage,
+  FinishFields,
+  JobRecord,
+  ListJobsQuery,
+  NewJob,
+  Store,
+  StoredEvent,
+  StreamEvent,
+  StreamLog,
+  StreamSizes,
+} from './types.js';
+export { openEmbeddedStore, type EmbeddedStoreOptions } from './embedded/index.js';

@@ -1,0 +1,217 @@
+/**
+ * The embedded store (SQLite + files): the shared store and stream-log behaviour, plus what
+ * only this implementation promises (its files, crash repair, synchronous listeners).
+ */
+import assert from 'node:assert/strict';
+import { appendFileSync, existsSync, readFileSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { BadRequestError } from '@jobwire/client';
+import { openEmbeddedStore, type EmbeddedStoreOptions, type Store, type StoredEvent } from '../../src/store/index.js';
+import { newJob, nextTime, storeBehaviour, streamLogBehaviour, type HarnessFactory } from './store-behaviour.js';
+
+type Options = Omit<EmbeddedStoreOptions, 'dir'>;
+
+/** Harnesses on a fresh temporary folder; listener errors are swallowed unless a test asks. */
+function embedded(options: Options = {}): HarnessFactory {
+  return async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'jobwire-store-'));
+    return {
+      open: () => openEmbeddedStore({ dir, onListenerError: () => {}, ...options }),
+      dispose: () => rm(dir, { recursive: true, force: true }),
+    };
+  };
+}
+
+storeBehaviour('embedded store', embedded());
+streamLogBehaviour('embedded stream log', embedded());
+// The same behaviour with every read from the files, and with a tail so small that pages
+// straddle the line between memory and files.
+streamLogBehaviour('embedded stream log without a memory tail', embedded({ tailBytes: 0 }));
+streamLogBehaviour('embedded stream log with a 100-byte memory tail', embedded({ tailBytes: 100 }));
+
+/** Runs `body` with a store on a fresh folder it can inspect; `reopen` restarts the store. */
+async function withEmbedded(
+  options: Options,
+  body: (context: { store: Store; dir: string; reopen(): Promise<Store> }) => Promise<void>,
+): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'jobwire-store-'));
+  let store = await openEmbeddedStore({ dir, onListenerError: () => {}, ...options });
+  try {
+    await body({
+      get store() {
+        return store;
+      },
+      dir,
+      async reopen() {
+        await store.close();
+        store = await openEmbeddedStore({ dir, onListenerError: () => {}, ...options });
+        return store;
+      },
+    });
+  } finally {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+describe('embedded store: files and database', () => {
+  it("keeps a job's streams as plain files under output/<jobId>/", async () => {
+    await withEmbedded({}, async ({ store, dir }) => {
+      await store.streams.appendOutput('j', 'stdout', Buffer.from('out1 '));
+      await store.streams.appendOutput('j', 'stderr', Buffer.from('err'));
+      await store.streams.appendOutput('j', 'stdout', Buffer.from('out2'));
+      await store.streams.appendStdin('j', 0, Buffer.from('in'));
+      await store.streams.closeStdin('j');
+      await store.streams.closeOutput('j');
+      const jobDir = join(dir, 'output', 'j');
+      assert.equal(readFileSync(join(jobDir, 'stdout'), 'utf8'), 'out1 out2');
+      assert.equal(readFileSync(join(jobDir, 'stderr'), 'utf8'), 'err');
+      assert.equal(readFileSync(join(jobDir, 'stdin'), 'utf8'), 'in');
+      assert.equal(statSync(join(jobDir, 'index')).size, 3 * 24);
+      assert.deepEqual(JSON.parse(readFileSync(join(jobDir, 'state.json'), 'utf8')), {
+        outputClosed: true,
+        stdinClosed: true,
+        stdinConsumed: 0,
+      });
+    });
+  });
+
+  it('uses WAL and records its schema version', async () => {
+    await withEmbedded({}, async ({ dir }) => {
+      const db = new Database(join(dir, 'jobwire.db'), { readonly: true });
+      try {
+        assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+        assert.equal(db.pragma('user_version', { simple: true }), 1);
+      } finally {
+        db.close();
+      }
+    });
+  });
+
+  it("deleting a job removes its folder", async () => {
+    await withEmbedded({}, async ({ store, dir }) => {
+      const job = await store.createJob(newJob());
+      await store.streams.appendOutput(job.id, 'stdout', Buffer.from('x'));
+      await store.streams.appendStdin(job.id, 0, Buffer.from('y'));
+      await store.finishJob(job.id, { status: 'Success', exitCode: 0, endedAt: nextTime() });
+      await store.streams.closeOutput(job.id);
+      assert.ok(existsSync(join(dir, 'output', job.id)));
+      await store.deleteJob(job.id);
+      assert.equal(existsSync(join(dir, 'output', job.id)), false);
+    });
+  });
+
+  it('stream remove deletes the folder even while output is open', async () => {
+    await withEmbedded({}, async ({ store, dir }) => {
+      await store.streams.appendOutput('j', 'stdout', Buffer.from('x'));
+      await store.streams.remove('j');
+      assert.deepEqual(readdirSync(join(dir, 'output')), []);
+    });
+  });
+
+  it('refuses job ids that are not safe folder names', async () => {
+    await withEmbedded({}, async ({ store, dir }) => {
+      for (const id of ['../escape', '.', '..', 'a/b', '', 'x:y']) {
+        await assert.rejects(store.createJob(newJob({ id })), BadRequestError, id);
+        await assert.rejects(store.streams.appendOutput(id, 'stdout', Buffer.from('x')), BadRequestError, id);
+      }
+      assert.equal(existsSync(join(dir, 'escape')), false);
+      assert.equal(await store.lastEventId(), 0);
+    });
+  });
+});
+
+describe('embedded store: crash repair', () => {
+  it('cuts off channel bytes and a torn index record left by an interrupted append', async () => {
+    await withEmbedded({}, async ({ store, dir, reopen }) => {
+      await store.streams.appendOutput('j', 'stdout', Buffer.from('kept'));
+      await store.streams.appendOutput('j', 'stderr', Buffer.from('also'));
+      await store.close();
+      const jobDir = join(dir, 'output', 'j');
+      appendFileSync(join(jobDir, 'stdout'), 'unindexed');
+      appendFileSync(join(jobDir, 'index'), Buffer.alloc(10, 7));
+      rmSync(join(jobDir, 'state.json'), { force: true });
+
+      const again = await reopen();
+      const sizes = await again.streams.sizes('j');
+      assert.deepEqual([sizes.end, sizes.stdout, sizes.stderr], [8, 4, 4]);
+      const next = await again.streams.appendOutput('j', 'stdout', Buffer.from('+more'));
+      assert.deepEqual([next.pos, next.offset], [8, 4]);
+      assert.equal(Buffer.from(await again.streams.readChannel('j', 'stdout', 0)).toString(), 'kept+more');
+      const read = await again.streams.readOutput('j', 0, 1000);
+      assert.deepEqual(read.chunks.map((c) => Buffer.from(c.data).toString()), ['kept', 'also', '+more']);
+    });
+  });
+
+  it('drops index records whose bytes never reached the disk', async () => {
+    await withEmbedded({}, async ({ store, dir, reopen }) => {
+      await store.streams.appendOutput('j', 'stdout', Buffer.from('first'));
+      await store.streams.appendOutput('j', 'stderr', Buffer.from('second'));
+      await store.streams.appendOutput('j', 'stdout', Buffer.from('third'));
+      await store.close();
+      truncateSync(join(dir, 'output', 'j', 'stderr'), 3);
+
+      const again = await reopen();
+      const sizes = await again.streams.sizes('j');
+      assert.deepEqual([sizes.end, sizes.stdout, sizes.stderr], [5, 5, 0]);
+      const read = await again.streams.readOutput('j', 0, 1000);
+      assert.deepEqual(read.chunks.map((c) => Buffer.from(c.data).toString()), ['first']);
+    });
+  });
+});
+
+describe('embedded store: live path', () => {
+  it('tells listeners of a change before the operation resolves', async () => {
+    await withEmbedded({}, async ({ store }) => {
+      const events: StoredEvent[] = [];
+      store.onEvent((event) => events.push(event));
+      const created = store.createJob(newJob({ group: 'g' }));
+      assert.equal(events.length, 2, 'group and job events are out synchronously');
+      const job = await created;
+      let seenInListener: string | undefined;
+      store.onEvent((event) => {
+        if (event.verb === 'update') void store.getJob(job.id).then((record) => (seenInListener = record?.status));
+      });
+      await store.markRunning(job.id, { startedAt: nextTime(), pid: null, node: null });
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(seenInListener, 'Running', 'a listener reading the store sees the committed change');
+    });
+  });
+
+  it('reports a throwing listener to onListenerError', async () => {
+    const errors: unknown[] = [];
+    await withEmbedded({ onListenerError: (error) => errors.push(error) }, async ({ store }) => {
+      store.onEvent(() => {
+        throw new Error('store listener bug');
+      });
+      store.streams.subscribe('j', () => {
+        throw new Error('stream listener bug');
+      });
+      await store.createJob(newJob());
+      await store.streams.appendOutput('j', 'stdout', Buffer.from('x'));
+      assert.deepEqual(
+        errors.map((e) => (e as Error).message),
+        ['store listener bug', 'stream listener bug'],
+      );
+    });
+  });
+
+  it('serves a reader close behind the writer from memory', async () => {
+    await withEmbedded({ tailBytes: 1024 }, async ({ store, dir }) => {
+      let written = '';
+      for (let i = 0; i < 100; i++) {
+        written += `line ${i}\n`;
+        await store.streams.appendOutput('j', 'stdout', Buffer.from(`line ${i}\n`));
+      }
+      const end = (await store.streams.sizes('j')).end;
+      // Pull the file out from under the log: only a memory copy can still answer.
+      truncateSync(join(dir, 'output', 'j', 'stdout'), 0);
+      const read = await store.streams.readOutput('j', end - 20, 1000);
+      assert.equal(Buffer.concat(read.chunks.map((c) => c.data)).toString(), written.slice(-20));
+    });
+  });
+});
