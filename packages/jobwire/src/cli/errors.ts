@@ -114,3 +114,14 @@ export function describeError(err: unknown, target?: ServerTarget): Report {
   const stack = err instanceof Error ? err.stack : undefined;
   return stack === undefined ? { message, exitCode: ExitCode.FAILED } : { message, exitCode: ExitCode.FAILED, stack };
 }
+
+/**
+ * Prints `jobwire: MESSAGE` for `err` on stderr (plus the stack of an unexpected error when
+ * JOBWIRE_DEBUG is set) and returns the exit code.
+ */
+export function reportError(err: unknown, target?: ServerTarget, stderr: NodeJS.WritableStream = process.stderr): number {
+  const report = describeError(err, target);
+  stderr.write(`jobwire: ${report.message}\n`);
+  if (report.stack && process.env.JOBWIRE_DEBUG) stderr.write(`${report.stack}\n`);
+  return report.exitCode;
+}

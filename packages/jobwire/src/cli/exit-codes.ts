@@ -102,15 +102,15 @@ export function exitCodeForErrorCode(code: ErrorCode): number {
 
 /** The table printed by `jobwire --help` and repeated in docs/cli.md. */
 export const EXIT_CODE_HELP = `Exit codes:
-  0    ok
-  1    the operation failed (refused by the server, conflict, wrong token)
-  2    bad usage or invalid input
-  3    no server running (or the connection to it was lost)
-  4    no such job or group
-  5    a wait timed out (--timeout)
-  run, attach and submit --block end with the job's own exit code instead:
-  N    the job exited with N
-  128+N  the job was killed by signal N (e.g. 137 = SIGKILL)
-  1    the job failed without an exit code (a function threw, or it could not start)
-  130  the job was cancelled (also: Ctrl-C while attached)
-  75   the job was lost (its worker or the server died under it)`;
+  0      ok
+  1      the operation failed (refused by the server, conflict, wrong token)
+  2      bad usage or invalid input
+  3      no server running (or the connection to it was lost)
+  4      no such job or group
+  5      a wait timed out (--timeout)
+run, attach and submit --block end with the job's code once it ended:
+  N      the job exited with N
+  128+N  the job was killed by signal N (137 = SIGKILL, 143 = SIGTERM)
+  1      the job failed without an exit code (a function threw, or it could not start)
+  130    the job was cancelled; also Ctrl-C while attached
+  75     the job was lost (its worker or the server died under it)`;

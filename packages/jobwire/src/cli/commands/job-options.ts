@@ -1,0 +1,22 @@
+/**
+ * Options that describe a job, shared by `submit` and `run`.
+ * @module
+ */
+import type { Command } from 'commander';
+import { envPair, integer } from '../options.js';
+
+/** Adds --name, --group, --queue, --env, --cwd and --max-runtime. */
+export function addJobOptions(cmd: Command): Command {
+  return cmd
+    .option('--name <name>', 'job name (default: the program, the command line, or "js")')
+    .option('--group <path>', 'group in the job tree, ":"-separated, e.g. analysis-7:step-2')
+    .option('--queue <queue>', 'queue: single, multi or unlimited on the local executor (default: multi)')
+    .option('--env <NAME=VALUE>', 'environment variable for the job (repeatable)', envPair)
+    .option('--cwd <dir>', "job's working directory, relative to here (default: the home's work/ folder)")
+    .option('--max-runtime <minutes>', 'stop the job after this many minutes (0 = no limit)', integer(0));
+}
+
+/** The local terminal's size, for tty jobs, when stdout is a terminal. */
+export function terminalSize(stream: NodeJS.WriteStream = process.stdout): { cols: number; rows: number } | undefined {
+  return stream.isTTY && stream.columns > 0 && stream.rows > 0 ? { cols: stream.columns, rows: stream.rows } : undefined;
+}

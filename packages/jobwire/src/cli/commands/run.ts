@@ -1,0 +1,135 @@
+/**
+ * `jobwire run` and `jobwire attach`: a job's output on this terminal as it happens, this
+ * terminal's input to the job, and the job's exit code as the CLI's.
+ * @module
+ */
+import type { Command } from 'commander';
+import { isFinal, type Attachment } from '@jobwire/client';
+import { connect, addConnectionOptions, type ConnectionOptions } from '../connect.js';
+import { buildDescription, integer, type JobOptions } from '../options.js';
+import { finishSession, runSession } from '../session.js';
+import { act, examples } from './common.js';
+import { addJobOptions, terminalSize } from './job-options.js';
+
+interface RunOptions extends ConnectionOptions, Pick<JobOptions, 'name' | 'group' | 'queue' | 'env' | 'cwd' | 'maxRuntime'> {
+  interactive?: boolean;
+  tty?: boolean;
+}
+
+interface AttachOptions extends ConnectionOptions {
+  from?: number;
+  stdin: boolean;
+}
+
+const TERMINAL_HELP = `
+Terminal:
+  Output is written as it arrives, stdout to stdout and stderr to stderr, in the order the job
+  wrote it. With -i, what you type (or pipe in) goes to the job, and end of input (Ctrl-D) closes
+  the job's stdin. With -t the job gets a pseudo-terminal of this terminal's size; if this
+  terminal is one, it is put in raw mode, so every key (Ctrl-C too) goes to the job. In raw mode,
+  type ~. at the start of a line to detach (~~ sends one ~).
+`;
+
+/** Adds `jobwire run`. */
+export function registerRun(program: Command): void {
+  const cmd = program
+    .command('run')
+    .summary('run a command as a job, attached to this terminal')
+    .description(
+      "Submit a command and stay attached to it: its output appears here, and the CLI exits with the " +
+        "job's exit code once it ended. Ctrl-C cancels the job (a second Ctrl-C detaches and leaves it " +
+        'running).',
+    )
+    .argument('<command...>', 'program and its arguments (put them after --)')
+    .option('-i, --interactive', 'forward this terminal\'s input to the job')
+    .option('-t, --tty', 'run the job under a pseudo-terminal (implies -i)');
+  addJobOptions(cmd);
+  addConnectionOptions(cmd)
+    .passThroughOptions()
+    .addHelpText(
+      'after',
+      TERMINAL_HELP +
+        examples(
+          ['jobwire run -- make -j8', 'build on the server, output here, exit with make\'s code'],
+          ['jobwire run -it -- bash', 'a shell in a job (~. to detach, jobwire attach ID to return)'],
+          ['gzip -c data | jobwire run -i -- wc -c', 'pipe local data into a job'],
+          ['jobwire run --env N=3 --queue single -- ./step.sh', 'environment and queue'],
+        ),
+    )
+    .action(act(run));
+}
+
+async function run(command: string[], opts: RunOptions): Promise<number> {
+  const interactive = Boolean(opts.interactive || opts.tty);
+  const jobOptions: JobOptions = {
+    ...opts,
+    command,
+    interactive,
+    tty: Boolean(opts.tty),
+  };
+  const size = opts.tty ? terminalSize() : undefined;
+  if (size) jobOptions.size = size;
+  const description = buildDescription(jobOptions);
+
+  const api = await connect(opts);
+  let attachment: Attachment;
+  if (interactive) {
+    attachment = await api.submitInteractiveJob(description);
+  } else {
+    const info = await api.submitBatchJob(description);
+    attachment = await api.attach(info.id);
+  }
+  const id = attachment.jobId;
+  const end = await runSession(attachment, {
+    jobId: id,
+    stdin: interactive,
+    raw: Boolean(opts.tty),
+    resize: Boolean(opts.tty),
+    interrupt: 'cancel',
+    cancel: () => api.cancelJob(id),
+  });
+  return finishSession(end, id);
+}
+
+/** Adds `jobwire attach`. */
+export function registerAttach(program: Command): void {
+  addConnectionOptions(
+    program
+      .command('attach')
+      .summary('attach this terminal to a job')
+      .description(
+        "Attach to a job: its output from the start (or --from), then live; your input goes to it if it " +
+          "is interactive. Exits with the job's exit code when it ends. Ctrl-C detaches (exit code 130) " +
+          'and leaves the job running.',
+      )
+      .argument('<id>', 'job id')
+      .option('--from <pos>', 'replay output from this position (bytes of stdout and stderr together)', integer(0))
+      .option('--no-stdin', 'do not forward input, even to an interactive job'),
+  )
+    .addHelpText(
+      'after',
+      TERMINAL_HELP +
+        examples(
+          ['jobwire attach 3f2a…', 'everything the job wrote so far, then live output until it ends'],
+          ['jobwire attach --no-stdin 3f2a… > out.log', 'watch an interactive job without typing into it'],
+        ),
+    )
+    .action(act(attach));
+}
+
+async function attach(id: string, opts: AttachOptions): Promise<number> {
+  const api = await connect(opts);
+  // Also how a wrong id becomes "not found" (exit 4) before anything is attached.
+  const info = await api.getJobStatus(id);
+  const live = !isFinal(info.status);
+  const forward = opts.stdin && info.interactive && live;
+  const attachment = await api.attach(id, opts.from === undefined ? {} : { from: opts.from });
+  const end = await runSession(attachment, {
+    jobId: id,
+    stdin: forward,
+    raw: forward && info.tty,
+    resize: forward && info.tty,
+    interrupt: 'detach',
+  });
+  return finishSession(end, id);
+}

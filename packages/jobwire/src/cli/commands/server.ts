@@ -1,0 +1,94 @@
+/**
+ * `jobwire server`: starts a server in the foreground and keeps it up until SIGINT or SIGTERM.
+ * @module
+ */
+import { Option, type Command } from 'commander';
+import type { ServerHandle, ServerOptions } from '../../server/index.js';
+import { homeOption } from '../connect.js';
+import { CliError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { integer, seconds } from '../options.js';
+import { act, examples, print } from './common.js';
+
+interface ServerCommandOptions {
+  host: string;
+  port: number;
+  multiSlots?: number;
+  grace: number;
+  logLevel: string;
+  home?: string;
+}
+
+/** Log levels the server accepts (pino's). */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Adds `jobwire server`. */
+export function registerServer(program: Command): void {
+  program
+    .command('server')
+    .summary('start a jobwire server in the foreground')
+    .description(
+      'Start a jobwire server (REST and WebSocket API, dashboard, local executor) and keep it running ' +
+        'until Ctrl-C or SIGTERM. It records its URL and admin token in the jobwire home, where every ' +
+        'other command finds them.',
+    )
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on; 0 picks a free one', integer(0, 65535), 7700)
+    .option('--multi-slots <n>', 'jobs the "multi" queue runs at once (default: the number of cores)', integer(1))
+    .option('--grace <seconds>', 'seconds between SIGTERM and SIGKILL when a job is cancelled', seconds, 5)
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
+    .addOption(homeOption())
+    .addHelpText(
+      'after',
+      examples(
+        ['jobwire server', 'listen on 127.0.0.1:7700, data in the default home'],
+        ['jobwire server --port 0 --home /tmp/jw', 'a throw-away server on a free port'],
+        ['jobwire server --host 0.0.0.0 --multi-slots 4', 'reachable from other machines, 4 jobs at once in "multi"'],
+      ) + '\nIt prints "sign in: URL/?token=TOKEN": open that in a browser for the dashboard.\n',
+    )
+    .action(act(serve));
+}
+
+async function serve(opts: ServerCommandOptions): Promise<number> {
+  const options: ServerOptions = {
+    host: opts.host,
+    port: opts.port,
+    graceSeconds: opts.grace,
+    logLevel: opts.logLevel,
+  };
+  if (opts.home !== undefined) options.home = opts.home;
+  if (opts.multiSlots !== undefined) options.multiSlots = opts.multiSlots;
+
+  // Loaded on demand: the other commands should not pay for the server's dependencies.
+  const { startServer } = await import('../../server/index.js');
+  let handle: ServerHandle;
+  try {
+    handle = await startServer(options);
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'EADDRINUSE') {
+      throw new CliError(`${opts.host}:${opts.port} is in use (is a jobwire server running already? pick another port with --port)`, ExitCode.FAILED, { cause: err });
+    }
+    throw err;
+  }
+  const url = handle.url.replace(/\/+$/, '');
+  print(`jobwire server listening on ${url}`);
+  print(`jobwire home: ${handle.home}`);
+  // The sign-in link carries the admin token: stdout of this terminal only, never the log.
+  print(`sign in: ${url}/?token=${encodeURIComponent(handle.token)}`);
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  const force = (): never => {
+    process.stderr.write('jobwire: stopped without closing cleanly\n');
+    process.exit(ExitCode.FAILED);
+  };
+  process.once('SIGINT', force);
+  process.once('SIGTERM', force);
+  process.stderr.write(`jobwire: ${signal === 'SIGINT' ? 'interrupted' : 'terminated'}; stopping the server (again to stop at once)\n`);
+  await handle.close();
+  process.removeListener('SIGINT', force);
+  process.removeListener('SIGTERM', force);
+  return ExitCode.OK;
+}
