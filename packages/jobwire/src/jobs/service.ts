@@ -4,13 +4,14 @@
  * and state rules live in one place.
  * @module
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { basename } from 'node:path';
 import {
   BadRequestError,
   ConflictError,
   isFinal,
   NotFoundError,
+  UnauthorizedError,
   type GroupInfo,
   type JobDescription,
   type JobInfo,
@@ -32,6 +33,12 @@ export interface JobServiceOptions {
 }
 
 const STATUSES: readonly JobStatus[] = ['Queued', 'Running', 'Success', 'Failed', 'Cancelled', 'Lost'];
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
 
 /** Strips server-only fields from a record. */
 export function publicInfo(record: JobRecord, withDescription = true): JobInfo {
@@ -148,7 +155,9 @@ export class JobService {
   async setProgress(who: { owner?: string; jobToken?: string }, id: string, message: string): Promise<JobRecord> {
     if (typeof message !== 'string' || message.length > 10_000) throw new BadRequestError('message: a string of at most 10000 characters', { field: 'message' });
     const job = await this.store.getJob(id, who.owner);
-    if (!job || (who.owner === undefined && job.jobToken !== who.jobToken)) throw new NotFoundError(`no job ${JSON.stringify(id)}`);
+    // Without a user token, only the job's own token admits the call; anything else is a bad token.
+    if (who.owner === undefined && (!job || !who.jobToken || !safeEqual(job.jobToken, who.jobToken))) throw new UnauthorizedError('invalid token');
+    if (!job) throw new NotFoundError(`no job ${JSON.stringify(id)}`);
     if (isFinal(job.status)) throw new ConflictError(`job ${id} has ended (${job.status})`);
     return (await this.store.setProgress(id, message)) ?? job;
   }

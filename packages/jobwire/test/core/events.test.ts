@@ -18,11 +18,12 @@ describe('events', () => {
         }
       })();
       await stream.ready;
-      const snapshotIds = seen.map((e) => e.info.id);
-      assert.ok(snapshotIds.includes('group:lab') || seen.some((e) => e.info.type === 'group' && (e.info as { path: string }).path === 'lab'));
-      assert.ok(snapshotIds.includes(before.id));
       const live = await client.submitBatchJob({ executable: 'true', group: 'lab:run-2', name: 'live' });
       await reader;
+      const addOf = (id: string): number => seen.findIndex((e) => e.verb === 'add' && e.info.id === id);
+      assert.ok(addOf('group:lab') >= 0, 'the snapshot has the group');
+      assert.ok(addOf(before.id) >= 0, 'the snapshot has the finished job');
+      assert.ok(addOf(before.id) < addOf(live.id), 'snapshot before live events');
       const mine = seen.filter((e) => e.info.id === live.id);
       assert.equal(mine[0]!.verb, 'add');
       assert.deepEqual(mine.map((e) => (e.info as { status: string }).status), ['Queued', 'Running', 'Success']);
@@ -70,13 +71,15 @@ describe('events', () => {
       await stream.ready;
       const it = stream[Symbol.asyncIterator]();
       await client.deleteJob(job.id);
+      // The snapshot comes first (with the job's `add`); then the live `remove`.
+      const verbs: string[] = [];
       for (;;) {
         const { value } = await it.next();
-        if (value.info.id === job.id) {
-          assert.equal(value.verb, 'remove');
-          break;
-        }
+        if (value.info.id !== job.id) continue;
+        verbs.push(value.verb);
+        if (value.verb === 'remove') break;
       }
+      assert.deepEqual(verbs, ['add', 'remove']);
       stream.close();
     });
   });

@@ -101,7 +101,7 @@ describe('interactive jobs', () => {
       const { Client } = await import('@jobwire/client');
       const other = new Client({ url, token });
       const job = await client.submitInteractiveJob({ executable: 'cat', queueName: 'unlimited' });
-      const second = await other.attach(job.id);
+      const second = await other.attach(job.jobId);
       const firstIt = job.output[Symbol.asyncIterator]();
       await job.stdin.write('one\n');
       const a = await firstIt.next();
@@ -109,7 +109,7 @@ describe('interactive jobs', () => {
       const secondAll = collect(second.output);
       job.detach();
       // Type through a third attachment after the first detached.
-      const third = await other.attach(job.id, { from: 4 });
+      const third = await other.attach(job.jobId, { from: 4 });
       await third.stdin.write('two\n');
       await third.stdin.end();
       const exit = await third.exit;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { Client } from '@jobwire/client';
-import { alive, concat, collect, startServerProcess, tempHome } from '../helpers.js';
+import { alive, concat, collect, sleepUntil, startServerProcess, tempHome } from '../helpers.js';
 
 describe('restart', () => {
   it('after kill -9, finished jobs and output are intact and interrupted jobs are Lost with a reason', async () => {
@@ -15,6 +15,7 @@ describe('restart', () => {
       assert.equal((await client.waitUntilDone(finished.id, 10_000)).status, 'Success');
       const running = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo started; exec sleep 300'], queueName: 'unlimited' });
       await client.waitUntilRunning(running.id, 10_000);
+      await sleepUntil(async () => (await client.readOutput(running.id)).size > 0, 10_000, 'the job to print');
 
       first.proc.kill('SIGKILL');
       await first.exited;
