@@ -15,14 +15,21 @@ export interface ClientOptions {
   home?: string;
   /** Reconnect an attach stream that drops, resuming from its offsets. @defaultValue true */
   reconnect?: boolean;
+  /** How long (ms) a dropped attach stream keeps trying to reconnect before it fails with a `ConnectionError`. @defaultValue 30000 */
+  reconnectTimeout?: number;
 }
 
 /** Filters of `getJobs`. */
 export interface JobFilter {
+  /** Only jobs in this group's subtree. @defaultValue all groups */
   group?: string;
+  /** Only jobs in one of these statuses. @defaultValue any status */
   status?: JobStatus | JobStatus[];
+  /** Only jobs with exactly this name. */
   name?: string;
+  /** Page size, 1–1000. @defaultValue 100 */
   limit?: number;
+  /** `next` of the previous page. */
   cursor?: string;
 }
 
@@ -44,24 +51,36 @@ export interface StdinWriter {
 
 /** A live attachment to a job. */
 export interface Attachment extends AsyncDisposable {
+  /** The job attached to. */
   readonly jobId: string;
-  /** Output chunks in arrival order; ends after the exit status arrived (or on detach). */
+  /**
+   * Output chunks in arrival order, each exactly once; ends after the exit status arrived (or on
+   * detach). One consumer; breaking out of the loop stops output delivery but not the attachment.
+   */
   readonly output: AsyncIterable<OutputChunk>;
   /** Stdin of the job (interactive jobs). */
   readonly stdin: StdinWriter;
-  /** Resolves with the exit status once it has been delivered (after all output). */
+  /**
+   * Resolves with the exit status after all output: when `output` is being read, only once the
+   * reader has had every chunk (or left the loop). Rejects with a `ConnectionError` on detach or
+   * when the connection is lost for good.
+   */
   readonly exit: Promise<ExitStatus>;
   /** Terminal resize (tty jobs). */
   resize(cols: number, rows: number): void;
-  /** Pauses/resumes output delivery (flow control for slow renderers). */
+  /** Pauses output delivery (flow control for slow renderers). */
   pause(): void;
+  /** Resumes output delivery after {@link Attachment.pause}. */
   resume(): void;
   /** Closes the connection; the job keeps running. */
   detach(): void;
 }
 
-/** Result of `submitInteractiveJob`. */
-export interface InteractiveJob extends Attachment {}
+/** Result of `submitInteractiveJob`: the attachment plus the submitted job's info. */
+export interface InteractiveJob extends Attachment {
+  /** The job as the server answered the submission. */
+  readonly info: JobInfo;
+}
 
 /** A subscription to a group's events. */
 export interface EventStream extends AsyncIterable<JobEvent>, AsyncDisposable {
@@ -69,31 +88,48 @@ export interface EventStream extends AsyncIterable<JobEvent>, AsyncDisposable {
   readonly lastEventId: number;
   /** Resolves when the backlog was delivered and live events follow. */
   readonly ready: Promise<void>;
+  /** Stops the subscription; the iterator ends. */
   close(): void;
 }
 
 /** What a jobwire client can do (Xenon's verbs plus jobwire's). */
 export interface JobwireApi {
+  /** Who the token belongs to. */
   whoami(): Promise<WhoAmI>;
+  /** Submits a job; returns its info at once. */
   submitBatchJob(description: JobDescription): Promise<JobInfo>;
+  /** Submits a job with `interactive: true` and attaches to it. */
   submitInteractiveJob(description: JobDescription): Promise<InteractiveJob>;
+  /** A job's info, with its description. */
   getJobStatus(id: string): Promise<JobInfo>;
+  /** Several jobs' infos, in the order of `ids`. */
   getJobStatuses(ids: string[]): Promise<JobInfo[]>;
   /** Waits until final; with `timeoutMs` (0 = forever) returns the not-final info when it runs out. */
   waitUntilDone(id: string, timeoutMs?: number): Promise<JobInfo>;
   /** Waits until Running or final. */
   waitUntilRunning(id: string, timeoutMs?: number): Promise<JobInfo>;
+  /** Cancels a job (Queued: at once; Running: by signal). */
   cancelJob(id: string): Promise<JobInfo>;
+  /** Deletes a final job. */
   deleteJob(id: string): Promise<void>;
+  /** One page of jobs, oldest first. */
   getJobs(filter?: JobFilter): Promise<Page<JobInfo>>;
+  /** Names of the queues. */
   getQueueNames(): Promise<string[]>;
+  /** Status of every queue, or of the named one. */
   getQueueStatus(name?: string): Promise<QueueStatus[]>;
+  /** Groups of the job tree, all or those under `under`. */
   getGroups(under?: string): Promise<GroupInfo[]>;
   /** Reads a byte range of one output stream. */
   readOutput(id: string, stream?: 'stdout' | 'stderr', from?: number, to?: number): Promise<{ data: Uint8Array; size: number; complete: boolean }>;
+  /** Appends to an interactive job's stdin over HTTP; returns the stdin bytes accepted so far. */
   writeStdin(id: string, data: Uint8Array | string, offset?: number): Promise<number>;
+  /** Closes an interactive job's stdin (EOF); returns its final size. */
   closeStdin(id: string): Promise<number>;
+  /** Sets a job's progress message. */
   setProgress(id: string, message: string): Promise<JobInfo>;
+  /** Attaches to a job's streams (replay from `from`, then live). */
   attach(id: string, options?: AttachOptions): Promise<Attachment>;
+  /** Subscribes to the events of a group's subtree. */
   events(group?: string, options?: { since?: number }): EventStream;
 }

@@ -32,6 +32,7 @@ export const Tag = {
   ERROR: 8,
   HELLO: 9,
 } as const;
+/** One of the channel tags. */
 export type Tag = (typeof Tag)[keyof typeof Tag];
 
 /** First frame of every attach session. */
@@ -165,12 +166,16 @@ function need(frame: Uint8Array, size: number, what: string): void {
   if (frame.byteLength < size) throw new FrameError(`${what} frame too short: ${frame.byteLength} bytes`);
 }
 
-function parseJson(frame: Uint8Array, what: string): unknown {
+function parseJson(frame: Uint8Array, what: string): Record<string, unknown> {
+  let value: unknown;
   try {
-    return JSON.parse(dec.decode(frame.subarray(1)));
+    value = JSON.parse(dec.decode(frame.subarray(1)));
   } catch (err) {
     throw new FrameError(`${what} frame is not JSON`, { cause: err });
   }
+  // `null`, numbers and arrays parse too; the JSON frames all carry an object.
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new FrameError(`${what} frame is not a JSON object`);
+  return value as Record<string, unknown>;
 }
 
 /** Decodes one frame. Data fields are views into `frame` (no copy). */
@@ -187,7 +192,7 @@ export function decodeFrame(frame: Uint8Array): Frame {
       need(frame, OUTPUT_HEADER, 'output');
       return { tag, pos: getU48(view, 1), offset: getU48(view, 7), data: frame.subarray(OUTPUT_HEADER) };
     case Tag.STATUS:
-      return { tag, status: parseJson(frame, 'status') as StatusFrame };
+      return { tag, status: parseJson(frame, 'status') as unknown as StatusFrame };
     case Tag.RESIZE:
       need(frame, 5, 'resize');
       return { tag, cols: view.getUint16(1), rows: view.getUint16(3) };
@@ -205,7 +210,7 @@ export function decodeFrame(frame: Uint8Array): Frame {
       return { tag, code: String(e.code ?? 'unknown'), message: String(e.message ?? '') };
     }
     case Tag.HELLO:
-      return { tag, hello: parseJson(frame, 'hello') as HelloFrame };
+      return { tag, hello: parseJson(frame, 'hello') as unknown as HelloFrame };
     default: {
       const never: never = tag;
       throw new FrameError(`unknown frame tag ${String(never)}`);

@@ -1,0 +1,266 @@
+/**
+ * `Client`: the SDK's implementation of {@link JobwireApi} over the REST API and the attach and
+ * events WebSockets.
+ * @module
+ */
+import type { AttachOptions, Attachment, ClientOptions, EventStream, InteractiveJob, JobFilter, JobwireApi } from './api.js';
+import { InteractiveAttachment, JobAttachment, type AttachContext } from './attach.js';
+import { BadRequestError, ConnectionError, NotFoundError } from './errors.js';
+import { GroupEventStream } from './events.js';
+import { request, requestBytes, type Connection } from './http.js';
+import { isFinal, type GroupInfo, type JobDescription, type JobInfo, type Page, type QueueStatus, type WhoAmI } from './types.js';
+import { isNode, toBytes } from './util.js';
+
+/** Longest single wait the server allows; longer waits loop. */
+const MAX_WAIT_CALL = 60_000;
+
+/** {@link ClientOptions} with every default filled in. */
+export interface ResolvedClientOptions {
+  url: string | undefined;
+  token: string | undefined;
+  home: string | undefined;
+  reconnect: boolean;
+  reconnectTimeout: number;
+}
+
+/** Fills in the defaults of {@link ClientOptions} and checks them. The one place defaults live. */
+export function parseClientOptions(options: ClientOptions = {}): ResolvedClientOptions {
+  const resolved: ResolvedClientOptions = {
+    url: options.url,
+    token: options.token,
+    home: options.home,
+    reconnect: options.reconnect ?? true,
+    reconnectTimeout: options.reconnectTimeout ?? 30_000,
+  };
+  if (typeof resolved.reconnect !== 'boolean') throw new BadRequestError('reconnect must be a boolean', { field: 'reconnect' });
+  if (!Number.isFinite(resolved.reconnectTimeout) || resolved.reconnectTimeout < 0) {
+    throw new BadRequestError(`reconnectTimeout must be a number of ms >= 0, got ${String(resolved.reconnectTimeout)}`, { field: 'reconnectTimeout' });
+  }
+  if (resolved.url !== undefined) {
+    try {
+      new URL(resolved.url);
+    } catch (err) {
+      throw new BadRequestError(`url is not a URL: ${resolved.url}`, { field: 'url', cause: err });
+    }
+  }
+  return resolved;
+}
+
+// A variable specifier keeps bundlers from pulling the Node-only home module (node:fs) into a
+// browser build; it is only imported in Node.
+const HOME_MODULE = './home.js';
+type HomeModule = typeof import('./home.js');
+
+/** URL and token: options first, then (Node) environment and jobwire home, (browser) the page's origin. */
+async function resolveConnection(options: ResolvedClientOptions): Promise<Connection> {
+  let url = options.url;
+  let token = options.token;
+  if (isNode()) {
+    const home = (await import(/* @vite-ignore */ HOME_MODULE)) as HomeModule;
+    const found = await home.resolveConnection({ url, token, home: options.home });
+    url = found.url;
+    token = found.token;
+  } else {
+    url ??= (globalThis as { location?: { origin?: string } }).location?.origin;
+  }
+  if (!url) {
+    throw new ConnectionError('no jobwire server URL: pass { url }, set JOBWIRE_URL, or start one with `jobwire server`', { code: 'no_server' });
+  }
+  return { url, token };
+}
+
+function jobPath(id: string, rest = ''): string {
+  return `/jobs/${encodeURIComponent(id)}${rest}`;
+}
+
+/**
+ * A jobwire client (Xenon's Scheduler, jobwire's verbs). Works in Node and browsers.
+ *
+ * ```ts
+ * const client = new Client(); // URL and token from JOBWIRE_URL / JOBWIRE_TOKEN / the jobwire home
+ * const job = await client.submitBatchJob({ executable: 'echo', arguments: ['hi'] });
+ * const done = await client.waitUntilDone(job.id);
+ * ```
+ */
+export class Client implements JobwireApi {
+  // Private: it holds the token, which should not show up when a client is logged.
+  private readonly options: Readonly<ResolvedClientOptions>;
+  private connection: Promise<Connection> | undefined;
+
+  constructor(options: ClientOptions = {}) {
+    this.options = parseClientOptions(options);
+  }
+
+  /** The server URL and token in use (resolved on first use; a failure is retried next time). */
+  resolveConnection(): Promise<Connection> {
+    if (!this.connection) {
+      this.connection = resolveConnection(this.options);
+      this.connection.catch(() => {
+        this.connection = undefined;
+      });
+    }
+    return this.connection;
+  }
+
+  private async call<T>(method: string, path: string, options?: Parameters<typeof request>[3]): Promise<T> {
+    return request<T>(await this.resolveConnection(), method, path, options);
+  }
+
+  /** Who the token belongs to. */
+  whoami(): Promise<WhoAmI> {
+    return this.call('GET', '/whoami');
+  }
+
+  /** Submits a job and returns its info at once (status Queued or later). */
+  submitBatchJob(description: JobDescription): Promise<JobInfo> {
+    return this.call('POST', '/jobs', { json: description });
+  }
+
+  /**
+   * Submits a job with `interactive: true` and attaches to it from the first byte of output.
+   * The attachment carries the submitted job's `info`.
+   */
+  async submitInteractiveJob(description: JobDescription): Promise<InteractiveJob> {
+    const info = await this.call<JobInfo>('POST', '/jobs', { json: { ...description, interactive: true } });
+    const attachment = new InteractiveAttachment(this.attachContext(info.id, {}), info);
+    await attachment.start();
+    return attachment;
+  }
+
+  /** The job's info, with its description. */
+  getJobStatus(id: string): Promise<JobInfo> {
+    return this.call('GET', jobPath(id));
+  }
+
+  /** Infos of several jobs, fetched in parallel, in the order of `ids`. */
+  getJobStatuses(ids: string[]): Promise<JobInfo[]> {
+    return Promise.all(ids.map((id) => this.getJobStatus(id)));
+  }
+
+  /**
+   * Waits until the job is final. With `timeoutMs` > 0, returns the current (not final) info
+   * when the time runs out instead of throwing; 0 waits forever.
+   */
+  waitUntilDone(id: string, timeoutMs = 0): Promise<JobInfo> {
+    return this.waitFor(id, 'done', timeoutMs);
+  }
+
+  /** Waits until the job is Running (or already final); `timeoutMs` as in {@link Client.waitUntilDone}. */
+  waitUntilRunning(id: string, timeoutMs = 0): Promise<JobInfo> {
+    return this.waitFor(id, 'running', timeoutMs);
+  }
+
+  private async waitFor(id: string, what: 'done' | 'running', timeoutMs: number): Promise<JobInfo> {
+    if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
+      throw new BadRequestError(`timeoutMs must be a number of ms >= 0 (0 = forever), got ${timeoutMs}`, { field: 'timeoutMs' });
+    }
+    const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
+    for (;;) {
+      const left = deadline - Date.now();
+      const timeout = Math.max(0, Math.min(MAX_WAIT_CALL, Math.ceil(left)));
+      const info = await this.call<JobInfo>('GET', jobPath(id, '/wait'), { query: { for: what, timeout } });
+      if (isFinal(info.status) || (what === 'running' && info.status !== 'Queued')) return info;
+      if (Date.now() >= deadline) return info;
+    }
+  }
+
+  /** Cancels a job: Queued ones at once, Running ones by signal. Returns the info after the request. */
+  cancelJob(id: string): Promise<JobInfo> {
+    return this.call('POST', jobPath(id, '/cancel'));
+  }
+
+  /** Deletes a final job and its stored output (`ConflictError` while it runs). */
+  async deleteJob(id: string): Promise<void> {
+    await this.call<undefined>('DELETE', jobPath(id));
+  }
+
+  /** One page of jobs, oldest first; pass `next` back as `cursor` for the next page. */
+  getJobs(filter: JobFilter = {}): Promise<Page<JobInfo>> {
+    const status = Array.isArray(filter.status) ? filter.status.join(',') : filter.status;
+    return this.call('GET', '/jobs', {
+      query: { group: filter.group, status: status || undefined, name: filter.name, limit: filter.limit, cursor: filter.cursor },
+    });
+  }
+
+  /** Names of the queues jobs may be submitted to. */
+  async getQueueNames(): Promise<string[]> {
+    return (await this.getQueueStatus()).map((q) => q.name);
+  }
+
+  /** Status of every queue, or of the named one (`NotFoundError` when there is no such queue). */
+  async getQueueStatus(name?: string): Promise<QueueStatus[]> {
+    const { items } = await this.call<{ items: QueueStatus[] }>('GET', '/queues');
+    if (name === undefined) return items;
+    const found = items.filter((q) => q.name === name);
+    if (found.length === 0) throw new NotFoundError(`no queue named ${JSON.stringify(name)} (queues: ${items.map((q) => q.name).join(', ')})`);
+    return found;
+  }
+
+  /** Groups of the job tree, all or those under `under`. */
+  async getGroups(under?: string): Promise<GroupInfo[]> {
+    return (await this.call<{ items: GroupInfo[] }>('GET', '/groups', { query: { under } })).items;
+  }
+
+  /**
+   * Reads bytes `[from, to)` of one output stream. `size` is the stream's current length and
+   * `complete` tells whether it can still grow.
+   */
+  async readOutput(id: string, stream: 'stdout' | 'stderr' = 'stdout', from?: number, to?: number): Promise<{ data: Uint8Array; size: number; complete: boolean }> {
+    const { data, headers } = await requestBytes(await this.resolveConnection(), 'GET', jobPath(id, '/output'), { query: { stream, from, to } });
+    const size = Number(headers.get('x-jobwire-size'));
+    return { data, size: Number.isFinite(size) ? size : data.byteLength + (from ?? 0), complete: headers.get('x-jobwire-complete') === 'true' };
+  }
+
+  /**
+   * Appends to an interactive job's stdin over HTTP (strings as UTF-8). With `offset`, bytes the
+   * server already has are skipped, so a retry never doubles input. Returns the accepted stdin size.
+   */
+  async writeStdin(id: string, data: Uint8Array | string, offset?: number): Promise<number> {
+    const res = await this.call<{ offset: number }>('POST', jobPath(id, '/stdin'), { bytes: toBytes(data), query: { offset } });
+    return res.offset;
+  }
+
+  /** Closes an interactive job's stdin (EOF). Returns the final stdin size. */
+  async closeStdin(id: string): Promise<number> {
+    return (await this.call<{ offset: number }>('POST', jobPath(id, '/stdin/close'))).offset;
+  }
+
+  /** Sets the job's progress message. */
+  setProgress(id: string, message: string): Promise<JobInfo> {
+    return this.call('POST', jobPath(id, '/progress'), { json: { message } });
+  }
+
+  /**
+   * Attaches to a job: replays its output from `from` (default 0), then follows it live until
+   * the exit status. Resolves once the server greeted the connection.
+   */
+  async attach(id: string, options: AttachOptions = {}): Promise<Attachment> {
+    const attachment = new JobAttachment(this.attachContext(id, options));
+    await attachment.start();
+    return attachment;
+  }
+
+  /**
+   * Subscribes to the events of `group`'s subtree (everything when omitted): a snapshot (or,
+   * with `since`, the events after that id), `ready`, then live events.
+   */
+  events(group?: string, options: { since?: number } = {}): EventStream {
+    if (options.since !== undefined && (!Number.isInteger(options.since) || options.since < 0)) {
+      throw new BadRequestError(`since must be an event id (integer >= 0), got ${options.since}`, { field: 'since' });
+    }
+    return new GroupEventStream({ connection: () => this.resolveConnection(), group, since: options.since });
+  }
+
+  private attachContext(id: string, options: AttachOptions): AttachContext {
+    const from = options.from ?? 0;
+    if (!Number.isInteger(from) || from < 0) throw new BadRequestError(`from must be a byte position (integer >= 0), got ${from}`, { field: 'from' });
+    return {
+      jobId: id,
+      connection: () => this.resolveConnection(),
+      from,
+      reconnect: this.options.reconnect,
+      reconnectTimeout: this.options.reconnectTimeout,
+      signal: options.signal,
+    };
+  }
+}
