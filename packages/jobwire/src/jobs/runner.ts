@@ -48,10 +48,16 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
   let consumed = (await streams.sizes(id)).stdinConsumed;
   let pumping = false;
   let stdinEnded = false;
-  const pump = async (): Promise<void> => {
+  /** Writes stdin from `consumed` on; `live` is the chunk just appended, used when it is next (no read). */
+  const pump = async (live?: { offset: number; data: Uint8Array }): Promise<void> => {
     if (pumping || !handle || stdinEnded) return;
     pumping = true;
     try {
+      if (live && live.offset === consumed && live.data.byteLength > 0) {
+        await handle.writeStdin(live.data);
+        consumed += live.data.byteLength;
+        await streams.ackStdin(id, consumed);
+      }
       for (;;) {
         const { data, end, closed } = await streams.readStdin(id, consumed, STDIN_READ);
         if (data.byteLength > 0) {
@@ -73,12 +79,12 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
     }
   };
   let pumpAgain = false;
-  const kick = (): void => {
+  const kick = (live?: { offset: number; data: Uint8Array }): void => {
     if (pumping) {
       pumpAgain = true;
       return;
     }
-    void pump().then(() => {
+    void pump(live).then(() => {
       if (pumpAgain) {
         pumpAgain = false;
         kick();
@@ -98,6 +104,8 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
     }
     switch (ev.type) {
       case 'stdin':
+        if (job.interactive) kick(ev);
+        break;
       case 'stdin-closed':
         if (job.interactive) kick();
         break;
