@@ -14,6 +14,8 @@ export class Dispatcher {
   private scheduled = false;
   private draining: Promise<void> | undefined;
   private stopped = false;
+  /** Queues that may hold Queued jobs not yet looked at; saves a query per queue per pass. */
+  private readonly pending = new Set<string>();
 
   constructor(
     private readonly ctx: RunnerContext,
@@ -27,8 +29,13 @@ export class Dispatcher {
     return this.running.get(queue)?.size ?? 0;
   }
 
-  /** Looks for work soon (coalesces many calls into one pass). */
-  poke(): void {
+  /**
+   * Looks for work soon (coalesces many calls into one pass). With a queue name, only that queue
+   * may have new work; without, every queue is looked at.
+   */
+  poke(queue?: string): void {
+    if (queue === undefined) for (const q of this.queues) this.pending.add(q.name);
+    else this.pending.add(queue);
     if (this.scheduled || this.stopped) return;
     this.scheduled = true;
     queueMicrotask(() => {
@@ -56,14 +63,17 @@ export class Dispatcher {
     for (const q of this.queues) {
       const active = this.running.get(q.name)!;
       const free = q.limit === null ? 256 : q.limit - active.size;
-      if (free <= 0) continue;
+      if (free <= 0 || !this.pending.has(q.name)) continue;
       let jobs: JobRecord[];
+      const asked = free + active.size;
       try {
-        jobs = await this.ctx.store.queuedJobs(q.name, free + active.size);
+        jobs = await this.ctx.store.queuedJobs(q.name, asked);
       } catch (err) {
         this.ctx.onError(err, '(dispatcher)');
         continue;
       }
+      // Fewer rows than asked: every Queued job of this queue is in hand, until the next submit.
+      if (jobs.length < asked) this.pending.delete(q.name);
       let started = 0;
       for (const job of jobs) {
         if (started >= free || this.stopped) break;
@@ -73,11 +83,11 @@ export class Dispatcher {
         const run = runJob(this.ctx, job).finally(() => {
           active.delete(job.id);
           this.runs.delete(run);
-          this.poke();
+          this.poke(q.name);
         });
         this.runs.add(run);
       }
-      if (q.limit === null && jobs.length >= free + active.size) this.poke();
+      if (q.limit === null && jobs.length >= asked) this.poke(q.name);
     }
   }
 
