@@ -36,6 +36,7 @@ describe('events', () => {
   it('resumes from an event id without missing or repeating events', async () => {
     await withServer(async ({ client }) => {
       const first = client.events('');
+      await first.ready; // so that a's `add` comes live, with its own event id
       const a = await client.submitBatchJob({ executable: 'true', name: 'a' });
       let resumeFrom = -1;
       for await (const ev of first) {
