@@ -1,0 +1,234 @@
+/**
+ * Copy operations of the `file` adaptor: started by `copy`, run in the background, followed
+ * with `getStatus` / `waitUntilDone`, stopped with `cancel`. Source and destination lie in the
+ * caller's file space (checked before the copy starts); inside a copied tree no symbolic link is
+ * followed — links are copied as links and an existing link at the destination is replaced or
+ * skipped, never written through. Statuses stay queryable after the copy ends (the newest
+ * {@link KEPT_COPIES} per user).
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import { lstat, mkdir, open, readdir, readlink, rm, stat, symlink } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { fromFsError, XenonError } from './errors.js';
+import { inside } from './file-space.js';
+import type { CopyErrorType, CopyMode, XenonCopyStatus } from './messages.js';
+
+/** Finished copies kept per user for status queries. */
+export const KEPT_COPIES = 1000;
+/** Bytes per read/write step. */
+const STEP = 256 * 1024;
+
+/** What to copy. */
+export interface CopyPlan {
+  owner: string;
+  /** File system handle the copy was started on (closing it cancels the copy). */
+  fileSystemId: string;
+  /** Absolute source and destination, already checked against the file space. */
+  source: string;
+  destination: string;
+  mode: CopyMode;
+  recursive: boolean;
+}
+
+/** One copy operation. */
+export interface CopyOperation extends CopyPlan {
+  id: string;
+  state: 'PENDING' | 'RUNNING' | 'DONE' | 'FAILED';
+  bytesCopied: number;
+  bytesToCopy: number;
+  error?: { type: CopyErrorType; message: string };
+  readonly abort: AbortController;
+  /** Resolves when the copy has ended, however. */
+  readonly done: Promise<void>;
+}
+
+class Cancelled extends Error {}
+
+/** The copy operations of this server. */
+export class CopyOperations {
+  private readonly ops = new Map<string, CopyOperation>();
+
+  /** Starts a copy in the background. */
+  start(plan: CopyPlan): CopyOperation {
+    let finish!: () => void;
+    const op: CopyOperation = {
+      ...plan,
+      id: `COPY-${randomUUID()}`,
+      state: 'PENDING',
+      bytesCopied: 0,
+      bytesToCopy: 0,
+      abort: new AbortController(),
+      done: new Promise<void>((resolve) => (finish = resolve)),
+    };
+    this.ops.set(op.id, op);
+    this.trim(plan.owner);
+    void runCopy(op).finally(finish);
+    return op;
+  }
+
+  /** A copy of `owner`, or undefined. */
+  find(owner: string, id: string | undefined): CopyOperation | undefined {
+    const op = id === undefined ? undefined : this.ops.get(id);
+    return op && op.owner === owner ? op : undefined;
+  }
+
+  /** Cancels a copy that has not ended. */
+  cancel(op: CopyOperation): void {
+    if (op.state === 'PENDING' || op.state === 'RUNNING') op.abort.abort();
+  }
+
+  /** Cancels every running copy started on a file system handle. */
+  cancelAllOf(fileSystemId: string): void {
+    for (const op of this.ops.values()) if (op.fileSystemId === fileSystemId) this.cancel(op);
+  }
+
+  /** Cancels everything (server shutdown). */
+  cancelAll(): Promise<void> {
+    for (const op of this.ops.values()) this.cancel(op);
+    return Promise.allSettled([...this.ops.values()].map((op) => op.done)).then(() => undefined);
+  }
+
+  /** Waits until the copy ended, `timeoutMs` passed (0 = no limit) or `signal` aborted. */
+  async wait(op: CopyOperation, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const stops: Promise<void>[] = [op.done];
+    if (timeoutMs > 0) stops.push(new Promise((resolve) => (timer = setTimeout(resolve, Math.min(timeoutMs, 2 ** 31 - 1)))));
+    stops.push(new Promise((resolve) => signal.addEventListener('abort', (onAbort = () => resolve()), { once: true })));
+    await Promise.race(stops);
+    clearTimeout(timer);
+    if (onAbort) signal.removeEventListener('abort', onAbort);
+  }
+
+  /** Forgets the oldest finished copies of `owner` beyond {@link KEPT_COPIES}. */
+  private trim(owner: string): void {
+    const finished = [...this.ops.values()].filter((op) => op.owner === owner && (op.state === 'DONE' || op.state === 'FAILED'));
+    for (const op of finished.slice(0, Math.max(0, finished.length - KEPT_COPIES))) this.ops.delete(op.id);
+  }
+}
+
+/** Xenon's CopyStatus of an operation. */
+export function copyStatus(op: CopyOperation): XenonCopyStatus {
+  return {
+    copy_operation: { id: op.id },
+    bytes_copied: op.bytesCopied,
+    bytes_to_copy: op.bytesToCopy,
+    done: op.state === 'DONE' || op.state === 'FAILED',
+    running: op.state === 'RUNNING',
+    state: op.state,
+    error_message: op.error?.message ?? '',
+    error_type: op.error?.type ?? 'NONE',
+  };
+}
+
+async function lstatOrNone(path: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Bytes of the regular files under `path` (links not followed). */
+async function sizeOf(path: string, st: Stats, signal: AbortSignal): Promise<number> {
+  if (signal.aborted) throw new Cancelled();
+  if (st.isFile()) return st.size;
+  if (!st.isDirectory()) return 0;
+  let total = 0;
+  for (const name of await readdir(path)) {
+    const child = posix.join(path, name);
+    const cst = await lstatOrNone(child);
+    if (cst) total += await sizeOf(child, cst, signal);
+  }
+  return total;
+}
+
+async function runCopy(op: CopyOperation): Promise<void> {
+  const signal = op.abort.signal;
+  op.state = 'RUNNING';
+  let current = op.source;
+  try {
+    const src = await stat(op.source).catch((err: unknown) => {
+      throw fromFsError(err, op.source);
+    });
+    if (src.isDirectory() && !op.recursive) throw new XenonError('InvalidPathException', 'file', `${op.source}: is a directory; copy it with recursive set`);
+    if (src.isDirectory() && inside(op.source, op.destination)) throw new XenonError('InvalidPathException', 'file', `${op.destination}: cannot copy a directory into itself`);
+    const dst = await lstatOrNone(op.destination);
+    if (dst && op.mode === 'CREATE') throw new XenonError('PathAlreadyExistsException', 'file', `${op.destination}: path already exists`);
+    op.bytesToCopy = await sizeOf(op.source, src, signal);
+    const copyEntry = async (from: string, fromStat: Stats, to: string, toStat: Stats | undefined): Promise<void> => {
+      if (signal.aborted) throw new Cancelled();
+      current = from;
+      if (toStat && op.mode === 'CREATE') throw new XenonError('PathAlreadyExistsException', 'file', `${to}: path already exists`);
+      if (fromStat.isDirectory()) {
+        if (toStat && !toStat.isDirectory()) {
+          if (op.mode === 'IGNORE') {
+            op.bytesToCopy -= await sizeOf(from, fromStat, signal);
+            return;
+          }
+          await rm(to, { force: true });
+          toStat = undefined;
+        }
+        if (!toStat) await mkdir(to, { mode: fromStat.mode & 0o777 });
+        for (const name of await readdir(from)) {
+          const child = posix.join(from, name);
+          const childStat = await lstatOrNone(child);
+          if (childStat) await copyEntry(child, childStat, posix.join(to, name), await lstatOrNone(posix.join(to, name)));
+        }
+        return;
+      }
+      if (!fromStat.isFile() && !fromStat.isSymbolicLink()) return; // fifos, sockets, devices: skipped
+      if (toStat) {
+        if (op.mode === 'IGNORE') {
+          op.bytesToCopy -= fromStat.isFile() ? fromStat.size : 0;
+          return;
+        }
+        // REPLACE: never write through an existing link or into a directory; remove it first.
+        if (!toStat.isFile() || fromStat.isSymbolicLink()) {
+          await rm(to, { recursive: true, force: true });
+          toStat = undefined;
+        }
+      }
+      if (fromStat.isSymbolicLink()) {
+        await symlink(await readlink(from), to);
+        return;
+      }
+      await copyFile(op, from, to, toStat ? 'w' : 'wx', fromStat.mode & 0o777, signal);
+    };
+    await copyEntry(op.source, src, op.destination, dst);
+    op.state = 'DONE';
+  } catch (err) {
+    op.state = 'FAILED';
+    if (err instanceof Cancelled || signal.aborted) {
+      op.error = { type: 'CANCELLED', message: 'file adaptor: copy cancelled' };
+      return;
+    }
+    const xe = err instanceof XenonError ? err : fromFsError(err, current);
+    const type: CopyErrorType = xe.kind === 'NoSuchPathException' ? 'NOT_FOUND' : xe.kind === 'PathAlreadyExistsException' ? 'ALREADY_EXISTS' : 'XENON';
+    op.error = { type, message: `${xe.kind}: file adaptor: ${xe.message}` };
+  }
+}
+
+async function copyFile(op: CopyOperation, from: string, to: string, flags: 'w' | 'wx', mode: number, signal: AbortSignal): Promise<void> {
+  const input = await open(from, 'r');
+  try {
+    const output = await open(to, flags, mode);
+    try {
+      const buffer = Buffer.allocUnsafe(STEP);
+      for (;;) {
+        if (signal.aborted) throw new Cancelled();
+        const { bytesRead } = await input.read(buffer, 0, STEP, null);
+        if (bytesRead === 0) break;
+        await output.write(buffer, 0, bytesRead);
+        op.bytesCopied += bytesRead;
+      }
+    } finally {
+      await output.close();
+    }
+  } finally {
+    await input.close();
+  }
+}
