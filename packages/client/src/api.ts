@@ -3,12 +3,18 @@
  * implementation so the CLI, dashboard and tests program against one contract.
  * @module
  */
-import type { ExitStatus, GroupInfo, JobDescription, JobEvent, JobInfo, JobStatus, OutputChunk, Page, QueueStatus, WhoAmI } from './types.js';
+import type { ExitStatus, GroupInfo, JobDescription, JobEvent, JobInfo, JobStatus, OutputChunk, Page, QueueStatus, WhoAmI, WorkersReport } from './types.js';
 
 /** Options of `new Client()`. */
 export interface ClientOptions {
   /** Server URL, e.g. `http://127.0.0.1:7700`. @defaultValue `JOBWIRE_URL`, else the URL recorded in the jobwire home (Node only) */
   url?: string;
+  /**
+   * More servers of the same cluster (distributed mode: servers sharing one Redis). When the
+   * current server cannot be reached, requests and reconnecting attachments and event streams
+   * go on with the next one. @defaultValue []
+   */
+  fallbackUrls?: string[];
   /** Bearer token. @defaultValue `JOBWIRE_TOKEN`, else the admin token in the jobwire home (Node only) */
   token?: string;
   /** jobwire home to read defaults from. @defaultValue `JOBWIRE_HOME`, else `$XDG_DATA_HOME/jobwire` or `~/.local/share/jobwire` */
@@ -120,6 +126,8 @@ export interface JobwireApi {
   getQueueStatus(name?: string): Promise<QueueStatus[]>;
   /** Groups of the job tree, all or those under `under`. */
   getGroups(under?: string): Promise<GroupInfo[]>;
+  /** Workers of distributed mode with their load, and the pools' queues (none in embedded mode). */
+  getWorkers(): Promise<WorkersReport>;
   /** Reads a byte range of one output stream. */
   readOutput(id: string, stream?: 'stdout' | 'stderr', from?: number, to?: number): Promise<{ data: Uint8Array; size: number; complete: boolean }>;
   /** Appends to an interactive job's stdin over HTTP; returns the stdin bytes accepted so far. */

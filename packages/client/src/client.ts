@@ -8,7 +8,7 @@ import { InteractiveAttachment, JobAttachment, type AttachContext } from './atta
 import { BadRequestError, ConnectionError, NotFoundError } from './errors.js';
 import { GroupEventStream } from './events.js';
 import { request, requestBytes, type Connection } from './http.js';
-import { isFinal, type GroupInfo, type JobDescription, type JobInfo, type Page, type QueueStatus, type WhoAmI } from './types.js';
+import { isFinal, type GroupInfo, type JobDescription, type JobInfo, type Page, type QueueStatus, type WhoAmI, type WorkersReport } from './types.js';
 import { isNode, toBytes } from './util.js';
 
 /** Longest single wait the server allows; longer waits loop. */
@@ -21,6 +21,7 @@ export interface ResolvedClientOptions {
   home: string | undefined;
   reconnect: boolean;
   reconnectTimeout: number;
+  fallbackUrls: string[];
 }
 
 /** Fills in the defaults of {@link ClientOptions} and checks them. The one place defaults live. */
@@ -31,7 +32,16 @@ export function parseClientOptions(options: ClientOptions = {}): ResolvedClientO
     home: options.home,
     reconnect: options.reconnect ?? true,
     reconnectTimeout: options.reconnectTimeout ?? 30_000,
+    fallbackUrls: options.fallbackUrls ?? [],
   };
+  if (!Array.isArray(resolved.fallbackUrls)) throw new BadRequestError('fallbackUrls must be a list of URLs', { field: 'fallbackUrls' });
+  for (const url of resolved.fallbackUrls) {
+    try {
+      new URL(url);
+    } catch (err) {
+      throw new BadRequestError(`fallbackUrls: not a URL: ${String(url)}`, { field: 'fallbackUrls', cause: err });
+    }
+  }
   if (typeof resolved.reconnect !== 'boolean') throw new BadRequestError('reconnect must be a boolean', { field: 'reconnect' });
   if (!Number.isFinite(resolved.reconnectTimeout) || resolved.reconnectTimeout < 0) {
     throw new BadRequestError(`reconnectTimeout must be a number of ms >= 0, got ${String(resolved.reconnectTimeout)}`, { field: 'reconnectTimeout' });
@@ -86,6 +96,8 @@ export class Client implements JobwireApi {
   // Private: it holds the token, which should not show up when a client is logged.
   private readonly options: Readonly<ResolvedClientOptions>;
   private connection: Promise<Connection> | undefined;
+  /** Index of the server in use among the URL and the fallback URLs. */
+  private active = 0;
 
   constructor(options: ClientOptions = {}) {
     this.options = parseClientOptions(options);
@@ -103,7 +115,51 @@ export class Client implements JobwireApi {
   }
 
   private async call<T>(method: string, path: string, options?: Parameters<typeof request>[3]): Promise<T> {
-    return request<T>(await this.resolveConnection(), method, path, options);
+    return this.withFailover(method, (conn) => request<T>(conn, method, path, options));
+  }
+
+  /** The server in use now: the URL, or a fallback URL after the ones before it failed. */
+  private async current(): Promise<Connection> {
+    const base = await this.resolveConnection();
+    const servers = [base.url, ...this.options.fallbackUrls.filter((url) => url !== base.url)];
+    return { ...base, url: servers[this.active % servers.length]! };
+  }
+
+  /** Moves on to the next server, unless someone else did already since `failed` was in use. */
+  private async failOver(failed: string): Promise<void> {
+    if ((await this.current()).url === failed) this.active += 1;
+  }
+
+  /**
+   * Runs a request on the server in use; when it cannot be reached (nothing listens there, or a
+   * GET lost its connection) and fallback URLs are set, tries the next servers once each.
+   */
+  private async withFailover<T>(method: string, send: (conn: Connection) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const conn = await this.current();
+      try {
+        return await send(conn);
+      } catch (err) {
+        const unreachable = err instanceof ConnectionError && (err.code === 'no_server' || (err.code === 'connection' && method === 'GET'));
+        if (!unreachable || attempt >= this.options.fallbackUrls.length) throw err;
+        await this.failOver(conn.url);
+      }
+    }
+  }
+
+  /**
+   * The connection function of an attachment or event stream: its first connection uses the
+   * server in use; each reconnection (after a drop) moves on to the next server when fallback
+   * URLs are set, so a stream survives the loss of its server.
+   */
+  private reconnecting(): () => Promise<Connection> {
+    let last: string | undefined;
+    return async () => {
+      if (last !== undefined && this.options.fallbackUrls.length > 0) await this.failOver(last);
+      const conn = await this.current();
+      last = conn.url;
+      return conn;
+    };
   }
 
   /** Who the token belongs to. */
@@ -196,6 +252,11 @@ export class Client implements JobwireApi {
     return found;
   }
 
+  /** Workers of distributed mode with their load, and the pools' queues (none in embedded mode). */
+  getWorkers(): Promise<WorkersReport> {
+    return this.call('GET', '/workers');
+  }
+
   /** Groups of the job tree, all or those under `under`. */
   async getGroups(under?: string): Promise<GroupInfo[]> {
     return (await this.call<{ items: GroupInfo[] }>('GET', '/groups', { query: { under } })).items;
@@ -206,7 +267,7 @@ export class Client implements JobwireApi {
    * `complete` tells whether it can still grow.
    */
   async readOutput(id: string, stream: 'stdout' | 'stderr' = 'stdout', from?: number, to?: number): Promise<{ data: Uint8Array; size: number; complete: boolean }> {
-    const { data, headers } = await requestBytes(await this.resolveConnection(), 'GET', jobPath(id, '/output'), { query: { stream, from, to } });
+    const { data, headers } = await this.withFailover('GET', (conn) => requestBytes(conn, 'GET', jobPath(id, '/output'), { query: { stream, from, to } }));
     const size = Number(headers.get('x-jobwire-size'));
     return { data, size: Number.isFinite(size) ? size : data.byteLength + (from ?? 0), complete: headers.get('x-jobwire-complete') === 'true' };
   }
@@ -248,7 +309,7 @@ export class Client implements JobwireApi {
     if (options.since !== undefined && (!Number.isInteger(options.since) || options.since < 0)) {
       throw new BadRequestError(`since must be an event id (integer >= 0), got ${options.since}`, { field: 'since' });
     }
-    return new GroupEventStream({ connection: () => this.resolveConnection(), group, since: options.since });
+    return new GroupEventStream({ connection: this.reconnecting(), group, since: options.since });
   }
 
   private attachContext(id: string, options: AttachOptions): AttachContext {
@@ -256,7 +317,7 @@ export class Client implements JobwireApi {
     if (!Number.isInteger(from) || from < 0) throw new BadRequestError(`from must be a byte position (integer >= 0), got ${from}`, { field: 'from' });
     return {
       jobId: id,
-      connection: () => this.resolveConnection(),
+      connection: this.reconnecting(),
       from,
       reconnect: this.options.reconnect,
       reconnectTimeout: this.options.reconnectTimeout,

@@ -72,6 +72,21 @@ export interface JobDescription {
   group?: string;
   /** URL where the job's result can be seen (moi's `url`). */
   url?: string;
+  /**
+   * Distributed mode: worker pools the job may run in, highest priority first (MARVELO's
+   * GROUPS). `ALL` is every worker's pool. Ignored by the embedded server. @defaultValue ["ALL"]
+   */
+  pools?: string[];
+  /**
+   * Distributed mode: the worker node tried first (MARVELO's DEFAULT_NODE); when it is gone or
+   * full the pools are tried. Ignored by the embedded server.
+   */
+  node?: string;
+  /**
+   * Distributed mode: how many times a batch job is started again when the worker running it
+   * is lost (instead of ending Lost). Ignored by the embedded server. @defaultValue 0
+   */
+  retries?: number;
 }
 
 /** moi's info object, extended. One per job and per group. */
@@ -182,4 +197,50 @@ export interface Page<T> {
 export interface WhoAmI {
   user: string;
   admin: boolean;
+}
+
+/** A worker of distributed mode, as `GET /v1/workers` lists it. */
+export interface WorkerInfo {
+  /** Node name (unique among live workers). */
+  name: string;
+  /** False once its heartbeats stopped (it is removed shortly after). */
+  alive: boolean;
+  /** Pools it serves; always includes `ALL`. */
+  pools: string[];
+  /** Slots of the `multi` queue. */
+  slots: number;
+  /** `multi` slots taken by jobs placed on it or running there. */
+  used: number;
+  /** `multi` slots free. */
+  free: number;
+  /** Jobs of the `single` queue on it (at most 1) and of the `unlimited` queue. */
+  single: number;
+  unlimited: number;
+  labels: Record<string, string>;
+  /** Host name and process id of the worker process. */
+  host: string;
+  pid: number;
+  /** ISO timestamps. */
+  startedAt: string;
+  heartbeatAt: string;
+}
+
+/** Load of one worker pool. */
+export interface PoolStatus {
+  name: string;
+  /** Live workers in the pool. */
+  workers: number;
+  /** `multi` slots of those workers, and how many are taken. */
+  slots: number;
+  used: number;
+  /** Jobs waiting for placement that name this pool first (or, without pools, `ALL`). */
+  queued: number;
+}
+
+/** Answer of `GET /v1/workers`. */
+export interface WorkersReport {
+  /** `embedded` (one server runs every job itself: no workers) or `distributed`. */
+  mode: 'embedded' | 'distributed';
+  items: WorkerInfo[];
+  pools: PoolStatus[];
 }

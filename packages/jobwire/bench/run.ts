@@ -3,6 +3,8 @@
  * machine, so the ratios mean something on a noisy host. The server runs as its own process,
  * as a user would run it. Sizes can be lowered for a quick look:
  * BENCH_OUTPUT_MB (default 1024), BENCH_JOBS (default 400), BENCH_ROUNDS (default 2000).
+ * The distributed-mode figures (`distributed.ts`) need Redis at BENCH_REDIS (default
+ * redis://127.0.0.1:6379).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
@@ -10,6 +12,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@jobwire/client';
+import { distributedBench } from './distributed.js';
 
 const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
 const OUTPUT_MB = Number(process.env.BENCH_OUTPUT_MB ?? 1024);
@@ -195,6 +198,7 @@ async function main(): Promise<void> {
     await batch(client, slots);
     console.error('… submit latency');
     await submitLatency(client);
+    rows.push(...(await distributedBench({ cli: CLI, embedded: client, jobs: JOBS, rounds: ROUNDS })));
   } finally {
     proc.kill('SIGTERM');
     await new Promise((r) => proc.on('exit', r));

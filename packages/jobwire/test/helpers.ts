@@ -8,8 +8,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, type OutputChunk } from '@jobwire/client';
+import { startWorker, type WorkerHandle } from '../src/distributed/worker.js';
 import { startServer, type ServerHandle, type ServerOptions } from '../src/server/index.js';
 import { newToken, readTokenFile, writeTokenFile } from '../src/server/tokens.js';
+import { REDIS_URL, dropPrefix, freshPrefix } from './redis-env.js';
+
+/**
+ * The backend `withServer` runs on: `embedded` (default) or `redis` (env JOBWIRE_TEST_BACKEND):
+ * a distributed-mode server on a fresh key prefix of the test Redis, with one in-process worker
+ * holding the server's `multiSlots`. The same tests run unchanged on both.
+ */
+export const TEST_BACKEND: 'embedded' | 'redis' = process.env.JOBWIRE_TEST_BACKEND === 'redis' ? 'redis' : 'embedded';
 
 /** Folder with test scripts (glite.sh, rot13.mjs). */
 export const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));
@@ -45,7 +54,28 @@ export function addUser(home: string, user: string): string {
 /** Runs `fn` with a fresh in-process server; always closes it and removes its home. */
 export async function withServer<T>(fn: (s: TestServer) => Promise<T>, options: ServerOptions = {}): Promise<T> {
   const home = options.home ?? tempHome();
-  const server = await startServer({ port: 0, logLevel: 'warn', graceSeconds: 1, multiSlots: 4, ...options, home });
+  const settings = { port: 0, logLevel: 'warn', graceSeconds: 1, multiSlots: 4, ...options, home };
+  const prefix = TEST_BACKEND === 'redis' ? freshPrefix() : undefined;
+  const server = await startServer(prefix ? { ...settings, redis: REDIS_URL, redisPrefix: prefix } : settings);
+  let worker: WorkerHandle | undefined;
+  if (prefix) {
+    try {
+      worker = await startWorker({
+        redis: REDIS_URL,
+        prefix,
+        name: `test-${prefix.split(':')[1]}`,
+        slots: settings.multiSlots,
+        graceSeconds: settings.graceSeconds,
+        workDir: join(home, 'work'),
+        serverUrl: server.url,
+        logLevel: 'warn',
+      });
+    } catch (err) {
+      await server.close();
+      await dropPrefix(prefix);
+      throw err;
+    }
+  }
   const clients: Client[] = [];
   const make = (token: string): Client => {
     const c = new Client({ url: server.url, token });
@@ -63,7 +93,9 @@ export async function withServer<T>(fn: (s: TestServer) => Promise<T>, options: 
   try {
     return await fn(s);
   } finally {
+    await worker?.close();
     await server.close();
+    if (prefix) await dropPrefix(prefix);
     if (!options.home) rmSync(home, { recursive: true, force: true });
   }
 }

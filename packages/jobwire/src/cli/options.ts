@@ -7,6 +7,7 @@
 import { InvalidArgumentError } from 'commander';
 import { isAbsolute, resolve } from 'node:path';
 import type { JobDescription, JobStatus } from '@jobwire/client';
+import { PLACEMENT_NAME } from '../jobs/placement-names.js';
 import { UsageError } from './errors.js';
 
 /** A parser for an integer option in [min, max]. */
@@ -35,6 +36,20 @@ export function envPair(value: string, previous: Record<string, string> = {}): R
   const name = value.slice(0, eq);
   if (!ENV_NAME.test(name)) throw new InvalidArgumentError(`"${name}" is not a variable name (letters, digits and _, not starting with a digit).`);
   return { ...previous, [name]: value.slice(eq + 1) };
+}
+
+/** A parser for a pool or node name (distributed mode). */
+export function placementName(what: string): (value: string) => string {
+  return (value) => {
+    if (!PLACEMENT_NAME.test(value)) throw new InvalidArgumentError(`a ${what} name is letters, digits, ".", "_" and "-", starting with a letter or digit (at most 128).`);
+    return value;
+  };
+}
+
+/** Collects repeated `--pool P` values, in order, without repeats. */
+export function poolList(value: string, previous: string[] = []): string[] {
+  const pool = placementName('pool')(value);
+  return previous.includes(pool) ? previous : [...previous, pool];
 }
 
 const STATUSES: readonly JobStatus[] = ['Queued', 'Running', 'Success', 'Failed', 'Cancelled', 'Lost'];
@@ -66,6 +81,12 @@ export interface JobOptions {
   env?: Record<string, string>;
   cwd?: string;
   maxRuntime?: number;
+  /** Preferred worker node (distributed mode). */
+  node?: string;
+  /** Worker pools, highest priority first (distributed mode; `--pool`, repeatable). */
+  pool?: string[];
+  /** Retries when the worker is lost (distributed mode). */
+  retries?: number;
   interactive?: boolean;
   tty?: boolean;
   /** Terminal size for tty jobs. */
@@ -132,6 +153,9 @@ export function buildDescription(o: JobOptions, cwd: string = process.cwd()): Jo
   if (o.env !== undefined && Object.keys(o.env).length > 0) d.environment = o.env;
   if (o.cwd !== undefined) d.workingDirectory = resolve(cwd, o.cwd);
   if (o.maxRuntime !== undefined) d.maxRuntime = o.maxRuntime;
+  if (o.node !== undefined) d.node = o.node;
+  if (o.pool !== undefined && o.pool.length > 0) d.pools = o.pool;
+  if (o.retries !== undefined) d.retries = o.retries;
   if (o.interactive) d.interactive = true;
   if (o.tty) d.tty = true;
   if (o.tty && o.size) d.size = o.size;

@@ -16,6 +16,7 @@ import { registerAttach, registerRun } from './commands/run.js';
 import { registerServer } from './commands/server.js';
 import { registerSubmit } from './commands/submit.js';
 import { registerToken } from './commands/token.js';
+import { registerWorker, registerWorkers } from './commands/worker.js';
 
 /** Version of the jobwire package (dist/src/cli → the package root). */
 function packageVersion(): string {
@@ -77,6 +78,8 @@ export function buildProgram(): Command {
   registerGroups(program);
   registerProgress(program);
   registerToken(program);
+  registerWorker(program);
+  registerWorkers(program);
   return program;
 }
 

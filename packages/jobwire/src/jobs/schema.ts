@@ -5,11 +5,13 @@
  */
 import { z } from 'zod';
 import { BadRequestError, type JobDescription } from '@jobwire/client';
+import { PLACEMENT_NAME } from './placement-names.js';
 
 const name = z.string().min(1).max(200);
 const path = z.string().min(1).max(4096);
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const groupPath = /^[^:\s][^:]*(:[^:\s][^:]*)*$/;
+const placementName = z.string().regex(PLACEMENT_NAME, 'letters, digits, ".", "_" and "-", starting with a letter or digit, at most 128');
 
 const jsFunction = z
   .strictObject({
@@ -47,6 +49,9 @@ export const jobDescriptionSchema = z
     size: z.strictObject({ cols: z.number().int().min(1).max(10_000), rows: z.number().int().min(1).max(10_000) }).optional(),
     group: z.string().max(1000).regex(groupPath, 'a group path is ":"-separated non-empty names').or(z.literal('')).optional(),
     url: z.string().max(4096).optional(),
+    pools: z.array(placementName).min(1).max(32).optional(),
+    node: placementName.optional(),
+    retries: z.number().int().min(0).max(100).optional(),
   })
   .superRefine((d, ctx) => {
     if ((d.executable === undefined) === (d.js === undefined)) {

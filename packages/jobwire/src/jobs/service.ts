@@ -18,7 +18,7 @@ import {
   type JobStatus,
   type QueueStatus,
 } from '@jobwire/client';
-import type { Executor } from '../executors/types.js';
+import type { Executor, QueueDef } from '../executors/types.js';
 import type { JobRecord, Store } from '../store/types.js';
 import { parseJobDescription } from './schema.js';
 
@@ -27,9 +27,11 @@ export interface JobServiceOptions {
   store: Store;
   executor: Executor;
   /** Called after a job was queued (the embedded dispatcher pokes itself). */
-  onQueued?: () => void;
+  onQueued?: (job: JobRecord) => void;
   /** Queue used when a description names none. @defaultValue "multi" */
   defaultQueue?: string;
+  /** The queues and their limits, when they change at run time (distributed mode: the workers'). @defaultValue `executor.queues()` */
+  queueDefs?: () => Promise<QueueDef[]>;
 }
 
 const STATUSES: readonly JobStatus[] = ['Queued', 'Running', 'Success', 'Failed', 'Cancelled', 'Lost'];
@@ -78,7 +80,7 @@ export class JobService {
       jobToken: randomBytes(24).toString('base64url'),
       createdAt: new Date().toISOString(),
     });
-    this.options.onQueued?.();
+    this.options.onQueued?.(record);
     return record;
   }
 
@@ -164,12 +166,12 @@ export class JobService {
 
   /**
    * Waits until the job is final (`for: 'done'`) or Running/final (`for: 'running'`), at most
-   * `timeoutMs`; returns the job as it then is.
+   * `timeoutMs`, or until `signal` aborts (the caller went away); returns the job as it then is.
    */
-  async wait(owner: string, id: string, until: 'done' | 'running', timeoutMs: number): Promise<JobRecord> {
+  async wait(owner: string, id: string, until: 'done' | 'running', timeoutMs: number, signal?: AbortSignal): Promise<JobRecord> {
     const job = await this.get(owner, id);
     const reached = (s: JobStatus): boolean => isFinal(s) || (until === 'running' && s === 'Running');
-    if (reached(job.status) || timeoutMs <= 0) return job;
+    if (reached(job.status) || timeoutMs <= 0 || signal?.aborted) return job;
     return new Promise<JobRecord>((resolve) => {
       let settled = false;
       const finish = (): void => {
@@ -177,8 +179,10 @@ export class JobService {
         settled = true;
         clearTimeout(timer);
         off();
+        signal?.removeEventListener('abort', finish);
         this.store.getJob(id, owner).then((j) => resolve(j ?? job), () => resolve(job));
       };
+      signal?.addEventListener('abort', finish, { once: true });
       const off = this.store.onEvent((ev) => {
         if (ev.info.id === id && ev.info.type === 'job' && (reached(ev.info.status) || ev.verb === 'remove')) finish();
       });
@@ -193,7 +197,8 @@ export class JobService {
   /** Queues with their load. */
   async queues(): Promise<QueueStatus[]> {
     const counts = await this.store.queueCounts();
-    return this.executor.queues().map((q) => ({ name: q.name, limit: q.limit, running: counts.get(q.name)?.running ?? 0, queued: counts.get(q.name)?.queued ?? 0 }));
+    const defs = this.options.queueDefs ? await this.options.queueDefs() : this.executor.queues();
+    return defs.map((q) => ({ name: q.name, limit: q.limit, running: counts.get(q.name)?.running ?? 0, queued: counts.get(q.name)?.queued ?? 0 }));
   }
 
   /** Groups of `owner`. */

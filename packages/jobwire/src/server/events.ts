@@ -14,6 +14,8 @@ import { heartbeat } from './heartbeat.js';
 const MAX_BUFFERED = 8 * 1024 * 1024;
 /** Live events held while the backlog is sent. */
 const MAX_HELD = 100_000;
+/** Longest wait for live events to catch up with a snapshot page (they normally take a millisecond). */
+const CATCH_UP_MS = 2000;
 
 /** True when `path` lies in the subtree rooted at `root` ('' = everything). */
 export function inSubtree(path: string, root: string): boolean {
@@ -27,6 +29,10 @@ export function startEventsSession(ws: WebSocket, service: JobService, owner: st
   let live = false;
   let closed = false;
   const held: JobEvent[] = [];
+  /** Id of the newest event this session's listener heard (of any owner). */
+  let heard = 0;
+  /** Ids of the `add` events heard live, by object: those after the snapshot's id are not part of it. */
+  const addedLive = new Map<string, number>();
 
   const send = (msg: EventsServerMessage): void => {
     if (closed) return;
@@ -44,8 +50,10 @@ export function startEventsSession(ws: WebSocket, service: JobService, owner: st
   };
 
   const off = store.onEvent((ev: StoredEvent) => {
+    heard = Math.max(heard, ev.id);
     if (ev.owner !== owner || !inSubtree(ev.group, group)) return;
     const event: JobEvent = { id: ev.id, verb: ev.verb, info: ev.info };
+    if (!live && ev.verb === 'add') addedLive.set(ev.info.id, ev.id);
     if (live) sendEvent(event);
     else if (held.length < MAX_HELD) held.push(event);
     else {
@@ -66,6 +74,12 @@ export function startEventsSession(ws: WebSocket, service: JobService, owner: st
     // The events socket is one-way; a client message is ignored rather than fatal.
   });
 
+  /** Resolves once the listener heard every event up to `id` (at once for a synchronous store). */
+  const caughtUp = async (id: number): Promise<void> => {
+    const deadline = Date.now() + CATCH_UP_MS;
+    while (heard < id && !closed && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
+  };
+
   const backlog = async (): Promise<void> => {
     if (since !== undefined) {
       for (;;) {
@@ -75,12 +89,19 @@ export function startEventsSession(ws: WebSocket, service: JobService, owner: st
       }
     } else {
       // Snapshot: every existing group and job as `add`, stamped with the current event id.
+      // What was created after that id is left out: its own `add` follows live. (A store whose
+      // reads are not instant, such as Redis, can list an object created meanwhile.)
       const at = await store.lastEventId();
-      for (const g of await store.listGroups(owner, group || undefined)) send({ type: 'event', event: { id: at, verb: 'add', info: g } });
+      const created = async <T extends { id: string }>(items: T[]): Promise<T[]> => {
+        const now = await store.lastEventId();
+        if (now > at) await caughtUp(now);
+        return items.filter((item) => (addedLive.get(item.id) ?? 0) <= at);
+      };
+      for (const g of await created(await store.listGroups(owner, group || undefined))) send({ type: 'event', event: { id: at, verb: 'add', info: g } });
       let cursor: string | undefined;
       do {
         const page = await store.listJobs({ owner, limit: 1000, ...(group ? { group } : {}), ...(cursor ? { cursor } : {}) });
-        for (const j of page.items) send({ type: 'event', event: { id: at, verb: 'add', info: j } });
+        for (const j of await created(page.items)) send({ type: 'event', event: { id: at, verb: 'add', info: j } });
         cursor = page.next;
       } while (cursor && !closed);
       lastSent = at;

@@ -18,10 +18,14 @@ import type { RunnerContext } from '../jobs/runner.js';
 import { JobService } from '../jobs/service.js';
 import { openEmbeddedStore } from '../store/embedded/index.js';
 import type { Store } from '../store/types.js';
+import { startGrpcServer, type GrpcServerHandle, type GrpcTlsOptions } from '../grpc/server.js';
 import { startAttachSession } from './attach.js';
+import { registerDashboard } from './dashboard.js';
 import { startEventsSession } from './events.js';
 import { JSON_BODY_LIMIT, registerRoutes, tokenOf } from './routes.js';
 import { TokenBook } from './tokens.js';
+import { joinCluster } from '../distributed/cluster.js';
+import { registerWorkersRoute } from './workers-route.js';
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -37,7 +41,27 @@ export interface ServerOptions {
   graceSeconds?: number;
   /** pino log level. @defaultValue "info" */
   logLevel?: string;
+  /** Port of the Xenon-compatible gRPC service (docs/grpc.md); 0 picks a free one. @defaultValue undefined (no gRPC service) */
+  grpcPort?: number;
+  /** Address the gRPC service binds. @defaultValue "127.0.0.1" */
+  grpcHost?: string;
+  /** TLS for the gRPC service (file paths); with `ca`, mutual TLS. @defaultValue undefined (plaintext) */
+  grpcTls?: GrpcTlsOptions;
+  /** Admit token-less gRPC calls from loopback addresses as the admin user. @defaultValue false */
+  grpcAllowAnonymousLoopback?: boolean;
+  /**
+   * Distributed mode: the Redis to keep everything in (`redis://host:port/db`). The server then
+   * runs no jobs itself: `jobwire worker` processes do. @defaultValue undefined (embedded mode)
+   */
+  redis?: string;
+  /** Distributed mode: prefix of every Redis key. @defaultValue "jobwire:" */
+  redisPrefix?: string;
 }
+
+/** Options of the gRPC service, read as given (they have no defaults here). */
+type GrpcOptionKeys = 'grpcPort' | 'grpcHost' | 'grpcTls' | 'grpcAllowAnonymousLoopback';
+/** Options of distributed mode, read as given. */
+type ClusterOptionKeys = 'redis' | 'redisPrefix';
 
 /** A running server. */
 export interface ServerHandle extends AsyncDisposable {
@@ -48,11 +72,13 @@ export interface ServerHandle extends AsyncDisposable {
   readonly home: string;
   /** The store (for in-process embedding and tests). */
   readonly store: Store;
+  /** Port of the Xenon gRPC service, when it runs. */
+  readonly grpcPort?: number;
   /** Stops accepting, ends client sessions, stops running jobs (they end Lost), closes the store. */
   close(): Promise<void>;
 }
 
-function defaults(options: ServerOptions): Required<ServerOptions> {
+function defaults(options: ServerOptions): Required<Omit<ServerOptions, GrpcOptionKeys | ClusterOptionKeys>> {
   return {
     host: options.host ?? '127.0.0.1',
     port: options.port ?? 7700,
@@ -63,9 +89,9 @@ function defaults(options: ServerOptions): Required<ServerOptions> {
   };
 }
 
-/** Hides tokens that browsers send in WebSocket URLs. */
+/** Hides tokens in URLs: `access_token=` (browsers' WebSockets) and `token=` (the dashboard's sign-in link). */
 function redactUrl(url: string): string {
-  return url.replace(/(access_token=)[^&]*/g, '$1[redacted]');
+  return url.replace(/([?&](?:access_)?token=)[^&#]*/g, '$1[redacted]');
 }
 
 /** Starts a server. */
@@ -78,13 +104,26 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const workDir = join(home, 'work');
   mkdirSync(workDir, { recursive: true });
 
-  const tokens = new TokenBook(home);
-  const store = await openEmbeddedStore({ dir: home });
-  const lost = await store.loseRunningJobs(`the jobwire server stopped while the job was running (noticed at restart, ${new Date().toISOString()})`);
+  // Distributed mode: store, token book and placement live in Redis, and workers run the jobs,
+  // so nothing running is lost when this server stops.
+  let appLog: { warn(data: object, message: string): void; error(data: object, message: string): void } | undefined;
+  const cluster =
+    options.redis === undefined
+      ? undefined
+      : await joinCluster({
+          url: options.redis,
+          ...(options.redisPrefix !== undefined ? { prefix: options.redisPrefix } : {}),
+          home,
+          log: { warn: (data, message) => appLog?.warn(data, message), error: (data, message) => appLog?.error(data, message) },
+        });
+  const tokens = cluster?.tokens ?? new TokenBook(home);
+  const store: Store = cluster?.store ?? (await openEmbeddedStore({ dir: home }));
+  const lost = cluster ? [] : await store.loseRunningJobs(`the jobwire server stopped while the job was running (noticed at restart, ${new Date().toISOString()})`);
 
   const app = Fastify({
     bodyLimit: JSON_BODY_LIMIT,
-    disableRequestLogging: true,
+    // Per-request lines would be noise (and carry URLs); errors are logged by the error handler.
+    logController: new Fastify.LogController({ disableRequestLogging: true }),
     logger: {
       level: opts.logLevel,
       redact: ['req.headers.authorization'],
@@ -93,7 +132,8 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
       },
     },
   });
-  const executor = new LocalExecutor({ multiSlots: opts.multiSlots });
+  appLog = app.log;
+  const executor = cluster?.executor ?? new LocalExecutor({ multiSlots: opts.multiSlots });
   const ctx: RunnerContext = {
     store,
     executor,
@@ -103,9 +143,16 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     serverUrl: '',
     onError: (err, jobId) => app.log.error({ err, jobId }, 'job bookkeeping failed'),
   };
-  const dispatcher = new Dispatcher(ctx, executor.queues());
-  const service = new JobService({ store, executor, onQueued: () => dispatcher.poke() });
+  const dispatcher = cluster ? undefined : new Dispatcher(ctx, executor.queues());
+  const service = new JobService({
+    store,
+    executor,
+    onQueued: () => (cluster ? cluster.onQueued() : dispatcher?.poke()),
+    ...(cluster ? { queueDefs: () => cluster.queueDefs() } : {}),
+  });
   registerRoutes(app, service, tokens);
+  registerWorkersRoute(app, cluster ? () => cluster.workers() : undefined);
+  registerDashboard(app);
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * 1024 * 1024 });
   const refuse = (socket: Duplex, status: number, code: string, message: string): void => {
@@ -150,17 +197,21 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const record: ServerRecord = { url, pid: process.pid, startedAt: new Date().toISOString() };
   writeFileSync(join(home, 'server.json'), JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
   for (const job of lost) app.log.warn({ jobId: job.id }, 'job marked Lost: it was running when the server stopped');
-  dispatcher.poke();
+  cluster?.announce(url);
+  dispatcher?.poke();
 
+  let grpc: GrpcServerHandle | undefined;
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
-      dispatcher.stop();
+      await grpc?.close();
+      dispatcher?.stop();
       app.server.off('upgrade', onUpgrade);
       for (const ws of wss.clients) ws.close(1001, 'server shutting down');
-      await dispatcher.shutdown('the jobwire server shut down while the job was running');
+      await dispatcher?.shutdown('the jobwire server shut down while the job was running');
       await app.close();
       wss.close();
+      await cluster?.close();
       await store.close();
       try {
         const current = JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as ServerRecord;
@@ -170,9 +221,27 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
       }
     })());
 
+  if (options.grpcPort !== undefined) {
+    try {
+      grpc = await startGrpcServer(
+        {
+          port: options.grpcPort,
+          host: options.grpcHost ?? '127.0.0.1',
+          ...(options.grpcTls ? { tls: options.grpcTls } : {}),
+          allowAnonymousLoopback: options.grpcAllowAnonymousLoopback ?? false,
+        },
+        { service, tokens, home, log: app.log },
+      );
+    } catch (err) {
+      await close();
+      throw err;
+    }
+  }
+
   return {
     url,
     token: tokens.adminToken,
+    ...(grpc ? { grpcPort: grpc.port } : {}),
     home,
     store,
     close,

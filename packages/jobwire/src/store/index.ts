@@ -1,6 +1,7 @@
 /**
  * Stores: where jobwire keeps job records, groups, events and job streams. The interface is in
- * `types.ts`; the embedded implementation (SQLite + files) is the default.
+ * `types.ts`; the embedded implementation (SQLite + files) is the default, the Redis one
+ * (`redis/`) serves distributed mode.
  * @module
  */
 export type {
@@ -16,3 +17,4 @@ export type {
   StreamSizes,
 } from './types.js';
 export { openEmbeddedStore, type EmbeddedStoreOptions } from './embedded/index.js';
+export { openRedisStore, RedisStore, type RedisStoreOptions } from './redis/index.js';

@@ -3,9 +3,9 @@
  * @module
  */
 import type { Command } from 'commander';
-import { envPair, integer } from '../options.js';
+import { envPair, integer, placementName, poolList } from '../options.js';
 
-/** Adds --name, --group, --queue, --env, --cwd and --max-runtime. */
+/** Adds --name, --group, --queue, --env, --cwd, --max-runtime, and --node, --pool, --retries (distributed mode). */
 export function addJobOptions(cmd: Command): Command {
   return cmd
     .option('--name <name>', 'job name (default: the program, the command line, or "js")')
@@ -13,7 +13,10 @@ export function addJobOptions(cmd: Command): Command {
     .option('--queue <queue>', 'queue: single, multi or unlimited on the local executor (default: multi)')
     .option('--env <NAME=VALUE>', 'environment variable for the job (repeatable)', envPair)
     .option('--cwd <dir>', "job's working directory, relative to here (default: the home's work/ folder)")
-    .option('--max-runtime <minutes>', 'stop the job after this many minutes (0 = no limit)', integer(0));
+    .option('--max-runtime <minutes>', 'stop the job after this many minutes (0 = no limit)', integer(0))
+    .option('--node <node>', 'distributed mode: the worker node to try first (skipped when gone or full)', placementName('node'))
+    .option('--pool <pool>', 'distributed mode: a worker pool the job may run in; repeat for more, highest priority first (default: ALL)', poolList)
+    .option('--retries <n>', 'distributed mode: start a batch job again this often when its worker is lost (default: 0)', integer(0, 100));
 }
 
 /** The local terminal's size, for tty jobs, when stdout is a terminal. */

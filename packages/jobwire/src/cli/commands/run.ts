@@ -11,7 +11,7 @@ import { finishSession, runSession } from '../session.js';
 import { act, examples } from './common.js';
 import { addJobOptions, terminalSize } from './job-options.js';
 
-interface RunOptions extends ConnectionOptions, Pick<JobOptions, 'name' | 'group' | 'queue' | 'env' | 'cwd' | 'maxRuntime'> {
+interface RunOptions extends ConnectionOptions, Pick<JobOptions, 'name' | 'group' | 'queue' | 'env' | 'cwd' | 'maxRuntime' | 'node' | 'pool' | 'retries'> {
   interactive?: boolean;
   tty?: boolean;
 }

@@ -4,8 +4,9 @@
  */
 import { Option, type Command } from 'commander';
 import type { ServerHandle, ServerOptions } from '../../server/index.js';
+import { redactUrl } from '../../store/redis/errors.js';
 import { homeOption } from '../connect.js';
-import { CliError } from '../errors.js';
+import { CliError, UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { integer, seconds } from '../options.js';
 import { act, examples, print } from './common.js';
@@ -17,6 +18,14 @@ interface ServerCommandOptions {
   grace: number;
   logLevel: string;
   home?: string;
+  grpcPort?: number;
+  grpcHost: string;
+  grpcCert?: string;
+  grpcKey?: string;
+  grpcCa?: string;
+  grpcAllowAnonymousLoopback?: boolean;
+  redis?: string;
+  redisPrefix: string;
 }
 
 /** Log levels the server accepts (pino's). */
@@ -38,12 +47,22 @@ export function registerServer(program: Command): void {
     .option('--grace <seconds>', 'seconds between SIGTERM and SIGKILL when a job is cancelled', seconds, 5)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .addOption(homeOption())
+    .option('--grpc-port <port>', 'also serve the Xenon gRPC API on this port (0 picks a free one); off unless given', integer(0, 65535))
+    .option('--grpc-host <host>', 'address the Xenon gRPC API listens on', '127.0.0.1')
+    .option('--grpc-cert <file>', 'PEM certificate chain: serve gRPC over TLS (with --grpc-key)')
+    .option('--grpc-key <file>', 'PEM private key of --grpc-cert')
+    .option('--grpc-ca <file>', 'PEM CA bundle: require client certificates signed by it (mutual TLS)')
+    .option('--grpc-allow-anonymous-loopback', 'admit gRPC calls without a token from this machine, as the admin user (stock Xenon clients send none)')
+    .addOption(new Option('--redis <url>', 'distributed mode: keep everything in this Redis (redis://host:port/db); `jobwire worker` processes run the jobs').env('JOBWIRE_REDIS'))
+    .addOption(new Option('--redis-prefix <prefix>', 'distributed mode: prefix of every Redis key').env('JOBWIRE_REDIS_PREFIX').default('jobwire:'))
     .addHelpText(
       'after',
       examples(
         ['jobwire server', 'listen on 127.0.0.1:7700, data in the default home'],
         ['jobwire server --port 0 --home /tmp/jw', 'a throw-away server on a free port'],
         ['jobwire server --host 0.0.0.0 --multi-slots 4', 'reachable from other machines, 4 jobs at once in "multi"'],
+        ['jobwire server --grpc-port 50051 --grpc-allow-anonymous-loopback', 'also serve Xenon clients (PyXenon) on this machine'],
+        ['jobwire server --host 0.0.0.0 --redis redis://10.0.0.5:6379/0', 'distributed mode: one of several servers on one Redis (docs/deployment.md)'],
       ) + '\nIt prints "sign in: URL/?token=TOKEN": open that in a browser for the dashboard.\n',
     )
     .action(act(serve));
@@ -58,6 +77,21 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
   };
   if (opts.home !== undefined) options.home = opts.home;
   if (opts.multiSlots !== undefined) options.multiSlots = opts.multiSlots;
+  if (opts.redis !== undefined) {
+    if (opts.multiSlots !== undefined) throw new UsageError('--multi-slots is for embedded mode; with --redis, give each worker --slots');
+    options.redis = opts.redis;
+    options.redisPrefix = opts.redisPrefix;
+  }
+  if (opts.grpcPort !== undefined) {
+    options.grpcPort = opts.grpcPort;
+    options.grpcHost = opts.grpcHost;
+    if (opts.grpcAllowAnonymousLoopback) options.grpcAllowAnonymousLoopback = true;
+    if ((opts.grpcCert === undefined) !== (opts.grpcKey === undefined)) throw new UsageError('--grpc-cert and --grpc-key go together');
+    if (opts.grpcCert !== undefined && opts.grpcKey !== undefined) options.grpcTls = { cert: opts.grpcCert, key: opts.grpcKey, ...(opts.grpcCa !== undefined ? { ca: opts.grpcCa } : {}) };
+    else if (opts.grpcCa !== undefined) throw new UsageError('--grpc-ca needs --grpc-cert and --grpc-key');
+  } else if (opts.grpcCert ?? opts.grpcKey ?? opts.grpcCa ?? opts.grpcAllowAnonymousLoopback) {
+    throw new UsageError('the --grpc-* options need --grpc-port');
+  }
 
   // Loaded on demand: the other commands should not pay for the server's dependencies.
   const { startServer } = await import('../../server/index.js');
@@ -65,6 +99,7 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
   try {
     handle = await startServer(options);
   } catch (err) {
+    if ((err as { code?: unknown }).code === 'JOBWIRE_GRPC_BIND') throw new CliError(`${(err as Error).message} (pick another port with --grpc-port)`, ExitCode.FAILED, { cause: err });
     if ((err as { code?: unknown }).code === 'EADDRINUSE') {
       throw new CliError(`${opts.host}:${opts.port} is in use (is a jobwire server running already? pick another port with --port)`, ExitCode.FAILED, { cause: err });
     }
@@ -73,6 +108,11 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
   const url = handle.url.replace(/\/+$/, '');
   print(`jobwire server listening on ${url}`);
   print(`jobwire home: ${handle.home}`);
+  if (options.redis !== undefined) print(`distributed mode: Redis ${redactUrl(options.redis)}, key prefix ${options.redisPrefix ?? 'jobwire:'}; jobs run on \`jobwire worker\` processes`);
+  if (handle.grpcPort !== undefined) {
+    const grpcHost = opts.grpcHost.includes(':') ? `[${opts.grpcHost}]` : opts.grpcHost;
+    print(`gRPC (Xenon) listening on ${grpcHost}:${handle.grpcPort}${options.grpcTls ? (options.grpcTls.ca ? ' (mutual TLS)' : ' (TLS)') : ''}`);
+  }
   // The sign-in link carries the admin token: stdout of this terminal only, never the log.
   print(`sign in: ${url}/?token=${encodeURIComponent(handle.token)}`);
 

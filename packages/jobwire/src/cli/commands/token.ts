@@ -4,7 +4,7 @@
  * changes.
  * @module
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -77,6 +77,8 @@ interface CreateOptions {
   home?: string;
   admin?: boolean;
   json?: boolean;
+  redis?: string;
+  redisPrefix: string;
 }
 
 interface ListOptions {
@@ -98,6 +100,8 @@ export function registerToken(program: Command): void {
     .argument('<user>', 'user name (letters, digits, . _ @ -)')
     .option('--admin', 'an admin token')
     .option('--json', 'print {token, user, admin} as JSON')
+    .addOption(new Option('--redis <url>', 'distributed mode: also add it to the token book every server on this Redis shares').env('JOBWIRE_REDIS'))
+    .addOption(new Option('--redis-prefix <prefix>', 'distributed mode: prefix of every Redis key').env('JOBWIRE_REDIS_PREFIX').default('jobwire:'))
     .addOption(homeOption())
     .addHelpText(
       'after',
@@ -116,6 +120,7 @@ export function registerToken(program: Command): void {
         const entry: TokenEntry = { token: newToken(), user, admin: Boolean(opts.admin) };
         file.tokens.push(entry);
         await writeTokens(path, file);
+        if (opts.redis !== undefined) await shareInRedis(opts.redis, opts.redisPrefix, entry);
         print(opts.json ? formatJson(entry) : entry.token);
       }),
     );
@@ -139,4 +144,16 @@ export function registerToken(program: Command): void {
         else if (entries.length > 0) print(formatTable(['USER', 'ADMIN', 'TOKEN'], entries.map((e) => [e.user, e.admin ? 'yes' : 'no', e.token])));
       }),
     );
+}
+
+/** Adds a token to the shared token book in Redis (loaded on demand: only this option needs Redis). */
+async function shareInRedis(url: string, prefix: string, entry: TokenEntry): Promise<void> {
+  const { openRedisStore } = await import('../../store/redis/index.js');
+  const { shareTokens } = await import('../../server/shared-tokens.js');
+  const store = await openRedisStore({ url, prefix, connectionName: 'jobwire:cli' });
+  try {
+    await shareTokens(store, [entry]);
+  } finally {
+    await store.close();
+  }
 }

@@ -1,0 +1,170 @@
+/**
+ * `jobwire worker` (run a worker of distributed mode in the foreground) and `jobwire workers`
+ * (list the workers a server sees, with their load and the pools' queues).
+ * @module
+ */
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { join } from 'node:path';
+import type { WorkersReport } from '@jobwire/client';
+import { resolveHome } from '@jobwire/client/home';
+import type { WorkerHandle, WorkerOptions } from '../../distributed/worker.js';
+import { addConnectionOptions, connect, homeOption, type ConnectionOptions } from '../connect.js';
+import { CliError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { formatJson, formatTable, formatTimestamp } from '../format.js';
+import { integer, placementName, poolList, seconds } from '../options.js';
+import { act, examples, print } from './common.js';
+
+interface WorkerCommandOptions {
+  redis: string;
+  redisPrefix: string;
+  name?: string;
+  pool?: string[];
+  slots?: number;
+  label?: Record<string, string>;
+  grace: number;
+  url?: string;
+  workDir?: string;
+  logLevel: string;
+  home?: string;
+}
+
+/** Log levels the worker accepts (pino's). */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Collects repeated `--label KEY=VALUE`. */
+function labelPair(value: string, previous: Record<string, string> = {}): Record<string, string> {
+  const eq = value.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError('expected KEY=VALUE.');
+  return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+}
+
+/** `--redis URL` and `--redis-prefix P`, for the commands of distributed mode. */
+export function redisOptions(cmd: Command, required: boolean): Command {
+  const redis = new Option('--redis <url>', 'Redis of the cluster: redis://host:port/db').env('JOBWIRE_REDIS');
+  if (required) redis.makeOptionMandatory();
+  return cmd.addOption(redis).addOption(new Option('--redis-prefix <prefix>', 'prefix of every Redis key (the same for all servers and workers)').env('JOBWIRE_REDIS_PREFIX').default('jobwire:'));
+}
+
+/** Adds `jobwire worker`. */
+export function registerWorker(program: Command): void {
+  const cmd = program
+    .command('worker')
+    .summary('run a worker of distributed mode in the foreground')
+    .description(
+      'Run a worker: it registers in Redis with its node name, pools and slots, takes the jobs placed ' +
+        'on it and runs them on this machine, their output and input flowing through Redis to every ' +
+        'server. It stays up until Ctrl-C or SIGTERM; then its running jobs end Lost and the jobs ' +
+        'waiting for it go to other workers.',
+    );
+  redisOptions(cmd, true)
+    .option('--name <node>', 'node name, unique among live workers (default: the host name)', placementName('node'))
+    .option('--pool <pool>', 'a pool this worker serves, besides ALL (repeatable)', poolList)
+    .option('--slots <n>', 'jobs of the "multi" queue run at once (default: the number of cores)', integer(1))
+    .option('--label <KEY=VALUE>', 'a label shown by `jobwire workers` (repeatable)', labelPair)
+    .option('--grace <seconds>', 'seconds between SIGTERM and SIGKILL when a job is cancelled', seconds, 5)
+    .option('--url <url>', 'server URL handed to jobs as JOBWIRE_URL (default: a live server of the cluster)')
+    .option('--work-dir <dir>', "working directory of jobs that name none (default: the home's work/ folder)")
+    .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS).default('info'))
+    .addOption(homeOption())
+    .addHelpText(
+      'after',
+      examples(
+        ['jobwire worker --redis redis://10.0.0.5:6379/0 --name gpu1 --pool gpu --slots 4', 'a worker in pool gpu (and ALL) with 4 slots'],
+        ['jobwire worker --redis redis://10.0.0.5:6379/0', 'named after this host, pool ALL, one slot per core'],
+      ) + '\nEvery worker is in pool ALL. See docs/deployment.md for a whole cluster.\n',
+    )
+    .action(act(work));
+}
+
+async function work(opts: WorkerCommandOptions): Promise<number> {
+  const options: WorkerOptions = {
+    redis: opts.redis,
+    prefix: opts.redisPrefix,
+    pools: opts.pool ?? [],
+    labels: opts.label ?? {},
+    graceSeconds: opts.grace,
+    logLevel: opts.logLevel,
+    workDir: opts.workDir ?? join(resolveHome(opts.home), 'work'),
+  };
+  if (opts.name !== undefined) options.name = opts.name;
+  if (opts.slots !== undefined) options.slots = opts.slots;
+  if (opts.url !== undefined) options.serverUrl = opts.url;
+
+  // Loaded on demand: the other commands should not pay for BullMQ and the executors.
+  const { startWorker } = await import('../../distributed/worker.js');
+  let handle: WorkerHandle;
+  try {
+    handle = await startWorker(options);
+  } catch (err) {
+    if (err instanceof RangeError) throw new CliError(err.message, ExitCode.USAGE, { cause: err });
+    throw err;
+  }
+  print(`jobwire worker ${handle.name} ready: pools ${['ALL', ...handle.pools].join(', ')}; ${handle.slots} slot(s)`);
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  const force = (): never => {
+    process.stderr.write('jobwire: stopped without closing cleanly\n');
+    process.exit(ExitCode.FAILED);
+  };
+  process.once('SIGINT', force);
+  process.once('SIGTERM', force);
+  process.stderr.write(`jobwire: ${signal === 'SIGINT' ? 'interrupted' : 'terminated'}; stopping the worker (again to stop at once)\n`);
+  await handle.close();
+  process.removeListener('SIGINT', force);
+  process.removeListener('SIGTERM', force);
+  return ExitCode.OK;
+}
+
+interface WorkersOptions extends ConnectionOptions {
+  json?: boolean;
+}
+
+/** The `jobwire workers` tables: workers, then pools. */
+export function formatWorkers(report: WorkersReport): string {
+  if (report.mode === 'embedded') return 'this server runs its jobs itself (embedded mode): it has no workers';
+  const workers = formatTable(
+    ['NODE', 'POOLS', 'SLOTS', 'USED', 'FREE', 'SINGLE', 'UNLIMITED', 'HEARTBEAT', 'STATE'],
+    report.items.map((w) => [
+      w.name,
+      w.pools.join(','),
+      String(w.slots),
+      String(w.used),
+      String(w.free),
+      String(w.single),
+      String(w.unlimited),
+      formatTimestamp(w.heartbeatAt),
+      w.alive ? 'alive' : 'dead',
+    ]),
+  );
+  const pools = formatTable(
+    ['POOL', 'WORKERS', 'SLOTS', 'USED', 'QUEUED'],
+    report.pools.map((p) => [p.name, String(p.workers), String(p.slots), String(p.used), String(p.queued)]),
+  );
+  return `${report.items.length > 0 ? workers : 'no workers'}\n\n${pools}`;
+}
+
+/** Adds `jobwire workers`. */
+export function registerWorkers(program: Command): void {
+  addConnectionOptions(
+    program
+      .command('workers')
+      .summary('list the workers of distributed mode and the pools\' queues')
+      .description(
+        'List the workers the server sees (node, pools, slots used and free, last heartbeat), then per ' +
+          'pool the live workers, their slots and the jobs waiting that name the pool first.',
+      )
+      .option('--json', 'the report as JSON: {mode, items, pools}'),
+  )
+    .addHelpText('after', examples(['jobwire workers', 'NODE  POOLS  SLOTS  USED  FREE ..., then POOL  WORKERS  SLOTS  USED  QUEUED']))
+    .action(
+      act(async (opts: WorkersOptions) => {
+        const api = await connect(opts);
+        const report = await api.getWorkers();
+        print(opts.json ? formatJson(report) : formatWorkers(report));
+      }),
+    );
+}

@@ -1,0 +1,51 @@
+/**
+ * Argument checks every store shares: byte positions, page sizes and job ids. A bad value is a
+ * BadRequestError naming the field, so it reaches the client as a clear 400.
+ * @module
+ */
+import { BadRequestError } from '@jobwire/client';
+
+/** Checks a byte position or count: a non-negative safe integer. */
+export function checkPosition(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new BadRequestError(`${field} must be a non-negative integer, got ${String(value)}`, { field });
+  }
+  return value;
+}
+
+/** Checks a page size: a positive safe integer. */
+export function checkLimit(value: unknown, field = 'limit'): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new BadRequestError(`${field} must be a positive integer, got ${String(value)}`, { field });
+  }
+  return value;
+}
+
+/** Job ids become folder names, so they are held to a safe alphabet (and never `.` or `..`). */
+const JOB_ID = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$/;
+
+/** Checks that a job id is one the store can hold (letters, digits, `_`, `-`, `.`; no leading `.`). */
+export function checkJobId(jobId: unknown): asserts jobId is string {
+  if (typeof jobId !== 'string' || !JOB_ID.test(jobId)) {
+    throw new BadRequestError(`invalid job id ${JSON.stringify(jobId)}`, { field: 'id' });
+  }
+}
+
+/**
+ * Checks a group path: `''` (the root) or `:`-separated non-empty names. Both stores call it
+ * before creating anything, so a bad path changes nothing.
+ */
+export function checkGroupPath(path: unknown): asserts path is string {
+  if (typeof path !== 'string' || (path !== '' && path.split(':').some((segment) => segment === ''))) {
+    throw new BadRequestError(`a group path is ":"-separated non-empty names, got ${JSON.stringify(path)}`, { field: 'group' });
+  }
+}
+
+/** 'a:b:c' → ['a', 'a:b', 'a:b:c']; '' → []. */
+export function ancestorPaths(path: string): string[] {
+  if (path === '') return [];
+  const paths: string[] = [];
+  for (let at = path.indexOf(':'); at >= 0; at = path.indexOf(':', at + 1)) paths.push(path.slice(0, at));
+  paths.push(path);
+  return paths;
+}

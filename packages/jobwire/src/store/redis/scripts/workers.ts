@@ -1,0 +1,217 @@
+/**
+ * The worker registry and placement, one Lua script each (distributed mode).
+ *
+ * A worker is `worker:NAME` (instance id, pools, slots, labels, heartbeat time), kept alive by
+ * `alive:NAME` (its instance id with a TTL that heartbeats renew) and loaded by the jobs in
+ * `load:NAME:CLASS` (CLASS = the job's queue class: multi, single, unlimited) — placed on it or
+ * running there. Load sets rather than counters: releasing twice is harmless, so a crash never
+ * leaves a slot counted forever.
+ *
+ * Placement picks, for each waiting job in arrival order, the worker it goes to (MARVELO's
+ * rules): the preferred node if it is alive and has a free slot of the job's class; else the
+ * job's pools in priority order, in each the live worker with the most free slots of that class.
+ * It reserves the slot in the same step, so two placers never give one slot twice.
+ * @module
+ */
+import type { ScriptDef } from './index.js';
+
+/** Classes of load, after the local executor's queues. */
+const CLASS_OF = `
+local function classOf(queue)
+  if queue == 'single' or queue == 'unlimited' then return queue end
+  return 'multi'
+end
+local CLASSES = { 'multi', 'single', 'unlimited' }
+`;
+
+/**
+ * Registers a worker instance. ARGV: prefix, name, instance, pools (comma list with ALL),
+ * slots, labels JSON, host, pid, startedAt, heartbeat time, ttl ms. Answers {'ok'}, or
+ * {'reap', old instance} when a dead earlier instance of the same name still holds the entry
+ * (its jobs must be reaped first). A live instance of the same name is a conflict. Moves jobs
+ * that no live worker could take back to waiting: this worker may take them.
+ */
+export const registerWorker: ScriptDef = {
+  name: 'jwRegisterWorker',
+  lua: `
+local name, instance = ARGV[2], ARGV[3]
+local alive = redis.call('GET', aliveKey(name))
+if alive and alive ~= instance then
+  return redis.error_reply('CONFLICT a worker named ' .. name .. ' is running already; pick another --name')
+end
+local old = redis.call('HGET', workerKey(name), 'instance')
+if old and old ~= instance then return { 'reap', old } end
+redis.call('HSET', workerKey(name), 'instance', instance, 'pools', ARGV[4], 'slots', ARGV[5], 'labels', ARGV[6],
+  'host', ARGV[7], 'pid', ARGV[8], 'startedAt', ARGV[9], 'heartbeatAt', ARGV[10])
+redis.call('SADD', K.workers, name)
+redis.call('SET', aliveKey(name), instance, 'PX', ARGV[11])
+local parked = redis.call('ZRANGE', K.parked, 0, -1, 'WITHSCORES')
+for i = 1, #parked, 2 do redis.call('ZADD', K.pending, parked[i + 1], parked[i]) end
+redis.call('DEL', K.parked)
+return { 'ok' }
+`,
+};
+
+/**
+ * Renews a worker's liveness. ARGV: prefix, name, instance, ttl ms, heartbeat time. Answers 0
+ * when the registry no longer holds this instance (it was reaped): the worker must stop its
+ * jobs, which were marked Lost, and register again.
+ */
+export const heartbeat: ScriptDef = {
+  name: 'jwHeartbeat',
+  lua: `
+local name, instance = ARGV[2], ARGV[3]
+if redis.call('HGET', workerKey(name), 'instance') ~= instance then return 0 end
+redis.call('SET', aliveKey(name), instance, 'PX', ARGV[4])
+redis.call('HSET', workerKey(name), 'heartbeatAt', ARGV[5])
+return 1
+`,
+};
+
+/**
+ * Removes a worker whose liveness key expired (or that is shutting down), in one step so a late
+ * heartbeat cannot bring half of it back. ARGV: prefix, name, instance ('' = whichever),
+ * 'force' to remove it even while alive (its own clean shutdown). Jobs placed on it that had not
+ * started wait again, in their old place. Answers nil when there was nothing to remove, else
+ * {instance, ids of the jobs Running on it}: the caller decides, per job, Lost or retry.
+ */
+export const dropWorker: ScriptDef = {
+  name: 'jwDropWorker',
+  lua: `
+${CLASS_OF}
+local name, want = ARGV[2], ARGV[3]
+if ARGV[4] ~= 'force' and redis.call('EXISTS', aliveKey(name)) == 1 then return nil end
+local instance = redis.call('HGET', workerKey(name), 'instance')
+if not instance then
+  redis.call('SREM', K.workers, name)
+  return nil
+end
+if want ~= '' and instance ~= want then return nil end
+for _, cls in ipairs(CLASSES) do
+  for _, id in ipairs(redis.call('SMEMBERS', loadKey(name, cls))) do
+    local f = redis.call('HMGET', jobKey(id), 'info', 'placed', 'pseq')
+    if f[1] and f[2] == name and cjson.decode(f[1]).status == 'Queued' then
+      redis.call('HSET', jobKey(id), 'placed', '')
+      redis.call('ZADD', K.pending, f[3] or redis.call('INCR', K.seq), id)
+    end
+  end
+  redis.call('DEL', loadKey(name, cls))
+end
+redis.call('DEL', workerKey(name))
+redis.call('SREM', K.workers, name)
+if ARGV[4] == 'force' then redis.call('DEL', aliveKey(name)) end
+local reply = { instance }
+for _, id in ipairs(redis.call('SMEMBERS', runningAtKey(name))) do reply[#reply + 1] = id end
+return reply
+`,
+};
+
+/**
+ * Places waiting jobs on workers with free slots, oldest first. ARGV: prefix, most jobs to look
+ * at, milliseconds a job waits before it is told why, this time in ms. Answers
+ * {id, worker, attempt, ...} for the jobs placed (their slot is reserved: the caller hands them
+ * to the worker's BullMQ queue). A job that waits gets a reason (once it waited a moment, so
+ * quick placements add no events); a job that no live worker may ever take is parked until
+ * the set of workers changes.
+ */
+export const placeJobs: ScriptDef = {
+  name: 'jwPlaceJobs',
+  lua: `
+${CLASS_OF}
+local maxScan, patience, now = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local UNLIMITED = 256
+local workers, pools = {}, {}
+for _, name in ipairs(redis.call('SMEMBERS', K.workers)) do
+  if redis.call('EXISTS', aliveKey(name)) == 1 then
+    local f = redis.call('HMGET', workerKey(name), 'pools', 'slots')
+    if f[1] then
+      workers[name] = { name = name, free = {
+        multi = tonumber(f[2]) - redis.call('SCARD', loadKey(name, 'multi')),
+        single = 1 - redis.call('SCARD', loadKey(name, 'single')),
+        unlimited = UNLIMITED - redis.call('SCARD', loadKey(name, 'unlimited')) } }
+      for pool in string.gmatch(f[1], '[^,]+') do
+        pools[pool] = pools[pool] or {}
+        table.insert(pools[pool], name)
+      end
+    end
+  end
+end
+for _, members in pairs(pools) do table.sort(members) end
+
+-- The member of a pool with the most free slots of a class (ties: by name).
+local function roomiest(members, cls)
+  local best = nil
+  for _, name in ipairs(members) do
+    local w = workers[name]
+    if not best or w.free[cls] > best.free[cls] then best = w end
+  end
+  return best
+end
+
+local placed = {}
+local waiting = redis.call('ZRANGE', K.pending, 0, maxScan - 1, 'WITHSCORES')
+for i = 1, #waiting, 2 do
+  local id = waiting[i]
+  local f = redis.call('HMGET', jobKey(id), 'info', 'pnode', 'ppools', 'attempt', 'pat')
+  if not f[1] then
+    redis.call('ZREM', K.pending, id)
+  else
+    local info = cjson.decode(f[1])
+    local cls = classOf(info.queue)
+    local node, target, known = f[2], nil, false
+    if node ~= '' and workers[node] then
+      known = true
+      if workers[node].free[cls] > 0 then target = workers[node] end
+    end
+    if not target then
+      for pool in string.gmatch(f[3], '[^,]+') do
+        local members = pools[pool]
+        if members then
+          known = true
+          local w = roomiest(members, cls)
+          if w.free[cls] > 0 then target = w break end
+        end
+      end
+    end
+    if target then
+      target.free[cls] = target.free[cls] - 1
+      redis.call('SADD', loadKey(target.name, cls), id)
+      redis.call('HSET', jobKey(id), 'placed', target.name, 'placedAt', fmt(now))
+      redis.call('ZREM', K.pending, id)
+      placed[#placed + 1] = id
+      placed[#placed + 1] = target.name
+      placed[#placed + 1] = f[4] or '1'
+    else
+      local reason
+      if not known then
+        reason = 'no live worker can take this job (pools: ' .. f[3]
+        if node ~= '' then reason = reason .. '; preferred node: ' .. node end
+        reason = reason .. '); it waits until one registers'
+        redis.call('ZREM', K.pending, id)
+        redis.call('ZADD', K.parked, waiting[i + 1], id)
+      elseif now - num(f[5]) >= patience then
+        reason = 'waiting for a free ' .. cls .. ' slot (pools: ' .. f[3]
+        if node ~= '' then reason = reason .. '; preferred node: ' .. node end
+        reason = reason .. ')'
+      end
+      if reason and info.reason ~= reason and info.status == 'Queued' then
+        local job = { key = jobKey(id), id = id, info = info, result = false }
+        job.info.reason = reason
+        saveJob(job)
+      end
+    end
+  end
+end
+return placed
+`,
+};
+
+/** Frees the slot a job held on a worker. ARGV: prefix, worker name, job id. */
+export const releaseJob: ScriptDef = {
+  name: 'jwReleaseJob',
+  lua: `
+${CLASS_OF}
+for _, cls in ipairs(CLASSES) do redis.call('SREM', loadKey(ARGV[2], cls), ARGV[3]) end
+return 1
+`,
+};

@@ -1,0 +1,106 @@
+/**
+ * The Redis store: the shared store and stream-log behaviour against a real Redis (a fresh key
+ * prefix per test), plus what only this implementation promises.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { openRedisStore, type RedisStore } from '../../src/store/index.js';
+import { decodeMessage } from '../../src/store/redis/redis-stream-log.js';
+import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
+import { newJob, nextTime, storeBehaviour, streamLogBehaviour, waitFor, type HarnessFactory } from './store-behaviour.js';
+
+/** Harnesses on a fresh key prefix; listener errors are swallowed. */
+const redis: HarnessFactory = async () => {
+  const prefix = freshPrefix();
+  return {
+    open: () => openRedisStore({ url: REDIS_URL, prefix, onListenerError: () => {} }),
+    dispose: () => dropPrefix(prefix),
+  };
+};
+
+storeBehaviour('redis store', redis);
+streamLogBehaviour('redis stream log', redis);
+
+async function withRedisStore(body: (store: RedisStore, prefix: string) => Promise<void>): Promise<void> {
+  const prefix = freshPrefix();
+  const store = await openRedisStore({ url: REDIS_URL, prefix, onListenerError: () => {} });
+  try {
+    await body(store, prefix);
+  } finally {
+    await store.close();
+    await dropPrefix(prefix);
+  }
+}
+
+describe('redis store: its own promises', () => {
+  it('keeps every key under its prefix', async () => {
+    await withRedisStore(async (store, prefix) => {
+      const job = await store.createJob(newJob({ group: 'a:b' }));
+      await store.streams.appendOutput(job.id, 'stdout', Buffer.from('x'));
+      await store.streams.appendStdin(job.id, 0, Buffer.from('y'));
+      const client = new Redis(REDIS_URL);
+      try {
+        const keys = await client.keys(`${prefix}*`);
+        assert.ok(keys.length > 5);
+        assert.ok(keys.every((k) => k.startsWith(prefix)));
+      } finally {
+        client.disconnect();
+      }
+    });
+  });
+
+  it('does not store an append twice when a command is resent', async () => {
+    await withRedisStore(async (store) => {
+      // What ioredis does after a reconnect: the same script call again, same writer and number.
+      await store.scripts.run('jwAppendOutput', 'j', '1', Buffer.from('once'), 'writer-x', 1);
+      const again = await store.scripts.run<[number, number]>('jwAppendOutput', 'j', '1', Buffer.from('once'), 'writer-x', 1);
+      assert.deepEqual(again, [0, 0]);
+      assert.equal((await store.streams.sizes('j')).stdout, 4);
+    });
+  });
+
+  it('answers a resent createJob and markRunning with the job, not an error', async () => {
+    await withRedisStore(async (store) => {
+      const input = newJob();
+      const first = await store.createJob(input);
+      assert.deepEqual(await store.createJob(input), first);
+      const startedAt = nextTime();
+      const running = await store.markRunning(input.id, { startedAt, pid: 5, node: 'w1' });
+      assert.deepEqual(await store.markRunning(input.id, { startedAt, pid: 5, node: 'w1' }), running);
+      assert.equal((await store.readEvents('alice', '', 0, 100)).length, 2, 'no event for the repeats');
+    });
+  });
+
+  it('decodes every kind of channel message', () => {
+    assert.deepEqual(decodeMessage(Buffer.from('o212|5|a|b')), { type: 'output', chunk: { channel: 'stderr', pos: 12, offset: 5, data: Buffer.from('a|b') } });
+    assert.deepEqual(decodeMessage(Buffer.from('c99')), { type: 'output-closed', end: 99 });
+    assert.deepEqual(decodeMessage(Buffer.from('i3|xy')), { type: 'stdin', offset: 3, data: Buffer.from('xy') });
+    assert.deepEqual(decodeMessage(Buffer.from('I7')), { type: 'stdin-closed', offset: 7 });
+    assert.deepEqual(decodeMessage(Buffer.from('a4')), { type: 'stdin-ack', consumed: 4 });
+    assert.deepEqual(decodeMessage(Buffer.from('r80|24')), { type: 'control', control: { type: 'resize', cols: 80, rows: 24 } });
+    assert.deepEqual(decodeMessage(Buffer.from('x')), { type: 'control', control: { type: 'cancel' } });
+  });
+
+  it('shows the same jobs and events to two stores on one prefix', async () => {
+    await withRedisStore(async (store, prefix) => {
+      const other = await openRedisStore({ url: REDIS_URL, prefix });
+      try {
+        const heard: string[] = [];
+        other.onEvent((event) => heard.push(`${event.verb}:${event.info.id}`));
+        const streamEvents: string[] = [];
+        other.streams.subscribe('shared', (event) => streamEvents.push(event.type));
+        // Any call on the subscribing store returns once its subscriptions are active.
+        await other.lastEventId();
+        const job = await store.createJob(newJob({ id: 'shared' }));
+        await store.streams.appendOutput(job.id, 'stdout', Buffer.from('hello'));
+        await waitFor(() => heard.length === 1 && streamEvents.length === 1);
+        assert.deepEqual(heard, ['add:shared']);
+        assert.deepEqual((await other.getJob('shared'))?.id, 'shared');
+        assert.equal(Buffer.from((await other.streams.readChannel('shared', 'stdout', 0))).toString(), 'hello');
+      } finally {
+        await other.close();
+      }
+    });
+  });
+});
