@@ -144,7 +144,7 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut(why?: string
       onEvents: (evs) => store.apply(evs),
       onState: (state) => {
         setLive(state);
-        if (state === 'unauthorized') onSignOut('The server no longer accepts the token: sign in again.');
+        if (state === 'unauthorized') onSignOut('The server refused the token: sign in again.');
       },
     });
     const wake = (): void => {
