@@ -4,7 +4,7 @@
  * cluster.
  * @module
  */
-import { BadRequestError, type JobDescription } from '@jobwire/client';
+import { BadRequestError, JobwireError, type JobDescription } from '@jobwire/client';
 import { LocalExecutor } from '../executors/local/index.js';
 import type { Executor, ProcessHandle, QueueDef } from '../executors/types.js';
 import type { RedisStore } from '../store/redis/index.js';
@@ -63,6 +63,6 @@ export class DistributedExecutor implements Executor {
 
   /** Never called: in distributed mode workers start jobs. */
   start(): ProcessHandle {
-    throw new Error('in distributed mode jobs are started by workers, not by the server');
+    throw new JobwireError('internal', 'in distributed mode jobs are started by workers, not by the server');
   }
 }

@@ -98,7 +98,7 @@ export class Placer {
 
   async #passes(): Promise<void> {
     for (;;) {
-      const placed = await this.#store.scripts.run<string[]>('jwPlaceJobs', SCAN, PATIENCE_MS, Date.now());
+      const placed = await this.#store.scripts.run<string[]>('jwPlaceJobs', SCAN, PATIENCE_MS);
       if (placed.length === 0 || this.#closed) return;
       const byNode = new Map<string, Array<{ jobId: string; attempt: string }>>();
       for (let i = 0; i < placed.length; i += 3) {

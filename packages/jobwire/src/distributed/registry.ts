@@ -6,7 +6,7 @@
  */
 import type { JobRecord } from '../store/types.js';
 import type { RedisStore } from '../store/redis/index.js';
-import type { PoolStatus, WorkerInfo, WorkersReport } from '@jobwire/client';
+import { JobwireError, type PoolStatus, type WorkerInfo, type WorkersReport } from '@jobwire/client';
 
 /** The pool every worker belongs to, and the default pool of every job. */
 export const ALL_POOL = 'ALL';
@@ -72,7 +72,7 @@ export async function registerWorker(store: RedisStore, registration: Registrati
     const previous = await dropWorker(store, registration.name, reply[1] ?? '', `the worker ${registration.name} was restarted while the job was running`);
     reaped = { lost: [...reaped.lost, ...previous.lost], retried: [...reaped.retried, ...previous.retried] };
   }
-  throw new Error(`could not register worker ${registration.name}: its previous instance would not go`);
+  throw new JobwireError('internal', `could not register worker ${registration.name}: its previous instance would not go`);
 }
 
 /**

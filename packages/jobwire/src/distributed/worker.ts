@@ -118,10 +118,10 @@ function parseOptions(options: WorkerOptions): Resolved {
 
 /**
  * The store a worker hands the runner: a job that is no longer this worker's (taken for dead and
- * queued again for a retry) is neither finished nor has its output closed by it. Everything else
- * goes to the Redis store as it is.
+ * queued again for a retry) is neither finished nor has its output closed by it, and nothing
+ * starts while the worker shuts down. Everything else goes to the Redis store as it is.
  */
-function ownJobsOnly(store: RedisStore, node: string): Store {
+function ownJobsOnly(store: RedisStore, node: string, stopping: () => boolean): Store {
   const mine = async (id: string): Promise<boolean> => {
     const [runsOn, info] = await store.redis.hmget(store.keys.job(id), 'node', 'info');
     if (info === null) return false;
@@ -133,8 +133,10 @@ function ownJobsOnly(store: RedisStore, node: string): Store {
   const closeOutput = async (id: string): Promise<void> => {
     if (await mine(id)) await store.streams.closeOutput(id);
   };
+  // A worker that is shutting down starts nothing more (the job waits for another worker).
+  const markRunning: Store['markRunning'] = async (id, fields) => (stopping() ? undefined : store.markRunning(id, fields));
   const streams = delegate(store.streams, { closeOutput });
-  return delegate<Store>(store, { finishJob, streams });
+  return delegate<Store>(store, { finishJob, markRunning, streams });
 }
 
 /** `target` with some members replaced; its own methods stay bound to it (they use private fields). */
@@ -162,7 +164,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
 
   const executor = new LocalExecutor({ multiSlots: opts.slots });
   const ctx: RunnerContext = {
-    store: ownJobsOnly(store, opts.name),
+    store: ownJobsOnly(store, opts.name, () => closing),
     executor,
     node: opts.name,
     graceMs: opts.graceSeconds * 1000,
@@ -234,6 +236,11 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   bullWorker.on('error', (err) => onError(err));
   await bullWorker.waitUntilReady();
 
+  /** Stops every run of this process (their jobs are settled elsewhere, or end Lost on shutdown). */
+  const stopRuns = (): void => {
+    for (const id of active) store.streams.deliverLocally(id, { type: 'control', control: { type: 'cancel' } });
+  };
+
   // Liveness: renew; when taken for dead, stop what runs (it was settled) and register again.
   let beating = false;
   const beat = async (): Promise<void> => {
@@ -242,7 +249,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     try {
       if (await heartbeat(store, opts.name, instance, opts.liveness.ttlMs)) return;
       log.error('this worker was taken for dead (no heartbeat reached Redis in time); stopping its jobs and registering again');
-      await Promise.allSettled([...active].map((id) => store.streams.sendControl(id, { type: 'cancel' })));
+      stopRuns();
       await registerWorker(store, registration, opts.liveness.ttlMs);
       placer.poke();
     } catch (err) {
@@ -269,11 +276,15 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   /** Jobs placed here that no hand-over reached (a placer died in between) are handed over again. */
   const handOverAgain = async (): Promise<void> => {
     const ids = (await Promise.all(['multi', 'single', 'unlimited'].map((cls) => store.redis.smembers(store.keys.load(opts.name, cls))))).flat();
+    if (ids.length === 0) return;
+    // Redis's clock, which stamped placedAt: the placer may run on another machine.
+    const [secondsNow, microsNow] = await store.redis.time();
+    const now = Number(secondsNow) * 1000 + Math.floor(Number(microsNow) / 1000);
     const stale: Array<{ jobId: string; attempt: string }> = [];
     for (const id of ids) {
       if (active.has(id)) continue;
       const [placed, placedAt, attempt] = await store.redis.hmget(store.keys.job(id), 'placed', 'placedAt', 'attempt');
-      if (placed === opts.name && Date.now() - Number(placedAt ?? 0) > HAND_OVER_AGAIN_MS) stale.push({ jobId: id, attempt: attempt ?? '1' });
+      if (placed === opts.name && now - Number(placedAt ?? 0) > HAND_OVER_AGAIN_MS) stale.push({ jobId: id, attempt: attempt ?? '1' });
       else if (placed !== opts.name) await store.scripts.run('jwReleaseJob', opts.name, id);
     }
     await placer.handOver(opts.name, stale);
@@ -297,7 +308,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       clearInterval(heartbeatTimer);
       clearInterval(housekeepingTimer);
       ctx.shutdownReason = `the worker ${opts.name} shut down while the job was running`;
-      await Promise.allSettled([...active].map((id) => store.streams.sendControl(id, { type: 'cancel' })));
+      stopRuns();
       await bullWorker.close();
       await housekeepingRun;
       try {

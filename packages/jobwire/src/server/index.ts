@@ -1,6 +1,7 @@
 /**
  * The jobwire server: REST, WebSocket attach and events, and (embedded mode) the dispatcher
- * that runs jobs with the local executor. All truth lives in the store.
+ * that runs jobs with the local executor — or (distributed mode, `redis` option) the Redis store
+ * with placement on `jobwire worker` processes. All truth lives in the store.
  * @module
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

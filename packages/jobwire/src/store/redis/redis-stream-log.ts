@@ -269,6 +269,14 @@ export class RedisStreamLog implements StreamLog {
     for (const event of events) listeners?.emit(event);
   }
 
+  /**
+   * Hands an event to this process's listeners of a job only, storing and publishing nothing: a
+   * worker stopping its own runs uses it, so no record (such as a cancel flag) outlives them.
+   */
+  deliverLocally(jobId: string, event: StreamEvent): void {
+    this.#listeners.get(jobId)?.emit(event);
+  }
+
   /** Stops delivering events (the store closes the connections). */
   close(): void {
     this.#closed = true;

@@ -39,7 +39,8 @@ for _, path in ipairs(paths) do
   end
 end
 redis.call('HSET', k, 'info', infoText, 'created', infoText, 'desc', desc, 'token', token, 'pid', '',
-  'lex', lex, 'node', '', 'pnode', ARGV[7], 'ppools', ARGV[8], 'retries', ARGV[9], 'attempt', '1', 'placed', '')
+  'lex', lex, 'node', '', 'queue', info.queue, 'pnode', ARGV[7], 'ppools', ARGV[8], 'retries', ARGV[9],
+  'attempt', '1', 'placed', '')
 redis.call('ZADD', subtreeKey(owner, ''), 0, lex)
 for _, path in ipairs(paths) do redis.call('ZADD', subtreeKey(owner, path), 0, lex) end
 redis.call('SADD', K.queues, info.queue)
@@ -51,7 +52,9 @@ return record({ key = k })
 
 /**
  * Queued → Running on `node`. ARGV: prefix, id, startedAt, pid ('' = none), node ('' = none).
- * Nil when the job is not Queued; the same call again (a resend) answers the job.
+ * Nil when the job is not Queued, or was placed on another worker (distributed mode: a worker
+ * taken for dead must not start a job handed on meanwhile); the same call again (a resend)
+ * answers the job.
  */
 export const markRunning: ScriptDef = {
   name: 'jwMarkRunning',
@@ -64,6 +67,8 @@ if job.info.status == 'Running' and job.info.startedAt == startedAt and job.node
   return record(job)
 end
 if job.info.status ~= 'Queued' then return nil end
+local placed = redis.call('HGET', job.key, 'placed')
+if placed and placed ~= '' and placed ~= node then return nil end
 leaveStatus(job)
 job.info.status = 'Running'
 job.info.startedAt = startedAt
@@ -157,6 +162,7 @@ job.info.startedAt = cjson.null
 job.info.node = cjson.null
 job.info.reason = ARGV[3]
 redis.call('HSET', job.key, 'pid', '', 'node', '', 'placed', '')
+redis.call('HDEL', job.key, 'why')
 redis.call('HINCRBY', job.key, 'attempt', 1)
 -- A cancel meant for the lost attempt must not stop the next one.
 redis.call('HDEL', stKey(job.id), 'cancel')

@@ -108,7 +108,8 @@ return reply
 
 /**
  * Places waiting jobs on workers with free slots, oldest first. ARGV: prefix, most jobs to look
- * at, milliseconds a job waits before it is told why, this time in ms. Answers
+ * at, milliseconds a job waits before it is told why. Times are Redis's clock (the same for every
+ * machine), as is the job's `placedAt`. Answers
  * {id, worker, attempt, ...} for the jobs placed (their slot is reserved: the caller hands them
  * to the worker's BullMQ queue). A job that waits gets a reason (once it waited a moment, so
  * quick placements add no events); a job that no live worker may ever take is parked until
@@ -118,7 +119,7 @@ export const placeJobs: ScriptDef = {
   name: 'jwPlaceJobs',
   lua: `
 ${CLASS_OF}
-local maxScan, patience, now = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local maxScan, patience, now = tonumber(ARGV[2]), tonumber(ARGV[3]), nowMs()
 local UNLIMITED = 256
 local workers, pools = {}, {}
 for _, name in ipairs(redis.call('SMEMBERS', K.workers)) do
@@ -148,16 +149,23 @@ local function roomiest(members, cls)
   return best
 end
 
+-- Free slots of each class over all live workers: with none, a job of that class is not placed.
+local total = { multi = 0, single = 0, unlimited = 0 }
+for _, w in pairs(workers) do
+  for cls, n in pairs(w.free) do total[cls] = total[cls] + math.max(0, n) end
+end
+
 local placed = {}
 local waiting = redis.call('ZRANGE', K.pending, 0, maxScan - 1, 'WITHSCORES')
 for i = 1, #waiting, 2 do
   local id = waiting[i]
-  local f = redis.call('HMGET', jobKey(id), 'info', 'pnode', 'ppools', 'attempt', 'pat')
+  local key = jobKey(id)
+  -- Only small fields: the info is decoded only when the job's wait reason changes.
+  local f = redis.call('HMGET', key, 'queue', 'pnode', 'ppools', 'attempt', 'pat', 'why')
   if not f[1] then
     redis.call('ZREM', K.pending, id)
   else
-    local info = cjson.decode(f[1])
-    local cls = classOf(info.queue)
+    local cls = classOf(f[1])
     local node, target, known = f[2], nil, false
     if node ~= '' and workers[node] then
       known = true
@@ -168,15 +176,20 @@ for i = 1, #waiting, 2 do
         local members = pools[pool]
         if members then
           known = true
-          local w = roomiest(members, cls)
-          if w.free[cls] > 0 then target = w break end
+          if total[cls] > 0 then
+            local w = roomiest(members, cls)
+            if w.free[cls] > 0 then target = w break end
+          else
+            break
+          end
         end
       end
     end
     if target then
       target.free[cls] = target.free[cls] - 1
+      total[cls] = total[cls] - 1
       redis.call('SADD', loadKey(target.name, cls), id)
-      redis.call('HSET', jobKey(id), 'placed', target.name, 'placedAt', fmt(now))
+      redis.call('HSET', key, 'placed', target.name, 'placedAt', fmt(now))
       redis.call('ZREM', K.pending, id)
       placed[#placed + 1] = id
       placed[#placed + 1] = target.name
@@ -194,10 +207,13 @@ for i = 1, #waiting, 2 do
         if node ~= '' then reason = reason .. '; preferred node: ' .. node end
         reason = reason .. ')'
       end
-      if reason and info.reason ~= reason and info.status == 'Queued' then
-        local job = { key = jobKey(id), id = id, info = info, result = false }
-        job.info.reason = reason
-        saveJob(job)
+      if reason and f[6] ~= reason then
+        redis.call('HSET', key, 'why', reason)
+        local job = loadJob(id)
+        if job.info.status == 'Queued' and job.info.reason ~= reason then
+          job.info.reason = reason
+          saveJob(job)
+        end
       end
     end
   end
