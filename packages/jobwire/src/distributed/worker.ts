@@ -128,8 +128,13 @@ function ownJobsOnly(store: RedisStore, node: string, stopping: () => boolean): 
     const status = (JSON.parse(info) as JobRecord).status;
     return status === 'Running' ? runsOn === node : status !== 'Queued';
   };
-  const finishJob = async (id: string, fields: FinishFields): Promise<JobRecord | undefined> =>
-    (await mine(id)) ? store.finishJob(id, fields) : undefined;
+  // The process has exited: free its slot before the final status goes out, so a client that
+  // sees the job end and submits the next one finds the node free (a preferred node included).
+  const finishJob = async (id: string, fields: FinishFields): Promise<JobRecord | undefined> => {
+    if (!(await mine(id))) return undefined;
+    await store.scripts.run('jwReleaseJob', node, id);
+    return store.finishJob(id, fields);
+  };
   const closeOutput = async (id: string): Promise<void> => {
     if (await mine(id)) await store.streams.closeOutput(id);
   };
