@@ -20,14 +20,13 @@
  */
 import { Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
 import { JobwireError, type OutputChunk } from '@jobwire/client';
+import { OutputFollower } from '../jobs/output-follower.js';
 import type { JobService } from '../jobs/service.js';
 import type { StreamEvent } from '../store/types.js';
 import type { SubmitInteractiveJobRequest, SubmitInteractiveJobResponse } from './messages.js';
 
 /** Stdin bytes accepted ahead of what the job has read. */
 export const STDIN_WINDOW = 1024 * 1024;
-/** Bytes read from the stream log per step. */
-const READ_STEP = 256 * 1024;
 /** Largest output payload of one response message. */
 const MAX_PAYLOAD = 256 * 1024;
 
@@ -35,9 +34,7 @@ type Call = ServerDuplexStream<SubmitInteractiveJobRequest, SubmitInteractiveJob
 
 /** Streams one interactive job over `call` until its output ends or the client goes away. */
 export class InteractiveSession {
-  private cursor = 0;
-  private pumping = false;
-  private pumpAgain = false;
+  private readonly follower: OutputFollower;
   private waitingDrain = false;
   private finished = false;
   private detached = false;
@@ -67,6 +64,12 @@ export class InteractiveSession {
       this.resolveEnded = resolve;
       this.rejectEnded = reject;
     });
+    this.follower = new OutputFollower(service.store.streams, jobId, 0, {
+      canTake: () => this.ready && !this.finished && !this.detached && !this.waitingDrain,
+      take: (chunk) => this.send(chunk),
+      end: () => this.finish(),
+      fail: (err) => this.fail(err),
+    });
   }
 
   /** Runs the session; resolves when the call is over (ended or detached), rejects if it failed. */
@@ -75,7 +78,7 @@ export class InteractiveSession {
     this.offs.push(service.store.streams.subscribe(jobId, (ev) => this.onStream(ev)));
     const onDrain = (): void => {
       this.waitingDrain = false;
-      this.pump();
+      this.follower.pump();
     };
     call.on('drain', onDrain);
     this.offs.push(() => call.off('drain', onDrain));
@@ -91,7 +94,7 @@ export class InteractiveSession {
     }
     call.write({ job: { id: jobId } });
     this.ready = true;
-    this.pump();
+    this.follower.pump();
 
     // The caller paused the call after the first request; reading resumes when that request's
     // stdin is applied.
@@ -129,12 +132,12 @@ export class InteractiveSession {
   private onStream(ev: StreamEvent): void {
     switch (ev.type) {
       case 'output':
-        if (ev.chunk.pos + ev.chunk.data.byteLength > this.cursor) this.pump();
+        this.follower.offer(ev.chunk);
         break;
       case 'output-closed':
         this.outputClosed = true;
         this.wake();
-        this.pump();
+        this.follower.pump();
         break;
       case 'stdin-ack':
         this.consumed = Math.max(this.consumed, ev.consumed);
@@ -199,51 +202,15 @@ export class InteractiveSession {
 
   // ---- output ------------------------------------------------------------------------------
 
-  /** Sends stored output from the cursor while the call accepts it; ends the call at the end. */
-  private pump(): void {
-    if (!this.ready) return;
-    if (this.pumping) {
-      this.pumpAgain = true;
-      return;
-    }
-    this.pumping = true;
-    void this.pumpLoop()
-      .catch((err: unknown) => this.fail(err))
-      .finally(() => {
-        this.pumping = false;
-        if (this.pumpAgain) {
-          this.pumpAgain = false;
-          this.pump();
-        }
-      });
-  }
-
-  private async pumpLoop(): Promise<void> {
-    const streams = this.service.store.streams;
-    while (!this.finished && !this.detached && !this.waitingDrain) {
-      this.pumpAgain = false;
-      const { chunks, end, closed } = await streams.readOutput(this.jobId, this.cursor, READ_STEP);
-      if (this.finished || this.detached) return;
-      for (const chunk of chunks) this.send(chunk);
-      if (chunks.length > 0) continue;
-      if (closed && this.cursor >= end) await this.finish();
-      return;
-    }
-  }
-
+  /** Writes one chunk (already trimmed to the cursor by the follower), split into messages. */
   private send(chunk: OutputChunk): void {
-    let { data, pos } = chunk;
-    if (pos + data.byteLength <= this.cursor) return;
-    if (pos < this.cursor) {
-      data = data.subarray(this.cursor - pos);
-      pos = this.cursor;
-    }
+    if (this.finished || this.detached) return; // the call is over: nobody to write to
+    const { data } = chunk;
     for (let at = 0; at < data.byteLength; at += MAX_PAYLOAD) {
       const piece = data.subarray(at, at + MAX_PAYLOAD);
       const message: SubmitInteractiveJobResponse = { job: { id: this.jobId }, [chunk.channel]: piece };
       if (!this.call.write(message)) this.waitingDrain = true;
     }
-    this.cursor = pos + data.byteLength;
   }
 
   /** Ends the call after all output, with the job's final status in the trailers. */

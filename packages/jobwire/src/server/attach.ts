@@ -20,9 +20,9 @@ import {
   JobwireError,
   isFinal,
   type Frame,
-  type OutputChunk,
 } from '@jobwire/client';
 import type { WebSocket } from 'ws';
+import { OutputFollower } from '../jobs/output-follower.js';
 import type { JobService } from '../jobs/service.js';
 import type { JobRecord, StreamEvent } from '../store/types.js';
 import { heartbeat } from './heartbeat.js';
@@ -31,8 +31,6 @@ import { heartbeat } from './heartbeat.js';
 export const HIGH_WATER = 1024 * 1024;
 /** Buffered bytes under which sending resumes. */
 export const LOW_WATER = 256 * 1024;
-/** Bytes read from storage per step. */
-const READ_STEP = 256 * 1024;
 
 /** Starts a session on an accepted socket. */
 export function startAttachSession(ws: WebSocket, service: JobService, owner: string, job: JobRecord, from: number): void {
@@ -40,11 +38,9 @@ export function startAttachSession(ws: WebSocket, service: JobService, owner: st
 }
 
 class AttachSession {
-  private cursor: number;
+  private readonly follower: OutputFollower;
   private paused = false;
   private waitingDrain = false;
-  private pumping = false;
-  private pumpAgain = false;
   private finished = false;
   private closed = false;
   /** False until HELLO went out: nothing else may precede it. */
@@ -62,7 +58,12 @@ class AttachSession {
     private readonly job: JobRecord,
     from: number,
   ) {
-    this.cursor = from;
+    this.follower = new OutputFollower(service.store.streams, job.id, from, {
+      canTake: () => this.canSend(),
+      take: (chunk) => this.send(encodeOutput(chunk.channel, chunk.pos, chunk.offset, chunk.data)),
+      end: () => this.sendExit(),
+      fail: (err) => this.fail('internal', `cannot read output: ${String(err)}`, 1011),
+    });
     this.lastStatus = job.status;
     this.lastProgress = job.progress;
   }
@@ -99,7 +100,7 @@ class AttachSession {
         this.send(
           encodeHello({
             jobId: job.id,
-            from: this.cursor,
+            from: this.follower.cursor,
             stdinOffset: sizes.stdin,
             stdinClosed: sizes.stdinClosed,
             status: job.status,
@@ -109,7 +110,7 @@ class AttachSession {
         );
         if (job.interactive) this.send(encodeStdinAck(this.consumed, DEFAULT_STDIN_WINDOW));
         this.ready = true;
-        this.pump();
+        this.follower.pump();
       },
       (err) => this.fail('internal', `cannot read streams: ${String(err)}`, 1011),
     );
@@ -126,7 +127,7 @@ class AttachSession {
     this.ws.send(frame, { binary: true }, () => {
       if (this.waitingDrain && this.ws.bufferedAmount < LOW_WATER) {
         this.waitingDrain = false;
-        this.pump();
+        this.follower.pump();
       }
     });
   }
@@ -147,28 +148,13 @@ class AttachSession {
     return true;
   }
 
-  private sendChunk(chunk: OutputChunk): void {
-    let { data, pos, offset } = chunk;
-    if (pos + data.byteLength <= this.cursor) return;
-    if (pos < this.cursor) {
-      const skip = this.cursor - pos;
-      data = data.subarray(skip);
-      pos += skip;
-      offset += skip;
-    }
-    this.cursor = pos + data.byteLength;
-    this.send(encodeOutput(chunk.channel, pos, offset, data));
-  }
-
   private onStream(ev: StreamEvent): void {
     switch (ev.type) {
       case 'output':
-        // Fast path: the live chunk is exactly what this client needs next.
-        if (!this.pumping && ev.chunk.pos === this.cursor && this.canSend()) this.sendChunk(ev.chunk);
-        else if (ev.chunk.pos + ev.chunk.data.byteLength > this.cursor) this.pump();
+        this.follower.offer(ev.chunk);
         break;
       case 'output-closed':
-        this.pump();
+        this.follower.pump();
         break;
       case 'stdin-ack':
         this.consumed = Math.max(this.consumed, ev.consumed);
@@ -182,37 +168,6 @@ class AttachSession {
         const never: never = ev;
         void never;
       }
-    }
-  }
-
-  /** Sends stored output from the cursor while the socket has room; ends with the exit frame. */
-  private pump(): void {
-    if (this.pumping) {
-      this.pumpAgain = true;
-      return;
-    }
-    this.pumping = true;
-    void this.pumpLoop()
-      .catch((err) => this.fail('internal', `cannot read output: ${String(err)}`, 1011))
-      .finally(() => {
-        this.pumping = false;
-        if (this.pumpAgain) {
-          this.pumpAgain = false;
-          this.pump();
-        }
-      });
-  }
-
-  private async pumpLoop(): Promise<void> {
-    const streams = this.service.store.streams;
-    while (this.canSend()) {
-      this.pumpAgain = false;
-      const { chunks, end, closed } = await streams.readOutput(this.job.id, this.cursor, READ_STEP);
-      if (this.closed) return;
-      for (const chunk of chunks) this.sendChunk(chunk);
-      if (chunks.length > 0) continue;
-      if (closed && this.cursor >= end) await this.sendExit();
-      return;
     }
   }
 
@@ -272,7 +227,7 @@ class AttachSession {
         break;
       case Tag.FLOW:
         this.paused = !frame.resume;
-        if (frame.resume) this.pump();
+        if (frame.resume) this.follower.pump();
         break;
       case Tag.STDOUT:
       case Tag.STDERR:
