@@ -148,7 +148,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const service = new JobService({
     store,
     executor,
-    onQueued: () => (cluster ? cluster.onQueued() : dispatcher?.poke()),
+    onQueued: (job) => (cluster ? cluster.onQueued() : dispatcher?.poke(job.queue)),
     ...(cluster ? { queueDefs: () => cluster.queueDefs() } : {}),
   });
   registerRoutes(app, service, tokens);
