@@ -80,6 +80,12 @@ function openWs(mod: WsModule, url: URL, options: SocketOptions, handlers: Socke
   let idle: ReturnType<typeof setTimeout> | undefined;
   const idleTimeout = options.idleTimeout ?? 45_000;
   const alive = (): void => {
+    // Node timers can be re-armed in place: no new timer object per message on a busy stream.
+    const timer = idle as { refresh?: () => unknown } | undefined;
+    if (typeof timer?.refresh === 'function') {
+      timer.refresh();
+      return;
+    }
     if (idle !== undefined) clearTimeout(idle);
     idle = setTimeout(() => {
       failure ??= new ConnectionError(`no word from the server at ${options.base} for ${idleTimeout} ms`);
