@@ -42,3 +42,25 @@ export function act<A extends unknown[]>(handler: (...args: A) => Promise<number
 export function examples(...lines: [command: string, what: string][]): string {
   return `\nExamples:\n${lines.map(([command, what]) => `  $ ${command}\n      ${what}`).join('\n')}\n`;
 }
+
+/**
+ * Keeps a long-running command (`server`, `worker`) up until SIGINT or SIGTERM, then closes it;
+ * a second signal stops at once with exit code 1. Returns the command's exit code.
+ */
+export async function runUntilSignal(what: string, handle: { close(): Promise<void> }): Promise<number> {
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  const force = (): never => {
+    process.stderr.write('jobwire: stopped without closing cleanly\n');
+    process.exit(ExitCode.FAILED);
+  };
+  process.once('SIGINT', force);
+  process.once('SIGTERM', force);
+  process.stderr.write(`jobwire: ${signal === 'SIGINT' ? 'interrupted' : 'terminated'}; stopping the ${what} (again to stop at once)\n`);
+  await handle.close();
+  process.removeListener('SIGINT', force);
+  process.removeListener('SIGTERM', force);
+  return ExitCode.OK;
+}

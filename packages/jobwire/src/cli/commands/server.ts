@@ -9,7 +9,7 @@ import { homeOption } from '../connect.js';
 import { CliError, UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { integer, seconds } from '../options.js';
-import { act, examples, print } from './common.js';
+import { act, examples, print, runUntilSignal } from './common.js';
 
 interface ServerCommandOptions {
   host: string;
@@ -116,19 +116,5 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
   // The sign-in link carries the admin token: stdout of this terminal only, never the log.
   print(`sign in: ${url}/?token=${encodeURIComponent(handle.token)}`);
 
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
-  const force = (): never => {
-    process.stderr.write('jobwire: stopped without closing cleanly\n');
-    process.exit(ExitCode.FAILED);
-  };
-  process.once('SIGINT', force);
-  process.once('SIGTERM', force);
-  process.stderr.write(`jobwire: ${signal === 'SIGINT' ? 'interrupted' : 'terminated'}; stopping the server (again to stop at once)\n`);
-  await handle.close();
-  process.removeListener('SIGINT', force);
-  process.removeListener('SIGTERM', force);
-  return ExitCode.OK;
+  return runUntilSignal('server', handle);
 }

@@ -13,7 +13,7 @@ import { CliError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatJson, formatTable, formatTimestamp } from '../format.js';
 import { integer, placementName, poolList, seconds } from '../options.js';
-import { act, examples, print } from './common.js';
+import { act, examples, print, runUntilSignal } from './common.js';
 
 interface WorkerCommandOptions {
   redis: string;
@@ -102,21 +102,7 @@ async function work(opts: WorkerCommandOptions): Promise<number> {
   }
   print(`jobwire worker ${handle.name} ready: pools ${['ALL', ...handle.pools].join(', ')}; ${handle.slots} slot(s)`);
 
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
-  const force = (): never => {
-    process.stderr.write('jobwire: stopped without closing cleanly\n');
-    process.exit(ExitCode.FAILED);
-  };
-  process.once('SIGINT', force);
-  process.once('SIGTERM', force);
-  process.stderr.write(`jobwire: ${signal === 'SIGINT' ? 'interrupted' : 'terminated'}; stopping the worker (again to stop at once)\n`);
-  await handle.close();
-  process.removeListener('SIGINT', force);
-  process.removeListener('SIGTERM', force);
-  return ExitCode.OK;
+  return runUntilSignal('worker', handle);
 }
 
 interface WorkersOptions extends ConnectionOptions {
