@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Client, type JobDescription } from '@jobwire/client';
+import { dropPrefix } from '../src/store/redis/index.js';
 
 /** A row of the benchmark table (as `run.ts` prints it). */
 export interface BenchRow {
@@ -156,20 +157,6 @@ async function catRoundTrips(client: Client, rounds: number): Promise<number[]> 
   await job.stdin.end();
   await job.exit;
   return times.sort((a, b) => a - b);
-}
-
-async function dropPrefix(redisUrl: string, prefix: string): Promise<void> {
-  const redis = new Redis(redisUrl);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.unlink(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
 }
 
 /** Runs the distributed benchmarks; returns their rows. */

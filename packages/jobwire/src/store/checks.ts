@@ -49,3 +49,19 @@ export function ancestorPaths(path: string): string[] {
   paths.push(path);
   return paths;
 }
+
+/**
+ * A job's result as JSON text (null for none). A result that JSON cannot hold is dropped, with
+ * the reason in `error`, rather than failing the finish: a job must never stay Running because
+ * its result was odd.
+ */
+export function resultText(result: unknown, error: string | null): { result: string | null; error: string | null } {
+  if (result === undefined || result === null) return { result: null, error };
+  try {
+    const text = JSON.stringify(result) as string | undefined;
+    if (text !== undefined) return { result: text, error };
+  } catch (cause) {
+    return { result: null, error: error ?? `the job's result could not be stored as JSON: ${String(cause)}` };
+  }
+  return { result: null, error: error ?? `the job's result could not be stored as JSON` };
+}

@@ -22,6 +22,7 @@ import {
   type JobStatus,
 } from '@jobwire/client';
 import type { FinishFields, JobRecord, ListJobsQuery, NewJob, Store, StoredEvent } from '../types.js';
+import { resultText } from '../checks.js';
 import { checkJobId, checkLimit, closedError, settle } from './errors.js';
 import type { FileStreamLog } from './file-stream-log.js';
 import { ListenerSet, type ListenerErrorHandler } from './listeners.js';
@@ -405,21 +406,6 @@ function checkGroupPath(path: string): void {
   if (typeof path !== 'string' || (path !== '' && path.split(':').some((segment) => segment === ''))) {
     throw new BadRequestError(`a group path is ":"-separated non-empty names, got ${JSON.stringify(path)}`, { field: 'group' });
   }
-}
-
-/**
- * A job's result as JSON text (NULL for none). A result that JSON cannot hold is dropped rather
- * than failing the finish: a job must never stay Running because its result was odd.
- */
-function resultText(result: unknown, error: string | null): { result: string | null; error: string | null } {
-  if (result === undefined || result === null) return { result: null, error };
-  try {
-    const text = JSON.stringify(result) as string | undefined;
-    if (text !== undefined) return { result: text, error };
-  } catch (cause) {
-    return { result: null, error: error ?? `the job's result could not be stored as JSON: ${String(cause)}` };
-  }
-  return { result: null, error: error ?? `the job's result could not be stored as JSON` };
 }
 
 /** The position after which the next page starts. */

@@ -3,6 +3,7 @@
  * shared by any number of servers and workers. Everything lives under one key prefix.
  * @module
  */
+import { Redis } from 'ioredis';
 import { JobwireError } from '@jobwire/client';
 import { warnListenerError, type ListenerErrorHandler } from '../listeners.js';
 import { duplicateConnection, openConnection } from './connection.js';
@@ -107,5 +108,24 @@ export async function openRedisStore(options: RedisStoreOptions = {}): Promise<R
   } catch (error) {
     redis.disconnect();
     throw error instanceof JobwireError ? error : new JobwireError('internal', `cannot open the redis store: ${String(error)}`, { cause: error });
+  }
+}
+
+/**
+ * Deletes every key under `prefix` (SCAN + UNLINK in batches of 1000): removes one installation
+ * or test run from a shared Redis. Connects to `url` for the purpose and disconnects after.
+ */
+export async function dropPrefix(url: string, prefix: string): Promise<void> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
   }
 }

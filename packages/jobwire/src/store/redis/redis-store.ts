@@ -21,7 +21,7 @@ import {
   type JobEvent,
   type JobInfo,
 } from '@jobwire/client';
-import { checkGroupPath, checkJobId, checkLimit } from '../checks.js';
+import { checkGroupPath, checkJobId, checkLimit, resultText } from '../checks.js';
 import type { ListenerErrorHandler } from '../listeners.js';
 import type { FinishFields, JobRecord, ListJobsQuery, NewJob, Store, StoredEvent } from '../types.js';
 import { duplicateConnection } from './connection.js';
@@ -488,21 +488,6 @@ function entryEvent(entryId: string, fields: string[]): StoredEvent {
   for (let i = 0; i + 1 < fields.length; i += 2) map[fields[i]!] = fields[i + 1]!;
   const info = JSON.parse(map.i ?? 'null') as InfoObject;
   return { id: Number(entryId.split('-')[0]), verb: map.v as EventVerb, info, owner: map.o ?? info.owner, group: map.g ?? '' };
-}
-
-/**
- * A job's result as JSON text (null for none). A result that JSON cannot hold is dropped rather
- * than failing the finish: a job must never stay Running because its result was odd.
- */
-function resultText(result: unknown, error: string | null): { result: string | null; error: string | null } {
-  if (result === undefined || result === null) return { result: null, error };
-  try {
-    const text = JSON.stringify(result) as string | undefined;
-    if (text !== undefined) return { result: text, error };
-  } catch (cause) {
-    return { result: null, error: error ?? `the job's result could not be stored as JSON: ${String(cause)}` };
-  }
-  return { result: null, error: error ?? `the job's result could not be stored as JSON` };
 }
 
 function encodeCursor(createdAt: string, id: string): string {
