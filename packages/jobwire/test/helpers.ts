@@ -68,6 +68,7 @@ export async function withServer<T>(fn: (s: TestServer) => Promise<T>, options: 
         graceSeconds: settings.graceSeconds,
         workDir: join(home, 'work'),
         serverUrl: server.url,
+        ...(options.tls ? { caFile: options.tls.cert } : {}),
         logLevel: 'warn',
       });
     } catch (err) {

@@ -73,6 +73,7 @@ describe('REST and WebSocket API over TLS', () => {
       const { cert, key } = makeSelfSigned(dir);
       await withServer(
         async (s) => {
+          assert.match(s.url, /^https:/);
           const stream = s.client.events('tls');
           const seen: JobEvent[] = [];
           const reader = (async () => {
@@ -200,6 +201,7 @@ describe('REST and WebSocket API over TLS', () => {
       const { cert, key } = makeSelfSigned(dir);
       await withServer(
         async (s) => {
+          assert.match(s.url, /^https:/);
           // An empty home for the job's CLI: it must get everything from the job's environment.
           const job = await s.client.submitBatchJob({
             executable: process.execPath,
