@@ -17,6 +17,13 @@ export interface ClientOptions {
   fallbackUrls?: string[];
   /** Bearer token. @defaultValue `JOBWIRE_TOKEN`, else the admin token in the jobwire home (Node only) */
   token?: string;
+  /**
+   * PEM CA bundle (text, or its bytes as a Buffer/Uint8Array) to trust for an `https:` server
+   * instead of the system's CAs — e.g. the certificate of a server with a self-signed one. Node
+   * only: browsers use their own trust store and ignore it.
+   * @defaultValue the file named by `JOBWIRE_CA`, else the CA file the server recorded in the jobwire home for its URL (Node only), else the system's CAs
+   */
+  ca?: string | Uint8Array;
   /** jobwire home to read defaults from. @defaultValue `JOBWIRE_HOME`, else `$XDG_DATA_HOME/jobwire` or `~/.local/share/jobwire` */
   home?: string;
   /** Reconnect an attach stream that drops, resuming from its offsets. @defaultValue true */

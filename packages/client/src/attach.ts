@@ -216,7 +216,7 @@ export class JobAttachment implements Attachment {
       },
     };
     try {
-      socket = factory(url, { token: conn.token, base: conn.url }, handlers);
+      socket = factory(url, { token: conn.token, base: conn.url, ca: conn.ca }, handlers);
     } catch (err) {
       clearTimeout(helloTimer);
       throw err instanceof JobwireError ? err : new ConnectionError(`cannot open ${url.href}: ${(err as Error).message}`, { cause: err });

@@ -18,6 +18,8 @@ const MAX_WAIT_CALL = 60_000;
 export interface ResolvedClientOptions {
   url: string | undefined;
   token: string | undefined;
+  /** PEM text. */
+  ca: string | undefined;
   home: string | undefined;
   reconnect: boolean;
   reconnectTimeout: number;
@@ -29,6 +31,7 @@ export function parseClientOptions(options: ClientOptions = {}): ResolvedClientO
   const resolved: ResolvedClientOptions = {
     url: options.url,
     token: options.token,
+    ca: typeof options.ca === 'string' || options.ca === undefined ? options.ca : new TextDecoder().decode(options.ca),
     home: options.home,
     reconnect: options.reconnect ?? true,
     reconnectTimeout: options.reconnectTimeout ?? 30_000,
@@ -41,6 +44,12 @@ export function parseClientOptions(options: ClientOptions = {}): ResolvedClientO
     } catch (err) {
       throw new BadRequestError(`fallbackUrls: not a URL: ${String(url)}`, { field: 'fallbackUrls', cause: err });
     }
+  }
+  if (options.ca !== undefined && typeof options.ca !== 'string' && !(options.ca instanceof Uint8Array)) {
+    throw new BadRequestError('ca must be PEM text (a string) or its bytes (a Buffer or Uint8Array)', { field: 'ca' });
+  }
+  if (resolved.ca !== undefined && !resolved.ca.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new BadRequestError('ca holds no PEM certificate (no "-----BEGIN CERTIFICATE-----" line); pass the file\'s text, not its path', { field: 'ca' });
   }
   if (typeof resolved.reconnect !== 'boolean') throw new BadRequestError('reconnect must be a boolean', { field: 'reconnect' });
   if (!Number.isFinite(resolved.reconnectTimeout) || resolved.reconnectTimeout < 0) {
@@ -61,22 +70,27 @@ export function parseClientOptions(options: ClientOptions = {}): ResolvedClientO
 const HOME_MODULE = './home.js';
 type HomeModule = typeof import('./home.js');
 
-/** URL and token: options first, then (Node) environment and jobwire home, (browser) the page's origin. */
+/**
+ * URL, token and CA: options first, then (Node) environment and jobwire home, (browser) the
+ * page's origin and the browser's own trust.
+ */
 async function resolveConnection(options: ResolvedClientOptions): Promise<Connection> {
   let url = options.url;
   let token = options.token;
+  let ca = options.ca;
   if (isNode()) {
     const home = (await import(/* @vite-ignore */ HOME_MODULE)) as HomeModule;
-    const found = await home.resolveConnection({ url, token, home: options.home });
+    const found = await home.resolveConnection({ url, token, home: options.home, ca });
     url = found.url;
     token = found.token;
+    ca = found.ca;
   } else {
     url ??= (globalThis as { location?: { origin?: string } }).location?.origin;
   }
   if (!url) {
     throw new ConnectionError('no jobwire server URL: pass { url }, set JOBWIRE_URL, or start one with `jobwire server`', { code: 'no_server' });
   }
-  return { url, token };
+  return ca === undefined ? { url, token } : { url, token, ca };
 }
 
 function jobPath(id: string, rest = ''): string {

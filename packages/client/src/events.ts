@@ -166,7 +166,7 @@ export class GroupEventStream implements EventStream {
       let verdict: JobwireError | undefined;
       const since = this.resumable ? this.last : undefined;
       const url = wsUrl(conn.url, '/events', { group: this.ctx.group || undefined, since });
-      const socket = factory(url, { token: conn.token, base: conn.url }, {
+      const socket = factory(url, { token: conn.token, base: conn.url, ca: conn.ca }, {
         onOpen: () => undefined,
         onMessage: (data) => {
           if (gen !== this.gen) return;

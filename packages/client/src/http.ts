@@ -1,16 +1,21 @@
 /**
  * Requests to the REST API: URLs, the bearer token, JSON in and out, and every failure turned
- * into a typed error. Uses the global `fetch` (browsers, Node >= 18).
+ * into a typed error. Uses the global `fetch` (browsers, Node >= 18), or in Node, when a CA is
+ * given, one that trusts it.
  * @module
  */
 import { BadRequestError, ConnectionError, type JobwireError, errorFromWire } from './errors.js';
 import { API_PREFIX } from './protocol.js';
+import { isCertificateError, trustingFetch } from './trust.js';
+import { isNode } from './util.js';
 
 /** Where the server is and how to prove who we are. */
 export interface Connection {
   /** Base URL, e.g. `http://127.0.0.1:7700` (may carry a path prefix behind a proxy). */
   url: string;
   token?: string | undefined;
+  /** PEM CA bundle to trust for `https:`/`wss:` instead of the system's (Node only). */
+  ca?: string | undefined;
 }
 
 /** Query parameters; `undefined` values are left out. */
@@ -55,6 +60,14 @@ function errorCode(err: unknown, depth = 0): string | undefined {
   return errorCode(e.cause, depth + 1);
 }
 
+/** The TLS layer's own words for a refused certificate (`: self-signed certificate`), if any. */
+function certificateReason(err: unknown, depth = 0): string {
+  if (depth > 4 || typeof err !== 'object' || err === null) return '';
+  const e = err as { code?: unknown; message?: unknown; cause?: unknown };
+  if (typeof e.code === 'string' && isCertificateError(e.code) && typeof e.message === 'string' && e.message) return `: ${e.message}`;
+  return certificateReason(e.cause, depth + 1);
+}
+
 /**
  * Turns a network failure into a {@link ConnectionError}: `no_server` when nothing listens at
  * `base` (connection refused), `connection` otherwise.
@@ -64,6 +77,20 @@ export function networkError(base: string, err: unknown): ConnectionError {
   const code = errorCode(err);
   if (code === 'ECONNREFUSED') {
     return new ConnectionError(`no jobwire server at ${base}: start one with \`jobwire server\``, { code: 'no_server', cause: err });
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return new ConnectionError(
+      `the jobwire server at ${base} presented a TLS certificate for another name (${code}${certificateReason(err)}): ` +
+        'use a URL with a name the certificate holds, or a certificate that names this host',
+      { cause: err },
+    );
+  }
+  if (isCertificateError(code)) {
+    return new ConnectionError(
+      `the jobwire server at ${base} presented a TLS certificate this client does not trust (${code}${certificateReason(err)}): ` +
+        'trust its CA with the `ca` option (CLI: --ca FILE or JOBWIRE_CA)',
+      { cause: err },
+    );
   }
   const detail = code ?? (err instanceof Error ? err.message : String(err));
   return new ConnectionError(`cannot reach the jobwire server at ${base} (${detail})`, { cause: err });
@@ -98,7 +125,8 @@ async function send(conn: Connection, method: string, path: string, options: Req
   const url = apiUrl(conn.url, path, options.query);
   let res: Response;
   try {
-    res = await fetch(url, body === undefined ? { method, headers } : { method, headers, body });
+    const send = conn.ca !== undefined && isNode() ? await trustingFetch(conn.ca) : fetch;
+    res = await send(url, body === undefined ? { method, headers } : { method, headers, body });
   } catch (err) {
     throw networkError(conn.url, err);
   }

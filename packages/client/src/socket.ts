@@ -30,6 +30,8 @@ export interface SocketOptions {
   token?: string | undefined;
   /** Base URL of the server, for error messages. */
   base: string;
+  /** PEM CA bundle to trust for `wss:` instead of the system's (Node only; browsers use their own). */
+  ca?: string | undefined;
   /**
    * Drop the connection when the server sent nothing, not even a ping, for this long (Node only:
    * browsers hide pings). The server pings every 15 s. @defaultValue 45000
@@ -73,7 +75,7 @@ export async function loadSocketFactory(): Promise<SocketFactory> {
 function openWs(mod: WsModule, url: URL, options: SocketOptions, handlers: SocketHandlers): WireSocket {
   const headers: Record<string, string> = {};
   if (options.token) headers.authorization = `Bearer ${options.token}`;
-  const socket = new mod.WebSocket(url, { headers });
+  const socket = new mod.WebSocket(url, options.ca === undefined ? { headers } : { headers, ca: options.ca });
   socket.binaryType = 'arraybuffer';
   let opened = false;
   let failure: JobwireError | undefined;

@@ -2,8 +2,8 @@
  * Shared test helpers: real servers (in-process or as separate processes), real CLI runs,
  * users and polling. Every server gets its own temporary jobwire home and a free port.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,6 +68,7 @@ export async function withServer<T>(fn: (s: TestServer) => Promise<T>, options: 
         graceSeconds: settings.graceSeconds,
         workDir: join(home, 'work'),
         serverUrl: server.url,
+        ...(options.tls ? { caFile: options.tls.cert } : {}),
         logLevel: 'warn',
       });
     } catch (err) {
@@ -77,8 +78,10 @@ export async function withServer<T>(fn: (s: TestServer) => Promise<T>, options: 
     }
   }
   const clients: Client[] = [];
+  // A TLS server's certificate is self-signed in the tests: its clients trust it.
+  const ca = options.tls ? readFileSync(options.tls.cert, 'utf8') : undefined;
   const make = (token: string): Client => {
-    const c = new Client({ url: server.url, token });
+    const c = new Client({ url: server.url, token, ...(ca !== undefined ? { ca } : {}) });
     clients.push(c);
     return c;
   };
@@ -100,6 +103,41 @@ export async function withServer<T>(fn: (s: TestServer) => Promise<T>, options: 
   }
 }
 
+/** Runs openssl in `dir`. Never skipped: without openssl, tests that need certificates fail saying what to install. */
+function openssl(dir: string, ...args: string[]): void {
+  try {
+    execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  } catch (err) {
+    const e = err as { code?: string; stderr?: Buffer };
+    if (e.code === 'ENOENT') throw new Error('openssl is needed to make the test certificates (apt-get install openssl)', { cause: err });
+    throw new Error(`openssl ${args.join(' ')} failed: ${e.stderr?.toString() ?? String(err)}`, { cause: err });
+  }
+}
+
+const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
+/** Makes a CA, a server certificate for 127.0.0.1 and localhost signed by it, and a client certificate, in `dir`. */
+export function makeCertificates(dir: string): { ca: string; cert: string; key: string; clientCert: string; clientKey: string } {
+  openssl(dir, 'req', '-x509', ...EC_KEY, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=jobwire test CA');
+  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  openssl(dir, 'req', ...EC_KEY, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
+  openssl(dir, 'x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '2', '-extfile', 'server.ext');
+  openssl(dir, 'req', ...EC_KEY, '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/CN=xenon client');
+  openssl(dir, 'x509', '-req', '-in', 'client.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.crt', '-days', '2');
+  const p = (f: string): string => join(dir, f);
+  return { ca: p('ca.crt'), cert: p('server.crt'), key: p('server.key'), clientCert: p('client.crt'), clientKey: p('client.key') };
+}
+
+/**
+ * Makes a self-signed certificate `<name>.crt` and its key `<name>.key` in `dir` with the
+ * one-liner docs/deployment.md shows; `subj` and `san` as given to openssl.
+ */
+export function makeSelfSigned(dir: string, name = 'self', subj = '/CN=localhost', san = 'DNS:localhost,IP:127.0.0.1'): { cert: string; key: string } {
+  const extra = san ? ['-addext', `subjectAltName=${san}`] : [];
+  openssl(dir, 'req', '-x509', ...EC_KEY, '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', subj, ...extra);
+  return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+}
+
 /** A server running as its own process (for kill -9 tests and CLI tests). */
 export interface ServerProcess {
   proc: ChildProcess;
@@ -108,6 +146,8 @@ export interface ServerProcess {
   home: string;
   /** Resolves when the process has exited. */
   exited: Promise<void>;
+  /** What the process wrote to stderr so far. */
+  stderr(): string;
 }
 
 /** Starts `jobwire server --port 0` in its own process and waits until it recorded its URL. */
@@ -129,7 +169,7 @@ export async function startServerProcess(home: string, extraArgs: string[] = [])
     }
   }, 15_000, 'server to start');
   const token = readFileSync(join(home, 'token'), 'utf8').trim();
-  return { proc, url: record.url, token, home, exited };
+  return { proc, url: record.url, token, home, exited, stderr: () => stderr };
 }
 
 /** Polls `probe` until it returns something other than undefined/false. */

@@ -6,23 +6,30 @@
 import { Option, type Command } from 'commander';
 import { createConnection } from 'node:net';
 import type { JobwireApi } from '@jobwire/client';
-import { readAdminToken, readServerRecord, resolveHome } from '@jobwire/client/home';
+import { readAdminToken, readCaFile, readServerRecord, resolveHome } from '@jobwire/client/home';
 import { CliError, noServerMessage, UsageError, type ServerTarget } from './errors.js';
 import { ExitCode } from './exit-codes.js';
 
-/** `--url`, `--token`, `--home` as commander parsed them (flag, else environment). */
+/** `--url`, `--token`, `--home`, `--ca` as commander parsed them (flag, else environment). */
 export interface ConnectionOptions {
   url?: string;
   token?: string;
   home?: string;
+  /** Path of a PEM CA file. */
+  ca?: string;
 }
 
-/** Adds `--url`, `--token` and `--home` (with their environment variables) to a command. */
+/** Adds `--url`, `--token`, `--home` and `--ca` (with their environment variables) to a command. */
 export function addConnectionOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--url <url>', 'server URL (default: the one the server recorded in the home)').env('JOBWIRE_URL').helpGroup('Connection:'))
     .addOption(new Option('--token <token>', "access token (default: the home's admin token)").env('JOBWIRE_TOKEN').helpGroup('Connection:'))
-    .addOption(homeOption().helpGroup('Connection:'));
+    .addOption(homeOption().helpGroup('Connection:'))
+    .addOption(
+      new Option('--ca <file>', "PEM CA certificate(s) to trust for an https:// server instead of the system's (default: the file the server recorded in the home, for its URL)")
+        .env('JOBWIRE_CA')
+        .helpGroup('Connection:'),
+    );
 }
 
 /** `--home DIR`, also for commands that only read the home. */
@@ -33,6 +40,8 @@ export function homeOption(): Option {
 /** Server URL, token and home, from options, environment and home in that order. */
 export interface Target extends ServerTarget {
   token?: string;
+  /** CA file given with --ca or JOBWIRE_CA (the one recorded in the home is the SDK's to find). */
+  ca?: string;
 }
 
 /** `JOBWIRE_URL=` (set but empty) means "not set", as it does for most tools. */
@@ -48,9 +57,11 @@ export async function resolveTarget(options: ConnectionOptions): Promise<Target>
   const home = resolveHome(given(options.home) ?? given(process.env.JOBWIRE_HOME));
   const url = given(options.url) ?? given(process.env.JOBWIRE_URL) ?? (await readServerRecord(home))?.url;
   const token = given(options.token) ?? given(process.env.JOBWIRE_TOKEN) ?? (await readAdminToken(home));
+  const ca = given(options.ca) ?? given(process.env.JOBWIRE_CA);
   const target: Target = { home };
   if (url) target.url = url.replace(/\/+$/, '');
   if (token) target.token = token;
+  if (ca) target.ca = ca;
   return target;
 }
 
@@ -68,9 +79,10 @@ export async function connect(options: ConnectionOptions): Promise<JobwireApi> {
     throw new UsageError(`not a URL: ${target.url}`);
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new UsageError(`the server URL must start with http:// or https:// (got ${target.url})`);
+  const ca = target.ca === undefined ? undefined : await readCaFile(target.ca, '--ca / JOBWIRE_CA');
   // Loaded lazily: commands that never talk to a server (token, server) do not pay for the SDK.
   const { Client } = await import('@jobwire/client');
-  return new Client({ url: target.url, token: target.token, home: target.home });
+  return new Client({ url: target.url, token: target.token, home: target.home, ...(ca !== undefined ? { ca } : {}) });
 }
 
 /** How long {@link serverListening} waits for a TCP connection. */

@@ -33,6 +33,7 @@ Connection (every command that talks to a server):
   --url URL      server URL           (env JOBWIRE_URL; default: recorded in the home by the server)
   --token TOKEN  access token         (env JOBWIRE_TOKEN; default: the home's admin token)
   --home DIR     jobwire home         (env JOBWIRE_HOME; default: $XDG_DATA_HOME/jobwire or ~/.local/share/jobwire)
+  --ca FILE      CA to trust (https)  (env JOBWIRE_CA; default: recorded in the home by a TLS server, else the system's)
 
 Examples:
   $ jobwire server &

@@ -44,6 +44,8 @@ export interface WorkerOptions {
   workDir?: string;
   /** Server URL handed to jobs as JOBWIRE_URL. @defaultValue a live server from the registry */
   serverUrl?: string;
+  /** CA file handed to jobs as JOBWIRE_CA, for servers with a certificate the system does not trust. @defaultValue undefined (jobs inherit the worker's own JOBWIRE_CA, if any) */
+  caFile?: string;
   /** Heartbeat and reaping timings. @defaultValue {@link DEFAULT_LIVENESS} */
   liveness?: Partial<Liveness>;
   /** pino log level (logs go to stderr). @defaultValue "info" */
@@ -86,6 +88,7 @@ interface Resolved {
   graceSeconds: number;
   workDir: string;
   serverUrl: string | undefined;
+  caFile: string | undefined;
   liveness: Liveness;
   logger: Logger;
 }
@@ -111,6 +114,7 @@ function parseOptions(options: WorkerOptions): Resolved {
     graceSeconds,
     workDir: options.workDir ?? join(resolveHome(), 'work'),
     serverUrl: options.serverUrl,
+    caFile: options.caFile,
     liveness,
     logger: options.logger ?? pino({ level: options.logLevel ?? 'info', base: { worker: name } }, pino.destination(2)),
   };
@@ -175,6 +179,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     graceMs: opts.graceSeconds * 1000,
     defaultCwd: opts.workDir,
     serverUrl: opts.serverUrl ?? '',
+    ...(opts.caFile !== undefined ? { caFile: opts.caFile } : {}),
     onError: (err, jobId) => onError(err, jobId),
   };
   let serverUrlAt = 0;

@@ -21,6 +21,8 @@ export interface RunnerContext {
   defaultCwd: string;
   /** URL handed to jobs as JOBWIRE_URL (for `jobwire progress`). */
   serverUrl: string;
+  /** CA file handed to jobs as JOBWIRE_CA, so `jobwire progress` trusts an `https:` JOBWIRE_URL. @defaultValue undefined (none) */
+  caFile?: string;
   /** Set when the server shuts down: jobs stopped then end Lost with this reason. */
   shutdownReason?: string;
   /** Reports a bookkeeping failure (never thrown: a job's run must not crash the server). */
@@ -132,7 +134,7 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
       jobId: id,
       description: job.description,
       defaultCwd: ctx.defaultCwd,
-      env: { JOBWIRE_URL: ctx.serverUrl, JOBWIRE_JOB_ID: id, JOBWIRE_JOB_TOKEN: job.jobToken },
+      env: { JOBWIRE_URL: ctx.serverUrl, JOBWIRE_JOB_ID: id, JOBWIRE_JOB_TOKEN: job.jobToken, ...(ctx.caFile ? { JOBWIRE_CA: ctx.caFile } : {}) },
       onOutput: (channel: OutputChannel, data: Buffer) => {
         pendingAppend = streams.appendOutput(id, channel, data).catch((err: unknown) => {
           appendFailed ??= err;

@@ -6,6 +6,7 @@
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import { availableParallelism, hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -27,6 +28,9 @@ import { JSON_BODY_LIMIT, registerRoutes, tokenOf } from './routes.js';
 import { TokenBook } from './tokens.js';
 import { joinCluster } from '../distributed/cluster.js';
 import { registerWorkersRoute } from './workers-route.js';
+import { certificateCovers, loadTls, type ServerTlsOptions } from './tls.js';
+
+export { TlsFileError, type ServerTlsOptions } from './tls.js';
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -34,6 +38,12 @@ export interface ServerOptions {
   host?: string;
   /** Port; 0 picks a free one. @defaultValue 7700 */
   port?: number;
+  /**
+   * Serve REST, WebSockets and the dashboard over HTTPS with this certificate and key (file
+   * paths). Bad files fail the start with a {@link TlsFileError} naming the file.
+   * @defaultValue undefined (plain HTTP)
+   */
+  tls?: ServerTlsOptions;
   /** jobwire home. @defaultValue resolveHome() */
   home?: string;
   /** Slots of the `multi` queue. @defaultValue os.availableParallelism() */
@@ -60,7 +70,7 @@ export interface ServerOptions {
 }
 
 /** Options of the gRPC service, read as given (they have no defaults here). */
-type GrpcOptionKeys = 'grpcPort' | 'grpcHost' | 'grpcTls' | 'grpcAllowAnonymousLoopback';
+type GrpcOptionKeys = 'tls' | 'grpcPort' | 'grpcHost' | 'grpcTls' | 'grpcAllowAnonymousLoopback';
 /** Options of distributed mode, read as given. */
 type ClusterOptionKeys = 'redis' | 'redisPrefix';
 
@@ -75,6 +85,12 @@ export interface ServerHandle extends AsyncDisposable {
   readonly store: Store;
   /** Port of the Xenon gRPC service, when it runs. */
   readonly grpcPort?: number;
+  /**
+   * With TLS: reads the certificate and key files again and serves them to new connections
+   * (`jobwire server` does this on SIGHUP). Bad files throw a {@link TlsFileError} and the
+   * certificate in use stays.
+   */
+  reloadTls?(): void;
   /** Stops accepting, ends client sessions, stops running jobs (they end Lost), closes the store. */
   close(): Promise<void>;
 }
@@ -90,6 +106,9 @@ function defaults(options: ServerOptions): Required<Omit<ServerOptions, GrpcOpti
   };
 }
 
+/** Bind addresses from which the server is reached on this machine as 127.0.0.1 / ::1, or by name as localhost. */
+const LOOPBACK = new Set(['127.0.0.1', '0.0.0.0', '::1', '::', 'localhost']);
+
 /** Hides tokens in URLs: `access_token=` (browsers' WebSockets) and `token=` (the dashboard's sign-in link). */
 function redactUrl(url: string): string {
   return url.replace(/([?&](?:access_)?token=)[^&#]*/g, '$1[redacted]');
@@ -100,6 +119,8 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const opts = defaults(options);
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new RangeError(`port: an integer from 0 to 65535, not ${opts.port}`);
   if (!Number.isInteger(opts.multiSlots) || opts.multiSlots < 1) throw new RangeError(`multiSlots: a positive integer, not ${opts.multiSlots}`);
+  // Before anything is created: bad certificate files must leave nothing half-started.
+  let tls = options.tls ? loadTls(options.tls) : undefined;
   const home = opts.home;
   mkdirSync(home, { recursive: true, mode: 0o700 });
   const workDir = join(home, 'work');
@@ -122,6 +143,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const lost = cluster ? [] : await store.loseRunningJobs(`the jobwire server stopped while the job was running (noticed at restart, ${new Date().toISOString()})`);
 
   const app = Fastify({
+    ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
     bodyLimit: JSON_BODY_LIMIT,
     // Per-request lines would be noise (and carry URLs); errors are logged by the error handler.
     logController: new Fastify.LogController({ disableRequestLogging: true }),
@@ -192,11 +214,22 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   await app.listen({ host: opts.host, port: opts.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
-  const hostPart = opts.host.includes(':') ? `[${opts.host}]` : opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host;
-  const url = `http://${hostPart}:${port}`;
+  let hostPart = opts.host.includes(':') ? `[${opts.host}]` : opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host;
+  if (tls) {
+    const bare = hostPart.replace(/^\[(.*)\]$/, '$1');
+    // A certificate made for "localhost" (the common self-signed one) should work from this machine with no flags.
+    if (!certificateCovers(tls.leaf, bare) && LOOPBACK.has(opts.host) && certificateCovers(tls.leaf, 'localhost')) hostPart = 'localhost';
+    else if (!certificateCovers(tls.leaf, bare)) app.log.warn({ host: bare, subject: tls.leaf.subject, altNames: tls.leaf.subjectAltName }, 'the TLS certificate does not name the address clients are told to use; they will refuse it');
+  }
+  const url = `${tls ? 'https' : 'http'}://${hostPart}:${port}`;
   ctx.serverUrl = url;
-  const record: ServerRecord = { url, pid: process.pid, startedAt: new Date().toISOString() };
-  writeFileSync(join(home, 'server.json'), JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
+  const startedAt = new Date().toISOString();
+  const writeRecord = (): void => {
+    const record: ServerRecord = { url, pid: process.pid, startedAt, ...(tls?.trustFile ? { ca: tls.trustFile } : {}) };
+    writeFileSync(join(home, 'server.json'), JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
+  };
+  if (tls?.trustFile) ctx.caFile = tls.trustFile;
+  writeRecord();
   for (const job of lost) app.log.warn({ jobId: job.id }, 'job marked Lost: it was running when the server stopped');
   cluster?.announce(url);
   dispatcher?.poke();
@@ -239,10 +272,22 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     }
   }
 
+  const reloadTls = (): void => {
+    const fresh = loadTls(options.tls!);
+    (app.server as unknown as HttpsServer).setSecureContext({ cert: fresh.cert, key: fresh.key });
+    const trustChanged = fresh.trustFile !== tls?.trustFile;
+    tls = fresh;
+    if (fresh.trustFile) ctx.caFile = fresh.trustFile;
+    else delete ctx.caFile;
+    if (trustChanged) writeRecord();
+    app.log.info({ subject: fresh.leaf.subject, validTo: fresh.leaf.validTo }, 'TLS certificate reloaded');
+  };
+
   return {
     url,
     token: tokens.adminToken,
     ...(grpc ? { grpcPort: grpc.port } : {}),
+    ...(options.tls ? { reloadTls } : {}),
     home,
     store,
     close,

@@ -18,6 +18,8 @@ interface ServerCommandOptions {
   grace: number;
   logLevel: string;
   home?: string;
+  tlsCert?: string;
+  tlsKey?: string;
   grpcPort?: number;
   grpcHost: string;
   grpcCert?: string;
@@ -47,6 +49,8 @@ export function registerServer(program: Command): void {
     .option('--grace <seconds>', 'seconds between SIGTERM and SIGKILL when a job is cancelled', seconds, 5)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .addOption(homeOption())
+    .option('--tls-cert <file>', 'PEM certificate chain: serve the API, WebSockets and dashboard over HTTPS (with --tls-key; SIGHUP reloads both)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--grpc-port <port>', 'also serve the Xenon gRPC API on this port (0 picks a free one); off unless given', integer(0, 65535))
     .option('--grpc-host <host>', 'address the Xenon gRPC API listens on', '127.0.0.1')
     .option('--grpc-cert <file>', 'PEM certificate chain: serve gRPC over TLS (with --grpc-key)')
@@ -61,6 +65,7 @@ export function registerServer(program: Command): void {
         ['jobwire server', 'listen on 127.0.0.1:7700, data in the default home'],
         ['jobwire server --port 0 --home /tmp/jw', 'a throw-away server on a free port'],
         ['jobwire server --host 0.0.0.0 --multi-slots 4', 'reachable from other machines, 4 jobs at once in "multi"'],
+        ['jobwire server --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem', 'HTTPS; clients elsewhere trust it with --ca cert.pem (docs/deployment.md)'],
         ['jobwire server --grpc-port 50051 --grpc-allow-anonymous-loopback', 'also serve Xenon clients (PyXenon) on this machine'],
         ['jobwire server --host 0.0.0.0 --redis redis://10.0.0.5:6379/0', 'distributed mode: one of several servers on one Redis (docs/deployment.md)'],
       ) + '\nIt prints "sign in: URL/?token=TOKEN": open that in a browser for the dashboard.\n',
@@ -77,6 +82,8 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
   };
   if (opts.home !== undefined) options.home = opts.home;
   if (opts.multiSlots !== undefined) options.multiSlots = opts.multiSlots;
+  if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  if (opts.tlsCert !== undefined && opts.tlsKey !== undefined) options.tls = { cert: opts.tlsCert, key: opts.tlsKey };
   if (opts.redis !== undefined) {
     if (opts.multiSlots !== undefined) throw new UsageError('--multi-slots is for embedded mode; with --redis, give each worker --slots');
     options.redis = opts.redis;
@@ -99,6 +106,7 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
   try {
     handle = await startServer(options);
   } catch (err) {
+    if ((err as { code?: unknown }).code === 'JOBWIRE_TLS_FILE') throw new CliError(`${(err as Error).message} (check --tls-cert and --tls-key)`, ExitCode.USAGE, { cause: err });
     if ((err as { code?: unknown }).code === 'JOBWIRE_GRPC_BIND') throw new CliError(`${(err as Error).message} (pick another port with --grpc-port)`, ExitCode.FAILED, { cause: err });
     if ((err as { code?: unknown }).code === 'EADDRINUSE') {
       throw new CliError(`${opts.host}:${opts.port} is in use (is a jobwire server running already? pick another port with --port)`, ExitCode.FAILED, { cause: err });
@@ -106,7 +114,7 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
     throw err;
   }
   const url = handle.url.replace(/\/+$/, '');
-  print(`jobwire server listening on ${url}`);
+  print(`jobwire server listening on ${url}${options.tls ? ' (TLS)' : ''}`);
   print(`jobwire home: ${handle.home}`);
   if (options.redis !== undefined) print(`distributed mode: Redis ${redactUrl(options.redis)}, key prefix ${options.redisPrefix ?? 'jobwire:'}; jobs run on \`jobwire worker\` processes`);
   if (handle.grpcPort !== undefined) {
@@ -116,5 +124,18 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
   // The sign-in link carries the admin token: stdout of this terminal only, never the log.
   print(`sign in: ${url}/?token=${encodeURIComponent(handle.token)}`);
 
-  return runUntilSignal('server', handle);
+  // SIGHUP reloads a renewed certificate; without TLS it keeps its default meaning.
+  const reload = (): void => {
+    try {
+      handle.reloadTls?.();
+    } catch (err) {
+      process.stderr.write(`jobwire: TLS reload failed, the certificate in use stays: ${(err as Error).message}\n`);
+    }
+  };
+  if (handle.reloadTls) process.on('SIGHUP', reload);
+  try {
+    return await runUntilSignal('server', handle);
+  } finally {
+    process.removeListener('SIGHUP', reload);
+  }
 }
