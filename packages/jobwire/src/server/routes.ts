@@ -126,8 +126,14 @@ export function registerRoutes(app: FastifyInstance, service: JobService, tokens
     if (auth === 'public') return;
     const token = tokenOf(req.headers, req.url);
     const who = tokens.lookup(token);
-    if (who) req.who = who;
-    else if (!(auth === 'user-or-job' && token)) throw new UnauthorizedError(token ? 'invalid token' : 'missing token: send "Authorization: Bearer TOKEN"');
+    if (who) {
+      req.who = who;
+      return;
+    }
+    // Checked here, before the body is parsed, so that a wrong job token is a 401 whatever else is wrong.
+    const jobId = (req.params as { id?: unknown }).id;
+    if (auth === 'user-or-job' && token && typeof jobId === 'string' && (await service.isJobToken(jobId, token))) return;
+    throw new UnauthorizedError(token ? 'invalid token' : 'missing token: send "Authorization: Bearer TOKEN"');
   });
   // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400 (the server turns node's own check off).
   app.addHook('onRequest', async (req) => {
