@@ -80,7 +80,7 @@ export function onClientError(err: Error & { code?: string }, socket: Duplex): v
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
   const answer =
     err.code === 'HPE_HEADER_OVERFLOW'
-      ? new JobwireError('headers_too_large', 'request headers too large', { cause: err })
+      ? new JobwireError('headers_too_large', 'request line and headers too large (over the server limit)', { cause: err })
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? new TimeoutError('the request took too long to arrive', { cause: err })
         : new BadRequestError(`malformed HTTP request${err.code ? ` (${err.code})` : ''}`, { cause: err });
