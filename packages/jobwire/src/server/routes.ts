@@ -15,7 +15,7 @@ import type { TokenBook } from './tokens.js';
 
 /**
  * Who may call a route: `user` — a user's token (the default, so a route added without thought
- * is not open); `user-or-job` — also a job's own `JOBWIRE_JOB_TOKEN`, which the route checks;
+ * is not open); `user-or-job` — also the token of the job named by the route's `:id`;
  * `public` — anyone (the dashboard's files: code, no data).
  */
 export type RouteAuth = 'user' | 'user-or-job' | 'public';
