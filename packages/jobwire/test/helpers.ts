@@ -4,6 +4,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -236,5 +237,120 @@ export function alive(pid: number): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** An HTTP answer read off a raw socket by {@link rawRequest}. */
+export interface RawResponse {
+  status: number;
+  /** The reason phrase of the status line. */
+  reason: string;
+  /** Header names in lower case; repeated headers joined with ", ". */
+  headers: Record<string, string>;
+  body: Buffer;
+  /** The body parsed as JSON, when it is JSON. */
+  json?: unknown;
+}
+
+/** Options of {@link rawRequest}. */
+export interface RawRequestOptions {
+  /** The request is a HEAD: the answer has no body whatever its headers say. @defaultValue false */
+  head?: boolean;
+  /** How long to wait for a complete answer before failing. @defaultValue 10000 */
+  timeoutMs?: number;
+}
+
+/**
+ * Sends `request` as it is over a new TCP connection to the server at `url` and reads the first
+ * final answer (a 101 ends at its headers; a 100 Continue is skipped), then closes the connection. For targets and headers that
+ * fetch would normalise or refuse to send. Rejects when the server closes without answering.
+ */
+export function rawRequest(url: string, request: string | Buffer, options: RawRequestOptions = {}): Promise<RawResponse> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname.replace(/^\[|\]$/g, ''));
+    let data = Buffer.alloc(0);
+    let done = false;
+    const finish = (err: Error | undefined, res?: RawResponse): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(res!);
+    };
+    const timer = setTimeout(() => finish(new Error(`no complete answer within ${options.timeoutMs ?? 10_000} ms; got ${JSON.stringify(data.toString('latin1').slice(0, 300))}`)), options.timeoutMs ?? 10_000);
+    /** Parses what arrived; `ended` once the server closed. */
+    const tryParse = (ended: boolean): void => {
+      const end = data.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (ended) finish(new Error(`the server closed the connection without an answer; got ${JSON.stringify(data.toString('latin1').slice(0, 300))}`));
+        return;
+      }
+      const [statusLine, ...lines] = data.subarray(0, end).toString('latin1').split('\r\n');
+      const m = /^HTTP\/1\.[01] (\d{3}) ?(.*)$/.exec(statusLine!);
+      if (!m) return finish(new Error(`not an HTTP status line: ${JSON.stringify(statusLine)}`));
+      const headers: Record<string, string> = {};
+      for (const line of lines) {
+        const colon = line.indexOf(':');
+        const name = line.slice(0, colon).trim().toLowerCase();
+        const value = line.slice(colon + 1).trim();
+        headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
+      }
+      const status = Number(m[1]);
+      if (status >= 100 && status < 200 && status !== 101) {
+        // An interim answer (100 Continue): the real one follows.
+        data = data.subarray(end + 4);
+        return tryParse(ended);
+      }
+      const rest = data.subarray(end + 4);
+      let body: Buffer | undefined;
+      if (options.head || status === 101 || status === 204 || status === 304) body = Buffer.alloc(0);
+      else if (headers['content-length'] !== undefined) {
+        const length = Number(headers['content-length']);
+        if (rest.length >= length) body = rest.subarray(0, length);
+      } else if (/chunked/i.test(headers['transfer-encoding'] ?? '')) {
+        body = dechunk(rest);
+      } else if (ended) body = rest;
+      if (body === undefined) {
+        if (ended) finish(new Error(`the connection closed inside the body of a ${status} answer`));
+        return;
+      }
+      let json: unknown;
+      try {
+        json = JSON.parse(body.toString('utf8'));
+      } catch {
+        // not JSON
+      }
+      finish(undefined, { status, reason: m[2]!, headers, body, ...(json !== undefined ? { json } : {}) });
+    };
+    socket.on('data', (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk]);
+      tryParse(false);
+    });
+    socket.on('end', () => tryParse(true));
+    socket.on('close', () => tryParse(true));
+    socket.on('error', (err) => {
+      // A reset after the answer arrived still leaves the answer readable.
+      tryParse(true);
+      finish(err);
+    });
+    socket.write(request);
+  });
+}
+
+/** The body of a complete chunked transfer, or undefined while it is incomplete. */
+function dechunk(raw: Buffer): Buffer | undefined {
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (;;) {
+    const eol = raw.indexOf('\r\n', at);
+    if (eol < 0) return undefined;
+    const size = parseInt(raw.subarray(at, eol).toString('latin1'), 16);
+    if (!Number.isFinite(size)) return undefined;
+    if (size === 0) return Buffer.concat(parts);
+    if (raw.length < eol + 2 + size + 2) return undefined;
+    parts.push(raw.subarray(eol + 2, eol + 2 + size));
+    at = eol + 2 + size + 2;
   }
 }

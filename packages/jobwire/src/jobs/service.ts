@@ -153,6 +153,12 @@ export class JobService {
     return this.store.streams.closeStdin(id);
   }
 
+  /** True when `token` is job `id`'s own token (`JOBWIRE_JOB_TOKEN`), so that a bad one is refused before its request is read. */
+  async isJobToken(id: string, token: string): Promise<boolean> {
+    const job = await this.store.getJob(id);
+    return !!job && safeEqual(job.jobToken, token);
+  }
+
   /** Sets the progress message, for the owner or the job itself (its job token). */
   async setProgress(who: { owner?: string; jobToken?: string }, id: string, message: string): Promise<JobRecord> {
     if (typeof message !== 'string' || message.length > 10_000) throw new BadRequestError('message: a string of at most 10000 characters', { field: 'message' });

@@ -9,7 +9,7 @@
  * unknown kind of file is not served), no path outside the folder, long caching only for
  * content-hashed names, and headers that keep the sign-in token of `/?token=` from leaking
  * through a `Referer` and the page from being framed. The files hold no data, so they need no
- * token; every `/v1` route still does.
+ * token (each route says so: `config.auth = 'public'`); every `/v1` route still does.
  * @module
  */
 import { readFile } from 'node:fs/promises';
@@ -106,11 +106,12 @@ export function registerDashboard(app: FastifyInstance, options: DashboardOption
   };
   const wildcard = (prefix: string) => (req: FastifyRequest): string => prefix + ((req.params as { '*'?: string })['*'] ?? '');
 
+  const open = { config: { auth: 'public' } } as const;
   // The app's addresses: the page decides what to show.
-  for (const path of ['/', '/index.html', '/jobs/*', '/groups', '/groups/*']) app.get(path, page);
+  for (const path of ['/', '/index.html', '/jobs/*', '/groups', '/groups/*']) app.get(path, open, page);
   // Vite names assets by content hash, so a name never changes meaning: cache for a year.
-  app.get('/assets/*', file(wildcard('assets/'), 'public, max-age=31536000, immutable'));
+  app.get('/assets/*', open, file(wildcard('assets/'), 'public, max-age=31536000, immutable'));
   // Stable names: always revalidate.
-  app.get('/widget.js', file(() => 'widget.js', 'no-cache'));
-  app.get('/favicon.svg', file(() => 'favicon.svg', 'public, max-age=86400'));
+  app.get('/widget.js', open, file(() => 'widget.js', 'no-cache'));
+  app.get('/favicon.svg', open, file(() => 'favicon.svg', 'public, max-age=86400'));
 }

@@ -5,14 +5,11 @@
  * @module
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import { availableParallelism, hostname } from 'node:os';
 import { join } from 'node:path';
-import type { Duplex } from 'node:stream';
 import Fastify from 'fastify';
-import { WebSocketServer, type WebSocket } from 'ws';
-import { API_PREFIX } from '@jobwire/client';
+import { WebSocketServer } from 'ws';
 import { resolveHome, type ServerRecord } from '@jobwire/client/home';
 import { LocalExecutor } from '../executors/local/index.js';
 import { Dispatcher } from '../jobs/dispatcher.js';
@@ -21,12 +18,12 @@ import { JobService } from '../jobs/service.js';
 import { openEmbeddedStore } from '../store/embedded/index.js';
 import type { Store } from '../store/types.js';
 import { startGrpcServer, type GrpcServerHandle, type GrpcTlsOptions } from '../grpc/server.js';
-import { startAttachSession } from './attach.js';
 import { registerDashboard } from './dashboard.js';
-import { startEventsSession } from './events.js';
-import { JSON_BODY_LIMIT, registerRoutes, tokenOf } from './routes.js';
+import { frameworkErrors, onClientError, onConnect } from './edge.js';
+import { JSON_BODY_LIMIT, registerRoutes } from './routes.js';
 import { TokenBook } from './tokens.js';
 import { joinCluster } from '../distributed/cluster.js';
+import { upgradeHandler } from './upgrade.js';
 import { registerWorkersRoute } from './workers-route.js';
 import { certificateCovers, loadTls, type ServerTlsOptions } from './tls.js';
 
@@ -143,8 +140,14 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const lost = cluster ? [] : await store.loseRunningJobs(`the jobwire server stopped while the job was running (noticed at restart, ${new Date().toISOString()})`);
 
   const app = Fastify({
-    ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
+    // Node would answer an HTTP/1.1 request without Host with a bare 400; routes.ts answers it
+    // in the API's shape instead, after the token check (both for http and https servers).
+    ...(tls ? { https: { cert: tls.cert, key: tls.key, requireHostHeader: false } } : {}),
     bodyLimit: JSON_BODY_LIMIT,
+    // Requests that fail before routing answer in the API's error shape, 401 first (edge.ts).
+    frameworkErrors: frameworkErrors(tokens),
+    clientErrorHandler: onClientError,
+    http: { requireHostHeader: false },
     // Per-request lines would be noise (and carry URLs); errors are logged by the error handler.
     logController: new Fastify.LogController({ disableRequestLogging: true }),
     logger: {
@@ -178,38 +181,12 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   registerDashboard(app);
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * 1024 * 1024 });
-  const refuse = (socket: Duplex, status: number, code: string, message: string): void => {
-    const body = JSON.stringify({ error: { code, message } });
-    socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : status === 404 ? 'Not Found' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
-  };
-  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    socket.on('error', () => socket.destroy());
-    const url = new URL(req.url ?? '/', 'http://x');
-    const who = tokens.lookup(tokenOf(req.headers, req.url ?? ''));
-    if (!who) return refuse(socket, 401, 'unauthorized', 'missing or invalid token');
-    const attach = new RegExp(`^${API_PREFIX}/jobs/([^/]+)/attach$`).exec(url.pathname);
-    const accept = (then: (ws: WebSocket) => void): void => wss.handleUpgrade(req, socket, head, then);
-    if (attach) {
-      const fromText = url.searchParams.get('from') ?? '0';
-      const from = Number(fromText);
-      if (!/^\d+$/.test(fromText) || !Number.isSafeInteger(from)) return refuse(socket, 400, 'bad_request', 'from: a byte position (integer >= 0)');
-      const id = decodeURIComponent(attach[1]!);
-      service.get(who.user, id).then(
-        (job) => accept((ws) => startAttachSession(ws, service, who.user, job, from)),
-        () => refuse(socket, 404, 'not_found', `no job ${JSON.stringify(id)}`),
-      );
-      return;
-    }
-    if (url.pathname === `${API_PREFIX}/events`) {
-      const group = url.searchParams.get('group') ?? '';
-      const sinceText = url.searchParams.get('since');
-      if (sinceText !== null && !/^\d+$/.test(sinceText)) return refuse(socket, 400, 'bad_request', 'since: an event id (integer >= 0)');
-      accept((ws) => startEventsSession(ws, service, who.user, group, sinceText === null ? undefined : Number(sinceText)));
-      return;
-    }
-    refuse(socket, 404, 'not_found', `no WebSocket endpoint ${url.pathname}`);
-  };
+  const onUpgrade = upgradeHandler({ tokens, service, wss, log: app.log });
   app.server.on('upgrade', onUpgrade);
+  app.server.on('connect', onConnect(tokens));
+  // Node answers an `Expect` other than 100-continue with a bare 417 unless someone listens;
+  // the expectation is ignorable (RFC 9110), so such a request is served like any other.
+  app.server.on('checkExpectation', app.routing);
 
   await app.listen({ host: opts.host, port: opts.port });
   const address = app.server.address();

@@ -1,17 +1,33 @@
 /**
  * REST routes (see docs/api.md). Each route authenticates, validates its input, calls the job
  * service and maps errors through one handler.
+ *
+ * Authentication is decided by the route a request matched, never by its target's text: a
+ * target can name an API route in forms a prefix test misses (`GET http://host/v1/queues`,
+ * `/%76%31/queues`). Every route needs a user's token unless it says otherwise (`config.auth`),
+ * and every path under `/v1` is a route — an unknown one answers 401 without a token, 404 with.
  * @module
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { API_PREFIX, BadRequestError, HTTP_STATUS, JobwireError, UnauthorizedError, type ErrorCode, type WhoAmI } from '@jobwire/client';
+import { API_PREFIX, BadRequestError, HTTP_STATUS, JobwireError, NotFoundError, UnauthorizedError, type ErrorCode, type WhoAmI } from '@jobwire/client';
 import { publicInfo, type JobService } from '../jobs/service.js';
 import type { TokenBook } from './tokens.js';
+
+/**
+ * Who may call a route: `user` — a user's token (the default, so a route added without thought
+ * is not open); `user-or-job` — also the token of the job named by the route's `:id`;
+ * `public` — anyone (the dashboard's files: code, no data).
+ */
+export type RouteAuth = 'user' | 'user-or-job' | 'public';
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The authenticated user (set by the auth hook). */
     who?: WhoAmI;
+  }
+  interface FastifyContextConfig {
+    /** Who may call the route. @defaultValue "user" */
+    auth?: RouteAuth;
   }
 }
 
@@ -105,15 +121,23 @@ export function registerRoutes(app: FastifyInstance, service: JobService, tokens
   app.setNotFoundHandler((req, reply) => sendError(reply, new JobwireError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`)));
 
   app.addHook('onRequest', async (req) => {
-    if (!req.url.startsWith(API_PREFIX + '/')) return;
+    // Paths no route matched (outside /v1: under it, the catch-all below matches) hold no data.
+    const auth: RouteAuth = req.is404 ? 'public' : (req.routeOptions.config.auth ?? 'user');
+    if (auth === 'public') return;
     const token = tokenOf(req.headers, req.url);
-    // The progress route also takes a job's own token; checked in the route.
-    if (token && !req.who) {
-      const who = tokens.lookup(token);
-      if (who) req.who = who;
+    const who = tokens.lookup(token);
+    if (who) {
+      req.who = who;
+      return;
     }
-    const isProgress = req.method === 'POST' && /^\/v1\/jobs\/[^/]+\/progress(\?|$)/.test(req.url);
-    if (!req.who && !(isProgress && token)) throw new UnauthorizedError(token ? 'invalid token' : 'missing token: send "Authorization: Bearer TOKEN"');
+    // Checked here, before the body is parsed, so that a wrong job token is a 401 whatever else is wrong.
+    const jobId = (req.params as { id?: unknown }).id;
+    if (auth === 'user-or-job' && token && typeof jobId === 'string' && (await service.isJobToken(jobId, token))) return;
+    throw new UnauthorizedError(token ? 'invalid token' : 'missing token: send "Authorization: Bearer TOKEN"');
+  });
+  // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400 (the server turns node's own check off).
+  app.addHook('onRequest', async (req) => {
+    if (req.raw.httpVersion === '1.1' && req.headers.host === undefined) throw new BadRequestError('missing Host header');
   });
 
   const user = (req: FastifyRequest): string => req.who!.user;
@@ -190,7 +214,7 @@ export function registerRoutes(app: FastifyInstance, service: JobService, tokens
     return { offset: await service.closeStdin(user(req), req.params.id) };
   });
 
-  app.post(`${P}/jobs/:id/progress`, async (req: Req) => {
+  app.post(`${P}/jobs/:id/progress`, { config: { auth: 'user-or-job' } }, async (req: Req) => {
     checkQuery(req.query, []);
     const body = req.body as { message?: unknown } | undefined;
     if (!body || typeof body !== 'object' || Object.keys(body).some((k) => k !== 'message')) {
@@ -216,4 +240,11 @@ export function registerRoutes(app: FastifyInstance, service: JobService, tokens
     checkQuery(req.query, []);
     return { items: await service.queues() };
   });
+
+  // Every other path under /v1, so that it too asks for a token before saying there is nothing.
+  const noRoute = async (req: FastifyRequest): Promise<never> => {
+    throw new NotFoundError(`no route ${req.method} ${req.url.split('?')[0]}`);
+  };
+  app.all(P, noRoute);
+  app.all(`${P}/*`, noRoute);
 }
