@@ -8,7 +8,7 @@
  *
  * | key (after the prefix)        | type   | holds                                                        |
  * |-------------------------------|--------|--------------------------------------------------------------|
- * | `job:ID`                      | hash   | one job: info JSON, result, description, token, pid, placement |
+ * | `job:ID`                      | hash   | one job: info JSON, result, description, token, pid, process identity, placement |
  * | `jobs:OWNER:PATH`             | zset   | jobs of OWNER in the subtree PATH (`''` = all), lex `createdAt\0id` |
  * | `groupz:OWNER`, `grouph:OWNER`| zset, hash | the owner's groups (lex `createdAt\0path`; path → createdAt) |
  * | `events`, `events:OWNER`      | stream | every event (trimmed, for live readers); the owner's events (kept) |
