@@ -1,31 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { Client } from '@jobwire/client';
 import { identify } from '../../src/executors/local/process-identity.js';
 import { openEmbeddedStore } from '../../src/store/embedded/index.js';
-import { concat, collect, sleepUntil, startServerProcess, tempHome } from '../helpers.js';
+import { concat, collect, printedPids, reportRunning, runs, startServerProcess, tempHome } from '../helpers.js';
 import { newJob } from '../store/store-behaviour.js';
-
-/** True while `pid` is a process that still runs (a zombie has stopped running). */
-function runs(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-/** Pids a job printed as its first line of output. */
-async function printedPids(client: Client, id: string): Promise<number[]> {
-  const line = await sleepUntil(async () => {
-    const text = Buffer.from((await client.readOutput(id, 'stdout')).data).toString();
-    return text.includes('\n') ? text.slice(0, text.indexOf('\n')) : undefined;
-  }, 10_000, `job ${id} to print its pids`);
-  return line.split(' ').map(Number);
-}
 
 describe('restart', () => {
   it('after kill -9, finished jobs and output are intact, interrupted jobs are Lost with a reason and their processes are stopped before the next job of a single queue starts', async () => {
@@ -50,8 +31,7 @@ describe('restart', () => {
       pids.push(leader!, child!, abandoned!);
       assert.ok(pids.every(runs), 'the jobs run');
       // Queued behind it; once started it reports any process of the first job still running.
-      const check = `for p in ${leader} ${child}; do s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null); if [ -n "$s" ] && [ "$s" != Z ]; then echo "$p still runs"; fi; done; echo checked`;
-      const next = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', check], queueName: 'single' });
+      const next = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', reportRunning([leader!, child!])], queueName: 'single' });
       assert.equal((await client.getJobStatus(next.id)).status, 'Queued');
 
       first.proc.kill('SIGKILL');
