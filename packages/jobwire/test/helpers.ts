@@ -354,3 +354,30 @@ function dechunk(raw: Buffer): Buffer | undefined {
     at = eol + 2 + size + 2;
   }
 }
+
+/** True while `pid` is a process that still runs (a zombie, exited but not yet reaped, does not). */
+export function runs(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.charAt(stat.lastIndexOf(')') + 2) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** The numbers a job printed as its first line of stdout (e.g. `echo $$ $!`). */
+export async function printedPids(client: Client, id: string): Promise<number[]> {
+  const line = await sleepUntil(async () => {
+    const text = Buffer.from((await client.readOutput(id, 'stdout')).data).toString();
+    return text.includes('\n') ? text.slice(0, text.indexOf('\n')) : undefined;
+  }, 10_000, `job ${id} to print its pids`);
+  return line.split(' ').map(Number);
+}
+
+/**
+ * A shell command that prints `PID still runs` for each of `pids` still running, then
+ * `checked`: run as a job, it shows whether it ran alone.
+ */
+export function reportRunning(pids: number[]): string {
+  return `for p in ${pids.join(' ')}; do s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null); if [ -n "$s" ] && [ "$s" != Z ]; then echo "$p still runs"; fi; done; echo checked`;
+}

@@ -4,6 +4,8 @@
  * (`store/redis/scripts/workers.ts`); this module decides what to do around them.
  * @module
  */
+import type { JobProcess } from '../executors/local/process-identity.js';
+import { withOutcome, type OrphanOutcome } from '../jobs/orphans.js';
 import type { JobRecord } from '../store/types.js';
 import type { RedisStore } from '../store/redis/index.js';
 import { JobwireError, type PoolStatus, type WorkerInfo, type WorkersReport } from '@jobwire/client';
@@ -48,10 +50,15 @@ export interface ReapResult {
 
 /**
  * Registers a worker. A dead earlier instance of the same name is reaped first (its Running
- * jobs were in a process that no longer exists). Throws a ConflictError when a live worker has
- * the name.
+ * jobs were in a process that no longer exists); `outcomes` says what became of the processes
+ * of those jobs, for their Lost reason. Throws a ConflictError when a live worker has the name.
  */
-export async function registerWorker(store: RedisStore, registration: Registration, ttlMs: number): Promise<ReapResult> {
+export async function registerWorker(
+  store: RedisStore,
+  registration: Registration,
+  ttlMs: number,
+  outcomes: ReadonlyMap<string, OrphanOutcome> = new Map(),
+): Promise<ReapResult> {
   const pools = [...new Set([ALL_POOL, ...registration.pools])];
   let reaped: ReapResult = { lost: [], retried: [] };
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -69,7 +76,7 @@ export async function registerWorker(store: RedisStore, registration: Registrati
       ttlMs,
     );
     if (reply[0] === 'ok') return reaped;
-    const previous = await dropWorker(store, registration.name, reply[1] ?? '', `the worker ${registration.name} was restarted while the job was running`);
+    const previous = await dropWorker(store, registration.name, reply[1] ?? '', `the worker ${registration.name} was restarted while the job was running`, false, outcomes);
     reaped = { lost: [...reaped.lost, ...previous.lost], retried: [...reaped.retried, ...previous.retried] };
   }
   throw new JobwireError('internal', `could not register worker ${registration.name}: its previous instance would not go`);
@@ -89,7 +96,14 @@ export async function heartbeat(store: RedisStore, name: string, instance: strin
  * it that had not started simply wait again. `instance` '' removes whichever instance; `force`
  * removes a worker that is still alive (its own clean shutdown).
  */
-export async function dropWorker(store: RedisStore, name: string, instance: string, reason: string, force = false): Promise<ReapResult> {
+export async function dropWorker(
+  store: RedisStore,
+  name: string,
+  instance: string,
+  reason: string,
+  force = false,
+  outcomes: ReadonlyMap<string, OrphanOutcome> = new Map(),
+): Promise<ReapResult> {
   const reply = await store.scripts.run<string[] | null>('jwDropWorker', name, instance, force ? 'force' : '');
   const result: ReapResult = { lost: [], retried: [] };
   if (reply === null) return result;
@@ -104,10 +118,33 @@ export async function dropWorker(store: RedisStore, name: string, instance: stri
         continue;
       }
     }
-    const lost = await store.loseJob(id, reason);
+    const lost = await store.loseJob(id, withOutcome(reason, outcomes.get(id)));
     if (lost) result.lost.push(lost);
   }
   return result;
+}
+
+/**
+ * Jobs whose processes an earlier instance of worker `name` may have left running: its Running
+ * jobs not settled yet, and those settled since it was removed (kept by `jwDropWorker`). Only
+ * the worker of that name, on the machine they ran on, can stop them (see `stopOrphans`).
+ */
+export async function orphansOf(store: RedisStore, name: string): Promise<Array<{ id: string; process: JobProcess | null }>> {
+  const orphans = new Map<string, JobProcess | null>();
+  for (const [id, text] of Object.entries(await store.redis.hgetall(store.keys.orphans(name)))) {
+    try {
+      orphans.set(id, JSON.parse(text) as JobProcess);
+    } catch {
+      orphans.set(id, null);
+    }
+  }
+  for (const job of await store.runningJobs(name)) orphans.set(job.id, job.process);
+  return [...orphans].map(([id, process]) => ({ id, process }));
+}
+
+/** Forgets orphans of worker `name` that were dealt with. */
+export async function forgetOrphans(store: RedisStore, name: string, ids: string[]): Promise<void> {
+  if (ids.length > 0) await store.redis.hdel(store.keys.orphans(name), ...ids);
 }
 
 /** Names of registered workers whose liveness key expired. */

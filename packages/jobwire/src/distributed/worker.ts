@@ -17,11 +17,12 @@ import { pino, type Logger } from 'pino';
 import { resolveHome } from '@jobwire/client/home';
 import { LocalExecutor } from '../executors/local/index.js';
 import { PLACEMENT_NAME } from '../jobs/placement-names.js';
+import { stopOrphans } from '../jobs/orphans.js';
 import { runJob, type RunnerContext } from '../jobs/runner.js';
 import { openRedisStore, type RedisStore } from '../store/redis/index.js';
 import type { FinishFields, JobRecord, Store } from '../store/types.js';
 import { nodeQueueName, Placer, type HandOver } from './placement.js';
-import { DEFAULT_LIVENESS, dropWorker, heartbeat, reapDeadWorkers, registerWorker, type Liveness } from './registry.js';
+import { DEFAULT_LIVENESS, dropWorker, forgetOrphans, heartbeat, orphansOf, reapDeadWorkers, registerWorker, type Liveness } from './registry.js';
 import { liveServerUrls } from './servers.js';
 
 /** Options of {@link startWorker}. */
@@ -201,7 +202,13 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     startedAt: new Date().toISOString(),
   };
   try {
-    const previous = await registerWorker(store, registration, opts.liveness.ttlMs);
+    // Processes an earlier instance of this worker left running are stopped before this one
+    // takes anything, as the embedded server does at restart (jobs/orphans.ts).
+    const orphans = await orphansOf(store, opts.name);
+    const outcomes = await stopOrphans(orphans, ctx.graceMs);
+    for (const [jobId, outcome] of outcomes) log.warn({ jobId, processes: outcome }, 'processes an earlier instance of this worker left running');
+    const previous = await registerWorker(store, registration, opts.liveness.ttlMs, outcomes);
+    await forgetOrphans(store, opts.name, orphans.filter((o) => outcomes.get(o.id)?.kind !== 'runner-alive').map((o) => o.id));
     if (previous.lost.length + previous.retried.length > 0) {
       log.warn({ lost: previous.lost.map((j) => j.id), retried: previous.retried.map((j) => j.id) }, 'settled the jobs of the previous instance of this worker');
     }

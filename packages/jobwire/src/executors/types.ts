@@ -5,6 +5,7 @@
  * @module
  */
 import type { JobDescription, OutputChannel } from '@jobwire/client';
+import type { JobProcess } from './local/process-identity.js';
 
 /** A queue an executor offers. */
 export interface QueueDef {
@@ -47,6 +48,11 @@ export interface StartSpec {
 export interface ProcessHandle {
   /** OS process id (the process-group leader), when the process started. */
   readonly pid: number | undefined;
+  /**
+   * For a job running as processes of this machine: who leads its process group and who runs
+   * it, recorded with the job so that a restart can stop it if its runner died.
+   */
+  readonly process?: JobProcess | undefined;
   /** Writes to the job's stdin; resolves once the data is handed to the OS (backpressure). */
   writeStdin(data: Uint8Array): Promise<void>;
   /** Ends the job's stdin (EOF; for a tty job, the terminal's EOF character). */

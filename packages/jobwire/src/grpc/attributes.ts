@@ -65,9 +65,15 @@ async function can(path: string, mode: number): Promise<boolean> {
   );
 }
 
-/** Xenon's attributes of `path`, whose lstat is `stat`. */
-export async function pathAttributes(path: string, stat: Stats): Promise<PathAttributes> {
+/**
+ * Xenon's attributes of `path`, whose lstat is `stat`. Access is checked on `accessPath`, a path
+ * that names the very object `stat` describes (a held descriptor, see file-space.ts), so a name
+ * swapped meanwhile tells nothing about another file. A link reports its own permissions (all),
+ * not those of whatever it points to.
+ */
+export async function pathAttributes(path: string, stat: Stats, accessPath: string): Promise<PathAttributes> {
   const link = stat.isSymbolicLink();
+  const allowed = async (mode: number): Promise<boolean> => link || (await can(accessPath, mode));
   return {
     path: { path, separator: '/' },
     creation_time: Math.floor(stat.birthtimeMs || stat.ctimeMs),
@@ -78,9 +84,9 @@ export async function pathAttributes(path: string, stat: Stats): Promise<PathAtt
     is_symbolic_link: link,
     is_other: !stat.isDirectory() && !stat.isFile() && !link,
     is_hidden: posix.basename(path).startsWith('.'),
-    is_readable: await can(path, constants.R_OK),
-    is_writable: await can(path, constants.W_OK),
-    is_executable: await can(path, constants.X_OK),
+    is_readable: await allowed(constants.R_OK),
+    is_writable: await allowed(constants.W_OK),
+    is_executable: await allowed(constants.X_OK),
     last_access_time: Math.floor(stat.atimeMs),
     last_modified_time: Math.floor(stat.mtimeMs),
     permissions: permissionsOf(stat.mode),

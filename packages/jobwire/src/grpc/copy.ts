@@ -1,18 +1,19 @@
 /**
  * Copy operations of the `file` adaptor: started by `copy`, run in the background, followed
- * with `getStatus` / `waitUntilDone`, stopped with `cancel`. Source and destination lie in the
- * caller's file space (checked before the copy starts); inside a copied tree no symbolic link is
- * followed — links are copied as links and an existing link at the destination is replaced or
+ * with `getStatus` / `waitUntilDone`, stopped with `cancel`. Source and destination are held by
+ * descriptors checked to lie in the caller's file space before the copy starts, and the copy works
+ * only through them (the rule at the top of file-space.ts); inside a copied tree no symbolic link
+ * is followed — links are copied as links and an existing link at the destination is replaced or
  * skipped, never written through. Statuses stay queryable after the copy ends (the newest
  * {@link KEPT_COPIES} per user).
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import type { Stats } from 'node:fs';
-import { lstat, mkdir, open, readdir, readlink, rm, stat, symlink } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { lstat, mkdir, open, readdir, readlink, symlink } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { fromFsError, XenonError } from './errors.js';
-import { inside } from './file-space.js';
+import { inside, removeEntry, type Held, type HeldName } from './file-space.js';
 import type { CopyErrorType, CopyMode, XenonCopyStatus } from './messages.js';
 
 /** Finished copies kept per user for status queries. */
@@ -25,9 +26,13 @@ export interface CopyPlan {
   owner: string;
   /** File system handle the copy was started on (closing it cancels the copy). */
   fileSystemId: string;
-  /** Absolute source and destination, already checked against the file space. */
+  /** Absolute source and destination as the client named them (for messages). */
   source: string;
   destination: string;
+  /** The source, held and checked (file-space.ts); undefined when it does not exist. Closed by the copy. */
+  from: Held | undefined;
+  /** The destination's name in its held, checked folder. Closed by the copy. */
+  to: HeldName;
   mode: CopyMode;
   recursive: boolean;
 }
@@ -132,16 +137,30 @@ async function lstatOrNone(path: string): Promise<Stats | undefined> {
   }
 }
 
-/** Bytes of the regular files under `path` (links not followed). */
-async function sizeOf(path: string, st: Stats, signal: AbortSignal): Promise<number> {
+/** Holds entry `name` of a held folder without following it; undefined when it is gone. */
+async function entryOrNone(dir: Held, name: string): Promise<Held | undefined> {
+  try {
+    return await dir.entry(name);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Bytes of the regular files in the held `entry` and below (links not followed). */
+async function sizeOf(entry: Held, st: Stats, signal: AbortSignal): Promise<number> {
   if (signal.aborted) throw new Cancelled();
   if (st.isFile()) return st.size;
   if (!st.isDirectory()) return 0;
   let total = 0;
-  for (const name of await readdir(path)) {
-    const child = posix.join(path, name);
-    const cst = await lstatOrNone(child);
-    if (cst) total += await sizeOf(child, cst, signal);
+  for (const name of await readdir(entry.at)) {
+    const child = await entryOrNone(entry, name);
+    if (!child) continue;
+    try {
+      total += await sizeOf(child, await child.stat(), signal);
+    } finally {
+      await child.close();
+    }
   }
   return total;
 }
@@ -151,32 +170,49 @@ async function runCopy(op: CopyOperation): Promise<void> {
   op.state = 'RUNNING';
   let current = op.source;
   try {
-    const src = await stat(op.source).catch((err: unknown) => {
-      throw fromFsError(err, op.source);
-    });
+    if (!op.from) throw new XenonError('NoSuchPathException', 'file', `${op.source}: no such file or directory`);
+    const from = op.from;
+    const to = op.to;
+    const src = await from.stat();
     if (src.isDirectory() && !op.recursive) throw new XenonError('InvalidPathException', 'file', `${op.source}: is a directory; copy it with recursive set`);
-    if (src.isDirectory() && inside(op.source, op.destination)) throw new XenonError('InvalidPathException', 'file', `${op.destination}: cannot copy a directory into itself`);
-    const dst = await lstatOrNone(op.destination);
+    if (src.isDirectory() && inside(from.real, posix.join(to.dir.real, to.name))) throw new XenonError('InvalidPathException', 'file', `${op.destination}: cannot copy a directory into itself`);
+    const dst = await lstatOrNone(to.at);
     if (dst && op.mode === 'CREATE') throw new XenonError('PathAlreadyExistsException', 'file', `${op.destination}: path already exists`);
-    op.bytesToCopy = await sizeOf(op.source, src, signal);
-    const copyEntry = async (from: string, fromStat: Stats, to: string, toStat: Stats | undefined): Promise<void> => {
+    op.bytesToCopy = await sizeOf(from, src, signal);
+    /**
+     * Copies the held `source` (named `sourceName` in the held folder `sourceDir`, for links) to
+     * `name` in the held folder `dir`. Every path used goes through a held folder, one component
+     * at a time, never following a link there (file-space.ts, rule 5).
+     */
+    const copyEntry = async (sourceDir: Held | undefined, sourceName: string, source: Held, fromStat: Stats, dir: Held, name: string, toStat: Stats | undefined, shown: string): Promise<void> => {
       if (signal.aborted) throw new Cancelled();
-      current = from;
-      if (toStat && op.mode === 'CREATE') throw new XenonError('PathAlreadyExistsException', 'file', `${to}: path already exists`);
+      current = shown;
+      const target = dir.child(name);
+      if (toStat && op.mode === 'CREATE') throw new XenonError('PathAlreadyExistsException', 'file', `${posix.join(op.destination, posix.relative(op.source, shown))}: path already exists`);
       if (fromStat.isDirectory()) {
         if (toStat && !toStat.isDirectory()) {
           if (op.mode === 'IGNORE') {
-            op.bytesToCopy -= await sizeOf(from, fromStat, signal);
+            op.bytesToCopy -= await sizeOf(source, fromStat, signal);
             return;
           }
-          await rm(to, { force: true });
+          await removeEntry(dir, name);
           toStat = undefined;
         }
-        if (!toStat) await mkdir(to, { mode: fromStat.mode & 0o777 });
-        for (const name of await readdir(from)) {
-          const child = posix.join(from, name);
-          const childStat = await lstatOrNone(child);
-          if (childStat) await copyEntry(child, childStat, posix.join(to, name), await lstatOrNone(posix.join(to, name)));
+        if (!toStat) await mkdir(target, { mode: fromStat.mode & 0o777 });
+        const into = await dir.entry(name);
+        try {
+          if (!(await into.stat()).isDirectory()) throw new XenonError('InvalidPathException', 'file', `${shown}: the destination is not a directory`);
+          for (const child of await readdir(source.at)) {
+            const held = await entryOrNone(source, child);
+            if (!held) continue;
+            try {
+              await copyEntry(source, child, held, await held.stat(), into, child, await lstatOrNone(into.child(child)), posix.join(shown, child));
+            } finally {
+              await held.close();
+            }
+          }
+        } finally {
+          await into.close();
         }
         return;
       }
@@ -188,17 +224,19 @@ async function runCopy(op: CopyOperation): Promise<void> {
         }
         // REPLACE: never write through an existing link or into a directory; remove it first.
         if (!toStat.isFile() || fromStat.isSymbolicLink()) {
-          await rm(to, { recursive: true, force: true });
+          await removeEntry(dir, name);
           toStat = undefined;
         }
       }
       if (fromStat.isSymbolicLink()) {
-        await symlink(await readlink(from), to);
+        // Read by name in its held folder: a link held with O_PATH cannot be read through /proc.
+        if (!sourceDir) return;
+        await symlink(await readlink(sourceDir.child(sourceName)), target);
         return;
       }
-      await copyFile(op, from, to, toStat ? 'w' : 'wx', fromStat.mode & 0o777, signal);
+      await copyFile(op, source.at, target, toStat !== undefined, fromStat.mode & 0o777, signal);
     };
-    await copyEntry(op.source, src, op.destination, dst);
+    await copyEntry(undefined, '', from, src, to.dir, to.name, dst, op.source);
     op.state = 'DONE';
   } catch (err) {
     op.state = 'FAILED';
@@ -209,12 +247,20 @@ async function runCopy(op: CopyOperation): Promise<void> {
     const xe = err instanceof XenonError ? err : fromFsError(err, current);
     const type: CopyErrorType = xe.kind === 'NoSuchPathException' ? 'NOT_FOUND' : xe.kind === 'PathAlreadyExistsException' ? 'ALREADY_EXISTS' : 'XENON';
     op.error = { type, message: `${xe.kind}: file adaptor: ${xe.message}` };
+  } finally {
+    await op.from?.close();
+    await op.to.dir.close();
   }
 }
 
-async function copyFile(op: CopyOperation, from: string, to: string, flags: 'w' | 'wx', mode: number, signal: AbortSignal): Promise<void> {
+/**
+ * Copies the regular file `from` (a path naming the held file) to `to` (a name in a held
+ * folder): created new, or truncated when `replace`, and never through a link (O_NOFOLLOW).
+ */
+async function copyFile(op: CopyOperation, from: string, to: string, replace: boolean, mode: number, signal: AbortSignal): Promise<void> {
   const input = await open(from, 'r');
   try {
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | (replace ? constants.O_TRUNC : constants.O_EXCL);
     const output = await open(to, flags, mode);
     try {
       const buffer = Buffer.allocUnsafe(STEP);

@@ -1,19 +1,46 @@
 /**
- * The confinement rule of the Xenon `file` adaptor: a user's file space is the folder
- * `<jobwire home>/work/<user>/`, and every path a client names must lie inside it — after
- * resolving `..` and every symbolic link on the way. Anything else is refused with
- * PERMISSION_DENIED before the file system is touched. Operations on a link itself (lstat,
- * readlink, delete, rename) check the folder holding the link; operations that follow a link
- * also check where it leads. The file space is also the default working directory of jobs
- * submitted over gRPC, so a job's relative stdout file is readable through the file adaptor.
+ * The confinement rule of the Xenon `file` adaptor. A user's file space is the folder
+ * `<jobwire home>/work/<user>/`; every path a client names must lie inside it, after resolving
+ * `..` and every symbolic link on the way. Anything else is refused with PERMISSION_DENIED.
+ *
+ * The rule, which every operation of the FileSystemService (and every copy) keeps:
+ *
+ * 1. A path is first resolved as text against the working directory (`..` included) and must lie
+ *    under the user's root.
+ * 2. Nothing is checked by name and then used by name: a user (or a job of theirs) may swap any
+ *    component for a link between the two. Instead the operation *holds* what it acts on with an
+ *    `O_PATH` descriptor (which opens nothing: no read, no write, no FIFO or device opened), then
+ *    asks the kernel where that descriptor really is (`/proc/self/fd/N`), then acts only through
+ *    the descriptor. A descriptor found outside is closed and the call refused; nothing was done
+ *    through it.
+ * 3. Operations that follow a link at the end of the path (read, append, list, set permissions,
+ *    exists, working directory, a copy's source) hold the path itself, following links, and act
+ *    on `/proc/self/fd/N` (a reopen of that very object, not a new lookup by name).
+ * 4. Operations on a name itself (create a file, folder or link, write a new file, delete,
+ *    rename, read a link, get attributes, a copy's destination) hold the folder that contains
+ *    the name (following links, checked as above) and act on `/proc/self/fd/<folder>/<name>`:
+ *    one component that the kernel looks up in that very folder, with calls that never follow a
+ *    link there (`O_EXCL`, `O_NOFOLLOW`, mkdir, symlink, unlink, rmdir, rename, readlink, lstat).
+ * 5. Walking a tree (recursive list, delete and copy) holds each entry with `O_NOFOLLOW` from its
+ *    held folder before it looks inside, so a folder swapped for a link is never entered.
+ *
+ * Linux only (`O_PATH`, `/proc/self/fd`). The file space is also the default working directory
+ * of jobs submitted over gRPC, so a job's relative stdout file is readable through the adaptor.
  * @module
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { lstat, realpath } from 'node:fs/promises';
+import { constants, mkdirSync, type Stats } from 'node:fs';
+import { open, opendir, readlink, realpath, rmdir, unlink, type FileHandle } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { permissionDenied, XenonError } from './errors.js';
+import { permissionDenied } from './errors.js';
 import type { XenonPath } from './messages.js';
+
+/**
+ * Linux's O_PATH (the same on x86-64 and arm64), which Node does not export: a descriptor
+ * that names a file system object without opening it.
+ */
+const O_PATH = 0o10000000;
+const { O_NOFOLLOW } = constants;
 
 /** The folder name of a user inside `work/`: the name itself when it is a plain name. */
 export function userFolder(user: string): string {
@@ -33,13 +60,61 @@ export function inside(root: string, p: string): boolean {
   return p === root || p.startsWith(root.endsWith('/') ? root : root + '/');
 }
 
-/** How a path is going to be used. */
-export interface ResolveOptions {
-  /** The operation follows a symbolic link at the last component (read, write, list, chmod). */
+/**
+ * A file system object held by an `O_PATH` descriptor and known to lie in a file space. Paths
+ * from {@link at} and {@link child} reach it through the descriptor, never by its name.
+ */
+export class Held {
+  constructor(
+    private readonly handle: FileHandle,
+    /** Where it really is (for messages and "copy into itself"). */
+    readonly real: string,
+  ) {}
+
+  /** A path naming this very object. */
+  get at(): string {
+    return `/proc/self/fd/${this.handle.fd}`;
+  }
+
+  /** A path naming `name` inside this folder (one component, looked up in this folder). */
+  child(name: string): string {
+    return `${this.at}/${name}`;
+  }
+
+  /** Stats of the object held (of a link itself when it was held without following). */
+  stat(): Promise<Stats> {
+    return this.handle.stat();
+  }
+
+  /**
+   * Holds the entry `name` of this folder without following it: whatever it is, it lies in
+   * this folder, so it needs no check.
+   */
+  async entry(name: string): Promise<Held> {
+    return new Held(await open(this.child(name), O_PATH | O_NOFOLLOW), posix.join(this.real, name));
+  }
+
+  close(): Promise<void> {
+    return this.handle.close().catch(() => undefined);
+  }
+}
+
+/** A name in a held folder: what operations on the name itself act on. */
+export interface HeldName {
+  dir: Held;
+  /** One path component ('.' for the root of the file space). */
+  name: string;
+  /** `dir.child(name)`. */
+  at: string;
+}
+
+/** How a path is held. */
+export interface HoldOptions {
+  /** Follow a symbolic link at the last component (every other component is followed). */
   follow: boolean;
 }
 
-/** Per-user roots and the path check. */
+/** Per-user roots and the confinement rule. */
 export class FileSpace {
   private readonly realRoots = new Map<string, string>();
 
@@ -64,38 +139,68 @@ export class FileSpace {
     return real;
   }
 
+  private deny(user: string, p: string): never {
+    throw permissionDenied('file', `${p}: permission denied: outside your file space ${this.root(user)} (see docs/grpc.md)`);
+  }
+
   /**
-   * The absolute path `input` names, relative to `cwd`; throws PERMISSION_DENIED unless it lies
-   * in `user`'s file space.
+   * The absolute path `input` names, relative to `cwd`, as text; throws PERMISSION_DENIED unless
+   * it lies under `user`'s root. Links are checked when the path is held.
    */
-  async resolve(user: string, cwd: string, input: string, options: ResolveOptions): Promise<string> {
-    const root = this.root(user);
+  path(user: string, cwd: string, input: string): string {
     const p = posix.resolve(cwd, input);
-    const deny = (): never => {
-      throw permissionDenied('file', `${p}: permission denied: outside your file space ${root} (see docs/grpc.md)`);
-    };
-    if (!inside(root, p)) deny();
-    const realRoot = await this.realRoot(user);
-    // The folders on the way: the deepest one that exists must really lie in the file space.
-    let dir = p === root ? root : posix.dirname(p);
-    for (;;) {
-      try {
-        if (!inside(realRoot, await realpath(dir))) deny();
-        break;
-      } catch (err) {
-        if (err instanceof XenonError) throw err;
-        const code = (err as NodeJS.ErrnoException).code;
-        if ((code !== 'ENOENT' && code !== 'ENOTDIR') || dir === root) throw err;
-        dir = posix.dirname(dir);
-      }
-    }
-    if (options.follow && p !== root) {
-      const stat = await lstat(p).catch(() => undefined);
-      if (stat?.isSymbolicLink()) {
-        const target = await realpath(p).catch(() => undefined);
-        if (target !== undefined && !inside(realRoot, target)) deny();
-      }
-    }
+    if (!inside(this.root(user), p)) this.deny(user, p);
     return p;
   }
+
+  /**
+   * Holds the object at `p` (rule 3); PERMISSION_DENIED, naming `shownAs`, when it lies outside
+   * `user`'s space.
+   */
+  async hold(user: string, p: string, options: HoldOptions, shownAs = p): Promise<Held> {
+    return this.checked(user, shownAs, await open(p, options.follow ? O_PATH : O_PATH | O_NOFOLLOW));
+  }
+
+  /** Holds `name` in the held folder `dir`, following a link there, checked like {@link hold}. */
+  async holdIn(user: string, dir: Held, name: string, shownAs: string): Promise<Held> {
+    return this.checked(user, shownAs, await open(dir.child(name), O_PATH));
+  }
+
+  /** Holds the folder containing `p` and names `p` in it (rule 4). */
+  async holdName(user: string, p: string): Promise<HeldName> {
+    const root = this.root(user);
+    const [dirPath, name] = p === root ? [root, '.'] : [posix.dirname(p), posix.basename(p)];
+    const dir = await this.hold(user, dirPath, { follow: true }, p);
+    return { dir, name, at: dir.child(name) };
+  }
+
+  /** Keeps `handle` when it really lies in `user`'s space; else closes it and refuses. */
+  private async checked(user: string, shownAs: string, handle: FileHandle): Promise<Held> {
+    try {
+      const real = await readlink(`/proc/self/fd/${handle.fd}`);
+      if (!inside(await this.realRoot(user), real)) this.deny(user, shownAs);
+      return new Held(handle, real);
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      throw err;
+    }
+  }
+}
+
+/**
+ * Removes `name` from the held folder `dir`, a whole tree when it is a folder, never following
+ * a link: each folder is held before it is emptied (rule 5).
+ */
+export async function removeEntry(dir: Held, name: string): Promise<void> {
+  const entry = await dir.entry(name);
+  try {
+    if (!(await entry.stat()).isDirectory()) {
+      await unlink(dir.child(name));
+      return;
+    }
+    for await (const child of await opendir(entry.at)) await removeEntry(entry, child.name);
+  } finally {
+    await entry.close();
+  }
+  await rmdir(dir.child(name));
 }

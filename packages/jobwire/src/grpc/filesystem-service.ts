@@ -1,21 +1,23 @@
 /**
  * Xenon's FileSystemService for the `file` adaptor: the server's local file system, confined to
- * the caller's file space (see file-space.ts and docs/grpc.md). Errors carry the Xenon kinds a
- * client expects: NoSuchPathException, PathAlreadyExistsException, InvalidPathException,
- * DirectoryNotEmptyException, and PERMISSION_DENIED for a path outside the file space.
+ * the caller's file space by the rule written at the top of file-space.ts (every path is held by
+ * a descriptor, checked, then used only through it; see also docs/grpc.md). Errors carry the
+ * Xenon kinds a client expects: NoSuchPathException, PathAlreadyExistsException,
+ * InvalidPathException, DirectoryNotEmptyException, and PERMISSION_DENIED for a path outside
+ * the file space.
  * Streams respect flow control: reading and listing wait for the call to drain, and writing
  * reads the next request only once the previous one is on disk.
  * @module
  */
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, opendir, readlink, rename, rm, rmdir, stat, symlink, chmod, unlink } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, opendir, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { status as Status, type ServerReadableStream, type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { WhoAmI } from '@jobwire/client';
 import { modeOf, pathAttributes } from './attributes.js';
 import { copyStatus, CopyOperations, type CopyOperation } from './copy.js';
-import { fromFsError, XenonError } from './errors.js';
-import { pathText, type FileSpace } from './file-space.js';
+import { fromFsError, XenonError, type XenonExceptionKind } from './errors.js';
+import { pathText, removeEntry, type FileSpace, type Held, type HeldName, type HoldOptions } from './file-space.js';
 import { HandleTable, type FileSystemHandle } from './handles.js';
 import type {
   CopyOperationRequest,
@@ -105,11 +107,37 @@ export function fileSystemService(rpc: Rpc, space: FileSpace): FileSystemService
     return found;
   };
 
-  /** The absolute, checked path a request names. */
-  const at = async (who: WhoAmI, fs: FileSystemHandle, path: XenonPath | null | undefined, follow: boolean): Promise<string> => {
-    const text = pathText(path);
-    return onDisk(text, () => space.resolve(who.user, fs.cwd, text, { follow }));
-  };
+  /** The absolute path a request names, as text; PERMISSION_DENIED unless under the user's root. */
+  const pathOf = (who: WhoAmI, fs: FileSystemHandle, path: XenonPath | null | undefined): string => space.path(who.user, fs.cwd, pathText(path));
+
+  /** Runs `fn` on the object at `p`, held and checked (file-space.ts, rule 3). */
+  const withHeld = <T>(who: WhoAmI, p: string, options: HoldOptions, fn: (held: Held) => Promise<T>): Promise<T> =>
+    onDisk(p, async () => {
+      const held = await space.hold(who.user, p, options);
+      try {
+        return await fn(held);
+      } finally {
+        await held.close();
+      }
+    });
+
+  /** Runs `fn` on the name `p` in its held, checked folder (file-space.ts, rule 4). */
+  const withName = <T>(who: WhoAmI, p: string, fn: (name: HeldName) => Promise<T>): Promise<T> =>
+    onDisk(p, async () => {
+      const name = await space.holdName(who.user, p);
+      try {
+        return await fn(name);
+      } finally {
+        await name.dir.close();
+      }
+    });
+
+  /** Runs `fn` on the folder at `p`; InvalidPathException (or `kind`) when it is not one. */
+  const withDirectory = <T>(who: WhoAmI, p: string, fn: (held: Held) => Promise<T>, kind: XenonExceptionKind = 'InvalidPathException'): Promise<T> =>
+    withHeld(who, p, { follow: true }, async (held) => {
+      if (!(await held.stat()).isDirectory()) throw new XenonError(kind, FILE, `${p}: not a directory`);
+      return fn(held);
+    });
 
   const notRoot = (who: WhoAmI, p: string, what: string): void => {
     if (p === space.root(who.user)) throw new XenonError('InvalidPathException', FILE, `${p}: the root of your file space cannot be ${what}`);
@@ -139,9 +167,8 @@ export function fileSystemService(rpc: Rpc, space: FileSpace): FileSystemService
     let location = request.location.replace(/^file:\/\//, '');
     if (location === '' || location === '/') return openHandle(who.user, request.location, root);
     if (!location.startsWith('/')) throw new XenonError('InvalidLocationException', FILE, `location ${JSON.stringify(request.location)}: give an absolute folder (or nothing)`);
-    location = await onDisk(location, () => space.resolve(who.user, root, location, { follow: true }));
-    const st = await onDisk(location, () => stat(location));
-    if (!st.isDirectory()) throw new XenonError('InvalidLocationException', FILE, `location ${location}: not a directory`);
+    location = space.path(who.user, root, location);
+    await withDirectory(who, location, async () => undefined, 'InvalidLocationException');
     return openHandle(who.user, request.location, location);
   };
 
@@ -188,13 +215,16 @@ export function fileSystemService(rpc: Rpc, space: FileSpace): FileSystemService
         await eachRequest(call, ctx, async (request) => {
           if (!file) {
             const fs = fileSystem(ctx.who, request.filesystem);
-            path = await at(ctx.who, fs, request.path, true);
+            path = pathOf(ctx.who, fs, request.path);
             const target = path;
-            // Xenon's writeToFile creates a new file; appendToFile needs an existing regular file.
-            file = await onDisk(target, async () => {
-              if (append && !(await stat(target)).isFile()) throw new XenonError('InvalidPathException', FILE, `${target}: not a regular file`);
-              return open(target, append ? constants.O_WRONLY | constants.O_APPEND : 'wx', 0o644);
-            });
+            // Xenon's writeToFile creates a new file (never through a link: O_EXCL); appendToFile
+            // needs an existing regular file, wherever a link inside leads to.
+            file = append
+              ? await withHeld(ctx.who, target, { follow: true }, async (held) => {
+                  if (!(await held.stat()).isFile()) throw new XenonError('InvalidPathException', FILE, `${target}: not a regular file`);
+                  return open(held.at, constants.O_WRONLY | constants.O_APPEND);
+                })
+              : await withName(ctx.who, target, (name) => open(name.at, 'wx', 0o644));
           }
           const handle = file;
           if (request.buffer.byteLength > 0) await onDisk(path, () => handle.write(request.buffer).then(() => undefined));
@@ -206,16 +236,21 @@ export function fileSystemService(rpc: Rpc, space: FileSpace): FileSystemService
       }
     });
 
-  /** Lists `dir` (and below, when recursive) without following links. */
-  const listInto = async (call: ServerWritableStream<ListRequest, PathAttributes>, ctx: CallContext, dir: string, recursive: boolean): Promise<void> => {
-    const entries = await onDisk(dir, () => opendir(dir));
+  /** Lists the held folder `dir`, shown as `path` (and below, when recursive) without following links. */
+  const listInto = async (call: ServerWritableStream<ListRequest, PathAttributes>, ctx: CallContext, dir: Held, path: string, recursive: boolean): Promise<void> => {
+    const entries = await onDisk(path, () => opendir(dir.at));
     for await (const entry of entries) {
       if (ctx.signal.aborted) return;
-      const child = posix.join(dir, entry.name);
-      const st = await lstat(child).catch(() => undefined);
-      if (!st) continue; // removed meanwhile
-      await writeAll(call, ctx, await pathAttributes(child, st));
-      if (recursive && st.isDirectory()) await listInto(call, ctx, child, true);
+      const child = posix.join(path, entry.name);
+      const held = await dir.entry(entry.name).catch(() => undefined);
+      if (!held) continue; // removed meanwhile
+      try {
+        const st = await held.stat();
+        await writeAll(call, ctx, await pathAttributes(child, st, held.at));
+        if (recursive && st.isDirectory()) await listInto(call, ctx, held, child, true);
+      } finally {
+        await held.close();
+      }
     }
   };
 
@@ -257,97 +292,127 @@ export function fileSystemService(rpc: Rpc, space: FileSpace): FileSystemService
     getWorkingDirectory: rpc.unary<Handle, XenonPath>(f, async (request, { who }) => ({ path: fileSystem(who, request).cwd, separator: '/' })),
     setWorkingDirectory: rpc.unary<PathRequest, Empty>(f, async (request, { who }) => {
       const fs = fileSystem(who, request.filesystem);
-      const p = await at(who, fs, request.path, true);
-      const st = await onDisk(p, () => stat(p));
-      if (!st.isDirectory()) throw new XenonError('InvalidPathException', FILE, `${p}: not a directory`);
+      const p = pathOf(who, fs, request.path);
+      await withDirectory(who, p, async () => undefined);
       fs.cwd = p;
       return {};
     }),
     exists: rpc.unary<PathRequest, unknown>(f, async (request, { who }) => {
-      const p = await at(who, fileSystem(who, request.filesystem), request.path, true);
+      const p = pathOf(who, fileSystem(who, request.filesystem), request.path);
       try {
-        await stat(p);
+        await withHeld(who, p, { follow: true }, async () => undefined);
         return { value: true };
       } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT' || code === 'ENOTDIR') return { value: false };
-        throw fromFsError(err, p);
+        if (err instanceof XenonError && err.kind === 'NoSuchPathException') return { value: false };
+        const code = ((err as { cause?: NodeJS.ErrnoException }).cause as NodeJS.ErrnoException | undefined)?.code;
+        if (code === 'ENOTDIR') return { value: false };
+        throw err;
       }
     }),
     createDirectory: rpc.unary<PathRequest, Empty>(f, async (request, { who }) => {
-      const p = await at(who, fileSystem(who, request.filesystem), request.path, false);
-      await onDisk(p, () => mkdir(p));
+      const p = pathOf(who, fileSystem(who, request.filesystem), request.path);
+      await withName(who, p, (name) => mkdir(name.at));
       return {};
     }),
     createDirectories: rpc.unary<PathRequest, Empty>(f, async (request, { who }) => {
-      const p = await at(who, fileSystem(who, request.filesystem), request.path, false);
-      await onDisk(p, async () => {
-        if (await lstat(p).then(() => true, () => false)) throw new XenonError('PathAlreadyExistsException', FILE, `${p}: path already exists`);
-        await mkdir(p, { recursive: true });
+      const p = pathOf(who, fileSystem(who, request.filesystem), request.path);
+      const root = space.root(who.user);
+      const exists = await withName(who, p, (name) => lstat(name.at).then(() => true)).catch((err: unknown) => {
+        if (err instanceof XenonError && err.kind === 'NoSuchPathException') return false;
+        throw err;
+      });
+      if (exists) throw new XenonError('PathAlreadyExistsException', FILE, `${p}: path already exists`);
+      // Folder by folder from the root, each held and checked before the next is made in it.
+      await withHeld(who, root, { follow: true }, async (top) => {
+        let dir = top;
+        let shown = root;
+        try {
+          for (const part of posix.relative(root, p).split('/')) {
+            shown = posix.join(shown, part);
+            await mkdir(dir.child(part)).catch((err: unknown) => {
+              if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFsError(err, shown);
+            });
+            const next = await space.holdIn(who.user, dir, part, shown).catch((err: unknown) => {
+              throw err instanceof XenonError ? err : fromFsError(err, shown);
+            });
+            if (dir !== top) await dir.close();
+            dir = next;
+            if (!(await dir.stat()).isDirectory()) throw new XenonError('InvalidPathException', FILE, `${shown}: not a directory`);
+          }
+        } finally {
+          if (dir !== top) await dir.close();
+        }
       });
       return {};
     }),
     createFile: rpc.unary<PathRequest, Empty>(f, async (request, { who }) => {
-      const p = await at(who, fileSystem(who, request.filesystem), request.path, false);
-      await onDisk(p, async () => (await open(p, 'wx', 0o644)).close());
+      const p = pathOf(who, fileSystem(who, request.filesystem), request.path);
+      await withName(who, p, async (name) => (await open(name.at, 'wx', 0o644)).close());
       return {};
     }),
     createSymbolicLink: rpc.unary<CreateSymbolicLinkRequest, Empty>(f, async (request, { who }) => {
       const fs = fileSystem(who, request.filesystem);
-      const link = await at(who, fs, request.link, false);
+      const link = pathOf(who, fs, request.link);
       const target = pathText(request.target);
       if (target === '') throw new XenonError('InvalidPathException', FILE, 'createSymbolicLink: the target is empty');
-      await onDisk(link, () => symlink(target, link));
+      // A link may point anywhere: whatever follows it is checked where it leads.
+      await withName(who, link, (name) => symlink(target, name.at));
       return {};
     }),
     readSymbolicLink: rpc.unary<PathRequest, XenonPath>(f, async (request, { who }) => {
-      const p = await at(who, fileSystem(who, request.filesystem), request.path, false);
-      const target = await onDisk(p, () => readlink(p));
+      const p = pathOf(who, fileSystem(who, request.filesystem), request.path);
+      const target = await withName(who, p, (name) => readlink(name.at));
       // As Xenon does: a relative target is given relative to the folder holding the link.
       return { path: target.startsWith('/') ? target : posix.join(posix.dirname(p), target), separator: '/' };
     }),
     rename: rpc.unary<RenameRequest, Empty>(f, async (request, { who }) => {
       const fs = fileSystem(who, request.filesystem);
-      const source = await at(who, fs, request.source, false);
-      const target = await at(who, fs, request.target, false);
+      const source = pathOf(who, fs, request.source);
+      const target = pathOf(who, fs, request.target);
       notRoot(who, source, 'renamed');
-      await onDisk(source, () => lstat(source));
-      if (source === target) return {};
-      if (await lstat(target).then(() => true, () => false)) throw new XenonError('PathAlreadyExistsException', FILE, `${target}: path already exists`);
-      await onDisk(target, () => rename(source, target));
+      await withName(who, source, async (from) => {
+        await lstat(from.at);
+        if (source === target) return;
+        await withName(who, target, async (to) => {
+          if (await lstat(to.at).then(() => true, () => false)) throw new XenonError('PathAlreadyExistsException', FILE, `${target}: path already exists`);
+          await onDisk(target, () => rename(from.at, to.at));
+        });
+      });
       return {};
     }),
     delete: rpc.unary<DeleteRequest, Empty>(f, async (request, { who }) => {
-      const p = await at(who, fileSystem(who, request.filesystem), request.path, false);
+      const p = pathOf(who, fileSystem(who, request.filesystem), request.path);
       notRoot(who, p, 'deleted');
-      const st = await onDisk(p, () => lstat(p));
-      if (!st.isDirectory()) await onDisk(p, () => unlink(p));
-      else if (request.recursive) await onDisk(p, () => rm(p, { recursive: true }));
-      else await onDisk(p, () => rmdir(p));
+      await withName(who, p, async (name) => {
+        const st = await lstat(name.at);
+        if (!st.isDirectory()) await unlink(name.at);
+        else if (request.recursive) await removeEntry(name.dir, name.name);
+        else await rmdir(name.at);
+      });
       return {};
     }),
     getAttributes: rpc.unary<PathRequest, PathAttributes>(f, async (request, { who }) => {
-      const p = await at(who, fileSystem(who, request.filesystem), request.path, false);
-      return pathAttributes(p, await onDisk(p, () => lstat(p)));
+      const p = pathOf(who, fileSystem(who, request.filesystem), request.path);
+      return withHeld(who, p, { follow: false }, async (held) => pathAttributes(p, await held.stat(), held.at));
     }),
     setPosixFilePermissions: rpc.unary<SetPosixFilePermissionsRequest, Empty>(f, async (request, { who }) => {
-      const p = await at(who, fileSystem(who, request.filesystem), request.path, true);
-      await onDisk(p, () => chmod(p, modeOf(request.permissions)));
+      const p = pathOf(who, fileSystem(who, request.filesystem), request.path);
+      await withHeld(who, p, { follow: true }, (held) => chmod(held.at, modeOf(request.permissions)));
       return {};
     }),
     list: rpc.serverStream<ListRequest, PathAttributes>(f, async (call, ctx) => {
       const request = call.request;
-      const dir = await at(ctx.who, fileSystem(ctx.who, request.filesystem), request.dir, true);
-      const st = await onDisk(dir, () => stat(dir));
-      if (!st.isDirectory()) throw new XenonError('InvalidPathException', FILE, `${dir}: not a directory`);
-      await listInto(call, ctx, dir, request.recursive);
+      const dir = pathOf(ctx.who, fileSystem(ctx.who, request.filesystem), request.dir);
+      await withDirectory(ctx.who, dir, (held) => listInto(call, ctx, held, dir, request.recursive));
     }),
     readFromFile: rpc.serverStream<PathRequest, ReadFromFileResponse>(f, async (call, ctx) => {
       const request = call.request;
-      const p = await at(ctx.who, fileSystem(ctx.who, request.filesystem), request.path, true);
-      const file = await onDisk(p, () => open(p, 'r'));
+      const p = pathOf(ctx.who, fileSystem(ctx.who, request.filesystem), request.path);
+      const file = await withHeld(ctx.who, p, { follow: true }, async (held) => {
+        if (!(await held.stat()).isFile()) throw new XenonError('InvalidPathException', FILE, `${p}: not a regular file`);
+        return open(held.at, 'r');
+      });
       try {
-        if (!(await file.stat()).isFile()) throw new XenonError('InvalidPathException', FILE, `${p}: not a regular file`);
         for (;;) {
           if (ctx.signal.aborted) return;
           const buffer = Buffer.allocUnsafe(READ_CHUNK);
@@ -364,10 +429,23 @@ export function fileSystemService(rpc: Rpc, space: FileSpace): FileSystemService
     copy: rpc.unary<CopyRequest, Handle>(f, async (request, { who }) => {
       const fs = fileSystem(who, request.filesystem);
       const destinationFs = request.destination_filesystem?.id ? fileSystem(who, request.destination_filesystem) : fs;
-      const source = await at(who, fs, request.source, true);
-      const destination = await at(who, destinationFs, request.destination, false);
+      const source = pathOf(who, fs, request.source);
+      const destination = pathOf(who, destinationFs, request.destination);
       notRoot(who, destination, 'replaced');
-      const op = copies.start({ owner: who.user, fileSystemId: fs.id, source, destination, mode: request.mode, recursive: request.recursive });
+      // Both ends are held now, checked, and handed to the copy, which closes them when it ends.
+      const from = await onDisk(source, () => space.hold(who.user, source, { follow: true })).catch(async (err: unknown) => {
+        // A missing source is the copy's NOT_FOUND, reported by its status (as Xenon does).
+        if (err instanceof XenonError && err.kind === 'NoSuchPathException') return undefined;
+        throw err;
+      });
+      let to: HeldName;
+      try {
+        to = await onDisk(destination, () => space.holdName(who.user, destination));
+      } catch (err) {
+        await from?.close();
+        throw err;
+      }
+      const op = copies.start({ owner: who.user, fileSystemId: fs.id, source, destination, from, to, mode: request.mode, recursive: request.recursive });
       return { id: op.id };
     }),
     getStatus: rpc.unary<CopyOperationRequest, XenonCopyStatus>(f, async (request, { who }) => copyStatus(copyOf(who, request))),

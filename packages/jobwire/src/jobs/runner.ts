@@ -144,7 +144,12 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
         store.setProgress(id, message).catch((err: unknown) => ctx.onError(err, id));
       },
     });
-    const running = await store.markRunning(id, { startedAt: new Date().toISOString(), pid: handle.pid ?? null, node: ctx.node });
+    const running = await store.markRunning(id, {
+      startedAt: new Date().toISOString(),
+      pid: handle.pid ?? null,
+      node: ctx.node,
+      process: handle.process ?? null,
+    });
     if (!running) stopForCancel(); // cancelled while starting
     const maxRuntime = job.description.maxRuntime ?? 0;
     if (maxRuntime > 0) {

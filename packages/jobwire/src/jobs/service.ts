@@ -44,7 +44,7 @@ function safeEqual(a: string, b: string): boolean {
 
 /** Strips server-only fields from a record. */
 export function publicInfo(record: JobRecord, withDescription = true): JobInfo {
-  const { jobToken: _t, pid: _p, description, ...info } = record;
+  const { jobToken: _t, pid: _p, process: _process, description, ...info } = record;
   return withDescription ? { ...info, description } : info;
 }
 

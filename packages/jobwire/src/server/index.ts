@@ -14,6 +14,7 @@ import { resolveHome, type ServerRecord } from '@jobwire/client/home';
 import { LocalExecutor } from '../executors/local/index.js';
 import { Dispatcher } from '../jobs/dispatcher.js';
 import type { RunnerContext } from '../jobs/runner.js';
+import { loseOrphanedJobs } from '../jobs/orphans.js';
 import { JobService } from '../jobs/service.js';
 import { openEmbeddedStore } from '../store/embedded/index.js';
 import type { Store } from '../store/types.js';
@@ -137,7 +138,10 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
         });
   const tokens = cluster?.tokens ?? new TokenBook(home);
   const store: Store = cluster?.store ?? (await openEmbeddedStore({ dir: home }));
-  const lost = cluster ? [] : await store.loseRunningJobs(`the jobwire server stopped while the job was running (noticed at restart, ${new Date().toISOString()})`);
+  // Before anything starts: jobs left Running by a server that died may still have processes.
+  const orphans = cluster
+    ? undefined
+    : await loseOrphanedJobs(store, `the jobwire server stopped while the job was running (noticed at restart, ${new Date().toISOString()})`, opts.graceSeconds * 1000);
 
   const app = Fastify({
     // Node would answer an HTTP/1.1 request without Host with a bare 400; routes.ts answers it
@@ -207,7 +211,9 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   };
   if (tls?.trustFile) ctx.caFile = tls.trustFile;
   writeRecord();
-  for (const job of lost) app.log.warn({ jobId: job.id }, 'job marked Lost: it was running when the server stopped');
+  for (const job of orphans?.lost ?? []) {
+    app.log.warn({ jobId: job.id, processes: orphans?.outcomes.get(job.id) }, 'job marked Lost: it was running when the server stopped');
+  }
   cluster?.announce(url);
   dispatcher?.poke();
 

@@ -8,6 +8,7 @@
  * @module
  */
 import type { GroupInfo, JobDescription, JobEvent, JobInfo, JobStatus, OutputChannel, OutputChunk } from '@jobwire/client';
+import type { JobProcess } from '../executors/local/process-identity.js';
 
 /** A job as stored: its info plus what only the server sees. */
 export interface JobRecord extends JobInfo {
@@ -16,6 +17,8 @@ export interface JobRecord extends JobInfo {
   jobToken: string;
   /** OS pid while running, when known. */
   pid: number | null;
+  /** While running on a machine's processes: their identity, to stop them if their runner dies. */
+  process: JobProcess | null;
 }
 
 /** Input of `createJob`. */
@@ -46,6 +49,18 @@ export interface ListJobsQuery {
   cursor?: string;
 }
 
+/** Fields set when a job starts running. */
+export interface RunningFields {
+  startedAt: string;
+  pid: number | null;
+  node: string | null;
+  /** Identity of its processes, when they run on a machine jobwire can check. @defaultValue null */
+  process?: JobProcess | null;
+}
+
+/** Why Running jobs are Lost: one text for all, or one per job (given the job as it was). */
+export type LostReason = string | ((job: JobRecord) => string);
+
 /** Fields set when a job ends. */
 export interface FinishFields {
   status: Extract<JobStatus, 'Success' | 'Failed' | 'Cancelled' | 'Lost'>;
@@ -75,7 +90,7 @@ export interface Store {
   /** Jobs oldest first (createdAt, then id). */
   listJobs(query: ListJobsQuery): Promise<{ items: JobInfo[]; next?: string }>;
   /** Queued → Running. Returns undefined if the job was not Queued (e.g. cancelled meanwhile). */
-  markRunning(id: string, fields: { startedAt: string; pid: number | null; node: string | null }): Promise<JobRecord | undefined>;
+  markRunning(id: string, fields: RunningFields): Promise<JobRecord | undefined>;
   /** Sets the progress message of a job that is not final. */
   setProgress(id: string, message: string): Promise<JobRecord | undefined>;
   /** Sets why a Queued job waits (null clears it). */
@@ -88,8 +103,13 @@ export interface Store {
   queuedJobs(queue: string, limit: number): Promise<JobRecord[]>;
   /** Counts of running and queued jobs per queue name. */
   queueCounts(): Promise<Map<string, { running: number; queued: number }>>;
-  /** At start-up: every Running job becomes Lost with `reason`; returns them. */
-  loseRunningJobs(reason: string, node?: string): Promise<JobRecord[]>;
+  /** Running jobs (of `node`, when given), oldest first. */
+  runningJobs(node?: string): Promise<JobRecord[]>;
+  /**
+   * At start-up: every Running job (of `node`, when given) becomes Lost with `reason` (or the
+   * reason it gives for that job); returns them.
+   */
+  loseRunningJobs(reason: LostReason, node?: string): Promise<JobRecord[]>;
 
   /** Groups of `owner` under `under` (inclusive), or all of them. */
   listGroups(owner: string, under?: string): Promise<GroupInfo[]>;

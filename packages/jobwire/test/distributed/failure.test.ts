@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { JobEvent, JobInfo } from '@jobwire/client';
 import { Redis } from 'ioredis';
-import { concat, sleepUntil } from '../helpers.js';
+import { concat, printedPids, reportRunning, runs, sleepUntil } from '../helpers.js';
 import { withCluster } from './cluster.js';
 
 /** The documented bound: a dead worker's jobs are settled within 10 s. */
@@ -68,6 +68,30 @@ describe('distributed: failures', () => {
       const requeued = seen.find((e) => e.info.id === retried.id && (e.info as JobInfo).status === 'Queued' && (e.info as JobInfo).reason);
       assert.match((requeued?.info as JobInfo | undefined)?.reason ?? '', /starting it again \(attempt 2 of 2\)/);
       rmSync(dir, { recursive: true, force: true });
+    });
+  });
+
+  it('a worker restarted under its name after kill -9 stops the processes its previous instance left running before it takes a job', async () => {
+    await withCluster(async (cluster) => {
+      await cluster.addServer();
+      await cluster.addWorker({ name: 'phoenix', slots: 1 });
+      const client = cluster.client();
+      // Leader and child ignore SIGTERM, so only the SIGKILL after the grace time stops them.
+      const running = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'trap "" TERM; sleep 1000 & echo $$ $!; wait'], queueName: 'single' });
+      await client.waitUntilRunning(running.id, 20_000);
+      const pids = await printedPids(client, running.id);
+      cluster.orphans.add(pids[0]!);
+      const next = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', reportRunning(pids)], queueName: 'single' });
+
+      await cluster.killWorker('phoenix');
+      assert.equal((await client.waitUntilDone(running.id, SETTLED_WITHIN_MS + 5_000)).status, 'Lost');
+      assert.equal((await client.getJobStatus(next.id)).status, 'Queued');
+      assert.ok(pids.every(runs), 'the job outlives its worker');
+
+      await cluster.addWorker({ name: 'phoenix', slots: 1 });
+      assert.deepEqual(pids.filter(runs), [], 'no process of the lost job runs');
+      assert.equal((await client.waitUntilDone(next.id, 20_000)).status, 'Success');
+      assert.equal(Buffer.from((await client.readOutput(next.id)).data).toString(), 'checked\n', 'the next single job ran alone');
     });
   });
 

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { addUser, withServer, type TestServer } from '../helpers.js';
-import { XenonClient, clientForUser, grpc, rejectsWith } from './xenon-client.js';
+import { XenonClient, clientForUser, grpc, rejectsWith, type RpcError } from './xenon-client.js';
 
 const S = grpc.status;
 
@@ -270,6 +271,162 @@ describe('Xenon gRPC: FileSystemService (file adaptor)', () => {
       } finally {
         bob.close();
       }
+    });
+  });
+});
+
+/**
+ * Starts a process that swaps `path` between a regular file and a symbolic link to `outsideFile`
+ * as fast as it can (each swap one atomic rename), until killed. Both states last about as long:
+ * each is kept while the other is being prepared.
+ */
+function startFlipping(path: string, outsideFile: string): ChildProcess {
+  const script = `
+    const fs = require('node:fs');
+    const [path, outside] = process.argv.slice(1);
+    for (;;) {
+      fs.writeFileSync(path + '.file', 'public');
+      fs.renameSync(path + '.file', path);
+      fs.writeFileSync(path + '.spare', '');
+      fs.symlinkSync(outside, path + '.link');
+      fs.renameSync(path + '.link', path);
+    }`;
+  return spawn(process.execPath, ['-e', script, path, outsideFile], { stdio: 'ignore' });
+}
+
+/**
+ * Starts a process that swaps `path` between a folder (kept aside while away) and a symbolic
+ * link to `outsideDir`, as fast as it can, until killed.
+ */
+function startFlippingFolder(path: string, outsideDir: string): ChildProcess {
+  const script = `
+    const fs = require('node:fs');
+    const [path, outside] = process.argv.slice(1);
+    fs.symlinkSync(outside, path + '.link');
+    for (;;) {
+      fs.renameSync(path, path + '.dir');
+      fs.renameSync(path + '.link', path);
+      fs.renameSync(path, path + '.link');
+      fs.renameSync(path + '.dir', path);
+    }`;
+  return spawn(process.execPath, ['-e', script, path, outsideDir], { stdio: 'ignore' });
+}
+
+describe('Xenon gRPC: FileSystemService against symbolic-link races', () => {
+  it('never reads a file outside the file space while a path flips between a file inside and a link out', async (t) => {
+    await withFiles(async (c) => {
+      const outside = mkdtempSync(join(tmpdir(), 'jobwire-secret-'));
+      t.after(() => rmSync(outside, { recursive: true, force: true }));
+      writeFileSync(join(outside, 'secret'), 'secret');
+      writeFileSync(join(c.root, 'flip'), 'public');
+      const flipper = startFlipping(join(c.root, 'flip'), join(outside, 'secret'));
+      const seen = new Map<string, number>();
+      try {
+        for (let i = 0; i < 1500; i++) {
+          let outcome: string;
+          try {
+            outcome = (await read(c, 'flip')).toString();
+          } catch (err) {
+            outcome = `error ${grpc.status[(err as RpcError).code]}`;
+          }
+          seen.set(outcome, (seen.get(outcome) ?? 0) + 1);
+        }
+      } finally {
+        flipper.kill('SIGKILL');
+      }
+      const summary = JSON.stringify([...seen]);
+      t.diagnostic(summary);
+      assert.equal(seen.get('secret'), undefined, `a read escaped the file space: ${summary}`);
+      assert.ok((seen.get('public') ?? 0) > 0, `reads of the file inside succeed: ${summary}`);
+      assert.ok((seen.get('error PERMISSION_DENIED') ?? 0) > 0, `the link out was there during the reads: ${summary}`);
+    });
+  });
+
+  it('never appends to, changes the permissions of or copies a file outside the file space while a path flips between a file inside and a link out', async (t) => {
+    await withFiles(async (c) => {
+      const { x } = c;
+      const outside = mkdtempSync(join(tmpdir(), 'jobwire-secret-'));
+      t.after(() => rmSync(outside, { recursive: true, force: true }));
+      const secret = join(outside, 'secret');
+      writeFileSync(secret, 'secret', { mode: 0o640 });
+      writeFileSync(join(c.root, 'flip'), 'public');
+      const flipper = startFlipping(join(c.root, 'flip'), secret);
+      const seen = new Map<string, number>();
+      const attempt = async (what: string, call: () => Promise<unknown>): Promise<unknown> => {
+        let outcome = `${what} ok`;
+        try {
+          return await call();
+        } catch (err) {
+          outcome = `${what} ${grpc.status[(err as RpcError).code]}`;
+          return undefined;
+        } finally {
+          seen.set(outcome, (seen.get(outcome) ?? 0) + 1);
+        }
+      };
+      try {
+        for (let i = 0; i < 300; i++) {
+          await attempt('append', () => x.upload('appendToFile', [{ ...c.req('flip'), buffer: Buffer.from('!') }]));
+          await attempt('chmod', () => x.fs('setPosixFilePermissions', { ...c.req('flip'), permissions: ['OWNER_READ', 'OWNER_WRITE'] }));
+          const copy = await attempt('copy', () => x.fs('copy', { filesystem: c.fs, source: c.p('flip'), destination: c.p('copied'), mode: 'REPLACE' }));
+          if (copy) await x.fs('waitUntilDone', { filesystem: c.fs, copy_operation: copy, timeout: 0 });
+          if (existsSync(join(c.root, 'copied')) && readFileSync(join(c.root, 'copied'), 'utf8').startsWith('secret')) seen.set('copied the secret', 1);
+        }
+      } finally {
+        flipper.kill('SIGKILL');
+      }
+      const summary = JSON.stringify([...seen]);
+      t.diagnostic(summary);
+      assert.deepEqual(
+        { content: readFileSync(secret, 'utf8'), mode: statSync(secret).mode & 0o777, copied: seen.has('copied the secret') },
+        { content: 'secret', mode: 0o640, copied: false },
+        `the file outside is untouched and never copied: ${summary}`,
+      );
+      assert.ok((seen.get('append ok') ?? 0) > 0 && (seen.get('copy ok') ?? 0) > 0, `calls on the file inside succeed: ${summary}`);
+      assert.ok((seen.get('chmod PERMISSION_DENIED') ?? 0) > 0, `the link out was there during the calls: ${summary}`);
+    });
+  });
+
+  it('never writes, creates, lists or deletes in a folder outside the file space while a folder flips between inside and a link out', async (t) => {
+    await withFiles(async (c) => {
+      const { x } = c;
+      const outside = mkdtempSync(join(tmpdir(), 'jobwire-secret-'));
+      t.after(() => rmSync(outside, { recursive: true, force: true }));
+      writeFileSync(join(outside, 'secret'), 'secret');
+      mkdirSync(join(c.root, 'flip'));
+      writeFileSync(join(c.root, 'flip', 'mine'), 'mine');
+      const flipper = startFlippingFolder(join(c.root, 'flip'), outside);
+      const seen = new Map<string, number>();
+      const count = (outcome: string): void => void seen.set(outcome, (seen.get(outcome) ?? 0) + 1);
+      const attempt = async (what: string, call: () => Promise<unknown>): Promise<unknown> => {
+        try {
+          const value = await call();
+          count(`${what} ok`);
+          return value;
+        } catch (err) {
+          count(`${what} ${grpc.status[(err as RpcError).code]}`);
+          return undefined;
+        }
+      };
+      try {
+        for (let i = 0; i < 150; i++) {
+          await attempt('write', () => x.upload('writeToFile', [{ ...c.req('flip/w'), buffer: Buffer.from('w') }]));
+          await attempt('create', () => x.fs('createFile', c.req('flip/c')));
+          await attempt('mkdir', () => x.fs('createDirectory', c.req('flip/d')));
+          const listed = (await attempt('list', () => x.stream('files', 'list', { filesystem: c.fs, dir: c.p('flip'), recursive: false }))) as Array<{ path: { path: string } }> | undefined;
+          if (listed?.some((entry) => entry.path.path.endsWith('/secret'))) count('listed the outside folder');
+          // Only the folder outside has a "secret"; inside, these deletes find nothing or what was just made.
+          await attempt('delete', () => x.fs('delete', { ...c.req('flip/secret'), recursive: false }));
+          for (const made of ['w', 'c', 'd']) await attempt('cleanup', () => x.fs('delete', { ...c.req(`flip/${made}`), recursive: true }));
+        }
+      } finally {
+        flipper.kill('SIGKILL');
+      }
+      const summary = JSON.stringify([...seen]);
+      t.diagnostic(summary);
+      assert.deepEqual(readdirSync(outside), ['secret'], `nothing was made or deleted outside: ${summary}`);
+      assert.equal(seen.get('listed the outside folder'), undefined, summary);
+      assert.ok((seen.get('write ok') ?? 0) > 0 && (seen.get('list ok') ?? 0) > 0, `calls on the folder inside succeed: ${summary}`);
+      assert.ok((seen.get('write PERMISSION_DENIED') ?? 0) > 0, `the link out was there during the calls: ${summary}`);
     });
   });
 });

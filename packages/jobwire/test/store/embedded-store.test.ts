@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { BadRequestError } from '@jobwire/client';
+import { SCHEMA_VERSION } from '../../src/store/embedded/migrations.js';
 import { openEmbeddedStore, type EmbeddedStoreOptions, type Store, type StoredEvent } from '../../src/store/index.js';
 import { newJob, nextTime, storeBehaviour, streamLogBehaviour, type HarnessFactory } from './store-behaviour.js';
 
@@ -85,11 +86,36 @@ describe('embedded store: files and database', () => {
       const db = new Database(join(dir, 'jobwire.db'), { readonly: true });
       try {
         assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
-        assert.equal(db.pragma('user_version', { simple: true }), 1);
+        assert.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
       } finally {
         db.close();
       }
     });
+  });
+
+  it('brings a database of schema version 1 up to date, keeping its jobs', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'jobwire-store-'));
+    try {
+      const old = await openEmbeddedStore({ dir });
+      const job = await old.createJob(newJob());
+      await old.close();
+      // Version 1 had no process identity.
+      const db = new Database(join(dir, 'jobwire.db'));
+      db.exec('ALTER TABLE jobs DROP COLUMN process');
+      db.pragma('user_version = 1');
+      db.close();
+
+      const store = await openEmbeddedStore({ dir });
+      try {
+        assert.equal((await store.getJob(job.id))?.process, null);
+        const process = { leader: { pid: 10, startTicks: 5, bootId: 'b' }, runner: { pid: 9, startTicks: 1, bootId: 'b' } };
+        assert.deepEqual((await store.markRunning(job.id, { startedAt: nextTime(), pid: 10, node: null, process }))?.process, process);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("deleting a job removes its folder", async () => {

@@ -159,6 +159,7 @@ export function storeBehaviour(name: string, make: HarnessFactory): void {
         assert.equal('description' in item, false);
         assert.equal('jobToken' in item, false);
         assert.equal('pid' in item, false);
+        assert.equal('process' in item, false);
       });
     });
 
@@ -225,6 +226,7 @@ export function storeBehaviour(name: string, make: HarnessFactory): void {
         assert.equal(running?.pid, 4242);
         assert.equal(running?.node, 'here');
         assert.equal(running?.reason, null, 'a started job no longer waits');
+        assert.equal(running?.process, null, 'no process identity unless given');
         assert.equal(await store.markRunning(job.id, { startedAt, pid: 1, node: null }), undefined);
 
         const cancelled = await store.createJob(newJob());
@@ -319,6 +321,26 @@ export function storeBehaviour(name: string, make: HarnessFactory): void {
       });
     });
 
+    it('keeps the process identity of a Running job, out of its events, until it ends', async () => {
+      await withStore(make, async ({ store }) => {
+        const job = await store.createJob(newJob());
+        const events: StoredEvent[] = [];
+        store.onEvent((event) => events.push(event));
+        const identity = (pid: number) => ({ pid, startTicks: 123456, bootId: 'b00t' });
+        const process = { leader: identity(4242), runner: identity(77) };
+        const running = await store.markRunning(job.id, { startedAt: nextTime(), pid: 4242, node: 'here', process });
+        assert.deepEqual(running?.process, process);
+        assert.deepEqual((await store.getJob(job.id))?.process, process);
+        assert.deepEqual((await store.runningJobs('here')).map((j) => [j.id, j.process]), [[job.id, process]]);
+        assert.deepEqual(await store.runningJobs('elsewhere'), []);
+        const finished = await store.finishJob(job.id, { status: 'Success', exitCode: 0, endedAt: nextTime() });
+        assert.equal(finished?.process, null, 'a finished job has no processes');
+        assert.deepEqual(await store.runningJobs(), []);
+        await waitFor(() => events.length === 2);
+        for (const event of events) assert.equal('process' in event.info, false, 'server-only');
+      });
+    });
+
     it('marks Running jobs Lost and closes their output', async () => {
       await withStore(make, async ({ store }) => {
         const here = await store.createJob(newJob());
@@ -330,8 +352,10 @@ export function storeBehaviour(name: string, make: HarnessFactory): void {
         const events: StoredEvent[] = [];
         store.onEvent((event) => events.push(event));
 
-        const lostThere = await store.loseRunningJobs('worker there died', 'there');
+        assert.deepEqual(ids(await store.runningJobs()), [here.id, there.id]);
+        const lostThere = await store.loseRunningJobs((job) => `worker ${job.node} died`, 'there');
         assert.deepEqual(ids(lostThere), [there.id]);
+        assert.equal(lostThere[0]?.error, 'worker there died');
 
         const lost = await store.loseRunningJobs('server restarted');
         assert.deepEqual(ids(lost), [here.id]);

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { ProcessHandle, ProcessResult, StartSpec } from '../types.js';
 import { isFromRunner, type FromRunner, type ToRunner } from './js-protocol.js';
 import { PipeProcess } from './pipe-process.js';
+import type { JobProcess } from './process-identity.js';
 import { withProblem } from './setup.js';
 
 /** The compiled runner, next to this module. */
@@ -81,6 +82,11 @@ export class JsProcess implements ProcessHandle {
       await Promise.race([disconnected, new Promise((resolve) => setTimeout(resolve, IPC_CLOSE_WAIT_MS).unref())]);
       return settle(ended, outcome);
     });
+  }
+
+  /** Leader (the Node runner) and runner of the job's processes. */
+  get process(): JobProcess | undefined {
+    return this.#pipe.process;
   }
 
   /** OS process id of the runner (its process group id too). */

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { ProcessHandle, ProcessResult, StartSpec } from '../types.js';
 import { GroupTerminator } from './process-group.js';
+import { startedJobProcess, type JobProcess } from './process-identity.js';
 import {
   OutputCopy,
   StartError,
@@ -42,6 +43,8 @@ export interface PipeProcessOptions {
 export class PipeProcess implements ProcessHandle {
   /** The child, or undefined when the job could not be started. */
   readonly child: ChildProcess | undefined;
+  /** Leader and runner of the job's processes, read right after the spawn. */
+  readonly process: JobProcess | undefined;
   readonly done: Promise<ProcessResult>;
   readonly #interactive: boolean;
   readonly #terminator: GroupTerminator;
@@ -72,6 +75,7 @@ export class PipeProcess implements ProcessHandle {
       }
     } catch (error) {
       this.child = undefined;
+      this.process = undefined;
       this.done = closeCopies(copies).then(() => notStarted(error));
       return;
     } finally {
@@ -79,6 +83,7 @@ export class PipeProcess implements ProcessHandle {
       if (stdinFd !== undefined) fs.closeSync(stdinFd);
     }
     this.child = child;
+    this.process = startedJobProcess(child.pid);
     const [stdoutCopy, stderrCopy] = copies;
 
     child.stdin?.on('error', () => {

@@ -4,6 +4,7 @@
  * reaches the job and everything it started that did not move itself elsewhere.
  * @module
  */
+import { groupMembers, type ProcessIdentity } from './process-identity.js';
 
 /**
  * Sends `signal` to every process in the group `pgid`. Returns false when the group no longer
@@ -57,5 +58,50 @@ export class GroupTerminator {
   finish(): void {
     this.#finished = true;
     clearTimeout(this.#timer);
+  }
+}
+
+/** How often {@link stopLostGroup} looks whether the group is gone. */
+const GONE_POLL_MS = 50;
+/**
+ * How long {@link stopLostGroup} waits after SIGKILL. Only a process stuck in the kernel
+ * (uninterruptible sleep) outlives SIGKILL for long; waiting for ever would keep the server
+ * from starting.
+ */
+const AFTER_KILL_MS = 10_000;
+
+/** What {@link stopLostGroup} did. */
+export interface LostGroupStop {
+  /** Pids of the group found running (none: nothing was signalled). */
+  found: number[];
+  /** Pids still there when it gave up waiting (normally none). */
+  remaining: number[];
+}
+
+/**
+ * Stops the process group of a job that nobody watches any more (its server or worker died):
+ * SIGTERM to the group, SIGKILL after `graceMs`, then waits until no member is left. Only a
+ * group that still is the one `leader` led is signalled (see {@link groupMembers}): a pid since
+ * reused by another process is never touched.
+ */
+export async function stopLostGroup(leader: ProcessIdentity, graceMs: number): Promise<LostGroupStop> {
+  const found = groupMembers(leader);
+  if (found.length === 0) return { found, remaining: [] };
+  signalGroup(leader.pid, 'SIGTERM');
+  let remaining = await waitForEmpty(leader, Math.max(0, graceMs));
+  if (remaining.length > 0) {
+    signalGroup(leader.pid, 'SIGKILL');
+    remaining = await waitForEmpty(leader, AFTER_KILL_MS);
+  }
+  return { found, remaining };
+}
+
+/** Polls until the group has no member or `ms` ran out; answers the members left. */
+async function waitForEmpty(leader: ProcessIdentity, ms: number): Promise<number[]> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const members = groupMembers(leader);
+    if (members.length === 0 || Date.now() >= deadline) return members;
+    await new Promise((resolve) => setTimeout(resolve, GONE_POLL_MS));
   }
 }

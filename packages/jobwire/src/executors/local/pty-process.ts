@@ -23,6 +23,7 @@ import * as path from 'node:path';
 import * as tty from 'node:tty';
 import type { ProcessHandle, ProcessResult, StartSpec } from '../types.js';
 import { GroupTerminator, signalGroup } from './process-group.js';
+import { startedJobProcess, type JobProcess } from './process-identity.js';
 import { OutputCopy, StartError, checkCwd, describe, findExecutable, jobCwd, jobEnv, notStarted, withProblem } from './setup.js';
 
 /** Terminal type announced to tty jobs: what the dashboard's xterm.js emulates. */
@@ -83,6 +84,7 @@ const SIGNAL_NAMES = new Map(Object.entries(os.constants.signals).map(([name, nu
 export class PtyProcess implements ProcessHandle {
   readonly done: Promise<ProcessResult>;
   #pid: number | undefined;
+  #process: JobProcess | undefined;
   readonly #spec: StartSpec;
   readonly #terminator: GroupTerminator;
   #resolve!: (result: ProcessResult) => void;
@@ -126,6 +128,7 @@ export class PtyProcess implements ProcessHandle {
         throw new StartError(`cannot start "${executable}": ${describe(error)}`, { cause: error });
       }
       this.#pid = term.pid;
+      this.#process = startedJobProcess(term.pid);
       this.#masterFd = term.fd;
       try {
         // O_NOCTTY: the terminal must not become the server's controlling tty.
@@ -161,6 +164,11 @@ export class PtyProcess implements ProcessHandle {
   /** OS process id of the job: a session leader, so also its process group id. */
   get pid(): number | undefined {
     return this.#pid;
+  }
+
+  /** Leader and runner of the job's processes, read right after the fork. */
+  get process(): JobProcess | undefined {
+    return this.#process;
   }
 
   /**

@@ -70,6 +70,10 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX events_by_owner ON events (owner, id);
   `,
+  // JSON of the running job's JobProcess (leader and runner identities), NULL when not running.
+  `
+  ALTER TABLE jobs ADD COLUMN process TEXT;
+  `,
 ];
 
 /** Schema version this code writes. */

@@ -32,6 +32,8 @@ export interface JobRow {
   description: string;
   job_token: string;
   pid: number | null;
+  /** JSON text of a JobProcess, NULL when not running. */
+  process: string | null;
 }
 
 /** A `groups` row. */
@@ -85,10 +87,10 @@ export class Statements {
   readonly selectQueued: Database.Statement;
   /** Number of Queued and Running jobs per queue and status (one partial index each). */
   readonly countActiveByQueue: Database.Statement;
-  /** Ids of all Running jobs. */
-  readonly selectRunningIds: Database.Statement;
-  /** Ids of the Running jobs of one node. */
-  readonly selectRunningIdsOfNode: Database.Statement;
+  /** All Running jobs, oldest first. */
+  readonly selectRunning: Database.Statement;
+  /** The Running jobs of one node, oldest first. */
+  readonly selectRunningOfNode: Database.Statement;
   /** Running → Lost with a reason, returning the job. */
   readonly loseJob: Database.Statement;
   /** All groups of an owner, oldest first. */
@@ -121,7 +123,7 @@ export class Statements {
     this.selectOwnedJob = db.prepare(`SELECT * FROM jobs WHERE id = ? AND owner = ?`);
     // A job that starts no longer waits, so its reason is cleared.
     this.markRunning = db.prepare(`
-      UPDATE jobs SET status = 'Running', started_at = @startedAt, pid = @pid, node = @node, reason = NULL
+      UPDATE jobs SET status = 'Running', started_at = @startedAt, pid = @pid, process = @process, node = @node, reason = NULL
       WHERE id = @id AND status = 'Queued'
       RETURNING *`);
     this.setProgress = db.prepare(`
@@ -131,7 +133,7 @@ export class Statements {
     // The pid means "while running"; a finished job has none.
     this.finishJob = db.prepare(`
       UPDATE jobs SET status = @status, exit_code = @exitCode, signal = @signal, error = @error,
-                      result = @result, ended_at = @endedAt, pid = NULL
+                      result = @result, ended_at = @endedAt, pid = NULL, process = NULL
       WHERE id = @id AND status IN ${ACTIVE}
       RETURNING *`);
     this.deleteFinalJob = db.prepare(`DELETE FROM jobs WHERE id = ? AND status NOT IN ${ACTIVE} RETURNING *`);
@@ -141,12 +143,10 @@ export class Statements {
       SELECT queue, 'Queued' AS status, count(*) AS n FROM jobs WHERE status = 'Queued' GROUP BY queue
       UNION ALL
       SELECT queue, 'Running' AS status, count(*) AS n FROM jobs WHERE status = 'Running' GROUP BY queue`);
-    this.selectRunningIds = db.prepare(`SELECT id FROM jobs WHERE status = 'Running' ORDER BY created_at, id`).pluck();
-    this.selectRunningIdsOfNode = db
-      .prepare(`SELECT id FROM jobs WHERE status = 'Running' AND node = ? ORDER BY created_at, id`)
-      .pluck();
+    this.selectRunning = db.prepare(`SELECT * FROM jobs WHERE status = 'Running' ORDER BY created_at, id`);
+    this.selectRunningOfNode = db.prepare(`SELECT * FROM jobs WHERE status = 'Running' AND node = ? ORDER BY created_at, id`);
     this.loseJob = db.prepare(`
-      UPDATE jobs SET status = 'Lost', error = @error, ended_at = @endedAt, pid = NULL
+      UPDATE jobs SET status = 'Lost', error = @error, ended_at = @endedAt, pid = NULL, process = NULL
       WHERE id = @id AND status = 'Running'
       RETURNING *`);
     this.selectGroups = db.prepare(`SELECT * FROM groups WHERE owner = @owner ORDER BY created_at, path`);

@@ -21,7 +21,8 @@ import {
   type JobInfo,
   type JobStatus,
 } from '@jobwire/client';
-import type { FinishFields, JobRecord, ListJobsQuery, NewJob, Store, StoredEvent } from '../types.js';
+import type { JobProcess } from '../../executors/local/process-identity.js';
+import type { FinishFields, JobRecord, ListJobsQuery, LostReason, NewJob, RunningFields, Store, StoredEvent } from '../types.js';
 import { resultText } from '../checks.js';
 import { checkJobId, checkLimit, closedError, settle } from './errors.js';
 import type { FileStreamLog } from './file-stream-log.js';
@@ -138,9 +139,10 @@ export class SqliteStore implements Store {
     });
   }
 
-  markRunning(id: string, fields: { startedAt: string; pid: number | null; node: string | null }): Promise<JobRecord | undefined> {
+  markRunning(id: string, fields: RunningFields): Promise<JobRecord | undefined> {
     return this.#write(() => {
-      const row = this.#sql.markRunning.get({ id, startedAt: fields.startedAt, pid: fields.pid, node: fields.node }) as JobRow | undefined;
+      const process = fields.process == null ? null : JSON.stringify(fields.process);
+      const row = this.#sql.markRunning.get({ id, startedAt: fields.startedAt, pid: fields.pid, process, node: fields.node }) as JobRow | undefined;
       return row === undefined ? undefined : this.#changed('update', row);
     });
   }
@@ -214,26 +216,36 @@ export class SqliteStore implements Store {
     });
   }
 
+  runningJobs(node?: string): Promise<JobRecord[]> {
+    return this.#read(() => this.#running(node).map(toRecord));
+  }
+
   /**
    * Every Running job (of `node`, when given) becomes Lost with `reason`. Its output is closed
    * first, so that, as for any job, the status is final only once the output is complete and
    * attached clients get their last frame.
    */
-  loseRunningJobs(reason: string, node?: string): Promise<JobRecord[]> {
+  loseRunningJobs(reason: LostReason, node?: string): Promise<JobRecord[]> {
     return settle(() => {
       this.#checkOpen();
-      const ids = (node === undefined ? this.#sql.selectRunningIds.all() : this.#sql.selectRunningIdsOfNode.all(node)) as string[];
-      for (const id of ids) this.streams.closeOutputNow(id);
+      const running = this.#running(node).map(toRecord);
+      for (const job of running) this.streams.closeOutputNow(job.id);
       return this.#writeNow(() => {
         const endedAt = new Date().toISOString();
         const lost: JobRecord[] = [];
-        for (const id of ids) {
-          const row = this.#sql.loseJob.get({ id, error: reason, endedAt }) as JobRow | undefined;
+        for (const job of running) {
+          const error = typeof reason === 'string' ? reason : reason(job);
+          const row = this.#sql.loseJob.get({ id: job.id, error, endedAt }) as JobRow | undefined;
           if (row !== undefined) lost.push(this.#changed('update', row));
         }
         return lost;
       });
     });
+  }
+
+  /** Running rows (of `node`, when given), oldest first. */
+  #running(node: string | undefined): JobRow[] {
+    return (node === undefined ? this.#sql.selectRunning.all() : this.#sql.selectRunningOfNode.all(node)) as JobRow[];
   }
 
   listGroups(owner: string, under?: string): Promise<GroupInfo[]> {
@@ -367,12 +379,13 @@ function toRecord(row: JobRow): JobRecord {
     description: JSON.parse(row.description) as JobDescription,
     jobToken: row.job_token,
     pid: row.pid,
+    process: row.process === null ? null : (JSON.parse(row.process) as JobProcess),
   };
 }
 
 /** What others may see of a job: no description (lists and events stay small), no secrets. */
 function toInfo(record: JobRecord): JobInfo {
-  const { description: _description, jobToken: _jobToken, pid: _pid, ...info } = record;
+  const { description: _description, jobToken: _jobToken, pid: _pid, process: _process, ...info } = record;
   return info;
 }
 

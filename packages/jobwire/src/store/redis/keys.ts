@@ -8,7 +8,7 @@
  *
  * | key (after the prefix)        | type   | holds                                                        |
  * |-------------------------------|--------|--------------------------------------------------------------|
- * | `job:ID`                      | hash   | one job: info JSON, result, description, token, pid, placement |
+ * | `job:ID`                      | hash   | one job: info JSON, result, description, token, pid, process identity, placement |
  * | `jobs:OWNER:PATH`             | zset   | jobs of OWNER in the subtree PATH (`''` = all), lex `createdAt\0id` |
  * | `groupz:OWNER`, `grouph:OWNER`| zset, hash | the owner's groups (lex `createdAt\0path`; path → createdAt) |
  * | `events`, `events:OWNER`      | stream | every event (trimmed, for live readers); the owner's events (kept) |
@@ -20,6 +20,7 @@
  * | `out:ID`, `err:ID`, `in:ID`   | stream | channel bytes: entry id `offset-1`, field d                  |
  * | `ev:ID` (pub/sub channel)     |        | live stream events of a job                                  |
  * | `workers`, `worker:NAME`, `alive:NAME`, `load:NAME:CLASS` | set, hash, string (TTL), set | the worker registry |
+ * | `orphans@NAME`                | hash   | job id → process identity of jobs that were Running on a worker when it was removed: its next instance stops what still runs |
  * | `servers`, `server:ID`        | set, string (TTL) | live servers and their URLs                           |
  * | `tokens` (hash and channel)   | hash   | token digest → user, shared by every server                  |
  * | `bull:...`                    |        | BullMQ's own keys (one queue per worker node)                |
@@ -42,6 +43,7 @@ export const SEGMENTS = {
   runningQ: 'running:',
   running: 'running',
   runningAt: 'running@',
+  orphans: 'orphans@',
   pending: 'pending',
   parked: 'parked',
   seq: 'seq',
@@ -98,6 +100,10 @@ export class Keys {
   }
   runningAt(node: string): string {
     return this.prefix + SEGMENTS.runningAt + node;
+  }
+  /** Process identities of the jobs a removed worker left running (job id → JSON). */
+  orphans(node: string): string {
+    return this.prefix + SEGMENTS.orphans + node;
   }
   get pending(): string {
     return this.prefix + SEGMENTS.pending;
@@ -165,6 +171,7 @@ local function ownerEventsKey(owner) return P .. '${s.ownerEvents}' .. ownerPart
 local function queuedKey(queue) return P .. '${s.queued}' .. queue end
 local function runningQKey(queue) return P .. '${s.runningQ}' .. queue end
 local function runningAtKey(node) return P .. '${s.runningAt}' .. node end
+local function orphansKey(node) return P .. '${s.orphans}' .. node end
 local function stKey(id) return P .. '${s.st}' .. id end
 local function idxKey(id) return P .. '${s.idx}' .. id end
 local function chanKey(id, ch) if ch == '1' then return P .. '${s.out}' .. id end return P .. '${s.err}' .. id end

@@ -23,7 +23,8 @@ import {
 } from '@jobwire/client';
 import { checkGroupPath, checkJobId, checkLimit, resultText } from '../checks.js';
 import type { ListenerErrorHandler } from '../listeners.js';
-import type { FinishFields, JobRecord, ListJobsQuery, NewJob, Store, StoredEvent } from '../types.js';
+import type { JobProcess } from '../../executors/local/process-identity.js';
+import type { FinishFields, JobRecord, ListJobsQuery, LostReason, NewJob, RunningFields, Store, StoredEvent } from '../types.js';
 import { duplicateConnection } from './connection.js';
 import { closedError, toRedisStoreError } from './errors.js';
 import { Gate } from './gate.js';
@@ -47,7 +48,9 @@ const FINAL = new Set<string>(FINAL_STATUSES);
 const EVENT_PAGE = 500;
 
 /** The record fields every job script answers with. */
-type RecordReply = [info: string, result: string | null, description: string, token: string, pid: string | null];
+type RecordReply = [info: string, result: string | null, description: string, token: string, pid: string | null, process: string | null];
+/** The hash fields of {@link RecordReply}, in order. */
+const RECORD_FIELDS = ['info', 'result', 'desc', 'token', 'pid', 'proc'] as const;
 
 /** A live-event listener with the first event id it may hear (known once its subscription is active). */
 interface EventSubscriber {
@@ -149,7 +152,7 @@ export class RedisStore implements Store {
 
   getJob(id: string, owner?: string): Promise<JobRecord | undefined> {
     return this.#op(async () => {
-      const reply = (await this.redis.hmget(this.keys.job(id), 'info', 'result', 'desc', 'token', 'pid')) as RecordReply | [null, ...unknown[]];
+      const reply = (await this.redis.hmget(this.keys.job(id), ...RECORD_FIELDS)) as RecordReply | [null, ...unknown[]];
       if (reply[0] === null) return undefined;
       const record = toRecord(reply as RecordReply);
       return owner === undefined || record.owner === owner ? record : undefined;
@@ -185,8 +188,9 @@ export class RedisStore implements Store {
     });
   }
 
-  markRunning(id: string, fields: { startedAt: string; pid: number | null; node: string | null }): Promise<JobRecord | undefined> {
-    return this.#change('jwMarkRunning', id, fields.startedAt, fields.pid === null ? '' : String(fields.pid), fields.node ?? '');
+  markRunning(id: string, fields: RunningFields): Promise<JobRecord | undefined> {
+    const process = fields.process == null ? '' : JSON.stringify(fields.process);
+    return this.#change('jwMarkRunning', id, fields.startedAt, fields.pid === null ? '' : String(fields.pid), fields.node ?? '', process);
   }
 
   setProgress(id: string, message: string): Promise<JobRecord | undefined> {
@@ -247,17 +251,26 @@ export class RedisStore implements Store {
    * Every Running job (of `node`, when given) becomes Lost with `reason`, its output closed
    * first (a status is final only once the output is complete). Oldest first.
    */
-  loseRunningJobs(reason: string, node?: string): Promise<JobRecord[]> {
+  loseRunningJobs(reason: LostReason, node?: string): Promise<JobRecord[]> {
     return this.#op(async () => {
-      const ids = await this.redis.smembers(node === undefined ? this.keys.running : this.keys.runningAt(node));
-      const running = (await this.#records(ids)).sort(byCreation);
+      const running = await this.#running(node);
       const lost: JobRecord[] = [];
       for (const job of running) {
-        const record = await this.loseJob(job.id, reason);
+        const record = await this.loseJob(job.id, typeof reason === 'string' ? reason : reason(job));
         if (record) lost.push(record);
       }
       return lost;
     });
+  }
+
+  runningJobs(node?: string): Promise<JobRecord[]> {
+    return this.#op(() => this.#running(node));
+  }
+
+  /** Running jobs (of `node`, when given), oldest first. */
+  async #running(node: string | undefined): Promise<JobRecord[]> {
+    const ids = await this.redis.smembers(node === undefined ? this.keys.running : this.keys.runningAt(node));
+    return (await this.#records(ids)).filter((job) => job.status === 'Running').sort(byCreation);
   }
 
   /** One Running job becomes Lost with `reason`, its output closed first. */
@@ -408,7 +421,7 @@ export class RedisStore implements Store {
   async #records(ids: string[]): Promise<JobRecord[]> {
     if (ids.length === 0) return [];
     const pipeline = this.redis.pipeline();
-    for (const id of ids) pipeline.hmget(this.keys.job(id), 'info', 'result', 'desc', 'token', 'pid');
+    for (const id of ids) pipeline.hmget(this.keys.job(id), ...RECORD_FIELDS);
     const replies = (await pipeline.exec()) ?? [];
     const records: JobRecord[] = [];
     for (const [error, reply] of replies) {
@@ -444,12 +457,13 @@ function idOfMember(member: string): string {
 }
 
 function toRecord(reply: RecordReply): JobRecord {
-  const [info, result, description, jobToken, pid] = reply;
+  const [info, result, description, jobToken, pid, process] = reply;
   return {
     ...infoOf(info, result),
     description: JSON.parse(description) as JobDescription,
     jobToken,
     pid: pid === null || pid === '' ? null : Number(pid),
+    process: process === null || process === undefined || process === '' ? null : (JSON.parse(process) as JobProcess),
   };
 }
 

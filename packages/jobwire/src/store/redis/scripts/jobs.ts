@@ -51,7 +51,8 @@ return record({ key = k })
 };
 
 /**
- * Queued → Running on `node`. ARGV: prefix, id, startedAt, pid ('' = none), node ('' = none).
+ * Queued → Running on `node`. ARGV: prefix, id, startedAt, pid ('' = none), node ('' = none),
+ * process identity JSON ('' = none).
  * Nil when the job is not Queued, or was placed on another worker (distributed mode: a worker
  * taken for dead must not start a job handed on meanwhile); the same call again (a resend)
  * answers the job.
@@ -75,7 +76,7 @@ job.info.startedAt = startedAt
 if node == '' then job.info.node = cjson.null else job.info.node = node end
 -- A job that starts no longer waits.
 job.info.reason = cjson.null
-redis.call('HSET', job.key, 'pid', pid, 'node', node)
+redis.call('HSET', job.key, 'pid', pid, 'node', node, 'proc', ARGV[6])
 redis.call('SADD', runningQKey(job.info.queue), job.id)
 redis.call('SADD', K.running, job.id)
 if node ~= '' then redis.call('SADD', runningAtKey(node), job.id) end
@@ -140,8 +141,8 @@ if mode ~= 'lose' then
     redis.call('HSET', job.key, 'result', ARGV[4])
   end
 end
--- The pid means "while running"; a finished job has none.
-redis.call('HSET', job.key, 'pid', '')
+-- The pid and process identity mean "while running"; a finished job has none.
+redis.call('HSET', job.key, 'pid', '', 'proc', '')
 saveJob(job)
 return record(job)
 `,
@@ -161,7 +162,7 @@ job.info.status = 'Queued'
 job.info.startedAt = cjson.null
 job.info.node = cjson.null
 job.info.reason = ARGV[3]
-redis.call('HSET', job.key, 'pid', '', 'node', '', 'placed', '')
+redis.call('HSET', job.key, 'pid', '', 'proc', '', 'node', '', 'placed', '')
 redis.call('HDEL', job.key, 'why')
 redis.call('HINCRBY', job.key, 'attempt', 1)
 -- A cancel meant for the lost attempt must not stop the next one.

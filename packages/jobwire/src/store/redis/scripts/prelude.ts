@@ -76,9 +76,9 @@ local function saveJob(job, verb)
   return text
 end
 
--- What the store hands back for a job: info, result, description, token, pid.
+-- What the store hands back for a job: info, result, description, token, pid, process identity.
 local function record(job)
-  return redis.call('HMGET', job.key, 'info', 'result', 'desc', 'token', 'pid')
+  return redis.call('HMGET', job.key, 'info', 'result', 'desc', 'token', 'pid', 'proc')
 end
 
 -- Takes a job out of the indexes of its current status (before the status changes).

@@ -73,7 +73,8 @@ return 1
  * heartbeat cannot bring half of it back. ARGV: prefix, name, instance ('' = whichever),
  * 'force' to remove it even while alive (its own clean shutdown). Jobs placed on it that had not
  * started wait again, in their old place. Answers nil when there was nothing to remove, else
- * {instance, ids of the jobs Running on it}: the caller decides, per job, Lost or retry.
+ * {instance, ids of the jobs Running on it}: the caller decides, per job, Lost or retry. The
+ * process identities of those jobs go to `orphans@NAME`, for the next instance of the worker.
  */
 export const dropWorker: ScriptDef = {
   name: 'jwDropWorker',
@@ -101,7 +102,12 @@ redis.call('DEL', workerKey(name))
 redis.call('SREM', K.workers, name)
 if ARGV[4] == 'force' then redis.call('DEL', aliveKey(name)) end
 local reply = { instance }
-for _, id in ipairs(redis.call('SMEMBERS', runningAtKey(name))) do reply[#reply + 1] = id end
+for _, id in ipairs(redis.call('SMEMBERS', runningAtKey(name))) do
+  reply[#reply + 1] = id
+  -- Its processes may outlive the worker: the next instance of this name stops them.
+  local proc = redis.call('HGET', jobKey(id), 'proc')
+  if proc and proc ~= '' then redis.call('HSET', orphansKey(name), id, proc) end
+end
 return reply
 `,
 };

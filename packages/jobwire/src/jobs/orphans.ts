@@ -1,0 +1,79 @@
+/**
+ * Orphaned jobs: jobs whose runner (the embedded server, or a worker) died under them — a
+ * crash, kill -9 — while their processes ran on. Until jobs have a host that outlives the
+ * server, nothing may run that jobwire does not know about: at start-up their process groups
+ * are stopped before the jobs are marked Lost and before anything else starts, so a `single`
+ * queue never runs two jobs at once.
+ * @module
+ */
+import { stopLostGroup } from '../executors/local/process-group.js';
+import { stillSame, type JobProcess } from '../executors/local/process-identity.js';
+import type { JobRecord, Store } from '../store/types.js';
+
+/** What became of one orphaned job's processes. */
+export type OrphanOutcome =
+  /** Its group was still running and is gone now. */
+  | { kind: 'stopped'; pids: number[] }
+  /** Its group was still running and some of it outlived SIGKILL (stuck in the kernel). */
+  | { kind: 'stuck'; pids: number[] }
+  /** The process that ran it is still alive (another server on the same home): left alone. */
+  | { kind: 'runner-alive'; runnerPid: number };
+
+/**
+ * Stops the processes of jobs whose runner is gone, all at once (SIGTERM, SIGKILL after
+ * `graceMs`, then waits until each group is empty). Jobs without a recorded identity, from
+ * another boot, or whose pid now names another process are never signalled and get no entry.
+ */
+export async function stopOrphans(jobs: ReadonlyArray<{ id: string; process: JobProcess | null }>, graceMs: number): Promise<Map<string, OrphanOutcome>> {
+  const outcomes = new Map<string, OrphanOutcome>();
+  await Promise.all(
+    jobs.map(async ({ id, process }) => {
+      if (process === null) return;
+      if (stillSame(process.runner)) {
+        outcomes.set(id, { kind: 'runner-alive', runnerPid: process.runner.pid });
+        return;
+      }
+      const stop = await stopLostGroup(process.leader, graceMs);
+      if (stop.remaining.length > 0) outcomes.set(id, { kind: 'stuck', pids: stop.remaining });
+      else if (stop.found.length > 0) outcomes.set(id, { kind: 'stopped', pids: stop.found });
+    }),
+  );
+  return outcomes;
+}
+
+/** What {@link loseOrphanedJobs} did. */
+export interface LostJobs {
+  /** The jobs now Lost. */
+  lost: JobRecord[];
+  /** What became of the processes of those that still had some. */
+  outcomes: Map<string, OrphanOutcome>;
+}
+
+/**
+ * At start-up of a server that runs jobs itself: stops the processes of every Running job (see
+ * {@link stopOrphans}), then marks the jobs Lost with `reason`, extended by what became of
+ * their processes.
+ */
+export async function loseOrphanedJobs(store: Store, reason: string, graceMs: number): Promise<LostJobs> {
+  const outcomes = await stopOrphans(await store.runningJobs(), graceMs);
+  const lost = await store.loseRunningJobs((job) => withOutcome(reason, outcomes.get(job.id)));
+  return { lost, outcomes };
+}
+
+/** `reason`, plus what happened to the job's processes when something did. */
+export function withOutcome(reason: string, outcome: OrphanOutcome | undefined): string {
+  switch (outcome?.kind) {
+    case undefined:
+      return reason;
+    case 'stopped':
+      return `${reason}; its processes were still running and have been stopped`;
+    case 'stuck':
+      return `${reason}; its processes were still running and some could not be stopped (pids ${outcome.pids.join(', ')})`;
+    case 'runner-alive':
+      return `${reason}; the process that ran it (pid ${outcome.runnerPid}) is still alive, so its processes were left alone`;
+    default: {
+      const never: never = outcome;
+      return never;
+    }
+  }
+}
