@@ -11,13 +11,13 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
-import { join } from 'node:path';
 import { Queue, Worker, type Job } from 'bullmq';
 import { pino, type Logger } from 'pino';
 import { resolveHome } from '@jobwire/client/home';
 import { LocalExecutor } from '../executors/local/index.js';
 import { PLACEMENT_NAME } from '../jobs/placement-names.js';
 import { runJob, type RunnerContext } from '../jobs/runner.js';
+import { defaultWorkDir } from '../server/work-dir.js';
 import { openRedisStore, type RedisStore } from '../store/redis/index.js';
 import type { FinishFields, JobRecord, Store } from '../store/types.js';
 import { nodeQueueName, Placer, type HandOver } from './placement.js';
@@ -40,7 +40,7 @@ export interface WorkerOptions {
   labels?: Record<string, string>;
   /** Seconds between SIGTERM and SIGKILL when a job is cancelled. @defaultValue 5 */
   graceSeconds?: number;
-  /** Working directory of jobs that name none. @defaultValue the jobwire home's `work/` folder */
+  /** Working directory of jobs that name none. @defaultValue `<home>-work`, beside the jobwire home (never in it) */
   workDir?: string;
   /** Server URL handed to jobs as JOBWIRE_URL. @defaultValue a live server from the registry */
   serverUrl?: string;
@@ -109,7 +109,7 @@ function parseOptions(options: WorkerOptions): Resolved {
     slots,
     labels: options.labels ?? {},
     graceSeconds,
-    workDir: options.workDir ?? join(resolveHome(), 'work'),
+    workDir: options.workDir ?? defaultWorkDir(resolveHome()),
     serverUrl: options.serverUrl,
     liveness,
     logger: options.logger ?? pino({ level: options.logLevel ?? 'info', base: { worker: name } }, pino.destination(2)),

@@ -1,7 +1,7 @@
 /**
  * The confinement rule of the Xenon `file` adaptor: a user's file space is the folder
- * `<jobwire home>/work/<user>/`, and every path a client names must lie inside it — after
- * resolving `..` and every symbolic link on the way. Anything else is refused with
+ * `<workDir>/<user>/` (the server's work folder, `<home>-work` by default), and every path a
+ * client names must lie inside it — after resolving `..` and every symbolic link on the way. Anything else is refused with
  * PERMISSION_DENIED before the file system is touched. Operations on a link itself (lstat,
  * readlink, delete, rename) check the folder holding the link; operations that follow a link
  * also check where it leads. The file space is also the default working directory of jobs
@@ -44,7 +44,7 @@ export class FileSpace {
   private readonly realRoots = new Map<string, string>();
 
   constructor(
-    /** The folder holding one file space per user (`<home>/work`). */
+    /** The folder holding one file space per user (the server's `workDir`). */
     readonly base: string,
   ) {}
 

@@ -25,6 +25,7 @@ import { registerDashboard } from './dashboard.js';
 import { startEventsSession } from './events.js';
 import { JSON_BODY_LIMIT, registerRoutes, tokenOf } from './routes.js';
 import { TokenBook } from './tokens.js';
+import { checkWorkDir, defaultWorkDir } from './work-dir.js';
 import { joinCluster } from '../distributed/cluster.js';
 import { registerWorkersRoute } from './workers-route.js';
 
@@ -36,6 +37,12 @@ export interface ServerOptions {
   port?: number;
   /** jobwire home. @defaultValue resolveHome() */
   home?: string;
+  /**
+   * Working directory of jobs that name none, and the parent of the gRPC file spaces
+   * (`<workDir>/<user>/`). Never inside the home, which holds the tokens and every job's output.
+   * @defaultValue a sibling of the home: `<home>-work`
+   */
+  workDir?: string;
   /** Slots of the `multi` queue. @defaultValue os.availableParallelism() */
   multiSlots?: number;
   /** Seconds between SIGTERM and SIGKILL when cancelling. @defaultValue 5 */
@@ -71,6 +78,8 @@ export interface ServerHandle extends AsyncDisposable {
   /** The admin token. */
   readonly token: string;
   readonly home: string;
+  /** Working directory of jobs that name none (outside the home). */
+  readonly workDir: string;
   /** The store (for in-process embedding and tests). */
   readonly store: Store;
   /** Port of the Xenon gRPC service, when it runs. */
@@ -80,10 +89,12 @@ export interface ServerHandle extends AsyncDisposable {
 }
 
 function defaults(options: ServerOptions): Required<Omit<ServerOptions, GrpcOptionKeys | ClusterOptionKeys>> {
+  const home = resolveHome(options.home);
   return {
     host: options.host ?? '127.0.0.1',
     port: options.port ?? 7700,
-    home: resolveHome(options.home),
+    home,
+    workDir: options.workDir ?? defaultWorkDir(home),
     multiSlots: options.multiSlots ?? availableParallelism(),
     graceSeconds: options.graceSeconds ?? 5,
     logLevel: options.logLevel ?? 'info',
@@ -101,8 +112,9 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new RangeError(`port: an integer from 0 to 65535, not ${opts.port}`);
   if (!Number.isInteger(opts.multiSlots) || opts.multiSlots < 1) throw new RangeError(`multiSlots: a positive integer, not ${opts.multiSlots}`);
   const home = opts.home;
+  const workDir = opts.workDir;
+  checkWorkDir(workDir, home);
   mkdirSync(home, { recursive: true, mode: 0o700 });
-  const workDir = join(home, 'work');
   mkdirSync(workDir, { recursive: true });
 
   // Distributed mode: store, token book and placement live in Redis, and workers run the jobs,
@@ -231,7 +243,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
           ...(options.grpcTls ? { tls: options.grpcTls } : {}),
           allowAnonymousLoopback: options.grpcAllowAnonymousLoopback ?? false,
         },
-        { service, tokens, home, log: app.log },
+        { service, tokens, workDir, log: app.log },
       );
     } catch (err) {
       await close();
@@ -244,6 +256,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     token: tokens.adminToken,
     ...(grpc ? { grpcPort: grpc.port } : {}),
     home,
+    workDir,
     store,
     close,
     [Symbol.asyncDispose]: close,

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { Client } from '@jobwire/client';
-import { alive, concat, collect, sleepUntil, startServerProcess, tempHome } from '../helpers.js';
+import { alive, concat, collect, sleepUntil, startServerProcess, removeHome, tempHome } from '../helpers.js';
 
 describe('restart', () => {
   it('after kill -9, finished jobs and output are intact and interrupted jobs are Lost with a reason', async () => {
@@ -45,7 +44,7 @@ describe('restart', () => {
       }
     } finally {
       if (orphan) process.kill(orphan, 'SIGKILL');
-      rmSync(home, { recursive: true, force: true });
+      removeHome(home);
     }
   });
 });

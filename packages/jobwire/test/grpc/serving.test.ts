@@ -3,7 +3,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, tempHome, withServer } from '../helpers.js';
+import { CLI, removeHome, tempHome, withServer } from '../helpers.js';
 import { loadXenonProto } from '../../src/grpc/proto.js';
 import { XenonClient, grpc, rejectsWith } from './xenon-client.js';
 
@@ -55,7 +55,7 @@ describe('Xenon gRPC: serving', () => {
     } finally {
       proc.kill('SIGTERM');
       await exited;
-      rmSync(home, { recursive: true, force: true });
+      removeHome(home);
     }
   });
 

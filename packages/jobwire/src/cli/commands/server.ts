@@ -18,6 +18,7 @@ interface ServerCommandOptions {
   grace: number;
   logLevel: string;
   home?: string;
+  workDir?: string;
   grpcPort?: number;
   grpcHost: string;
   grpcCert?: string;
@@ -47,6 +48,7 @@ export function registerServer(program: Command): void {
     .option('--grace <seconds>', 'seconds between SIGTERM and SIGKILL when a job is cancelled', seconds, 5)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .addOption(homeOption())
+    .option('--work-dir <dir>', 'working directory of jobs that name none, and the parent of the gRPC file spaces; outside the home (default: HOME-work, beside the home)')
     .option('--grpc-port <port>', 'also serve the Xenon gRPC API on this port (0 picks a free one); off unless given', integer(0, 65535))
     .option('--grpc-host <host>', 'address the Xenon gRPC API listens on', '127.0.0.1')
     .option('--grpc-cert <file>', 'PEM certificate chain: serve gRPC over TLS (with --grpc-key)')
@@ -76,6 +78,7 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
     logLevel: opts.logLevel,
   };
   if (opts.home !== undefined) options.home = opts.home;
+  if (opts.workDir !== undefined) options.workDir = opts.workDir;
   if (opts.multiSlots !== undefined) options.multiSlots = opts.multiSlots;
   if (opts.redis !== undefined) {
     if (opts.multiSlots !== undefined) throw new UsageError('--multi-slots is for embedded mode; with --redis, give each worker --slots');
@@ -99,6 +102,7 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
   try {
     handle = await startServer(options);
   } catch (err) {
+    if (err instanceof RangeError) throw new UsageError(err.message, { cause: err });
     if ((err as { code?: unknown }).code === 'JOBWIRE_GRPC_BIND') throw new CliError(`${(err as Error).message} (pick another port with --grpc-port)`, ExitCode.FAILED, { cause: err });
     if ((err as { code?: unknown }).code === 'EADDRINUSE') {
       throw new CliError(`${opts.host}:${opts.port} is in use (is a jobwire server running already? pick another port with --port)`, ExitCode.FAILED, { cause: err });
@@ -108,6 +112,7 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
   const url = handle.url.replace(/\/+$/, '');
   print(`jobwire server listening on ${url}`);
   print(`jobwire home: ${handle.home}`);
+  print(`work folder: ${handle.workDir}`);
   if (options.redis !== undefined) print(`distributed mode: Redis ${redactUrl(options.redis)}, key prefix ${options.redisPrefix ?? 'jobwire:'}; jobs run on \`jobwire worker\` processes`);
   if (handle.grpcPort !== undefined) {
     const grpcHost = opts.grpcHost.includes(':') ? `[${opts.grpcHost}]` : opts.grpcHost;
