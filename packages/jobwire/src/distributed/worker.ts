@@ -16,7 +16,9 @@ import { pino, type Logger } from 'pino';
 import { resolveHome } from '@jobwire/client/home';
 import { LocalExecutor } from '../executors/local/index.js';
 import { PLACEMENT_NAME } from '../jobs/placement-names.js';
+import { accountPolicy } from '../jobs/run-as.js';
 import { runJob, type RunnerContext } from '../jobs/runner.js';
+import { sharedUser } from '../server/shared-tokens.js';
 import { defaultWorkDir } from '../server/work-dir.js';
 import { openRedisStore, type RedisStore } from '../store/redis/index.js';
 import type { FinishFields, JobRecord, Store } from '../store/types.js';
@@ -175,6 +177,9 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     graceMs: opts.graceSeconds * 1000,
     defaultCwd: opts.workDir,
     serverUrl: opts.serverUrl ?? '',
+    // A root worker runs each user's jobs as their OS account, read from the token book the
+    // servers share in Redis when the job starts (run-as.ts).
+    accountFor: accountPolicy((user) => sharedUser(store, user)),
     onError: (err, jobId) => onError(err, jobId),
   };
   let serverUrlAt = 0;

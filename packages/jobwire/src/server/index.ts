@@ -14,7 +14,9 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { API_PREFIX } from '@jobwire/client';
 import { resolveHome, type ServerRecord } from '@jobwire/client/home';
 import { LocalExecutor } from '../executors/local/index.js';
+import { runsAsRoot } from '../executors/local/os-account.js';
 import { Dispatcher } from '../jobs/dispatcher.js';
+import { accountPolicy } from '../jobs/run-as.js';
 import type { RunnerContext } from '../jobs/runner.js';
 import { JobService } from '../jobs/service.js';
 import { openEmbeddedStore } from '../store/embedded/index.js';
@@ -55,7 +57,11 @@ export interface ServerOptions {
   grpcHost?: string;
   /** TLS for the gRPC service (file paths); with `ca`, mutual TLS. @defaultValue undefined (plaintext) */
   grpcTls?: GrpcTlsOptions;
-  /** Admit token-less gRPC calls from loopback addresses as the admin user. @defaultValue false */
+  /**
+   * Admit token-less gRPC calls from loopback addresses as the admin user. On a server running
+   * as root that lets every account of the machine run jobs as root (logged as a warning at
+   * start; docs/security.md). @defaultValue false
+   */
   grpcAllowAnonymousLoopback?: boolean;
   /**
    * Distributed mode: the Redis to keep everything in (`redis://host:port/db`). The server then
@@ -156,10 +162,15 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     serverUrl: '',
     onError: (err, jobId) => app.log.error({ err, jobId }, 'job bookkeeping failed'),
   };
+  // Embedded mode runs the jobs here, so a root server maps users to OS accounts (run-as.ts),
+  // refusing at submit what it would refuse at start. Distributed mode leaves it to the workers.
+  const accountFor = cluster ? undefined : accountPolicy((user) => tokens.user(user));
+  if (accountFor) ctx.accountFor = accountFor;
   const dispatcher = cluster ? undefined : new Dispatcher(ctx, executor.queues());
   const service = new JobService({
     store,
     executor,
+    ...(accountFor ? { admit: accountFor } : {}),
     onQueued: (job) => (cluster ? cluster.onQueued() : dispatcher?.poke(job.queue)),
     ...(cluster ? { queueDefs: () => cluster.queueDefs() } : {}),
   });
@@ -210,6 +221,9 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const record: ServerRecord = { url, pid: process.pid, startedAt: new Date().toISOString() };
   writeFileSync(join(home, 'server.json'), JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
   for (const job of lost) app.log.warn({ jobId: job.id }, 'job marked Lost: it was running when the server stopped');
+  if (options.grpcAllowAnonymousLoopback === true && options.grpcPort !== undefined && runsAsRoot()) {
+    app.log.warn('--grpc-allow-anonymous-loopback on a server running as root: every account on this machine can run jobs as root through the gRPC port (docs/security.md)');
+  }
   cluster?.announce(url);
   dispatcher?.poke();
 
