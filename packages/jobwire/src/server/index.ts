@@ -170,7 +170,8 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const service = new JobService({
     store,
     executor,
-    ...(accountFor ? { admit: accountFor } : {}),
+    // Distributed mode: workers look the owner up in the shared token book; make sure it is there.
+    admit: cluster ? () => cluster.tokens.shareFile() : accountFor,
     onQueued: (job) => (cluster ? cluster.onQueued() : dispatcher?.poke(job.queue)),
     ...(cluster ? { queueDefs: () => cluster.queueDefs() } : {}),
   });

@@ -92,12 +92,12 @@ export class SharedTokenBook extends TokenBook {
   /** Opens the book: shares this home's tokens, loads the shared ones, follows changes. */
   static async open(home: string, store: RedisStore, onError: (err: unknown) => void): Promise<SharedTokenBook> {
     const book = new SharedTokenBook(home, store, onError);
-    await book.#shareFile();
+    await book.shareFile();
     await book.reloadShared();
     store.subscriber.on('message', book.#onMessage);
     await store.subscriber.subscribe(store.keys.tokens);
     book.#timers.push(
-      setInterval(() => void book.#shareFile().catch(onError), FILE_CHECK_MS),
+      setInterval(() => void book.shareFile().catch(onError), FILE_CHECK_MS),
       setInterval(() => void book.reloadShared().catch(onError), RELOAD_MS),
     );
     for (const timer of book.#timers) timer.unref();
@@ -129,8 +129,13 @@ export class SharedTokenBook extends TokenBook {
     this.#store.subscriber.off('message', this.#onMessage);
   }
 
-  /** Puts the entries of this home's file into the shared book, and takes its revoked ones out, when the file changed. */
-  async #shareFile(): Promise<void> {
+  /**
+   * Puts the entries of this home's file into the shared book, and takes its revoked ones out,
+   * when the file changed. Servers also call it before queuing a job: a token this server
+   * accepts from its file a moment after `jobwire token create` must be in the book before a
+   * worker looks up the job's owner there.
+   */
+  async shareFile(): Promise<void> {
     let mtime: number;
     try {
       mtime = statSync(tokensPath(this.#home)).mtimeMs;

@@ -232,7 +232,7 @@ describe('jobs run as the OS account mapped to their user when the server runs a
     });
   });
 
-  it("a root worker runs a mapped user's job as their account and fails an unmapped user's job with the reason", async () => {
+  it("a root worker runs a mapped user's job as their account, even one submitted right after the token was made, and fails an unmapped user's job with the reason", async () => {
     const home = tempHome();
     const prefix = freshPrefix();
     const server = await startServer({ home, port: 0, logLevel: 'warn', redis: REDIS_URL, redisPrefix: prefix });
@@ -240,9 +240,9 @@ describe('jobs run as the OS account mapped to their user when the server runs a
     try {
       const mapped = new Client({ url: server.url, token: addUser(home, 'alice', { osUser: alice.name }) });
       const unmapped = new Client({ url: server.url, token: addUser(home, 'mallory', { osUser: null }) });
-      // The server shares its tokens.json with the workers through Redis within a second.
-      const shared = async (): Promise<string> => Object.values(await worker.store.redis.hgetall(worker.store.keys.tokens)).join('\n');
-      await sleepUntil(async () => /"mallory"/.test(await shared()) && /"alice"/.test(await shared()), 5000, 'the tokens to reach Redis');
+      // Submitting as soon as the server accepts the new tokens: the server shares its
+      // tokens.json with the workers (through Redis) before it queues the job.
+      await sleepUntil(async () => (await unmapped.whoami().catch(() => undefined))?.user === 'mallory', 5000, 'the server to accept the tokens');
       const ran = await runToEnd(mapped, { executable: 'sh', arguments: ['-c', 'id -u; pwd'] });
       assert.equal(ran.done.status, 'Success', ran.done.error ?? '');
       assert.deepEqual(ran.stdout.trim().split('\n'), [String(alice.uid), alice.home]);
