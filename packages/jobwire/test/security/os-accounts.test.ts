@@ -194,6 +194,7 @@ describe('jobs run as the OS account mapped to their user when the server runs a
       // Refused: root's files, read or written through the description.
       const leak = await runToEnd(client, { executable: 'cat', stdin: `${home}/tokens.json` });
       assert.equal(leak.done.status, 'Failed');
+      assert.equal(leak.done.exitCode, 126);
       assert.equal(leak.stdout, '');
       assert.match(leak.stderr, /cannot open|Permission denied/);
       const clobber = await runToEnd(client, { executable: 'echo', arguments: ['x'], stdout: `${home}/evil` });

@@ -89,7 +89,9 @@ function setpriv(): string {
 }
 
 /** Runs as the account: enter `$1`, take stdin from `$2` unless empty, then exec the rest. */
-const ENTER = 'cd -- "$1" || exit 126\nif [ -n "$2" ]; then exec <"$2" || exit 126; fi\nshift 2\nexec "$@"';
+// `command exec`: a failed redirection of plain `exec` (a special built-in) would end the shell
+// with status 2 before `|| exit 126` runs.
+const ENTER = 'cd -- "$1" || exit 126\nif [ -n "$2" ]; then command exec <"$2" || exit 126; fi\nshift 2\nexec "$@"';
 /** Runs as the account: enter `$1`, then copy stdin into the file `$2` (created or truncated). */
 const COPY = 'cd -- "$1" || exit 126\nexec cat >"$2"';
 
