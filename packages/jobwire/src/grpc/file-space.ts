@@ -15,7 +15,7 @@ import { posix } from 'node:path';
 import { permissionDenied, XenonError } from './errors.js';
 import type { XenonPath } from './messages.js';
 
-/** The folder name of a user inside `work/`: the name itself when it is a plain name. */
+/** The folder name of a user inside the work folder: the name itself when it is a plain name. */
 export function userFolder(user: string): string {
   if (/^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$/.test(user)) return user;
   return 'u-' + createHash('sha256').update(user).digest('hex').slice(0, 24);
