@@ -108,6 +108,7 @@ export function registerToken(program: Command): void {
   redisOptions(
     token
       .command('create')
+      .summary('create a token for USER and print it (shown only now)')
       .description(
         'Create a token for USER and print it — the only time it is shown. Each user sees and touches only their own jobs. ' +
           "When the server runs as root, USER's jobs run as the OS account given with --os-user (needed for every user but the admin).",
@@ -162,6 +163,7 @@ export function registerToken(program: Command): void {
 
   token
     .command('list')
+    .summary('list users, OS accounts and token fingerprints')
     .description('List the tokens: user, admin or not, OS account, and a fingerprint of each (never the token, which is not stored).')
     .option('--json', 'a JSON array')
     .addOption(new Option('--reveal').hideHelp())
@@ -190,6 +192,7 @@ export function registerToken(program: Command): void {
   redisOptions(
     token
       .command('map')
+      .summary("set or remove the OS account USER's jobs run as under root")
       .description("Set the OS account USER's jobs run as when the server runs as root (all of USER's tokens), or remove it with --unset.")
       .argument('<user>', 'a user with at least one token')
       .argument('[os-user]', 'an OS account of this machine')
@@ -222,6 +225,7 @@ export function registerToken(program: Command): void {
   redisOptions(
     token
       .command('revoke')
+      .summary("revoke a user's tokens, or one token by fingerprint")
       .description("Revoke USER's tokens, or the one token with this FINGERPRINT (as `token list` shows it, or its start). Servers stop accepting them within seconds.")
       .argument('<user-or-fingerprint>', 'a user name, or a token fingerprint')
       .option('--json', 'print the revoked tokens as JSON'),
