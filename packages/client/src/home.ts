@@ -3,7 +3,8 @@
  * no flags. Node only (the SDK imports it lazily, never in a browser).
  *
  * Layout: `server.json` ({url, pid, startedAt, ca?}), `token` (admin token, mode 0600),
- * `tokens.json` (all tokens, mode 0600), `jobwire.db`, `output/`, `work/`.
+ * `tokens.json` (SHA-256 digests of all tokens, mode 0600), `jobwire.db`, `output/`. Jobs start
+ * beside it, in `<home>-work`, never in it.
  * @module
  */
 import { readFile } from 'node:fs/promises';

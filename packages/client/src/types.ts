@@ -40,7 +40,7 @@ export interface JobDescription {
   js?: JsFunction;
   /** Extra environment variables (added to the server's environment). */
   environment?: Record<string, string>;
-  /** Working directory of the job. @defaultValue the jobwire home's `work/` folder */
+  /** Working directory of the job. @defaultValue the server's work folder (`<home>-work`); for a user mapped to an OS account by a root server, that account's home */
   workingDirectory?: string;
   /** Queue to run in: `single`, `multi` or `unlimited` on the local executor. @defaultValue "multi" */
   queueName?: string;

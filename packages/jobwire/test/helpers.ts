@@ -3,15 +3,15 @@
  * users and polling. Every server gets its own temporary jobwire home and a free port.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, type OutputChunk } from '@jobwire/client';
 import { startWorker, type WorkerHandle } from '../src/distributed/worker.js';
 import { startServer, type ServerHandle, type ServerOptions } from '../src/server/index.js';
-import { newToken, readTokenFile, writeTokenFile } from '../src/server/tokens.js';
 import { REDIS_URL, dropPrefix, freshPrefix } from './redis-env.js';
 
 /**
@@ -42,14 +42,43 @@ export interface TestServer {
   clientFor(user: string): Client;
 }
 
-/** Adds a token for `user` to the home's tokens.json; returns it. */
-export function addUser(home: string, user: string): string {
-  const tokens = readTokenFile(home);
-  const existing = tokens.find((t) => t.user === user && !t.admin);
-  if (existing) return existing.token;
-  const token = newToken();
-  writeTokenFile(home, [...tokens, { token, user, admin: false }]);
+/** Tokens handed out by {@link addUser}, by home and user: tokens.json keeps only digests. */
+const addedTokens = new Map<string, string>();
+
+/** Options of {@link addUser}. */
+export interface AddUserOptions {
+  /**
+   * OS account the user's jobs run as under a root server; null for none (a root server then
+   * refuses the user's jobs). @defaultValue the account running the tests, so jobs run as before
+   */
+  osUser?: string | null;
+}
+
+/**
+ * Adds a token for `user` to the home's tokens.json, written directly in its format (the
+ * token's SHA-256 digest, base64url, never the token; a temporary file renamed over the old one,
+ * as servers re-read it at any time); returns the token.
+ */
+export function addUser(home: string, user: string, options: AddUserOptions = {}): string {
+  const key = `${home}\0${user}`;
+  const known = addedTokens.get(key);
+  if (known !== undefined && options.osUser === undefined) return known;
+  const osUser = options.osUser === undefined ? userInfo().username : options.osUser;
+  const path = join(home, 'tokens.json');
+  const file = JSON.parse(readFileSync(path, 'utf8')) as { tokens: object[] };
+  const token = randomBytes(32).toString('base64url');
+  const sha256 = createHash('sha256').update(token).digest('base64url');
+  file.tokens.push({ sha256, user, admin: false, ...(osUser !== null ? { osUser } : {}), createdAt: new Date().toISOString() });
+  writeFileSync(`${path}.tmp`, JSON.stringify(file, null, 2), { mode: 0o600 });
+  renameSync(`${path}.tmp`, path);
+  addedTokens.set(key, token);
   return token;
+}
+
+/** Removes a temporary home and the work folder beside it (`<home>-work`). */
+export function removeHome(home: string): void {
+  rmSync(home, { recursive: true, force: true });
+  rmSync(`${home}-work`, { recursive: true, force: true });
 }
 
 /** Runs `fn` with a fresh in-process server; always closes it and removes its home. */
@@ -67,7 +96,7 @@ export async function withServer<T>(fn: (s: TestServer) => Promise<T>, options: 
         name: `test-${prefix.split(':')[1]}`,
         slots: settings.multiSlots,
         graceSeconds: settings.graceSeconds,
-        workDir: join(home, 'work'),
+        workDir: `${home}-work`,
         serverUrl: server.url,
         ...(options.tls ? { caFile: options.tls.cert } : {}),
         logLevel: 'warn',
@@ -100,7 +129,7 @@ export async function withServer<T>(fn: (s: TestServer) => Promise<T>, options: 
     await worker?.close();
     await server.close();
     if (prefix) await dropPrefix(prefix);
-    if (!options.home) rmSync(home, { recursive: true, force: true });
+    if (!options.home) removeHome(home);
   }
 }
 

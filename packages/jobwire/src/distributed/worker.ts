@@ -11,14 +11,16 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
-import { join } from 'node:path';
 import { Queue, Worker, type Job } from 'bullmq';
 import { pino, type Logger } from 'pino';
 import { resolveHome } from '@jobwire/client/home';
 import { LocalExecutor } from '../executors/local/index.js';
 import { PLACEMENT_NAME } from '../jobs/placement-names.js';
 import { stopOrphans } from '../jobs/orphans.js';
+import { accountPolicy } from '../jobs/run-as.js';
 import { runJob, type RunnerContext } from '../jobs/runner.js';
+import { sharedUser } from '../server/shared-tokens.js';
+import { defaultWorkDir } from '../server/work-dir.js';
 import { openRedisStore, type RedisStore } from '../store/redis/index.js';
 import type { FinishFields, JobRecord, Store } from '../store/types.js';
 import { nodeQueueName, Placer, type HandOver } from './placement.js';
@@ -41,7 +43,7 @@ export interface WorkerOptions {
   labels?: Record<string, string>;
   /** Seconds between SIGTERM and SIGKILL when a job is cancelled. @defaultValue 5 */
   graceSeconds?: number;
-  /** Working directory of jobs that name none. @defaultValue the jobwire home's `work/` folder */
+  /** Working directory of jobs that name none. @defaultValue `<home>-work`, beside the jobwire home (never in it) */
   workDir?: string;
   /** Server URL handed to jobs as JOBWIRE_URL. @defaultValue a live server from the registry */
   serverUrl?: string;
@@ -113,7 +115,7 @@ function parseOptions(options: WorkerOptions): Resolved {
     slots,
     labels: options.labels ?? {},
     graceSeconds,
-    workDir: options.workDir ?? join(resolveHome(), 'work'),
+    workDir: options.workDir ?? defaultWorkDir(resolveHome()),
     serverUrl: options.serverUrl,
     caFile: options.caFile,
     liveness,
@@ -181,6 +183,9 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     defaultCwd: opts.workDir,
     serverUrl: opts.serverUrl ?? '',
     ...(opts.caFile !== undefined ? { caFile: opts.caFile } : {}),
+    // A root worker runs each user's jobs as their OS account, read from the token book the
+    // servers share in Redis when the job starts (run-as.ts).
+    accountFor: accountPolicy((user) => sharedUser(store, user)),
     onError: (err, jobId) => onError(err, jobId),
   };
   let serverUrlAt = 0;

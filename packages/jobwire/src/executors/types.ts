@@ -6,6 +6,7 @@
  */
 import type { JobDescription, OutputChannel } from '@jobwire/client';
 import type { JobProcess } from './local/process-identity.js';
+import type { OsAccount } from './local/os-account.js';
 
 /** A queue an executor offers. */
 export interface QueueDef {
@@ -33,6 +34,11 @@ export interface StartSpec {
   description: JobDescription;
   /** Working directory when the description gives none. */
   defaultCwd: string;
+  /**
+   * The OS account the job runs as (root servers and workers only; see docs/security.md);
+   * undefined runs it as this process's own account.
+   */
+  account?: OsAccount;
   /** Extra environment (JOBWIRE_URL, JOBWIRE_JOB_ID, JOBWIRE_JOB_TOKEN) on top of the description's. */
   env: Record<string, string>;
   /**

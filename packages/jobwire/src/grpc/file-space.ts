@@ -1,7 +1,8 @@
 /**
  * The confinement rule of the Xenon `file` adaptor. A user's file space is the folder
- * `<jobwire home>/work/<user>/`; every path a client names must lie inside it, after resolving
- * `..` and every symbolic link on the way. Anything else is refused with PERMISSION_DENIED.
+ * `<workDir>/<user>/` (the server's work folder, `<home>-work` by default); every path a client
+ * names must lie inside it, after resolving `..` and every symbolic link on the way. Anything
+ * else is refused with PERMISSION_DENIED.
  *
  * The rule, which every operation of the FileSystemService (and every copy) keeps:
  *
@@ -42,7 +43,7 @@ import type { XenonPath } from './messages.js';
 const O_PATH = 0o10000000;
 const { O_NOFOLLOW } = constants;
 
-/** The folder name of a user inside `work/`: the name itself when it is a plain name. */
+/** The folder name of a user inside the work folder: the name itself when it is a plain name. */
 export function userFolder(user: string): string {
   if (/^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$/.test(user)) return user;
   return 'u-' + createHash('sha256').update(user).digest('hex').slice(0, 24);
@@ -119,7 +120,7 @@ export class FileSpace {
   private readonly realRoots = new Map<string, string>();
 
   constructor(
-    /** The folder holding one file space per user (`<home>/work`). */
+    /** The folder holding one file space per user (the server's `workDir`). */
     readonly base: string,
   ) {}
 

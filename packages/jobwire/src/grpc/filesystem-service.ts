@@ -51,7 +51,7 @@ const READ_CHUNK = 64 * 1024;
 const DESCRIPTION: FileSystemAdaptorDescription = {
   name: FILE,
   description:
-    "The jobwire server's local file system, confined to the caller's file space (<jobwire home>/work/<user>/), which is also the working directory of the caller's gRPC jobs.",
+    "The jobwire server's local file system, confined to the caller's file space (<work folder>/<user>/, beside the jobwire home), which is also the working directory of the caller's gRPC jobs.",
   supported_locations: ['(empty)', '/', 'a folder inside your file space'],
   supported_properties: [],
   supports_third_party_copy: false,

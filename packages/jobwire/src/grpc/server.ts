@@ -6,7 +6,6 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { JobService } from '../jobs/service.js';
 import type { TokenBook } from '../server/tokens.js';
@@ -43,8 +42,8 @@ export interface GrpcServerOptions {
 export interface GrpcServerDeps {
   service: JobService;
   tokens: TokenBook;
-  /** jobwire home: file spaces live in `<home>/work/<user>/`. */
-  home: string;
+  /** The server's work folder (outside its home): file spaces live in `<workDir>/<user>/`. */
+  workDir: string;
   log: GrpcLogger;
 }
 
@@ -74,7 +73,7 @@ export async function startGrpcServer(options: GrpcServerOptions, deps: GrpcServ
 
   const closing = new AbortController();
   const rpc = new Rpc(new Authenticator({ tokens: deps.tokens, allowAnonymousLoopback: options.allowAnonymousLoopback ?? false }), deps.log, closing.signal);
-  const space = new FileSpace(join(deps.home, 'work'));
+  const space = new FileSpace(deps.workDir);
   const files = fileSystemService(rpc, space);
   const scheduler = schedulerService(rpc, {
     service: deps.service,

@@ -6,6 +6,7 @@
  * @module
  */
 import type { OutputChannel } from '@jobwire/client';
+import type { OsAccount } from '../executors/local/os-account.js';
 import type { Executor, ProcessHandle, ProcessResult } from '../executors/types.js';
 import type { FinishFields, JobRecord, Store, StreamEvent } from '../store/types.js';
 
@@ -23,6 +24,11 @@ export interface RunnerContext {
   serverUrl: string;
   /** CA file handed to jobs as JOBWIRE_CA, so `jobwire progress` trusts an `https:` JOBWIRE_URL. @defaultValue undefined (none) */
   caFile?: string;
+  /**
+   * The OS account a job of `owner` runs as: undefined for this process's own; rejects (with a
+   * message saying why and what to do) when the job must not run at all. @defaultValue every job runs as this process's account
+   */
+  accountFor?(owner: string): Promise<OsAccount | undefined>;
   /** Set when the server shuts down: jobs stopped then end Lost with this reason. */
   shutdownReason?: string;
   /** Reports a bookkeeping failure (never thrown: a job's run must not crash the server). */
@@ -30,6 +36,19 @@ export interface RunnerContext {
 }
 
 const STDIN_READ = 64 * 1024;
+
+/** The handle of a job that was not started: it ends at once with `reason` as its error. */
+function notRun(reason: unknown): ProcessHandle {
+  const error = reason instanceof Error ? reason.message : String(reason);
+  return {
+    pid: undefined,
+    writeStdin: async () => {},
+    closeStdin: () => {},
+    resize: () => {},
+    terminate: () => {},
+    done: Promise.resolve({ exitCode: null, signal: null, error }),
+  };
+}
 
 /**
  * Runs `job` to the end. Resolves once its final status is stored (or at once if it was no longer
@@ -130,10 +149,19 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
   let timer: NodeJS.Timeout | undefined;
   let result: ProcessResult;
   try {
-    handle = executor.start({
+    // A job its owner may not run (run-as.ts) ends Failed like one whose program is missing.
+    let account: OsAccount | undefined;
+    let refusal: unknown;
+    try {
+      account = await ctx.accountFor?.(job.owner);
+    } catch (err) {
+      refusal = err;
+    }
+    handle = refusal !== undefined ? notRun(refusal) : executor.start({
       jobId: id,
       description: job.description,
-      defaultCwd: ctx.defaultCwd,
+      defaultCwd: account?.home ?? ctx.defaultCwd,
+      ...(account !== undefined ? { account } : {}),
       env: { JOBWIRE_URL: ctx.serverUrl, JOBWIRE_JOB_ID: id, JOBWIRE_JOB_TOKEN: job.jobToken, ...(ctx.caFile ? { JOBWIRE_CA: ctx.caFile } : {}) },
       onOutput: (channel: OutputChannel, data: Buffer) => {
         pendingAppend = streams.appendOutput(id, channel, data).catch((err: unknown) => {

@@ -32,6 +32,11 @@ export interface JobServiceOptions {
   defaultQueue?: string;
   /** The queues and their limits, when they change at run time (distributed mode: the workers'). @defaultValue `executor.queues()` */
   queueDefs?: () => Promise<QueueDef[]>;
+  /**
+   * Rejects a submit whose job could not run for its owner (a root server and a user with no OS
+   * account: see run-as.ts); nothing is queued then. @defaultValue every owner is admitted
+   */
+  admit?: (owner: string) => Promise<unknown>;
 }
 
 const STATUSES: readonly JobStatus[] = ['Queued', 'Running', 'Success', 'Failed', 'Cancelled', 'Lost'];
@@ -66,6 +71,7 @@ export class JobService {
     description.queueName ??= this.defaultQueue;
     if (description.tty && !description.interactive) description.interactive = true;
     this.executor.check(description);
+    await this.options.admit?.(owner);
     const name = description.name ?? (description.executable ? basename(description.executable) : 'js');
     const record = await this.store.createJob({
       id: randomUUID(),

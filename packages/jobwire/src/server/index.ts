@@ -12,7 +12,9 @@ import Fastify from 'fastify';
 import { WebSocketServer } from 'ws';
 import { resolveHome, type ServerRecord } from '@jobwire/client/home';
 import { LocalExecutor } from '../executors/local/index.js';
+import { runsAsRoot } from '../executors/local/os-account.js';
 import { Dispatcher } from '../jobs/dispatcher.js';
+import { accountPolicy } from '../jobs/run-as.js';
 import type { RunnerContext } from '../jobs/runner.js';
 import { loseOrphanedJobs } from '../jobs/orphans.js';
 import { JobService } from '../jobs/service.js';
@@ -23,6 +25,7 @@ import { registerDashboard } from './dashboard.js';
 import { frameworkErrors, onClientError, onConnect } from './edge.js';
 import { JSON_BODY_LIMIT, registerRoutes } from './routes.js';
 import { TokenBook } from './tokens.js';
+import { checkWorkDir, defaultWorkDir } from './work-dir.js';
 import { joinCluster } from '../distributed/cluster.js';
 import { upgradeHandler } from './upgrade.js';
 import { registerWorkersRoute } from './workers-route.js';
@@ -44,6 +47,12 @@ export interface ServerOptions {
   tls?: ServerTlsOptions;
   /** jobwire home. @defaultValue resolveHome() */
   home?: string;
+  /**
+   * Working directory of jobs that name none, and the parent of the gRPC file spaces
+   * (`<workDir>/<user>/`). Never inside the home, which holds the tokens and every job's output.
+   * @defaultValue a sibling of the home: `<home>-work`
+   */
+  workDir?: string;
   /** Slots of the `multi` queue. @defaultValue os.availableParallelism() */
   multiSlots?: number;
   /** Seconds between SIGTERM and SIGKILL when cancelling. @defaultValue 5 */
@@ -56,7 +65,11 @@ export interface ServerOptions {
   grpcHost?: string;
   /** TLS for the gRPC service (file paths); with `ca`, mutual TLS. @defaultValue undefined (plaintext) */
   grpcTls?: GrpcTlsOptions;
-  /** Admit token-less gRPC calls from loopback addresses as the admin user. @defaultValue false */
+  /**
+   * Admit token-less gRPC calls from loopback addresses as the admin user. On a server running
+   * as root that lets every account of the machine run jobs as root (logged as a warning at
+   * start; docs/security.md). @defaultValue false
+   */
   grpcAllowAnonymousLoopback?: boolean;
   /**
    * Distributed mode: the Redis to keep everything in (`redis://host:port/db`). The server then
@@ -79,6 +92,8 @@ export interface ServerHandle extends AsyncDisposable {
   /** The admin token. */
   readonly token: string;
   readonly home: string;
+  /** Working directory of jobs that name none (outside the home). */
+  readonly workDir: string;
   /** The store (for in-process embedding and tests). */
   readonly store: Store;
   /** Port of the Xenon gRPC service, when it runs. */
@@ -94,10 +109,12 @@ export interface ServerHandle extends AsyncDisposable {
 }
 
 function defaults(options: ServerOptions): Required<Omit<ServerOptions, GrpcOptionKeys | ClusterOptionKeys>> {
+  const home = resolveHome(options.home);
   return {
     host: options.host ?? '127.0.0.1',
     port: options.port ?? 7700,
-    home: resolveHome(options.home),
+    home,
+    workDir: options.workDir ?? defaultWorkDir(home),
     multiSlots: options.multiSlots ?? availableParallelism(),
     graceSeconds: options.graceSeconds ?? 5,
     logLevel: options.logLevel ?? 'info',
@@ -120,8 +137,9 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   // Before anything is created: bad certificate files must leave nothing half-started.
   let tls = options.tls ? loadTls(options.tls) : undefined;
   const home = opts.home;
+  const workDir = opts.workDir;
+  checkWorkDir(workDir, home);
   mkdirSync(home, { recursive: true, mode: 0o700 });
-  const workDir = join(home, 'work');
   mkdirSync(workDir, { recursive: true });
 
   // Distributed mode: store, token book and placement live in Redis, and workers run the jobs,
@@ -173,10 +191,16 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     serverUrl: '',
     onError: (err, jobId) => app.log.error({ err, jobId }, 'job bookkeeping failed'),
   };
+  // Embedded mode runs the jobs here, so a root server maps users to OS accounts (run-as.ts),
+  // refusing at submit what it would refuse at start. Distributed mode leaves it to the workers.
+  const accountFor = cluster ? undefined : accountPolicy((user) => tokens.user(user));
+  if (accountFor) ctx.accountFor = accountFor;
   const dispatcher = cluster ? undefined : new Dispatcher(ctx, executor.queues());
   const service = new JobService({
     store,
     executor,
+    // Distributed mode: workers look the owner up in the shared token book; make sure it is there.
+    admit: cluster ? () => cluster.tokens.shareFile() : accountFor,
     onQueued: (job) => (cluster ? cluster.onQueued() : dispatcher?.poke(job.queue)),
     ...(cluster ? { queueDefs: () => cluster.queueDefs() } : {}),
   });
@@ -214,6 +238,9 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   for (const job of orphans?.lost ?? []) {
     app.log.warn({ jobId: job.id, processes: orphans?.outcomes.get(job.id) }, 'job marked Lost: it was running when the server stopped');
   }
+  if (options.grpcAllowAnonymousLoopback === true && options.grpcPort !== undefined && runsAsRoot()) {
+    app.log.warn('--grpc-allow-anonymous-loopback on a server running as root: every account on this machine can run jobs as root through the gRPC port (docs/security.md)');
+  }
   cluster?.announce(url);
   dispatcher?.poke();
 
@@ -247,7 +274,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
           ...(options.grpcTls ? { tls: options.grpcTls } : {}),
           allowAnonymousLoopback: options.grpcAllowAnonymousLoopback ?? false,
         },
-        { service, tokens, home, log: app.log },
+        { service, tokens, workDir, log: app.log },
       );
     } catch (err) {
       await close();
@@ -272,6 +299,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     ...(grpc ? { grpcPort: grpc.port } : {}),
     ...(options.tls ? { reloadTls } : {}),
     home,
+    workDir,
     store,
     close,
     [Symbol.asyncDispose]: close,

@@ -1,37 +1,72 @@
 /**
  * The token book of distributed mode: every server on one Redis accepts the same tokens.
  *
- * Redis holds the shared book (`tokens`: SHA-256 digest of a token → its user), so no server
- * keeps a secret another one lacks and no token travels in clear text. Each server adds the
- * tokens of its own `tokens.json` to it (at start and whenever the file changes — so
- * `jobwire token create` on any server's machine works everywhere), keeps a copy in memory for
- * lookups, and reloads it when another server announces a change on the `tokens` channel (and
- * every few seconds, in case it missed one).
+ * Redis holds the shared book (`tokens`: SHA-256 digest of a token → its user, admin flag and
+ * OS account), so no server keeps a secret another one lacks and no token is stored or travels
+ * in clear text. Each server adds the entries of its own `tokens.json` to it (at start and
+ * whenever the file changes — so `jobwire token create` on any server's machine works
+ * everywhere) and removes the ones revoked there, keeps a copy in memory for lookups, and
+ * reloads it when another server announces a change on the `tokens` channel (and every few
+ * seconds, in case it missed one). Workers read it to learn which OS account runs a user's jobs.
  * @module
  */
-import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { join } from 'node:path';
 import type { WhoAmI } from '@jobwire/client';
 import type { RedisStore } from '../store/redis/index.js';
-import { readTokenFile, TokenBook, type TokenEntry } from './tokens.js';
+import { readTokenFile, TokenBook, tokenDigest, tokensPath, usersOf, validEntries, type TokenEntry, type UserEntry } from './tokens.js';
 
 /** How often the tokens file is checked for changes. */
 const FILE_CHECK_MS = 1000;
 /** How often the shared book is reloaded without being told. */
 const RELOAD_MS = 5000;
 
-function digest(token: string): string {
-  return createHash('sha256').update(token).digest('base64url');
+/** One value of the shared book, as stored in Redis. */
+interface SharedEntry {
+  user: string;
+  admin: boolean;
+  osUser?: string;
 }
 
-/** Adds tokens to the shared book of a Redis store (used by `jobwire token create --redis`). */
-export async function shareTokens(store: RedisStore, entries: readonly TokenEntry[]): Promise<void> {
-  if (entries.length === 0) return;
+/**
+ * Puts entries into the shared book of a Redis store and removes revoked digests from it (used
+ * by servers for their tokens.json, and by `jobwire token ... --redis`).
+ */
+export async function shareTokens(store: RedisStore, entries: readonly TokenEntry[], revoked: readonly string[] = []): Promise<void> {
+  if (entries.length === 0 && revoked.length === 0) return;
   const fields: string[] = [];
-  for (const entry of entries) fields.push(digest(entry.token), JSON.stringify({ user: entry.user, admin: Boolean(entry.admin) }));
-  await store.redis.hset(store.keys.tokens, ...fields);
+  for (const entry of entries) {
+    const value: SharedEntry = { user: entry.user, admin: entry.admin === true, ...(entry.osUser ? { osUser: entry.osUser } : {}) };
+    fields.push(entry.sha256, JSON.stringify(value));
+  }
+  const multi = store.redis.multi();
+  if (revoked.length > 0) multi.hdel(store.keys.tokens, ...revoked);
+  if (fields.length > 0) multi.hset(store.keys.tokens, ...fields);
+  await multi.exec();
   await store.redis.publish(store.keys.tokens, 'changed');
+}
+
+/** Reads the shared book: digest → entry (values written by something else are skipped). */
+async function readShared(store: RedisStore): Promise<Map<string, SharedEntry>> {
+  const all = await store.redis.hgetall(store.keys.tokens);
+  const entries = new Map<string, SharedEntry>();
+  for (const [key, value] of Object.entries(all)) {
+    try {
+      const entry = JSON.parse(value) as { user?: unknown; admin?: unknown; osUser?: unknown };
+      if (typeof entry.user !== 'string') continue;
+      entries.set(key, { user: entry.user, admin: entry.admin === true, ...(typeof entry.osUser === 'string' ? { osUser: entry.osUser } : {}) });
+    } catch {
+      // An entry written by something else: not a token.
+    }
+  }
+  return entries;
+}
+
+/**
+ * What the shared book says of `user` (read fresh from Redis): how a worker learns whether a
+ * job's owner is an admin and which OS account runs their jobs.
+ */
+export async function sharedUser(store: RedisStore, user: string): Promise<UserEntry | undefined> {
+  return usersOf((await readShared(store)).values()).get(user);
 }
 
 /** A {@link TokenBook} that also accepts every token of the shared book in Redis. */
@@ -40,6 +75,7 @@ export class SharedTokenBook extends TokenBook {
   readonly #home: string;
   readonly #onError: (err: unknown) => void;
   #shared = new Map<string, WhoAmI>();
+  #sharedUsers = new Map<string, UserEntry>();
   #fileMtime = -1;
   #timers: NodeJS.Timeout[] = [];
   readonly #onMessage = (channel: string): void => {
@@ -56,12 +92,12 @@ export class SharedTokenBook extends TokenBook {
   /** Opens the book: shares this home's tokens, loads the shared ones, follows changes. */
   static async open(home: string, store: RedisStore, onError: (err: unknown) => void): Promise<SharedTokenBook> {
     const book = new SharedTokenBook(home, store, onError);
-    await book.#shareFile();
+    await book.shareFile();
     await book.reloadShared();
     store.subscriber.on('message', book.#onMessage);
     await store.subscriber.subscribe(store.keys.tokens);
     book.#timers.push(
-      setInterval(() => void book.#shareFile().catch(onError), FILE_CHECK_MS),
+      setInterval(() => void book.shareFile().catch(onError), FILE_CHECK_MS),
       setInterval(() => void book.reloadShared().catch(onError), RELOAD_MS),
     );
     for (const timer of book.#timers) timer.unref();
@@ -69,22 +105,21 @@ export class SharedTokenBook extends TokenBook {
   }
 
   override lookup(token: string | undefined): WhoAmI | undefined {
-    return super.lookup(token) ?? (token ? this.#shared.get(digest(token)) : undefined);
+    return super.lookup(token) ?? (token ? this.#shared.get(tokenDigest(token)) : undefined);
+  }
+
+  /** This home's entry for `user`, else the shared book's. */
+  override user(user: string): UserEntry | undefined {
+    return super.user(user) ?? this.#sharedUsers.get(user);
   }
 
   /** Reads the shared book again. */
   async reloadShared(): Promise<void> {
-    const all = await this.#store.redis.hgetall(this.#store.keys.tokens);
+    const entries = await readShared(this.#store);
     const next = new Map<string, WhoAmI>();
-    for (const [key, value] of Object.entries(all)) {
-      try {
-        const who = JSON.parse(value) as { user?: unknown; admin?: unknown };
-        if (typeof who.user === 'string') next.set(key, { user: who.user, admin: who.admin === true });
-      } catch {
-        // An entry written by something else: not a token.
-      }
-    }
+    for (const [key, entry] of entries) next.set(key, { user: entry.user, admin: entry.admin });
     this.#shared = next;
+    this.#sharedUsers = usersOf(entries.values());
   }
 
   /** Stops following changes. */
@@ -94,16 +129,23 @@ export class SharedTokenBook extends TokenBook {
     this.#store.subscriber.off('message', this.#onMessage);
   }
 
-  /** Adds the tokens of this home's file to the shared book when the file changed. */
-  async #shareFile(): Promise<void> {
+  /**
+   * Puts the entries of this home's file into the shared book, and takes its revoked ones out,
+   * when the file changed. Servers also call it before queuing a job: a token this server
+   * accepts from its file a moment after `jobwire token create` must be in the book before a
+   * worker looks up the job's owner there.
+   */
+  async shareFile(): Promise<void> {
     let mtime: number;
     try {
-      mtime = statSync(join(this.#home, 'tokens.json')).mtimeMs;
+      mtime = statSync(tokensPath(this.#home)).mtimeMs;
     } catch {
       return;
     }
     if (mtime === this.#fileMtime) return;
-    await shareTokens(this.#store, readTokenFile(this.#home));
+    const file = readTokenFile(this.#home);
+    const revoked = Array.isArray(file.revoked) ? file.revoked.filter((r) => typeof r?.sha256 === 'string').map((r) => r.sha256) : [];
+    await shareTokens(this.#store, validEntries(file), revoked);
     this.#fileMtime = mtime;
   }
 }

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { Client } from '@jobwire/client';
 import { identify } from '../../src/executors/local/process-identity.js';
 import { openEmbeddedStore } from '../../src/store/embedded/index.js';
-import { concat, collect, printedPids, reportRunning, runs, startServerProcess, tempHome } from '../helpers.js';
+import { concat, collect, printedPids, removeHome, reportRunning, runs, startServerProcess, tempHome } from '../helpers.js';
 import { newJob } from '../store/store-behaviour.js';
 
 describe('restart', () => {
@@ -68,7 +67,7 @@ describe('restart', () => {
       }
     } finally {
       for (const pid of pids.filter(runs)) process.kill(pid, 'SIGKILL');
-      rmSync(home, { recursive: true, force: true });
+      removeHome(home);
     }
   });
 
@@ -107,7 +106,7 @@ describe('restart', () => {
       }
     } finally {
       stranger.kill('SIGKILL');
-      rmSync(home, { recursive: true, force: true });
+      removeHome(home);
     }
   });
 });

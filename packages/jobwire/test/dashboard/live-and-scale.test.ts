@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { Client } from '@jobwire/client';
 import { startServer, type ServerHandle } from '../../src/server/index.js';
-import { tempHome, withServer } from '../helpers.js';
+import { removeHome, tempHome, withServer } from '../helpers.js';
 import { jobRow, launchChromium, waitForTerminal, withPage } from './browser.js';
 
 describe('dashboard in Chromium: scale, restarts, flow control, widget', () => {
@@ -119,7 +118,7 @@ describe('dashboard in Chromium: scale, restarts, flow control, widget', () => {
       });
     } finally {
       await server.close();
-      rmSync(home, { recursive: true, force: true });
+      removeHome(home);
     }
   });
 

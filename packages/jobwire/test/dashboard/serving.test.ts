@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { DASHBOARD_DIR } from '../../src/server/dashboard.js';
-import { CLI, sleepUntil, tempHome, withServer } from '../helpers.js';
+import { CLI, sleepUntil, removeHome, tempHome, withServer } from '../helpers.js';
 
 async function get(url: string, init?: RequestInit): Promise<{ status: number; type: string | null; headers: Headers; text: string }> {
   const res = await fetch(url, init);
@@ -115,7 +115,7 @@ describe('dashboard: serving', () => {
     } finally {
       proc.kill('SIGTERM');
       await exited;
-      rmSync(home, { recursive: true, force: true });
+      removeHome(home);
     }
     const token = new URL(/^sign in: (\S+)$/m.exec(out)![1]!).searchParams.get('token')!;
     const leaks = out.split('\n').filter((line) => line.includes(token) && !line.startsWith('sign in: '));

@@ -4,11 +4,9 @@
  * stopped (and the prefix dropped) by `close()`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { Client } from '@jobwire/client';
 import { Redis } from 'ioredis';
-import { CLI, sleepUntil, startServerProcess, tempHome, type ServerProcess } from '../helpers.js';
+import { CLI, sleepUntil, startServerProcess, removeHome, tempHome, type ServerProcess } from '../helpers.js';
 import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
 
 /** A worker process. */
@@ -53,7 +51,7 @@ export class TestCluster {
     this.homes.push(home);
     const args = [CLI, 'worker', '--redis', this.redisUrl, '--redis-prefix', this.prefix, '--name', spec.name, '--slots', String(spec.slots ?? 2)];
     for (const pool of spec.pools ?? []) args.push('--pool', pool);
-    args.push('--grace', '1', '--log-level', 'warn', '--home', home, '--work-dir', join(home, 'work'));
+    args.push('--grace', '1', '--log-level', 'warn', '--home', home, '--work-dir', `${home}-work`);
     const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
@@ -120,7 +118,7 @@ export class TestCluster {
       }
     }
     await dropPrefix(this.prefix, this.redisUrl);
-    for (const home of this.homes) rmSync(home, { recursive: true, force: true });
+    for (const home of this.homes) removeHome(home);
   }
 }
 

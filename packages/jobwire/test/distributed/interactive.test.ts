@@ -3,11 +3,10 @@
  * a worker can be attached to through one server and typed to through another.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Client, NotFoundError } from '@jobwire/client';
-import { FIXTURES, addUser, collect, concat, runCli, sleepUntil, tempHome } from '../helpers.js';
+import { FIXTURES, addUser, collect, concat, runCli, sleepUntil, removeHome, tempHome } from '../helpers.js';
 import { withCluster } from './cluster.js';
 
 const rot13 = (s: string): string =>
@@ -73,7 +72,7 @@ describe('distributed: many servers, one cluster', () => {
       // A token made with `jobwire token create --redis` on a machine without a server works everywhere.
       const home = tempHome();
       const made = await runCli(['token', 'create', 'dave', '--home', home, '--redis', cluster.redisUrl, '--redis-prefix', cluster.prefix]);
-      rmSync(home, { recursive: true, force: true });
+      removeHome(home);
       assert.equal(made.code, 0, made.stderr);
       const dave = made.stdout.trim();
       for (const server of [a, b]) {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
-import { sleepUntil, startServerProcess, tempHome } from '../helpers.js';
+import { sleepUntil, startServerProcess, removeHome, tempHome } from '../helpers.js';
 import { XenonClient } from './xenon-client.js';
 
 const GIB = 1024 * 1024 * 1024;
@@ -74,7 +74,7 @@ describe('Xenon gRPC: flow control', () => {
       x.close();
       sp.proc.kill('SIGTERM');
       await sp.exited;
-      rmSync(home, { recursive: true, force: true });
+      removeHome(home);
     }
   });
 });

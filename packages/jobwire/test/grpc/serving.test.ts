@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { CLI, makeCertificates, tempHome, withServer } from '../helpers.js';
+import { CLI, makeCertificates, removeHome, tempHome, withServer } from '../helpers.js';
 import { loadXenonProto } from '../../src/grpc/proto.js';
 import { XenonClient, grpc, rejectsWith } from './xenon-client.js';
 
@@ -33,7 +33,7 @@ describe('Xenon gRPC: serving', () => {
     } finally {
       proc.kill('SIGTERM');
       await exited;
-      rmSync(home, { recursive: true, force: true });
+      removeHome(home);
     }
   });
 

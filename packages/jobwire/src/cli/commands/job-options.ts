@@ -12,7 +12,7 @@ export function addJobOptions(cmd: Command): Command {
     .option('--group <path>', 'group in the job tree, ":"-separated, e.g. analysis-7:step-2')
     .option('--queue <queue>', 'queue: single, multi or unlimited on the local executor (default: multi)')
     .option('--env <NAME=VALUE>', 'environment variable for the job (repeatable)', envPair)
-    .option('--cwd <dir>', "job's working directory, relative to here (default: the home's work/ folder)")
+    .option('--cwd <dir>', "job's working directory, relative to here (default: the server's work folder, beside its home)")
     .option('--max-runtime <minutes>', 'stop the job after this many minutes (0 = no limit)', integer(0))
     .option('--node <node>', 'distributed mode: the worker node to try first (skipped when gone or full)', placementName('node'))
     .option('--pool <pool>', 'distributed mode: a worker pool the job may run in; repeat for more, highest priority first (default: ALL)', poolList)

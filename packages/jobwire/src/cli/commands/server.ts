@@ -20,6 +20,7 @@ interface ServerCommandOptions {
   home?: string;
   tlsCert?: string;
   tlsKey?: string;
+  workDir?: string;
   grpcPort?: number;
   grpcHost: string;
   grpcCert?: string;
@@ -51,6 +52,7 @@ export function registerServer(program: Command): void {
     .addOption(homeOption())
     .option('--tls-cert <file>', 'PEM certificate chain: serve the API, WebSockets and dashboard over HTTPS (with --tls-key; SIGHUP reloads both)')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--work-dir <dir>', 'working directory of jobs that name none, and the parent of the gRPC file spaces; outside the home (default: HOME-work, beside the home)')
     .option('--grpc-port <port>', 'also serve the Xenon gRPC API on this port (0 picks a free one); off unless given', integer(0, 65535))
     .option('--grpc-host <host>', 'address the Xenon gRPC API listens on', '127.0.0.1')
     .option('--grpc-cert <file>', 'PEM certificate chain: serve gRPC over TLS (with --grpc-key)')
@@ -81,6 +83,7 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
     logLevel: opts.logLevel,
   };
   if (opts.home !== undefined) options.home = opts.home;
+  if (opts.workDir !== undefined) options.workDir = opts.workDir;
   if (opts.multiSlots !== undefined) options.multiSlots = opts.multiSlots;
   if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
   if (opts.tlsCert !== undefined && opts.tlsKey !== undefined) options.tls = { cert: opts.tlsCert, key: opts.tlsKey };
@@ -107,6 +110,7 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
     handle = await startServer(options);
   } catch (err) {
     if ((err as { code?: unknown }).code === 'JOBWIRE_TLS_FILE') throw new CliError(`${(err as Error).message} (check --tls-cert and --tls-key)`, ExitCode.USAGE, { cause: err });
+    if (err instanceof RangeError) throw new UsageError(err.message, { cause: err });
     if ((err as { code?: unknown }).code === 'JOBWIRE_GRPC_BIND') throw new CliError(`${(err as Error).message} (pick another port with --grpc-port)`, ExitCode.FAILED, { cause: err });
     if ((err as { code?: unknown }).code === 'EADDRINUSE') {
       throw new CliError(`${opts.host}:${opts.port} is in use (is a jobwire server running already? pick another port with --port)`, ExitCode.FAILED, { cause: err });
@@ -116,6 +120,7 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
   const url = handle.url.replace(/\/+$/, '');
   print(`jobwire server listening on ${url}${options.tls ? ' (TLS)' : ''}`);
   print(`jobwire home: ${handle.home}`);
+  print(`work folder: ${handle.workDir}`);
   if (options.redis !== undefined) print(`distributed mode: Redis ${redactUrl(options.redis)}, key prefix ${options.redisPrefix ?? 'jobwire:'}; jobs run on \`jobwire worker\` processes`);
   if (handle.grpcPort !== undefined) {
     const grpcHost = opts.grpcHost.includes(':') ? `[${opts.grpcHost}]` : opts.grpcHost;

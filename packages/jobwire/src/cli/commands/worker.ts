@@ -4,12 +4,12 @@
  * @module
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { join } from 'node:path';
 import type { WorkersReport } from '@jobwire/client';
 import { resolveHome } from '@jobwire/client/home';
 import type { WorkerHandle, WorkerOptions } from '../../distributed/worker.js';
 import { addConnectionOptions, connect, homeOption, type ConnectionOptions } from '../connect.js';
-import { CliError } from '../errors.js';
+import { checkWorkDir, defaultWorkDir } from '../../server/work-dir.js';
+import { CliError, UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatJson, formatTable, formatTimestamp } from '../format.js';
 import { integer, placementName, poolList, seconds } from '../options.js';
@@ -64,7 +64,7 @@ export function registerWorker(program: Command): void {
     .option('--label <KEY=VALUE>', 'a label shown by `jobwire workers` (repeatable)', labelPair)
     .option('--grace <seconds>', 'seconds between SIGTERM and SIGKILL when a job is cancelled', seconds, 5)
     .option('--url <url>', 'server URL handed to jobs as JOBWIRE_URL (default: a live server of the cluster)')
-    .option('--work-dir <dir>', "working directory of jobs that name none (default: the home's work/ folder)")
+    .option('--work-dir <dir>', 'working directory of jobs that name none; outside the home (default: HOME-work, beside the home)')
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS).default('info'))
     .addOption(homeOption())
     .addHelpText(
@@ -85,8 +85,13 @@ async function work(opts: WorkerCommandOptions): Promise<number> {
     labels: opts.label ?? {},
     graceSeconds: opts.grace,
     logLevel: opts.logLevel,
-    workDir: opts.workDir ?? join(resolveHome(opts.home), 'work'),
+    workDir: opts.workDir ?? defaultWorkDir(resolveHome(opts.home)),
   };
+  try {
+    checkWorkDir(options.workDir!, resolveHome(opts.home));
+  } catch (err) {
+    throw new UsageError((err as Error).message, { cause: err });
+  }
   if (opts.name !== undefined) options.name = opts.name;
   if (opts.slots !== undefined) options.slots = opts.slots;
   if (opts.url !== undefined) options.serverUrl = opts.url;

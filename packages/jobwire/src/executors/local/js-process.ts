@@ -3,7 +3,6 @@
  * an IPC channel, so that a function that loops, leaks or crashes takes only itself down.
  * @module
  */
-import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { ProcessHandle, ProcessResult, StartSpec } from '../types.js';
 import { isFromRunner, type FromRunner, type ToRunner } from './js-protocol.js';
@@ -43,9 +42,10 @@ export class JsProcess implements ProcessHandle {
     this.#pipe = new PipeProcess(spec, {
       what: `the function runner ("${options.nodePath}")`,
       extraStdio: ['ipc'],
-      launch: ({ cwd, env, stdio }) =>
-        // execArgv: [] keeps the server's own flags (--inspect, --test, ...) out of the job.
-        fork(RUNNER, [], { cwd, env, stdio, detached: true, execPath: options.nodePath, execArgv: [], serialization: 'json' }),
+      serialization: 'json',
+      // What child_process.fork does, spelled out so the runner can be started as another OS
+      // account too; no execArgv: the server's own flags (--inspect, --test, ...) stay out of the job.
+      command: { file: options.nodePath, args: [RUNNER] },
     });
     const child = this.#pipe.child;
     if (child === undefined) {

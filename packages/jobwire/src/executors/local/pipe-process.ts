@@ -4,10 +4,11 @@
  * IPC channel on top (see js-process.ts).
  * @module
  */
-import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { ProcessHandle, ProcessResult, StartSpec } from '../types.js';
+import { commandAs } from './os-account.js';
 import { GroupTerminator } from './process-group.js';
 import { startedJobProcess, type JobProcess } from './process-identity.js';
 import {
@@ -19,21 +20,21 @@ import {
   jobCwd,
   jobEnv,
   notStarted,
+  openCopy,
   openStdinFile,
   withProblem,
 } from './setup.js';
 
-/** How a {@link PipeProcess} starts its child, given the prepared cwd, env and stdio. */
-export type PipeLauncher = (options: { cwd: string; env: Record<string, string>; stdio: StdioOptions }) => ChildProcess;
-
 /** Options of a {@link PipeProcess}. */
 export interface PipeProcessOptions {
-  /** Starts the child. @defaultValue spawns `description.executable` with `description.arguments` */
-  launch?: PipeLauncher;
+  /** The program and its arguments. @defaultValue `description.executable` with `description.arguments` */
+  command?: { file: string; args: readonly string[] };
   /** What the job is, for "cannot start ..." messages. @defaultValue the quoted executable */
   what?: string;
   /** Extra stdio entries after stdin, stdout and stderr (e.g. `'ipc'`). @defaultValue [] */
   extraStdio?: ('ipc' | 'pipe' | 'ignore')[];
+  /** How IPC messages are encoded, with an `'ipc'` entry. @defaultValue "json" */
+  serialization?: 'json' | 'advanced';
 }
 
 /**
@@ -54,21 +55,30 @@ export class PipeProcess implements ProcessHandle {
     this.#interactive = description.interactive === true;
     this.#terminator = new GroupTerminator(() => this.child?.pid);
     const what = options.what ?? `"${description.executable ?? ''}"`;
-    const launch: PipeLauncher =
-      options.launch ??
-      ((launchOptions) => spawn(description.executable ?? '', description.arguments ?? [], { ...launchOptions, detached: true }));
+    const command = options.command ?? { file: description.executable ?? '', args: description.arguments ?? [] };
+    const account = spec.account;
 
     let stdinFd: number | undefined;
     const copies: (OutputCopy | undefined)[] = [];
     let child: ChildProcess;
     try {
       const cwd = jobCwd(spec);
-      checkCwd(cwd, what);
-      if (!this.#interactive && description.stdin !== undefined) stdinFd = openStdinFile(description.stdin, cwd);
-      copies.push(description.stdout === undefined ? undefined : OutputCopy.open('stdout', description.stdout, cwd));
-      copies.push(description.stderr === undefined ? undefined : OutputCopy.open('stderr', description.stderr, cwd));
+      const stdinFile = !this.#interactive ? description.stdin : undefined;
+      // As another account, the working directory and the stdin file are entered and opened by
+      // the job's own process (see os-account.ts); root checks and opens nothing for it.
+      if (account === undefined) checkCwd(cwd, what);
+      if (account === undefined && stdinFile !== undefined) stdinFd = openStdinFile(stdinFile, cwd);
+      copies.push(openCopy(spec, 'stdout', cwd));
+      copies.push(openCopy(spec, 'stderr', cwd));
+      const run = account === undefined ? command : commandAs(account, cwd, command.file, command.args, stdinFile);
       try {
-        child = launch({ cwd, env: jobEnv(spec), stdio: [stdinFd ?? 'pipe', 'pipe', 'pipe', ...(options.extraStdio ?? [])] });
+        child = spawn(run.file, run.args, {
+          cwd: account === undefined ? cwd : '/',
+          env: jobEnv(spec),
+          stdio: [stdinFd ?? 'pipe', 'pipe', 'pipe', ...(options.extraStdio ?? [])],
+          serialization: options.serialization ?? 'json',
+          detached: true,
+        });
       } catch (error) {
         // Some spawn failures (EINVAL, a bad argument) throw instead of emitting 'error'.
         throw new StartError(`cannot start ${what}: ${describe(error)}`, { cause: error });

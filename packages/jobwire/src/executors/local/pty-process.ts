@@ -24,7 +24,8 @@ import * as tty from 'node:tty';
 import type { ProcessHandle, ProcessResult, StartSpec } from '../types.js';
 import { GroupTerminator, signalGroup } from './process-group.js';
 import { startedJobProcess, type JobProcess } from './process-identity.js';
-import { OutputCopy, StartError, checkCwd, describe, findExecutable, jobCwd, jobEnv, notStarted, withProblem } from './setup.js';
+import { commandAs } from './os-account.js';
+import { OutputCopy, StartError, checkCwd, describe, findExecutable, jobCwd, jobEnv, notStarted, openCopy, withProblem } from './setup.js';
 
 /** Terminal type announced to tty jobs: what the dashboard's xterm.js emulates. */
 const TERM_NAME = 'xterm-256color';
@@ -110,22 +111,38 @@ export class PtyProcess implements ProcessHandle {
     let socket: tty.ReadStream;
     try {
       const cwd = jobCwd(spec);
-      checkCwd(cwd, `"${executable}"`);
       const env = jobEnv(spec, { TERM: TERM_NAME });
-      findExecutable(executable, cwd, env.PATH);
-      this.#copy = description.stdout === undefined ? undefined : OutputCopy.open('stdout', description.stdout, cwd);
+      const account = spec.account;
+      // As another account the job's own process enters the directory and finds the program
+      // (see os-account.ts): a failure there shows in the terminal and ends the job with 126/127.
+      if (account === undefined) {
+        checkCwd(cwd, `"${executable}"`);
+        findExecutable(executable, cwd, env.PATH);
+      }
+      this.#copy = openCopy(spec, 'stdout', cwd);
       const { native, helperPath } = loadPty();
       this.#native = native;
       const { cols, rows } = description.size ?? DEFAULT_SIZE;
       const envPairs = Object.entries(env).map(([key, value]) => `${key}=${value}`);
+      const run = account === undefined ? { file: executable, args: description.arguments ?? [] } : commandAs(account, cwd, executable, description.arguments ?? []);
       let term: { fd: number; pid: number; pty: string };
       try {
-        // uid/gid -1: run as ourselves. utf8: sets IUTF8, so erase works on multi-byte characters.
-        term = native.fork(executable, description.arguments ?? [], envPairs, cwd, cols, rows, -1, -1, true, helperPath, (code, signal) =>
+        // uid/gid -1: node-pty's own switch would keep root's supplementary groups, so another
+        // account is reached through setpriv (commandAs). utf8: sets IUTF8, so erase works on
+        // multi-byte characters.
+        term = native.fork(run.file, run.args, envPairs, account === undefined ? cwd : '/', cols, rows, -1, -1, true, helperPath, (code, signal) =>
           this.#onExit(code, signal),
         );
       } catch (error) {
         throw new StartError(`cannot start "${executable}": ${describe(error)}`, { cause: error });
+      }
+      if (account !== undefined) {
+        try {
+          // The terminal belongs to the job's account, as login and sshd do it (tty(1), mesg).
+          fs.chownSync(term.pty, account.uid, -1);
+        } catch {
+          // The job still has its terminal open; only programs that reopen it by name notice.
+        }
       }
       this.#pid = term.pid;
       this.#process = startedJobProcess(term.pid);

@@ -5,10 +5,12 @@
  * so that a bad path stops the job before anything runs.
  * @module
  */
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { ProcessResult, StartSpec } from '../types.js';
+import { accountEnv, spawnCopyAs, type OsAccount } from './os-account.js';
 
 /** Why a job could not be started; its message is what `ProcessResult.error` reports. */
 export class StartError extends Error {
@@ -61,12 +63,13 @@ export function checkCwd(cwd: string, what: string): void {
 const TERMINAL_VARIABLES = ['COLUMNS', 'LINES', 'TMUX', 'TMUX_PANE', 'STY', 'WINDOW', 'WINDOWID', 'TERMCAP'];
 
 /**
- * The job's environment: the server's, then `terminal` defaults for tty jobs, then the
- * description's `environment`, then the executor's own variables (which always win).
+ * The job's environment: the server's (or, for a job run as another account, that account's —
+ * see {@link accountEnv}), then `terminal` defaults for tty jobs, then the description's
+ * `environment`, then the executor's own variables (which always win).
  */
 export function jobEnv(spec: StartSpec, terminal?: Record<string, string>): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
+  const env: Record<string, string> = spec.account === undefined ? {} : accountEnv(spec.account);
+  if (spec.account === undefined) for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
   if (terminal !== undefined) {
     for (const key of TERMINAL_VARIABLES) delete env[key];
     Object.assign(env, terminal);
@@ -84,24 +87,37 @@ export function openStdinFile(file: string, cwd: string): number {
   }
 }
 
+/** Most of a copy process's stderr kept for the error message. */
+const COPY_STDERR_LIMIT = 2048;
+/**
+ * How long a copy process may take to finish once the job has ended. What is left then is at
+ * most a pipe buffer; the bound is for a copy stuck opening its file (a FIFO nobody reads).
+ */
+const COPY_CLOSE_WAIT_MS = 10_000;
+
 /**
  * A copy of one output channel into the file the description names. Writes are ordered; when the
  * file falls behind, the source stream is paused, so a slow disk slows the job instead of filling
- * the server's memory.
+ * the server's memory. For a job run as another OS account the file is written by a process of
+ * that account ({@link OutputCopy.openAs}), so the job cannot have root write where it may not.
  */
 export class OutputCopy {
-  readonly #stream: fs.WriteStream;
+  readonly #stream: Writable;
   #error: unknown;
-  readonly #closed: Promise<void>;
+  readonly #closed: Promise<string | undefined>;
   /** Sources paused until the file catches up. */
   readonly #waiting = new Set<Pick<Readable, 'resume'>>();
 
   private constructor(
     readonly channel: string,
     readonly file: string,
-    fd: number,
+    stream: Writable,
+    /** Resolves once the file is closed, with the copy process's complaint if it had one. */
+    closed: Promise<string | undefined>,
+    /** Stops a copy process that does not finish in time. */
+    private readonly kill?: () => void,
   ) {
-    this.#stream = fs.createWriteStream('', { fd, autoClose: true });
+    this.#stream = stream;
     const resumeAll = (): void => {
       for (const source of this.#waiting) source.resume();
       this.#waiting.clear();
@@ -112,7 +128,7 @@ export class OutputCopy {
       // On a write error 'drain' never comes; the job must not stall on its copy.
       resumeAll();
     });
-    this.#closed = new Promise((resolve) => this.#stream.once('close', () => resolve()));
+    this.#closed = closed;
   }
 
   /** Opens (truncates or creates) `file`, relative to `cwd`; throws a StartError if it cannot. */
@@ -124,7 +140,32 @@ export class OutputCopy {
     } catch (error) {
       throw new StartError(`cannot open ${channel} file "${full}": ${describe(error)}`, { cause: error });
     }
-    return new OutputCopy(channel, full, fd);
+    const stream = fs.createWriteStream('', { fd, autoClose: true });
+    return new OutputCopy(channel, full, stream, new Promise((resolve) => stream.once('close', () => resolve(undefined))));
+  }
+
+  /**
+   * A copy into `file` (relative to `cwd`) written by a process running as `account`. It cannot
+   * fail here: a file the account may not write ends the copy process, and `close()` reports why.
+   */
+  static openAs(channel: string, file: string, cwd: string, account: OsAccount): OutputCopy {
+    const full = path.resolve(cwd, file);
+    let child: ChildProcess;
+    try {
+      child = spawnCopyAs(account, cwd, file);
+    } catch (error) {
+      throw new StartError(`cannot open ${channel} file "${full}": ${describe(error)}`, { cause: error });
+    }
+    let stderr = '';
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (text: string) => {
+      if (stderr.length < COPY_STDERR_LIMIT) stderr += text;
+    });
+    const closed = new Promise<string | undefined>((resolve) => {
+      child.on('error', (error) => resolve(describe(error)));
+      child.on('close', (code, signal) => resolve(code === 0 ? undefined : stderr.trim() || `the copy process ended with ${signal ?? `exit code ${String(code)}`}`));
+    });
+    return new OutputCopy(channel, full, child.stdin!, closed, () => child.kill('SIGKILL'));
   }
 
   /** Appends `data`; pauses `source` until the file has caught up. */
@@ -139,9 +180,29 @@ export class OutputCopy {
   /** Flushes and closes the file; resolves with why the copy is incomplete, if it is. */
   async close(): Promise<string | undefined> {
     if (!this.#stream.destroyed && !this.#stream.writableEnded) this.#stream.end();
-    await this.#closed;
-    return this.#error === undefined ? undefined : `could not write the ${this.channel} copy "${this.file}": ${describe(this.#error)}`;
+    let timer: NodeJS.Timeout | undefined;
+    const complaint = await (this.kill === undefined
+      ? this.#closed
+      : Promise.race([
+          this.#closed,
+          new Promise<string>((resolve) => {
+            timer = setTimeout(() => {
+              this.kill?.();
+              resolve(`the copy did not finish within ${COPY_CLOSE_WAIT_MS / 1000} s of the job's end and was stopped`);
+            }, COPY_CLOSE_WAIT_MS);
+          }),
+        ]));
+    clearTimeout(timer);
+    const why = complaint ?? (this.#error === undefined ? undefined : describe(this.#error));
+    return why === undefined ? undefined : `could not write the ${this.channel} copy "${this.file}": ${why}`;
   }
+}
+
+/** Opens the copy of `channel` the description asks for, as the job's account when it has one. */
+export function openCopy(spec: StartSpec, channel: 'stdout' | 'stderr', cwd: string): OutputCopy | undefined {
+  const file = spec.description[channel];
+  if (file === undefined) return undefined;
+  return spec.account === undefined ? OutputCopy.open(channel, file, cwd) : OutputCopy.openAs(channel, file, cwd, spec.account);
 }
 
 /** Closes every copy; returns the problems, joined, or undefined when all went well. */
