@@ -21,7 +21,7 @@ import { runJob, type RunnerContext } from '../jobs/runner.js';
 import { openRedisStore, type RedisStore } from '../store/redis/index.js';
 import type { FinishFields, JobRecord, Store } from '../store/types.js';
 import { nodeQueueName, Placer, type HandOver } from './placement.js';
-import { DEFAULT_LIVENESS, dropWorker, heartbeat, reapDeadWorkers, registerWorker, type Liveness } from './registry.js';
+import { checkLiveness, DEFAULT_LIVENESS, dropWorker, heartbeat, reapDeadWorkers, registerWorker, type Liveness } from './registry.js';
 import { liveServerUrls } from './servers.js';
 
 /** Options of {@link startWorker}. */
@@ -100,7 +100,7 @@ function parseOptions(options: WorkerOptions): Resolved {
   const graceSeconds = options.graceSeconds ?? 5;
   if (!(graceSeconds >= 0)) throw new RangeError(`graceSeconds: a number >= 0, not ${graceSeconds}`);
   const liveness = { ...DEFAULT_LIVENESS, ...options.liveness };
-  if (liveness.ttlMs < 2 * liveness.heartbeatMs) throw new RangeError('liveness: ttlMs must be at least twice heartbeatMs');
+  checkLiveness(liveness);
   return {
     redis: options.redis ?? 'redis://127.0.0.1:6379',
     prefix: options.prefix ?? 'jobwire:',

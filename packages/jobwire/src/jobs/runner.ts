@@ -8,6 +8,7 @@
 import type { OutputChannel } from '@jobwire/client';
 import type { Executor, ProcessHandle, ProcessResult } from '../executors/types.js';
 import type { FinishFields, JobRecord, Store, StreamEvent } from '../store/types.js';
+import { setLongTimeout, type LongTimeout } from '../timers.js';
 
 /** What a runner needs. */
 export interface RunnerContext {
@@ -125,7 +126,7 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
   };
   const unsubscribe = streams.subscribe(id, onStream);
 
-  let timer: NodeJS.Timeout | undefined;
+  let timer: LongTimeout | undefined;
   let result: ProcessResult;
   try {
     handle = executor.start({
@@ -146,7 +147,8 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
     if (!running) stopForCancel(); // cancelled while starting
     const maxRuntime = job.description.maxRuntime ?? 0;
     if (maxRuntime > 0) {
-      timer = setTimeout(() => {
+      // Up to a year (the schema's limit): longer than one setTimeout can wait.
+      timer = setLongTimeout(() => {
         timedOut = true;
         handle?.terminate(ctx.graceMs);
       }, maxRuntime * 60_000);
@@ -158,7 +160,7 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
   } catch (err) {
     result = { exitCode: null, signal: null, error: `could not run the job: ${err instanceof Error ? err.message : String(err)}` };
   } finally {
-    if (timer) clearTimeout(timer);
+    timer?.clear();
     unsubscribe();
   }
 
