@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'not_found'
   | 'conflict'
   | 'payload_too_large'
+  | 'range_not_satisfiable'
   | 'timeout'
   | 'no_server'
   | 'connection'
@@ -30,6 +31,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   conflict: 409,
   payload_too_large: 413,
+  range_not_satisfiable: 416,
   timeout: 408,
   no_server: 503,
   connection: 503,
@@ -81,7 +83,7 @@ export class UnauthorizedError extends JobwireError {
 /** The request was malformed or named a bad field. */
 export class BadRequestError extends JobwireError {
   override name = 'BadRequestError';
-  constructor(message: string, options?: ErrorOptions & { field?: string; code?: 'bad_request' | 'invalid_description' | 'unsupported' | 'payload_too_large' | 'protocol' }) {
+  constructor(message: string, options?: ErrorOptions & { field?: string; code?: 'bad_request' | 'invalid_description' | 'unsupported' | 'payload_too_large' | 'range_not_satisfiable' | 'protocol' }) {
     super(options?.code ?? 'bad_request', message, options);
   }
 }
@@ -124,6 +126,7 @@ export function errorFromWire(body: { code?: string; message?: string; field?: s
     case 'invalid_description':
     case 'unsupported':
     case 'payload_too_large':
+    case 'range_not_satisfiable':
     case 'protocol':
       return new BadRequestError(message, field === undefined ? { code } : { code, field });
     case 'conflict':

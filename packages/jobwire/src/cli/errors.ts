@@ -35,6 +35,7 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'not_found',
   'conflict',
   'payload_too_large',
+  'range_not_satisfiable',
   'timeout',
   'no_server',
   'connection',

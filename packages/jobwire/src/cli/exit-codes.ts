@@ -79,6 +79,7 @@ export function exitCodeForErrorCode(code: ErrorCode): number {
     case 'invalid_description':
     case 'unsupported':
     case 'payload_too_large':
+    case 'range_not_satisfiable':
       return ExitCode.USAGE;
     case 'no_server':
     case 'connection':
