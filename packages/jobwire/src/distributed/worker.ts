@@ -16,6 +16,7 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { pino, type Logger } from 'pino';
 import { resolveHome } from '@jobwire/client/home';
 import { LocalExecutor } from '../executors/local/index.js';
+import { prepareHome } from '../home.js';
 import { PLACEMENT_NAME } from '../jobs/placement-names.js';
 import { runJob, type RunnerContext } from '../jobs/runner.js';
 import { openRedisStore, type RedisStore } from '../store/redis/index.js';
@@ -40,6 +41,12 @@ export interface WorkerOptions {
   labels?: Record<string, string>;
   /** Seconds between SIGTERM and SIGKILL when a job is cancelled. @defaultValue 5 */
   graceSeconds?: number;
+  /**
+   * The jobwire home, whose `work/` folder is the default `workDir`. Unless `workDir` is given, it
+   * is created 0700, or made private when it exists (see {@link prepareHome}).
+   * @defaultValue resolveHome()
+   */
+  home?: string;
   /** Working directory of jobs that name none. @defaultValue the jobwire home's `work/` folder */
   workDir?: string;
   /** Server URL handed to jobs as JOBWIRE_URL. @defaultValue a live server from the registry */
@@ -85,6 +92,8 @@ interface Resolved {
   labels: Record<string, string>;
   graceSeconds: number;
   workDir: string;
+  /** The home to make private (when the work folder lies in it). */
+  home: string | undefined;
   serverUrl: string | undefined;
   liveness: Liveness;
   logger: Logger;
@@ -109,7 +118,8 @@ function parseOptions(options: WorkerOptions): Resolved {
     slots,
     labels: options.labels ?? {},
     graceSeconds,
-    workDir: options.workDir ?? join(resolveHome(), 'work'),
+    workDir: options.workDir ?? join(resolveHome(options.home), 'work'),
+    home: options.workDir === undefined ? resolveHome(options.home) : undefined,
     serverUrl: options.serverUrl,
     liveness,
     logger: options.logger ?? pino({ level: options.logLevel ?? 'info', base: { worker: name } }, pino.destination(2)),
@@ -160,6 +170,12 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   const opts = parseOptions(options);
   const log = opts.logger;
   const instance = randomBytes(8).toString('hex');
+  if (opts.home !== undefined) {
+    const prepared = prepareHome(opts.home);
+    if (prepared.tightenedFrom !== undefined) {
+      log.warn({ home: opts.home, was: prepared.tightenedFrom.toString(8), now: '700' }, 'the jobwire home was open to other users; made it private (mode 0700)');
+    }
+  }
   mkdirSync(opts.workDir, { recursive: true });
   const store = await openRedisStore({ url: opts.redis, prefix: opts.prefix, connectionName: `jobwire:worker:${opts.name}` });
   const onError = (err: unknown, jobId?: string): void => log.error({ err, jobId }, 'worker bookkeeping failed');

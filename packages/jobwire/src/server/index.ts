@@ -27,6 +27,7 @@ import { JSON_BODY_LIMIT, registerRoutes, tokenOf } from './routes.js';
 import { TokenBook } from './tokens.js';
 import { joinCluster } from '../distributed/cluster.js';
 import { registerWorkersRoute } from './workers-route.js';
+import { prepareHome } from '../home.js';
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -101,7 +102,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new RangeError(`port: an integer from 0 to 65535, not ${opts.port}`);
   if (!Number.isInteger(opts.multiSlots) || opts.multiSlots < 1) throw new RangeError(`multiSlots: a positive integer, not ${opts.multiSlots}`);
   const home = opts.home;
-  mkdirSync(home, { recursive: true, mode: 0o700 });
+  const prepared = prepareHome(home);
   const workDir = join(home, 'work');
   mkdirSync(workDir, { recursive: true });
 
@@ -134,6 +135,9 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     },
   });
   appLog = app.log;
+  if (prepared.tightenedFrom !== undefined) {
+    app.log.warn({ home, was: prepared.tightenedFrom.toString(8), now: '700' }, 'the jobwire home was open to other users; made it private (mode 0700)');
+  }
   const executor = cluster?.executor ?? new LocalExecutor({ multiSlots: opts.multiSlots });
   const ctx: RunnerContext = {
     store,

@@ -4,9 +4,7 @@
  * @module
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { join } from 'node:path';
 import type { WorkersReport } from '@jobwire/client';
-import { resolveHome } from '@jobwire/client/home';
 import type { WorkerHandle, WorkerOptions } from '../../distributed/worker.js';
 import { addConnectionOptions, connect, homeOption, type ConnectionOptions } from '../connect.js';
 import { CliError } from '../errors.js';
@@ -85,8 +83,9 @@ async function work(opts: WorkerCommandOptions): Promise<number> {
     labels: opts.label ?? {},
     graceSeconds: opts.grace,
     logLevel: opts.logLevel,
-    workDir: opts.workDir ?? join(resolveHome(opts.home), 'work'),
   };
+  if (opts.home !== undefined) options.home = opts.home;
+  if (opts.workDir !== undefined) options.workDir = opts.workDir;
   if (opts.name !== undefined) options.name = opts.name;
   if (opts.slots !== undefined) options.slots = opts.slots;
   if (opts.url !== undefined) options.serverUrl = opts.url;

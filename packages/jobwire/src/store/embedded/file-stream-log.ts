@@ -24,6 +24,7 @@
  * @module
  */
 import {
+  chmodSync,
   closeSync,
   ftruncateSync,
   mkdirSync,
@@ -133,7 +134,9 @@ export class FileStreamLog implements StreamLog {
   #closed = false;
 
   constructor(private readonly options: FileStreamLogOptions) {
-    mkdirSync(options.dir, { recursive: true });
+    mkdirSync(options.dir, { recursive: true, mode: 0o700 });
+    // Job output is its owner's alone; an output folder made by an older version may be 0755.
+    chmodSync(options.dir, 0o700);
   }
 
   appendOutput(jobId: string, channel: OutputChannel, data: Uint8Array): Promise<OutputChunk> {
@@ -429,7 +432,7 @@ export class FileStreamLog implements StreamLog {
     let job = loadJob(dir);
     if (job === undefined) {
       if (!create) return undefined;
-      mkdirSync(dir, { recursive: true });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
       job = new JobStreams(dir);
     }
     if (job.outputClosed) this.#remember(jobId, job);
@@ -448,7 +451,7 @@ export class FileStreamLog implements StreamLog {
 
   /** The job's descriptor for `name`, opened on first use (append + read). */
   #fd(job: JobStreams, name: FileName): number {
-    return (job.fds[name] ??= openSync(join(job.dir, name), 'a+'));
+    return (job.fds[name] ??= openSync(join(job.dir, name), 'a+', 0o600));
   }
 
   #pushTail(job: JobStreams, chunk: OutputChunk): void {
@@ -636,7 +639,7 @@ function readState(dir: string): PersistedState {
 function writeState(job: JobStreams): void {
   const state: PersistedState = { outputClosed: job.outputClosed, stdinClosed: job.stdinClosed, stdinConsumed: job.stdinConsumed };
   const path = join(job.dir, 'state.json');
-  writeFileSync(`${path}.tmp`, JSON.stringify(state));
+  writeFileSync(`${path}.tmp`, JSON.stringify(state), { mode: 0o600 });
   renameSync(`${path}.tmp`, path);
 }
 
