@@ -17,6 +17,7 @@ import { pino, type Logger } from 'pino';
 import { resolveHome } from '@jobwire/client/home';
 import { LocalExecutor } from '../executors/local/index.js';
 import { prepareHome } from '../home.js';
+import { serializeError } from '../logging.js';
 import { PLACEMENT_NAME } from '../jobs/placement-names.js';
 import { runJob, type RunnerContext } from '../jobs/runner.js';
 import { openRedisStore, type RedisStore } from '../store/redis/index.js';
@@ -122,7 +123,7 @@ function parseOptions(options: WorkerOptions): Resolved {
     home: options.workDir === undefined ? resolveHome(options.home) : undefined,
     serverUrl: options.serverUrl,
     liveness,
-    logger: options.logger ?? pino({ level: options.logLevel ?? 'info', base: { worker: name } }, pino.destination(2)),
+    logger: options.logger ?? pino({ level: options.logLevel ?? 'info', base: { worker: name }, serializers: { err: serializeError } }, pino.destination(2)),
   };
 }
 

@@ -28,6 +28,7 @@ import { TokenBook } from './tokens.js';
 import { joinCluster } from '../distributed/cluster.js';
 import { registerWorkersRoute } from './workers-route.js';
 import { prepareHome } from '../home.js';
+import { serializeError } from '../logging.js';
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -131,6 +132,8 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
       redact: ['req.headers.authorization'],
       serializers: {
         req: (req: { method: string; url: string }) => ({ method: req.method, url: redactUrl(req.url) }),
+        // Errors may quote URLs, headers and raw request bytes (see logging.ts).
+        err: serializeError,
       },
     },
   });
