@@ -18,6 +18,7 @@ import { resolveHome } from '@jobwire/client/home';
 import { LocalExecutor } from '../executors/local/index.js';
 import { prepareHome } from '../home.js';
 import { serializeError } from '../logging.js';
+import { StopSteps, type CloseOptions, type StopReport } from '../stop.js';
 import { PLACEMENT_NAME } from '../jobs/placement-names.js';
 import { runJob, type RunnerContext } from '../jobs/runner.js';
 import { openRedisStore, type RedisStore } from '../store/redis/index.js';
@@ -71,8 +72,12 @@ export interface WorkerHandle extends AsyncDisposable {
   readonly store: RedisStore;
   /** Ids of the jobs it is running (or about to start). */
   running(): string[];
-  /** Stops taking jobs, stops the running ones (they end Lost), leaves the registry. */
-  close(): Promise<void>;
+  /**
+   * Stops taking jobs, stops the running ones (they end Lost), leaves the registry. With
+   * `signal`, gives up on an unanswering Redis when it aborts; resolves to what was left
+   * unsettled, which is also logged.
+   */
+  close(options?: CloseOptions): Promise<StopReport>;
 }
 
 /** How often the worker re-checks its jobs against Redis (cancel flags, lost hand-overs). */
@@ -179,7 +184,12 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   }
   mkdirSync(opts.workDir, { recursive: true });
   const store = await openRedisStore({ url: opts.redis, prefix: opts.prefix, connectionName: `jobwire:worker:${opts.name}` });
-  const onError = (err: unknown, jobId?: string): void => log.error({ err, jobId }, 'worker bookkeeping failed');
+  /** Jobs whose bookkeeping failed while the worker stopped (reported by close()). */
+  const unsettledJobs = new Set<string>();
+  const onError = (err: unknown, jobId?: string): void => {
+    if (closing && jobId !== undefined) unsettledJobs.add(jobId);
+    log.error({ err, jobId }, 'worker bookkeeping failed');
+  };
   const placer = new Placer(store, (err) => onError(err));
   const active = new Set<string>();
   let closing = false;
@@ -323,26 +333,35 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   placer.poke();
   log.info({ pools: opts.pools, slots: opts.slots }, 'worker ready');
 
-  let closed: Promise<void> | undefined;
-  const close = (): Promise<void> =>
+  let closed: Promise<StopReport> | undefined;
+  const close = (options: CloseOptions = {}): Promise<StopReport> =>
     (closed ??= (async () => {
+      // Every step below waits for Redis; giving up drops the connections (BullMQ's own too).
+      const steps = new StopSteps(options.signal, () => {
+        void bullWorker.disconnect().catch(() => undefined);
+        store.abandon();
+      });
       closing = true;
       clearInterval(heartbeatTimer);
       clearInterval(housekeepingTimer);
       ctx.shutdownReason = `the worker ${opts.name} shut down while the job was running`;
       stopRuns();
-      await bullWorker.close();
-      await housekeepingRun;
-      try {
-        await dropWorker(store, opts.name, instance, ctx.shutdownReason, true);
+      await steps.run('stopping the running jobs and closing the job queue', () => bullWorker.close());
+      // Runs still going are stuck on Redis: their jobs' final status was not stored.
+      for (const id of active) unsettledJobs.add(id);
+      if (unsettledJobs.size > 0) steps.note(`the final status of job(s) ${[...unsettledJobs].join(', ')} was not stored (other workers and servers mark them Lost once this worker misses its heartbeats)`);
+      await steps.run('finishing the housekeeping pass in progress', () => housekeepingRun);
+      await steps.run('leaving the worker registry (other workers and servers drop it once it misses its heartbeats)', async () => {
+        await dropWorker(store, opts.name, instance, ctx.shutdownReason!, true);
         await placer.dropNodeQueue(opts.name);
         placer.poke();
         await placer.idle();
-      } catch (err) {
-        onError(err);
-      }
-      await placer.close();
-      await store.close();
+      });
+      await steps.run('closing the placement queues', () => placer.close());
+      await steps.run('closing the store', () => store.close());
+      const report = steps.report();
+      if (report.unsettled.length > 0) log.warn({ unsettled: report.unsettled }, 'stopped without settling everything');
+      return report;
     })());
 
   return {
@@ -353,6 +372,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     store,
     running: () => [...active],
     close,
-    [Symbol.asyncDispose]: close,
+    [Symbol.asyncDispose]: async () => {
+      await close();
+    },
   };
 }

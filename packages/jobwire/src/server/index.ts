@@ -29,6 +29,7 @@ import { joinCluster } from '../distributed/cluster.js';
 import { registerWorkersRoute } from './workers-route.js';
 import { prepareHome } from '../home.js';
 import { serializeError } from '../logging.js';
+import { StopSteps, type CloseOptions, type StopReport } from '../stop.js';
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -77,8 +78,12 @@ export interface ServerHandle extends AsyncDisposable {
   readonly store: Store;
   /** Port of the Xenon gRPC service, when it runs. */
   readonly grpcPort?: number;
-  /** Stops accepting, ends client sessions, stops running jobs (they end Lost), closes the store. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting, ends client sessions, stops running jobs (they end Lost), closes the store.
+   * With `signal` (distributed mode), gives up on an unanswering Redis when it aborts; resolves
+   * to what was left unsettled, which is also logged.
+   */
+  close(options?: CloseOptions): Promise<StopReport>;
 }
 
 function defaults(options: ServerOptions): Required<Omit<ServerOptions, GrpcOptionKeys | ClusterOptionKeys>> {
@@ -209,24 +214,29 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   dispatcher?.poke();
 
   let grpc: GrpcServerHandle | undefined;
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> =>
+  let closing: Promise<StopReport> | undefined;
+  const close = (options: CloseOptions = {}): Promise<StopReport> =>
     (closing ??= (async () => {
-      await grpc?.close();
+      // In distributed mode every step may wait for Redis; giving up drops the connections.
+      const steps = new StopSteps(options.signal, () => cluster?.store.abandon());
+      await steps.run('closing the gRPC service', () => grpc?.close());
       dispatcher?.stop();
       app.server.off('upgrade', onUpgrade);
       for (const ws of wss.clients) ws.close(1001, 'server shutting down');
-      await dispatcher?.shutdown('the jobwire server shut down while the job was running');
-      await app.close();
+      await steps.run('stopping the running jobs', () => dispatcher?.shutdown('the jobwire server shut down while the job was running'));
+      await steps.run('answering the requests in progress', () => app.close());
       wss.close();
-      await cluster?.close();
-      await store.close();
+      await steps.run('leaving the cluster (server registry, placement queues)', () => cluster?.close());
+      await steps.run('closing the store', () => store.close());
+      const report = steps.report();
+      if (report.unsettled.length > 0) app.log.warn({ unsettled: report.unsettled }, 'stopped without settling everything');
       try {
         const current = JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as ServerRecord;
         if (current.pid === process.pid && current.url === url) rmSync(join(home, 'server.json'), { force: true });
       } catch {
         // already gone
       }
+      return report;
     })());
 
   if (options.grpcPort !== undefined) {
@@ -253,6 +263,8 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     home,
     store,
     close,
-    [Symbol.asyncDispose]: close,
+    [Symbol.asyncDispose]: async () => {
+      await close();
+    },
   };
 }

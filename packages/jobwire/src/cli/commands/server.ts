@@ -66,7 +66,10 @@ export function registerServer(program: Command): void {
       ) +
         '\nOn a terminal it prints "sign in: URL/?token=TOKEN": open that in a browser for the dashboard. When\n' +
         'stdout is not a terminal (it then carries only the log) the link goes once to stderr instead, as\n' +
-        '"jobwire: sign in (token, keep private): URL/?token=TOKEN". No log line carries a token.\n',
+        '"jobwire: sign in (token, keep private): URL/?token=TOKEN". No log line carries a token.\n' +
+        '\nOn Ctrl-C or SIGTERM it stops within 10 seconds plus --grace (10 s flat with --redis): if Redis\n' +
+        'does not answer, it gives up on it, lists what it left undone on stderr and exits 1; a clean\n' +
+        'stop exits 0, a second signal stops at once (exit 1). See docs/deployment.md.\n',
     )
     .action(act(serve));
 }
@@ -123,5 +126,6 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
   if (process.stdout.isTTY) print(`sign in: ${link}`);
   else process.stderr.write(`jobwire: sign in (token, keep private): ${link}\n`);
 
-  return runUntilSignal('server', handle);
+  // In distributed mode the server runs no jobs: no grace period to wait for.
+  return runUntilSignal('server', handle, { graceSeconds: options.redis === undefined ? opts.grace : 0 });
 }
