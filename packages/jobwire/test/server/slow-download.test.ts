@@ -4,8 +4,9 @@
  *
  * The job writes 512 MiB; the client reads at about 1 MiB/s while the server's RSS (its own
  * process, from /proc/PID/status) is sampled. Reading all 512 MiB at that rate would take nine
- * minutes, so the client reads for 25 s and then aborts: a server that loads the whole range
- * before sending has grown by 512 MiB by then; a streaming one by about a chunk or two.
+ * minutes, so the client reads for 25 s and then aborts, which keeps the test under a minute: a
+ * server that loads the whole range before sending has grown by 512 MiB by then; a streaming one
+ * by about a chunk or two (256 KiB each).
  */
 import assert from 'node:assert/strict';
 import { get } from 'node:http';
