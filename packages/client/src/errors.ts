@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'conflict'
   | 'payload_too_large'
   | 'headers_too_large'
+  | 'range_not_satisfiable'
   | 'timeout'
   | 'no_server'
   | 'connection'
@@ -32,6 +33,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   conflict: 409,
   payload_too_large: 413,
   headers_too_large: 431,
+  range_not_satisfiable: 416,
   timeout: 408,
   no_server: 503,
   connection: 503,
@@ -83,7 +85,7 @@ export class UnauthorizedError extends JobwireError {
 /** The request was malformed or named a bad field. */
 export class BadRequestError extends JobwireError {
   override name = 'BadRequestError';
-  constructor(message: string, options?: ErrorOptions & { field?: string; code?: 'bad_request' | 'invalid_description' | 'unsupported' | 'payload_too_large' | 'headers_too_large' | 'protocol' }) {
+  constructor(message: string, options?: ErrorOptions & { field?: string; code?: 'bad_request' | 'invalid_description' | 'unsupported' | 'payload_too_large' | 'headers_too_large' | 'range_not_satisfiable' | 'protocol' }) {
     super(options?.code ?? 'bad_request', message, options);
   }
 }
@@ -127,6 +129,7 @@ export function errorFromWire(body: { code?: string; message?: string; field?: s
     case 'unsupported':
     case 'payload_too_large':
     case 'headers_too_large':
+    case 'range_not_satisfiable':
     case 'protocol':
       return new BadRequestError(message, field === undefined ? { code } : { code, field });
     case 'conflict':

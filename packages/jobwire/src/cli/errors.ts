@@ -36,6 +36,7 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'conflict',
   'payload_too_large',
   'headers_too_large',
+  'range_not_satisfiable',
   'timeout',
   'no_server',
   'connection',

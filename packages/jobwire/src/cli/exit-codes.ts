@@ -80,6 +80,7 @@ export function exitCodeForErrorCode(code: ErrorCode): number {
     case 'unsupported':
     case 'payload_too_large':
     case 'headers_too_large':
+    case 'range_not_satisfiable':
       return ExitCode.USAGE;
     case 'no_server':
     case 'connection':

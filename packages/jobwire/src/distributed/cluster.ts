@@ -11,7 +11,7 @@ import { SharedTokenBook } from '../server/shared-tokens.js';
 import { openRedisStore, type RedisStore } from '../store/redis/index.js';
 import { DistributedExecutor } from './executor.js';
 import { Placer } from './placement.js';
-import { DEFAULT_LIVENESS, reapDeadWorkers, workersReport, type Liveness } from './registry.js';
+import { checkLiveness, DEFAULT_LIVENESS, reapDeadWorkers, workersReport, type Liveness } from './registry.js';
 import { announceServer } from './servers.js';
 
 /** Where a server logs (pino's shape, as fastify's logger has it). */
@@ -53,6 +53,7 @@ export interface Cluster {
 /** Connects a server to Redis. */
 export async function joinCluster(options: ClusterOptions): Promise<Cluster> {
   const liveness = { ...DEFAULT_LIVENESS, ...options.liveness };
+  checkLiveness(liveness);
   const store = await openRedisStore({ url: options.url, prefix: options.prefix ?? 'jobwire:', connectionName: 'jobwire:server' });
   const onError = (err: unknown): void => options.log.error({ err }, 'distributed-mode housekeeping failed');
   let tokens: SharedTokenBook;

@@ -8,6 +8,7 @@ import type { JobProcess } from '../executors/local/process-identity.js';
 import { withOutcome, type OrphanOutcome } from '../jobs/orphans.js';
 import type { JobRecord } from '../store/types.js';
 import type { RedisStore } from '../store/redis/index.js';
+import { MAX_TIMER_MS } from '../timers.js';
 import { JobwireError, type PoolStatus, type WorkerInfo, type WorkersReport } from '@jobwire/client';
 
 /** The pool every worker belongs to, and the default pool of every job. */
@@ -28,6 +29,21 @@ export interface Liveness {
  * with -9 is Lost (or queued for its retry) at most about 7 s later — documented as ≤ 10 s.
  */
 export const DEFAULT_LIVENESS: Liveness = { heartbeatMs: 1000, ttlMs: 5000, reapEveryMs: 1000 };
+
+/**
+ * Refuses timings that cannot work: the intervals run on `setInterval`, which turns anything
+ * above {@link MAX_TIMER_MS} into 1 ms (a busy loop), and a ttl shorter than two heartbeats
+ * would take live workers for dead.
+ */
+export function checkLiveness(liveness: Liveness): void {
+  for (const key of ['heartbeatMs', 'ttlMs', 'reapEveryMs'] as const) {
+    const value = liveness[key];
+    if (!Number.isSafeInteger(value) || value < 1 || (key !== 'ttlMs' && value > MAX_TIMER_MS)) {
+      throw new RangeError(`liveness.${key}: an integer number of ms from 1${key !== 'ttlMs' ? ` to ${MAX_TIMER_MS}` : ''}, not ${value}`);
+    }
+  }
+  if (liveness.ttlMs < 2 * liveness.heartbeatMs) throw new RangeError('liveness: ttlMs must be at least twice heartbeatMs');
+}
 
 /** What a worker registers. */
 export interface Registration {

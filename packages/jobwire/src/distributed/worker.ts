@@ -15,6 +15,9 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { pino, type Logger } from 'pino';
 import { resolveHome } from '@jobwire/client/home';
 import { LocalExecutor } from '../executors/local/index.js';
+import { prepareHome } from '../home.js';
+import { serializeError } from '../logging.js';
+import { StopSteps, type CloseOptions, type StopReport } from '../stop.js';
 import { PLACEMENT_NAME } from '../jobs/placement-names.js';
 import { stopOrphans } from '../jobs/orphans.js';
 import { accountPolicy } from '../jobs/run-as.js';
@@ -24,7 +27,7 @@ import { defaultWorkDir } from '../server/work-dir.js';
 import { openRedisStore, type RedisStore } from '../store/redis/index.js';
 import type { FinishFields, JobRecord, Store } from '../store/types.js';
 import { nodeQueueName, Placer, type HandOver } from './placement.js';
-import { DEFAULT_LIVENESS, dropWorker, forgetOrphans, heartbeat, orphansOf, reapDeadWorkers, registerWorker, type Liveness } from './registry.js';
+import { checkLiveness, DEFAULT_LIVENESS, dropWorker, forgetOrphans, heartbeat, orphansOf, reapDeadWorkers, registerWorker, type Liveness } from './registry.js';
 import { liveServerUrls } from './servers.js';
 
 /** Options of {@link startWorker}. */
@@ -43,6 +46,11 @@ export interface WorkerOptions {
   labels?: Record<string, string>;
   /** Seconds between SIGTERM and SIGKILL when a job is cancelled. @defaultValue 5 */
   graceSeconds?: number;
+  /**
+   * The jobwire home: created 0700, or made private when it exists (see {@link prepareHome}).
+   * @defaultValue resolveHome()
+   */
+  home?: string;
   /** Working directory of jobs that name none. @defaultValue `<home>-work`, beside the jobwire home (never in it) */
   workDir?: string;
   /** Server URL handed to jobs as JOBWIRE_URL. @defaultValue a live server from the registry */
@@ -68,8 +76,12 @@ export interface WorkerHandle extends AsyncDisposable {
   readonly store: RedisStore;
   /** Ids of the jobs it is running (or about to start). */
   running(): string[];
-  /** Stops taking jobs, stops the running ones (they end Lost), leaves the registry. */
-  close(): Promise<void>;
+  /**
+   * Stops taking jobs, stops the running ones (they end Lost), leaves the registry. With
+   * `signal`, gives up on an unanswering Redis when it aborts; resolves to what was left
+   * unsettled, which is also logged.
+   */
+  close(options?: CloseOptions): Promise<StopReport>;
 }
 
 /** How often the worker re-checks its jobs against Redis (cancel flags, lost hand-overs). */
@@ -90,6 +102,8 @@ interface Resolved {
   labels: Record<string, string>;
   graceSeconds: number;
   workDir: string;
+  /** The home to make private. */
+  home: string | undefined;
   serverUrl: string | undefined;
   caFile: string | undefined;
   liveness: Liveness;
@@ -106,7 +120,7 @@ function parseOptions(options: WorkerOptions): Resolved {
   const graceSeconds = options.graceSeconds ?? 5;
   if (!(graceSeconds >= 0)) throw new RangeError(`graceSeconds: a number >= 0, not ${graceSeconds}`);
   const liveness = { ...DEFAULT_LIVENESS, ...options.liveness };
-  if (liveness.ttlMs < 2 * liveness.heartbeatMs) throw new RangeError('liveness: ttlMs must be at least twice heartbeatMs');
+  checkLiveness(liveness);
   return {
     redis: options.redis ?? 'redis://127.0.0.1:6379',
     prefix: options.prefix ?? 'jobwire:',
@@ -115,11 +129,12 @@ function parseOptions(options: WorkerOptions): Resolved {
     slots,
     labels: options.labels ?? {},
     graceSeconds,
-    workDir: options.workDir ?? defaultWorkDir(resolveHome()),
+    workDir: options.workDir ?? defaultWorkDir(resolveHome(options.home)),
+    home: resolveHome(options.home),
     serverUrl: options.serverUrl,
     caFile: options.caFile,
     liveness,
-    logger: options.logger ?? pino({ level: options.logLevel ?? 'info', base: { worker: name } }, pino.destination(2)),
+    logger: options.logger ?? pino({ level: options.logLevel ?? 'info', base: { worker: name }, serializers: { err: serializeError } }, pino.destination(2)),
   };
 }
 
@@ -167,9 +182,20 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   const opts = parseOptions(options);
   const log = opts.logger;
   const instance = randomBytes(8).toString('hex');
+  if (opts.home !== undefined) {
+    const prepared = prepareHome(opts.home);
+    if (prepared.tightenedFrom !== undefined) {
+      log.warn({ home: opts.home, was: prepared.tightenedFrom.toString(8), now: '700' }, 'the jobwire home was open to other users; made it private (mode 0700)');
+    }
+  }
   mkdirSync(opts.workDir, { recursive: true });
   const store = await openRedisStore({ url: opts.redis, prefix: opts.prefix, connectionName: `jobwire:worker:${opts.name}` });
-  const onError = (err: unknown, jobId?: string): void => log.error({ err, jobId }, 'worker bookkeeping failed');
+  /** Jobs whose bookkeeping failed while the worker stopped (reported by close()). */
+  const unsettledJobs = new Set<string>();
+  const onError = (err: unknown, jobId?: string): void => {
+    if (closing && jobId !== undefined) unsettledJobs.add(jobId);
+    log.error({ err, jobId }, 'worker bookkeeping failed');
+  };
   const placer = new Placer(store, (err) => onError(err));
   const active = new Set<string>();
   let closing = false;
@@ -323,26 +349,35 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   placer.poke();
   log.info({ pools: opts.pools, slots: opts.slots }, 'worker ready');
 
-  let closed: Promise<void> | undefined;
-  const close = (): Promise<void> =>
+  let closed: Promise<StopReport> | undefined;
+  const close = (options: CloseOptions = {}): Promise<StopReport> =>
     (closed ??= (async () => {
+      // Every step below waits for Redis; giving up drops the connections (BullMQ's own too).
+      const steps = new StopSteps(options.signal, () => {
+        void bullWorker.disconnect().catch(() => undefined);
+        store.abandon();
+      });
       closing = true;
       clearInterval(heartbeatTimer);
       clearInterval(housekeepingTimer);
       ctx.shutdownReason = `the worker ${opts.name} shut down while the job was running`;
       stopRuns();
-      await bullWorker.close();
-      await housekeepingRun;
-      try {
-        await dropWorker(store, opts.name, instance, ctx.shutdownReason, true);
+      await steps.run('stopping the running jobs and closing the job queue', () => bullWorker.close());
+      // Runs still going are stuck on Redis: their jobs' final status was not stored.
+      for (const id of active) unsettledJobs.add(id);
+      if (unsettledJobs.size > 0) steps.note(`the final status of job(s) ${[...unsettledJobs].join(', ')} was not stored (other workers and servers mark them Lost once this worker misses its heartbeats)`);
+      await steps.run('finishing the housekeeping pass in progress', () => housekeepingRun);
+      await steps.run('leaving the worker registry (other workers and servers drop it once it misses its heartbeats)', async () => {
+        await dropWorker(store, opts.name, instance, ctx.shutdownReason!, true);
         await placer.dropNodeQueue(opts.name);
         placer.poke();
         await placer.idle();
-      } catch (err) {
-        onError(err);
-      }
-      await placer.close();
-      await store.close();
+      });
+      await steps.run('closing the placement queues', () => placer.close());
+      await steps.run('closing the store', () => store.close());
+      const report = steps.report();
+      if (report.unsettled.length > 0) log.warn({ unsettled: report.unsettled }, 'stopped without settling everything');
+      return report;
     })());
 
   return {
@@ -353,6 +388,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     store,
     running: () => [...active],
     close,
-    [Symbol.asyncDispose]: close,
+    [Symbol.asyncDispose]: async () => {
+      await close();
+    },
   };
 }

@@ -15,6 +15,7 @@ import { posix } from 'node:path';
 import { fromFsError, XenonError } from './errors.js';
 import { inside, removeEntry, type Held, type HeldName } from './file-space.js';
 import type { CopyErrorType, CopyMode, XenonCopyStatus } from './messages.js';
+import { setLongTimeout, type LongTimeout } from '../timers.js';
 
 /** Finished copies kept per user for status queries. */
 export const KEPT_COPIES = 1000;
@@ -97,13 +98,13 @@ export class CopyOperations {
 
   /** Waits until the copy ended, `timeoutMs` passed (0 = no limit) or `signal` aborted. */
   async wait(op: CopyOperation, timeoutMs: number, signal: AbortSignal): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
+    let timer: LongTimeout | undefined;
     let onAbort: (() => void) | undefined;
     const stops: Promise<void>[] = [op.done];
-    if (timeoutMs > 0) stops.push(new Promise((resolve) => (timer = setTimeout(resolve, Math.min(timeoutMs, 2 ** 31 - 1)))));
+    if (timeoutMs > 0) stops.push(new Promise((resolve) => (timer = setLongTimeout(resolve, timeoutMs))));
     stops.push(new Promise((resolve) => signal.addEventListener('abort', (onAbort = () => resolve()), { once: true })));
     await Promise.race(stops);
-    clearTimeout(timer);
+    timer?.clear();
     if (onAbort) signal.removeEventListener('abort', onAbort);
   }
 

@@ -109,6 +109,7 @@ export function fromJobwireError(err: JobwireError, adaptor: string): XenonError
     case 'unsupported':
       return new XenonError(err.field === 'queueName' ? 'NoSuchQueueException' : 'UnsupportedJobDescriptionException', adaptor, message, { cause: err });
     case 'bad_request':
+    case 'range_not_satisfiable':
     case 'protocol':
       return new XenonError('XenonException', adaptor, message, { cause: err, code: Status.INVALID_ARGUMENT });
     case 'conflict':

@@ -9,6 +9,7 @@ import type { OutputChannel } from '@jobwire/client';
 import type { OsAccount } from '../executors/local/os-account.js';
 import type { Executor, ProcessHandle, ProcessResult } from '../executors/types.js';
 import type { FinishFields, JobRecord, Store, StreamEvent } from '../store/types.js';
+import { setLongTimeout, type LongTimeout } from '../timers.js';
 
 /** What a runner needs. */
 export interface RunnerContext {
@@ -146,7 +147,7 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
   };
   const unsubscribe = streams.subscribe(id, onStream);
 
-  let timer: NodeJS.Timeout | undefined;
+  let timer: LongTimeout | undefined;
   let result: ProcessResult;
   try {
     // A job its owner may not run (run-as.ts) ends Failed like one whose program is missing.
@@ -181,7 +182,8 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
     if (!running) stopForCancel(); // cancelled while starting
     const maxRuntime = job.description.maxRuntime ?? 0;
     if (maxRuntime > 0) {
-      timer = setTimeout(() => {
+      // Up to a year (the schema's limit): longer than one setTimeout can wait.
+      timer = setLongTimeout(() => {
         timedOut = true;
         handle?.terminate(ctx.graceMs);
       }, maxRuntime * 60_000);
@@ -193,7 +195,7 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
   } catch (err) {
     result = { exitCode: null, signal: null, error: `could not run the job: ${err instanceof Error ? err.message : String(err)}` };
   } finally {
-    if (timer) clearTimeout(timer);
+    timer?.clear();
     unsubscribe();
   }
 

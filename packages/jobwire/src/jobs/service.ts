@@ -20,6 +20,7 @@ import {
 } from '@jobwire/client';
 import type { Executor, QueueDef } from '../executors/types.js';
 import type { JobRecord, Store } from '../store/types.js';
+import { setLongTimeout } from '../timers.js';
 import { parseJobDescription } from './schema.js';
 
 /** Options of {@link JobService}. */
@@ -189,7 +190,7 @@ export class JobService {
       const finish = (): void => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        timer.clear();
         off();
         signal?.removeEventListener('abort', finish);
         this.store.getJob(id, owner).then((j) => resolve(j ?? job), () => resolve(job));
@@ -198,7 +199,7 @@ export class JobService {
       const off = this.store.onEvent((ev) => {
         if (ev.info.id === id && ev.info.type === 'job' && (reached(ev.info.status) || ev.verb === 'remove')) finish();
       });
-      const timer = setTimeout(finish, timeoutMs);
+      const timer = setLongTimeout(finish, timeoutMs);
       // The job may have moved between the first read and the subscription.
       this.store.getJob(id, owner).then((j) => {
         if (!j || reached(j.status)) finish();

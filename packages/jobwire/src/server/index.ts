@@ -32,6 +32,9 @@ import { registerWorkersRoute } from './workers-route.js';
 import { certificateCovers, loadTls, type ServerTlsOptions } from './tls.js';
 
 export { TlsFileError, type ServerTlsOptions } from './tls.js';
+import { prepareHome } from '../home.js';
+import { serializeError } from '../logging.js';
+import { StopSteps, type CloseOptions, type StopReport } from '../stop.js';
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -104,8 +107,12 @@ export interface ServerHandle extends AsyncDisposable {
    * certificate in use stays.
    */
   reloadTls?(): void;
-  /** Stops accepting, ends client sessions, stops running jobs (they end Lost), closes the store. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting, ends client sessions, stops running jobs (they end Lost), closes the store.
+   * With `signal` (distributed mode), gives up on an unanswering Redis when it aborts; resolves
+   * to what was left unsettled, which is also logged.
+   */
+  close(options?: CloseOptions): Promise<StopReport>;
 }
 
 function defaults(options: ServerOptions): Required<Omit<ServerOptions, GrpcOptionKeys | ClusterOptionKeys>> {
@@ -139,7 +146,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const home = opts.home;
   const workDir = opts.workDir;
   checkWorkDir(workDir, home);
-  mkdirSync(home, { recursive: true, mode: 0o700 });
+  const prepared = prepareHome(home);
   mkdirSync(workDir, { recursive: true });
 
   // Distributed mode: store, token book and placement live in Redis, and workers run the jobs,
@@ -177,10 +184,15 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
       redact: ['req.headers.authorization'],
       serializers: {
         req: (req: { method: string; url: string }) => ({ method: req.method, url: redactUrl(req.url) }),
+        // Errors may quote URLs, headers and raw request bytes (see logging.ts).
+        err: serializeError,
       },
     },
   });
   appLog = app.log;
+  if (prepared.tightenedFrom !== undefined) {
+    app.log.warn({ home, was: prepared.tightenedFrom.toString(8), now: '700' }, 'the jobwire home was open to other users; made it private (mode 0700)');
+  }
   const executor = cluster?.executor ?? new LocalExecutor({ multiSlots: opts.multiSlots });
   const ctx: RunnerContext = {
     store,
@@ -245,24 +257,29 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   dispatcher?.poke();
 
   let grpc: GrpcServerHandle | undefined;
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> =>
+  let closing: Promise<StopReport> | undefined;
+  const close = (options: CloseOptions = {}): Promise<StopReport> =>
     (closing ??= (async () => {
-      await grpc?.close();
+      // In distributed mode every step may wait for Redis; giving up drops the connections.
+      const steps = new StopSteps(options.signal, () => cluster?.store.abandon());
+      await steps.run('closing the gRPC service', () => grpc?.close());
       dispatcher?.stop();
       app.server.off('upgrade', onUpgrade);
       for (const ws of wss.clients) ws.close(1001, 'server shutting down');
-      await dispatcher?.shutdown('the jobwire server shut down while the job was running');
-      await app.close();
+      await steps.run('stopping the running jobs', () => dispatcher?.shutdown('the jobwire server shut down while the job was running'));
+      await steps.run('answering the requests in progress', () => app.close());
       wss.close();
-      await cluster?.close();
-      await store.close();
+      await steps.run('leaving the cluster (server registry, placement queues)', () => cluster?.close());
+      await steps.run('closing the store', () => store.close());
+      const report = steps.report();
+      if (report.unsettled.length > 0) app.log.warn({ unsettled: report.unsettled }, 'stopped without settling everything');
       try {
         const current = JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as ServerRecord;
         if (current.pid === process.pid && current.url === url) rmSync(join(home, 'server.json'), { force: true });
       } catch {
         // already gone
       }
+      return report;
     })());
 
   if (options.grpcPort !== undefined) {
@@ -302,6 +319,8 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     workDir,
     store,
     close,
-    [Symbol.asyncDispose]: close,
+    [Symbol.asyncDispose]: async () => {
+      await close();
+    },
   };
 }

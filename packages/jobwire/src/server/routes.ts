@@ -11,6 +11,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { API_PREFIX, BadRequestError, HTTP_STATUS, JobwireError, NotFoundError, UnauthorizedError, type ErrorCode, type WhoAmI } from '@jobwire/client';
 import { publicInfo, type JobService } from '../jobs/service.js';
+import { sendOutput } from './output.js';
 import type { TokenBook } from './tokens.js';
 
 /**
@@ -190,16 +191,12 @@ export function registerRoutes(app: FastifyInstance, service: JobService, tokens
     const stream = oneOf(q.stream, 'stream', ['stdout', 'stderr'] as const, 'stdout');
     const job = await service.get(user(req), req.params.id);
     const sizes = await service.store.streams.sizes(job.id);
-    const size = sizes[stream];
     const from = intParam(q.from, 'from', 0, Number.MAX_SAFE_INTEGER, 0);
-    const to = intParam(q.to, 'to', 0, Number.MAX_SAFE_INTEGER, size);
+    const to = intParam(q.to, 'to', 0, Number.MAX_SAFE_INTEGER, sizes[stream]);
     if (to < from) throw new BadRequestError('to: must not be less than from', { field: 'to' });
-    const data = await service.store.streams.readChannel(job.id, stream, from, Math.min(to, size));
-    return reply
-      .header('x-jobwire-size', String(size))
-      .header('x-jobwire-complete', String(sizes.outputClosed))
-      .type('application/octet-stream')
-      .send(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+    const range = strParam(req.headers.range, 'range');
+    const ifRange = strParam(req.headers['if-range'], 'if-range');
+    return sendOutput(reply, service.store.streams, { jobId: job.id, channel: stream, sizes, from, to, range, ifRange, head: req.method === 'HEAD' });
   });
 
   app.post(`${P}/jobs/:id/stdin`, async (req: Req) => {

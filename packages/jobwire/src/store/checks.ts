@@ -21,6 +21,14 @@ export function checkLimit(value: unknown, field = 'limit'): number {
   return value;
 }
 
+/** Checks the chunk size of a streaming read: from 1 to `max` bytes. */
+export function checkChunkBytes(value: unknown, max: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > max) {
+    throw new BadRequestError(`chunkBytes must be an integer from 1 to ${max}, got ${String(value)}`, { field: 'chunkBytes' });
+  }
+  return value;
+}
+
 /** Job ids become folder names, so they are held to a safe alphabet (and never `.` or `..`). */
 const JOB_ID = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$/;
 

@@ -5,6 +5,7 @@
  * @module
  */
 export type {
+  ChannelChunksOptions,
   ControlMessage,
   FinishFields,
   JobRecord,
@@ -16,5 +17,6 @@ export type {
   StreamLog,
   StreamSizes,
 } from './types.js';
+export { CHANNEL_CHUNK_BYTES, MAX_CHANNEL_CHUNK_BYTES } from './types.js';
 export { openEmbeddedStore, type EmbeddedStoreOptions } from './embedded/index.js';
 export { openRedisStore, RedisStore, type RedisStoreOptions } from './redis/index.js';

@@ -152,6 +152,21 @@ export interface StreamSizes {
   outputClosed: boolean;
 }
 
+/** Options of {@link StreamLog.readChannelChunks}. */
+export interface ChannelChunksOptions {
+  /**
+   * Most bytes in one chunk. Each chunk is read only when the consumer asks for it, so this
+   * bounds what one reader holds. @defaultValue {@link CHANNEL_CHUNK_BYTES}
+   */
+  chunkBytes?: number;
+}
+
+/** Default {@link ChannelChunksOptions.chunkBytes}: 256 KiB. */
+export const CHANNEL_CHUNK_BYTES = 256 * 1024;
+
+/** Largest {@link ChannelChunksOptions.chunkBytes} the stores accept: 4 MiB. */
+export const MAX_CHANNEL_CHUNK_BYTES = 4 * 1024 * 1024;
+
 /**
  * Per-job append-only streams: merged output (stdout/stderr chunks in arrival order, each with
  * `pos` in the merged sequence and `offset` in its channel) and stdin; plus a live bus for
@@ -171,6 +186,14 @@ export interface StreamLog {
   readOutput(jobId: string, from: number, maxBytes: number): Promise<{ chunks: OutputChunk[]; end: number; closed: boolean }>;
   /** Reads bytes [from, to) of one channel (to clipped to its size). */
   readChannel(jobId: string, channel: OutputChannel, from: number, to?: number): Promise<Uint8Array>;
+  /**
+   * Bytes [from, to) of one channel as chunks of at most `chunkBytes`, in order, each read from
+   * storage only when the consumer asks for the next (so a slow consumer costs one chunk of
+   * memory, whatever the range). `to` is clipped to the channel's size when the first chunk is
+   * read; bytes appended later are not included. Breaking out of the loop releases what the read
+   * holds. Bad arguments reject the first `next()`.
+   */
+  readChannelChunks(jobId: string, channel: OutputChannel, from: number, to?: number, options?: ChannelChunksOptions): AsyncIterable<Uint8Array>;
 
   /**
    * Appends stdin bytes that start at `offset`. Bytes before the current end are skipped

@@ -814,6 +814,84 @@ export function streamLogBehaviour(name: string, make: HarnessFactory): void {
       });
     });
 
+    it('streams a byte range of one channel in chunks of at most chunkBytes, identical to the bytes written', async () => {
+      await withStore(make, async ({ store }) => {
+        const data = randomBytes(1024 * 1024 + 777);
+        const expected = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+        for (let at = 0, i = 0; at < data.byteLength; i++) {
+          const part = data.subarray(at, at + 50_000 + (i % 7) * 3001);
+          const channel = i % 3 === 1 ? 'stderr' : 'stdout';
+          expected[channel].push(part);
+          await store.streams.appendOutput('j', channel, part);
+          at += part.byteLength;
+        }
+        const stdout = Buffer.concat(expected.stdout);
+        const stderr = Buffer.concat(expected.stderr);
+        const chunked = async (channel: 'stdout' | 'stderr', from: number, to: number | undefined, chunkBytes?: number): Promise<Buffer[]> => {
+          const chunks: Buffer[] = [];
+          for await (const chunk of store.streams.readChannelChunks('j', channel, from, to, chunkBytes === undefined ? {} : { chunkBytes })) chunks.push(Buffer.from(chunk));
+          return chunks;
+        };
+        const all = await chunked('stdout', 0, undefined, 100_000);
+        assert.ok(all.every((c) => c.byteLength > 0 && c.byteLength <= 100_000), `chunk sizes ${all.map((c) => c.byteLength).join(', ')}`);
+        assert.ok(Buffer.concat(all).equals(stdout));
+        assert.ok(Buffer.concat(await chunked('stderr', 0, undefined)).equals(stderr), 'default chunk size');
+        const [a, b] = [49_999, stderr.byteLength - 12_345];
+        const middle = await chunked('stderr', a, b, 65_536);
+        assert.ok(Buffer.concat(middle).equals(stderr.subarray(a, b)), 'a range across chunk boundaries');
+        assert.ok(Buffer.concat(await chunked('stdout', 10, stdout.byteLength + 5000, 99_999)).equals(stdout.subarray(10)), '"to" is clipped to the size');
+        const odd = await chunked('stdout', 49_990, 50_061, 7);
+        assert.deepEqual(odd.map((c) => c.byteLength), [...Array(10).fill(7), 1]);
+        assert.ok(Buffer.concat(odd).equals(stdout.subarray(49_990, 50_061)));
+        assert.deepEqual(await chunked('stdout', stdout.byteLength, undefined), [], 'nothing from the end');
+        assert.deepEqual(await chunked('stdout', stdout.byteLength + 1, undefined), [], 'nothing past the end');
+        assert.deepEqual(await chunked('stdout', 5, 5), [], 'nothing from an empty range');
+        for await (const chunk of store.streams.readChannelChunks('job-none', 'stdout', 0)) assert.fail(`a job with no output gave ${chunk.byteLength} bytes`);
+      });
+    });
+
+    it('reads the size that clips a chunked read when the first chunk is asked for, not before', async () => {
+      await withStore(make, async ({ store }) => {
+        await store.streams.appendOutput('j', 'stdout', Buffer.from('0123456789'));
+        const iterator = store.streams.readChannelChunks('j', 'stdout', 0, undefined, { chunkBytes: 4 })[Symbol.asyncIterator]();
+        await store.streams.appendOutput('j', 'stdout', Buffer.from('abcdef'));
+        const chunks: string[] = [];
+        let next = await iterator.next();
+        assert.equal(next.done, false);
+        chunks.push(text(next.value as Uint8Array));
+        await store.streams.appendOutput('j', 'stdout', Buffer.from('LATER'));
+        for (next = await iterator.next(); !next.done; next = await iterator.next()) chunks.push(text(next.value));
+        assert.deepEqual(chunks, ['0123', '4567', '89ab', 'cdef']);
+      });
+    });
+
+    it('lets a consumer stop a chunked read early, and the store goes on', async () => {
+      await withStore(make, async ({ store }) => {
+        await store.streams.appendOutput('j', 'stdout', randomBytes(100_000));
+        let seen = 0;
+        for await (const chunk of store.streams.readChannelChunks('j', 'stdout', 0, undefined, { chunkBytes: 1000 })) {
+          seen += chunk.byteLength;
+          if (seen >= 3000) break;
+        }
+        assert.equal(seen, 3000);
+        await store.streams.appendOutput('j', 'stdout', Buffer.from('more'));
+        assert.equal((await store.streams.sizes('j')).stdout, 100_004);
+        assert.equal(text(await store.streams.readChannel('j', 'stdout', 100_000)), 'more');
+      });
+    });
+
+    it('refuses a chunked read with bad arguments on its first step', async () => {
+      await withStore(make, async ({ store }) => {
+        await store.streams.appendOutput('j', 'stdout', Buffer.from('x'));
+        const first = (iterable: AsyncIterable<Uint8Array>): Promise<unknown> => iterable[Symbol.asyncIterator]().next();
+        await assert.rejects(first(store.streams.readChannelChunks('j', 'stdout', -1)), BadRequestError);
+        await assert.rejects(first(store.streams.readChannelChunks('j', 'stdout', 0, 1.5)), BadRequestError);
+        await assert.rejects(first(store.streams.readChannelChunks('j', 'stdlog' as 'stdout', 0)), BadRequestError);
+        await assert.rejects(first(store.streams.readChannelChunks('j', 'stdout', 0, undefined, { chunkBytes: 0 })), BadRequestError);
+        await assert.rejects(first(store.streams.readChannelChunks('j', 'stdout', 0, undefined, { chunkBytes: 64 * 1024 * 1024 })), BadRequestError);
+      });
+    });
+
     it('closes output once: flag, event, and no further appends', async () => {
       await withStore(make, async ({ store }) => {
         const events: StreamEvent[] = [];

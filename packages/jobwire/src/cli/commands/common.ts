@@ -7,6 +7,8 @@ import type { Command } from 'commander';
 import { resolveTarget, serverListening, type ConnectionOptions } from '../connect.js';
 import { CliError, isConnectionRefused, jobwireErrorCode, noServerMessage, reportError, type ServerTarget } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
+import { GIVE_UP_AFTER_SECONDS, STOP_TIMEOUT_SECONDS, type CloseOptions, type StopReport } from '../../stop.js';
+import { setLongTimeout } from '../../timers.js';
 
 /** Writes one line (or block) to stdout. */
 export function print(text: string): void {
@@ -43,11 +45,23 @@ export function examples(...lines: [command: string, what: string][]): string {
   return `\nExamples:\n${lines.map(([command, what]) => `  $ ${command}\n      ${what}`).join('\n')}\n`;
 }
 
+/** Options of {@link runUntilSignal}. */
+export interface RunUntilSignalOptions {
+  /**
+   * Seconds the stop gives running jobs between SIGTERM and SIGKILL (0 when the process runs
+   * none): the stop's time limits are counted from its end.
+   */
+  graceSeconds: number;
+}
+
 /**
- * Keeps a long-running command (`server`, `worker`) up until SIGINT or SIGTERM, then closes it;
- * a second signal stops at once with exit code 1. Returns the command's exit code.
+ * Keeps a long-running command (`server`, `worker`) up until SIGINT or SIGTERM, then closes it
+ * within a bounded time: after the jobs' grace period plus {@link GIVE_UP_AFTER_SECONDS} the
+ * close gives up on Redis, and after the grace period plus {@link STOP_TIMEOUT_SECONDS} the
+ * process exits whatever is still pending. A stop that left something unsettled says what on
+ * stderr and exits 1; a second signal stops at once with exit code 1. Returns the exit code.
  */
-export async function runUntilSignal(what: string, handle: { close(): Promise<void> }): Promise<number> {
+export async function runUntilSignal(what: string, handle: { close(options?: CloseOptions): Promise<StopReport> }, options: RunUntilSignalOptions): Promise<number> {
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
@@ -58,9 +72,26 @@ export async function runUntilSignal(what: string, handle: { close(): Promise<vo
   };
   process.once('SIGINT', force);
   process.once('SIGTERM', force);
-  process.stderr.write(`jobwire: ${signal === 'SIGINT' ? 'interrupted' : 'terminated'}; stopping the ${what} (again to stop at once)\n`);
-  await handle.close();
+  const graceMs = options.graceSeconds * 1000;
+  const limit = options.graceSeconds + STOP_TIMEOUT_SECONDS;
+  process.stderr.write(`jobwire: ${signal === 'SIGINT' ? 'interrupted' : 'terminated'}; stopping the ${what} (within ${limit} s; again to stop at once)\n`);
+  const giveUp = new AbortController();
+  const giveUpTimer = setLongTimeout(() => giveUp.abort(), graceMs + GIVE_UP_AFTER_SECONDS * 1000);
+  // Unref'd: it must not keep a finished process alive, only end one that does not finish.
+  setLongTimeout(
+    () => {
+      process.stderr.write(`jobwire: the ${what} did not stop within ${limit} s; exiting anyway\n`);
+      process.exit(ExitCode.FAILED);
+    },
+    graceMs + STOP_TIMEOUT_SECONDS * 1000,
+    { unref: true },
+  );
+  const report = await handle.close({ signal: giveUp.signal });
+  giveUpTimer.clear();
   process.removeListener('SIGINT', force);
   process.removeListener('SIGTERM', force);
-  return ExitCode.OK;
+  if (report.unsettled.length === 0) return ExitCode.OK;
+  process.stderr.write(`jobwire: stopped the ${what} without settling everything:\n${report.unsettled.map((line) => `  - ${line}\n`).join('')}`);
+  // What gave up on Redis may leave handles behind; the stop is over.
+  process.exit(ExitCode.FAILED);
 }

@@ -70,7 +70,13 @@ export function registerServer(program: Command): void {
         ['jobwire server --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem', 'HTTPS; clients elsewhere trust it with --ca cert.pem (docs/deployment.md)'],
         ['jobwire server --grpc-port 50051 --grpc-allow-anonymous-loopback', 'also serve Xenon clients (PyXenon) on this machine'],
         ['jobwire server --host 0.0.0.0 --redis redis://10.0.0.5:6379/0', 'distributed mode: one of several servers on one Redis (docs/deployment.md)'],
-      ) + '\nIt prints "sign in: URL/?token=TOKEN": open that in a browser for the dashboard.\n',
+      ) +
+        '\nOn a terminal it prints "sign in: URL/?token=TOKEN": open that in a browser for the dashboard. When\n' +
+        'stdout is not a terminal (it then carries only the log) the link goes once to stderr instead, as\n' +
+        '"jobwire: sign in (token, keep private): URL/?token=TOKEN". No log line carries a token.\n' +
+        '\nOn Ctrl-C or SIGTERM it stops within 10 seconds plus --grace (10 s flat with --redis): if Redis\n' +
+        'does not answer, it gives up on it, lists what it left undone on stderr and exits 1; a clean\n' +
+        'stop exits 0, a second signal stops at once (exit 1). See docs/deployment.md.\n',
     )
     .action(act(serve));
 }
@@ -126,8 +132,12 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
     const grpcHost = opts.grpcHost.includes(':') ? `[${opts.grpcHost}]` : opts.grpcHost;
     print(`gRPC (Xenon) listening on ${grpcHost}:${handle.grpcPort}${options.grpcTls ? (options.grpcTls.ca ? ' (mutual TLS)' : ' (TLS)') : ''}`);
   }
-  // The sign-in link carries the admin token: stdout of this terminal only, never the log.
-  print(`sign in: ${url}/?token=${encodeURIComponent(handle.token)}`);
+  // The sign-in link carries the admin token. stdout also carries the JSON log lines, so when it
+  // is not a terminal (redirected to a file, collected by a service manager) the link goes once
+  // to stderr, marked as secret, and never into that log.
+  const link = `${url}/?token=${encodeURIComponent(handle.token)}`;
+  if (process.stdout.isTTY) print(`sign in: ${link}`);
+  else process.stderr.write(`jobwire: sign in (token, keep private): ${link}\n`);
 
   // SIGHUP reloads a renewed certificate; without TLS it keeps its default meaning.
   const reload = (): void => {
@@ -139,7 +149,8 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
   };
   if (handle.reloadTls) process.on('SIGHUP', reload);
   try {
-    return await runUntilSignal('server', handle);
+    // In distributed mode the server runs no jobs: no grace period to wait for.
+    return await runUntilSignal('server', handle, { graceSeconds: options.redis === undefined ? opts.grace : 0 });
   } finally {
     process.removeListener('SIGHUP', reload);
   }

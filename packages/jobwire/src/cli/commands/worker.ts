@@ -72,7 +72,10 @@ export function registerWorker(program: Command): void {
       examples(
         ['jobwire worker --redis redis://10.0.0.5:6379/0 --name gpu1 --pool gpu --slots 4', 'a worker in pool gpu (and ALL) with 4 slots'],
         ['jobwire worker --redis redis://10.0.0.5:6379/0', 'named after this host, pool ALL, one slot per core'],
-      ) + '\nEvery worker is in pool ALL. See docs/deployment.md for a whole cluster.\n',
+      ) +
+        '\nEvery worker is in pool ALL. See docs/deployment.md for a whole cluster.\n' +
+        '\nOn Ctrl-C or SIGTERM it stops within 10 seconds plus --grace: if Redis does not answer, it gives\n' +
+        'up on it, lists what it left undone on stderr and exits 1; a clean stop exits 0.\n',
     )
     .action(act(work));
 }
@@ -92,6 +95,7 @@ async function work(opts: WorkerCommandOptions): Promise<number> {
   } catch (err) {
     throw new UsageError((err as Error).message, { cause: err });
   }
+  if (opts.home !== undefined) options.home = opts.home;
   if (opts.name !== undefined) options.name = opts.name;
   if (opts.slots !== undefined) options.slots = opts.slots;
   if (opts.url !== undefined) options.serverUrl = opts.url;
@@ -107,7 +111,7 @@ async function work(opts: WorkerCommandOptions): Promise<number> {
   }
   print(`jobwire worker ${handle.name} ready: pools ${['ALL', ...handle.pools].join(', ')}; ${handle.slots} slot(s)`);
 
-  return runUntilSignal('worker', handle);
+  return runUntilSignal('worker', handle, { graceSeconds: opts.grace });
 }
 
 interface WorkersOptions extends ConnectionOptions {

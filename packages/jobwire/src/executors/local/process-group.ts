@@ -5,6 +5,7 @@
  * @module
  */
 import { groupMembers, type ProcessIdentity } from './process-identity.js';
+import { setLongTimeout, type LongTimeout } from '../../timers.js';
 
 /**
  * Sends `signal` to every process in the group `pgid`. Returns false when the group no longer
@@ -27,7 +28,7 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
  * group when the grace period runs out and the job has not finished.
  */
 export class GroupTerminator {
-  #timer: NodeJS.Timeout | undefined;
+  #timer: LongTimeout | undefined;
   #deadline = Number.POSITIVE_INFINITY;
   #finished = false;
 
@@ -46,18 +47,22 @@ export class GroupTerminator {
     const deadline = Date.now() + grace;
     if (deadline >= this.#deadline) return;
     this.#deadline = deadline;
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      if (!this.#finished) signalGroup(pgid, 'SIGKILL');
-    }, grace);
-    // The job's own handles keep the event loop alive while it runs; this timer need not.
-    this.#timer.unref();
+    this.#timer?.clear();
+    // The job's own handles keep the event loop alive while it runs; this timer need not. A
+    // grace period may be longer than one setTimeout can wait (--grace takes any seconds).
+    this.#timer = setLongTimeout(
+      () => {
+        if (!this.#finished) signalGroup(pgid, 'SIGKILL');
+      },
+      grace,
+      { unref: true },
+    );
   }
 
   /** The job is over (exited and drained): no SIGKILL is sent after this. */
   finish(): void {
     this.#finished = true;
-    clearTimeout(this.#timer);
+    this.#timer?.clear();
   }
 }
 

@@ -9,7 +9,8 @@
  * | `stdin`      | stdin bytes accepted                                                 |
  * | `state.json` | `{outputClosed, stdinClosed, stdinConsumed}`, rewritten on close     |
  *
- * Per-channel reads are plain file reads; a merged read binary-searches the index (records
+ * Per-channel reads are plain file reads ({@link FileStreamLog.readChannelChunks}: asynchronous
+ * positional reads on a descriptor of its own, one chunk at a time); a merged read binary-searches the index (records
  * are fixed-size and sorted by merged position) and then reads each channel's span in one go.
  *
  * Writes are synchronous (`writeSync` on descriptors kept open while the job's output is open),
@@ -23,6 +24,7 @@
  * @module
  */
 import {
+  chmodSync,
   closeSync,
   ftruncateSync,
   mkdirSync,
@@ -35,10 +37,12 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BadRequestError, ConflictError, type OutputChannel, type OutputChunk } from '@jobwire/client';
-import type { ControlMessage, StreamEvent, StreamLog, StreamSizes } from '../types.js';
-import { checkJobId, checkPosition, closedError, settle } from './errors.js';
+import { CHANNEL_CHUNK_BYTES, MAX_CHANNEL_CHUNK_BYTES, type ChannelChunksOptions, type ControlMessage, type StreamEvent, type StreamLog, type StreamSizes } from '../types.js';
+import { checkChunkBytes } from '../checks.js';
+import { checkJobId, checkPosition, closedError, settle, toStoreError } from './errors.js';
 import { ListenerSet, type ListenerErrorHandler } from './listeners.js';
 
 /** Options of {@link FileStreamLog}. */
@@ -130,7 +134,9 @@ export class FileStreamLog implements StreamLog {
   #closed = false;
 
   constructor(private readonly options: FileStreamLogOptions) {
-    mkdirSync(options.dir, { recursive: true });
+    mkdirSync(options.dir, { recursive: true, mode: 0o700 });
+    // Job output is its owner's alone; an output folder made by an older version may be 0755.
+    chmodSync(options.dir, 0o700);
   }
 
   appendOutput(jobId: string, channel: OutputChannel, data: Uint8Array): Promise<OutputChunk> {
@@ -147,6 +153,39 @@ export class FileStreamLog implements StreamLog {
 
   readChannel(jobId: string, channel: OutputChannel, from: number, to?: number): Promise<Uint8Array> {
     return settle(() => this.readChannelNow(jobId, channel, from, to));
+  }
+
+  async *readChannelChunks(jobId: string, channel: OutputChannel, from: number, to?: number, options: ChannelChunksOptions = {}): AsyncGenerator<Uint8Array> {
+    let file;
+    try {
+      checkChannel(channel);
+      checkPosition(from, 'from');
+      if (to !== undefined) checkPosition(to, 'to');
+      const chunkBytes = checkChunkBytes(options.chunkBytes ?? CHANNEL_CHUNK_BYTES, MAX_CHANNEL_CHUNK_BYTES);
+      const job = this.#job(jobId, false);
+      if (job === undefined) return;
+      const stop = Math.min(to ?? job[channel], job[channel]);
+      if (from >= stop) return;
+      // A descriptor of its own, read asynchronously: the log's descriptors are synchronous, and
+      // are closed when the job leaves the cache, which a slow reader may well outlast.
+      file = await open(join(job.dir, channel), 'r');
+      for (let at = from; at < stop; ) {
+        const length = Math.min(chunkBytes, stop - at);
+        // A fresh buffer per chunk: the consumer may still hold the previous one.
+        const buffer = Buffer.allocUnsafe(length);
+        for (let read = 0; read < length; ) {
+          const { bytesRead } = await file.read(buffer, read, length - read, at + read);
+          if (bytesRead === 0) throw new Error(`short read: ${channel} of job ${jobId} ended at ${at + read}, expected ${stop}`);
+          read += bytesRead;
+        }
+        at += length;
+        yield buffer;
+      }
+    } catch (error) {
+      throw toStoreError(error);
+    } finally {
+      await file?.close();
+    }
   }
 
   appendStdin(jobId: string, offset: number, data: Uint8Array): Promise<number> {
@@ -393,7 +432,7 @@ export class FileStreamLog implements StreamLog {
     let job = loadJob(dir);
     if (job === undefined) {
       if (!create) return undefined;
-      mkdirSync(dir, { recursive: true });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
       job = new JobStreams(dir);
     }
     if (job.outputClosed) this.#remember(jobId, job);
@@ -412,7 +451,7 @@ export class FileStreamLog implements StreamLog {
 
   /** The job's descriptor for `name`, opened on first use (append + read). */
   #fd(job: JobStreams, name: FileName): number {
-    return (job.fds[name] ??= openSync(join(job.dir, name), 'a+'));
+    return (job.fds[name] ??= openSync(join(job.dir, name), 'a+', 0o600));
   }
 
   #pushTail(job: JobStreams, chunk: OutputChunk): void {
@@ -600,7 +639,7 @@ function readState(dir: string): PersistedState {
 function writeState(job: JobStreams): void {
   const state: PersistedState = { outputClosed: job.outputClosed, stdinClosed: job.stdinClosed, stdinConsumed: job.stdinConsumed };
   const path = join(job.dir, 'state.json');
-  writeFileSync(`${path}.tmp`, JSON.stringify(state));
+  writeFileSync(`${path}.tmp`, JSON.stringify(state), { mode: 0o600 });
   renameSync(`${path}.tmp`, path);
 }
 

@@ -1,10 +1,11 @@
 /**
  * The embedded store: one machine, no services to run. Job records, groups and events live in
  * the SQLite database `<dir>/jobwire.db`; each job's output and stdin in append-only files
- * under `<dir>/output/<jobId>/`.
+ * under `<dir>/output/<jobId>/`. Everything it creates is private to its user: folders 0700,
+ * files 0600.
  * @module
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveHome } from '@jobwire/client/home';
 import type { Store } from '../types.js';
@@ -72,7 +73,9 @@ function parseOptions(options: EmbeddedStoreOptions): ResolvedOptions {
 export function openEmbeddedStore(options: EmbeddedStoreOptions = {}): Promise<Store> {
   return settle(() => {
     const resolved = parseOptions(options);
-    mkdirSync(resolved.dir, { recursive: true });
+    mkdirSync(resolved.dir, { recursive: true, mode: 0o700 });
+    const dbPath = join(resolved.dir, 'jobwire.db');
+    makePrivate(dbPath);
     const streams = new FileStreamLog({
       dir: join(resolved.dir, 'output'),
       tailBytes: resolved.tailBytes,
@@ -80,7 +83,7 @@ export function openEmbeddedStore(options: EmbeddedStoreOptions = {}): Promise<S
     });
     try {
       return new SqliteStore({
-        dbPath: join(resolved.dir, 'jobwire.db'),
+        dbPath,
         busyTimeoutMs: resolved.busyTimeoutMs,
         streams,
         onListenerError: resolved.onListenerError,
@@ -90,4 +93,20 @@ export function openEmbeddedStore(options: EmbeddedStoreOptions = {}): Promise<S
       throw error;
     }
   });
+}
+
+/**
+ * Creates the database file 0600 (SQLite gives its -wal and -shm files the database's mode), or
+ * brings the mode of existing ones down to 0600: a database created by an older version, under a
+ * wider umask, may be readable by others.
+ */
+function makePrivate(dbPath: string): void {
+  closeSync(openSync(dbPath, 'a', 0o600));
+  for (const file of [dbPath, `${dbPath}-wal`, `${dbPath}-shm`]) {
+    try {
+      chmodSync(file, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
 }

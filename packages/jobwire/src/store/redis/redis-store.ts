@@ -348,6 +348,20 @@ export class RedisStore implements Store {
     };
   }
 
+  /**
+   * Drops every connection now, without waiting for Redis: commands in flight or queued fail at
+   * once ("Connection is closed") instead of waiting for a reconnect. For a stop that must end
+   * while Redis does not answer (see `stop.ts`); `close()` still releases the store.
+   */
+  abandon(): void {
+    const follower = this.#follower;
+    // Also ends the follow loop, which would otherwise retry on the dropped connection.
+    this.#follower = undefined;
+    follower?.disconnect();
+    this.#settings.subscriber.disconnect();
+    this.redis.disconnect();
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -357,6 +371,11 @@ export class RedisStore implements Store {
     this.#follower = undefined;
     follower?.disconnect();
     this.#settings.subscriber.disconnect();
+    // QUIT on a connection that is down would wait in the offline queue for a reconnect.
+    if (this.redis.status !== 'ready') {
+      this.redis.disconnect();
+      return;
+    }
     try {
       await this.redis.quit();
     } catch {

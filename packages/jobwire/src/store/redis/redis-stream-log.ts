@@ -15,10 +15,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { BadRequestError, type OutputChannel, type OutputChunk } from '@jobwire/client';
-import { checkJobId, checkPosition } from '../checks.js';
+import { BadRequestError, ConflictError, type OutputChannel, type OutputChunk } from '@jobwire/client';
+import { checkChunkBytes, checkJobId, checkPosition } from '../checks.js';
 import { ListenerSet, type ListenerErrorHandler } from '../listeners.js';
-import type { ControlMessage, StreamEvent, StreamLog, StreamSizes } from '../types.js';
+import { CHANNEL_CHUNK_BYTES, MAX_CHANNEL_CHUNK_BYTES, type ChannelChunksOptions, type ControlMessage, type StreamEvent, type StreamLog, type StreamSizes } from '../types.js';
 import { closedError, toRedisStoreError } from './errors.js';
 import type { Gate } from './gate.js';
 import type { Keys } from './keys.js';
@@ -154,6 +154,26 @@ export class RedisStreamLog implements StreamLog {
       }
       return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     });
+  }
+
+  async *readChannelChunks(jobId: string, channel: OutputChannel, from: number, to?: number, options: ChannelChunksOptions = {}): AsyncGenerator<Uint8Array> {
+    checkJobId(jobId);
+    checkChannel(channel);
+    checkPosition(from, 'from');
+    if (to !== undefined) checkPosition(to, 'to');
+    const chunkBytes = checkChunkBytes(options.chunkBytes ?? CHANNEL_CHUNK_BYTES, MAX_CHANNEL_CHUNK_BYTES);
+    const kind = channel === 'stdout' ? '1' : '2';
+    // One script call per chunk, made when the consumer asks for it; the first answer gives the
+    // size that clips the range.
+    let stop = to;
+    for (let at = from, first = true; ; first = false) {
+      const [data, next, size] = await this.#op(() => this.#readBytes(jobId, kind, at, stop, chunkBytes));
+      if (first) stop = Math.min(to ?? size, size);
+      if (at >= stop!) return;
+      if (data.byteLength === 0) throw new ConflictError(`the ${channel} of job ${jobId} was removed while it was read (at byte ${at} of ${stop})`);
+      yield data;
+      at = next;
+    }
   }
 
   appendStdin(jobId: string, offset: number, data: Uint8Array): Promise<number> {
