@@ -55,14 +55,15 @@ describe('sign-in link and logs', () => {
       const url = record.url;
       const port = Number(new URL(url).port);
 
-      // What puts a token near a log line: a request that fails to parse (logged at trace level
-      // with its raw bytes), the dashboard's sign-in URL, query tokens on REST and WebSocket paths.
+      // What puts a token near a log line: a request that fails to parse (answered by the edge
+      // handler, which logs nothing of its raw bytes), the dashboard's sign-in URL, query tokens
+      // on REST and WebSocket paths.
       const refused = await rawRequest(port, `GET /v1/jobs?access_token=${token} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nBad Header: x\r\n\r\n`);
       assert.match(refused, /^HTTP\/1.1 400/);
       await (await fetch(`${url}/?token=${token}`)).arrayBuffer();
       await (await fetch(`${url}/v1/jobs/none/output?access_token=${token}`)).arrayBuffer();
       await rawRequest(port, `GET /v1/nowhere?access_token=${token} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
-      await sleepUntil(() => stdout.includes('client error'), 5000, 'the parse error to be logged (trace level)');
+      // Every request above was answered; the server's stop (below) flushes its log before the checks.
     } finally {
       proc.kill('SIGTERM');
       await exited;
