@@ -7,7 +7,7 @@
  */
 import type { WorkersReport } from '@jobwire/client';
 import type { QueueDef } from '../executors/types.js';
-import { SharedTokenBook } from '../server/shared-tokens.js';
+import { SharedTokenBook } from '../auth/shared-tokens.js';
 import { openRedisStore, type RedisStore } from '../store/redis/index.js';
 import { DistributedExecutor } from './executor.js';
 import { Placer } from './placement.js';

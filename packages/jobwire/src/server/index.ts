@@ -24,8 +24,8 @@ import { startGrpcServer, type GrpcServerHandle, type GrpcTlsOptions } from '../
 import { registerDashboard } from './dashboard.js';
 import { frameworkErrors, onClientError, onConnect } from './edge.js';
 import { JSON_BODY_LIMIT, registerRoutes } from './routes.js';
-import { TokenBook } from './tokens.js';
-import { checkWorkDir, defaultWorkDir } from './work-dir.js';
+import { TokenBook } from '../auth/tokens.js';
+import { checkWorkDir, defaultWorkDir } from '../work-dir.js';
 import { joinCluster } from '../distributed/cluster.js';
 import { upgradeHandler } from './upgrade.js';
 import { registerWorkersRoute } from './workers-route.js';

@@ -23,7 +23,7 @@ import {
 } from '@jobwire/client';
 import { checkGroupPath, checkJobId, checkLimit, resultText } from '../checks.js';
 import type { ListenerErrorHandler } from '../listeners.js';
-import type { JobProcess } from '../../executors/local/process-identity.js';
+import type { JobProcess } from '../../job-process.js';
 import type { FinishFields, JobRecord, ListJobsQuery, LostReason, NewJob, RunningFields, Store, StoredEvent } from '../types.js';
 import { duplicateConnection } from './connection.js';
 import { closedError, toRedisStoreError } from './errors.js';

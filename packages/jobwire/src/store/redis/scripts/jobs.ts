@@ -8,7 +8,7 @@
  * `errors.ts` turns into jobwire errors.
  * @module
  */
-import type { ScriptDef } from './index.js';
+import type { ScriptDef } from './script-def.js';
 
 /**
  * Creates a Queued job with its missing groups (an `add` event each, then one for the job).

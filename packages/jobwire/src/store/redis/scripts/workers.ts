@@ -13,7 +13,7 @@
  * It reserves the slot in the same step, so two placers never give one slot twice.
  * @module
  */
-import type { ScriptDef } from './index.js';
+import type { ScriptDef } from './script-def.js';
 
 /** Classes of load, after the local executor's queues. */
 const CLASS_OF = `
