@@ -24,6 +24,7 @@ import {
 import { checkGroupPath, checkJobId, checkLimit, resultText } from '../checks.js';
 import type { ListenerErrorHandler } from '../listeners.js';
 import type { JobProcess } from '../../job-process.js';
+import type { RunClaim } from '../cluster.js';
 import type { FinishFields, JobRecord, ListJobsQuery, LostReason, NewJob, RunningFields, Store, StoredEvent } from '../types.js';
 import { duplicateConnection } from './connection.js';
 import { closedError, toRedisStoreError } from './errors.js';
@@ -203,12 +204,21 @@ export class RedisStore implements Store {
 
   finishJob(id: string, fields: FinishFields): Promise<JobRecord | undefined> {
     return this.#op(async () => {
-      if (!FINAL.has(fields.status)) {
-        throw new BadRequestError(`finishJob needs a final status, got ${JSON.stringify(fields.status)}`, { field: 'status' });
-      }
-      const { result, error } = resultText(fields.result, fields.error ?? null);
-      const changes = { status: fields.status, exitCode: fields.exitCode ?? null, signal: fields.signal ?? null, error, endedAt: fields.endedAt };
-      const reply = await this.scripts.run<RecordReply | null>('jwFinishJob', id, JSON.stringify(changes), result ?? '', 'finish');
+      const changes = finishChanges(fields);
+      const reply = await this.scripts.run<RecordReply | null>('jwFinishJob', id, JSON.stringify(changes.info), changes.result, 'finish');
+      return reply === null ? undefined : toRecord(reply);
+    });
+  }
+
+  /**
+   * A worker's end of a run: frees the job's slot on `run.node` and moves the job to its final
+   * status, only while the job is still this run's. Undefined when it is not (it was queued
+   * again for another attempt, or runs elsewhere).
+   */
+  finishRun(id: string, fields: FinishFields, run: RunClaim): Promise<JobRecord | undefined> {
+    return this.#op(async () => {
+      const changes = finishChanges(fields);
+      const reply = await this.scripts.run<RecordReply | null>('jwFinishRun', id, JSON.stringify(changes.info), changes.result, run.node, String(run.attempt));
       return reply === null ? undefined : toRecord(reply);
     });
   }
@@ -458,6 +468,15 @@ export class RedisStore implements Store {
       throw this.#closed ? closedError() : toRedisStoreError(error);
     });
   }
+}
+
+/** The info fields and result text a final status sets; a status that is not final is refused. */
+function finishChanges(fields: FinishFields): { info: Partial<JobInfo>; result: string } {
+  if (!FINAL.has(fields.status)) {
+    throw new BadRequestError(`finishJob needs a final status, got ${JSON.stringify(fields.status)}`, { field: 'status' });
+  }
+  const { result, error } = resultText(fields.result, fields.error ?? null);
+  return { info: { status: fields.status, exitCode: fields.exitCode ?? null, signal: fields.signal ?? null, error, endedAt: fields.endedAt }, result: result ?? '' };
 }
 
 /** Placement fields of a description, as the scripts store them. */

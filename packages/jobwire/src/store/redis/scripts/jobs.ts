@@ -130,21 +130,7 @@ if mode == 'lose' then
 elseif s ~= 'Queued' and s ~= 'Running' then
   return nil
 end
-leaveStatus(job)
-for key, value in pairs(cjson.decode(ARGV[3])) do job.info[key] = value end
-if mode ~= 'lose' then
-  if ARGV[4] == '' then
-    job.result = false
-    redis.call('HDEL', job.key, 'result')
-  else
-    job.result = ARGV[4]
-    redis.call('HSET', job.key, 'result', ARGV[4])
-  end
-end
--- The pid and process identity mean "while running"; a finished job has none.
-redis.call('HSET', job.key, 'pid', '', 'proc', '')
-saveJob(job)
-return record(job)
+return finish(job, ARGV[3], ARGV[4], mode == 'lose')
 `,
 };
 

@@ -228,6 +228,26 @@ return placed
 `,
 };
 
+/**
+ * A worker's end of a run, in one step: only while the job is Running on that worker in that
+ * attempt, frees its slot and moves it to a final status. ARGV: prefix, id, changed fields as
+ * JSON, result JSON text ('' = none), worker name, attempt. Nil when the job is not the run's any
+ * more: a reaper that took the worker for dead queued it again (or lost it) meanwhile, and a
+ * check made before this script could not see that.
+ */
+export const finishRun: ScriptDef = {
+  name: 'jwFinishRun',
+  lua: `
+${CLASS_OF}
+local job = loadJob(ARGV[2])
+local node = ARGV[5]
+if not job or job.info.status ~= 'Running' or job.node ~= node then return nil end
+if redis.call('HGET', job.key, 'attempt') ~= ARGV[6] then return nil end
+for _, cls in ipairs(CLASSES) do redis.call('SREM', loadKey(node, cls), job.id) end
+return finish(job, ARGV[3], ARGV[4], false)
+`,
+};
+
 /** Frees the slot a job held on a worker. ARGV: prefix, worker name, job id. */
 export const releaseJob: ScriptDef = {
   name: 'jwReleaseJob',
