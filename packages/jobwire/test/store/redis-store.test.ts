@@ -93,7 +93,7 @@ describe('redis store: its own promises', () => {
         let requeued: Promise<unknown>;
         let finished: Promise<unknown>;
         try {
-          requeued = reaper.requeueJob(job.id, 'the worker w1 stopped answering');
+          requeued = reaper.retryJob(job.id, 'the worker w1 stopped answering');
           await sleepUntil(postponed(`${prefix}reaper`), 5000, "the reaper's re-queue to wait for Redis");
           finished = worker.finishRun(job.id, { status: 'Success', exitCode: 0, endedAt: nextTime() }, { node: 'w1', attempt: 1 });
           await sleepUntil(postponed(`${prefix}worker`), 5000, "the worker's finish to wait for Redis");

@@ -274,7 +274,7 @@ async function dropRevokedAdminToken(home: string, revoked: readonly TokenEntry[
 
 /** Changes the shared token book in Redis (loaded on demand: only these options need Redis). */
 async function shareInRedis(url: string, prefix: string, entries: readonly TokenEntry[], revoked: readonly string[]): Promise<void> {
-  const { openRedisStore } = await import('../../store/redis/index.js');
+  const { openRedisStore } = await import('../../store/index.js');
   const { shareTokens } = await import('../../auth/shared-tokens.js');
   const store = await openRedisStore({ url, prefix, connectionName: 'jobwire:cli' });
   try {

@@ -24,7 +24,6 @@ import {
 import { checkGroupPath, checkJobId, checkLimit, resultText } from '../checks.js';
 import type { ListenerErrorHandler } from '../listeners.js';
 import type { JobProcess } from '../../job-process.js';
-import type { RunClaim } from '../cluster.js';
 import type { FinishFields, JobRecord, ListJobsQuery, LostReason, NewJob, RunningFields, Store, StoredEvent } from '../types.js';
 import { duplicateConnection } from './connection.js';
 import { closedError, toRedisStoreError } from './errors.js';
@@ -49,9 +48,9 @@ const FINAL = new Set<string>(FINAL_STATUSES);
 const EVENT_PAGE = 500;
 
 /** The record fields every job script answers with. */
-type RecordReply = [info: string, result: string | null, description: string, token: string, pid: string | null, process: string | null];
+export type RecordReply = [info: string, result: string | null, description: string, token: string, pid: string | null, process: string | null];
 /** The hash fields of {@link RecordReply}, in order. */
-const RECORD_FIELDS = ['info', 'result', 'desc', 'token', 'pid', 'proc'] as const;
+export const RECORD_FIELDS = ['info', 'result', 'desc', 'token', 'pid', 'proc'] as const;
 
 /** A live-event listener with the first event id it may hear (known once its subscription is active). */
 interface EventSubscriber {
@@ -63,9 +62,9 @@ interface EventSubscriber {
 /** The Redis-backed {@link Store}. */
 export class RedisStore implements Store {
   readonly streams: RedisStreamLog;
-  /** Command connection (shared with the distributed layer and BullMQ queues). */
+  /** Command connection (shared with the cluster store's BullMQ queues); for the store's own modules and tests. */
   readonly redis: Redis;
-  /** Pub/sub connection: job channels, and other channels of the distributed layer. */
+  /** Pub/sub connection: job channels and the token book's channel. */
   readonly subscriber: Redis;
   readonly keys: Keys;
   readonly scripts: ScriptRunner;
@@ -208,24 +207,6 @@ export class RedisStore implements Store {
       const reply = await this.scripts.run<RecordReply | null>('jwFinishJob', id, JSON.stringify(changes.info), changes.result, 'finish');
       return reply === null ? undefined : toRecord(reply);
     });
-  }
-
-  /**
-   * A worker's end of a run: frees the job's slot on `run.node` and moves the job to its final
-   * status, only while the job is still this run's. Undefined when it is not (it was queued
-   * again for another attempt, or runs elsewhere).
-   */
-  finishRun(id: string, fields: FinishFields, run: RunClaim): Promise<JobRecord | undefined> {
-    return this.#op(async () => {
-      const changes = finishChanges(fields);
-      const reply = await this.scripts.run<RecordReply | null>('jwFinishRun', id, JSON.stringify(changes.info), changes.result, run.node, String(run.attempt));
-      return reply === null ? undefined : toRecord(reply);
-    });
-  }
-
-  /** A job whose worker was lost goes back to waiting, for another attempt. */
-  requeueJob(id: string, reason: string): Promise<JobRecord | undefined> {
-    return this.#change('jwRequeueJob', id, reason);
   }
 
   deleteJob(id: string): Promise<void> {
@@ -438,6 +419,21 @@ export class RedisStore implements Store {
     }
   }
 
+  /** Runs a job-changing script that answers a record or nil (for the cluster store's scripts). */
+  protected change(script: string, id: string, ...args: string[]): Promise<JobRecord | undefined> {
+    return this.#change(script, id, ...args);
+  }
+
+  /** Runs an operation as every operation of this store runs (after pending subscriptions, errors mapped). */
+  protected op<T>(operation: () => Promise<T>): Promise<T> {
+    return this.#op(operation);
+  }
+
+  /** Records of existing jobs among `ids`, in the same order. */
+  protected records(ids: string[]): Promise<JobRecord[]> {
+    return this.#records(ids);
+  }
+
   /** Runs a job-changing script that answers a record or nil. */
   #change(script: string, id: string, ...args: string[]): Promise<JobRecord | undefined> {
     return this.#op(async () => {
@@ -471,7 +467,7 @@ export class RedisStore implements Store {
 }
 
 /** The info fields and result text a final status sets; a status that is not final is refused. */
-function finishChanges(fields: FinishFields): { info: Partial<JobInfo>; result: string } {
+export function finishChanges(fields: FinishFields): { info: Partial<JobInfo>; result: string } {
   if (!FINAL.has(fields.status)) {
     throw new BadRequestError(`finishJob needs a final status, got ${JSON.stringify(fields.status)}`, { field: 'status' });
   }
@@ -490,11 +486,12 @@ function lexMember(createdAt: string, id: string): string {
   return `${createdAt}\0${id}`;
 }
 
-function idOfMember(member: string): string {
+/** The job id of a listing member (`createdAt\0id`). */
+export function idOfMember(member: string): string {
   return member.slice(member.indexOf('\0') + 1);
 }
 
-function toRecord(reply: RecordReply): JobRecord {
+export function toRecord(reply: RecordReply): JobRecord {
   const [info, result, description, jobToken, pid, process] = reply;
   return {
     ...infoOf(info, result),
