@@ -67,23 +67,21 @@ export async function sharedUser(store: ClusterStore, user: string): Promise<Use
 export class SharedTokenBook extends TokenBook {
   readonly #store: ClusterStore;
   readonly #home: string;
-  readonly #onError: (err: unknown) => void;
   #shared = new Map<string, WhoAmI>();
   #sharedUsers = new Map<string, UserEntry>();
   #fileMtime = -1;
   #timers: NodeJS.Timeout[] = [];
   #unsubscribe: (() => void) | undefined;
 
-  private constructor(home: string, store: ClusterStore, onError: (err: unknown) => void) {
+  private constructor(home: string, store: ClusterStore) {
     super(home);
     this.#home = home;
     this.#store = store;
-    this.#onError = onError;
   }
 
   /** Opens the book: shares this home's tokens, loads the shared ones, follows changes. */
   static async open(home: string, store: ClusterStore, onError: (err: unknown) => void): Promise<SharedTokenBook> {
-    const book = new SharedTokenBook(home, store, onError);
+    const book = new SharedTokenBook(home, store);
     await book.shareFile();
     await book.reloadShared();
     book.#unsubscribe = await store.onTokensChanged(() => void book.reloadShared().catch(onError));
