@@ -1,26 +1,20 @@
 /**
- * Placement: which worker runs a waiting job, and handing it over. The decision is one Lua
- * script over the registry (`jwPlaceJobs`, MARVELO's rules: preferred node, then pools in
- * priority order), which also reserves the slot; the hand-over is a BullMQ job on the chosen
- * worker's queue (`node-NAME`), which the worker's BullMQ Worker picks up.
+ * Placement: which worker runs a waiting job, and handing it over. The decision is one atomic
+ * store operation (`placeJobs`; in Redis the Lua script `jwPlaceJobs`, MARVELO's rules:
+ * preferred node, then pools in priority order), which also reserves the slot; the hand-over
+ * goes to the chosen worker's queue (BullMQ in Redis), which that worker consumes.
  *
- * Any server or worker may run placement passes; the script makes concurrent passes safe. A
+ * Any server or worker may run placement passes; the store makes concurrent passes safe. A
  * pass runs when a job is submitted, when a worker frees a slot or registers, and once a second
  * (for wait reasons and as a safety net).
+ *
+ * Also here: what jobs workers can take ({@link checkWorkerJob}) and the cluster's queues.
  * @module
  */
-import { Queue } from 'bullmq';
-import type { RedisStore } from '../store/redis/index.js';
-
-/** Name of the BullMQ queue of a worker node. */
-export function nodeQueueName(node: string): string {
-  return `node-${node}`;
-}
-
-/** What a BullMQ job of a node queue carries. */
-export interface HandOver {
-  jobId: string;
-}
+import { BadRequestError, type JobDescription } from '@jobwire/client';
+import { LocalExecutor } from '../executors/local/index.js';
+import { UNLIMITED_AT_ONCE, type QueueDef } from '../executors/types.js';
+import type { ClusterStore, HandOver, HandOvers } from '../store/cluster.js';
 
 /** Jobs looked at per pass. */
 const SCAN = 500;
@@ -29,16 +23,17 @@ const PATIENCE_MS = 1000;
 
 /** Runs placement passes for one process, coalescing requests. */
 export class Placer {
-  readonly #store: RedisStore;
-  readonly #queues = new Map<string, Queue<HandOver>>();
+  readonly #store: ClusterStore;
+  readonly #handOvers: HandOvers;
   readonly #onError: (err: unknown) => void;
   #running: Promise<void> | undefined;
   #again = false;
   #closed = false;
 
-  constructor(store: RedisStore, onError: (err: unknown) => void) {
+  constructor(store: ClusterStore, onError: (err: unknown) => void) {
     this.#store = store;
     this.#onError = onError;
+    this.#handOvers = store.handOvers(onError);
   }
 
   /** Asks for a pass soon (several requests while one runs make one more pass). */
@@ -66,58 +61,62 @@ export class Placer {
     while (this.#running) await this.#running;
   }
 
-  /** Hands a job placed on `node` to it (again): idempotent per attempt. */
-  async handOver(node: string, jobs: Array<{ jobId: string; attempt: string }>): Promise<void> {
-    if (jobs.length === 0) return;
-    await this.#queue(node).addBulk(
-      jobs.map(({ jobId, attempt }) => ({
-        name: 'run',
-        data: { jobId },
-        opts: { jobId: `${jobId}.${attempt}`, removeOnComplete: true, removeOnFail: true },
-      })),
-    );
+  /** Hands jobs placed on `node` to it (again): idempotent per attempt. */
+  handOver(node: string, jobs: readonly HandOver[]): Promise<void> {
+    return this.#handOvers.add(node, jobs);
   }
 
-  /** Forgets a node's BullMQ queue and its keys (the node is gone). */
-  async dropNodeQueue(node: string): Promise<void> {
-    const queue = this.#queue(node);
-    this.#queues.delete(node);
-    try {
-      await queue.obliterate({ force: true });
-    } finally {
-      await queue.close();
-    }
+  /** Forgets a node's hand-over queue and what it held (the node is gone, or starts afresh). */
+  dropNodeQueue(node: string): Promise<void> {
+    return this.#handOvers.drop(node);
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     await this.idle().catch(() => undefined);
-    await Promise.allSettled([...this.#queues.values()].map((q) => q.close()));
-    this.#queues.clear();
+    await this.#handOvers.close();
   }
 
   async #passes(): Promise<void> {
     for (;;) {
-      const placed = await this.#store.scripts.run<string[]>('jwPlaceJobs', SCAN, PATIENCE_MS);
+      const placed = await this.#store.placeJobs({ scan: SCAN, patienceMs: PATIENCE_MS, unlimitedSlots: UNLIMITED_AT_ONCE });
       if (placed.length === 0 || this.#closed) return;
-      const byNode = new Map<string, Array<{ jobId: string; attempt: string }>>();
-      for (let i = 0; i < placed.length; i += 3) {
-        const node = placed[i + 1]!;
+      const byNode = new Map<string, HandOver[]>();
+      for (const { jobId, node, attempt } of placed) {
         let list = byNode.get(node);
         if (!list) byNode.set(node, (list = []));
-        list.push({ jobId: placed[i]!, attempt: placed[i + 2]! });
+        list.push({ jobId, attempt });
       }
       await Promise.all([...byNode].map(([node, jobs]) => this.handOver(node, jobs)));
     }
   }
+}
 
-  #queue(node: string): Queue<HandOver> {
-    let queue = this.#queues.get(node);
-    if (!queue) {
-      queue = new Queue<HandOver>(nodeQueueName(node), { connection: this.#store.redis, prefix: this.#store.keys.bull });
-      queue.on('error', (err) => this.#onError(err));
-      this.#queues.set(node, queue);
-    }
-    return queue;
+/** Checks submissions as the workers' local executors would. */
+const LOCAL = new LocalExecutor({ multiSlots: 1 });
+
+/**
+ * What a worker's local executor refuses, plus: retries only for batch jobs (an interactive
+ * job's input went to the process that was lost, so it cannot start over). Throws a
+ * BadRequestError naming the field.
+ */
+export function checkWorkerJob(description: JobDescription): void {
+  LOCAL.check(description);
+  if ((description.retries ?? 0) > 0 && description.interactive === true) {
+    throw new BadRequestError('retries are for batch jobs: an interactive job cannot be started again', { code: 'unsupported', field: 'retries' });
   }
+}
+
+/**
+ * The queues of a cluster, as the workers' local executors name them, with the cluster's limits:
+ * `single` runs one job per live worker, `multi` one per slot of every live worker, `unlimited`
+ * has none.
+ */
+export async function clusterQueues(store: ClusterStore): Promise<QueueDef[]> {
+  const { workers, slots } = await store.liveCapacity();
+  return [
+    { name: 'single', limit: workers },
+    { name: 'multi', limit: slots },
+    { name: 'unlimited', limit: null },
+  ];
 }

@@ -1,34 +1,38 @@
 /**
- * A jobwire worker (distributed mode): registers in Redis with its name, pools, slots and
- * labels, renews its liveness, takes the jobs placed on it from its BullMQ queue and runs them
+ * A jobwire worker (distributed mode): registers in the cluster store (Redis) with its name,
+ * pools, slots and labels, renews its liveness, takes the jobs handed over to it and runs them
  * with the local executor — through the same runner as the embedded server, with the Redis
- * store, so output, stdin and status flow through Redis to every server.
+ * store, so output, stdin and status flow through Redis to every server. It talks to the store
+ * through the cluster store's named operations only (`store/cluster.ts`).
  *
  * It also does its share of the cluster's housekeeping: placement passes (after each job it
  * frees a slot), and looking for dead workers, whose jobs it settles (Lost, or queued again).
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
-import { Queue, Worker, type Job } from 'bullmq';
 import { pino, type Logger } from 'pino';
 import { resolveHome } from '@jobwire/client/home';
+import { sharedUser } from '../auth/shared-tokens.js';
 import { LocalExecutor } from '../executors/local/index.js';
+import { UNLIMITED_AT_ONCE } from '../executors/types.js';
 import { prepareHome } from '../home.js';
-import { serializeError } from '../logging.js';
-import { StopSteps, type CloseOptions, type StopReport } from '../stop.js';
-import { PLACEMENT_NAME } from '../jobs/placement-names.js';
+import { emitSafely, lostEvent, type JobwireEventMap } from '../jobs/events.js';
 import { stopOrphans } from '../jobs/orphans.js';
+import { PLACEMENT_NAME } from '../jobs/placement-names.js';
 import { accountPolicy } from '../jobs/run-as.js';
 import { runJob, type RunnerContext } from '../jobs/runner.js';
-import { sharedUser } from '../server/shared-tokens.js';
-import { defaultWorkDir } from '../server/work-dir.js';
-import { openRedisStore, type RedisStore } from '../store/redis/index.js';
-import type { FinishFields, JobRecord, Store } from '../store/types.js';
-import { nodeQueueName, Placer, type HandOver } from './placement.js';
-import { checkLiveness, DEFAULT_LIVENESS, dropWorker, forgetOrphans, heartbeat, orphansOf, reapDeadWorkers, registerWorker, type Liveness } from './registry.js';
-import { liveServerUrls } from './servers.js';
+import { serializeError } from '../logging.js';
+import { StopSteps, type CloseOptions, type StopReport } from '../stop.js';
+import type { ClusterStore } from '../store/cluster.js';
+import { openRedisStore } from '../store/index.js';
+import type { FinishFields, JobRecord } from '../store/types.js';
+import { defaultWorkDir } from '../work-dir.js';
+import { Housekeeping, reapedEvent, reportReaped } from './housekeeping.js';
+import { Placer } from './placement.js';
+import { checkLiveness, DEFAULT_LIVENESS, dropWorker, orphansOf, registerWorker, type Liveness } from './registry.js';
 
 /** Options of {@link startWorker}. */
 export interface WorkerOptions {
@@ -63,6 +67,23 @@ export interface WorkerOptions {
   logLevel?: string;
   /** A logger to use instead of a new one. */
   logger?: Logger;
+  /**
+   * Where the worker's events go; pass your own to hear those of the start (`job:lost` of jobs a
+   * previous instance left, `worker:ready`). @defaultValue a new emitter (see {@link WorkerHandle.events})
+   */
+  events?: EventEmitter<WorkerEventMap>;
+}
+
+/** Events of a worker ({@link WorkerHandle.events}): the shared ones plus its lifecycle. */
+export interface WorkerEventMap extends JobwireEventMap {
+  /** Registered and taking jobs (emitted before `startWorker` resolves). */
+  'worker:ready': [{ name: string; instance: string }];
+  /** The registry no longer held this instance (it was taken for dead): its runs are stopped and it registers again. */
+  'worker:taken-for-dead': [{ name: string; instance: string }];
+  /** `close()` began: no job is taken any more; running ones are stopped and end Lost with `reason`. */
+  'worker:stopping': [{ reason: string }];
+  /** `close()` ended; `report` lists what was left unsettled. */
+  'worker:stopped': [{ report: StopReport }];
 }
 
 /** A running worker. */
@@ -73,7 +94,9 @@ export interface WorkerHandle extends AsyncDisposable {
   readonly pools: readonly string[];
   readonly slots: number;
   /** The worker's store. */
-  readonly store: RedisStore;
+  readonly store: ClusterStore;
+  /** The worker's events: {@link WorkerEventMap}. */
+  readonly events: EventEmitter<WorkerEventMap>;
   /** Ids of the jobs it is running (or about to start). */
   running(): string[];
   /**
@@ -90,8 +113,6 @@ const CHECK_EVERY_MS = 3000;
 const HAND_OVER_AGAIN_MS = 10_000;
 /** How long a server URL found in the registry is handed to jobs before it is looked up again. */
 const SERVER_URL_TTL_MS = 5000;
-/** Jobs of the `unlimited` queue a worker takes at once (as the embedded dispatcher). */
-const UNLIMITED_SLOTS = 256;
 
 interface Resolved {
   redis: string;
@@ -108,6 +129,7 @@ interface Resolved {
   caFile: string | undefined;
   liveness: Liveness;
   logger: Logger;
+  events: EventEmitter<WorkerEventMap>;
 }
 
 function parseOptions(options: WorkerOptions): Resolved {
@@ -134,53 +156,17 @@ function parseOptions(options: WorkerOptions): Resolved {
     serverUrl: options.serverUrl,
     caFile: options.caFile,
     liveness,
+    events: options.events ?? new EventEmitter<WorkerEventMap>(),
     logger: options.logger ?? pino({ level: options.logLevel ?? 'info', base: { worker: name }, serializers: { err: serializeError } }, pino.destination(2)),
   };
 }
 
-/**
- * The store a worker hands the runner: a job that is no longer this worker's (taken for dead and
- * queued again for a retry) is neither finished nor has its output closed by it, and nothing
- * starts while the worker shuts down. Everything else goes to the Redis store as it is.
- */
-function ownJobsOnly(store: RedisStore, node: string, stopping: () => boolean): Store {
-  const mine = async (id: string): Promise<boolean> => {
-    const [runsOn, info] = await store.redis.hmget(store.keys.job(id), 'node', 'info');
-    if (info === null) return false;
-    const status = (JSON.parse(info) as JobRecord).status;
-    return status === 'Running' ? runsOn === node : status !== 'Queued';
-  };
-  // The process has exited: free its slot before the final status goes out, so a client that
-  // sees the job end and submits the next one finds the node free (a preferred node included).
-  const finishJob = async (id: string, fields: FinishFields): Promise<JobRecord | undefined> => {
-    if (!(await mine(id))) return undefined;
-    await store.scripts.run('jwReleaseJob', node, id);
-    return store.finishJob(id, fields);
-  };
-  const closeOutput = async (id: string): Promise<void> => {
-    if (await mine(id)) await store.streams.closeOutput(id);
-  };
-  // A worker that is shutting down starts nothing more (the job waits for another worker).
-  const markRunning: Store['markRunning'] = async (id, fields) => (stopping() ? undefined : store.markRunning(id, fields));
-  const streams = delegate(store.streams, { closeOutput });
-  return delegate<Store>(store, { finishJob, markRunning, streams });
-}
-
-/** `target` with some members replaced; its own methods stay bound to it (they use private fields). */
-function delegate<T extends object>(target: T, replaced: Partial<T>): T {
-  return new Proxy(target, {
-    get(object, property) {
-      if (Object.prototype.hasOwnProperty.call(replaced, property)) return (replaced as Record<PropertyKey, unknown>)[property];
-      const value: unknown = Reflect.get(object, property, object);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(object) : value;
-    },
-  });
-}
 
 /** Starts a worker; resolves once it is registered and taking jobs. */
 export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHandle> {
   const opts = parseOptions(options);
   const log = opts.logger;
+  const events = opts.events;
   const instance = randomBytes(8).toString('hex');
   if (opts.home !== undefined) {
     const prepared = prepareHome(opts.home);
@@ -195,14 +181,22 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   const onError = (err: unknown, jobId?: string): void => {
     if (closing && jobId !== undefined) unsettledJobs.add(jobId);
     log.error({ err, jobId }, 'worker bookkeeping failed');
+    if (jobId !== undefined) emitSafely(events, 'runner:error', { error: err, jobId });
+    else emitSafely(events, 'housekeeping:error', { error: err });
+  };
+  const lost = (jobs: readonly JobRecord[]): void => {
+    for (const job of jobs) emitSafely(events, 'job:lost', lostEvent(job));
   };
   const placer = new Placer(store, (err) => onError(err));
-  const active = new Set<string>();
+  /** Runs in hand: job id → what stops that run alone (the worker was taken for dead). */
+  const active = new Map<string, AbortController>();
   let closing = false;
+  /** Aborts when the worker shuts down; its reason is the error of the jobs it stops. */
+  const shutdown = new AbortController();
 
   const executor = new LocalExecutor({ multiSlots: opts.slots });
   const ctx: RunnerContext = {
-    store: ownJobsOnly(store, opts.name, () => closing),
+    store,
     executor,
     node: opts.name,
     graceMs: opts.graceSeconds * 1000,
@@ -218,7 +212,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   const refreshServerUrl = async (): Promise<void> => {
     if (opts.serverUrl !== undefined || (ctx.serverUrl !== '' && Date.now() - serverUrlAt < SERVER_URL_TTL_MS)) return;
     serverUrlAt = Date.now();
-    const urls = await liveServerUrls(store);
+    const urls = await store.serverUrls();
     if (!urls.includes(ctx.serverUrl)) ctx.serverUrl = urls[0] ?? '';
   };
 
@@ -239,15 +233,16 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     const outcomes = await stopOrphans(orphans, ctx.graceMs);
     for (const [jobId, outcome] of outcomes) log.warn({ jobId, processes: outcome }, 'processes an earlier instance of this worker left running');
     const previous = await registerWorker(store, registration, opts.liveness.ttlMs, outcomes);
-    await forgetOrphans(store, opts.name, orphans.filter((o) => outcomes.get(o.id)?.kind !== 'runner-alive').map((o) => o.id));
+    await store.forgetOrphans(opts.name, orphans.filter((o) => outcomes.get(o.id)?.kind !== 'runner-alive').map((o) => o.id));
     if (previous.lost.length + previous.retried.length > 0) {
       log.warn({ lost: previous.lost.map((j) => j.id), retried: previous.retried.map((j) => j.id) }, 'settled the jobs of the previous instance of this worker');
     }
+    lost(previous.lost);
     // Hand-overs to an earlier instance of this node are void (its placements were undone).
-    const old = new Queue(nodeQueueName(opts.name), { connection: store.redis, prefix: store.keys.bull });
-    await old.obliterate({ force: true }).finally(() => old.close());
+    await placer.dropNodeQueue(opts.name);
     await refreshServerUrl();
   } catch (err) {
+    await placer.close();
     await store.close();
     throw err;
   }
@@ -255,39 +250,37 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   /** Runs one handed-over job, if it is still this worker's to run, then frees its slot. */
   const handle = async (jobId: string): Promise<void> => {
     if (active.has(jobId)) return;
-    active.add(jobId);
+    const own = new AbortController();
+    active.set(jobId, own);
     try {
-      const [placed] = await store.redis.hmget(store.keys.job(jobId), 'placed');
-      const record = await store.getJob(jobId);
-      if (record && record.status === 'Queued' && placed === opts.name && !closing) {
+      const placed = await store.placedJob(jobId, opts.name);
+      if (placed && !closing) {
         await refreshServerUrl().catch(onError);
-        await runJob(ctx, record);
+        const claim = { node: opts.name, attempt: placed.attempt };
+        const finished = await runJob(ctx, placed.job, {
+          signal: AbortSignal.any([shutdown.signal, own.signal]),
+          // One step frees the slot and stores the final status, so a client that sees the job
+          // end and submits the next one finds the node free (a preferred node included) — and
+          // only while the job is still this run's: one the reaper handed on meanwhile (taken
+          // for dead, queued again) is neither finished nor has its output closed here.
+          settle: async (fields: FinishFields) => {
+            const done = await store.finishRun(jobId, fields, claim);
+            if (done) await store.streams.closeOutput(jobId);
+            return done;
+          },
+        });
+        if (finished?.status === 'Lost') lost([finished]);
       }
     } catch (err) {
       onError(err, jobId);
     } finally {
       active.delete(jobId);
-      await store.scripts.run('jwReleaseJob', opts.name, jobId).catch((err: unknown) => onError(err, jobId));
+      await store.releaseJob(opts.name, jobId).catch((err: unknown) => onError(err, jobId));
       placer.poke();
     }
   };
 
-  const bullWorker = new Worker<HandOver>(nodeQueueName(opts.name), (job: Job<HandOver>) => handle(job.data.jobId), {
-    connection: store.redis,
-    prefix: store.keys.bull,
-    concurrency: opts.slots + 1 + UNLIMITED_SLOTS,
-    // Liveness is jobwire's own (heartbeats and the reaper); BullMQ's stalled-job check would
-    // only move a job back to this same node's queue.
-    maxStalledCount: 0,
-    name: `${opts.name}:${instance}`,
-  });
-  bullWorker.on('error', (err) => onError(err));
-  await bullWorker.waitUntilReady();
-
-  /** Stops every run of this process (their jobs are settled elsewhere, or end Lost on shutdown). */
-  const stopRuns = (): void => {
-    for (const id of active) store.streams.deliverLocally(id, { type: 'control', control: { type: 'cancel' } });
-  };
+  const consumer = await store.takeHandOvers(opts.name, { concurrency: opts.slots + 1 + UNLIMITED_AT_ONCE, name: `${opts.name}:${instance}`, onError: (err) => onError(err) }, handle);
 
   // Liveness: renew; when taken for dead, stop what runs (it was settled) and register again.
   let beating = false;
@@ -295,9 +288,11 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     if (beating || closing) return;
     beating = true;
     try {
-      if (await heartbeat(store, opts.name, instance, opts.liveness.ttlMs)) return;
+      if (await store.heartbeat(opts.name, instance, opts.liveness.ttlMs)) return;
       log.error('this worker was taken for dead (no heartbeat reached Redis in time); stopping its jobs and registering again');
-      stopRuns();
+      emitSafely(events, 'worker:taken-for-dead', { name: opts.name, instance });
+      const reason = `the worker ${opts.name} was taken for dead (no heartbeat reached Redis in time) while the job was running`;
+      for (const run of active.values()) run.abort(reason);
       await registerWorker(store, registration, opts.liveness.ttlMs);
       placer.poke();
     } catch (err) {
@@ -310,65 +305,49 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
 
   // Housekeeping: dead workers, placement, and a check of this worker's own jobs.
   let lastCheck = 0;
-  const housekeeping = async (): Promise<void> => {
-    for (const reaped of await reapDeadWorkers(store, opts.liveness)) {
-      log.warn({ node: reaped.name, lost: reaped.lost.map((j) => j.id), retried: reaped.retried.map((j) => j.id) }, 'worker stopped answering; its jobs were settled');
-      await placer.dropNodeQueue(reaped.name);
-    }
-    placer.poke();
-    if (Date.now() - lastCheck < CHECK_EVERY_MS) return;
-    lastCheck = Date.now();
-    for (const id of active) await store.streams.resync(id, { output: false });
-    await handOverAgain();
-  };
-  /** Jobs placed here that no hand-over reached (a placer died in between) are handed over again. */
-  const handOverAgain = async (): Promise<void> => {
-    const ids = (await Promise.all(['multi', 'single', 'unlimited'].map((cls) => store.redis.smembers(store.keys.load(opts.name, cls))))).flat();
-    if (ids.length === 0) return;
-    // Redis's clock, which stamped placedAt: the placer may run on another machine.
-    const [secondsNow, microsNow] = await store.redis.time();
-    const now = Number(secondsNow) * 1000 + Math.floor(Number(microsNow) / 1000);
-    const stale: Array<{ jobId: string; attempt: string }> = [];
-    for (const id of ids) {
-      if (active.has(id)) continue;
-      const [placed, placedAt, attempt] = await store.redis.hmget(store.keys.job(id), 'placed', 'placedAt', 'attempt');
-      if (placed === opts.name && now - Number(placedAt ?? 0) > HAND_OVER_AGAIN_MS) stale.push({ jobId: id, attempt: attempt ?? '1' });
-      else if (placed !== opts.name) await store.scripts.run('jwReleaseJob', opts.name, id);
-    }
-    await placer.handOver(opts.name, stale);
-  };
-  let housekeepingRun: Promise<void> | undefined;
-  const housekeepingTimer = setInterval(() => {
-    if (housekeepingRun || closing) return;
-    housekeepingRun = housekeeping()
-      .catch((err: unknown) => onError(err))
-      .finally(() => {
-        housekeepingRun = undefined;
-      });
-  }, opts.liveness.reapEveryMs);
+  const housekeeping = new Housekeeping({
+    store,
+    placer,
+    liveness: opts.liveness,
+    onReaped: (reaped) => {
+      reportReaped(log, reaped);
+      emitSafely(events, 'worker:reaped', reapedEvent(reaped));
+      lost(reaped.lost);
+    },
+    onError: (err) => onError(err),
+    more: async () => {
+      if (Date.now() - lastCheck < CHECK_EVERY_MS) return;
+      lastCheck = Date.now();
+      for (const id of active.keys()) await store.resyncJob(id);
+      // Jobs placed here that no hand-over reached (a placer died in between) are handed over again.
+      await placer.handOver(opts.name, await store.staleHandOvers(opts.name, HAND_OVER_AGAIN_MS, new Set(active.keys())));
+    },
+  });
   placer.poke();
   log.info({ pools: opts.pools, slots: opts.slots }, 'worker ready');
+  emitSafely(events, 'worker:ready', { name: opts.name, instance });
 
   let closed: Promise<StopReport> | undefined;
   const close = (options: CloseOptions = {}): Promise<StopReport> =>
     (closed ??= (async () => {
       // Every step below waits for Redis; giving up drops the connections (BullMQ's own too).
       const steps = new StopSteps(options.signal, () => {
-        void bullWorker.disconnect().catch(() => undefined);
+        consumer.disconnect();
         store.abandon();
       });
+      const reason = `the worker ${opts.name} shut down while the job was running`;
       closing = true;
+      emitSafely(events, 'worker:stopping', { reason });
       clearInterval(heartbeatTimer);
-      clearInterval(housekeepingTimer);
-      ctx.shutdownReason = `the worker ${opts.name} shut down while the job was running`;
-      stopRuns();
-      await steps.run('stopping the running jobs and closing the job queue', () => bullWorker.close());
+      const housekeepingPass = housekeeping.stop();
+      shutdown.abort(reason);
+      await steps.run('stopping the running jobs and closing the job queue', () => consumer.close());
       // Runs still going are stuck on Redis: their jobs' final status was not stored.
-      for (const id of active) unsettledJobs.add(id);
+      for (const id of active.keys()) unsettledJobs.add(id);
       if (unsettledJobs.size > 0) steps.note(`the final status of job(s) ${[...unsettledJobs].join(', ')} was not stored (other workers and servers mark them Lost once this worker misses its heartbeats)`);
-      await steps.run('finishing the housekeeping pass in progress', () => housekeepingRun);
+      await steps.run('finishing the housekeeping pass in progress', () => housekeepingPass);
       await steps.run('leaving the worker registry (other workers and servers drop it once it misses its heartbeats)', async () => {
-        await dropWorker(store, opts.name, instance, ctx.shutdownReason!, true);
+        lost((await dropWorker(store, opts.name, instance, reason, true)).lost);
         await placer.dropNodeQueue(opts.name);
         placer.poke();
         await placer.idle();
@@ -377,6 +356,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       await steps.run('closing the store', () => store.close());
       const report = steps.report();
       if (report.unsettled.length > 0) log.warn({ unsettled: report.unsettled }, 'stopped without settling everything');
+      emitSafely(events, 'worker:stopped', { report });
       return report;
     })());
 
@@ -386,7 +366,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     pools: opts.pools,
     slots: opts.slots,
     store,
-    running: () => [...active],
+    events,
+    running: () => [...active.keys()],
     close,
     [Symbol.asyncDispose]: async () => {
       await close();

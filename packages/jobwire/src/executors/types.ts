@@ -1,17 +1,26 @@
 /**
- * The executor interface: how jobwire starts a job somewhere and talks to its process.
- * The local executor implements it with child processes and pseudo-terminals; ssh, slurm and
- * worker executors implement the same interface.
+ * The executor interface: how jobwire starts a job's process somewhere and talks to it — and
+ * nothing more: where jobs wait, who starts them and how their runs are settled belong to the
+ * backend (`backends/`). The local executor (`local/`) implements it with child processes and
+ * pseudo-terminals; executors that start processes elsewhere (a job host, ssh, Slurm) would
+ * implement the same interface.
  * @module
  */
 import type { JobDescription, OutputChannel } from '@jobwire/client';
-import type { JobProcess } from './local/process-identity.js';
+import type { JobProcess } from '../job-process.js';
 import type { OsAccount } from './local/os-account.js';
+
+/**
+ * Jobs of a queue without a limit that one machine takes at a time: the embedded dispatcher
+ * starts at most this many per pass, a worker runs at most this many at once ("unlimited" must
+ * not mean thousands of processes started in one go).
+ */
+export const UNLIMITED_AT_ONCE = 256;
 
 /** A queue an executor offers. */
 export interface QueueDef {
   name: string;
-  /** Maximum jobs running at once; null = unlimited. */
+  /** Maximum jobs running at once; null = unlimited (see {@link UNLIMITED_AT_ONCE}). */
   limit: number | null;
 }
 

@@ -8,7 +8,7 @@
 import { isIP } from 'node:net';
 import { status as Status, type Metadata } from '@grpc/grpc-js';
 import type { WhoAmI } from '@jobwire/client';
-import type { TokenBook } from '../server/tokens.js';
+import type { TokenBook } from '../auth/tokens.js';
 import { XenonError } from './errors.js';
 
 /** The address part of a grpc-js peer string ("127.0.0.1:5000", "::1:5000", "[::1]:5000"). */

@@ -57,7 +57,7 @@ const WAIT_STEP_MS = 3_600_000;
 export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedServiceImplementation {
   const { service, space } = deps;
   const schedulers = new HandleTable<SchedulerHandle>('scheduler');
-  const adaptorName = service.executor.name;
+  const adaptorName = service.adaptor;
   // Distributed workers run jobs with the local executor, so `local` names them too.
   const adaptorNames = adaptorName === 'worker' ? ['local', 'worker'] : [adaptorName];
   // The queues as the job service sees them (in distributed mode they come from the workers).

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { JobService } from '../jobs/service.js';
-import type { TokenBook } from '../server/tokens.js';
+import type { TokenBook } from '../auth/tokens.js';
 import { Authenticator } from './auth.js';
 import { FileSpace } from './file-space.js';
 import { fileSystemService } from './filesystem-service.js';

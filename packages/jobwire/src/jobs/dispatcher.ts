@@ -1,11 +1,23 @@
 /**
  * The embedded dispatcher: starts Queued jobs of each queue while the queue has free slots.
- * One per embedded server; distributed mode replaces it with workers claiming from Redis.
+ * One per embedded server (`backends/embedded.ts`); distributed mode replaces it with workers
+ * that are handed jobs by placement. Shutdown is its signal aborting (see {@link DispatcherOptions}).
  * @module
  */
-import type { QueueDef } from '../executors/types.js';
+import { UNLIMITED_AT_ONCE, type QueueDef } from '../executors/types.js';
 import type { JobRecord } from '../store/types.js';
 import { runJob, type RunnerContext } from './runner.js';
+
+/** Options of a {@link Dispatcher}. */
+export interface DispatcherOptions {
+  /**
+   * Aborts when the server shuts down: no job starts after it, and the running ones are stopped
+   * and end Lost with its reason. @defaultValue never aborts
+   */
+  signal?: AbortSignal;
+  /** Hears the job as each run finished it (e.g. Lost at shutdown). @defaultValue none */
+  onFinished?(job: JobRecord): void;
+}
 
 /** Starts queued jobs in their queues' limits. */
 export class Dispatcher {
@@ -13,15 +25,20 @@ export class Dispatcher {
   private readonly runs = new Set<Promise<void>>();
   private scheduled = false;
   private draining: Promise<void> | undefined;
-  private stopped = false;
   /** Queues that may hold Queued jobs not yet looked at; saves a query per queue per pass. */
   private readonly pending = new Set<string>();
 
   constructor(
     private readonly ctx: RunnerContext,
     private readonly queues: QueueDef[],
+    private readonly options: DispatcherOptions = {},
   ) {
     for (const q of queues) this.running.set(q.name, new Set());
+  }
+
+  /** Whether the shutdown signal aborted: nothing starts any more. */
+  private get stopped(): boolean {
+    return this.options.signal?.aborted === true;
   }
 
   /** Jobs this dispatcher is running now, per queue. */
@@ -62,7 +79,7 @@ export class Dispatcher {
   private async fillOnce(): Promise<void> {
     for (const q of this.queues) {
       const active = this.running.get(q.name)!;
-      const free = q.limit === null ? 256 : q.limit - active.size;
+      const free = q.limit === null ? UNLIMITED_AT_ONCE : q.limit - active.size;
       if (free <= 0 || !this.pending.has(q.name)) continue;
       let jobs: JobRecord[];
       const asked = free + active.size;
@@ -80,29 +97,20 @@ export class Dispatcher {
         if (active.has(job.id)) continue;
         active.add(job.id);
         started++;
-        const run = runJob(this.ctx, job).finally(() => {
-          active.delete(job.id);
-          this.runs.delete(run);
-          this.poke(q.name);
-        });
+        const run = runJob(this.ctx, job, this.options.signal ? { signal: this.options.signal } : {})
+          .then((finished) => {
+            if (finished) this.options.onFinished?.(finished);
+          })
+          .catch((err: unknown) => this.ctx.onError(err, job.id))
+          .finally(() => {
+            active.delete(job.id);
+            this.runs.delete(run);
+            this.poke(q.name);
+          });
         this.runs.add(run);
       }
       if (q.limit === null && jobs.length >= asked) this.poke(q.name);
     }
-  }
-
-  /** Stops starting jobs; running ones go on (they are marked Lost at the next start if the process dies). */
-  stop(): void {
-    this.stopped = true;
-  }
-
-  /** Stops every running job; they end Lost with `reason`. Resolves when all have ended. */
-  async shutdown(reason: string): Promise<void> {
-    this.stop();
-    this.ctx.shutdownReason = reason;
-    const ids = [...this.running.values()].flatMap((s) => [...s]);
-    await Promise.allSettled(ids.map((id) => this.ctx.store.streams.sendControl(id, { type: 'cancel' })));
-    await this.idle();
   }
 
   /** Resolves when every started run has finished. */

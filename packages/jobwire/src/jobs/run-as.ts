@@ -15,7 +15,7 @@
 import { hostname } from 'node:os';
 import { JobwireError } from '@jobwire/client';
 import { findAccount, runsAsRoot, type OsAccount } from '../executors/local/os-account.js';
-import type { UserEntry } from '../server/tokens.js';
+import type { UserEntry } from '../auth/tokens.js';
 
 /** A job of a user who has no OS account to run as: refused (HTTP 403, code "forbidden"). */
 export class UnmappedUserError extends JobwireError {

@@ -30,13 +30,45 @@ export interface RunnerContext {
    * message saying why and what to do) when the job must not run at all. @defaultValue every job runs as this process's account
    */
   accountFor?(owner: string): Promise<OsAccount | undefined>;
-  /** Set when the server shuts down: jobs stopped then end Lost with this reason. */
-  shutdownReason?: string;
   /** Reports a bookkeeping failure (never thrown: a job's run must not crash the server). */
   onError(err: unknown, jobId: string): void;
 }
 
+/** What one run is given besides the shared {@link RunnerContext}. */
+export interface RunOptions {
+  /**
+   * Stops the run when it aborts (the server or worker shuts down, or a worker learns its jobs
+   * were handed on): the process is stopped and the job ends Lost, with `signal.reason` (a
+   * sentence saying why) as its error. A run that aborts before its process started leaves the
+   * job Queued. @defaultValue never aborts
+   */
+  signal?: AbortSignal;
+  /**
+   * Stores the end of the run: its final status, then, once that is stored, the end of its
+   * output; resolves to the job as finished, or undefined when this run did not finish it.
+   * A worker's checks that the job is still its run's (see `distributed/worker.ts`).
+   * @defaultValue the store's `finishJob`, then `closeOutput`
+   */
+  settle?(fields: FinishFields): Promise<JobRecord | undefined>;
+}
+
 const STDIN_READ = 64 * 1024;
+
+/** The default {@link RunOptions.settle}: every failure is reported, and the output is closed whatever happened. */
+async function settleInStore(ctx: RunnerContext, id: string, fields: FinishFields): Promise<JobRecord | undefined> {
+  let finished: JobRecord | undefined;
+  try {
+    finished = await ctx.store.finishJob(id, fields);
+  } catch (err) {
+    ctx.onError(err, id);
+  }
+  try {
+    await ctx.store.streams.closeOutput(id);
+  } catch (err) {
+    ctx.onError(err, id);
+  }
+  return finished;
+}
 
 /** The handle of a job that was not started: it ends at once with `reason` as its error. */
 function notRun(reason: unknown): ProcessHandle {
@@ -53,14 +85,17 @@ function notRun(reason: unknown): ProcessHandle {
 
 /**
  * Runs `job` to the end. Resolves once its final status is stored (or at once if it was no longer
- * Queued). Never rejects.
+ * Queued), to the job as this run finished it (undefined when it did not). Never rejects.
  */
-export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> {
+export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOptions = {}): Promise<JobRecord | undefined> {
+  const { signal } = options;
   const { store, executor } = ctx;
   const streams = store.streams;
   const id = job.id;
   let handle: ProcessHandle | undefined;
   let cancelled = false;
+  /** Why the run was stopped by its signal, once it was. */
+  let stoppedFor: string | undefined;
   let timedOut = false;
   let pendingAppend: Promise<unknown> = Promise.resolve();
   let appendFailed: unknown;
@@ -118,6 +153,11 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
     cancelled = true;
     handle?.terminate(ctx.graceMs);
   };
+  const stopForSignal = (): void => {
+    stoppedFor ??= reasonText(signal?.reason);
+    handle?.terminate(ctx.graceMs);
+  };
+  signal?.addEventListener('abort', stopForSignal, { once: true });
 
   const onStream = (ev: StreamEvent): void => {
     if (!handle) {
@@ -158,6 +198,8 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
     } catch (err) {
       refusal = err;
     }
+    // Stopped before it started: nothing ran, the job stays Queued for whoever starts next.
+    if (signal?.aborted) return undefined;
     handle = refusal !== undefined ? notRun(refusal) : executor.start({
       jobId: id,
       description: job.description,
@@ -179,7 +221,8 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
       node: ctx.node,
       process: handle.process ?? null,
     });
-    if (!running) stopForCancel(); // cancelled while starting
+    if (signal?.aborted) stopForSignal();
+    else if (!running) stopForCancel(); // cancelled while starting
     const maxRuntime = job.description.maxRuntime ?? 0;
     if (maxRuntime > 0) {
       // Up to a year (the schema's limit): longer than one setTimeout can wait.
@@ -197,14 +240,15 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
   } finally {
     timer?.clear();
     unsubscribe();
+    signal?.removeEventListener('abort', stopForSignal);
   }
 
   await pendingAppend;
   const fields: FinishFields = { status: 'Success', exitCode: result.exitCode, signal: result.signal, endedAt: new Date().toISOString() };
   if (result.result !== undefined) fields.result = result.result;
-  if (cancelled && ctx.shutdownReason !== undefined) {
+  if (stoppedFor !== undefined) {
     fields.status = 'Lost';
-    fields.error = ctx.shutdownReason;
+    fields.error = stoppedFor;
   } else if (cancelled) {
     fields.status = 'Cancelled';
     fields.error = 'cancelled';
@@ -222,14 +266,16 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
     fields.status = 'Failed';
     fields.error = `output could not be stored: ${appendFailed instanceof Error ? appendFailed.message : String(appendFailed)}`;
   }
+  if (options.settle === undefined) return settleInStore(ctx, id, fields);
   try {
-    await store.finishJob(id, fields);
+    return await options.settle(fields);
   } catch (err) {
     ctx.onError(err, id);
+    return undefined;
   }
-  try {
-    await streams.closeOutput(id);
-  } catch (err) {
-    ctx.onError(err, id);
-  }
+}
+
+/** The text of an abort reason: a sentence as given, an error's message. */
+function reasonText(reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason);
 }

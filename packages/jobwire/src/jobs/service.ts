@@ -18,26 +18,18 @@ import {
   type JobStatus,
   type QueueStatus,
 } from '@jobwire/client';
-import type { Executor, QueueDef } from '../executors/types.js';
 import type { JobRecord, Store } from '../store/types.js';
 import { setLongTimeout } from '../timers.js';
+import type { JobScheduler } from './scheduler.js';
 import { parseJobDescription } from './schema.js';
 
 /** Options of {@link JobService}. */
 export interface JobServiceOptions {
   store: Store;
-  executor: Executor;
-  /** Called after a job was queued (the embedded dispatcher pokes itself). */
-  onQueued?: (job: JobRecord) => void;
+  /** Checks, admits, runs or places the jobs, and says what the queues are (the server's backend). */
+  scheduler: JobScheduler;
   /** Queue used when a description names none. @defaultValue "multi" */
   defaultQueue?: string;
-  /** The queues and their limits, when they change at run time (distributed mode: the workers'). @defaultValue `executor.queues()` */
-  queueDefs?: () => Promise<QueueDef[]>;
-  /**
-   * Rejects a submit whose job could not run for its owner (a root server and a user with no OS
-   * account: see run-as.ts); nothing is queued then. @defaultValue every owner is admitted
-   */
-  admit?: (owner: string) => Promise<unknown>;
 }
 
 const STATUSES: readonly JobStatus[] = ['Queued', 'Running', 'Success', 'Failed', 'Cancelled', 'Lost'];
@@ -57,12 +49,15 @@ export function publicInfo(record: JobRecord, withDescription = true): JobInfo {
 /** Job operations on behalf of a user. */
 export class JobService {
   readonly store: Store;
-  readonly executor: Executor;
+  /** The executor adaptor jobs run with, as Xenon clients see it (see {@link JobScheduler.adaptor}). */
+  readonly adaptor: string;
+  private readonly scheduler: JobScheduler;
   private readonly defaultQueue: string;
 
-  constructor(private readonly options: JobServiceOptions) {
+  constructor(options: JobServiceOptions) {
     this.store = options.store;
-    this.executor = options.executor;
+    this.scheduler = options.scheduler;
+    this.adaptor = options.scheduler.adaptor;
     this.defaultQueue = options.defaultQueue ?? 'multi';
   }
 
@@ -71,8 +66,8 @@ export class JobService {
     const description: JobDescription = parseJobDescription(input);
     description.queueName ??= this.defaultQueue;
     if (description.tty && !description.interactive) description.interactive = true;
-    this.executor.check(description);
-    await this.options.admit?.(owner);
+    this.scheduler.check(description);
+    await this.scheduler.admit(owner);
     const name = description.name ?? (description.executable ? basename(description.executable) : 'js');
     const record = await this.store.createJob({
       id: randomUUID(),
@@ -87,7 +82,7 @@ export class JobService {
       jobToken: randomBytes(24).toString('base64url'),
       createdAt: new Date().toISOString(),
     });
-    this.options.onQueued?.(record);
+    this.scheduler.queued(record);
     return record;
   }
 
@@ -210,7 +205,7 @@ export class JobService {
   /** Queues with their load. */
   async queues(): Promise<QueueStatus[]> {
     const counts = await this.store.queueCounts();
-    const defs = this.options.queueDefs ? await this.options.queueDefs() : this.executor.queues();
+    const defs = await this.scheduler.queues();
     return defs.map((q) => ({ name: q.name, limit: q.limit, running: counts.get(q.name)?.running ?? 0, queued: counts.get(q.name)?.queued ?? 0 }));
   }
 

@@ -1,32 +1,27 @@
 /**
- * The jobwire server: REST, WebSocket attach and events, and (embedded mode) the dispatcher
- * that runs jobs with the local executor — or (distributed mode, `redis` option) the Redis store
- * with placement on `jobwire worker` processes. All truth lives in the store.
+ * The jobwire server: REST, WebSocket attach and events, the dashboard and (optionally) the
+ * Xenon gRPC service, over one backend (`backends/`): the embedded one by default, which runs
+ * jobs here with the local executor, or the Redis one (`redis` option), which places them on
+ * `jobwire worker` processes. All truth lives in the backend's store.
  * @module
  */
+import { EventEmitter } from 'node:events';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
-import { availableParallelism, hostname } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { WebSocketServer } from 'ws';
 import { resolveHome, type ServerRecord } from '@jobwire/client/home';
-import { LocalExecutor } from '../executors/local/index.js';
+import { embeddedBackend, redisBackend, type BackendFactory, type BackendLog } from '../backends/index.js';
 import { runsAsRoot } from '../executors/local/os-account.js';
-import { Dispatcher } from '../jobs/dispatcher.js';
-import { accountPolicy } from '../jobs/run-as.js';
-import type { RunnerContext } from '../jobs/runner.js';
-import { loseOrphanedJobs } from '../jobs/orphans.js';
+import { emitSafely, type JobwireEventMap } from '../jobs/events.js';
 import { JobService } from '../jobs/service.js';
-import { openEmbeddedStore } from '../store/embedded/index.js';
 import type { Store } from '../store/types.js';
 import { startGrpcServer, type GrpcServerHandle, type GrpcTlsOptions } from '../grpc/server.js';
 import { registerDashboard } from './dashboard.js';
 import { frameworkErrors, onClientError, onConnect } from './edge.js';
 import { JSON_BODY_LIMIT, registerRoutes } from './routes.js';
-import { TokenBook } from './tokens.js';
-import { checkWorkDir, defaultWorkDir } from './work-dir.js';
-import { joinCluster } from '../distributed/cluster.js';
+import { checkWorkDir, defaultWorkDir } from '../work-dir.js';
 import { upgradeHandler } from './upgrade.js';
 import { registerWorkersRoute } from './workers-route.js';
 import { certificateCovers, loadTls, type ServerTlsOptions } from './tls.js';
@@ -56,7 +51,13 @@ export interface ServerOptions {
    * @defaultValue a sibling of the home: `<home>-work`
    */
   workDir?: string;
-  /** Slots of the `multi` queue. @defaultValue os.availableParallelism() */
+  /**
+   * The backend: where jobs are kept and run (`backends/`). Give either this or the shortcuts
+   * `multiSlots` (embedded) and `redis`/`redisPrefix` (distributed), not both.
+   * @defaultValue the embedded backend (`embeddedBackend({ multiSlots })`), or with `redis` the Redis one
+   */
+  backend?: BackendFactory;
+  /** Slots of the `multi` queue of the embedded backend (ignored with `redis`). @defaultValue os.availableParallelism() */
   multiSlots?: number;
   /** Seconds between SIGTERM and SIGKILL when cancelling. @defaultValue 5 */
   graceSeconds?: number;
@@ -75,18 +76,38 @@ export interface ServerOptions {
    */
   grpcAllowAnonymousLoopback?: boolean;
   /**
-   * Distributed mode: the Redis to keep everything in (`redis://host:port/db`). The server then
-   * runs no jobs itself: `jobwire worker` processes do. @defaultValue undefined (embedded mode)
+   * Distributed mode: the Redis to keep everything in (`redis://host:port/db`), a shortcut for
+   * `backend: redisBackend({ url, prefix })`. The server then runs no jobs itself: `jobwire
+   * worker` processes do. @defaultValue undefined (embedded mode)
    */
   redis?: string;
   /** Distributed mode: prefix of every Redis key. @defaultValue "jobwire:" */
   redisPrefix?: string;
+  /**
+   * Where the server's events go; pass your own to hear those of the start (`job:lost` of jobs a
+   * crashed server left Running, `server:listening`). @defaultValue a new emitter (see {@link ServerHandle.events})
+   */
+  events?: EventEmitter<ServerEventMap>;
+}
+
+/**
+ * Events of a server ({@link ServerHandle.events}): those of its backend — `job:lost`,
+ * `worker:reaped`, `runner:error`, `housekeeping:error` (see {@link JobwireEventMap}) — plus its
+ * lifecycle.
+ */
+export interface ServerEventMap extends JobwireEventMap {
+  /** Serving at `url` (emitted before `startServer` resolves; the gRPC service starts after it). */
+  'server:listening': [{ url: string }];
+  /** `close()` began; jobs running in this server are stopped and end Lost with `reason`. */
+  'server:stopping': [{ reason: string }];
+  /** `close()` ended; `report` lists what was left unsettled. */
+  'server:stopped': [{ report: StopReport }];
 }
 
 /** Options of the gRPC service, read as given (they have no defaults here). */
 type GrpcOptionKeys = 'tls' | 'grpcPort' | 'grpcHost' | 'grpcTls' | 'grpcAllowAnonymousLoopback';
-/** Options of distributed mode, read as given. */
-type ClusterOptionKeys = 'redis' | 'redisPrefix';
+/** Options that choose the backend, read as given. */
+type BackendOptionKeys = 'backend' | 'multiSlots' | 'redis' | 'redisPrefix' | 'events';
 
 /** A running server. */
 export interface ServerHandle extends AsyncDisposable {
@@ -99,6 +120,8 @@ export interface ServerHandle extends AsyncDisposable {
   readonly workDir: string;
   /** The store (for in-process embedding and tests). */
   readonly store: Store;
+  /** The server's events: {@link ServerEventMap}. */
+  readonly events: EventEmitter<ServerEventMap>;
   /** Port of the Xenon gRPC service, when it runs. */
   readonly grpcPort?: number;
   /**
@@ -115,17 +138,30 @@ export interface ServerHandle extends AsyncDisposable {
   close(options?: CloseOptions): Promise<StopReport>;
 }
 
-function defaults(options: ServerOptions): Required<Omit<ServerOptions, GrpcOptionKeys | ClusterOptionKeys>> {
+function defaults(options: ServerOptions): Required<Omit<ServerOptions, GrpcOptionKeys | BackendOptionKeys>> {
   const home = resolveHome(options.home);
   return {
     host: options.host ?? '127.0.0.1',
     port: options.port ?? 7700,
     home,
     workDir: options.workDir ?? defaultWorkDir(home),
-    multiSlots: options.multiSlots ?? availableParallelism(),
     graceSeconds: options.graceSeconds ?? 5,
     logLevel: options.logLevel ?? 'info',
   };
+}
+
+/** The backend the options choose; throws a RangeError for options that contradict each other. */
+function chooseBackend(options: ServerOptions): BackendFactory {
+  if (options.backend !== undefined) {
+    const shortcut = (['multiSlots', 'redis', 'redisPrefix'] as const).find((key) => options[key] !== undefined);
+    if (shortcut !== undefined) throw new RangeError(`${shortcut}: give it to the backend you pass as \`backend\`, not beside it`);
+    return options.backend;
+  }
+  // multiSlots has no meaning in distributed mode (each worker has its slots): ignored, as always.
+  if (options.redis !== undefined) {
+    return redisBackend({ url: options.redis, ...(options.redisPrefix !== undefined ? { prefix: options.redisPrefix } : {}) });
+  }
+  return embeddedBackend(options.multiSlots !== undefined ? { multiSlots: options.multiSlots } : {});
 }
 
 /** Bind addresses from which the server is reached on this machine as 127.0.0.1 / ::1, or by name as localhost. */
@@ -140,7 +176,7 @@ function redactUrl(url: string): string {
 export async function startServer(options: ServerOptions = {}): Promise<ServerHandle> {
   const opts = defaults(options);
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new RangeError(`port: an integer from 0 to 65535, not ${opts.port}`);
-  if (!Number.isInteger(opts.multiSlots) || opts.multiSlots < 1) throw new RangeError(`multiSlots: a positive integer, not ${opts.multiSlots}`);
+  const openBackend = chooseBackend(options);
   // Before anything is created: bad certificate files must leave nothing half-started.
   let tls = options.tls ? loadTls(options.tls) : undefined;
   const home = opts.home;
@@ -149,24 +185,22 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const prepared = prepareHome(home);
   mkdirSync(workDir, { recursive: true });
 
-  // Distributed mode: store, token book and placement live in Redis, and workers run the jobs,
-  // so nothing running is lost when this server stops.
-  let appLog: { warn(data: object, message: string): void; error(data: object, message: string): void } | undefined;
-  const cluster =
-    options.redis === undefined
-      ? undefined
-      : await joinCluster({
-          url: options.redis,
-          ...(options.redisPrefix !== undefined ? { prefix: options.redisPrefix } : {}),
-          home,
-          log: { warn: (data, message) => appLog?.warn(data, message), error: (data, message) => appLog?.error(data, message) },
-        });
-  const tokens = cluster?.tokens ?? new TokenBook(home);
-  const store: Store = cluster?.store ?? (await openEmbeddedStore({ dir: home }));
-  // Before anything starts: jobs left Running by a server that died may still have processes.
-  const orphans = cluster
-    ? undefined
-    : await loseOrphanedJobs(store, `the jobwire server stopped while the job was running (noticed at restart, ${new Date().toISOString()})`, opts.graceSeconds * 1000);
+  const events = options.events ?? new EventEmitter<ServerEventMap>();
+  /** Aborts when the server shuts down, with the shutdown reason: jobs running here stop and end Lost with it. */
+  const shutdown = new AbortController();
+  // The backend opens before the HTTP layer (which needs its token book), and logs through the
+  // HTTP layer's logger once there is one.
+  let appLog: BackendLog | undefined;
+  const backend = await openBackend({
+    home,
+    workDir,
+    graceMs: opts.graceSeconds * 1000,
+    signal: shutdown.signal,
+    log: { warn: (data, message) => appLog?.warn(data, message), error: (data, message) => appLog?.error(data, message) },
+    // ServerEventMap extends the shared map, so every shared event is a server event.
+    emit: (name, ...args) => emitSafely(events, name, ...(args as ServerEventMap[typeof name])),
+  });
+  const { tokens, store } = backend;
 
   const app = Fastify({
     // Node would answer an HTTP/1.1 request without Host with a bare 400; routes.ts answers it
@@ -193,31 +227,9 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   if (prepared.tightenedFrom !== undefined) {
     app.log.warn({ home, was: prepared.tightenedFrom.toString(8), now: '700' }, 'the jobwire home was open to other users; made it private (mode 0700)');
   }
-  const executor = cluster?.executor ?? new LocalExecutor({ multiSlots: opts.multiSlots });
-  const ctx: RunnerContext = {
-    store,
-    executor,
-    node: hostname(),
-    graceMs: opts.graceSeconds * 1000,
-    defaultCwd: workDir,
-    serverUrl: '',
-    onError: (err, jobId) => app.log.error({ err, jobId }, 'job bookkeeping failed'),
-  };
-  // Embedded mode runs the jobs here, so a root server maps users to OS accounts (run-as.ts),
-  // refusing at submit what it would refuse at start. Distributed mode leaves it to the workers.
-  const accountFor = cluster ? undefined : accountPolicy((user) => tokens.user(user));
-  if (accountFor) ctx.accountFor = accountFor;
-  const dispatcher = cluster ? undefined : new Dispatcher(ctx, executor.queues());
-  const service = new JobService({
-    store,
-    executor,
-    // Distributed mode: workers look the owner up in the shared token book; make sure it is there.
-    admit: cluster ? () => cluster.tokens.shareFile() : accountFor,
-    onQueued: (job) => (cluster ? cluster.onQueued() : dispatcher?.poke(job.queue)),
-    ...(cluster ? { queueDefs: () => cluster.queueDefs() } : {}),
-  });
+  const service = new JobService({ store, scheduler: backend });
   registerRoutes(app, service, tokens);
-  registerWorkersRoute(app, cluster ? () => cluster.workers() : undefined);
+  registerWorkersRoute(app, backend.workers);
   registerDashboard(app);
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * 1024 * 1024 });
@@ -239,38 +251,35 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     else if (!certificateCovers(tls.leaf, bare)) app.log.warn({ host: bare, subject: tls.leaf.subject, altNames: tls.leaf.subjectAltName }, 'the TLS certificate does not name the address clients are told to use; they will refuse it');
   }
   const url = `${tls ? 'https' : 'http'}://${hostPart}:${port}`;
-  ctx.serverUrl = url;
   const startedAt = new Date().toISOString();
   const writeRecord = (): void => {
     const record: ServerRecord = { url, pid: process.pid, startedAt, ...(tls?.trustFile ? { ca: tls.trustFile } : {}) };
     writeFileSync(join(home, 'server.json'), JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
   };
-  if (tls?.trustFile) ctx.caFile = tls.trustFile;
   writeRecord();
-  for (const job of orphans?.lost ?? []) {
-    app.log.warn({ jobId: job.id, processes: orphans?.outcomes.get(job.id) }, 'job marked Lost: it was running when the server stopped');
-  }
   if (options.grpcAllowAnonymousLoopback === true && options.grpcPort !== undefined && runsAsRoot()) {
     app.log.warn('--grpc-allow-anonymous-loopback on a server running as root: every account on this machine can run jobs as root through the gRPC port (docs/security.md)');
   }
-  cluster?.announce(url);
-  dispatcher?.poke();
+  backend.serve({ url, ...(tls?.trustFile ? { caFile: tls.trustFile } : {}) });
+  emitSafely(events, 'server:listening', { url });
 
   let grpc: GrpcServerHandle | undefined;
   let closing: Promise<StopReport> | undefined;
   const close = (options: CloseOptions = {}): Promise<StopReport> =>
     (closing ??= (async () => {
-      // In distributed mode every step may wait for Redis; giving up drops the connections.
-      const steps = new StopSteps(options.signal, () => cluster?.store.abandon());
+      const reason = 'the jobwire server shut down while the job was running';
+      emitSafely(events, 'server:stopping', { reason });
+      // A backend on Redis may wait for it at every step; giving up drops the connections.
+      const steps = new StopSteps(options.signal, () => backend.abandon());
       await steps.run('closing the gRPC service', () => grpc?.close());
-      dispatcher?.stop();
+      // No job starts any more; those running here stop and end Lost with the reason.
+      shutdown.abort(reason);
       app.server.off('upgrade', onUpgrade);
       for (const ws of wss.clients) ws.close(1001, 'server shutting down');
-      await steps.run('stopping the running jobs', () => dispatcher?.shutdown('the jobwire server shut down while the job was running'));
+      await steps.run('stopping the running jobs', () => backend.drain());
       await steps.run('answering the requests in progress', () => app.close());
       wss.close();
-      await steps.run('leaving the cluster (server registry, placement queues)', () => cluster?.close());
-      await steps.run('closing the store', () => store.close());
+      await backend.close(steps);
       const report = steps.report();
       if (report.unsettled.length > 0) app.log.warn({ unsettled: report.unsettled }, 'stopped without settling everything');
       try {
@@ -279,6 +288,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
       } catch {
         // already gone
       }
+      emitSafely(events, 'server:stopped', { report });
       return report;
     })());
 
@@ -304,8 +314,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     (app.server as unknown as HttpsServer).setSecureContext({ cert: fresh.cert, key: fresh.key });
     const trustChanged = fresh.trustFile !== tls?.trustFile;
     tls = fresh;
-    if (fresh.trustFile) ctx.caFile = fresh.trustFile;
-    else delete ctx.caFile;
+    backend.serve({ url, ...(fresh.trustFile ? { caFile: fresh.trustFile } : {}) });
     if (trustChanged) writeRecord();
     app.log.info({ subject: fresh.leaf.subject, validTo: fresh.leaf.validTo }, 'TLS certificate reloaded');
   };
@@ -318,6 +327,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     home,
     workDir,
     store,
+    events,
     close,
     [Symbol.asyncDispose]: async () => {
       await close();

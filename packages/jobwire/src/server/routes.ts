@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { API_PREFIX, BadRequestError, HTTP_STATUS, JobwireError, NotFoundError, UnauthorizedError, type ErrorCode, type WhoAmI } from '@jobwire/client';
 import { publicInfo, type JobService } from '../jobs/service.js';
 import { sendOutput } from './output.js';
-import type { TokenBook } from './tokens.js';
+import type { TokenBook } from '../auth/tokens.js';
 
 /**
  * Who may call a route: `user` — a user's token (the default, so a route added without thought

@@ -8,7 +8,7 @@
  * @module
  */
 import type { GroupInfo, JobDescription, JobEvent, JobInfo, JobStatus, OutputChannel, OutputChunk } from '@jobwire/client';
-import type { JobProcess } from '../executors/local/process-identity.js';
+import type { JobProcess } from '../job-process.js';
 
 /** A job as stored: its info plus what only the server sees. */
 export interface JobRecord extends JobInfo {

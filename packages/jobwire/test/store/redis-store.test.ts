@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { openRedisStore, type RedisStore } from '../../src/store/index.js';
 import { decodeMessage } from '../../src/store/redis/redis-stream-log.js';
+import { sleepUntil } from '../helpers.js';
 import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
 import { newJob, nextTime, storeBehaviour, streamLogBehaviour, waitFor, type HarnessFactory } from './store-behaviour.js';
 
@@ -69,6 +70,46 @@ describe('redis store: its own promises', () => {
       const running = await store.markRunning(input.id, { startedAt, pid: 5, node: 'w1' });
       assert.deepEqual(await store.markRunning(input.id, { startedAt, pid: 5, node: 'w1' }), running);
       assert.equal((await store.readEvents('alice', '', 0, 100)).length, 2, 'no event for the repeats');
+    });
+  });
+
+  it('does not let a worker finish a job the reaper queued again after the worker last looked at it', async () => {
+    await withRedisStore(async (_store, prefix) => {
+      // Named apart from every other client of the shared Redis, whose writes wait too meanwhile.
+      const worker = await openRedisStore({ url: REDIS_URL, prefix, connectionName: `${prefix}worker`, onListenerError: () => {} });
+      const reaper = await openRedisStore({ url: REDIS_URL, prefix, connectionName: `${prefix}reaper`, onListenerError: () => {} });
+      const admin = new Redis(REDIS_URL);
+      try {
+        const job = await worker.createJob(newJob({ description: { executable: 'sleep', arguments: ['9'], retries: 1 } }));
+        assert.ok(await worker.markRunning(job.id, { startedAt: nextTime(), pid: 7, node: 'w1' }));
+        // The interleaving, made certain: Redis holds back every write (reads go on) until the
+        // reaper's re-queue and then the worker's finish both wait, and runs them in that order.
+        // Whatever the worker reads before writing sees the job still Running on w1.
+        const postponed = (name: string) => async (): Promise<boolean> => {
+          const clients = String(await admin.call('CLIENT', 'LIST', 'TYPE', 'normal')).split('\n');
+          return clients.some((line) => line.includes(` name=${name} `) && / flags=\S*b/.test(line));
+        };
+        await admin.call('CLIENT', 'PAUSE', '10000', 'WRITE');
+        let requeued: Promise<unknown>;
+        let finished: Promise<unknown>;
+        try {
+          requeued = reaper.retryJob(job.id, 'the worker w1 stopped answering');
+          await sleepUntil(postponed(`${prefix}reaper`), 5000, "the reaper's re-queue to wait for Redis");
+          finished = worker.finishRun(job.id, { status: 'Success', exitCode: 0, endedAt: nextTime() }, { node: 'w1', attempt: 1 });
+          await sleepUntil(postponed(`${prefix}worker`), 5000, "the worker's finish to wait for Redis");
+        } finally {
+          await admin.call('CLIENT', 'UNPAUSE');
+        }
+        assert.ok(await requeued);
+        assert.equal(await finished, undefined, 'the stale worker finished the job');
+        const now = await worker.getJob(job.id);
+        assert.equal(now?.status, 'Queued');
+        assert.equal(now?.endedAt, null);
+      } finally {
+        admin.disconnect();
+        await reaper.close();
+        await worker.close();
+      }
     });
   });
 

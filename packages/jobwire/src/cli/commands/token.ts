@@ -20,7 +20,7 @@ import {
   writeTokenFile,
   type TokenEntry,
   type TokensFile,
-} from '../../server/tokens.js';
+} from '../../auth/tokens.js';
 import { homeOption } from '../connect.js';
 import { CliError, UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
@@ -274,8 +274,8 @@ async function dropRevokedAdminToken(home: string, revoked: readonly TokenEntry[
 
 /** Changes the shared token book in Redis (loaded on demand: only these options need Redis). */
 async function shareInRedis(url: string, prefix: string, entries: readonly TokenEntry[], revoked: readonly string[]): Promise<void> {
-  const { openRedisStore } = await import('../../store/redis/index.js');
-  const { shareTokens } = await import('../../server/shared-tokens.js');
+  const { openRedisStore } = await import('../../store/index.js');
+  const { shareTokens } = await import('../../auth/shared-tokens.js');
   const store = await openRedisStore({ url, prefix, connectionName: 'jobwire:cli' });
   try {
     await shareTokens(store, entries, revoked);

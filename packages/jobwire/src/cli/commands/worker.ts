@@ -8,7 +8,7 @@ import type { WorkersReport } from '@jobwire/client';
 import { resolveHome } from '@jobwire/client/home';
 import type { WorkerHandle, WorkerOptions } from '../../distributed/worker.js';
 import { addConnectionOptions, connect, homeOption, type ConnectionOptions } from '../connect.js';
-import { checkWorkDir, defaultWorkDir } from '../../server/work-dir.js';
+import { checkWorkDir, defaultWorkDir } from '../../work-dir.js';
 import { CliError, UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatJson, formatTable, formatTimestamp } from '../format.js';

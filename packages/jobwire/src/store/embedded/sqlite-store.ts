@@ -21,7 +21,7 @@ import {
   type JobInfo,
   type JobStatus,
 } from '@jobwire/client';
-import type { JobProcess } from '../../executors/local/process-identity.js';
+import type { JobProcess } from '../../job-process.js';
 import type { FinishFields, JobRecord, ListJobsQuery, LostReason, NewJob, RunningFields, Store, StoredEvent } from '../types.js';
 import { resultText } from '../checks.js';
 import { checkJobId, checkLimit, closedError, settle } from './errors.js';

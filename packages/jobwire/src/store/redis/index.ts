@@ -1,6 +1,8 @@
 /**
  * The Redis store (distributed mode): job records, groups, events and job streams in one Redis,
- * shared by any number of servers and workers. Everything lives under one key prefix.
+ * shared by any number of servers and workers, with the registry, placement and hand-over of
+ * distributed mode ({@link RedisClusterStore}). Everything lives under one key prefix. This module
+ * loads ioredis and BullMQ: import it only in Redis mode (`store/index.ts` does so on demand).
  * @module
  */
 import { Redis } from 'ioredis';
@@ -8,10 +10,11 @@ import { JobwireError } from '@jobwire/client';
 import { warnListenerError, type ListenerErrorHandler } from '../listeners.js';
 import { duplicateConnection, openConnection } from './connection.js';
 import { Keys } from './keys.js';
-import { RedisStore } from './redis-store.js';
+import { RedisClusterStore } from './cluster-store.js';
 import { defineScripts } from './scripts/index.js';
 
 export { RedisStore } from './redis-store.js';
+export { RedisClusterStore } from './cluster-store.js';
 export { RedisStreamLog } from './redis-stream-log.js';
 export { Keys } from './keys.js';
 export { redactUrl } from './errors.js';
@@ -91,13 +94,13 @@ export function parseRedisStoreOptions(options: RedisStoreOptions): ResolvedOpti
  * Connects to Redis and returns the store. Fails with a clear error when Redis does not answer
  * within `connectTimeoutMs`; after that, lost connections are re-established by themselves.
  */
-export async function openRedisStore(options: RedisStoreOptions = {}): Promise<RedisStore> {
+export async function openRedisStore(options: RedisStoreOptions = {}): Promise<RedisClusterStore> {
   const resolved = parseRedisStoreOptions(options);
   const redis = await openConnection({ url: resolved.url, name: resolved.connectionName, connectTimeoutMs: resolved.connectTimeoutMs });
   try {
     const subscriber = await duplicateConnection(redis, 'sub');
     const scripts = defineScripts(redis, resolved.prefix, { eventsMaxLen: resolved.eventsMaxLen });
-    return new RedisStore({
+    return new RedisClusterStore({
       redis,
       subscriber,
       scripts,

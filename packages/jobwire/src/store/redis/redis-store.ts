@@ -23,7 +23,7 @@ import {
 } from '@jobwire/client';
 import { checkGroupPath, checkJobId, checkLimit, resultText } from '../checks.js';
 import type { ListenerErrorHandler } from '../listeners.js';
-import type { JobProcess } from '../../executors/local/process-identity.js';
+import type { JobProcess } from '../../job-process.js';
 import type { FinishFields, JobRecord, ListJobsQuery, LostReason, NewJob, RunningFields, Store, StoredEvent } from '../types.js';
 import { duplicateConnection } from './connection.js';
 import { closedError, toRedisStoreError } from './errors.js';
@@ -48,9 +48,9 @@ const FINAL = new Set<string>(FINAL_STATUSES);
 const EVENT_PAGE = 500;
 
 /** The record fields every job script answers with. */
-type RecordReply = [info: string, result: string | null, description: string, token: string, pid: string | null, process: string | null];
+export type RecordReply = [info: string, result: string | null, description: string, token: string, pid: string | null, process: string | null];
 /** The hash fields of {@link RecordReply}, in order. */
-const RECORD_FIELDS = ['info', 'result', 'desc', 'token', 'pid', 'proc'] as const;
+export const RECORD_FIELDS = ['info', 'result', 'desc', 'token', 'pid', 'proc'] as const;
 
 /** A live-event listener with the first event id it may hear (known once its subscription is active). */
 interface EventSubscriber {
@@ -62,9 +62,9 @@ interface EventSubscriber {
 /** The Redis-backed {@link Store}. */
 export class RedisStore implements Store {
   readonly streams: RedisStreamLog;
-  /** Command connection (shared with the distributed layer and BullMQ queues). */
+  /** Command connection (shared with the cluster store's BullMQ queues); for the store's own modules and tests. */
   readonly redis: Redis;
-  /** Pub/sub connection: job channels, and other channels of the distributed layer. */
+  /** Pub/sub connection: job channels and the token book's channel. */
   readonly subscriber: Redis;
   readonly keys: Keys;
   readonly scripts: ScriptRunner;
@@ -203,19 +203,10 @@ export class RedisStore implements Store {
 
   finishJob(id: string, fields: FinishFields): Promise<JobRecord | undefined> {
     return this.#op(async () => {
-      if (!FINAL.has(fields.status)) {
-        throw new BadRequestError(`finishJob needs a final status, got ${JSON.stringify(fields.status)}`, { field: 'status' });
-      }
-      const { result, error } = resultText(fields.result, fields.error ?? null);
-      const changes = { status: fields.status, exitCode: fields.exitCode ?? null, signal: fields.signal ?? null, error, endedAt: fields.endedAt };
-      const reply = await this.scripts.run<RecordReply | null>('jwFinishJob', id, JSON.stringify(changes), result ?? '', 'finish');
+      const changes = finishChanges(fields);
+      const reply = await this.scripts.run<RecordReply | null>('jwFinishJob', id, JSON.stringify(changes.info), changes.result, 'finish');
       return reply === null ? undefined : toRecord(reply);
     });
-  }
-
-  /** A job whose worker was lost goes back to waiting, for another attempt. */
-  requeueJob(id: string, reason: string): Promise<JobRecord | undefined> {
-    return this.#change('jwRequeueJob', id, reason);
   }
 
   deleteJob(id: string): Promise<void> {
@@ -428,6 +419,21 @@ export class RedisStore implements Store {
     }
   }
 
+  /** Runs a job-changing script that answers a record or nil (for the cluster store's scripts). */
+  protected change(script: string, id: string, ...args: string[]): Promise<JobRecord | undefined> {
+    return this.#change(script, id, ...args);
+  }
+
+  /** Runs an operation as every operation of this store runs (after pending subscriptions, errors mapped). */
+  protected op<T>(operation: () => Promise<T>): Promise<T> {
+    return this.#op(operation);
+  }
+
+  /** Records of existing jobs among `ids`, in the same order. */
+  protected records(ids: string[]): Promise<JobRecord[]> {
+    return this.#records(ids);
+  }
+
   /** Runs a job-changing script that answers a record or nil. */
   #change(script: string, id: string, ...args: string[]): Promise<JobRecord | undefined> {
     return this.#op(async () => {
@@ -460,6 +466,15 @@ export class RedisStore implements Store {
   }
 }
 
+/** The info fields and result text a final status sets; a status that is not final is refused. */
+export function finishChanges(fields: FinishFields): { info: Partial<JobInfo>; result: string } {
+  if (!FINAL.has(fields.status)) {
+    throw new BadRequestError(`finishJob needs a final status, got ${JSON.stringify(fields.status)}`, { field: 'status' });
+  }
+  const { result, error } = resultText(fields.result, fields.error ?? null);
+  return { info: { status: fields.status, exitCode: fields.exitCode ?? null, signal: fields.signal ?? null, error, endedAt: fields.endedAt }, result: result ?? '' };
+}
+
 /** Placement fields of a description, as the scripts store them. */
 function placementOf(description: JobDescription): { node: string; pools: string; retries: string } {
   const pools = description.pools !== undefined && description.pools.length > 0 ? description.pools : ['ALL'];
@@ -471,11 +486,12 @@ function lexMember(createdAt: string, id: string): string {
   return `${createdAt}\0${id}`;
 }
 
-function idOfMember(member: string): string {
+/** The job id of a listing member (`createdAt\0id`). */
+export function idOfMember(member: string): string {
   return member.slice(member.indexOf('\0') + 1);
 }
 
-function toRecord(reply: RecordReply): JobRecord {
+export function toRecord(reply: RecordReply): JobRecord {
   const [info, result, description, jobToken, pid, process] = reply;
   return {
     ...infoOf(info, result),

@@ -9,13 +9,10 @@ import type { Redis } from 'ioredis';
 import * as jobs from './jobs.js';
 import { prelude, type PreludeOptions } from './prelude.js';
 import * as streams from './streams.js';
+import type { ScriptDef } from './script-def.js';
 import * as workers from './workers.js';
 
-/** One script: its command name and its body (the prelude is put in front). */
-export interface ScriptDef {
-  name: string;
-  lua: string;
-}
+export type { ScriptDef } from './script-def.js';
 
 /** Every script, by command name. */
 export const SCRIPTS: readonly ScriptDef[] = [...Object.values(jobs), ...Object.values(streams), ...Object.values(workers)];

@@ -8,7 +8,7 @@
  * `errors.ts` turns into jobwire errors.
  * @module
  */
-import type { ScriptDef } from './index.js';
+import type { ScriptDef } from './script-def.js';
 
 /**
  * Creates a Queued job with its missing groups (an `add` event each, then one for the job).
@@ -130,38 +130,28 @@ if mode == 'lose' then
 elseif s ~= 'Queued' and s ~= 'Running' then
   return nil
 end
-leaveStatus(job)
-for key, value in pairs(cjson.decode(ARGV[3])) do job.info[key] = value end
-if mode ~= 'lose' then
-  if ARGV[4] == '' then
-    job.result = false
-    redis.call('HDEL', job.key, 'result')
-  else
-    job.result = ARGV[4]
-    redis.call('HSET', job.key, 'result', ARGV[4])
-  end
-end
--- The pid and process identity mean "while running"; a finished job has none.
-redis.call('HSET', job.key, 'pid', '', 'proc', '')
-saveJob(job)
-return record(job)
+return finish(job, ARGV[3], ARGV[4], mode == 'lose')
 `,
 };
 
 /**
- * Running → Queued again, for a job whose worker was lost and whose retry policy allows another
- * attempt. ARGV: prefix, id, reason. Its output so far stays; the next attempt appends to it.
+ * Running → Queued again, for a job whose worker was lost, when its retry policy allows another
+ * attempt. ARGV: prefix, id, reason (gets `; starting it again (attempt N of M)`). Nil when the
+ * job is not Running or has used its attempts. Its output so far stays; the next attempt appends.
  */
-export const requeueJob: ScriptDef = {
-  name: 'jwRequeueJob',
+export const retryJob: ScriptDef = {
+  name: 'jwRetryJob',
   lua: `
 local job = loadJob(ARGV[2])
 if not job or job.info.status ~= 'Running' then return nil end
+local f = redis.call('HMGET', job.key, 'retries', 'attempt')
+local allowed, done = num(f[1]), tonumber(f[2]) or 1
+if done > allowed then return nil end
 leaveStatus(job)
 job.info.status = 'Queued'
 job.info.startedAt = cjson.null
 job.info.node = cjson.null
-job.info.reason = ARGV[3]
+job.info.reason = ARGV[3] .. '; starting it again (attempt ' .. fmt(done + 1) .. ' of ' .. fmt(allowed + 1) .. ')'
 redis.call('HSET', job.key, 'pid', '', 'proc', '', 'node', '', 'placed', '')
 redis.call('HDEL', job.key, 'why')
 redis.call('HINCRBY', job.key, 'attempt', 1)

@@ -95,6 +95,26 @@ local function leaveStatus(job)
   end
 end
 
+-- Moves a job to a final status (the caller checked it may): the changed info fields (JSON), and
+-- the result JSON text ('' = none) unless keepResult. The pid and process identity mean "while
+-- running"; a finished job has none.
+local function finish(job, changes, result, keepResult)
+  leaveStatus(job)
+  for key, value in pairs(cjson.decode(changes)) do job.info[key] = value end
+  if not keepResult then
+    if result == '' then
+      job.result = false
+      redis.call('HDEL', job.key, 'result')
+    else
+      job.result = result
+      redis.call('HSET', job.key, 'result', result)
+    end
+  end
+  redis.call('HSET', job.key, 'pid', '', 'proc', '')
+  saveJob(job)
+  return record(job)
+end
+
 -- This time in milliseconds (Redis's clock, the same for every server and worker).
 local function nowMs()
   local t = redis.call('TIME')

@@ -11,7 +11,7 @@
  * `a` consumed; `r` cols `|` rows; `x` (cancel).
  * @module
  */
-import type { ScriptDef } from './index.js';
+import type { ScriptDef } from './script-def.js';
 
 /**
  * Appends one output chunk. ARGV: prefix, id, channel ('1' stdout, '2' stderr), bytes, writer

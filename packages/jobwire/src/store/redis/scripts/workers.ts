@@ -13,7 +13,7 @@
  * It reserves the slot in the same step, so two placers never give one slot twice.
  * @module
  */
-import type { ScriptDef } from './index.js';
+import type { ScriptDef } from './script-def.js';
 
 /** Classes of load, after the local executor's queues. */
 const CLASS_OF = `
@@ -114,7 +114,7 @@ return reply
 
 /**
  * Places waiting jobs on workers with free slots, oldest first. ARGV: prefix, most jobs to look
- * at, milliseconds a job waits before it is told why. Times are Redis's clock (the same for every
+ * at, milliseconds a job waits before it is told why, `unlimited` jobs one worker runs at once. Times are Redis's clock (the same for every
  * machine), as is the job's `placedAt`. Answers
  * {id, worker, attempt, ...} for the jobs placed (their slot is reserved: the caller hands them
  * to the worker's BullMQ queue). A job that waits gets a reason (once it waited a moment, so
@@ -126,7 +126,7 @@ export const placeJobs: ScriptDef = {
   lua: `
 ${CLASS_OF}
 local maxScan, patience, now = tonumber(ARGV[2]), tonumber(ARGV[3]), nowMs()
-local UNLIMITED = 256
+local UNLIMITED = tonumber(ARGV[4])
 local workers, pools = {}, {}
 for _, name in ipairs(redis.call('SMEMBERS', K.workers)) do
   if redis.call('EXISTS', aliveKey(name)) == 1 then
@@ -228,6 +228,26 @@ return placed
 `,
 };
 
+/**
+ * A worker's end of a run, in one step: only while the job is Running on that worker in that
+ * attempt, frees its slot and moves it to a final status. ARGV: prefix, id, changed fields as
+ * JSON, result JSON text ('' = none), worker name, attempt. Nil when the job is not the run's any
+ * more: a reaper that took the worker for dead queued it again (or lost it) meanwhile, and a
+ * check made before this script could not see that.
+ */
+export const finishRun: ScriptDef = {
+  name: 'jwFinishRun',
+  lua: `
+${CLASS_OF}
+local job = loadJob(ARGV[2])
+local node = ARGV[5]
+if not job or job.info.status ~= 'Running' or job.node ~= node then return nil end
+if redis.call('HGET', job.key, 'attempt') ~= ARGV[6] then return nil end
+for _, cls in ipairs(CLASSES) do redis.call('SREM', loadKey(node, cls), job.id) end
+return finish(job, ARGV[3], ARGV[4], false)
+`,
+};
+
 /** Frees the slot a job held on a worker. ARGV: prefix, worker name, job id. */
 export const releaseJob: ScriptDef = {
   name: 'jwReleaseJob',
@@ -235,5 +255,39 @@ export const releaseJob: ScriptDef = {
 ${CLASS_OF}
 for _, cls in ipairs(CLASSES) do redis.call('SREM', loadKey(ARGV[2], cls), ARGV[3]) end
 return 1
+`,
+};
+
+/**
+ * Hand-overs to a worker that never arrived (a placer died between reserving the slot and handing
+ * the job over). ARGV: prefix, worker name, milliseconds (Redis's clock, which stamped
+ * `placedAt`), then ids to skip (the jobs the worker has in hand). Answers {id, attempt, ...} of
+ * the jobs placed on the worker longer ago than that; frees the slots the worker holds for jobs
+ * placed elsewhere now.
+ */
+export const staleHandOvers: ScriptDef = {
+  name: 'jwStaleHandOvers',
+  lua: `
+${CLASS_OF}
+local node, olderThan, now = ARGV[2], tonumber(ARGV[3]), nowMs()
+local skip = {}
+for i = 4, #ARGV do skip[ARGV[i]] = true end
+local stale = {}
+for _, cls in ipairs(CLASSES) do
+  for _, id in ipairs(redis.call('SMEMBERS', loadKey(node, cls))) do
+    if not skip[id] then
+      local f = redis.call('HMGET', jobKey(id), 'placed', 'placedAt', 'attempt')
+      if f[1] == node then
+        if now - num(f[2]) > olderThan then
+          stale[#stale + 1] = id
+          stale[#stale + 1] = f[3] or '1'
+        end
+      else
+        for _, c in ipairs(CLASSES) do redis.call('SREM', loadKey(node, c), id) end
+      end
+    end
+  end
+end
+return stale
 `,
 };

@@ -1,18 +1,18 @@
 /**
  * The token book of distributed mode: every server on one Redis accepts the same tokens.
  *
- * Redis holds the shared book (`tokens`: SHA-256 digest of a token → its user, admin flag and
- * OS account), so no server keeps a secret another one lacks and no token is stored or travels
+ * The cluster store (Redis) holds the shared book (SHA-256 digest of a token → its user, admin
+ * flag and OS account), so no server keeps a secret another one lacks and no token is stored or travels
  * in clear text. Each server adds the entries of its own `tokens.json` to it (at start and
  * whenever the file changes — so `jobwire token create` on any server's machine works
  * everywhere) and removes the ones revoked there, keeps a copy in memory for lookups, and
- * reloads it when another server announces a change on the `tokens` channel (and every few
+ * reloads it when another server announces a change (and every few
  * seconds, in case it missed one). Workers read it to learn which OS account runs a user's jobs.
  * @module
  */
 import { statSync } from 'node:fs';
 import type { WhoAmI } from '@jobwire/client';
-import type { RedisStore } from '../store/redis/index.js';
+import type { ClusterStore } from '../store/cluster.js';
 import { readTokenFile, TokenBook, tokenDigest, tokensPath, usersOf, validEntries, type TokenEntry, type UserEntry } from './tokens.js';
 
 /** How often the tokens file is checked for changes. */
@@ -31,25 +31,19 @@ interface SharedEntry {
  * Puts entries into the shared book of a Redis store and removes revoked digests from it (used
  * by servers for their tokens.json, and by `jobwire token ... --redis`).
  */
-export async function shareTokens(store: RedisStore, entries: readonly TokenEntry[], revoked: readonly string[] = []): Promise<void> {
-  if (entries.length === 0 && revoked.length === 0) return;
-  const fields: string[] = [];
+export async function shareTokens(store: ClusterStore, entries: readonly TokenEntry[], revoked: readonly string[] = []): Promise<void> {
+  const values = new Map<string, string>();
   for (const entry of entries) {
     const value: SharedEntry = { user: entry.user, admin: entry.admin === true, ...(entry.osUser ? { osUser: entry.osUser } : {}) };
-    fields.push(entry.sha256, JSON.stringify(value));
+    values.set(entry.sha256, JSON.stringify(value));
   }
-  const multi = store.redis.multi();
-  if (revoked.length > 0) multi.hdel(store.keys.tokens, ...revoked);
-  if (fields.length > 0) multi.hset(store.keys.tokens, ...fields);
-  await multi.exec();
-  await store.redis.publish(store.keys.tokens, 'changed');
+  await store.shareTokens(values, revoked);
 }
 
 /** Reads the shared book: digest → entry (values written by something else are skipped). */
-async function readShared(store: RedisStore): Promise<Map<string, SharedEntry>> {
-  const all = await store.redis.hgetall(store.keys.tokens);
+async function readShared(store: ClusterStore): Promise<Map<string, SharedEntry>> {
   const entries = new Map<string, SharedEntry>();
-  for (const [key, value] of Object.entries(all)) {
+  for (const [key, value] of await store.readTokens()) {
     try {
       const entry = JSON.parse(value) as { user?: unknown; admin?: unknown; osUser?: unknown };
       if (typeof entry.user !== 'string') continue;
@@ -65,37 +59,32 @@ async function readShared(store: RedisStore): Promise<Map<string, SharedEntry>> 
  * What the shared book says of `user` (read fresh from Redis): how a worker learns whether a
  * job's owner is an admin and which OS account runs their jobs.
  */
-export async function sharedUser(store: RedisStore, user: string): Promise<UserEntry | undefined> {
+export async function sharedUser(store: ClusterStore, user: string): Promise<UserEntry | undefined> {
   return usersOf((await readShared(store)).values()).get(user);
 }
 
 /** A {@link TokenBook} that also accepts every token of the shared book in Redis. */
 export class SharedTokenBook extends TokenBook {
-  readonly #store: RedisStore;
+  readonly #store: ClusterStore;
   readonly #home: string;
-  readonly #onError: (err: unknown) => void;
   #shared = new Map<string, WhoAmI>();
   #sharedUsers = new Map<string, UserEntry>();
   #fileMtime = -1;
   #timers: NodeJS.Timeout[] = [];
-  readonly #onMessage = (channel: string): void => {
-    if (channel === this.#store.keys.tokens) this.reloadShared().catch(this.#onError);
-  };
+  #unsubscribe: (() => void) | undefined;
 
-  private constructor(home: string, store: RedisStore, onError: (err: unknown) => void) {
+  private constructor(home: string, store: ClusterStore) {
     super(home);
     this.#home = home;
     this.#store = store;
-    this.#onError = onError;
   }
 
   /** Opens the book: shares this home's tokens, loads the shared ones, follows changes. */
-  static async open(home: string, store: RedisStore, onError: (err: unknown) => void): Promise<SharedTokenBook> {
-    const book = new SharedTokenBook(home, store, onError);
+  static async open(home: string, store: ClusterStore, onError: (err: unknown) => void): Promise<SharedTokenBook> {
+    const book = new SharedTokenBook(home, store);
     await book.shareFile();
     await book.reloadShared();
-    store.subscriber.on('message', book.#onMessage);
-    await store.subscriber.subscribe(store.keys.tokens);
+    book.#unsubscribe = await store.onTokensChanged(() => void book.reloadShared().catch(onError));
     book.#timers.push(
       setInterval(() => void book.shareFile().catch(onError), FILE_CHECK_MS),
       setInterval(() => void book.reloadShared().catch(onError), RELOAD_MS),
@@ -126,7 +115,7 @@ export class SharedTokenBook extends TokenBook {
   close(): void {
     for (const timer of this.#timers) clearInterval(timer);
     this.#timers = [];
-    this.#store.subscriber.off('message', this.#onMessage);
+    this.#unsubscribe?.();
   }
 
   /**
