@@ -25,7 +25,7 @@ import { runJob, type RunnerContext } from '../jobs/runner.js';
 import { sharedUser } from '../server/shared-tokens.js';
 import { defaultWorkDir } from '../server/work-dir.js';
 import { openRedisStore, type RedisStore } from '../store/redis/index.js';
-import type { FinishFields, JobRecord, Store } from '../store/types.js';
+import type { FinishFields, JobRecord, Store, StreamLog } from '../store/types.js';
 import { nodeQueueName, Placer, type HandOver } from './placement.js';
 import { checkLiveness, DEFAULT_LIVENESS, dropWorker, forgetOrphans, heartbeat, orphansOf, reapDeadWorkers, registerWorker, type Liveness } from './registry.js';
 import { liveServerUrls } from './servers.js';
@@ -157,8 +157,8 @@ function ownJobsOnly(store: RedisStore, node: string, stopping: () => boolean): 
     await store.scripts.run('jwReleaseJob', node, id);
     return store.finishJob(id, fields);
   };
-  const closeOutput = async (id: string): Promise<void> => {
-    if (await mine(id)) await store.streams.closeOutput(id);
+  const closeOutput: StreamLog['closeOutput'] = async (id, final) => {
+    if (await mine(id)) await store.streams.closeOutput(id, final);
   };
   // A worker that is shutting down starts nothing more (the job waits for another worker).
   const markRunning: Store['markRunning'] = async (id, fields) => (stopping() ? undefined : store.markRunning(id, fields));

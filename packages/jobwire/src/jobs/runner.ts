@@ -8,7 +8,7 @@
 import type { OutputChannel } from '@jobwire/client';
 import type { OsAccount } from '../executors/local/os-account.js';
 import type { Executor, ProcessHandle, ProcessResult } from '../executors/types.js';
-import type { FinishFields, JobRecord, Store, StreamEvent } from '../store/types.js';
+import { finalStatusOf, type FinishFields, type JobRecord, type Store, type StreamEvent } from '../store/types.js';
 import { setLongTimeout, type LongTimeout } from '../timers.js';
 
 /** What a runner needs. */
@@ -222,13 +222,15 @@ export async function runJob(ctx: RunnerContext, job: JobRecord): Promise<void> 
     fields.status = 'Failed';
     fields.error = `output could not be stored: ${appendFailed instanceof Error ? appendFailed.message : String(appendFailed)}`;
   }
+  let done: JobRecord | undefined;
   try {
-    await store.finishJob(id, fields);
+    done = await store.finishJob(id, fields);
   } catch (err) {
     ctx.onError(err, id);
   }
   try {
-    await streams.closeOutput(id);
+    // The close carries the final status, so nobody following the output reads the job at the end.
+    await streams.closeOutput(id, done && finalStatusOf(done));
   } catch (err) {
     ctx.onError(err, id);
   }
