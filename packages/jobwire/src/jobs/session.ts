@@ -113,7 +113,7 @@ export class LiveSession {
   /** True after `end`, `fail` or `dispose`: no handler is called any more. */
   private over = false;
   private readonly offs: (() => void)[] = [];
-  /** Stdin bytes accepted (as far as this session knows) and read by the job. */
+  /** Stdin bytes accepted (as far as this session knows: also other writers') and read by the job. */
   private written = 0;
   private consumed = 0;
   /** True once stdin can take no more (closed, or refused as such). */
@@ -192,7 +192,8 @@ export class LiveSession {
    * attach protocol does) the bytes start there: bytes stored already are skipped, a gap is a
    * protocol error, and so is running {@link STDIN_OVERRUN_WINDOWS} windows ahead of what the
    * job has read. Without it (a writer that is simply read no further meanwhile, as a gRPC call
-   * is) the bytes follow what is stored, once fewer than a window of bytes wait for the job.
+   * is) the bytes go at the end of what is stored, once fewer than a window of bytes wait for
+   * the job.
    */
   writeStdin(data: Uint8Array, offset?: number): Promise<void> {
     if (this.over) return Promise.resolve();
@@ -209,7 +210,7 @@ export class LiveSession {
         while (this.written - this.consumed >= this.window && this.takesStdin()) await new Promise<void>((wake) => this.wakers.push(wake));
       }
       if (!this.takesStdin()) return;
-      const end = await this.service.writeStdin(this.owner, this.job.id, data, offset ?? this.written);
+      const end = await this.service.writeStdin(this.owner, this.job.id, data, offset);
       this.written = Math.max(this.written, end);
     });
   }
@@ -282,6 +283,8 @@ export class LiveSession {
         this.wake();
         break;
       case 'stdin':
+        this.written = Math.max(this.written, ev.offset + ev.data.byteLength);
+        break;
       case 'control':
         break;
       default: {

@@ -7,16 +7,18 @@
 export type {
   ChannelChunksOptions,
   ControlMessage,
+  FinalStatus,
   FinishFields,
   JobRecord,
   ListJobsQuery,
   NewJob,
+  OutputPage,
   Store,
   StoredEvent,
   StreamEvent,
   StreamLog,
   StreamSizes,
 } from './types.js';
-export { CHANNEL_CHUNK_BYTES, MAX_CHANNEL_CHUNK_BYTES } from './types.js';
+export { CHANNEL_CHUNK_BYTES, MAX_CHANNEL_CHUNK_BYTES, finalStatusOf } from './types.js';
 export { openEmbeddedStore, type EmbeddedStoreOptions } from './embedded/index.js';
 export { openRedisStore, RedisStore, type RedisStoreOptions } from './redis/index.js';
