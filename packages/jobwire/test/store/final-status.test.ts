@@ -11,7 +11,8 @@ import { describe, it } from 'node:test';
 import { BadRequestError } from '@jobwire/client';
 import { openEmbeddedStore, openRedisStore, type FinalStatus, type StreamEvent } from '../../src/store/index.js';
 import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
-import { waitFor, withStore, type HarnessFactory } from './store-behaviour.js';
+import { decodeMessage } from '../../src/store/redis/redis-stream-log.js';
+import { newJob, waitFor, withStore, type HarnessFactory } from './store-behaviour.js';
 
 const embedded: HarnessFactory = async () => {
   const dir = await mkdtemp(join(tmpdir(), 'jobwire-store-'));
@@ -68,6 +69,22 @@ for (const [name, make] of [
       });
     });
 
+    it('records Lost with the reason and the last progress when a job is lost with its runner', async () => {
+      await withStore(make, async ({ store }) => {
+        const job = await store.createJob(newJob());
+        await store.markRunning(job.id, { startedAt: new Date().toISOString(), pid: null, node: 'n1' });
+        await store.setProgress(job.id, 'step 2');
+        const [lost] = await store.loseRunningJobs((j) => `node ${j.node} went away`);
+        const expected: FinalStatus = { status: 'Lost', exitCode: null, signal: null, error: 'node n1 went away', progress: 'step 2' };
+        assert.deepEqual((await store.streams.sizes(job.id)).final, expected);
+        assert.deepEqual(
+          [lost?.status, lost?.exitCode, lost?.signal, lost?.error, lost?.progress],
+          [expected.status, expected.exitCode, expected.signal, expected.error, expected.progress],
+          'the close said what the record says',
+        );
+      });
+    });
+
     it('refuses a malformed final status, naming the field, and closes nothing', async () => {
       await withStore(make, async ({ store }) => {
         const bad = [
@@ -84,3 +101,10 @@ for (const [name, make] of [
     });
   });
 }
+
+describe('redis stream log: the output-closed message', () => {
+  it('decodes the end alone (closed by older code) and the end with the final status', () => {
+    assert.deepEqual(decodeMessage(Buffer.from('c99')), { type: 'output-closed', end: 99 });
+    assert.deepEqual(decodeMessage(Buffer.from(`c10|${JSON.stringify(FAILED)}`)), { type: 'output-closed', end: 10, final: FAILED });
+  });
+});
