@@ -28,7 +28,7 @@ import { serializeError } from '../logging.js';
 import { StopSteps, type CloseOptions, type StopReport } from '../stop.js';
 import type { ClusterStore } from '../store/cluster.js';
 import { openRedisStore } from '../store/index.js';
-import type { FinishFields, JobRecord } from '../store/types.js';
+import { finalStatusOf, type FinishFields, type JobRecord } from '../store/types.js';
 import { defaultWorkDir } from '../work-dir.js';
 import { Housekeeping, reapedEvent, reportReaped } from './housekeeping.js';
 import { Placer } from './placement.js';
@@ -265,7 +265,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
           // for dead, queued again) is neither finished nor has its output closed here.
           settle: async (fields: FinishFields) => {
             const done = await store.finishRun(jobId, fields, claim);
-            if (done) await store.streams.closeOutput(jobId);
+            if (done) await store.streams.closeOutput(jobId, finalStatusOf(done));
             return done;
           },
         });

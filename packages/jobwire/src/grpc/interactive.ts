@@ -16,13 +16,17 @@
  *
  * Half-closing the request stream ends the job's stdin. Cancelling the call detaches: the job
  * runs on (jobwire's rule — detaching never stops a job), its status stays queryable.
+ *
+ * The session itself (output, stdin rules, the end) is the job service's live session
+ * (`jobs/session.ts`), as for the WebSocket attach; this file turns it into messages and maps
+ * the call's flow control.
  * @module
  */
 import { Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
-import { JobwireError, type OutputChunk } from '@jobwire/client';
-import { OutputFollower } from '../jobs/output-follower.js';
+import type { JobwireError, OutputChunk } from '@jobwire/client';
 import type { JobService } from '../jobs/service.js';
-import type { StreamEvent } from '../store/types.js';
+import type { LiveSession } from '../jobs/session.js';
+import type { FinalStatus, JobRecord } from '../store/types.js';
 import type { SubmitInteractiveJobRequest, SubmitInteractiveJobResponse } from './messages.js';
 
 /** Stdin bytes accepted ahead of what the job has read. */
@@ -34,20 +38,10 @@ type Call = ServerDuplexStream<SubmitInteractiveJobRequest, SubmitInteractiveJob
 
 /** Streams one interactive job over `call` until its output ends or the client goes away. */
 export class InteractiveSession {
-  private readonly follower: OutputFollower;
+  private readonly session: LiveSession;
   private waitingDrain = false;
-  private finished = false;
-  private detached = false;
-  /** False until the first response (the job alone) went out: no output may precede it. */
-  private ready = false;
-  /** Stdin bytes accepted into the log, and read by the job. */
-  private written = 0;
-  private consumed = 0;
-  /** True once stdin can take no more (the job ended or its stdin was closed). */
-  private stdinDone = false;
-  private outputClosed = false;
-  private wakers: (() => void)[] = [];
-  private stdinChain: Promise<void> = Promise.resolve();
+  /** True once the call is over: ended, failed or detached. */
+  private settled = false;
   private readonly offs: (() => void)[] = [];
   private readonly ended: Promise<void>;
   private resolveEnded!: () => void;
@@ -55,30 +49,34 @@ export class InteractiveSession {
 
   constructor(
     private readonly call: Call,
-    private readonly service: JobService,
-    private readonly owner: string,
-    private readonly jobId: string,
+    service: JobService,
+    owner: string,
+    private readonly job: JobRecord,
     private readonly signal: AbortSignal,
   ) {
     this.ended = new Promise((resolve, reject) => {
       this.resolveEnded = resolve;
       this.rejectEnded = reject;
     });
-    this.follower = new OutputFollower(service.store.streams, jobId, 0, {
-      canTake: () => this.ready && !this.finished && !this.detached && !this.waitingDrain,
-      take: (chunk) => this.send(chunk),
-      end: () => this.finish(),
-      fail: (err) => this.fail(err),
-    });
+    this.session = service.openSession(
+      owner,
+      job,
+      {
+        canTake: () => !this.waitingDrain,
+        output: (chunk) => this.send(chunk),
+        end: (final) => this.finish(final),
+        fail: (error) => this.fail(error),
+      },
+      { stdinWindow: STDIN_WINDOW },
+    );
   }
 
   /** Runs the session; resolves when the call is over (ended or detached), rejects if it failed. */
   async run(firstStdin: Uint8Array): Promise<void> {
-    const { call, service, jobId } = this;
-    this.offs.push(service.store.streams.subscribe(jobId, (ev) => this.onStream(ev)));
+    const { call } = this;
     const onDrain = (): void => {
       this.waitingDrain = false;
-      this.follower.pump();
+      this.session.pump();
     };
     call.on('drain', onDrain);
     this.offs.push(() => call.off('drain', onDrain));
@@ -86,20 +84,15 @@ export class InteractiveSession {
     this.signal.addEventListener('abort', onAbort, { once: true });
     this.offs.push(() => this.signal.removeEventListener('abort', onAbort));
 
-    try {
-      this.consumed = (await service.store.streams.sizes(jobId)).stdinConsumed;
-    } catch (err) {
-      this.fail(err);
-      return this.ended;
-    }
-    call.write({ job: { id: jobId } });
-    this.ready = true;
-    this.follower.pump();
+    const start = await this.session.open();
+    if (start === undefined || this.settled) return this.ended;
+    call.write({ job: { id: this.job.id } });
+    this.session.start();
 
     // The caller paused the call after the first request; reading resumes when that request's
     // stdin is applied.
     const onData = (request: SubmitInteractiveJobRequest): void => this.queueStdin(request.stdin);
-    const onEnd = (): void => this.queueStdinEnd();
+    const onEnd = (): void => void this.session.closeStdin();
     call.on('data', onData);
     call.on('end', onEnd);
     this.offs.push(() => {
@@ -112,125 +105,59 @@ export class InteractiveSession {
     await this.ended;
   }
 
-  private cleanup(): void {
+  private settle(): boolean {
+    if (this.settled) return false;
+    this.settled = true;
     for (const off of this.offs.splice(0)) off();
-    this.wake();
-    this.resolveEnded();
+    return true;
   }
 
   /** The client went away (or the server closes): stop, leave the job running. */
   private detach(): void {
-    if (this.detached || this.finished) return;
-    this.detached = true;
-    this.cleanup();
+    if (!this.settle()) return;
+    this.session.dispose();
+    this.resolveEnded();
   }
 
-  private wake(): void {
-    for (const wake of this.wakers.splice(0)) wake();
-  }
-
-  private onStream(ev: StreamEvent): void {
-    switch (ev.type) {
-      case 'output':
-        this.follower.offer(ev.chunk);
-        break;
-      case 'output-closed':
-        this.outputClosed = true;
-        this.wake();
-        this.follower.pump();
-        break;
-      case 'stdin-ack':
-        this.consumed = Math.max(this.consumed, ev.consumed);
-        this.wake();
-        break;
-      case 'stdin-closed':
-        this.stdinDone = true;
-        this.wake();
-        break;
-      case 'stdin':
-      case 'control':
-        break;
-      default: {
-        const never: never = ev;
-        void never;
-      }
-    }
-  }
-
-  // ---- stdin -------------------------------------------------------------------------------
-
-  /** Applies stdin requests one at a time, reading no further request meanwhile. */
+  /**
+   * Applies one stdin request, reading no further request meanwhile: the session holds it until
+   * fewer than {@link STDIN_WINDOW} bytes wait for the job, so gRPC's flow control slows a fast
+   * client instead of the server buffering for it.
+   */
   private queueStdin(data: Uint8Array): void {
     if (data.byteLength === 0) return;
     this.call.pause();
-    this.stdinChain = this.stdinChain
-      .then(() => this.writeStdin(data))
-      .finally(() => {
-        if (!this.detached && !this.finished) this.call.resume();
-      });
-  }
-
-  private queueStdinEnd(): void {
-    this.stdinChain = this.stdinChain.then(async () => {
-      if (this.stdinDone || this.detached) return;
-      this.stdinDone = true;
-      await this.service.closeStdin(this.owner, this.jobId).catch((err: unknown) => this.stdinError(err));
+    void this.session.writeStdin(data).finally(() => {
+      if (!this.settled) this.call.resume();
     });
   }
 
-  private async writeStdin(data: Uint8Array): Promise<void> {
-    while (this.written - this.consumed >= STDIN_WINDOW && !this.stdinDone && !this.outputClosed && !this.detached) {
-      await new Promise<void>((resolve) => this.wakers.push(resolve));
-    }
-    // Input the job can no longer read is dropped, as the attach endpoint does.
-    if (this.stdinDone || this.outputClosed || this.detached) return;
-    try {
-      this.written = await this.service.writeStdin(this.owner, this.jobId, data, this.written);
-    } catch (err) {
-      this.stdinError(err);
-    }
-  }
-
-  private stdinError(err: unknown): void {
-    // A job that has ended (or was never interactive) takes no more input; anything else is a bug.
-    if (err instanceof JobwireError && err.code === 'conflict') {
-      this.stdinDone = true;
-      return;
-    }
-    this.fail(err);
-  }
-
-  // ---- output ------------------------------------------------------------------------------
-
   /** Writes one chunk (already trimmed to the cursor by the follower), split into messages. */
   private send(chunk: OutputChunk): void {
-    if (this.finished || this.detached) return; // the call is over: nobody to write to
+    if (this.settled) return; // the call is over: nobody to write to
     const { data } = chunk;
     for (let at = 0; at < data.byteLength; at += MAX_PAYLOAD) {
       const piece = data.subarray(at, at + MAX_PAYLOAD);
-      const message: SubmitInteractiveJobResponse = { job: { id: this.jobId }, [chunk.channel]: piece };
+      const message: SubmitInteractiveJobResponse = { job: { id: this.job.id }, [chunk.channel]: piece };
       if (!this.call.write(message)) this.waitingDrain = true;
     }
   }
 
   /** Ends the call after all output, with the job's final status in the trailers. */
-  private async finish(): Promise<void> {
-    if (this.finished || this.detached) return;
-    this.finished = true;
-    const job = await this.service.store.getJob(this.jobId, this.owner);
+  private finish(final: FinalStatus): void {
+    if (!this.settle()) return;
     const trailers = new Metadata();
-    trailers.set('jobwire-job-id', this.jobId);
-    trailers.set('jobwire-status', job?.status ?? 'Lost');
-    if (job?.exitCode !== null && job?.exitCode !== undefined) trailers.set('jobwire-exit-code', String(job.exitCode));
-    if (job?.signal) trailers.set('jobwire-signal', job.signal);
+    trailers.set('jobwire-job-id', this.job.id);
+    trailers.set('jobwire-status', final.status);
+    if (final.exitCode !== null) trailers.set('jobwire-exit-code', String(final.exitCode));
+    if (final.signal) trailers.set('jobwire-signal', final.signal);
     this.call.end(trailers);
-    this.cleanup();
+    this.resolveEnded();
   }
 
-  private fail(err: unknown): void {
-    if (this.finished || this.detached) return;
-    this.finished = true;
-    this.rejectEnded(err);
-    this.cleanup();
+  private fail(error: JobwireError): void {
+    if (!this.settle()) return;
+    // A storage failure answers as the failure itself (the rpc layer logs it, answers INTERNAL).
+    this.rejectEnded(error.code === 'internal' && error.cause !== undefined ? error.cause : error);
   }
 }

@@ -232,7 +232,7 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
       }
       scheduler(ctx.who, first.scheduler);
       const job = await service.submit(ctx.who.user, toJobDescription(first.description, await submitTarget(ctx.who), true));
-      await new InteractiveSession(call, service, ctx.who.user, job.id, ctx.signal).run(first.stdin);
+      await new InteractiveSession(call, service, ctx.who.user, job, ctx.signal).run(first.stdin);
     }),
     getJobStatus: rpc.unary<JobRequest, XenonJobStatus>(a, async (request, { who }) => {
       scheduler(who, request.scheduler);
@@ -242,7 +242,7 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
       scheduler(who, request.scheduler);
       const statuses = await Promise.all(
         request.jobs.map(async (job) => {
-          const record = await service.store.getJob(job.id, who.user);
+          const record = await service.find(who.user, job.id);
           return record ? toJobStatus(record, adaptorName) : missingJobStatus(job.id, adaptorName);
         }),
       );

@@ -1,15 +1,15 @@
 /**
  * Follows a job's merged output from a cursor: replays what is stored, then follows live, and
- * hands each byte to a sink exactly once and in order. Every protocol that streams output (the
- * WebSocket attach session, the gRPC interactive call) is a sink of one of these, so the
- * replay/live/flow-control rules live in one place.
+ * hands each byte to a sink exactly once and in order. The live session (`session.ts`), which
+ * every protocol that streams output uses (the WebSocket attach session, the gRPC interactive
+ * call), is the sink of one of these, so the replay/live/flow-control rules live in one place.
  *
  * Memory stays bounded: the follower holds no output of its own. When the sink has no room it
  * stops; when the sink has room again it reads on from the stream log, which holds everything.
  * @module
  */
 import type { OutputChunk } from '@jobwire/client';
-import type { StreamLog } from '../store/types.js';
+import type { FinalStatus, StreamLog } from '../store/types.js';
 
 /** Bytes read from storage per step. */
 const READ_STEP = 256 * 1024;
@@ -20,8 +20,11 @@ export interface OutputSink {
   canTake(): boolean;
   /** Takes the next chunk; it starts exactly at the previous chunk's end. */
   take(chunk: OutputChunk): void;
-  /** Called once, after the last byte, when the output is closed. */
-  end(): Promise<void>;
+  /**
+   * Called once, after the last byte, when the output is closed; with how the job ended when
+   * the close recorded it (read with the last page, so it cannot race the close).
+   */
+  end(final: FinalStatus | undefined): Promise<void>;
   /** Called when storage cannot be read. */
   fail(err: unknown): void;
 }
@@ -71,7 +74,7 @@ export class OutputFollower {
   private async loop(): Promise<void> {
     while (!this.ended && this.sink.canTake()) {
       this.pumpAgain = false;
-      const { chunks, end, closed } = await this.streams.readOutput(this.jobId, this.cursor, READ_STEP);
+      const { chunks, end, closed, final } = await this.streams.readOutput(this.jobId, this.cursor, READ_STEP);
       for (const chunk of chunks) {
         if (this.ended) return;
         this.deliver(chunk);
@@ -79,7 +82,7 @@ export class OutputFollower {
       if (chunks.length > 0) continue;
       if (closed && this.cursor >= end) {
         this.ended = true;
-        await this.sink.end();
+        await this.sink.end(final);
       }
       return;
     }

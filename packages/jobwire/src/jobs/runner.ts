@@ -8,7 +8,7 @@
 import type { OutputChannel } from '@jobwire/client';
 import type { OsAccount } from '../executors/local/os-account.js';
 import type { Executor, ProcessHandle, ProcessResult } from '../executors/types.js';
-import type { FinishFields, JobRecord, Store, StreamEvent } from '../store/types.js';
+import { finalStatusOf, type FinishFields, type JobRecord, type Store, type StreamEvent } from '../store/types.js';
 import { setLongTimeout, type LongTimeout } from '../timers.js';
 
 /** What a runner needs. */
@@ -63,7 +63,8 @@ async function settleInStore(ctx: RunnerContext, id: string, fields: FinishField
     ctx.onError(err, id);
   }
   try {
-    await ctx.store.streams.closeOutput(id);
+    // The close carries the final status, so nobody following the output reads the job at the end.
+    await ctx.store.streams.closeOutput(id, finished && finalStatusOf(finished));
   } catch (err) {
     ctx.onError(err, id);
   }

@@ -1,7 +1,8 @@
 /**
  * What a server does with jobs, independent of the protocol that asked: the REST routes, the
  * WebSocket endpoints and the gRPC service all call this one service, so validation, ownership
- * and state rules live in one place.
+ * and state rules live in one place. The store stays behind it: live sessions on a job
+ * (`session.ts`) are opened through it too.
  * @module
  */
 import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
@@ -14,14 +15,17 @@ import {
   UnauthorizedError,
   type GroupInfo,
   type JobDescription,
+  type JobEvent,
   type JobInfo,
   type JobStatus,
+  type OutputChannel,
   type QueueStatus,
 } from '@jobwire/client';
-import type { JobRecord, Store } from '../store/types.js';
+import { finalStatusOf, type ChannelChunksOptions, type FinalStatus, type JobRecord, type Store, type StoredEvent, type StreamSizes } from '../store/types.js';
 import { setLongTimeout } from '../timers.js';
 import type { JobScheduler } from './scheduler.js';
 import { parseJobDescription } from './schema.js';
+import { LiveSession, StdinClosedError, type LiveSessionOptions, type SessionHandlers } from './session.js';
 
 /** Options of {@link JobService}. */
 export interface JobServiceOptions {
@@ -48,7 +52,7 @@ export function publicInfo(record: JobRecord, withDescription = true): JobInfo {
 
 /** Job operations on behalf of a user. */
 export class JobService {
-  readonly store: Store;
+  private readonly store: Store;
   /** The executor adaptor jobs run with, as Xenon clients see it (see {@link JobScheduler.adaptor}). */
   readonly adaptor: string;
   private readonly scheduler: JobScheduler;
@@ -93,6 +97,11 @@ export class JobService {
     return job;
   }
 
+  /** A job of `owner`, or undefined (another owner's job looks the same as none). */
+  find(owner: string, id: string): Promise<JobRecord | undefined> {
+    return this.store.getJob(id, owner);
+  }
+
   /** Lists jobs of `owner`. */
   async list(owner: string, query: { group?: string; status?: string; name?: string; limit?: number; cursor?: string }): Promise<{ items: JobInfo[]; next?: string }> {
     let status: JobStatus[] | undefined;
@@ -120,7 +129,7 @@ export class JobService {
     if (job.status === 'Queued') {
       const done = await this.store.finishJob(id, { status: 'Cancelled', error: 'cancelled before it started', endedAt: new Date().toISOString() });
       if (done) {
-        await this.store.streams.closeOutput(id);
+        await this.store.streams.closeOutput(id, finalStatusOf(done));
         return done;
       }
     }
@@ -138,21 +147,84 @@ export class JobService {
   private async interactiveJob(owner: string, id: string): Promise<JobRecord> {
     const job = await this.get(owner, id);
     if (!job.interactive) throw new ConflictError(`job ${id} is not interactive: its stdin is closed`);
-    if (isFinal(job.status)) throw new ConflictError(`job ${id} has ended (${job.status})`);
+    if (isFinal(job.status)) throw new StdinClosedError(`job ${id} has ended (${job.status})`);
     return job;
   }
 
-  /** Appends stdin at `offset` (default: the current end). Returns the accepted length. */
+  /**
+   * Appends stdin at `offset` (default: the current end). Returns the accepted length. Every
+   * transport writes through here: NotFoundError for a job that is not `owner`'s, ConflictError
+   * for one that is not interactive or for a gap in the offsets, {@link StdinClosedError} (a
+   * ConflictError) when the job can read no more input.
+   */
   async writeStdin(owner: string, id: string, data: Uint8Array, offset?: number): Promise<number> {
     await this.interactiveJob(owner, id);
     const at = offset ?? (await this.store.streams.sizes(id)).stdin;
-    return this.store.streams.appendStdin(id, at, data);
+    try {
+      return await this.store.streams.appendStdin(id, at, data);
+    } catch (err) {
+      // The log refuses a gap and an append after close alike; its flag tells them apart (it
+      // never goes back, so a refusal for close always finds it set).
+      if (err instanceof ConflictError && (await this.store.streams.sizes(id).catch(() => undefined))?.stdinClosed) throw new StdinClosedError(err.message, { cause: err });
+      throw err;
+    }
   }
 
-  /** Ends stdin. */
+  /** Ends stdin; idempotent. StdinClosedError when the job has ended. */
   async closeStdin(owner: string, id: string): Promise<number> {
     await this.interactiveJob(owner, id);
     return this.store.streams.closeStdin(id);
+  }
+
+  /** Resizes the terminal of a job of `owner` (a message to whoever runs it). */
+  async resize(owner: string, id: string, cols: number, rows: number): Promise<void> {
+    await this.get(owner, id);
+    await this.store.streams.sendControl(id, { type: 'resize', cols, rows });
+  }
+
+  /**
+   * Makes a live session on `job` (a job of `owner`, from {@link get} or {@link submit}): the
+   * core every streaming transport drives. It starts with `open()`.
+   */
+  openSession(owner: string, job: JobRecord, handlers: SessionHandlers, options?: LiveSessionOptions): LiveSession {
+    return new LiveSession(this, { streams: this.store.streams, onEvent: (listener) => this.store.onEvent(listener) }, owner, job, handlers, options);
+  }
+
+  /**
+   * How a job of `owner` ended, from its record: for output closed without a recorded final
+   * status (by older jobwire). A job deleted meanwhile reads as Lost.
+   */
+  async finalStatus(owner: string, id: string): Promise<FinalStatus> {
+    const job = await this.store.getJob(id, owner);
+    return job ? finalStatusOf(job) : { status: 'Lost', exitCode: null, signal: null, error: 'the job was deleted', progress: null };
+  }
+
+  /** Sizes and flags of the streams of job `id` (one the caller got through {@link get}). */
+  streamSizes(id: string): Promise<StreamSizes> {
+    return this.store.streams.sizes(id);
+  }
+
+  /**
+   * Bytes [from, to) of one output channel of job `id` (one the caller got through {@link get}),
+   * as chunks read when the consumer asks (see `StreamLog.readChannelChunks`).
+   */
+  readChannelChunks(id: string, channel: OutputChannel, from: number, to?: number, options?: ChannelChunksOptions): AsyncIterable<Uint8Array> {
+    return this.store.streams.readChannelChunks(id, channel, from, to, options);
+  }
+
+  /** Live store events of every owner (the listener picks its owner's); returns an unsubscribe function. */
+  onEvent(listener: (event: StoredEvent) => void): () => void {
+    return this.store.onEvent(listener);
+  }
+
+  /** Events of `owner` in the subtree `group` ('' = all) with id > sinceId, oldest first. */
+  events(owner: string, group: string, sinceId: number, limit: number): Promise<JobEvent[]> {
+    return this.store.readEvents(owner, group, sinceId, limit);
+  }
+
+  /** Id of the newest event (0 when none). */
+  lastEventId(): Promise<number> {
+    return this.store.lastEventId();
   }
 
   /** True when `token` is job `id`'s own token (`JOBWIRE_JOB_TOKEN`), so that a bad one is refused before its request is read. */

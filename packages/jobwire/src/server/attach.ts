@@ -1,6 +1,8 @@
 /**
  * One attach session: a WebSocket following a job's merged output from an offset, replaying
  * from storage and then following live, with stdin, resize and flow control the other way.
+ * The session itself (output, stdin rules, status, the end) is the job service's live session
+ * (`jobs/session.ts`); this file turns it into frames and maps the socket's flow control.
  *
  * Memory stays bounded: output is sent only while the socket's buffered amount is under
  * {@link HIGH_WATER}; past it the session stops and, once the socket drains, reads on from the
@@ -17,14 +19,13 @@ import {
   encodeStatus,
   encodeStdinAck,
   CloseCode,
-  JobwireError,
-  isFinal,
   type Frame,
+  type JobwireError,
 } from '@jobwire/client';
 import type { WebSocket } from 'ws';
-import { OutputFollower } from '../jobs/output-follower.js';
 import type { JobService } from '../jobs/service.js';
-import type { JobRecord, StreamEvent } from '../store/types.js';
+import type { LiveSession } from '../jobs/session.js';
+import type { JobRecord } from '../store/types.js';
 import { heartbeat } from './heartbeat.js';
 
 /** Bytes the socket may buffer before the session stops sending. */
@@ -37,88 +38,84 @@ export function startAttachSession(ws: WebSocket, service: JobService, owner: st
   new AttachSession(ws, service, owner, job, from).start();
 }
 
+/** The WebSocket close code for a session failure. */
+function closeCodeOf(error: JobwireError): number {
+  switch (error.code) {
+    case 'not_found':
+      return CloseCode.NOT_FOUND;
+    case 'protocol':
+    case 'conflict':
+      return CloseCode.PROTOCOL;
+    default:
+      return 1011;
+  }
+}
+
 class AttachSession {
-  private readonly follower: OutputFollower;
+  private readonly session: LiveSession;
   private paused = false;
   private waitingDrain = false;
-  private finished = false;
   private closed = false;
-  /** False until HELLO went out: nothing else may precede it. */
-  private ready = false;
-  private stdinChain: Promise<void> = Promise.resolve();
-  private consumed = 0;
   private readonly offs: (() => void)[] = [];
-  private lastStatus: string;
-  private lastProgress: string | null;
 
   constructor(
     private readonly ws: WebSocket,
-    private readonly service: JobService,
-    private readonly owner: string,
+    service: JobService,
+    owner: string,
     private readonly job: JobRecord,
     from: number,
   ) {
-    this.follower = new OutputFollower(service.store.streams, job.id, from, {
-      canTake: () => this.canSend(),
-      take: (chunk) => this.send(encodeOutput(chunk.channel, chunk.pos, chunk.offset, chunk.data)),
-      end: () => this.sendExit(),
-      fail: (err) => this.fail('internal', `cannot read output: ${String(err)}`, 1011),
-    });
-    this.lastStatus = job.status;
-    this.lastProgress = job.progress;
+    this.session = service.openSession(
+      owner,
+      job,
+      {
+        canTake: () => this.canSend(),
+        output: (chunk) => this.send(encodeOutput(chunk.channel, chunk.pos, chunk.offset, chunk.data)),
+        status: ({ status, progress }) => this.send(encodeStatus({ status, exitCode: null, signal: null, error: null, final: false, progress })),
+        stdinAck: (consumed) => {
+          if (job.interactive) this.send(encodeStdinAck(consumed, DEFAULT_STDIN_WINDOW));
+        },
+        end: (final) => {
+          this.send(encodeStatus({ status: final.status, exitCode: final.exitCode, signal: final.signal, error: final.error, final: true, progress: final.progress }));
+          this.ws.close(CloseCode.NORMAL, 'job ended');
+          this.dispose();
+        },
+        fail: (error) => this.fail(error.code, error.message, closeCodeOf(error)),
+      },
+      { from, statusUpdates: true, stdinWindow: DEFAULT_STDIN_WINDOW },
+    );
   }
 
   start(): void {
     const { ws, job } = this;
-    const streams = this.service.store.streams;
-    // Subscribe before the first read so nothing written in between is missed.
-    this.offs.push(streams.subscribe(job.id, (ev) => this.onStream(ev)));
-    this.offs.push(
-      this.service.store.onEvent((ev) => {
-        if (ev.info.type !== 'job' || ev.info.id !== job.id) return;
-        if (ev.verb === 'remove') {
-          this.fail('not_found', `job ${job.id} was deleted`, CloseCode.NOT_FOUND);
-          return;
-        }
-        const info = ev.info;
-        if (this.ready && !isFinal(info.status) && (info.status !== this.lastStatus || info.progress !== this.lastProgress)) {
-          this.lastStatus = info.status;
-          this.lastProgress = info.progress;
-          this.send(encodeStatus({ status: info.status, exitCode: null, signal: null, error: null, final: false, progress: info.progress }));
-        }
-      }),
-    );
     this.offs.push(heartbeat(ws));
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     ws.on('close', () => this.dispose());
     ws.on('error', () => this.dispose());
 
-    void streams.sizes(job.id).then(
-      (sizes) => {
-        if (this.closed) return;
-        this.consumed = sizes.stdinConsumed;
-        this.send(
-          encodeHello({
-            jobId: job.id,
-            from: this.follower.cursor,
-            stdinOffset: sizes.stdin,
-            stdinClosed: sizes.stdinClosed,
-            status: job.status,
-            interactive: job.interactive,
-            tty: job.tty,
-          }),
-        );
-        if (job.interactive) this.send(encodeStdinAck(this.consumed, DEFAULT_STDIN_WINDOW));
-        this.ready = true;
-        this.follower.pump();
-      },
-      (err) => this.fail('internal', `cannot read streams: ${String(err)}`, 1011),
-    );
+    void this.session.open().then((start) => {
+      if (start === undefined || this.closed) return;
+      // HELLO goes first: nothing else may precede it.
+      this.send(
+        encodeHello({
+          jobId: job.id,
+          from: start.from,
+          stdinOffset: start.stdinOffset,
+          stdinClosed: start.stdinClosed,
+          status: job.status,
+          interactive: job.interactive,
+          tty: job.tty,
+        }),
+      );
+      if (job.interactive) this.send(encodeStdinAck(start.stdinConsumed, DEFAULT_STDIN_WINDOW));
+      this.session.start();
+    });
   }
 
   private dispose(): void {
     if (this.closed) return;
     this.closed = true;
+    this.session.dispose();
     for (const off of this.offs.splice(0)) off();
   }
 
@@ -127,7 +124,7 @@ class AttachSession {
     this.ws.send(frame, { binary: true }, () => {
       if (this.waitingDrain && this.ws.bufferedAmount < LOW_WATER) {
         this.waitingDrain = false;
-        this.follower.pump();
+        this.session.pump();
       }
     });
   }
@@ -140,54 +137,12 @@ class AttachSession {
   }
 
   private canSend(): boolean {
-    if (this.closed || this.paused || this.finished || !this.ready) return false;
+    if (this.closed || this.paused) return false;
     if (this.ws.bufferedAmount >= HIGH_WATER) {
       this.waitingDrain = true;
       return false;
     }
     return true;
-  }
-
-  private onStream(ev: StreamEvent): void {
-    switch (ev.type) {
-      case 'output':
-        this.follower.offer(ev.chunk);
-        break;
-      case 'output-closed':
-        this.follower.pump();
-        break;
-      case 'stdin-ack':
-        this.consumed = Math.max(this.consumed, ev.consumed);
-        if (this.job.interactive && this.ready) this.send(encodeStdinAck(this.consumed, DEFAULT_STDIN_WINDOW));
-        break;
-      case 'stdin':
-      case 'stdin-closed':
-      case 'control':
-        break;
-      default: {
-        const never: never = ev;
-        void never;
-      }
-    }
-  }
-
-  private async sendExit(): Promise<void> {
-    if (this.finished) return;
-    this.finished = true;
-    const job = await this.service.store.getJob(this.job.id);
-    const status = job?.status ?? 'Lost';
-    this.send(
-      encodeStatus({
-        status,
-        exitCode: job?.exitCode ?? null,
-        signal: job?.signal ?? null,
-        error: job ? job.error : 'the job was deleted',
-        final: true,
-        progress: job?.progress ?? null,
-      }),
-    );
-    this.ws.close(CloseCode.NORMAL, 'job ended');
-    this.dispose();
   }
 
   private onMessage(data: Buffer, isBinary: boolean): void {
@@ -203,31 +158,19 @@ class AttachSession {
       return;
     }
     switch (frame.tag) {
-      case Tag.STDIN: {
-        if (!this.job.interactive) {
-          this.fail('conflict', `job ${this.job.id} is not interactive: its stdin is closed`, CloseCode.PROTOCOL);
-          return;
-        }
-        if (frame.offset + frame.data.byteLength > this.consumed + 4 * DEFAULT_STDIN_WINDOW) {
-          this.fail('protocol', 'stdin sent far beyond the flow-control window', CloseCode.PROTOCOL);
-          return;
-        }
-        const copy = new Uint8Array(frame.data); // the frame buffer is reused by ws
-        const offset = frame.offset;
-        this.chainStdin(() => this.service.store.streams.appendStdin(this.job.id, offset, copy).then(() => undefined));
+      case Tag.STDIN:
+        // A copy: the frame buffer is reused by ws.
+        void this.session.writeStdin(new Uint8Array(frame.data), frame.offset);
         break;
-      }
       case Tag.CLOSE:
-        if (frame.channel === 0 && this.job.interactive) this.chainStdin(() => this.service.store.streams.closeStdin(this.job.id).then(() => undefined));
+        if (frame.channel === 0) void this.session.closeStdin();
         break;
       case Tag.RESIZE:
-        if (this.job.tty && frame.cols > 0 && frame.rows > 0) {
-          void this.service.store.streams.sendControl(this.job.id, { type: 'resize', cols: frame.cols, rows: frame.rows }).catch(() => undefined);
-        }
+        this.session.resize(frame.cols, frame.rows);
         break;
       case Tag.FLOW:
         this.paused = !frame.resume;
-        if (frame.resume) this.follower.pump();
+        if (frame.resume) this.session.pump();
         break;
       case Tag.STDOUT:
       case Tag.STDERR:
@@ -242,19 +185,5 @@ class AttachSession {
         void never;
       }
     }
-  }
-
-  /** Applies stdin operations in the order they arrived. */
-  private chainStdin(op: () => Promise<void>): void {
-    this.stdinChain = this.stdinChain.then(op).catch(async (err: unknown) => {
-      if (err instanceof JobwireError && err.code === 'conflict') {
-        // Stdin after EOF is dropped (the job has its input); a gap in offsets is a client bug.
-        const sizes = await this.service.store.streams.sizes(this.job.id).catch(() => undefined);
-        if (sizes?.stdinClosed) return;
-        this.fail('protocol', err.message, CloseCode.PROTOCOL);
-        return;
-      }
-      this.fail('internal', `stdin failed: ${String(err)}`, 1011);
-    });
   }
 }

@@ -24,7 +24,6 @@ export function inSubtree(path: string, root: string): boolean {
 
 /** Serves one events subscription. */
 export function startEventsSession(ws: WebSocket, service: JobService, owner: string, group: string, since: number | undefined): void {
-  const store = service.store;
   let lastSent = since ?? 0;
   let live = false;
   let closed = false;
@@ -49,7 +48,7 @@ export function startEventsSession(ws: WebSocket, service: JobService, owner: st
     send({ type: 'event', event });
   };
 
-  const off = store.onEvent((ev: StoredEvent) => {
+  const off = service.onEvent((ev: StoredEvent) => {
     heard = Math.max(heard, ev.id);
     if (ev.owner !== owner || !inSubtree(ev.group, group)) return;
     const event: JobEvent = { id: ev.id, verb: ev.verb, info: ev.info };
@@ -83,7 +82,7 @@ export function startEventsSession(ws: WebSocket, service: JobService, owner: st
   const backlog = async (): Promise<void> => {
     if (since !== undefined) {
       for (;;) {
-        const page = await store.readEvents(owner, group, lastSent, 1000);
+        const page = await service.events(owner, group, lastSent, 1000);
         for (const e of page) sendEvent(e);
         if (page.length < 1000 || closed) break;
       }
@@ -91,16 +90,16 @@ export function startEventsSession(ws: WebSocket, service: JobService, owner: st
       // Snapshot: every existing group and job as `add`, stamped with the current event id.
       // What was created after that id is left out: its own `add` follows live. (A store whose
       // reads are not instant, such as Redis, can list an object created meanwhile.)
-      const at = await store.lastEventId();
+      const at = await service.lastEventId();
       const created = async <T extends { id: string }>(items: T[]): Promise<T[]> => {
-        const now = await store.lastEventId();
+        const now = await service.lastEventId();
         if (now > at) await caughtUp(now);
         return items.filter((item) => (addedLive.get(item.id) ?? 0) <= at);
       };
-      for (const g of await created(await store.listGroups(owner, group || undefined))) send({ type: 'event', event: { id: at, verb: 'add', info: g } });
+      for (const g of await created(await service.groups(owner, group || undefined))) send({ type: 'event', event: { id: at, verb: 'add', info: g } });
       let cursor: string | undefined;
       do {
-        const page = await store.listJobs({ owner, limit: 1000, ...(group ? { group } : {}), ...(cursor ? { cursor } : {}) });
+        const page = await service.list(owner, { limit: 1000, ...(group ? { group } : {}), ...(cursor ? { cursor } : {}) });
         for (const j of await created(page.items)) send({ type: 'event', event: { id: at, verb: 'add', info: j } });
         cursor = page.next;
       } while (cursor && !closed);

@@ -66,7 +66,7 @@ export interface OutputRequest {
 }
 
 /** Answers an output request: 200 (the selection), 206 (a range of it) or 416, streamed. */
-export function sendOutput(reply: FastifyReply, streams: StreamLog, request: OutputRequest): FastifyReply {
+export function sendOutput(reply: FastifyReply, streams: Pick<StreamLog, 'readChannelChunks'>, request: OutputRequest): FastifyReply {
   const size = request.sizes[request.channel];
   const start = Math.min(request.from, size);
   const length = Math.max(0, Math.min(request.to, size) - start);

@@ -190,13 +190,13 @@ export function registerRoutes(app: FastifyInstance, service: JobService, tokens
     const q = checkQuery(req.query, ['stream', 'from', 'to']);
     const stream = oneOf(q.stream, 'stream', ['stdout', 'stderr'] as const, 'stdout');
     const job = await service.get(user(req), req.params.id);
-    const sizes = await service.store.streams.sizes(job.id);
+    const sizes = await service.streamSizes(job.id);
     const from = intParam(q.from, 'from', 0, Number.MAX_SAFE_INTEGER, 0);
     const to = intParam(q.to, 'to', 0, Number.MAX_SAFE_INTEGER, sizes[stream]);
     if (to < from) throw new BadRequestError('to: must not be less than from', { field: 'to' });
     const range = strParam(req.headers.range, 'range');
     const ifRange = strParam(req.headers['if-range'], 'if-range');
-    return sendOutput(reply, service.store.streams, { jobId: job.id, channel: stream, sizes, from, to, range, ifRange, head: req.method === 'HEAD' });
+    return sendOutput(reply, service, { jobId: job.id, channel: stream, sizes, from, to, range, ifRange, head: req.method === 'HEAD' });
   });
 
   app.post(`${P}/jobs/:id/stdin`, async (req: Req) => {

@@ -4,6 +4,7 @@
  * @module
  */
 import { BadRequestError } from '@jobwire/client';
+import type { FinalStatus } from './types.js';
 
 /** Checks a byte position or count: a non-negative safe integer. */
 export function checkPosition(value: unknown, field: string): number {
@@ -72,4 +73,26 @@ export function resultText(result: unknown, error: string | null): { result: str
     return { result: null, error: error ?? `the job's result could not be stored as JSON: ${String(cause)}` };
   }
   return { result: null, error: error ?? `the job's result could not be stored as JSON` };
+}
+
+const FINAL: readonly string[] = ['Success', 'Failed', 'Cancelled', 'Lost'];
+
+/**
+ * Checks the final status a close of output records (see `StreamLog.closeOutput`); returns a
+ * copy holding only its fields, which is what gets stored.
+ */
+export function checkFinalStatus(final: unknown): FinalStatus {
+  const f = final as Partial<Record<keyof FinalStatus, unknown>> | null;
+  if (typeof f !== 'object' || f === null || typeof f.status !== 'string' || !FINAL.includes(f.status)) {
+    throw new BadRequestError(`final.status must be one of ${FINAL.join(', ')}, got ${JSON.stringify(f?.status)}`, { field: 'final.status' });
+  }
+  if (f.exitCode !== null && !Number.isSafeInteger(f.exitCode)) {
+    throw new BadRequestError(`final.exitCode must be an integer or null, got ${String(f.exitCode)}`, { field: 'final.exitCode' });
+  }
+  for (const field of ['signal', 'error', 'progress'] as const) {
+    if (f[field] !== null && typeof f[field] !== 'string') {
+      throw new BadRequestError(`final.${field} must be a string or null, got ${String(f[field])}`, { field: `final.${field}` });
+    }
+  }
+  return { status: f.status as FinalStatus['status'], exitCode: f.exitCode as number | null, signal: f.signal as string | null, error: f.error as string | null, progress: f.progress as string | null };
 }

@@ -12,10 +12,12 @@ import type { RedisClusterStore, RedisStoreOptions } from './redis/index.js';
 export type {
   ChannelChunksOptions,
   ControlMessage,
+  FinalStatus,
   FinishFields,
   JobRecord,
   ListJobsQuery,
   NewJob,
+  OutputPage,
   Store,
   StoredEvent,
   StreamEvent,
@@ -23,7 +25,7 @@ export type {
   StreamSizes,
 } from './types.js';
 export type { ClusterStore, RunClaim } from './cluster.js';
-export { CHANNEL_CHUNK_BYTES, MAX_CHANNEL_CHUNK_BYTES } from './types.js';
+export { CHANNEL_CHUNK_BYTES, MAX_CHANNEL_CHUNK_BYTES, finalStatusOf } from './types.js';
 export { openEmbeddedStore, type EmbeddedStoreOptions } from './embedded/index.js';
 export type { RedisClusterStore, RedisStore, RedisStoreOptions } from './redis/index.js';
 

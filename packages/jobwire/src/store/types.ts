@@ -7,7 +7,7 @@
  * missing (undefined), never as forbidden, so ids leak nothing.
  * @module
  */
-import type { GroupInfo, JobDescription, JobEvent, JobInfo, JobStatus, OutputChannel, OutputChunk } from '@jobwire/client';
+import type { ExitStatus, GroupInfo, JobDescription, JobEvent, JobInfo, JobStatus, OutputChannel, OutputChunk } from '@jobwire/client';
 import type { JobProcess } from '../job-process.js';
 
 /** A job as stored: its info plus what only the server sees. */
@@ -71,6 +71,21 @@ export interface FinishFields {
   endedAt: string;
 }
 
+/**
+ * How a job ended, as its output's close records it: `output-closed`, {@link StreamSizes} and
+ * {@link StreamLog.readOutput} carry it, so a reader of the output learns the end without
+ * reading the job (and without racing a job read against the close).
+ */
+export interface FinalStatus extends ExitStatus {
+  /** The job's last progress message. */
+  progress: string | null;
+}
+
+/** The {@link FinalStatus} of a job record (one that is final, such as `finishJob` returns). */
+export function finalStatusOf(job: JobRecord): FinalStatus {
+  return { status: job.status, exitCode: job.exitCode, signal: job.signal, error: job.error, progress: job.progress };
+}
+
 /** A store event, as delivered to live listeners: the event plus the owner it belongs to. */
 export interface StoredEvent extends JobEvent {
   owner: string;
@@ -128,7 +143,8 @@ export interface Store {
 /** Something that happened on a job's streams. */
 export type StreamEvent =
   | { type: 'output'; chunk: OutputChunk }
-  | { type: 'output-closed'; end: number }
+  /** `final` is how the job ended, when the close recorded it (see {@link StreamLog.closeOutput}). */
+  | { type: 'output-closed'; end: number; final?: FinalStatus }
   | { type: 'stdin'; offset: number; data: Uint8Array }
   | { type: 'stdin-closed'; offset: number }
   | { type: 'stdin-ack'; consumed: number }
@@ -150,6 +166,19 @@ export interface StreamSizes {
   stdinConsumed: number;
   /** True once no more output will come. */
   outputClosed: boolean;
+  /** How the job ended, once its output was closed with it (absent before, or when the close did not say). */
+  final?: FinalStatus;
+}
+
+/** A page of merged output (see {@link StreamLog.readOutput}). */
+export interface OutputPage {
+  chunks: OutputChunk[];
+  /** The current end of the merged output. */
+  end: number;
+  /** True once no more output will come. */
+  closed: boolean;
+  /** How the job ended, once its output was closed with it (absent before, or when the close did not say). */
+  final?: FinalStatus;
 }
 
 /** Options of {@link StreamLog.readChannelChunks}. */
@@ -177,13 +206,22 @@ export const MAX_CHANNEL_CHUNK_BYTES = 4 * 1024 * 1024;
 export interface StreamLog {
   /** Appends a chunk of output; returns it with its positions. */
   appendOutput(jobId: string, channel: OutputChannel, data: Uint8Array): Promise<OutputChunk>;
-  /** Marks the output complete (after the process exited and its pipes drained). */
-  closeOutput(jobId: string): Promise<void>;
+  /**
+   * Marks the output complete (after the process exited and its pipes drained), recording
+   * `final` — how the job ended — with it: the `output-closed` event, `sizes()` and
+   * `readOutput()` carry it from then on, so readers of the output need no job read at the end.
+   * `final` is what the job's record says: the record is final before the close or, for a job
+   * lost with its runner, turns final right after it with the same fields. Idempotent: a second
+   * close changes nothing. A close without `final` (made by older code) leaves readers to read
+   * the record.
+   */
+  closeOutput(jobId: string, final?: FinalStatus): Promise<void>;
   /**
    * Reads merged output from `from`, at most about `maxBytes` (whole chunks, split only when a
-   * chunk starts before `from`). `end` is the current end, `closed` whether output is complete.
+   * chunk starts before `from`). `end` is the current end, `closed` whether output is complete,
+   * `final` how the job ended once it is.
    */
-  readOutput(jobId: string, from: number, maxBytes: number): Promise<{ chunks: OutputChunk[]; end: number; closed: boolean }>;
+  readOutput(jobId: string, from: number, maxBytes: number): Promise<OutputPage>;
   /** Reads bytes [from, to) of one channel (to clipped to its size). */
   readChannel(jobId: string, channel: OutputChannel, from: number, to?: number): Promise<Uint8Array>;
   /**

@@ -7,7 +7,7 @@
  * | `stderr`     | the job's stderr bytes, as written                                  |
  * | `index`      | one {@link RECORD_BYTES}-byte record per output chunk, arrival order |
  * | `stdin`      | stdin bytes accepted                                                 |
- * | `state.json` | `{outputClosed, stdinClosed, stdinConsumed}`, rewritten on close     |
+ * | `state.json` | `{outputClosed, stdinClosed, stdinConsumed, final?}`, rewritten on close |
  *
  * Per-channel reads are plain file reads ({@link FileStreamLog.readChannelChunks}: asynchronous
  * positional reads on a descriptor of its own, one chunk at a time); a merged read binary-searches the index (records
@@ -40,8 +40,18 @@ import {
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BadRequestError, ConflictError, type OutputChannel, type OutputChunk } from '@jobwire/client';
-import { CHANNEL_CHUNK_BYTES, MAX_CHANNEL_CHUNK_BYTES, type ChannelChunksOptions, type ControlMessage, type StreamEvent, type StreamLog, type StreamSizes } from '../types.js';
-import { checkChunkBytes } from '../checks.js';
+import {
+  CHANNEL_CHUNK_BYTES,
+  MAX_CHANNEL_CHUNK_BYTES,
+  type ChannelChunksOptions,
+  type ControlMessage,
+  type FinalStatus,
+  type OutputPage,
+  type StreamEvent,
+  type StreamLog,
+  type StreamSizes,
+} from '../types.js';
+import { checkChunkBytes, checkFinalStatus } from '../checks.js';
 import { checkJobId, checkPosition, closedError, settle, toStoreError } from './errors.js';
 import { ListenerSet, type ListenerErrorHandler } from './listeners.js';
 
@@ -85,6 +95,8 @@ interface PersistedState {
   outputClosed: boolean;
   stdinClosed: boolean;
   stdinConsumed: number;
+  /** How the job ended, when the close of its output said. */
+  final?: FinalStatus;
 }
 
 /** The loaded state of one job's streams. */
@@ -97,6 +109,8 @@ class JobStreams {
   outputClosed = false;
   stdinClosed = false;
   stdinConsumed = 0;
+  /** How the job ended, once its output was closed with it. */
+  final: FinalStatus | undefined = undefined;
   /** Open descriptors, opened on first use. */
   readonly fds: Partial<Record<FileName, number>> = {};
   /**
@@ -143,11 +157,11 @@ export class FileStreamLog implements StreamLog {
     return settle(() => this.appendOutputNow(jobId, channel, data));
   }
 
-  closeOutput(jobId: string): Promise<void> {
-    return settle(() => this.closeOutputNow(jobId));
+  closeOutput(jobId: string, final?: FinalStatus): Promise<void> {
+    return settle(() => this.closeOutputNow(jobId, final));
   }
 
-  readOutput(jobId: string, from: number, maxBytes: number): Promise<{ chunks: OutputChunk[]; end: number; closed: boolean }> {
+  readOutput(jobId: string, from: number, maxBytes: number): Promise<OutputPage> {
     return settle(() => this.readOutputNow(jobId, from, maxBytes));
   }
 
@@ -289,11 +303,13 @@ export class FileStreamLog implements StreamLog {
     return chunk;
   }
 
-  /** Marks output complete (persisted), releases the job's files and tail; idempotent. */
-  closeOutputNow(jobId: string): void {
+  /** Marks output complete with how the job ended (persisted), releases the job's files and tail; idempotent. */
+  closeOutputNow(jobId: string, final?: FinalStatus): void {
+    const checked = final === undefined ? undefined : checkFinalStatus(final);
     const job = this.#job(jobId, true)!;
     if (job.outputClosed) return;
     job.outputClosed = true;
+    job.final = checked;
     writeState(job);
     closeFiles(job);
     job.tail = [];
@@ -301,11 +317,11 @@ export class FileStreamLog implements StreamLog {
     job.tailBytes = 0;
     this.#active.delete(jobId);
     this.#remember(jobId, job);
-    this.#emit(jobId, { type: 'output-closed', end: job.end });
+    this.#emit(jobId, { type: 'output-closed', end: job.end, ...withFinal(job) });
   }
 
   /** A page of merged output starting at `from`. */
-  readOutputNow(jobId: string, from: number, maxBytes: number): { chunks: OutputChunk[]; end: number; closed: boolean } {
+  readOutputNow(jobId: string, from: number, maxBytes: number): OutputPage {
     checkPosition(from, 'from');
     if (typeof maxBytes !== 'number' || Number.isNaN(maxBytes)) {
       throw new BadRequestError(`maxBytes must be a number, got ${String(maxBytes)}`, { field: 'maxBytes' });
@@ -315,7 +331,7 @@ export class FileStreamLog implements StreamLog {
     const end = job.end;
     let chunks: OutputChunk[] = [];
     if (from < end) chunks = from >= job.tailStart ? readTail(job, from, maxBytes) : this.#readFiles(job, from, maxBytes);
-    return { chunks, end, closed: job.outputClosed };
+    return { chunks, end, closed: job.outputClosed, ...withFinal(job) };
   }
 
   /** Bytes [from, to) of one channel. */
@@ -402,6 +418,7 @@ export class FileStreamLog implements StreamLog {
       stdinClosed: job.stdinClosed,
       stdinConsumed: job.stdinConsumed,
       outputClosed: job.outputClosed,
+      ...withFinal(job),
     };
   }
 
@@ -609,6 +626,7 @@ function loadJob(dir: string): JobStreams | undefined {
   job.outputClosed = state.outputClosed;
   job.stdinClosed = state.stdinClosed;
   job.stdinConsumed = Math.min(state.stdinConsumed, job.stdin);
+  if (job.outputClosed) job.final = state.final;
   return job;
 }
 
@@ -629,15 +647,28 @@ function readState(dir: string): PersistedState {
     if (typeof parsed.stdinConsumed === 'number' && Number.isSafeInteger(parsed.stdinConsumed) && parsed.stdinConsumed > 0) {
       state.stdinConsumed = parsed.stdinConsumed;
     }
+    // Absent in files written before closes recorded it (or edited): readers then read the record.
+    if (parsed.final !== undefined) {
+      try {
+        state.final = checkFinalStatus(parsed.final);
+      } catch {
+        // A foreign edit, as below: the flags still count.
+      }
+    }
   } catch {
     // Written by rename, so a torn file means a foreign edit; treat it as absent.
   }
   return state;
 }
 
+/** `{ final }` when the job's output was closed with how it ended, else nothing (the field stays absent). */
+function withFinal(job: JobStreams): { final?: FinalStatus } {
+  return job.final === undefined ? {} : { final: { ...job.final } };
+}
+
 /** Writes `state.json` atomically (write aside, then rename). */
 function writeState(job: JobStreams): void {
-  const state: PersistedState = { outputClosed: job.outputClosed, stdinClosed: job.stdinClosed, stdinConsumed: job.stdinConsumed };
+  const state: PersistedState = { outputClosed: job.outputClosed, stdinClosed: job.stdinClosed, stdinConsumed: job.stdinConsumed, ...withFinal(job) };
   const path = join(job.dir, 'state.json');
   writeFileSync(`${path}.tmp`, JSON.stringify(state), { mode: 0o600 });
   renameSync(`${path}.tmp`, path);

@@ -22,7 +22,7 @@ import {
   type JobStatus,
 } from '@jobwire/client';
 import type { JobProcess } from '../../job-process.js';
-import type { FinishFields, JobRecord, ListJobsQuery, LostReason, NewJob, RunningFields, Store, StoredEvent } from '../types.js';
+import { finalStatusOf, type FinishFields, type JobRecord, type ListJobsQuery, type LostReason, type NewJob, type RunningFields, type Store, type StoredEvent } from '../types.js';
 import { resultText } from '../checks.js';
 import { checkJobId, checkLimit, closedError, settle } from './errors.js';
 import type { FileStreamLog } from './file-stream-log.js';
@@ -229,12 +229,14 @@ export class SqliteStore implements Store {
     return settle(() => {
       this.#checkOpen();
       const running = this.#running(node).map(toRecord);
-      for (const job of running) this.streams.closeOutputNow(job.id);
+      const errors = running.map((job) => (typeof reason === 'string' ? reason : reason(job)));
+      // Nothing runs in between (all synchronous), so the close records what the record becomes.
+      running.forEach((job, i) => this.streams.closeOutputNow(job.id, { ...finalStatusOf(job), status: 'Lost', error: errors[i]! }));
       return this.#writeNow(() => {
         const endedAt = new Date().toISOString();
         const lost: JobRecord[] = [];
-        for (const job of running) {
-          const error = typeof reason === 'string' ? reason : reason(job);
+        for (const [i, job] of running.entries()) {
+          const error = errors[i]!;
           const row = this.#sql.loseJob.get({ id: job.id, error, endedAt }) as JobRow | undefined;
           if (row !== undefined) lost.push(this.#changed('update', row));
         }

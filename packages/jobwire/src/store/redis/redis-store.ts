@@ -24,7 +24,7 @@ import {
 import { checkGroupPath, checkJobId, checkLimit, resultText } from '../checks.js';
 import type { ListenerErrorHandler } from '../listeners.js';
 import type { JobProcess } from '../../job-process.js';
-import type { FinishFields, JobRecord, ListJobsQuery, LostReason, NewJob, RunningFields, Store, StoredEvent } from '../types.js';
+import { finalStatusOf, type FinishFields, type JobRecord, type ListJobsQuery, type LostReason, type NewJob, type RunningFields, type Store, type StoredEvent } from '../types.js';
 import { duplicateConnection } from './connection.js';
 import { closedError, toRedisStoreError } from './errors.js';
 import { Gate } from './gate.js';
@@ -264,9 +264,10 @@ export class RedisStore implements Store {
     return (await this.#records(ids)).filter((job) => job.status === 'Running').sort(byCreation);
   }
 
-  /** One Running job becomes Lost with `reason`, its output closed first. */
+  /** One Running job becomes Lost with `reason`, its output closed first (recording that end). */
   async loseJob(id: string, reason: string): Promise<JobRecord | undefined> {
-    await this.streams.closeOutput(id);
+    const job = await this.getJob(id);
+    await this.streams.closeOutput(id, job?.status === 'Running' ? { ...finalStatusOf(job), status: 'Lost', error: reason } : undefined);
     return this.#op(async () => {
       const changes = { status: 'Lost', error: reason, endedAt: new Date().toISOString() };
       const reply = await this.scripts.run<RecordReply | null>('jwFinishJob', id, JSON.stringify(changes), '', 'lose');

@@ -16,9 +16,19 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BadRequestError, ConflictError, type OutputChannel, type OutputChunk } from '@jobwire/client';
-import { checkChunkBytes, checkJobId, checkPosition } from '../checks.js';
+import { checkChunkBytes, checkFinalStatus, checkJobId, checkPosition } from '../checks.js';
 import { ListenerSet, type ListenerErrorHandler } from '../listeners.js';
-import { CHANNEL_CHUNK_BYTES, MAX_CHANNEL_CHUNK_BYTES, type ChannelChunksOptions, type ControlMessage, type StreamEvent, type StreamLog, type StreamSizes } from '../types.js';
+import {
+  CHANNEL_CHUNK_BYTES,
+  MAX_CHANNEL_CHUNK_BYTES,
+  type ChannelChunksOptions,
+  type ControlMessage,
+  type FinalStatus,
+  type OutputPage,
+  type StreamEvent,
+  type StreamLog,
+  type StreamSizes,
+} from '../types.js';
 import { closedError, toRedisStoreError } from './errors.js';
 import type { Gate } from './gate.js';
 import type { Keys } from './keys.js';
@@ -109,14 +119,15 @@ export class RedisStreamLog implements StreamLog {
     });
   }
 
-  closeOutput(jobId: string): Promise<void> {
+  closeOutput(jobId: string, final?: FinalStatus): Promise<void> {
     return this.#op(async () => {
       checkJobId(jobId);
-      await this.#settings.scripts.run('jwCloseOutput', jobId);
+      const fin = final === undefined ? '' : JSON.stringify(checkFinalStatus(final));
+      await this.#settings.scripts.run('jwCloseOutput', jobId, fin);
     });
   }
 
-  readOutput(jobId: string, from: number, maxBytes: number): Promise<{ chunks: OutputChunk[]; end: number; closed: boolean }> {
+  readOutput(jobId: string, from: number, maxBytes: number): Promise<OutputPage> {
     return this.#op(async () => {
       checkJobId(jobId);
       checkPosition(from, 'from');
@@ -126,7 +137,7 @@ export class RedisStreamLog implements StreamLog {
       const max = Math.max(0, Math.min(Math.floor(maxBytes), OUTPUT_PAGE));
       const reply = await this.#settings.scripts.runBuffer<Array<number | Buffer>>('jwReadOutput', jobId, from, max);
       const chunks: OutputChunk[] = [];
-      for (let i = 2; i < reply.length; i += 4) {
+      for (let i = 3; i < reply.length; i += 4) {
         chunks.push({
           channel: (reply[i] as Buffer).toString() === '1' ? 'stdout' : 'stderr',
           pos: reply[i + 1] as number,
@@ -134,7 +145,8 @@ export class RedisStreamLog implements StreamLog {
           data: reply[i + 3] as Buffer,
         });
       }
-      return { chunks, end: reply[0] as number, closed: reply[1] === 1 };
+      const closed = reply[1] === 1;
+      return { chunks, end: reply[0] as number, closed, ...(closed ? storedFinal(reply[2] as Buffer) : {}) };
     });
   }
 
@@ -221,7 +233,7 @@ export class RedisStreamLog implements StreamLog {
   sizes(jobId: string): Promise<StreamSizes> {
     return this.#op(async () => {
       checkJobId(jobId);
-      const [out, err, stdin, ic, iu, oc] = await this.#settings.redis.hmget(this.#settings.keys.st(jobId), 'out', 'err', 'in', 'ic', 'iu', 'oc');
+      const [out, err, stdin, ic, iu, oc, fin] = await this.#settings.redis.hmget(this.#settings.keys.st(jobId), 'out', 'err', 'in', 'ic', 'iu', 'oc', 'fin');
       const stdout = Number(out ?? 0);
       const stderr = Number(err ?? 0);
       return {
@@ -232,6 +244,7 @@ export class RedisStreamLog implements StreamLog {
         stdinClosed: ic === '1',
         stdinConsumed: Number(iu ?? 0),
         outputClosed: oc === '1',
+        ...(oc === '1' ? storedFinal(fin) : {}),
       };
     });
   }
@@ -284,7 +297,7 @@ export class RedisStreamLog implements StreamLog {
         if (page.chunks[0]) events.push({ type: 'output', chunk: page.chunks[0] });
       }
     }
-    if (sizes.outputClosed) events.push({ type: 'output-closed', end: sizes.end });
+    if (sizes.outputClosed) events.push({ type: 'output-closed', end: sizes.end, ...(sizes.final ? { final: sizes.final } : {}) });
     const listeners = this.#listeners.get(jobId);
     for (const event of events) listeners?.emit(event);
   }
@@ -337,8 +350,11 @@ export function decodeMessage(message: Buffer): StreamEvent {
         chunk: { channel: message[1] === 0x31 ? 'stdout' : 'stderr', pos: text(2, bar1), offset: text(bar1 + 1, bar2), data: message.subarray(bar2 + 1) },
       };
     }
-    case 'c':
-      return { type: 'output-closed', end: text(1, message.length) };
+    case 'c': {
+      const bar = message.indexOf(BAR, 1);
+      if (bar < 0) return { type: 'output-closed', end: text(1, message.length) };
+      return { type: 'output-closed', end: text(1, bar), final: checkFinalStatus(JSON.parse(message.toString('utf8', bar + 1))) };
+    }
     case 'i': {
       const bar = message.indexOf(BAR, 1);
       return { type: 'stdin', offset: text(1, bar), data: message.subarray(bar + 1) };
@@ -355,6 +371,17 @@ export function decodeMessage(message: Buffer): StreamEvent {
       return { type: 'control', control: { type: 'cancel' } };
     default:
       throw new Error(`unknown stream message type ${JSON.stringify(type)}`);
+  }
+}
+
+/** `{ final }` from the `fin` field of `st:ID` (JSON), or nothing when there is none. */
+function storedFinal(fin: string | Buffer | null | undefined): { final?: FinalStatus } {
+  if (fin === null || fin === undefined || fin.length === 0) return {};
+  try {
+    return { final: checkFinalStatus(JSON.parse(fin.toString())) };
+  } catch {
+    // Not written by jwCloseOutput: as if the close had not said (readers read the record).
+    return {};
   }
 }
 

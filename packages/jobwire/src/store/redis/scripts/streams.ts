@@ -7,8 +7,8 @@
  *
  * Every change is also published on the job's channel `ev:ID`, so whoever runs or watches the
  * job hears it at once. Messages are one type byte, then fields:
- * `o` channel('1'|'2') pos `|` offset `|` bytes; `c` end; `i` offset `|` bytes; `I` offset;
- * `a` consumed; `r` cols `|` rows; `x` (cancel).
+ * `o` channel('1'|'2') pos `|` offset `|` bytes; `c` end [`|` final status as JSON]; `i` offset
+ * `|` bytes; `I` offset; `a` consumed; `r` cols `|` rows; `x` (cancel).
  * @module
  */
 import type { ScriptDef } from './script-def.js';
@@ -46,35 +46,43 @@ return { pos, off }
 `,
 };
 
-/** Marks a job's output complete; idempotent. ARGV: prefix, id. */
+/**
+ * Marks a job's output complete, with how the job ended (kept as `fin` in `st:ID` and sent with
+ * the message); idempotent. ARGV: prefix, id, final status as JSON ('' when not known).
+ */
 export const closeOutput: ScriptDef = {
   name: 'jwCloseOutput',
   lua: `
-local id = ARGV[2]
+local id, fin = ARGV[2], ARGV[3]
 local st = stKey(id)
 local f = redis.call('HMGET', st, 'out', 'err', 'oc')
 if f[3] ~= '1' then
+  local message = 'c' .. fmt(num(f[1]) + num(f[2]))
   redis.call('HSET', st, 'oc', '1')
-  redis.call('PUBLISH', evChannel(id), 'c' .. fmt(num(f[1]) + num(f[2])))
+  if fin ~= '' then
+    redis.call('HSET', st, 'fin', fin)
+    message = message .. '|' .. fin
+  end
+  redis.call('PUBLISH', evChannel(id), message)
 end
 return 1
 `,
 };
 
 /**
- * A page of merged output. ARGV: prefix, id, from, maxBytes. Answers {end, closed (0/1),
- * then per chunk: channel, pos, offset, bytes}: whole chunks from the one holding `from` (cut
- * to start there) while they fit in maxBytes, at least one.
+ * A page of merged output. ARGV: prefix, id, from, maxBytes. Answers {end, closed (0/1), final
+ * status as JSON ('' when none), then per chunk: channel, pos, offset, bytes}: whole chunks from
+ * the one holding `from` (cut to start there) while they fit in maxBytes, at least one.
  */
 export const readOutput: ScriptDef = {
   name: 'jwReadOutput',
   lua: `
 local id, from, max = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local f = redis.call('HMGET', stKey(id), 'out', 'err', 'oc')
+local f = redis.call('HMGET', stKey(id), 'out', 'err', 'oc', 'fin')
 local total = num(f[1]) + num(f[2])
 local closed = 0
 if f[3] == '1' then closed = 1 end
-local reply = { total, closed }
+local reply = { total, closed, f[4] or '' }
 if from >= total then return reply end
 local idx = idxKey(id)
 local picked, size = {}, 0
