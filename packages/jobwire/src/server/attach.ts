@@ -7,6 +7,7 @@
  * stream log (which holds everything), so a slow client costs storage reads, never server memory.
  * @module
  */
+import { JobwireError, isFinal } from '@jobwire/client';
 import {
   DEFAULT_STDIN_WINDOW,
   Tag,
@@ -17,10 +18,8 @@ import {
   encodeStatus,
   encodeStdinAck,
   CloseCode,
-  JobwireError,
-  isFinal,
   type Frame,
-} from '@jobwire/client';
+} from '@jobwire/client/protocol';
 import type { WebSocket } from 'ws';
 import { OutputFollower } from '../jobs/output-follower.js';
 import type { JobService } from '../jobs/service.js';
