@@ -14,12 +14,11 @@
  */
 import { render } from 'preact';
 import { useMemo } from 'preact/hooks';
-import type { JobInfo } from '@jobwire/client';
+import { inSubtree, type JobInfo } from '@jobwire/client';
 import { StatusBadge, useNow } from './components.js';
 import { formatFullTime, formatTime, jobDuration } from './format.js';
 import { JobStore, useStoreVersion } from './job-store.js';
 import { LiveEvents, type LiveState } from './live.js';
-import { inSubtree } from './tree-model.js';
 import css from './widget.css?inline';
 
 /** Options of {@link list}. */

@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BadRequestError, ConflictError, type OutputChannel, type OutputChunk } from '@jobwire/client';
-import { checkChunkBytes, checkJobId, checkPosition } from '../checks.js';
+import { checkBytes, checkChannel, checkChunkBytes, checkJobId, checkPosition } from '../checks.js';
 import { ListenerSet, type ListenerErrorHandler } from '../listeners.js';
 import { CHANNEL_CHUNK_BYTES, MAX_CHANNEL_CHUNK_BYTES, type ChannelChunksOptions, type ControlMessage, type StreamEvent, type StreamLog, type StreamSizes } from '../types.js';
 import { closedError, toRedisStoreError } from './errors.js';
@@ -358,12 +358,3 @@ export function decodeMessage(message: Buffer): StreamEvent {
   }
 }
 
-function checkChannel(channel: string): asserts channel is OutputChannel {
-  if (channel !== 'stdout' && channel !== 'stderr') {
-    throw new BadRequestError(`channel must be "stdout" or "stderr", got ${JSON.stringify(channel)}`, { field: 'channel' });
-  }
-}
-
-function checkBytes(data: unknown): asserts data is Uint8Array {
-  if (!(data instanceof Uint8Array)) throw new BadRequestError('data must be bytes (a Uint8Array)', { field: 'data' });
-}
