@@ -39,12 +39,13 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-function authorized(req: IncomingMessage, url: URL): boolean {
+/** True when `req` carries the test token (header or `access_token`). */
+export function authorized(req: IncomingMessage, url: URL): boolean {
   return req.headers.authorization === `Bearer ${TOKEN}` || url.searchParams.get('access_token') === TOKEN;
 }
 
-/** Starts a scripted server on a free port. */
-export async function startServer(script: ServerScript): Promise<TestServer> {
+/** Starts a scripted server on `port` (default: a free one). */
+export async function startServer(script: ServerScript, port = 0): Promise<TestServer> {
   const sockets: TestSocket[] = [];
   const wss = new WebSocketServer({ noServer: true });
   const server = createServer((req, res) => {
@@ -73,11 +74,11 @@ export async function startServer(script: ServerScript): Promise<TestServer> {
       script.connection?.(s);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const bound = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
-    port,
+    url: `http://127.0.0.1:${bound}`,
+    port: bound,
     sockets,
     async close() {
       for (const s of sockets) s.ws.terminate();
