@@ -144,6 +144,11 @@ export interface EventStream extends AsyncIterable<JobEvent>, AsyncDisposable {
    * `for await (const event of stream)`: use one or the other.
    */
   batches(): AsyncIterable<EventBatch>;
+  /**
+   * Cuts a wait between reconnection attempts short, so the stream tries again at once — for a
+   * page that becomes visible again, or a browser back online. Returns whether it was waiting.
+   */
+  reconnectNow(): boolean;
   /** Stops the subscription; the iterator ends. */
   close(): void;
 }

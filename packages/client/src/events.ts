@@ -147,6 +147,13 @@ export class GroupEventStream implements EventStream {
     return { [Symbol.asyncIterator]: () => iterator };
   }
 
+  /** Ends a wait between reconnection attempts: the stream tries again at once. Returns whether it was waiting. */
+  reconnectNow(): boolean {
+    if (this.closed || !this.sleeper.sleeping) return false;
+    this.sleeper.cancel();
+    return true;
+  }
+
   /** Stops the stream: the iterator ends after the events already received. */
   close(): void {
     if (this.closed) return;

@@ -234,6 +234,32 @@ describe('events', () => {
     });
   });
 
+  it('reconnectNow() cuts a wait between attempts short', async () => {
+    let attempts = 0;
+    const server = await startServer({
+      upgrade: () => (++attempts === 1 ? undefined : { status: 503, body: { error: { code: 'internal', message: 'restarting' } } }),
+      connection: (s) => {
+        s.ws.send(ready(0));
+        setTimeout(() => s.ws.terminate(), 10);
+      },
+    });
+    servers.push(server);
+    const stream = clientFor(server).events();
+    assert.equal(stream.reconnectNow(), false, 'nothing to cut short while connecting');
+    await stream.ready;
+    await sleepUntil(() => stream.state === 'reconnecting', 5000, 'the drop');
+    // Refused attempts back off 50, 100, 200 ms …; poking keeps hitting those waits.
+    let cut = 0;
+    for (let i = 0; i < 2000 && cut < 5; i++) {
+      if (stream.reconnectNow()) cut++;
+      await sleep(1);
+    }
+    assert.equal(cut, 5, 'reconnectNow() found the stream waiting');
+    await sleepUntil(() => attempts >= 6, 5000, 'an attempt after each cut');
+    stream.close();
+    assert.equal(stream.reconnectNow(), false, 'nothing to cut short once closed');
+  });
+
   describe('batches()', () => {
     it('hands over the snapshot whole, and a connection lost half-way through a snapshot leaves none of it behind', async () => {
       const server = await startServer({
