@@ -12,7 +12,7 @@ import { fileSystemService } from './filesystem-service.js';
 import { loadXenonProto } from './proto.js';
 import { Rpc } from './rpc.js';
 import { schedulerService } from './scheduler-service.js';
-import type { GrpcServerDeps, GrpcServerHandle, GrpcServerOptions } from './server.js';
+import type { GrpcServerDeps, GrpcServerHandle, GrpcServerOptions } from './options.js';
 
 /** Largest request message (an interactive job's stdin piece, a writeToFile buffer). */
 const MAX_RECEIVE_BYTES = 4 * 1024 * 1024;

@@ -9,49 +9,9 @@
  * without them runs everything but the gRPC service.
  * @module
  */
-import type { JobService } from '../jobs/service.js';
-import type { TokenBook } from '../server/tokens.js';
-import type { GrpcLogger } from './rpc.js';
+import type { GrpcServerDeps, GrpcServerHandle, GrpcServerOptions } from './options.js';
 
-/** TLS files of the gRPC server (paths). */
-export interface GrpcTlsOptions {
-  /** PEM certificate chain of the server. */
-  cert: string;
-  /** PEM private key of the server. */
-  key: string;
-  /** PEM CA bundle; when given, clients must present a certificate it signed (mutual TLS). */
-  ca?: string;
-}
-
-/** Options of {@link startGrpcServer}. */
-export interface GrpcServerOptions {
-  /** Port; 0 picks a free one. */
-  port: number;
-  /** Address to bind. @defaultValue "127.0.0.1" */
-  host?: string;
-  /** TLS; plaintext when absent. @defaultValue undefined */
-  tls?: GrpcTlsOptions;
-  /** Admit token-less calls from loopback addresses as the admin user. @defaultValue false */
-  allowAnonymousLoopback?: boolean;
-}
-
-/** What the gRPC server uses of the jobwire server. */
-export interface GrpcServerDeps {
-  service: JobService;
-  tokens: TokenBook;
-  /** The server's work folder (outside its home): file spaces live in `<workDir>/<user>/`. */
-  workDir: string;
-  log: GrpcLogger;
-}
-
-/** A running gRPC server. */
-export interface GrpcServerHandle {
-  /** The bound port. */
-  readonly port: number;
-  readonly host: string;
-  /** Ends every call (interactive jobs run on) and stops listening. */
-  close(): Promise<void>;
-}
+export type { GrpcServerDeps, GrpcServerHandle, GrpcServerOptions, GrpcTlsOptions } from './options.js';
 
 /** The optional packages the gRPC service needs, with the versions jobwire is tested with. */
 export const GRPC_PACKAGES = ['@grpc/grpc-js@^1.14.0', '@grpc/proto-loader@^0.8.0'] as const;
