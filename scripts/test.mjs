@@ -10,11 +10,14 @@
 // folder, no persistence) and stopped after it; when redis-server is not installed either, the
 // run stops at once with one line saying what to install.
 //
+// A run must leave the work tree as it found it (screenshots go to the git-ignored
+// test-artifacts/): files that appear in `git status` during the run are listed and fail it.
+//
 // Then the core behaviour tests and the CLI tests run a second time against distributed mode
 // (JOBWIRE_TEST_BACKEND=redis: a Redis-backed server plus a worker, on a fresh key prefix — see
 // packages/jobwire/test/helpers.ts). The restart test is left out there: it is about the
 // embedded server's own restart (distributed failures have their tests in test/distributed/).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +34,16 @@ function testFiles(dir) {
     .filter((f) => f.endsWith('.test.js'))
     .sort()
     .map((f) => join(dir, f));
+}
+
+/** Untracked files `git status` shows now (none outside a git checkout). */
+function untracked() {
+  try {
+    const out = execFileSync('git', ['status', '--porcelain', '--untracked-files=all'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return new Set(out.split('\n').filter((line) => line.startsWith('?? ')).map((line) => line.slice(3)));
+  } catch {
+    return new Set();
+  }
 }
 
 let current;
@@ -70,6 +83,7 @@ try {
 if (redis.started) console.log(`== nothing answers at ${process.env.JOBWIRE_TEST_REDIS ?? 'redis://127.0.0.1:6379'}: started a private redis-server at ${redis.url} for this run`);
 const redisEnv = { JOBWIRE_TEST_REDIS: redis.url };
 
+const untrackedBefore = untracked();
 let status = 1;
 try {
   const all = await run('all tests (embedded backend)', [...testFiles('packages/client/dist/test'), ...testFiles('packages/jobwire/dist/test')], redisEnv);
@@ -84,5 +98,10 @@ try {
   status = interrupted ? 1 : all !== 0 ? all : again;
 } finally {
   await redis.started?.stop();
+}
+const stray = [...untracked()].filter((file) => !untrackedBefore.has(file));
+if (stray.length > 0 && !interrupted) {
+  console.error(`npm test: the run left files in the work tree (a test wrote where it should not): ${stray.join(', ')}`);
+  if (status === 0) status = 1;
 }
 process.exit(status);
