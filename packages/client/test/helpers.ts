@@ -58,6 +58,8 @@ export async function startServer(script: ServerScript, port = 0): Promise<TestS
     });
   });
   server.on('upgrade', (req, socket, head) => {
+    // A client may drop a connection it no longer wants (a refused attempt, a close()) at any point.
+    socket.on('error', () => undefined);
     const url = new URL(req.url ?? '/', 'http://localhost');
     const refusal = script.upgrade ? script.upgrade(req, url) : authorized(req, url) ? undefined : { status: 401, body: { error: { code: 'unauthorized', message: 'bad token' } } };
     if (refusal) {
@@ -66,6 +68,7 @@ export async function startServer(script: ServerScript, port = 0): Promise<TestS
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', () => undefined);
       const s: TestSocket = { ws, url, req, frames: [] };
       sockets.push(s);
       ws.on('message', (data: Buffer, isBinary: boolean) => {
