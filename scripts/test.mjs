@@ -1,38 +1,107 @@
 #!/usr/bin/env node
-// Runs every compiled test file of every package with node's test runner.
+// Runs every compiled test file (`*.test.js`) of every package with node's test runner. Only
+// test files are passed: given a folder, node 20 would also load the helper modules beside them
+// (helpers.js, redis-env.js, …) and list each as an empty test file.
 // Test files run in parallel processes (two at a time on a 2-core machine); each file starts
 // its own servers on free ports with its own jobwire home, so they do not interfere.
 //
+// Redis: the tests use the Redis at JOBWIRE_TEST_REDIS (default redis://127.0.0.1:6379). When
+// nothing answers there, a private redis-server is started for the run (a free port, a temporary
+// folder, no persistence) and stopped after it; when redis-server is not installed either, the
+// run stops at once with one line saying what to install.
+//
+// A run must leave the work tree as it found it (screenshots go to the git-ignored
+// test-artifacts/): files that appear in `git status` during the run are listed and fail it.
+//
 // Then the core behaviour tests and the CLI tests run a second time against distributed mode
-// (JOBWIRE_TEST_BACKEND=redis: a Redis-backed server plus a worker, on a fresh key prefix of the
-// Redis at 127.0.0.1:6379 — see packages/jobwire/test/helpers.ts). The restart test is left out
-// there: it is about the embedded server's own restart (distributed failures have their tests
-// in test/distributed/).
-import { spawn } from 'node:child_process';
+// (JOBWIRE_TEST_BACKEND=redis: a Redis-backed server plus a worker, on a fresh key prefix — see
+// packages/jobwire/test/helpers.ts). The restart test is left out there: it is about the
+// embedded server's own restart (distributed failures have their tests in test/distributed/).
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 
 const extra = process.argv.slice(2);
 const concurrency = process.env.JOBWIRE_TEST_CONCURRENCY ?? String(Math.max(2, availableParallelism()));
+const REDIS_ENV = 'packages/jobwire/dist/test/redis-env.js';
+
+/** Every `*.test.js` under `dir`, sorted. */
+function testFiles(dir) {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true })
+    .map(String)
+    .filter((f) => f.endsWith('.test.js'))
+    .sort()
+    .map((f) => join(dir, f));
+}
+
+/** Untracked files `git status` shows now (none outside a git checkout). */
+function untracked() {
+  try {
+    const out = execFileSync('git', ['status', '--porcelain', '--untracked-files=all'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return new Set(out.split('\n').filter((line) => line.startsWith('?? ')).map((line) => line.slice(3)));
+  } catch {
+    return new Set();
+  }
+}
+
+let current;
+let interrupted;
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    interrupted = signal;
+    current?.kill(signal);
+  });
+}
 
 function run(label, targets, env = {}) {
   return new Promise((resolve) => {
     console.log(`\n== ${label}\n`);
     const args = ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...extra, ...targets];
-    const child = spawn(process.execPath, args, { stdio: 'inherit', env: { ...process.env, ...env } });
-    child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+    current = spawn(process.execPath, args, { stdio: 'inherit', env: { ...process.env, ...env } });
+    current.on('exit', (code, signal) => {
+      current = undefined;
+      resolve(code ?? (signal ? 1 : 0));
+    });
   });
 }
 
-const dirs = ['packages/client/dist/test', 'packages/jobwire/dist/test'].filter((d) => existsSync(d));
-const all = await run('all tests (embedded backend)', dirs);
+if (!existsSync(REDIS_ENV)) {
+  console.error(`scripts/test.mjs: ${REDIS_ENV} is missing: build first (npm run build), or run \`npm test\``);
+  process.exit(1);
+}
+const { ensureTestRedis, RedisServerMissingError } = await import(`../${REDIS_ENV}`);
+let redis;
+try {
+  redis = await ensureTestRedis();
+} catch (err) {
+  if (!(err instanceof RedisServerMissingError)) throw err;
+  console.error(`npm test: ${err.message}`);
+  process.exit(1);
+}
+if (redis.started) console.log(`== nothing answers at ${process.env.JOBWIRE_TEST_REDIS ?? 'redis://127.0.0.1:6379'}: started a private redis-server at ${redis.url} for this run`);
+const redisEnv = { JOBWIRE_TEST_REDIS: redis.url };
 
-const core = 'packages/jobwire/dist/test/core';
-const redisTargets = [
-  ...(existsSync(core) ? readdirSync(core).filter((f) => f.endsWith('.test.js') && f !== 'restart.test.js').map((f) => join(core, f)) : []),
-  'packages/jobwire/dist/test/cli/cli.test.js',
-].filter((f) => existsSync(f));
-const redis = await run('core and CLI tests again, distributed mode (redis backend)', redisTargets, { JOBWIRE_TEST_BACKEND: 'redis' });
-
-process.exit(all !== 0 ? all : redis);
+const untrackedBefore = untracked();
+let status = 1;
+try {
+  const all = await run('all tests (embedded backend)', [...testFiles('packages/client/dist/test'), ...testFiles('packages/jobwire/dist/test')], redisEnv);
+  let again = 0;
+  if (!interrupted) {
+    const targets = [
+      ...testFiles('packages/jobwire/dist/test/core').filter((f) => !f.endsWith('/restart.test.js')),
+      ...testFiles('packages/jobwire/dist/test/cli').filter((f) => f.endsWith('/cli.test.js')),
+    ];
+    again = await run('core and CLI tests again, distributed mode (redis backend)', targets, { ...redisEnv, JOBWIRE_TEST_BACKEND: 'redis' });
+  }
+  status = interrupted ? 1 : all !== 0 ? all : again;
+} finally {
+  await redis.started?.stop();
+}
+const stray = [...untracked()].filter((file) => !untrackedBefore.has(file));
+if (stray.length > 0 && !interrupted) {
+  console.error(`npm test: the run left files in the work tree (a test wrote where it should not): ${stray.join(', ')}`);
+  if (status === 0) status = 1;
+}
+process.exit(status);

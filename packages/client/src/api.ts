@@ -95,12 +95,60 @@ export interface InteractiveJob extends Attachment {
   readonly info: JobInfo;
 }
 
+/** Options of `events`. */
+export interface EventsOptions {
+  /** Resume after this event id (a saved `lastEventId`) instead of starting with a snapshot. @defaultValue none: start with a snapshot */
+  since?: number;
+  /**
+   * Keep trying while the server cannot be reached, on the first connection too (a page or
+   * widget that may load before its server is up), instead of failing the stream. A refusal
+   * (bad token, bad group) still ends it. @defaultValue false
+   */
+  waitForServer?: boolean;
+}
+
+/**
+ * Connection state of an event stream: `connecting` until the first backlog was received,
+ * `live` while events flow, `reconnecting` while a dropped connection is being reopened (it
+ * resumes by event id), `closed` once it ended — by `close()`, or by the failure in `error`.
+ * A stream that paused itself because its reader fell behind stays `live`.
+ */
+export type EventStreamState = 'connecting' | 'live' | 'reconnecting' | 'closed';
+
+/** Events as `EventStream.batches()` hands them over. */
+export interface EventBatch {
+  /**
+   * True for the snapshot: every group and job of the subtree (as `add`, plus what changed while
+   * it was read), delivered whole — replace what you knew. A connection lost half-way through a
+   * snapshot leaves no part of it behind. False for replayed and live events, to apply in order.
+   */
+  snapshot: boolean;
+  events: JobEvent[];
+}
+
 /** A subscription to a group's events. */
 export interface EventStream extends AsyncIterable<JobEvent>, AsyncDisposable {
   /** Id of the last event received; pass as `since` to resume. */
   readonly lastEventId: number;
   /** Resolves when the backlog was delivered and live events follow. */
   readonly ready: Promise<void>;
+  /** The connection state now. */
+  readonly state: EventStreamState;
+  /** What ended the stream, once `state` is `closed` because of a failure (undefined after `close()`). */
+  readonly error: unknown;
+  /** Calls `listener` on every change of {@link EventStream.state}; returns the function that stops it. */
+  onStateChange(listener: (state: EventStreamState) => void): () => void;
+  /**
+   * The events in batches: the snapshot whole, then replayed and live events, each batch holding
+   * all that had arrived by the time the reader asked. Reads the same single queue as
+   * `for await (const event of stream)`: use one or the other.
+   */
+  batches(): AsyncIterable<EventBatch>;
+  /**
+   * Cuts a wait between reconnection attempts short, so the stream tries again at once — for a
+   * page that becomes visible again, or a browser back online. Returns whether it was waiting.
+   */
+  reconnectNow(): boolean;
   /** Stops the subscription; the iterator ends. */
   close(): void;
 }
@@ -146,5 +194,5 @@ export interface JobwireApi {
   /** Attaches to a job's streams (replay from `from`, then live). */
   attach(id: string, options?: AttachOptions): Promise<Attachment>;
   /** Subscribes to the events of a group's subtree. */
-  events(group?: string, options?: { since?: number }): EventStream;
+  events(group?: string, options?: EventsOptions): EventStream;
 }

@@ -3,7 +3,7 @@
  * events WebSockets.
  * @module
  */
-import type { AttachOptions, Attachment, ClientOptions, EventStream, InteractiveJob, JobFilter, JobwireApi } from './api.js';
+import type { AttachOptions, Attachment, ClientOptions, EventStream, EventsOptions, InteractiveJob, JobFilter, JobwireApi } from './api.js';
 import { InteractiveAttachment, JobAttachment, type AttachContext } from './attach.js';
 import { BadRequestError, ConnectionError, NotFoundError } from './errors.js';
 import { GroupEventStream } from './events.js';
@@ -319,11 +319,14 @@ export class Client implements JobwireApi {
    * Subscribes to the events of `group`'s subtree (everything when omitted): a snapshot (or,
    * with `since`, the events after that id), `ready`, then live events.
    */
-  events(group?: string, options: { since?: number } = {}): EventStream {
+  events(group?: string, options: EventsOptions = {}): EventStream {
     if (options.since !== undefined && (!Number.isInteger(options.since) || options.since < 0)) {
       throw new BadRequestError(`since must be an event id (integer >= 0), got ${options.since}`, { field: 'since' });
     }
-    return new GroupEventStream({ connection: this.reconnecting(), group, since: options.since });
+    if (options.waitForServer !== undefined && typeof options.waitForServer !== 'boolean') {
+      throw new BadRequestError('waitForServer must be a boolean', { field: 'waitForServer' });
+    }
+    return new GroupEventStream({ connection: this.reconnecting(), group, since: options.since, waitForServer: options.waitForServer ?? false });
   }
 
   private attachContext(id: string, options: AttachOptions): AttachContext {

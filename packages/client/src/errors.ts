@@ -90,6 +90,18 @@ export class BadRequestError extends JobwireError {
   }
 }
 
+/**
+ * A WebSocket frame that cannot be decoded (too short, not JSON, unknown tag): code `protocol`,
+ * so a server that meets one answers with the protocol close code and a client reports it as a
+ * broken connection rather than a bug.
+ */
+export class FrameError extends BadRequestError {
+  override name = 'FrameError';
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, { ...options, code: 'protocol' });
+  }
+}
+
 /** The operation does not fit the job's state. */
 export class ConflictError extends JobwireError {
   override name = 'ConflictError';

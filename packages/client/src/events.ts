@@ -1,9 +1,10 @@
 /**
  * A subscription to a group's events over the events WebSocket (moi's add/update/remove verbs),
- * resumed by event id after a drop so the consumer misses nothing.
+ * resumed by event id after a drop so the consumer misses nothing, with its connection state in
+ * view (a page shows "reconnecting" from it).
  * @module
  */
-import type { EventStream } from './api.js';
+import type { EventBatch, EventStream, EventStreamState } from './api.js';
 import { BadRequestError, ConnectionError, type JobwireError, errorFromWire } from './errors.js';
 import { wsUrl, type Connection } from './http.js';
 import { QueuedIterator } from './queued-iterator.js';
@@ -23,21 +24,31 @@ export interface EventsContext {
   group?: string | undefined;
   /** Resume after this event id instead of starting with a snapshot. */
   since?: number | undefined;
+  /** Retry a first connection that cannot reach the server instead of failing. */
+  waitForServer: boolean;
 }
 
 /** Queue item marking where the backlog ends: `ready` resolves when the reader gets there. */
 const READY = Symbol('ready');
 
+/** Queue item holding a whole snapshot, queued only once its `ready` arrived. */
+class Snapshot {
+  constructor(readonly events: JobEvent[]) {}
+}
+
+type Item = JobEvent | Snapshot | typeof READY;
+
 /**
  * Implementation of {@link EventStream}; created by `Client.events`.
  *
- * The first connection must succeed (else the iterator throws and `ready` rejects). After that,
- * a dropped connection is retried with backoff until {@link GroupEventStream.close}, resuming with
- * `since=lastEventId`. When the consumer falls {@link EVENTS_HIGH_WATER} events behind, the
- * stream disconnects and resumes by id once it caught up, so memory stays bounded.
+ * The first connection must succeed (else the iterator throws and `ready` rejects), unless
+ * `waitForServer` asks to retry it. After that, a dropped connection is retried with backoff
+ * until {@link GroupEventStream.close}, resuming with `since=lastEventId`. When the consumer
+ * falls {@link EVENTS_HIGH_WATER} events behind, the stream disconnects and resumes by id once
+ * it caught up, so memory stays bounded. A snapshot is held until its `ready` and queued whole.
  */
 export class GroupEventStream implements EventStream {
-  private readonly queue: QueuedIterator<JobEvent | typeof READY>;
+  private readonly queue: QueuedIterator<Item>;
   private readonly readyDeferred = deferred<void>();
   readonly ready: Promise<void> = this.readyDeferred.promise;
   private last: number;
@@ -49,12 +60,16 @@ export class GroupEventStream implements EventStream {
   private gen = 0;
   private suspended: Deferred<void> | undefined;
   private readonly sleeper = new Sleeper();
+  private current: EventStreamState = 'connecting';
+  private failure: unknown;
+  private readonly stateListeners = new Set<(state: EventStreamState) => void>();
 
   constructor(private readonly ctx: EventsContext) {
     this.last = ctx.since ?? 0;
     this.resumable = ctx.since !== undefined;
     this.ready.catch(() => undefined);
-    this.queue = new QueuedIterator<JobEvent | typeof READY>({
+    this.queue = new QueuedIterator<Item>({
+      sizeOf: (item) => (item instanceof Snapshot ? item.events.length : item === READY ? 0 : 1),
       highWater: EVENTS_HIGH_WATER,
       lowWater: EVENTS_LOW_WATER,
       onPressure: (paused) => (paused ? this.suspend() : this.unsuspend()),
@@ -69,19 +84,74 @@ export class GroupEventStream implements EventStream {
     return this.last;
   }
 
+  /** The connection state now. */
+  get state(): EventStreamState {
+    return this.current;
+  }
+
+  /** What ended the stream, when a failure did. */
+  get error(): unknown {
+    return this.failure;
+  }
+
+  /** Calls `listener` on every state change; returns the function that stops it. */
+  onStateChange(listener: (state: EventStreamState) => void): () => void {
+    this.stateListeners.add(listener);
+    return () => this.stateListeners.delete(listener);
+  }
+
   /** The events, in order (one consumer; breaking out of the loop closes the stream). */
   [Symbol.asyncIterator](): AsyncIterator<JobEvent> {
     const queue = this.queue[Symbol.asyncIterator]();
+    let snapshot: JobEvent[] = [];
+    let at = 0;
     return {
       next: async () => {
         for (;;) {
+          if (at < snapshot.length) return { value: snapshot[at++]!, done: false };
           const r = await queue.next();
-          if (r.done || r.value !== READY) return r as IteratorResult<JobEvent>;
-          this.readyDeferred.resolve();
+          if (r.done) return r;
+          if (r.value === READY) this.readyDeferred.resolve();
+          else if (r.value instanceof Snapshot) [snapshot, at] = [r.value.events, 0];
+          else return { value: r.value, done: false };
         }
       },
       return: () => queue.return() as Promise<IteratorResult<JobEvent>>,
     };
+  }
+
+  /** The events in batches: the snapshot whole, then what arrived by each read (see {@link EventStream.batches}). */
+  batches(): AsyncIterable<EventBatch> {
+    const queue = this.queue[Symbol.asyncIterator]();
+    let heldSnapshot: Snapshot | undefined;
+    const iterator: AsyncIterator<EventBatch> = {
+      next: async () => {
+        const events: JobEvent[] = [];
+        for (;;) {
+          if (heldSnapshot && events.length === 0) {
+            const { events: whole } = heldSnapshot;
+            heldSnapshot = undefined;
+            return { value: { snapshot: true, events: whole }, done: false };
+          }
+          // Wait only for the first item of a batch; then take what is queued already.
+          if (events.length > 0 && (heldSnapshot || this.queue.length === 0)) return { value: { snapshot: false, events }, done: false };
+          const r = await queue.next();
+          if (r.done) return r;
+          if (r.value === READY) this.readyDeferred.resolve();
+          else if (r.value instanceof Snapshot) heldSnapshot = r.value;
+          else events.push(r.value);
+        }
+      },
+      return: () => queue.return() as Promise<IteratorResult<EventBatch>>,
+    };
+    return { [Symbol.asyncIterator]: () => iterator };
+  }
+
+  /** Ends a wait between reconnection attempts: the stream tries again at once. Returns whether it was waiting. */
+  reconnectNow(): boolean {
+    if (this.closed || !this.sleeper.sleeping) return false;
+    this.sleeper.cancel();
+    return true;
   }
 
   /** Stops the stream: the iterator ends after the events already received. */
@@ -91,6 +161,7 @@ export class GroupEventStream implements EventStream {
     this.shutdown();
     this.queue.stop();
     this.readyDeferred.reject(new ConnectionError('the event stream was closed before it was ready'));
+    this.setState('closed');
   }
 
   /** Closes (for `await using`). */
@@ -101,9 +172,26 @@ export class GroupEventStream implements EventStream {
   private fail(err: unknown): void {
     if (this.closed) return;
     this.closed = true;
+    this.failure = err;
     this.shutdown();
     this.queue.stop(err);
     this.readyDeferred.reject(err);
+    this.setState('closed');
+  }
+
+  private setState(state: EventStreamState): void {
+    if (this.current === state) return;
+    this.current = state;
+    for (const listener of [...this.stateListeners]) {
+      try {
+        listener(state);
+      } catch (err) {
+        // A listener's bug must not break the stream's own bookkeeping: report it on its own.
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
   }
 
   private shutdown(): void {
@@ -143,13 +231,15 @@ export class GroupEventStream implements EventStream {
         if (await this.serve(conn, factory)) delay = BACKOFF.first;
       } catch (err) {
         if (this.closed) return;
-        // A first connection that fails is reported, not retried forever in silence.
-        if (!this.everReady || !isRetryable(err)) {
+        // A first connection that fails is reported, not retried forever in silence — unless
+        // the caller asked to wait for the server.
+        if ((!this.everReady && !this.ctx.waitForServer) || !isRetryable(err)) {
           this.fail(err);
           return;
         }
       }
       if (this.closed || this.suspended) continue;
+      if (this.everReady) this.setState('reconnecting');
       await this.sleeper.sleep(delay);
       delay = Math.min(delay * 2, BACKOFF.max);
     }
@@ -165,6 +255,9 @@ export class GroupEventStream implements EventStream {
       let greeted = false;
       let verdict: JobwireError | undefined;
       const since = this.resumable ? this.last : undefined;
+      // Without `since` the backlog is a snapshot: held here until its `ready`, so a connection
+      // lost half-way through leaves nothing of it behind.
+      const snapshot: JobEvent[] | undefined = since === undefined ? [] : undefined;
       const url = wsUrl(conn.url, '/events', { group: this.ctx.group || undefined, since });
       const socket = factory(url, { token: conn.token, base: conn.url, ca: conn.ca }, {
         onOpen: () => undefined,
@@ -180,11 +273,12 @@ export class GroupEventStream implements EventStream {
           }
           switch (msg.type) {
             case 'event':
-              this.onEvent(msg.event, since !== undefined || greeted);
+              if (snapshot && !greeted) snapshot.push(msg.event);
+              else this.onEvent(msg.event);
               return;
             case 'ready':
               greeted = true;
-              this.onReady(msg.lastEventId);
+              this.onReady(msg.lastEventId, snapshot);
               return;
             case 'error':
               verdict ??= errorFromWire({ code: msg.code, message: msg.message });
@@ -213,21 +307,21 @@ export class GroupEventStream implements EventStream {
     });
   }
 
-  private onEvent(event: JobEvent, ordered: boolean): void {
-    if (ordered) {
-      // Replayed or live: ids increase, and what we already have is skipped.
-      if (event.id <= this.last) return;
-      this.last = event.id;
-    }
+  private onEvent(event: JobEvent): void {
+    // Replayed or live: ids increase, and what we already have is skipped.
+    if (event.id <= this.last) return;
+    this.last = event.id;
     this.queue.push(event);
   }
 
-  private onReady(lastEventId: number): void {
+  private onReady(lastEventId: number, snapshot: JobEvent[] | undefined): void {
+    if (snapshot) this.queue.push(new Snapshot(snapshot));
     this.last = Math.max(this.last, lastEventId);
     this.resumable = true;
     const first = !this.everReady;
     this.everReady = true;
-    if (first) this.markReady();
+    if (first) this.markReady(snapshot !== undefined);
+    this.setState('live');
     if (this.queue.paused) this.suspend();
   }
 
@@ -236,8 +330,9 @@ export class GroupEventStream implements EventStream {
    * when the reader gets past them. A reader that starts within this turn of the event loop
    * counts; without one, `ready` resolves then and the backlog stays queued for a later reader.
    */
-  private markReady(): void {
-    if (this.queue.length === 0) {
+  private markReady(snapshotQueued: boolean): void {
+    // A snapshot may have gone straight to a waiting reader, who has yet to go through it.
+    if (this.queue.length === 0 && !snapshotQueued) {
       this.readyDeferred.resolve();
       return;
     }

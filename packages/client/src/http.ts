@@ -5,8 +5,8 @@
  * @module
  */
 import { BadRequestError, ConnectionError, type JobwireError, errorFromWire } from './errors.js';
-import { API_PREFIX } from './protocol.js';
 import { isCertificateError, trustingFetch } from './trust.js';
+import { API_PREFIX } from './types.js';
 import { isNode } from './util.js';
 
 /** Where the server is and how to prove who we are. */

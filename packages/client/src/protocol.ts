@@ -1,6 +1,8 @@
 /**
- * The attach protocol: binary WebSocket frames with a one-byte channel tag, shared by the server,
- * the SDK and the dashboard. Uses only Uint8Array/DataView so it runs in browsers too.
+ * `@jobwire/client/protocol` — the attach protocol: binary WebSocket frames with a one-byte
+ * channel tag, their encoders and decoder, shared by the server, the SDK and the dashboard. SDK
+ * users do not need it (`Client.attach` speaks it for them), so it lives behind this subpath
+ * rather than in the package root. Uses only Uint8Array/DataView so it runs in browsers too.
  *
  * Frame layouts (integers big-endian; u48 = 6 bytes, enough for 256 TiB of output):
  * | tag | name      | direction | body |
@@ -17,7 +19,10 @@
  * | 9   | HELLO     | s → c     | JSON {@link HelloFrame}, always the first frame |
  * @module
  */
+import { FrameError } from './errors.js';
 import type { ExitStatus, JobStatus, OutputChannel } from './types.js';
+
+export { FrameError };
 
 /** Channel tags. */
 export const Tag = {
@@ -66,11 +71,6 @@ export type Frame =
   | { tag: typeof Tag.STDIN_ACK; consumed: number; window: number }
   | { tag: typeof Tag.ERROR; code: string; message: string }
   | { tag: typeof Tag.HELLO; hello: HelloFrame };
-
-/** Error raised for a frame that cannot be decoded. */
-export class FrameError extends Error {
-  override name = 'FrameError';
-}
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -232,6 +232,3 @@ export const CloseCode = {
 
 /** Default stdin window: bytes a client may have in flight beyond what the job consumed. */
 export const DEFAULT_STDIN_WINDOW = 1024 * 1024;
-
-/** REST/WS API path prefix. */
-export const API_PREFIX = '/v1';

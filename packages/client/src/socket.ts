@@ -2,13 +2,13 @@
  * One WebSocket shape over the two implementations the SDK runs on: the `ws` package in Node
  * (loaded lazily; it can send the `Authorization` header and shows the HTTP status of a refused
  * upgrade) and the global `WebSocket` of browsers (token in the `access_token` query parameter;
- * a refused upgrade is just a close).
+ * a refused upgrade is just a close, so the SDK asks `/v1/whoami` whether the token was the reason).
  * @module
  */
 import type { WebSocket as WsWebSocket } from 'ws';
 import { BadRequestError, ConnectionError, JobwireError, NotFoundError, UnauthorizedError } from './errors.js';
 import { CloseCode } from './protocol.js';
-import { errorFromResponse, networkError } from './http.js';
+import { errorFromResponse, networkError, request } from './http.js';
 import { isNode } from './util.js';
 
 /** Callbacks of a socket; registered before any event can fire, so no message is missed. */
@@ -69,7 +69,28 @@ export async function loadSocketFactory(): Promise<SocketFactory> {
   if (ws) return (url, options, handlers) => openWs(ws, url, options, handlers);
   const Global = (globalThis as { WebSocket?: typeof WebSocket }).WebSocket;
   if (!Global) throw new ConnectionError('no WebSocket implementation: install the `ws` package');
-  return (url, options, handlers) => openBrowser(Global, url, options, handlers);
+  return browserSocketFactory(Global);
+}
+
+/** The factory over a browser-style WebSocket class (the global one; tests pass undici's). */
+export function browserSocketFactory(Impl: typeof WebSocket): SocketFactory {
+  return (url, options, handlers) => openBrowser(Impl, url, options, handlers);
+}
+
+/**
+ * Why a browser WebSocket never opened. Browsers hide the HTTP status of a refused upgrade, so
+ * the same token goes to `/v1/whoami`: a 401 there means the token was refused (not worth
+ * retrying); anything else — the server is down, or refused for another reason — stays a
+ * {@link ConnectionError}.
+ */
+async function refusedUpgradeError(options: SocketOptions, code: number): Promise<JobwireError> {
+  try {
+    await request({ url: options.base, token: options.token }, 'GET', '/whoami');
+  } catch (err) {
+    if (err instanceof UnauthorizedError) return new UnauthorizedError(`the server refused the token: ${err.message}`, { cause: err });
+    if (err instanceof ConnectionError && err.code === 'no_server') return err;
+  }
+  return new ConnectionError(`cannot open a WebSocket to the jobwire server at ${options.base} (refused, not found, or down; code ${code})`);
 }
 
 function openWs(mod: WsModule, url: URL, options: SocketOptions, handlers: SocketHandlers): WireSocket {
@@ -171,13 +192,11 @@ function openBrowser(Impl: typeof WebSocket, url: URL, options: SocketOptions, h
   const finish = (code: number, reason: string, failed: boolean): void => {
     if (closed) return;
     closed = true;
-    // Browsers hide the HTTP status of a refused upgrade (401, 404): all we know is that it failed.
-    const error = !opened
-      ? new ConnectionError(`cannot open a WebSocket to the jobwire server at ${options.base} (refused, unauthorized or not found; code ${code})`)
-      : failed
-        ? new ConnectionError(`the WebSocket to ${options.base} failed`)
-        : undefined;
-    handlers.onClose(code, reason, error);
+    if (!opened) {
+      void refusedUpgradeError(options, code).then((error) => handlers.onClose(code, reason, error));
+      return;
+    }
+    handlers.onClose(code, reason, failed ? new ConnectionError(`the WebSocket to ${options.base} failed`) : undefined);
   };
   socket.addEventListener('close', (ev: CloseEvent) => finish(ev.code, ev.reason, false));
   // An error is final; some implementations (undici in Node 20) never follow it with 'close'.

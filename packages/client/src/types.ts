@@ -4,6 +4,9 @@
  * @module
  */
 
+/** Path prefix of the REST API and the WebSocket endpoints (`/v1/jobs`, `/v1/events`). */
+export const API_PREFIX = '/v1';
+
 /** Life-cycle states of a job (moi's, plus Cancelled and Lost). */
 export type JobStatus = 'Queued' | 'Running' | 'Success' | 'Failed' | 'Cancelled' | 'Lost';
 
@@ -134,6 +137,14 @@ export interface GroupInfo {
   parent: string | null;
   owner: string;
   createdAt: string;
+}
+
+/**
+ * True when the group path `path` lies in the subtree rooted at `root` (`''` = everything):
+ * the rule by which a `group` filter (listings, events) picks jobs and groups.
+ */
+export function inSubtree(path: string, root: string): boolean {
+  return root === '' || path === root || path.startsWith(root + ':');
 }
 
 /** A job or group info object, as carried by events. */

@@ -48,6 +48,11 @@ export class Sleeper {
     });
   }
 
+  /** True while a sleep is pending. */
+  get sleeping(): boolean {
+    return this.wake !== undefined;
+  }
+
   /** Ends the current sleep now. */
   cancel(): void {
     if (this.timer !== undefined) clearTimeout(this.timer);

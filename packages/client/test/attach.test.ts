@@ -3,24 +3,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, describe, it } from 'node:test';
 import type { WebSocket } from 'ws';
-import {
-  BadRequestError,
-  ConflictError,
-  ConnectionError,
-  NotFoundError,
-  Tag,
-  UnauthorizedError,
-  decodeFrame,
-  encodeError,
-  encodeHello,
-  encodeOutput,
-  encodeStatus,
-  encodeStdinAck,
-  type Frame,
-  type HelloFrame,
-  type OutputChannel,
-  type OutputChunk,
-} from '../src/index.js';
+import { BadRequestError, ConflictError, ConnectionError, NotFoundError, UnauthorizedError, type OutputChannel, type OutputChunk } from '../src/index.js';
+import { Tag, decodeFrame, encodeError, encodeHello, encodeOutput, encodeStatus, encodeStdinAck, type Frame, type HelloFrame } from '../src/protocol.js';
 import { stdinWritable, toReadable } from '../src/node-streams.js';
 import { clientFor, concat, freePort, sleep, sleepUntil, startServer, text, type TestServer, type TestSocket } from './helpers.js';
 

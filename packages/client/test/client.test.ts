@@ -1,18 +1,8 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { after, describe, it } from 'node:test';
-import {
-  BadRequestError,
-  ConflictError,
-  ConnectionError,
-  NotFoundError,
-  Tag,
-  UnauthorizedError,
-  decodeFrame,
-  encodeHello,
-  type JobInfo,
-  type JobStatus,
-} from '../src/index.js';
+import { BadRequestError, ConflictError, ConnectionError, NotFoundError, UnauthorizedError, type JobInfo, type JobStatus } from '../src/index.js';
+import { Tag, decodeFrame, encodeHello } from '../src/protocol.js';
 import { clientFor, freePort, json, sleepUntil, startServer, text, type TestServer } from './helpers.js';
 
 function info(status: JobStatus, id = 'j1'): JobInfo {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { ConnectionError, UnauthorizedError, type EventsServerMessage, type JobEvent, type JobInfo } from '../src/index.js';
+import { ConflictError, ConnectionError, UnauthorizedError, type EventBatch, type EventStreamState, type EventsServerMessage, type JobEvent, type JobInfo } from '../src/index.js';
 import { clientFor, freePort, sleep, sleepUntil, startServer, type TestServer } from './helpers.js';
 
 function job(id: string, status: JobInfo['status'] = 'Queued'): JobInfo {
@@ -180,5 +180,171 @@ describe('events', () => {
     servers.push(server);
     const stream = clientFor(server).events('::');
     await assert.rejects(stream.ready, (err) => err instanceof Error && err.message === 'bad group');
+  });
+
+  describe('connection state', () => {
+    it('goes connecting → live → reconnecting while a dropped connection is reopened → live → closed', async () => {
+      const server = await startServer({
+        connection(s) {
+          s.ws.send(ready(server.sockets.length));
+          if (server.sockets.length === 1) setTimeout(() => s.ws.terminate(), 20);
+        },
+      });
+      servers.push(server);
+      const stream = clientFor(server).events();
+      const states: EventStreamState[] = [];
+      stream.onStateChange((state) => states.push(state));
+      assert.equal(stream.state, 'connecting');
+      await stream.ready;
+      await sleepUntil(() => server.sockets.length === 2 && stream.state === 'live', 5000, 'the second connection');
+      stream.close();
+      assert.deepEqual(states, ['live', 'reconnecting', 'live', 'closed']);
+      assert.equal(stream.state, 'closed');
+      assert.equal(stream.error, undefined, 'close() is no failure');
+      assert.equal(server.sockets[1]!.url.searchParams.get('since'), '1');
+    });
+
+    it('ends closed with the typed error when the token is refused, even with waitForServer', async () => {
+      const server = await startServer({});
+      servers.push(server);
+      const stream = clientFor(server, { token: 'nope' }).events(undefined, { waitForServer: true });
+      const states: EventStreamState[] = [];
+      stream.onStateChange((state) => states.push(state));
+      await assert.rejects(stream.ready, UnauthorizedError);
+      assert.deepEqual(states, ['closed']);
+      assert.ok(stream.error instanceof UnauthorizedError);
+    });
+
+    it('with waitForServer, keeps trying a server that is down (staying connecting) until it answers', async () => {
+      const port = await freePort();
+      const stream = clientFor({ url: `http://127.0.0.1:${port}` }).events('g', { waitForServer: true });
+      let failed: unknown;
+      stream.ready.catch((err: unknown) => (failed = err));
+      // A few refused attempts (the first retries come after 50, 100, 200 ms).
+      await sleep(400);
+      assert.equal(failed, undefined, 'a server that is down does not fail the stream');
+      assert.equal(stream.state, 'connecting');
+      const server = await startServer({ connection: (s) => (s.ws.send(event(1, 'add', job('a'))), s.ws.send(ready(1))) }, port);
+      servers.push(server);
+      await stream.ready;
+      assert.equal(stream.state, 'live');
+      const it = stream[Symbol.asyncIterator]();
+      assert.equal(((await it.next()).value as JobEvent).info.id, 'a');
+      stream.close();
+    });
+  });
+
+  it('reconnectNow() cuts a wait between attempts short', async () => {
+    let attempts = 0;
+    const server = await startServer({
+      upgrade: () => (++attempts === 1 ? undefined : { status: 503, body: { error: { code: 'internal', message: 'restarting' } } }),
+      connection: (s) => {
+        s.ws.send(ready(0));
+        setTimeout(() => s.ws.terminate(), 10);
+      },
+    });
+    servers.push(server);
+    const stream = clientFor(server).events();
+    assert.equal(stream.reconnectNow(), false, 'nothing to cut short while connecting');
+    await stream.ready;
+    await sleepUntil(() => stream.state === 'reconnecting', 5000, 'the drop');
+    // Refused attempts back off 50, 100, 200 ms …; poking keeps hitting those waits.
+    let cut = 0;
+    for (let i = 0; i < 2000 && cut < 5; i++) {
+      if (stream.reconnectNow()) cut++;
+      await sleep(1);
+    }
+    assert.equal(cut, 5, 'reconnectNow() found the stream waiting');
+    await sleepUntil(() => attempts >= 6, 5000, 'an attempt after each cut');
+    stream.close();
+    assert.equal(stream.reconnectNow(), false, 'nothing to cut short once closed');
+  });
+
+  describe('batches()', () => {
+    it('hands over the snapshot whole, and a connection lost half-way through a snapshot leaves none of it behind', async () => {
+      const server = await startServer({
+        connection(s) {
+          if (server.sockets.length === 1) {
+            // Two of three snapshot entries, then the connection dies.
+            s.ws.send(event(3, 'add', job('a')));
+            s.ws.send(event(3, 'add', job('stale')));
+            setTimeout(() => s.ws.terminate(), 20);
+            return;
+          }
+          for (const id of ['a', 'b', 'c']) s.ws.send(event(3, 'add', job(id)));
+          s.ws.send(ready(3));
+          s.ws.send(event(4, 'update', job('a', 'Running')));
+        },
+      });
+      servers.push(server);
+      const stream = clientFor(server).events('g', { waitForServer: true });
+      const batches: EventBatch[] = [];
+      for await (const batch of stream.batches()) {
+        batches.push(batch);
+        if (batch.events.some((e) => e.id === 4)) break;
+      }
+      assert.equal(server.sockets.length, 2);
+      assert.equal(server.sockets[1]!.url.searchParams.has('since'), false, 'the snapshot started over');
+      assert.deepEqual(
+        batches.map((b) => ({ snapshot: b.snapshot, ids: b.events.map((e) => `${e.id}:${e.info.id}`) })),
+        [
+          { snapshot: true, ids: ['3:a', '3:b', '3:c'] },
+          { snapshot: false, ids: ['4:a'] },
+        ],
+      );
+    });
+
+    it('without waitForServer, a snapshot cut short ends the stream with an error and none of its events', async () => {
+      const server = await startServer({
+        connection(s) {
+          s.ws.send(event(1, 'add', job('a')));
+          setTimeout(() => s.ws.terminate(), 20);
+        },
+      });
+      servers.push(server);
+      const stream = clientFor(server).events();
+      const seen: JobEvent[] = [];
+      await assert.rejects(async () => {
+        for await (const ev of stream) seen.push(ev);
+      }, ConnectionError);
+      assert.deepEqual(seen, []);
+      assert.equal(stream.state, 'closed');
+    });
+
+    it('groups what arrived since the last read into one batch, and resolves ready once the snapshot was taken', async () => {
+      const server = await startServer({
+        connection(s) {
+          s.ws.send(event(0, 'add', job('a')));
+          s.ws.send(ready(0));
+          for (let id = 1; id <= 5; id++) s.ws.send(event(id, 'update', job('a', 'Running')));
+        },
+      });
+      servers.push(server);
+      const stream = clientFor(server).events();
+      let readyAt = -1;
+      let reads = 0;
+      void stream.ready.then(() => (readyAt = reads));
+      const it = stream.batches()[Symbol.asyncIterator]();
+      const first = (await it.next()).value as EventBatch;
+      reads++;
+      assert.deepEqual({ snapshot: first.snapshot, ids: first.events.map((e) => e.info.id) }, { snapshot: true, ids: ['a'] });
+      await sleepUntil(() => stream.lastEventId === 5, 5000, 'the live events');
+      assert.equal(readyAt, -1, 'not ready before the reader came back for more');
+      const second = (await it.next()).value as EventBatch;
+      reads++;
+      assert.deepEqual({ snapshot: second.snapshot, ids: second.events.map((e) => e.id) }, { snapshot: false, ids: [1, 2, 3, 4, 5] });
+      assert.equal(readyAt, 1, 'ready resolved after the snapshot was taken, before the live batch');
+      stream.close();
+      assert.deepEqual(await it.next(), { value: undefined, done: true });
+    });
+
+    it('shares the one queue with for-await: a second consumer gets a ConflictError', async () => {
+      const server = await startServer({ connection: (s) => s.ws.send(ready(0)) });
+      servers.push(server);
+      const stream = clientFor(server).events();
+      stream.batches();
+      assert.throws(() => stream[Symbol.asyncIterator](), ConflictError);
+      stream.close();
+    });
   });
 });

@@ -39,12 +39,13 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-function authorized(req: IncomingMessage, url: URL): boolean {
+/** True when `req` carries the test token (header or `access_token`). */
+export function authorized(req: IncomingMessage, url: URL): boolean {
   return req.headers.authorization === `Bearer ${TOKEN}` || url.searchParams.get('access_token') === TOKEN;
 }
 
-/** Starts a scripted server on a free port. */
-export async function startServer(script: ServerScript): Promise<TestServer> {
+/** Starts a scripted server on `port` (default: a free one). */
+export async function startServer(script: ServerScript, port = 0): Promise<TestServer> {
   const sockets: TestSocket[] = [];
   const wss = new WebSocketServer({ noServer: true });
   const server = createServer((req, res) => {
@@ -57,6 +58,8 @@ export async function startServer(script: ServerScript): Promise<TestServer> {
     });
   });
   server.on('upgrade', (req, socket, head) => {
+    // A client may drop a connection it no longer wants (a refused attempt, a close()) at any point.
+    socket.on('error', () => undefined);
     const url = new URL(req.url ?? '/', 'http://localhost');
     const refusal = script.upgrade ? script.upgrade(req, url) : authorized(req, url) ? undefined : { status: 401, body: { error: { code: 'unauthorized', message: 'bad token' } } };
     if (refusal) {
@@ -65,6 +68,7 @@ export async function startServer(script: ServerScript): Promise<TestServer> {
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', () => undefined);
       const s: TestSocket = { ws, url, req, frames: [] };
       sockets.push(s);
       ws.on('message', (data: Buffer, isBinary: boolean) => {
@@ -73,11 +77,11 @@ export async function startServer(script: ServerScript): Promise<TestServer> {
       script.connection?.(s);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const bound = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
-    port,
+    url: `http://127.0.0.1:${bound}`,
+    port: bound,
     sockets,
     async close() {
       for (const s of sockets) s.ws.terminate();

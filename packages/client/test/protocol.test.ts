@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { BadRequestError, JobwireError } from '../src/index.js';
 import {
   FrameError,
   Tag,
@@ -15,7 +16,7 @@ import {
   encodeStdinAck,
   type HelloFrame,
   type StatusFrame,
-} from '../src/index.js';
+} from '../src/protocol.js';
 
 function encodeJsonFrame(tag: number, json: string): Uint8Array {
   return new Uint8Array([tag, ...new TextEncoder().encode(json)]);
@@ -121,6 +122,33 @@ describe('attach protocol frames', () => {
         assert.throws(() => decodeFrame(bytes), FrameError);
       });
     }
+  });
+
+  it('FrameError is a BadRequestError with code protocol, carrying its cause', () => {
+    let caught: unknown;
+    try {
+      decodeFrame(new Uint8Array([Tag.STATUS, 0x7b]));
+    } catch (err) {
+      caught = err;
+    }
+    assert.ok(caught instanceof FrameError);
+    assert.ok(caught instanceof BadRequestError && caught instanceof JobwireError, 'one error hierarchy');
+    assert.equal(caught.code, 'protocol');
+    assert.equal(caught.status, 400);
+    assert.equal(caught.name, 'FrameError');
+    assert.ok(caught.cause instanceof SyntaxError, 'the JSON parse error survives as cause');
+  });
+
+  it('is imported from @jobwire/client/protocol; the package root keeps only what SDK users need', async () => {
+    const protocol = await import('@jobwire/client/protocol');
+    const root = await import('@jobwire/client');
+    assert.equal(protocol.decodeFrame, decodeFrame);
+    assert.equal(protocol.FrameError, root.FrameError, 'one FrameError class, exported from both');
+    for (const name of ['Tag', 'decodeFrame', 'encodeOutput', 'encodeStdin', 'encodeHello', 'CloseCode', 'OUTPUT_HEADER']) {
+      assert.ok(name in protocol, `${name} is in the protocol subpath`);
+      assert.ok(!(name in root), `${name} is not in the package root`);
+    }
+    for (const name of ['Client', 'QueuedIterator', 'JobwireError', 'isFinal', 'inSubtree', 'API_PREFIX']) assert.ok(name in root, `${name} is in the package root`);
   });
 
   it('survives random garbage: every input decodes or throws FrameError', () => {

@@ -10,7 +10,7 @@ import { forgetToken, loadToken, saveToken } from './auth.js';
 import { Link } from './components.js';
 import { JobPage } from './job-page.js';
 import { JobStore } from './job-store.js';
-import { LiveEvents, type LiveState } from './live.js';
+import { followEvents, type LiveState } from './follow.js';
 import { jobHref, navigate, useRoute } from './router.js';
 import { SubmitDialog } from './submit-form.js';
 import { useTheme, type ThemePreference } from './theme.js';
@@ -136,28 +136,16 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut(why?: string
   const [pref, setPref, theme] = useTheme();
   const route = useRoute();
 
-  useEffect(() => {
-    const events = new LiveEvents({
-      url: ORIGIN,
-      token,
-      onSnapshot: (evs) => store.reset(evs),
-      onEvents: (evs) => store.apply(evs),
-      onState: (state) => {
-        setLive(state);
-        if (state === 'unauthorized') onSignOut('The server refused the token: sign in again.');
-      },
-    });
-    const wake = (): void => {
-      if (document.visibilityState === 'visible') events.retryNow();
-    };
-    document.addEventListener('visibilitychange', wake);
-    window.addEventListener('online', wake);
-    return () => {
-      document.removeEventListener('visibilitychange', wake);
-      window.removeEventListener('online', wake);
-      events.close();
-    };
-  }, [token, store]);
+  useEffect(
+    () =>
+      followEvents(client, store, {
+        onState: (state) => {
+          setLive(state);
+          if (state === 'unauthorized') onSignOut('The server refused the token: sign in again.');
+        },
+      }),
+    [client, store],
+  );
 
   useEffect(() => {
     client.whoami().then(setWho, (err: unknown) => {

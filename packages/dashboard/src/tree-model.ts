@@ -4,7 +4,7 @@
  * so the tree and the widget share them.
  * @module
  */
-import type { GroupInfo, JobInfo, JobStatus } from '@jobwire/client';
+import { inSubtree, type GroupInfo, type JobInfo, type JobStatus } from '@jobwire/client';
 
 /** Every status, in life-cycle order. */
 export const STATUSES: readonly JobStatus[] = ['Queued', 'Running', 'Success', 'Failed', 'Cancelled', 'Lost'];
@@ -24,11 +24,6 @@ export interface TreeFilter {
 export type Row =
   | { kind: 'group'; key: string; path: string; name: string; level: number; expanded: boolean; counts: StatusCounts; total: number; setSize: number; posInSet: number }
   | { kind: 'job'; key: string; job: JobInfo; level: number; setSize: number; posInSet: number };
-
-/** True when `path` lies in the subtree rooted at `root` (`''` = everything). */
-export function inSubtree(path: string, root: string): boolean {
-  return root === '' || path === root || path.startsWith(root + ':');
-}
 
 /** Parent path of a group path (`''` for a top-level group). */
 export function parentPath(path: string): string {

@@ -14,12 +14,11 @@
  */
 import { render } from 'preact';
 import { useMemo } from 'preact/hooks';
-import type { JobInfo } from '@jobwire/client';
+import { Client, inSubtree, type JobInfo } from '@jobwire/client';
 import { StatusBadge, useNow } from './components.js';
 import { formatFullTime, formatTime, jobDuration } from './format.js';
 import { JobStore, useStoreVersion } from './job-store.js';
-import { LiveEvents, type LiveState } from './live.js';
-import { inSubtree } from './tree-model.js';
+import { followEvents, type LiveState } from './follow.js';
 import css from './widget.css?inline';
 
 /** Options of {@link list}. */
@@ -134,17 +133,10 @@ export function list(element: HTMLElement, options: ListOptions): ListHandle {
   const store = new JobStore();
   const draw = (state: LiveState): void => render(<WidgetList store={store} options={resolved} state={state} />, mount);
   draw('connecting');
-  const live = new LiveEvents({
-    url: resolved.url,
-    token: resolved.token,
-    group,
-    onSnapshot: (events) => store.reset(events),
-    onEvents: (events) => store.apply(events),
-    onState: draw,
-  });
+  const stop = followEvents(new Client({ url: resolved.url, token: resolved.token }), store, { group, onState: draw });
   return {
     close() {
-      live.close();
+      stop();
       render(null, mount);
       root.replaceChildren();
     },

@@ -16,16 +16,15 @@
 import {
   BadRequestError,
   ConflictError,
-  DEFAULT_STDIN_WINDOW,
   isFinal,
   JobwireError,
   NotFoundError,
   type JobStatus,
   type OutputChunk,
 } from '@jobwire/client';
+import { DEFAULT_STDIN_WINDOW } from '@jobwire/client/protocol';
 import type { FinalStatus, JobRecord, Store, StoredEvent, StreamEvent, StreamLog } from '../store/types.js';
 import { OutputFollower } from './output-follower.js';
-import type { JobService } from './service.js';
 
 /**
  * Stdin for a job that can read no more: its stdin is closed, or the job has ended. A conflict
@@ -95,6 +94,17 @@ export interface SessionStart {
   stdinConsumed: number;
 }
 
+/**
+ * The job service's operations a session calls on behalf of its owner (the service itself; an
+ * interface here so that the service can make sessions without a module loop).
+ */
+export interface SessionService {
+  writeStdin(owner: string, id: string, data: Uint8Array, offset?: number): Promise<number>;
+  closeStdin(owner: string, id: string): Promise<number>;
+  resize(owner: string, id: string, cols: number, rows: number): Promise<void>;
+  finalStatus(owner: string, id: string): Promise<FinalStatus>;
+}
+
 /** What a session needs beyond the job service's public methods (handed over by the service). */
 export interface SessionStore {
   streams: StreamLog;
@@ -125,7 +135,7 @@ export class LiveSession {
   private stdinChain: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly service: JobService,
+    private readonly service: SessionService,
     private readonly store: SessionStore,
     private readonly owner: string,
     /** The job as it was when the session was made (from `JobService.get` or `submit`). */

@@ -9,6 +9,7 @@
  * stream log (which holds everything), so a slow client costs storage reads, never server memory.
  * @module
  */
+import { JobwireError, isFinal } from '@jobwire/client';
 import {
   DEFAULT_STDIN_WINDOW,
   Tag,
@@ -20,8 +21,7 @@ import {
   encodeStdinAck,
   CloseCode,
   type Frame,
-  type JobwireError,
-} from '@jobwire/client';
+} from '@jobwire/client/protocol';
 import type { WebSocket } from 'ws';
 import type { JobService } from '../jobs/service.js';
 import type { LiveSession } from '../jobs/session.js';

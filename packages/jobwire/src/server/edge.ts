@@ -6,7 +6,8 @@
  * learns nothing about the server from a malformed request.
  * @module
  */
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import { STATUS_CODES, ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BadRequestError, JobwireError, NotFoundError, TimeoutError, UnauthorizedError, type WhoAmI } from '@jobwire/client';
@@ -28,8 +29,9 @@ export function unauthorized(req: Pick<IncomingMessage, 'headers' | 'url'>): Una
 }
 
 /**
- * A complete HTTP/1.1 error response, for sockets that no `ServerResponse` serves (refused
- * WebSocket upgrades, parser errors). The reason phrase is node's own for the status.
+ * A complete HTTP/1.1 error response, written by hand for a request node's parser refused: there
+ * is no request to answer through a `ServerResponse` then (node's documentation for
+ * `clientError` says to write to the socket). The reason phrase is node's own for the status.
  */
 export function rawErrorResponse(err: JobwireError, headers: Record<string, string> = {}): string {
   const body = JSON.stringify({ error: err.toJSON() });
@@ -43,15 +45,41 @@ export function rawErrorResponse(err: JobwireError, headers: Record<string, stri
   return `${lines.join('\r\n')}\r\n\r\n${body}`;
 }
 
-/** Answers `err` on a raw socket and closes it once the answer is out. */
-export function refuseSocket(socket: Duplex, err: JobwireError, headers?: Record<string, string>): void {
+/** Options of {@link refuseSocket}. */
+export interface RefuseOptions {
+  /** The request refused, when node parsed one (an upgrade, a CONNECT); without it the answer is written by hand. */
+  req?: IncomingMessage;
+  /** More response headers. @defaultValue {} */
+  headers?: Record<string, string>;
+}
+
+/**
+ * Answers `err` on a socket that no `ServerResponse` serves — a refused WebSocket upgrade or
+ * CONNECT (through a `ServerResponse` of its request: node writes the status line, `Date` and
+ * `Connection: close`), or a request node's parser refused (by hand) — and closes it once the
+ * answer is out.
+ */
+export function refuseSocket(socket: Duplex, err: JobwireError, options: RefuseOptions = {}): void {
   if (socket.destroyed) return;
   if (!socket.writable) {
     socket.destroy();
     return;
   }
   socket.once('finish', () => socket.destroy());
-  socket.end(rawErrorResponse(err, headers));
+  if (!options.req) {
+    socket.end(rawErrorResponse(err, options.headers));
+    return;
+  }
+  const body = JSON.stringify({ error: err.toJSON() });
+  const res = new ServerResponse(options.req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket as Socket);
+  res.once('finish', () => {
+    res.detachSocket(socket as Socket);
+    socket.end();
+  });
+  res.writeHead(err.status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...options.headers });
+  res.end(body);
 }
 
 /**
@@ -91,6 +119,6 @@ export function onClientError(err: Error & { code?: string }, socket: Duplex): v
 export function onConnect(tokens: TokenLookup) {
   return (req: IncomingMessage, socket: Duplex): void => {
     socket.on('error', () => socket.destroy());
-    refuseSocket(socket, userOf(tokens, req) ? new NotFoundError('this server is no proxy: CONNECT is not served') : unauthorized(req));
+    refuseSocket(socket, userOf(tokens, req) ? new NotFoundError('this server is no proxy: CONNECT is not served') : unauthorized(req), { req });
   };
 }

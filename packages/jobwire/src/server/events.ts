@@ -4,7 +4,7 @@
  * are held and delivered after it, without duplicates (ids only grow).
  * @module
  */
-import type { EventsServerMessage, JobEvent } from '@jobwire/client';
+import { inSubtree, type EventsServerMessage, type JobEvent } from '@jobwire/client';
 import type { WebSocket } from 'ws';
 import type { JobService } from '../jobs/service.js';
 import type { StoredEvent } from '../store/types.js';
@@ -16,11 +16,6 @@ const MAX_BUFFERED = 8 * 1024 * 1024;
 const MAX_HELD = 100_000;
 /** Longest wait for live events to catch up with a snapshot page (they normally take a millisecond). */
 const CATCH_UP_MS = 2000;
-
-/** True when `path` lies in the subtree rooted at `root` ('' = everything). */
-export function inSubtree(path: string, root: string): boolean {
-  return root === '' || path === root || path.startsWith(root + ':');
-}
 
 /** Serves one events subscription. */
 export function startEventsSession(ws: WebSocket, service: JobService, owner: string, group: string, since: number | undefined): void {

@@ -121,8 +121,8 @@ export function upgradeHandler(ctx: UpgradeContext): (req: IncomingMessage, sock
 
   // ws's own refusals (wrong method, missing or bad Sec-WebSocket-* headers) would answer in
   // plain text; this listener makes them errors in the API's shape.
-  wss.on('wsClientError', (err: Error, socket: Duplex) => {
-    refuseSocket(socket, new BadRequestError(`bad WebSocket handshake: ${err.message}`), { 'sec-websocket-version': '13' });
+  wss.on('wsClientError', (err: Error, socket: Duplex, req: IncomingMessage) => {
+    refuseSocket(socket, new BadRequestError(`bad WebSocket handshake: ${err.message}`), { req, headers: { 'sec-websocket-version': '13' } });
   });
 
   return (req, socket, head) => {
@@ -130,7 +130,7 @@ export function upgradeHandler(ctx: UpgradeContext): (req: IncomingMessage, sock
     upgrade(req, socket, head).catch((err: unknown) => {
       const e = err instanceof JobwireError ? err : toJobwireError(err);
       if (e.code === 'internal') log.error({ err }, 'internal error in a WebSocket upgrade');
-      refuseSocket(socket, e);
+      refuseSocket(socket, e, { req });
     });
   };
 }

@@ -3,7 +3,7 @@
  * BadRequestError naming the field, so it reaches the client as a clear 400.
  * @module
  */
-import { BadRequestError } from '@jobwire/client';
+import { BadRequestError, type OutputChannel } from '@jobwire/client';
 import type { FinalStatus } from './types.js';
 
 /** Checks a byte position or count: a non-negative safe integer. */
@@ -57,6 +57,42 @@ export function ancestorPaths(path: string): string[] {
   for (let at = path.indexOf(':'); at >= 0; at = path.indexOf(':', at + 1)) paths.push(path.slice(0, at));
   paths.push(path);
   return paths;
+}
+
+/** Checks an output channel name: `stdout` or `stderr`. */
+export function checkChannel(channel: string): asserts channel is OutputChannel {
+  if (channel !== 'stdout' && channel !== 'stderr') {
+    throw new BadRequestError(`channel must be "stdout" or "stderr", got ${JSON.stringify(channel)}`, { field: 'channel' });
+  }
+}
+
+/** Checks that data to append is bytes. */
+export function checkBytes(data: unknown): asserts data is Uint8Array {
+  if (!(data instanceof Uint8Array)) throw new BadRequestError('data must be bytes (a Uint8Array)', { field: 'data' });
+}
+
+/** Where a page of jobs ends (jobs are listed by creation time, then id): the next page starts after it. */
+export interface PageCursor {
+  createdAt: string;
+  id: string;
+}
+
+/** The opaque `next` cursor of a page of jobs; both stores give out and take the same form. */
+export function encodeCursor(createdAt: string, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
+}
+
+/** Reads a cursor made by {@link encodeCursor}; anything else is a BadRequestError on `cursor`. */
+export function decodeCursor(cursor: string): PageCursor {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
+      return { createdAt: value[0], id: value[1] };
+    }
+  } catch {
+    // Reported below.
+  }
+  throw new BadRequestError('invalid cursor', { field: 'cursor' });
 }
 
 /**

@@ -103,6 +103,21 @@ describe('hardening: WebSocket upgrades', () => {
       assertError(await rawRequest(url, upgradeRequest('/v1/events', { 'sec-websocket-key': 'short' })), 401, 'unauthorized', 'bad key, no token');
     });
   });
+
+  it("writes a refused upgrade with node's own response writer, as for any request: Date, Connection: close, exact length", async () => {
+    await withServer(async ({ url, token }) => {
+      for (const [what, request] of [
+        ['no token', upgradeRequest('/v1/events')],
+        ['no such endpoint', upgradeRequest('/v1/nowhere', bearer(token))],
+        ['bad handshake', upgradeRequest('/v1/events', { ...bearer(token), 'sec-websocket-version': '99' })],
+      ] as const) {
+        const res = await rawRequest(url, request);
+        assert.ok(!Number.isNaN(Date.parse(res.headers.date ?? '')), `${what}: a Date header (${JSON.stringify(res.headers)})`);
+        assert.equal(res.headers.connection, 'close', what);
+        assert.equal(Number(res.headers['content-length']), res.body.byteLength, what);
+      }
+    });
+  });
 });
 
 describe('hardening: authentication by route', () => {

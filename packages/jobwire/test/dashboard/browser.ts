@@ -17,8 +17,14 @@ const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '
 /** Where a failing test leaves a screenshot of the page (git-ignored). */
 const ARTIFACTS = fileURLToPath(new URL('../../../../../test-artifacts/', import.meta.url));
 
-/** Where the screenshots linked from the README go. */
-export const SCREENSHOTS = fileURLToPath(new URL('../../../../../docs/screenshots/', import.meta.url));
+/**
+ * Where screenshots go: the git-ignored `test-artifacts/screenshots/`, so a test run leaves the
+ * work tree clean; with `JOBWIRE_UPDATE_SCREENSHOTS=1`, `docs/screenshots/` — the ones the README
+ * and docs/dashboard.md show.
+ */
+export const SCREENSHOTS = fileURLToPath(
+  new URL(process.env.JOBWIRE_UPDATE_SCREENSHOTS === '1' ? '../../../../../docs/screenshots/' : '../../../../../test-artifacts/screenshots/', import.meta.url),
+);
 
 /** Starts Chromium, or fails loudly when it is not installed. */
 export async function launchChromium(): Promise<Browser> {
@@ -109,7 +115,7 @@ export async function seenStatuses(page: Page, id: string): Promise<string[]> {
   return (await page.evaluate(`window.__jobwireStatuses[${JSON.stringify(id)}] ?? []`)) as string[];
 }
 
-/** Writes a screenshot to docs/screenshots/NAME. */
+/** Writes a screenshot to {@link SCREENSHOTS}NAME. */
 export async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(SCREENSHOTS, { recursive: true });
   await page.screenshot({ path: SCREENSHOTS + name });

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { Client } from '@jobwire/client';
 import { startServer, type ServerHandle } from '../../src/server/index.js';
-import { removeHome, tempHome, withServer } from '../helpers.js';
+import { addUser, removeHome, tempHome, withServer } from '../helpers.js';
 import { jobRow, launchChromium, waitForTerminal, withPage } from './browser.js';
 
 describe('dashboard in Chromium: scale, restarts, flow control, widget', () => {
@@ -115,6 +117,31 @@ describe('dashboard in Chromium: scale, restarts, flow control, widget', () => {
         const later = await new Client(s).submitBatchJob({ executable: 'true', name: 'after-restart' });
         await jobRow(page, later.id, 'Success').waitFor();
         assert.equal(await page.locator(`[data-job-id="${before.id}"]`).count(), 1, 'nothing doubled');
+      });
+    } finally {
+      await server.close();
+      removeHome(home);
+    }
+  });
+
+  it('tells a server that is down from a refused token: reconnecting while it is away, signed out when it comes back refusing the token', async () => {
+    const home = tempHome();
+    let server: ServerHandle = await startServer({ port: 0, home, logLevel: 'warn', graceSeconds: 1 });
+    const port = Number(new URL(server.url).port);
+    try {
+      const dave = addUser(home, 'dave');
+      await withPage(browser, { url: server.url, token: dave }, async (page) => {
+        await server.close();
+        await page.locator('.live-reconnecting').waitFor();
+        // While the server is down the page keeps its token and keeps trying.
+        assert.equal(await page.getByRole('heading', { name: 'Sign in to jobwire' }).count(), 0);
+        // dave's token is revoked while the server is down (the token file, as `jobwire token revoke` leaves it).
+        const path = join(home, 'tokens.json');
+        const file = JSON.parse(readFileSync(path, 'utf8')) as { tokens: { user: string }[] };
+        writeFileSync(path, JSON.stringify({ ...file, tokens: file.tokens.filter((t) => t.user !== 'dave') }, null, 2), { mode: 0o600 });
+        server = await startServer({ port, home, logLevel: 'warn', graceSeconds: 1 });
+        await page.getByRole('heading', { name: 'Sign in to jobwire' }).waitFor({ timeout: 15_000 });
+        await page.getByRole('alert').filter({ hasText: 'The server refused the token' }).waitFor();
       });
     } finally {
       await server.close();

@@ -5,15 +5,13 @@
  * restarting under a server and a worker (both carry on by themselves).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { JobEvent, JobInfo } from '@jobwire/client';
-import { Redis } from 'ioredis';
 import { concat, printedPids, reportRunning, runs, sleepUntil } from '../helpers.js';
+import { startPrivateRedis } from '../redis-env.js';
 import { withCluster } from './cluster.js';
 
 /** The documented bound: a dead worker's jobs are settled within 10 s. */
@@ -127,7 +125,8 @@ describe('distributed: failures', () => {
   });
 
   it('survives a Redis restart: the server and the worker reconnect by themselves', async () => {
-    const redis = await startPrivateRedis();
+    // Append-only file on, so the restart keeps the data.
+    const redis = await startPrivateRedis({ appendOnly: true });
     try {
       await withCluster(async (cluster) => {
         await cluster.addServer();
@@ -156,53 +155,3 @@ describe('distributed: failures', () => {
     }
   });
 });
-
-/** A redis-server of this test only (append-only file on, so a restart keeps the data). */
-async function startPrivateRedis(): Promise<{ url: string; restart(): Promise<void>; stop(): Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'jobwire-redis-'));
-  const port = await freePort();
-  let proc: ChildProcess;
-  const start = async (): Promise<void> => {
-    proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', ''], { stdio: 'ignore' });
-    await sleepUntil(async () => {
-      const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      probe.on('error', () => undefined);
-      try {
-        await probe.connect();
-        return (await probe.ping()) === 'PONG';
-      } catch {
-        return false;
-      } finally {
-        probe.disconnect();
-      }
-    }, 10_000, 'redis-server to start');
-  };
-  const stopNow = async (): Promise<void> => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    const gone = new Promise((resolve) => proc.once('exit', resolve));
-    proc.kill('SIGTERM');
-    await gone;
-  };
-  await start();
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    restart: async () => {
-      await stopNow();
-      await start();
-    },
-    stop: async () => {
-      await stopNow();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}

@@ -3,32 +3,21 @@
  * Redis is gone: they give up on it, say on stderr (and in a log line) what they could not
  * settle, and exit 1. With Redis there, the same stop is clean (exit 0).
  *
- * Each test runs its own redis-server (installed with the project's CI) on a free port in a
- * temporary folder, so killing it touches nobody else.
+ * Each test runs its own redis-server (see `startPrivateRedis`) on a free port in a temporary
+ * folder, so killing it touches nobody else.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Client } from '@jobwire/client';
 import { CLI, sleepUntil } from '../helpers.js';
+import { startPrivateRedis, type PrivateRedis } from '../redis-env.js';
 
 /** The documented bound (`jobwire server --help`, docs/deployment.md): grace + 10 s; with slack for a loaded machine. */
 const EXIT_WAIT_MS = 40_000;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.on('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 /** A process with its output collected and its exit awaited. */
 interface Proc {
@@ -67,14 +56,9 @@ async function exitOf(proc: Proc, what: string, ms = EXIT_WAIT_MS): Promise<numb
 }
 
 /** A private redis-server, a jobwire server and a worker on it, with a job running on the worker. */
-async function cluster(dir: string): Promise<{ redis: Proc; server: Proc; worker: Proc; jobId: string }> {
-  const port = await freePort();
-  const redis = start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no']);
-  const url = `redis://127.0.0.1:${port}`;
-  await sleepUntil(async () => {
-    if (redis.child.exitCode !== null) throw new Error(`redis-server exited: ${redis.stdout()} ${redis.stderr()}`);
-    return redis.stdout().includes('Ready to accept connections');
-  }, 10_000, 'redis-server to start');
+async function cluster(dir: string): Promise<{ redis: PrivateRedis; server: Proc; worker: Proc; jobId: string }> {
+  const redis = await startPrivateRedis();
+  const url = redis.url;
   const home = join(dir, 'home');
   const server = start(process.execPath, [CLI, 'server', '--port', '0', '--home', home, '--redis', url, '--log-level', 'warn']);
   const worker = start(process.execPath, [CLI, 'worker', '--redis', url, '--home', join(dir, 'worker-home'), '--name', 'w1', '--slots', '1', '--grace', '1', '--log-level', 'warn']);
@@ -101,8 +85,7 @@ describe('stopping without Redis', () => {
     const dir = mkdtempSync(join(tmpdir(), 'jobwire-stop-'));
     const { redis, server, worker, jobId } = await cluster(dir);
     try {
-      redis.child.kill('SIGKILL');
-      await redis.exited;
+      await redis.kill();
       server.child.kill('SIGTERM');
       worker.child.kill('SIGTERM');
       const [serverExit, workerExit] = await Promise.all([exitOf(server, 'the server'), exitOf(worker, 'the worker')]);
@@ -118,7 +101,8 @@ describe('stopping without Redis', () => {
       assert.match(worker.stderr(), new RegExp(`the final status of job\\(s\\) ${jobId} was not stored`));
       assert.match(worker.stderr(), /leaving the worker registry .*Redis did not answer/);
     } finally {
-      for (const proc of [redis, server, worker]) if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
+      for (const proc of [server, worker]) if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
+      await redis.stop();
       rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -133,8 +117,8 @@ describe('stopping without Redis', () => {
       assert.equal(await exitOf(server, 'the server'), 0, server.stderr());
       for (const proc of [server, worker]) assert.doesNotMatch(proc.stderr(), /without settling/);
     } finally {
-      for (const proc of [redis, server, worker]) if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
-      await redis.exited;
+      for (const proc of [server, worker]) if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
+      await redis.stop();
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { BadRequestError, type JobDescription, type OutputChannel } from '@jobwire/client';
 import { LocalExecutor } from '../../src/executors/index.js';
 import type { ProcessHandle, ProcessResult } from '../../src/executors/index.js';
+import { sleepUntil } from '../helpers.js';
 
 const TIMEOUT = { timeout: 15_000 };
 const executor = new LocalExecutor();
@@ -84,14 +85,6 @@ function alive(pid: number): boolean {
     return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
   } catch {
     return false;
-  }
-}
-
-async function sleepUntil(condition: () => boolean, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
@@ -185,14 +178,14 @@ describe('command jobs on pipes', () => {
 describe('stopping jobs', () => {
   test('terminate kills the whole process tree', TIMEOUT, async () => {
     const job = run({ executable: 'sh', arguments: ['-c', 'sleep 100 & echo $!; sleep 100 & echo $!; wait'] });
-    await sleepUntil(() => job.output().toString().split('\n').length >= 3);
+    await sleepUntil(() => job.output().toString().split('\n').length >= 3, 3000, 'three lines of output');
     const children = job.output().toString().trim().split('\n').map(Number);
     assert.equal(children.length, 2);
     assert.ok(children.every(alive));
     job.handle.terminate(5000);
     const result = await job.done;
     assert.deepEqual(result, { exitCode: null, signal: 'SIGTERM' });
-    await sleepUntil(() => !children.some(alive));
+    await sleepUntil(() => !children.some(alive), 3000, 'the children to be gone');
   });
 
   test('a job that ignores SIGTERM is killed with SIGKILL after the grace period', TIMEOUT, async () => {

@@ -18,7 +18,8 @@ import { connect } from 'node:net';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import WebSocket from 'ws';
-import { CloseCode, HTTP_STATUS, type ErrorCode } from '@jobwire/client';
+import { HTTP_STATUS, type ErrorCode } from '@jobwire/client';
+import { CloseCode } from '@jobwire/client/protocol';
 import { addUser, rawRequest, withServer, type RawResponse, type TestServer } from '../helpers.js';
 import {
   FRAMINGS,

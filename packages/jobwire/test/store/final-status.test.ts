@@ -12,7 +12,8 @@ import { BadRequestError } from '@jobwire/client';
 import { openEmbeddedStore, openRedisStore, type FinalStatus, type StreamEvent } from '../../src/store/index.js';
 import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
 import { decodeMessage } from '../../src/store/redis/redis-stream-log.js';
-import { newJob, waitFor, withStore, type HarnessFactory } from './store-behaviour.js';
+import { sleepUntil } from '../helpers.js';
+import { newJob, withStore, type HarnessFactory } from './store-behaviour.js';
 
 const embedded: HarnessFactory = async () => {
   const dir = await mkdtemp(join(tmpdir(), 'jobwire-store-'));
@@ -45,7 +46,7 @@ for (const [name, make] of [
         assert.equal((await context.store.streams.sizes('j')).final, undefined, 'no final status while output is open');
         await context.store.streams.closeOutput('j', FAILED);
         await context.store.streams.closeOutput('j', { ...FAILED, status: 'Success', exitCode: 0 });
-        await waitFor(() => events.some((e) => e.type === 'output-closed'));
+        await sleepUntil(() => events.some((e) => e.type === 'output-closed') || undefined, 5000, 'the event');
         assert.deepEqual(
           events.filter((e) => e.type === 'output-closed'),
           [{ type: 'output-closed', end: 10, final: FAILED }],

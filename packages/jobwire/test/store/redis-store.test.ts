@@ -9,7 +9,7 @@ import { openRedisStore, type RedisStore } from '../../src/store/index.js';
 import { decodeMessage } from '../../src/store/redis/redis-stream-log.js';
 import { sleepUntil } from '../helpers.js';
 import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
-import { newJob, nextTime, storeBehaviour, streamLogBehaviour, waitFor, type HarnessFactory } from './store-behaviour.js';
+import { newJob, nextTime, storeBehaviour, streamLogBehaviour, type HarnessFactory } from './store-behaviour.js';
 
 /** Harnesses on a fresh key prefix; listener errors are swallowed. */
 const redis: HarnessFactory = async () => {
@@ -135,7 +135,7 @@ describe('redis store: its own promises', () => {
         await other.lastEventId();
         const job = await store.createJob(newJob({ id: 'shared' }));
         await store.streams.appendOutput(job.id, 'stdout', Buffer.from('hello'));
-        await waitFor(() => heard.length === 1 && streamEvents.length === 1);
+        await sleepUntil(() => heard.length === 1 && streamEvents.length === 1, 2000, 'the event and the stream event');
         assert.deepEqual(heard, ['add:shared']);
         assert.deepEqual((await other.getJob('shared'))?.id, 'shared');
         assert.equal(Buffer.from((await other.streams.readChannel('shared', 'stdout', 0))).toString(), 'hello');

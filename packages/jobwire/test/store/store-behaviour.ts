@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { BadRequestError, ConflictError, JobwireError, NotFoundError, type GroupInfo, type JobInfo, type OutputChunk } from '@jobwire/client';
 import type { NewJob, Store, StoredEvent, StreamEvent, StreamLog } from '../../src/store/index.js';
+import { sleepUntil } from '../helpers.js';
 
 /** Storage for one test: fresh and empty when made, deleted by `dispose`. */
 export interface StoreHarness {
@@ -50,15 +51,6 @@ export async function withStore(make: HarnessFactory, body: (context: StoreConte
   } finally {
     await store.close();
     await harness.dispose();
-  }
-}
-
-/** Resolves once `condition` holds, polling; fails after `timeoutMs`. */
-export async function waitFor(condition: () => boolean, timeoutMs = 2000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
   }
 }
 
@@ -336,7 +328,7 @@ export function storeBehaviour(name: string, make: HarnessFactory): void {
         const finished = await store.finishJob(job.id, { status: 'Success', exitCode: 0, endedAt: nextTime() });
         assert.equal(finished?.process, null, 'a finished job has no processes');
         assert.deepEqual(await store.runningJobs(), []);
-        await waitFor(() => events.length === 2);
+        await sleepUntil(() => events.length === 2, 2000, 'events.length === 2');
         for (const event of events) assert.equal('process' in event.info, false, 'server-only');
       });
     });
@@ -368,7 +360,7 @@ export function storeBehaviour(name: string, make: HarnessFactory): void {
         assert.equal(sizes.outputClosed, true);
         assert.equal(sizes.end, 7);
         assert.equal((await store.streams.sizes(there.id)).outputClosed, true);
-        await waitFor(() => events.length === 2);
+        await sleepUntil(() => events.length === 2, 2000, 'events.length === 2');
         assert.deepEqual(
           events.map((e) => [e.verb, e.info.id, (e.info as JobInfo).status]),
           [
@@ -479,7 +471,7 @@ export function storeBehaviour(name: string, make: HarnessFactory): void {
         await store.markRunning(job.id, { startedAt: nextTime(), pid: null, node: null });
         await store.finishJob(job.id, { status: 'Success', exitCode: 0, endedAt: nextTime() });
         await store.deleteJob(job.id);
-        await waitFor(() => events.length === 5);
+        await sleepUntil(() => events.length === 5, 2000, 'events.length === 5');
         assert.deepEqual(
           events.map((e) => [e.verb, e.info.id, e.owner, e.group]),
           [
@@ -507,7 +499,7 @@ export function storeBehaviour(name: string, make: HarnessFactory): void {
         store.onEvent((event) => seen.push(event.id));
         const job = await store.createJob(newJob());
         assert.equal((await store.getJob(job.id))?.status, 'Queued');
-        await waitFor(() => seen.length === 1);
+        await sleepUntil(() => seen.length === 1, 2000, 'seen.length === 1');
       });
     });
   });
@@ -903,7 +895,7 @@ export function streamLogBehaviour(name: string, make: HarnessFactory): void {
         assert.equal(read.closed, true);
         assert.equal(read.end, 10);
         await assert.rejects(store.streams.appendOutput('j', 'stdout', Buffer.from('more')), ConflictError);
-        await waitFor(() => events.length >= 2);
+        await sleepUntil(() => events.length >= 2, 2000, 'events.length >= 2');
         await new Promise((resolve) => setTimeout(resolve, 20));
         assert.deepEqual(
           events.map((e) => e.type),
@@ -993,7 +985,7 @@ export function streamLogBehaviour(name: string, make: HarnessFactory): void {
         await store.streams.closeStdin('j');
         await store.streams.sendControl('j', { type: 'cancel' });
         await store.streams.closeOutput('j');
-        await waitFor(() => events.length === 8);
+        await sleepUntil(() => events.length === 8, 2000, 'events.length === 8');
         const summary = events.map((e) => {
           switch (e.type) {
             case 'output':

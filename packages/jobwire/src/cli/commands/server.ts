@@ -118,6 +118,7 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
     if ((err as { code?: unknown }).code === 'JOBWIRE_TLS_FILE') throw new CliError(`${(err as Error).message} (check --tls-cert and --tls-key)`, ExitCode.USAGE, { cause: err });
     if (err instanceof RangeError) throw new UsageError(err.message, { cause: err });
     if ((err as { code?: unknown }).code === 'JOBWIRE_GRPC_BIND') throw new CliError(`${(err as Error).message} (pick another port with --grpc-port)`, ExitCode.FAILED, { cause: err });
+    if ((err as { code?: unknown }).code === 'JOBWIRE_GRPC_MISSING') throw new CliError(`--grpc-port: ${(err as Error).message}`, ExitCode.FAILED, { cause: err });
     if ((err as { code?: unknown }).code === 'EADDRINUSE') {
       throw new CliError(`${opts.host}:${opts.port} is in use (is a jobwire server running already? pick another port with --port)`, ExitCode.FAILED, { cause: err });
     }

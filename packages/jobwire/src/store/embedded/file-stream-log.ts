@@ -51,7 +51,7 @@ import {
   type StreamLog,
   type StreamSizes,
 } from '../types.js';
-import { checkChunkBytes, checkFinalStatus } from '../checks.js';
+import { checkBytes, checkChannel, checkChunkBytes, checkFinalStatus } from '../checks.js';
 import { checkJobId, checkPosition, closedError, settle, toStoreError } from './errors.js';
 import { ListenerSet, type ListenerErrorHandler } from './listeners.js';
 
@@ -767,12 +767,3 @@ function isNotFound(error: unknown): boolean {
   return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
 }
 
-function checkChannel(channel: string): asserts channel is OutputChannel {
-  if (channel !== 'stdout' && channel !== 'stderr') {
-    throw new BadRequestError(`channel must be "stdout" or "stderr", got ${JSON.stringify(channel)}`, { field: 'channel' });
-  }
-}
-
-function checkBytes(data: unknown): asserts data is Uint8Array {
-  if (!(data instanceof Uint8Array)) throw new BadRequestError('data must be bytes (a Uint8Array)', { field: 'data' });
-}

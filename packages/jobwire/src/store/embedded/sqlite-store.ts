@@ -23,7 +23,7 @@ import {
 } from '@jobwire/client';
 import type { JobProcess } from '../../job-process.js';
 import { finalStatusOf, type FinishFields, type JobRecord, type ListJobsQuery, type LostReason, type NewJob, type RunningFields, type Store, type StoredEvent } from '../types.js';
-import { resultText } from '../checks.js';
+import { ancestorPaths, checkGroupPath, decodeCursor, encodeCursor, resultText } from '../checks.js';
 import { checkJobId, checkLimit, closedError, settle } from './errors.js';
 import type { FileStreamLog } from './file-stream-log.js';
 import { ListenerSet, type ListenerErrorHandler } from './listeners.js';
@@ -406,43 +406,6 @@ function groupInfo(row: GroupRow): GroupInfo {
     owner: row.owner,
     createdAt: row.created_at,
   };
-}
-
-/** 'a:b:c' → ['a', 'a:b', 'a:b:c']; '' → []. */
-function ancestorPaths(path: string): string[] {
-  if (path === '') return [];
-  const paths: string[] = [];
-  for (let at = path.indexOf(':'); at >= 0; at = path.indexOf(':', at + 1)) paths.push(path.slice(0, at));
-  paths.push(path);
-  return paths;
-}
-
-function checkGroupPath(path: string): void {
-  if (typeof path !== 'string' || (path !== '' && path.split(':').some((segment) => segment === ''))) {
-    throw new BadRequestError(`a group path is ":"-separated non-empty names, got ${JSON.stringify(path)}`, { field: 'group' });
-  }
-}
-
-/** The position after which the next page starts. */
-interface Cursor {
-  createdAt: string;
-  id: string;
-}
-
-function encodeCursor(createdAt: string, id: string): string {
-  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): Cursor {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
-      return { createdAt: value[0], id: value[1] };
-    }
-  } catch {
-    // Reported below.
-  }
-  throw new BadRequestError('invalid cursor', { field: 'cursor' });
 }
 
 function isConstraintError(error: unknown, code: string): boolean {

@@ -14,6 +14,7 @@ import type { Redis } from 'ioredis';
 import {
   BadRequestError,
   FINAL_STATUSES,
+  inSubtree,
   type EventVerb,
   type GroupInfo,
   type InfoObject,
@@ -21,7 +22,7 @@ import {
   type JobEvent,
   type JobInfo,
 } from '@jobwire/client';
-import { checkGroupPath, checkJobId, checkLimit, resultText } from '../checks.js';
+import { checkGroupPath, checkJobId, checkLimit, decodeCursor, encodeCursor, resultText } from '../checks.js';
 import type { ListenerErrorHandler } from '../listeners.js';
 import type { JobProcess } from '../../job-process.js';
 import { finalStatusOf, type FinishFields, type JobRecord, type ListJobsQuery, type LostReason, type NewJob, type RunningFields, type Store, type StoredEvent } from '../types.js';
@@ -162,7 +163,7 @@ export class RedisStore implements Store {
   listJobs(query: ListJobsQuery): Promise<{ items: JobInfo[]; next?: string }> {
     return this.#op(async () => {
       const limit = checkLimit(query.limit);
-      let after = query.cursor === undefined ? '' : decodeCursor(query.cursor);
+      let after = query.cursor === undefined ? '' : cursorMember(query.cursor);
       const statuses = query.status !== undefined && query.status.length > 0 ? query.status.join(',') : '';
       const items: JobInfo[] = [];
       // One more than asked: whether it exists decides `next`.
@@ -527,11 +528,6 @@ function groupInfo(owner: string, path: string, createdAt: string): GroupInfo {
   };
 }
 
-/** True when `path` lies in the subtree rooted at `root` ('' = everything). */
-function inSubtree(path: string, root: string): boolean {
-  return root === '' || path === root || path.startsWith(root + ':');
-}
-
 /** An entry of an event stream (owner's: v, g, i; all-owners: o, v, g, i) as a stored event. */
 function entryEvent(entryId: string, fields: string[]): StoredEvent {
   const map: Record<string, string> = {};
@@ -540,19 +536,8 @@ function entryEvent(entryId: string, fields: string[]): StoredEvent {
   return { id: Number(entryId.split('-')[0]), verb: map.v as EventVerb, info, owner: map.o ?? info.owner, group: map.g ?? '' };
 }
 
-function encodeCursor(createdAt: string, id: string): string {
-  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
-}
-
 /** A cursor as the lex member after which the next page starts. */
-function decodeCursor(cursor: string): string {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
-      return lexMember(value[0], value[1]);
-    }
-  } catch {
-    // Reported below.
-  }
-  throw new BadRequestError('invalid cursor', { field: 'cursor' });
+function cursorMember(cursor: string): string {
+  const { createdAt, id } = decodeCursor(cursor);
+  return lexMember(createdAt, id);
 }

@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BadRequestError, ConflictError, type OutputChannel, type OutputChunk } from '@jobwire/client';
-import { checkChunkBytes, checkFinalStatus, checkJobId, checkPosition } from '../checks.js';
+import { checkBytes, checkChannel, checkChunkBytes, checkFinalStatus, checkJobId, checkPosition } from '../checks.js';
 import { ListenerSet, type ListenerErrorHandler } from '../listeners.js';
 import {
   CHANNEL_CHUNK_BYTES,
@@ -383,14 +383,4 @@ function storedFinal(fin: string | Buffer | null | undefined): { final?: FinalSt
     // Not written by jwCloseOutput: as if the close had not said (readers read the record).
     return {};
   }
-}
-
-function checkChannel(channel: string): asserts channel is OutputChannel {
-  if (channel !== 'stdout' && channel !== 'stderr') {
-    throw new BadRequestError(`channel must be "stdout" or "stderr", got ${JSON.stringify(channel)}`, { field: 'channel' });
-  }
-}
-
-function checkBytes(data: unknown): asserts data is Uint8Array {
-  if (!(data instanceof Uint8Array)) throw new BadRequestError('data must be bytes (a Uint8Array)', { field: 'data' });
 }
