@@ -21,6 +21,7 @@
 import { Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
 import { JobwireError, type OutputChunk } from '@jobwire/client';
 import { OutputFollower } from '../jobs/output-follower.js';
+import { attachClosed, attachOpened, outputSent } from '../server/metrics.js';
 import type { JobService } from '../jobs/service.js';
 import type { StreamEvent } from '../store/types.js';
 import type { SubmitInteractiveJobRequest, SubmitInteractiveJobResponse } from './messages.js';
@@ -75,6 +76,8 @@ export class InteractiveSession {
   /** Runs the session; resolves when the call is over (ended or detached), rejects if it failed. */
   async run(firstStdin: Uint8Array): Promise<void> {
     const { call, service, jobId } = this;
+    attachOpened('grpc');
+    this.offs.push(() => attachClosed('grpc'));
     this.offs.push(service.store.streams.subscribe(jobId, (ev) => this.onStream(ev)));
     const onDrain = (): void => {
       this.waitingDrain = false;
@@ -206,6 +209,7 @@ export class InteractiveSession {
   private send(chunk: OutputChunk): void {
     if (this.finished || this.detached) return; // the call is over: nobody to write to
     const { data } = chunk;
+    outputSent('grpc', data.byteLength);
     for (let at = 0; at < data.byteLength; at += MAX_PAYLOAD) {
       const piece = data.subarray(at, at + MAX_PAYLOAD);
       const message: SubmitInteractiveJobResponse = { job: { id: this.jobId }, [chunk.channel]: piece };

@@ -26,6 +26,7 @@ import { OutputFollower } from '../jobs/output-follower.js';
 import type { JobService } from '../jobs/service.js';
 import type { JobRecord, StreamEvent } from '../store/types.js';
 import { heartbeat } from './heartbeat.js';
+import { attachClosed, attachOpened, outputSent } from './metrics.js';
 
 /** Bytes the socket may buffer before the session stops sending. */
 export const HIGH_WATER = 1024 * 1024;
@@ -60,7 +61,7 @@ class AttachSession {
   ) {
     this.follower = new OutputFollower(service.store.streams, job.id, from, {
       canTake: () => this.canSend(),
-      take: (chunk) => this.send(encodeOutput(chunk.channel, chunk.pos, chunk.offset, chunk.data)),
+      take: (chunk) => this.send(encodeOutput(chunk.channel, chunk.pos, chunk.offset, chunk.data), chunk.data.byteLength),
       end: () => this.sendExit(),
       fail: (err) => this.fail('internal', `cannot read output: ${String(err)}`, 1011),
     });
@@ -70,6 +71,7 @@ class AttachSession {
 
   start(): void {
     const { ws, job } = this;
+    attachOpened('websocket');
     const streams = this.service.store.streams;
     // Subscribe before the first read so nothing written in between is missed.
     this.offs.push(streams.subscribe(job.id, (ev) => this.onStream(ev)));
@@ -120,10 +122,13 @@ class AttachSession {
     if (this.closed) return;
     this.closed = true;
     for (const off of this.offs.splice(0)) off();
+    attachClosed('websocket');
   }
 
-  private send(frame: Uint8Array): void {
+  /** Sends `frame`; `output` is how many bytes of job output it carries. */
+  private send(frame: Uint8Array, output = 0): void {
     if (this.closed) return;
+    if (output > 0) outputSent('websocket', output);
     this.ws.send(frame, { binary: true }, () => {
       if (this.waitingDrain && this.ws.bufferedAmount < LOW_WATER) {
         this.waitingDrain = false;

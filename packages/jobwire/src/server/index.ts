@@ -24,6 +24,8 @@ import { startGrpcServer, type GrpcServerHandle, type GrpcTlsOptions } from '../
 import { registerDashboard } from './dashboard.js';
 import { frameworkErrors, onClientError, onConnect } from './edge.js';
 import { JSON_BODY_LIMIT, registerRoutes } from './routes.js';
+import { registerMetrics, timedStore } from './metrics.js';
+import { useSchemas } from './openapi.js';
 import { TokenBook } from './tokens.js';
 import { checkWorkDir, defaultWorkDir } from './work-dir.js';
 import { joinCluster } from '../distributed/cluster.js';
@@ -162,7 +164,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
           log: { warn: (data, message) => appLog?.warn(data, message), error: (data, message) => appLog?.error(data, message) },
         });
   const tokens = cluster?.tokens ?? new TokenBook(home);
-  const store: Store = cluster?.store ?? (await openEmbeddedStore({ dir: home }));
+  const store: Store = timedStore(cluster?.store ?? (await openEmbeddedStore({ dir: home })));
   // Before anything starts: jobs left Running by a server that died may still have processes.
   const orphans = cluster
     ? undefined
@@ -216,9 +218,11 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     onQueued: (job) => (cluster ? cluster.onQueued() : dispatcher?.poke(job.queue)),
     ...(cluster ? { queueDefs: () => cluster.queueDefs() } : {}),
   });
+  await useSchemas(app);
   registerRoutes(app, service, tokens);
   registerWorkersRoute(app, cluster ? () => cluster.workers() : undefined);
   registerDashboard(app);
+  registerMetrics(app, { store, queues: () => service.queues() });
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * 1024 * 1024 });
   const onUpgrade = upgradeHandler({ tokens, service, wss, log: app.log });
