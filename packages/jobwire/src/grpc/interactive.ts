@@ -21,7 +21,7 @@
 import { Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
 import { JobwireError, type OutputChunk } from '@jobwire/client';
 import { OutputFollower } from '../jobs/output-follower.js';
-import { attachClosed, attachOpened, outputSent } from '../server/metrics.js';
+import { attachClosed, attachOpened, outputSent } from '../metrics.js';
 import type { JobService } from '../jobs/service.js';
 import type { StreamEvent } from '../store/types.js';
 import type { SubmitInteractiveJobRequest, SubmitInteractiveJobResponse } from './messages.js';

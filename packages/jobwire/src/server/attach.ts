@@ -26,7 +26,7 @@ import { OutputFollower } from '../jobs/output-follower.js';
 import type { JobService } from '../jobs/service.js';
 import type { JobRecord, StreamEvent } from '../store/types.js';
 import { heartbeat } from './heartbeat.js';
-import { attachClosed, attachOpened, outputSent } from './metrics.js';
+import { attachClosed, attachOpened, outputSent } from '../metrics.js';
 
 /** Bytes the socket may buffer before the session stops sending. */
 export const HIGH_WATER = 1024 * 1024;

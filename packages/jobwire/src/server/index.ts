@@ -24,7 +24,8 @@ import { startGrpcServer, type GrpcServerHandle, type GrpcTlsOptions } from '../
 import { registerDashboard } from './dashboard.js';
 import { frameworkErrors, onClientError, onConnect } from './edge.js';
 import { JSON_BODY_LIMIT, registerRoutes } from './routes.js';
-import { registerMetrics, timedStore } from './metrics.js';
+import { timedStore } from '../metrics.js';
+import { registerMetrics } from './metrics.js';
 import { useSchemas } from './openapi.js';
 import { TokenBook } from './tokens.js';
 import { checkWorkDir, defaultWorkDir } from './work-dir.js';

@@ -16,7 +16,7 @@ import { Readable } from 'node:stream';
 import type { FastifyReply } from 'fastify';
 import { JobwireError, type OutputChannel } from '@jobwire/client';
 import type { StreamLog, StreamSizes } from '../store/types.js';
-import { countSent } from './metrics.js';
+import { countSent } from '../metrics.js';
 
 /** Bytes read from the stream log per step of a download. */
 export const OUTPUT_CHUNK_BYTES = 256 * 1024;
