@@ -24,6 +24,7 @@
  */
 import { Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { JobwireError, OutputChunk } from '@jobwire/client';
+import { attachClosed, attachOpened, outputSent } from '../metrics.js';
 import type { JobService } from '../jobs/service.js';
 import type { LiveSession } from '../jobs/session.js';
 import type { FinalStatus, JobRecord } from '../store/types.js';
@@ -74,6 +75,8 @@ export class InteractiveSession {
   /** Runs the session; resolves when the call is over (ended or detached), rejects if it failed. */
   async run(firstStdin: Uint8Array): Promise<void> {
     const { call } = this;
+    attachOpened('grpc');
+    this.offs.push(() => attachClosed('grpc'));
     const onDrain = (): void => {
       this.waitingDrain = false;
       this.session.pump();
@@ -136,6 +139,7 @@ export class InteractiveSession {
   private send(chunk: OutputChunk): void {
     if (this.settled) return; // the call is over: nobody to write to
     const { data } = chunk;
+    outputSent('grpc', data.byteLength);
     for (let at = 0; at < data.byteLength; at += MAX_PAYLOAD) {
       const piece = data.subarray(at, at + MAX_PAYLOAD);
       const message: SubmitInteractiveJobResponse = { job: { id: this.job.id }, [chunk.channel]: piece };

@@ -62,26 +62,39 @@ export const jobDescriptionSchema = z
     }
   });
 
-/** Turns a zod error into a BadRequestError naming the first bad field. */
-export function describeIssue(error: z.ZodError, root = ''): BadRequestError {
-  const issue = error.issues[0]!;
+/**
+ * What {@link describeIssue} reads of a zod issue. A zod issue has this shape, and so has what
+ * the REST routes rebuild from fastify's validation errors (server/schemas.ts).
+ */
+export interface IssueLike {
+  code: string;
+  path: readonly PropertyKey[];
+  message: string;
+  /** `unrecognized_keys`: the unknown keys. */
+  keys?: readonly string[];
+  /** `invalid_type`: the type wanted. */
+  expected?: string;
+}
+
+/** Turns a zod issue into a BadRequestError naming the bad field. */
+export function describeIssue(issue: IssueLike, root = ''): BadRequestError {
   const field = [root, ...issue.path.map(String)].filter(Boolean).join('.');
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
-    const keys = (issue as { keys: string[] }).keys;
+    const keys = issue.keys ?? [];
     const full = keys.map((k) => (field ? `${field}.${k}` : k));
     return new BadRequestError(`unknown field${keys.length > 1 ? 's' : ''}: ${full.join(', ')}`, { code: 'invalid_description', field: full[0]! });
   }
-  if (issue.code === 'invalid_type') message = `expected ${(issue as { expected: string }).expected}`;
+  if (issue.code === 'invalid_type') {
+    if (!field) return new BadRequestError('a job description is a JSON object', { code: 'invalid_description', field: '(body)' });
+    message = `expected ${issue.expected}`;
+  }
   return new BadRequestError(field ? `${field}: ${message}` : message, { code: 'invalid_description', field: field || '(body)' });
 }
 
 /** Validates a job description; throws a BadRequestError naming the bad field. */
 export function parseJobDescription(input: unknown): JobDescription {
-  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
-    throw new BadRequestError('a job description is a JSON object', { code: 'invalid_description', field: '(body)' });
-  }
   const parsed = jobDescriptionSchema.safeParse(input);
-  if (!parsed.success) throw describeIssue(parsed.error);
+  if (!parsed.success) throw describeIssue(parsed.error.issues[0]!);
   return parsed.data as JobDescription;
 }

@@ -27,6 +27,7 @@ import type { JobService } from '../jobs/service.js';
 import type { LiveSession } from '../jobs/session.js';
 import type { JobRecord } from '../store/types.js';
 import { heartbeat } from './heartbeat.js';
+import { attachClosed, attachOpened, outputSent } from '../metrics.js';
 
 /** Bytes the socket may buffer before the session stops sending. */
 export const HIGH_WATER = 1024 * 1024;
@@ -70,7 +71,7 @@ class AttachSession {
       job,
       {
         canTake: () => this.canSend(),
-        output: (chunk) => this.send(encodeOutput(chunk.channel, chunk.pos, chunk.offset, chunk.data)),
+        output: (chunk) => this.send(encodeOutput(chunk.channel, chunk.pos, chunk.offset, chunk.data), chunk.data.byteLength),
         status: ({ status, progress }) => this.send(encodeStatus({ status, exitCode: null, signal: null, error: null, final: false, progress })),
         stdinAck: (consumed) => {
           if (job.interactive) this.send(encodeStdinAck(consumed, DEFAULT_STDIN_WINDOW));
@@ -88,6 +89,7 @@ class AttachSession {
 
   start(): void {
     const { ws, job } = this;
+    attachOpened('websocket');
     this.offs.push(heartbeat(ws));
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     ws.on('close', () => this.dispose());
@@ -117,10 +119,13 @@ class AttachSession {
     this.closed = true;
     this.session.dispose();
     for (const off of this.offs.splice(0)) off();
+    attachClosed('websocket');
   }
 
-  private send(frame: Uint8Array): void {
+  /** Sends `frame`; `output` is how many bytes of job output it carries. */
+  private send(frame: Uint8Array, output = 0): void {
     if (this.closed) return;
+    if (output > 0) outputSent('websocket', output);
     this.ws.send(frame, { binary: true }, () => {
       if (this.waitingDrain && this.ws.bufferedAmount < LOW_WATER) {
         this.waitingDrain = false;

@@ -17,6 +17,8 @@ import { join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { NotFoundError } from '@jobwire/client';
+import { z } from 'zod';
+import { errorAnswers } from './schemas.js';
 
 /** Where the build puts the dashboard: `dist/dashboard/` next to `dist/src/`. */
 export const DASHBOARD_DIR = fileURLToPath(new URL('../../dashboard/', import.meta.url));
@@ -106,12 +108,17 @@ export function registerDashboard(app: FastifyInstance, options: DashboardOption
   };
   const wildcard = (prefix: string) => (req: FastifyRequest): string => prefix + ((req.params as { '*'?: string })['*'] ?? '');
 
-  const open = { config: { auth: 'public' } } as const;
+  /** A public route, described for the OpenAPI document as answering `type`. */
+  const open = (summary: string, type: string) =>
+    ({
+      config: { auth: 'public' },
+      schema: { tags: ['dashboard'], summary, response: { 200: { description: summary, content: { [type]: { schema: z.string() } } }, ...errorAnswers } },
+    }) as const;
   // The app's addresses: the page decides what to show.
-  for (const path of ['/', '/index.html', '/jobs/*', '/groups', '/groups/*']) app.get(path, open, page);
+  for (const path of ['/', '/index.html', '/jobs/*', '/groups', '/groups/*']) app.get(path, open('The dashboard page', 'text/html'), page);
   // Vite names assets by content hash, so a name never changes meaning: cache for a year.
-  app.get('/assets/*', open, file(wildcard('assets/'), 'public, max-age=31536000, immutable'));
+  app.get('/assets/*', open("The dashboard's code, styles and images", '*/*'), file(wildcard('assets/'), 'public, max-age=31536000, immutable'));
   // Stable names: always revalidate.
-  app.get('/widget.js', open, file(() => 'widget.js', 'no-cache'));
-  app.get('/favicon.svg', open, file(() => 'favicon.svg', 'public, max-age=86400'));
+  app.get('/widget.js', open('The embeddable job list (docs/dashboard.md)', 'text/javascript'), file(() => 'widget.js', 'no-cache'));
+  app.get('/favicon.svg', open('The icon', 'image/svg+xml'), file(() => 'favicon.svg', 'public, max-age=86400'));
 }

@@ -22,6 +22,9 @@ import { registerDashboard } from './dashboard.js';
 import { frameworkErrors, onClientError, onConnect } from './edge.js';
 import { JSON_BODY_LIMIT, registerRoutes } from './routes.js';
 import { checkWorkDir, defaultWorkDir } from '../work-dir.js';
+import { timedStore } from '../metrics.js';
+import { registerMetrics } from './metrics.js';
+import { useSchemas } from './openapi.js';
 import { upgradeHandler } from './upgrade.js';
 import { registerWorkersRoute } from './workers-route.js';
 import { certificateCovers, loadTls, type ServerTlsOptions } from './tls.js';
@@ -200,7 +203,9 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     // ServerEventMap extends the shared map, so every shared event is a server event.
     emit: (name, ...args) => emitSafely(events, name, ...(args as ServerEventMap[typeof name])),
   });
-  const { tokens, store } = backend;
+  const { tokens } = backend;
+  // Store calls made on behalf of requests are timed for /metrics.
+  const store = timedStore(backend.store);
 
   const app = Fastify({
     // Node would answer an HTTP/1.1 request without Host with a bare 400; routes.ts answers it
@@ -228,9 +233,11 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
     app.log.warn({ home, was: prepared.tightenedFrom.toString(8), now: '700' }, 'the jobwire home was open to other users; made it private (mode 0700)');
   }
   const service = new JobService({ store, scheduler: backend });
+  await useSchemas(app);
   registerRoutes(app, service, tokens);
   registerWorkersRoute(app, backend.workers);
   registerDashboard(app);
+  registerMetrics(app, { store, queues: () => service.queues() });
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * 1024 * 1024 });
   const onUpgrade = upgradeHandler({ tokens, service, wss, log: app.log });

@@ -16,6 +16,7 @@ import { Readable } from 'node:stream';
 import type { FastifyReply } from 'fastify';
 import { JobwireError, type OutputChannel } from '@jobwire/client';
 import type { StreamLog, StreamSizes } from '../store/types.js';
+import { countSent } from '../metrics.js';
 
 /** Bytes read from the stream log per step of a download. */
 export const OUTPUT_CHUNK_BYTES = 256 * 1024;
@@ -89,5 +90,5 @@ export function sendOutput(reply: FastifyReply, streams: Pick<StreamLog, 'readCh
   const chunks = streams.readChannelChunks(request.jobId, request.channel, start + a, start + b, { chunkBytes: OUTPUT_CHUNK_BYTES });
   // Byte mode with a one-chunk high-water mark: the next chunk is read once this one has gone
   // to the socket (objectMode's default would queue 16 chunks).
-  return reply.send(Readable.from(chunks, { objectMode: false, highWaterMark: OUTPUT_CHUNK_BYTES }));
+  return reply.send(Readable.from(countSent(chunks, 'http'), { objectMode: false, highWaterMark: OUTPUT_CHUNK_BYTES }));
 }

@@ -1,6 +1,7 @@
 /**
- * REST routes (see docs/api.md). Each route authenticates, validates its input, calls the job
- * service and maps errors through one handler.
+ * REST routes (see docs/api.md). Each route authenticates, has its input validated by fastify
+ * against the zod schemas of schemas.ts (the same ones the OpenAPI document is made from), calls
+ * the job service and maps errors — a failed check too — through one handler.
  *
  * Authentication is decided by the route a request matched, never by its target's text: a
  * target can name an API route in forms a prefix test misses (`GET http://host/v1/queues`,
@@ -9,17 +10,53 @@
  * @module
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { API_PREFIX, BadRequestError, HTTP_STATUS, JobwireError, NotFoundError, UnauthorizedError, type ErrorCode, type WhoAmI } from '@jobwire/client';
+import { jobDescriptionSchema } from '../jobs/schema.js';
 import { publicInfo, type JobService } from '../jobs/service.js';
 import { sendOutput } from './output.js';
+import {
+  attachQuery,
+  errorAnswers,
+  eventsQuery,
+  groupListSchema,
+  groupsQuery,
+  issueOf,
+  jobInfoSchema,
+  jobPageSchema,
+  jobParams,
+  listJobsQuery,
+  noBody,
+  noQuery,
+  outputQuery,
+  progressBody,
+  queueListSchema,
+  requestError,
+  stdinBody,
+  stdinOffsetSchema,
+  stdinQuery,
+  waitQuery,
+  whoAmISchema,
+  bytesSchema,
+  type RequestPart,
+} from './schemas.js';
 import type { TokenBook } from '../auth/tokens.js';
 
 /**
  * Who may call a route: `user` — a user's token (the default, so a route added without thought
- * is not open); `user-or-job` — also the token of the job named by the route's `:id`;
- * `public` — anyone (the dashboard's files: code, no data).
+ * is not open); `user-or-job` — also the token of the job named by the route's `:id`; `admin` —
+ * an admin token (what spans every user, such as `/metrics`); `public` — anyone (the
+ * dashboard's files and the API's description: code and shapes, no data).
  */
-export type RouteAuth = 'user' | 'user-or-job' | 'public';
+export type RouteAuth = 'user' | 'user-or-job' | 'admin' | 'public';
+
+/** A valid token of a user who is not an admin, on an admin-only route (HTTP 403). */
+export class AdminOnlyError extends JobwireError {
+  override name = 'AdminOnlyError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('forbidden', message, options);
+  }
+}
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -80,42 +117,14 @@ export function toJobwireError(err: unknown): JobwireError {
   return new JobwireError('internal', 'internal error', { cause: err });
 }
 
-function intParam(value: unknown, name: string, min: number, max: number, fallback: number): number {
-  if (value === undefined || value === '') return fallback;
-  const n = Number(value);
-  if (typeof value !== 'string' || !Number.isInteger(n) || n < min || n > max) {
-    throw new BadRequestError(`${name}: an integer from ${min} to ${max}`, { field: name });
-  }
-  return n;
-}
-
-function strParam(value: unknown, name: string): string | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'string') throw new BadRequestError(`${name}: give it once, as a string`, { field: name });
-  return value;
-}
-
-function oneOf<T extends string>(value: unknown, name: string, allowed: readonly T[], fallback: T): T {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'string' || !allowed.includes(value as T)) throw new BadRequestError(`${name}: one of ${allowed.join(', ')}`, { field: name });
-  return value as T;
-}
-
-function checkQuery(query: unknown, allowed: string[]): Record<string, unknown> {
-  const q = (query ?? {}) as Record<string, unknown>;
-  const unknown = Object.keys(q).filter((k) => !allowed.includes(k));
-  if (unknown.length > 0) throw new BadRequestError(`unknown query parameter: ${unknown.join(', ')}`, { field: unknown[0]! });
-  return q;
-}
-
-type Req = FastifyRequest<{ Params: { id: string } }>;
-
-/** Registers the REST API on `app`. */
+/** Registers the REST API on `app`. Call `useSchemas` (openapi.ts) first: the routes' schemas are zod. */
 export function registerRoutes(app: FastifyInstance, service: JobService, tokens: TokenBook): void {
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: STDIN_BODY_LIMIT }, (_req, body, done) => done(null, body));
 
   app.setErrorHandler((err, req, reply) => {
-    const e = toJobwireError(err);
+    const e = hasZodFastifySchemaValidationErrors(err)
+      ? requestError(err.validationContext as RequestPart, issueOf(err.validation[0]!), req.routeOptions.schema?.body === jobDescriptionSchema)
+      : toJobwireError(err);
     if (e.code === 'internal') req.log.error({ err }, 'internal error');
     return sendError(reply, e);
   });
@@ -128,6 +137,7 @@ export function registerRoutes(app: FastifyInstance, service: JobService, tokens
     const token = tokenOf(req.headers, req.url);
     const who = tokens.lookup(token);
     if (who) {
+      if (auth === 'admin' && !who.admin) throw new AdminOnlyError(`${req.routeOptions.url ?? 'this route'} is for admin tokens`);
       req.who = who;
       return;
     }
@@ -141,107 +151,215 @@ export function registerRoutes(app: FastifyInstance, service: JobService, tokens
     if (req.raw.httpVersion === '1.1' && req.headers.host === undefined) throw new BadRequestError('missing Host header');
   });
 
+  const api = app.withTypeProvider<ZodTypeProvider>();
   const user = (req: FastifyRequest): string => req.who!.user;
   const P = API_PREFIX;
+  const jobs = ['jobs'];
 
-  app.get(`${P}/whoami`, async (req) => {
-    checkQuery(req.query, []);
-    return req.who;
-  });
+  api.get(`${P}/whoami`, { schema: { tags: ['users'], summary: 'Who the token belongs to', querystring: noQuery, response: { 200: whoAmISchema, ...errorAnswers } } }, async (req) => req.who!);
 
-  app.post(`${P}/jobs`, async (req, reply) => {
-    checkQuery(req.query, []);
-    const job = await service.submit(user(req), req.body);
-    return reply.code(201).send(publicInfo(job));
-  });
+  api.post(
+    `${P}/jobs`,
+    { schema: { tags: jobs, summary: 'Submit a job', querystring: noQuery, body: jobDescriptionSchema, response: { 201: jobInfoSchema.describe('The job, Queued'), ...errorAnswers } } },
+    async (req, reply) => {
+      const job = await service.submit(user(req), req.body);
+      return reply.code(201).send(publicInfo(job));
+    },
+  );
 
-  app.get(`${P}/jobs`, async (req) => {
-    const q = checkQuery(req.query, ['group', 'status', 'name', 'limit', 'cursor']);
-    const group = strParam(q.group, 'group');
-    const status = strParam(q.status, 'status');
-    const name = strParam(q.name, 'name');
-    const cursor = strParam(q.cursor, 'cursor');
-    return service.list(user(req), {
-      limit: intParam(q.limit, 'limit', 1, 1000, 100),
-      ...(group !== undefined ? { group } : {}),
-      ...(status !== undefined ? { status } : {}),
-      ...(name !== undefined ? { name } : {}),
-      ...(cursor !== undefined ? { cursor } : {}),
-    });
-  });
+  api.get(
+    `${P}/jobs`,
+    { schema: { tags: jobs, summary: 'List jobs, oldest first', querystring: listJobsQuery, response: { 200: jobPageSchema, ...errorAnswers } } },
+    async (req) => {
+      const { group, status, name, limit, cursor } = req.query;
+      return service.list(user(req), {
+        limit,
+        ...(group !== undefined ? { group } : {}),
+        ...(status !== undefined ? { status } : {}),
+        ...(name !== undefined ? { name } : {}),
+        ...(cursor !== undefined ? { cursor } : {}),
+      });
+    },
+  );
 
-  app.get(`${P}/jobs/:id`, async (req: Req) => {
-    checkQuery(req.query, []);
-    return publicInfo(await service.get(user(req), req.params.id));
-  });
+  api.get(
+    `${P}/jobs/:id`,
+    { schema: { tags: jobs, summary: 'A job, with its description', params: jobParams, querystring: noQuery, response: { 200: jobInfoSchema, ...errorAnswers } } },
+    async (req) => publicInfo(await service.get(user(req), req.params.id)),
+  );
 
-  app.post(`${P}/jobs/:id/cancel`, async (req: Req) => {
-    checkQuery(req.query, []);
-    return publicInfo(await service.cancel(user(req), req.params.id));
-  });
+  api.post(
+    `${P}/jobs/:id/cancel`,
+    {
+      schema: {
+        tags: jobs,
+        summary: 'Cancel a job',
+        description: 'A Queued job becomes Cancelled at once; a Running one gets SIGTERM (then SIGKILL after the grace period) and becomes Cancelled when it has stopped.',
+        params: jobParams,
+        querystring: noQuery,
+        response: { 200: jobInfoSchema, ...errorAnswers },
+      },
+    },
+    async (req) => publicInfo(await service.cancel(user(req), req.params.id)),
+  );
 
-  app.delete(`${P}/jobs/:id`, async (req: Req, reply) => {
-    checkQuery(req.query, []);
-    await service.delete(user(req), req.params.id);
-    return reply.code(204).send();
-  });
+  api.delete(
+    `${P}/jobs/:id`,
+    {
+      schema: {
+        tags: jobs,
+        summary: 'Delete a final job and its output',
+        params: jobParams,
+        querystring: noQuery,
+        response: { 204: noBody.describe('Deleted'), ...errorAnswers },
+      },
+    },
+    async (req, reply) => {
+      await service.delete(user(req), req.params.id);
+      return reply.code(204).send(null);
+    },
+  );
 
-  app.get(`${P}/jobs/:id/output`, async (req: Req, reply) => {
-    const q = checkQuery(req.query, ['stream', 'from', 'to']);
-    const stream = oneOf(q.stream, 'stream', ['stdout', 'stderr'] as const, 'stdout');
-    const job = await service.get(user(req), req.params.id);
-    const sizes = await service.streamSizes(job.id);
-    const from = intParam(q.from, 'from', 0, Number.MAX_SAFE_INTEGER, 0);
-    const to = intParam(q.to, 'to', 0, Number.MAX_SAFE_INTEGER, sizes[stream]);
-    if (to < from) throw new BadRequestError('to: must not be less than from', { field: 'to' });
-    const range = strParam(req.headers.range, 'range');
-    const ifRange = strParam(req.headers['if-range'], 'if-range');
-    return sendOutput(reply, service, { jobId: job.id, channel: stream, sizes, from, to, range, ifRange, head: req.method === 'HEAD' });
-  });
+  const bytes = (description: string) => ({ description, content: { 'application/octet-stream': { schema: bytesSchema } } });
+  api.get(
+    `${P}/jobs/:id/output`,
+    {
+      schema: {
+        tags: jobs,
+        summary: 'Download one output stream',
+        description: 'Streamed from storage; a single HTTP range (`Range: bytes=A-B`) picks a part of what `from`/`to` selected (docs/api.md, Output downloads).',
+        params: jobParams,
+        querystring: outputQuery,
+        response: { 200: bytes('The bytes'), 206: bytes('The range asked for'), ...errorAnswers },
+      },
+    },
+    async (req, reply) => {
+      const { stream, from } = req.query;
+      const job = await service.get(user(req), req.params.id);
+      const sizes = await service.streamSizes(job.id);
+      const to = req.query.to ?? sizes[stream];
+      if (to < from) throw new BadRequestError('to: must not be less than from', { field: 'to' });
+      const range = headerOnce(req.headers.range, 'range');
+      const ifRange = headerOnce(req.headers['if-range'], 'if-range');
+      return sendOutput(reply, service, { jobId: job.id, channel: stream, sizes, from, to, range, ifRange, head: req.method === 'HEAD' });
+    },
+  );
 
-  app.post(`${P}/jobs/:id/stdin`, async (req: Req) => {
-    const q = checkQuery(req.query, ['offset']);
-    if (!Buffer.isBuffer(req.body)) throw new BadRequestError('stdin is sent as application/octet-stream');
-    const offset = q.offset === undefined ? undefined : intParam(q.offset, 'offset', 0, Number.MAX_SAFE_INTEGER, 0);
-    return { offset: await service.writeStdin(user(req), req.params.id, req.body, offset) };
-  });
+  api.post(
+    `${P}/jobs/:id/stdin`,
+    {
+      schema: {
+        tags: jobs,
+        summary: "Write to an interactive job's stdin",
+        params: jobParams,
+        querystring: stdinQuery,
+        body: stdinBody,
+        consumes: ['application/octet-stream'],
+        response: { 200: stdinOffsetSchema, ...errorAnswers },
+      },
+    },
+    async (req) => ({ offset: await service.writeStdin(user(req), req.params.id, req.body, req.query.offset) }),
+  );
 
-  app.post(`${P}/jobs/:id/stdin/close`, async (req: Req) => {
-    checkQuery(req.query, []);
-    return { offset: await service.closeStdin(user(req), req.params.id) };
-  });
+  api.post(
+    `${P}/jobs/:id/stdin/close`,
+    { schema: { tags: jobs, summary: "End an interactive job's stdin", params: jobParams, querystring: noQuery, response: { 200: stdinOffsetSchema, ...errorAnswers } } },
+    async (req) => ({ offset: await service.closeStdin(user(req), req.params.id) }),
+  );
 
-  app.post(`${P}/jobs/:id/progress`, { config: { auth: 'user-or-job' } }, async (req: Req) => {
-    checkQuery(req.query, []);
-    const body = req.body as { message?: unknown } | undefined;
-    if (!body || typeof body !== 'object' || Object.keys(body).some((k) => k !== 'message')) {
-      throw new BadRequestError('body: {"message": TEXT}', { field: 'message' });
-    }
-    const who = req.who ? { owner: req.who.user } : { jobToken: tokenOf(req.headers, req.url)! };
-    return publicInfo(await service.setProgress(who, req.params.id, body.message as string));
-  });
+  api.post(
+    `${P}/jobs/:id/progress`,
+    {
+      config: { auth: 'user-or-job' },
+      schema: {
+        tags: jobs,
+        summary: "Set a job's progress message",
+        description: "With the owner's token or the job's own `JOBWIRE_JOB_TOKEN`.",
+        params: jobParams,
+        querystring: noQuery,
+        body: progressBody,
+        response: { 200: jobInfoSchema, ...errorAnswers },
+      },
+    },
+    async (req) => {
+      const who = req.who ? { owner: req.who.user } : { jobToken: tokenOf(req.headers, req.url)! };
+      return publicInfo(await service.setProgress(who, req.params.id, req.body.message));
+    },
+  );
 
-  app.get(`${P}/jobs/:id/wait`, async (req: Req) => {
-    const q = checkQuery(req.query, ['for', 'timeout']);
-    const until = oneOf(q.for, 'for', ['done', 'running'] as const, 'done');
-    const timeout = intParam(q.timeout, 'timeout', 0, 60_000, 30_000);
-    return publicInfo(await service.wait(user(req), req.params.id, until, timeout));
-  });
+  api.get(
+    `${P}/jobs/:id/wait`,
+    {
+      schema: {
+        tags: jobs,
+        summary: 'Wait for a job to run or end',
+        description: 'Answers as soon as the condition holds or the timeout passes; the caller checks `status`.',
+        params: jobParams,
+        querystring: waitQuery,
+        response: { 200: jobInfoSchema, ...errorAnswers },
+      },
+    },
+    async (req) => publicInfo(await service.wait(user(req), req.params.id, req.query.for, req.query.timeout)),
+  );
 
-  app.get(`${P}/groups`, async (req) => {
-    const q = checkQuery(req.query, ['under']);
-    return { items: await service.groups(user(req), strParam(q.under, 'under')) };
-  });
+  api.get(
+    `${P}/groups`,
+    { schema: { tags: ['groups'], summary: 'List groups', querystring: groupsQuery, response: { 200: groupListSchema, ...errorAnswers } } },
+    async (req) => ({ items: await service.groups(user(req), req.query.under) }),
+  );
 
-  app.get(`${P}/queues`, async (req) => {
-    checkQuery(req.query, []);
-    return { items: await service.queues() };
-  });
+  api.get(
+    `${P}/queues`,
+    { schema: { tags: ['queues'], summary: 'Queues and their load', querystring: noQuery, response: { 200: queueListSchema, ...errorAnswers } } },
+    async () => ({ items: await service.queues() }),
+  );
+
+  // The WebSocket endpoints: upgrade.ts serves them (node hands upgrades to it, not to fastify).
+  // These routes describe them in the OpenAPI document and answer a plain GET.
+  const webSocketOnly = async (req: FastifyRequest): Promise<never> => {
+    throw new BadRequestError(`${req.url.split('?')[0]} is a WebSocket endpoint: send an upgrade request (Connection: Upgrade, Upgrade: websocket)`);
+  };
+  const upgraded = { 101: noBody.describe('Switching to the WebSocket protocol (docs/api.md)'), ...errorAnswers };
+  api.get(
+    `${P}/jobs/:id/attach`,
+    {
+      exposeHeadRoute: false,
+      schema: {
+        tags: jobs,
+        summary: 'Attach to a job (WebSocket)',
+        description: "Binary frames: the job's output from `from` on, then live; stdin, resize and flow control the other way (docs/api.md).",
+        params: jobParams,
+        querystring: attachQuery,
+        response: upgraded,
+      },
+    },
+    webSocketOnly,
+  );
+  api.get(
+    `${P}/events`,
+    {
+      exposeHeadRoute: false,
+      schema: {
+        tags: ['events'],
+        summary: 'Follow the job tree (WebSocket)',
+        description: 'JSON text frames: add / update / remove of jobs and groups, as a snapshot or a replay from `since`, then live (docs/api.md).',
+        querystring: eventsQuery,
+        response: upgraded,
+      },
+    },
+    webSocketOnly,
+  );
 
   // Every other path under /v1, so that it too asks for a token before saying there is nothing.
   const noRoute = async (req: FastifyRequest): Promise<never> => {
     throw new NotFoundError(`no route ${req.method} ${req.url.split('?')[0]}`);
   };
-  app.all(P, noRoute);
-  app.all(`${P}/*`, noRoute);
+  app.all(P, { schema: { hide: true } }, noRoute);
+  app.all(`${P}/*`, { schema: { hide: true } }, noRoute);
+}
+
+/** A request header that must come at most once. */
+function headerOnce(value: string | string[] | undefined, name: string): string | undefined {
+  if (Array.isArray(value)) throw new BadRequestError(`${name}: give it once, as a string`, { field: name });
+  return value;
 }

@@ -1,8 +1,9 @@
 /**
  * WebSocket upgrades: attach (`/v1/jobs/:id/attach`) and events (`/v1/events`). A request is
- * authenticated before anything of it is parsed, then its target, query and handshake headers
- * are checked, and every refusal is an HTTP error in the API's shape — nothing a client sends
- * can throw out of here.
+ * authenticated before anything of it is parsed, then its target, query (by the schemas that
+ * describe these endpoints in the OpenAPI document, schemas.ts) and handshake headers are
+ * checked, and every refusal is an HTTP error in the API's shape — nothing a client sends can
+ * throw out of here.
  * @module
  */
 import type { IncomingMessage } from 'node:http';
@@ -15,6 +16,7 @@ import { startAttachSession } from './attach.js';
 import { refuseSocket, unauthorized, userOf, type TokenLookup } from './edge.js';
 import { startEventsSession } from './events.js';
 import { toJobwireError } from './routes.js';
+import { attachQuery, eventsQuery, parseQuery } from './schemas.js';
 
 /** What {@link upgradeHandler} works with. */
 export interface UpgradeContext {
@@ -50,29 +52,6 @@ function parseTarget(target: string): Target | undefined {
   }
 }
 
-/**
- * The query's parameters, each given at most once and none outside `allowed` (`access_token`
- * is always allowed: browsers' sockets carry the token there). Same rules as the REST routes.
- */
-function readQuery(query: URLSearchParams, allowed: string[]): Map<string, string> {
-  const seen = new Map<string, string>();
-  for (const [name, value] of query) {
-    if (name !== 'access_token' && !allowed.includes(name)) throw new BadRequestError(`unknown query parameter: ${name}`, { field: name });
-    if (seen.has(name)) throw new BadRequestError(`${name}: give it once`, { field: name });
-    seen.set(name, value);
-  }
-  return seen;
-}
-
-/** A position or id in the query: digits only, and exact as a JavaScript number. */
-function positionParam(query: Map<string, string>, name: string, what: string): number | undefined {
-  const text = query.get(name);
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n)) throw new BadRequestError(`${name}: ${what} (an integer from 0 to ${Number.MAX_SAFE_INTEGER})`, { field: name });
-  return n;
-}
-
 const ATTACH = new RegExp(`^${API_PREFIX}/jobs/([^/]+)/attach$`);
 const EVENTS = `${API_PREFIX}/events`;
 
@@ -99,7 +78,7 @@ export function upgradeHandler(ctx: UpgradeContext): (req: IncomingMessage, sock
     if (!target) throw new BadRequestError('malformed request target');
     const attach = ATTACH.exec(target.path);
     if (attach) {
-      const from = positionParam(readQuery(target.query, ['from']), 'from', 'a byte position') ?? 0;
+      const from = parseQuery(attachQuery, target.query).from ?? 0;
       let id: string;
       try {
         id = decodeURIComponent(attach[1]!);
@@ -111,9 +90,8 @@ export function upgradeHandler(ctx: UpgradeContext): (req: IncomingMessage, sock
       return;
     }
     if (target.path === EVENTS) {
-      const query = readQuery(target.query, ['group', 'since']);
-      const since = positionParam(query, 'since', 'an event id');
-      accept(req, socket, head, (ws) => startEventsSession(ws, service, who.user, query.get('group') ?? '', since));
+      const { group, since } = parseQuery(eventsQuery, target.query);
+      accept(req, socket, head, (ws) => startEventsSession(ws, service, who.user, group ?? '', since));
       return;
     }
     throw new NotFoundError(`no WebSocket endpoint ${target.path}`);

@@ -4,14 +4,18 @@
  * @module
  */
 import type { FastifyInstance } from 'fastify';
-import { API_PREFIX, BadRequestError, type WorkersReport } from '@jobwire/client';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { API_PREFIX, type WorkersReport } from '@jobwire/client';
+import { errorAnswers, noQuery, workersReportSchema } from './schemas.js';
 
 /** Registers the route; `report` is undefined in embedded mode. Authentication is the API's hook. */
 export function registerWorkersRoute(app: FastifyInstance, report: (() => Promise<WorkersReport>) | undefined): void {
-  app.get(`${API_PREFIX}/workers`, async (req) => {
-    const unknown = Object.keys((req.query ?? {}) as Record<string, unknown>);
-    if (unknown.length > 0) throw new BadRequestError(`unknown query parameter: ${unknown.join(', ')}`, { field: unknown[0]! });
-    if (!report) return { mode: 'embedded', items: [], pools: [] } satisfies WorkersReport;
-    return report();
-  });
+  app.withTypeProvider<ZodTypeProvider>().get(
+    `${API_PREFIX}/workers`,
+    { schema: { tags: ['queues'], summary: 'Workers, their load, and the pools', querystring: noQuery, response: { 200: workersReportSchema, ...errorAnswers } } },
+    async () => {
+      if (!report) return { mode: 'embedded', items: [], pools: [] } satisfies WorkersReport;
+      return report();
+    },
+  );
 }

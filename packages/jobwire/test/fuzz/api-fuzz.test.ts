@@ -9,7 +9,8 @@
  * request without a valid token never succeeds on an API route; a WebSocket is closed only
  * with a documented close code.
  *
- * The seed is fixed and printed; JOBWIRE_FUZZ_SEED=N runs another sequence, and a failure prints
+ * The routes are those of the server's own OpenAPI document, so a new route is fuzzed as soon as
+ * the server serves it. The seed is fixed and printed; JOBWIRE_FUZZ_SEED=N runs another sequence, and a failure prints
  * the seed and path that reproduce it.
  */
 import assert from 'node:assert/strict';
@@ -23,7 +24,6 @@ import { CloseCode } from '@jobwire/client/protocol';
 import { addUser, rawRequest, withServer, type RawResponse, type TestServer } from '../helpers.js';
 import {
   FRAMINGS,
-  ROUTES,
   TARGET_FORMS,
   attachFrameArb,
   authArb,
@@ -31,9 +31,13 @@ import {
   extraHeadersArb,
   idArb,
   isApiTarget,
+  isTokenTarget,
   makeTarget,
   queryArb,
+  routesOf,
   type BodySpec,
+  type OpenApiRoutes,
+  type RouteSpec,
   type Framing,
   type TargetForm,
 } from './arbitraries.js';
@@ -121,7 +125,7 @@ function encodeHttp(c: HttpCase, host: string): Buffer {
 }
 
 /** Checks one answer against the properties; `what` names the request in messages. */
-function checkAnswer(res: RawResponse, opts: { method: string; validToken: boolean; apiTarget: boolean; upgrade: boolean }, what: string): void {
+function checkAnswer(res: RawResponse, opts: { method: string; validToken: boolean; apiTarget: boolean; tokenTarget?: boolean; upgrade: boolean }, what: string): void {
   const head = opts.method === 'HEAD';
   const { status } = res;
   assert.ok(status < 500, `${what}: a ${status} (${res.body.toString().slice(0, 300)})`);
@@ -141,8 +145,9 @@ function checkAnswer(res: RawResponse, opts: { method: string; validToken: boole
       assert.ok(status === 401 || status === 400 || status === 431, `${what}: ${status} without a valid token`);
       if (status === 400 && !head) assert.match(String((res.json as { error: { message: string } }).error.message), /^malformed HTTP request/, `${what}: 400 ahead of the 401`);
     } else if (status < 300) {
-      // Outside /v1 only the dashboard's files answer without a token.
-      assert.equal(res.headers['x-content-type-options'], 'nosniff', `${what}: ${status} without a token from something other than the dashboard`);
+      // Outside /v1 only the public routes answer without a token: the dashboard's files and the API's description.
+      assert.ok(!opts.tokenTarget, `${what}: ${status} without a valid token from a route that needs one`);
+      assert.equal(res.headers['x-content-type-options'], 'nosniff', `${what}: ${status} without a token from something other than a public route`);
     }
   }
 }
@@ -189,6 +194,18 @@ async function inBatches<T>(s: TestServer, arb: fc.Arbitrary<T>, check: (value: 
   }
 }
 
+/** The routes of the server's OpenAPI document. */
+async function routesOfServer(s: TestServer): Promise<RouteSpec[]> {
+  const res = await fetch(`${s.url}/api/openapi.json`);
+  assert.equal(res.status, 200, 'the OpenAPI document');
+  const routes = routesOf((await res.json()) as OpenApiRoutes);
+  // Guards the generator against an empty or broken document: these must be among them.
+  for (const [method, path] of [['POST', '/v1/jobs'], ['GET', '/v1/jobs/:id/output'], ['GET', '/v1/events'], ['GET', '/metrics'], ['GET', '/assets/:file']]) {
+    assert.ok(routes.some((r) => r.method === method && r.path === path), `${method} ${path} in the OpenAPI document`);
+  }
+  return routes;
+}
+
 /** Fixture jobs (finished) of two users, and their tokens. */
 async function fixtures(s: TestServer): Promise<{ ids: string[]; tokens: string[] }> {
   const bob = s.clientFor('bob');
@@ -203,10 +220,11 @@ describe('API fuzz', () => {
   it('answers random HTTP requests with documented statuses and error bodies, never a 5xx, never data without a token', async () => {
     await withServer(async (s) => {
       const { ids, tokens } = await fixtures(s);
+      const routes = await routesOfServer(s);
       const host = new URL(s.url).host;
       const caseArb: fc.Arbitrary<HttpCase> = fc
         .record({
-          route: fc.constantFrom(...ROUTES),
+          route: fc.constantFrom(...routes),
           method: fc.oneof(
             { weight: 6, arbitrary: fc.constant('') },
             { weight: 3, arbitrary: fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS', 'TRACE', 'PROPFIND', 'SEARCH') },
@@ -249,7 +267,11 @@ describe('API fuzz', () => {
           // A token in `access_token` counts as valid too.
           const queryToken = /[?&]access_token=([^&#]*)/.exec(c.target)?.[1];
           const validToken = c.auth.valid || (queryToken !== undefined && tokens.includes(queryToken));
-          checkAnswer(res, { method: c.method, validToken, apiTarget: isApiTarget(c.target), upgrade: false }, `${c.method} ${c.target.slice(0, 120)}`);
+          checkAnswer(
+            res,
+            { method: c.method, validToken, apiTarget: isApiTarget(c.target), tokenTarget: isTokenTarget(c.target, routes), upgrade: false },
+            `${c.method} ${c.target.slice(0, 120)}`,
+          );
         },
         8,
         250,
@@ -262,7 +284,9 @@ describe('API fuzz', () => {
     await withServer(async (s) => {
       const { ids, tokens } = await fixtures(s);
       const host = new URL(s.url).host;
-      const wsRoutes = ROUTES.filter((r) => r.ws);
+      const routes = await routesOfServer(s);
+      const wsRoutes = routes.filter((r) => r.ws);
+      assert.equal(wsRoutes.length, 2, 'the attach and events WebSockets in the OpenAPI document');
       /** Upgrade requests as a client would send them: only the query and the job vary, mostly within the rules. */
       const wellFormed = fc.record({
         route: fc.constantFrom(...wsRoutes),
@@ -283,7 +307,7 @@ describe('API fuzz', () => {
       /** Anything: each part of the request may be wrong. */
       const anyForm = fc
         .record({
-          route: fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...wsRoutes) }, { weight: 1, arbitrary: fc.constantFrom(...ROUTES) }),
+          route: fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...wsRoutes) }, { weight: 1, arbitrary: fc.constantFrom(...routes) }),
           id: idArb(ids),
           form: fc.constantFrom(...TARGET_FORMS),
           method: fc.constantFrom('GET', 'GET', 'GET', 'POST', 'HEAD'),
@@ -313,7 +337,11 @@ describe('API fuzz', () => {
         async (c) => {
           if (c.after === undefined) {
             const res = await rawRequest(s.url, c.request, { head: c.method === 'HEAD' });
-            checkAnswer(res, { method: c.method, validToken: c.validToken, apiTarget: isApiTarget(c.target), upgrade: true }, `upgrade ${c.method} ${c.target.slice(0, 120)}`);
+            checkAnswer(
+              res,
+              { method: c.method, validToken: c.validToken, apiTarget: isApiTarget(c.target), tokenTarget: isTokenTarget(c.target, routes), upgrade: true },
+              `upgrade ${c.method} ${c.target.slice(0, 120)}`,
+            );
             if (res.status === 101) {
               assert.ok(c.validToken, `101 without a valid token: ${c.target}`);
               upgraded++;

@@ -13,37 +13,45 @@ export interface RouteSpec {
   method: string;
   path: string;
   query?: readonly string[];
-  /** A WebSocket endpoint (its plain GET answers like an unknown /v1 path). */
+  /** A WebSocket endpoint (a plain GET is refused with 400). */
   ws?: boolean;
+  /** Needs a token (the document's `security` is not empty). */
+  token: boolean;
 }
 
-/** Every route the server serves (docs/api.md), the dashboard's included. */
-export const ROUTES: readonly RouteSpec[] = [
-  { method: 'GET', path: '/v1/whoami' },
-  { method: 'POST', path: '/v1/jobs' },
-  { method: 'GET', path: '/v1/jobs', query: ['group', 'status', 'name', 'limit', 'cursor'] },
-  { method: 'GET', path: '/v1/jobs/:id' },
-  { method: 'DELETE', path: '/v1/jobs/:id' },
-  { method: 'POST', path: '/v1/jobs/:id/cancel' },
-  { method: 'GET', path: '/v1/jobs/:id/output', query: ['stream', 'from', 'to'] },
-  { method: 'POST', path: '/v1/jobs/:id/stdin', query: ['offset'] },
-  { method: 'POST', path: '/v1/jobs/:id/stdin/close' },
-  { method: 'POST', path: '/v1/jobs/:id/progress' },
-  { method: 'GET', path: '/v1/jobs/:id/wait', query: ['for', 'timeout'] },
-  { method: 'GET', path: '/v1/groups', query: ['under'] },
-  { method: 'GET', path: '/v1/queues' },
-  { method: 'GET', path: '/v1/workers' },
-  { method: 'GET', path: '/v1/jobs/:id/attach', query: ['from'], ws: true },
-  { method: 'GET', path: '/v1/events', query: ['group', 'since'], ws: true },
-  { method: 'GET', path: '/' },
-  { method: 'GET', path: '/index.html' },
-  { method: 'GET', path: '/jobs/:id' },
-  { method: 'GET', path: '/groups' },
-  { method: 'GET', path: '/groups/:id' },
-  { method: 'GET', path: '/assets/:file' },
-  { method: 'GET', path: '/widget.js' },
-  { method: 'GET', path: '/favicon.svg' },
-];
+/** The parts of an OpenAPI document {@link routesOf} reads. */
+export interface OpenApiRoutes {
+  security?: unknown[];
+  paths: Record<string, Record<string, { parameters?: { in: string; name: string }[]; responses?: Record<string, unknown>; security?: unknown[] }>>;
+}
+
+const OPERATIONS = ['get', 'post', 'put', 'delete', 'patch', 'options', 'trace'] as const;
+
+/**
+ * Every route of the server's OpenAPI document (`/api/openapi.json`), so that a route added to
+ * the server is fuzzed without a list to keep. HEAD operations are left out: each mirrors a GET,
+ * and the method arbitrary sends HEAD to every route anyway. `{id}` becomes `:id`, any other
+ * parameter `:file`.
+ */
+export function routesOf(doc: OpenApiRoutes): RouteSpec[] {
+  const routes: RouteSpec[] = [];
+  for (const [template, item] of Object.entries(doc.paths)) {
+    const path = template.replace(/\{id\}/g, ':id').replace(/\{[^}]+\}/g, ':file');
+    for (const method of OPERATIONS) {
+      const op = item[method];
+      if (!op) continue;
+      const query = (op.parameters ?? []).filter((p) => p.in === 'query').map((p) => p.name);
+      routes.push({
+        method: method.toUpperCase(),
+        path,
+        ...(query.length > 0 ? { query } : {}),
+        ...(op.responses && '101' in op.responses ? { ws: true } : {}),
+        token: (op.security ?? doc.security ?? []).length > 0,
+      });
+    }
+  }
+  return routes;
+}
 
 /** Printable ASCII without space (no CR, LF, or anything that ends a request line). */
 const TARGET_CHAR = fc.integer({ min: 0x21, max: 0x7e }).map((c) => String.fromCharCode(c));
@@ -131,14 +139,24 @@ export function makeTarget(form: TargetForm, path: string, query: string, host: 
   }
 }
 
+/** The path of `target` in origin or absolute form (the whole target otherwise). */
+function pathOf(target: string): string {
+  return /^https?:\/\/[^/?#]*(\/[^?#]*)/i.exec(target)?.[1] ?? target;
+}
+
 /**
  * True when `target` routes to an API route whatever the rest of it says: its path, in origin
  * or absolute form, starts with `/v1` as a whole segment. Such a request must never succeed
  * without a token.
  */
 export function isApiTarget(target: string): boolean {
-  const path = /^https?:\/\/[^/?#]*(\/[^?#]*)/i.exec(target)?.[1] ?? target;
-  return /^\/v1(?:[/?]|$)/.test(path);
+  return /^\/v1(?:[/?]|$)/.test(pathOf(target));
+}
+
+/** True when `target`'s path is that of one of `routes` that needs a token (outside /v1 too, e.g. `/metrics`). */
+export function isTokenTarget(target: string, routes: readonly RouteSpec[]): boolean {
+  const path = pathOf(target).replace(/[?#].*$/, '');
+  return routes.some((r) => r.token && new RegExp(`^${r.path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:(id|file)/g, '[^/]+')}$`).test(path));
 }
 
 /** A job description: mostly wrong in some field, sometimes a harmless valid one (`true`/`false`). */
