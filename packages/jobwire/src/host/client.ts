@@ -170,10 +170,19 @@ export class HostClient {
 
   /**
    * Starts a job. Idempotent per `jobId`: a repeat (say, after a reconnect when the first reply
-   * was lost) answers the running job with `existing: true` and starts nothing.
+   * was lost) answers the running job with `existing: true` and starts nothing. With a
+   * `listener`, follows the job from its first byte in the same round trip (see {@link subscribe}).
    */
-  async start(job: StartJob): Promise<{ job: HostJobState; existing: boolean }> {
-    return (await this.#request({ type: 'start', job })) as { job: HostJobState; existing: boolean };
+  async start(job: StartJob, follow?: { listener: (event: HostJobEvent) => void; output?: boolean }): Promise<{ job: HostJobState; existing: boolean }> {
+    if (follow === undefined) return (await this.#request({ type: 'start', job })) as { job: HostJobState; existing: boolean };
+    // Registered first: frames may come right behind the reply.
+    this.#listeners.set(job.jobId, follow.listener);
+    try {
+      return (await this.#request({ type: 'start', job, subscribe: { output: follow.output ?? true } })) as { job: HostJobState; existing: boolean };
+    } catch (error) {
+      if (this.#listeners.get(job.jobId) === follow.listener) this.#listeners.delete(job.jobId);
+      throw error;
+    }
   }
 
   /** The jobs the host holds: running, or ended and not yet forgotten. */

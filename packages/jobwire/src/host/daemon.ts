@@ -16,7 +16,7 @@ import type { Executor } from '../executors/types.js';
 import { parseJobDescription } from '../jobs/schema.js';
 import { checkJobId } from '../store/checks.js';
 import { DEFAULT_GRACE_MS, HostedJob, type JobWatcher } from './job.js';
-import { removeJournalEntry, writeJournalEntry } from './journal.js';
+import { makeJournalDir, removeJournalEntry, writeJournalEntry } from './journal.js';
 import { acquireHostLock, type HostLock } from './lock.js';
 import { silentLogger, type HostLogger } from './log.js';
 import { WRITE_BEHIND_BYTES, writeJsonAtomically } from './output-files.js';
@@ -143,6 +143,7 @@ export class JobHost {
     const lock = outcome.lock;
     let server: net.Server;
     try {
+      makeJournalDir(paths.journal);
       // Holding the lock, any socket file left here is a dead host's.
       rmSync(paths.socket, { force: true });
       server = net.createServer({ allowHalfOpen: false, pauseOnConnect: false });
@@ -342,6 +343,7 @@ const requestSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('start'),
     rid,
+    subscribe: z.object({ output: z.boolean() }).optional(),
     job: z.object({
       jobId: id,
       description: z.unknown(),
@@ -426,6 +428,15 @@ class Connection {
   dropSubscription(jobId: string): void {
     this.#subscriptions.get(jobId)?.stop();
     this.#subscriptions.delete(jobId);
+  }
+
+  /** Follows `job` from `from`, replacing this connection's earlier subscription to it. */
+  #subscribe(job: HostedJob, from: number, output: boolean): void {
+    this.#subscriptions.get(job.jobId)?.stop();
+    const subscription = new Subscription(this, job, from, output);
+    this.#subscriptions.set(job.jobId, subscription);
+    // The reply goes first; output, events and the exit follow it.
+    setImmediate(() => subscription.kick());
   }
 
   #fatal(error: WireError): void {
@@ -532,6 +543,7 @@ class Connection {
         const description = parseJobDescription(request.job.description);
         const spec: StartJob = { ...request.job, description, graceMs: request.job.graceMs ?? DEFAULT_GRACE_MS };
         const { job, existing } = host.startJob(spec);
+        if (request.subscribe !== undefined) this.#subscribe(job, 0, request.subscribe.output);
         return { job: job.state(), existing };
       }
       case 'list':
@@ -541,11 +553,7 @@ class Connection {
         if (request.from > job.files.end) {
           throw new JobwireError('bad_request', `from ${request.from} is past the end of job ${request.jobId}'s output (${job.files.end})`, { field: 'from' });
         }
-        this.#subscriptions.get(request.jobId)?.stop();
-        const subscription = new Subscription(this, job, request.from, request.output);
-        this.#subscriptions.set(request.jobId, subscription);
-        // The reply goes first; output, events and the exit follow it.
-        setImmediate(() => subscription.kick());
+        this.#subscribe(job, request.from, request.output);
         return { job: job.state() };
       }
       case 'unsubscribe':

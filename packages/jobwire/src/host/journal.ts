@@ -21,9 +21,13 @@ export interface JournalEntry {
   startedAt: string;
 }
 
+/** Creates the journal folder `dir` (once, when a host starts). */
+export function makeJournalDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+}
+
 /** Writes (or rewrites) `entry` in the journal folder `dir`, atomically. Throws on failure. */
 export function writeJournalEntry(dir: string, entry: JournalEntry): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, `${entry.jobId}.json`);
   writeFileSync(`${path}.tmp`, JSON.stringify(entry), { mode: 0o600 });
   renameSync(`${path}.tmp`, path);

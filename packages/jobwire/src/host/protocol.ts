@@ -166,8 +166,12 @@ export interface WireError {
 export type ToHost =
   /** First frame: the versions the client speaks. */
   | { type: 'hello'; versions: number[]; agent?: string }
-  /** Starts a job; idempotent per jobId (a repeat answers the existing job's state). Reply: `{ job, existing }`. */
-  | { type: 'start'; rid: number; job: StartJob }
+  /**
+   * Starts a job; idempotent per jobId (a repeat answers the existing job's state). With
+   * `subscribe`, the connection also follows the job from position 0 (as `subscribe` would),
+   * saving a round trip. Reply: `{ job, existing }`.
+   */
+  | { type: 'start'; rid: number; job: StartJob; subscribe?: { output: boolean } }
   /** Jobs the host holds (running, or ended and not yet forgotten). Reply: `{ jobs }`. */
   | { type: 'list'; rid: number }
   /**
