@@ -55,17 +55,20 @@ export function readExitRecord(home: string, jobId: string): ExitRecord | undefi
 }
 
 /**
- * What became of `jobs` (as the store recorded them: `process.runner` is the host that ran each).
- * A job whose host is alive is left to it. Otherwise its stored end counts if there is one; if
- * not, its process group is stopped (SIGTERM, SIGKILL after `graceMs`) — only while the group
- * still is the one its leader led — and it is Lost with a reason naming the host.
+ * What became of `jobs` (as the store recorded them: `process.runner` is the host that ran each)
+ * that the home's live host, if any, does not list. A stored end (`exit.json`, which the host
+ * removes before it starts a run) always counts. Otherwise a job whose host is alive is left to
+ * it; one whose host is gone has its process group stopped (SIGTERM, SIGKILL after `graceMs`) —
+ * only while the group still is the one its leader led — and is Lost with a reason naming the
+ * host.
  */
 export async function recoverJobs(home: string, jobs: ReadonlyArray<{ id: string; process: JobProcess | null }>, graceMs: number): Promise<Map<string, JobRecovery>> {
   const outcomes = new Map<string, JobRecovery>();
   await Promise.all(
     jobs.map(async ({ id, process }) => {
       if (process !== null && stillSame(process.runner)) {
-        outcomes.set(id, { kind: 'running', hostPid: process.runner.pid });
+        const exit = readExitRecord(home, id);
+        outcomes.set(id, exit !== undefined ? { kind: 'ended', exit } : { kind: 'running', hostPid: process.runner.pid });
         return;
       }
       outcomes.set(id, await recoverOne(home, id, process?.leader ?? null, process?.runner ?? null, graceMs));
