@@ -106,6 +106,26 @@ describe('job host', () => {
     });
   });
 
+  test('a function job reports its progress and result through the host; the environment is the one sent', TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      // The host inherits this from the process that starts it; the job must not see it.
+      process.env.ONLY_IN_HOST = 'leaked';
+      const { client } = await ensureHost(home).finally(() => delete process.env.ONLY_IN_HOST);
+      const code = 'progress("half way"); console.log(process.env.FROM_SERVER, process.env.ONLY_IN_HOST ?? "none"); return { answer: args[0] * 2 };';
+      await client.start(
+        jobSpec('fn-1', { js: { code, args: [21] } }, { baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin', FROM_SERVER: 'server env' } }),
+      );
+      const seen = await follow(client, 'fn-1');
+      const exit = await seen.exit;
+      assert.deepEqual(exit.result, { answer: 42 });
+      assert.equal(exit.exitCode, 0);
+      assert.equal(seen.text(), 'server env none\n', "the job starts from the submitting server's environment, not the host's");
+      const [job] = await client.list();
+      assert.equal(job?.progress, 'half way');
+      client.close();
+    });
+  });
+
   test('start is idempotent per job id: a repeat answers the running job and starts nothing', TIMEOUT, async () => {
     await withHostHome(async (home) => {
       const { client } = await ensureHost(home);
