@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
-import { LocalExecutor } from '../../src/executors/index.js';
+import { LocalExecutor, type ProcessHandle } from '../../src/executors/index.js';
 import { ReadGate } from '../../src/executors/local/setup.js';
 
 test('a stream held by one holder stays paused when another holder resumes it', () => {
@@ -28,17 +28,23 @@ test('pauseOutput holds a job that also copies its stdout to a file, until resum
   const dir = mkdtempSync(join(tmpdir(), 'jobwire-gate-'));
   try {
     let received = 0;
-    const handle = new LocalExecutor().start({
+    let paused = false;
+    const handle: ProcessHandle = new LocalExecutor().start({
       jobId: 'gate',
       description: { executable: 'sh', arguments: ['-c', 'head -c 4000000 /dev/zero'], stdout: join(dir, 'copy') },
       defaultCwd: dir,
       env: {},
       onOutput: (_channel, data) => {
         received += data.length;
+        // Mid-stream, as a job host does when its buffer fills: the copy, behind on its file,
+        // has paused the pipe too and will resume it once the file catches up.
+        if (!paused) {
+          paused = true;
+          handle.pauseOutput?.();
+        }
       },
       onProgress: () => {},
     });
-    handle.pauseOutput?.();
     // Whatever the copy does meanwhile (it pauses and resumes the pipe as the file catches up),
     // the job cannot finish while the caller holds its output: 4 MB do not fit in a pipe.
     const settled = await Promise.race([handle.done.then(() => 'ended'), new Promise((resolve) => setTimeout(() => resolve('held'), 1500))]);
