@@ -24,7 +24,7 @@ const LOG_ROTATE_BYTES = 10 * 1024 * 1024;
 export interface EnsureHostOptions extends HostClientOptions {
   /** Options for a host started by this call (idle time, write-behind bound, ...). @defaultValue the host's defaults */
   host?: HostProcessOptions;
-  /** Gives up when no host serves the home within this time. @defaultValue 15000 */
+  /** Gives up when no host serves the home within this time (not counting the stop of a dead host's leftovers). @defaultValue 15000 */
   startTimeoutMs?: number;
   /** Grace period when stopping a dead host's leftover processes. @defaultValue 10000 */
   graceMs?: number;
@@ -53,7 +53,8 @@ export interface EnsuredHost {
 export async function ensureHost(home: string, options: EnsureHostOptions = {}): Promise<EnsuredHost> {
   const paths = hostPaths(home);
   prepareHome(paths.home);
-  const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
+  const startTimeoutMs = options.startTimeoutMs ?? 15_000;
+  let deadline = Date.now() + startTimeoutMs;
   const recovered: EnsuredHost['recovered'] = [];
   let started = false;
   let lastError: unknown;
@@ -72,6 +73,8 @@ export async function ensureHost(home: string, options: EnsureHostOptions = {}):
       continue;
     }
     recovered.push(...(await recoverJournal(paths.home, options.graceMs ?? 10_000)));
+    // Stopping a dead host's leftovers may take their grace period; the new host still gets its time.
+    deadline = Math.max(deadline, Date.now() + startTimeoutMs);
     const outcome = await spawnHost(paths.home, paths.log, options, deadline);
     if (outcome.kind === 'error') throw new HostUnavailableError(`cannot start the job host of ${paths.home}: ${outcome.message} (see ${paths.log})`);
     if (outcome.kind === 'ready') started = true;

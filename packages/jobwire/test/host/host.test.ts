@@ -4,11 +4,13 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { BadRequestError, ConflictError, NotFoundError } from '@jobwire/client';
 import { ensureHost } from '../../src/host/ensure.js';
 import { hostPaths } from '../../src/host/paths.js';
+import { FrameDecoder, FrameKind, PROTOCOL_VERSIONS, jsonFrame } from '../../src/host/protocol.js';
 import { FileStreamLog } from '../../src/store/embedded/file-stream-log.js';
 import { follow, jobSpec, withHostHome } from './helpers.js';
 
@@ -122,6 +124,46 @@ describe('job host', () => {
       assert.equal(seen.text(), 'server env none\n', "the job starts from the submitting server's environment, not the host's");
       const [job] = await client.list();
       assert.equal(job?.progress, 'half way');
+      client.close();
+    });
+  });
+
+  test('a client that stops reading does not hold up the job, and catches up from the files, in order, exit last', TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      const { client } = await ensureHost(home);
+      const bytes = 6 * 1024 * 1024;
+      await client.start(jobSpec('flood', { executable: 'sh', arguments: ['-c', `head -c ${bytes} /dev/urandom | od -An -tx1 -v -w32`] }));
+      // A raw client that subscribes, then reads nothing.
+      const raw = connect(hostPaths(home).socket);
+      await new Promise<void>((resolve) => raw.on('connect', () => resolve()));
+      raw.write(jsonFrame({ type: 'hello', versions: [...PROTOCOL_VERSIONS] }));
+      raw.write(jsonFrame({ type: 'subscribe', rid: 1, jobId: 'flood', from: 0, output: true }));
+      raw.pause();
+      // The job runs to its end meanwhile (another client watches it end).
+      const watcher = await follow(client, 'flood');
+      const exit = await watcher.exit;
+      assert.equal(exit.exitCode, 0);
+      // Now the slow client reads everything: every byte once and in order, then the exit.
+      const decoder = new FrameDecoder();
+      let end = 0;
+      const output: Buffer[] = [];
+      await new Promise<void>((resolve, reject) => {
+        raw.on('data', (data: Buffer) => {
+          for (const frame of decoder.push(data)) {
+            if (frame.kind === FrameKind.output) {
+              if (frame.chunk.pos !== end) reject(new Error(`chunk at ${frame.chunk.pos}, expected ${end}`));
+              end += frame.chunk.data.byteLength;
+              output.push(Buffer.from(frame.chunk.data));
+            } else if (frame.kind === FrameKind.json && (frame.message as { type?: string }).type === 'exit') {
+              if (end !== exit.output.end) reject(new Error(`exit at ${end}, before the end ${exit.output.end}`));
+              resolve();
+            }
+          }
+        });
+        raw.resume();
+      });
+      raw.destroy();
+      assert.equal(Buffer.concat(output).toString('latin1'), watcher.text());
       client.close();
     });
   });
