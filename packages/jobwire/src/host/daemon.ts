@@ -67,6 +67,12 @@ type ParsedOptions = Required<Omit<JobHostOptions, 'executor' | 'log'>> & { exec
 export const DEFAULT_IDLE_MS = 30_000;
 /** A connection whose unsent bytes reach this stops getting output until it drains. */
 const CONNECTION_HIGH_WATER = 1024 * 1024;
+/**
+ * Stored-end updates and stdin acks wait at most this long, so they can ride along with the
+ * next output frame: on an interactive job each would otherwise cost the client a wake-up of
+ * its own per line typed.
+ */
+const LAZY_MS = 2;
 
 /** The jobwire version of this code, for host.json and welcome. */
 function jobwireVersion(): string {
@@ -374,6 +380,10 @@ class Connection {
   readonly #decoder = new FrameDecoder();
   readonly #subscriptions = new Map<string, Subscription>();
   #ended = false;
+  /** Latest stored end and stdin ack per job, not sent yet (see {@link LAZY_MS}). */
+  readonly #lazyDurable = new Map<string, number>();
+  readonly #lazyAcks = new Map<string, number>();
+  #lazyTimer: NodeJS.Timeout | undefined;
 
   constructor(socket: net.Socket, host: JobHost, log: HostLogger) {
     this.#socket = socket;
@@ -394,26 +404,62 @@ class Connection {
 
   send(message: FromHost): void {
     if (this.#ended) return;
-    this.#socket.write(jsonFrame(message));
+    if (message.type === 'stdin-ack') {
+      this.#lazyAcks.set(message.jobId, message.consumed);
+      this.#armLazy();
+      return;
+    }
+    const socket = this.#socket;
+    socket.cork();
+    this.#flushLazy();
+    socket.write(jsonFrame(message));
+    socket.uncork();
   }
 
   sendOutput(jobId: string, chunk: OutputChunk): void {
     if (this.#ended) return;
     const socket = this.#socket;
     socket.cork();
+    this.#flushLazy();
     socket.write(outputHeader(jobId, chunk.channel, chunk.pos, chunk.offset, chunk.data.length));
     socket.write(chunk.data);
     socket.uncork();
   }
 
+  /** Queues a stored-end update; it goes with the next frame, or after {@link LAZY_MS}. */
   sendDurable(jobId: string, durable: number): void {
     if (this.#ended) return;
-    this.#socket.write(durableFrame(jobId, durable));
+    this.#lazyDurable.set(jobId, durable);
+    this.#armLazy();
+  }
+
+  #armLazy(): void {
+    this.#lazyTimer ??= setTimeout(() => {
+      this.#lazyTimer = undefined;
+      const socket = this.#socket;
+      socket.cork();
+      this.#flushLazy();
+      socket.uncork();
+    }, LAZY_MS);
+  }
+
+  /** Writes the queued updates (the caller corks the socket, so they share one system call). */
+  #flushLazy(): void {
+    if (this.#lazyTimer !== undefined) {
+      clearTimeout(this.#lazyTimer);
+      this.#lazyTimer = undefined;
+    }
+    if (this.#ended) return;
+    for (const [jobId, durable] of this.#lazyDurable) this.#socket.write(durableFrame(jobId, durable));
+    for (const [jobId, consumed] of this.#lazyAcks) this.#socket.write(jsonFrame({ type: 'stdin-ack', jobId, consumed }));
+    this.#lazyDurable.clear();
+    this.#lazyAcks.clear();
   }
 
   /** Ends the connection after what is queued has been sent. */
   end(): void {
     if (this.#ended) return;
+    this.#flushLazy();
     this.#ended = true;
     this.dispose();
     this.#socket.end();
@@ -421,6 +467,8 @@ class Connection {
 
   /** Stops every subscription (the connection closed). */
   dispose(): void {
+    clearTimeout(this.#lazyTimer);
+    this.#lazyTimer = undefined;
     for (const subscription of this.#subscriptions.values()) subscription.stop();
     this.#subscriptions.clear();
   }

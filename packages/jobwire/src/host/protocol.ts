@@ -13,7 +13,11 @@
  * | 4    | STDIN   | client → host  | `u8 idLength, id, u64 stdin offset, bytes`                  |
  *
  * Output and stdin bytes travel raw (no base64, no JSON): they are the throughput. Control
- * messages are JSON: rare, and readable in a trace.
+ * messages are JSON: rare, and readable in a trace. DURABLE frames and `stdin-ack` messages
+ * carry the latest value per job and may lag by a couple of milliseconds: the host sends them
+ * with the next frame it writes anyway, to save a client a wake-up per line on interactive jobs.
+ * A DURABLE value is about the files, and may be ahead of the output a subscription has
+ * received so far.
  *
  * Versions: the client's first frame is `{"type":"hello","versions":[...]}`; the host answers
  * `welcome` with the highest version both speak, or `refused` naming its own and closes. The
