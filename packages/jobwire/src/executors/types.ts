@@ -51,6 +51,13 @@ export interface StartSpec {
   /** Extra environment (JOBWIRE_URL, JOBWIRE_JOB_ID, JOBWIRE_JOB_TOKEN) on top of the description's. */
   env: Record<string, string>;
   /**
+   * The environment the job starts from, instead of this process's: a job host started by
+   * one server and serving the next must give jobs the environment of the server that submitted
+   * them. Ignored for a job run as another OS account (that account's environment is used).
+   * @defaultValue this process's environment
+   */
+  baseEnv?: Record<string, string>;
+  /**
    * Called for every chunk the process writes, in arrival order across both channels.
    * For tty jobs everything arrives on "stdout".
    */
@@ -81,6 +88,15 @@ export interface ProcessHandle {
   terminate(graceMs: number): void;
   /** Resolves once the process has exited AND all its output has been passed to onOutput. */
   readonly done: Promise<ProcessResult>;
+  /**
+   * Stops reading the job's output until {@link resumeOutput}: the job blocks once its pipe or
+   * terminal buffer is full, as it would with a slow reader. A job host uses it when output
+   * cannot be stored as fast as it comes (write-behind buffer full, disk full). Optional: an
+   * executor without it cannot be slowed down.
+   */
+  pauseOutput?(): void;
+  /** Reads the job's output again after {@link pauseOutput}. */
+  resumeOutput?(): void;
 }
 
 /** One kind of place jobs run. */

@@ -107,6 +107,16 @@ export class JsProcess implements ProcessHandle {
   /** Function jobs have no terminal: ignored. */
   resize(): void {}
 
+  /** Stops reading the runner's stdout and stderr (see {@link PipeProcess.pauseOutput}). */
+  pauseOutput(): void {
+    this.#pipe.pauseOutput();
+  }
+
+  /** Reads the runner's stdout and stderr again. */
+  resumeOutput(): void {
+    this.#pipe.resumeOutput();
+  }
+
   /**
    * Aborts the function's AbortSignal, then SIGTERM to the group (which the runner also turns
    * into an abort, so the function has `graceMs` to settle), then SIGKILL after `graceMs`.

@@ -13,6 +13,7 @@ import { GroupTerminator } from './process-group.js';
 import { startedJobProcess, type JobProcess } from './process-identity.js';
 import {
   OutputCopy,
+  ReadGate,
   StartError,
   checkCwd,
   closeCopies,
@@ -49,6 +50,8 @@ export class PipeProcess implements ProcessHandle {
   readonly done: Promise<ProcessResult>;
   readonly #interactive: boolean;
   readonly #terminator: GroupTerminator;
+  /** One gate per output pipe: the caller and the description's file copy may both pause it. */
+  readonly #gates = { stdout: new ReadGate(() => this.child?.stdout ?? undefined), stderr: new ReadGate(() => this.child?.stderr ?? undefined) };
 
   constructor(spec: StartSpec, options: PipeProcessOptions = {}) {
     const description = spec.description;
@@ -107,11 +110,11 @@ export class PipeProcess implements ProcessHandle {
     // Pipes deliver Buffers as they arrive; one listener per channel keeps arrival order.
     child.stdout?.on('data', (data: Buffer) => {
       spec.onOutput('stdout', data);
-      stdoutCopy?.write(data, child.stdout ?? undefined);
+      stdoutCopy?.write(data, this.#gates.stdout.as('copy'));
     });
     child.stderr?.on('data', (data: Buffer) => {
       spec.onOutput('stderr', data);
-      stderrCopy?.write(data, child.stderr ?? undefined);
+      stderrCopy?.write(data, this.#gates.stderr.as('copy'));
     });
 
     this.done = new Promise<ProcessResult>((resolve) => {
@@ -164,6 +167,18 @@ export class PipeProcess implements ProcessHandle {
   /** SIGTERM to the job's process group, SIGKILL after `graceMs` if it has not finished. */
   terminate(graceMs: number): void {
     this.#terminator.terminate(graceMs);
+  }
+
+  /** Stops reading stdout and stderr: the job blocks once a pipe is full. */
+  pauseOutput(): void {
+    this.#gates.stdout.hold('caller');
+    this.#gates.stderr.hold('caller');
+  }
+
+  /** Reads stdout and stderr again (unless the description's file copy still holds them). */
+  resumeOutput(): void {
+    this.#gates.stdout.release('caller');
+    this.#gates.stderr.release('caller');
   }
 }
 

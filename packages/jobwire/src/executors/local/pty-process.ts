@@ -25,7 +25,7 @@ import type { ProcessHandle, ProcessResult, StartSpec } from '../types.js';
 import { GroupTerminator, signalGroup } from './process-group.js';
 import { startedJobProcess, type JobProcess } from './process-identity.js';
 import { commandAs } from './os-account.js';
-import { OutputCopy, StartError, checkCwd, describe, findExecutable, jobCwd, jobEnv, notStarted, openCopy, withProblem } from './setup.js';
+import { OutputCopy, ReadGate, StartError, checkCwd, describe, findExecutable, jobCwd, jobEnv, notStarted, openCopy, withProblem } from './setup.js';
 
 /** Terminal type announced to tty jobs: what the dashboard's xterm.js emulates. */
 const TERM_NAME = 'xterm-256color';
@@ -94,6 +94,8 @@ export class PtyProcess implements ProcessHandle {
   #slaveFd: number | undefined;
   #socket: tty.ReadStream | undefined;
   #copy: OutputCopy | undefined;
+  /** The caller and the description's stdout copy may both pause reading the terminal. */
+  readonly #gate = new ReadGate(() => this.#socket);
   #stdinClosed = false;
   #readEnded = false;
   #exit: ProcessResult | undefined;
@@ -231,6 +233,16 @@ export class PtyProcess implements ProcessHandle {
     this.#terminator.terminate(graceMs);
   }
 
+  /** Stops reading the terminal: the job blocks once the terminal's buffer is full. */
+  pauseOutput(): void {
+    this.#gate.hold('caller');
+  }
+
+  /** Reads the terminal again (unless the description's stdout copy still holds it). */
+  resumeOutput(): void {
+    this.#gate.release('caller');
+  }
+
   #onData(data: Buffer): void {
     const drain = this.#drain;
     if (drain === undefined) {
@@ -254,7 +266,7 @@ export class PtyProcess implements ProcessHandle {
 
   #emit(data: Buffer): void {
     this.#spec.onOutput('stdout', data);
-    this.#copy?.write(data, this.#socket);
+    this.#copy?.write(data, this.#gate.as('copy'));
   }
 
   #onReadEnd(): void {

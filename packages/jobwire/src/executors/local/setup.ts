@@ -63,13 +63,13 @@ export function checkCwd(cwd: string, what: string): void {
 const TERMINAL_VARIABLES = ['COLUMNS', 'LINES', 'TMUX', 'TMUX_PANE', 'STY', 'WINDOW', 'WINDOWID', 'TERMCAP'];
 
 /**
- * The job's environment: the server's (or, for a job run as another account, that account's —
- * see {@link accountEnv}), then `terminal` defaults for tty jobs, then the description's
+ * The job's environment: the server's (`spec.baseEnv` when given; for a job run as another
+ * account, that account's — see {@link accountEnv}), then `terminal` defaults for tty jobs, then the description's
  * `environment`, then the executor's own variables (which always win).
  */
 export function jobEnv(spec: StartSpec, terminal?: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = spec.account === undefined ? {} : accountEnv(spec.account);
-  if (spec.account === undefined) for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
+  if (spec.account === undefined) for (const [key, value] of Object.entries(spec.baseEnv ?? process.env)) if (value !== undefined) env[key] = value;
   if (terminal !== undefined) {
     for (const key of TERMINAL_VARIABLES) delete env[key];
     Object.assign(env, terminal);
@@ -84,6 +84,47 @@ export function openStdinFile(file: string, cwd: string): number {
     return fs.openSync(full, 'r');
   } catch (error) {
     throw new StartError(`cannot open stdin file "${full}": ${describe(error)}`, { cause: error });
+  }
+}
+
+/** What can be paused and resumed: a readable stream, or a {@link ReadGate} view of one. */
+export interface Pausable {
+  pause(): unknown;
+  resume(): unknown;
+}
+
+/**
+ * Pauses a readable stream while anyone holds it paused: the job host (its write-behind buffer
+ * is full) and an {@link OutputCopy} (the description's file is behind) pause the same pipe, and
+ * one must not resume what the other still holds.
+ */
+export class ReadGate {
+  readonly #holders = new Set<string>();
+  readonly #views = new Map<string, Pausable>();
+
+  /** @param stream - the stream to pause; read lazily, as it may not exist yet. */
+  constructor(private readonly stream: () => Pausable | undefined) {}
+
+  /** Pauses the stream on behalf of `holder`. */
+  hold(holder: string): void {
+    this.#holders.add(holder);
+    this.stream()?.pause();
+  }
+
+  /** Drops `holder`'s pause; the stream flows again once nobody holds it. */
+  release(holder: string): void {
+    if (!this.#holders.delete(holder) || this.#holders.size > 0) return;
+    this.stream()?.resume();
+  }
+
+  /** A pause/resume pair acting as `holder`, for code that pauses a stream itself (OutputCopy). */
+  as(holder: string): Pausable {
+    let view = this.#views.get(holder);
+    if (view === undefined) {
+      view = { pause: () => this.hold(holder), resume: () => this.release(holder) };
+      this.#views.set(holder, view);
+    }
+    return view;
   }
 }
 
@@ -106,7 +147,7 @@ export class OutputCopy {
   #error: unknown;
   readonly #closed: Promise<string | undefined>;
   /** Sources paused until the file catches up. */
-  readonly #waiting = new Set<Pick<Readable, 'resume'>>();
+  readonly #waiting = new Set<Pausable>();
 
   private constructor(
     readonly channel: string,
@@ -169,7 +210,7 @@ export class OutputCopy {
   }
 
   /** Appends `data`; pauses `source` until the file has caught up. */
-  write(data: Buffer, source?: Pick<Readable, 'pause' | 'resume'>): void {
+  write(data: Buffer, source?: Pausable): void {
     if (this.#error !== undefined || this.#stream.destroyed) return;
     if (!this.#stream.write(data) && source !== undefined && !this.#waiting.has(source)) {
       source.pause();

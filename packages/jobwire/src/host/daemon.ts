@@ -1,0 +1,759 @@
+/**
+ * The job host: the process that owns a home's running jobs — their processes, pipes and
+ * terminal masters, and the writing of their output — so that they outlive the server (or
+ * worker) that started them. It listens on `<home>/host.sock`; see protocol.ts for what is said
+ * there and docs/architecture.md ("The job host") for why it is built this way.
+ * @module
+ */
+import { chmodSync, readFileSync, rmSync } from 'node:fs';
+import * as net from 'node:net';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { JobwireError, type OutputChunk } from '@jobwire/client';
+import { LocalExecutor } from '../executors/local/local-executor.js';
+import { selfIdentity } from '../executors/local/process-identity.js';
+import type { Executor } from '../executors/types.js';
+import { parseJobDescription } from '../jobs/schema.js';
+import { checkJobId } from '../store/checks.js';
+import { DEFAULT_GRACE_MS, HostedJob, type JobWatcher } from './job.js';
+import { makeJournalDir, removeJournalEntry, writeJournalEntry } from './journal.js';
+import { acquireHostLock, type HostLock } from './lock.js';
+import { silentLogger, type HostLogger } from './log.js';
+import { WRITE_BEHIND_BYTES, writeJsonAtomically } from './output-files.js';
+import { hostPaths, type HostPaths } from './paths.js';
+import {
+  FrameDecoder,
+  FrameKind,
+  OUTPUT_PAGE_BYTES,
+  PROTOCOL_VERSIONS,
+  chooseVersion,
+  durableFrame,
+  jsonFrame,
+  outputHeader,
+  type Frame,
+  type FromHost,
+  type HostInfo,
+  type StartJob,
+  type WireError,
+} from './protocol.js';
+
+/** Options of a {@link JobHost}. */
+export interface JobHostOptions {
+  /** The jobwire home whose jobs the host runs (created by the caller, mode 0700). */
+  home: string;
+  /**
+   * The host exits by itself after this long with no job running and no client connected.
+   * @defaultValue 30000 ({@link DEFAULT_IDLE_MS})
+   */
+  idleMs?: number;
+  /** Protocol versions spoken (tests simulate other builds with it). @defaultValue PROTOCOL_VERSIONS */
+  versions?: number[];
+  /** Write-behind bound per job (see OutputFiles). @defaultValue 4 MiB */
+  writeBehindBytes?: number;
+  /** First wait before retrying a failed output write. @defaultValue 100 */
+  retryMinMs?: number;
+  /** Longest wait between retries of a failed output write. @defaultValue 2000 */
+  retryMaxMs?: number;
+  /** Where jobs run. @defaultValue a LocalExecutor */
+  executor?: Executor;
+  /** Where the host's messages go. @defaultValue nowhere */
+  log?: HostLogger;
+}
+
+/** {@link JobHostOptions} with defaults filled in. */
+type ParsedOptions = Required<Omit<JobHostOptions, 'executor' | 'log'>> & { executor: Executor; log: HostLogger };
+
+/** How long a host with nothing to do waits before it exits. */
+export const DEFAULT_IDLE_MS = 30_000;
+/** A connection whose unsent bytes reach this stops getting output until it drains. */
+const CONNECTION_HIGH_WATER = 1024 * 1024;
+/**
+ * Stored-end updates and stdin acks wait at most this long, so they can ride along with the
+ * next output frame: on an interactive job each would otherwise cost the client a wake-up of
+ * its own per line typed.
+ */
+const LAZY_MS = 2;
+
+/** The jobwire version of this code, for host.json and welcome. */
+function jobwireVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** A second host for a home that already has a live one. */
+export class HostRunningError extends Error {
+  override name = 'HostRunningError';
+  constructor(
+    message: string,
+    /** Pid of the running host. */
+    readonly pid: number,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** The job host of one home. Start it with {@link JobHost.start}. */
+export class JobHost {
+  /** What the host says about itself (also in host.json). */
+  readonly info: HostInfo;
+  /** Resolves once the host has closed (idle, or {@link close}). */
+  readonly closed: Promise<void>;
+  readonly #paths: HostPaths;
+  readonly #options: ParsedOptions;
+  readonly #server: net.Server;
+  readonly #lock: HostLock;
+  readonly #jobs = new Map<string, HostedJob>();
+  readonly #connections = new Set<Connection>();
+  #idleTimer: NodeJS.Timeout | undefined;
+  #closing = false;
+  #resolveClosed!: () => void;
+
+  private constructor(paths: HostPaths, options: ParsedOptions, server: net.Server, lock: HostLock, info: HostInfo) {
+    this.#paths = paths;
+    this.#options = options;
+    this.#server = server;
+    this.#lock = lock;
+    this.info = info;
+    this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    server.on('connection', (socket) => this.#accept(socket));
+    this.#checkIdle();
+  }
+
+  /**
+   * Takes the home's host lock, listens on its socket and writes host.json. Throws a
+   * {@link HostRunningError} when another live host has the home.
+   */
+  static async start(options: JobHostOptions): Promise<JobHost> {
+    const paths = hostPaths(options.home);
+    const parsed: ParsedOptions = {
+      home: paths.home,
+      idleMs: options.idleMs ?? DEFAULT_IDLE_MS,
+      versions: options.versions ?? [...PROTOCOL_VERSIONS],
+      writeBehindBytes: options.writeBehindBytes ?? WRITE_BEHIND_BYTES,
+      retryMinMs: options.retryMinMs ?? 100,
+      retryMaxMs: options.retryMaxMs ?? 2000,
+      executor: options.executor ?? new LocalExecutor(),
+      log: options.log ?? silentLogger,
+    };
+    if (!(parsed.idleMs >= 0)) throw new RangeError(`idleMs must be a number >= 0, got ${parsed.idleMs}`);
+    if (parsed.versions.length === 0 || !parsed.versions.every((v) => Number.isSafeInteger(v) && v > 0)) throw new RangeError('versions must be positive integers');
+    const identity = selfIdentity();
+    if (identity === undefined) throw new Error('a job host needs /proc to identify itself and its jobs');
+    const outcome = acquireHostLock(paths.home);
+    if (!outcome.held) throw new HostRunningError(`the job host of ${paths.home} is already running (pid ${outcome.holder.pid})`, outcome.holder.pid);
+    const lock = outcome.lock;
+    let server: net.Server;
+    try {
+      makeJournalDir(paths.journal);
+      // Holding the lock, any socket file left here is a dead host's.
+      rmSync(paths.socket, { force: true });
+      server = net.createServer({ allowHalfOpen: false, pauseOnConnect: false });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(paths.socket, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      // The home is 0700 already; the socket is the host's door, so it is closed to others too.
+      chmodSync(paths.socket, 0o600);
+      const info: HostInfo = {
+        pid: process.pid,
+        identity,
+        versions: parsed.versions,
+        jobwireVersion: jobwireVersion(),
+        startedAt: new Date().toISOString(),
+        socket: paths.socket,
+      };
+      await writeJsonAtomically(paths.info, info);
+      parsed.log.info('job host started', { home: paths.home, versions: parsed.versions });
+      return new JobHost(paths, parsed, server, lock, info);
+    } catch (error) {
+      rmSync(paths.socket, { force: true });
+      lock.release();
+      throw error;
+    }
+  }
+
+  /** Jobs held, running or ended and not yet forgotten. */
+  get jobs(): ReadonlyMap<string, HostedJob> {
+    return this.#jobs;
+  }
+
+  /**
+   * Stops listening, ends client connections and removes the socket, host.json and the lock.
+   * Running jobs are not stopped: use {@link shutdown} for that.
+   */
+  async close(): Promise<void> {
+    if (this.#closing) return this.closed;
+    this.#closing = true;
+    clearTimeout(this.#idleTimer);
+    this.#server.close();
+    for (const connection of this.#connections) connection.end();
+    // Removed before the lock is released: a new host (which may remove a stale socket) can
+    // only start once nothing of this one is left.
+    rmSync(this.#paths.socket, { force: true });
+    rmSync(this.#paths.info, { force: true });
+    await Promise.allSettled([...this.#jobs.values()].map((job) => job.release()));
+    this.#lock.release();
+    this.#options.log.info('job host stopped');
+    this.#resolveClosed();
+    return this.closed;
+  }
+
+  /**
+   * Stops every running job (SIGTERM, SIGKILL after `graceMs`), waits until their ends are stored
+   * (at most `graceMs` plus `waitMs`), then closes. For SIGTERM to the host itself.
+   */
+  async shutdown(graceMs: number, waitMs = 10_000): Promise<void> {
+    const running = [...this.#jobs.values()].filter((job) => job.exit === null);
+    for (const job of running) job.terminate(graceMs, 'the job host shut down');
+    const ended = Promise.all(running.map((job) => new Promise<void>((resolve) => job.watchers.add(endWatcher(resolve)))));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([ended, new Promise((resolve) => (timer = setTimeout(resolve, graceMs + waitMs)))]);
+    clearTimeout(timer);
+    await this.close();
+  }
+
+  #accept(socket: net.Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    const connection = new Connection(socket, this, this.#options.log);
+    this.#connections.add(connection);
+    this.#checkIdle();
+    socket.on('close', () => {
+      connection.dispose();
+      this.#connections.delete(connection);
+      this.#checkIdle();
+    });
+  }
+
+  /** Speaks `version` with a client that offers `theirs`, or undefined (refused). */
+  negotiate(theirs: number[]): number | undefined {
+    return chooseVersion(this.#options.versions, theirs);
+  }
+
+  /** Starts a job (idempotent per id). */
+  startJob(spec: StartJob): { job: HostedJob; existing: boolean } {
+    const existing = this.#jobs.get(spec.jobId);
+    if (existing !== undefined) return { job: existing, existing: true };
+    if (this.#closing) throw new JobwireError('conflict', 'the job host is shutting down');
+    this.#options.executor.check(spec.description);
+    const identity = this.info.identity;
+    const startedAt = new Date().toISOString();
+    // Recorded before it runs: a job the host cannot record is not started (recovery could not
+    // find its processes if the host died).
+    try {
+      writeJournalEntry(this.#paths.journal, { jobId: spec.jobId, host: identity, leader: null, startedAt });
+    } catch (error) {
+      throw new JobwireError('internal', `cannot record job ${spec.jobId} in ${this.#paths.journal}: ${(error as Error).message}`, { cause: error });
+    }
+    let job: HostedJob;
+    try {
+      job = new HostedJob(spec, {
+        executor: this.#options.executor,
+        dir: join(this.#paths.output, spec.jobId),
+        writeBehindBytes: this.#options.writeBehindBytes,
+        retryMinMs: this.#options.retryMinMs,
+        retryMaxMs: this.#options.retryMaxMs,
+        log: this.#options.log,
+        onExit: () => this.#checkIdle(),
+      });
+    } catch (error) {
+      removeJournalEntry(this.#paths.journal, spec.jobId);
+      throw error;
+    }
+    this.#jobs.set(spec.jobId, job);
+    const leader = job.handle.process?.leader ?? null;
+    if (leader !== null) {
+      try {
+        writeJournalEntry(this.#paths.journal, { jobId: spec.jobId, host: identity, leader, startedAt });
+      } catch (error) {
+        // The job runs and this host knows it; only recovery after a crash of the host would
+        // miss its leader (the pipes it loses then end most jobs anyway).
+        this.#options.log.error('could not record the leader of a job', { jobId: spec.jobId, err: error });
+      }
+    }
+    this.#checkIdle();
+    return { job, existing: false };
+  }
+
+  /** The job `jobId`, or a not_found error. */
+  job(jobId: string): HostedJob {
+    const job = this.#jobs.get(jobId);
+    if (job === undefined) throw new JobwireError('not_found', `the job host holds no job ${jobId}`);
+    return job;
+  }
+
+  /** Forgets an ended job (its client stored the exit). */
+  async forget(jobId: string): Promise<void> {
+    const job = this.job(jobId);
+    if (job.exit === null) throw new JobwireError('conflict', `job ${jobId} is still running; it can be forgotten once it has ended`);
+    this.#jobs.delete(jobId);
+    for (const connection of this.#connections) connection.dropSubscription(jobId);
+    removeJournalEntry(this.#paths.journal, jobId);
+    await job.release();
+    this.#checkIdle();
+  }
+
+  /** Arms the idle timer when nothing runs and nobody is connected; disarms it otherwise. */
+  #checkIdle(): void {
+    const idle = !this.#closing && this.#connections.size === 0 && ![...this.#jobs.values()].some((job) => job.exit === null);
+    if (!idle) {
+      clearTimeout(this.#idleTimer);
+      this.#idleTimer = undefined;
+      return;
+    }
+    if (this.#idleTimer !== undefined) return;
+    // Ended jobs nobody forgot yet do not keep the host: their exit.json is on disk, where
+    // recovery finds it.
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      if (this.#connections.size === 0 && ![...this.#jobs.values()].some((job) => job.exit === null)) {
+        this.#options.log.info('job host idle: exiting');
+        void this.close();
+      }
+    }, this.#options.idleMs);
+  }
+}
+
+/** A watcher that only waits for the end. */
+function endWatcher(onEnd: () => void): JobWatcher {
+  return { onChunk() {}, onDurable() {}, onEvent() {}, onExit: onEnd };
+}
+
+// What clients may send (protocol version 1). A bad field is answered with an error naming it.
+const id = z.string().refine(
+  (value) => {
+    try {
+      checkJobId(value);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'not a valid job id' },
+);
+const position = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const rid = z.number().int().nonnegative();
+const stringMap = z.record(z.string(), z.string());
+const account = z.object({ name: z.string(), uid: z.number().int().nonnegative(), gid: z.number().int().nonnegative(), home: z.string(), shell: z.string() });
+const requestSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('start'),
+    rid,
+    subscribe: z.object({ output: z.boolean() }).optional(),
+    job: z.object({
+      jobId: id,
+      description: z.unknown(),
+      defaultCwd: z.string().min(1),
+      env: stringMap,
+      baseEnv: stringMap.optional(),
+      account: account.optional(),
+      graceMs: z.number().nonnegative().optional(),
+    }),
+  }),
+  z.object({ type: z.literal('list'), rid }),
+  z.object({ type: z.literal('subscribe'), rid, jobId: id, from: position, output: z.boolean() }),
+  z.object({ type: z.literal('unsubscribe'), rid, jobId: id }),
+  z.object({ type: z.literal('close-stdin'), rid, jobId: id, offset: position }),
+  z.object({ type: z.literal('resize'), rid, jobId: id, cols: z.number().int().min(1).max(65535), rows: z.number().int().min(1).max(65535) }),
+  z.object({ type: z.literal('terminate'), rid, jobId: id, graceMs: z.number().nonnegative(), reason: z.string().min(1).max(500) }),
+  z.object({ type: z.literal('forget'), rid, jobId: id }),
+  z.object({ type: z.literal('ping'), rid }),
+]);
+type Request = z.infer<typeof requestSchema>;
+
+/** One client connection. */
+class Connection {
+  version: number | undefined;
+  readonly #socket: net.Socket;
+  readonly #host: JobHost;
+  readonly #log: HostLogger;
+  readonly #decoder = new FrameDecoder();
+  readonly #subscriptions = new Map<string, Subscription>();
+  #ended = false;
+  /** Latest stored end and stdin ack per job, not sent yet (see {@link LAZY_MS}). */
+  readonly #lazyDurable = new Map<string, number>();
+  readonly #lazyAcks = new Map<string, number>();
+  #lazyTimer: NodeJS.Timeout | undefined;
+
+  constructor(socket: net.Socket, host: JobHost, log: HostLogger) {
+    this.#socket = socket;
+    this.#host = host;
+    this.#log = log;
+    socket.on('data', (data: Buffer) => this.#onData(data));
+    socket.on('drain', () => {
+      for (const subscription of this.#subscriptions.values()) subscription.kick();
+    });
+    // A client that vanishes (ECONNRESET, EPIPE) just ends its connection; 'close' follows.
+    socket.on('error', () => {});
+  }
+
+  /** Whether output should wait until the socket drains. */
+  get congested(): boolean {
+    return this.#socket.writableLength >= CONNECTION_HIGH_WATER;
+  }
+
+  send(message: FromHost): void {
+    if (this.#ended) return;
+    if (message.type === 'stdin-ack') {
+      this.#lazyAcks.set(message.jobId, message.consumed);
+      this.#armLazy();
+      return;
+    }
+    const socket = this.#socket;
+    socket.cork();
+    this.#flushLazy();
+    socket.write(jsonFrame(message));
+    socket.uncork();
+  }
+
+  sendOutput(jobId: string, chunk: OutputChunk): void {
+    if (this.#ended) return;
+    const socket = this.#socket;
+    socket.cork();
+    this.#flushLazy();
+    socket.write(outputHeader(jobId, chunk.channel, chunk.pos, chunk.offset, chunk.data.length));
+    socket.write(chunk.data);
+    socket.uncork();
+  }
+
+  /** Queues a stored-end update; it goes with the next frame, or after {@link LAZY_MS}. */
+  sendDurable(jobId: string, durable: number): void {
+    if (this.#ended) return;
+    this.#lazyDurable.set(jobId, durable);
+    this.#armLazy();
+  }
+
+  #armLazy(): void {
+    this.#lazyTimer ??= setTimeout(() => {
+      this.#lazyTimer = undefined;
+      const socket = this.#socket;
+      socket.cork();
+      this.#flushLazy();
+      socket.uncork();
+    }, LAZY_MS);
+  }
+
+  /** Writes the queued updates (the caller corks the socket, so they share one system call). */
+  #flushLazy(): void {
+    if (this.#lazyTimer !== undefined) {
+      clearTimeout(this.#lazyTimer);
+      this.#lazyTimer = undefined;
+    }
+    if (this.#ended) return;
+    for (const [jobId, durable] of this.#lazyDurable) this.#socket.write(durableFrame(jobId, durable));
+    for (const [jobId, consumed] of this.#lazyAcks) this.#socket.write(jsonFrame({ type: 'stdin-ack', jobId, consumed }));
+    this.#lazyDurable.clear();
+    this.#lazyAcks.clear();
+  }
+
+  /** Ends the connection after what is queued has been sent. */
+  end(): void {
+    if (this.#ended) return;
+    this.#flushLazy();
+    this.#ended = true;
+    this.dispose();
+    this.#socket.end();
+  }
+
+  /** Stops every subscription (the connection closed). */
+  dispose(): void {
+    clearTimeout(this.#lazyTimer);
+    this.#lazyTimer = undefined;
+    for (const subscription of this.#subscriptions.values()) subscription.stop();
+    this.#subscriptions.clear();
+  }
+
+  dropSubscription(jobId: string): void {
+    this.#subscriptions.get(jobId)?.stop();
+    this.#subscriptions.delete(jobId);
+  }
+
+  /** Follows `job` from `from`, replacing this connection's earlier subscription to it. */
+  #subscribe(job: HostedJob, from: number, output: boolean): void {
+    this.#subscriptions.get(job.jobId)?.stop();
+    const subscription = new Subscription(this, job, from, output);
+    this.#subscriptions.set(job.jobId, subscription);
+    // The reply goes first; output, events and the exit follow it.
+    setImmediate(() => subscription.kick());
+  }
+
+  #fatal(error: WireError): void {
+    this.send({ type: 'fatal', error });
+    this.end();
+  }
+
+  #onData(data: Buffer): void {
+    if (this.#ended) return;
+    let frames: Frame[];
+    try {
+      frames = this.#decoder.push(data);
+    } catch (error) {
+      this.#fatal({ code: 'protocol', message: (error as Error).message });
+      return;
+    }
+    for (const frame of frames) {
+      if (this.#ended) return;
+      try {
+        this.#onFrame(frame);
+      } catch (error) {
+        this.#log.error('a client frame could not be handled', { err: error });
+        this.#fatal({ code: 'internal', message: `the job host failed: ${(error as Error).message}` });
+      }
+    }
+  }
+
+  #onFrame(frame: Frame): void {
+    if (this.version === undefined) {
+      this.#hello(frame);
+      return;
+    }
+    switch (frame.kind) {
+      case FrameKind.json:
+        void this.#request(frame.message);
+        break;
+      case FrameKind.stdin: {
+        let refusal: WireError | undefined;
+        try {
+          refusal = this.#host.job(frame.jobId).writeStdin(frame.offset, frame.data);
+        } catch (error) {
+          refusal = wireError(error);
+        }
+        if (refusal !== undefined) this.send({ type: 'stdin-refused', jobId: frame.jobId, error: refusal });
+        break;
+      }
+      case FrameKind.output:
+      case FrameKind.durable:
+        this.#fatal({ code: 'protocol', message: 'OUTPUT and DURABLE frames go from the host to clients, not back' });
+        break;
+      default: {
+        const never: never = frame;
+        void never;
+      }
+    }
+  }
+
+  #hello(frame: Frame): void {
+    const message = frame.kind === FrameKind.json ? (frame.message as { type?: unknown; versions?: unknown }) : undefined;
+    const versions = message?.type === 'hello' && Array.isArray(message.versions) ? message.versions.filter((v): v is number => Number.isSafeInteger(v)) : undefined;
+    if (versions === undefined) {
+      this.#fatal({ code: 'protocol', message: 'the first frame must be {"type":"hello","versions":[...]}' });
+      return;
+    }
+    const version = this.#host.negotiate(versions);
+    if (version === undefined) {
+      const ours = this.#host.info.versions;
+      this.send({
+        type: 'refused',
+        versions: ours,
+        message: `this job host (pid ${process.pid}, jobwire ${this.#host.info.jobwireVersion}) speaks protocol versions ${ours.join(', ')}; the client offered ${versions.join(', ') || 'none'}`,
+      });
+      this.end();
+      return;
+    }
+    this.version = version;
+    this.send({ type: 'welcome', version, host: this.#host.info });
+  }
+
+  async #request(raw: unknown): Promise<void> {
+    const ridOf = (raw as { rid?: unknown }).rid;
+    const parsed = requestSchema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const field = issue?.path.join('.') ?? '';
+      const error: WireError = { code: 'bad_request', message: `bad request: ${field ? `${field}: ` : ''}${issue?.message ?? 'invalid'}`, ...(field ? { field } : {}) };
+      if (typeof ridOf === 'number') this.send({ type: 'reply', rid: ridOf, error });
+      else this.#fatal(error);
+      return;
+    }
+    const request = parsed.data;
+    try {
+      const result = await this.#handle(request);
+      this.send({ type: 'reply', rid: request.rid, result: result ?? {} });
+    } catch (error) {
+      this.send({ type: 'reply', rid: request.rid, error: wireError(error) });
+    }
+  }
+
+  async #handle(request: Request): Promise<unknown> {
+    const host = this.#host;
+    switch (request.type) {
+      case 'start': {
+        const description = parseJobDescription(request.job.description);
+        const spec: StartJob = { ...request.job, description, graceMs: request.job.graceMs ?? DEFAULT_GRACE_MS };
+        const { job, existing } = host.startJob(spec);
+        if (request.subscribe !== undefined) this.#subscribe(job, 0, request.subscribe.output);
+        return { job: job.state(), existing };
+      }
+      case 'list':
+        return { jobs: [...host.jobs.values()].map((job) => job.state()) };
+      case 'subscribe': {
+        const job = host.job(request.jobId);
+        if (request.from > job.files.end) {
+          throw new JobwireError('bad_request', `from ${request.from} is past the end of job ${request.jobId}'s output (${job.files.end})`, { field: 'from' });
+        }
+        this.#subscribe(job, request.from, request.output);
+        return { job: job.state() };
+      }
+      case 'unsubscribe':
+        this.dropSubscription(request.jobId);
+        return {};
+      case 'close-stdin': {
+        const refusal = host.job(request.jobId).closeStdin(request.offset);
+        if (refusal !== undefined) throw new JobwireError(refusal.code as 'conflict', refusal.message);
+        return {};
+      }
+      case 'resize':
+        host.job(request.jobId).resize(request.cols, request.rows);
+        return {};
+      case 'terminate':
+        host.job(request.jobId).terminate(request.graceMs, request.reason);
+        return {};
+      case 'forget':
+        await host.forget(request.jobId);
+        return {};
+      case 'ping':
+        return { version: this.version };
+      default: {
+        const never: never = request;
+        return never;
+      }
+    }
+  }
+}
+
+/**
+ * One connection following one job: output from a merged position (stored bytes from the
+ * files, newer ones from the write-behind queue, then live as they arrive), DURABLE updates,
+ * events, and the exit after the last output. Never buffers more than the socket's high-water
+ * mark: while the connection is congested it sends nothing and catches up from the files later.
+ */
+class Subscription implements JobWatcher {
+  #cursor: number;
+  #pumping = false;
+  #again = false;
+  #stopped = false;
+  #exitSent = false;
+  #durableSent = 0;
+
+  constructor(
+    private readonly connection: Connection,
+    private readonly job: HostedJob,
+    from: number,
+    private readonly output: boolean,
+  ) {
+    this.#cursor = from;
+    job.watchers.add(this);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.job.watchers.delete(this);
+  }
+
+  onChunk(chunk: OutputChunk): void {
+    if (!this.output || this.#stopped) return;
+    // The live path: the chunk is next and the socket has room.
+    if (!this.#pumping && this.#cursor === chunk.pos && !this.connection.congested) {
+      this.connection.sendOutput(this.job.jobId, chunk);
+      this.#cursor += chunk.data.length;
+      return;
+    }
+    this.kick();
+  }
+
+  onDurable(): void {
+    if (!this.#pumping && !this.connection.congested) this.#sendDurable();
+    else this.kick();
+  }
+
+  onEvent(message: FromHost): void {
+    if (!this.#stopped) this.connection.send(message);
+  }
+
+  onExit(): void {
+    this.kick();
+  }
+
+  /** Runs the catch-up loop, or has it run once more if it is running. */
+  kick(): void {
+    if (this.#stopped) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    this.#pumping = true;
+    this.#again = false;
+    void this.#pump()
+      .catch((error: unknown) => {
+        this.connection.send({ type: 'fatal', error: { code: 'internal', message: `cannot read the output of job ${this.job.jobId}: ${(error as Error).message}` } });
+        this.connection.end();
+      })
+      .finally(() => {
+        this.#pumping = false;
+        if (this.#again) this.kick();
+      });
+  }
+
+  async #pump(): Promise<void> {
+    const files = this.job.files;
+    for (;;) {
+      if (this.#stopped || this.connection.congested) return;
+      if (this.output && this.#cursor < files.end) {
+        if (this.#cursor >= files.durable) {
+          // Not stored yet: from the write-behind queue, all at once (no await in between).
+          const pending = files.pendingFrom(this.#cursor);
+          if (pending.length === 0) throw new Error(`no queued output at ${this.#cursor} (stored end ${files.durable}, end ${files.end})`);
+          for (const chunk of pending) {
+            this.connection.sendOutput(this.job.jobId, chunk);
+            this.#cursor = chunk.pos + chunk.data.length;
+            if (this.connection.congested) break;
+          }
+          continue;
+        }
+        const chunks = await files.read(this.#cursor, OUTPUT_PAGE_BYTES);
+        if (this.#stopped) return;
+        if (chunks.length === 0) throw new Error(`no stored output at ${this.#cursor} (stored end ${files.durable})`);
+        for (const chunk of chunks) {
+          // The cursor cannot have moved (only this loop moves it while it runs), so this is
+          // only a guard.
+          const end = chunk.pos + chunk.data.length;
+          if (end <= this.#cursor) continue;
+          const cut = this.#cursor - chunk.pos;
+          this.connection.sendOutput(this.job.jobId, cut > 0 ? { channel: chunk.channel, pos: this.#cursor, offset: chunk.offset + cut, data: chunk.data.subarray(cut) } : chunk);
+          this.#cursor = end;
+        }
+        continue;
+      }
+      this.#sendDurable();
+      const exit = this.job.exit;
+      if (exit !== null && !this.#exitSent && (!this.output || this.#cursor >= files.end)) {
+        this.#exitSent = true;
+        this.connection.send({ type: 'exit', jobId: this.job.jobId, exit });
+      }
+      return;
+    }
+  }
+
+  #sendDurable(): void {
+    const durable = this.job.files.durable;
+    if (this.#stopped || durable <= this.#durableSent) return;
+    this.#durableSent = durable;
+    this.connection.sendDurable(this.job.jobId, durable);
+  }
+}
+
+/** The wire form of any error. */
+function wireError(error: unknown): WireError {
+  if (error instanceof JobwireError) return error.toJSON();
+  return { code: 'internal', message: error instanceof Error ? error.message : String(error) };
+}

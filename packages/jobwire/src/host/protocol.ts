@@ -1,0 +1,405 @@
+/**
+ * The job host's wire protocol: what a server (or worker) and its job host say to each other
+ * over `<home>/host.sock`.
+ *
+ * Framing, the same in every version so that a HELLO can always be read:
+ * `u32 length (big-endian, of what follows) | u8 kind | body`.
+ *
+ * | kind | name    | direction      | body                                                        |
+ * |------|---------|----------------|-------------------------------------------------------------|
+ * | 1    | JSON    | both           | one UTF-8 JSON object with a `type` ({@link ToHost}, {@link FromHost}) |
+ * | 2    | OUTPUT  | host → client  | `u8 idLength, id, u8 channel (0 stdout, 1 stderr), u64 pos, u64 offset, bytes` |
+ * | 3    | DURABLE | host → client  | `u8 idLength, id, u64 durable end of the merged output`    |
+ * | 4    | STDIN   | client → host  | `u8 idLength, id, u64 stdin offset, bytes`                  |
+ *
+ * Output and stdin bytes travel raw (no base64, no JSON): they are the throughput. Control
+ * messages are JSON: rare, and readable in a trace. DURABLE frames and `stdin-ack` messages
+ * carry the latest value per job and may lag by a couple of milliseconds: the host sends them
+ * with the next frame it writes anyway, to save a client a wake-up per line on interactive jobs.
+ * A DURABLE value is about the files, and may be ahead of the output a subscription has
+ * received so far.
+ *
+ * Versions: the client's first frame is `{"type":"hello","versions":[...]}`; the host answers
+ * `welcome` with the highest version both speak, or `refused` naming its own and closes. The
+ * rule that keeps upgrades from interrupting work: **a host keeps serving every version it was
+ * built with, and a new client keeps speaking at least the previous version**, so a host left
+ * running by the previous jobwire keeps serving its jobs under a new server.
+ * @module
+ */
+import type { OutputChannel, OutputChunk } from '@jobwire/client';
+import type { JobDescription } from '@jobwire/client';
+import type { OsAccount } from '../executors/local/os-account.js';
+import type { JobProcess, ProcessIdentity } from '../executors/local/process-identity.js';
+
+/** Protocol versions this build speaks, oldest first. */
+export const PROTOCOL_VERSIONS: readonly number[] = [1];
+
+/** Frame kinds (the byte after the length). */
+export const FrameKind = {
+  json: 1,
+  output: 2,
+  durable: 3,
+  stdin: 4,
+} as const;
+/** One of {@link FrameKind}'s values. */
+export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
+
+/**
+ * Largest frame either side accepts (kind byte and body). Output chunks are at most a pipe read
+ * (64 KiB) or a page read from the files ({@link OUTPUT_PAGE_BYTES}); stdin frames at most what a
+ * client chooses to send, which this bounds.
+ */
+export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+
+/** Bytes of output a catching-up subscription reads from the files at a time. */
+export const OUTPUT_PAGE_BYTES = 1024 * 1024;
+
+/** Job ids travel with a one-byte length: the store's ids are at most 255 characters. */
+const MAX_ID_BYTES = 255;
+
+/** Where a job's output storage stands. */
+export type StorageState =
+  /** Output is being stored as it comes. */
+  | { state: 'ok' }
+  /**
+   * Output could not be written: the disk (or quota) is `full`, or writes are `failing` for
+   * another reason. The host keeps the unwritten bytes, stops reading the job's output (so the
+   * job blocks) and retries; nothing is dropped.
+   */
+  | { state: 'full' | 'failing'; message: string; since: string };
+
+/** How a job ended: `exit.json` in its output folder, and the `exit` message. */
+export interface ExitRecord {
+  /** Exit code, null when killed by a signal or never started. */
+  exitCode: number | null;
+  /** Signal name when killed by one. */
+  signal: string | null;
+  /** Why the job failed to start or run, or the function's error (message and stack). */
+  error?: string;
+  /** A function job's JSON result. */
+  result?: unknown;
+  /** Why the host stopped the job (the `reason` of a terminate, or `maxRuntime`); absent when it ended by itself. */
+  stoppedBy?: string;
+  /** When the host started it (ISO 8601). */
+  startedAt: string;
+  /** When it ended and all its output was stored (ISO 8601). */
+  endedAt: string;
+  /** Output totals: merged end and per-channel sizes. */
+  output: { end: number; stdout: number; stderr: number };
+  /** Stdin bytes the job consumed, and whether it was sent EOF. */
+  stdin: { consumed: number; closed: boolean };
+}
+
+/** What a start request carries: everything {@link StartSpec} has but its callbacks. */
+export interface StartJob {
+  jobId: string;
+  /** The validated description. */
+  description: JobDescription;
+  /** Working directory when the description gives none. */
+  defaultCwd: string;
+  /** Extra environment (JOBWIRE_URL, JOBWIRE_JOB_ID, ...). */
+  env: Record<string, string>;
+  /** The environment the job starts from (the submitting server's). @defaultValue the host's own */
+  baseEnv?: Record<string, string>;
+  /** The OS account to run as (root hosts only). @defaultValue the host's own account */
+  account?: OsAccount;
+  /** Milliseconds between SIGTERM and SIGKILL when the host stops the job (maxRuntime). @defaultValue 10000 */
+  graceMs?: number;
+}
+
+/** A job as the host sees it: returned by start, list and subscribe. */
+export interface HostJobState {
+  jobId: string;
+  /** Pid of the job's process-group leader; null when it never started. */
+  pid: number | null;
+  /** Leader and runner (this host) identities, to be recorded with the job. */
+  process: JobProcess | null;
+  startedAt: string;
+  interactive: boolean;
+  tty: boolean;
+  /** Current terminal size of a tty job. */
+  size: { cols: number; rows: number } | null;
+  output: {
+    /** Merged end of what the job wrote (in memory or stored). */
+    end: number;
+    stdout: number;
+    stderr: number;
+    /** Merged end of what is stored in the files (readable there by anyone). */
+    durable: number;
+  };
+  stdin: {
+    /** Stdin bytes the host has accepted (the next offset it expects). */
+    received: number;
+    /** Stdin bytes the job has read. */
+    consumed: number;
+    /** Stdin length at which EOF is (or will be) sent; null while stdin is open. */
+    closeAt: number | null;
+    /** EOF has been sent to the job. */
+    closed: boolean;
+  };
+  storage: StorageState;
+  /** Latest progress message of a function job. */
+  progress: string | null;
+  /** Reason of the first stop request, once one came. */
+  stoppedBy: string | null;
+  /** Set once the job ended and all its output is stored. */
+  exit: ExitRecord | null;
+}
+
+/** What the host says about itself in `welcome` and `host.json`. */
+export interface HostInfo {
+  pid: number;
+  identity: ProcessIdentity;
+  /** Protocol versions the host speaks. */
+  versions: number[];
+  /** jobwire version of the host's code. */
+  jobwireVersion: string;
+  startedAt: string;
+  /** Absolute path of the socket. */
+  socket: string;
+}
+
+/** Wire form of an error in a reply (the same shape as the HTTP API's). */
+export interface WireError {
+  code: string;
+  message: string;
+  field?: string;
+}
+
+/** Requests a client sends (JSON frames). Each but `hello` carries `rid`, echoed in the reply. */
+export type ToHost =
+  /** First frame: the versions the client speaks. */
+  | { type: 'hello'; versions: number[]; agent?: string }
+  /**
+   * Starts a job; idempotent per jobId (a repeat answers the existing job's state). With
+   * `subscribe`, the connection also follows the job from position 0 (as `subscribe` would),
+   * saving a round trip. Reply: `{ job, existing }`.
+   */
+  | { type: 'start'; rid: number; job: StartJob; subscribe?: { output: boolean } }
+  /** Jobs the host holds (running, or ended and not yet forgotten). Reply: `{ jobs }`. */
+  | { type: 'list'; rid: number }
+  /**
+   * Follows a job: with `output`, OUTPUT frames from merged position `from` (replayed from the
+   * files or memory, then live, no gap, no repeat); always DURABLE frames and the job's events,
+   * and `exit` after the last output. Reply: `{ job }`.
+   */
+  | { type: 'subscribe'; rid: number; jobId: string; from: number; output: boolean }
+  | { type: 'unsubscribe'; rid: number; jobId: string }
+  /** Sends EOF once the job has read `offset` stdin bytes (all stdin up to there). */
+  | { type: 'close-stdin'; rid: number; jobId: string; offset: number }
+  | { type: 'resize'; rid: number; jobId: string; cols: number; rows: number }
+  /** SIGTERM to the job's group (function jobs: abort first), SIGKILL after `graceMs`. */
+  | { type: 'terminate'; rid: number; jobId: string; graceMs: number; reason: string }
+  /** The client has stored the job's exit: the host may forget it. Conflict while it runs. */
+  | { type: 'forget'; rid: number; jobId: string }
+  | { type: 'ping'; rid: number };
+
+/** Messages the host sends (JSON frames). */
+export type FromHost =
+  | { type: 'welcome'; version: number; host: HostInfo }
+  | { type: 'refused'; versions: number[]; message: string }
+  | { type: 'reply'; rid: number; result: unknown }
+  | { type: 'reply'; rid: number; error: WireError }
+  /** A subscribed job ended; sent after its last OUTPUT frame. */
+  | { type: 'exit'; jobId: string; exit: ExitRecord }
+  | { type: 'storage'; jobId: string; storage: StorageState }
+  | { type: 'progress'; jobId: string; message: string }
+  | { type: 'stdin-ack'; jobId: string; consumed: number }
+  /** A STDIN frame was refused (gap, closed stdin, batch job, too much unread). */
+  | { type: 'stdin-refused'; jobId: string; error: WireError }
+  /** The host is closing this connection because of what the client sent. */
+  | { type: 'fatal'; error: WireError };
+
+/** A decoded frame. */
+export type Frame =
+  | { kind: typeof FrameKind.json; message: unknown }
+  | { kind: typeof FrameKind.output; jobId: string; chunk: OutputChunk }
+  | { kind: typeof FrameKind.durable; jobId: string; durable: number }
+  | { kind: typeof FrameKind.stdin; jobId: string; offset: number; data: Buffer };
+
+/** A frame that breaks the protocol; the connection cannot go on after it. */
+export class FrameError extends Error {
+  override name = 'FrameError';
+}
+
+/** The version a hello settles on: the highest both speak, or undefined when none. */
+export function chooseVersion(ours: readonly number[], theirs: readonly number[]): number | undefined {
+  let best: number | undefined;
+  for (const v of theirs) if (ours.includes(v) && (best === undefined || v > best)) best = v;
+  return best;
+}
+
+/** Encodes a JSON frame. */
+export function jsonFrame(message: ToHost | FromHost): Buffer {
+  const body = Buffer.from(JSON.stringify(message), 'utf8');
+  const frame = Buffer.allocUnsafe(5 + body.length);
+  frame.writeUInt32BE(1 + body.length, 0);
+  frame[4] = FrameKind.json;
+  body.copy(frame, 5);
+  return frame;
+}
+
+/**
+ * The header of an OUTPUT frame; the chunk's bytes follow it on the wire as they are (written
+ * separately, so a 64 KiB chunk is never copied to add 30 bytes in front).
+ */
+export function outputHeader(jobId: string, channel: OutputChannel, pos: number, offset: number, length: number): Buffer {
+  const id = idBytes(jobId);
+  const header = Buffer.allocUnsafe(4 + 1 + 1 + id.length + 1 + 16);
+  let at = header.writeUInt32BE(1 + 1 + id.length + 1 + 16 + length, 0);
+  header[at++] = FrameKind.output;
+  header[at++] = id.length;
+  at += id.copy(header, at);
+  header[at++] = channel === 'stdout' ? 0 : 1;
+  at = writeU64(header, pos, at);
+  writeU64(header, offset, at);
+  return header;
+}
+
+/** Encodes a DURABLE frame. */
+export function durableFrame(jobId: string, durable: number): Buffer {
+  const id = idBytes(jobId);
+  const frame = Buffer.allocUnsafe(4 + 1 + 1 + id.length + 8);
+  let at = frame.writeUInt32BE(1 + 1 + id.length + 8, 0);
+  frame[at++] = FrameKind.durable;
+  frame[at++] = id.length;
+  at += id.copy(frame, at);
+  writeU64(frame, durable, at);
+  return frame;
+}
+
+/** The header of a STDIN frame; the bytes follow it. */
+export function stdinHeader(jobId: string, offset: number, length: number): Buffer {
+  const id = idBytes(jobId);
+  const header = Buffer.allocUnsafe(4 + 1 + 1 + id.length + 8);
+  let at = header.writeUInt32BE(1 + 1 + id.length + 8 + length, 0);
+  header[at++] = FrameKind.stdin;
+  header[at++] = id.length;
+  at += id.copy(header, at);
+  writeU64(header, offset, at);
+  return header;
+}
+
+/**
+ * Splits a byte stream into frames. Bytes arrive in pieces of any size; a frame's body is
+ * handed out as a view of the received buffers where it lies in one of them, else copied once.
+ */
+export class FrameDecoder {
+  readonly #pieces: Buffer[] = [];
+  #buffered = 0;
+
+  /** Feeds received bytes; returns the frames completed by them. Throws a {@link FrameError}. */
+  push(data: Buffer): Frame[] {
+    this.#pieces.push(data);
+    this.#buffered += data.length;
+    const frames: Frame[] = [];
+    for (;;) {
+      if (this.#buffered < 4) break;
+      const length = this.#peekLength();
+      if (length < 1 || length > MAX_FRAME_BYTES) throw new FrameError(`a frame of ${length} bytes is outside 1..${MAX_FRAME_BYTES}`);
+      if (this.#buffered < 4 + length) break;
+      this.#take(4);
+      frames.push(decodeBody(this.#take(length)));
+    }
+    return frames;
+  }
+
+  #peekLength(): number {
+    const first = this.#pieces[0]!;
+    if (first.length >= 4) return first.readUInt32BE(0);
+    const head = Buffer.concat(this.#pieces, Math.min(this.#buffered, 4));
+    return head.readUInt32BE(0);
+  }
+
+  /** Removes and returns the next `n` buffered bytes (a view when they lie in one piece). */
+  #take(n: number): Buffer {
+    this.#buffered -= n;
+    const first = this.#pieces[0]!;
+    if (first.length > n) {
+      this.#pieces[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    if (first.length === n) {
+      this.#pieces.shift();
+      return first;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const piece = this.#pieces[0]!;
+      const use = Math.min(piece.length, n - filled);
+      piece.copy(out, filled, 0, use);
+      filled += use;
+      if (use === piece.length) this.#pieces.shift();
+      else this.#pieces[0] = piece.subarray(use);
+    }
+    return out;
+  }
+}
+
+function decodeBody(body: Buffer): Frame {
+  const kind = body[0];
+  switch (kind) {
+    case FrameKind.json: {
+      let message: unknown;
+      try {
+        message = JSON.parse(body.toString('utf8', 1));
+      } catch (error) {
+        throw new FrameError(`a JSON frame does not hold JSON: ${(error as Error).message}`, { cause: error });
+      }
+      if (message === null || typeof message !== 'object' || Array.isArray(message)) throw new FrameError('a JSON frame must hold an object');
+      return { kind, message };
+    }
+    case FrameKind.output: {
+      const { jobId, at } = readId(body, 1);
+      need(body, at + 17, 'OUTPUT');
+      const channel = body[at] === 0 ? 'stdout' : body[at] === 1 ? 'stderr' : undefined;
+      if (channel === undefined) throw new FrameError(`an OUTPUT frame names channel ${body[at]}`);
+      const pos = readU64(body, at + 1);
+      const offset = readU64(body, at + 9);
+      return { kind, jobId, chunk: { channel, pos, offset, data: body.subarray(at + 17) } };
+    }
+    case FrameKind.durable: {
+      const { jobId, at } = readId(body, 1);
+      need(body, at + 8, 'DURABLE');
+      return { kind, jobId, durable: readU64(body, at) };
+    }
+    case FrameKind.stdin: {
+      const { jobId, at } = readId(body, 1);
+      need(body, at + 8, 'STDIN');
+      return { kind, jobId, offset: readU64(body, at), data: body.subarray(at + 8) };
+    }
+    default:
+      throw new FrameError(`unknown frame kind ${String(kind)}`);
+  }
+}
+
+function need(body: Buffer, length: number, what: string): void {
+  if (body.length < length) throw new FrameError(`a ${what} frame is too short (${body.length} bytes)`);
+}
+
+function readId(body: Buffer, at: number): { jobId: string; at: number } {
+  need(body, at + 1, 'binary');
+  const length = body[at]!;
+  need(body, at + 1 + length, 'binary');
+  return { jobId: body.toString('utf8', at + 1, at + 1 + length), at: at + 1 + length };
+}
+
+function idBytes(jobId: string): Buffer {
+  const id = Buffer.from(jobId, 'utf8');
+  if (id.length === 0 || id.length > MAX_ID_BYTES) throw new RangeError(`a job id must be 1 to ${MAX_ID_BYTES} bytes, got ${id.length}`);
+  return id;
+}
+
+// Positions are safe integers (< 2^53), written as two 32-bit halves to avoid BigInt.
+function writeU64(buffer: Buffer, value: number, at: number): number {
+  buffer.writeUInt32BE(Math.floor(value / 0x1_0000_0000), at);
+  buffer.writeUInt32BE(value >>> 0, at + 4);
+  return at + 8;
+}
+
+function readU64(buffer: Buffer, at: number): number {
+  const value = buffer.readUInt32BE(at) * 0x1_0000_0000 + buffer.readUInt32BE(at + 4);
+  if (!Number.isSafeInteger(value)) throw new FrameError(`a position of ${value} is beyond 2^53`);
+  return value;
+}

@@ -1,0 +1,150 @@
+/**
+ * The host protocol: frames split anywhere, version negotiation both ways (a host of the
+ * previous version serving a new client and the reverse), bad clients, and the host's exit when
+ * it has nothing to do.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
+import { describe, test } from 'node:test';
+import { HostClient } from '../../src/host/client.js';
+import { ensureHost } from '../../src/host/ensure.js';
+import { HostVersionError } from '../../src/host/errors.js';
+import { hostPaths } from '../../src/host/paths.js';
+import { FrameDecoder, FrameError, FrameKind, MAX_FRAME_BYTES, jsonFrame, outputHeader, stdinHeader, type Frame } from '../../src/host/protocol.js';
+import { hostStatus } from '../../src/host/recovery.js';
+import { follow, hostGone, jobSpec, withHostHome } from './helpers.js';
+
+const TIMEOUT = { timeout: 60_000 };
+
+describe('host protocol: frames', () => {
+  test('frames decode the same however the bytes are split', () => {
+    const data = Buffer.from(Array.from({ length: 300 }, (_, i) => i & 0xff));
+    const stream = Buffer.concat([
+      jsonFrame({ type: 'ping', rid: 7 }),
+      outputHeader('job-ü', 'stderr', 2 ** 40 + 3, 2 ** 33, data.length),
+      data,
+      stdinHeader('j', 5, 3),
+      Buffer.from('abc'),
+    ]);
+    for (const step of [1, 2, 3, 5, 7, 64, stream.length]) {
+      const decoder = new FrameDecoder();
+      const frames: Frame[] = [];
+      for (let at = 0; at < stream.length; at += step) frames.push(...decoder.push(stream.subarray(at, at + step)));
+      assert.equal(frames.length, 3, `split every ${step} bytes`);
+      assert.deepEqual(frames[0], { kind: FrameKind.json, message: { type: 'ping', rid: 7 } });
+      const output = frames[1]!;
+      assert.equal(output.kind, FrameKind.output);
+      if (output.kind === FrameKind.output) {
+        assert.equal(output.jobId, 'job-ü');
+        assert.deepEqual([output.chunk.channel, output.chunk.pos, output.chunk.offset], ['stderr', 2 ** 40 + 3, 2 ** 33]);
+        assert.deepEqual(Buffer.from(output.chunk.data), data);
+      }
+      const stdin = frames[2]!;
+      assert.ok(stdin.kind === FrameKind.stdin && stdin.jobId === 'j' && stdin.offset === 5 && stdin.data.toString() === 'abc');
+    }
+  });
+
+  test('a frame longer than the limit, or of an unknown kind, is refused', () => {
+    const long = Buffer.alloc(5);
+    long.writeUInt32BE(MAX_FRAME_BYTES + 1, 0);
+    assert.throws(() => new FrameDecoder().push(long), FrameError);
+    assert.throws(() => new FrameDecoder().push(Buffer.from([0, 0, 0, 1, 99])), /unknown frame kind 99/);
+    assert.throws(() => new FrameDecoder().push(Buffer.from([0, 0, 0, 3, 1, 0x5b, 0x5d])), /must hold an object/);
+    assert.throws(() => new FrameDecoder().push(Buffer.from([0, 0, 0, 3, 2, 9, 0x61])), /too short/);
+  });
+});
+
+describe('host protocol: versions', () => {
+  test('a client speaking only version 1 is served by a host that speaks 1 and 2', TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      const { client } = await ensureHost(home, { versions: [1], host: { versions: [1, 2] } });
+      assert.equal(client.version, 1);
+      assert.deepEqual(client.host.versions, [1, 2]);
+      await client.start(jobSpec('v1', { executable: 'echo', arguments: ['old client'] }));
+      const seen = await follow(client, 'v1');
+      assert.equal((await seen.exit).exitCode, 0);
+      assert.equal(seen.text(), 'old client\n');
+      // A client of the same build as the host gets the newer version from the same host.
+      const newer = await HostClient.connect(hostPaths(home).socket, { versions: [1, 2] });
+      assert.equal(newer.version, 2);
+      newer.close();
+      client.close();
+    });
+  });
+
+  test('a host speaking only version 1 (the previous build) keeps serving a client that speaks 1 and 2', TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      const { client } = await ensureHost(home, { versions: [1, 2], host: { versions: [1] } });
+      assert.equal(client.version, 1);
+      await client.start(jobSpec('v2', { executable: 'echo', arguments: ['new client'] }));
+      const seen = await follow(client, 'v2');
+      assert.equal((await seen.exit).exitCode, 0);
+      assert.equal(seen.text(), 'new client\n');
+      client.close();
+    });
+  });
+
+  test('with no version in common the host refuses, naming its versions, and goes on serving others', TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      const { client } = await ensureHost(home, { host: { versions: [1] } });
+      await client.start(jobSpec('keeps', { executable: 'cat', interactive: true }));
+      await assert.rejects(ensureHost(home, { versions: [2] }), (error: unknown) => {
+        assert.ok(error instanceof HostVersionError);
+        assert.deepEqual(error.hostVersions, [1]);
+        assert.match(error.message, /speaks protocol versions 1; the client offered 2/);
+        return true;
+      });
+      assert.equal(hostStatus(home).state, 'running', 'an incompatible client does not replace the host');
+      const seen = await follow(client, 'keeps');
+      client.writeStdin('keeps', 0, Buffer.from('still here'));
+      await seen.until('still here');
+      await client.terminate('keeps', { graceMs: 1000, reason: 'test over' });
+      await seen.exit;
+      client.close();
+    });
+  });
+
+  test('a client that does not start with a hello is told why and disconnected; the host goes on', TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      const { client } = await ensureHost(home);
+      const raw = connect(hostPaths(home).socket);
+      const received: Buffer[] = [];
+      raw.on('data', (data: Buffer) => received.push(data));
+      await new Promise<void>((resolve) => raw.on('connect', () => resolve()));
+      raw.write(jsonFrame({ type: 'list', rid: 1 }));
+      await new Promise<void>((resolve) => raw.on('close', () => resolve()));
+      const frames = new FrameDecoder().push(Buffer.concat(received));
+      assert.equal(frames.length, 1);
+      const frame = frames[0]!;
+      assert.ok(frame.kind === FrameKind.json);
+      assert.match(JSON.stringify(frame.message), /"type":"fatal".*the first frame must be/);
+      await client.ping();
+      client.close();
+    });
+  });
+});
+
+describe('host lifetime', () => {
+  test('the host exits by itself once it has no job running and no client, and removes its socket and host.json', TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      const { client } = await ensureHost(home, { host: { idleMs: 200 } });
+      const pid = client.host.pid;
+      // A job that runs while nobody is connected keeps the host.
+      await client.start(jobSpec('waits', { executable: 'sh', arguments: ['-c', 'read x; echo "$x"'], interactive: true }));
+      client.close();
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const { client: back } = await ensureHost(home);
+      assert.equal(back.host.pid, pid, 'the host stayed while its job ran');
+      const seen = await follow(back, 'waits');
+      back.writeStdin('waits', 0, Buffer.from('done\n'));
+      await seen.exit;
+      await back.forget('waits');
+      back.close();
+      await hostGone(home, pid);
+      assert.equal(existsSync(hostPaths(home).socket), false);
+      assert.equal(existsSync(hostPaths(home).info), false);
+      assert.equal(hostStatus(home).state, 'absent');
+    });
+  });
+});
