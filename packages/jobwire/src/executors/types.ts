@@ -64,6 +64,25 @@ export interface StartSpec {
   onOutput(channel: OutputChannel, data: Buffer): void;
   /** Called when a function job reports progress. */
   onProgress(message: string): void;
+  /**
+   * Called when the executor learns what it needs to find the job again after this process
+   * restarts (a Slurm job id, a remote job folder, a job host's record); the runner stores the
+   * latest value with the job's run and hands it to {@link Executor.resume}. Optional for callers.
+   */
+  onState?(state: ExecutorState): void;
+}
+
+/**
+ * What an executor records about a started job so that a later process (a restarted server or
+ * worker) can find the job again: a JSON object, stored with the job's run. Its shape belongs to
+ * the executor that wrote it.
+ */
+export type ExecutorState = Record<string, unknown>;
+
+/** Where a resumed job's output continues: the byte offsets already stored per channel. */
+export interface ResumeFrom {
+  stdout: number;
+  stderr: number;
 }
 
 /** A started process. */
@@ -109,4 +128,12 @@ export interface Executor {
   check(description: JobDescription): void;
   /** Starts a job. Never throws for a missing program: the handle's `done` reports it as an error. */
   start(spec: StartSpec): ProcessHandle;
+  /**
+   * Finds a job that an earlier process started with this executor again, from the last
+   * {@link ExecutorState} it reported, and follows it on: output from `from` on (nothing stored
+   * twice, nothing skipped), stdin, terminate and `done` as for a job it started. Resolves
+   * undefined when the job is gone for good (the caller marks it Lost, with the reason it got
+   * from the executor's log). Optional: an executor without it cannot keep jobs across restarts.
+   */
+  resume?(spec: StartSpec, state: ExecutorState, from: ResumeFrom): Promise<ProcessHandle | undefined>;
 }
