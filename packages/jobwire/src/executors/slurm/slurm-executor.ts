@@ -412,6 +412,9 @@ function commandFailure(file: string, answer: CommandResult, where: string): str
     return `${file} cannot run on ${where} (${answer.startError}): are Slurm's client commands installed and on PATH?`;
   }
   if (answer.code === 0) return undefined;
-  const said = answer.stderr.trim().split('\n').filter(Boolean).join('; ') || `exit code ${answer.code}`;
+  // Slurm starts each line with "sbatch: error: ": said once, by us.
+  const prefix = new RegExp(`^${file}: (error: )?`);
+  const lines = answer.stderr.split('\n').map((line) => line.trim().replace(prefix, '')).filter(Boolean);
+  const said = lines.join('; ') || `exit code ${answer.code}`;
   return `${file} failed on ${where}: ${said}`;
 }
