@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import type { BatchJob } from '../src/executors/slurm/batch-job.js';
 import { LocalSubmitHost, slurmExecutor, type SlurmExecutor } from '../src/executors/slurm/index.js';
 import type { StartSpec } from '../src/executors/types.js';
-import { SLURM_ENV, useTestSlurm } from '../test/slurm-env.js';
+import { SLURM_ENV, stopTestSlurm, useTestSlurm } from '../test/slurm-env.js';
 import type { BenchRow } from './distributed.js';
 
 /** Poll interval of both the executor and the shell loop. */
@@ -88,6 +88,7 @@ export async function slurmBench(): Promise<BenchRow[]> {
   } finally {
     executor.close();
     rmSync(cwd, { recursive: true, force: true });
+    stopTestSlurm();
   }
 }
 
