@@ -11,11 +11,11 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './redis-env.js';
 
 /** The folder of the shared test cluster (configuration, key, sockets, state, logs). */
 export const SLURM_DIR = join(tmpdir(), 'jobwire-test-slurm');
@@ -32,18 +32,6 @@ const LOCK = `${SLURM_DIR}.lock`;
 /** A daemon or tool of the test cluster is not installed. */
 export class SlurmMissingError extends Error {
   override name = 'SlurmMissingError';
-}
-
-/** A free TCP port on 127.0.0.1. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function pidFile(daemon: (typeof DAEMONS)[number]): string {
