@@ -5,7 +5,7 @@
  * and a new executor instance resuming a job by its Slurm id.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -82,6 +82,12 @@ async function untilRunning(id: () => string | undefined): Promise<string> {
     if (known !== undefined && slurmState(known) === 'RUNNING') return known;
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** Output and exit file paths of a job in `folder` (made here). */
+function jobFilesIn(folder: string): { stdout: string; stderr: string; exit: string } {
+  mkdirSync(folder, { recursive: true });
+  return { stdout: join(folder, 'j.out'), stderr: join(folder, 'j.err'), exit: join(folder, 'j.exit') };
 }
 
 function slurmIdOf(run: Pick<Run, 'states'>): string | undefined {
@@ -225,6 +231,41 @@ test('tty: srun --pty gives the job a terminal of the requested size', async () 
   assert.equal(result.exitCode, 0);
   assert.match(run.output.stdout, /\/dev\/pts\/\d+/);
   assert.match(run.output.stdout, /33 101/);
+});
+
+test('tty: a resize reaches the job through srun', async () => {
+  const run = start({ executable: 'sh', arguments: ['-c', 'stty size; read line; stty size'], tty: true, interactive: true, size: { cols: 80, rows: 24 } });
+  await run.waitFor((o) => o.stdout.includes('24 80'));
+  run.handle.resize(120, 40);
+  // srun passes the new size on when it gets SIGWINCH; give it a moment before asking again.
+  await new Promise((r) => setTimeout(r, 500));
+  await run.handle.writeStdin(Buffer.from('go\r'));
+  assert.equal((await run.handle.done).exitCode, 0);
+  assert.match(run.output.stdout, /24 80[\s\S]*40 120/);
+});
+
+test('interactive: cancel stops srun and the Slurm job under it', async () => {
+  const run = start({ executable: 'sh', arguments: ['-c', 'echo started; exec sleep 600'], interactive: true });
+  await run.waitFor((o) => o.stdout === 'started\n');
+  run.handle.terminate(1000);
+  const result = await run.handle.done;
+  assert.notEqual(result.exitCode, 0);
+  // Nothing of this job is left in Slurm once the grace time is over.
+  await new Promise((r) => setTimeout(r, 1500));
+  const left = slurmCommand('squeue', ['--noheader', '--format=%k']).split('\n').filter((c) => c === `jobwire:${run.spec.jobId}`);
+  assert.deepEqual(left, []);
+});
+
+test('a job Slurm forgot but whose exit file is there ends with the recorded exit code and its output', async () => {
+  const record: SlurmJobRecord = { slurmJobId: '987655', ...jobFilesIn(join(work, 'forgotten')) };
+  writeFileSync(record.stdout, 'all of it\n');
+  writeFileSync(record.stderr, '');
+  writeFileSync(record.exit, '6\n');
+  const run = { output: { stdout: '', stderr: '' }, states: [] as ExecutorState[] };
+  const handle = await executor.resume(spec({ executable: 'true' }, run, () => undefined), record, { stdout: 4, stderr: 0 });
+  assert.ok(handle);
+  assert.deepEqual(await handle.done, { exitCode: 6, signal: null });
+  assert.equal(run.output.stdout, 'of it\n');
 });
 
 test('resume: a new executor instance follows a job by its Slurm id, output neither lost nor repeated', async () => {

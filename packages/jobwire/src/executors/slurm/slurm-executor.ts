@@ -346,7 +346,7 @@ export class SlurmExecutor implements Executor, BatchJobControl {
 
   /** `scancel` of the srun job that carries jobwire id `jobId` in its comment (srun does not tell its id). */
   async #cancelSrun(jobId: string): Promise<void> {
-    const answer = await this.#host.run({ file: 'squeue', args: ['--noheader', '--format=%i|%k', `--user=${os.userInfo().username}`] });
+    const answer = await this.#host.run({ file: 'squeue', args: ['--noheader', '--format=%i|%k', '--me'] });
     for (const line of answer.stdout.split('\n')) {
       const [id, comment] = line.trim().split('|');
       if (id && comment === `jobwire:${jobId}`) await this.#host.run({ file: 'scancel', args: [id] });
