@@ -31,6 +31,8 @@ export class BatchJob implements ProcessHandle {
   phase: SlurmPhase = 'queued';
   /** When the job was first missing from both `squeue` and `scontrol`, for the lost grace time. */
   goneSince: number | undefined;
+  /** When following the job (reading its files, asking Slurm) first failed in a row, and why. */
+  trouble: { since: number; error: unknown } | undefined;
   /** Set once jobwire asked Slurm to stop the job. */
   terminated = false;
   /** The grace time of a terminate that came before the Slurm id was known. */

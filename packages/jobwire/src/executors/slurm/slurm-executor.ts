@@ -8,6 +8,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BadRequestError, type JobDescription } from '@jobwire/client';
+import pLimit from 'p-limit';
 import type { Executor, ExecutorState, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../types.js';
 import { BatchJob, type BatchJobControl } from './batch-job.js';
 import {
@@ -59,6 +60,9 @@ export interface SlurmJobRecord extends ExecutorState {
   exit: string;
 }
 
+/** sbatch processes at once: the controller answers them one by one anyway. */
+const SBATCH_AT_ONCE = 8;
+
 /** Fills in and checks {@link SlurmExecutorOptions}; throws a RangeError for a bad value. */
 function parseOptions(options: SlurmExecutorOptions): Required<SlurmExecutorOptions> {
   const parsed: Required<SlurmExecutorOptions> = {
@@ -98,6 +102,8 @@ export class SlurmExecutor implements Executor, BatchJobControl {
   #polling: Promise<void> | undefined;
   #partitionsTimer: NodeJS.Timeout | undefined;
   #folderReady: Promise<void> | undefined;
+  /** sbatch calls in flight: a burst of submissions must not start hundreds of them at once. */
+  readonly #submitting = pLimit(SBATCH_AT_ONCE);
   #closed = false;
 
   /** Use {@link slurmExecutor}, which reads the partitions first. */
@@ -217,7 +223,7 @@ export class SlurmExecutor implements Executor, BatchJobControl {
       return;
     }
     const args = ['--parsable', ...options, `--output=${job.files.stdout}`, `--error=${job.files.stderr}`];
-    const answer = await this.#host.run({ file: 'sbatch', args }, script);
+    const answer = await this.#submitting(() => this.#host.run({ file: 'sbatch', args }, script));
     const failure = commandFailure('sbatch', answer, this.#host.where);
     if (failure !== undefined) {
       job.settle({ exitCode: null, signal: null, error: failure.replace(/^sbatch failed/, 'sbatch refused the job') });
@@ -264,7 +270,19 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     } catch {
       listed = undefined; // the controller did not answer: nothing is concluded from silence.
     }
-    await Promise.all(jobs.map((job) => this.#update(job, listed)));
+    await Promise.all(jobs.map((job) => this.#update(job, listed).then(() => (job.trouble = undefined), (error: unknown) => this.#troubled(job, error))));
+  }
+
+  /**
+   * A job that could not be followed this tick (its output file unreadable, a command that
+   * would not start): tried again next tick, and ended with the error once it has failed for
+   * `lostAfterMs` in a row — never left hanging, and never stopping the other jobs' ticks.
+   */
+  #troubled(job: BatchJob, error: unknown): void {
+    job.trouble ??= { since: Date.now(), error };
+    if (Date.now() - job.trouble.since < this.#options.lostAfterMs) return;
+    const why = error instanceof Error ? error.message : String(error);
+    job.settle({ exitCode: null, signal: null, error: `Slurm job ${job.slurmId} could not be followed for ${Math.round(this.#options.lostAfterMs / 1000)} s: ${why}` });
   }
 
   async #update(job: BatchJob, listed: Map<string, SlurmJobState> | undefined): Promise<void> {
