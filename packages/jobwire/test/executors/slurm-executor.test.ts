@@ -194,6 +194,14 @@ test('check refuses an unknown partition, function jobs and scheduler arguments 
   assert.throws(() => executor.check({ executable: 'true', environment: { 'A B': '1' } }), (e: unknown) => e instanceof BadRequestError && e.field === 'environment');
 });
 
+test('a job for another OS account (root server) is refused, not submitted as root', async () => {
+  const run = { output: { stdout: '', stderr: '' }, states: [] as ExecutorState[] };
+  const s = { ...spec({ executable: 'true' }, run, () => undefined), account: { name: 'nobody', uid: 65534, gid: 65534, home: '/nonexistent', shell: '/bin/sh' } };
+  const result = await executor.start(s).done;
+  assert.match(result.error ?? '', /cannot run a job as OS account "nobody"/);
+  assert.equal(run.states.length, 0, 'nothing was submitted');
+});
+
 test('scheduler arguments become #SBATCH lines', async () => {
   const run = start({ executable: 'sh', arguments: ['-c', 'echo "$VIA_SBATCH_LINE"'], schedulerArguments: ['--export=ALL,VIA_SBATCH_LINE=yes'] });
   assert.deepEqual(await run.handle.done, { exitCode: 0, signal: null });

@@ -166,6 +166,12 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     const description = spec.description;
     const cwd = path.posix.resolve(spec.defaultCwd, description.workingDirectory ?? '.');
     const options = resourceOptions(spec.jobId, description, cwd, description.queueName);
+    if (spec.account !== undefined) {
+      // Slurm runs a job as whoever submits it: never as root for a user mapped to another account.
+      const refused = new BatchJob(spec, this.#host, this, jobFiles(this.#options.jobsFolder, spec.jobId));
+      refused.settle({ exitCode: null, signal: null, error: `the Slurm executor submits jobs as the account running jobwire; it cannot run a job as OS account "${spec.account.name}"` });
+      return refused;
+    }
     if (description.interactive === true || description.tty === true) return this.#startSrun(spec, options);
     const job = new BatchJob(spec, this.#host, this, jobFiles(this.#options.jobsFolder, spec.jobId));
     void this.#submit(spec, job, options);
