@@ -180,7 +180,9 @@ export class SlurmExecutor implements Executor, BatchJobControl {
 
   /**
    * Follows a batch job an earlier executor submitted, from its {@link SlurmJobRecord}, with
-   * its output from `from` on; undefined when Slurm no longer knows it and it left no exit file.
+   * its output from `from` on; undefined when Slurm no longer knows it and it left no exit file
+   * (or the state is not one this executor wrote). Rejects with a {@link SlurmCommandError} when
+   * `squeue` cannot be asked at all (controller down): that says nothing about the job.
    */
   async resume(spec: StartSpec, state: ExecutorState, from: ResumeFrom): Promise<ProcessHandle | undefined> {
     const record = state as Partial<SlurmJobRecord>;
