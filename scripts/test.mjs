@@ -105,7 +105,7 @@ try {
   await redis.started?.stop();
   // The Slurm tests share one test cluster (started by the first of them); stop it with the run.
   const { stopTestSlurm } = await import(`../${SLURM_ENV}`);
-  stopTestSlurm();
+  await stopTestSlurm();
 }
 const stray = [...untracked()].filter((file) => !untrackedBefore.has(file));
 if (stray.length > 0 && !interrupted) {

@@ -88,7 +88,7 @@ export async function slurmBench(): Promise<BenchRow[]> {
   } finally {
     executor.close();
     rmSync(cwd, { recursive: true, force: true });
-    stopTestSlurm();
+    await stopTestSlurm();
   }
 }
 

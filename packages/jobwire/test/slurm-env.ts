@@ -117,13 +117,15 @@ PartitionName=${PARTITIONS.short} Nodes=${node} MaxTime=1 State=UP
 `;
 }
 
-/** Stops the test cluster's daemons (by their pid files) and removes its folder. */
-export function stopTestSlurm(): void {
-  for (const daemon of [...DAEMONS].reverse()) {
-    const pid = daemonPid(daemon);
-    if (pid !== undefined) process.kill(pid, 'SIGTERM');
-  }
-  rmSync(SLURM_DIR, { recursive: true, force: true });
+/**
+ * Stops the test cluster's daemons (by their pid files), waits up to 15 s for them to exit (they
+ * save state on the way out), then removes its folder.
+ */
+export async function stopTestSlurm(): Promise<void> {
+  const pids = [...DAEMONS].reverse().flatMap((daemon) => daemonPid(daemon) ?? []);
+  for (const pid of pids) process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 150 && pids.some(alive); i++) await sleep(100);
+  rmSync(SLURM_DIR, { recursive: true, force: true, maxRetries: 5 });
 }
 
 /** Takes the start lock (a folder: mkdir is atomic), breaking one older than a minute. */
@@ -155,7 +157,7 @@ export async function useTestSlurm(): Promise<void> {
   try {
     const expected = slurmConf(0, 0);
     if (DAEMONS.every((d) => daemonPid(d) !== undefined) && configIsCurrent(expected) && nodeUp()) return;
-    stopTestSlurm();
+    await stopTestSlurm();
     // munged wants a socket folder everyone may enter.
     mkdirSync(SLURM_DIR, { recursive: true, mode: 0o755 });
     for (const dir of [join(SLURM_DIR, 'state'), join(SLURM_DIR, 'spool')]) mkdirSync(dir, { mode: 0o700 });
@@ -185,7 +187,7 @@ export async function useTestSlurm(): Promise<void> {
 // `node slurm-env.js start|stop`: for a shell (and scripts/test.mjs).
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const command = process.argv[2];
-  if (command === 'stop') stopTestSlurm();
+  if (command === 'stop') await stopTestSlurm();
   else if (command === 'start') await useTestSlurm();
   else {
     console.error('usage: node slurm-env.js start|stop');
