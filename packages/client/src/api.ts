@@ -163,6 +163,11 @@ export interface JobwireApi {
   submitInteractiveJob(description: JobDescription): Promise<InteractiveJob>;
   /** A job's info, with its description. */
   getJobStatus(id: string): Promise<JobInfo>;
+  /**
+   * The full id of the caller's one job whose id starts with `prefix` (as git and docker take
+   * short ids); NotFoundError when none does, AmbiguousIdError (listing them) when several do.
+   */
+  resolveJobId(prefix: string): Promise<string>;
   /** Several jobs' infos, in the order of `ids`. */
   getJobStatuses(ids: string[]): Promise<JobInfo[]>;
   /** Waits until final; with `timeoutMs` (0 = forever) returns the not-final info when it runs out. */

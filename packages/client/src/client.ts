@@ -5,11 +5,14 @@
  */
 import type { AttachOptions, Attachment, ClientOptions, EventStream, EventsOptions, InteractiveJob, JobFilter, JobwireApi } from './api.js';
 import { InteractiveAttachment, JobAttachment, type AttachContext } from './attach.js';
-import { BadRequestError, ConnectionError, NotFoundError } from './errors.js';
+import { AmbiguousIdError, BadRequestError, ConnectionError, NotFoundError } from './errors.js';
 import { GroupEventStream } from './events.js';
 import { request, requestBytes, type Connection } from './http.js';
 import { isFinal, type GroupInfo, type JobDescription, type JobInfo, type Page, type QueueStatus, type WhoAmI, type WorkersReport } from './types.js';
 import { isNode, toBytes } from './util.js';
+
+/** A whole job id (a UUID), taken as it is by {@link Client.resolveJobId}. */
+const FULL_JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** Longest single wait the server allows; longer waits loop. */
 const MAX_WAIT_CALL = 60_000;
@@ -200,6 +203,26 @@ export class Client implements JobwireApi {
   /** The job's info, with its description. */
   getJobStatus(id: string): Promise<JobInfo> {
     return this.call('GET', jobPath(id));
+  }
+
+  /**
+   * The full id of the caller's one job whose id starts with `prefix`. A full id is taken as it
+   * is; a shorter one is looked for in the caller's jobs, page by page.
+   */
+  async resolveJobId(prefix: string): Promise<string> {
+    const wanted = prefix.trim().toLowerCase();
+    if (FULL_JOB_ID.test(wanted)) return wanted;
+    if (wanted === '') throw new BadRequestError('a job id (or the start of one) is needed', { field: 'id' });
+    const found: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page: Page<JobInfo> = await this.getJobs({ limit: 1000, ...(cursor !== undefined ? { cursor } : {}) });
+      for (const job of page.items) if (job.id.startsWith(wanted)) found.push(job.id);
+      cursor = page.next;
+    } while (cursor !== undefined);
+    if (found.length === 1) return found[0]!;
+    if (found.length === 0) throw new NotFoundError(`no job whose id starts with ${JSON.stringify(prefix)}`);
+    throw new AmbiguousIdError(prefix, found);
   }
 
   /** Infos of several jobs, fetched in parallel, in the order of `ids`. */

@@ -45,6 +45,13 @@ export interface JobDescription {
   environment?: Record<string, string>;
   /** Working directory of the job. @defaultValue the server's work folder (`<home>-work`); for a user mapped to an OS account by a root server, that account's home */
   workingDirectory?: string;
+  /**
+   * The directory the job was submitted from (the CLI's current directory), used as the working
+   * directory when `workingDirectory` is absent and the directory exists on the machine that runs
+   * the job; where it does not, the job starts in the default one, and the first line of its
+   * stderr says so (as Slurm's `srun` does).
+   */
+  submitDirectory?: string;
   /** Queue to run in: `single`, `multi` or `unlimited` on the local executor. @defaultValue "multi" */
   queueName?: string;
   /** Maximum run time in minutes (Xenon's unit; fractions allowed, e.g. 0.5 = 30 s); 0 or absent means no limit. */

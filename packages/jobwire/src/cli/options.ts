@@ -151,7 +151,10 @@ export function buildDescription(o: JobOptions, cwd: string = process.cwd()): Jo
   if (o.group !== undefined) d.group = o.group;
   if (o.queue !== undefined) d.queueName = o.queue;
   if (o.env !== undefined && Object.keys(o.env).length > 0) d.environment = o.env;
+  // As srun: a job starts where it was submitted from unless told otherwise (the server falls
+  // back to its work folder where this directory does not exist).
   if (o.cwd !== undefined) d.workingDirectory = resolve(cwd, o.cwd);
+  else d.submitDirectory = resolve(cwd);
   if (o.maxRuntime !== undefined) d.maxRuntime = o.maxRuntime;
   if (o.node !== undefined) d.node = o.node;
   if (o.pool !== undefined && o.pool.length > 0) d.pools = o.pool;

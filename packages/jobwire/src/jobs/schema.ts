@@ -34,6 +34,7 @@ export const jobDescriptionSchema = z
       .record(z.string().regex(envName, 'environment variable names are letters, digits and _'), z.string().max(1_000_000))
       .optional(),
     workingDirectory: path.optional(),
+    submitDirectory: path.regex(/^\//, 'an absolute path').optional(),
     queueName: z.string().min(1).max(100).optional(),
     maxRuntime: z.number().min(0).max(525_600).optional(),
     maxMemory: z.number().int().min(0).optional(),

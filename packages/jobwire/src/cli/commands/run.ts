@@ -30,6 +30,15 @@ Terminal:
   type ~. at the start of a line to detach (~~ sends one ~).
 `;
 
+const ATTACH_TERMINAL_HELP = `
+Terminal:
+  Output is written as it arrives, stdout to stdout and stderr to stderr, in the order the job
+  wrote it. If the job is interactive (and still running), what you type (or pipe in) goes to it
+  unless --no-stdin is given, and end of input (Ctrl-D) closes its stdin. If the job has a
+  pseudo-terminal, this terminal is put in raw mode, so every key (Ctrl-C too) goes to the job;
+  type ~. at the start of a line to detach (~~ sends one ~).
+`;
+
 /** Adds `jobwire run`. */
 export function registerRun(program: Command): void {
   const cmd = program
@@ -43,7 +52,7 @@ export function registerRun(program: Command): void {
     .argument('<command...>', 'program and its arguments (put them after --)')
     .option('-i, --interactive', 'forward this terminal\'s input to the job')
     .option('-t, --tty', 'run the job under a pseudo-terminal (implies -i)');
-  addJobOptions(cmd);
+  addJobOptions(cmd, 'run');
   addConnectionOptions(cmd)
     .passThroughOptions()
     .addHelpText(
@@ -102,13 +111,13 @@ export function registerAttach(program: Command): void {
           "is interactive. Exits with the job's exit code when it ends. Ctrl-C detaches (exit code 130) " +
           'and leaves the job running.',
       )
-      .argument('<id>', 'job id')
+      .argument('<id>', 'job id, or its first characters when they name one job')
       .option('--from <pos>', 'replay output from this position (bytes of stdout and stderr together)', integer(0))
       .option('--no-stdin', 'do not forward input, even to an interactive job'),
   )
     .addHelpText(
       'after',
-      TERMINAL_HELP +
+      ATTACH_TERMINAL_HELP +
         examples(
           ['jobwire attach 3f2a…', 'everything the job wrote so far, then live output until it ends'],
           ['jobwire attach --no-stdin 3f2a… > out.log', 'watch an interactive job without typing into it'],
@@ -117,8 +126,9 @@ export function registerAttach(program: Command): void {
     .action(act(attach));
 }
 
-async function attach(id: string, opts: AttachOptions): Promise<number> {
+async function attach(given: string, opts: AttachOptions): Promise<number> {
   const api = await connect(opts);
+  const id = await api.resolveJobId(given);
   // Also how a wrong id becomes "not found" (exit 4) before anything is attached.
   const info = await api.getJobStatus(id);
   const live = !isFinal(info.status);

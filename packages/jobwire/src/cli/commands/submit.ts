@@ -38,7 +38,7 @@ export function registerSubmit(program: Command): void {
     .option('--timeout <seconds>', 'with --block: stop waiting after this long (exit code 5)', seconds)
     .option('--interactive', 'keep stdin open for `jobwire attach` to write to')
     .option('--tty', 'run under a pseudo-terminal (the size of this terminal, if it is one)');
-  addJobOptions(cmd);
+  addJobOptions(cmd, 'submit');
   cmd.option('--json', 'print the job info as JSON instead of text');
   addConnectionOptions(cmd)
     .passThroughOptions()

@@ -1,0 +1,104 @@
+/**
+ * The CLI as a Slurm or git user expects it: jobs start in the caller's directory, connection
+ * options stand before or after the command, short job ids.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { cliEnv, runCli, withServer } from '../helpers.js';
+
+/** A temporary folder for the duration of `fn`. */
+async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'jobwire-caller-'));
+  try {
+    return await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe("the caller's directory", () => {
+  it('cd DIR && jobwire run -- sh script.sh finds script.sh and runs in DIR', async () => {
+    await withServer(async (s) => {
+      await withDir(async (dir) => {
+        writeFileSync(join(dir, 'script.sh'), 'echo "ran in $(pwd)"\n');
+        const r = await runCli(['run', '--', 'sh', 'script.sh'], { env: cliEnv(s), cwd: dir });
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout, `ran in ${dir}\n`);
+      });
+    });
+  });
+
+  it('--cwd still overrides the caller’s directory', async () => {
+    await withServer(async (s) => {
+      await withDir(async (dir) => {
+        const r = await runCli(['run', '--cwd', '/', '--', 'pwd'], { env: cliEnv(s), cwd: dir });
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout, '/\n');
+      });
+    });
+  });
+
+  it('a submit directory missing on the machine that runs the job: the work folder, and a first stderr line saying so', async () => {
+    await withServer(async (s) => {
+      const job = await s.client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'pwd; echo mine >&2'], submitDirectory: '/no/such/place' });
+      const done = await s.client.waitUntilDone(job.id);
+      assert.equal(done.status, 'Success');
+      const out = new TextDecoder().decode((await s.client.readOutput(job.id, 'stdout')).data);
+      const err = new TextDecoder().decode((await s.client.readOutput(job.id, 'stderr')).data);
+      assert.equal(out, `${s.server.workDir}\n`);
+      const lines = err.split('\n');
+      assert.match(lines[0]!, /^jobwire: the directory the job was submitted from, \/no\/such\/place, does not exist on .+; the job starts in .+ instead$/);
+      assert.equal(lines[1], 'mine');
+    });
+  });
+
+  it('refuses a relative submit directory, naming the field', async () => {
+    await withServer(async (s) => {
+      await assert.rejects(s.client.submitBatchJob({ executable: 'true', submitDirectory: 'rel/dir' }), (e: Error & { field?: string }) => e.field === 'submitDirectory');
+    });
+  });
+});
+
+describe('CLI edges', () => {
+  it('takes --url, --token and --home before the command too', async () => {
+    await withServer(async (s) => {
+      const r = await runCli(['--url', s.url, '--token', s.token, '--home', s.home, 'jobs', '--json'], { env: { JOBWIRE_URL: '', JOBWIRE_TOKEN: '', JOBWIRE_HOME: '' } });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), []);
+      const wrong = await runCli(['--token', 'nope', 'jobs'], { env: cliEnv(s) });
+      assert.notEqual(wrong.code, 0, 'the leading --token is the one used, over JOBWIRE_TOKEN');
+      assert.match(wrong.stderr, /token/i);
+    });
+  });
+
+  it('accepts a unique prefix of a job id, and lists the candidates of an ambiguous one', async () => {
+    await withServer(async (s) => {
+      const ids: string[] = [];
+      for (let i = 0; i < 40; i++) ids.push((await s.client.submitBatchJob({ executable: 'true' })).id);
+      const unique = ids.find((id) => ids.filter((other) => other.startsWith(id.slice(0, 3))).length === 1)!;
+      const status = await runCli(['status', unique.slice(0, 3)], { env: cliEnv(s) });
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(status.stdout, new RegExp(`^id\\s*: ${unique}$`, 'm'));
+      // 40 ids over 16 first characters: some first character starts two or more.
+      const first = ids.map((id) => id[0]!).find((c, _i, all) => all.filter((d) => d === c).length > 1)!;
+      const candidates = ids.filter((id) => id.startsWith(first));
+      const ambiguous = await runCli(['status', first], { env: cliEnv(s) });
+      assert.notEqual(ambiguous.code, 0);
+      assert.match(ambiguous.stderr, /ambiguous/);
+      for (const id of candidates) assert.ok(ambiguous.stderr.includes(id), `${id} listed in ${ambiguous.stderr}`);
+      const none = await runCli(['status', 'zzz'], { env: cliEnv(s) });
+      assert.equal(none.code, 4, none.stderr);
+    });
+  });
+
+  it('help says only what each command accepts', async () => {
+    const attach = await runCli(['attach', '--help']);
+    assert.equal(attach.code, 0);
+    assert.doesNotMatch(attach.stdout, /With -i|With -t|\s-i,|\s-t,/);
+    const run = await runCli(['run', '--help']);
+    assert.doesNotMatch(run.stdout, /--cmd|--js|"js"/);
+  });
+});
