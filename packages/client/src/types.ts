@@ -78,6 +78,11 @@ export interface JobDescription {
   tty?: boolean;
   /** Initial terminal size for tty jobs. @defaultValue { cols: 80, rows: 24 } */
   size?: { cols: number; rows: number };
+  /**
+   * Attributes of the description the job was made from that jobwire keeps without acting on
+   * them (a JDL file's `Requirements`, `Rank`, …), as name → value text. @defaultValue none
+   */
+  attributes?: Record<string, string>;
   /** Group path in the job tree, `:`-separated, e.g. `analysis-7:step-2`. @defaultValue "" (root) */
   group?: string;
   /** URL where the job's result can be seen (moi's `url`). */

@@ -48,6 +48,10 @@ export const jobDescriptionSchema = z
     interactive: z.boolean().optional(),
     tty: z.boolean().optional(),
     size: z.strictObject({ cols: z.number().int().min(1).max(10_000), rows: z.number().int().min(1).max(10_000) }).optional(),
+    attributes: z
+      .record(z.string().min(1).max(200), z.string().max(100_000))
+      .refine((a) => Object.keys(a).length <= 200, 'at most 200 attributes')
+      .optional(),
     group: z.string().max(1000).regex(groupPath, 'a group path is ":"-separated non-empty names').or(z.literal('')).optional(),
     url: z.string().max(4096).optional(),
     pools: z.array(placementName).min(1).max(32).optional(),

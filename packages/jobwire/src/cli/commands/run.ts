@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import { isFinal, type Attachment } from '@jobwire/client';
 import { connect, addConnectionOptions, type ConnectionOptions } from '../connect.js';
+import { isJdlCommand, loadJdl } from '../jdl.js';
 import { buildDescription, integer, type JobOptions } from '../options.js';
 import { finishSession, runSession } from '../session.js';
 import { act, examples } from './common.js';
@@ -49,7 +50,7 @@ export function registerRun(program: Command): void {
         "job's exit code once it ended. Ctrl-C cancels the job (a second Ctrl-C detaches and leaves it " +
         'running).',
     )
-    .argument('<command...>', 'program and its arguments (put them after --)')
+    .argument('<command...>', 'program and its arguments (put them after --), or a gLite JDL file (FILE.jdl)')
     .option('-i, --interactive', 'forward this terminal\'s input to the job')
     .option('-t, --tty', 'run the job under a pseudo-terminal (implies -i)');
   addJobOptions(cmd, 'run');
@@ -69,7 +70,7 @@ export function registerRun(program: Command): void {
 }
 
 async function run(command: string[], opts: RunOptions): Promise<number> {
-  const interactive = Boolean(opts.interactive || opts.tty);
+  let interactive = Boolean(opts.interactive || opts.tty);
   const jobOptions: JobOptions = {
     ...opts,
     command,
@@ -78,7 +79,9 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
   };
   const size = opts.tty ? terminalSize() : undefined;
   if (size) jobOptions.size = size;
-  const description = buildDescription(jobOptions);
+  const jdl = isJdlCommand(command) ? loadJdl(command[0]!, jobOptions) : undefined;
+  const description = jdl?.description ?? buildDescription(jobOptions);
+  if (jdl?.interactive) interactive = true;
 
   const api = await connect(opts);
   let attachment: Attachment;
