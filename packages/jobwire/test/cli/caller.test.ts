@@ -3,11 +3,13 @@
  * options stand before or after the command, short job ids.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
-import { cliEnv, runCli, withServer } from '../helpers.js';
+import { CLI, cliEnv, runCli, withServer } from '../helpers.js';
 
 /** A temporary folder for the duration of `fn`. */
 async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
@@ -20,13 +22,21 @@ async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
 }
 
 describe("the caller's directory", () => {
-  it('cd DIR && jobwire run -- sh script.sh finds script.sh and runs in DIR', async () => {
+  it('cd DIR && jobwire run -- sh script.sh finds script.sh and runs in DIR (jobwire on the PATH as npm link puts it)', async () => {
     await withServer(async (s) => {
       await withDir(async (dir) => {
-        writeFileSync(join(dir, 'script.sh'), 'echo "ran in $(pwd)"\n');
-        const r = await runCli(['run', '--', 'sh', 'script.sh'], { env: cliEnv(s), cwd: dir });
-        assert.equal(r.code, 0, r.stderr);
-        assert.equal(r.stdout, `ran in ${dir}\n`);
+        // What `npm link -w jobwire` (README, quick start) makes: a `jobwire` link to the package's bin.
+        const bin = join(dir, 'bin');
+        mkdirSync(bin);
+        symlinkSync(CLI, join(bin, 'jobwire'));
+        const project = join(dir, 'project');
+        mkdirSync(project);
+        writeFileSync(join(project, 'script.sh'), 'echo "ran in $(pwd)"\n');
+        const { stdout, stderr } = await promisify(execFile)('sh', ['-c', `cd '${project}' && jobwire run -- sh script.sh`], {
+          env: { ...process.env, ...cliEnv(s), PATH: `${bin}:${dirname(process.execPath)}:/usr/bin:/bin` },
+        });
+        assert.equal(stderr, '');
+        assert.equal(stdout, `ran in ${realpathSync(project)}\n`);
       });
     });
   });
