@@ -310,6 +310,24 @@ export class Client implements JobwireApi {
   }
 
   /**
+   * Uploads a file (strings as UTF-8) for a description's `inputFiles`: the server places it in
+   * the job's working directory before the job starts. Returns the upload's id and size.
+   */
+  upload(data: Uint8Array | string): Promise<{ id: string; size: number }> {
+    return this.call('POST', '/uploads', { bytes: toBytes(data) });
+  }
+
+  /** The output files a job kept (its description's `outputFiles`), by name. */
+  async getOutputFiles(id: string): Promise<{ name: string; size: number }[]> {
+    return (await this.call<{ items: { name: string; size: number }[] }>('GET', jobPath(id, '/files'))).items;
+  }
+
+  /** One output file a job kept; NotFoundError when it kept none of that name. */
+  async readOutputFile(id: string, name: string): Promise<Uint8Array> {
+    return (await this.withFailover('GET', (conn) => requestBytes(conn, 'GET', jobPath(id, '/files/content'), { query: { name } }))).data;
+  }
+
+  /**
    * Appends to an interactive job's stdin over HTTP (strings as UTF-8). With `offset`, bytes the
    * server already has are skipped, so a retry never doubles input. Returns the accepted stdin size.
    */

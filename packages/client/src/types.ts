@@ -79,6 +79,18 @@ export interface JobDescription {
   /** Initial terminal size for tty jobs. @defaultValue { cols: 80, rows: 24 } */
   size?: { cols: number; rows: number };
   /**
+   * Files placed in the working directory before the job starts (gLite's InputSandbox): relative
+   * name (folders allowed, no `..`) → id of an upload (`POST /v1/uploads`, SDK `upload`).
+   * An input named as the executable is made executable. @defaultValue none
+   */
+  inputFiles?: Record<string, string>;
+  /**
+   * Patterns (globs, relative to the working directory) of files kept with the job after it ends
+   * (gLite's OutputSandbox): read them with `GET /v1/jobs/:id/files`, SDK `getOutputFiles`, or
+   * `jobwire output ID`. A pattern that matches nothing fails the job, saying so. @defaultValue none
+   */
+  outputFiles?: string[];
+  /**
    * Attributes of the description the job was made from that jobwire keeps without acting on
    * them (a JDL file's `Requirements`, `Rank`, …), as name → value text. @defaultValue none
    */

@@ -15,6 +15,7 @@ import { basename, resolve } from 'node:path';
 import type { JobDescription } from '@jobwire/client';
 import { UsageError } from './errors.js';
 import { withJobSettings, type JobOptions } from './options.js';
+import { inputFileNames } from './sandbox.js';
 
 /** A parsed JDL value. */
 export type JdlValue = string | number | boolean | JdlValue[] | { expression: string };
@@ -205,8 +206,8 @@ export interface JdlJob {
   interactive: boolean;
   /** Attributes jobwire keeps with the job (in `description.attributes`) without acting on them. */
   unused: string[];
-  /** Files of `OutputSandbox` (left in the job's working directory). */
-  outputSandbox: string[];
+  /** Files of `InputSandbox`, as written (relative to the caller's directory): uploaded at submit. */
+  inputSandbox: string[];
 }
 
 /** The attributes jobwire acts on, by lower-case name. */
@@ -286,9 +287,12 @@ export function jdlJob(attributes: JdlAttribute[], file: string, dir: string): J
   if (interactive) d.interactive = true;
   d.name = basename(file).replace(/\.jdl$/i, '') || executable;
 
+  const outputs = strings('outputsandbox');
+  if (outputs.length > 0) d.outputFiles = outputs;
+
   const unused = attributes.filter((a) => !(KNOWN as readonly string[]).includes(a.name.toLowerCase()));
   if (unused.length > 0) d.attributes = Object.fromEntries(unused.map((a) => [a.name, valueText(a.value)]));
-  return { description: d, interactive, unused: unused.map((a) => a.name), outputSandbox: strings('outputsandbox') };
+  return { description: d, interactive, unused: unused.map((a) => a.name), inputSandbox: inputs };
 }
 
 /** A JDL value written back as JDL text (for attributes kept as they are). */
@@ -308,6 +312,8 @@ export function isJdlCommand(command: readonly string[]): boolean {
 export interface JdlSubmission {
   description: JobDescription;
   interactive: boolean;
+  /** InputSandbox files to upload: name in the job's directory → local path. */
+  inputs: Map<string, string>;
 }
 
 /**
@@ -326,7 +332,7 @@ export function loadJdl(file: string, options: JobOptions, cwd: string = process
   }
   const job = jdlJob(parseJdl(text, file), file, cwd);
   if (job.unused.length > 0) stderr.write(`jobwire: ${file}: kept with the job, not acted on by jobwire: ${job.unused.join(', ')}\n`);
-  if (job.outputSandbox.length > 0) stderr.write(`jobwire: ${file}: OutputSandbox files are left in the job's working directory (${job.outputSandbox.join(', ')})\n`);
+  const inputs = inputFileNames(job.inputSandbox, cwd, 'InputSandbox:');
   const description = withJobSettings(job.description, { ...options, interactive: job.interactive || options.interactive === true }, cwd);
-  return { description, interactive: description.interactive === true };
+  return { description, interactive: description.interactive === true, inputs };
 }

@@ -89,6 +89,10 @@ export interface JobOptions {
   retries?: number;
   interactive?: boolean;
   tty?: boolean;
+  /** Local files uploaded into the job's working directory (`--input`, repeatable). */
+  input?: string[];
+  /** Patterns of files kept with the job after it ends (`--output-file`, repeatable). */
+  outputFile?: string[];
   /** Terminal size for tty jobs. */
   size?: { cols: number; rows: number };
 }
@@ -171,5 +175,11 @@ export function withJobSettings(d: JobDescription, o: Omit<JobOptions, 'js' | 'j
   if (o.interactive) d.interactive = true;
   if (o.tty) d.tty = true;
   if (o.tty && o.size) d.size = o.size;
+  if (o.outputFile !== undefined && o.outputFile.length > 0) d.outputFiles = [...(d.outputFiles ?? []), ...o.outputFile];
   return d;
+}
+
+/** Collects a repeatable option's values in order. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
 }

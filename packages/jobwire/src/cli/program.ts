@@ -12,6 +12,7 @@ import { registerCancel, registerDelete } from './commands/manage.js';
 import { registerJobs, registerStatus } from './commands/jobs.js';
 import { registerGroups, registerQueues } from './commands/listings.js';
 import { registerLogs } from './commands/logs.js';
+import { registerOutput } from './commands/output.js';
 import { registerProgress } from './commands/progress.js';
 import { registerAttach, registerRun } from './commands/run.js';
 import { registerServer } from './commands/server.js';
@@ -101,6 +102,7 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerJobs(program);
   registerLogs(program);
+  registerOutput(program);
   registerCancel(program);
   registerDelete(program);
   registerQueues(program);

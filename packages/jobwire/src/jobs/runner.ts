@@ -10,6 +10,9 @@ import type { OsAccount } from '../executors/local/os-account.js';
 import type { Executor, ProcessHandle, ProcessResult } from '../executors/types.js';
 import { finalStatusOf, type FinishFields, type JobRecord, type Store, type StreamEvent } from '../store/types.js';
 import { setLongTimeout, type LongTimeout } from '../timers.js';
+import { resolve } from 'node:path';
+import { withProblem } from '../executors/local/setup.js';
+import { keepOutputFiles, placeInputFiles } from './sandbox.js';
 import { startDirectory } from './start-directory.js';
 
 /** What a runner needs. */
@@ -205,6 +208,8 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     const defaultCwd = account?.home ?? ctx.defaultCwd;
     const start = startDirectory(job.description, defaultCwd, ctx.node);
     if (start.notice !== undefined && refusal === undefined) await streams.appendOutput(id, 'stderr', Buffer.from(start.notice));
+    const cwd = resolve(defaultCwd, start.description.workingDirectory ?? '.');
+    if (refusal === undefined) refusal = await placeInputFiles(store.blobs, job.owner, job.description, cwd, account).then(() => undefined, (err: unknown) => err);
     handle = refusal !== undefined ? notRun(refusal) : executor.start({
       jobId: id,
       description: start.description,
@@ -240,6 +245,7 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     if (job.interactive) kick();
     else stdinEnded = true;
     result = await handle.done;
+    if (refusal === undefined) result = withProblem(result, await keepOutputFiles(store.blobs, id, job.description, cwd));
   } catch (err) {
     result = { exitCode: null, signal: null, error: `could not run the job: ${err instanceof Error ? err.message : String(err)}` };
   } finally {

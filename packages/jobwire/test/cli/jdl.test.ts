@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFileSync, chmodSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -81,22 +81,51 @@ describe('JDL: the parser', () => {
 });
 
 describe('JDL jobs through the CLI', () => {
-  it('a Normal JDL job: executable from the InputSandbox, arguments, StdOutput, environment; unknown attributes kept and reported once', async () => {
+  it('a Normal JDL job with InputSandbox and OutputSandbox: uploaded, run elsewhere, fetched back with jobwire output; unknown attributes kept and reported once', async () => {
     await withServer(async (s) => {
       await withDir(async (dir) => {
-        writeFileSync(join(dir, 'job.sh'), '#!/bin/sh\necho "args: $1 $2, greeting: $GREETING"\n', { mode: 0o755 });
+        writeFileSync(join(dir, 'job.sh'), '#!/bin/sh\necho "args: $1 $2, greeting: $GREETING, input: $(cat data.txt)"\necho side > result-1.txt\n', { mode: 0o644 });
+        writeFileSync(join(dir, 'data.txt'), 'from the sandbox');
         writeFileSync(
           join(dir, 'normal.jdl'),
-          '[\n  Executable = "job.sh";\n  Arguments = "one two";\n  Environment = {"GREETING=hello"};\n  StdOutput = "out.txt";\n  InputSandbox = {"job.sh"};\n  VirtualOrganisation = "jobwire";\n]\n',
+          '[\n  Executable = "job.sh";\n  Arguments = "one two";\n  Environment = {"GREETING=hello"};\n  StdOutput = "out.txt";\n' +
+            '  InputSandbox = {"job.sh", "data.txt"};\n  OutputSandbox = {"out.txt", "result-*.txt"};\n  VirtualOrganisation = "jobwire";\n]\n',
         );
-        const r = await runCli(['submit', '--block', 'normal.jdl'], { env: cliEnv(s), cwd: dir });
-        assert.equal(r.code, 0, r.stderr);
+        // The job runs in another, empty directory: it finds its files only because they were uploaded.
+        const elsewhere = join(dir, 'elsewhere');
+        mkdirSync(elsewhere);
+        const r = await runCli(['submit', '--block', '--cwd', elsewhere, 'normal.jdl'], { env: cliEnv(s), cwd: dir });
+        assert.equal(r.code, 0, r.stderr + r.stdout);
         assert.equal(count(r.stderr, 'VirtualOrganisation'), 1, r.stderr);
         const id = /Submitted job id: (\S+)/.exec(r.stdout)![1]!;
         const info = await s.client.getJobStatus(id);
         assert.equal(info.status, 'Success');
         assert.deepEqual(info.description?.attributes, { VirtualOrganisation: '"jobwire"' });
-        assert.equal(readFileSync(join(dir, 'out.txt'), 'utf8'), 'args: one two, greeting: hello\n');
+        const fetched = join(dir, 'fetched');
+        const out = await runCli(['output', id.slice(0, 8), '--dir', fetched], { env: cliEnv(s), cwd: dir });
+        assert.equal(out.code, 0, out.stderr);
+        assert.deepEqual(out.stdout.trim().split('\n').sort(), [join(fetched, 'out.txt'), join(fetched, 'result-1.txt')]);
+        assert.equal(readFileSync(join(fetched, 'out.txt'), 'utf8'), 'args: one two, greeting: hello, input: from the sandbox\n');
+        assert.equal(readFileSync(join(fetched, 'result-1.txt'), 'utf8'), 'side\n');
+      });
+    });
+  });
+
+  it('submit --input and --output-file: the same sandboxes without JDL', async () => {
+    await withServer(async (s) => {
+      await withDir(async (dir) => {
+        writeFileSync(join(dir, 'numbers.txt'), '3\n1\n2\n');
+        const elsewhere = join(dir, 'elsewhere');
+        mkdirSync(elsewhere);
+        const r = await runCli(['submit', '--block', '--cwd', elsewhere, '--input', 'numbers.txt', '--output-file', 'sorted.txt', '--cmd', 'sort numbers.txt > sorted.txt'], { env: cliEnv(s), cwd: dir });
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+        const id = /Submitted job id: (\S+)/.exec(r.stdout)![1]!;
+        const out = await runCli(['output', id], { env: cliEnv(s), cwd: dir });
+        assert.equal(out.code, 0, out.stderr);
+        assert.equal(readFileSync(join(dir, id, 'sorted.txt'), 'utf8'), '1\n2\n3\n');
+        const missing = await runCli(['submit', '--input', 'nope.txt', '--', 'true'], { env: cliEnv(s), cwd: dir });
+        assert.equal(missing.code, 2);
+        assert.match(missing.stderr, /--input nope\.txt: no such file/);
       });
     });
   });

@@ -7,12 +7,13 @@ import type { Command } from 'commander';
 import { isFinal, type Attachment } from '@jobwire/client';
 import { connect, addConnectionOptions, type ConnectionOptions } from '../connect.js';
 import { isJdlCommand, loadJdl } from '../jdl.js';
+import { inputFileNames, uploadInputFiles } from '../sandbox.js';
 import { buildDescription, integer, type JobOptions } from '../options.js';
 import { finishSession, runSession } from '../session.js';
 import { act, examples } from './common.js';
 import { addJobOptions, terminalSize } from './job-options.js';
 
-interface RunOptions extends ConnectionOptions, Pick<JobOptions, 'name' | 'group' | 'queue' | 'env' | 'cwd' | 'maxRuntime' | 'node' | 'pool' | 'retries'> {
+interface RunOptions extends ConnectionOptions, Pick<JobOptions, 'name' | 'group' | 'queue' | 'env' | 'cwd' | 'maxRuntime' | 'node' | 'pool' | 'retries' | 'input' | 'outputFile'> {
   interactive?: boolean;
   tty?: boolean;
 }
@@ -81,9 +82,11 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
   if (size) jobOptions.size = size;
   const jdl = isJdlCommand(command) ? loadJdl(command[0]!, jobOptions) : undefined;
   const description = jdl?.description ?? buildDescription(jobOptions);
+  const inputs = new Map([...(jdl?.inputs ?? []), ...inputFileNames(opts.input ?? [])]);
   if (jdl?.interactive) interactive = true;
 
   const api = await connect(opts);
+  await uploadInputFiles(api, description, inputs);
   let attachment: Attachment;
   if (interactive) {
     attachment = await api.submitInteractiveJob(description);

@@ -9,6 +9,7 @@ import { UsageError } from '../errors.js';
 import { ExitCode, exitCodeForJob } from '../exit-codes.js';
 import { formatDuration, formatInfoBlock, formatJson } from '../format.js';
 import { isJdlCommand, loadJdl } from '../jdl.js';
+import { inputFileNames, uploadInputFiles } from '../sandbox.js';
 import { buildDescription, seconds, type JobOptions } from '../options.js';
 import { finishSession, runSession } from '../session.js';
 import { waitForJob } from '../wait.js';
@@ -65,8 +66,10 @@ async function submit(command: string[], opts: SubmitOptions): Promise<number> {
   if (size) jobOptions.size = size;
   const jdl = isJdlCommand(command) ? loadJdl(command[0]!, jobOptions) : undefined;
   const description = jdl?.description ?? buildDescription(jobOptions);
+  const inputs = new Map([...(jdl?.inputs ?? []), ...inputFileNames(opts.input ?? [])]);
 
   const api = await connect(opts);
+  await uploadInputFiles(api, description, inputs);
   if (jdl?.interactive) {
     // As glite-wms-job-submit with an Interactive JDL: submit, then open the job's console here.
     if (opts.block || opts.json) throw new UsageError('an Interactive JDL job attaches at once: give it without --block and --json');
