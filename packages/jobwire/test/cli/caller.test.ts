@@ -104,6 +104,24 @@ describe('CLI edges', () => {
     });
   });
 
+  it("prints docs/cli.md's messages: the delete hint, the failed-start note, a function job's exit code", async () => {
+    await withServer(async (s) => {
+      const env = cliEnv(s);
+      const running = await s.client.submitBatchJob({ executable: 'sleep', arguments: ['30'], queueName: 'unlimited' });
+      await s.client.waitUntilRunning(running.id, 10_000);
+      const del = await runCli(['delete', running.id], { env });
+      assert.equal(del.code, 1);
+      assert.equal(del.stderr, `jobwire: job ${running.id} is Running; cancel it before deleting it: jobwire cancel --wait ${running.id}\n`);
+      await s.client.cancelJob(running.id);
+      const missing = await runCli(['run', '--', 'nosuch-program-h13'], { env });
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /^jobwire: job \S+ failed: cannot start "nosuch-program-h13": ENOENT: no such file or directory\n$/);
+      const threw = await runCli(['submit', '--block', '--js', "throw new Error('boom')"], { env });
+      assert.equal(threw.code, 1, threw.stderr);
+      assert.match(threw.stdout, /^exit code\s*: 1$/m);
+    });
+  });
+
   it('help says only what each command accepts', async () => {
     const attach = await runCli(['attach', '--help']);
     assert.equal(attach.code, 0);

@@ -80,8 +80,8 @@ export function registerDelete(program: Command): void {
           await api.deleteJob(id);
         } catch (err) {
           const message = (err as Error).message;
-          if (jobwireErrorCode(err) === 'conflict' && !/cancel/i.test(message)) {
-            throw new CliError(`${message} (stop it first: jobwire cancel --wait ${id})`, ExitCode.FAILED, { cause: err });
+          if (jobwireErrorCode(err) === 'conflict') {
+            throw new CliError(`${message}: jobwire cancel --wait ${id}`, ExitCode.FAILED, { cause: err });
           }
           throw err;
         }
