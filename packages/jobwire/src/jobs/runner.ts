@@ -10,6 +10,10 @@ import type { OsAccount } from '../executors/local/os-account.js';
 import type { Executor, ProcessHandle, ProcessResult } from '../executors/types.js';
 import { finalStatusOf, type FinishFields, type JobRecord, type Store, type StreamEvent } from '../store/types.js';
 import { setLongTimeout, type LongTimeout } from '../timers.js';
+import { resolve } from 'node:path';
+import { withProblem } from '../executors/local/setup.js';
+import { keepOutputFiles, placeInputFiles } from './sandbox.js';
+import { startDirectory } from './start-directory.js';
 
 /** What a runner needs. */
 export interface RunnerContext {
@@ -201,10 +205,15 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     }
     // Stopped before it started: nothing ran, the job stays Queued for whoever starts next.
     if (signal?.aborted) return undefined;
+    const defaultCwd = account?.home ?? ctx.defaultCwd;
+    const start = startDirectory(job.description, defaultCwd, ctx.node);
+    if (start.notice !== undefined && refusal === undefined) await streams.appendOutput(id, 'stderr', Buffer.from(start.notice));
+    const cwd = resolve(defaultCwd, start.description.workingDirectory ?? '.');
+    if (refusal === undefined) refusal = await placeInputFiles(store.blobs, job.owner, job.description, cwd, account).then(() => undefined, (err: unknown) => err);
     handle = refusal !== undefined ? notRun(refusal) : executor.start({
       jobId: id,
-      description: job.description,
-      defaultCwd: account?.home ?? ctx.defaultCwd,
+      description: start.description,
+      defaultCwd,
       ...(account !== undefined ? { account } : {}),
       env: { JOBWIRE_URL: ctx.serverUrl, JOBWIRE_JOB_ID: id, JOBWIRE_JOB_TOKEN: job.jobToken, ...(ctx.caFile ? { JOBWIRE_CA: ctx.caFile } : {}) },
       onOutput: (channel: OutputChannel, data: Buffer) => {
@@ -236,6 +245,7 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     if (job.interactive) kick();
     else stdinEnded = true;
     result = await handle.done;
+    if (refusal === undefined) result = withProblem(result, await keepOutputFiles(store.blobs, id, job.description, cwd));
   } catch (err) {
     result = { exitCode: null, signal: null, error: `could not run the job: ${err instanceof Error ? err.message : String(err)}` };
   } finally {
