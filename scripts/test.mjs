@@ -13,6 +13,10 @@
 // A run must leave the work tree as it found it (screenshots go to the git-ignored
 // test-artifacts/): files that appear in `git status` during the run are listed and fail it.
 //
+// Slurm: the Slurm tests start a one-node cluster of their own (packages/jobwire/test/slurm-env.ts;
+// Debian's munge, slurmctld, slurmd and slurm-client, run as root), shared by all of them and
+// stopped at the end of the run.
+//
 // Then the core behaviour tests and the CLI tests run a second time against distributed mode
 // (JOBWIRE_TEST_BACKEND=redis: a Redis-backed server plus a worker, on a fresh key prefix — see
 // packages/jobwire/test/helpers.ts). The restart test is left out there: it is about the
@@ -25,6 +29,7 @@ import { join } from 'node:path';
 const extra = process.argv.slice(2);
 const concurrency = process.env.JOBWIRE_TEST_CONCURRENCY ?? String(Math.max(2, availableParallelism()));
 const REDIS_ENV = 'packages/jobwire/dist/test/redis-env.js';
+const SLURM_ENV = 'packages/jobwire/dist/test/slurm-env.js';
 
 /** Every `*.test.js` under `dir`, sorted. */
 function testFiles(dir) {
@@ -98,6 +103,9 @@ try {
   status = interrupted ? 1 : all !== 0 ? all : again;
 } finally {
   await redis.started?.stop();
+  // The Slurm tests share one test cluster (started by the first of them); stop it with the run.
+  const { stopTestSlurm } = await import(`../${SLURM_ENV}`);
+  await stopTestSlurm();
 }
 const stray = [...untracked()].filter((file) => !untrackedBefore.has(file));
 if (stray.length > 0 && !interrupted) {

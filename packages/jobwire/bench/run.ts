@@ -4,7 +4,8 @@
  * as a user would run it. Sizes can be lowered for a quick look:
  * BENCH_OUTPUT_MB (default 1024), BENCH_JOBS (default 400), BENCH_ROUNDS (default 2000).
  * The distributed-mode figures (`distributed.ts`) need Redis at BENCH_REDIS (default
- * redis://127.0.0.1:6379).
+ * redis://127.0.0.1:6379). The Slurm figures (`slurm.ts`) start the tests' one-node Slurm
+ * (root, Debian's munge and Slurm packages); BENCH_SLURM_JOBS (default 20).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@jobwire/client';
 import { distributedBench } from './distributed.js';
+import { slurmBench } from './slurm.js';
 
 const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
 const OUTPUT_MB = Number(process.env.BENCH_OUTPUT_MB ?? 1024);
@@ -199,6 +201,8 @@ async function main(): Promise<void> {
     console.error('… submit latency');
     await submitLatency(client);
     rows.push(...(await distributedBench({ cli: CLI, embedded: client, jobs: JOBS, rounds: ROUNDS })));
+    console.error('… Slurm executor');
+    rows.push(...(await slurmBench()));
   } finally {
     proc.kill('SIGTERM');
     await new Promise((r) => proc.on('exit', r));
