@@ -1,0 +1,140 @@
+/**
+ * The shell scripts the ssh executor runs on a host: POSIX `sh`, every value quoted, the
+ * environment exported in the script (SSH environment requests are dropped by most servers).
+ * Each job has a folder on the host, `~/.jobwire/jobs/<job id>`, holding what a later
+ * connection (or a restarted server) needs to find it again.
+ * @module
+ */
+import type { JobDescription } from '@jobwire/client';
+import { shellQuote as q } from './connection.js';
+
+/**
+ * The job folder on the host, as a shell word: `<base>/<job id>`, where `base` undefined is
+ * `~/.jobwire/jobs` (`$HOME` expanded there).
+ */
+export function folderWord(base: string | undefined, jobId: string): string {
+  return `${base === undefined ? '"$HOME"/.jobwire/jobs' : q(base)}/${q(jobId)}`;
+}
+
+/** `export NAME='value'` lines for the job's environment. */
+function exports(env: Record<string, string>): string {
+  return Object.entries(env)
+    .map(([name, value]) => `export ${name}=${q(value)}`)
+    .join('\n');
+}
+
+/** `cd` to the job's working directory (home when none), or record why not and stop. */
+function enterCwd(description: JobDescription, onFail: string): string {
+  const cwd = description.workingDirectory;
+  if (cwd === undefined) return '';
+  return `cd ${q(cwd)} 2>/dev/null || ${onFail} ${q(`cannot start "${description.executable ?? ''}": working directory ${cwd}: ENOENT (no such directory on `)}"$(hostname))"`;
+}
+
+/** The program check every script makes, so a missing program is a start error, not exit 127. */
+function checkProgram(description: JobDescription, onFail: string): string {
+  return `command -v ${q(description.executable ?? '')} >/dev/null 2>&1 || ${onFail} ${q(`cannot start "${description.executable ?? ''}": ENOENT (not found on `)}"$(hostname))"`;
+}
+
+/** The program and its arguments, quoted. */
+function commandWords(description: JobDescription): string {
+  return [description.executable ?? '', ...(description.arguments ?? [])].map(q).join(' ');
+}
+
+/**
+ * Starts a batch job detached: a wrapper in its own session (surviving the connection) runs the
+ * job in another session (so TERM to the job's group spares the wrapper), writes its pid to
+ * `pid`, output to `out`/`err`, and once it ends its exit code to `exit` (or a start error to
+ * `error`). Prints the folder, the wrapper pid and the job pid.
+ */
+export function batchStartScript(base: string | undefined, jobId: string, description: JobDescription, env: Record<string, string>): string {
+  const fail = 'fail';
+  const stdin = description.stdin !== undefined ? q(description.stdin) : '/dev/null';
+  const copies = [
+    description.stdout !== undefined ? `cp -- "$F/out" ${q(description.stdout)} || echo "jobwire: cannot copy stdout to ${description.stdout.replace(/["$`\\]/g, '')}" >> "$F/err"` : '',
+    description.stderr !== undefined ? `cp -- "$F/err" ${q(description.stderr)}` : '',
+  ].filter(Boolean).join('\n');
+  const wrapper = [
+    'F=$1',
+    'echo $$ > "$F/wrapper"',
+    `finish() { echo "$1" > "$F/exit.tmp" && mv "$F/exit.tmp" "$F/exit"; exit 0; }`,
+    `fail() { printf '%s\\n' "$1" > "$F/error"; finish 127; }`,
+    enterCwd(description, fail),
+    exports(env),
+    checkProgram(description, fail),
+    description.stdin !== undefined ? `[ -r ${stdin} ] || fail ${q(`cannot start "${description.executable ?? ''}": stdin file ${description.stdin}: ENOENT (unreadable)`)}` : '',
+    `setsid ${commandWords(description)} < ${stdin} >> "$F/out" 2>> "$F/err" &`,
+    'echo $! > "$F/pid.tmp" && mv "$F/pid.tmp" "$F/pid"',
+    'wait $!',
+    'code=$?',
+    copies,
+    'finish $code',
+  ].filter(Boolean).join('\n');
+  return [
+    `F=${folderWord(base, jobId)}`,
+    'mkdir -p "$F" || exit 90',
+    'rm -f "$F/exit" "$F/error" "$F/pid" "$F/wrapper" && : > "$F/out" && : > "$F/err" || exit 90',
+    `setsid sh -c ${q(wrapper)} jobwire-job "$F" </dev/null >/dev/null 2>&1 &`,
+    'while [ ! -s "$F/pid" ] && [ ! -s "$F/exit" ]; do sleep 0.01; done',
+    'while [ ! -s "$F/wrapper" ]; do sleep 0.01; done',
+    'echo "$F"; cat "$F/wrapper"; cat "$F/pid" 2>/dev/null || echo 0',
+  ].join('\n');
+}
+
+/**
+ * Follows one output file of a batch job from byte `offset`: everything written to it until the
+ * wrapper (pid `wrapper`) has ended, then the rest, then exits 0. Exits 3 when the folder is gone.
+ */
+export function followScript(folder: string, file: 'out' | 'err', offset: number, wrapper: number): string {
+  const path = `${q(folder)}/${file}`;
+  return [
+    `[ -e ${path} ] || exit 3`,
+    `if [ -e ${q(folder)}/exit ]; then exec tail -c +${offset + 1} ${path}; fi`,
+    `exec tail -c +${offset + 1} -s 0.05 --pid=${wrapper} -f ${path}`,
+  ].join('\n');
+}
+
+/** Prints a finished batch job's exit code and start error (if any), then removes its folder. */
+export function collectScript(folder: string): string {
+  return `F=${q(folder)}; [ -e "$F/exit" ] || exit 3; cat "$F/exit"; cat "$F/error" 2>/dev/null; rm -rf -- "$F"`;
+}
+
+/**
+ * Stops the job's process group: TERM, then KILL after `graceMs` unless it has ended. Detached,
+ * so it completes even if the connection drops. `folderWord` is a shell word (quoted).
+ */
+export function terminateScript(folderWord: string, graceMs: number): string {
+  const inner = [
+    `F=${folderWord}`,
+    'P=$(cat "$F/pid" 2>/dev/null) || exit 0',
+    '[ "$P" -gt 0 ] 2>/dev/null || exit 0',
+    'kill -TERM -"$P" 2>/dev/null || exit 0',
+    `sleep ${(graceMs / 1000).toFixed(3)}`,
+    '[ -e "$F/exit" ] || [ ! -e "$F/pid" ] || kill -KILL -"$P" 2>/dev/null',
+    'exit 0',
+  ].join('\n');
+  return `setsid sh -c ${q(inner)} </dev/null >/dev/null 2>&1 &`;
+}
+
+/**
+ * Runs an interactive or tty job on the exec channel itself: the shell records its pid (it is the
+ * session and group leader sshd made) and execs the program. A start error goes to `error` and
+ * the script exits 127.
+ */
+export function interactiveScript(base: string | undefined, jobId: string, description: JobDescription, env: Record<string, string>): string {
+  const fail = 'fail';
+  const script = [
+    'F=$1',
+    `fail() { printf '%s\\n' "$1" > "$F/error"; exit 127; }`,
+    'mkdir -p "$F" && echo $$ > "$F/pid" || exit 90',
+    enterCwd(description, fail),
+    exports(env),
+    checkProgram(description, fail),
+    `exec ${commandWords(description)}`,
+  ].filter(Boolean).join('\n');
+  return `exec sh -c ${q(script)} jobwire-job ${folderWord(base, jobId)}`;
+}
+
+/** Wraps a script for the login shell: `exec sh -c SCRIPT`. */
+export function viaSh(script: string): string {
+  return `exec sh -c ${q(script)}`;
+}
