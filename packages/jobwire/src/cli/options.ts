@@ -78,6 +78,7 @@ export interface JobOptions {
   name?: string;
   group?: string;
   queue?: string;
+  executor?: string;
   env?: Record<string, string>;
   cwd?: string;
   maxRuntime?: number;
@@ -150,8 +151,11 @@ export function buildDescription(o: JobOptions, cwd: string = process.cwd()): Jo
   if (o.name !== undefined) d.name = o.name;
   if (o.group !== undefined) d.group = o.group;
   if (o.queue !== undefined) d.queueName = o.queue;
+  if (o.executor !== undefined) d.executor = o.executor;
   if (o.env !== undefined && Object.keys(o.env).length > 0) d.environment = o.env;
-  if (o.cwd !== undefined) d.workingDirectory = resolve(cwd, o.cwd);
+  // On another machine (a remote executor) a relative --cwd is relative to the login folder there.
+  const here = o.executor === undefined || o.executor === 'local';
+  if (o.cwd !== undefined) d.workingDirectory = here ? resolve(cwd, o.cwd) : o.cwd;
   if (o.maxRuntime !== undefined) d.maxRuntime = o.maxRuntime;
   if (o.node !== undefined) d.node = o.node;
   if (o.pool !== undefined && o.pool.length > 0) d.pools = o.pool;

@@ -5,14 +5,15 @@
 import type { Command } from 'commander';
 import { envPair, integer, placementName, poolList } from '../options.js';
 
-/** Adds --name, --group, --queue, --env, --cwd, --max-runtime, and --node, --pool, --retries (distributed mode). */
+/** Adds --name, --group, --queue, --executor, --env, --cwd, --max-runtime, and --node, --pool, --retries (distributed mode). */
 export function addJobOptions(cmd: Command): Command {
   return cmd
     .option('--name <name>', 'job name (default: the program, the command line, or "js")')
     .option('--group <path>', 'group in the job tree, ":"-separated, e.g. analysis-7:step-2')
-    .option('--queue <queue>', 'queue: single, multi or unlimited on the local executor (default: multi)')
+    .option('--queue <queue>', 'queue: single, multi or unlimited on the local and ssh executors (default: multi)')
+    .option('--executor <name>', 'the server\'s named executor to run on (`jobwire executors` lists them; default: local)')
     .option('--env <NAME=VALUE>', 'environment variable for the job (repeatable)', envPair)
-    .option('--cwd <dir>', "job's working directory, relative to here (default: the server's work folder, beside its home)")
+    .option('--cwd <dir>', "job's working directory, relative to here (default: the server's work folder, beside its home); with a remote --executor, a folder there (relative: to the login folder)")
     .option('--max-runtime <minutes>', 'stop the job after this many minutes (0 = no limit)', integer(0))
     .option('--node <node>', 'distributed mode: the worker node to try first (skipped when gone or full)', placementName('node'))
     .option('--pool <pool>', 'distributed mode: a worker pool the job may run in; repeat for more, highest priority first (default: ALL)', poolList)

@@ -51,6 +51,11 @@ function jobEnvironment(spec: StartSpec): Record<string, string> {
   return { ...spec.env, ...(spec.description.environment ?? {}) };
 }
 
+/** The handle of a job that was not started: `done` reports `error`. */
+function failed(error: string): ProcessHandle {
+  return { pid: undefined, writeStdin: async () => {}, closeStdin: () => {}, resize: () => {}, terminate: () => {}, done: Promise.resolve({ exitCode: null, signal: null, error }) };
+}
+
 /** Runs jobs on one SSH host (see the module comment). */
 export class SshExecutor implements Executor {
   /** Adaptor name. */
@@ -113,6 +118,12 @@ export class SshExecutor implements Executor {
   /** Starts a job; a job that cannot start (host unreachable, refused, missing program) reports it in `done`. */
   start(spec: StartSpec): ProcessHandle {
     const d = spec.description;
+    try {
+      // A worker's jobs were checked by servers as for the local executor: check again here.
+      this.check(d);
+    } catch (err) {
+      return failed(`cannot run on ${targetText(this.connection.target)}: ${(err as Error).message}`);
+    }
     if (d.interactive === true || d.tty === true) return new LiveJob(this.connection, spec, this.#jobsFolder);
     return BatchJob.start(this.connection, spec, this.#lostAfterMs, this.#jobsFolder);
   }
