@@ -122,6 +122,17 @@ export async function startSshd(): Promise<TestSshd> {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
+  const cutConnections = (): number => {
+    const pids = childrenOf(child.pid!);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    return pids.length;
+  };
   return {
     port,
     url: `ssh://${user}@127.0.0.1:${port}`,
@@ -132,27 +143,12 @@ export async function startSshd(): Promise<TestSshd> {
     strangerIdentity: join(dir, 'stranger_key'),
     dir,
     sshArgs,
-    cutConnections() {
-      const pids = childrenOf(child.pid!);
-      for (const pid of pids) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone already
-        }
-      }
-      return pids.length;
-    },
+    cutConnections,
     async stop() {
       const exited = new Promise((resolve) => child.once('exit', resolve));
+      // The connections first: sshd leaves them running when the listener stops.
+      cutConnections();
       child.kill('SIGTERM');
-      for (const pid of childrenOf(child.pid!)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
       if (child.exitCode === null) await exited;
       rmSync(dir, { recursive: true, force: true });
     },
