@@ -12,7 +12,7 @@ import { BadRequestError, Client } from '@jobwire/client';
 import { SshExecutor, type SshExecutorOptions } from '../../src/executors/ssh/index.js';
 import type { ExecutorState } from '../../src/executors/types.js';
 import { startServer } from '../../src/server/index.js';
-import { sleepUntil } from '../helpers.js';
+import { cliEnv, runCli, sleepUntil } from '../helpers.js';
 import { alive, jobId, recorder, start } from './behaviour.js';
 import { freePort, startSshd, type TestSshd } from './sshd.js';
 
@@ -170,6 +170,23 @@ describe('named executors on a server', () => {
 
       await assert.rejects(client.submitBatchJob({ executable: 'true', executor: 'nope' }), (err: unknown) => err instanceof BadRequestError && err.field === 'executor' && /no executor named "nope".*local, box, stranger/.test(err.message));
       await assert.rejects(client.submitBatchJob({ js: { code: 'return 1' }, executor: 'box' }), (err: unknown) => err instanceof BadRequestError && err.field === 'js');
+
+      // The CLI: run on a named executor, list the executors and one executor's queues.
+      const env = cliEnv({ url: server.url, token: server.token, home });
+      const ran = await runCli(['run', '--executor', 'box', '--cwd', sshd.dir, '--', 'sh', '-c', 'pwd; exit 4'], { env, timeoutMs: 60_000 });
+      assert.equal(ran.code, 4);
+      assert.equal(ran.stdout, `${sshd.dir}\n`);
+      const listed = await runCli(['executors', '--json'], { env });
+      assert.deepEqual(
+        (JSON.parse(listed.stdout) as { name: string; state: string }[]).map((e) => `${e.name}:${e.state}`),
+        ['local:ready', 'box:connected', 'stranger:connected'], // one connection per host: "stranger" names the same one
+      );
+      const table = await runCli(['executors'], { env });
+      assert.match(table.stdout, /^NAME +URL +STATE +QUEUES +REASON\n/);
+      const queues = await runCli(['queues', '--executor', 'box'], { env });
+      assert.match(queues.stdout, /^QUEUE +LIMIT\nsingle +1\nmulti +4\nunlimited +unlimited\n$/);
+      const unknown = await runCli(['queues', '--executor', 'nope'], { env });
+      assert.match(unknown.stderr, /the server has no executor named "nope"; it has local, box, stranger/);
     } finally {
       await server.close();
     }
