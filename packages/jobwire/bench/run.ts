@@ -4,7 +4,7 @@
  * as a user would run it. Sizes can be lowered for a quick look:
  * BENCH_OUTPUT_MB (default 1024), BENCH_JOBS (default 400), BENCH_ROUNDS (default 2000).
  * The distributed-mode figures (`distributed.ts`) need Redis at BENCH_REDIS (default
- * redis://127.0.0.1:6379).
+ * redis://127.0.0.1:6379); the ssh executor's (`ssh.ts`) start Debian's /usr/sbin/sshd.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@jobwire/client';
 import { distributedBench } from './distributed.js';
+import { sshBench } from './ssh.js';
 
 const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
 const OUTPUT_MB = Number(process.env.BENCH_OUTPUT_MB ?? 1024);
@@ -199,6 +200,13 @@ async function main(): Promise<void> {
     console.error('… submit latency');
     await submitLatency(client);
     rows.push(...(await distributedBench({ cli: CLI, embedded: client, jobs: JOBS, rounds: ROUNDS })));
+    console.error('… ssh executor');
+    const sshHome = mkdtempSync(join(tmpdir(), 'jobwire-bench-ssh-'));
+    try {
+      rows.push(...(await sshBench({ cli: CLI, home: sshHome, rounds: Math.min(ROUNDS, 500), jobs: Math.min(JOBS, 50) })));
+    } finally {
+      rmSync(sshHome, { recursive: true, force: true });
+    }
   } finally {
     proc.kill('SIGTERM');
     await new Promise((r) => proc.on('exit', r));

@@ -41,29 +41,31 @@ function commandWords(description: JobDescription): string {
 }
 
 /**
- * Starts a batch job detached: a wrapper in its own session (surviving the connection) runs the
- * job in another session (so TERM to the job's group spares the wrapper), writes its pid to
- * `pid`, output to `out`/`err`, and once it ends its exit code to `exit` (or a start error to
- * `error`). Prints the folder, the wrapper pid and the job pid.
+ * Starts a batch job detached: a wrapper in its own session (`setsid -f`, surviving the
+ * connection) runs the job in another session (so TERM to the job's group spares the wrapper),
+ * prints the folder, its own pid and the job's pid (0 when the job could not start) and lets go
+ * of the channel; then it waits for the job and writes its exit code to `exit` (or a start error
+ * to `error`). The job's output goes to `out` and `err`.
  */
 export function batchStartScript(base: string | undefined, jobId: string, description: JobDescription, env: Record<string, string>): string {
   const fail = 'fail';
   const stdin = description.stdin !== undefined ? q(description.stdin) : '/dev/null';
   const copies = [
-    description.stdout !== undefined ? `cp -- "$F/out" ${q(description.stdout)} || echo "jobwire: cannot copy stdout to ${description.stdout.replace(/["$`\\]/g, '')}" >> "$F/err"` : '',
+    description.stdout !== undefined ? `cp -- "$F/out" ${q(description.stdout)}` : '',
     description.stderr !== undefined ? `cp -- "$F/err" ${q(description.stderr)}` : '',
   ].filter(Boolean).join('\n');
   const wrapper = [
     'F=$1',
-    'echo $$ > "$F/wrapper"',
     `finish() { echo "$1" > "$F/exit.tmp" && mv "$F/exit.tmp" "$F/exit"; exit 0; }`,
-    `fail() { printf '%s\\n' "$1" > "$F/error"; finish 127; }`,
+    `fail() { printf '%s\\n' "$1" > "$F/error"; printf '%s\\n%s\\n0\\n' "$F" $$; exec >/dev/null; finish 127; }`,
     enterCwd(description, fail),
     exports(env),
     checkProgram(description, fail),
     description.stdin !== undefined ? `[ -r ${stdin} ] || fail ${q(`cannot start "${description.executable ?? ''}": stdin file ${description.stdin}: ENOENT (unreadable)`)}` : '',
     `setsid ${commandWords(description)} < ${stdin} >> "$F/out" 2>> "$F/err" &`,
-    'echo $! > "$F/pid.tmp" && mv "$F/pid.tmp" "$F/pid"',
+    'echo $! > "$F/pid"',
+    `printf '%s\\n%s\\n%s\\n' "$F" $$ $!`,
+    'exec >/dev/null',
     'wait $!',
     'code=$?',
     copies,
@@ -72,24 +74,25 @@ export function batchStartScript(base: string | undefined, jobId: string, descri
   return [
     `F=${folderWord(base, jobId)}`,
     'mkdir -p "$F" || exit 90',
-    'rm -f "$F/exit" "$F/error" "$F/pid" "$F/wrapper" && : > "$F/out" && : > "$F/err" || exit 90',
-    `setsid sh -c ${q(wrapper)} jobwire-job "$F" </dev/null >/dev/null 2>&1 &`,
-    'while [ ! -s "$F/pid" ] && [ ! -s "$F/exit" ]; do sleep 0.01; done',
-    'while [ ! -s "$F/wrapper" ]; do sleep 0.01; done',
-    'echo "$F"; cat "$F/wrapper"; cat "$F/pid" 2>/dev/null || echo 0',
+    'rm -f "$F/exit" "$F/error" "$F/pid" && : > "$F/out" && : > "$F/err" || exit 90',
+    `exec setsid -f sh -c ${q(wrapper)} jobwire-job "$F" </dev/null 2>/dev/null`,
   ].join('\n');
 }
 
 /**
- * Follows one output file of a batch job from byte `offset`: everything written to it until the
- * wrapper (pid `wrapper`) has ended, then the rest, then exits 0. Exits 3 when the folder is gone.
+ * Follows a batch job's output from byte offsets `out` and `err`: `out` on the channel's stdout,
+ * `err` on its stderr, until the wrapper (pid `wrapper`) has ended and both are read to their
+ * end; then exits 0. Exits 3 when the folder is gone.
  */
-export function followScript(folder: string, file: 'out' | 'err', offset: number, wrapper: number): string {
-  const path = `${q(folder)}/${file}`;
+export function followScript(folder: string, offsets: { out: number; err: number }, wrapper: number): string {
+  const file = (name: string): string => `${q(folder)}/${name}`;
   return [
-    `[ -e ${path} ] || exit 3`,
-    `if [ -e ${q(folder)}/exit ]; then exec tail -c +${offset + 1} ${path}; fi`,
-    `exec tail -c +${offset + 1} -s 0.05 --pid=${wrapper} -f ${path}`,
+    `[ -e ${file('out')} ] || exit 3`,
+    `if [ -e ${file('exit')} ]; then tail -c +${offsets.out + 1} ${file('out')} && tail -c +${offsets.err + 1} ${file('err')} >&2; exit $?; fi`,
+    `tail -c +${offsets.out + 1} -s 0.05 --pid=${wrapper} -f ${file('out')} & a=$!`,
+    `tail -c +${offsets.err + 1} -s 0.05 --pid=${wrapper} -f ${file('err')} >&2 & b=$!`,
+    'wait $a; ra=$?; wait $b; rb=$?',
+    '[ $ra -eq 0 ] && [ $rb -eq 0 ] || exit 4',
   ].join('\n');
 }
 

@@ -213,7 +213,7 @@ class BatchJob implements ProcessHandle {
     const state = await this.#state;
     if (!('folder' in state)) return state;
     try {
-      await Promise.all([this.#followFile(state, 'stdout', from.stdout), this.#followFile(state, 'stderr', from.stderr)]);
+      await this.#followOutput(state, from);
       const collected = await this.#again(() => this.#connection.run(viaSh(collectScript(state.folder))));
       if (collected.code === 3) return { exitCode: null, signal: null, error: `the job's folder ${state.folder} on ${state.host} vanished before its exit code was read` };
       const [code, ...error] = collected.stdout.split('\n');
@@ -244,19 +244,21 @@ class BatchJob implements ProcessHandle {
     }
   }
 
-  /** Follows one output file from `offset` to its end, resuming after drops without loss or repeats. */
-  async #followFile(state: SshJobState, channel: OutputChannel, offset: number): Promise<void> {
-    let at = offset;
-    const file = channel === 'stdout' ? 'out' : 'err';
+  /** Follows both output files from `from` to their end, resuming after drops without loss or repeats. */
+  async #followOutput(state: SshJobState, from: ResumeFrom): Promise<void> {
+    const at = { out: from.stdout, err: from.stderr };
     await this.#again(async () => {
-      const ch = await this.#connection.exec(viaSh(followScript(state.folder, file, at, state.wrapper)));
+      const ch = await this.#connection.exec(viaSh(followScript(state.folder, at, state.wrapper)));
       const code = await new Promise<number | null>((resolve) => {
         let exit: number | null = null;
         ch.on('data', (data: Buffer) => {
-          at += data.length;
-          this.#spec.onOutput(channel, data);
+          at.out += data.length;
+          this.#spec.onOutput('stdout', data);
         });
-        ch.stderr.resume();
+        ch.stderr.on('data', (data: Buffer) => {
+          at.err += data.length;
+          this.#spec.onOutput('stderr', data);
+        });
         ch.on('exit', (c: number | null) => {
           exit = c;
         });
@@ -265,7 +267,7 @@ class BatchJob implements ProcessHandle {
       });
       if (code === null) throw Object.assign(new Error('connection dropped'), { code: 'JOBWIRE_SSH_CONNECT' });
       if (code === 3) throw new Error(`the job's folder ${state.folder} on ${state.host} is gone`);
-      if (code !== 0) throw new Error(`following ${file} on ${state.host} failed (tail exited ${code})`);
+      if (code !== 0) throw new Error(`following the output on ${state.host} failed (tail exited ${code})`);
     });
   }
 }
