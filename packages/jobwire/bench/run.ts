@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@jobwire/client';
 import { distributedBench } from './distributed.js';
+import { jobRoundTrips, pipeRoundTrips } from './round-trip.js';
 import { sshBench } from './ssh.js';
 
 const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
@@ -51,41 +52,11 @@ async function startServer(home: string, slots: number): Promise<{ proc: ChildPr
 
 /** One line through `cat`, many times: jobwire (SDK → WebSocket → server → cat and back) vs a direct pipe. */
 async function roundTrip(client: Client): Promise<void> {
-  const line = Buffer.from('ping 0123456789 abcdefghijklmnopqrstuvwxyz\n');
   // Baseline: a child process pipe, written and read by this process.
   const cat = spawn('cat', [], { stdio: ['pipe', 'pipe', 'ignore'] });
-  const direct: number[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    const t0 = now();
-    const got = new Promise<void>((resolve) => {
-      let n = 0;
-      const on = (d: Buffer): void => {
-        n += d.length;
-        if (n >= line.length) {
-          cat.stdout.off('data', on);
-          resolve();
-        }
-      };
-      cat.stdout.on('data', on);
-    });
-    cat.stdin.write(line);
-    await got;
-    direct.push(Number(now() - t0));
-  }
+  const direct = await pipeRoundTrips(cat, ROUNDS);
   cat.stdin.end();
-
-  const job = await client.submitInteractiveJob({ executable: 'cat', queueName: 'unlimited' });
-  const it = job.output[Symbol.asyncIterator]();
-  const viaJobwire: number[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    const t0 = now();
-    await job.stdin.write(line);
-    let n = 0;
-    while (n < line.length) n += (await it.next()).value!.data.byteLength;
-    viaJobwire.push(Number(now() - t0));
-  }
-  await job.stdin.end();
-  await job.exit;
+  const viaJobwire = await jobRoundTrips(await client.submitInteractiveJob({ executable: 'cat', queueName: 'unlimited' }), ROUNDS);
   direct.sort((a, b) => a - b);
   viaJobwire.sort((a, b) => a - b);
   rows.push({ name: `interactive round trip p50 (${ROUNDS} lines)`, jobwire: us(pct(viaJobwire, 50)), baseline: us(pct(direct, 50)), ratio: (pct(viaJobwire, 50) / pct(direct, 50)).toFixed(2) + '×', target: 'p50 ≤ 150 µs' });

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { Client } from '@jobwire/client';
 import { startSshd } from '../test/executors/sshd.js';
 import type { BenchRow } from './distributed.js';
+import { jobRoundTrips, pipeRoundTrips } from './round-trip.js';
 
 /** Options of {@link sshBench}. */
 export interface SshBenchOptions {
@@ -50,42 +51,11 @@ export async function sshBench(options: SshBenchOptions): Promise<BenchRow[]> {
       }
     }
     if (client === undefined) throw new Error('the server did not start');
-    const line = Buffer.from('ping 0123456789 abcdefghijklmnopqrstuvwxyz\n');
-
     // Baseline: one `ssh host cat`.
     const cat = spawn('ssh', [...sshd.sshArgs, 'cat'], { stdio: ['pipe', 'pipe', 'ignore'] });
-    const direct: number[] = [];
-    for (let i = 0; i < options.rounds; i++) {
-      const t0 = now();
-      const got = new Promise<void>((resolve) => {
-        let n = 0;
-        const on = (d: Buffer): void => {
-          n += d.length;
-          if (n >= line.length) {
-            cat.stdout.off('data', on);
-            resolve();
-          }
-        };
-        cat.stdout.on('data', on);
-      });
-      cat.stdin.write(line);
-      await got;
-      direct.push(Number(now() - t0));
-    }
+    const direct = await pipeRoundTrips(cat, options.rounds);
     cat.stdin.end();
-
-    const job = await client.submitInteractiveJob({ executable: 'cat', queueName: 'unlimited', executor: 'box' });
-    const it = job.output[Symbol.asyncIterator]();
-    const viaJobwire: number[] = [];
-    for (let i = 0; i < options.rounds; i++) {
-      const t0 = now();
-      await job.stdin.write(line);
-      let n = 0;
-      while (n < line.length) n += (await it.next()).value!.data.byteLength;
-      viaJobwire.push(Number(now() - t0));
-    }
-    await job.stdin.end();
-    await job.exit;
+    const viaJobwire = await jobRoundTrips(await client.submitInteractiveJob({ executable: 'cat', queueName: 'unlimited', executor: 'box' }), options.rounds);
 
     // `true`: one ssh process per job vs jobs on the shared connection.
     const sshTrue: number[] = [];
