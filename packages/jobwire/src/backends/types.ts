@@ -10,7 +10,7 @@
  * executor behind the embedded one, not a branch in `server/index.ts`.
  * @module
  */
-import type { ExecutorInfo, WorkersReport } from '@jobwire/client';
+import type { WorkersReport } from '@jobwire/client';
 import type { TokenBook } from '../auth/tokens.js';
 import type { EmitShared } from '../jobs/events.js';
 import type { JobScheduler } from '../jobs/scheduler.js';
@@ -55,8 +55,6 @@ export interface Backend extends JobScheduler {
   readonly store: Store;
   /** Who a token stands for. */
   readonly tokens: TokenBook;
-  /** The named executors behind `GET /v1/executors`; undefined for a backend that runs jobs only with `local`. */
-  readonly executors?: () => ExecutorInfo[];
   /** The report behind `GET /v1/workers`; undefined for a backend without workers. */
   readonly workers?: () => Promise<WorkersReport>;
   /**

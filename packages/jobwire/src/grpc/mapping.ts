@@ -17,8 +17,10 @@ export interface SubmitTarget {
   adaptor: string;
   /** Queue used when the description names none. */
   defaultQueue: string;
-  /** Working directory for jobs that name none, and base of relative ones. */
-  workDir: string;
+  /** Working directory for jobs that name none, and base of relative ones; undefined on a remote executor (the host's folders, as given). */
+  workDir: string | undefined;
+  /** The named executor the jobs run on. @defaultValue undefined (local) */
+  executor?: string;
 }
 
 /** Maps a Xenon JobDescription to jobwire's; refuses what jobwire cannot honour. */
@@ -34,8 +36,11 @@ export function toJobDescription(d: XenonJobDescription | null | undefined, targ
   const out: JobDescription = {
     executable: d.executable,
     queueName: d.queue_name === '' ? target.defaultQueue : d.queue_name,
-    workingDirectory: d.working_directory === '' ? target.workDir : d.working_directory.startsWith('/') ? d.working_directory : `${target.workDir}/${d.working_directory}`,
   };
+  // Without a work folder here (a remote executor), the directory is the host's, as given.
+  const cwd = target.workDir === undefined ? d.working_directory || undefined : d.working_directory === '' ? target.workDir : d.working_directory.startsWith('/') ? d.working_directory : `${target.workDir}/${d.working_directory}`;
+  if (cwd !== undefined) out.workingDirectory = cwd;
+  if (target.executor !== undefined) out.executor = target.executor;
   if (d.arguments.length > 0) out.arguments = d.arguments;
   if (Object.keys(d.environment).length > 0) out.environment = d.environment;
   if (d.max_runtime > 0) out.maxRuntime = d.max_runtime;

@@ -15,6 +15,7 @@ import { startServer } from '../../src/server/index.js';
 import { cliEnv, runCli, sleepUntil } from '../helpers.js';
 import { alive, jobId, recorder, start } from './behaviour.js';
 import { freePort, startSshd, type TestSshd } from './sshd.js';
+import { XenonClient, grpc, rejectsWith } from '../grpc/xenon-client.js';
 
 const TIMEOUT = { timeout: 90_000 };
 /** Prints 1..n, one line every `pause` seconds, to stdout, and every tenth to stderr too. */
@@ -213,6 +214,44 @@ describe('named executors on a server', () => {
       const local = await client.submitBatchJob({ executable: 'true' });
       assert.equal((await client.waitUntilDone(local.id, 60_000)).status, 'Success');
     } finally {
+      await server.close();
+    }
+  });
+
+  test('Xenon clients reach the ssh executors as the ssh adaptor', TIMEOUT, async () => {
+    const server = await startServer({
+      home,
+      port: 0,
+      grpcPort: 0,
+      logLevel: 'silent',
+      graceSeconds: 1,
+      executors: [`box=${sshd.url}`],
+      ssh: { identityFiles: [sshd.identity], knownHostsFile: sshd.knownHosts, agent: false },
+    });
+    const x = new XenonClient(`127.0.0.1:${server.grpcPort}`, { token: server.token });
+    const client = new Client({ url: server.url, token: server.token });
+    try {
+      assert.deepEqual((await x.sched('getAdaptorNames')).name, ['local', 'ssh']);
+      const described = await x.sched('getAdaptorDescription', { name: 'ssh' });
+      assert.match(described.description, new RegExp(`${sshd.user}@127\\.0\\.0\\.1:${sshd.port}`));
+      assert.equal(described.uses_file_system, false);
+
+      const sched = await x.sched('create', { adaptor: 'ssh', location: `127.0.0.1:${sshd.port}`, default_credential: {} });
+      assert.equal((await x.sched('getAdaptorName', sched)).name, 'ssh');
+      assert.deepEqual((await x.sched('getQueueNames', sched)).name, ['single', 'multi', 'unlimited']);
+      const job = await x.sched('submitBatchJob', { scheduler: sched, description: { executable: 'sh', arguments: ['-c', 'pwd; exit 5'], working_directory: sshd.dir } });
+      const status = await x.sched('waitUntilDone', { scheduler: sched, job, timeout: 60_000 });
+      assert.equal(status.done, true);
+      assert.equal(status.exit_code, 5);
+      const info = await client.getJobStatus(job.id);
+      assert.equal(info.description?.executor, 'box');
+      assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), `${sshd.dir}\n`);
+
+      await rejectsWith(x.sched('create', { adaptor: 'ssh', location: 'elsewhere:22' }), grpc.status.FAILED_PRECONDITION, 'InvalidLocationException');
+      await rejectsWith(x.sched('create', { adaptor: 'ssh', location: `127.0.0.1:${sshd.port}`, password_credential: { username: 'u', password: 'p' } }), grpc.status.FAILED_PRECONDITION, 'InvalidCredentialException');
+      await rejectsWith(x.sched('getFileSystem', sched), grpc.status.INTERNAL, 'XenonException');
+    } finally {
+      x.close();
       await server.close();
     }
   });
