@@ -237,10 +237,12 @@ export class SshConnection extends EventEmitter<SshConnectionEvents> {
       const client = new Client();
       await new Promise<void>((resolve, reject) => {
         client.once('ready', () => resolve());
-        client.once('error', (err: Error & { level?: string }) => {
+        // Persistent: a failing client may emit more than one error (an unheard one would throw).
+        client.on('error', (err: Error & { level?: string }) => {
           if (refusedKey !== undefined) reject(new SshConnectError(refusedKey.message, 'host-key', { cause: err }));
           else if (err.level === 'client-authentication') reject(new SshConnectError(`authentication to ${where} refused (tried: ${tried.join(', ')})`, 'auth', { cause: err }));
           else reject(new SshConnectError(`cannot reach ${where}: ${err.message}`, 'unreachable', { cause: err }));
+          // Once connected, errors are reported through 'close'.
         });
         client.connect({
           host: this.target.host,
@@ -256,7 +258,6 @@ export class SshConnection extends EventEmitter<SshConnectionEvents> {
           readyTimeout: this.#options.connectTimeoutMs ?? 20_000,
         });
       });
-      client.on('error', () => {}); // reported through 'close'
       client.once('close', () => {
         if (this.#client !== client) return;
         this.#client = undefined;

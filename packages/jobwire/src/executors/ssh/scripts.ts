@@ -82,19 +82,31 @@ export function batchStartScript(base: string | undefined, jobId: string, descri
 /**
  * Follows a batch job's output from byte offsets `out` and `err`: `out` on the channel's stdout,
  * `err` on its stderr, until the wrapper (pid `wrapper`) has ended and both are read to their
- * end; then exits 0. Exits 3 when the folder is gone.
+ * end. Then, to save a session, it exits with the job's exit code and removes the folder —
+ * unless that code is one of its own ({@link FOLLOW_COLLECT} and the two below), the job could
+ * not start, or no exit code was written: it then exits {@link FOLLOW_COLLECT} and leaves the
+ * folder for {@link collectScript}. Exits 3 when the folder is gone, 4 when `tail` failed.
  */
 export function followScript(folder: string, offsets: { out: number; err: number }, wrapper: number): string {
   const file = (name: string): string => `${q(folder)}/${name}`;
   return [
     `[ -e ${file('out')} ] || exit 3`,
-    `if [ -e ${file('exit')} ]; then tail -c +${offsets.out + 1} ${file('out')} && tail -c +${offsets.err + 1} ${file('err')} >&2; exit $?; fi`,
-    `tail -c +${offsets.out + 1} -s 0.05 --pid=${wrapper} -f ${file('out')} & a=$!`,
-    `tail -c +${offsets.err + 1} -s 0.05 --pid=${wrapper} -f ${file('err')} >&2 & b=$!`,
+    // A wrapper already gone (or a pid reused since) is not waited for.
+    `if [ -e ${file('exit')} ]; then f=''; else f='-f --pid=${wrapper}'; fi`,
+    `tail -c +${offsets.out + 1} -s 0.05 $f ${file('out')} & a=$!`,
+    `tail -c +${offsets.err + 1} -s 0.05 $f ${file('err')} >&2 & b=$!`,
     'wait $a; ra=$?; wait $b; rb=$?',
     '[ $ra -eq 0 ] && [ $rb -eq 0 ] || exit 4',
+    `[ -e ${file('exit')} ] && [ ! -e ${file('error')} ] || exit ${FOLLOW_COLLECT}`,
+    `c=$(cat ${file('exit')})`,
+    `case "$c" in 3|4|${FOLLOW_COLLECT}|'') exit ${FOLLOW_COLLECT};; esac`,
+    `rm -rf -- ${q(folder)}`,
+    'exit "$c"',
   ].join('\n');
 }
+
+/** The exit status with which {@link followScript} asks for {@link collectScript}. */
+export const FOLLOW_COLLECT = 254;
 
 /** Prints a finished batch job's exit code and start error (if any), then removes its folder. */
 export function collectScript(folder: string): string {

@@ -10,7 +10,7 @@ import { BadRequestError, type JobDescription, type OutputChannel } from '@jobwi
 import type { ClientChannel } from 'ssh2';
 import type { Executor, ExecutorState, ExecutorStatus, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../types.js';
 import { SshConnection, shellQuote, type SshConnectionOptions } from './connection.js';
-import { batchStartScript, collectScript, followScript, folderWord, interactiveScript, terminateScript, viaSh } from './scripts.js';
+import { batchStartScript, collectScript, FOLLOW_COLLECT, followScript, folderWord, interactiveScript, terminateScript, viaSh } from './scripts.js';
 import { parseSshTarget, targetText } from './url.js';
 
 /** Options of an {@link SshExecutor}. */
@@ -213,12 +213,14 @@ class BatchJob implements ProcessHandle {
     const state = await this.#state;
     if (!('folder' in state)) return state;
     try {
-      await this.#followOutput(state, from);
-      const collected = await this.#again(() => this.#connection.run(viaSh(collectScript(state.folder))));
-      if (collected.code === 3) return { exitCode: null, signal: null, error: `the job's folder ${state.folder} on ${state.host} vanished before its exit code was read` };
-      const [code, ...error] = collected.stdout.split('\n');
-      if (error.join('\n').trim() !== '') return { exitCode: null, signal: null, error: error.join('\n').trim() };
-      const exitCode = Number(code);
+      let exitCode = await this.#followOutput(state, from);
+      if (exitCode === FOLLOW_COLLECT) {
+        const collected = await this.#again(() => this.#connection.run(viaSh(collectScript(state.folder))));
+        if (collected.code === 3) return { exitCode: null, signal: null, error: `the job's folder ${state.folder} on ${state.host} vanished before its exit code was read` };
+        const [code, ...error] = collected.stdout.split('\n');
+        if (error.join('\n').trim() !== '') return { exitCode: null, signal: null, error: error.join('\n').trim() };
+        exitCode = Number(code);
+      }
       const signal = this.#terminated ? signalOf(exitCode) : undefined;
       return signal !== undefined ? { exitCode: null, signal } : { exitCode, signal: null };
     } catch (err) {
@@ -244,10 +246,13 @@ class BatchJob implements ProcessHandle {
     }
   }
 
-  /** Follows both output files from `from` to their end, resuming after drops without loss or repeats. */
-  async #followOutput(state: SshJobState, from: ResumeFrom): Promise<void> {
+  /**
+   * Follows both output files from `from` to their end, resuming after drops without loss or
+   * repeats; resolves to the job's exit code, or {@link FOLLOW_COLLECT} when it must be collected.
+   */
+  async #followOutput(state: SshJobState, from: ResumeFrom): Promise<number> {
     const at = { out: from.stdout, err: from.stderr };
-    await this.#again(async () => {
+    return this.#again(async () => {
       const ch = await this.#connection.exec(viaSh(followScript(state.folder, at, state.wrapper)));
       const code = await new Promise<number | null>((resolve) => {
         let exit: number | null = null;
@@ -267,7 +272,8 @@ class BatchJob implements ProcessHandle {
       });
       if (code === null) throw Object.assign(new Error('connection dropped'), { code: 'JOBWIRE_SSH_CONNECT' });
       if (code === 3) throw new Error(`the job's folder ${state.folder} on ${state.host} is gone`);
-      if (code !== 0) throw new Error(`following the output on ${state.host} failed (tail exited ${code})`);
+      if (code === 4) throw new Error(`following the output on ${state.host} failed (tail failed)`);
+      return code;
     });
   }
 }
