@@ -4,7 +4,8 @@
  * authentication and reachability fail with clear errors; and through a server, named executors.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -120,6 +121,22 @@ describe('connection errors are clear and fail the job, not the executor', () =>
     mkdirSync(empty);
     const result = await start(executor({ knownHostsFile: join(empty, 'none') }), { executable: 'true' }, sshd.dir).done;
     assert.match(result.error ?? '', /host key of \[127\.0\.0\.1\]:\d+ \(ssh-ed25519 SHA256:\S+\) cannot be checked: known_hosts file .* is unreadable \(ENOENT\)/);
+  });
+
+  test('authenticates with the key an ssh-agent holds', TIMEOUT, async () => {
+    const socket = join(sshd.dir, 'agent.sock');
+    const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+    try {
+      await sleepUntil(() => existsSync(socket), 10_000, 'the agent socket');
+      execFileSync('ssh-add', ['-q', sshd.identity], { env: { ...process.env, SSH_AUTH_SOCK: socket }, stdio: 'ignore' });
+      const job = start(executor({ identityFiles: [], agent: socket }), { executable: 'echo', arguments: ['via agent'] }, sshd.dir);
+      assert.deepEqual(await job.done, { exitCode: 0, signal: null });
+      assert.equal(job.output().toString(), 'via agent\n');
+      const none = await start(executor({ identityFiles: [], agent: false }), { executable: 'true' }, sshd.dir).done;
+      assert.match(none.error ?? '', /no way to authenticate to .*: no ssh-agent, no identity file \(give --ssh-identity\) and no password file/);
+    } finally {
+      agent.kill();
+    }
   });
 
   test('a refused key names what was tried', TIMEOUT, async () => {
