@@ -6,13 +6,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BadRequestError, Client } from '@jobwire/client';
 import { SshExecutor, type SshExecutorOptions } from '../../src/executors/ssh/index.js';
 import type { ExecutorState } from '../../src/executors/types.js';
+import { startWorker } from '../../src/distributed/worker.js';
 import { startServer } from '../../src/server/index.js';
+import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
 import { cliEnv, runCli, sleepUntil } from '../helpers.js';
 import { alive, jobId, recorder, start } from './behaviour.js';
 import { freePort, startSshd, type TestSshd } from './sshd.js';
@@ -270,6 +272,35 @@ describe('named executors on a server', () => {
     } finally {
       x.close();
       await server.close();
+    }
+  });
+
+  test('a distributed worker with --executor ssh://... runs its jobs there', TIMEOUT, async () => {
+    const prefix = freshPrefix();
+    const server = await startServer({ home, port: 0, logLevel: 'silent', graceSeconds: 1, redis: REDIS_URL, redisPrefix: prefix });
+    const worker = await startWorker({
+      redis: REDIS_URL,
+      prefix,
+      name: 'ssh-fed',
+      slots: 2,
+      graceSeconds: 1,
+      workDir: `${home}-work`,
+      serverUrl: server.url,
+      logLevel: 'silent',
+      executor: sshd.url,
+      ssh: { identityFiles: [sshd.identity], knownHostsFile: sshd.knownHosts, agent: false },
+    });
+    const client = new Client({ url: server.url, token: server.token });
+    try {
+      const job = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'cd; echo "$JOBWIRE_JOB_ID in $(pwd)"'] });
+      const done = await client.waitUntilDone(job.id, 60_000);
+      assert.equal(done.status, 'Success', done.error ?? '');
+      assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), `${job.id} in ${homedir()}\n`);
+      await assert.rejects(client.submitBatchJob({ executable: 'true', executor: 'box' }), (err: unknown) => err instanceof BadRequestError && err.field === 'executor' && /each worker runs its jobs where its --executor says/.test(err.message));
+    } finally {
+      await worker.close();
+      await server.close();
+      await dropPrefix(prefix);
     }
   });
 });
