@@ -202,6 +202,16 @@ export function executorBehaviour(label: string, make: () => Promise<ExecutorHar
       assert.ok(job.output('stdout').equals(input), 'stdout differs from stdin');
     });
 
+    interactive('cancel stops an interactive job’s whole process tree', async () => {
+      const job = run({ executable: 'sh', arguments: ['-c', 'sleep 300 & echo child $!; cat'], interactive: true });
+      await job.waitForOutput('\n');
+      const child = Number(/child (\d+)/.exec(job.output().toString())?.[1]);
+      assert.ok(alive(child), 'the child runs before the cancel');
+      job.handle.terminate(2000);
+      assert.equal((await job.done).signal, 'SIGTERM');
+      await sleepUntil(() => !alive(child), 10_000, 'the child to end');
+    });
+
     test('a tty job sees its size, and a resize', TIMEOUT, async (t) => {
       if (!h.features.tty) {
         t.skip(`${label} has no tty jobs`);

@@ -10,10 +10,10 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BadRequestError, Client } from '@jobwire/client';
-import { SshExecutor, type SshExecutorOptions } from '../../src/executors/ssh/index.js';
+import { SshExecutor, type SshConnectionOptions, type SshExecutorOptions } from '../../src/executors/ssh/index.js';
 import type { ExecutorState } from '../../src/executors/types.js';
 import { startWorker } from '../../src/distributed/worker.js';
-import { startServer } from '../../src/server/index.js';
+import { startServer, type ServerHandle, type ServerOptions } from '../../src/server/index.js';
 import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
 import { cliEnv, runCli, sleepUntil } from '../helpers.js';
 import { alive, jobId, recorder, start } from './behaviour.js';
@@ -58,6 +58,15 @@ describe('batch jobs survive', () => {
     assert.equal(job.output('stdout').toString(), expectedOut(60));
     assert.equal(job.output('stderr').toString(), expectedErr(60));
     assert.equal(ssh.status().state, 'connected');
+  });
+
+  test('an interactive job whose connection drops ends Lost with the reason', TIMEOUT, async () => {
+    const job = start(executor(), { executable: 'cat', interactive: true }, sshd.dir);
+    await job.handle.writeStdin(Buffer.from('before\n'));
+    await job.waitForOutput('before\n');
+    assert.ok(sshd.cutConnections() > 0);
+    const result = await job.done;
+    assert.match(result.lost ?? '', /the connection to .*@127\.0\.0\.1:\d+ dropped while the interactive job ran/);
   });
 
   test('a restart: a new executor resumes the job from its state and stored offsets', TIMEOUT, async () => {
@@ -158,6 +167,9 @@ describe('connection errors are clear and fail the job, not the executor', () =>
 
 describe('named executors on a server', () => {
   let home: string;
+  /** An embedded server with `executors`, authenticating to the test sshd (`ssh` overrides). */
+  const sshServer = (executors: string[], ssh: SshConnectionOptions = {}, more: ServerOptions = {}): Promise<ServerHandle> =>
+    startServer({ home, port: 0, logLevel: 'silent', graceSeconds: 1, executors, ssh: { identityFiles: [sshd.identity], knownHostsFile: sshd.knownHosts, agent: false, ...ssh }, ...more });
   before(() => {
     home = mkdtempSync(join(tmpdir(), 'jobwire-ssh-server-'));
   });
@@ -167,14 +179,7 @@ describe('named executors on a server', () => {
   });
 
   test('jobs choose an executor by name; unknown names and unreachable hosts are clear errors', TIMEOUT, async () => {
-    const server = await startServer({
-      home,
-      port: 0,
-      logLevel: 'silent',
-      graceSeconds: 1,
-      executors: [`box=${sshd.url}`, `stranger=ssh://${sshd.user}@127.0.0.1:${sshd.port}`],
-      ssh: { identityFiles: [sshd.identity], knownHostsFile: sshd.knownHosts, agent: false },
-    });
+    const server = await sshServer([`box=${sshd.url}`, `stranger=ssh://${sshd.user}@127.0.0.1:${sshd.port}`]);
     const client = new Client({ url: server.url, token: server.token });
     try {
       const names = (await client.getExecutors()).map((e) => `${e.name} ${e.adaptor} ${e.url}`);
@@ -213,14 +218,7 @@ describe('named executors on a server', () => {
   });
 
   test('an executor that cannot connect fails its jobs with the reason; the server and other jobs go on', TIMEOUT, async () => {
-    const server = await startServer({
-      home,
-      port: 0,
-      logLevel: 'silent',
-      graceSeconds: 1,
-      executors: [`box=${sshd.url}`],
-      ssh: { identityFiles: [sshd.identity], knownHostsFile: sshd.wrongKnownHosts, agent: false },
-    });
+    const server = await sshServer([`box=${sshd.url}`], { knownHostsFile: sshd.wrongKnownHosts });
     const client = new Client({ url: server.url, token: server.token });
     try {
       const remote = await client.submitBatchJob({ executable: 'true', executor: 'box' });
@@ -238,15 +236,7 @@ describe('named executors on a server', () => {
   });
 
   test('Xenon clients reach the ssh executors as the ssh adaptor', TIMEOUT, async () => {
-    const server = await startServer({
-      home,
-      port: 0,
-      grpcPort: 0,
-      logLevel: 'silent',
-      graceSeconds: 1,
-      executors: [`box=${sshd.url}`],
-      ssh: { identityFiles: [sshd.identity], knownHostsFile: sshd.knownHosts, agent: false },
-    });
+    const server = await sshServer([`box=${sshd.url}`], {}, { grpcPort: 0 });
     const x = new XenonClient(`127.0.0.1:${server.grpcPort}`, { token: server.token });
     const client = new Client({ url: server.url, token: server.token });
     try {

@@ -308,7 +308,7 @@ class LiveJob implements ProcessHandle {
         ch.stderr.on('data', (data: Buffer) => spec.onOutput(this.#tty ? 'stdout' : 'stderr', data));
         ch.on('exit', (c: number | null, s?: string) => {
           code = c;
-          signal = s !== undefined ? `SIG${s}` : null;
+          signal = s === undefined ? null : s.startsWith('SIG') ? s : `SIG${s}`;
         });
         ch.on('close', () => resolve({ code, signal }));
       });
