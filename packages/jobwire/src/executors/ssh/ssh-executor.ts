@@ -51,9 +51,19 @@ function jobEnvironment(spec: StartSpec): Record<string, string> {
   return { ...spec.env, ...(spec.description.environment ?? {}) };
 }
 
+/** A handle with nothing behind it, ended with `result`. */
+function endedHandle(result: ProcessResult): ProcessHandle {
+  return { pid: undefined, writeStdin: async () => {}, closeStdin: () => {}, resize: () => {}, terminate: () => {}, done: Promise.resolve(result) };
+}
+
 /** The handle of a job that was not started: `done` reports `error`. */
 function failed(error: string): ProcessHandle {
-  return { pid: undefined, writeStdin: async () => {}, closeStdin: () => {}, resize: () => {}, terminate: () => {}, done: Promise.resolve({ exitCode: null, signal: null, error }) };
+  return endedHandle({ exitCode: null, signal: null, error });
+}
+
+/** The handle of a job that cannot be followed any more: `done` reports it `lost`. */
+function lostHandle(lost: string): ProcessHandle {
+  return endedHandle({ exitCode: null, signal: null, lost });
 }
 
 /** Runs jobs on one SSH host (see the module comment). */
@@ -130,12 +140,18 @@ export class SshExecutor implements Executor {
 
   /**
    * Follows a batch job an earlier process started on this host again, from `from`. Resolves
-   * undefined when its folder on the host is gone, or for a state this executor did not write.
+   * undefined when its folder on the host is gone, or for a state this executor did not write;
+   * a host unreachable past the bound gives a handle whose `done` reports the job `lost`.
    */
   async resume(spec: StartSpec, state: ExecutorState, from: ResumeFrom): Promise<ProcessHandle | undefined> {
     const s = state as Partial<SshJobState>;
     if (s.kind !== 'ssh-batch' || typeof s.folder !== 'string' || typeof s.wrapper !== 'number' || typeof s.pid !== 'number') return undefined;
-    await this.connection.waitConnected(Date.now() + this.#lostAfterMs);
+    try {
+      await this.connection.waitConnected(Date.now() + this.#lostAfterMs);
+    } catch (err) {
+      // Not gone for good, but out of reach past the bound: the job ends Lost with why.
+      return lostHandle(`${this.connection.target.host} unreachable for ${Math.round(this.#lostAfterMs / 1000)} s (${(err as Error).message}); the job may still run there`);
+    }
     const found = await this.connection.run(viaSh(`[ -d ${shellQuote(s.folder)} ]`));
     if (found.code !== 0) return undefined;
     return new BatchJob(this.connection, spec, this.#lostAfterMs, Promise.resolve(s as SshJobState), from);
