@@ -112,6 +112,9 @@ describe('batch jobs survive', () => {
       const result = await job.done;
       assert.match(result.lost ?? '', /127\.0\.0\.1 unreachable for 2 s \(cannot reach .*ECONNREFUSED.*\); the job may still run there/);
       assert.ok(alive(pid), 'the job itself was not touched');
+      // A restarted server resuming it meets the same bound.
+      const resumed = await ssh.resume(recorder(jobId(), { executable: 'sh' }, own.dir).spec, job.states.at(-1)!, { stdout: 8, stderr: 0 });
+      assert.match((await resumed?.done)?.lost ?? '', /127\.0\.0\.1 unreachable for 2 s .*; the job may still run there/);
     } finally {
       if (pid !== undefined && pid > 0) process.kill(-pid, 'SIGKILL');
       ssh.close();
