@@ -177,11 +177,13 @@ async function main(): Promise<void> {
       rows.push(...(await sshBench({ cli: CLI, home: sshHome, rounds: Math.min(ROUNDS, 500), jobs: Math.min(JOBS, 50) })));
     } finally {
       rmSync(sshHome, { recursive: true, force: true });
+      rmSync(`${sshHome}-work`, { recursive: true, force: true });
     }
   } finally {
     proc.kill('SIGTERM');
     await new Promise((r) => proc.on('exit', r));
     rmSync(home, { recursive: true, force: true });
+    rmSync(`${home}-work`, { recursive: true, force: true });
   }
   console.log('| benchmark | jobwire | baseline (same run) | ratio | target |');
   console.log('|---|---|---|---|---|');
