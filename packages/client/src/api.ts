@@ -3,7 +3,7 @@
  * implementation so the CLI, dashboard and tests program against one contract.
  * @module
  */
-import type { ExitStatus, GroupInfo, JobDescription, JobEvent, JobInfo, JobStatus, OutputChunk, Page, QueueStatus, WhoAmI, WorkersReport } from './types.js';
+import type { ExecutorInfo, ExitStatus, GroupInfo, JobDescription, JobEvent, JobInfo, JobStatus, OutputChunk, Page, QueueStatus, WhoAmI, WorkersReport } from './types.js';
 
 /** Options of `new Client()`. */
 export interface ClientOptions {
@@ -188,6 +188,8 @@ export interface JobwireApi {
   getGroups(under?: string): Promise<GroupInfo[]>;
   /** Workers of distributed mode with their load, and the pools' queues (none in embedded mode). */
   getWorkers(): Promise<WorkersReport>;
+  /** The server's named executors, their state and queues (`local` always). */
+  getExecutors(): Promise<ExecutorInfo[]>;
   /** Reads a byte range of one output stream. */
   readOutput(id: string, stream?: 'stdout' | 'stderr', from?: number, to?: number): Promise<{ data: Uint8Array; size: number; complete: boolean }>;
   /** Uploads a file for a description's `inputFiles` (strings as UTF-8); returns its id and size. */

@@ -8,7 +8,7 @@ import { InteractiveAttachment, JobAttachment, type AttachContext } from './atta
 import { AmbiguousIdError, BadRequestError, ConnectionError, NotFoundError } from './errors.js';
 import { GroupEventStream } from './events.js';
 import { request, requestBytes, type Connection } from './http.js';
-import { isFinal, type GroupInfo, type JobDescription, type JobInfo, type Page, type QueueStatus, type WhoAmI, type WorkersReport } from './types.js';
+import { isFinal, type ExecutorInfo, type GroupInfo, type JobDescription, type JobInfo, type Page, type QueueStatus, type WhoAmI, type WorkersReport } from './types.js';
 import { isNode, toBytes } from './util.js';
 
 /** A whole job id (a UUID), taken as it is by {@link Client.resolveJobId}. */
@@ -292,6 +292,12 @@ export class Client implements JobwireApi {
   /** Workers of distributed mode with their load, and the pools' queues (none in embedded mode). */
   getWorkers(): Promise<WorkersReport> {
     return this.call('GET', '/workers');
+  }
+
+  /** The server's named executors, their state and queues (`local` always). */
+  async getExecutors(): Promise<ExecutorInfo[]> {
+    const { items } = await this.call<{ items: ExecutorInfo[] }>('GET', '/executors');
+    return items;
   }
 
   /** Groups of the job tree, all or those under `under`. */

@@ -52,8 +52,13 @@ export interface JobDescription {
    * stderr says so (as Slurm's `srun` does).
    */
   submitDirectory?: string;
-  /** Queue to run in: `single`, `multi` or `unlimited` on the local executor. @defaultValue "multi" */
+  /** Queue to run in: `single`, `multi` or `unlimited` on the local and ssh executors. @defaultValue "multi" */
   queueName?: string;
+  /**
+   * The server's named executor to run on (`jobwire executors` lists them; docs/executors.md):
+   * `local` (this machine) or a name given with `jobwire server --executor NAME=URL`. @defaultValue "local"
+   */
+  executor?: string;
   /** Maximum run time in minutes (Xenon's unit; fractions allowed, e.g. 0.5 = 30 s); 0 or absent means no limit. */
   maxRuntime?: number;
   /** Maximum memory in MiB (Xenon's unit). */
@@ -270,6 +275,30 @@ export interface PoolStatus {
   used: number;
   /** Jobs waiting for placement that name this pool first (or, without pools, `ALL`). */
   queued: number;
+}
+
+/** One named executor of a server (`GET /v1/executors`). */
+export interface ExecutorInfo {
+  /** The name jobs choose it by (`executor` in the description). */
+  name: string;
+  /** Where it runs jobs: `local:`, `ssh://user@host:port`, `slurm:`, ... */
+  url: string;
+  /** Its kind, as Xenon names adaptors: `local`, `ssh`, `slurm`. */
+  adaptor: string;
+  /**
+   * `ready` (nothing to connect to), `idle` (not connected yet), `connected`, `reconnecting`
+   * (a connection dropped; its jobs wait) or `failing` (the last attempt failed: see `reason`).
+   */
+  state: 'ready' | 'idle' | 'connected' | 'reconnecting' | 'failing';
+  /** Why it is not connected, when it is not. */
+  reason?: string;
+  /** Its queues and how many jobs each runs at once (null: unlimited). */
+  queues: { name: string; limit: number | null }[];
+}
+
+/** Answer of `GET /v1/executors`. */
+export interface ExecutorList {
+  items: ExecutorInfo[];
 }
 
 /** Answer of `GET /v1/workers`. */

@@ -16,6 +16,7 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Client, type JobDescription } from '@jobwire/client';
 import { dropPrefix } from '../src/store/redis/index.js';
+import { jobRoundTrips } from './round-trip.js';
 
 /** A row of the benchmark table (as `run.ts` prints it). */
 export interface BenchRow {
@@ -143,19 +144,7 @@ async function rawBullmq(redisUrl: string, prefix: string, jobs: number, concurr
 
 /** `rounds` lines through an interactive `cat` job; sorted round-trip times in ns. */
 async function catRoundTrips(client: Client, rounds: number): Promise<number[]> {
-  const line = Buffer.from('ping 0123456789 abcdefghijklmnopqrstuvwxyz\n');
-  const job = await client.submitInteractiveJob({ executable: 'cat', queueName: 'unlimited' });
-  const it = job.output[Symbol.asyncIterator]();
-  const times: number[] = [];
-  for (let i = 0; i < rounds; i++) {
-    const t0 = now();
-    await job.stdin.write(line);
-    let n = 0;
-    while (n < line.length) n += (await it.next()).value!.data.byteLength;
-    times.push(Number(now() - t0));
-  }
-  await job.stdin.end();
-  await job.exit;
+  const times = await jobRoundTrips(await client.submitInteractiveJob({ executable: 'cat', queueName: 'unlimited' }), rounds);
   return times.sort((a, b) => a - b);
 }
 

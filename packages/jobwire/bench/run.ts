@@ -4,7 +4,7 @@
  * as a user would run it. Sizes can be lowered for a quick look:
  * BENCH_OUTPUT_MB (default 1024), BENCH_JOBS (default 400), BENCH_ROUNDS (default 2000).
  * The distributed-mode figures (`distributed.ts`) need Redis at BENCH_REDIS (default
- * redis://127.0.0.1:6379). The Slurm figures (`slurm.ts`) start the tests' one-node Slurm
+ * redis://127.0.0.1:6379); the ssh executor's (`ssh.ts`) start Debian's /usr/sbin/sshd. The Slurm figures (`slurm.ts`) start the tests' one-node Slurm
  * (root, Debian's munge and Slurm packages); BENCH_SLURM_JOBS (default 20).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -15,6 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@jobwire/client';
 import { distributedBench } from './distributed.js';
 import { slurmBench } from './slurm.js';
+import { jobRoundTrips, pipeRoundTrips } from './round-trip.js';
+import { sshBench } from './ssh.js';
 
 const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
 const OUTPUT_MB = Number(process.env.BENCH_OUTPUT_MB ?? 1024);
@@ -52,41 +54,11 @@ async function startServer(home: string, slots: number): Promise<{ proc: ChildPr
 
 /** One line through `cat`, many times: jobwire (SDK → WebSocket → server → cat and back) vs a direct pipe. */
 async function roundTrip(client: Client): Promise<void> {
-  const line = Buffer.from('ping 0123456789 abcdefghijklmnopqrstuvwxyz\n');
   // Baseline: a child process pipe, written and read by this process.
   const cat = spawn('cat', [], { stdio: ['pipe', 'pipe', 'ignore'] });
-  const direct: number[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    const t0 = now();
-    const got = new Promise<void>((resolve) => {
-      let n = 0;
-      const on = (d: Buffer): void => {
-        n += d.length;
-        if (n >= line.length) {
-          cat.stdout.off('data', on);
-          resolve();
-        }
-      };
-      cat.stdout.on('data', on);
-    });
-    cat.stdin.write(line);
-    await got;
-    direct.push(Number(now() - t0));
-  }
+  const direct = await pipeRoundTrips(cat, ROUNDS);
   cat.stdin.end();
-
-  const job = await client.submitInteractiveJob({ executable: 'cat', queueName: 'unlimited' });
-  const it = job.output[Symbol.asyncIterator]();
-  const viaJobwire: number[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    const t0 = now();
-    await job.stdin.write(line);
-    let n = 0;
-    while (n < line.length) n += (await it.next()).value!.data.byteLength;
-    viaJobwire.push(Number(now() - t0));
-  }
-  await job.stdin.end();
-  await job.exit;
+  const viaJobwire = await jobRoundTrips(await client.submitInteractiveJob({ executable: 'cat', queueName: 'unlimited' }), ROUNDS);
   direct.sort((a, b) => a - b);
   viaJobwire.sort((a, b) => a - b);
   rows.push({ name: `interactive round trip p50 (${ROUNDS} lines)`, jobwire: us(pct(viaJobwire, 50)), baseline: us(pct(direct, 50)), ratio: (pct(viaJobwire, 50) / pct(direct, 50)).toFixed(2) + '×', target: 'p50 ≤ 150 µs' });
@@ -201,12 +173,21 @@ async function main(): Promise<void> {
     console.error('… submit latency');
     await submitLatency(client);
     rows.push(...(await distributedBench({ cli: CLI, embedded: client, jobs: JOBS, rounds: ROUNDS })));
+    console.error('… ssh executor');
+    const sshHome = mkdtempSync(join(tmpdir(), 'jobwire-bench-ssh-'));
+    try {
+      rows.push(...(await sshBench({ cli: CLI, home: sshHome, rounds: Math.min(ROUNDS, 500), jobs: Math.min(JOBS, 50) })));
+    } finally {
+      rmSync(sshHome, { recursive: true, force: true });
+      rmSync(`${sshHome}-work`, { recursive: true, force: true });
+    }
     console.error('… Slurm executor');
     rows.push(...(await slurmBench()));
   } finally {
     proc.kill('SIGTERM');
     await new Promise((r) => proc.on('exit', r));
     rmSync(home, { recursive: true, force: true });
+    rmSync(`${home}-work`, { recursive: true, force: true });
   }
   console.log('| benchmark | jobwire | baseline (same run) | ratio | target |');
   console.log('|---|---|---|---|---|');

@@ -8,6 +8,8 @@
 import { hostname } from 'node:os';
 import { TokenBook } from '../auth/tokens.js';
 import { LocalExecutor } from '../executors/local/index.js';
+import { executorFromUrl, NamedExecutors, parseExecutorSpec, SshConnections } from '../executors/registry.js';
+import type { SshConnectionOptions } from '../executors/ssh/connection.js';
 import { Dispatcher } from '../jobs/dispatcher.js';
 import { lostEvent } from '../jobs/events.js';
 import { loseOrphanedJobs, type LostJobs } from '../jobs/orphans.js';
@@ -20,15 +22,31 @@ import type { Backend, BackendFactory } from './types.js';
 export interface EmbeddedBackendOptions {
   /** Slots of the `multi` queue. @defaultValue os.availableParallelism() */
   multiSlots?: number;
+  /**
+   * Named executors besides `local`, as `NAME=URL` (`ssh://[user@]host[:port]`, ...; see
+   * docs/executors.md): jobs choose one with `executor` in their description. @defaultValue [] (only local)
+   */
+  executors?: string[];
+  /** How SSH executors authenticate and check host keys. @defaultValue OpenSSH's defaults (agent, `~/.ssh/id_*`, `~/.ssh/known_hosts`) */
+  ssh?: SshConnectionOptions;
+  /** How long a remote job's host may stay unreachable before the job ends Lost. @defaultValue 600000 (10 minutes) */
+  lostAfterMs?: number;
 }
 
 /** The embedded backend; throws a RangeError for a bad option at once. */
 export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFactory {
   const { multiSlots } = options;
   if (multiSlots !== undefined && (!Number.isInteger(multiSlots) || multiSlots < 1)) throw new RangeError(`multiSlots: a positive integer, not ${multiSlots}`);
+  // Bad names and URLs fail the start, before anything opens.
+  const named = (options.executors ?? []).map(parseExecutorSpec);
   return async (context): Promise<Backend> => {
     const { log, emit } = context;
-    const executor = new LocalExecutor(multiSlots !== undefined ? { multiSlots } : {});
+    const connections = new SshConnections(options.ssh);
+    const factoryContext = { ssh: options.ssh ?? {}, sshConnection: (target: Parameters<SshConnections['get']>[0]) => connections.get(target), ...(options.lostAfterMs !== undefined ? { lostAfterMs: options.lostAfterMs } : {}) };
+    const executor = new NamedExecutors(
+      new LocalExecutor(multiSlots !== undefined ? { multiSlots } : {}),
+      named.map(({ name, url }) => ({ name, url, executor: executorFromUrl(url, factoryContext) })),
+    );
     const tokens = new TokenBook(context.home);
     const store = await openEmbeddedStore({ dir: context.home });
     // Before anything starts: jobs left Running by a server that died may still have processes.
@@ -72,6 +90,7 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
       },
       queued: (job) => dispatcher.poke(job.queue),
       queues: async () => executor.queues(),
+      executors: () => executor.list(),
       serve: (address) => {
         ctx.serverUrl = address.url;
         if (address.caFile !== undefined) ctx.caFile = address.caFile;
@@ -85,8 +104,11 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
         dispatcher.poke();
       },
       drain: () => dispatcher.idle(),
-      close: (steps) => steps.run('closing the store', () => store.close()),
-      abandon: () => {},
+      close: async (steps) => {
+        connections.close();
+        await steps.run('closing the store', () => store.close());
+      },
+      abandon: () => connections.close(),
     };
   };
 }

@@ -4,7 +4,7 @@
  * tests can pin the exact text.
  * @module
  */
-import type { GroupInfo, JobInfo, QueueStatus } from '@jobwire/client';
+import type { ExecutorInfo, GroupInfo, JobInfo, QueueStatus } from '@jobwire/client';
 
 /** How timestamps are shown. */
 export interface TimeOptions {
@@ -159,6 +159,22 @@ export function formatQueues(queues: readonly QueueStatus[]): string {
   return formatTable(
     ['QUEUE', 'LIMIT', 'RUNNING', 'QUEUED'],
     queues.map((q) => [q.name, q.limit === null ? 'unlimited' : String(q.limit), String(q.running), String(q.queued)]),
+  );
+}
+
+/** `jobwire executors` table: one row per executor, the reason it is not connected last. */
+export function formatExecutors(executors: readonly ExecutorInfo[]): string {
+  return formatTable(
+    ['NAME', 'URL', 'STATE', 'QUEUES', 'REASON'],
+    executors.map((e) => [e.name, e.url, e.state, e.queues.map((q) => q.name).join(','), e.reason ?? '']),
+  );
+}
+
+/** `jobwire queues --executor NAME` table: one executor's queues and their limits. */
+export function formatExecutorQueues(executor: ExecutorInfo): string {
+  return formatTable(
+    ['QUEUE', 'LIMIT'],
+    executor.queues.map((q) => [q.name, q.limit === null ? 'unlimited' : String(q.limit)]),
   );
 }
 

@@ -78,6 +78,7 @@ export interface JobOptions {
   name?: string;
   group?: string;
   queue?: string;
+  executor?: string;
   env?: Record<string, string>;
   cwd?: string;
   maxRuntime?: number;
@@ -163,11 +164,15 @@ export function withJobSettings(d: JobDescription, o: Omit<JobOptions, 'js' | 'j
   if (o.name !== undefined) d.name = o.name;
   if (o.group !== undefined) d.group = o.group;
   if (o.queue !== undefined) d.queueName = o.queue;
+  if (o.executor !== undefined) d.executor = o.executor;
   if (o.env !== undefined && Object.keys(o.env).length > 0) d.environment = { ...d.environment, ...o.env };
-  // As srun: a job starts where it was submitted from unless told otherwise (the server falls
-  // back to its work folder where this directory does not exist).
-  if (o.cwd !== undefined) d.workingDirectory = resolve(cwd, o.cwd);
-  else if (d.workingDirectory === undefined) d.submitDirectory = resolve(cwd);
+  // On another machine (a remote executor) a relative --cwd is relative to the login folder
+  // there, and this directory means nothing. Here, as srun: a job starts where it was submitted
+  // from unless told otherwise (the server falls back to its work folder where this directory
+  // does not exist).
+  const here = d.executor === undefined || d.executor === 'local';
+  if (o.cwd !== undefined) d.workingDirectory = here ? resolve(cwd, o.cwd) : o.cwd;
+  else if (d.workingDirectory === undefined && here) d.submitDirectory = resolve(cwd);
   if (o.maxRuntime !== undefined) d.maxRuntime = o.maxRuntime;
   if (o.node !== undefined) d.node = o.node;
   if (o.pool !== undefined && o.pool.length > 0) d.pools = o.pool;

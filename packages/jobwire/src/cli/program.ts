@@ -10,7 +10,7 @@ import { reportError } from './errors.js';
 import { EXIT_CODE_HELP, ExitCode } from './exit-codes.js';
 import { registerCancel, registerDelete } from './commands/manage.js';
 import { registerJobs, registerStatus } from './commands/jobs.js';
-import { registerGroups, registerQueues } from './commands/listings.js';
+import { registerExecutors, registerGroups, registerQueues } from './commands/listings.js';
 import { registerLogs } from './commands/logs.js';
 import { registerOutput } from './commands/output.js';
 import { registerProgress } from './commands/progress.js';
@@ -106,6 +106,7 @@ export function buildProgram(): Command {
   registerCancel(program);
   registerDelete(program);
   registerQueues(program);
+  registerExecutors(program);
   registerGroups(program);
   registerProgress(program);
   registerToken(program);

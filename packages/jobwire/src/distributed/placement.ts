@@ -96,11 +96,15 @@ export class Placer {
 const LOCAL = new LocalExecutor({ multiSlots: 1 });
 
 /**
- * What a worker's local executor refuses, plus: retries only for batch jobs (an interactive
+ * What a worker's local executor refuses, plus: no named executor (a worker chooses where its
+ * jobs run), retries only for batch jobs (an interactive
  * job's input went to the process that was lost, so it cannot start over). Throws a
  * BadRequestError naming the field.
  */
 export function checkWorkerJob(description: JobDescription): void {
+  if (description.executor !== undefined && description.executor !== 'local') {
+    throw new BadRequestError(`no executor named "${description.executor}": in distributed mode each worker runs its jobs where its --executor says; leave "executor" out (or use pools)`, { code: 'invalid_description', field: 'executor' });
+  }
   LOCAL.check(description);
   if ((description.retries ?? 0) > 0 && description.interactive === true) {
     throw new BadRequestError('retries are for batch jobs: an interactive job cannot be started again', { code: 'unsupported', field: 'retries' });

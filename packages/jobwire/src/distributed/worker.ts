@@ -17,6 +17,8 @@ import { pino, type Logger } from 'pino';
 import { resolveHome } from '@jobwire/client/home';
 import { sharedUser } from '../auth/shared-tokens.js';
 import { LocalExecutor } from '../executors/local/index.js';
+import { executorFromUrl, SshConnections } from '../executors/registry.js';
+import type { SshConnectionOptions } from '../executors/ssh/connection.js';
 import { UNLIMITED_AT_ONCE } from '../executors/types.js';
 import { prepareHome } from '../home.js';
 import { emitSafely, lostEvent, type JobwireEventMap } from '../jobs/events.js';
@@ -46,6 +48,13 @@ export interface WorkerOptions {
   pools?: string[];
   /** Jobs of the `multi` queue run at once. @defaultValue os.availableParallelism() */
   slots?: number;
+  /**
+   * Where this worker runs its jobs: an executor URL (`ssh://[user@]host[:port]`, ...; see
+   * docs/executors.md), so a worker feeds a remote host or cluster. @defaultValue this machine (`local:`)
+   */
+  executor?: string;
+  /** How an ssh executor authenticates and checks host keys. @defaultValue agent, `~/.ssh/id_*`, `~/.ssh/known_hosts` */
+  ssh?: SshConnectionOptions;
   /** Free labels shown by `jobwire workers`. @defaultValue {} */
   labels?: Record<string, string>;
   /** Seconds between SIGTERM and SIGKILL when a job is cancelled. @defaultValue 5 */
@@ -194,7 +203,11 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   /** Aborts when the worker shuts down; its reason is the error of the jobs it stops. */
   const shutdown = new AbortController();
 
-  const executor = new LocalExecutor({ multiSlots: opts.slots });
+  const connections = new SshConnections(options.ssh);
+  const executor =
+    options.executor === undefined || options.executor === 'local:'
+      ? new LocalExecutor({ multiSlots: opts.slots })
+      : executorFromUrl(options.executor, { ssh: options.ssh ?? {}, sshConnection: (target) => connections.get(target) });
   const ctx: RunnerContext = {
     store,
     executor,
@@ -354,6 +367,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       });
       await steps.run('closing the placement queues', () => placer.close());
       await steps.run('closing the store', () => store.close());
+      connections.close();
       const report = steps.report();
       if (report.unsettled.length > 0) log.warn({ unsettled: report.unsettled }, 'stopped without settling everything');
       emitSafely(events, 'worker:stopped', { report });

@@ -34,6 +34,19 @@ export interface ProcessResult {
   result?: unknown;
   /** For function jobs: the error (message + stack) the function threw; or a start failure. */
   error?: string;
+  /**
+   * Set when the executor lost track of the job (a remote host unreachable past its bound, a
+   * connection that dropped under an interactive job): the job ends Lost with this reason.
+   */
+  lost?: string;
+}
+
+/** What an executor is doing, as `jobwire executors` lists it. */
+export interface ExecutorStatus {
+  /** `ready` for an executor with nothing to connect to; `idle` before a remote one first connects. */
+  state: 'ready' | 'idle' | 'connected' | 'reconnecting' | 'failing';
+  /** Why it is not connected, when it is not. */
+  reason?: string;
 }
 
 /** What the executor needs to start one job. */
@@ -124,6 +137,8 @@ export interface Executor {
   readonly name: string;
   /** Queues this executor offers. */
   queues(): QueueDef[];
+  /** Its state (connections of remote executors). @defaultValue `ready` when absent */
+  status?(): ExecutorStatus;
   /** Throws a BadRequestError (code "unsupported", naming the field) for anything it cannot honour. */
   check(description: JobDescription): void;
   /** Starts a job. Never throws for a missing program: the handle's `done` reports it as an error. */

@@ -19,9 +19,12 @@ export interface SubmitTarget {
   defaultQueue: string;
   /**
    * Working directory for jobs that name none, and base of relative ones. @defaultValue none:
-   * the job's own default (the server's or the worker's work folder), relative ones kept relative to it
+   * the job's own default (the server's or the worker's work folder; on a remote executor, the
+   * login folder there), relative ones kept relative to it
    */
   workDir?: string;
+  /** The named executor the jobs run on. @defaultValue undefined (local) */
+  executor?: string;
 }
 
 /** Maps a Xenon JobDescription to jobwire's; refuses what jobwire cannot honour. */
@@ -44,6 +47,7 @@ export function toJobDescription(d: XenonJobDescription | null | undefined, targ
   } else {
     out.workingDirectory = dir === '' ? target.workDir : dir.startsWith('/') ? dir : `${target.workDir}/${dir}`;
   }
+  if (target.executor !== undefined) out.executor = target.executor;
   if (d.arguments.length > 0) out.arguments = d.arguments;
   if (Object.keys(d.environment).length > 0) out.environment = d.environment;
   if (d.max_runtime > 0) out.maxRuntime = d.max_runtime;

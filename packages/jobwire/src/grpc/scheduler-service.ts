@@ -1,8 +1,10 @@
 /**
  * Xenon's SchedulerService over jobwire's JobService. A scheduler handle names an adaptor; the
  * adaptor a server offers is its executor (`local` in embedded mode, with the queues `single`,
- * `multi` and `unlimited`, Xenon's default being `single`). Other Xenon adaptor names are
- * refused with UnknownAdaptorException until jobwire has an executor for them. Every job
+ * `multi` and `unlimited`, Xenon's default being `single`), plus `ssh` when the server has named
+ * ssh executors (`jobwire server --executor NAME=ssh://...`): an `ssh` scheduler's location names
+ * one of their hosts, and its jobs run there. Other Xenon adaptor names are refused with
+ * UnknownAdaptorException until jobwire has an executor for them. Every job
  * operation goes through JobService, so jobs submitted here are ordinary jobwire jobs: same
  * validation, ownership and state rules, visible in the CLI and the dashboard, and their status
  * stays queryable after they end.
@@ -10,6 +12,7 @@
  */
 import { status as Status, type ServerDuplexStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { isFinal, type WhoAmI } from '@jobwire/client';
+import { parseSshTarget } from '../executors/ssh/url.js';
 import type { JobService } from '../jobs/service.js';
 import type { JobRecord } from '../store/types.js';
 import { XenonError } from './errors.js';
@@ -67,7 +70,27 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     return names.includes('single') || names.length === 0 ? 'single' : names[0]!;
   };
 
-  const description = (name: string): SchedulerAdaptorDescription => ({
+  /** The server's ssh executors (offered as the `ssh` adaptor). */
+  const sshExecutors = (): { name: string; url: string }[] => service.executors().filter((e) => e.adaptor === 'ssh');
+  /** Every adaptor offered now. */
+  const offered = (): string[] => (sshExecutors().length > 0 ? [...adaptorNames, 'ssh'] : adaptorNames);
+
+  const sshDescription = (): SchedulerAdaptorDescription => ({
+    name: 'ssh',
+    description:
+      'Runs jobs on the SSH hosts this jobwire server has executors for (jobwire server --executor NAME=ssh://...), as ordinary jobwire jobs: ' +
+      `location [user@]host[:port] of one of them (${sshExecutors().map((e) => e.url.replace(/^ssh:\/\//, '')).join(', ')}); ` +
+      'the connection and its credentials are the server\'s. Queues single, multi and unlimited.',
+    supported_locations: ['host[:port]', 'user@host[:port]'],
+    supported_properties: [],
+    is_embedded: true,
+    supports_interactive: true,
+    supports_batch: true,
+    uses_file_system: false,
+    supported_credentials: ['DefaultCredential'],
+  });
+
+  const description = (name: string): SchedulerAdaptorDescription => name === 'ssh' ? sshDescription() : ({
     name,
     description:
       adaptorName === 'local'
@@ -83,9 +106,30 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
   });
 
   const checkAdaptor = (name: string): void => {
-    if (adaptorNames.includes(name)) return;
-    const known = KNOWN_XENON_ADAPTORS.includes(name) ? ` is not available on this jobwire server yet` : ` is unknown`;
-    throw new XenonError('UnknownAdaptorException', name || '(none)', `the scheduler adaptor "${name}"${known}; this server offers: ${adaptorNames.join(', ')}`);
+    const names = offered();
+    if (names.includes(name)) return;
+    const known = KNOWN_XENON_ADAPTORS.includes(name) ? ` is not available on this jobwire server${name === 'ssh' ? ' (it has no ssh executor: jobwire server --executor NAME=ssh://host)' : ' yet'}` : ` is unknown`;
+    throw new XenonError('UnknownAdaptorException', name || '(none)', `the scheduler adaptor "${name}"${known}; this server offers: ${names.join(', ')}`);
+  };
+
+  /** The ssh executor `location` ([user@]host[:port]) names. */
+  const sshExecutorAt = (location: string): string => {
+    let wanted;
+    try {
+      wanted = parseSshTarget(location);
+    } catch (err) {
+      throw new XenonError('InvalidLocationException', 'ssh', `location ${JSON.stringify(location)}: ${(err as Error).message}`);
+    }
+    const explicitUser = location.replace(/^ssh:\/\//, '').includes('@');
+    const executors = sshExecutors();
+    const found = executors.find((e) => {
+      const t = parseSshTarget(e.url);
+      return t.host === wanted.host && t.port === wanted.port && (!explicitUser || t.user === wanted.user);
+    });
+    if (found === undefined) {
+      throw new XenonError('InvalidLocationException', 'ssh', `location ${JSON.stringify(location)}: this server has no ssh executor for it; its ssh executors are ${executors.map((e) => `${e.name} (${e.url})`).join(', ')}`);
+    }
+    return found.name;
   };
 
   const scheduler = (who: WhoAmI, handle: Handle | null | undefined): SchedulerHandle => {
@@ -106,14 +150,16 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
       throw new XenonError('InvalidLocationException', adaptor, `location ${JSON.stringify(location)}: the local adaptor takes an empty location or "local://"`);
     }
     if (request.credential !== undefined && request.credential !== 'default_credential') {
-      throw new XenonError('InvalidCredentialException', adaptor, `the ${adaptor} adaptor takes no ${request.credential.replace('_', ' ')}; callers authenticate to jobwire with a bearer token`);
+      const why = adaptor === 'ssh' ? 'the server connects with the credentials it was started with (--ssh-identity, --ssh-password-file, its ssh-agent)' : 'callers authenticate to jobwire with a bearer token';
+      throw new XenonError('InvalidCredentialException', adaptor, `the ${adaptor} adaptor takes no ${request.credential.replace('_', ' ')}: ${why}`);
     }
     const props = Object.keys(request.properties ?? {});
     if (props.length > 0) {
       throw new XenonError('UnknownPropertyException', adaptor, `unknown propert${props.length > 1 ? 'ies' : 'y'} ${props.join(', ')}: queues and limits are configured on the jobwire server`);
     }
+    const executor = adaptor === 'ssh' ? sshExecutorAt(location) : undefined;
     const id = schedulers.newId(adaptor, who.user, location);
-    schedulers.add({ kind: 'scheduler', id, owner: who.user, adaptor, location });
+    schedulers.add({ kind: 'scheduler', id, owner: who.user, adaptor, location, ...(executor !== undefined ? { executor } : {}) });
     return { id };
   };
 
@@ -140,18 +186,18 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     return toJobStatus(job, adaptorName);
   };
 
-  // The admin's jobs start where any job does (the server's or its worker's --work-dir), and
-  // relative paths stay relative to it; another user's start in their file space.
-  const submitTarget = async (who: WhoAmI): Promise<SubmitTarget> => ({
-    adaptor: adaptorName,
-    defaultQueue: await defaultQueue(),
-    ...(who.admin ? {} : { workDir: space.root(who) }),
-  });
+  // The admin's jobs start where any job does (the server's or its worker's --work-dir, or the
+  // login folder of a remote executor), and relative paths stay relative to it; another user's
+  // local jobs start in their file space.
+  const submitTarget = async (who: WhoAmI, handle: SchedulerHandle): Promise<SubmitTarget> =>
+    handle.executor !== undefined
+      ? { adaptor: handle.adaptor, defaultQueue: await defaultQueue(), executor: handle.executor }
+      : { adaptor: adaptorName, defaultQueue: await defaultQueue(), ...(who.admin ? {} : { workDir: space.root(who) }) };
 
   const a = adaptorName;
   return {
-    getAdaptorDescriptions: rpc.unary<Empty, unknown>(a, async () => ({ descriptions: adaptorNames.map(description) })),
-    getAdaptorNames: rpc.unary<Empty, unknown>(a, async () => ({ name: adaptorNames })),
+    getAdaptorDescriptions: rpc.unary<Empty, unknown>(a, async () => ({ descriptions: offered().map(description) })),
+    getAdaptorNames: rpc.unary<Empty, unknown>(a, async () => ({ name: offered() })),
     getAdaptorDescription: rpc.unary<{ name: string }, SchedulerAdaptorDescription>(a, async (request) => {
       checkAdaptor(request.name);
       return description(request.name);
@@ -221,8 +267,8 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
       return { jobs: ids.map((id) => ({ id })) };
     }),
     submitBatchJob: rpc.unary<SubmitBatchJobRequest, Handle>(a, async (request, { who }) => {
-      scheduler(who, request.scheduler);
-      const job = await service.submit(who.user, toJobDescription(request.description, await submitTarget(who), false));
+      const handle = scheduler(who, request.scheduler);
+      const job = await service.submit(who.user, toJobDescription(request.description, await submitTarget(who, handle), false));
       return { id: job.id };
     }),
     submitInteractiveJob: rpc.bidi<SubmitInteractiveJobRequest, SubmitInteractiveJobResponse>(a, async (call, ctx) => {
@@ -232,8 +278,8 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
           code: Status.INVALID_ARGUMENT,
         });
       }
-      scheduler(ctx.who, first.scheduler);
-      const job = await service.submit(ctx.who.user, toJobDescription(first.description, await submitTarget(ctx.who), true));
+      const handle = scheduler(ctx.who, first.scheduler);
+      const job = await service.submit(ctx.who.user, toJobDescription(first.description, await submitTarget(ctx.who, handle), true));
       await new InteractiveSession(call, service, ctx.who.user, job, ctx.signal).run(first.stdin);
     }),
     getJobStatus: rpc.unary<JobRequest, XenonJobStatus>(a, async (request, { who }) => {
@@ -262,6 +308,9 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     }),
     getFileSystem: rpc.unary<Handle, Handle>(a, async (request, { who }) => {
       const handle = scheduler(who, request);
+      if (handle.executor !== undefined) {
+        throw new XenonError('XenonException', handle.adaptor, 'the ssh adaptor has no file system here yet (no sftp adaptor): use the file adaptor for files on the jobwire server');
+      }
       handle.fileSystemId ??= deps.openFileSystem(who).id;
       return { id: handle.fileSystemId };
     }),

@@ -260,6 +260,9 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
   if (stoppedFor !== undefined) {
     fields.status = 'Lost';
     fields.error = stoppedFor;
+  } else if (result.lost !== undefined) {
+    fields.status = 'Lost';
+    fields.error = result.lost;
   } else if (cancelled) {
     fields.status = 'Cancelled';
     fields.error = 'cancelled';

@@ -4,7 +4,7 @@
  * needs nothing from above it.
  * @module
  */
-import type { JobDescription } from '@jobwire/client';
+import type { ExecutorInfo, JobDescription } from '@jobwire/client';
 import type { QueueDef } from '../executors/types.js';
 import type { JobRecord } from '../store/types.js';
 
@@ -20,4 +20,6 @@ export interface JobScheduler {
   queued(job: JobRecord): void;
   /** The queues and their limits now. */
   queues(): Promise<QueueDef[]>;
+  /** The named executors a description's `executor` may name; undefined when only `local` runs jobs. */
+  readonly executors?: () => ExecutorInfo[];
 }

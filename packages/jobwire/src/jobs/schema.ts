@@ -42,6 +42,7 @@ export const jobDescriptionSchema = z
     workingDirectory: path.optional(),
     submitDirectory: path.regex(/^\//, 'an absolute path').optional(),
     queueName: z.string().min(1).max(100).optional(),
+    executor: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'an executor name: letters, digits, ".", "_" and "-", starting with a letter or digit, at most 64').optional(),
     maxRuntime: z.number().min(0).max(525_600).optional(),
     maxMemory: z.number().int().min(0).optional(),
     stdin: path.optional(),

@@ -13,6 +13,7 @@ import {
   isFinal,
   NotFoundError,
   UnauthorizedError,
+  type ExecutorInfo,
   type GroupInfo,
   type JobDescription,
   type JobEvent,
@@ -304,6 +305,11 @@ export class JobService {
   }
 
   /** Queues with their load. */
+  /** The named executors jobs may choose (`executor` in the description); empty when only `local` runs jobs. */
+  executors(): ExecutorInfo[] {
+    return this.scheduler.executors?.() ?? [];
+  }
+
   async queues(): Promise<QueueStatus[]> {
     const counts = await this.store.queueCounts();
     const defs = await this.scheduler.queues();

@@ -26,7 +26,8 @@ import { timedStore } from '../metrics.js';
 import { registerMetrics } from './metrics.js';
 import { useSchemas } from './openapi.js';
 import { upgradeHandler } from './upgrade.js';
-import { registerWorkersRoute } from './workers-route.js';
+import { registerExecutorsRoute, registerWorkersRoute } from './workers-route.js';
+import type { SshConnectionOptions } from '../executors/ssh/connection.js';
 import { certificateCovers, loadTls, type ServerTlsOptions } from './tls.js';
 
 export { TlsFileError, type ServerTlsOptions } from './tls.js';
@@ -62,6 +63,15 @@ export interface ServerOptions {
   backend?: BackendFactory;
   /** Slots of the `multi` queue of the embedded backend (ignored with `redis`). @defaultValue os.availableParallelism() */
   multiSlots?: number;
+  /**
+   * Named executors of the embedded backend besides `local`, as `NAME=URL` (see
+   * docs/executors.md). @defaultValue [] (only local)
+   */
+  executors?: string[];
+  /** How SSH executors authenticate and check host keys. @defaultValue agent, `~/.ssh/id_*`, `~/.ssh/known_hosts` */
+  ssh?: SshConnectionOptions;
+  /** How long a remote job's host may stay unreachable before the job ends Lost. @defaultValue 600000 (10 minutes) */
+  remoteLostAfterMs?: number;
   /** Seconds between SIGTERM and SIGKILL when cancelling. @defaultValue 5 */
   graceSeconds?: number;
   /** pino log level. @defaultValue "info" */
@@ -110,7 +120,7 @@ export interface ServerEventMap extends JobwireEventMap {
 /** Options of the gRPC service, read as given (they have no defaults here). */
 type GrpcOptionKeys = 'tls' | 'grpcPort' | 'grpcHost' | 'grpcTls' | 'grpcAllowAnonymousLoopback';
 /** Options that choose the backend, read as given. */
-type BackendOptionKeys = 'backend' | 'multiSlots' | 'redis' | 'redisPrefix' | 'events';
+type BackendOptionKeys = 'backend' | 'multiSlots' | 'redis' | 'redisPrefix' | 'events' | 'executors' | 'ssh' | 'remoteLostAfterMs';
 
 /** A running server. */
 export interface ServerHandle extends AsyncDisposable {
@@ -156,15 +166,21 @@ function defaults(options: ServerOptions): Required<Omit<ServerOptions, GrpcOpti
 /** The backend the options choose; throws a RangeError for options that contradict each other. */
 function chooseBackend(options: ServerOptions): BackendFactory {
   if (options.backend !== undefined) {
-    const shortcut = (['multiSlots', 'redis', 'redisPrefix'] as const).find((key) => options[key] !== undefined);
+    const shortcut = (['multiSlots', 'redis', 'redisPrefix', 'executors', 'ssh', 'remoteLostAfterMs'] as const).find((key) => options[key] !== undefined);
     if (shortcut !== undefined) throw new RangeError(`${shortcut}: give it to the backend you pass as \`backend\`, not beside it`);
     return options.backend;
   }
   // multiSlots has no meaning in distributed mode (each worker has its slots): ignored, as always.
   if (options.redis !== undefined) {
+    if (options.executors !== undefined && options.executors.length > 0) throw new RangeError('executors: named executors are for embedded mode; in distributed mode give each worker --executor URL');
     return redisBackend({ url: options.redis, ...(options.redisPrefix !== undefined ? { prefix: options.redisPrefix } : {}) });
   }
-  return embeddedBackend(options.multiSlots !== undefined ? { multiSlots: options.multiSlots } : {});
+  return embeddedBackend({
+    ...(options.multiSlots !== undefined ? { multiSlots: options.multiSlots } : {}),
+    ...(options.executors !== undefined ? { executors: options.executors } : {}),
+    ...(options.ssh !== undefined ? { ssh: options.ssh } : {}),
+    ...(options.remoteLostAfterMs !== undefined ? { lostAfterMs: options.remoteLostAfterMs } : {}),
+  });
 }
 
 /** Bind addresses from which the server is reached on this machine as 127.0.0.1 / ::1, or by name as localhost. */
@@ -236,6 +252,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   await useSchemas(app);
   registerRoutes(app, service, tokens);
   registerWorkersRoute(app, backend.workers);
+  registerExecutorsRoute(app, backend.executors ?? (async () => [{ name: 'local', url: 'local:', adaptor: backend.adaptor, state: 'ready' as const, queues: (await backend.queues()).map((q) => ({ name: q.name, limit: q.limit })) }]));
   registerDashboard(app);
   registerMetrics(app, { store, queues: () => service.queues() });
 

@@ -13,7 +13,7 @@
  * @module
  */
 import { z } from 'zod';
-import { BadRequestError, HTTP_STATUS, type ErrorCode, type GroupInfo, type JobInfo, type QueueStatus, type WhoAmI, type WorkersReport } from '@jobwire/client';
+import { BadRequestError, HTTP_STATUS, type ErrorCode, type ExecutorInfo, type GroupInfo, type JobInfo, type QueueStatus, type WhoAmI, type WorkersReport } from '@jobwire/client';
 import { describeIssue, jobDescriptionSchema, type IssueLike } from '../jobs/schema.js';
 
 /** Largest byte position or event id: what a JavaScript number holds exactly. */
@@ -253,6 +253,21 @@ export const workersReportSchema = z
   })
   .meta({ id: 'WorkersReport' });
 
+/** One named executor. */
+export const executorInfoSchema = z
+  .object({
+    name: z.string(),
+    url: z.string(),
+    adaptor: z.string(),
+    state: z.enum(['ready', 'idle', 'connected', 'reconnecting', 'failing']),
+    reason: z.string().optional().describe('Why it is not connected, when it is not.'),
+    queues: z.array(z.object({ name: z.string(), limit: z.number().int().nullable() })),
+  })
+  .meta({ id: 'ExecutorInfo' });
+
+/** `GET /v1/executors`. */
+export const executorListSchema = z.object({ items: z.array(executorInfoSchema) });
+
 /** `POST /v1/jobs/:id/stdin` and `/stdin/close`. */
 export const stdinOffsetSchema = z.object({ offset: z.number().int().describe('Stdin bytes accepted so far.') });
 
@@ -270,7 +285,8 @@ const sameAsTheSdk: [
   Same<z.output<typeof queueStatusSchema>, QueueStatus>,
   Same<z.output<typeof whoAmISchema>, WhoAmI>,
   Same<z.output<typeof workersReportSchema>, WorkersReport>,
-] = [true, true, true, true, true];
+  Same<z.output<typeof executorInfoSchema>, ExecutorInfo>,
+] = [true, true, true, true, true, true];
 void sameAsTheSdk;
 
 /** A validation error as fastify-type-provider-zod hands it over (Ajv's shape, the zod issue's rest in `params`). */

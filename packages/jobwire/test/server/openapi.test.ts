@@ -127,7 +127,7 @@ describe('OpenAPI document', () => {
     });
   });
 
-  it('says what the JSON answers are: each GET answer of a job, group, queue, worker and user matches its documented schema exactly', async () => {
+  it('says what the JSON answers are: each GET answer of a job, group, queue, worker, executor and user matches its documented schema exactly', async () => {
     await withRecordedServer(async (s, routes) => {
       const job = await s.client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo out'], queueName: 'unlimited', group: 'openapi:a' });
       await s.client.waitUntilDone(job.id, 20_000);
@@ -145,8 +145,8 @@ describe('OpenAPI document', () => {
         if (route.url !== '/api/openapi.json') assert.deepEqual(parsed.data, body, `GET ${path}: only documented fields`);
         checked++;
       }
-      // whoami, jobs, jobs/:id, wait, jobs/:id/files, groups, queues, workers and the document itself.
-      assert.equal(checked, 9);
+      // whoami, jobs, jobs/:id, wait, jobs/:id/files, groups, queues, workers, executors and the document itself.
+      assert.equal(checked, 10);
       const submitted = (routes.find((r) => r.url === '/v1/jobs' && r.methods.includes('POST'))?.schema?.response as Record<string, z.ZodType>)['201']!;
       const answer: unknown = await s.client.submitBatchJob({ executable: 'true', queueName: 'unlimited' });
       assert.deepEqual(submitted.parse(answer), answer, 'POST /v1/jobs answers its documented schema');

@@ -5,15 +5,16 @@
 import type { Command } from 'commander';
 import { collect, envPair, integer, placementName, poolList } from '../options.js';
 
-/** Adds --name, --group, --queue, --env, --cwd, --input, --output-file, --max-runtime, and --node, --pool, --retries (distributed mode). */
+/** Adds --name, --group, --queue, --executor, --env, --cwd, --input, --output-file, --max-runtime, and --node, --pool, --retries (distributed mode). */
 export function addJobOptions(cmd: Command, command: 'submit' | 'run'): Command {
   const defaultName = command === 'submit' ? 'the program, the --cmd line, or "js"' : "the program's name";
   return cmd
     .option('--name <name>', `job name (default: ${defaultName})`)
     .option('--group <path>', 'group in the job tree, ":"-separated, e.g. analysis-7:step-2')
-    .option('--queue <queue>', 'queue: single, multi or unlimited on the local executor (default: multi)')
+    .option('--queue <queue>', 'queue: single, multi or unlimited on the local and ssh executors (default: multi)')
+    .option('--executor <name>', 'the server\'s named executor to run on (`jobwire executors` lists them; default: local)')
     .option('--env <NAME=VALUE>', 'environment variable for the job (repeatable)', envPair)
-    .option('--cwd <dir>', "job's working directory, relative to here (default: this directory; where the job's machine lacks it, the server's or worker's work folder, said on the job's stderr)")
+    .option('--cwd <dir>', "job's working directory, relative to here (default: this directory; where the job's machine lacks it, the server's or worker's work folder, said on the job's stderr); with a remote --executor, a folder there (relative: to the login folder; default: the login folder)")
     .option('--input <file>', "a local file uploaded into the job's working directory before it starts (repeatable)", collect)
     .option('--output-file <pattern>', "files (a glob, relative to the job's directory) kept with the job after it ends; fetch them with jobwire output ID (repeatable)", collect)
     .option('--max-runtime <minutes>', 'stop the job after this many minutes (0 = no limit)', integer(0))

@@ -9,6 +9,9 @@ import { homeOption } from '../connect.js';
 import { CliError, UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { integer, seconds } from '../options.js';
+
+/** Collects a repeatable option. */
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
 import { act, examples, print, runUntilSignal } from './common.js';
 
 interface ServerCommandOptions {
@@ -29,6 +32,10 @@ interface ServerCommandOptions {
   grpcAllowAnonymousLoopback?: boolean;
   redis?: string;
   redisPrefix: string;
+  executor: string[];
+  sshIdentity: string[];
+  sshKnownHosts?: string;
+  sshPasswordFile?: string;
 }
 
 /** Log levels the server accepts (pino's). */
@@ -59,6 +66,10 @@ export function registerServer(program: Command): void {
     .option('--grpc-key <file>', 'PEM private key of --grpc-cert')
     .option('--grpc-ca <file>', 'PEM CA bundle: require client certificates signed by it (mutual TLS)')
     .option('--grpc-allow-anonymous-loopback', 'admit gRPC calls without a token from this machine, as the admin user (stock Xenon clients send none)')
+    .option('--executor <NAME=URL>', 'a named executor jobs can choose with --executor NAME: ssh://[user@]host[:port] (repeatable; "local" is always there; docs/executors.md)', collect, [])
+    .option('--ssh-identity <file>', 'private key for ssh executors (repeatable; default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa, plus ssh-agent)', collect, [])
+    .option('--ssh-known-hosts <file>', 'known_hosts file host keys are checked against; an unknown or changed key is refused (default: ~/.ssh/known_hosts)')
+    .option('--ssh-password-file <file>', 'file whose first line is the ssh password, tried after the keys')
     .addOption(new Option('--redis <url>', 'distributed mode: keep everything in this Redis (redis://host:port/db); `jobwire worker` processes run the jobs').env('JOBWIRE_REDIS'))
     .addOption(new Option('--redis-prefix <prefix>', 'distributed mode: prefix of every Redis key').env('JOBWIRE_REDIS_PREFIX').default('jobwire:'))
     .addHelpText(
@@ -70,6 +81,7 @@ export function registerServer(program: Command): void {
         ['jobwire server --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem', 'HTTPS; clients elsewhere trust it with --ca cert.pem (docs/deployment.md)'],
         ['jobwire server --grpc-port 50051 --grpc-allow-anonymous-loopback', 'also serve Xenon clients (PyXenon) on this machine'],
         ['jobwire server --host 0.0.0.0 --redis redis://10.0.0.5:6379/0', 'distributed mode: one of several servers on one Redis (docs/deployment.md)'],
+        ['jobwire server --executor lab=ssh://me@lab.example.org', 'jobs with --executor lab run on lab.example.org over SSH (docs/executors.md)'],
       ) +
         '\nOn a terminal it prints "sign in: URL/?token=TOKEN": open that in a browser for the dashboard. When\n' +
         'stdout is not a terminal (it then carries only the log) the link goes once to stderr instead, as\n' +
@@ -93,7 +105,14 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
   if (opts.multiSlots !== undefined) options.multiSlots = opts.multiSlots;
   if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
   if (opts.tlsCert !== undefined && opts.tlsKey !== undefined) options.tls = { cert: opts.tlsCert, key: opts.tlsKey };
+  if (opts.executor.length > 0) options.executors = opts.executor;
+  const ssh: NonNullable<ServerOptions['ssh']> = {};
+  if (opts.sshIdentity.length > 0) ssh.identityFiles = opts.sshIdentity;
+  if (opts.sshKnownHosts !== undefined) ssh.knownHostsFile = opts.sshKnownHosts;
+  if (opts.sshPasswordFile !== undefined) ssh.passwordFile = opts.sshPasswordFile;
+  if (Object.keys(ssh).length > 0) options.ssh = ssh;
   if (opts.redis !== undefined) {
+    if (opts.executor.length > 0) throw new UsageError('--executor NAME=URL is for embedded mode; with --redis, give each worker --executor URL');
     if (opts.multiSlots !== undefined) throw new UsageError('--multi-slots is for embedded mode; with --redis, give each worker --slots');
     options.redis = opts.redis;
     options.redisPrefix = opts.redisPrefix;

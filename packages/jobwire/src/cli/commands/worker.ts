@@ -27,6 +27,10 @@ interface WorkerCommandOptions {
   workDir?: string;
   logLevel: string;
   home?: string;
+  executor?: string;
+  sshIdentity: string[];
+  sshKnownHosts?: string;
+  sshPasswordFile?: string;
 }
 
 /** Log levels the worker accepts (pino's). */
@@ -61,6 +65,10 @@ export function registerWorker(program: Command): void {
     .option('--name <node>', 'node name, unique among live workers (default: the host name)', placementName('node'))
     .option('--pool <pool>', 'a pool this worker serves, besides ALL (repeatable)', poolList)
     .option('--slots <n>', 'jobs of the "multi" queue run at once (default: the number of cores)', integer(1))
+    .option('--executor <url>', 'run the jobs there instead of on this machine: ssh://[user@]host[:port] (docs/executors.md)')
+    .option('--ssh-identity <file>', 'private key for --executor ssh://... (repeatable; default: ~/.ssh/id_*, plus ssh-agent)', (value: string, previous: string[]) => [...previous, value], [])
+    .option('--ssh-known-hosts <file>', 'known_hosts file for --executor ssh://... (default: ~/.ssh/known_hosts)')
+    .option('--ssh-password-file <file>', 'file whose first line is the ssh password, tried after the keys')
     .option('--label <KEY=VALUE>', 'a label shown by `jobwire workers` (repeatable)', labelPair)
     .option('--grace <seconds>', 'seconds between SIGTERM and SIGKILL when a job is cancelled', seconds, 5)
     .option('--url <url>', 'server URL handed to jobs as JOBWIRE_URL (default: a live server of the cluster)')
@@ -99,6 +107,12 @@ async function work(opts: WorkerCommandOptions): Promise<number> {
   if (opts.name !== undefined) options.name = opts.name;
   if (opts.slots !== undefined) options.slots = opts.slots;
   if (opts.url !== undefined) options.serverUrl = opts.url;
+  if (opts.executor !== undefined) options.executor = opts.executor;
+  const ssh: NonNullable<WorkerOptions['ssh']> = {};
+  if (opts.sshIdentity.length > 0) ssh.identityFiles = opts.sshIdentity;
+  if (opts.sshKnownHosts !== undefined) ssh.knownHostsFile = opts.sshKnownHosts;
+  if (opts.sshPasswordFile !== undefined) ssh.passwordFile = opts.sshPasswordFile;
+  if (Object.keys(ssh).length > 0) options.ssh = ssh;
 
   // Loaded on demand: the other commands should not pay for BullMQ and the executors.
   const { startWorker } = await import('../../distributed/worker.js');

@@ -1,0 +1,170 @@
+/**
+ * Named executors: a server's `--executor NAME=URL` list, the scheme → factory table that turns
+ * a URL into an {@link Executor}, and {@link NamedExecutors}, which runs each job on the executor
+ * its description names (`local` when none). New kinds of executor add a row to
+ * {@link EXECUTOR_SCHEMES}: `slurm:` and `slurm+ssh:` belong there, built on
+ * {@link ExecutorFactoryContext.sshConnection} for the login node.
+ * @module
+ */
+import { BadRequestError, type ExecutorInfo, type JobDescription } from '@jobwire/client';
+import { LocalExecutor } from './local/local-executor.js';
+import { SshConnection, type SshConnectionOptions } from './ssh/connection.js';
+import { SshExecutor } from './ssh/ssh-executor.js';
+import { parseSshTarget, targetText, type SshTarget } from './ssh/url.js';
+import type { Executor, ExecutorState, ProcessHandle, QueueDef, ResumeFrom, StartSpec } from './types.js';
+
+/** What a factory gets besides the URL. */
+export interface ExecutorFactoryContext {
+  /** Options of SSH connections (identity files, known_hosts, ...). */
+  ssh: SshConnectionOptions;
+  /** How long a remote job's host may stay unreachable before the job ends Lost. @defaultValue the executor's own default */
+  lostAfterMs?: number;
+  /** The shared connection to `target` (one per user, host and port). */
+  sshConnection(target: SshTarget): SshConnection;
+}
+
+/** Makes an executor from its URL; throws a RangeError naming what is wrong with the URL. */
+export type ExecutorFactory = (url: string, context: ExecutorFactoryContext) => Executor;
+
+/**
+ * URL scheme → factory. `local:` is always there; `slurm:` and `slurm+ssh:` are added by the
+ * Slurm executor.
+ */
+export const EXECUTOR_SCHEMES = new Map<string, ExecutorFactory>([
+  ['local:', () => new LocalExecutor()],
+  [
+    'ssh:',
+    (url, context) => {
+      const connection = context.sshConnection(parseSshTarget(url));
+      return new SshExecutor(url, { ...context.ssh, connection, ...(context.lostAfterMs !== undefined ? { lostAfterMs: context.lostAfterMs } : {}) });
+    },
+  ],
+]);
+
+/** Executor names: as job descriptions' `executor` field takes them. */
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** Reads `NAME=URL` (`--executor`); throws a RangeError naming what is wrong. */
+export function parseExecutorSpec(text: string): { name: string; url: string } {
+  const at = text.indexOf('=');
+  if (at < 0) throw new RangeError(`--executor "${text}": expected NAME=URL, e.g. cluster=ssh://me@login.example.org`);
+  const name = text.slice(0, at);
+  const url = text.slice(at + 1);
+  if (!NAME.test(name)) throw new RangeError(`--executor "${text}": the name "${name}" must be letters, digits, ".", "_" and "-", starting with a letter or digit`);
+  if (name === 'local') throw new RangeError(`--executor "${text}": "local" is always this machine; pick another name`);
+  const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase();
+  if (scheme === undefined || !EXECUTOR_SCHEMES.has(scheme)) {
+    throw new RangeError(`--executor "${text}": unknown kind of URL "${url}"; known: ${[...EXECUTOR_SCHEMES.keys()].map((s) => (s === 'ssh:' ? 'ssh://[user@]host[:port]' : s)).join(', ')}`);
+  }
+  return { name, url };
+}
+
+/** Shared SSH connections, one per user, host and port, for every executor (and the sftp adaptor). */
+export class SshConnections {
+  readonly #options: SshConnectionOptions;
+  readonly #open = new Map<string, SshConnection>();
+
+  constructor(options: SshConnectionOptions = {}) {
+    this.#options = options;
+  }
+
+  /** The connection to `target`, made on first use. */
+  get(target: SshTarget): SshConnection {
+    const key = targetText(target);
+    let connection = this.#open.get(key);
+    if (connection === undefined) {
+      connection = new SshConnection(target, this.#options);
+      this.#open.set(key, connection);
+    }
+    return connection;
+  }
+
+  /** Closes every connection. */
+  close(): void {
+    for (const connection of this.#open.values()) connection.close();
+    this.#open.clear();
+  }
+}
+
+/** Makes the executor of `url` (a scheme of {@link EXECUTOR_SCHEMES}). */
+export function executorFromUrl(url: string, context: ExecutorFactoryContext): Executor {
+  const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase();
+  const factory = scheme !== undefined ? EXECUTOR_SCHEMES.get(scheme) : undefined;
+  if (factory === undefined) throw new RangeError(`unknown kind of executor URL "${url}"; known: ${[...EXECUTOR_SCHEMES.keys()].join(', ')}`);
+  return factory(url, context);
+}
+
+/** One entry of a {@link NamedExecutors}. */
+interface Named {
+  name: string;
+  url: string;
+  executor: Executor;
+}
+
+/**
+ * The executors of one server by name, as one {@link Executor}: each job goes to the one its
+ * description's `executor` names (`local` when none). Queues with the same name are one queue
+ * for the server's dispatcher (its limit is the local executor's).
+ */
+export class NamedExecutors implements Executor {
+  /** Adaptor name of the whole: that of `local`. */
+  readonly name = 'local';
+  readonly #byName = new Map<string, Named>();
+
+  /** `local` is the given local executor; `named` come in the order given. */
+  constructor(local: Executor, named: { name: string; url: string; executor: Executor }[] = []) {
+    this.#byName.set('local', { name: 'local', url: 'local:', executor: local });
+    for (const entry of named) {
+      if (this.#byName.has(entry.name)) throw new RangeError(`executor "${entry.name}" is named twice`);
+      this.#byName.set(entry.name, entry);
+    }
+  }
+
+  /** The executor `description` names; a BadRequestError (field `executor`) for an unknown name. */
+  pick(description: JobDescription): Executor {
+    const name = description.executor ?? 'local';
+    const found = this.#byName.get(name);
+    if (found === undefined) {
+      throw new BadRequestError(`no executor named "${name}" on this server; it has ${[...this.#byName.keys()].join(', ')} (jobwire executors)`, { code: 'invalid_description', field: 'executor' });
+    }
+    return found.executor;
+  }
+
+  /** Every queue name once, with the first executor's limit that names it (local's first). */
+  queues(): QueueDef[] {
+    const seen = new Map<string, QueueDef>();
+    for (const { executor } of this.#byName.values()) {
+      for (const queue of executor.queues()) if (!seen.has(queue.name)) seen.set(queue.name, queue);
+    }
+    return [...seen.values()];
+  }
+
+  /** Checks with the named executor. */
+  check(description: JobDescription): void {
+    this.pick(description).check(description);
+  }
+
+  /** Starts on the named executor. */
+  start(spec: StartSpec): ProcessHandle {
+    return this.pick(spec.description).start(spec);
+  }
+
+  /** Resumes on the named executor (undefined when it cannot, or is gone from the server). */
+  async resume(spec: StartSpec, state: ExecutorState, from: ResumeFrom): Promise<ProcessHandle | undefined> {
+    let executor: Executor;
+    try {
+      executor = this.pick(spec.description);
+    } catch {
+      return undefined;
+    }
+    return executor.resume?.(spec, state, from);
+  }
+
+  /** What `GET /v1/executors` reports. */
+  list(): ExecutorInfo[] {
+    return [...this.#byName.values()].map(({ name, url, executor }) => {
+      const status = executor.status?.() ?? { state: 'ready' as const };
+      return { name, url, adaptor: executor.name, state: status.state, ...(status.reason !== undefined ? { reason: status.reason } : {}), queues: executor.queues().map((q) => ({ name: q.name, limit: q.limit })) };
+    });
+  }
+}

@@ -1,0 +1,299 @@
+/**
+ * What only the ssh executor promises, against a real sshd: a batch job survives a cut
+ * connection and a new executor (a restarted server) with no output lost or repeated; host keys,
+ * authentication and reachability fail with clear errors; and through a server, named executors.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { BadRequestError, Client } from '@jobwire/client';
+import { SshExecutor, type SshConnectionOptions, type SshExecutorOptions } from '../../src/executors/ssh/index.js';
+import type { ExecutorState } from '../../src/executors/types.js';
+import { startWorker } from '../../src/distributed/worker.js';
+import { startServer, type ServerHandle, type ServerOptions } from '../../src/server/index.js';
+import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
+import { cliEnv, runCli, sleepUntil } from '../helpers.js';
+import { alive, jobId, recorder, start } from './behaviour.js';
+import { freePort, startSshd, type TestSshd } from './sshd.js';
+import { XenonClient, grpc, rejectsWith } from '../grpc/xenon-client.js';
+
+const TIMEOUT = { timeout: 90_000 };
+/** Prints 1..n, one line every `pause` seconds, to stdout, and every tenth to stderr too. */
+const counting = (n: number, pause: number): string[] => ['-c', `i=1; while [ $i -le ${n} ]; do echo $i; [ $((i % 10)) -eq 0 ] && echo e$i >&2; i=$((i+1)); sleep ${pause}; done`];
+const expectedOut = (n: number): string => Array.from({ length: n }, (_, i) => `${i + 1}\n`).join('');
+const expectedErr = (n: number): string => Array.from({ length: Math.floor(n / 10) }, (_, i) => `e${(i + 1) * 10}\n`).join('');
+
+let sshd: TestSshd;
+let jobsFolder: string;
+const executors: SshExecutor[] = [];
+
+/** An executor on the test sshd (closed after the file). */
+function executor(options: SshExecutorOptions = {}): SshExecutor {
+  const made = new SshExecutor(sshd.url, { identityFiles: [sshd.identity], knownHostsFile: sshd.knownHosts, agent: false, jobsFolder, ...options });
+  executors.push(made);
+  return made;
+}
+
+before(async () => {
+  sshd = await startSshd();
+  jobsFolder = join(sshd.dir, 'jobs');
+  mkdirSync(jobsFolder);
+});
+after(async () => {
+  for (const made of executors) made.close();
+  await sshd.stop();
+});
+
+describe('batch jobs survive', () => {
+  test('a cut connection: the output is complete after the reconnect, nothing repeated', TIMEOUT, async () => {
+    const ssh = executor();
+    const job = start(ssh, { executable: 'sh', arguments: counting(60, 0.05) }, sshd.dir);
+    await job.waitForOutput('12\n');
+    assert.ok(sshd.cutConnections() > 0, 'an sshd process served the connection');
+    await sleepUntil(() => ssh.status().state !== 'connected', 10_000, 'the executor to notice the drop');
+    assert.deepEqual(await job.done, { exitCode: 0, signal: null });
+    assert.equal(job.output('stdout').toString(), expectedOut(60));
+    assert.equal(job.output('stderr').toString(), expectedErr(60));
+    assert.equal(ssh.status().state, 'connected');
+  });
+
+  test('an interactive job whose connection drops ends Lost with the reason', TIMEOUT, async () => {
+    const job = start(executor(), { executable: 'cat', interactive: true }, sshd.dir);
+    await job.handle.writeStdin(Buffer.from('before\n'));
+    await job.waitForOutput('before\n');
+    assert.ok(sshd.cutConnections() > 0);
+    const result = await job.done;
+    assert.match(result.lost ?? '', /the connection to .*@127\.0\.0\.1:\d+ dropped while the interactive job ran/);
+  });
+
+  test('a restart: a new executor resumes the job from its state and stored offsets', TIMEOUT, async () => {
+    const first = executor();
+    const id = jobId();
+    const description = { executable: 'sh', arguments: counting(50, 0.05) };
+    const before = recorder(id, description, sshd.dir);
+    let stopped = false;
+    const stored = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+    const spec = { ...before.spec, onOutput: (channel: 'stdout' | 'stderr', data: Buffer) => void (stopped || stored[channel].push(Buffer.from(data))) };
+    first.start(spec);
+    await sleepUntil(() => Buffer.concat(stored.stdout).toString().includes('15\n'), 20_000, 'output before the restart');
+    // The server stops: what it stored so far is all it has.
+    stopped = true;
+    first.close();
+    const state = before.run.states.at(-1) as ExecutorState;
+    assert.equal(state.kind, 'ssh-batch');
+    const from = { stdout: Buffer.concat(stored.stdout).length, stderr: Buffer.concat(stored.stderr).length };
+
+    const second = executor();
+    const after = recorder(id, description, sshd.dir);
+    const handle = await second.resume(after.spec, state, from);
+    assert.ok(handle, 'the job is found again');
+    assert.deepEqual(await handle.done, { exitCode: 0, signal: null });
+    assert.equal(Buffer.concat([...stored.stdout, after.run.output('stdout')]).toString(), expectedOut(50));
+    assert.equal(Buffer.concat([...stored.stderr, after.run.output('stderr')]).toString(), expectedErr(50));
+    assert.equal(await second.resume(after.spec, state, from), undefined, 'a collected job is gone for good');
+  });
+
+  test('a host unreachable past the bound ends the job Lost with the reason', TIMEOUT, async () => {
+    const own = await startSshd();
+    // The keys outlive this sshd (its stop removes its folder).
+    const keys = mkdtempSync(join(tmpdir(), 'jobwire-ssh-keys-'));
+    copyFileSync(own.identity, join(keys, 'id'));
+    copyFileSync(own.knownHosts, join(keys, 'known_hosts'));
+    const ssh = new SshExecutor(own.url, { identityFiles: [join(keys, 'id')], knownHostsFile: join(keys, 'known_hosts'), agent: false, jobsFolder: keys, lostAfterMs: 1500 });
+    let pid: number | undefined;
+    try {
+      const job = start(ssh, { executable: 'sh', arguments: ['-c', 'echo started; exec sleep 300'] }, own.dir);
+      await job.waitForOutput('started');
+      pid = Number(job.states.at(-1)?.pid);
+      await own.stop();
+      const result = await job.done;
+      assert.match(result.lost ?? '', /127\.0\.0\.1 unreachable for 2 s \(cannot reach .*ECONNREFUSED.*\); the job may still run there/);
+      assert.ok(alive(pid), 'the job itself was not touched');
+      // A restarted server resuming it meets the same bound.
+      const resumed = await ssh.resume(recorder(jobId(), { executable: 'sh' }, own.dir).spec, job.states.at(-1)!, { stdout: 8, stderr: 0 });
+      assert.match((await resumed?.done)?.lost ?? '', /127\.0\.0\.1 unreachable for 2 s .*; the job may still run there/);
+    } finally {
+      if (pid !== undefined && pid > 0) process.kill(-pid, 'SIGKILL');
+      ssh.close();
+      rmSync(keys, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('connection errors are clear and fail the job, not the executor', () => {
+  test('a wrong known_hosts entry is refused with the host key’s fingerprint', TIMEOUT, async () => {
+    const result = await start(executor({ knownHostsFile: sshd.wrongKnownHosts }), { executable: 'true' }, sshd.dir).done;
+    assert.match(result.error ?? '', /^cannot start on .*: host key of \[127\.0\.0\.1\]:\d+ has CHANGED \(ssh-ed25519 SHA256:[A-Za-z0-9+/]{43} is not the key/);
+  });
+
+  test('an unknown host key is refused, never accepted', TIMEOUT, async () => {
+    const empty = join(sshd.dir, 'empty_known_hosts');
+    rmSync(empty, { force: true });
+    mkdirSync(empty);
+    const result = await start(executor({ knownHostsFile: join(empty, 'none') }), { executable: 'true' }, sshd.dir).done;
+    assert.match(result.error ?? '', /host key of \[127\.0\.0\.1\]:\d+ \(ssh-ed25519 SHA256:\S+\) cannot be checked: known_hosts file .* is unreadable \(ENOENT\)/);
+  });
+
+  test('authenticates with the key an ssh-agent holds', TIMEOUT, async () => {
+    const socket = join(sshd.dir, 'agent.sock');
+    const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+    try {
+      await sleepUntil(() => existsSync(socket), 10_000, 'the agent socket');
+      execFileSync('ssh-add', ['-q', sshd.identity], { env: { ...process.env, SSH_AUTH_SOCK: socket }, stdio: 'ignore' });
+      const job = start(executor({ identityFiles: [], agent: socket }), { executable: 'echo', arguments: ['via agent'] }, sshd.dir);
+      assert.deepEqual(await job.done, { exitCode: 0, signal: null });
+      assert.equal(job.output().toString(), 'via agent\n');
+      const none = await start(executor({ identityFiles: [], agent: false }), { executable: 'true' }, sshd.dir).done;
+      assert.match(none.error ?? '', /no way to authenticate to .*: no ssh-agent, no identity file \(give --ssh-identity\) and no password file/);
+    } finally {
+      agent.kill();
+    }
+  });
+
+  test('a refused key names what was tried', TIMEOUT, async () => {
+    const result = await start(executor({ identityFiles: [sshd.strangerIdentity] }), { executable: 'true' }, sshd.dir).done;
+    assert.match(result.error ?? '', /authentication to .*@127\.0\.0\.1:\d+ refused \(tried: key .*stranger_key\)/);
+  });
+
+  test('an unreachable host is named', TIMEOUT, async () => {
+    const port = await freePort();
+    const ssh = new SshExecutor(`ssh://nobody@127.0.0.1:${port}`, { identityFiles: [sshd.identity], knownHostsFile: sshd.knownHosts, agent: false });
+    executors.push(ssh);
+    const result = await start(ssh, { executable: 'true' }, sshd.dir).done;
+    assert.match(result.error ?? '', new RegExp(`cannot reach nobody@127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`));
+    assert.equal(ssh.status().state, 'failing');
+  });
+});
+
+describe('named executors on a server', () => {
+  let home: string;
+  /** An embedded server with `executors`, authenticating to the test sshd (`ssh` overrides). */
+  const sshServer = (executors: string[], ssh: SshConnectionOptions = {}, more: ServerOptions = {}): Promise<ServerHandle> =>
+    startServer({ home, port: 0, logLevel: 'silent', graceSeconds: 1, executors, ssh: { identityFiles: [sshd.identity], knownHostsFile: sshd.knownHosts, agent: false, ...ssh }, ...more });
+  before(() => {
+    home = mkdtempSync(join(tmpdir(), 'jobwire-ssh-server-'));
+  });
+  after(() => {
+    rmSync(home, { recursive: true, force: true });
+    rmSync(`${home}-work`, { recursive: true, force: true });
+  });
+
+  test('jobs choose an executor by name; unknown names and unreachable hosts are clear errors', TIMEOUT, async () => {
+    const server = await sshServer([`box=${sshd.url}`, `stranger=ssh://${sshd.user}@127.0.0.1:${sshd.port}`]);
+    const client = new Client({ url: server.url, token: server.token });
+    try {
+      const names = (await client.getExecutors()).map((e) => `${e.name} ${e.adaptor} ${e.url}`);
+      assert.deepEqual(names, ['local local local:', `box ssh ${sshd.url}`, `stranger ssh ssh://${sshd.user}@127.0.0.1:${sshd.port}`]);
+
+      const job = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo "on $(hostname) as $JOBWIRE_JOB_ID"'], executor: 'box' });
+      const done = await client.waitUntilDone(job.id, 60_000);
+      assert.equal(done.status, 'Success');
+      const out = await client.readOutput(job.id);
+      assert.equal(Buffer.from(out.data).toString().trim(), `on ${(await import('node:os')).hostname()} as ${job.id}`);
+      const box = (await client.getExecutors()).find((e) => e.name === 'box');
+      assert.equal(box?.state, 'connected');
+
+      await assert.rejects(client.submitBatchJob({ executable: 'true', executor: 'nope' }), (err: unknown) => err instanceof BadRequestError && err.field === 'executor' && /no executor named "nope".*local, box, stranger/.test(err.message));
+      await assert.rejects(client.submitBatchJob({ js: { code: 'return 1' }, executor: 'box' }), (err: unknown) => err instanceof BadRequestError && err.field === 'js');
+
+      // The CLI: run on a named executor, list the executors and one executor's queues.
+      const env = cliEnv({ url: server.url, token: server.token, home });
+      const ran = await runCli(['run', '--executor', 'box', '--cwd', sshd.dir, '--', 'sh', '-c', 'pwd; exit 4'], { env, timeoutMs: 60_000 });
+      assert.equal(ran.code, 4);
+      assert.equal(ran.stdout, `${sshd.dir}\n`);
+      const listed = await runCli(['executors', '--json'], { env });
+      assert.deepEqual(
+        (JSON.parse(listed.stdout) as { name: string; state: string }[]).map((e) => `${e.name}:${e.state}`),
+        ['local:ready', 'box:connected', 'stranger:connected'], // one connection per host: "stranger" names the same one
+      );
+      const table = await runCli(['executors'], { env });
+      assert.match(table.stdout, /^NAME +URL +STATE +QUEUES +REASON\n/);
+      const queues = await runCli(['queues', '--executor', 'box'], { env });
+      assert.match(queues.stdout, /^QUEUE +LIMIT\nsingle +1\nmulti +4\nunlimited +unlimited\n$/);
+      const unknown = await runCli(['queues', '--executor', 'nope'], { env });
+      assert.match(unknown.stderr, /the server has no executor named "nope"; it has local, box, stranger/);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('an executor that cannot connect fails its jobs with the reason; the server and other jobs go on', TIMEOUT, async () => {
+    const server = await sshServer([`box=${sshd.url}`], { knownHostsFile: sshd.wrongKnownHosts });
+    const client = new Client({ url: server.url, token: server.token });
+    try {
+      const remote = await client.submitBatchJob({ executable: 'true', executor: 'box' });
+      const failed = await client.waitUntilDone(remote.id, 60_000);
+      assert.equal(failed.status, 'Failed');
+      assert.match(failed.error ?? '', /host key of .* has CHANGED \(ssh-ed25519 SHA256:/);
+      const box = (await client.getExecutors()).find((e) => e.name === 'box');
+      assert.equal(box?.state, 'failing');
+      assert.match(box?.reason ?? '', /CHANGED/);
+      const local = await client.submitBatchJob({ executable: 'true' });
+      assert.equal((await client.waitUntilDone(local.id, 60_000)).status, 'Success');
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('Xenon clients reach the ssh executors as the ssh adaptor', TIMEOUT, async () => {
+    const server = await sshServer([`box=${sshd.url}`], {}, { grpcPort: 0 });
+    const x = new XenonClient(`127.0.0.1:${server.grpcPort}`, { token: server.token });
+    const client = new Client({ url: server.url, token: server.token });
+    try {
+      assert.deepEqual((await x.sched('getAdaptorNames')).name, ['local', 'ssh']);
+      const described = await x.sched('getAdaptorDescription', { name: 'ssh' });
+      assert.match(described.description, new RegExp(`${sshd.user}@127\\.0\\.0\\.1:${sshd.port}`));
+      assert.equal(described.uses_file_system, false);
+
+      const sched = await x.sched('create', { adaptor: 'ssh', location: `127.0.0.1:${sshd.port}`, default_credential: {} });
+      assert.equal((await x.sched('getAdaptorName', sched)).name, 'ssh');
+      assert.deepEqual((await x.sched('getQueueNames', sched)).name, ['single', 'multi', 'unlimited']);
+      const job = await x.sched('submitBatchJob', { scheduler: sched, description: { executable: 'sh', arguments: ['-c', 'pwd; exit 5'], working_directory: sshd.dir } });
+      const status = await x.sched('waitUntilDone', { scheduler: sched, job, timeout: 60_000 });
+      assert.equal(status.done, true);
+      assert.equal(status.exit_code, 5);
+      const info = await client.getJobStatus(job.id);
+      assert.equal(info.description?.executor, 'box');
+      assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), `${sshd.dir}\n`);
+
+      await rejectsWith(x.sched('create', { adaptor: 'ssh', location: 'elsewhere:22' }), grpc.status.FAILED_PRECONDITION, 'InvalidLocationException');
+      await rejectsWith(x.sched('create', { adaptor: 'ssh', location: `127.0.0.1:${sshd.port}`, password_credential: { username: 'u', password: 'p' } }), grpc.status.FAILED_PRECONDITION, 'InvalidCredentialException');
+      await rejectsWith(x.sched('getFileSystem', sched), grpc.status.INTERNAL, 'XenonException');
+    } finally {
+      x.close();
+      await server.close();
+    }
+  });
+
+  test('a distributed worker with --executor ssh://... runs its jobs there', TIMEOUT, async () => {
+    const prefix = freshPrefix();
+    const server = await startServer({ home, port: 0, logLevel: 'silent', graceSeconds: 1, redis: REDIS_URL, redisPrefix: prefix });
+    const worker = await startWorker({
+      redis: REDIS_URL,
+      prefix,
+      name: 'ssh-fed',
+      slots: 2,
+      graceSeconds: 1,
+      workDir: `${home}-work`,
+      serverUrl: server.url,
+      logLevel: 'silent',
+      executor: sshd.url,
+      ssh: { identityFiles: [sshd.identity], knownHostsFile: sshd.knownHosts, agent: false },
+    });
+    const client = new Client({ url: server.url, token: server.token });
+    try {
+      const job = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'cd; echo "$JOBWIRE_JOB_ID in $(pwd)"'] });
+      const done = await client.waitUntilDone(job.id, 60_000);
+      assert.equal(done.status, 'Success', done.error ?? '');
+      assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), `${job.id} in ${homedir()}\n`);
+      await assert.rejects(client.submitBatchJob({ executable: 'true', executor: 'box' }), (err: unknown) => err instanceof BadRequestError && err.field === 'executor' && /each worker runs its jobs where its --executor says/.test(err.message));
+    } finally {
+      await worker.close();
+      await server.close();
+      await dropPrefix(prefix);
+    }
+  });
+});
