@@ -36,6 +36,12 @@ import type { FromRunner, ToRunner } from './js-protocol.js';
 
 type Outcome = Extract<FromRunner, { type: 'result' | 'error' }>;
 
+// Built-ins this runner uses after a job has run, taken before any job could replace them (a
+// job may assign `JSON = null`; the globals are put back only once it has ended).
+const { stringify } = JSON;
+const { ownKeys } = Reflect;
+const { getOwnPropertyDescriptor, defineProperty } = Object;
+
 /** The job being run: its number (pooled only), abort controller, and how to fail it from outside. */
 interface Current {
   job: number | undefined;
@@ -148,8 +154,8 @@ async function runPooled(message: Extract<ToRunner, { type: 'run' }>): Promise<v
   } catch (error) {
     outcome = { type: 'error', error: `cannot start the function: ${error instanceof Error ? error.message : String(error)}` };
   }
-  const reusable = !crashed && leftovers().length === 0;
   restoreGlobals(globalsAtStart);
+  const reusable = !crashed && leftovers().length === 0;
   // Output written so far went to the pipes synchronously; the marker follows it on each.
   const marker = Buffer.from(message.marker);
   writeAll(1, marker);
@@ -178,8 +184,8 @@ function setEnv(env: Record<string, string>): void {
 
 function snapshotGlobals(): Map<string | symbol, PropertyDescriptor> {
   const globals = new Map<string | symbol, PropertyDescriptor>();
-  for (const key of Reflect.ownKeys(globalThis)) {
-    const descriptor = Object.getOwnPropertyDescriptor(globalThis, key);
+  for (const key of ownKeys(globalThis)) {
+    const descriptor = getOwnPropertyDescriptor(globalThis, key);
     if (descriptor !== undefined) globals.set(key, descriptor);
   }
   return globals;
@@ -192,7 +198,7 @@ function snapshotGlobals(): Map<string | symbol, PropertyDescriptor> {
  */
 function restoreGlobals(start: Map<string | symbol, PropertyDescriptor>): void {
   const record = globalThis as unknown as Record<string | symbol, unknown>;
-  for (const key of Reflect.ownKeys(globalThis)) {
+  for (const key of ownKeys(globalThis)) {
     if (start.has(key)) continue;
     try {
       delete record[key];
@@ -201,11 +207,11 @@ function restoreGlobals(start: Map<string | symbol, PropertyDescriptor>): void {
     }
   }
   for (const [key, was] of start) {
-    const now = Object.getOwnPropertyDescriptor(globalThis, key);
+    const now = getOwnPropertyDescriptor(globalThis, key);
     const same = now !== undefined && now.value === was.value && now.get === was.get && now.set === was.set;
     if (same) continue;
     try {
-      Object.defineProperty(globalThis, key, was);
+      defineProperty(globalThis, key, was);
     } catch {
       // The job made it non-configurable: nothing to put back.
     }
@@ -272,7 +278,7 @@ function moduleUrl(specifier: string, cwd: string): string {
 function encode(value: unknown): Outcome {
   let json: string | undefined;
   try {
-    json = JSON.stringify(value);
+    json = stringify(value);
   } catch (error) {
     throw new TypeError(`the function's result cannot be serialised as JSON: ${error instanceof Error ? error.message : String(error)}`, {
       cause: error,
@@ -288,7 +294,7 @@ function describeThrown(error: unknown): string {
   }
   let text: string;
   try {
-    text = typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error));
+    text = typeof error === 'string' ? error : (stringify(error) ?? String(error));
   } catch {
     text = String(error);
   }
@@ -308,7 +314,7 @@ const CODE_FRAME = /\(eval at [^()]*\([^()]*\), <anonymous>:(\d+):(\d+)\)/;
 
 /**
  * The user's part of a stack: frames of a `code` body read `<job code>:LINE:COLUMN` (lines of
- * the body), this runner's frames are dropped, and so are the Node internals below them.
+ * the body), this runner's frames are dropped, and so are Node's own frames below them.
  */
 function trimStack(stack: string): string {
   const lines = stack.split('\n').flatMap((line) => {
@@ -320,6 +326,6 @@ function trimStack(stack: string): string {
     }
     return line.includes(SELF_URL) || line.includes(SELF_PATH) ? [] : [line];
   });
-  while (lines.length > 1 && /^\s+at .*\(?node:internal\//.test(lines.at(-1)!)) lines.pop();
+  while (lines.length > 1 && /^\s+at (.* \()?node:/.test(lines.at(-1)!)) lines.pop();
   return lines.join('\n');
 }
