@@ -182,6 +182,33 @@ describe('warm function-job runners', () => {
     }
   });
 
+  test('10 MiB written at once arrives whole, with a runner of its own or a warm one', TIMEOUT, async () => {
+    const code = 'const block = "y".repeat(65536); for (let i = 0; i < 160; i++) process.stdout.write(block); console.error("done"); return 1';
+    for (const jsRunners of [0, 2]) {
+      const executor = executorWith({ jsRunners });
+      const pids: number[] = [];
+      for (let round = 0; round < 2; round++) {
+        const job = run(executor, { js: { code } });
+        pids.push(job.pid);
+        assert.equal((await job.done).result, 1);
+        assert.equal(job.output('stdout').length, 160 * 65536, `stdout of round ${round} with jsRunners ${jsRunners}`);
+        assert.equal(job.output('stderr'), 'done\n');
+      }
+      if (jsRunners > 0) assert.equal(pids[1], pids[0], 'output still on its way does not stop the runner from being reused');
+    }
+  });
+
+  test('a job that replaces process.stdout.write does not take the next job’s output', TIMEOUT, async () => {
+    const executor = executorWith();
+    const first = run(executor, { js: { code: 'process.stdout.write = () => true; console.log("swallowed"); return 1' } });
+    await first.done;
+    assert.equal(first.output(), '');
+    const second = run(executor, { js: { code: 'console.log("shown"); return 2' } });
+    assert.equal(second.pid, first.pid);
+    await second.done;
+    assert.equal(second.output(), 'shown\n');
+  });
+
   test('a runner serves at most jsRunnerMaxJobs jobs, and idle runners stop after jsRunnerIdleMs', TIMEOUT, async () => {
     const executor = executorWith({ jsRunnerMaxJobs: 2, jsRunnerIdleMs: 300 });
     const pids: number[] = [];

@@ -41,6 +41,8 @@ type Outcome = Extract<FromRunner, { type: 'result' | 'error' }>;
 const { stringify } = JSON;
 const { ownKeys } = Reflect;
 const { getOwnPropertyDescriptor, defineProperty } = Object;
+// stdout and stderr are taken now too, with the `write` they had: a job may replace either.
+const stdio = [process.stdout, process.stderr].map((stream) => ({ stream, write: stream.write.bind(stream) }));
 
 /** The job being run: its number (pooled only), abort controller, and how to fail it from outside. */
 interface Current {
@@ -125,8 +127,10 @@ async function attempt(fn: JsFunction, job: number | undefined): Promise<{ outco
 /** One-shot: runs the function, reports once, exits. */
 async function runOnce(fn: JsFunction): Promise<void> {
   const { outcome } = await attempt(fn, undefined);
+  // Output still queued for stdout and stderr (sockets: Node writes them asynchronously) would
+  // be cut off by process.exit.
+  await flushStdio(Buffer.alloc(0));
   await send(outcome);
-  // stdout and stderr are pipes, which Node writes synchronously on POSIX: nothing is cut off.
   process.exit(outcome.type === 'result' ? 0 : 1);
 }
 
@@ -155,25 +159,21 @@ async function runPooled(message: Extract<ToRunner, { type: 'run' }>): Promise<v
     outcome = { type: 'error', error: `cannot start the function: ${error instanceof Error ? error.message : String(error)}` };
   }
   restoreGlobals(globalsAtStart);
+  // The marker follows the job's output on each stream, once what it wrote has left.
+  await flushStdio(Buffer.from(message.marker));
   const reusable = !crashed && leftovers().length === 0;
-  // Output written so far went to the pipes synchronously; the marker follows it on each.
-  const marker = Buffer.from(message.marker);
-  writeAll(1, marker);
-  writeAll(2, marker);
   current = undefined;
   await send({ ...outcome, job: message.job, reusable });
   if (!process.connected) process.exit(0);
 }
 
-/** Writes all of `data` to `fd`, waiting out a full pipe. */
-function writeAll(fd: number, data: Buffer): void {
-  for (let at = 0; at < data.length; ) {
-    try {
-      at += fs.writeSync(fd, data, at);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
-    }
-  }
+/**
+ * Writes `tail` after everything queued on stdout and on stderr, with the streams' own `write`
+ * (not one a job put in its place); resolves once both have handed it to the kernel (or failed:
+ * nobody is reading any more).
+ */
+function flushStdio(tail: Buffer): Promise<unknown> {
+  return Promise.all(stdio.map(({ write }) => new Promise<void>((resolve) => write(tail, () => resolve()))));
 }
 
 /** Makes `env` the whole of `process.env`. */
@@ -197,6 +197,8 @@ function snapshotGlobals(): Map<string | symbol, PropertyDescriptor> {
  * object (a method added to `Array.prototype`), and the state of modules, which stay loaded.
  */
 function restoreGlobals(start: Map<string | symbol, PropertyDescriptor>): void {
+  // A `write` a job put on stdout or stderr (to capture output) goes with it.
+  for (const { stream } of stdio) if (Object.hasOwn(stream, 'write')) delete (stream as { write?: unknown }).write;
   const record = globalThis as unknown as Record<string | symbol, unknown>;
   for (const key of ownKeys(globalThis)) {
     if (start.has(key)) continue;
@@ -218,8 +220,11 @@ function restoreGlobals(start: Map<string | symbol, PropertyDescriptor>): void {
   }
 }
 
-/** Resource types that are this runner's own bookkeeping (closing or writing its pipes), never a job's. */
-const OWN_RESOURCES = new Set(['CloseReq', 'WriteWrap', 'ShutdownWrap']);
+/**
+ * Resource types that are requests in flight on a handle (closing it, writing to it: a progress
+ * message not awaited), never something that runs later by itself; the handles are counted.
+ */
+const OWN_RESOURCES = new Set(['CloseReq', 'WriteWrap', 'SimpleWriteWrap', 'ShutdownWrap']);
 
 function countResources(): Map<string, number> {
   const counts = new Map<string, number>();
