@@ -99,7 +99,7 @@ class Processes {
 }
 
 /** Jobs submitted at once, rate from the first submit to the last Success seen on the events stream. */
-async function jobRate(client: Client, jobs: number, description: JobDescription, group: string): Promise<number> {
+export async function jobRate(client: Client, jobs: number, description: JobDescription, group: string): Promise<number> {
   const stream = client.events(group);
   await stream.ready;
   const t0 = now();

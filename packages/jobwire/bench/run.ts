@@ -2,7 +2,9 @@
  * `npm run bench`: jobwire's figures next to baselines measured in the same run on the same
  * machine, so the ratios mean something on a noisy host. The server runs as its own process,
  * as a user would run it. Sizes can be lowered for a quick look:
- * BENCH_OUTPUT_MB (default 1024), BENCH_JOBS (default 400), BENCH_ROUNDS (default 2000).
+ * BENCH_OUTPUT_MB (default 1024), BENCH_JOBS (default 400), BENCH_ROUNDS (default 2000); and
+ * BENCH_ONLY (a comma-separated list of roundtrip, output, batch, latency, functions,
+ * distributed, ssh, slurm) runs only those parts.
  * The distributed-mode figures (`distributed.ts`) need Redis at BENCH_REDIS (default
  * redis://127.0.0.1:6379); the ssh executor's (`ssh.ts`) start Debian's /usr/sbin/sshd. The Slurm figures (`slurm.ts`) start the tests' one-node Slurm
  * (root, Debian's munge and Slurm packages); BENCH_SLURM_JOBS (default 20).
@@ -13,7 +15,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@jobwire/client';
-import { distributedBench } from './distributed.js';
+import { distributedBench, jobRate } from './distributed.js';
 import { slurmBench } from './slurm.js';
 import { jobRoundTrips, pipeRoundTrips } from './round-trip.js';
 import { sshBench } from './ssh.js';
@@ -22,6 +24,9 @@ const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
 const OUTPUT_MB = Number(process.env.BENCH_OUTPUT_MB ?? 1024);
 const JOBS = Number(process.env.BENCH_JOBS ?? 400);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2000);
+const ONLY = process.env.BENCH_ONLY?.split(',').map((part) => part.trim());
+/** True when the part `name` is to run (see BENCH_ONLY). */
+const wanted = (name: string): boolean => ONLY === undefined || ONLY.includes(name);
 
 interface Row {
   name: string;
@@ -100,19 +105,24 @@ async function throughput(client: Client): Promise<void> {
   await client.deleteJob(job.id);
 }
 
-/** `true` jobs, submit to stored completion, vs a direct spawn loop of the same concurrency. */
-async function batch(client: Client, concurrency: number): Promise<void> {
-  const spawnOne = (): Promise<void> => new Promise((resolve, reject) => spawn('true').on('exit', () => resolve()).on('error', reject));
-  let t0 = now();
+/** Runs `file args` `count` times, `concurrency` at a time, each until it exits; returns runs per second. */
+async function spawnLoop(count: number, concurrency: number, file: string, args: string[]): Promise<number> {
+  const spawnOne = (): Promise<void> => new Promise((resolve, reject) => spawn(file, args).on('exit', () => resolve()).on('error', reject));
+  const t0 = now();
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
-      while (next++ < JOBS) await spawnOne();
+      while (next++ < count) await spawnOne();
     }),
   );
-  const directRate = JOBS / (Number(now() - t0) / 1e9);
+  return count / (Number(now() - t0) / 1e9);
+}
 
-  t0 = now();
+/** `true` jobs, submit to stored completion, vs a direct spawn loop of the same concurrency. */
+async function batch(client: Client, concurrency: number): Promise<void> {
+  const directRate = await spawnLoop(JOBS, concurrency, 'true', []);
+
+  const t0 = now();
   const stream = client.events('bench');
   await stream.ready;
   // Every job of the `bench` group counts; a job may finish before its submit call returns.
@@ -131,6 +141,19 @@ async function batch(client: Client, concurrency: number): Promise<void> {
   stream.close();
   const rate = JOBS / (Number(now() - t0) / 1e9);
   rows.push({ name: `batch throughput, ${JOBS} \`true\` jobs, concurrency ${concurrency}`, jobwire: `${rate.toFixed(0)} jobs/s`, baseline: `${directRate.toFixed(0)} spawns/s`, ratio: `${((100 * rate) / directRate).toFixed(0)}%`, target: '≥ 85%' });
+}
+
+/** No-op function jobs (warm runners) vs starting a Node process per function, as before them. */
+async function functionJobs(client: Client, concurrency: number): Promise<void> {
+  const nodeRate = await spawnLoop(Math.min(JOBS, 100), concurrency, process.execPath, ['-e', '0']);
+  const rate = await jobRate(client, JOBS, { js: { code: 'return 1' }, queueName: 'multi' }, 'bench-js');
+  rows.push({
+    name: `no-op function jobs, ${JOBS} jobs, concurrency ${concurrency}`,
+    jobwire: `${rate.toFixed(0)} jobs/s`,
+    baseline: `${nodeRate.toFixed(0)} Node starts/s (a process per job)`,
+    ratio: `${(rate / nodeRate).toFixed(1)}×`,
+    target: '≥ 1,000 jobs/s',
+  });
 }
 
 /** Submit → Running latency, seen by a client through the events stream. */
@@ -164,25 +187,33 @@ async function main(): Promise<void> {
   const { proc, client } = await startServer(home, slots);
   try {
     console.error(`jobwire bench on ${cpus()[0]?.model ?? 'unknown cpu'} × ${cpus().length}, node ${process.version}, ${new Date().toISOString()}`);
-    console.error('… interactive round trip');
-    await roundTrip(client);
-    console.error('… output throughput');
-    await throughput(client);
-    console.error('… batch throughput');
-    await batch(client, slots);
-    console.error('… submit latency');
-    await submitLatency(client);
-    rows.push(...(await distributedBench({ cli: CLI, embedded: client, jobs: JOBS, rounds: ROUNDS })));
-    console.error('… ssh executor');
-    const sshHome = mkdtempSync(join(tmpdir(), 'jobwire-bench-ssh-'));
-    try {
-      rows.push(...(await sshBench({ cli: CLI, home: sshHome, rounds: Math.min(ROUNDS, 500), jobs: Math.min(JOBS, 50) })));
-    } finally {
-      rmSync(sshHome, { recursive: true, force: true });
-      rmSync(`${sshHome}-work`, { recursive: true, force: true });
+    const parts: [string, string, () => Promise<void>][] = [
+      ['roundtrip', 'interactive round trip', () => roundTrip(client)],
+      ['output', 'output throughput', () => throughput(client)],
+      ['batch', 'batch throughput', () => batch(client, slots)],
+      ['latency', 'submit latency', () => submitLatency(client)],
+      ['functions', 'no-op function jobs', () => functionJobs(client, slots)],
+      ['distributed', 'distributed mode', async () => void rows.push(...(await distributedBench({ cli: CLI, embedded: client, jobs: JOBS, rounds: ROUNDS })))],
+      [
+        'ssh',
+        'ssh executor',
+        async () => {
+          const sshHome = mkdtempSync(join(tmpdir(), 'jobwire-bench-ssh-'));
+          try {
+            rows.push(...(await sshBench({ cli: CLI, home: sshHome, rounds: Math.min(ROUNDS, 500), jobs: Math.min(JOBS, 50) })));
+          } finally {
+            rmSync(sshHome, { recursive: true, force: true });
+            rmSync(`${sshHome}-work`, { recursive: true, force: true });
+          }
+        },
+      ],
+      ['slurm', 'Slurm executor', async () => void rows.push(...(await slurmBench()))],
+    ];
+    for (const [name, what, part] of parts) {
+      if (!wanted(name)) continue;
+      console.error(`… ${what}`);
+      await part();
     }
-    console.error('… Slurm executor');
-    rows.push(...(await slurmBench()));
   } finally {
     proc.kill('SIGTERM');
     await new Promise((r) => proc.on('exit', r));

@@ -133,8 +133,8 @@ export class JsProcess implements ProcessHandle {
   }
 }
 
-/** Combines how the runner ended with what it reported. */
-function settle(ended: ProcessResult, outcome: Extract<FromRunner, { type: 'result' | 'error' }> | undefined): ProcessResult {
+/** Combines how a runner ended (or, for a pooled runner, how its job did) with what it reported. */
+export function settle(ended: ProcessResult, outcome: Extract<FromRunner, { type: 'result' | 'error' }> | undefined): ProcessResult {
   const { error: problem, ...base } = ended;
   if (outcome?.type === 'error') return withProblem({ ...base, error: outcome.error }, problem);
   if (outcome?.type === 'result') {

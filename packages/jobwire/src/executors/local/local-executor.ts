@@ -6,6 +6,7 @@
 import * as os from 'node:os';
 import { BadRequestError, type JobDescription } from '@jobwire/client';
 import type { Executor, ProcessHandle, QueueDef, StartSpec } from '../types.js';
+import { JsRunnerPool, unpoolable } from './js-pool.js';
 import { JsProcess } from './js-process.js';
 import { PipeProcess } from './pipe-process.js';
 import { PtyProcess } from './pty-process.js';
@@ -16,6 +17,15 @@ export interface LocalExecutorOptions {
   multiSlots?: number;
   /** Node binary that runs function (`js`) jobs. @defaultValue process.execPath */
   nodePath?: string;
+  /**
+   * Most warm function-job runners kept idle between jobs (see js-pool.ts); 0 runs every
+   * function job in a Node process of its own. @defaultValue os.availableParallelism()
+   */
+  jsRunners?: number;
+  /** How long an idle function-job runner waits for a job before it stops. @defaultValue 60000 */
+  jsRunnerIdleMs?: number;
+  /** Function jobs one runner serves before it is replaced. @defaultValue 1000 */
+  jsRunnerMaxJobs?: number;
 }
 
 /** Queue names of the local executor, after Xenon's local adaptor. */
@@ -23,10 +33,26 @@ export const LOCAL_QUEUES = ['single', 'multi', 'unlimited'] as const;
 
 /** Fills in and checks {@link LocalExecutorOptions}; throws a RangeError for a bad value. */
 function parseOptions(options: LocalExecutorOptions): Required<LocalExecutorOptions> {
-  const parsed = { multiSlots: os.availableParallelism(), nodePath: process.execPath, ...definedOnly(options) };
+  const parsed = {
+    multiSlots: os.availableParallelism(),
+    nodePath: process.execPath,
+    jsRunners: os.availableParallelism(),
+    jsRunnerIdleMs: 60_000,
+    jsRunnerMaxJobs: 1000,
+    ...definedOnly(options),
+  };
+  const integer = (name: keyof LocalExecutorOptions, min: number): void => {
+    const value = parsed[name];
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+      throw new RangeError(`${name} must be an integer of at least ${min}, got ${String(value)}`);
+    }
+  };
   if (!Number.isSafeInteger(parsed.multiSlots) || parsed.multiSlots < 1) {
     throw new RangeError(`multiSlots must be a positive integer, got ${String(parsed.multiSlots)}`);
   }
+  integer('jsRunners', 0);
+  integer('jsRunnerIdleMs', 0);
+  integer('jsRunnerMaxJobs', 1);
   if (typeof parsed.nodePath !== 'string' || parsed.nodePath === '') throw new RangeError('nodePath must be a non-empty path');
   return parsed;
 }
@@ -38,7 +64,9 @@ function definedOnly<T extends object>(value: T): Partial<T> {
 
 /**
  * Runs jobs on this machine. Command jobs run on pipes (or under a pseudo-terminal with
- * `tty: true`), function jobs in a child Node process; every job leads its own process group so
+ * `tty: true`), function jobs in a warm runner of a pool (js-pool.ts) or, when the pool cannot
+ * honour the job (another OS account, interactive, stdin or output files), in a child Node
+ * process of their own; every job leads its own process group (a pooled job, its runner's) so
  * that stopping it stops everything it started. Queues: `single` (one job at a time), `multi`
  * (up to `multiSlots`) and `unlimited`.
  */
@@ -46,9 +74,16 @@ export class LocalExecutor implements Executor {
   /** Adaptor name. */
   readonly name = 'local';
   readonly #options: Required<LocalExecutorOptions>;
+  readonly #pool: JsRunnerPool;
 
   constructor(options: LocalExecutorOptions = {}) {
     this.#options = parseOptions(options);
+    this.#pool = new JsRunnerPool({
+      nodePath: this.#options.nodePath,
+      maxIdle: this.#options.jsRunners,
+      idleTimeoutMs: this.#options.jsRunnerIdleMs,
+      maxJobsPerRunner: this.#options.jsRunnerMaxJobs,
+    });
   }
 
   /** `single` (limit 1), `multi` (limit `multiSlots`) and `unlimited` (no limit). */
@@ -109,8 +144,20 @@ export class LocalExecutor implements Executor {
    */
   start(spec: StartSpec): ProcessHandle {
     const description = spec.description;
-    if (description.js !== undefined) return new JsProcess(spec, { nodePath: this.#options.nodePath });
+    if (description.js !== undefined) {
+      if (this.#options.jsRunners > 0 && unpoolable(spec) === undefined) return this.#pool.start(spec);
+      return new JsProcess(spec, { nodePath: this.#options.nodePath });
+    }
     if (description.tty === true) return new PtyProcess(spec);
     return new PipeProcess(spec);
+  }
+
+  /**
+   * Stops the idle function-job runners; later function jobs still run, each in a runner that
+   * stops after it. Idle runners also stop by themselves when this process exits (they follow
+   * their IPC channel), so calling this is optional.
+   */
+  close(): void {
+    this.#pool.close();
   }
 }
