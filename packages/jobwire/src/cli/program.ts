@@ -11,6 +11,7 @@ import { registerCancel, registerDelete } from './commands/manage.js';
 import { registerJobs, registerStatus } from './commands/jobs.js';
 import { registerGroups, registerQueues } from './commands/listings.js';
 import { registerLogs } from './commands/logs.js';
+import { registerNetwork } from './commands/network.js';
 import { registerProgress } from './commands/progress.js';
 import { registerAttach, registerRun } from './commands/run.js';
 import { registerServer } from './commands/server.js';
@@ -81,6 +82,7 @@ export function buildProgram(): Command {
   registerToken(program);
   registerWorker(program);
   registerWorkers(program);
+  registerNetwork(program);
   return program;
 }
 

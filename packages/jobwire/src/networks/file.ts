@@ -31,7 +31,12 @@ export class NetworkFileError extends BadRequestError {
   override name = 'NetworkFileError';
   readonly issues: NetworkIssue[];
   constructor(readonly file: string, issues: NetworkIssue[], options?: ErrorOptions) {
-    super(issues.map((issue) => formatIssue(file, issue)).join('\n'), { ...options, field: issues[0]?.field ?? '(file)' });
+    const lines = issues.map((issue) => formatIssue(file, issue));
+    const field = issues[0]?.field;
+    super(lines.length === 1 ? lines[0]! : `${lines.length} problems in ${file}:\n  ${lines.join('\n  ')}`, {
+      ...options,
+      ...(field !== undefined && field !== '(file)' ? { field } : {}),
+    });
     this.issues = issues;
   }
 }

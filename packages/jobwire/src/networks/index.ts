@@ -1,0 +1,14 @@
+/**
+ * Job networks: long-running jobs joined by pipes. This folder holds the network file (`file.ts`,
+ * `model.ts`), the checks made before anything starts (`checks.ts`), drawings (`graph.ts`), and
+ * pipes as a library over the store's stream log: frames and their headers (`frame.ts`),
+ * framings (`framing.ts`), bounded pipes with per-consumer cursors (`pipe.ts`) and alignment of
+ * several inputs by sequence number (`align.ts`). docs/networks.md describes them.
+ * @module
+ */
+export { NetworkFileError, fieldName, formatIssue, loadNetworkFile, parseNetworkSpec, parseNetworkText } from './file.js';
+export type { FieldPath, LoadedNetwork, Locator, NetworkIssue, ParseNetworkOptions } from './file.js';
+export { DEFAULT_ALIGN_WINDOW, DEFAULT_RESTART, neverBlocks, resolveNetwork } from './model.js';
+export type { Alignment, JobKind, Network, NetworkJob, NetworkPipe, Restart } from './model.js';
+export { PIPE_PLACEHOLDER, checkNetwork, networkIssues, type CheckNetworkOptions } from './checks.js';
+export { jobSummary, networkToDot, networkToMermaid, pipeLabel } from './graph.js';
