@@ -66,8 +66,6 @@ const align = z.union([
   z.strictObject({
     by: z.literal('seq'),
     gap: z.enum(GAP_POLICIES).optional(),
-    /** With any policy but `wait`: how many sequence numbers an input may fall behind the others before its frame counts as missing. */
-    window: z.number().int().min(1).max(1_000_000).optional(),
   }),
 ]);
 

@@ -8,7 +8,12 @@
  */
 export { NetworkFileError, fieldName, formatIssue, loadNetworkFile, parseNetworkSpec, parseNetworkText } from './file.js';
 export type { FieldPath, LoadedNetwork, Locator, NetworkIssue, ParseNetworkOptions } from './file.js';
-export { DEFAULT_ALIGN_WINDOW, DEFAULT_RESTART, neverBlocks, resolveNetwork } from './model.js';
+export { DEFAULT_RESTART, neverBlocks, resolveNetwork } from './model.js';
 export type { Alignment, JobKind, Network, NetworkJob, NetworkPipe, Restart } from './model.js';
 export { PIPE_PLACEHOLDER, checkNetwork, networkIssues, type CheckNetworkOptions } from './checks.js';
 export { jobSummary, networkToDot, networkToMermaid, pipeLabel } from './graph.js';
+export { FrameDecoder, FrameFlag, HEADER_BYTES, MAX_PAYLOAD_BYTES, encodeFrame, hasFlag, type Frame } from './frame.js';
+export { Deframer, encodeForConsumer, payloadToValue, valueToPayload, zeroPayload, type FramingOf } from './framing.js';
+export { CURSOR_RECORD_BYTES, PipeReader, PipeWriter, cursorStreamId, pipeStreamId, readCursor } from './pipe.js';
+export type { Cursor, PipeIdentity, PipeReaderOptions, PipeReaderStats, PipeWriterOptions, PipeWriterStats, WriteOptions } from './pipe.js';
+export { alignBySeq, type AlignOptions, type AlignStats, type AlignedSet, type FrameSource } from './align.js';

@@ -21,8 +21,6 @@ export interface Restart {
 export interface Alignment {
   by: 'seq';
   gap: GapPolicy;
-  /** See the schema's `align.window`. */
-  window: number;
 }
 
 /** One job of a {@link Network}. Fields of other kinds stay as written, for the checks to refuse. */
@@ -75,8 +73,6 @@ export interface Network {
 
 /** Restart policy when neither the job nor `defaults` say. */
 export const DEFAULT_RESTART: Restart = { policy: 'on-failure', max: 3 };
-/** Alignment `window` when `align` does not say. */
-export const DEFAULT_ALIGN_WINDOW = 16;
 
 /** Fills in defaults and resolves relative paths against `baseDir`. */
 export function resolveNetwork(spec: ParsedNetwork, baseDir: string, defaultQueue: Queue): Network {
@@ -115,7 +111,7 @@ export function resolveNetwork(spec: ParsedNetwork, baseDir: string, defaultQueu
     if (job.node !== undefined) resolved.node = job.node;
     if (job.align !== undefined) {
       const align = job.align === 'seq' ? { by: 'seq' as const } : job.align;
-      resolved.align = { by: 'seq', gap: align.gap ?? 'wait', window: align.window ?? DEFAULT_ALIGN_WINDOW };
+      resolved.align = { by: 'seq', gap: align.gap ?? 'wait' };
     }
     if (job.environment !== undefined) resolved.environment = job.environment;
     if (job.workingDirectory !== undefined) resolved.workingDirectory = resolvePath(job.workingDirectory, baseDir);
