@@ -277,7 +277,7 @@ pipes:
     const result = await runCli(['network', 'graph', file('graph-bad.yaml', 'name: g\njobs:\n  a: { command: [cat], inputs: [p] }\n')]);
     assert.equal(result.code, 2);
     assert.equal(result.stdout, '');
-    assert.match(result.stderr, /^jobwire: .*graph-bad\.yaml:3:32: jobs\.a\.inputs\.0: unknown pipe "p": declare it under "pipes"\n$/);
+    assert.match(result.stderr, /^jobwire: .*graph-bad\.yaml:3:33: jobs\.a\.inputs\.0: unknown pipe "p": declare it under "pipes"\n$/);
   });
 
   it('explains itself in --help', async () => {
