@@ -360,6 +360,8 @@ export class PipeReader implements AsyncIterable<Frame> {
     if (this.#ended) return undefined;
     const latest = this.#identity.queue.mode === 'latest';
     for (;;) {
+      // Counted before the read: an event that comes while the read is under way is not missed.
+      const seen = this.#events;
       await this.#catchUp();
       if (latest && this.#buffer.length > 1) this.stats.skipped += this.#buffer.splice(0, this.#buffer.length - 1).length;
       const frame = this.#buffer.shift();
@@ -378,7 +380,7 @@ export class PipeReader implements AsyncIterable<Frame> {
         this.#ended = true;
         return undefined;
       }
-      await this.#change();
+      await this.#change(seen);
     }
   }
 
@@ -458,9 +460,8 @@ export class PipeReader implements AsyncIterable<Frame> {
     this.#notify?.();
   }
 
-  /** Waits for the next event on the pipe's stream (or returns at once when one came since the last read began). */
-  #change(): Promise<void> {
-    const seen = this.#events;
+  /** Waits for an event on the pipe's stream after the `seen`-th (at once when one came already). */
+  #change(seen: number): Promise<void> {
     return new Promise((resolve) => {
       if (this.#events !== seen || this.#ended) return resolve();
       this.#notify = () => {
