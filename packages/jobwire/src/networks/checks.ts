@@ -13,6 +13,7 @@
 import { execFile } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { stronglyConnected } from '../graphs.js';
 import { NetworkFileError, type FieldPath, type LoadedNetwork, type NetworkIssue } from './file.js';
 import type { ModuleReport } from './inspect-module.js';
 import { neverBlocks, type Network, type NetworkJob, type NetworkPipe } from './model.js';
@@ -188,44 +189,14 @@ function checkCycles(network: Network, say: Say): void {
   }
 }
 
-/** One cycle per strongly connected part of the graph that has one (Tarjan's algorithm, then a walk inside the part). */
+/** One cycle per strongly connected part of the graph that has one: a walk inside the part until a job repeats. */
 function blockingCycles(nodes: string[], edges: Map<string, Array<{ to: string; pipe: string }>>): Array<{ jobs: string[]; pipes: string[] }> {
-  let counter = 0;
-  const index = new Map<string, number>();
-  const low = new Map<string, number>();
-  const stack: string[] = [];
-  const onStack = new Set<string>();
-  const parts: string[][] = [];
-  const visit = (v: string): void => {
-    index.set(v, counter);
-    low.set(v, counter++);
-    stack.push(v);
-    onStack.add(v);
-    for (const { to } of edges.get(v) ?? []) {
-      if (!index.has(to)) {
-        visit(to);
-        low.set(v, Math.min(low.get(v)!, low.get(to)!));
-      } else if (onStack.has(to)) low.set(v, Math.min(low.get(v)!, index.get(to)!));
-    }
-    if (low.get(v) === index.get(v)) {
-      const part: string[] = [];
-      let w: string;
-      do {
-        w = stack.pop()!;
-        onStack.delete(w);
-        part.push(w);
-      } while (w !== v);
-      parts.push(part);
-    }
-  };
-  for (const v of nodes) if (!index.has(v)) visit(v);
+  const successors = new Map([...edges].map(([from, out]) => [from, out.map((e) => e.to)]));
   const cycles: Array<{ jobs: string[]; pipes: string[] }> = [];
-  for (const part of parts) {
+  for (const part of stronglyConnected(nodes, successors)) {
     const inPart = new Set(part);
     const start = nodes.find((n) => inPart.has(n))!;
-    const selfLoop = (edges.get(start) ?? []).find((e) => e.to === start);
-    if (part.length === 1 && selfLoop === undefined) continue;
-    // Walk inside the part until a job repeats: the repeat closes a cycle.
+    if (part.length === 1 && !(edges.get(start) ?? []).some((e) => e.to === start)) continue;
     const jobs: string[] = [];
     const pipes: string[] = [];
     let at = start;
