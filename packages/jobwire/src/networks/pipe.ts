@@ -119,6 +119,10 @@ export class PipeWriter {
   #reset: boolean;
   #ended = false;
   #closed = false;
+  /** The newest append (appends land in call order, so it settles last). */
+  #lastAppend: Promise<unknown> = Promise.resolve();
+  /** Why an append failed: every later write and the end report it. */
+  #error: unknown;
   readonly stats: PipeWriterStats = { written: 0, dropped: 0, lag: 0 };
 
   private constructor(options: PipeWriterOptions, resume: { index: number; seq: number; epoch: number; reset: boolean }) {
@@ -190,8 +194,15 @@ export class PipeWriter {
     this.#checkOpen();
     this.#append(new Uint8Array(0), this.#seq, FrameFlag.END);
     this.#ended = true;
+    await this.flush();
     await this.#streams.closeOutput(this.#stream);
     this.close();
+  }
+
+  /** Waits until every frame written so far is stored; rejects with the first failed append's error. */
+  async flush(): Promise<void> {
+    await this.#lastAppend;
+    if (this.#error !== undefined) throw this.#error;
   }
 
   /** Stops following the consumers (without ending the pipe: a new producer may continue it). */
@@ -207,8 +218,11 @@ export class PipeWriter {
     this.#reset = false;
     this.#index++;
     this.#seq = seq + 1;
-    // Appends land in call order, so the producer need not wait for each one.
-    this.#streams.appendOutput(this.#stream, 'stdout', frame).catch(() => {});
+    // Appends land in call order, so the producer need not wait for each one; a failure is
+    // kept and reported by the next write, flush or end.
+    this.#lastAppend = this.#streams.appendOutput(this.#stream, 'stdout', frame).catch((error: unknown) => {
+      this.#error ??= error;
+    });
     this.stats.written++;
     this.#updateLag();
   }
@@ -247,6 +261,7 @@ export class PipeWriter {
   }
 
   #checkOpen(): void {
+    if (this.#error !== undefined) throw this.#error;
     if (this.#ended) throw new ConflictError(`pipe ${this.#identity.pipe} has ended`);
     if (this.#closed) throw new ConflictError(`the writer of pipe ${this.#identity.pipe} is closed`);
   }

@@ -193,6 +193,37 @@ function pipeBehaviour(name: string, withStore: Backend): void {
       });
     });
 
+    it('carries frames larger than a read page, and empty ones, byte for byte', async () => {
+      await withStore(async ({ store }) => {
+        const ident = { network: 'net', pipe: 'big', queue: queue() };
+        const writer = await PipeWriter.open({ streams: store.streams, consumers: ['c'], ...ident });
+        const big = Buffer.alloc(1024 * 1024 + 3);
+        for (let i = 0; i < big.byteLength; i++) big[i] = (i * 31) & 0xff;
+        await writer.write(big);
+        await writer.write(new Uint8Array(0));
+        await writer.write(big.subarray(0, 70_000));
+        await writer.end();
+        const reader = await PipeReader.open({ streams: store.streams, consumer: 'c', pageBytes: 64 * 1024, ...ident });
+        const frames = await take(reader);
+        assert.deepEqual(frames.map((f) => f.payload.byteLength), [big.byteLength, 0, 70_000]);
+        assert.ok(Buffer.from(frames[0]!.payload).equals(big));
+        assert.ok(Buffer.from(frames[2]!.payload).equals(big.subarray(0, 70_000)));
+      });
+    });
+
+    it('reports a failed append on the next write and at the end, instead of losing the frame', async () => {
+      await withStore(async ({ store }) => {
+        // A store that is closed under the producer refuses the append.
+        const ident = { network: 'net', pipe: 'fail', queue: queue() };
+        const writer = await PipeWriter.open({ streams: store.streams, consumers: [], ...ident });
+        await store.close();
+        await writer.write(bytes('lost?'));
+        await assert.rejects(writer.flush(), /closed/);
+        await assert.rejects(writer.write(bytes('next')), /closed/);
+        await assert.rejects(writer.end(), /closed/);
+      });
+    });
+
     it('a producer that opens the pipe again starts a new epoch: its first frame carries reset, numbering goes on', async () => {
       await withStore(async ({ store }) => {
         const ident = { network: 'net', pipe: 'e', queue: queue() };
