@@ -331,7 +331,8 @@ export class PipeReader implements AsyncIterable<Frame> {
   /** Stdin length of the cursor stream, where the next commit goes. */
   #cursorEnd = 0;
   #committing: Promise<void> | undefined;
-  #commitAgain = false;
+  /** The cursor of a commit asked for while another was in flight. */
+  #commitAgain: Cursor | undefined;
   #commitError: unknown;
   #taken: Frame | undefined;
   readonly stats: PipeReaderStats = { taken: 0, dropped: 0, skipped: 0 };
@@ -416,14 +417,18 @@ export class PipeReader implements AsyncIterable<Frame> {
     return frame;
   }
 
-  /** Records the cursor in the store (coalesced: one append in flight at a time). No-op for taps. */
-  commit(): void {
+  /**
+   * Records the cursor as it is now in the store (coalesced: one append in flight at a time; a
+   * commit asked for meanwhile stores the cursor as it was when asked, never a later one). No-op
+   * for taps.
+   */
+  commit(cursor: Cursor = this.cursor): void {
     if (this.#cursorStream === undefined) return;
     if (this.#committing !== undefined) {
-      this.#commitAgain = true;
+      this.#commitAgain = cursor;
       return;
     }
-    const record = encodeCursor(this.cursor);
+    const record = encodeCursor(cursor);
     const offset = this.#cursorEnd;
     this.#cursorEnd += record.byteLength;
     this.#committing = this.#streams
@@ -436,9 +441,10 @@ export class PipeReader implements AsyncIterable<Frame> {
       )
       .finally(() => {
         this.#committing = undefined;
-        if (this.#commitAgain) {
-          this.#commitAgain = false;
-          this.commit();
+        const again = this.#commitAgain;
+        if (again !== undefined) {
+          this.#commitAgain = undefined;
+          this.commit(again);
         }
       });
   }
@@ -486,8 +492,13 @@ export class PipeReader implements AsyncIterable<Frame> {
     });
   }
 
-  /** Reads what the store holds beyond the read position, trimming to the newest `max` frames under `drop-oldest`. */
+  /**
+   * Reads what the store holds beyond the read position, trimming to the newest `max` frames
+   * under `drop-oldest`. With frames in hand and no newer bytes announced by the stream's events,
+   * it reads nothing: a consumer working through a page costs no store read per frame.
+   */
   async #catchUp(): Promise<void> {
+    if (this.#buffer.length > 0 && this.#readPos >= this.#knownEnd) return;
     const dropOldest = this.#identity.queue.overflow === 'drop-oldest' && this.#identity.queue.mode !== 'latest';
     for (;;) {
       const page = await this.#streams.readOutput(this.#stream, this.#readPos, this.#pageBytes);
