@@ -144,3 +144,38 @@ export interface Queue {
 
 /** Defaults of a queue when neither the pipe nor the network's `defaults` say. */
 export const DEFAULT_QUEUE: Queue = { max: 64, overflow: 'block', mode: 'fifo' };
+
+/** One job of a running network, as its status shows it. */
+export interface NetworkJobStatus {
+  name: string;
+  /** The job's id: an ordinary job of the group `networks:NAME`. */
+  id: string;
+  status: 'Queued' | 'Running' | 'Success' | 'Failed' | 'Cancelled' | 'Lost';
+  exitCode: number | null;
+}
+
+/** One pipe of a running network, as its status shows it. */
+export interface NetworkPipeStatus {
+  name: string;
+  /** Frames stored. */
+  frames: number;
+  /** Frames dropped by its producer (`drop-newest`) and by its consumers (`drop-oldest`). */
+  dropped: number;
+  /** Frames between the producer and its slowest consumer. */
+  lag: number;
+}
+
+/** A network run, as `POST /v1/networks` and `GET /v1/networks/NAME` answer. */
+export interface NetworkStatus {
+  name: string;
+  /** Id of this run: its pipes are the streams `net.NAME.RUN.PIPE`. */
+  run: string;
+  /** `running` until every job is final; then `done` when all succeeded, else `failed`. */
+  state: 'running' | 'done' | 'failed';
+  /** The group of its jobs: `networks:NAME`. */
+  group: string;
+  jobs: NetworkJobStatus[];
+  pipes: NetworkPipeStatus[];
+  /** What went wrong in the wiring (a producer's bytes that break the framing, say). */
+  errors: string[];
+}

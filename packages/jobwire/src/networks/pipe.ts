@@ -83,7 +83,7 @@ export interface PipeWriterOptions extends PipeIdentity {
 
 /** Counters of a pipe writer. */
 export interface PipeWriterStats {
-  /** Frames stored since this writer opened. */
+  /** Frames of data stored since this writer opened (the end frame not counted). */
   written: number;
   /** Frames dropped by `drop-newest` since this writer opened. */
   dropped: number;
@@ -149,7 +149,13 @@ export class PipeWriter {
       const cursorStream = cursorStreamId(options.network, options.pipe, consumer);
       writer.#unsubscribes.push(
         options.streams.subscribe(cursorStream, (event) => {
-          if (event.type === 'stdin') void writer.#refresh(consumer, cursorStream);
+          if (event.type !== 'stdin') return;
+          // The event carries the new records when the store sends them (it may send none): the
+          // newest one is the cursor, with no read.
+          const end = event.offset + event.data.byteLength;
+          if (event.data.byteLength >= CURSOR_RECORD_BYTES && end % CURSOR_RECORD_BYTES === 0) {
+            writer.#advance(consumer, Number(Buffer.from(event.data.buffer, event.data.byteOffset, event.data.byteLength).readBigUInt64LE(event.data.byteLength - CURSOR_RECORD_BYTES + 8)));
+          } else void writer.#refresh(consumer, cursorStream);
         }),
       );
       writer.#committed.set(consumer, (await readCursor(options.streams, cursorStream)).index);
@@ -189,14 +195,17 @@ export class PipeWriter {
     return true;
   }
 
-  /** Ends the pipe: an *end* frame, then the stream closes. Consumers see the end after every frame before it. */
+  /**
+   * Ends the pipe: an *end* frame, then the stream closes. Consumers see the end after every
+   * frame before it. The writer goes on following their commits (its `stats.lag` falls to 0 as
+   * they take the end) until {@link close}.
+   */
   async end(): Promise<void> {
     this.#checkOpen();
     this.#append(new Uint8Array(0), this.#seq, FrameFlag.END);
     this.#ended = true;
     await this.flush();
     await this.#streams.closeOutput(this.#stream);
-    this.close();
   }
 
   /** Waits until every frame written so far is stored; rejects with the first failed append's error. */
@@ -218,12 +227,12 @@ export class PipeWriter {
     this.#reset = false;
     this.#index++;
     this.#seq = seq + 1;
+    if ((flags & FrameFlag.END) === 0) this.stats.written++;
     // Appends land in call order, so the producer need not wait for each one; a failure is
     // kept and reported by the next write, flush or end.
     this.#lastAppend = this.#streams.appendOutput(this.#stream, 'stdout', frame).catch((error: unknown) => {
       this.#error ??= error;
     });
-    this.stats.written++;
     this.#updateLag();
   }
 
@@ -236,11 +245,16 @@ export class PipeWriter {
 
   async #refresh(consumer: string, cursorStream: string): Promise<void> {
     try {
-      const { index } = await readCursor(this.#streams, cursorStream);
-      if (index > (this.#committed.get(consumer) ?? 0)) this.#committed.set(consumer, index);
+      this.#advance(consumer, (await readCursor(this.#streams, cursorStream)).index);
     } catch {
       // The next commit's event reads again.
+      this.#wake();
     }
+  }
+
+  #advance(consumer: string, index: number): void {
+    if (index > (this.#committed.get(consumer) ?? 0)) this.#committed.set(consumer, index);
+    this.#updateLag();
     this.#wake();
   }
 
@@ -292,6 +306,12 @@ export interface PipeReaderOptions extends PipeIdentity {
   from?: 'committed' | 'start';
   /** Most bytes one store read returns. @defaultValue 262144 */
   pageBytes?: number;
+  /**
+   * `auto`: each {@link PipeReader.next} commits the frames taken before it. `manual`: only
+   * {@link PipeReader.commit} does — for a consumer that finishes frames later than it takes
+   * them (a job's stdin: done once the job has read them). @defaultValue "auto"
+   */
+  commits?: 'auto' | 'manual';
 }
 
 /** Counters of a pipe reader. */
@@ -315,6 +335,7 @@ export class PipeReader implements AsyncIterable<Frame> {
   readonly #stream: string;
   readonly #cursorStream: string | undefined;
   readonly #pageBytes: number;
+  readonly #autoCommit: boolean;
   readonly #buffer: Frame[] = [];
   #decoder: FrameDecoder;
   /** Next position to read from the store. */
@@ -343,6 +364,7 @@ export class PipeReader implements AsyncIterable<Frame> {
     this.#stream = pipeStreamId(options.network, options.pipe);
     this.#cursorStream = options.consumer === undefined ? undefined : cursorStreamId(options.network, options.pipe, options.consumer);
     this.#pageBytes = options.pageBytes ?? 256 * 1024;
+    this.#autoCommit = (options.commits ?? 'auto') === 'auto';
     this.#decoder = new FrameDecoder(cursor.pos);
     this.#readPos = cursor.pos;
     this.#nextIndex = cursor.index;
@@ -371,7 +393,7 @@ export class PipeReader implements AsyncIterable<Frame> {
 
   /** The next frame, waiting for one; undefined once the pipe ended. Commits what was taken before. */
   async next(): Promise<Frame | undefined> {
-    if (this.#taken !== undefined) this.commit();
+    if (this.#taken !== undefined && this.#autoCommit) this.commit();
     if (this.#commitError !== undefined) throw this.#commitError;
     if (this.#ended) return undefined;
     const latest = this.#identity.queue.mode === 'latest';
@@ -386,7 +408,7 @@ export class PipeReader implements AsyncIterable<Frame> {
         this.#taken = frame;
         if (hasFlag(frame, FrameFlag.END)) {
           this.#ended = true;
-          this.commit();
+          if (this.#autoCommit) this.commit();
           return undefined;
         }
         this.stats.taken++;
@@ -398,6 +420,35 @@ export class PipeReader implements AsyncIterable<Frame> {
       }
       await this.#change(seen);
     }
+  }
+
+  /**
+   * The next frame (waiting for one, as {@link next}), with the frames already read after it, up
+   * to `limit` in all — so a consumer can pass on a burst at once. Undefined once the pipe ended.
+   */
+  async nextBatch(limit: number): Promise<Frame[] | undefined> {
+    const first = await this.next();
+    if (first === undefined) return undefined;
+    const batch = [first];
+    if (this.#identity.queue.mode === 'latest') return batch;
+    while (batch.length < limit && this.#buffer.length > 0 && !hasFlag(this.#buffer[0]!, FrameFlag.END)) {
+      const frame = this.#buffer.shift()!;
+      this.#nextIndex = frame.index + 1;
+      this.#taken = frame;
+      this.stats.taken++;
+      batch.push(frame);
+    }
+    return batch;
+  }
+
+  /** The cursor just after `frame` (one this reader handed out): what to commit once it is done. */
+  cursorAfter(frame: Frame): Cursor {
+    return { pos: frame.end, index: frame.index + 1, dropped: this.stats.dropped };
+  }
+
+  /** Whether the pipe's end was reached. */
+  get ended(): boolean {
+    return this.#ended;
   }
 
   /**
@@ -413,7 +464,7 @@ export class PipeReader implements AsyncIterable<Frame> {
     this.#nextIndex = frame.index + 1;
     this.#taken = frame;
     this.stats.taken++;
-    this.commit();
+    if (this.#autoCommit) this.commit();
     return frame;
   }
 
@@ -466,7 +517,7 @@ export class PipeReader implements AsyncIterable<Frame> {
     try {
       for (let frame = await this.next(); frame !== undefined; frame = await this.next()) yield frame;
     } finally {
-      this.commit();
+      if (this.#autoCommit) this.commit();
       await this.flush().catch(() => {});
     }
   }

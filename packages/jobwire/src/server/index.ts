@@ -27,6 +27,8 @@ import { registerMetrics } from './metrics.js';
 import { useSchemas } from './openapi.js';
 import { upgradeHandler } from './upgrade.js';
 import { registerWorkersRoute } from './workers-route.js';
+import { registerNetworksRoute } from './networks-route.js';
+import { NetworkRunner } from '../networks/run.js';
 import { certificateCovers, loadTls, type ServerTlsOptions } from './tls.js';
 
 export { TlsFileError, type ServerTlsOptions } from './tls.js';
@@ -236,6 +238,8 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   await useSchemas(app);
   registerRoutes(app, service, tokens);
   registerWorkersRoute(app, backend.workers);
+  const networks = new NetworkRunner(service, store);
+  registerNetworksRoute(app, networks);
   registerDashboard(app);
   registerMetrics(app, { store, queues: () => service.queues() });
 
@@ -281,6 +285,8 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
       await steps.run('closing the gRPC service', () => grpc?.close());
       // No job starts any more; those running here stop and end Lost with the reason.
       shutdown.abort(reason);
+      // Networks stop wiring their jobs (which stop like any job).
+      networks.close();
       app.server.off('upgrade', onUpgrade);
       for (const ws of wss.clients) ws.close(1001, 'server shutting down');
       await steps.run('stopping the running jobs', () => backend.drain());
