@@ -196,6 +196,39 @@ export class PipeWriter {
   }
 
   /**
+   * Stores several frames (numbered on from the previous one) with as few appends as the queue
+   * allows: under `block` it waits for room as {@link write} does and stores what fits at once;
+   * under `drop-newest` what does not fit is dropped (counted). Resolves to how many were stored.
+   */
+  async writeBatch(payloads: readonly Uint8Array[], options: Pick<WriteOptions, 'signal'> = {}): Promise<number> {
+    this.#checkOpen();
+    const queue = this.#identity.queue;
+    const bounded = queue.mode !== 'latest' && queue.overflow !== 'drop-oldest';
+    let stored = 0;
+    for (let at = 0; at < payloads.length; ) {
+      let room = payloads.length - at;
+      if (bounded) {
+        if (queue.overflow === 'drop-newest') {
+          room = Math.min(room, Math.max(0, queue.max - this.#updateLag()));
+          if (room === 0) {
+            this.stats.dropped += payloads.length - at;
+            this.#seq += payloads.length - at;
+            return stored;
+          }
+        } else {
+          while (this.#updateLag() >= queue.max) await this.#roomOrAbort(options.signal);
+          this.#checkOpen();
+          room = Math.min(room, queue.max - this.stats.lag);
+        }
+      }
+      this.#appendAll(payloads.slice(at, at + room));
+      at += room;
+      stored += room;
+    }
+    return stored;
+  }
+
+  /**
    * Ends the pipe: an *end* frame, then the stream closes. Consumers see the end after every
    * frame before it. The writer goes on following their commits (its `stats.lag` falls to 0 as
    * they take the end) until {@link close}.
@@ -223,14 +256,27 @@ export class PipeWriter {
   }
 
   #append(payload: Uint8Array, seq: number, flags: number): void {
+    this.#store([this.#encode(payload, seq, flags)]);
+  }
+
+  /** Frames numbered on from the previous one, stored in one append. */
+  #appendAll(payloads: readonly Uint8Array[]): void {
+    this.#store(payloads.map((payload) => this.#encode(payload, this.#seq, 0)));
+  }
+
+  #encode(payload: Uint8Array, seq: number, flags: number): Buffer {
     const frame = encodeFrame({ seq, index: this.#index, epoch: this.#epoch, flags: flags | (this.#reset ? FrameFlag.RESET : 0) }, payload);
     this.#reset = false;
     this.#index++;
     this.#seq = seq + 1;
     if ((flags & FrameFlag.END) === 0) this.stats.written++;
+    return frame;
+  }
+
+  #store(frames: Buffer[]): void {
     // Appends land in call order, so the producer need not wait for each one; a failure is
     // kept and reported by the next write, flush or end.
-    this.#lastAppend = this.#streams.appendOutput(this.#stream, 'stdout', frame).catch((error: unknown) => {
+    this.#lastAppend = this.#streams.appendOutput(this.#stream, 'stdout', frames.length === 1 ? frames[0]! : Buffer.concat(frames)).catch((error: unknown) => {
       this.#error ??= error;
     });
     this.#updateLag();
@@ -419,6 +465,8 @@ export class PipeReader implements AsyncIterable<Frame> {
         return undefined;
       }
       await this.#change(seen);
+      // Closed while waiting: no more frames for this reader.
+      if (this.#ended) return undefined;
     }
   }
 

@@ -170,6 +170,20 @@ function pipeBehaviour(name: string, withStore: Backend): void {
       });
     });
 
+    it('a reader closed while it waits for a frame returns the end, and stays ended', async () => {
+      await withStore(async ({ store }) => {
+        const ident = { network: 'net', pipe: 'closing', queue: queue() };
+        const writer = await PipeWriter.open({ streams: store.streams, consumers: ['c'], ...ident });
+        const reader = await PipeReader.open({ streams: store.streams, consumer: 'c', ...ident });
+        const waiting = reader.next();
+        reader.close();
+        assert.equal(await waiting, undefined);
+        await writer.write(bytes('late'));
+        assert.equal(await reader.next(), undefined);
+        writer.close();
+      });
+    });
+
     it('resumes a consumer from its last commit after the store is opened again: nothing lost, nothing twice', async () => {
       await withStore(async (h) => {
         const ident = { network: 'net', pipe: 'r', queue: queue({ max: 1000 }) };
@@ -291,6 +305,35 @@ function pipeBehaviour(name: string, withStore: Backend): void {
         const reader = await PipeReader.open({ streams: store.streams, consumer: 'c', ...ident });
         const frames = await take(reader);
         assert.deepEqual(frames.map((f) => text(f.payload)), ['0', '1', '2', '3', '4']);
+      });
+    });
+
+    it('writes batches in as few appends as the queue allows: block waits for room, drop-newest drops what does not fit', async () => {
+      await withStore(async ({ store }) => {
+        const blocking = { network: 'net', pipe: 'wb', queue: queue({ max: 3 }) };
+        const writer = await PipeWriter.open({ streams: store.streams, consumers: ['c'], ...blocking });
+        const reader = await PipeReader.open({ streams: store.streams, consumer: 'c', ...blocking });
+        const all = Array.from({ length: 7 }, (_, i) => bytes(String(i)));
+        let stored: number | undefined;
+        const batch = writer.writeBatch(all).then((n) => (stored = n));
+        const got: string[] = [];
+        while (got.length < 7) got.push(text((await reader.next())!.payload));
+        assert.equal(await batch, 7);
+        assert.equal(stored, 7);
+        assert.deepEqual(got, ['0', '1', '2', '3', '4', '5', '6']);
+        assert.ok(writer.stats.lag <= 3);
+
+        const dropping = { network: 'net', pipe: 'wd', queue: queue({ max: 3, overflow: 'drop-newest' }) };
+        const dropper = await PipeWriter.open({ streams: store.streams, consumers: ['c'], ...dropping });
+        assert.equal(await dropper.writeBatch(all), 3);
+        assert.equal(dropper.stats.dropped, 4);
+        await dropper.write(bytes('after'));
+        await dropper.end();
+        const frames = await take(await PipeReader.open({ streams: store.streams, consumer: 'c', ...dropping }));
+        assert.deepEqual(frames.map((f) => [text(f.payload), f.seq]), [['0', 0], ['1', 1], ['2', 2]], 'the later write found no room either; seq counts the drops');
+        assert.equal(dropper.stats.dropped, 5);
+        reader.close();
+        writer.close();
       });
     });
 
