@@ -50,7 +50,10 @@ export class NetworkRunner {
   async start(owner: string, spec: unknown, baseDir: string): Promise<NetworkStatus> {
     if (typeof baseDir !== 'string' || !baseDir.startsWith('/')) throw new BadRequestError('baseDir: an absolute path', { field: 'baseDir' });
     const loaded = parseNetworkSpec(spec, baseDir);
-    await checkNetwork(loaded);
+    // No module is imported here: the import would run the user's code as the server's own
+    // account (root, on a server that runs jobs as their users' accounts). The CLI imports them
+    // as the user before it asks; js jobs do not run yet anyway.
+    await checkNetwork(loaded, { importModules: false });
     const { network } = loaded;
     const others = Object.values(network.jobs).filter((job) => job.kind !== 'executable');
     if (others.length > 0) {
