@@ -36,6 +36,8 @@ const FEED_BATCH = 256;
 /** The networks a server runs, by owner and name. */
 export class NetworkRunner {
   readonly #runs = new Map<string, NetworkRun>();
+  /** Networks whose start is under way (by owner and name), so that two starts of one do not race. */
+  readonly #starting = new Set<string>();
 
   constructor(
     private readonly service: JobService,
@@ -60,17 +62,19 @@ export class NetworkRunner {
       throw new BadRequestError(`network run takes executable jobs only so far; ${others.map((j) => `${j.name} is ${j.kind}`).join(', ')}`, { code: 'unsupported', field: `jobs.${others[0]!.name}` });
     }
     const key = `${owner}\n${network.name}`;
-    const running = this.#runs.get(key);
-    if (running !== undefined && (await running.status()).state === 'running') throw new ConflictError(`network ${network.name} is running; stop it first`);
-    const run = new NetworkRun(this.service, this.store, owner, network);
-    this.#runs.set(key, run);
+    const busy = (): ConflictError => new ConflictError(`network ${network.name} is running; wait for its end, or cancel its jobs (group networks:${network.name})`);
+    if (this.#starting.has(key)) throw busy();
+    this.#starting.add(key);
     try {
+      const previous = this.#runs.get(key);
+      if (previous !== undefined && (await previous.status()).state === 'running') throw busy();
+      const run = new NetworkRun(this.service, this.store, owner, network);
       await run.start();
-    } catch (error) {
-      this.#runs.delete(key);
-      throw error;
+      this.#runs.set(key, run);
+      return await run.status();
+    } finally {
+      this.#starting.delete(key);
     }
-    return run.status();
   }
 
   /** The status of `owner`'s network `name` (its newest run on this server). */

@@ -111,6 +111,21 @@ pipes: { a: {}, b: {}, x: {}, y: {} }
     });
   });
 
+  it('refuses to start a network of a name that is running, and starts it again once it ended', async () => {
+    await withServer(async (s) => {
+      const spec = { name: 'again', jobs: { wait: { command: ['sleep', '60'] } } };
+      const first = await s.client.runNetwork(spec, { baseDir: dir });
+      assert.equal(first.state, 'running');
+      await assert.rejects(s.client.runNetwork(spec, { baseDir: dir }), (e: Error & { code?: string }) => e.code === 'conflict' && /network again is running/.test(e.message));
+      await s.client.cancelJob(first.jobs[0]!.id);
+      await s.client.waitUntilDone(first.jobs[0]!.id, 30_000);
+      const second = await s.client.runNetwork({ name: 'again', jobs: { quick: { command: ['true'] } } }, { baseDir: dir });
+      assert.notEqual(second.run, first.run, 'a new run, on fresh pipes');
+      assert.equal((await s.client.networkStatus('again')).run, second.run);
+      await assert.rejects(s.client.networkStatus('never'), (e: Error & { code?: string }) => e.code === 'not_found');
+    });
+  });
+
   it('ends the network when a job fails: the others are cancelled and --block exits 1', async () => {
     const network = file(
       'failing.yaml',
