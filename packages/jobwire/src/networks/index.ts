@@ -3,7 +3,9 @@
  * `model.ts`), the checks made before anything starts (`checks.ts`), drawings (`graph.ts`), and
  * pipes as a library over the store's stream log: frames and their headers (`frame.ts`),
  * framings (`framing.ts`), bounded pipes with per-consumer cursors (`pipe.ts`) and alignment of
- * several inputs by sequence number (`align.ts`). docs/networks.md describes them.
+ * several inputs by sequence number (`align.ts`); and running networks of executable jobs on a
+server (`run.ts`, with `fifo-host.ts` and `mux.ts` for named pipes; the server loads it itself).
+docs/networks.md describes them.
  * @module
  */
 export { NetworkFileError, fieldName, formatIssue, loadNetworkFile, parseNetworkSpec, parseNetworkText } from './file.js';
