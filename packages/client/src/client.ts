@@ -10,6 +10,7 @@ import { GroupEventStream } from './events.js';
 import { request, requestBytes, type Connection } from './http.js';
 import { isFinal, type ExecutorInfo, type GroupInfo, type JobDescription, type JobInfo, type Page, type QueueStatus, type WhoAmI, type WorkersReport } from './types.js';
 import { isNode, toBytes } from './util.js';
+import type { NetworkSpec, NetworkStatus } from './network.js';
 
 /** A whole job id (a UUID), taken as it is by {@link Client.resolveJobId}. */
 const FULL_JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -182,6 +183,20 @@ export class Client implements JobwireApi {
   /** Who the token belongs to. */
   whoami(): Promise<WhoAmI> {
     return this.call('GET', '/whoami');
+  }
+
+  /**
+   * Starts a network of executable jobs (docs/networks.md). Relative paths in `spec` resolve
+   * against `baseDir`, an absolute folder on the server's machine. A network that fails its
+   * checks is refused with a BadRequestError naming the field.
+   */
+  runNetwork(spec: NetworkSpec, options: { baseDir: string }): Promise<NetworkStatus> {
+    return this.call('POST', '/networks', { json: { spec, baseDir: options.baseDir } });
+  }
+
+  /** How a network runs: its jobs and pipes. */
+  networkStatus(name: string): Promise<NetworkStatus> {
+    return this.call('GET', `/networks/${encodeURIComponent(name)}`);
   }
 
   /** Submits a job and returns its info at once (status Queued or later). */

@@ -13,6 +13,7 @@ import { registerJobs, registerStatus } from './commands/jobs.js';
 import { registerExecutors, registerGroups, registerQueues } from './commands/listings.js';
 import { registerLogs } from './commands/logs.js';
 import { registerOutput } from './commands/output.js';
+import { registerNetwork } from './commands/network.js';
 import { registerProgress } from './commands/progress.js';
 import { registerAttach, registerRun } from './commands/run.js';
 import { registerServer } from './commands/server.js';
@@ -112,6 +113,7 @@ export function buildProgram(): Command {
   registerToken(program);
   registerWorker(program);
   registerWorkers(program);
+  registerNetwork(program);
   return program;
 }
 

@@ -28,6 +28,8 @@ import { useSchemas } from './openapi.js';
 import { upgradeHandler } from './upgrade.js';
 import { registerExecutorsRoute, registerWorkersRoute } from './workers-route.js';
 import type { SshConnectionOptions } from '../executors/ssh/connection.js';
+import { registerNetworksRoute } from './networks-route.js';
+import { NetworkRunner } from '../networks/run.js';
 import { certificateCovers, loadTls, type ServerTlsOptions } from './tls.js';
 
 export { TlsFileError, type ServerTlsOptions } from './tls.js';
@@ -253,6 +255,8 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   registerRoutes(app, service, tokens);
   registerWorkersRoute(app, backend.workers);
   registerExecutorsRoute(app, backend.executors ?? (async () => [{ name: 'local', url: 'local:', adaptor: backend.adaptor, state: 'ready' as const, queues: (await backend.queues()).map((q) => ({ name: q.name, limit: q.limit })) }]));
+  const networks = new NetworkRunner(service, store);
+  registerNetworksRoute(app, networks);
   registerDashboard(app);
   registerMetrics(app, { store, queues: () => service.queues() });
 
@@ -298,6 +302,8 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
       await steps.run('closing the gRPC service', () => grpc?.close());
       // No job starts any more; those running here stop and end Lost with the reason.
       shutdown.abort(reason);
+      // Networks stop wiring their jobs (which stop like any job).
+      networks.close();
       app.server.off('upgrade', onUpgrade);
       for (const ws of wss.clients) ws.close(1001, 'server shutting down');
       await steps.run('stopping the running jobs', () => backend.drain());

@@ -131,11 +131,14 @@ describe('OpenAPI document', () => {
     await withRecordedServer(async (s, routes) => {
       const job = await s.client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo out'], queueName: 'unlimited', group: 'openapi:a' });
       await s.client.waitUntilDone(job.id, 20_000);
+      const network = await s.client.runNetwork({ name: 'openapi', jobs: { one: { command: ['true'] } } }, { baseDir: '/' });
+      const started = (routes.find((r) => r.url === '/v1/networks' && r.methods.includes('POST'))?.schema?.response as Record<string, z.ZodType>)['201']!;
+      assert.deepEqual(started.parse(network), network, 'POST /v1/networks answers its documented schema');
       let checked = 0;
       for (const route of routes) {
         const answer = (route.schema?.response as Record<string, unknown> | undefined)?.['200'];
         if (!route.methods.includes('GET') || !(answer instanceof z.ZodObject) || route.schema?.hide === true) continue;
-        const path = route.url.replace(':id', job.id);
+        const path = route.url.replace(':id', job.id).replace(':name', network.name);
         const res = await fetch(`${s.url}${path}`, { headers: { authorization: `Bearer ${s.token}` } });
         assert.equal(res.status, 200, `GET ${path}: ${res.status}`);
         const body: unknown = await res.json();
@@ -145,8 +148,8 @@ describe('OpenAPI document', () => {
         if (route.url !== '/api/openapi.json') assert.deepEqual(parsed.data, body, `GET ${path}: only documented fields`);
         checked++;
       }
-      // whoami, jobs, jobs/:id, wait, jobs/:id/files, groups, queues, workers, executors and the document itself.
-      assert.equal(checked, 10);
+      // whoami, jobs, jobs/:id, wait, jobs/:id/files, groups, queues, workers, executors, networks/:name and the document itself.
+      assert.equal(checked, 11);
       const submitted = (routes.find((r) => r.url === '/v1/jobs' && r.methods.includes('POST'))?.schema?.response as Record<string, z.ZodType>)['201']!;
       const answer: unknown = await s.client.submitBatchJob({ executable: 'true', queueName: 'unlimited' });
       assert.deepEqual(submitted.parse(answer), answer, 'POST /v1/jobs answers its documented schema');

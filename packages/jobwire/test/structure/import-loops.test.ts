@@ -10,6 +10,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
+import { stronglyConnected } from '../../src/graphs.js';
 
 const SRC = fileURLToPath(new URL('../../../src/', import.meta.url));
 
@@ -58,39 +59,8 @@ function folderOf(file: string): string {
 
 /** The strongly connected parts of a graph with more than one node: its loops, each sorted, in a stable order. */
 function loops(nodes: Iterable<string>, edges: ReadonlyMap<string, ReadonlySet<string>>): string[][] {
-  let next = 0;
-  const index = new Map<string, number>();
-  const low = new Map<string, number>();
-  const stack: string[] = [];
-  const onStack = new Set<string>();
-  const found: string[][] = [];
-  const visit = (v: string): void => {
-    index.set(v, next);
-    low.set(v, next);
-    next++;
-    stack.push(v);
-    onStack.add(v);
-    for (const w of edges.get(v) ?? []) {
-      if (!index.has(w)) {
-        visit(w);
-        low.set(v, Math.min(low.get(v)!, low.get(w)!));
-      } else if (onStack.has(w)) {
-        low.set(v, Math.min(low.get(v)!, index.get(w)!));
-      }
-    }
-    if (low.get(v) === index.get(v)) {
-      const part: string[] = [];
-      let w: string;
-      do {
-        w = stack.pop()!;
-        onStack.delete(w);
-        part.push(w);
-      } while (w !== v);
-      if (part.length > 1) found.push(part.sort());
-    }
-  };
-  for (const v of [...nodes].sort()) if (!index.has(v)) visit(v);
-  return found.sort((a, b) => a.join(' ').localeCompare(b.join(' ')));
+  const found = stronglyConnected([...nodes].sort(), edges).filter((part) => part.length > 1);
+  return found.map((part) => part.sort()).sort((a, b) => a.join(' ').localeCompare(b.join(' ')));
 }
 
 /** A graph of `key(from) -> key(to)` over the imports, skipping `skip` edges and self-edges; with one example import per edge. */

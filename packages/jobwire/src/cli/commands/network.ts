@@ -1,0 +1,107 @@
+/**
+ * `jobwire network run FILE`: checks a network file here (so problems come with their lines)
+ * and starts it on the server; `--block` follows it to the end. `jobwire network graph FILE`:
+ * draws a network file as Graphviz DOT or a Mermaid flowchart, after the same checks a start
+ * would make (all but importing js modules); it needs no server.
+ * @module
+ */
+import type { Command } from 'commander';
+import { dirname, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import type { NetworkSpec, NetworkStatus } from '@jobwire/client';
+import { parse } from 'yaml';
+import { checkNetwork, loadNetworkFile, networkToDot, networkToMermaid } from '../../networks/index.js';
+import { addConnectionOptions, connect, type ConnectionOptions } from '../connect.js';
+import { ExitCode } from '../exit-codes.js';
+import { formatJson, formatTable } from '../format.js';
+import { act, examples, print } from './common.js';
+
+interface GraphOptions {
+  mermaid?: boolean;
+}
+
+interface RunOptions extends ConnectionOptions {
+  block?: boolean;
+  json?: boolean;
+}
+
+/** How often `--block` asks how the network runs. */
+const POLL_MS = 300;
+
+/** The status as two tables: jobs, then pipes. */
+function formatStatus(status: NetworkStatus): string {
+  const jobs = formatTable(['JOB', 'STATUS', 'EXIT', 'ID'], status.jobs.map((j) => [j.name, j.status, j.exitCode === null ? '-' : String(j.exitCode), j.id]));
+  const pipes = status.pipes.length === 0 ? '' : `\n\n${formatTable(['PIPE', 'FRAMES', 'DROPPED', 'LAG'], status.pipes.map((p) => [p.name, String(p.frames), String(p.dropped), String(p.lag)]))}`;
+  const errors = status.errors.map((e) => `\nerror: ${e}`).join('');
+  return `network ${status.name} (${status.state}, group ${status.group})\n${jobs}${pipes}${errors}`;
+}
+
+/** Adds `jobwire network graph`. */
+export function registerNetwork(program: Command): void {
+  const network = program
+    .command('network')
+    .summary('job networks: jobs joined by pipes (see docs/networks.md)')
+    .description('Work with job networks: long-running jobs whose outputs feed other jobs\' inputs through pipes, described in a YAML network file (docs/networks.md).');
+
+  addConnectionOptions(
+    network
+      .command('run')
+      .summary('start a network of executable jobs')
+      .description(
+        'Check a network file and start it: each job becomes an ordinary job in the group networks:NAME, wired to its pipes by the server. ' +
+          'Only executable jobs run so far. A file with problems is refused with each problem\'s field and line (exit code 2); nothing starts. ' +
+          'With --block, wait until every job has ended and exit 0 only when all succeeded.',
+      )
+      .argument('<file>', 'the network file (YAML)')
+      .option('--block', 'wait until every job has ended, then print the status')
+      .option('--json', 'print the status as JSON'),
+  )
+    .addHelpText(
+      'after',
+      examples(
+        ['jobwire network run squares.yaml --block', 'run it to the end; exit 0 when every job succeeded'],
+        ['jobwire jobs --group networks:squares --summary', "the network's jobs, like any others"],
+      ),
+    )
+    .action(
+      act(async (file: string, opts: RunOptions) => {
+        const loaded = await loadNetworkFile(file);
+        await checkNetwork(loaded);
+        const api = await connect(opts);
+        // The file's own content goes to the server, which checks it again and resolves its paths against the file's folder.
+        const spec = parse(await readFile(file, 'utf8')) as NetworkSpec;
+        let status = await api.runNetwork(spec, { baseDir: dirname(resolve(file)) });
+        while (opts.block && status.state === 'running') {
+          await new Promise((r) => setTimeout(r, POLL_MS));
+          status = await api.networkStatus(status.name);
+        }
+        print(opts.json ? formatJson(status) : formatStatus(status));
+        return opts.block && status.state !== 'done' ? ExitCode.FAILED : ExitCode.OK;
+      }),
+    );
+
+  network
+    .command('graph')
+    .summary('draw a network file as Graphviz DOT or Mermaid')
+    .description(
+      'Check a network file and print it as a Graphviz digraph (render with: dot -Tsvg) or, with --mermaid, as a Mermaid flowchart. ' +
+        'Jobs are nodes; each pipe is an edge from its producer to each consumer, labelled with its name, framing and queue. ' +
+        'A file with problems is refused with each problem\'s field and line (exit code 2); js modules are not imported here.',
+    )
+    .argument('<file>', 'the network file (YAML)')
+    .option('--mermaid', 'print a Mermaid flowchart instead of DOT')
+    .addHelpText(
+      'after',
+      examples(
+        ['jobwire network graph squares.yaml | dot -Tsvg > squares.svg', 'draw the network with Graphviz'],
+        ['jobwire network graph squares.yaml --mermaid', 'a flowchart to paste into Markdown'],
+      ),
+    )
+    .action(
+      act(async (file: string, opts: GraphOptions) => {
+        const loaded = await loadNetworkFile(file);
+        await checkNetwork(loaded, { importModules: false });
+        process.stdout.write(opts.mermaid ? networkToMermaid(loaded.network) : `${networkToDot(loaded.network)}\n`);
+      }),
+    );
+}

@@ -1,0 +1,622 @@
+/**
+ * Pipes over the store's stream log. A pipe is one stream (`net.NETWORK.PIPE`): its producer
+ * appends encoded frames (`frame.ts`) to the stream's output, so the pipe can be replayed from
+ * any position and followed live like any job's output. Each consumer has a cursor stream
+ * (`net.NETWORK.PIPE.c.CONSUMER`) whose stdin holds its commits, one fixed record each
+ * ({@link CURSOR_RECORD_BYTES}: position, index of the next frame, frames dropped); the newest
+ * record is the cursor, so a consumer that restarts resumes where it committed.
+ *
+ * The queue bound is the lag between the producer and its slowest consumer, counted in frames:
+ * the producer's next index minus the lowest committed index. With `overflow: block` the writer
+ * waits while the lag is at the bound; with `drop-newest` it drops the new frame (counted); with
+ * `drop-oldest` it never waits and each reader keeps only the newest `max` frames it has not yet
+ * taken (the rest counted as its drops). A `latest` pipe never waits: its readers take the newest
+ * frame only.
+ *
+ * Everything here goes through the {@link StreamLog} interface, so the same code runs on the
+ * embedded store and on Redis.
+ * @module
+ */
+import { ConflictError } from '@jobwire/client';
+import type { Queue } from '@jobwire/client';
+import type { StreamEvent, StreamLog } from '../store/types.js';
+import { FrameDecoder, FrameFlag, encodeFrame, hasFlag, type Frame } from './frame.js';
+
+/** Id of the stream a pipe lives in. */
+export function pipeStreamId(network: string, pipe: string): string {
+  return `net.${network}.${pipe}`;
+}
+
+/** Id of the stream holding one consumer's cursor. */
+export function cursorStreamId(network: string, pipe: string, consumer: string): string {
+  return `net.${network}.${pipe}.c.${consumer}`;
+}
+
+/** Bytes of one cursor record: u64 position, u64 next index, u64 dropped (little-endian). */
+export const CURSOR_RECORD_BYTES = 24;
+
+/** A consumer's committed place in a pipe. */
+export interface Cursor {
+  /** Stream position of the next frame to take. */
+  pos: number;
+  /** Index of the next frame to take. */
+  index: number;
+  /** Frames this consumer dropped so far. */
+  dropped: number;
+}
+
+const START: Cursor = { pos: 0, index: 0, dropped: 0 };
+
+/** Reads the newest committed cursor of a consumer (the start when it never committed). */
+export async function readCursor(streams: StreamLog, streamId: string): Promise<Cursor> {
+  const { stdin } = await streams.sizes(streamId);
+  const whole = stdin - (stdin % CURSOR_RECORD_BYTES);
+  if (whole === 0) return { ...START };
+  const { data } = await streams.readStdin(streamId, whole - CURSOR_RECORD_BYTES, CURSOR_RECORD_BYTES);
+  const record = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return { pos: Number(record.readBigUInt64LE(0)), index: Number(record.readBigUInt64LE(8)), dropped: Number(record.readBigUInt64LE(16)) };
+}
+
+function encodeCursor(cursor: Cursor): Buffer {
+  const record = Buffer.alloc(CURSOR_RECORD_BYTES);
+  record.writeBigUInt64LE(BigInt(cursor.pos), 0);
+  record.writeBigUInt64LE(BigInt(cursor.index), 8);
+  record.writeBigUInt64LE(BigInt(cursor.dropped), 16);
+  return record;
+}
+
+/** What a pipe's two ends need to know of it. */
+export interface PipeIdentity {
+  /** The network's name. */
+  network: string;
+  /** The pipe's name. */
+  pipe: string;
+  queue: Queue;
+}
+
+/** Options of {@link PipeWriter.open}. */
+export interface PipeWriterOptions extends PipeIdentity {
+  streams: StreamLog;
+  /** Consumers whose cursors bound the queue (names, as in the network file). */
+  consumers: readonly string[];
+}
+
+/** Counters of a pipe writer. */
+export interface PipeWriterStats {
+  /** Frames of data stored since this writer opened (the end frame not counted). */
+  written: number;
+  /** Frames dropped by `drop-newest` since this writer opened. */
+  dropped: number;
+  /** Frames between the producer and its slowest consumer, as last known. */
+  lag: number;
+}
+
+/** Options of {@link PipeWriter.write}. */
+export interface WriteOptions {
+  /** Sequence number of the frame. @defaultValue one more than the previous frame's */
+  seq?: number;
+  /** Extra flags ({@link FrameFlag.GAP}); RESET and END are the writer's own. @defaultValue 0 */
+  flags?: number;
+  /** Gives up waiting for room (`overflow: block`). */
+  signal?: AbortSignal;
+}
+
+/**
+ * The producer's end of a pipe. Opening it on a pipe that already holds frames continues their
+ * index and sequence numbers in a new epoch, and flags its first frame *reset*.
+ */
+export class PipeWriter {
+  readonly #streams: StreamLog;
+  readonly #stream: string;
+  readonly #identity: PipeIdentity;
+  /** Committed next-index of each consumer, as last read. */
+  readonly #committed = new Map<string, number>();
+  readonly #unsubscribes: Array<() => void> = [];
+  #waiters: Array<() => void> = [];
+  #index: number;
+  #seq: number;
+  #epoch: number;
+  #reset: boolean;
+  #ended = false;
+  #closed = false;
+  /** The newest append (appends land in call order, so it settles last). */
+  #lastAppend: Promise<unknown> = Promise.resolve();
+  /** Why an append failed: every later write and the end report it. */
+  #error: unknown;
+  readonly stats: PipeWriterStats = { written: 0, dropped: 0, lag: 0 };
+
+  private constructor(options: PipeWriterOptions, resume: { index: number; seq: number; epoch: number; reset: boolean }) {
+    this.#streams = options.streams;
+    this.#identity = { network: options.network, pipe: options.pipe, queue: options.queue };
+    this.#stream = pipeStreamId(options.network, options.pipe);
+    this.#index = resume.index;
+    this.#seq = resume.seq;
+    this.#epoch = resume.epoch;
+    this.#reset = resume.reset;
+  }
+
+  /** Opens the producer's end: learns where a previous producer stopped, and starts following the consumers' cursors. */
+  static async open(options: PipeWriterOptions): Promise<PipeWriter> {
+    const stream = pipeStreamId(options.network, options.pipe);
+    const sizes = await options.streams.sizes(stream);
+    if (sizes.outputClosed) throw new ConflictError(`pipe ${options.pipe} of network ${options.network} has ended; it takes no more frames`);
+    const last = await lastFrame(options.streams, stream, sizes.end);
+    const writer = new PipeWriter(
+      options,
+      last === undefined ? { index: 0, seq: 0, epoch: 0, reset: false } : { index: last.index + 1, seq: last.seq + 1, epoch: last.epoch + 1, reset: true },
+    );
+    for (const consumer of options.consumers) {
+      const cursorStream = cursorStreamId(options.network, options.pipe, consumer);
+      writer.#unsubscribes.push(
+        options.streams.subscribe(cursorStream, (event) => {
+          if (event.type !== 'stdin') return;
+          // The event carries the new records when the store sends them (it may send none): the
+          // newest one is the cursor, with no read.
+          const end = event.offset + event.data.byteLength;
+          if (event.data.byteLength >= CURSOR_RECORD_BYTES && end % CURSOR_RECORD_BYTES === 0) {
+            writer.#advance(consumer, Number(Buffer.from(event.data.buffer, event.data.byteOffset, event.data.byteLength).readBigUInt64LE(event.data.byteLength - CURSOR_RECORD_BYTES + 8)));
+          } else void writer.#refresh(consumer, cursorStream);
+        }),
+      );
+      writer.#committed.set(consumer, (await readCursor(options.streams, cursorStream)).index);
+    }
+    writer.#updateLag();
+    return writer;
+  }
+
+  /** Index the next stored frame will get. */
+  get nextIndex(): number {
+    return this.#index;
+  }
+
+  /** The epoch of this writer (0 for the pipe's first producer). */
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  /**
+   * Stores one frame, after waiting for room when the queue blocks. Resolves true when stored,
+   * false when `drop-newest` dropped it.
+   */
+  async write(payload: Uint8Array, options: WriteOptions = {}): Promise<boolean> {
+    this.#checkOpen();
+    const seq = options.seq ?? this.#seq;
+    const queue = this.#identity.queue;
+    if (queue.mode !== 'latest' && queue.overflow !== 'drop-oldest') {
+      if (queue.overflow === 'drop-newest' && this.#updateLag() >= queue.max) {
+        this.stats.dropped++;
+        this.#seq = seq + 1;
+        return false;
+      }
+      while (this.#updateLag() >= queue.max) await this.#roomOrAbort(options.signal);
+      this.#checkOpen();
+    }
+    this.#append(payload, seq, options.flags ?? 0);
+    return true;
+  }
+
+  /**
+   * Stores several frames (numbered on from the previous one) with as few appends as the queue
+   * allows: under `block` it waits for room as {@link write} does and stores what fits at once;
+   * under `drop-newest` what does not fit is dropped (counted). Resolves to how many were stored.
+   */
+  async writeBatch(payloads: readonly Uint8Array[], options: Pick<WriteOptions, 'signal'> = {}): Promise<number> {
+    this.#checkOpen();
+    const queue = this.#identity.queue;
+    const bounded = queue.mode !== 'latest' && queue.overflow !== 'drop-oldest';
+    let stored = 0;
+    for (let at = 0; at < payloads.length; ) {
+      let room = payloads.length - at;
+      if (bounded) {
+        if (queue.overflow === 'drop-newest') {
+          room = Math.min(room, Math.max(0, queue.max - this.#updateLag()));
+          if (room === 0) {
+            this.stats.dropped += payloads.length - at;
+            this.#seq += payloads.length - at;
+            return stored;
+          }
+        } else {
+          while (this.#updateLag() >= queue.max) await this.#roomOrAbort(options.signal);
+          this.#checkOpen();
+          room = Math.min(room, queue.max - this.stats.lag);
+        }
+      }
+      this.#appendAll(payloads.slice(at, at + room));
+      at += room;
+      stored += room;
+    }
+    return stored;
+  }
+
+  /**
+   * Ends the pipe: an *end* frame, then the stream closes. Consumers see the end after every
+   * frame before it. The writer goes on following their commits (its `stats.lag` falls to 0 as
+   * they take the end) until {@link close}.
+   */
+  async end(): Promise<void> {
+    this.#checkOpen();
+    this.#append(new Uint8Array(0), this.#seq, FrameFlag.END);
+    this.#ended = true;
+    await this.flush();
+    await this.#streams.closeOutput(this.#stream);
+  }
+
+  /** Waits until every frame written so far is stored; rejects with the first failed append's error. */
+  async flush(): Promise<void> {
+    await this.#lastAppend;
+    if (this.#error !== undefined) throw this.#error;
+  }
+
+  /** Stops following the consumers (without ending the pipe: a new producer may continue it). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const unsubscribe of this.#unsubscribes.splice(0)) unsubscribe();
+    this.#wake();
+  }
+
+  #append(payload: Uint8Array, seq: number, flags: number): void {
+    this.#store([this.#encode(payload, seq, flags)]);
+  }
+
+  /** Frames numbered on from the previous one, stored in one append. */
+  #appendAll(payloads: readonly Uint8Array[]): void {
+    this.#store(payloads.map((payload) => this.#encode(payload, this.#seq, 0)));
+  }
+
+  #encode(payload: Uint8Array, seq: number, flags: number): Buffer {
+    const frame = encodeFrame({ seq, index: this.#index, epoch: this.#epoch, flags: flags | (this.#reset ? FrameFlag.RESET : 0) }, payload);
+    this.#reset = false;
+    this.#index++;
+    this.#seq = seq + 1;
+    if ((flags & FrameFlag.END) === 0) this.stats.written++;
+    return frame;
+  }
+
+  #store(frames: Buffer[]): void {
+    // Appends land in call order, so the producer need not wait for each one; a failure is
+    // kept and reported by the next write, flush or end.
+    this.#lastAppend = this.#streams.appendOutput(this.#stream, 'stdout', frames.length === 1 ? frames[0]! : Buffer.concat(frames)).catch((error: unknown) => {
+      this.#error ??= error;
+    });
+    this.#updateLag();
+  }
+
+  #updateLag(): number {
+    let slowest = this.#index;
+    for (const index of this.#committed.values()) slowest = Math.min(slowest, index);
+    this.stats.lag = this.#index - slowest;
+    return this.stats.lag;
+  }
+
+  async #refresh(consumer: string, cursorStream: string): Promise<void> {
+    try {
+      this.#advance(consumer, (await readCursor(this.#streams, cursorStream)).index);
+    } catch {
+      // The next commit's event reads again.
+      this.#wake();
+    }
+  }
+
+  #advance(consumer: string, index: number): void {
+    if (index > (this.#committed.get(consumer) ?? 0)) this.#committed.set(consumer, index);
+    this.#updateLag();
+    this.#wake();
+  }
+
+  #wake(): void {
+    for (const wake of this.#waiters.splice(0)) wake();
+  }
+
+  #roomOrAbort(signal: AbortSignal | undefined): Promise<void> {
+    signal?.throwIfAborted();
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => reject(signal!.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.push(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+  }
+
+  #checkOpen(): void {
+    if (this.#error !== undefined) throw this.#error;
+    if (this.#ended) throw new ConflictError(`pipe ${this.#identity.pipe} has ended`);
+    if (this.#closed) throw new ConflictError(`the writer of pipe ${this.#identity.pipe} is closed`);
+  }
+}
+
+/** The last frame stored in a pipe's stream (read from the start: frames are found only by walking them). */
+async function lastFrame(streams: StreamLog, stream: string, end: number): Promise<Frame | undefined> {
+  const decoder = new FrameDecoder(0);
+  let last: Frame | undefined;
+  for (let pos = 0; pos < end; ) {
+    const page = await streams.readOutput(stream, pos, 1024 * 1024);
+    if (page.chunks.length === 0) break;
+    for (const chunk of page.chunks) {
+      const frames = decoder.push(chunk.data);
+      if (frames.length > 0) last = frames[frames.length - 1];
+      pos = chunk.pos + chunk.data.byteLength;
+    }
+  }
+  return last;
+}
+
+/** Options of {@link PipeReader.open}. */
+export interface PipeReaderOptions extends PipeIdentity {
+  streams: StreamLog;
+  /** The consumer's name: its cursor is kept under it. Readers without one (taps) keep no cursor and bound nothing. */
+  consumer?: string;
+  /** Where to start: the committed cursor (default for consumers), or the stream's start (default for taps). */
+  from?: 'committed' | 'start';
+  /** Most bytes one store read returns. @defaultValue 262144 */
+  pageBytes?: number;
+  /**
+   * `auto`: each {@link PipeReader.next} commits the frames taken before it. `manual`: only
+   * {@link PipeReader.commit} does — for a consumer that finishes frames later than it takes
+   * them (a job's stdin: done once the job has read them). @defaultValue "auto"
+   */
+  commits?: 'auto' | 'manual';
+}
+
+/** Counters of a pipe reader. */
+export interface PipeReaderStats {
+  /** Frames handed out. */
+  taken: number;
+  /** Frames skipped by `drop-oldest` (for a consumer: since its first commit, kept across restarts). */
+  dropped: number;
+  /** Older frames a `latest` reader passed over. */
+  skipped: number;
+}
+
+/**
+ * A consumer's end of a pipe: frames in order from its cursor, the end after the last. Each
+ * call of {@link next} commits the frames taken before it (so a consumer that dies mid-frame
+ * gets that frame again), and {@link commit} commits now. Iterate with `for await`.
+ */
+export class PipeReader implements AsyncIterable<Frame> {
+  readonly #streams: StreamLog;
+  readonly #identity: PipeIdentity;
+  readonly #stream: string;
+  readonly #cursorStream: string | undefined;
+  readonly #pageBytes: number;
+  readonly #autoCommit: boolean;
+  readonly #buffer: Frame[] = [];
+  #decoder: FrameDecoder;
+  /** Next position to read from the store. */
+  #readPos: number;
+  /** Index of the next frame to take when the buffer is empty. */
+  #nextIndex: number;
+  /** End of the stream as the live events tell it. */
+  #knownEnd = 0;
+  #closedSeen = false;
+  #ended = false;
+  #events = 0;
+  #notify: (() => void) | undefined;
+  #unsubscribe: () => void;
+  /** Stdin length of the cursor stream, where the next commit goes. */
+  #cursorEnd = 0;
+  #committing: Promise<void> | undefined;
+  /** The cursor of a commit asked for while another was in flight. */
+  #commitAgain: Cursor | undefined;
+  #commitError: unknown;
+  #taken: Frame | undefined;
+  readonly stats: PipeReaderStats = { taken: 0, dropped: 0, skipped: 0 };
+
+  private constructor(options: PipeReaderOptions, cursor: Cursor) {
+    this.#streams = options.streams;
+    this.#identity = { network: options.network, pipe: options.pipe, queue: options.queue };
+    this.#stream = pipeStreamId(options.network, options.pipe);
+    this.#cursorStream = options.consumer === undefined ? undefined : cursorStreamId(options.network, options.pipe, options.consumer);
+    this.#pageBytes = options.pageBytes ?? 256 * 1024;
+    this.#autoCommit = (options.commits ?? 'auto') === 'auto';
+    this.#decoder = new FrameDecoder(cursor.pos);
+    this.#readPos = cursor.pos;
+    this.#nextIndex = cursor.index;
+    this.stats.dropped = cursor.dropped;
+    this.#unsubscribe = this.#streams.subscribe(this.#stream, (event) => this.#onEvent(event));
+  }
+
+  /** Opens a consumer (or a tap) on a pipe. */
+  static async open(options: PipeReaderOptions): Promise<PipeReader> {
+    const from = options.from ?? (options.consumer === undefined ? 'start' : 'committed');
+    const cursorStream = options.consumer === undefined ? undefined : cursorStreamId(options.network, options.pipe, options.consumer);
+    const cursor = from === 'committed' && cursorStream !== undefined ? await readCursor(options.streams, cursorStream) : { ...START };
+    const reader = new PipeReader(options, cursor);
+    if (cursorStream !== undefined) reader.#cursorEnd = (await options.streams.sizes(cursorStream)).stdin;
+    const sizes = await options.streams.sizes(reader.#stream);
+    reader.#knownEnd = Math.max(reader.#knownEnd, sizes.end);
+    reader.#closedSeen ||= sizes.outputClosed;
+    return reader;
+  }
+
+  /** The cursor this reader would commit now. */
+  get cursor(): Cursor {
+    const next = this.#buffer[0];
+    return next !== undefined ? { pos: next.pos, index: next.index, dropped: this.stats.dropped } : { pos: this.#readPos, index: this.#nextIndex, dropped: this.stats.dropped };
+  }
+
+  /** The next frame, waiting for one; undefined once the pipe ended. Commits what was taken before. */
+  async next(): Promise<Frame | undefined> {
+    if (this.#taken !== undefined && this.#autoCommit) this.commit();
+    if (this.#commitError !== undefined) throw this.#commitError;
+    if (this.#ended) return undefined;
+    const latest = this.#identity.queue.mode === 'latest';
+    for (;;) {
+      // Counted before the read: an event that comes while the read is under way is not missed.
+      const seen = this.#events;
+      await this.#catchUp();
+      if (latest && this.#buffer.length > 1) this.stats.skipped += this.#buffer.splice(0, this.#buffer.length - 1).length;
+      const frame = this.#buffer.shift();
+      if (frame !== undefined) {
+        this.#nextIndex = frame.index + 1;
+        this.#taken = frame;
+        if (hasFlag(frame, FrameFlag.END)) {
+          this.#ended = true;
+          if (this.#autoCommit) this.commit();
+          return undefined;
+        }
+        this.stats.taken++;
+        return frame;
+      }
+      if (this.#closedSeen && this.#readPos >= this.#knownEnd) {
+        this.#ended = true;
+        return undefined;
+      }
+      await this.#change(seen);
+      // Closed while waiting: no more frames for this reader.
+      if (this.#ended) return undefined;
+    }
+  }
+
+  /**
+   * The next frame (waiting for one, as {@link next}), with the frames already read after it, up
+   * to `limit` in all — so a consumer can pass on a burst at once. Undefined once the pipe ended.
+   */
+  async nextBatch(limit: number): Promise<Frame[] | undefined> {
+    const first = await this.next();
+    if (first === undefined) return undefined;
+    const batch = [first];
+    if (this.#identity.queue.mode === 'latest') return batch;
+    while (batch.length < limit && this.#buffer.length > 0 && !hasFlag(this.#buffer[0]!, FrameFlag.END)) {
+      const frame = this.#buffer.shift()!;
+      this.#nextIndex = frame.index + 1;
+      this.#taken = frame;
+      this.stats.taken++;
+      batch.push(frame);
+    }
+    return batch;
+  }
+
+  /** The cursor just after `frame` (one this reader handed out): what to commit once it is done. */
+  cursorAfter(frame: Frame): Cursor {
+    return { pos: frame.end, index: frame.index + 1, dropped: this.stats.dropped };
+  }
+
+  /** Whether the pipe's end was reached. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /**
+   * For `latest` pipes: the newest frame now, without waiting — undefined when none came yet
+   * (the caller then uses the queue's `default`). Takes it like {@link next} does.
+   */
+  async latest(): Promise<Frame | undefined> {
+    await this.#catchUp();
+    if (this.#buffer.length > 1) this.stats.skipped += this.#buffer.splice(0, this.#buffer.length - 1).length;
+    const frame = this.#buffer[0];
+    if (frame === undefined || hasFlag(frame, FrameFlag.END)) return this.#taken;
+    this.#buffer.shift();
+    this.#nextIndex = frame.index + 1;
+    this.#taken = frame;
+    this.stats.taken++;
+    if (this.#autoCommit) this.commit();
+    return frame;
+  }
+
+  /**
+   * Records the cursor as it is now in the store (coalesced: one append in flight at a time; a
+   * commit asked for meanwhile stores the cursor as it was when asked, never a later one). No-op
+   * for taps.
+   */
+  commit(cursor: Cursor = this.cursor): void {
+    if (this.#cursorStream === undefined) return;
+    if (this.#committing !== undefined) {
+      this.#commitAgain = cursor;
+      return;
+    }
+    const record = encodeCursor(cursor);
+    const offset = this.#cursorEnd;
+    this.#cursorEnd += record.byteLength;
+    this.#committing = this.#streams
+      .appendStdin(this.#cursorStream, offset, record)
+      .then(
+        () => undefined,
+        (error: unknown) => {
+          this.#commitError = error;
+        },
+      )
+      .finally(() => {
+        this.#committing = undefined;
+        const again = this.#commitAgain;
+        if (again !== undefined) {
+          this.#commitAgain = undefined;
+          this.commit(again);
+        }
+      });
+  }
+
+  /** Waits until every commit made so far is stored. */
+  async flush(): Promise<void> {
+    while (this.#committing !== undefined) await this.#committing;
+    if (this.#commitError !== undefined) throw this.#commitError;
+  }
+
+  /** Stops following the pipe (commits stay as they are; call {@link flush} first to keep the last). */
+  close(): void {
+    this.#unsubscribe();
+    this.#ended = true;
+    this.#notify?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Frame> {
+    try {
+      for (let frame = await this.next(); frame !== undefined; frame = await this.next()) yield frame;
+    } finally {
+      if (this.#autoCommit) this.commit();
+      await this.flush().catch(() => {});
+    }
+  }
+
+  #onEvent(event: StreamEvent): void {
+    if (event.type === 'output') this.#knownEnd = Math.max(this.#knownEnd, event.chunk.pos + event.chunk.data.byteLength);
+    else if (event.type === 'output-closed') {
+      this.#knownEnd = Math.max(this.#knownEnd, event.end);
+      this.#closedSeen = true;
+    } else return;
+    this.#events++;
+    this.#notify?.();
+  }
+
+  /** Waits for an event on the pipe's stream after the `seen`-th (at once when one came already). */
+  #change(seen: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.#events !== seen || this.#ended) return resolve();
+      this.#notify = () => {
+        this.#notify = undefined;
+        resolve();
+      };
+    });
+  }
+
+  /**
+   * Reads what the store holds beyond the read position, trimming to the newest `max` frames
+   * under `drop-oldest`. With frames in hand and no newer bytes announced by the stream's events,
+   * it reads nothing: a consumer working through a page costs no store read per frame.
+   */
+  async #catchUp(): Promise<void> {
+    if (this.#buffer.length > 0 && this.#readPos >= this.#knownEnd) return;
+    const dropOldest = this.#identity.queue.overflow === 'drop-oldest' && this.#identity.queue.mode !== 'latest';
+    for (;;) {
+      const page = await this.#streams.readOutput(this.#stream, this.#readPos, this.#pageBytes);
+      this.#knownEnd = Math.max(this.#knownEnd, page.end);
+      this.#closedSeen ||= page.closed;
+      for (const chunk of page.chunks) {
+        const frames = this.#decoder.push(chunk.data);
+        this.#readPos = chunk.pos + chunk.data.byteLength;
+        this.#buffer.push(...frames);
+      }
+      if (dropOldest) this.#trim();
+      if (page.chunks.length === 0 || this.#readPos >= page.end) return;
+    }
+  }
+
+  #trim(): void {
+    // The end frame is no data: it never counts against the bound, and is never dropped.
+    const data = this.#buffer.length > 0 && hasFlag(this.#buffer[this.#buffer.length - 1]!, FrameFlag.END) ? this.#buffer.length - 1 : this.#buffer.length;
+    const over = data - this.#identity.queue.max;
+    if (over > 0) this.stats.dropped += this.#buffer.splice(0, over).length;
+  }
+}

@@ -1,0 +1,414 @@
+/**
+ * Running a network of executable jobs on a server: each job is submitted as an ordinary job in
+ * the group `networks:NAME`, and the server wires it to its pipes — frames of its input pipes
+ * are written to its stdin (in the pipe's framing), and its stdout is cut into frames of its
+ * output pipe. A job that names pipes as `{in.NAME}`/`{out.NAME}` runs inside `fifo-host.ts`,
+ * which gives it named pipes and carries them over its stdin/stdout multiplexed (`mux.ts`).
+ *
+ * Only executable jobs run so far; a network with js or builtin jobs is refused before anything
+ * starts, as is any network that fails its checks. A start that fails half-way cancels the jobs
+ * it had submitted. Restart policies are not applied yet: a job that fails (or is cancelled, or
+ * lost) ends the network — its other jobs are cancelled.
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { BadRequestError, ConflictError, NotFoundError, isFinal, type JobDescription, type JobStatus, type NetworkJobStatus, type NetworkStatus, type OutputChunk } from '@jobwire/client';
+import { OutputFollower } from '../jobs/output-follower.js';
+import type { JobService } from '../jobs/service.js';
+import type { Store, StreamEvent } from '../store/types.js';
+import { PIPE_PLACEHOLDER, checkNetwork } from './checks.js';
+import { parseNetworkSpec } from './file.js';
+import type { FifoHostConfig } from './fifo-host.js';
+import { Deframer, encodeForConsumer } from './framing.js';
+import type { Network, NetworkJob, NetworkPipe } from './model.js';
+import { Demux, muxData, muxRecord } from './mux.js';
+import { PipeReader, PipeWriter } from './pipe.js';
+
+const FIFO_HOST = fileURLToPath(new URL('./fifo-host.js', import.meta.url));
+
+/** Most stdin bytes written to a job and not yet read by it. */
+const STDIN_WINDOW = 256 * 1024;
+
+/** Most frames the feed of a job's stdin passes on in one write. */
+const FEED_BATCH = 256;
+
+/** The networks a server runs, by owner and name. */
+export class NetworkRunner {
+  readonly #runs = new Map<string, NetworkRun>();
+  /** Networks whose start is under way (by owner and name), so that two starts of one do not race. */
+  readonly #starting = new Set<string>();
+
+  constructor(
+    private readonly service: JobService,
+    private readonly store: Store,
+  ) {}
+
+  /**
+   * Checks and starts a network for `owner`; relative paths in `spec` resolve against `baseDir`.
+   * Refused (nothing started) when it fails its checks, has jobs that are not executables, or a
+   * network of that name is still running.
+   */
+  async start(owner: string, spec: unknown, baseDir: string): Promise<NetworkStatus> {
+    if (typeof baseDir !== 'string' || !baseDir.startsWith('/')) throw new BadRequestError('baseDir: an absolute path', { field: 'baseDir' });
+    const loaded = parseNetworkSpec(spec, baseDir);
+    // No module is imported here: the import would run the user's code as the server's own
+    // account (root, on a server that runs jobs as their users' accounts). The CLI imports them
+    // as the user before it asks; js jobs do not run yet anyway.
+    await checkNetwork(loaded, { importModules: false });
+    const { network } = loaded;
+    const others = Object.values(network.jobs).filter((job) => job.kind !== 'executable');
+    if (others.length > 0) {
+      throw new BadRequestError(`network run takes executable jobs only so far; ${others.map((j) => `${j.name} is ${j.kind}`).join(', ')}`, { code: 'unsupported', field: `jobs.${others[0]!.name}` });
+    }
+    const key = `${owner}\n${network.name}`;
+    const busy = (): ConflictError => new ConflictError(`network ${network.name} is running; wait for its end, or cancel its jobs (group networks:${network.name})`);
+    if (this.#starting.has(key)) throw busy();
+    this.#starting.add(key);
+    try {
+      const previous = this.#runs.get(key);
+      if (previous !== undefined && (await previous.status()).state === 'running') throw busy();
+      const run = new NetworkRun(this.service, this.store, owner, network);
+      await run.start();
+      this.#runs.set(key, run);
+      return await run.status();
+    } finally {
+      this.#starting.delete(key);
+    }
+  }
+
+  /** The status of `owner`'s network `name` (its newest run on this server). */
+  status(owner: string, name: string): Promise<NetworkStatus> {
+    const run = this.#runs.get(`${owner}\n${name}`);
+    if (run === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+    return run.status();
+  }
+
+  /** Stops wiring every network (their jobs go on as jobs do when a server stops). */
+  close(): void {
+    for (const run of this.#runs.values()) run.close();
+  }
+}
+
+/** One run of a network. */
+class NetworkRun {
+  readonly run = randomBytes(4).toString('hex');
+  readonly group: string;
+  readonly #ids = new Map<string, string>();
+  readonly #writers = new Map<string, PipeWriter>();
+  readonly #readers: Array<{ pipe: string; reader: PipeReader }> = [];
+  readonly #errors: string[] = [];
+  readonly #stops: Array<() => void> = [];
+  #closed = false;
+
+  constructor(
+    private readonly service: JobService,
+    private readonly store: Store,
+    private readonly owner: string,
+    private readonly network: Network,
+  ) {
+    this.group = `networks:${network.name}`;
+  }
+
+  /** The `network` part of this run's pipe stream ids. */
+  get streamNetwork(): string {
+    return `${this.network.name}.${this.run}`;
+  }
+
+  async start(): Promise<void> {
+    try {
+      for (const pipe of Object.values(this.network.pipes)) {
+        this.#writers.set(pipe.name, await PipeWriter.open({ streams: this.store.streams, network: this.streamNetwork, pipe: pipe.name, queue: pipe.queue, consumers: pipe.consumers }));
+      }
+      for (const job of Object.values(this.network.jobs)) {
+        const record = await this.service.submit(this.owner, this.description(job));
+        this.#ids.set(job.name, record.id);
+      }
+    } catch (error) {
+      await this.#cancelAll();
+      this.close();
+      throw error;
+    }
+    // A job that ends badly ends the network: the others are cancelled, none is left waiting on it.
+    const ids = new Set(this.#ids.values());
+    this.#stops.push(
+      this.store.onEvent((event) => {
+        const info = event.info as { id?: string; type?: string; status?: JobStatus };
+        if (info.type !== 'job' || info.id === undefined || !ids.has(info.id) || info.status === undefined) return;
+        if (isFinal(info.status) && info.status !== 'Success') void this.#cancelAll();
+      }),
+    );
+    for (const job of Object.values(this.network.jobs)) {
+      if (job.inputs.length > 0) this.#guard(job, this.#feed(job));
+      if (job.outputs.length > 0) this.#guard(job, this.#drain(job));
+    }
+  }
+
+  async status(): Promise<NetworkStatus> {
+    const jobs: NetworkJobStatus[] = [];
+    for (const [name, id] of this.#ids) {
+      const record = await this.store.getJob(id, this.owner);
+      jobs.push({ name, id, status: record?.status ?? 'Lost', exitCode: record?.exitCode ?? null });
+    }
+    const pipes = Object.values(this.network.pipes).map((pipe) => {
+      const writer = this.#writers.get(pipe.name);
+      const dropped = (writer?.stats.dropped ?? 0) + this.#readers.filter((r) => r.pipe === pipe.name).reduce((n, r) => n + r.reader.stats.dropped, 0);
+      return { name: pipe.name, frames: writer?.stats.written ?? 0, dropped, lag: writer?.stats.lag ?? 0 };
+    });
+    const final = jobs.length === Object.keys(this.network.jobs).length && jobs.every((j) => isFinal(j.status));
+    // Nothing moves any more: stop following the pipes (the figures above are the last).
+    if (final) this.close();
+    const state = !final ? 'running' : jobs.every((j) => j.status === 'Success') && this.#errors.length === 0 ? 'done' : 'failed';
+    return { name: this.network.name, run: this.run, state, group: this.group, jobs, pipes, errors: [...this.#errors] };
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const stop of this.#stops.splice(0)) stop();
+    for (const writer of this.#writers.values()) writer.close();
+    for (const { reader } of this.#readers) reader.close();
+  }
+
+  /** The job description of a network job: the command, or the FIFO wrapper around it. */
+  description(job: NetworkJob): JobDescription {
+    const command = job.command!;
+    const fifos = { in: new Set<string>(), out: new Set<string>() };
+    for (const arg of command) for (const [, dir, name] of arg.matchAll(PIPE_PLACEHOLDER)) fifos[dir as 'in' | 'out'].add(name!);
+    const wrapped = fifos.in.size + fifos.out.size > 0;
+    const config: FifoHostConfig = {
+      inputs: job.inputs.map((name) => ({ name, fifo: fifos.in.has(name) })),
+      outputs: job.outputs.map((name) => ({ name, fifo: fifos.out.has(name) })),
+    };
+    return {
+      executable: wrapped ? process.execPath : command[0]!,
+      arguments: wrapped ? [FIFO_HOST, JSON.stringify(config), '--', ...command] : command.slice(1),
+      name: job.name,
+      group: this.group,
+      ...(job.inputs.length > 0 ? { interactive: true } : {}),
+      ...(job.environment !== undefined ? { environment: job.environment } : {}),
+      ...(job.workingDirectory !== undefined ? { workingDirectory: job.workingDirectory } : {}),
+      ...(job.pools !== undefined ? { pools: job.pools } : {}),
+      ...(job.node !== undefined ? { node: job.node } : {}),
+    };
+  }
+
+  /** Whether the job's pipes travel multiplexed through the FIFO wrapper. */
+  #wrapped(job: NetworkJob): boolean {
+    return job.command!.some((arg) => [...arg.matchAll(PIPE_PLACEHOLDER)].length > 0);
+  }
+
+  #guard(job: NetworkJob, work: Promise<void>): void {
+    work.catch(async (error: unknown) => {
+      if (this.#closed) return;
+      const id = this.#ids.get(job.name)!;
+      // A job that ended (or was cancelled) refuses its input: that is its end, not a wiring fault.
+      if (error instanceof ConflictError) return;
+      const record = await this.store.getJob(id).catch(() => undefined);
+      if (record !== undefined && isFinal(record.status)) return;
+      this.#errors.push(`${job.name}: ${error instanceof Error ? error.message : String(error)}`);
+      await this.service.cancel(this.owner, id).catch(() => {});
+    });
+  }
+
+  /**
+   * Frames of the job's input pipes → its stdin (multiplexed when wrapped); then end of stdin.
+   * A frame is committed once the job has read it from its stdin, so the pipe's bound counts
+   * what the job has not read yet.
+   */
+  async #feed(job: NetworkJob): Promise<void> {
+    const id = this.#ids.get(job.name)!;
+    const done: Array<{ offset: number; commit: () => void }> = [];
+    const stdin = new JobStdin(this.service, this.store, this.owner, id, (consumed) => {
+      while (done.length > 0 && done[0]!.offset <= consumed) done.shift()!.commit();
+    });
+    this.#stops.push(() => stdin.close());
+    const wrapped = this.#wrapped(job);
+    await Promise.all(
+      job.inputs.map(async (name, port) => {
+        const pipe = this.network.pipes[name]!;
+        const reader = await PipeReader.open({ streams: this.store.streams, network: this.streamNetwork, pipe: name, queue: pipe.queue, consumer: job.name, commits: 'manual' });
+        this.#readers.push({ pipe: name, reader });
+        for (let batch = await reader.nextBatch(FEED_BATCH); batch !== undefined; batch = await reader.nextBatch(FEED_BATCH)) {
+          const bytes = Buffer.concat(batch.map((frame) => encodeForConsumer(pipe, frame.payload)));
+          if (bytes.byteLength === 0) continue;
+          const cursor = reader.cursorAfter(batch[batch.length - 1]!);
+          let offset = 0;
+          for (const record of wrapped ? muxData(port, bytes) : [bytes]) offset = await stdin.write(record);
+          done.push({ offset, commit: () => reader.commit(cursor) });
+          // The embedded store answers at once, so without this a busy pipe would hold the event loop.
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        const end = wrapped ? await stdin.write(muxRecord(port, new Uint8Array(0))) : stdin.offset;
+        const cursor = reader.cursor;
+        done.push({ offset: end, commit: () => reader.commit(cursor) });
+      }),
+    );
+    await stdin.end();
+  }
+
+  /** The job's stdout (demultiplexed when wrapped) → frames of its output pipes; at its end, the pipes end. */
+  async #drain(job: NetworkJob): Promise<void> {
+    const id = this.#ids.get(job.name)!;
+    const wrapped = this.#wrapped(job);
+    const pipes: NetworkPipe[] = job.outputs.map((name) => this.network.pipes[name]!);
+    const deframers = pipes.map((pipe) => new Deframer(pipe));
+    const writers = pipes.map((pipe) => this.#writers.get(pipe.name)!);
+    const ended = pipes.map(() => false);
+    const endPort = async (port: number): Promise<void> => {
+      if (ended[port]) return;
+      ended[port] = true;
+      await writers[port]!.writeBatch(deframers[port]!.end());
+      await writers[port]!.end();
+    };
+    const demux = new Demux();
+    const follow = followOutput(this.store, id);
+    this.#stops.push(() => follow.close());
+    for await (const chunk of follow.chunks) {
+      if (chunk.channel !== 'stdout') continue;
+      const records = wrapped ? demux.push(chunk.data) : [{ port: 0, data: Buffer.from(chunk.data) }];
+      for (const { port, data } of records) {
+        if (port >= pipes.length || ended[port]) continue;
+        if (wrapped && data.byteLength === 0) await endPort(port);
+        else await writers[port]!.writeBatch(deframers[port]!.push(data));
+      }
+    }
+    for (let port = 0; port < pipes.length; port++) await endPort(port);
+  }
+
+  async #cancelAll(): Promise<void> {
+    for (const id of this.#ids.values()) await this.service.cancel(this.owner, id).catch(() => {});
+  }
+}
+
+/**
+ * Writes a job's stdin in order, at most {@link STDIN_WINDOW} bytes ahead of what the job read,
+ * and tells `onConsumed` how far the job has read.
+ */
+class JobStdin {
+  #offset = 0;
+  #consumed = 0;
+  #jobEnded = false;
+  #wake: (() => void) | undefined;
+  #queue: Promise<number> = Promise.resolve(0);
+  readonly #unsubscribe: () => void;
+
+  constructor(
+    private readonly service: JobService,
+    private readonly store: Store,
+    private readonly owner: string,
+    private readonly id: string,
+    private readonly onConsumed: (consumed: number) => void,
+  ) {
+    this.#unsubscribe = store.streams.subscribe(id, (event: StreamEvent) => {
+      if (event.type === 'stdin-ack') this.#ack(event.consumed);
+      if (event.type === 'output-closed') this.#jobEnded = true;
+      if (event.type === 'stdin-ack' || event.type === 'output-closed') this.#wake?.();
+    });
+  }
+
+  /** Bytes written so far. */
+  get offset(): number {
+    return this.#offset;
+  }
+
+  /** Appends after waiting for room; several callers are served in call order. Resolves to the stdin length after it. */
+  write(bytes: Uint8Array): Promise<number> {
+    this.#queue = this.#queue.then(async () => {
+      // Input for a job that has ended goes nowhere; its end stops the feed.
+      if (this.#jobEnded) throw new ConflictError('the job ended before it read all its input');
+      while (this.#offset - this.#consumed > STDIN_WINDOW) {
+        const sizes = await this.store.streams.sizes(this.id);
+        this.#ack(sizes.stdinConsumed);
+        if (sizes.outputClosed) throw new ConflictError('the job ended before it read all its input');
+        if (this.#offset - this.#consumed <= STDIN_WINDOW) break;
+        await new Promise<void>((resolve) => (this.#wake = resolve));
+      }
+      // Straight to the stream log (the job service would read the job for each write): this
+      // is the server's own job, and the log refuses input after its stdin closed.
+      this.#offset = await this.store.streams.appendStdin(this.id, this.#offset, bytes);
+      return this.#offset;
+    });
+    return this.#queue;
+  }
+
+  async end(): Promise<void> {
+    await this.#queue;
+    await this.service.closeStdin(this.owner, this.id).catch(() => {});
+    // Acks go on after the end: the job reads what is left, and each read commits frames.
+  }
+
+  close(): void {
+    this.#unsubscribe();
+    this.#wake?.();
+  }
+
+  #ack(consumed: number): void {
+    if (consumed <= this.#consumed) return;
+    this.#consumed = consumed;
+    this.onConsumed(consumed);
+  }
+}
+
+/** Chunks a job's output follower may hold before the drain takes them. */
+const FOLLOW_QUEUE = 16;
+
+/**
+ * A job's merged output from the start, followed live until it closes, as an async iterable:
+ * the job service's {@link OutputFollower} feeding a small queue that the drain pulls from (the
+ * follower stops reading while the queue is full, so a blocked pipe holds no output in memory).
+ */
+function followOutput(store: Store, id: string): { chunks: AsyncIterable<OutputChunk>; close(): void } {
+  const queue: OutputChunk[] = [];
+  let done = false;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const poke = (): void => {
+    wake?.();
+    wake = undefined;
+  };
+  const follower = new OutputFollower(store.streams, id, 0, {
+    canTake: () => queue.length < FOLLOW_QUEUE,
+    take: (chunk) => {
+      queue.push(chunk);
+      poke();
+    },
+    end: async () => {
+      done = true;
+      poke();
+    },
+    fail: (error) => {
+      failure = error;
+      done = true;
+      poke();
+    },
+  });
+  const unsubscribe = store.streams.subscribe(id, (event: StreamEvent) => {
+    if (event.type === 'output') follower.offer(event.chunk);
+    else if (event.type === 'output-closed') follower.pump();
+  });
+  const close = (): void => {
+    unsubscribe();
+    done = true;
+    poke();
+  };
+  async function* chunks(): AsyncGenerator<OutputChunk> {
+    try {
+      follower.pump();
+      for (;;) {
+        const chunk = queue.shift();
+        if (chunk !== undefined) {
+          follower.pump();
+          yield chunk;
+          continue;
+        }
+        if (failure !== undefined) throw failure;
+        if (done) return;
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    } finally {
+      close();
+    }
+  }
+  return { chunks: chunks(), close };
+}

@@ -1,0 +1,62 @@
+/**
+ * `POST /v1/networks` starts a network of executable jobs (docs/networks.md), `GET
+ * /v1/networks/:name` tells how it runs. The network's jobs are ordinary jobs of the group
+ * `networks:NAME`; the server wires them to their pipes (`networks/run.ts`).
+ * @module
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { API_PREFIX } from '@jobwire/client';
+import type { NetworkRunner } from '../networks/run.js';
+import { errorAnswers, noQuery } from './schemas.js';
+
+const networkStatusSchema = z
+  .object({
+    name: z.string(),
+    run: z.string().describe('Id of this run: its pipes are the streams net.NAME.RUN.PIPE.'),
+    state: z.enum(['running', 'done', 'failed']),
+    group: z.string().describe('The group of its jobs: networks:NAME.'),
+    jobs: z.array(z.object({ name: z.string(), id: z.string(), status: z.enum(['Queued', 'Running', 'Success', 'Failed', 'Cancelled', 'Lost']), exitCode: z.number().nullable() })),
+    pipes: z.array(z.object({ name: z.string(), frames: z.number(), dropped: z.number(), lag: z.number() })),
+    errors: z.array(z.string()),
+  })
+  .describe('A network run: its jobs, its pipes, and what went wrong in the wiring.');
+
+const startBody = z.strictObject({
+  spec: z.unknown().describe('The network, as a network file holds it (docs/networks.md).'),
+  baseDir: z.string().min(1).max(4096).describe("Absolute folder that the network's relative paths resolve against (a network file's folder)."),
+});
+
+/** Registers the routes. Authentication is the API's hook. */
+export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunner): void {
+  const api = app.withTypeProvider<ZodTypeProvider>();
+  const user = (req: FastifyRequest): string => req.who!.user;
+  api.post(
+    `${API_PREFIX}/networks`,
+    {
+      schema: {
+        tags: ['networks'],
+        summary: 'Start a network of executable jobs',
+        description: 'Checks the network (each problem named with its field) and starts its jobs in the group networks:NAME, wired to their pipes. Refused when a network of that name runs.',
+        querystring: noQuery,
+        body: startBody,
+        response: { 201: networkStatusSchema, ...errorAnswers },
+      },
+    },
+    async (req, reply) => reply.code(201).send(await runner.start(user(req), req.body.spec, req.body.baseDir)),
+  );
+  api.get(
+    `${API_PREFIX}/networks/:name`,
+    {
+      schema: {
+        tags: ['networks'],
+        summary: 'A network run: its jobs and pipes',
+        params: z.object({ name: z.string().describe('Network name.') }),
+        querystring: noQuery,
+        response: { 200: networkStatusSchema, ...errorAnswers },
+      },
+    },
+    async (req) => runner.status(user(req), req.params.name),
+  );
+}

@@ -1,0 +1,153 @@
+/**
+ * `jobwire network run` end to end: a real server, real processes, the CLI as a user runs it.
+ * Networks of executable jobs, wired through pipes by the server; named pipes for jobs with
+ * several inputs and outputs; refusals that start nothing; a failing job that ends the network.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { cliEnv, runCli, withServer, type TestServer } from '../helpers.js';
+
+let dir: string;
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'jobwire-network-run-'));
+});
+
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+/** The jobs of a network's group, by name. */
+async function groupJobs(s: TestServer, network: string): Promise<Map<string, string>> {
+  const page = await s.client.getJobs({ group: `networks:${network}` });
+  return new Map(page.items.map((job) => [job.name, job.status]));
+}
+
+describe('jobwire network run (executable jobs)', () => {
+  it('runs the squares network: the sink receives exactly 1..N squared, in order, and the jobs are a group', async () => {
+    const N = 3000;
+    const out = join(dir, 'squares.out');
+    const network = file(
+      'squares.yaml',
+      `name: squares
+jobs:
+  numbers: { command: [seq, 1, ${N}], outputs: [n] }
+  square:  { command: [awk, '{ print $1 * $1; fflush() }'], inputs: [n], outputs: [sq] }
+  sink:    { command: [sh, -c, 'cat > "$1"', sh, ${JSON.stringify(out)}], inputs: [sq] }
+pipes:
+  n:  { framing: lines, queue: { max: 16 } }
+  sq: { framing: lines, queue: { max: 8 } }
+`,
+    );
+    await withServer(async (s) => {
+      const result = await runCli(['network', 'run', network, '--block', '--json'], { env: cliEnv(s), timeoutMs: 120_000 });
+      assert.equal(result.code, 0, result.stderr + result.stdout);
+      const status = JSON.parse(result.stdout) as { state: string; pipes: Array<{ name: string; frames: number; dropped: number }> };
+      assert.equal(status.state, 'done');
+      assert.deepEqual(
+        status.pipes.map((p) => [p.name, p.frames, p.dropped]),
+        [
+          ['n', N, 0],
+          ['sq', N, 0],
+        ],
+      );
+      const expected = Array.from({ length: N }, (_, i) => `${(i + 1) ** 2}\n`).join('');
+      assert.equal(readFileSync(out, 'utf8'), expected);
+      assert.deepEqual(
+        await groupJobs(s, 'squares'),
+        new Map([
+          ['numbers', 'Success'],
+          ['square', 'Success'],
+          ['sink', 'Success'],
+        ]),
+      );
+    });
+  });
+
+  it('gives a job with two inputs and two outputs named pipes through {in.NAME} and {out.NAME}', async () => {
+    const [x, y] = [join(dir, 'x.out'), join(dir, 'y.out')];
+    const network = file(
+      'fifos.yaml',
+      `name: fifos
+jobs:
+  left:  { command: [seq, 1, 400], outputs: [a] }
+  right: { command: [seq, 1001, 1400], outputs: [b] }
+  join:  { command: [sh, -c, 'paste -d, "$1" "$2" | tee "$3" | sed "s/^/y:/" > "$4"', sh, '{in.a}', '{in.b}', '{out.x}', '{out.y}'], inputs: [a, b], outputs: [x, y] }
+  sinkx: { command: [sh, -c, 'cat > "$1"', sh, ${JSON.stringify(x)}], inputs: [x] }
+  sinky: { command: [sh, -c, 'cat > "$1"', sh, ${JSON.stringify(y)}], inputs: [y] }
+pipes: { a: {}, b: {}, x: {}, y: {} }
+`,
+    );
+    await withServer(async (s) => {
+      const result = await runCli(['network', 'run', network, '--block'], { env: cliEnv(s), timeoutMs: 120_000 });
+      assert.equal(result.code, 0, result.stderr + result.stdout);
+      assert.match(result.stdout, /network fifos \(done, group networks:fifos\)/);
+      const pairs = Array.from({ length: 400 }, (_, i) => `${i + 1},${i + 1001}`);
+      assert.equal(readFileSync(x, 'utf8'), pairs.map((p) => `${p}\n`).join(''));
+      assert.equal(readFileSync(y, 'utf8'), pairs.map((p) => `y:${p}\n`).join(''));
+    });
+  });
+
+  it('refuses a bad file with its lines, and a network with other than executable jobs, starting nothing', async () => {
+    writeFileSync(join(dir, 'id.mjs'), 'export function run(x) { return x; }\n');
+    const bad = file('bad-run.yaml', 'name: bad\njobs:\n  a: { command: [cat], inputs: [ghost] }\n');
+    const js = file('js-run.yaml', 'name: withjs\njobs:\n  src: { command: [seq, 1, 3], outputs: [n] }\n  id: { js: ./id.mjs, inputs: [n] }\npipes: { n: {} }\n');
+    await withServer(async (s) => {
+      const refused = await runCli(['network', 'run', bad], { env: cliEnv(s) });
+      assert.equal(refused.code, 2);
+      assert.match(refused.stderr, /bad-run\.yaml:3:33: jobs\.a\.inputs\.0: unknown pipe "ghost"/);
+      const unsupported = await runCli(['network', 'run', js], { env: cliEnv(s) });
+      assert.equal(unsupported.code, 2, unsupported.stderr);
+      assert.match(unsupported.stderr, /executable jobs only so far; id is js/);
+      assert.equal((await groupJobs(s, 'bad')).size, 0);
+      assert.equal((await groupJobs(s, 'withjs')).size, 0);
+    });
+  });
+
+  it('refuses to start a network of a name that is running, and starts it again once it ended', async () => {
+    await withServer(async (s) => {
+      const spec = { name: 'again', jobs: { wait: { command: ['sleep', '60'] } } };
+      const first = await s.client.runNetwork(spec, { baseDir: dir });
+      assert.equal(first.state, 'running');
+      await assert.rejects(s.client.runNetwork(spec, { baseDir: dir }), (e: Error & { code?: string }) => e.code === 'conflict' && /network again is running/.test(e.message));
+      await s.client.cancelJob(first.jobs[0]!.id);
+      await s.client.waitUntilDone(first.jobs[0]!.id, 30_000);
+      const second = await s.client.runNetwork({ name: 'again', jobs: { quick: { command: ['true'] } } }, { baseDir: dir });
+      assert.notEqual(second.run, first.run, 'a new run, on fresh pipes');
+      assert.equal((await s.client.networkStatus('again')).run, second.run);
+      await assert.rejects(s.client.networkStatus('never'), (e: Error & { code?: string }) => e.code === 'not_found');
+    });
+  });
+
+  it('ends the network when a job fails: the others are cancelled and --block exits 1', async () => {
+    const network = file(
+      'failing.yaml',
+      `name: failing
+jobs:
+  numbers: { command: [seq, 1, 200000], outputs: [n] }
+  broken:  { command: [sh, -c, 'read first; echo "got $first" >&2; exit 3'], inputs: [n], outputs: [m] }
+  sink:    { command: [cat], inputs: [m] }
+pipes: { n: { queue: { max: 4 } }, m: {} }
+`,
+    );
+    await withServer(async (s) => {
+      const result = await runCli(['network', 'run', network, '--block', '--json'], { env: cliEnv(s), timeoutMs: 120_000 });
+      assert.equal(result.code, 1, result.stderr + result.stdout);
+      const status = JSON.parse(result.stdout) as { state: string; jobs: Array<{ name: string; status: string; exitCode: number | null }> };
+      assert.equal(status.state, 'failed');
+      const byName = new Map(status.jobs.map((j) => [j.name, j]));
+      assert.equal(byName.get('broken')!.status, 'Failed');
+      assert.equal(byName.get('broken')!.exitCode, 3);
+      // The others were cancelled, or had ended by themselves: none is left running or waiting.
+      for (const name of ['numbers', 'sink']) assert.ok(['Cancelled', 'Success'].includes(byName.get(name)!.status), `${name}: ${byName.get(name)!.status}`);
+      assert.equal(byName.get('sink')!.status, 'Cancelled', 'the sink never got an end: it was cancelled');
+    });
+  });
+});
