@@ -103,6 +103,10 @@ export class Statements {
   readonly selectEventsUnder: Database.Statement;
   /** Id of the newest event, 0 when none. */
   readonly selectLastEventId: Database.Statement;
+  /** Records a running job's executor state (JSON). */
+  readonly setExecutorState: Database.Statement;
+  /** A job's executor state (JSON or NULL). */
+  readonly selectExecutorState: Database.Statement;
 
   /** Statements of `listJobs`, one per combination of filters, prepared on first use. */
   readonly #listJobs = new Map<string, Database.Statement>();
@@ -159,6 +163,8 @@ export class Statements {
       WHERE owner = @owner AND id > @sinceId AND ${inSubtree('grp')}
       ORDER BY id LIMIT @limit`);
     this.selectLastEventId = db.prepare(`SELECT coalesce(max(id), 0) FROM events`).pluck();
+    this.setExecutorState = db.prepare(`UPDATE jobs SET executor_state = @state WHERE id = @id AND status IN ${ACTIVE}`);
+    this.selectExecutorState = db.prepare(`SELECT executor_state FROM jobs WHERE id = ?`).pluck();
   }
 
   /**
