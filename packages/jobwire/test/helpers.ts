@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, type OutputChunk } from '@jobwire/client';
 import { startWorker, type WorkerHandle } from '../src/distributed/worker.js';
+import { hostStatus, stopHost } from '../src/host/index.js';
 import { startServer, type ServerHandle, type ServerOptions } from '../src/server/index.js';
 import { REDIS_URL, dropPrefix, freshPrefix } from './redis-env.js';
 
@@ -75,8 +76,20 @@ export function addUser(home: string, user: string, options: AddUserOptions = {}
   return token;
 }
 
-/** Removes a temporary home and the work folder beside it (`<home>-work`). */
+/**
+ * Removes a temporary home and the work folder beside it (`<home>-work`). A job host still
+ * serving the home (its jobs outlive servers) is told to stop them and exit (SIGTERM, after an
+ * identity check), so no test leaves processes behind.
+ */
 export function removeHome(home: string): void {
+  const host = hostStatus(home);
+  if (host.state === 'running') {
+    try {
+      process.kill(host.info.pid, 'SIGTERM');
+    } catch {
+      // gone meanwhile
+    }
+  }
   rmSync(home, { recursive: true, force: true });
   rmSync(`${home}-work`, { recursive: true, force: true });
 }
@@ -127,7 +140,9 @@ export async function withServer<T>(fn: (s: TestServer) => Promise<T>, options: 
     return await fn(s);
   } finally {
     await worker?.close();
-    await server.close();
+    // Jobs outlive a server by default (they stay on the job host): a test's end stops them.
+    await server.close({ stopJobs: true });
+    if (!prefix) await stopHost(home);
     if (prefix) await dropPrefix(prefix);
     if (!options.home) removeHome(home);
   }

@@ -1,19 +1,24 @@
 /**
  * The embedded backend (the default): one machine. The store is SQLite plus append-only files in
- * the home, the tokens are the home's `tokens.json`, and a dispatcher in this process runs the
- * jobs with the local executor — so at start, before anything else, jobs a crashed server left
- * Running are stopped and marked Lost (`jobs/orphans.ts`).
+ * the home, the tokens are the home's `tokens.json`, and a dispatcher in this process starts the
+ * jobs on the home's job host (`executors/host/`): the server never spawns a job itself, and its
+ * jobs outlive it. At start, before anything else, the host is reached (or started, settling what
+ * a dead one left) and every job the store has Running is followed again (`RunOptions.resume`);
+ * only jobs no executor can find again (started by a jobwire without a job host) are stopped and
+ * marked Lost (`jobs/orphans.ts`). A stop leaves the jobs running unless told to stop them.
  * @module
  */
 import { hostname } from 'node:os';
 import { TokenBook } from '../auth/tokens.js';
+import { HostExecutor } from '../executors/host/index.js';
 import { LocalExecutor } from '../executors/local/index.js';
 import { Dispatcher } from '../jobs/dispatcher.js';
 import { lostEvent } from '../jobs/events.js';
-import { loseOrphanedJobs, type LostJobs } from '../jobs/orphans.js';
+import { loseOrphans, type LostJobs } from '../jobs/orphans.js';
 import { accountPolicy } from '../jobs/run-as.js';
 import type { RunnerContext } from '../jobs/runner.js';
 import { openEmbeddedStore } from '../store/embedded/index.js';
+import type { JobRecord } from '../store/types.js';
 import type { Backend, BackendFactory } from './types.js';
 
 /** Options of {@link embeddedBackend}. */
@@ -28,20 +33,37 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
   if (multiSlots !== undefined && (!Number.isInteger(multiSlots) || multiSlots < 1)) throw new RangeError(`multiSlots: a positive integer, not ${multiSlots}`);
   return async (context): Promise<Backend> => {
     const { log, emit } = context;
-    const executor = new LocalExecutor(multiSlots !== undefined ? { multiSlots } : {});
+    const executor = new HostExecutor({
+      home: context.home,
+      local: new LocalExecutor(multiSlots !== undefined ? { multiSlots } : {}),
+      graceMs: context.graceMs,
+      onError: (err, jobId) => log.warn({ err, jobId }, 'job host'),
+    });
     const tokens = new TokenBook(context.home);
     const store = await openEmbeddedStore({ dir: context.home });
-    // Before anything starts: jobs left Running by a server that died may still have processes.
+    // Before anything starts: the host (which settles what a dead one left), then the jobs left Running.
     let orphans: LostJobs;
+    const resumable: Array<{ job: JobRecord; state: Record<string, unknown> }> = [];
     try {
-      orphans = await loseOrphanedJobs(store, `the jobwire server stopped while the job was running (noticed at restart, ${new Date().toISOString()})`, context.graceMs);
+      await executor.connect();
+      const stateless: JobRecord[] = [];
+      for (const job of await store.runningJobs()) {
+        const state = await store.executorState(job.id);
+        if (state !== undefined) resumable.push({ job, state });
+        else stateless.push(job);
+      }
+      orphans = await loseOrphans(store, stateless, `the jobwire server stopped while the job was running (noticed at restart, ${new Date().toISOString()})`, context.graceMs);
     } catch (err) {
+      await executor.close();
       await store.close();
       throw err;
     }
+    /** Whether a stop leaves the jobs running (the default) or stops them too. */
+    let keepJobs = true;
     const ctx: RunnerContext = {
       store,
       executor,
+      keepRunning: () => keepJobs,
       node: hostname(),
       graceMs: context.graceMs,
       defaultCwd: context.workDir,
@@ -51,6 +73,7 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
         emit('runner:error', { error: err, jobId });
       },
     };
+    const started = Date.now();
     // The jobs run here, so a root server maps users to OS accounts (run-as.ts), refusing at
     // submit what it would refuse at start.
     const accountFor = accountPolicy((user) => tokens.user(user));
@@ -61,6 +84,9 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
         if (job.status === 'Lost') emit('job:lost', lostEvent(job));
       },
     });
+    // Followed again at once (their output, stdin and end), before the first request is served.
+    for (const { job, state } of resumable) dispatcher.resume(job, state);
+    if (resumable.length > 0) log.warn({ jobs: resumable.length, ms: Date.now() - started }, 'jobs left running by the previous server followed again');
     let serving = false;
     return {
       adaptor: executor.name,
@@ -84,8 +110,14 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
         }
         dispatcher.poke();
       },
+      prepareStop: ({ stopJobs }) => {
+        keepJobs = !stopJobs;
+      },
       drain: () => dispatcher.idle(),
-      close: (steps) => steps.run('closing the store', () => store.close()),
+      close: async (steps) => {
+        await steps.run('closing the connection to the job host', () => executor.close());
+        await steps.run('closing the store', () => store.close());
+      },
       abandon: () => {},
     };
   };

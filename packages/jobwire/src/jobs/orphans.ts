@@ -8,7 +8,7 @@
  */
 import { stopLostGroup } from '../executors/local/process-group.js';
 import { stillSame, type JobProcess } from '../executors/local/process-identity.js';
-import type { JobRecord, Store } from '../store/types.js';
+import { finalStatusOf, type JobRecord, type Store } from '../store/types.js';
 
 /** What became of one orphaned job's processes. */
 export type OrphanOutcome =
@@ -57,6 +57,23 @@ export interface LostJobs {
 export async function loseOrphanedJobs(store: Store, reason: string, graceMs: number): Promise<LostJobs> {
   const outcomes = await stopOrphans(await store.runningJobs(), graceMs);
   const lost = await store.loseRunningJobs((job) => withOutcome(reason, outcomes.get(job.id)));
+  return { lost, outcomes };
+}
+
+/**
+ * Like {@link loseOrphanedJobs}, for some of the Running jobs only (those no executor can find
+ * again, at the start of a server whose other jobs live on in a job host): stops their
+ * processes, then marks each Lost and closes its output.
+ */
+export async function loseOrphans(store: Store, jobs: JobRecord[], reason: string, graceMs: number): Promise<LostJobs> {
+  const outcomes = await stopOrphans(jobs, graceMs);
+  const lost: JobRecord[] = [];
+  for (const job of jobs) {
+    const finished = await store.finishJob(job.id, { status: 'Lost', error: withOutcome(reason, outcomes.get(job.id)), endedAt: new Date().toISOString() });
+    if (finished === undefined) continue;
+    await store.streams.closeOutput(job.id, finalStatusOf(finished));
+    lost.push(finished);
+  }
   return { lost, outcomes };
 }
 

@@ -30,6 +30,9 @@ import { registerWorkersRoute } from './workers-route.js';
 import { certificateCovers, loadTls, type ServerTlsOptions } from './tls.js';
 
 export { TlsFileError, type ServerTlsOptions } from './tls.js';
+export { HomeInUseError } from './home-lock.js';
+import { lockServerHome } from './home-lock.js';
+import type { HostLock } from '../host/lock.js';
 import { prepareHome } from '../home.js';
 import { serializeError } from '../logging.js';
 import { StopSteps, type CloseOptions, type StopReport } from '../stop.js';
@@ -175,8 +178,21 @@ function redactUrl(url: string): string {
   return url.replace(/([?&](?:access_)?token=)[^&#]*/g, '$1[redacted]');
 }
 
-/** Starts a server. */
+/**
+ * Starts a server. Refused with a {@link HomeInUseError} (before anything in the home changes)
+ * when another server uses the same home.
+ */
 export async function startServer(options: ServerOptions = {}): Promise<ServerHandle> {
+  const lock = lockServerHome(defaults(options).home);
+  try {
+    return await startLocked(options, lock);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function startLocked(options: ServerOptions, lock: HostLock): Promise<ServerHandle> {
   const opts = defaults(options);
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new RangeError(`port: an integer from 0 to 65535, not ${opts.port}`);
   const openBackend = chooseBackend(options);
@@ -247,7 +263,16 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   // the expectation is ignorable (RFC 9110), so such a request is served like any other.
   app.server.on('checkExpectation', app.routing);
 
-  await app.listen({ host: opts.host, port: opts.port });
+  try {
+    await app.listen({ host: opts.host, port: opts.port });
+  } catch (err) {
+    // Nothing was served: the jobs the backend follows are left as they are (running on the job host).
+    backend.prepareStop?.({ stopJobs: false });
+    shutdown.abort('the jobwire server could not listen');
+    await backend.drain();
+    await backend.close(new StopSteps(undefined, () => backend.abandon()));
+    throw err;
+  }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
   let hostPart = opts.host.includes(':') ? `[${opts.host}]` : opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host;
@@ -279,7 +304,9 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
       // A backend on Redis may wait for it at every step; giving up drops the connections.
       const steps = new StopSteps(options.signal, () => backend.abandon());
       await steps.run('closing the gRPC service', () => grpc?.close());
-      // No job starts any more; those running here stop and end Lost with the reason.
+      // No job starts any more; those running here are left to the job host (or, with stopJobs,
+      // stop and end Lost with the reason).
+      backend.prepareStop?.({ stopJobs: options.stopJobs === true });
       shutdown.abort(reason);
       app.server.off('upgrade', onUpgrade);
       for (const ws of wss.clients) ws.close(1001, 'server shutting down');
@@ -295,6 +322,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
       } catch {
         // already gone
       }
+      lock.release();
       emitSafely(events, 'server:stopped', { report });
       return report;
     })());
