@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, type OutputChunk } from '@jobwire/client';
 import { startWorker, type WorkerHandle } from '../src/distributed/worker.js';
+import { stillSame } from '../src/executors/local/process-identity.js';
 import { hostStatus, stopHost } from '../src/host/index.js';
 import { startServer, type ServerHandle, type ServerOptions } from '../src/server/index.js';
 import { REDIS_URL, dropPrefix, freshPrefix } from './redis-env.js';
@@ -84,11 +85,19 @@ export function addUser(home: string, user: string, options: AddUserOptions = {}
 export function removeHome(home: string): void {
   const host = hostStatus(home);
   if (host.state === 'running') {
-    try {
-      process.kill(host.info.pid, 'SIGTERM');
-    } catch {
-      // gone meanwhile
-    }
+    // The host stores its jobs' ends in the home before it exits: wait for that (up to 20 s), then make sure.
+    const signal = (name: NodeJS.Signals): void => {
+      try {
+        if (stillSame(host.info.identity)) process.kill(host.info.pid, name);
+      } catch {
+        // gone meanwhile
+      }
+    };
+    signal('SIGTERM');
+    const deadline = Date.now() + 20_000;
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    while (stillSame(host.info.identity) && Date.now() < deadline) Atomics.wait(pause, 0, 0, 20);
+    signal('SIGKILL');
   }
   rmSync(home, { recursive: true, force: true });
   rmSync(`${home}-work`, { recursive: true, force: true });

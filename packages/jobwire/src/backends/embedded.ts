@@ -18,7 +18,7 @@ import { loseOrphans, type LostJobs } from '../jobs/orphans.js';
 import { accountPolicy } from '../jobs/run-as.js';
 import type { RunnerContext } from '../jobs/runner.js';
 import { openEmbeddedStore } from '../store/embedded/index.js';
-import type { JobRecord } from '../store/types.js';
+import { finalStatusOf, type JobRecord } from '../store/types.js';
 import type { Backend, BackendFactory } from './types.js';
 
 /** Options of {@link embeddedBackend}. */
@@ -47,12 +47,27 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
     try {
       await executor.connect();
       const stateless: JobRecord[] = [];
+      const lostWithHost: JobRecord[] = [];
       for (const job of await store.runningJobs()) {
         const state = await store.executorState(job.id);
-        if (state !== undefined) resumable.push({ job, state });
-        else stateless.push(job);
+        if (state === undefined) {
+          stateless.push(job);
+          continue;
+        }
+        // Jobs whose host died are settled now, before anything is served (and reported as lost then).
+        const recovery = await executor.recover(job.id, job.process);
+        if (recovery.kind === 'lost') {
+          const finished = await store.finishJob(job.id, { status: 'Lost', error: recovery.reason, endedAt: new Date().toISOString() });
+          if (finished !== undefined) {
+            await store.streams.closeOutput(job.id, finalStatusOf(finished));
+            lostWithHost.push(finished);
+          }
+        } else {
+          resumable.push({ job, state });
+        }
       }
       orphans = await loseOrphans(store, stateless, `the jobwire server stopped while the job was running (noticed at restart, ${new Date().toISOString()})`, context.graceMs);
+      orphans.lost.push(...lostWithHost);
     } catch (err) {
       await executor.close();
       await store.close();

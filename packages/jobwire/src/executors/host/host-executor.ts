@@ -49,6 +49,8 @@ export class HostExecutor implements Executor {
   #client: Promise<HostClient> | undefined;
   /** Jobs followed now. */
   readonly #followed = new Map<string, HostJobHandle>();
+  /** What the journal of a dead host said of its jobs (see {@link recover}). */
+  readonly #recovered = new Map<string, JobRecovery>();
   #closed = false;
 
   constructor(options: HostExecutorOptions) {
@@ -70,7 +72,10 @@ export class HostExecutor implements Executor {
   connect(): Promise<HostClient> {
     if (this.#client === undefined) {
       const { home, graceMs, ensure } = this.#options;
-      const connecting = ensureHost(home, { graceMs, ...ensure }).then(({ client }) => {
+      const connecting = ensureHost(home, { graceMs, ...ensure }).then(({ client, recovered }) => {
+        // Jobs of a host that died, settled from its journal (their processes stopped): the
+        // outcome, with what was stopped, is the one to report.
+        for (const { jobId, recovery } of recovered) this.#recovered.set(jobId, recovery);
         void client.closed.then((error) => {
           if (this.#client === connecting) this.#client = undefined;
           if (error !== undefined) this.#lostConnection(error);
@@ -112,8 +117,16 @@ export class HostExecutor implements Executor {
     return handle;
   }
 
-  /** What became of a job whose host may be gone (by identity: see `recoverJobs`). */
+  /**
+   * What became of a job whose host may be gone, by identity (see `recoverJobs`): running on a
+   * live host, ended with its end stored, or Lost with a reason naming the host.
+   */
   async recover(jobId: string, process: JobProcess | null): Promise<JobRecovery> {
+    const journal = this.#recovered.get(jobId);
+    if (journal !== undefined) {
+      this.#recovered.delete(jobId);
+      return journal;
+    }
     const outcomes = await recoverJobs(this.#options.home, [{ id: jobId, process }], this.#options.graceMs);
     return outcomes.get(jobId)!;
   }
