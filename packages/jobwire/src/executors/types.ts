@@ -78,6 +78,11 @@ export interface StartSpec {
   /** Called when a function job reports progress. */
   onProgress(message: string): void;
   /**
+   * Called when the job is held back by its executor — its output cannot be stored (disk full),
+   * so it is not read and the job blocks — with why; null when it goes on. Optional for callers.
+   */
+  onHeldBack?(reason: string | null): void;
+  /**
    * Called when the executor learns what it needs to find the job again after this process
    * restarts (a Slurm job id, a remote job folder, a job host's record); the runner stores the
    * latest value with the job's run and hands it to {@link Executor.resume}. Optional for callers.

@@ -254,6 +254,9 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
       onProgress: (message: string) => {
         store.setProgress(id, message).catch((err: unknown) => ctx.onError(err, id));
       },
+      onHeldBack: (reason) => {
+        store.setReason(id, reason).catch((err: unknown) => ctx.onError(err, id));
+      },
       onState: (state) => {
         store.setExecutorState(id, state).catch((err: unknown) => ctx.onError(err, id));
       },

@@ -115,7 +115,7 @@ export interface Store {
   setExecutorState(id: string, state: Record<string, unknown>): Promise<void>;
   /** The executor state last recorded for a job, if any. */
   executorState(id: string): Promise<Record<string, unknown> | undefined>;
-  /** Sets why a Queued job waits (null clears it). */
+  /** Sets why a Queued job waits, or why a Running one is held back (null clears it). */
   setReason(id: string, reason: string | null): Promise<JobRecord | undefined>;
   /** Moves a non-final job to a final status. Returns undefined if it was final already. */
   finishJob(id: string, fields: FinishFields): Promise<JobRecord | undefined>;

@@ -12,7 +12,7 @@
  */
 import { type JobDescription, type OutputChunk } from '@jobwire/client';
 import type { JobProcess } from '../../job-process.js';
-import { ensureHost, HostClient, HostConnectionClosedError, recoverJobs, type EnsureHostOptions, type ExitRecord, type HostJobEvent, type HostJobState, type JobRecovery, type StartJob } from '../../host/index.js';
+import { ensureHost, HostClient, HostConnectionClosedError, recoverJobs, type EnsureHostOptions, type ExitRecord, type HostJobEvent, type HostJobState, type JobRecovery, type StartJob, type StorageState } from '../../host/index.js';
 import type { LocalExecutor } from '../local/index.js';
 import type { Executor, ExecutorState, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../types.js';
 
@@ -113,6 +113,8 @@ export class HostExecutor implements Executor {
     handle.position = from.stdout + from.stderr;
     handle.process = state.process as JobProcess;
     handle.pid = handle.process.leader.pid;
+    // Whatever the store says of it, the host's state is reported afresh.
+    handle.storageUnknown();
     await handle.find();
     return handle;
   }
@@ -184,6 +186,8 @@ class HostJobHandle implements ProcessHandle {
   #consumed = 0;
   #stdinError: Error | undefined;
   #windowWaiters: Array<() => void> = [];
+  /** Why the job is held back now (see StartSpec.onHeldBack), null when it is not. */
+  #heldBack: string | null | undefined = null;
   /** A terminate asked for before the host had the job. */
   #pendingTerminate: number | undefined;
   readonly #listener = (event: HostJobEvent): void => this.#onEvent(event);
@@ -298,6 +302,7 @@ class HostJobHandle implements ProcessHandle {
     this.pid = job.pid ?? undefined;
     this.process = job.process ?? undefined;
     this.#consumed = Math.max(this.#consumed, job.stdin.consumed);
+    this.#storage(job.storage);
     if (job.process !== null) this.spec.onState?.({ kind: 'job-host', process: job.process } satisfies HostJobRecord);
   }
 
@@ -328,12 +333,25 @@ class HostJobHandle implements ProcessHandle {
         this.#releaseWaiters();
         break;
       case 'storage':
+        this.#storage(event.storage);
         break;
       default: {
         const never: never = event;
         void never;
       }
     }
+  }
+
+  /** The next storage state is reported even if it is "ok" (a resumed job's reason may be stale). */
+  storageUnknown(): void {
+    this.#heldBack = undefined;
+  }
+
+  #storage(storage: StorageState): void {
+    const reason = storage.state === 'ok' ? null : `held back since ${storage.since}: its output cannot be stored (${storage.state === 'full' ? 'disk full' : 'write failing'}: ${storage.message})`;
+    if (reason === this.#heldBack) return;
+    this.#heldBack = reason;
+    this.spec.onHeldBack?.(reason);
   }
 
   #output(chunk: OutputChunk): void {

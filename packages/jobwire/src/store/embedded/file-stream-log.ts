@@ -194,14 +194,21 @@ export class FileStreamLog implements StreamLog {
       const chunkBytes = checkChunkBytes(options.chunkBytes ?? CHANNEL_CHUNK_BYTES, MAX_CHANNEL_CHUNK_BYTES);
       const job = this.#job(jobId, false);
       if (job === undefined) return;
-      const size = storedChannelSize(job, channel);
-      const stop = Math.min(to ?? size, size);
+      const stop = Math.min(to ?? job[channel], job[channel]);
       if (from >= stop) return;
       // A descriptor of its own, read asynchronously: the log's descriptors are synchronous, and
       // are closed when the job leaves the cache, which a slow reader may well outlast.
       file = await open(join(job.dir, channel), 'r');
       for (let at = from; at < stop; ) {
-        const length = Math.min(chunkBytes, stop - at);
+        // Adopted output not yet stored is in memory (the files only reach the stored end).
+        const inFiles = storedChannelSize(job, channel);
+        if (at >= inFiles) {
+          const data = tailBytes(job, channel, at, Math.min(stop, at + chunkBytes));
+          at += data.byteLength;
+          yield data;
+          continue;
+        }
+        const length = Math.min(chunkBytes, stop - at, inFiles - at);
         // A fresh buffer per chunk: the consumer may still hold the previous one.
         const buffer = Buffer.allocUnsafe(length);
         for (let read = 0; read < length; ) {
@@ -420,10 +427,12 @@ export class FileStreamLog implements StreamLog {
     if (to !== undefined) checkPosition(to, 'to');
     const job = this.#job(jobId, false);
     if (job === undefined) return EMPTY;
-    const size = storedChannelSize(job, channel);
-    const stop = Math.min(to ?? size, size);
+    const stop = Math.min(to ?? job[channel], job[channel]);
     if (from >= stop) return EMPTY;
-    return readAt(this.#fd(job, channel), from, stop - from);
+    // Adopted output not yet stored is in memory (the files only reach the stored end).
+    const inFiles = Math.min(stop, storedChannelSize(job, channel));
+    const stored = from < inFiles ? readAt(this.#fd(job, channel), from, inFiles - from) : EMPTY;
+    return inFiles >= stop ? stored : Buffer.concat([stored, tailBytes(job, channel, Math.max(from, inFiles), stop)]);
   }
 
   /** Appends the part of `data` (starting at stdin offset `offset`) that is not stored yet. */
@@ -729,6 +738,27 @@ function storedSizes(dir: string): { stdout: number; stderr: number; records: nu
     }
   }
   return { ...job, records, stdoutFile, stderrFile, indexFile };
+}
+
+/**
+ * Bytes [from, to) of `channel` from the tail, where adopted output not yet stored is kept (the
+ * tail holds every chunk past the stored end); throws if they are not there.
+ */
+function tailBytes(job: JobStreams, channel: OutputChannel, from: number, to: number): Buffer {
+  const parts: Uint8Array[] = [];
+  let at = from;
+  for (let i = job.tailHead; i < job.tail.length && at < to; i++) {
+    const chunk = job.tail[i]!;
+    if (chunk.channel !== channel) continue;
+    const end = chunk.offset + chunk.data.byteLength;
+    if (end <= at) continue;
+    if (chunk.offset > at) break;
+    const take = chunk.data.subarray(at - chunk.offset, Math.min(chunk.data.byteLength, to - chunk.offset));
+    parts.push(take);
+    at += take.byteLength;
+  }
+  if (at < to) throw new Error(`${channel} of ${job.dir}: bytes ${at}..${to} are neither stored nor in memory`);
+  return Buffer.concat(parts);
 }
 
 /** The bytes of `channel` readable from its file: all of them, but for adopted output only those stored. */

@@ -133,7 +133,7 @@ export class Statements {
     this.setProgress = db.prepare(`
       UPDATE jobs SET progress = @message WHERE id = @id AND status IN ${ACTIVE} RETURNING *`);
     this.setReason = db.prepare(`
-      UPDATE jobs SET reason = @reason WHERE id = @id AND status = 'Queued' AND reason IS NOT @reason RETURNING *`);
+      UPDATE jobs SET reason = @reason WHERE id = @id AND status IN ('Queued', 'Running') AND reason IS NOT @reason RETURNING *`);
     // The pid means "while running"; a finished job has none.
     this.finishJob = db.prepare(`
       UPDATE jobs SET status = @status, exit_code = @exitCode, signal = @signal, error = @error,
