@@ -99,9 +99,10 @@ describe('embedded store: files and database', () => {
       const old = await openEmbeddedStore({ dir });
       const job = await old.createJob(newJob());
       await old.close();
-      // Version 1 had no process identity.
+      // Version 1 had no process identity (version 2 added it) and no executor state (version 3).
       const db = new Database(join(dir, 'jobwire.db'));
       db.exec('ALTER TABLE jobs DROP COLUMN process');
+      db.exec('ALTER TABLE jobs DROP COLUMN executor_state');
       db.pragma('user_version = 1');
       db.close();
 
@@ -110,6 +111,9 @@ describe('embedded store: files and database', () => {
         assert.equal((await store.getJob(job.id))?.process, null);
         const process = { leader: { pid: 10, startTicks: 5, bootId: 'b' }, runner: { pid: 9, startTicks: 1, bootId: 'b' } };
         assert.deepEqual((await store.markRunning(job.id, { startedAt: nextTime(), pid: 10, node: null, process }))?.process, process);
+        assert.equal(await store.executorState(job.id), undefined);
+        await store.setExecutorState(job.id, { kind: 'test', n: 1 });
+        assert.deepEqual(await store.executorState(job.id), { kind: 'test', n: 1 });
       } finally {
         await store.close();
       }

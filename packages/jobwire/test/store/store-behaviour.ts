@@ -257,6 +257,17 @@ export function storeBehaviour(name: string, make: HarnessFactory): void {
       });
     });
 
+    it('keeps the latest executor state of a job, for a restart to find it again', async () => {
+      await withStore(make, async ({ store }) => {
+        const job = await store.createJob(newJob());
+        assert.equal(await store.executorState(job.id), undefined);
+        await store.markRunning(job.id, { startedAt: nextTime(), pid: null, node: null });
+        await store.setExecutorState(job.id, { kind: 'job-host', n: 1 });
+        await store.setExecutorState(job.id, { kind: 'job-host', n: 2 });
+        assert.deepEqual(await store.executorState(job.id), { kind: 'job-host', n: 2 });
+      });
+    });
+
     it('sets progress until the job is final, and a reason while Queued or Running (held back), not after', async () => {
       await withStore(make, async ({ store }) => {
         const job = await store.createJob(newJob());
