@@ -1,7 +1,7 @@
 /**
  * The embedded backend (the default): one machine. The store is SQLite plus append-only files in
  * the home, the tokens are the home's `tokens.json`, and a dispatcher in this process starts the
- * jobs on the home's job host (`executors/host/`): the server never spawns a job itself, and its
+ * jobs on the home's job host (`host/executor.ts`): the server never spawns a job itself, and its
  * jobs outlive it. At start, before anything else, the host is reached (or started, settling what
  * a dead one left) and every job the store has Running is followed again (`RunOptions.resume`);
  * only jobs no executor can find again (started by a jobwire without a job host) are stopped and
@@ -10,7 +10,7 @@
  */
 import { hostname } from 'node:os';
 import { TokenBook } from '../auth/tokens.js';
-import { HostExecutor } from '../executors/host/index.js';
+import { HostExecutor } from '../host/index.js';
 import { LocalExecutor } from '../executors/local/index.js';
 import { Dispatcher } from '../jobs/dispatcher.js';
 import { lostEvent } from '../jobs/events.js';

@@ -183,16 +183,17 @@ function redactUrl(url: string): string {
  * when another server uses the same home.
  */
 export async function startServer(options: ServerOptions = {}): Promise<ServerHandle> {
-  const lock = lockServerHome(defaults(options).home);
+  const held: { lock?: HostLock } = {};
   try {
-    return await startLocked(options, lock);
+    return await startLocked(options, held);
   } catch (err) {
-    lock.release();
+    held.lock?.release();
     throw err;
   }
 }
 
-async function startLocked(options: ServerOptions, lock: HostLock): Promise<ServerHandle> {
+/** {@link startServer}, taking the home's server lock into `held` once the options are checked. */
+async function startLocked(options: ServerOptions, held: { lock?: HostLock }): Promise<ServerHandle> {
   const opts = defaults(options);
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new RangeError(`port: an integer from 0 to 65535, not ${opts.port}`);
   const openBackend = chooseBackend(options);
@@ -202,6 +203,9 @@ async function startLocked(options: ServerOptions, lock: HostLock): Promise<Serv
   const workDir = opts.workDir;
   checkWorkDir(workDir, home);
   const prepared = prepareHome(home);
+  // Before anything in the home changes: one server per home.
+  const lock = lockServerHome(home);
+  held.lock = lock;
   mkdirSync(workDir, { recursive: true });
 
   const events = options.events ?? new EventEmitter<ServerEventMap>();

@@ -188,6 +188,52 @@ describe('restart: jobs outlive the server', () => {
     }
   });
 
+  it('leaves no orphans after a sequence of kills and restarts: every job is Running exactly when its processes run', async () => {
+    const home = tempHome();
+    let server: ServerProcess | undefined;
+    const jobs = new Map<string, number[]>();
+    const start = async (client: Client): Promise<void> => {
+      const job = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'sleep 1000 & echo $$ $!; wait'], queueName: 'unlimited' });
+      jobs.set(job.id, await printedPids(client, job.id));
+    };
+    const connect = async (): Promise<Client> => {
+      server = await startServerProcess(home);
+      return new Client({ url: server.url, token: server.token });
+    };
+    try {
+      let client = await connect();
+      await start(client);
+      await start(client);
+      await stopServer(server!, 'SIGKILL');
+      client = await connect();
+      await start(client);
+      await stopServer(server!, 'SIGKILL');
+      const host = hostStatus(home);
+      if (host.state === 'running') process.kill(host.info.pid, 'SIGKILL');
+      await sleepUntil(() => hostStatus(home).state !== 'running', 10_000, 'the host to die');
+      client = await connect();
+      await start(client);
+      await stopServer(server!, 'SIGTERM');
+      client = await connect();
+      await start(client);
+
+      const infos = await client.getJobStatuses([...jobs.keys()]);
+      assert.deepEqual(infos.map((info) => info.status), ['Lost', 'Lost', 'Lost', 'Running', 'Running']);
+      for (const info of infos) {
+        const pids = jobs.get(info.id)!;
+        if (info.status === 'Running') assert.ok(pids.every(runs), `job ${info.id} is Running and its processes run`);
+        else assert.deepEqual(pids.filter(runs), [], `job ${info.id} is ${info.status} and none of its processes runs`);
+      }
+      // The CLI's listing says the same.
+      const listed = await runCli(['jobs', '--url', server!.url, '--token', server!.token]);
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.equal(listed.stdout.match(/Running/g)?.length, 2, listed.stdout);
+    } finally {
+      if (server) await stopServer(server, 'SIGTERM');
+      removeHome(home);
+    }
+  });
+
   it('refuses a second server on the same home before it changes anything, naming the running one', async () => {
     const home = tempHome();
     let server: ServerProcess | undefined;

@@ -1,5 +1,5 @@
 /**
- * The host executor: runs jobs through the home's job host (`host/`) instead of in this process,
+ * The host executor: runs jobs through the home's job host (this folder) instead of in this process,
  * so a server never spawns a job itself and its jobs outlive it. The host starts each job with
  * the local executor, holds its pipes or terminal and writes its output to the stream log's files
  * itself ({@link HostExecutor.storesOutput}); this side follows it over the host's socket: output
@@ -11,10 +11,14 @@
  * @module
  */
 import { type JobDescription, type OutputChunk } from '@jobwire/client';
-import type { JobProcess } from '../../job-process.js';
-import { ensureHost, HostClient, HostConnectionClosedError, recoverJobs, type EnsureHostOptions, type ExitRecord, type HostJobEvent, type HostJobState, type JobRecovery, type StartJob, type StorageState } from '../../host/index.js';
-import type { LocalExecutor } from '../local/index.js';
-import type { Executor, ExecutorState, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../types.js';
+import type { LocalExecutor } from '../executors/local/index.js';
+import type { Executor, ExecutorState, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../executors/types.js';
+import type { JobProcess } from '../job-process.js';
+import type { HostClient, HostJobEvent } from './client.js';
+import { ensureHost, type EnsureHostOptions } from './ensure.js';
+import { HostConnectionClosedError } from './errors.js';
+import type { ExitRecord, HostJobState, StartJob, StorageState } from './protocol.js';
+import { recoverJobs, type JobRecovery } from './recovery.js';
 
 /** Stdin bytes sent to the host but not yet read by the job, beyond which writes wait (the host refuses past 8 MiB). */
 export const STDIN_WINDOW_BYTES = 1024 * 1024;
