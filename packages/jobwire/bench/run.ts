@@ -12,6 +12,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@jobwire/client';
+import { stopHost } from '../src/host/index.js';
 import { distributedBench } from './distributed.js';
 
 const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
@@ -184,6 +185,48 @@ async function submitLatency(client: Client): Promise<void> {
   rows.push({ name: 'submit → running latency p50 (100 jobs)', jobwire: `${(pct(lat, 50) / 1e6).toFixed(2)} ms`, baseline: `${(pct(spawnLat, 50) / 1e6).toFixed(2)} ms (spawn)`, ratio: (pct(lat, 50) / pct(spawnLat, 50)).toFixed(1) + '×', target: 'p50 ≤ 5 ms' });
 }
 
+/** Milliseconds from `jobwire server` until it has recorded its URL (it follows its running jobs again before it listens). */
+async function timedStart(home: string): Promise<{ proc: ChildProcess; ms: number }> {
+  rmSync(join(home, 'server.json'), { force: true });
+  const t0 = now();
+  const { proc } = await startServer(home, 2);
+  return { proc, ms: Number(now() - t0) / 1e6 };
+}
+
+async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  const exited = new Promise((r) => proc.on('exit', r));
+  proc.kill(signal);
+  await exited;
+}
+
+/**
+ * A server restart (kill -9, then start) on a home whose job host runs 100 jobs: the time until
+ * the new server listens, having followed all 100 again, beside the start of a server on a home
+ * with no jobs (same run).
+ */
+async function restart(): Promise<void> {
+  const COUNT = 100;
+  const home = mkdtempSync(join(tmpdir(), 'jobwire-bench-restart-'));
+  try {
+    const empty = await timedStart(home);
+    await stopProcess(empty.proc, 'SIGTERM');
+    const first = await startServer(home, 2);
+    const ids: string[] = [];
+    for (let i = 0; i < COUNT; i++) ids.push((await first.client.submitBatchJob({ executable: 'sleep', arguments: ['1000'], queueName: 'unlimited' })).id);
+    for (const id of ids) await first.client.waitUntilRunning(id, 60_000);
+    await stopProcess(first.proc, 'SIGKILL');
+    const again = await timedStart(home);
+    const next = new Client({ url: (JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { url: string }).url, token: readFileSync(join(home, 'token'), 'utf8').trim() });
+    const running = (await next.getJobStatuses(ids)).filter((info) => info.status === 'Running').length;
+    if (running !== COUNT) throw new Error(`after the restart ${running} of ${COUNT} jobs are Running`);
+    await stopProcess(again.proc, 'SIGTERM');
+    rows.push({ name: `server restart with ${COUNT} running jobs (kill -9, start, all followed again)`, jobwire: `${again.ms.toFixed(0)} ms`, baseline: `${empty.ms.toFixed(0)} ms (start, no jobs)`, ratio: (again.ms / empty.ms).toFixed(2) + '×', target: '' });
+  } finally {
+    await stopHost(home);
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const home = mkdtempSync(join(tmpdir(), 'jobwire-bench-'));
   const slots = availableParallelism();
@@ -198,10 +241,14 @@ async function main(): Promise<void> {
     await batch(client, slots);
     console.error('… submit latency');
     await submitLatency(client);
+    console.error('… server restart');
+    await restart();
     rows.push(...(await distributedBench({ cli: CLI, embedded: client, jobs: JOBS, rounds: ROUNDS })));
   } finally {
     proc.kill('SIGTERM');
     await new Promise((r) => proc.on('exit', r));
+    // Jobs outlive the server on the job host: stop them too.
+    await stopHost(home);
     rmSync(home, { recursive: true, force: true });
   }
   console.log('| benchmark | jobwire | baseline (same run) | ratio | target |');

@@ -389,9 +389,12 @@ export class FileStreamLog implements StreamLog {
       return;
     }
     if (job.adopted) {
-      // The host stored everything before it reported the end: the index is complete.
+      // The host stored everything before it reported the end: the index is complete (and may
+      // name output this log never heard of, when the end was learnt from exit.json).
       const sizes = storedSizes(job.dir);
       job.records = sizes.records;
+      job.stdout = Math.max(job.stdout, sizes.stdout);
+      job.stderr = Math.max(job.stderr, sizes.stderr);
       job.adopted = false;
     }
     job.outputClosed = true;
