@@ -41,7 +41,7 @@ export function registerServer(program: Command): void {
     .command('server')
     .summary('start a jobwire server in the foreground')
     .description(
-      'Start a jobwire server (REST and WebSocket API, dashboard, local executor) and keep it running ' +
+      'Start a jobwire server (REST and WebSocket API, dashboard; jobs run on the home\'s job host) and keep it running ' +
         'until Ctrl-C or SIGTERM. It records its URL and admin token in the jobwire home, where every ' +
         'other command finds them.',
     )
