@@ -104,7 +104,7 @@ export interface ServerOptions {
 export interface ServerEventMap extends JobwireEventMap {
   /** Serving at `url` (emitted before `startServer` resolves; the gRPC service starts after it). */
   'server:listening': [{ url: string }];
-  /** `close()` began; jobs running in this server are stopped and end Lost with `reason`. */
+  /** `close()` began; with `stopJobs`, jobs running for this server are stopped and end Lost with `reason` (else they run on, on the job host). */
   'server:stopping': [{ reason: string }];
   /** `close()` ended; `report` lists what was left unsettled. */
   'server:stopped': [{ report: StopReport }];
@@ -137,8 +137,9 @@ export interface ServerHandle extends AsyncDisposable {
    */
   reloadTls?(): void;
   /**
-   * Stops accepting, ends client sessions, stops running jobs (they end Lost), closes the store.
-   * With `signal` (distributed mode), gives up on an unanswering Redis when it aborts; resolves
+   * Stops accepting, ends client sessions, closes the store. Running jobs of an embedded server
+   * keep running on the home's job host for the next server, unless `stopJobs` (then they are
+   * stopped and end Lost). With `signal` (distributed mode), gives up on an unanswering Redis when it aborts; resolves
    * to what was left unsettled, which is also logged.
    */
   close(options?: CloseOptions): Promise<StopReport>;
