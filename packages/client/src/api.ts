@@ -163,6 +163,11 @@ export interface JobwireApi {
   submitInteractiveJob(description: JobDescription): Promise<InteractiveJob>;
   /** A job's info, with its description. */
   getJobStatus(id: string): Promise<JobInfo>;
+  /**
+   * The full id of the caller's one job whose id starts with `prefix` (as git and docker take
+   * short ids); NotFoundError when none does, AmbiguousIdError (listing them) when several do.
+   */
+  resolveJobId(prefix: string): Promise<string>;
   /** Several jobs' infos, in the order of `ids`. */
   getJobStatuses(ids: string[]): Promise<JobInfo[]>;
   /** Waits until final; with `timeoutMs` (0 = forever) returns the not-final info when it runs out. */
@@ -185,6 +190,12 @@ export interface JobwireApi {
   getWorkers(): Promise<WorkersReport>;
   /** Reads a byte range of one output stream. */
   readOutput(id: string, stream?: 'stdout' | 'stderr', from?: number, to?: number): Promise<{ data: Uint8Array; size: number; complete: boolean }>;
+  /** Uploads a file for a description's `inputFiles` (strings as UTF-8); returns its id and size. */
+  upload(data: Uint8Array | string): Promise<{ id: string; size: number }>;
+  /** The output files a job kept (its description's `outputFiles`), by name. */
+  getOutputFiles(id: string): Promise<{ name: string; size: number }[]>;
+  /** One output file a job kept. */
+  readOutputFile(id: string, name: string): Promise<Uint8Array>;
   /** Appends to an interactive job's stdin over HTTP; returns the stdin bytes accepted so far. */
   writeStdin(id: string, data: Uint8Array | string, offset?: number): Promise<number>;
   /** Closes an interactive job's stdin (EOF); returns its final size. */

@@ -5,11 +5,14 @@
  */
 import type { AttachOptions, Attachment, ClientOptions, EventStream, EventsOptions, InteractiveJob, JobFilter, JobwireApi } from './api.js';
 import { InteractiveAttachment, JobAttachment, type AttachContext } from './attach.js';
-import { BadRequestError, ConnectionError, NotFoundError } from './errors.js';
+import { AmbiguousIdError, BadRequestError, ConnectionError, NotFoundError } from './errors.js';
 import { GroupEventStream } from './events.js';
 import { request, requestBytes, type Connection } from './http.js';
 import { isFinal, type GroupInfo, type JobDescription, type JobInfo, type Page, type QueueStatus, type WhoAmI, type WorkersReport } from './types.js';
 import { isNode, toBytes } from './util.js';
+
+/** A whole job id (a UUID), taken as it is by {@link Client.resolveJobId}. */
+const FULL_JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** Longest single wait the server allows; longer waits loop. */
 const MAX_WAIT_CALL = 60_000;
@@ -202,6 +205,26 @@ export class Client implements JobwireApi {
     return this.call('GET', jobPath(id));
   }
 
+  /**
+   * The full id of the caller's one job whose id starts with `prefix`. A full id is taken as it
+   * is; a shorter one is looked for in the caller's jobs, page by page.
+   */
+  async resolveJobId(prefix: string): Promise<string> {
+    const wanted = prefix.trim().toLowerCase();
+    if (FULL_JOB_ID.test(wanted)) return wanted;
+    if (wanted === '') throw new BadRequestError('a job id (or the start of one) is needed', { field: 'id' });
+    const found: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page: Page<JobInfo> = await this.getJobs({ limit: 1000, ...(cursor !== undefined ? { cursor } : {}) });
+      for (const job of page.items) if (job.id.startsWith(wanted)) found.push(job.id);
+      cursor = page.next;
+    } while (cursor !== undefined);
+    if (found.length === 1) return found[0]!;
+    if (found.length === 0) throw new NotFoundError(`no job whose id starts with ${JSON.stringify(prefix)}`);
+    throw new AmbiguousIdError(prefix, found);
+  }
+
   /** Infos of several jobs, fetched in parallel, in the order of `ids`. */
   getJobStatuses(ids: string[]): Promise<JobInfo[]> {
     return Promise.all(ids.map((id) => this.getJobStatus(id)));
@@ -284,6 +307,24 @@ export class Client implements JobwireApi {
     const { data, headers } = await this.withFailover('GET', (conn) => requestBytes(conn, 'GET', jobPath(id, '/output'), { query: { stream, from, to } }));
     const size = Number(headers.get('x-jobwire-size'));
     return { data, size: Number.isFinite(size) ? size : data.byteLength + (from ?? 0), complete: headers.get('x-jobwire-complete') === 'true' };
+  }
+
+  /**
+   * Uploads a file (strings as UTF-8) for a description's `inputFiles`: the server places it in
+   * the job's working directory before the job starts. Returns the upload's id and size.
+   */
+  upload(data: Uint8Array | string): Promise<{ id: string; size: number }> {
+    return this.call('POST', '/uploads', { bytes: toBytes(data) });
+  }
+
+  /** The output files a job kept (its description's `outputFiles`), by name. */
+  async getOutputFiles(id: string): Promise<{ name: string; size: number }[]> {
+    return (await this.call<{ items: { name: string; size: number }[] }>('GET', jobPath(id, '/files'))).items;
+  }
+
+  /** One output file a job kept; NotFoundError when it kept none of that name. */
+  async readOutputFile(id: string, name: string): Promise<Uint8Array> {
+    return (await this.withFailover('GET', (conn) => requestBytes(conn, 'GET', jobPath(id, '/files/content'), { query: { name } }))).data;
   }
 
   /**

@@ -90,6 +90,18 @@ export class BadRequestError extends JobwireError {
   }
 }
 
+/** A short job id that starts more than one of the caller's job ids (`candidates`). */
+export class AmbiguousIdError extends BadRequestError {
+  override name = 'AmbiguousIdError';
+  constructor(
+    prefix: string,
+    /** The full ids that start with the prefix. */
+    readonly candidates: readonly string[],
+  ) {
+    super(`the job id ${JSON.stringify(prefix)} is ambiguous: it begins ${candidates.length} of your job ids: ${candidates.join(', ')}`, { field: 'id' });
+  }
+}
+
 /**
  * A WebSocket frame that cannot be decoded (too short, not JSON, unknown tag): code `protocol`,
  * so a server that meets one answers with the protocol close code and a client reports it as a

@@ -45,6 +45,13 @@ export interface JobDescription {
   environment?: Record<string, string>;
   /** Working directory of the job. @defaultValue the server's work folder (`<home>-work`); for a user mapped to an OS account by a root server, that account's home */
   workingDirectory?: string;
+  /**
+   * The directory the job was submitted from (the CLI's current directory), used as the working
+   * directory when `workingDirectory` is absent and the directory exists on the machine that runs
+   * the job; where it does not, the job starts in the default one, and the first line of its
+   * stderr says so (as Slurm's `srun` does).
+   */
+  submitDirectory?: string;
   /** Queue to run in: `single`, `multi` or `unlimited` on the local executor. @defaultValue "multi" */
   queueName?: string;
   /** Maximum run time in minutes (Xenon's unit; fractions allowed, e.g. 0.5 = 30 s); 0 or absent means no limit. */
@@ -71,6 +78,23 @@ export interface JobDescription {
   tty?: boolean;
   /** Initial terminal size for tty jobs. @defaultValue { cols: 80, rows: 24 } */
   size?: { cols: number; rows: number };
+  /**
+   * Files placed in the working directory before the job starts (gLite's InputSandbox): relative
+   * name (folders allowed, no `..`) → id of an upload (`POST /v1/uploads`, SDK `upload`).
+   * An input named as the executable is made executable. @defaultValue none
+   */
+  inputFiles?: Record<string, string>;
+  /**
+   * Patterns (globs, relative to the working directory) of files kept with the job after it ends
+   * (gLite's OutputSandbox): read them with `GET /v1/jobs/:id/files`, SDK `getOutputFiles`, or
+   * `jobwire output ID`. A pattern that matches nothing fails the job, saying so. @defaultValue none
+   */
+  outputFiles?: string[];
+  /**
+   * Attributes of the description the job was made from that jobwire keeps without acting on
+   * them (a JDL file's `Requirements`, `Rank`, …), as name → value text. @defaultValue none
+   */
+  attributes?: Record<string, string>;
   /** Group path in the job tree, `:`-separated, e.g. `analysis-7:step-2`. @defaultValue "" (root) */
   group?: string;
   /** URL where the job's result can be seen (moi's `url`). */

@@ -89,6 +89,10 @@ export interface JobOptions {
   retries?: number;
   interactive?: boolean;
   tty?: boolean;
+  /** Local files uploaded into the job's working directory (`--input`, repeatable). */
+  input?: string[];
+  /** Patterns of files kept with the job after it ends (`--output-file`, repeatable). */
+  outputFile?: string[];
   /** Terminal size for tty jobs. */
   size?: { cols: number; rows: number };
 }
@@ -147,11 +151,23 @@ export function buildDescription(o: JobOptions, cwd: string = process.cwd()): Jo
     d.executable = executable!;
     d.arguments = args;
   }
+  return withJobSettings(d, o, cwd);
+}
+
+/**
+ * Adds what the options say about how and where a job runs (name, group, queue, environment,
+ * directory, limits, placement, interactivity) to `d`: for {@link buildDescription} and for a
+ * description read from a file (JDL), whose own values the options override.
+ */
+export function withJobSettings(d: JobDescription, o: Omit<JobOptions, 'js' | 'jsModule' | 'export' | 'cmd' | 'command'>, cwd: string = process.cwd()): JobDescription {
   if (o.name !== undefined) d.name = o.name;
   if (o.group !== undefined) d.group = o.group;
   if (o.queue !== undefined) d.queueName = o.queue;
-  if (o.env !== undefined && Object.keys(o.env).length > 0) d.environment = o.env;
+  if (o.env !== undefined && Object.keys(o.env).length > 0) d.environment = { ...d.environment, ...o.env };
+  // As srun: a job starts where it was submitted from unless told otherwise (the server falls
+  // back to its work folder where this directory does not exist).
   if (o.cwd !== undefined) d.workingDirectory = resolve(cwd, o.cwd);
+  else if (d.workingDirectory === undefined) d.submitDirectory = resolve(cwd);
   if (o.maxRuntime !== undefined) d.maxRuntime = o.maxRuntime;
   if (o.node !== undefined) d.node = o.node;
   if (o.pool !== undefined && o.pool.length > 0) d.pools = o.pool;
@@ -159,5 +175,11 @@ export function buildDescription(o: JobOptions, cwd: string = process.cwd()): Jo
   if (o.interactive) d.interactive = true;
   if (o.tty) d.tty = true;
   if (o.tty && o.size) d.size = o.size;
+  if (o.outputFile !== undefined && o.outputFile.length > 0) d.outputFiles = [...(d.outputFiles ?? []), ...o.outputFile];
   return d;
+}
+
+/** Collects a repeatable option's values in order. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
 }

@@ -3,7 +3,8 @@
  * exit code 2 and every other failure into one `jobwire: MESSAGE` line and its exit code.
  * @module
  */
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
+import { UsageError } from './errors.js';
 import { readFileSync } from 'node:fs';
 import { reportError } from './errors.js';
 import { EXIT_CODE_HELP, ExitCode } from './exit-codes.js';
@@ -11,6 +12,7 @@ import { registerCancel, registerDelete } from './commands/manage.js';
 import { registerJobs, registerStatus } from './commands/jobs.js';
 import { registerGroups, registerQueues } from './commands/listings.js';
 import { registerLogs } from './commands/logs.js';
+import { registerOutput } from './commands/output.js';
 import { registerProgress } from './commands/progress.js';
 import { registerAttach, registerRun } from './commands/run.js';
 import { registerServer } from './commands/server.js';
@@ -29,7 +31,7 @@ function packageVersion(): string {
 }
 
 const ROOT_HELP = `
-Connection (every command that talks to a server):
+Connection (every command that talks to a server; before or after the command's name):
   --url URL      server URL           (env JOBWIRE_URL; default: recorded in the home by the server)
   --token TOKEN  access token         (env JOBWIRE_TOKEN; default: the home's admin token)
   --home DIR     jobwire home         (env JOBWIRE_HOME; default: $XDG_DATA_HOME/jobwire or ~/.local/share/jobwire)
@@ -52,6 +54,32 @@ function asJobwireError(text: string): string {
   return text.replace(/^error: /, 'jobwire: ');
 }
 
+/** Connection options that may also stand before the subcommand (`jobwire --url U jobs`). */
+const CONNECTION_OPTIONS = [
+  ['url', '--url <url>'],
+  ['token', '--token <token>'],
+  ['home', '--home <dir>'],
+  ['ca', '--ca <file>'],
+] as const;
+
+/**
+ * Accepts the connection options before the subcommand, as ROOT_HELP documents them: each is
+ * handed to the subcommand as if given after it (where it is given twice, the later one wins).
+ * Commands without the option refuse it by name.
+ */
+function addLeadingConnectionOptions(program: Command): void {
+  for (const [, flags] of CONNECTION_OPTIONS) program.addOption(new Option(flags).hideHelp());
+  program.hook('preAction', (root, action) => {
+    const leading = root.opts<Record<string, string | undefined>>();
+    for (const [key, flags] of CONNECTION_OPTIONS) {
+      const value = leading[key];
+      if (value === undefined || action.getOptionValueSource(key) === 'cli') continue;
+      if (!action.options.some((o) => o.attributeName() === key)) throw new UsageError(`${flags.split(' ')[0]} does not apply to "jobwire ${action.name()}"`);
+      action.setOptionValueWithSource(key, value, 'cli');
+    }
+  });
+}
+
 /** Builds the program with every command. */
 export function buildProgram(): Command {
   const program = new Command('jobwire');
@@ -65,6 +93,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (text, write) => write(asJobwireError(text)) })
     .showHelpAfterError('(add --help for usage)')
     .addHelpText('after', ROOT_HELP);
+  addLeadingConnectionOptions(program);
 
   registerServer(program);
   registerSubmit(program);
@@ -73,6 +102,7 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerJobs(program);
   registerLogs(program);
+  registerOutput(program);
   registerCancel(program);
   registerDelete(program);
   registerQueues(program);

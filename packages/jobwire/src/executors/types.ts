@@ -75,6 +75,12 @@ export interface StartSpec {
   onStoredOutput?(chunk: OutputChunk): void;
   /** For an executor that stores output itself: the merged output before this position is in the files now. */
   onStored?(end: number): void;
+  /**
+   * For an executor that stores output itself: a line (with its newline) the job's stderr opens
+   * with, before anything of the job's (where the job starts, when not where it was submitted
+   * from). Other executors never see it: the runner appends it. @defaultValue none
+   */
+  notice?: string;
   /** Called when a function job reports progress. */
   onProgress(message: string): void;
   /**

@@ -1,10 +1,16 @@
 /**
- * The confinement rule of the Xenon `file` adaptor. A user's file space is the folder
- * `<workDir>/<user>/` (the server's work folder, `<home>-work` by default); every path a client
- * names must lie inside it, after resolving `..` and every symbolic link on the way. Anything
- * else is refused with PERMISSION_DENIED.
+ * Where the Xenon `file` adaptor reaches, and the confinement rule of its non-admin users.
  *
- * The rule, which every operation of the FileSystemService (and every copy) keeps:
+ * - **The admin** (the server's own OS user, whose jobs run arbitrary programs as that user
+ *   anyway) gets the whole local file system with the OS permissions of the server's account, as
+ *   Xenon's `file` adaptor gives its user; relative paths are taken from the file system's
+ *   working directory, which starts as the server's work folder (`--work-dir`).
+ * - **Every other user**'s file space is the folder `<workDir>/<user>/`; every path they name must
+ *   lie inside it, after resolving `..` and every symbolic link on the way. Anything else is
+ *   refused with PERMISSION_DENIED. This bounds the *file API*, not their jobs (docs/grpc.md).
+ *
+ * The rule, which every operation of the FileSystemService (and every copy) keeps (for the admin
+ * the root is `/`, so the checks pass, but the operations are the same):
  *
  * 1. A path is first resolved as text against the working directory (`..` included) and must lie
  *    under the user's root.
@@ -25,8 +31,10 @@
  * 5. Walking a tree (recursive list, delete and copy) holds each entry with `O_NOFOLLOW` from its
  *    held folder before it looks inside, so a folder swapped for a link is never entered.
  *
- * Linux only (`O_PATH`, `/proc/self/fd`). The file space is also the default working directory
- * of jobs submitted over gRPC, so a job's relative stdout file is readable through the adaptor.
+ * Linux only (`O_PATH`, `/proc/self/fd`). A non-admin user's file space is also the default
+ * working directory of their jobs submitted over gRPC, so a job's relative stdout file is
+ * readable through the adaptor; the admin's gRPC jobs start where any job does (the server's or
+ * the worker's work folder).
  * @module
  */
 import { createHash } from 'node:crypto';
@@ -34,6 +42,7 @@ import { constants, mkdirSync, type Stats } from 'node:fs';
 import { open, opendir, readlink, realpath, rmdir, unlink, type FileHandle } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { permissionDenied } from './errors.js';
+import type { WhoAmI } from '@jobwire/client';
 import type { XenonPath } from './messages.js';
 
 /**
@@ -115,71 +124,81 @@ export interface HoldOptions {
   follow: boolean;
 }
 
+/** Who a file space belongs to: the user, and whether they are the admin. */
+export type SpaceOwner = Pick<WhoAmI, 'user' | 'admin'>;
+
 /** Per-user roots and the confinement rule. */
 export class FileSpace {
   private readonly realRoots = new Map<string, string>();
 
   constructor(
-    /** The folder holding one file space per user (the server's `workDir`). */
+    /** The server's work folder: the admin's working directory, and the parent of the other users' file spaces. */
     readonly base: string,
   ) {}
 
-  /** The root of `user`'s file space; created (mode 0700) when missing. */
-  root(user: string): string {
-    const dir = posix.join(this.base, userFolder(user));
+  /** The root of `who`'s file space: `/` for the admin; else created (mode 0700) when missing. */
+  root(who: SpaceOwner): string {
+    if (who.admin) return '/';
+    const dir = posix.join(this.base, userFolder(who.user));
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     return dir;
   }
 
-  private async realRoot(user: string): Promise<string> {
-    let real = this.realRoots.get(user);
+  /** The working directory a new file system of `who` starts in: the work folder for the admin, else the root of their space. */
+  home(who: SpaceOwner): string {
+    return who.admin ? this.base : this.root(who);
+  }
+
+  private async realRoot(who: SpaceOwner): Promise<string> {
+    const root = this.root(who);
+    let real = this.realRoots.get(root);
     if (real === undefined) {
-      real = await realpath(this.root(user));
-      this.realRoots.set(user, real);
+      real = await realpath(root);
+      this.realRoots.set(root, real);
     }
     return real;
   }
 
-  private deny(user: string, p: string): never {
-    throw permissionDenied('file', `${p}: permission denied: outside your file space ${this.root(user)} (see docs/grpc.md)`);
+  private deny(who: SpaceOwner, p: string): never {
+    throw permissionDenied('file', `${p}: permission denied: outside your file space ${this.root(who)} (see docs/grpc.md)`);
   }
 
   /**
    * The absolute path `input` names, relative to `cwd`, as text; throws PERMISSION_DENIED unless
-   * it lies under `user`'s root. Links are checked when the path is held.
+   * it lies under `who`'s root. Links are checked when the path is held.
    */
-  path(user: string, cwd: string, input: string): string {
+  path(who: SpaceOwner, cwd: string, input: string): string {
     const p = posix.resolve(cwd, input);
-    if (!inside(this.root(user), p)) this.deny(user, p);
+    if (!inside(this.root(who), p)) this.deny(who, p);
     return p;
   }
 
   /**
    * Holds the object at `p` (rule 3); PERMISSION_DENIED, naming `shownAs`, when it lies outside
-   * `user`'s space.
+   * `who`'s space.
    */
-  async hold(user: string, p: string, options: HoldOptions, shownAs = p): Promise<Held> {
-    return this.checked(user, shownAs, await open(p, options.follow ? O_PATH : O_PATH | O_NOFOLLOW));
+  async hold(who: SpaceOwner, p: string, options: HoldOptions, shownAs = p): Promise<Held> {
+    return this.checked(who, shownAs, await open(p, options.follow ? O_PATH : O_PATH | O_NOFOLLOW));
   }
 
   /** Holds `name` in the held folder `dir`, following a link there, checked like {@link hold}. */
-  async holdIn(user: string, dir: Held, name: string, shownAs: string): Promise<Held> {
-    return this.checked(user, shownAs, await open(dir.child(name), O_PATH));
+  async holdIn(who: SpaceOwner, dir: Held, name: string, shownAs: string): Promise<Held> {
+    return this.checked(who, shownAs, await open(dir.child(name), O_PATH));
   }
 
   /** Holds the folder containing `p` and names `p` in it (rule 4). */
-  async holdName(user: string, p: string): Promise<HeldName> {
-    const root = this.root(user);
+  async holdName(who: SpaceOwner, p: string): Promise<HeldName> {
+    const root = this.root(who);
     const [dirPath, name] = p === root ? [root, '.'] : [posix.dirname(p), posix.basename(p)];
-    const dir = await this.hold(user, dirPath, { follow: true }, p);
+    const dir = await this.hold(who, dirPath, { follow: true }, p);
     return { dir, name, at: dir.child(name) };
   }
 
-  /** Keeps `handle` when it really lies in `user`'s space; else closes it and refuses. */
-  private async checked(user: string, shownAs: string, handle: FileHandle): Promise<Held> {
+  /** Keeps `handle` when it really lies in `who`'s space; else closes it and refuses. */
+  private async checked(who: SpaceOwner, shownAs: string, handle: FileHandle): Promise<Held> {
     try {
       const real = await readlink(`/proc/self/fd/${handle.fd}`);
-      if (!inside(await this.realRoot(user), real)) this.deny(user, shownAs);
+      if (!inside(await this.realRoot(who), real)) this.deny(who, shownAs);
       return new Held(handle, real);
     } catch (err) {
       await handle.close().catch(() => undefined);

@@ -1,8 +1,9 @@
 /**
- * Xenon's FileSystemService for the `file` adaptor: the server's local file system, confined to
- * the caller's file space by the rule written at the top of file-space.ts (every path is held by
- * a descriptor, checked, then used only through it; see also docs/grpc.md). Errors carry the
- * Xenon kinds a client expects: NoSuchPathException, PathAlreadyExistsException,
+ * Xenon's FileSystemService for the `file` adaptor: the server's local file system — all of it,
+ * with the server account's permissions, for the admin (as Xenon's own adaptor); for any other
+ * user, confined to their file space by the rule written at the top of file-space.ts (every path
+ * is held by a descriptor, checked, then used only through it; see also docs/grpc.md). Errors
+ * carry the Xenon kinds a client expects: NoSuchPathException, PathAlreadyExistsException,
  * InvalidPathException, DirectoryNotEmptyException, and PERMISSION_DENIED for a path outside
  * the file space.
  * Streams respect flow control: reading and listing wait for the call to drain, and writing
@@ -51,8 +52,8 @@ const READ_CHUNK = 64 * 1024;
 const DESCRIPTION: FileSystemAdaptorDescription = {
   name: FILE,
   description:
-    "The jobwire server's local file system, confined to the caller's file space (<work folder>/<user>/, beside the jobwire home), which is also the working directory of the caller's gRPC jobs.",
-  supported_locations: ['(empty)', '/', 'a folder inside your file space'],
+    "The jobwire server's local file system: for the admin all of it, with the server account's permissions, starting in the server's work folder (--work-dir); for other users confined to their file space (<work folder>/<user>/), which is also the working directory of their gRPC jobs.",
+  supported_locations: ['(empty)', '/', 'an absolute folder (inside your file space, unless you are the admin)'],
   supported_properties: [],
   supports_third_party_copy: false,
   can_create_symboliclinks: true,
@@ -69,8 +70,8 @@ const DESCRIPTION: FileSystemAdaptorDescription = {
 /** The FileSystemService, plus what the scheduler service needs of it. */
 export interface FileSystemServiceParts {
   implementation: UntypedServiceImplementation;
-  /** Opens a handle on `owner`'s file space (Scheduler.getFileSystem). */
-  open(owner: string): Handle;
+  /** Opens a handle on `who`'s file space (Scheduler.getFileSystem). */
+  open(who: WhoAmI): Handle;
   /** Closes a handle, cancelling its copies. */
   close(owner: string, id: string): void;
   /** Cancels every copy (server shutdown). */
@@ -108,12 +109,12 @@ export function fileSystemService(rpc: Rpc, space: FileSpace): FileSystemService
   };
 
   /** The absolute path a request names, as text; PERMISSION_DENIED unless under the user's root. */
-  const pathOf = (who: WhoAmI, fs: FileSystemHandle, path: XenonPath | null | undefined): string => space.path(who.user, fs.cwd, pathText(path));
+  const pathOf = (who: WhoAmI, fs: FileSystemHandle, path: XenonPath | null | undefined): string => space.path(who, fs.cwd, pathText(path));
 
   /** Runs `fn` on the object at `p`, held and checked (file-space.ts, rule 3). */
   const withHeld = <T>(who: WhoAmI, p: string, options: HoldOptions, fn: (held: Held) => Promise<T>): Promise<T> =>
     onDisk(p, async () => {
-      const held = await space.hold(who.user, p, options);
+      const held = await space.hold(who, p, options);
       try {
         return await fn(held);
       } finally {
@@ -124,7 +125,7 @@ export function fileSystemService(rpc: Rpc, space: FileSpace): FileSystemService
   /** Runs `fn` on the name `p` in its held, checked folder (file-space.ts, rule 4). */
   const withName = <T>(who: WhoAmI, p: string, fn: (name: HeldName) => Promise<T>): Promise<T> =>
     onDisk(p, async () => {
-      const name = await space.holdName(who.user, p);
+      const name = await space.holdName(who, p);
       try {
         return await fn(name);
       } finally {
@@ -140,7 +141,7 @@ export function fileSystemService(rpc: Rpc, space: FileSpace): FileSystemService
     });
 
   const notRoot = (who: WhoAmI, p: string, what: string): void => {
-    if (p === space.root(who.user)) throw new XenonError('InvalidPathException', FILE, `${p}: the root of your file space cannot be ${what}`);
+    if (p === space.root(who)) throw new XenonError('InvalidPathException', FILE, `${p}: the root of your file space cannot be ${what}`);
   };
 
   const copyOf = (who: WhoAmI, request: CopyOperationRequest): CopyOperation => {
@@ -163,11 +164,12 @@ export function fileSystemService(rpc: Rpc, space: FileSpace): FileSystemService
     }
     const props = Object.keys(request.properties);
     if (props.length > 0) throw new XenonError('UnknownPropertyException', FILE, `unknown propert${props.length > 1 ? 'ies' : 'y'} ${props.join(', ')}`);
-    const root = space.root(who.user);
+    const root = space.root(who);
     let location = request.location.replace(/^file:\/\//, '');
-    if (location === '' || location === '/') return openHandle(who.user, request.location, root);
+    // As Xenon's local file system: no location (or the root) starts in the working directory.
+    if (location === '' || location === '/') return openHandle(who.user, request.location, space.home(who));
     if (!location.startsWith('/')) throw new XenonError('InvalidLocationException', FILE, `location ${JSON.stringify(request.location)}: give an absolute folder (or nothing)`);
-    location = space.path(who.user, root, location);
+    location = space.path(who, root, location);
     await withDirectory(who, location, async () => undefined, 'InvalidLocationException');
     return openHandle(who.user, request.location, location);
   };
@@ -263,7 +265,7 @@ export function fileSystemService(rpc: Rpc, space: FileSpace): FileSystemService
       return DESCRIPTION;
     }),
     create: rpc.unary<CreateRequest, Handle>(f, async (request, { who }) => create(who, request)),
-    localFileSystems: rpc.unary<Empty, unknown>(f, async (_request, { who }) => ({ filesystems: [openHandle(who.user, '/', space.root(who.user))] })),
+    localFileSystems: rpc.unary<Empty, unknown>(f, async (_request, { who }) => ({ filesystems: [openHandle(who.user, '/', space.home(who))] })),
     listFileSystems: rpc.unary<Empty, unknown>(f, async (_request, { who }) => ({ filesystems: handles.list(who.user).map((h) => ({ id: h.id })) })),
     close: rpc.unary<Handle, Empty>(f, async (request, { who }) => {
       const fs = fileSystem(who, request);
@@ -316,7 +318,7 @@ export function fileSystemService(rpc: Rpc, space: FileSpace): FileSystemService
     }),
     createDirectories: rpc.unary<PathRequest, Empty>(f, async (request, { who }) => {
       const p = pathOf(who, fileSystem(who, request.filesystem), request.path);
-      const root = space.root(who.user);
+      const root = space.root(who);
       const exists = await withName(who, p, (name) => lstat(name.at).then(() => true)).catch((err: unknown) => {
         if (err instanceof XenonError && err.kind === 'NoSuchPathException') return false;
         throw err;
@@ -332,7 +334,7 @@ export function fileSystemService(rpc: Rpc, space: FileSpace): FileSystemService
             await mkdir(dir.child(part)).catch((err: unknown) => {
               if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFsError(err, shown);
             });
-            const next = await space.holdIn(who.user, dir, part, shown).catch((err: unknown) => {
+            const next = await space.holdIn(who, dir, part, shown).catch((err: unknown) => {
               throw err instanceof XenonError ? err : fromFsError(err, shown);
             });
             if (dir !== top) await dir.close();
@@ -433,14 +435,14 @@ export function fileSystemService(rpc: Rpc, space: FileSpace): FileSystemService
       const destination = pathOf(who, destinationFs, request.destination);
       notRoot(who, destination, 'replaced');
       // Both ends are held now, checked, and handed to the copy, which closes them when it ends.
-      const from = await onDisk(source, () => space.hold(who.user, source, { follow: true })).catch(async (err: unknown) => {
+      const from = await onDisk(source, () => space.hold(who, source, { follow: true })).catch(async (err: unknown) => {
         // A missing source is the copy's NOT_FOUND, reported by its status (as Xenon does).
         if (err instanceof XenonError && err.kind === 'NoSuchPathException') return undefined;
         throw err;
       });
       let to: HeldName;
       try {
-        to = await onDisk(destination, () => space.holdName(who.user, destination));
+        to = await onDisk(destination, () => space.holdName(who, destination));
       } catch (err) {
         await from?.close();
         throw err;
@@ -464,7 +466,7 @@ export function fileSystemService(rpc: Rpc, space: FileSpace): FileSystemService
 
   return {
     implementation,
-    open: (owner) => openHandle(owner, '/', space.root(owner)),
+    open: (who) => openHandle(who.user, '/', space.home(who)),
     close: (owner, id) => {
       const fs = handles.find(owner, id);
       if (!fs) return;

@@ -17,8 +17,11 @@ export interface SubmitTarget {
   adaptor: string;
   /** Queue used when the description names none. */
   defaultQueue: string;
-  /** Working directory for jobs that name none, and base of relative ones. */
-  workDir: string;
+  /**
+   * Working directory for jobs that name none, and base of relative ones. @defaultValue none:
+   * the job's own default (the server's or the worker's work folder), relative ones kept relative to it
+   */
+  workDir?: string;
 }
 
 /** Maps a Xenon JobDescription to jobwire's; refuses what jobwire cannot honour. */
@@ -34,8 +37,13 @@ export function toJobDescription(d: XenonJobDescription | null | undefined, targ
   const out: JobDescription = {
     executable: d.executable,
     queueName: d.queue_name === '' ? target.defaultQueue : d.queue_name,
-    workingDirectory: d.working_directory === '' ? target.workDir : d.working_directory.startsWith('/') ? d.working_directory : `${target.workDir}/${d.working_directory}`,
   };
+  const dir = d.working_directory;
+  if (target.workDir === undefined) {
+    if (dir !== '') out.workingDirectory = dir;
+  } else {
+    out.workingDirectory = dir === '' ? target.workDir : dir.startsWith('/') ? dir : `${target.workDir}/${dir}`;
+  }
   if (d.arguments.length > 0) out.arguments = d.arguments;
   if (Object.keys(d.environment).length > 0) out.environment = d.environment;
   if (d.max_runtime > 0) out.maxRuntime = d.max_runtime;

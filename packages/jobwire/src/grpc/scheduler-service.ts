@@ -16,7 +16,7 @@ import { XenonError } from './errors.js';
 import type { FileSpace } from './file-space.js';
 import { HandleTable, type SchedulerHandle } from './handles.js';
 import { InteractiveSession } from './interactive.js';
-import { missingJobStatus, missingQueueStatus, toJobDescription, toJobStatus, toQueueStatus } from './mapping.js';
+import { missingJobStatus, missingQueueStatus, toJobDescription, toJobStatus, toQueueStatus, type SubmitTarget } from './mapping.js';
 import type {
   CreateRequest,
   Empty,
@@ -44,8 +44,8 @@ const LOCAL_LOCATIONS = ['', '/', 'local://', 'local:///'];
 export interface SchedulerServiceDeps {
   service: JobService;
   space: FileSpace;
-  /** Opens a `file` file system handle for `owner` (for getFileSystem). */
-  openFileSystem(owner: string): Handle;
+  /** Opens a `file` file system handle for `who` (for getFileSystem). */
+  openFileSystem(who: WhoAmI): Handle;
   /** Closes a file system handle opened by openFileSystem. */
   closeFileSystem(owner: string, id: string): void;
 }
@@ -140,10 +140,12 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     return toJobStatus(job, adaptorName);
   };
 
-  const submitTarget = async (who: WhoAmI): Promise<{ adaptor: string; defaultQueue: string; workDir: string }> => ({
+  // The admin's jobs start where any job does (the server's or its worker's --work-dir), and
+  // relative paths stay relative to it; another user's start in their file space.
+  const submitTarget = async (who: WhoAmI): Promise<SubmitTarget> => ({
     adaptor: adaptorName,
     defaultQueue: await defaultQueue(),
-    workDir: space.root(who.user),
+    ...(who.admin ? {} : { workDir: space.root(who) }),
   });
 
   const a = adaptorName;
@@ -260,7 +262,7 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     }),
     getFileSystem: rpc.unary<Handle, Handle>(a, async (request, { who }) => {
       const handle = scheduler(who, request);
-      handle.fileSystemId ??= deps.openFileSystem(who.user).id;
+      handle.fileSystemId ??= deps.openFileSystem(who).id;
       return { id: handle.fileSystemId };
     }),
   };

@@ -35,7 +35,7 @@ export async function serveGrpc(options: GrpcServerOptions, deps: GrpcServerDeps
   const scheduler = schedulerService(rpc, {
     service: deps.service,
     space,
-    openFileSystem: (owner) => files.open(owner),
+    openFileSystem: (who) => files.open(who),
     closeFileSystem: (owner, id) => files.close(owner, id),
   });
 

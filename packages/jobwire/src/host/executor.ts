@@ -167,6 +167,7 @@ export class HostExecutor implements Executor {
       graceMs: this.#options.graceMs,
     };
     if (spec.account !== undefined) job.account = spec.account;
+    if (spec.notice !== undefined) job.notice = spec.notice;
     return job;
   }
 }

@@ -10,6 +10,10 @@ import type { OsAccount } from '../executors/local/os-account.js';
 import type { Executor, ExecutorState, ProcessHandle, ProcessResult, StartSpec } from '../executors/types.js';
 import { finalStatusOf, type FinishFields, type JobRecord, type Store, type StreamEvent } from '../store/types.js';
 import { setLongTimeout, type LongTimeout } from '../timers.js';
+import { resolve } from 'node:path';
+import { withProblem } from '../executors/local/setup.js';
+import { keepOutputFiles, placeInputFiles } from './sandbox.js';
+import { startDirectory } from './start-directory.js';
 
 /** What a runner needs. */
 export interface RunnerContext {
@@ -232,10 +236,19 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     }
     // Stopped before it started: nothing ran, the job stays Queued for whoever starts next.
     if (signal?.aborted && resume === undefined) return undefined;
+    const defaultCwd = account?.home ?? ctx.defaultCwd;
+    const start = startDirectory(job.description, defaultCwd, ctx.node);
+    const cwd = resolve(defaultCwd, start.description.workingDirectory ?? '.');
+    if (resume === undefined) {
+      // An executor that stores output itself writes the notice as the job's first stderr line.
+      if (start.notice !== undefined && refusal === undefined && !stored) await streams.appendOutput(id, 'stderr', Buffer.from(start.notice));
+      if (refusal === undefined) refusal = await placeInputFiles(store.blobs, job.owner, job.description, cwd, account).then(() => undefined, (err: unknown) => err);
+    }
     const spec: StartSpec = {
+      ...(start.notice !== undefined && stored ? { notice: start.notice } : {}),
       jobId: id,
-      description: job.description,
-      defaultCwd: account?.home ?? ctx.defaultCwd,
+      description: start.description,
+      defaultCwd,
       ...(account !== undefined ? { account } : {}),
       env: { JOBWIRE_URL: ctx.serverUrl, JOBWIRE_JOB_ID: id, JOBWIRE_JOB_TOKEN: job.jobToken, ...(ctx.caFile ? { JOBWIRE_CA: ctx.caFile } : {}) },
       onOutput: (channel: OutputChannel, data: Buffer) => {
@@ -292,6 +305,7 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     const ended = await Promise.race([handle.done, detaching]);
     if (ended === 'detached') return undefined;
     result = ended;
+    if (refusal === undefined && result.lost === undefined) result = withProblem(result, await keepOutputFiles(store.blobs, id, job.description, cwd));
   } catch (err) {
     result = { exitCode: null, signal: null, error: `could not run the job: ${err instanceof Error ? err.message : String(err)}` };
   } finally {

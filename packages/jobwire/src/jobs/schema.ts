@@ -11,6 +11,12 @@ const name = z.string().min(1).max(200);
 const path = z.string().min(1).max(4096);
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const groupPath = /^[^:\s][^:]*(:[^:\s][^:]*)*$/;
+/** A relative file name: components that are neither empty, `.` nor `..`. */
+const RELATIVE_NAME = /^(?!(?:.*\/)?\.\.?(?:\/|$))(?:[^/\0]+\/)*[^/\0]+$/;
+/** A relative glob pattern: no leading `/`, no `..` component. */
+const RELATIVE_PATTERN = /^(?!\/)(?!(?:.*\/)?\.\.(?:\/|$))[^\0]+$/;
+/** An upload id (a UUID). */
+const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const placementName = z.string().regex(PLACEMENT_NAME, 'letters, digits, ".", "_" and "-", starting with a letter or digit, at most 128');
 
 const jsFunction = z
@@ -34,6 +40,7 @@ export const jobDescriptionSchema = z
       .record(z.string().regex(envName, 'environment variable names are letters, digits and _'), z.string().max(1_000_000))
       .optional(),
     workingDirectory: path.optional(),
+    submitDirectory: path.regex(/^\//, 'an absolute path').optional(),
     queueName: z.string().min(1).max(100).optional(),
     maxRuntime: z.number().min(0).max(525_600).optional(),
     maxMemory: z.number().int().min(0).optional(),
@@ -47,6 +54,18 @@ export const jobDescriptionSchema = z
     interactive: z.boolean().optional(),
     tty: z.boolean().optional(),
     size: z.strictObject({ cols: z.number().int().min(1).max(10_000), rows: z.number().int().min(1).max(10_000) }).optional(),
+    inputFiles: z
+      .record(
+        z.string().max(1000).regex(RELATIVE_NAME, 'a relative file name (folders allowed, no "..", ".", empty or leading "/")'),
+        z.string().regex(UPLOAD_ID, 'an upload id (POST /v1/uploads)'),
+      )
+      .refine((files) => Object.keys(files).length <= 1000, 'at most 1000 input files')
+      .optional(),
+    outputFiles: z.array(z.string().min(1).max(1000).regex(RELATIVE_PATTERN, 'a pattern relative to the working directory (no "..", no leading "/")')).max(100).optional(),
+    attributes: z
+      .record(z.string().min(1).max(200), z.string().max(100_000))
+      .refine((a) => Object.keys(a).length <= 200, 'at most 200 attributes')
+      .optional(),
     group: z.string().max(1000).regex(groupPath, 'a group path is ":"-separated non-empty names').or(z.literal('')).optional(),
     url: z.string().max(4096).optional(),
     pools: z.array(placementName).min(1).max(32).optional(),

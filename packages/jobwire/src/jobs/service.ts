@@ -21,7 +21,8 @@ import {
   type OutputChannel,
   type QueueStatus,
 } from '@jobwire/client';
-import { finalStatusOf, type ChannelChunksOptions, type FinalStatus, type JobRecord, type Store, type StoredEvent, type StreamSizes } from '../store/types.js';
+import { finalStatusOf, type BlobEntry, type ChannelChunksOptions, type FinalStatus, type JobRecord, type Store, type StoredEvent, type StreamSizes } from '../store/types.js';
+import { outputFolder, storeUpload, uploadFolder, uploadSize } from './sandbox.js';
 import { setLongTimeout } from '../timers.js';
 import type { JobScheduler } from './scheduler.js';
 import { parseJobDescription } from './schema.js';
@@ -71,6 +72,11 @@ export class JobService {
     description.queueName ??= this.defaultQueue;
     if (description.tty && !description.interactive) description.interactive = true;
     this.scheduler.check(description);
+    for (const [name, id] of Object.entries(description.inputFiles ?? {})) {
+      if ((await uploadSize(this.store.blobs, owner, id)) === undefined) {
+        throw new BadRequestError(`inputFiles.${name}: no upload ${id} (upload the file first: POST /v1/uploads)`, { code: 'invalid_description', field: `inputFiles.${name}` });
+      }
+    }
     await this.scheduler.admit(owner);
     const name = description.name ?? (description.executable ? basename(description.executable) : 'js');
     const record = await this.store.createJob({
@@ -88,6 +94,27 @@ export class JobService {
     });
     this.scheduler.queued(record);
     return record;
+  }
+
+  /** Stores an upload of `owner` from `chunks` (streamed, size-limited); returns its id and size. */
+  async upload(owner: string, chunks: AsyncIterable<Uint8Array>): Promise<{ id: string; size: number }> {
+    const id = randomUUID();
+    const size = await storeUpload(this.store.blobs, owner, id, chunks);
+    return { id, size };
+  }
+
+  /** The output files a job of `owner` kept, by name. */
+  async outputFiles(owner: string, id: string): Promise<BlobEntry[]> {
+    const job = await this.get(owner, id);
+    return this.store.blobs.list(outputFolder(job.id));
+  }
+
+  /** One output file of a job of `owner`; NotFoundError when the job kept none of that name. */
+  async outputFile(owner: string, id: string, name: string): Promise<Buffer> {
+    const job = await this.get(owner, id);
+    const data = await this.store.blobs.read(outputFolder(job.id), name);
+    if (data === undefined) throw new NotFoundError(`job ${job.id} kept no output file ${JSON.stringify(name)}`);
+    return data;
   }
 
   /** A job of `owner`; NotFoundError otherwise (another owner's job looks the same as none). */
@@ -142,6 +169,8 @@ export class JobService {
     const job = await this.get(owner, id);
     if (!isFinal(job.status)) throw new ConflictError(`job ${id} is ${job.status}; cancel it before deleting it`);
     await this.store.deleteJob(id);
+    await this.store.blobs.remove(outputFolder(id));
+    for (const upload of Object.values(job.description.inputFiles ?? {})) await this.store.blobs.remove(uploadFolder(owner, upload));
   }
 
   private async interactiveJob(owner: string, id: string): Promise<JobRecord> {

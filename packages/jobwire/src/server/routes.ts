@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { API_PREFIX, BadRequestError, HTTP_STATUS, JobwireError, NotFoundError, UnauthorizedError, type ErrorCode, type WhoAmI } from '@jobwire/client';
 import { jobDescriptionSchema } from '../jobs/schema.js';
+import { SANDBOX_FILE_LIMIT } from '../jobs/sandbox.js';
 import { publicInfo, type JobService } from '../jobs/service.js';
 import { sendOutput } from './output.js';
 import {
@@ -28,7 +29,11 @@ import {
   listJobsQuery,
   noBody,
   noQuery,
+  outputFileListSchema,
+  outputFileQuery,
   outputQuery,
+  uploadBody,
+  uploadSchema,
   progressBody,
   queueListSchema,
   requestError,
@@ -244,6 +249,41 @@ export function registerRoutes(app: FastifyInstance, service: JobService, tokens
       return sendOutput(reply, service, { jobId: job.id, channel: stream, sizes, from, to, range, ifRange, head: req.method === 'HEAD' });
     },
   );
+
+  api.get(
+    `${P}/jobs/:id/files`,
+    { schema: { tags: jobs, summary: 'The output files a job kept', params: jobParams, querystring: noQuery, response: { 200: outputFileListSchema, ...errorAnswers } } },
+    async (req) => ({ items: await service.outputFiles(user(req), req.params.id) }),
+  );
+
+  api.get(
+    `${P}/jobs/:id/files/content`,
+    {
+      schema: { tags: jobs, summary: 'Download one output file a job kept', params: jobParams, querystring: outputFileQuery, response: { 200: bytes('The file'), ...errorAnswers } },
+    },
+    async (req, reply) => reply.type('application/octet-stream').send(await service.outputFile(user(req), req.params.id, req.query.name)),
+  );
+
+  // Uploads stream to the store: their own content parser hands the body over unread.
+  app.register(async (uploads) => {
+    uploads.removeContentTypeParser('application/octet-stream');
+    uploads.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+    uploads.withTypeProvider<ZodTypeProvider>().post(
+      `${P}/uploads`,
+      {
+        schema: {
+          tags: jobs,
+          summary: "Upload a file for a job's inputFiles",
+          description: `Streamed to the store, at most ${SANDBOX_FILE_LIMIT} bytes (413 beyond, nothing kept). Name the returned id in a description's \`inputFiles\`.`,
+          querystring: noQuery,
+          body: uploadBody,
+          consumes: ['application/octet-stream'],
+          response: { 201: uploadSchema, ...errorAnswers },
+        },
+      },
+      async (req, reply) => reply.code(201).send(await service.upload(user(req), req.body as AsyncIterable<Uint8Array>)),
+    );
+  });
 
   api.post(
     `${P}/jobs/:id/stdin`,

@@ -85,6 +85,26 @@ export const outputQuery = z.strictObject({
   to: optionalInteger(0, MAX_POSITION).describe('End (exclusive); the current end of the stream when absent.'),
 });
 
+/** `GET /v1/jobs/:id/files/content`. */
+export const outputFileQuery = z.strictObject({
+  name: text.describe('Name of the kept file, relative to the working directory (as `GET /v1/jobs/:id/files` lists it).'),
+});
+
+/** Body of `POST /v1/uploads`: raw bytes, streamed to the store. */
+export const uploadBody = z
+  .custom<NodeJS.ReadableStream>((v) => typeof (v as { pipe?: unknown } | null)?.pipe === 'function', { error: 'an upload is sent as application/octet-stream' })
+  .meta({ type: 'string', contentMediaType: 'application/octet-stream' });
+
+/** `POST /v1/uploads`. */
+export const uploadSchema = z
+  .object({ id: z.string().describe('Upload id, for a description\'s `inputFiles`.'), size: z.number().int().describe('Bytes stored.') })
+  .meta({ id: 'Upload' });
+
+/** `GET /v1/jobs/:id/files`. */
+export const outputFileListSchema = z
+  .object({ items: z.array(z.object({ name: z.string(), size: z.number().int() })) })
+  .meta({ id: 'OutputFiles', description: "The files a job kept (its description's `outputFiles`)." });
+
 /** `POST /v1/jobs/:id/stdin`. */
 export const stdinQuery = z.strictObject({
   offset: optionalInteger(0, MAX_POSITION).describe(

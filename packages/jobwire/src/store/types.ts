@@ -37,6 +37,31 @@ export interface NewJob {
   createdAt: string;
 }
 
+/** A file kept in a {@link FileBlobs} folder. */
+export interface BlobEntry {
+  name: string;
+  size: number;
+}
+
+/**
+ * Files kept by the store, in folders: uploads waiting for their job, and the output files a job
+ * kept (sandboxes, `jobs/sandbox.ts`). In distributed mode they live in Redis, so a worker on
+ * another machine reads a job's inputs and returns its outputs through it.
+ */
+export interface FileBlobs {
+  /**
+   * Writes the file `name` in `folder` from `chunks` (replacing one of that name); refuses, with
+   * a `payload_too_large` BadRequestError and nothing kept, past `limit` bytes. Returns its size.
+   */
+  write(folder: string, name: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, limit: number): Promise<number>;
+  /** The file's bytes, or undefined when there is none. */
+  read(folder: string, name: string): Promise<Buffer | undefined>;
+  /** The files of `folder`, by name. */
+  list(folder: string): Promise<BlobEntry[]>;
+  /** Removes `folder` and its files (nothing when missing). */
+  remove(folder: string): Promise<void>;
+}
+
 /** Filters of `listJobs`. */
 export interface ListJobsQuery {
   owner: string;
@@ -97,6 +122,8 @@ export interface StoredEvent extends JobEvent {
 export interface Store {
   /** The stream log of this store. */
   readonly streams: StreamLog;
+  /** Files kept for jobs: uploads and output files. */
+  readonly blobs: FileBlobs;
 
   /** Creates a Queued job, creating missing groups on its path (each an `add` event), then an `add` event for the job. */
   createJob(job: NewJob): Promise<JobRecord>;

@@ -233,13 +233,13 @@ describe('summary, tables, times', () => {
 
 describe('option values and the job description', () => {
   it('builds a shell job from --cmd, named after the line', () => {
-    assert.deepEqual(buildDescription({ cmd: 'sleep 10; foobar' }), { executable: 'sh', arguments: ['-c', 'sleep 10; foobar'], name: 'sleep 10; foobar' });
+    assert.deepEqual(buildDescription({ cmd: 'sleep 10; foobar' }, '/home/u'), { executable: 'sh', arguments: ['-c', 'sleep 10; foobar'], name: 'sleep 10; foobar', submitDirectory: '/home/u' });
     assert.equal(nameFromLine('x'.repeat(100)).length, 80);
   });
 
   it('builds a function job from --js and --js-module', () => {
-    assert.deepEqual(buildDescription({ js: 'x = 5; return x + 10' }), { js: { code: 'x = 5; return x + 10' } });
-    assert.deepEqual(buildDescription({ jsModule: './job.mjs', export: 'run' }, '/work'), { js: { module: '/work/job.mjs', export: 'run' } });
+    assert.deepEqual(buildDescription({ js: 'x = 5; return x + 10' }, '/work'), { js: { code: 'x = 5; return x + 10' }, submitDirectory: '/work' });
+    assert.deepEqual(buildDescription({ jsModule: './job.mjs', export: 'run' }, '/work'), { js: { module: '/work/job.mjs', export: 'run' }, submitDirectory: '/work' });
     assert.equal(resolveModulePath('some-package', '/work'), 'some-package');
   });
 

@@ -14,7 +14,7 @@ interface Ctx {
   s: TestServer;
   x: XenonClient;
   fs: { id: string };
-  /** The admin's file space. */
+  /** The file space of the test's user (carol, not the admin: the admin's file system is the whole machine's). */
   root: string;
   /** A path message. */
   p(path: string): { path: string };
@@ -24,7 +24,7 @@ interface Ctx {
 async function withFiles(fn: (c: Ctx) => Promise<void>): Promise<void> {
   await withServer(
     async (s) => {
-      const x = new XenonClient(`127.0.0.1:${s.server.grpcPort}`, { token: s.token });
+      const x = await clientForUser(`127.0.0.1:${s.server.grpcPort}`, addUser(s.home, 'carol'));
       try {
         const fs = await x.fs('create', { adaptor: 'file', location: '' });
         const root = (await x.fs('getWorkingDirectory', fs)).path as string;
@@ -43,7 +43,7 @@ describe('Xenon gRPC: FileSystemService (file adaptor)', () => {
   it('opens file systems on the caller\'s file space: adaptor, location, working directory, separator, handles', async () => {
     await withFiles(async (c) => {
       const { x, fs, s } = c;
-      assert.equal(c.root, join(`${s.home}-work`, 'admin'));
+      assert.equal(c.root, join(`${s.home}-work`, 'carol'));
       assert.deepEqual((await x.fs('getAdaptorNames')).name, ['file']);
       assert.equal((await x.fs('getAdaptorDescriptions')).descriptions[0].can_append, true);
       assert.equal((await x.fs('getAdaptorDescription', { name: 'file' })).supports_rename, true);
@@ -55,7 +55,7 @@ describe('Xenon gRPC: FileSystemService (file adaptor)', () => {
       assert.equal((await x.fs('getAdaptorName', fs)).name, 'file');
       assert.equal((await x.fs('getLocation', fs)).location, '');
       assert.equal((await x.fs('isOpen', fs)).value, true);
-      assert.equal((await x.fs('getCredential', fs)).default_credential.username, 'admin');
+      assert.equal((await x.fs('getCredential', fs)).default_credential.username, 'carol');
       assert.deepEqual((await x.fs('getProperties', fs)).properties, {});
 
       await x.fs('createDirectory', c.req('sub'));

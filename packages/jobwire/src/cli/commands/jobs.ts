@@ -33,7 +33,7 @@ export function registerStatus(program: Command): void {
       .command('status')
       .summary("show a job's info block")
       .description("Show a job's info: status, times, exit code, error, result and more, as `key : value` lines.")
-      .argument('<id>', 'job id')
+      .argument('<id>', 'job id, or its first characters when they name one job')
       .option('--json', 'print the job info (with its description) as JSON'),
   )
     .addHelpText(
@@ -44,8 +44,9 @@ export function registerStatus(program: Command): void {
       ),
     )
     .action(
-      act(async (id: string, opts: StatusOptions) => {
+      act(async (given: string, opts: StatusOptions) => {
         const api = await connect(opts);
+        const id = await api.resolveJobId(given);
         const info = await api.getJobStatus(id);
         print(opts.json ? formatJson(info) : formatInfoBlock(info));
       }),

@@ -26,7 +26,7 @@ export function registerLogs(program: Command): void {
         "Print a job's output so far: its stdout to stdout and its stderr to stderr, in the order the job " +
           'wrote them, bytes as they are. With -f, keep following until the job ends.',
       )
-      .argument('<id>', 'job id')
+      .argument('<id>', 'job id, or its first characters when they name one job')
       .option('-f, --follow', 'keep printing new output until the job ends')
       .addOption(new Option('--stdout', "only the job's stdout").conflicts('stderr'))
       .addOption(new Option('--stderr', "only the job's stderr").conflicts('stdout')),
@@ -42,8 +42,9 @@ export function registerLogs(program: Command): void {
     .action(act(logs));
 }
 
-async function logs(id: string, opts: LogsOptions): Promise<number> {
+async function logs(given: string, opts: LogsOptions): Promise<number> {
   const api = await connect(opts);
+  const id = await api.resolveJobId(given);
   const info = await api.getJobStatus(id);
   let until: number | undefined;
   if (!opts.follow && !isFinal(info.status)) {

@@ -29,7 +29,7 @@ export function registerCancel(program: Command): void {
           "the server's grace period, and is Cancelled once it stopped. Cancelling a job that already " +
           'ended changes nothing.',
       )
-      .argument('<id>', 'job id')
+      .argument('<id>', 'job id, or its first characters when they name one job')
       .option('--wait', 'wait until the job has stopped')
       .option('--timeout <seconds>', 'with --wait: stop waiting after this long (exit code 5)', seconds)
       .option('--json', 'print the job info as JSON'),
@@ -42,9 +42,10 @@ export function registerCancel(program: Command): void {
       ),
     )
     .action(
-      act(async (id: string, opts: CancelOptions) => {
+      act(async (given: string, opts: CancelOptions) => {
         if (opts.timeout !== undefined && !opts.wait) throw new CliError('--timeout goes with --wait', ExitCode.USAGE);
         const api = await connect(opts);
+        const id = await api.resolveJobId(given);
         let info = await api.cancelJob(id);
         if (opts.wait && !isFinal(info.status)) {
           info = await waitForJob(api, id, { verb: 'cancelling', ...(opts.timeout === undefined ? {} : { timeoutSeconds: opts.timeout }) });
@@ -68,18 +69,19 @@ export function registerDelete(program: Command): void {
       .command('delete')
       .summary('delete a job that ended, with its output')
       .description('Delete a job that has ended, with its stored output. A job that still runs must be cancelled first.')
-      .argument('<id>', 'job id'),
+      .argument('<id>', 'job id, or its first characters when they name one job'),
   )
     .addHelpText('after', examples(['jobwire delete 3f2a…', 'removes the job and its output']))
     .action(
-      act(async (id: string, opts: ConnectionOptions) => {
+      act(async (given: string, opts: ConnectionOptions) => {
         const api = await connect(opts);
+        const id = await api.resolveJobId(given);
         try {
           await api.deleteJob(id);
         } catch (err) {
           const message = (err as Error).message;
-          if (jobwireErrorCode(err) === 'conflict' && !/cancel/i.test(message)) {
-            throw new CliError(`${message} (stop it first: jobwire cancel --wait ${id})`, ExitCode.FAILED, { cause: err });
+          if (jobwireErrorCode(err) === 'conflict') {
+            throw new CliError(`${message}: jobwire cancel --wait ${id}`, ExitCode.FAILED, { cause: err });
           }
           throw err;
         }

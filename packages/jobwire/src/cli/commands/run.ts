@@ -6,12 +6,14 @@
 import type { Command } from 'commander';
 import { isFinal, type Attachment } from '@jobwire/client';
 import { connect, addConnectionOptions, type ConnectionOptions } from '../connect.js';
+import { isJdlCommand, loadJdl } from '../jdl.js';
+import { inputFileNames, uploadInputFiles } from '../sandbox.js';
 import { buildDescription, integer, type JobOptions } from '../options.js';
 import { finishSession, runSession } from '../session.js';
 import { act, examples } from './common.js';
 import { addJobOptions, terminalSize } from './job-options.js';
 
-interface RunOptions extends ConnectionOptions, Pick<JobOptions, 'name' | 'group' | 'queue' | 'env' | 'cwd' | 'maxRuntime' | 'node' | 'pool' | 'retries'> {
+interface RunOptions extends ConnectionOptions, Pick<JobOptions, 'name' | 'group' | 'queue' | 'env' | 'cwd' | 'maxRuntime' | 'node' | 'pool' | 'retries' | 'input' | 'outputFile'> {
   interactive?: boolean;
   tty?: boolean;
 }
@@ -30,6 +32,15 @@ Terminal:
   type ~. at the start of a line to detach (~~ sends one ~).
 `;
 
+const ATTACH_TERMINAL_HELP = `
+Terminal:
+  Output is written as it arrives, stdout to stdout and stderr to stderr, in the order the job
+  wrote it. If the job is interactive (and still running), what you type (or pipe in) goes to it
+  unless --no-stdin is given, and end of input (Ctrl-D) closes its stdin. If the job has a
+  pseudo-terminal, this terminal is put in raw mode, so every key (Ctrl-C too) goes to the job;
+  type ~. at the start of a line to detach (~~ sends one ~).
+`;
+
 /** Adds `jobwire run`. */
 export function registerRun(program: Command): void {
   const cmd = program
@@ -40,10 +51,10 @@ export function registerRun(program: Command): void {
         "job's exit code once it ended. Ctrl-C cancels the job (a second Ctrl-C detaches and leaves it " +
         'running).',
     )
-    .argument('<command...>', 'program and its arguments (put them after --)')
+    .argument('<command...>', 'program and its arguments (put them after --), or a gLite JDL file (FILE.jdl)')
     .option('-i, --interactive', 'forward this terminal\'s input to the job')
     .option('-t, --tty', 'run the job under a pseudo-terminal (implies -i)');
-  addJobOptions(cmd);
+  addJobOptions(cmd, 'run');
   addConnectionOptions(cmd)
     .passThroughOptions()
     .addHelpText(
@@ -60,7 +71,7 @@ export function registerRun(program: Command): void {
 }
 
 async function run(command: string[], opts: RunOptions): Promise<number> {
-  const interactive = Boolean(opts.interactive || opts.tty);
+  let interactive = Boolean(opts.interactive || opts.tty);
   const jobOptions: JobOptions = {
     ...opts,
     command,
@@ -69,9 +80,13 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
   };
   const size = opts.tty ? terminalSize() : undefined;
   if (size) jobOptions.size = size;
-  const description = buildDescription(jobOptions);
+  const jdl = isJdlCommand(command) ? loadJdl(command[0]!, jobOptions) : undefined;
+  const description = jdl?.description ?? buildDescription(jobOptions);
+  const inputs = new Map([...(jdl?.inputs ?? []), ...inputFileNames(opts.input ?? [])]);
+  if (jdl?.interactive) interactive = true;
 
   const api = await connect(opts);
+  await uploadInputFiles(api, description, inputs);
   let attachment: Attachment;
   if (interactive) {
     attachment = await api.submitInteractiveJob(description);
@@ -102,13 +117,13 @@ export function registerAttach(program: Command): void {
           "is interactive. Exits with the job's exit code when it ends. Ctrl-C detaches (exit code 130) " +
           'and leaves the job running.',
       )
-      .argument('<id>', 'job id')
+      .argument('<id>', 'job id, or its first characters when they name one job')
       .option('--from <pos>', 'replay output from this position (bytes of stdout and stderr together)', integer(0))
       .option('--no-stdin', 'do not forward input, even to an interactive job'),
   )
     .addHelpText(
       'after',
-      TERMINAL_HELP +
+      ATTACH_TERMINAL_HELP +
         examples(
           ['jobwire attach 3f2a…', 'everything the job wrote so far, then live output until it ends'],
           ['jobwire attach --no-stdin 3f2a… > out.log', 'watch an interactive job without typing into it'],
@@ -117,8 +132,9 @@ export function registerAttach(program: Command): void {
     .action(act(attach));
 }
 
-async function attach(id: string, opts: AttachOptions): Promise<number> {
+async function attach(given: string, opts: AttachOptions): Promise<number> {
   const api = await connect(opts);
+  const id = await api.resolveJobId(given);
   // Also how a wrong id becomes "not found" (exit 4) before anything is attached.
   const info = await api.getJobStatus(id);
   const live = !isFinal(info.status);

@@ -5,6 +5,7 @@
  * files 0600.
  * @module
  */
+import { DiskBlobs } from './file-blobs.js';
 import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveHome } from '@jobwire/client/home';
@@ -86,6 +87,7 @@ export function openEmbeddedStore(options: EmbeddedStoreOptions = {}): Promise<S
         dbPath,
         busyTimeoutMs: resolved.busyTimeoutMs,
         streams,
+        blobs: new DiskBlobs(join(resolved.dir, 'files')),
         onListenerError: resolved.onListenerError,
       });
     } catch (error) {

@@ -22,7 +22,7 @@ import {
   type JobStatus,
 } from '@jobwire/client';
 import type { JobProcess } from '../../job-process.js';
-import { finalStatusOf, type FinishFields, type JobRecord, type ListJobsQuery, type LostReason, type NewJob, type RunningFields, type Store, type StoredEvent } from '../types.js';
+import { finalStatusOf, type FileBlobs, type FinishFields, type JobRecord, type ListJobsQuery, type LostReason, type NewJob, type RunningFields, type Store, type StoredEvent } from '../types.js';
 import { ancestorPaths, checkGroupPath, decodeCursor, encodeCursor, resultText } from '../checks.js';
 import { checkJobId, checkLimit, closedError, settle } from './errors.js';
 import type { FileStreamLog } from './file-stream-log.js';
@@ -38,6 +38,8 @@ export interface SqliteStoreSettings {
   busyTimeoutMs: number;
   /** The store's stream log (closed with the store). */
   streams: FileStreamLog;
+  /** Where uploads and output files are kept. */
+  blobs: FileBlobs;
   /** Receives errors thrown by `onEvent` listeners. */
   onListenerError: ListenerErrorHandler;
 }
@@ -47,6 +49,7 @@ const FINAL = new Set<string>(FINAL_STATUSES);
 /** The SQLite-backed {@link Store}. */
 export class SqliteStore implements Store {
   readonly streams: FileStreamLog;
+  readonly blobs: FileBlobs;
   readonly #db: Database.Database;
   readonly #sql: Statements;
   readonly #listeners: ListenerSet<StoredEvent>;
@@ -58,6 +61,7 @@ export class SqliteStore implements Store {
 
   constructor(settings: SqliteStoreSettings) {
     this.streams = settings.streams;
+    this.blobs = settings.blobs;
     this.#listeners = new ListenerSet(settings.onListenerError);
     const db = new Database(settings.dbPath);
     try {

@@ -23,6 +23,7 @@
  * | `orphans@NAME`                | hash   | job id → process identity of jobs that were Running on a worker when it was removed: its next instance stops what still runs |
  * | `servers`, `server:ID`        | set, string (TTL) | live servers and their URLs                           |
  * | `tokens` (hash and channel)   | hash   | token digest → user, shared by every server                  |
+ * | `blob:ID`, `blobs:FOLDER`     | string, hash | a kept file's bytes; a folder's files (name → blob key): uploads and job output files |
  * | `bull:...`                    |        | BullMQ's own keys (one queue per worker node)                |
  *
  * OWNER is written as `LENGTH:NAME` (byte length first), so no owner name can run into a path.
@@ -57,6 +58,8 @@ export const SEGMENTS = {
   worker: 'worker:',
   alive: 'alive:',
   load: 'load:',
+  blob: 'blob:',
+  blobs: 'blobs:',
 } as const;
 
 /** The owner as it appears in keys: byte length, `:`, name. */
@@ -125,6 +128,14 @@ export class Keys {
   }
   in(id: string): string {
     return this.prefix + SEGMENTS.in + id;
+  }
+  /** One kept file's bytes (uploads, output files; see `redis-blobs.ts`). */
+  blob(id: string): string {
+    return this.prefix + SEGMENTS.blob + id;
+  }
+  /** A folder of kept files: name → blob key. */
+  blobFolder(folder: string): string {
+    return this.prefix + SEGMENTS.blobs + folder;
   }
   /** Pub/sub channel of a job's live stream events. */
   ev(id: string): string {

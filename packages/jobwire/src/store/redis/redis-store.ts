@@ -10,6 +10,7 @@
  * a blocking XREAD on its own connection.
  * @module
  */
+import { RedisBlobs } from './redis-blobs.js';
 import type { Redis } from 'ioredis';
 import {
   BadRequestError,
@@ -63,6 +64,7 @@ interface EventSubscriber {
 /** The Redis-backed {@link Store}. */
 export class RedisStore implements Store {
   readonly streams: RedisStreamLog;
+  readonly blobs: RedisBlobs;
   /** Command connection (shared with the cluster store's BullMQ queues); for the store's own modules and tests. */
   readonly redis: Redis;
   /** Pub/sub connection: job channels and the token book's channel. */
@@ -94,6 +96,7 @@ export class RedisStore implements Store {
       gate: this.#gate,
       onListenerError: settings.onListenerError,
     });
+    this.blobs = new RedisBlobs(settings.redis, settings.keys);
     this.streams.markConnected();
     settings.redis.on('ready', () => {
       this.#readySince = Date.now();
