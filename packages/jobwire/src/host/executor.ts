@@ -53,6 +53,8 @@ export class HostExecutor implements Executor {
   #client: Promise<HostClient> | undefined;
   /** Jobs followed now. */
   readonly #followed = new Map<string, HostJobHandle>();
+  /** The client each connection attempt made, to tell a dead one from the current one. */
+  readonly #connected = new WeakMap<Promise<HostClient>, HostClient>();
   /** What the journal of a dead host said of its jobs (see {@link recover}). */
   readonly #recovered = new Map<string, JobRecovery>();
   #closed = false;
@@ -80,6 +82,7 @@ export class HostExecutor implements Executor {
         // Jobs of a host that died, settled from its journal (their processes stopped): the
         // outcome, with what was stopped, is the one to report.
         for (const { jobId, recovery } of recovered) this.#recovered.set(jobId, recovery);
+        this.#connected.set(connecting, client);
         void client.closed.then((error) => {
           if (this.#client === connecting) this.#client = undefined;
           if (error !== undefined) this.#lostConnection(error);
@@ -92,6 +95,11 @@ export class HostExecutor implements Executor {
       this.#client = connecting;
     }
     return this.#client;
+  }
+
+  /** Forgets `client` when it is the current connection (it failed), so the next {@link connect} makes a new one. */
+  drop(client: HostClient): void {
+    if (this.#client !== undefined && this.#connected.get(this.#client) === client) this.#client = undefined;
   }
 
   /** Ends the connection; the host and its jobs go on. */
@@ -191,6 +199,8 @@ class HostJobHandle implements ProcessHandle {
   #consumed = 0;
   #stdinError: Error | undefined;
   #windowWaiters: Array<() => void> = [];
+  /** The start request has not been answered yet. */
+  #starting = false;
   /** Why the job is held back now (see StartSpec.onHeldBack), null when it is not. */
   #heldBack: string | null | undefined = null;
   /** A terminate asked for before the host had the job. */
@@ -211,15 +221,28 @@ class HostJobHandle implements ProcessHandle {
   /** Starts the job on the host (`request` sends the start with the listener). */
   begin(request: (client: HostClient, listener: (event: HostJobEvent) => void) => Promise<HostJobState>): void {
     this.executor.follow(this);
+    this.#starting = true;
     this.ready = (async () => {
       try {
-        const client = await this.executor.connect();
-        const job = await request(client, this.#listener);
+        let client = await this.executor.connect();
+        let job: HostJobState;
+        try {
+          job = await request(client, this.#listener);
+        } catch (err) {
+          if (!(err instanceof HostConnectionClosedError)) throw err;
+          // The connection ended before the reply: the start is idempotent per job id, so ask
+          // again (a host that had started the job answers with it; a new host starts it).
+          this.executor.drop(client);
+          client = await this.executor.connect();
+          job = await request(client, this.#listener);
+        }
         this.#client = client;
         this.#adopt(job);
         if (this.#pendingTerminate !== undefined) this.terminate(this.#pendingTerminate);
       } catch (err) {
         this.#finish({ exitCode: null, signal: null, error: `could not start the job on the job host: ${message(err)}` });
+      } finally {
+        this.#starting = false;
       }
     })();
   }
@@ -229,7 +252,8 @@ class HostJobHandle implements ProcessHandle {
    * its host holds it, settled from its stored end, or Lost when its host died.
    */
   async find(): Promise<void> {
-    if (this.#ended || this.#detached) return;
+    // A start under way asks again by itself (see begin).
+    if (this.#ended || this.#detached || this.#starting) return;
     this.executor.follow(this);
     this.#client = undefined;
     try {
