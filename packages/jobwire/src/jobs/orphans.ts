@@ -1,9 +1,11 @@
 /**
- * Orphaned jobs: jobs whose runner (the embedded server, or a worker) died under them — a
- * crash, kill -9 — while their processes ran on. Until jobs have a host that outlives the
- * server, nothing may run that jobwire does not know about: at start-up their process groups
- * are stopped before the jobs are marked Lost and before anything else starts, so a `single`
- * queue never runs two jobs at once.
+ * Orphaned jobs: jobs whose runner died under them — a crash, kill -9 — while their processes
+ * ran on, and which nothing can follow again: a distributed-mode worker's jobs (they run in the
+ * worker's process until workers move onto the job host), and, at the start of an embedded
+ * server, Running jobs without an executor state (started by a jobwire before the job host; the
+ * others are followed again through the host, see `backends/embedded.ts`). Nothing may run that
+ * jobwire does not know about: at start-up their process groups are stopped before the jobs are
+ * marked Lost and before anything else starts, so a `single` queue never runs two jobs at once.
  * @module
  */
 import { stopLostGroup } from '../executors/local/process-group.js';

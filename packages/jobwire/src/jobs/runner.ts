@@ -129,7 +129,13 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     ctx.onError(new Error(`the ${executor.name} executor stores output itself, which this store cannot read`), id);
     return undefined;
   }
-  const sizes = stored ? adopt!(id) : await streams.sizes(id);
+  let sizes;
+  try {
+    sizes = stored ? adopt!(id) : await streams.sizes(id);
+  } catch (err) {
+    ctx.onError(err, id);
+    return undefined;
+  }
 
   // Stdin pump state: one loop at a time, reading from the consumed offset.
   let consumed = sizes.stdinConsumed;
