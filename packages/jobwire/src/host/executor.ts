@@ -20,8 +20,12 @@ import { HostConnectionClosedError } from './errors.js';
 import type { ExitRecord, HostJobState, StartJob, StorageState } from './protocol.js';
 import { recoverJobs, type JobRecovery } from './recovery.js';
 
-/** Stdin bytes sent to the host but not yet read by the job, beyond which writes wait (the host refuses past 8 MiB). */
-export const STDIN_WINDOW_BYTES = 1024 * 1024;
+/**
+ * Stdin bytes sent to the host but not yet handed to the job, beyond which writes wait (the host
+ * refuses past 8 MiB): about what a pipe buffers, so a fast writer is held back as it was when
+ * the server wrote to the job's pipe itself.
+ */
+export const STDIN_WINDOW_BYTES = 64 * 1024;
 
 /** Options of a {@link HostExecutor}. */
 export interface HostExecutorOptions {

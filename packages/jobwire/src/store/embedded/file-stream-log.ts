@@ -128,7 +128,7 @@ class JobStreams {
    * repaired or appended to here, and the tail keeps every chunk not yet stored.
    */
   adopted = false;
-  /** For adopted output: the merged position before which the files hold everything. */
+  /** For adopted output: the merged position before which the files hold everything (may be past `end`). */
   stored = 0;
 
   constructor(readonly dir: string) {}
@@ -317,7 +317,9 @@ export class FileStreamLog implements StreamLog {
   noteStored(jobId: string, end: number): void {
     const job = this.#active.get(jobId);
     if (job === undefined || !job.adopted || end <= job.stored) return;
-    job.stored = Math.min(end, job.end);
+    // Not capped at what this log has heard of: a host that stores faster than its chunks reach
+    // this process has them stored already when they arrive, so they need not stay in memory.
+    job.stored = end;
     this.#trimTail(job);
   }
 
