@@ -196,9 +196,6 @@ export class FileStreamLog implements StreamLog {
       if (job === undefined) return;
       const stop = Math.min(to ?? job[channel], job[channel]);
       if (from >= stop) return;
-      // A descriptor of its own, read asynchronously: the log's descriptors are synchronous, and
-      // are closed when the job leaves the cache, which a slow reader may well outlast.
-      file = await open(join(job.dir, channel), 'r');
       for (let at = from; at < stop; ) {
         // Adopted output not yet stored is in memory (the files only reach the stored end).
         const inFiles = storedChannelSize(job, channel);
@@ -209,6 +206,10 @@ export class FileStreamLog implements StreamLog {
           continue;
         }
         const length = Math.min(chunkBytes, stop - at, inFiles - at);
+        // A descriptor of its own, read asynchronously: the log's descriptors are synchronous, and
+        // are closed when the job leaves the cache, which a slow reader may well outlast. Opened
+        // when first needed: a job host creates its files with the first bytes it stores.
+        file ??= await open(join(job.dir, channel), 'r');
         // A fresh buffer per chunk: the consumer may still hold the previous one.
         const buffer = Buffer.allocUnsafe(length);
         for (let read = 0; read < length; ) {
