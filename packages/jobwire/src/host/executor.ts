@@ -277,9 +277,11 @@ class HostJobHandle implements ProcessHandle {
       } catch (err) {
         if ((err as { code?: unknown }).code !== 'not_found') throw err;
         // The host lives but does not hold the job: it ended and was forgotten, or never ran here.
+        // (Or it had just died when it was looked at: a new host settled its journal.)
         const again = await this.executor.recover(this.jobId, this.process ?? null);
         if (again.kind === 'ended') this.#finish(resultOf(again.exit));
-        else this.#finish({ exitCode: null, signal: null, lost: `its job host (pid ${recovery.kind === 'running' ? recovery.hostPid : '?'}) no longer holds it` });
+        else if (again.kind === 'lost') this.#finish({ exitCode: null, signal: null, lost: again.reason });
+        else this.#finish({ exitCode: null, signal: null, lost: `its job host (pid ${recovery.hostPid}) no longer holds it` });
         return;
       }
       this.#client = client;
