@@ -106,11 +106,12 @@ describe('dashboard in Chromium: scale, restarts, flow control, widget', () => {
           if (ws.url().includes('/v1/events')) sockets.push(ws.url());
         });
         await jobRow(page, before.id, 'Running').waitFor();
-        await server.close();
+        // Stopped with its jobs (`jobwire server stop --jobs`), so that the next server has news for the page.
+        await server.close({ stopJobs: true });
         await page.locator('.live-reconnecting').waitFor();
         server = await startServer({ port, home, logLevel: 'warn', graceSeconds: 1 });
         await page.locator('.live-live').waitFor({ timeout: 15_000 });
-        // The shutdown marked the job Lost; the page got that from the event log, not a reload.
+        // The restart marked the stopped job Lost; the page got that from the event log, not a reload.
         await jobRow(page, before.id, 'Lost').waitFor();
         const resumed = sockets.map((u) => new URL(u).searchParams.get('since')).filter((v) => v !== null);
         assert.ok(resumed.length > 0 && resumed.every((v) => Number(v) > 0), `reconnected with since=lastEventId: ${resumed.join(', ')}`);
