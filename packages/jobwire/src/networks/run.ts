@@ -12,6 +12,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import { BadRequestError, ConflictError, NotFoundError, isFinal, type JobDescription, type JobStatus, type NetworkJobStatus, type NetworkStatus, type OutputChunk } from '@jobwire/client';
 import { OutputFollower } from '../jobs/output-follower.js';
@@ -20,12 +21,16 @@ import type { Store, StreamEvent } from '../store/types.js';
 import { PIPE_PLACEHOLDER, checkNetwork } from './checks.js';
 import { parseNetworkSpec } from './file.js';
 import type { FifoHostConfig } from './fifo-host.js';
-import { Deframer, encodeForConsumer } from './framing.js';
+import { alignBySeq, type AlignedSet, type FrameSource } from './align.js';
+import { FrameFlag, hasFlag, type Frame } from './frame.js';
+import { Deframer, encodeForConsumer, payloadToValue, valueToPayload, zeroPayload } from './framing.js';
+import { FRAME_PREFIX, fromWire, toWire, type HostConfig, type HostPipe } from './js-host.js';
 import type { Network, NetworkJob, NetworkPipe } from './model.js';
 import { Demux, muxData, muxRecord } from './mux.js';
 import { PipeReader, PipeWriter } from './pipe.js';
 
 const FIFO_HOST = fileURLToPath(new URL('./fifo-host.js', import.meta.url));
+const JS_HOST = fileURLToPath(new URL('./js-host.js', import.meta.url));
 
 /** Most stdin bytes written to a job and not yet read by it. */
 const STDIN_WINDOW = 256 * 1024;
@@ -57,9 +62,9 @@ export class NetworkRunner {
     // as the user before it asks; js jobs do not run yet anyway.
     await checkNetwork(loaded, { importModules: false });
     const { network } = loaded;
-    const others = Object.values(network.jobs).filter((job) => job.kind !== 'executable');
+    const others = Object.values(network.jobs).filter((job) => job.builtin === 'logging');
     if (others.length > 0) {
-      throw new BadRequestError(`network run takes executable jobs only so far; ${others.map((j) => `${j.name} is ${j.kind}`).join(', ')}`, { code: 'unsupported', field: `jobs.${others[0]!.name}` });
+      throw new BadRequestError(`the builtin logging does not run yet (job ${others[0]!.name})`, { code: 'unsupported', field: `jobs.${others[0]!.name}.builtin` });
     }
     const key = `${owner}\n${network.name}`;
     const busy = (): ConflictError => new ConflictError(`network ${network.name} is running; wait for its end, or cancel its jobs (group networks:${network.name})`);
@@ -139,8 +144,9 @@ class NetworkRun {
       }),
     );
     for (const job of Object.values(this.network.jobs)) {
-      if (job.inputs.length > 0) this.#guard(job, this.#feed(job));
-      if (job.outputs.length > 0) this.#guard(job, this.#drain(job));
+      const js = job.kind !== 'executable';
+      if (job.inputs.length > 0) this.#guard(job, js ? this.#feedSets(job) : this.#feed(job));
+      if (job.outputs.length > 0) this.#guard(job, js ? this.#drainFrames(job) : this.#drain(job));
     }
   }
 
@@ -170,8 +176,34 @@ class NetworkRun {
     for (const { reader } of this.#readers) reader.close();
   }
 
-  /** The job description of a network job: the command, or the FIFO wrapper around it. */
+  /** The job description of a network job: the command, the FIFO wrapper around it, or the js harness. */
   description(job: NetworkJob): JobDescription {
+    const common: Partial<JobDescription> = {
+      name: job.name,
+      group: this.group,
+      ...(job.environment !== undefined ? { environment: job.environment } : {}),
+      ...(job.workingDirectory !== undefined ? { workingDirectory: job.workingDirectory } : {}),
+      ...(job.pools !== undefined ? { pools: job.pools } : {}),
+      ...(job.node !== undefined ? { node: job.node } : {}),
+    };
+    if (job.kind !== 'executable') {
+      const pipe = (name: string): HostPipe => {
+        const p = this.network.pipes[name]!;
+        return { name, kind: p.framing === 'lines' ? 'lines' : p.framing === 'frames' && p.encoding !== 'binary' ? 'json' : 'bytes' };
+      };
+      const config: HostConfig = {
+        network: this.network.name,
+        job: job.name,
+        ...(job.js !== undefined ? { module: job.js.module, ...(job.js.export !== undefined ? { export: job.js.export } : {}) } : {}),
+        ...(job.builtin !== undefined ? { builtin: { name: job.builtin, options: { path: job.path, columns: job.columns, interval: job.interval, count: job.count } } } : {}),
+        inputs: job.inputs.map(pipe),
+        outputs: job.outputs.map(pipe),
+      };
+      // A job with inputs (or the interactive builtin) reads its stdin, so it runs in a function
+      // runner of its own; a source runs in a warm runner of the pool.
+      const reads = job.inputs.length > 0 || job.builtin === 'interactive';
+      return { ...common, js: { module: JS_HOST, export: 'hostNetworkJob', args: [config] }, ...(reads ? { interactive: true } : {}) };
+    }
     const command = job.command!;
     const fifos = { in: new Set<string>(), out: new Set<string>() };
     for (const arg of command) for (const [, dir, name] of arg.matchAll(PIPE_PLACEHOLDER)) fifos[dir as 'in' | 'out'].add(name!);
@@ -183,19 +215,14 @@ class NetworkRun {
     return {
       executable: wrapped ? process.execPath : command[0]!,
       arguments: wrapped ? [FIFO_HOST, JSON.stringify(config), '--', ...command] : command.slice(1),
-      name: job.name,
-      group: this.group,
+      ...common,
       ...(job.inputs.length > 0 ? { interactive: true } : {}),
-      ...(job.environment !== undefined ? { environment: job.environment } : {}),
-      ...(job.workingDirectory !== undefined ? { workingDirectory: job.workingDirectory } : {}),
-      ...(job.pools !== undefined ? { pools: job.pools } : {}),
-      ...(job.node !== undefined ? { node: job.node } : {}),
     };
   }
 
   /** Whether the job's pipes travel multiplexed through the FIFO wrapper. */
   #wrapped(job: NetworkJob): boolean {
-    return job.command!.some((arg) => [...arg.matchAll(PIPE_PLACEHOLDER)].length > 0);
+    return job.command !== undefined && job.command.some((arg) => [...arg.matchAll(PIPE_PLACEHOLDER)].length > 0);
   }
 
   #guard(job: NetworkJob, work: Promise<void>): void {
@@ -245,6 +272,85 @@ class NetworkRun {
       }),
     );
     await stdin.end();
+  }
+
+  /**
+   * Sets of input frames → a js job's stdin, one JSON line each (see `js-host.ts`): one set per
+   * frame for a single input, sets aligned by sequence number for several. Each frame is
+   * committed once the job has read its line.
+   */
+  async #feedSets(job: NetworkJob): Promise<void> {
+    const id = this.#ids.get(job.name)!;
+    const done: Array<{ offset: number; commit: () => void }> = [];
+    const stdin = new JobStdin(this.service, this.store, this.owner, id, (consumed) => {
+      while (done.length > 0 && done[0]!.offset <= consumed) done.shift()!.commit();
+    });
+    this.#stops.push(() => stdin.close());
+    const pipes = job.inputs.map((name) => this.network.pipes[name]!);
+    const readers = await Promise.all(
+      pipes.map(async (pipe) => {
+        const reader = await PipeReader.open({ streams: this.store.streams, network: this.streamNetwork, pipe: pipe.name, queue: pipe.queue, consumer: job.name, commits: 'manual' });
+        this.#readers.push({ pipe: pipe.name, reader });
+        return reader;
+      }),
+    );
+    const value = (port: number, frame: Frame | undefined): string => {
+      if (frame === undefined) return 'null';
+      const pipe = pipes[port]!;
+      // JSON payloads are JSON text already.
+      if (pipe.framing === 'frames' && pipe.encoding !== 'binary') return Buffer.from(frame.payload).toString('utf8');
+      return JSON.stringify(toWire(payloadToValue(pipe, frame.payload)));
+    };
+    const line = (set: AlignedSet): string =>
+      `{"seq":${set.seq},"reset":${set.frames.some((f) => f !== undefined && hasFlag(f, FrameFlag.RESET))},"gap":${JSON.stringify(set.frames.map((f) => f === undefined || hasFlag(f, FrameFlag.GAP)))},"in":[${set.frames.map((f, port) => value(port, f)).join(',')}]}\n`;
+    const sets: AsyncIterable<AlignedSet[]> =
+      readers.length === 1
+        ? (async function* () {
+            for (let batch = await readers[0]!.nextBatch(FEED_BATCH); batch !== undefined; batch = await readers[0]!.nextBatch(FEED_BATCH)) {
+              yield batch.map((frame) => ({ seq: frame.seq, frames: [frame], gap: false }));
+            }
+          })()
+        : (async function* () {
+            const sources: FrameSource[] = readers;
+            for await (const set of alignBySeq(sources, { gap: job.align?.gap ?? 'wait', zero: (i) => zeroPayload(pipes[i]!) })) yield [set];
+          })();
+    for await (const batch of sets) {
+      const cursors = readers.map((reader, port) => {
+        const last = batch.findLast((set) => set.frames[port] !== undefined && set.frames[port]!.index >= 0)?.frames[port];
+        return last === undefined ? undefined : reader.cursorAfter(last);
+      });
+      const offset = await stdin.write(Buffer.from(batch.map(line).join(''), 'utf8'));
+      done.push({ offset, commit: () => cursors.forEach((cursor, port) => cursor !== undefined && readers[port]!.commit(cursor)) });
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const end = stdin.offset;
+    done.push({ offset: end, commit: () => readers.forEach((reader) => reader.commit(reader.cursor)) });
+    await stdin.end();
+  }
+
+  /** A js job's stdout → frames of its output pipes (lines starting {@link FRAME_PREFIX}); at its end, the pipes end. */
+  async #drainFrames(job: NetworkJob): Promise<void> {
+    const id = this.#ids.get(job.name)!;
+    const pipes: NetworkPipe[] = job.outputs.map((name) => this.network.pipes[name]!);
+    const writers = pipes.map((pipe) => this.#writers.get(pipe.name)!);
+    const follow = followOutput(this.store, id);
+    this.#stops.push(() => follow.close());
+    let pending = '';
+    const decoder = new StringDecoder('utf8');
+    for await (const chunk of follow.chunks) {
+      if (chunk.channel !== 'stdout') continue;
+      const text = pending + decoder.write(Buffer.from(chunk.data));
+      const lines = text.split('\n');
+      pending = lines.pop()!;
+      const out: Uint8Array[][] = pipes.map(() => []);
+      for (const line of lines) {
+        if (!line.startsWith(FRAME_PREFIX)) continue;
+        const [port, value] = JSON.parse(line.slice(FRAME_PREFIX.length)) as [number, unknown];
+        if (port >= 0 && port < pipes.length) out[port]!.push(valueToPayload(pipes[port]!, fromWire(value)));
+      }
+      await Promise.all(out.map((payloads, port) => (payloads.length > 0 ? writers[port]!.writeBatch(payloads) : undefined)));
+    }
+    for (const writer of writers) await writer.end();
   }
 
   /** The job's stdout (demultiplexed when wrapped) → frames of its output pipes; at its end, the pipes end. */

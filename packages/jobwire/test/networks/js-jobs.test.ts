@@ -1,0 +1,155 @@
+/**
+ * js and builtin jobs of a network, end to end: a real server, real function runners, the CLI
+ * as a user runs it. The squares network of issue 12 (a js connector, the csv-sink builtin),
+ * js sources and several inputs aligned by sequence number, and the builtins forward, clock and
+ * interactive (lines typed by an attached user).
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { cliEnv, runCli, withServer, type TestServer } from '../helpers.js';
+
+let dir: string;
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'jobwire-network-js-'));
+});
+
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+interface Status {
+  state: string;
+  jobs: Array<{ name: string; status: string }>;
+  pipes: Array<{ name: string; frames: number; dropped: number }>;
+  errors: string[];
+}
+
+async function runBlocking(s: TestServer, network: string): Promise<Status> {
+  const result = await runCli(['network', 'run', network, '--block', '--json'], { env: cliEnv(s), timeoutMs: 120_000 });
+  assert.equal(result.code, 0, result.stderr + result.stdout);
+  return JSON.parse(result.stdout) as Status;
+}
+
+describe('network js and builtin jobs', () => {
+  it('runs the squares network: numbers → square (js) → csv-sink; out.csv holds exactly 1..N squared, in order', async () => {
+    const N = 5000;
+    file('square.mjs', 'let calls = 0;\nexport function setup(ctx) { if (ctx.inputs[0] !== "n") throw new Error("setup got " + JSON.stringify(ctx)); }\nexport function run(n) { calls++; return Number(n) ** 2; }\nexport function finish() { console.error("calls", calls); }\n');
+    const network = file(
+      'squares.yaml',
+      `name: squares
+defaults: { queue: { max: 64, overflow: block } }
+jobs:
+  numbers: { command: [seq, 1, ${N}], outputs: [n] }
+  square:  { js: ./square.mjs, inputs: [n], outputs: [sq] }
+  sink:    { builtin: csv-sink, path: out.csv, inputs: [sq] }
+pipes:
+  n:  { framing: lines }
+  sq: { framing: lines, queue: { max: 8 } }
+`,
+    );
+    await withServer(async (s) => {
+      const status = await runBlocking(s, network);
+      assert.equal(status.state, 'done', JSON.stringify(status));
+      assert.deepEqual(
+        status.pipes.map((p) => [p.name, p.frames, p.dropped]),
+        [
+          ['n', N, 0],
+          ['sq', N, 0],
+        ],
+      );
+      const expected = Array.from({ length: N }, (_, i) => `${(i + 1) ** 2}\n`).join('');
+      assert.equal(readFileSync(join(dir, 'out.csv'), 'utf8'), expected);
+      // One runner for the whole stream, not one per frame: run was called N times in it.
+      const square = status.jobs.find((j) => j.name === 'square')!;
+      const page = await s.client.getJobs({ group: 'networks:squares' });
+      const id = page.items.find((j) => j.name === 'square')!.id;
+      assert.equal(square.status, 'Success');
+      const stderr = Buffer.from((await s.client.readOutput(id, 'stderr')).data).toString('utf8');
+      assert.match(stderr, new RegExp(`calls ${N}\\b`));
+    });
+  });
+
+  it('runs a js generator source, and a js job with two inputs aligned by seq and two outputs; forward copies to each output; csv-sink writes columns', async () => {
+    file('pairs.mjs', 'export async function* run() { for (let i = 1; i <= 50; i++) yield [{ i, half: i / 2 }, String(i)]; }\n');
+    file('join.mjs', 'export const job = { run(obj, text) { return [{ i: obj.i, text, sum: obj.i + Number(text) }, undefined]; } };\n');
+    const network = file(
+      'aligned.yaml',
+      `name: aligned
+jobs:
+  src:   { js: ./pairs.mjs, outputs: [objs, texts] }
+  join:  { js: ./join.mjs, export: job, inputs: [objs, texts], outputs: [joined, unused], align: seq }
+  fwd:   { builtin: forward, inputs: [joined], outputs: [a, b] }
+  csv:   { builtin: csv-sink, path: joined.csv, columns: [i, text, sum], inputs: [a] }
+  raw:   { builtin: csv-sink, path: raw.csv, inputs: [b] }
+  drop:  { builtin: csv-sink, path: unused.csv, inputs: [unused] }
+pipes:
+  objs:   { framing: frames }
+  texts:  { framing: lines }
+  joined: { framing: frames }
+  unused: { framing: frames }
+  a:      { framing: frames }
+  b:      { framing: frames }
+`,
+    );
+    await withServer(async (s) => {
+      const status = await runBlocking(s, network);
+      assert.equal(status.state, 'done', JSON.stringify(status));
+      const rows = Array.from({ length: 50 }, (_, k) => `${k + 1},${k + 1},${2 * (k + 1)}\n`).join('');
+      assert.equal(readFileSync(join(dir, 'joined.csv'), 'utf8'), `i,text,sum\n${rows}`);
+      // Without columns an object gives all its fields.
+      assert.equal(readFileSync(join(dir, 'raw.csv'), 'utf8'), rows);
+      assert.equal(readFileSync(join(dir, 'unused.csv'), 'utf8'), '');
+      assert.equal(status.pipes.find((p) => p.name === 'unused')!.frames, 0);
+    });
+  });
+
+  it('clock gives count frames, one per interval, in tick order', async () => {
+    const network = file(
+      'clock.yaml',
+      `name: clock
+jobs:
+  tick: { builtin: clock, interval: 20, count: 10, outputs: [t] }
+  sink: { builtin: csv-sink, path: ticks.csv, columns: [tick], inputs: [t] }
+pipes: { t: { framing: frames } }
+`,
+    );
+    await withServer(async (s) => {
+      const status = await runBlocking(s, network);
+      assert.equal(status.state, 'done', JSON.stringify(status));
+      assert.equal(readFileSync(join(dir, 'ticks.csv'), 'utf8'), `tick\n${Array.from({ length: 10 }, (_, i) => `${i}\n`).join('')}`);
+    });
+  });
+
+  it('interactive: lines typed by a user attached to the job enter the network', async () => {
+    await withServer(async (s) => {
+      const out = join(dir, 'typed.csv');
+      const started = await s.client.runNetwork(
+        {
+          name: 'typing',
+          jobs: { keys: { builtin: 'interactive', outputs: ['l'] }, sink: { builtin: 'csv-sink', path: out, inputs: ['l'] } },
+          pipes: { l: { framing: 'lines' } },
+        },
+        { baseDir: dir },
+      );
+      const keys = started.jobs.find((j) => j.name === 'keys')!.id;
+      const typed = await runCli(['attach', keys], { env: cliEnv(s), input: 'hello, world\nsecond line\n', timeoutMs: 60_000 });
+      assert.equal(typed.code, 0, typed.stderr);
+      const deadline = Date.now() + 60_000;
+      let status = await s.client.networkStatus('typing');
+      while (status.state === 'running' && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        status = await s.client.networkStatus('typing');
+      }
+      assert.equal(status.state, 'done', JSON.stringify(status));
+      assert.equal(readFileSync(out, 'utf8'), '"hello, world"\nsecond line\n');
+    });
+  });
+});
