@@ -162,6 +162,8 @@ export interface JobwireApi {
   runNetwork(spec: NetworkSpec, options: { baseDir: string }): Promise<NetworkStatus>;
   /** How a network runs: its jobs and pipes. */
   networkStatus(name: string): Promise<NetworkStatus>;
+  /** Stops a network: its jobs are cancelled, none restarts. */
+  stopNetwork(name: string): Promise<NetworkStatus>;
   /** Submits a job; returns its info at once. */
   submitBatchJob(description: JobDescription): Promise<JobInfo>;
   /** Submits a job with `interactive: true` and attaches to it. */

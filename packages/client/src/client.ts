@@ -186,7 +186,7 @@ export class Client implements JobwireApi {
   }
 
   /**
-   * Starts a network of executable jobs (docs/networks.md). Relative paths in `spec` resolve
+   * Starts a network (docs/networks.md). Relative paths in `spec` resolve
    * against `baseDir`, an absolute folder on the server's machine. A network that fails its
    * checks is refused with a BadRequestError naming the field.
    */
@@ -197,6 +197,11 @@ export class Client implements JobwireApi {
   /** How a network runs: its jobs and pipes. */
   networkStatus(name: string): Promise<NetworkStatus> {
     return this.call('GET', `/networks/${encodeURIComponent(name)}`);
+  }
+
+  /** Stops a network: its jobs are cancelled and none restarts; resolves to its status then. */
+  stopNetwork(name: string): Promise<NetworkStatus> {
+    return this.call('POST', `/networks/${encodeURIComponent(name)}/stop`);
   }
 
   /** Submits a job and returns its info at once (status Queued or later). */

@@ -152,6 +152,14 @@ export interface NetworkJobStatus {
   id: string;
   status: 'Queued' | 'Running' | 'Success' | 'Failed' | 'Cancelled' | 'Lost';
   exitCode: number | null;
+  /** Worker node running it (distributed mode), or null. */
+  node: string | null;
+  /** Times it was restarted by its restart policy (each restart is a new job; `id` is the newest). */
+  restarts: number;
+  /** Frames it took from its inputs. */
+  framesIn: number;
+  /** Frames it stored to its outputs. */
+  framesOut: number;
 }
 
 /** One pipe of a running network, as its status shows it. */
@@ -170,8 +178,11 @@ export interface NetworkStatus {
   name: string;
   /** Id of this run: its pipes are the streams `net.NAME.RUN.PIPE`. */
   run: string;
-  /** `running` until every job is final; then `done` when all succeeded, else `failed`. */
-  state: 'running' | 'done' | 'failed';
+  /**
+   * `running` until every job has ended and will not restart; then `done` when all succeeded,
+   * `stopped` after a stop, else `failed`.
+   */
+  state: 'running' | 'done' | 'failed' | 'stopped';
   /** The group of its jobs: `networks:NAME`. */
   group: string;
   jobs: NetworkJobStatus[];

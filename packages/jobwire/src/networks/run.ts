@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { BadRequestError, ConflictError, NotFoundError, isFinal, type JobDescription, type JobStatus, type NetworkJobStatus, type NetworkStatus, type OutputChunk } from '@jobwire/client';
 import { OutputFollower } from '../jobs/output-follower.js';
 import type { JobService } from '../jobs/service.js';
-import type { Store, StreamEvent } from '../store/types.js';
+import type { JobRecord, Store, StreamEvent } from '../store/types.js';
 import { PIPE_PLACEHOLDER, checkNetwork } from './checks.js';
 import { parseNetworkSpec } from './file.js';
 import type { FifoHostConfig } from './fifo-host.js';
@@ -89,6 +89,13 @@ export class NetworkRunner {
     return run.status();
   }
 
+  /** Stops `owner`'s network `name`: its jobs are cancelled, none restarts. */
+  async stop(owner: string, name: string): Promise<NetworkStatus> {
+    const run = this.#runs.get(`${owner}\n${name}`);
+    if (run === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+    return run.stop();
+  }
+
   /** Stops wiring every network (their jobs go on as jobs do when a server stops). */
   close(): void {
     for (const run of this.#runs.values()) run.close();
@@ -99,11 +106,23 @@ export class NetworkRunner {
 class NetworkRun {
   readonly run = randomBytes(4).toString('hex');
   readonly group: string;
+  /** The current job of each network job (a restart submits a new one). */
   readonly #ids = new Map<string, string>();
+  /** The current writer of each pipe (a restarted producer opens a new one, in a new epoch). */
   readonly #writers = new Map<string, PipeWriter>();
-  readonly #readers: Array<{ pipe: string; reader: PipeReader }> = [];
+  /** Frames written and dropped by a pipe's earlier writers. */
+  readonly #earlier = new Map<string, { written: number; dropped: number }>();
+  /** Pipes that have ended. */
+  readonly #ended = new Set<string>();
+  /** The current reader of each pipe by each consumer (`PIPE\nJOB`); its drops include earlier ones (they live in its cursor). */
+  readonly #readers = new Map<string, { pipe: string; reader: PipeReader }>();
+  /** Per job: restarts, frames taken from its inputs, frames stored to its outputs. */
+  readonly #counts = new Map<string, { restarts: number; framesIn: number; framesOut: number }>();
+  /** How each job's supervision ended; a job missing here is still supervised. */
+  readonly #outcomes = new Map<string, 'done' | 'failed' | 'stopped'>();
   readonly #errors: string[] = [];
   readonly #stops: Array<() => void> = [];
+  #stopping = false;
   #closed = false;
 
   constructor(
@@ -128,43 +147,131 @@ class NetworkRun {
       for (const job of Object.values(this.network.jobs)) {
         const record = await this.service.submit(this.owner, this.description(job));
         this.#ids.set(job.name, record.id);
+        this.#counts.set(job.name, { restarts: 0, framesIn: 0, framesOut: 0 });
       }
     } catch (error) {
       await this.#cancelAll();
       this.close();
       throw error;
     }
-    // A job that ends badly ends the network: the others are cancelled, none is left waiting on it.
-    const ids = new Set(this.#ids.values());
-    this.#stops.push(
-      this.store.onEvent((event) => {
-        const info = event.info as { id?: string; type?: string; status?: JobStatus };
-        if (info.type !== 'job' || info.id === undefined || !ids.has(info.id) || info.status === undefined) return;
-        if (isFinal(info.status) && info.status !== 'Success') void this.#cancelAll();
-      }),
-    );
     for (const job of Object.values(this.network.jobs)) {
-      const js = job.kind !== 'executable';
-      if (job.inputs.length > 0) this.#guard(job, js ? this.#feedSets(job) : this.#feed(job));
-      if (job.outputs.length > 0) this.#guard(job, js ? this.#drainFrames(job) : this.#drain(job));
+      void this.#supervise(job).catch((error: unknown) => {
+        this.#errors.push(`${job.name}: ${error instanceof Error ? error.message : String(error)}`);
+        this.#outcomes.set(job.name, 'failed');
+        void this.#cancelAll();
+      });
     }
+  }
+
+  /**
+   * Stops the network: its jobs are cancelled and nothing restarts them. Their pipes are left
+   * as they are (not ended), so what they hold can still be read.
+   */
+  async stop(): Promise<NetworkStatus> {
+    this.#stopping = true;
+    await this.#cancelAll();
+    return this.status();
+  }
+
+  /**
+   * Wires one network job and follows it to its end, restarting it as its policy says: a
+   * restarted job is a new job of the group, its inputs resume from its last committed cursors
+   * and its outputs go on in a new epoch (their consumers see *reset*). A job that ends badly
+   * and may not restart ends the network: the others are cancelled.
+   */
+  async #supervise(job: NetworkJob): Promise<void> {
+    const js = job.kind !== 'executable';
+    for (;;) {
+      const id = this.#ids.get(job.name)!;
+      // What to close once this job has ended: its input readers and its stdin feed.
+      const attempt: Array<() => Promise<void> | void> = [];
+      if (job.inputs.length > 0) this.#guard(job, id, js ? this.#feedSets(job, id, attempt) : this.#feed(job, id, attempt));
+      const drained = job.outputs.length > 0 ? this.#guarded(job, id, js ? this.#drainFrames(job, id) : this.#drain(job, id)) : Promise.resolve();
+      const record = await this.#final(id);
+      // Its output closes when it ends: every frame it wrote is stored before it is judged.
+      await drained;
+      for (const close of attempt.splice(0)) await close();
+      if (this.#closed) return;
+      if (this.#stopping) return void this.#outcomes.set(job.name, 'stopped');
+      const counts = this.#counts.get(job.name)!;
+      const { policy, max } = job.restart;
+      const failed = record.status === 'Failed' || record.status === 'Lost';
+      const restart = counts.restarts < max && ((policy === 'on-failure' && failed) || (policy === 'always' && record.status !== 'Cancelled'));
+      if (restart) {
+        counts.restarts++;
+        for (const name of job.outputs) await this.#reopen(name);
+        const next = await this.service.submit(this.owner, this.description(job));
+        this.#ids.set(job.name, next.id);
+        continue;
+      }
+      if (record.status === 'Success') {
+        for (const name of job.outputs) await this.#end(name);
+        return void this.#outcomes.set(job.name, 'done');
+      }
+      this.#outcomes.set(job.name, 'failed');
+      await this.#cancelAll();
+      return;
+    }
+  }
+
+  /** The job record once it is final. */
+  #final(id: string): Promise<JobRecord> {
+    return new Promise((resolve) => {
+      let settled = false;
+      const check = async (): Promise<void> => {
+        const record = await this.store.getJob(id).catch(() => undefined);
+        if (settled || record === undefined || !isFinal(record.status)) return;
+        settled = true;
+        stop();
+        resolve(record);
+      };
+      const stop = this.store.onEvent((event) => {
+        const info = event.info as { id?: string; type?: string; status?: JobStatus };
+        if (info.type === 'job' && info.id === id && info.status !== undefined && isFinal(info.status)) void check();
+      });
+      this.#stops.push(stop);
+      void check();
+    });
+  }
+
+  /** Opens a pipe again for a restarted producer: a new epoch, its first frame flagged *reset*. */
+  async #reopen(name: string): Promise<void> {
+    if (this.#ended.has(name)) return;
+    const pipe = this.network.pipes[name]!;
+    const old = this.#writers.get(name)!;
+    await old.flush().catch(() => {});
+    old.close();
+    const earlier = this.#earlier.get(name) ?? { written: 0, dropped: 0 };
+    this.#earlier.set(name, { written: earlier.written + old.stats.written, dropped: earlier.dropped + old.stats.dropped });
+    this.#writers.set(name, await PipeWriter.open({ streams: this.store.streams, network: this.streamNetwork, pipe: name, queue: pipe.queue, consumers: pipe.consumers }));
+  }
+
+  /** Ends a pipe after its last frame (once). */
+  async #end(name: string): Promise<void> {
+    if (this.#ended.has(name)) return;
+    this.#ended.add(name);
+    await this.#writers.get(name)!.end();
   }
 
   async status(): Promise<NetworkStatus> {
     const jobs: NetworkJobStatus[] = [];
     for (const [name, id] of this.#ids) {
       const record = await this.store.getJob(id, this.owner);
-      jobs.push({ name, id, status: record?.status ?? 'Lost', exitCode: record?.exitCode ?? null });
+      const counts = this.#counts.get(name)!;
+      jobs.push({ name, id, status: record?.status ?? 'Lost', exitCode: record?.exitCode ?? null, node: record?.node ?? null, ...counts });
     }
+    const readers = [...this.#readers.values()];
     const pipes = Object.values(this.network.pipes).map((pipe) => {
       const writer = this.#writers.get(pipe.name);
-      const dropped = (writer?.stats.dropped ?? 0) + this.#readers.filter((r) => r.pipe === pipe.name).reduce((n, r) => n + r.reader.stats.dropped, 0);
-      return { name: pipe.name, frames: writer?.stats.written ?? 0, dropped, lag: writer?.stats.lag ?? 0 };
+      const earlier = this.#earlier.get(pipe.name) ?? { written: 0, dropped: 0 };
+      const dropped = earlier.dropped + (writer?.stats.dropped ?? 0) + readers.filter((r) => r.pipe === pipe.name).reduce((n, r) => n + r.reader.stats.dropped, 0);
+      return { name: pipe.name, frames: earlier.written + (writer?.stats.written ?? 0), dropped, lag: writer?.stats.lag ?? 0 };
     });
-    const final = jobs.length === Object.keys(this.network.jobs).length && jobs.every((j) => isFinal(j.status));
+    const outcomes = [...this.#outcomes.values()];
+    const final = outcomes.length === Object.keys(this.network.jobs).length;
     // Nothing moves any more: stop following the pipes (the figures above are the last).
     if (final) this.close();
-    const state = !final ? 'running' : jobs.every((j) => j.status === 'Success') && this.#errors.length === 0 ? 'done' : 'failed';
+    const state = !final ? 'running' : this.#stopping ? 'stopped' : outcomes.every((o) => o === 'done') && this.#errors.length === 0 ? 'done' : 'failed';
     return { name: this.network.name, run: this.run, state, group: this.group, jobs, pipes, errors: [...this.#errors] };
   }
 
@@ -173,7 +280,7 @@ class NetworkRun {
     this.#closed = true;
     for (const stop of this.#stops.splice(0)) stop();
     for (const writer of this.#writers.values()) writer.close();
-    for (const { reader } of this.#readers) reader.close();
+    for (const { reader } of this.#readers.values()) reader.close();
   }
 
   /** The job description of a network job: the command, the FIFO wrapper around it, or the js harness. */
@@ -225,10 +332,14 @@ class NetworkRun {
     return job.command !== undefined && job.command.some((arg) => [...arg.matchAll(PIPE_PLACEHOLDER)].length > 0);
   }
 
-  #guard(job: NetworkJob, work: Promise<void>): void {
-    work.catch(async (error: unknown) => {
+  #guard(job: NetworkJob, id: string, work: Promise<void>): void {
+    void this.#guarded(job, id, work);
+  }
+
+  /** `work` for job `id`, whose failure (a wiring fault) is recorded and cancels the job; resolves when it settles. */
+  #guarded(job: NetworkJob, id: string, work: Promise<void>): Promise<void> {
+    return work.catch(async (error: unknown) => {
       if (this.#closed) return;
-      const id = this.#ids.get(job.name)!;
       // A job that ended (or was cancelled) refuses its input: that is its end, not a wiring fault.
       if (error instanceof ConflictError) return;
       const record = await this.store.getJob(id).catch(() => undefined);
@@ -243,19 +354,14 @@ class NetworkRun {
    * A frame is committed once the job has read it from its stdin, so the pipe's bound counts
    * what the job has not read yet.
    */
-  async #feed(job: NetworkJob): Promise<void> {
-    const id = this.#ids.get(job.name)!;
-    const done: Array<{ offset: number; commit: () => void }> = [];
-    const stdin = new JobStdin(this.service, this.store, this.owner, id, (consumed) => {
-      while (done.length > 0 && done[0]!.offset <= consumed) done.shift()!.commit();
-    });
-    this.#stops.push(() => stdin.close());
+  async #feed(job: NetworkJob, id: string, attempt: Array<() => Promise<void> | void>): Promise<void> {
+    const { stdin, done, readers } = await this.#openInputs(job, id, attempt);
+    const counts = this.#counts.get(job.name)!;
     const wrapped = this.#wrapped(job);
     await Promise.all(
       job.inputs.map(async (name, port) => {
         const pipe = this.network.pipes[name]!;
-        const reader = await PipeReader.open({ streams: this.store.streams, network: this.streamNetwork, pipe: name, queue: pipe.queue, consumer: job.name, commits: 'manual' });
-        this.#readers.push({ pipe: name, reader });
+        const reader = readers[port]!;
         for (let batch = await reader.nextBatch(FEED_BATCH); batch !== undefined; batch = await reader.nextBatch(FEED_BATCH)) {
           const bytes = Buffer.concat(batch.map((frame) => encodeForConsumer(pipe, frame.payload)));
           if (bytes.byteLength === 0) continue;
@@ -263,6 +369,7 @@ class NetworkRun {
           let offset = 0;
           for (const record of wrapped ? muxData(port, bytes) : [bytes]) offset = await stdin.write(record);
           done.push({ offset, commit: () => reader.commit(cursor) });
+          counts.framesIn += batch.length;
           // The embedded store answers at once, so without this a busy pipe would hold the event loop.
           await new Promise((resolve) => setImmediate(resolve));
         }
@@ -275,25 +382,45 @@ class NetworkRun {
   }
 
   /**
-   * Sets of input frames → a js job's stdin, one JSON line each (see `js-host.ts`): one set per
-   * frame for a single input, sets aligned by sequence number for several. Each frame is
-   * committed once the job has read its line.
+   * A job's stdin (paced by what it has read) and a reader of each of its inputs, resuming from
+   * its committed cursor. `done` holds the commits to make once the job has read up to an offset.
+   * What to close when the job ends goes into `attempt`.
    */
-  async #feedSets(job: NetworkJob): Promise<void> {
-    const id = this.#ids.get(job.name)!;
+  async #openInputs(
+    job: NetworkJob,
+    id: string,
+    attempt: Array<() => Promise<void> | void>,
+  ): Promise<{ stdin: JobStdin; done: Array<{ offset: number; commit: () => void }>; readers: PipeReader[] }> {
     const done: Array<{ offset: number; commit: () => void }> = [];
     const stdin = new JobStdin(this.service, this.store, this.owner, id, (consumed) => {
       while (done.length > 0 && done[0]!.offset <= consumed) done.shift()!.commit();
     });
-    this.#stops.push(() => stdin.close());
-    const pipes = job.inputs.map((name) => this.network.pipes[name]!);
+    attempt.push(() => stdin.close());
     const readers = await Promise.all(
-      pipes.map(async (pipe) => {
-        const reader = await PipeReader.open({ streams: this.store.streams, network: this.streamNetwork, pipe: pipe.name, queue: pipe.queue, consumer: job.name, commits: 'manual' });
-        this.#readers.push({ pipe: pipe.name, reader });
+      job.inputs.map(async (name) => {
+        const pipe = this.network.pipes[name]!;
+        const reader = await PipeReader.open({ streams: this.store.streams, network: this.streamNetwork, pipe: name, queue: pipe.queue, consumer: job.name, commits: 'manual' });
+        this.#readers.set(`${name}\n${job.name}`, { pipe: name, reader });
+        // Commits made are stored before a restarted job's reader opens from them.
+        attempt.push(async () => {
+          await reader.flush().catch(() => {});
+          reader.close();
+        });
         return reader;
       }),
     );
+    return { stdin, done, readers };
+  }
+
+  /**
+   * Sets of input frames → a js job's stdin, one JSON line each (see `js-host.ts`): one set per
+   * frame for a single input, sets aligned by sequence number for several. Each frame is
+   * committed once the job has read its line.
+   */
+  async #feedSets(job: NetworkJob, id: string, attempt: Array<() => Promise<void> | void>): Promise<void> {
+    const { stdin, done, readers } = await this.#openInputs(job, id, attempt);
+    const counts = this.#counts.get(job.name)!;
+    const pipes = job.inputs.map((name) => this.network.pipes[name]!);
     const value = (port: number, frame: Frame | undefined): string => {
       if (frame === undefined) return 'null';
       const pipe = pipes[port]!;
@@ -321,6 +448,7 @@ class NetworkRun {
       });
       const offset = await stdin.write(Buffer.from(batch.map(line).join(''), 'utf8'));
       done.push({ offset, commit: () => cursors.forEach((cursor, port) => cursor !== undefined && readers[port]!.commit(cursor)) });
+      counts.framesIn += batch.reduce((n, set) => n + set.frames.filter((f) => f !== undefined && f.index >= 0).length, 0);
       await new Promise((resolve) => setImmediate(resolve));
     }
     const end = stdin.offset;
@@ -328,9 +456,9 @@ class NetworkRun {
     await stdin.end();
   }
 
-  /** A js job's stdout → frames of its output pipes (lines starting {@link FRAME_PREFIX}); at its end, the pipes end. */
-  async #drainFrames(job: NetworkJob): Promise<void> {
-    const id = this.#ids.get(job.name)!;
+  /** A js job's stdout → frames of its output pipes (lines starting {@link FRAME_PREFIX}), until its output closes. */
+  async #drainFrames(job: NetworkJob, id: string): Promise<void> {
+    const counts = this.#counts.get(job.name)!;
     const pipes: NetworkPipe[] = job.outputs.map((name) => this.network.pipes[name]!);
     const writers = pipes.map((pipe) => this.#writers.get(pipe.name)!);
     const follow = followOutput(this.store, id);
@@ -348,24 +476,27 @@ class NetworkRun {
         const [port, value] = JSON.parse(line.slice(FRAME_PREFIX.length)) as [number, unknown];
         if (port >= 0 && port < pipes.length) out[port]!.push(valueToPayload(pipes[port]!, fromWire(value)));
       }
-      await Promise.all(out.map((payloads, port) => (payloads.length > 0 ? writers[port]!.writeBatch(payloads) : undefined)));
+      const stored = await Promise.all(out.map((payloads, port) => (payloads.length > 0 ? writers[port]!.writeBatch(payloads) : 0)));
+      counts.framesOut += stored.reduce((n, k) => n + k, 0);
     }
-    for (const writer of writers) await writer.end();
   }
 
-  /** The job's stdout (demultiplexed when wrapped) → frames of its output pipes; at its end, the pipes end. */
-  async #drain(job: NetworkJob): Promise<void> {
-    const id = this.#ids.get(job.name)!;
+  /**
+   * The job's stdout (demultiplexed when wrapped) → frames of its output pipes, until its output
+   * closes. A port the FIFO wrapper ends ends its pipe at once; the others end when the job
+   * succeeded (see {@link #supervise}).
+   */
+  async #drain(job: NetworkJob, id: string): Promise<void> {
+    const counts = this.#counts.get(job.name)!;
     const wrapped = this.#wrapped(job);
     const pipes: NetworkPipe[] = job.outputs.map((name) => this.network.pipes[name]!);
     const deframers = pipes.map((pipe) => new Deframer(pipe));
     const writers = pipes.map((pipe) => this.#writers.get(pipe.name)!);
     const ended = pipes.map(() => false);
-    const endPort = async (port: number): Promise<void> => {
+    const flushPort = async (port: number): Promise<void> => {
       if (ended[port]) return;
       ended[port] = true;
-      await writers[port]!.writeBatch(deframers[port]!.end());
-      await writers[port]!.end();
+      counts.framesOut += await writers[port]!.writeBatch(deframers[port]!.end());
     };
     const demux = new Demux();
     const follow = followOutput(this.store, id);
@@ -375,11 +506,13 @@ class NetworkRun {
       const records = wrapped ? demux.push(chunk.data) : [{ port: 0, data: Buffer.from(chunk.data) }];
       for (const { port, data } of records) {
         if (port >= pipes.length || ended[port]) continue;
-        if (wrapped && data.byteLength === 0) await endPort(port);
-        else await writers[port]!.writeBatch(deframers[port]!.push(data));
+        if (wrapped && data.byteLength === 0) {
+          await flushPort(port);
+          await this.#end(pipes[port]!.name);
+        } else counts.framesOut += await writers[port]!.writeBatch(deframers[port]!.push(data));
       }
     }
-    for (let port = 0; port < pipes.length; port++) await endPort(port);
+    for (let port = 0; port < pipes.length; port++) await flushPort(port);
   }
 
   async #cancelAll(): Promise<void> {
