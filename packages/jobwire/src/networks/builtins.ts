@@ -2,7 +2,7 @@
  * The builtin jobs of a network, as modules of the js harness (`js-host.ts`): each runs as a
  * js job does, in a function job, with frames over its stdin and stdout.
  *
- * - `csv-sink`: one CSV row per set of input frames, appended to `path`. A frame that is an
+ * - `csv-sink`: one CSV row per set of input frames, written to `path` (appended after a restart). A frame that is an
  *   array gives its items as cells; an object gives the fields named in `columns` (or all its
  *   fields); anything else is one cell. `columns` is written first as the header row.
  * - `forward`: each input frame goes to every output.
@@ -47,10 +47,11 @@ function csvSink(options: BuiltinOptions): NetworkJobModule {
     if (!out.write(text)) await once(out, 'drain');
   };
   return {
-    async setup() {
-      out = createWriteStream(options.path!, { flags: 'w' });
+    async setup(ctx: NetworkJobContext) {
+      // A restarted sink goes on after the rows it wrote before.
+      out = createWriteStream(options.path!, { flags: ctx.restarts === 0 ? 'w' : 'a' });
       await once(out, 'open');
-      if (options.columns !== undefined) await write(`${options.columns.map(csvField).join(',')}\n`);
+      if (options.columns !== undefined && ctx.restarts === 0) await write(`${options.columns.map(csvField).join(',')}\n`);
     },
     async run(...inputs: unknown[]) {
       await write(`${inputs.flatMap((v) => cells(v, options.columns)).map(csvField).join(',')}\n`);

@@ -7,7 +7,9 @@
  *   `{"seq":N,"in":[v0,v1,…],"gap":[…],"reset":bool}`; each value as {@link payloadToValue}
  *   gives it, bytes as `{"$bytes":"<base64>"}`. Stdin ends when every input has ended.
  * - **out** (job → server, stdout): one line per output frame, {@link FRAME_PREFIX} then
- *   `[port,value]` in JSON, bytes as `{"$bytes":…}`. Other lines (the job's own
+ *   `[port,value]` in JSON, bytes as `{"$bytes":…}`; after each set's frames, {@link FRAME_PREFIX}
+ *   `+N`: N sets are handled, so the server commits their input frames (a set taken but not
+ *   handled when the job crashes comes again to the restarted job). Other lines (the job's own
  *   `process.stdout.write`) are kept as the job's output and are no frames; `console.log` goes
  *   to stderr.
  *
@@ -41,6 +43,8 @@ export interface HostConfig {
   builtin?: { name: string; options: BuiltinOptions };
   inputs: HostPipe[];
   outputs: HostPipe[];
+  /** Times this job was restarted before (0 for its first run). */
+  restarts: number;
 }
 
 /** What `setup(ctx)` receives. */
@@ -51,6 +55,8 @@ export interface NetworkJobContext {
   outputs: string[];
   /** Aborted when the job is stopped. */
   signal: AbortSignal;
+  /** Times this job was restarted before (0 for its first run). */
+  restarts: number;
   /** The set being handled by `run`: its sequence number, which inputs are fillers, and whether a producer restarted. */
   frame: { seq: number; gap: boolean[]; reset: boolean };
 }
@@ -86,19 +92,22 @@ export async function hostNetworkJob(config: HostConfig, extra: { signal: AbortS
     inputs: config.inputs.map((p) => p.name),
     outputs: config.outputs.map((p) => p.name),
     signal: extra.signal,
+    restarts: config.restarts,
     frame: { seq: 0, gap: [], reset: false },
   };
   let frames = 0;
   let sets = 0;
-  const emit = async (value: unknown): Promise<void> => {
-    if (value === undefined || config.outputs.length === 0) return;
-    const values = config.outputs.length === 1 ? [value] : Array.isArray(value) ? value : [value];
+  const emit = async (value: unknown, handled?: number): Promise<void> => {
     let text = '';
-    values.forEach((v, port) => {
-      if (v === undefined || port >= config.outputs.length) return;
-      text += `${FRAME_PREFIX}${JSON.stringify([port, toWire(v)])}\n`;
-      frames++;
-    });
+    if (value !== undefined && config.outputs.length > 0) {
+      const values = config.outputs.length === 1 ? [value] : Array.isArray(value) ? value : [value];
+      values.forEach((v, port) => {
+        if (v === undefined || port >= config.outputs.length) return;
+        text += `${FRAME_PREFIX}${JSON.stringify([port, toWire(v)])}\n`;
+        frames++;
+      });
+    }
+    if (handled !== undefined) text += `${FRAME_PREFIX}+${handled}\n`;
     if (text !== '' && !process.stdout.write(text)) await new Promise((resolve) => process.stdout.once('drain', resolve));
   };
   await mod.setup?.(ctx);
@@ -115,7 +124,7 @@ export async function hostNetworkJob(config: HostConfig, extra: { signal: AbortS
       const set = JSON.parse(line) as { seq: number; in: unknown[]; gap: boolean[]; reset: boolean };
       ctx.frame = { seq: set.seq, gap: set.gap, reset: set.reset };
       sets++;
-      await emit(await mod.run.apply(mod, set.in.map(fromWire)));
+      await emit(await mod.run.apply(mod, set.in.map(fromWire)), sets);
     }
   }
   await emit(await mod.finish?.());

@@ -185,8 +185,11 @@ class NetworkRun {
       const id = this.#ids.get(job.name)!;
       // What to close once this job has ended: its input readers and its stdin feed.
       const attempt: Array<() => Promise<void> | void> = [];
-      if (job.inputs.length > 0) this.#guard(job, id, js ? this.#feedSets(job, id, attempt) : this.#feed(job, id, attempt));
-      const drained = job.outputs.length > 0 ? this.#guarded(job, id, js ? this.#drainFrames(job, id) : this.#drain(job, id)) : Promise.resolve();
+      // A js job tells on its stdout how many sets it has handled; its feed commits them.
+      const handled: { upTo?: (sets: number) => void } = {};
+      if (job.inputs.length > 0) this.#guard(job, id, js ? this.#feedSets(job, id, attempt, handled) : this.#feed(job, id, attempt));
+      const drains = js ? job.inputs.length + job.outputs.length > 0 : job.outputs.length > 0;
+      const drained = drains ? this.#guarded(job, id, js ? this.#drainFrames(job, id, handled) : this.#drain(job, id)) : Promise.resolve();
       const record = await this.#final(id);
       // Its output closes when it ends: every frame it wrote is stored before it is judged.
       await drained;
@@ -305,6 +308,7 @@ class NetworkRun {
         ...(job.builtin !== undefined ? { builtin: { name: job.builtin, options: { path: job.path, columns: job.columns, interval: job.interval, count: job.count } } } : {}),
         inputs: job.inputs.map(pipe),
         outputs: job.outputs.map(pipe),
+        restarts: this.#counts.get(job.name)?.restarts ?? 0,
       };
       // A job with inputs (or the interactive builtin) reads its stdin, so it runs in a function
       // runner of its own; a source runs in a warm runner of the pool.
@@ -414,11 +418,23 @@ class NetworkRun {
 
   /**
    * Sets of input frames → a js job's stdin, one JSON line each (see `js-host.ts`): one set per
-   * frame for a single input, sets aligned by sequence number for several. Each frame is
-   * committed once the job has read its line.
+   * frame for a single input, sets aligned by sequence number for several. A set's frames are
+   * committed once the job says it has handled the set (`handled.upTo`, from its stdout), so the
+   * pipe's bound counts what the job has not handled, and a set it took but had not handled when
+   * it crashed comes again to the restarted job.
    */
-  async #feedSets(job: NetworkJob, id: string, attempt: Array<() => Promise<void> | void>): Promise<void> {
-    const { stdin, done, readers } = await this.#openInputs(job, id, attempt);
+  async #feedSets(job: NetworkJob, id: string, attempt: Array<() => Promise<void> | void>, handled: { upTo?: (sets: number) => void }): Promise<void> {
+    const { stdin, readers } = await this.#openInputs(job, id, attempt);
+    const done: Array<{ sets: number; commit: () => void }> = [];
+    let upTo = 0;
+    const commit = (): void => {
+      while (done.length > 0 && done[0]!.sets <= upTo) done.shift()!.commit();
+    };
+    handled.upTo = (sets) => {
+      upTo = Math.max(upTo, sets);
+      commit();
+    };
+    let total = 0;
     const counts = this.#counts.get(job.name)!;
     const pipes = job.inputs.map((name) => this.network.pipes[name]!);
     const value = (port: number, frame: Frame | undefined): string => {
@@ -446,18 +462,20 @@ class NetworkRun {
         const last = batch.findLast((set) => set.frames[port] !== undefined && set.frames[port]!.index >= 0)?.frames[port];
         return last === undefined ? undefined : reader.cursorAfter(last);
       });
-      const offset = await stdin.write(Buffer.from(batch.map(line).join(''), 'utf8'));
-      done.push({ offset, commit: () => cursors.forEach((cursor, port) => cursor !== undefined && readers[port]!.commit(cursor)) });
+      await stdin.write(Buffer.from(batch.map(line).join(''), 'utf8'));
+      total += batch.length;
+      done.push({ sets: total, commit: () => cursors.forEach((cursor, port) => cursor !== undefined && readers[port]!.commit(cursor)) });
+      commit();
       counts.framesIn += batch.reduce((n, set) => n + set.frames.filter((f) => f !== undefined && f.index >= 0).length, 0);
       await new Promise((resolve) => setImmediate(resolve));
     }
-    const end = stdin.offset;
-    done.push({ offset: end, commit: () => readers.forEach((reader) => reader.commit(reader.cursor)) });
+    done.push({ sets: total, commit: () => readers.forEach((reader) => reader.commit(reader.cursor)) });
+    commit();
     await stdin.end();
   }
 
   /** A js job's stdout → frames of its output pipes (lines starting {@link FRAME_PREFIX}), until its output closes. */
-  async #drainFrames(job: NetworkJob, id: string): Promise<void> {
+  async #drainFrames(job: NetworkJob, id: string, handled: { upTo?: (sets: number) => void }): Promise<void> {
     const counts = this.#counts.get(job.name)!;
     const pipes: NetworkPipe[] = job.outputs.map((name) => this.network.pipes[name]!);
     const writers = pipes.map((pipe) => this.#writers.get(pipe.name)!);
@@ -471,13 +489,25 @@ class NetworkRun {
       const lines = text.split('\n');
       pending = lines.pop()!;
       const out: Uint8Array[][] = pipes.map(() => []);
+      let acks: number | undefined;
       for (const line of lines) {
         if (!line.startsWith(FRAME_PREFIX)) continue;
+        if (line.charCodeAt(FRAME_PREFIX.length) === 0x2b) {
+          // `+N`: N sets handled. Their frames are stored first (this batch), then committed.
+          const sets = Number(line.slice(FRAME_PREFIX.length + 1));
+          acks = sets;
+          continue;
+        }
         const [port, value] = JSON.parse(line.slice(FRAME_PREFIX.length)) as [number, unknown];
         if (port >= 0 && port < pipes.length) out[port]!.push(valueToPayload(pipes[port]!, fromWire(value)));
       }
       const stored = await Promise.all(out.map((payloads, port) => (payloads.length > 0 ? writers[port]!.writeBatch(payloads) : 0)));
       counts.framesOut += stored.reduce((n, k) => n + k, 0);
+      if (acks !== undefined) {
+        await Promise.all(writers.map((writer) => writer.flush()));
+        handled.upTo?.(acks);
+        acks = undefined;
+      }
     }
   }
 

@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { NetworkStatus } from '@jobwire/client';
 import { cliEnv, runCli, withServer, type TestServer } from '../helpers.js';
 
 let dir: string;
@@ -25,12 +26,7 @@ function file(name: string, text: string): string {
   return path;
 }
 
-interface Status {
-  state: string;
-  jobs: Array<{ name: string; status: string }>;
-  pipes: Array<{ name: string; frames: number; dropped: number }>;
-  errors: string[];
-}
+type Status = NetworkStatus;
 
 async function runBlocking(s: TestServer, network: string): Promise<Status> {
   const result = await runCli(['network', 'run', network, '--block', '--json'], { env: cliEnv(s), timeoutMs: 120_000 });
@@ -150,6 +146,86 @@ pipes: { t: { framing: frames } }
       }
       assert.equal(status.state, 'done', JSON.stringify(status));
       assert.equal(readFileSync(out, 'utf8'), '"hello, world"\nsecond line\n');
+    });
+  });
+
+  it('restarts a connector that crashes on one frame: a new epoch, the consumer sees reset, and every frame arrives once, in order', async () => {
+    file('flaky.mjs', 'let first;\nexport function setup(ctx) { first = ctx.restarts === 0; }\nexport function run(n) { if (first && n === "5") throw new Error("crash on 5"); return Number(n) * 10; }\n');
+    file('record.mjs', 'import { appendFileSync } from "node:fs";\nlet ctx;\nexport function setup(c) { ctx = c; }\nexport function run(v) { appendFileSync(new URL("./recorded.out", import.meta.url), `${v}${ctx.frame.reset ? " reset" : ""}\\n`); }\n');
+    const network = file(
+      'restart.yaml',
+      `name: restart
+jobs:
+  numbers: { command: [seq, 1, 20], outputs: [n] }
+  flaky:   { js: ./flaky.mjs, inputs: [n], outputs: [m], restart: { policy: on-failure, max: 2 } }
+  record:  { js: ./record.mjs, inputs: [m] }
+pipes: { n: { queue: { max: 4 } }, m: { queue: { max: 4 } } }
+`,
+    );
+    await withServer(async (s) => {
+      const status = await runBlocking(s, network);
+      assert.equal(status.state, 'done', JSON.stringify(status));
+      const flaky = status.jobs.find((j) => j.name === 'flaky')!;
+      assert.equal(flaky.restarts, 1);
+      assert.equal(flaky.status, 'Success');
+      const lines = readFileSync(join(dir, 'recorded.out'), 'utf8').trimEnd().split('\n');
+      assert.deepEqual(lines, [...[1, 2, 3, 4].map((n) => `${n * 10}`), '50 reset', ...Array.from({ length: 15 }, (_, k) => `${(k + 6) * 10}`)]);
+      // The failed first run is a job of the group too.
+      const page = await s.client.getJobs({ group: 'networks:restart' });
+      assert.deepEqual(page.items.filter((j) => j.name === 'flaky').map((j) => j.status), ['Failed', 'Success']);
+    });
+  });
+
+  it('network status tells per job status, frames and restarts and per pipe frames and queue; network stop cancels the jobs', async () => {
+    const network = file(
+      'ticking.yaml',
+      `name: ticking
+jobs:
+  tick: { builtin: clock, interval: 20, outputs: [t] }
+  fwd:  { builtin: forward, inputs: [t], outputs: [u] }
+  sink: { builtin: csv-sink, path: ticking.csv, columns: [tick], inputs: [u] }
+pipes: { t: { framing: frames }, u: { framing: frames } }
+`,
+    );
+    await withServer(async (s) => {
+      const started = await runCli(['network', 'run', network], { env: cliEnv(s) });
+      assert.equal(started.code, 0, started.stderr);
+      let status: Status;
+      const deadline = Date.now() + 60_000;
+      do {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const shown = await runCli(['network', 'status', 'ticking', '--json'], { env: cliEnv(s) });
+        assert.equal(shown.code, 0, shown.stderr);
+        status = JSON.parse(shown.stdout) as Status;
+      } while ((status.jobs.find((j) => j.name === 'sink')!.framesIn < 5 || status.pipes.find((p) => p.name === 'u')!.frames < 5) && Date.now() < deadline);
+      assert.equal(status.state, 'running');
+      const jobs = new Map(status.jobs.map((j) => [j.name, j]));
+      assert.equal(jobs.get('tick')!.framesIn, 0);
+      assert.ok(jobs.get('tick')!.framesOut >= 5);
+      assert.ok(jobs.get('sink')!.framesIn >= 5);
+      const nodes = new Map((await s.client.getJobs({ group: 'networks:ticking' })).items.map((j) => [j.id, j.node]));
+      for (const job of jobs.values()) {
+        assert.equal(job.status, 'Running');
+        assert.equal(job.restarts, 0);
+        assert.equal(job.node, nodes.get(job.id), 'the node its job record names');
+      }
+      for (const pipe of status.pipes) assert.ok(pipe.lag >= 0 && pipe.lag <= 64 && pipe.dropped === 0, JSON.stringify(pipe));
+      const text = await runCli(['network', 'status', 'ticking'], { env: cliEnv(s) });
+      assert.match(text.stdout, /JOB\s+STATUS\s+EXIT\s+NODE\s+IN\s+OUT\s+RESTARTS\s+ID/);
+      assert.match(text.stdout, /PIPE\s+FRAMES\s+QUEUED\s+DROPPED/);
+
+      const stopped = await runCli(['network', 'stop', 'ticking', '--json'], { env: cliEnv(s) });
+      assert.equal(stopped.code, 0, stopped.stderr);
+      let final = await s.client.networkStatus('ticking');
+      while (final.state === 'running' && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        final = await s.client.networkStatus('ticking');
+      }
+      assert.equal(final.state, 'stopped');
+      assert.deepEqual(final.jobs.map((j) => j.status), ['Cancelled', 'Cancelled', 'Cancelled']);
+      const missing = await runCli(['network', 'stop', 'nothing'], { env: cliEnv(s) });
+      assert.notEqual(missing.code, 0);
+      assert.match(missing.stderr, /no network "nothing"/);
     });
   });
 });
