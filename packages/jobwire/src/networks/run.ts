@@ -124,6 +124,9 @@ class NetworkRun {
   readonly #stops: Array<() => void> = [];
   #stopping = false;
   #closed = false;
+  /** Resolved once the network is being ended (failed or stopped): no drain is waited for then. */
+  #endNow!: () => void;
+  readonly #over = new Promise<void>((resolve) => (this.#endNow = resolve));
 
   constructor(
     private readonly service: JobService,
@@ -191,8 +194,9 @@ class NetworkRun {
       const drains = js ? job.inputs.length + job.outputs.length > 0 : job.outputs.length > 0;
       const drained = drains ? this.#guarded(job, id, js ? this.#drainFrames(job, id, handled) : this.#drain(job, id)) : Promise.resolve();
       const record = await this.#final(id);
-      // Its output closes when it ends: every frame it wrote is stored before it is judged.
-      await drained;
+      // Its output closes when it ends: every frame it wrote is stored before it is judged —
+      // unless the network is ending, when a blocked pipe may never have room again.
+      await Promise.race([drained, this.#over]);
       for (const close of attempt.splice(0)) await close();
       if (this.#closed) return;
       if (this.#stopping) return void this.#outcomes.set(job.name, 'stopped');
@@ -546,6 +550,7 @@ class NetworkRun {
   }
 
   async #cancelAll(): Promise<void> {
+    this.#endNow();
     for (const id of this.#ids.values()) await this.service.cancel(this.owner, id).catch(() => {});
   }
 }

@@ -125,7 +125,7 @@ pipes: { a: {}, b: {}, x: {}, y: {} }
     });
   });
 
-  it('ends the network when a job fails: the others are cancelled and --block exits 1', async () => {
+  it('ends the network when a job fails past its restarts: the others are cancelled and --block exits 1', async () => {
     const network = file(
       'failing.yaml',
       `name: failing
@@ -139,11 +139,12 @@ pipes: { n: { queue: { max: 4 } }, m: {} }
     await withServer(async (s) => {
       const result = await runCli(['network', 'run', network, '--block', '--json'], { env: cliEnv(s), timeoutMs: 120_000 });
       assert.equal(result.code, 1, result.stderr + result.stdout);
-      const status = JSON.parse(result.stdout) as { state: string; jobs: Array<{ name: string; status: string; exitCode: number | null }> };
+      const status = JSON.parse(result.stdout) as { state: string; jobs: Array<{ name: string; status: string; exitCode: number | null; restarts: number }> };
       assert.equal(status.state, 'failed');
       const byName = new Map(status.jobs.map((j) => [j.name, j]));
       assert.equal(byName.get('broken')!.status, 'Failed');
       assert.equal(byName.get('broken')!.exitCode, 3);
+      assert.equal(byName.get('broken')!.restarts, 3, 'restarted as its default policy says (on-failure, 3), then the network failed');
       // The others were cancelled, or had ended by themselves: none is left running or waiting.
       for (const name of ['numbers', 'sink']) assert.ok(['Cancelled', 'Success'].includes(byName.get(name)!.status), `${name}: ${byName.get(name)!.status}`);
       assert.equal(byName.get('sink')!.status, 'Cancelled', 'the sink never got an end: it was cancelled');
