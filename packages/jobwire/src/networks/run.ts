@@ -429,18 +429,32 @@ class NetworkRun {
    */
   async #feedSets(job: NetworkJob, id: string, attempt: Array<() => Promise<void> | void>, handled: { upTo?: (sets: number) => void }): Promise<void> {
     const { stdin, readers } = await this.#openInputs(job, id, attempt);
+    const counts = this.#counts.get(job.name)!;
+    const pipes = job.inputs.map((name) => this.network.pipes[name]!);
     const done: Array<{ sets: number; commit: () => void }> = [];
     let upTo = 0;
+    let total = 0;
+    // At most the smallest queue bound of sets is in the job's hands (sent, not handled): the
+    // frames beyond wait in their pipes, where their queue's overflow policy applies to them.
+    const window = Math.min(...pipes.map((p) => p.queue.max));
+    let wake: (() => void) | undefined;
+    let ended = false;
+    attempt.push(() => {
+      ended = true;
+      wake?.();
+    });
+    const room = async (): Promise<number> => {
+      while (!ended && total - upTo >= window) await new Promise<void>((resolve) => (wake = resolve));
+      return Math.max(1, window - (total - upTo));
+    };
     const commit = (): void => {
       while (done.length > 0 && done[0]!.sets <= upTo) done.shift()!.commit();
     };
     handled.upTo = (sets) => {
       upTo = Math.max(upTo, sets);
       commit();
+      wake?.();
     };
-    let total = 0;
-    const counts = this.#counts.get(job.name)!;
-    const pipes = job.inputs.map((name) => this.network.pipes[name]!);
     const value = (port: number, frame: Frame | undefined): string => {
       if (frame === undefined) return 'null';
       const pipe = pipes[port]!;
@@ -453,13 +467,16 @@ class NetworkRun {
     const sets: AsyncIterable<AlignedSet[]> =
       readers.length === 1
         ? (async function* () {
-            for (let batch = await readers[0]!.nextBatch(FEED_BATCH); batch !== undefined; batch = await readers[0]!.nextBatch(FEED_BATCH)) {
+            for (let batch = await readers[0]!.nextBatch(Math.min(FEED_BATCH, await room())); batch !== undefined; batch = await readers[0]!.nextBatch(Math.min(FEED_BATCH, await room()))) {
               yield batch.map((frame) => ({ seq: frame.seq, frames: [frame], gap: false }));
             }
           })()
         : (async function* () {
             const sources: FrameSource[] = readers;
-            for await (const set of alignBySeq(sources, { gap: job.align?.gap ?? 'wait', zero: (i) => zeroPayload(pipes[i]!) })) yield [set];
+            for await (const set of alignBySeq(sources, { gap: job.align?.gap ?? 'wait', zero: (i) => zeroPayload(pipes[i]!) })) {
+              yield [set];
+              await room();
+            }
           })();
     for await (const batch of sets) {
       const cursors = readers.map((reader, port) => {

@@ -228,4 +228,72 @@ pipes: { t: { framing: frames }, u: { framing: frames } }
       assert.match(missing.stderr, /no network "nothing"/);
     });
   });
+
+  describe('bounded queues through a running network (a fast source, a sink held until a gate file appears)', () => {
+    const N = 500;
+    function gatedNetwork(name: string, overflow: string): { network: string; gate: string; received: string } {
+      const gate = join(dir, `${name}.gate`);
+      const received = join(dir, `${name}.received`);
+      file(`${name}-fast.mjs`, `export async function* run() { for (let i = 1; i <= ${N}; i++) yield i; }\n`);
+      file(
+        `${name}-slow.mjs`,
+        `import { appendFileSync, existsSync } from "node:fs";\nexport async function run(v) {\n  while (!existsSync(${JSON.stringify(gate)})) await new Promise((r) => setTimeout(r, 20));\n  appendFileSync(${JSON.stringify(received)}, v + "\\n");\n}\n`,
+      );
+      const network = file(
+        `${name}.yaml`,
+        `name: ${name}
+jobs:
+  fast: { js: ./${name}-fast.mjs, outputs: [u] }
+  slow: { js: ./${name}-slow.mjs, inputs: [u] }
+pipes: { u: { framing: frames, queue: { max: 8, overflow: ${overflow} } } }
+`,
+      );
+      return { network, gate, received };
+    }
+
+    async function until(s: TestServer, name: string, done: (status: Status) => boolean): Promise<Status> {
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const status = await s.client.networkStatus(name);
+        if (done(status) || Date.now() > deadline) return status;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+
+    it('drop-oldest: the source runs to its end while the sink holds, drops are counted, the frames that arrive are in order', async () => {
+      const { network, gate, received } = gatedNetwork('dropping', 'drop-oldest');
+      await withServer(async (s) => {
+        const started = await runCli(['network', 'run', network], { env: cliEnv(s) });
+        assert.equal(started.code, 0, started.stderr);
+        const held = await until(s, 'dropping', (st) => st.jobs.find((j) => j.name === 'fast')!.status === 'Success');
+        assert.equal(held.jobs.find((j) => j.name === 'fast')!.status, 'Success', 'the source was never blocked: it ended while the sink handled nothing');
+        assert.equal(held.pipes[0]!.frames, N, 'every frame was stored');
+        assert.ok(held.jobs.find((j) => j.name === 'slow')!.framesIn <= 8, 'the sink holds at most its queue bound');
+        writeFileSync(gate, '');
+        const status = await until(s, 'dropping', (st) => st.state !== 'running');
+        assert.equal(status.state, 'done', JSON.stringify(status));
+        const values = readFileSync(received, 'utf8').trimEnd().split('\n').map(Number);
+        for (let i = 1; i < values.length; i++) assert.ok(values[i]! > values[i - 1]!, `in order: ${values[i - 1]} then ${values[i]}`);
+        assert.equal(values[values.length - 1], N, 'the newest frame arrives');
+        assert.ok(status.pipes[0]!.dropped > 0, 'frames were dropped');
+        assert.equal(values.length + status.pipes[0]!.dropped, N, 'every frame arrived or was counted as dropped');
+      });
+    });
+
+    it('block: the pipe holds at its bound while the sink holds, then every frame arrives, none dropped', async () => {
+      const { network, gate, received } = gatedNetwork('blocking', 'block');
+      await withServer(async (s) => {
+        const started = await runCli(['network', 'run', network], { env: cliEnv(s) });
+        assert.equal(started.code, 0, started.stderr);
+        const held = await until(s, 'blocking', (st) => st.pipes[0]!.lag >= 8);
+        assert.equal(held.pipes[0]!.lag, 8, 'the queue filled to its bound');
+        assert.equal(held.pipes[0]!.frames, 8, 'the producer is held at the bound: no frame stored past it');
+        writeFileSync(gate, '');
+        const status = await until(s, 'blocking', (st) => st.state !== 'running');
+        assert.equal(status.state, 'done', JSON.stringify(status));
+        assert.equal(status.pipes[0]!.dropped, 0);
+        assert.equal(readFileSync(received, 'utf8'), Array.from({ length: N }, (_, i) => `${i + 1}\n`).join(''));
+      });
+    });
+  });
 });
