@@ -158,7 +158,7 @@ export interface EventStream extends AsyncIterable<JobEvent>, AsyncDisposable {
 export interface JobwireApi {
   /** Who the token belongs to. */
   whoami(): Promise<WhoAmI>;
-  /** Starts a network of executable jobs; relative paths in `spec` resolve against `options.baseDir` (absolute, on the server's machine). */
+  /** Starts a network; relative paths in `spec` resolve against `options.baseDir` (absolute, on the server's machine). */
   runNetwork(spec: NetworkSpec, options: { baseDir: string }): Promise<NetworkStatus>;
   /** How a network runs: its jobs and pipes. */
   networkStatus(name: string): Promise<NetworkStatus>;

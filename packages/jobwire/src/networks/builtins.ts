@@ -14,15 +14,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import type { HostConfig, NetworkJobContext, NetworkJobModule } from './js-host.js';
-
-/** Options of a builtin, from its job in the network file. */
-export interface BuiltinOptions {
-  path?: string;
-  columns?: string[];
-  interval?: number;
-  count?: number;
-}
+import type { BuiltinOptions, HostConfig, NetworkJobContext, NetworkJobModule } from './js-wire.js';
 
 /** One CSV field, quoted when it must be (RFC 4180). */
 function csvField(value: unknown): string {

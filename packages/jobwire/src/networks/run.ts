@@ -1,14 +1,19 @@
 /**
- * Running a network of executable jobs on a server: each job is submitted as an ordinary job in
- * the group `networks:NAME`, and the server wires it to its pipes — frames of its input pipes
- * are written to its stdin (in the pipe's framing), and its stdout is cut into frames of its
- * output pipe. A job that names pipes as `{in.NAME}`/`{out.NAME}` runs inside `fifo-host.ts`,
- * which gives it named pipes and carries them over its stdin/stdout multiplexed (`mux.ts`).
+ * Running a network on a server: each job is submitted as an ordinary job in the group
+ * `networks:NAME`, and the server wires it to its pipes.
+ * - An **executable**'s input frames are written to its stdin (in the pipe's framing), and its
+ *   stdout is cut into frames of its output pipe. One that names pipes as `{in.NAME}`/
+ *   `{out.NAME}` runs inside `fifo-host.ts`, which gives it named pipes and carries them over its
+ *   stdin/stdout multiplexed (`mux.ts`).
+ * - A **js** or **builtin** job is a function job running the harness `js-host.ts`: sets of input
+ *   frames go to its stdin as JSON lines, and its output frames come back as JSON lines on its
+ *   stdout (protocol in `js-host.ts`, shared types in `js-wire.ts`).
  *
- * Only executable jobs run so far; a network with js or builtin jobs is refused before anything
- * starts, as is any network that fails its checks. A start that fails half-way cancels the jobs
- * it had submitted. Restart policies are not applied yet: a job that fails (or is cancelled, or
- * lost) ends the network — its other jobs are cancelled.
+ * Each job is supervised (`#supervise`): a job that fails or is lost restarts as its policy
+ * says (a new job; its outputs go on in a new epoch), and one that may not restart ends the
+ * network — its other jobs are cancelled. A network that fails its checks, or has a `logging`
+ * job (not run yet), is refused before anything starts; a start that fails half-way cancels the
+ * jobs it had submitted.
  * @module
  */
 import { randomBytes } from 'node:crypto';
@@ -24,7 +29,7 @@ import type { FifoHostConfig } from './fifo-host.js';
 import { alignBySeq, type AlignedSet, type FrameSource } from './align.js';
 import { FrameFlag, hasFlag, type Frame } from './frame.js';
 import { Deframer, encodeForConsumer, payloadToValue, valueToPayload, zeroPayload } from './framing.js';
-import { FRAME_PREFIX, fromWire, toWire, type HostConfig, type HostPipe } from './js-host.js';
+import { FRAME_PREFIX, fromWire, toWire, type HostConfig, type HostPipe } from './js-wire.js';
 import type { Network, NetworkJob, NetworkPipe } from './model.js';
 import { Demux, muxData, muxRecord } from './mux.js';
 import { PipeReader, PipeWriter } from './pipe.js';

@@ -34,6 +34,16 @@ async function runBlocking(s: TestServer, network: string): Promise<Status> {
   return JSON.parse(result.stdout) as Status;
 }
 
+/** The network's status once `done` says so (or after a minute). */
+async function until(s: TestServer, name: string, done: (status: Status) => boolean): Promise<Status> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const status = await s.client.networkStatus(name);
+    if (done(status) || Date.now() > deadline) return status;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 describe('network js and builtin jobs', () => {
   it('runs the squares network: numbers → square (js) → csv-sink; out.csv holds exactly 1..N squared, in order', async () => {
     const N = 5000;
@@ -138,12 +148,7 @@ pipes: { t: { framing: frames } }
       const keys = started.jobs.find((j) => j.name === 'keys')!.id;
       const typed = await runCli(['attach', keys], { env: cliEnv(s), input: 'hello, world\nsecond line\n', timeoutMs: 60_000 });
       assert.equal(typed.code, 0, typed.stderr);
-      const deadline = Date.now() + 60_000;
-      let status = await s.client.networkStatus('typing');
-      while (status.state === 'running' && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        status = await s.client.networkStatus('typing');
-      }
+      const status = await until(s, 'typing', (st) => st.state !== 'running');
       assert.equal(status.state, 'done', JSON.stringify(status));
       assert.equal(readFileSync(out, 'utf8'), '"hello, world"\nsecond line\n');
     });
@@ -216,11 +221,7 @@ pipes: { t: { framing: frames }, u: { framing: frames } }
 
       const stopped = await runCli(['network', 'stop', 'ticking', '--json'], { env: cliEnv(s) });
       assert.equal(stopped.code, 0, stopped.stderr);
-      let final = await s.client.networkStatus('ticking');
-      while (final.state === 'running' && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        final = await s.client.networkStatus('ticking');
-      }
+      const final = await until(s, 'ticking', (st) => st.state !== 'running');
       assert.equal(final.state, 'stopped');
       assert.deepEqual(final.jobs.map((j) => j.status), ['Cancelled', 'Cancelled', 'Cancelled']);
       const missing = await runCli(['network', 'stop', 'nothing'], { env: cliEnv(s) });
@@ -249,15 +250,6 @@ pipes: { u: { framing: frames, queue: { max: 8, overflow: ${overflow} } } }
 `,
       );
       return { network, gate, received };
-    }
-
-    async function until(s: TestServer, name: string, done: (status: Status) => boolean): Promise<Status> {
-      const deadline = Date.now() + 60_000;
-      for (;;) {
-        const status = await s.client.networkStatus(name);
-        if (done(status) || Date.now() > deadline) return status;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
     }
 
     it('drop-oldest: the source runs to its end while the sink holds, drops are counted, the frames that arrive are in order', async () => {

@@ -9,7 +9,7 @@
 import type { Command } from 'commander';
 import { dirname, resolve } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import type { NetworkSpec, NetworkStatus } from '@jobwire/client';
+import type { JobwireApi, NetworkSpec, NetworkStatus } from '@jobwire/client';
 import { parse } from 'yaml';
 import { checkNetwork, loadNetworkFile, networkToDot, networkToMermaid } from '../../networks/index.js';
 import { addConnectionOptions, connect, type ConnectionOptions } from '../connect.js';
@@ -84,38 +84,30 @@ export function registerNetwork(program: Command): void {
       }),
     );
 
-  addConnectionOptions(
-    network
-      .command('status')
-      .summary("how a network runs: its jobs and pipes")
-      .description(
+  const byName: Array<{ command: string; summary: string; description: string; call: (api: JobwireApi, name: string) => Promise<NetworkStatus> }> = [
+    {
+      command: 'status',
+      summary: 'how a network runs: its jobs and pipes',
+      description:
         'Print the newest run of a network started on this server: per job its status, node, frames taken in and stored out, and restarts; ' +
-          'per pipe the frames stored, the frames queued (between the producer and its slowest consumer) and the frames dropped.',
-      )
-      .argument('<name>', 'the network name')
-      .option('--json', 'print the status as JSON'),
-  ).action(
-    act(async (name: string, opts: RunOptions) => {
-      const api = await connect(opts);
-      const status = await api.networkStatus(name);
-      print(opts.json ? formatJson(status) : formatStatus(status));
-    }),
-  );
-
-  addConnectionOptions(
-    network
-      .command('stop')
-      .summary('stop a network: cancel its jobs')
-      .description('Cancel every job of the newest run of a network; none is restarted. Its pipes are kept as they are. Prints the status.')
-      .argument('<name>', 'the network name')
-      .option('--json', 'print the status as JSON'),
-  ).action(
-    act(async (name: string, opts: RunOptions) => {
-      const api = await connect(opts);
-      const status = await api.stopNetwork(name);
-      print(opts.json ? formatJson(status) : formatStatus(status));
-    }),
-  );
+        'per pipe the frames stored, the frames queued (between the producer and its slowest consumer) and the frames dropped.',
+      call: (api, name) => api.networkStatus(name),
+    },
+    {
+      command: 'stop',
+      summary: 'stop a network: cancel its jobs',
+      description: 'Cancel every job of the newest run of a network; none is restarted. Its pipes are kept as they are. Prints the status.',
+      call: (api, name) => api.stopNetwork(name),
+    },
+  ];
+  for (const { command, summary, description, call } of byName) {
+    addConnectionOptions(network.command(command).summary(summary).description(description).argument('<name>', 'the network name').option('--json', 'print the status as JSON')).action(
+      act(async (name: string, opts: RunOptions) => {
+        const status = await call(await connect(opts), name);
+        print(opts.json ? formatJson(status) : formatStatus(status));
+      }),
+    );
+  }
 
   network
     .command('graph')
