@@ -162,6 +162,20 @@ export interface NetworkJobStatus {
   framesOut: number;
 }
 
+/** A frame of a pipe, as a tap ({@link Client.tapPipe}) gives it. */
+export interface PipeFrame {
+  /** The producer's sequence number. */
+  seq: number;
+  /** The frame's place among the frames stored in the pipe. */
+  index: number;
+  /** The producer's epoch (one more after each restart). */
+  epoch: number;
+  /** First frame of a new epoch: the producer restarted. */
+  reset: boolean;
+  /** The value, as a js job sees it: a string (`lines`), a JSON value (`frames`), bytes otherwise. */
+  value: unknown;
+}
+
 /** One pipe of a running network, as its status shows it. */
 export interface NetworkPipeStatus {
   name: string;

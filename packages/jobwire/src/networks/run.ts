@@ -94,6 +94,13 @@ export class NetworkRunner {
     return run.status();
   }
 
+  /** A tap on pipe `pipe` of `owner`'s network `name`: its frames as JSON lines (see {@link NetworkRun.tap}). */
+  tap(owner: string, name: string, pipe: string): AsyncGenerator<string> {
+    const run = this.#runs.get(`${owner}\n${name}`);
+    if (run === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+    return run.tap(pipe);
+  }
+
   /** Stops `owner`'s network `name`: its jobs are cancelled, none restarts. */
   async stop(owner: string, name: string): Promise<NetworkStatus> {
     const run = this.#runs.get(`${owner}\n${name}`);
@@ -169,6 +176,29 @@ class NetworkRun {
         void this.#cancelAll();
       });
     }
+  }
+
+  /**
+   * Every frame of `pipe` from the first, live until the pipe ends, each as one JSON line
+   * (`{seq, index, epoch, reset, value}`, bytes as `{"$bytes": base64}`). A tap keeps no cursor
+   * and bounds nothing. Throws NotFoundError for a pipe the network does not have.
+   */
+  tap(pipe: string): AsyncGenerator<string> {
+    const spec = Object.hasOwn(this.network.pipes, pipe) ? this.network.pipes[pipe] : undefined;
+    if (spec === undefined) throw new NotFoundError(`network ${this.network.name} has no pipe ${JSON.stringify(pipe)}`);
+    const { streams } = this.store;
+    const network = this.streamNetwork;
+    return (async function* () {
+      const reader = await PipeReader.open({ streams, network, pipe, queue: spec.queue });
+      try {
+        for await (const frame of reader) {
+          const value = JSON.stringify(toWire(payloadToValue(spec, frame.payload)));
+          yield `{"seq":${frame.seq},"index":${frame.index},"epoch":${frame.epoch},"reset":${hasFlag(frame, FrameFlag.RESET)},"value":${value}}\n`;
+        }
+      } finally {
+        reader.close();
+      }
+    })();
   }
 
   /**

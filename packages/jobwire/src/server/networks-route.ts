@@ -4,6 +4,7 @@
  * `networks:NAME`; the server wires them to their pipes (`networks/run.ts`).
  * @module
  */
+import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -33,6 +34,9 @@ const networkStatusSchema = z
     errors: z.array(z.string()),
   })
   .describe('A network run: its jobs, its pipes, and what went wrong in the wiring.');
+
+/** A stream of newline-delimited JSON (the route sends a Node stream). */
+const ndjsonSchema = z.custom<Readable>().meta({ type: 'string', contentMediaType: 'application/x-ndjson' });
 
 const startBody = z.strictObject({
   spec: z.unknown().describe('The network, as a network file holds it (docs/networks.md).'),
@@ -69,6 +73,22 @@ export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunne
       },
     },
     async (req) => runner.status(user(req), req.params.name),
+  );
+  api.get(
+    `${API_PREFIX}/networks/:name/pipes/:pipe/frames`,
+    {
+      schema: {
+        tags: ['networks'],
+        summary: "Tap a network's pipe",
+        description:
+          'Every frame stored in the pipe (of the newest run) from the first, then each new one as it is stored, until the pipe ends: one JSON object a line, ' +
+          '{seq, index, epoch, reset, value} (bytes as {"$bytes": base64}). A tap commits nothing and holds no producer back.',
+        params: z.object({ name: z.string().describe('Network name.'), pipe: z.string().describe('Pipe name.') }),
+        querystring: noQuery,
+        response: { 200: { description: 'Frames as newline-delimited JSON', content: { 'application/x-ndjson': { schema: ndjsonSchema } } }, ...errorAnswers },
+      },
+    },
+    async (req, reply) => reply.type('application/x-ndjson').send(Readable.from(runner.tap(user(req), req.params.name, req.params.pipe))),
   );
   api.post(
     `${API_PREFIX}/networks/:name/stop`,

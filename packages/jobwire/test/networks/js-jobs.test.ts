@@ -154,7 +154,7 @@ pipes: { t: { framing: frames } }
     });
   });
 
-  it('restarts a connector that crashes on one frame: a new epoch, the consumer sees reset, and every frame arrives once, in order', async () => {
+  it('restarts a connector that crashes on one frame: a new epoch, the consumer sees reset, and every frame arrives once, in order (shown by a tap too)', async () => {
     file('flaky.mjs', 'let first;\nexport function setup(ctx) { first = ctx.restarts === 0; }\nexport function run(n) { if (first && n === "5") throw new Error("crash on 5"); return Number(n) * 10; }\n');
     file('record.mjs', 'import { appendFileSync } from "node:fs";\nlet ctx;\nexport function setup(c) { ctx = c; }\nexport function run(v) { appendFileSync(new URL("./recorded.out", import.meta.url), `${v}${ctx.frame.reset ? " reset" : ""}\\n`); }\n');
     const network = file(
@@ -175,6 +175,16 @@ pipes: { n: { queue: { max: 4 } }, m: { queue: { max: 4 } } }
       assert.equal(flaky.status, 'Success');
       const lines = readFileSync(join(dir, 'recorded.out'), 'utf8').trimEnd().split('\n');
       assert.deepEqual(lines, [...[1, 2, 3, 4].map((n) => `${n * 10}`), '50 reset', ...Array.from({ length: 15 }, (_, k) => `${(k + 6) * 10}`)]);
+      // A tap on the pipe shows the epochs: the restarted producer's first frame flagged reset.
+      const frames: Array<[unknown, number, boolean]> = [];
+      for await (const frame of s.client.tapPipe('restart', 'm')) frames.push([frame.value, frame.epoch, frame.reset]);
+      assert.deepEqual(frames, [...[1, 2, 3, 4].map((n): [unknown, number, boolean] => [`${n * 10}`, 0, false]), ['50', 1, true], ...Array.from({ length: 15 }, (_, k): [unknown, number, boolean] => [`${(k + 6) * 10}`, 1, false])]);
+      await assert.rejects(
+        (async () => {
+          for await (const frame of s.client.tapPipe('restart', 'ghost')) void frame;
+        })(),
+        (e: Error & { code?: string }) => e.code === 'not_found' && /no pipe "ghost"/.test(e.message),
+      );
       // The failed first run is a job of the group too.
       const page = await s.client.getJobs({ group: 'networks:restart' });
       assert.deepEqual(page.items.filter((j) => j.name === 'flaky').map((j) => j.status), ['Failed', 'Success']);
