@@ -439,6 +439,7 @@ class NetworkRun {
       while (done.length > 0 && done[0]!.offset <= consumed) done.shift()!.commit();
     });
     attempt.push(() => stdin.close());
+    this.#stops.push(() => stdin.close());
     const readers = await Promise.all(
       job.inputs.map(async (name) => {
         const pipe = this.network.pipes[name]!;
