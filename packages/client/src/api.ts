@@ -3,7 +3,7 @@
  * implementation so the CLI, dashboard and tests program against one contract.
  * @module
  */
-import type { NetworkSpec, NetworkStatus } from './network.js';
+import type { NetworkSpec, NetworkStatus, PipeFrame } from './network.js';
 import type { ExecutorInfo, ExitStatus, GroupInfo, JobDescription, JobEvent, JobInfo, JobStatus, OutputChunk, Page, QueueStatus, WhoAmI, WorkersReport } from './types.js';
 
 /** Options of `new Client()`. */
@@ -158,10 +158,14 @@ export interface EventStream extends AsyncIterable<JobEvent>, AsyncDisposable {
 export interface JobwireApi {
   /** Who the token belongs to. */
   whoami(): Promise<WhoAmI>;
-  /** Starts a network of executable jobs; relative paths in `spec` resolve against `options.baseDir` (absolute, on the server's machine). */
+  /** Starts a network; relative paths in `spec` resolve against `options.baseDir` (absolute, on the server's machine). */
   runNetwork(spec: NetworkSpec, options: { baseDir: string }): Promise<NetworkStatus>;
   /** How a network runs: its jobs and pipes. */
   networkStatus(name: string): Promise<NetworkStatus>;
+  /** Every frame of a network's pipe, from the first, live until the pipe ends. */
+  tapPipe(network: string, pipe: string): AsyncIterable<PipeFrame>;
+  /** Stops a network: its jobs are cancelled, none restarts. */
+  stopNetwork(name: string): Promise<NetworkStatus>;
   /** Submits a job; returns its info at once. */
   submitBatchJob(description: JobDescription): Promise<JobInfo>;
   /** Submits a job with `interactive: true` and attaches to it. */

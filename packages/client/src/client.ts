@@ -7,10 +7,10 @@ import type { AttachOptions, Attachment, ClientOptions, EventStream, EventsOptio
 import { InteractiveAttachment, JobAttachment, type AttachContext } from './attach.js';
 import { AmbiguousIdError, BadRequestError, ConnectionError, NotFoundError } from './errors.js';
 import { GroupEventStream } from './events.js';
-import { request, requestBytes, type Connection } from './http.js';
+import { request, requestBytes, requestStream, type Connection } from './http.js';
 import { isFinal, type ExecutorInfo, type GroupInfo, type JobDescription, type JobInfo, type Page, type QueueStatus, type WhoAmI, type WorkersReport } from './types.js';
-import { isNode, toBytes } from './util.js';
-import type { NetworkSpec, NetworkStatus } from './network.js';
+import { base64ToBytes, isNode, toBytes } from './util.js';
+import type { NetworkSpec, NetworkStatus, PipeFrame } from './network.js';
 
 /** A whole job id (a UUID), taken as it is by {@link Client.resolveJobId}. */
 const FULL_JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -186,7 +186,7 @@ export class Client implements JobwireApi {
   }
 
   /**
-   * Starts a network of executable jobs (docs/networks.md). Relative paths in `spec` resolve
+   * Starts a network (docs/networks.md). Relative paths in `spec` resolve
    * against `baseDir`, an absolute folder on the server's machine. A network that fails its
    * checks is refused with a BadRequestError naming the field.
    */
@@ -197,6 +197,44 @@ export class Client implements JobwireApi {
   /** How a network runs: its jobs and pipes. */
   networkStatus(name: string): Promise<NetworkStatus> {
     return this.call('GET', `/networks/${encodeURIComponent(name)}`);
+  }
+
+  /**
+   * Taps a pipe of a network's newest run: every frame stored in it from the first, then each
+   * new one as it is stored, until the pipe ends (or you `break`). A tap commits nothing and
+   * holds no producer back.
+   *
+   * ```ts
+   * for await (const frame of client.tapPipe('squares', 'sq')) console.log(frame.seq, frame.value);
+   * ```
+   */
+  async *tapPipe(network: string, pipe: string): AsyncGenerator<PipeFrame> {
+    const body = await this.withFailover('GET', (conn) => requestStream(conn, 'GET', `/networks/${encodeURIComponent(network)}/pipes/${encodeURIComponent(pipe)}/frames`));
+    const reader = body.getReader();
+    const decoder = new TextDecoder();
+    let pending = '';
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        const lines = (pending + decoder.decode(value, { stream: true })).split('\n');
+        pending = lines.pop()!;
+        for (const line of lines) {
+          if (line === '') continue;
+          const frame = JSON.parse(line) as PipeFrame;
+          const wire = frame.value as { $bytes?: unknown } | null;
+          if (wire !== null && typeof wire === 'object' && typeof wire.$bytes === 'string') frame.value = base64ToBytes(wire.$bytes);
+          yield frame;
+        }
+      }
+    } finally {
+      await reader.cancel().catch(() => {});
+    }
+  }
+
+  /** Stops a network: its jobs are cancelled and none restarts; resolves to its status then. */
+  stopNetwork(name: string): Promise<NetworkStatus> {
+    return this.call('POST', `/networks/${encodeURIComponent(name)}/stop`);
   }
 
   /** Submits a job and returns its info at once (status Queued or later). */

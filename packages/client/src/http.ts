@@ -159,6 +159,13 @@ export async function request<T>(conn: Connection, method: string, path: string,
   }
 }
 
+/** Sends a request and returns the answer's body as it arrives. */
+export async function requestStream(conn: Connection, method: string, path: string, options: RequestOptions = {}): Promise<ReadableStream<Uint8Array>> {
+  const res = await send(conn, method, path, options);
+  if (res.body === null) throw new BadRequestError(`${method} ${path}: the server answered without a body`, { code: 'protocol' });
+  return res.body;
+}
+
 /** Sends a request and returns the answer's bytes and headers. */
 export async function requestBytes(
   conn: Connection,

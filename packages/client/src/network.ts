@@ -152,6 +152,28 @@ export interface NetworkJobStatus {
   id: string;
   status: 'Queued' | 'Running' | 'Success' | 'Failed' | 'Cancelled' | 'Lost';
   exitCode: number | null;
+  /** Worker node running it (distributed mode), or null. */
+  node: string | null;
+  /** Times it was restarted by its restart policy (each restart is a new job; `id` is the newest). */
+  restarts: number;
+  /** Frames it took from its inputs. */
+  framesIn: number;
+  /** Frames it stored to its outputs. */
+  framesOut: number;
+}
+
+/** A frame of a pipe, as a tap ({@link Client.tapPipe}) gives it. */
+export interface PipeFrame {
+  /** The producer's sequence number. */
+  seq: number;
+  /** The frame's place among the frames stored in the pipe. */
+  index: number;
+  /** The producer's epoch (one more after each restart). */
+  epoch: number;
+  /** First frame of a new epoch: the producer restarted. */
+  reset: boolean;
+  /** The value, as a js job sees it: a string (`lines`), a JSON value (`frames`), bytes otherwise. */
+  value: unknown;
 }
 
 /** One pipe of a running network, as its status shows it. */
@@ -170,8 +192,11 @@ export interface NetworkStatus {
   name: string;
   /** Id of this run: its pipes are the streams `net.NAME.RUN.PIPE`. */
   run: string;
-  /** `running` until every job is final; then `done` when all succeeded, else `failed`. */
-  state: 'running' | 'done' | 'failed';
+  /**
+   * `running` until every job has ended and will not restart; then `done` when all succeeded,
+   * `stopped` after a stop, else `failed`.
+   */
+  state: 'running' | 'done' | 'failed' | 'stopped';
   /** The group of its jobs: `networks:NAME`. */
   group: string;
   jobs: NetworkJobStatus[];

@@ -68,3 +68,11 @@ export class Sleeper {
  * back off the same way.
  */
 export const BACKOFF = { first: 50, max: 2000 } as const;
+
+/** Bytes from base64 text (in Node and in browsers). */
+export function base64ToBytes(text: string): Uint8Array {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}

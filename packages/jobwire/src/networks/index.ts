@@ -3,8 +3,9 @@
  * `model.ts`), the checks made before anything starts (`checks.ts`), drawings (`graph.ts`), and
  * pipes as a library over the store's stream log: frames and their headers (`frame.ts`),
  * framings (`framing.ts`), bounded pipes with per-consumer cursors (`pipe.ts`) and alignment of
- * several inputs by sequence number (`align.ts`); and running networks of executable jobs on a
-server (`run.ts`, with `fifo-host.ts` and `mux.ts` for named pipes; the server loads it itself).
+ * several inputs by sequence number (`align.ts`); and running networks on a server (`run.ts`,
+with `fifo-host.ts` and `mux.ts` for named pipes, `js-host.ts`, `js-wire.ts` and `builtins.ts`
+for js and builtin jobs; the server loads it itself).
 docs/networks.md describes them.
  * @module
  */

@@ -1,31 +1,41 @@
 /**
- * Running a network of executable jobs on a server: each job is submitted as an ordinary job in
- * the group `networks:NAME`, and the server wires it to its pipes — frames of its input pipes
- * are written to its stdin (in the pipe's framing), and its stdout is cut into frames of its
- * output pipe. A job that names pipes as `{in.NAME}`/`{out.NAME}` runs inside `fifo-host.ts`,
- * which gives it named pipes and carries them over its stdin/stdout multiplexed (`mux.ts`).
+ * Running a network on a server: each job is submitted as an ordinary job in the group
+ * `networks:NAME`, and the server wires it to its pipes.
+ * - An **executable**'s input frames are written to its stdin (in the pipe's framing), and its
+ *   stdout is cut into frames of its output pipe. One that names pipes as `{in.NAME}`/
+ *   `{out.NAME}` runs inside `fifo-host.ts`, which gives it named pipes and carries them over its
+ *   stdin/stdout multiplexed (`mux.ts`).
+ * - A **js** or **builtin** job is a function job running the harness `js-host.ts`: sets of input
+ *   frames go to its stdin as JSON lines, and its output frames come back as JSON lines on its
+ *   stdout (protocol in `js-host.ts`, shared types in `js-wire.ts`).
  *
- * Only executable jobs run so far; a network with js or builtin jobs is refused before anything
- * starts, as is any network that fails its checks. A start that fails half-way cancels the jobs
- * it had submitted. Restart policies are not applied yet: a job that fails (or is cancelled, or
- * lost) ends the network — its other jobs are cancelled.
+ * Each job is supervised (`#supervise`): a job that fails or is lost restarts as its policy
+ * says (a new job; its outputs go on in a new epoch), and one that may not restart ends the
+ * network — its other jobs are cancelled. A network that fails its checks, or has a `logging`
+ * job (not run yet), is refused before anything starts; a start that fails half-way cancels the
+ * jobs it had submitted.
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import { BadRequestError, ConflictError, NotFoundError, isFinal, type JobDescription, type JobStatus, type NetworkJobStatus, type NetworkStatus, type OutputChunk } from '@jobwire/client';
 import { OutputFollower } from '../jobs/output-follower.js';
 import type { JobService } from '../jobs/service.js';
-import type { Store, StreamEvent } from '../store/types.js';
+import type { JobRecord, Store, StreamEvent } from '../store/types.js';
 import { PIPE_PLACEHOLDER, checkNetwork } from './checks.js';
 import { parseNetworkSpec } from './file.js';
 import type { FifoHostConfig } from './fifo-host.js';
-import { Deframer, encodeForConsumer } from './framing.js';
+import { alignBySeq, type AlignedSet, type FrameSource } from './align.js';
+import { FrameFlag, hasFlag, type Frame } from './frame.js';
+import { Deframer, encodeForConsumer, payloadToValue, valueToPayload, zeroPayload } from './framing.js';
+import { FRAME_PREFIX, fromWire, toWire, type HostConfig, type HostPipe } from './js-wire.js';
 import type { Network, NetworkJob, NetworkPipe } from './model.js';
 import { Demux, muxData, muxRecord } from './mux.js';
 import { PipeReader, PipeWriter } from './pipe.js';
 
 const FIFO_HOST = fileURLToPath(new URL('./fifo-host.js', import.meta.url));
+const JS_HOST = fileURLToPath(new URL('./js-host.js', import.meta.url));
 
 /** Most stdin bytes written to a job and not yet read by it. */
 const STDIN_WINDOW = 256 * 1024;
@@ -57,9 +67,9 @@ export class NetworkRunner {
     // as the user before it asks; js jobs do not run yet anyway.
     await checkNetwork(loaded, { importModules: false });
     const { network } = loaded;
-    const others = Object.values(network.jobs).filter((job) => job.kind !== 'executable');
+    const others = Object.values(network.jobs).filter((job) => job.builtin === 'logging');
     if (others.length > 0) {
-      throw new BadRequestError(`network run takes executable jobs only so far; ${others.map((j) => `${j.name} is ${j.kind}`).join(', ')}`, { code: 'unsupported', field: `jobs.${others[0]!.name}` });
+      throw new BadRequestError(`the builtin logging does not run yet (job ${others[0]!.name})`, { code: 'unsupported', field: `jobs.${others[0]!.name}.builtin` });
     }
     const key = `${owner}\n${network.name}`;
     const busy = (): ConflictError => new ConflictError(`network ${network.name} is running; wait for its end, or cancel its jobs (group networks:${network.name})`);
@@ -84,6 +94,20 @@ export class NetworkRunner {
     return run.status();
   }
 
+  /** A tap on pipe `pipe` of `owner`'s network `name`: its frames as JSON lines (see {@link NetworkRun.tap}). */
+  tap(owner: string, name: string, pipe: string): AsyncGenerator<string> {
+    const run = this.#runs.get(`${owner}\n${name}`);
+    if (run === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+    return run.tap(pipe);
+  }
+
+  /** Stops `owner`'s network `name`: its jobs are cancelled, none restarts. */
+  async stop(owner: string, name: string): Promise<NetworkStatus> {
+    const run = this.#runs.get(`${owner}\n${name}`);
+    if (run === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+    return run.stop();
+  }
+
   /** Stops wiring every network (their jobs go on as jobs do when a server stops). */
   close(): void {
     for (const run of this.#runs.values()) run.close();
@@ -94,12 +118,27 @@ export class NetworkRunner {
 class NetworkRun {
   readonly run = randomBytes(4).toString('hex');
   readonly group: string;
+  /** The current job of each network job (a restart submits a new one). */
   readonly #ids = new Map<string, string>();
+  /** The current writer of each pipe (a restarted producer opens a new one, in a new epoch). */
   readonly #writers = new Map<string, PipeWriter>();
-  readonly #readers: Array<{ pipe: string; reader: PipeReader }> = [];
+  /** Frames written and dropped by a pipe's earlier writers. */
+  readonly #earlier = new Map<string, { written: number; dropped: number }>();
+  /** Pipes that have ended. */
+  readonly #ended = new Set<string>();
+  /** The current reader of each pipe by each consumer (`PIPE\nJOB`); its drops include earlier ones (they live in its cursor). */
+  readonly #readers = new Map<string, { pipe: string; reader: PipeReader }>();
+  /** Per job: restarts, frames taken from its inputs, frames stored to its outputs. */
+  readonly #counts = new Map<string, { restarts: number; framesIn: number; framesOut: number }>();
+  /** How each job's supervision ended; a job missing here is still supervised. */
+  readonly #outcomes = new Map<string, 'done' | 'failed' | 'stopped'>();
   readonly #errors: string[] = [];
   readonly #stops: Array<() => void> = [];
+  #stopping = false;
   #closed = false;
+  /** Resolved once the network is being ended (failed or stopped): no drain is waited for then. */
+  #endNow!: () => void;
+  readonly #over = new Promise<void>((resolve) => (this.#endNow = resolve));
 
   constructor(
     private readonly service: JobService,
@@ -123,42 +162,158 @@ class NetworkRun {
       for (const job of Object.values(this.network.jobs)) {
         const record = await this.service.submit(this.owner, this.description(job));
         this.#ids.set(job.name, record.id);
+        this.#counts.set(job.name, { restarts: 0, framesIn: 0, framesOut: 0 });
       }
     } catch (error) {
       await this.#cancelAll();
       this.close();
       throw error;
     }
-    // A job that ends badly ends the network: the others are cancelled, none is left waiting on it.
-    const ids = new Set(this.#ids.values());
-    this.#stops.push(
-      this.store.onEvent((event) => {
-        const info = event.info as { id?: string; type?: string; status?: JobStatus };
-        if (info.type !== 'job' || info.id === undefined || !ids.has(info.id) || info.status === undefined) return;
-        if (isFinal(info.status) && info.status !== 'Success') void this.#cancelAll();
-      }),
-    );
     for (const job of Object.values(this.network.jobs)) {
-      if (job.inputs.length > 0) this.#guard(job, this.#feed(job));
-      if (job.outputs.length > 0) this.#guard(job, this.#drain(job));
+      void this.#supervise(job).catch((error: unknown) => {
+        this.#errors.push(`${job.name}: ${error instanceof Error ? error.message : String(error)}`);
+        this.#outcomes.set(job.name, 'failed');
+        void this.#cancelAll();
+      });
     }
+  }
+
+  /**
+   * Every frame of `pipe` from the first, live until the pipe ends, each as one JSON line
+   * (`{seq, index, epoch, reset, value}`, bytes as `{"$bytes": base64}`). A tap keeps no cursor
+   * and bounds nothing. Throws NotFoundError for a pipe the network does not have.
+   */
+  tap(pipe: string): AsyncGenerator<string> {
+    const spec = Object.hasOwn(this.network.pipes, pipe) ? this.network.pipes[pipe] : undefined;
+    if (spec === undefined) throw new NotFoundError(`network ${this.network.name} has no pipe ${JSON.stringify(pipe)}`);
+    const { streams } = this.store;
+    const network = this.streamNetwork;
+    return (async function* () {
+      const reader = await PipeReader.open({ streams, network, pipe, queue: spec.queue });
+      try {
+        for await (const frame of reader) {
+          const value = JSON.stringify(toWire(payloadToValue(spec, frame.payload)));
+          yield `{"seq":${frame.seq},"index":${frame.index},"epoch":${frame.epoch},"reset":${hasFlag(frame, FrameFlag.RESET)},"value":${value}}\n`;
+        }
+      } finally {
+        reader.close();
+      }
+    })();
+  }
+
+  /**
+   * Stops the network: its jobs are cancelled and nothing restarts them. Their pipes are left
+   * as they are (not ended), so what they hold can still be read.
+   */
+  async stop(): Promise<NetworkStatus> {
+    this.#stopping = true;
+    await this.#cancelAll();
+    return this.status();
+  }
+
+  /**
+   * Wires one network job and follows it to its end, restarting it as its policy says: a
+   * restarted job is a new job of the group, its inputs resume from its last committed cursors
+   * and its outputs go on in a new epoch (their consumers see *reset*). A job that ends badly
+   * and may not restart ends the network: the others are cancelled.
+   */
+  async #supervise(job: NetworkJob): Promise<void> {
+    const js = job.kind !== 'executable';
+    for (;;) {
+      const id = this.#ids.get(job.name)!;
+      // What to close once this job has ended: its input readers and its stdin feed.
+      const attempt: Array<() => Promise<void> | void> = [];
+      // A js job tells on its stdout how many sets it has handled; its feed commits them.
+      const handled: { upTo?: (sets: number) => void } = {};
+      if (job.inputs.length > 0) this.#guard(job, id, js ? this.#feedSets(job, id, attempt, handled) : this.#feed(job, id, attempt));
+      const drains = js ? job.inputs.length + job.outputs.length > 0 : job.outputs.length > 0;
+      const drained = drains ? this.#guarded(job, id, js ? this.#drainFrames(job, id, handled) : this.#drain(job, id)) : Promise.resolve();
+      const record = await this.#final(id);
+      // Its output closes when it ends: every frame it wrote is stored before it is judged —
+      // unless the network is ending, when a blocked pipe may never have room again.
+      await Promise.race([drained, this.#over]);
+      for (const close of attempt.splice(0)) await close();
+      if (this.#closed) return;
+      if (this.#stopping) return void this.#outcomes.set(job.name, 'stopped');
+      const counts = this.#counts.get(job.name)!;
+      const { policy, max } = job.restart;
+      const failed = record.status === 'Failed' || record.status === 'Lost';
+      const restart = counts.restarts < max && ((policy === 'on-failure' && failed) || (policy === 'always' && record.status !== 'Cancelled'));
+      if (restart) {
+        counts.restarts++;
+        for (const name of job.outputs) await this.#reopen(name);
+        const next = await this.service.submit(this.owner, this.description(job));
+        this.#ids.set(job.name, next.id);
+        continue;
+      }
+      if (record.status === 'Success') {
+        for (const name of job.outputs) await this.#end(name);
+        return void this.#outcomes.set(job.name, 'done');
+      }
+      this.#outcomes.set(job.name, 'failed');
+      await this.#cancelAll();
+      return;
+    }
+  }
+
+  /** The job record once it is final. */
+  #final(id: string): Promise<JobRecord> {
+    return new Promise((resolve) => {
+      let settled = false;
+      const check = async (): Promise<void> => {
+        const record = await this.store.getJob(id).catch(() => undefined);
+        if (settled || record === undefined || !isFinal(record.status)) return;
+        settled = true;
+        stop();
+        resolve(record);
+      };
+      const stop = this.store.onEvent((event) => {
+        const info = event.info as { id?: string; type?: string; status?: JobStatus };
+        if (info.type === 'job' && info.id === id && info.status !== undefined && isFinal(info.status)) void check();
+      });
+      this.#stops.push(stop);
+      void check();
+    });
+  }
+
+  /** Opens a pipe again for a restarted producer: a new epoch, its first frame flagged *reset*. */
+  async #reopen(name: string): Promise<void> {
+    if (this.#ended.has(name)) return;
+    const pipe = this.network.pipes[name]!;
+    const old = this.#writers.get(name)!;
+    await old.flush().catch(() => {});
+    old.close();
+    const earlier = this.#earlier.get(name) ?? { written: 0, dropped: 0 };
+    this.#earlier.set(name, { written: earlier.written + old.stats.written, dropped: earlier.dropped + old.stats.dropped });
+    this.#writers.set(name, await PipeWriter.open({ streams: this.store.streams, network: this.streamNetwork, pipe: name, queue: pipe.queue, consumers: pipe.consumers }));
+  }
+
+  /** Ends a pipe after its last frame (once). */
+  async #end(name: string): Promise<void> {
+    if (this.#ended.has(name)) return;
+    this.#ended.add(name);
+    await this.#writers.get(name)!.end();
   }
 
   async status(): Promise<NetworkStatus> {
     const jobs: NetworkJobStatus[] = [];
     for (const [name, id] of this.#ids) {
       const record = await this.store.getJob(id, this.owner);
-      jobs.push({ name, id, status: record?.status ?? 'Lost', exitCode: record?.exitCode ?? null });
+      const counts = this.#counts.get(name)!;
+      jobs.push({ name, id, status: record?.status ?? 'Lost', exitCode: record?.exitCode ?? null, node: record?.node ?? null, ...counts });
     }
+    const readers = [...this.#readers.values()];
     const pipes = Object.values(this.network.pipes).map((pipe) => {
       const writer = this.#writers.get(pipe.name);
-      const dropped = (writer?.stats.dropped ?? 0) + this.#readers.filter((r) => r.pipe === pipe.name).reduce((n, r) => n + r.reader.stats.dropped, 0);
-      return { name: pipe.name, frames: writer?.stats.written ?? 0, dropped, lag: writer?.stats.lag ?? 0 };
+      const earlier = this.#earlier.get(pipe.name) ?? { written: 0, dropped: 0 };
+      const dropped = earlier.dropped + (writer?.stats.dropped ?? 0) + readers.filter((r) => r.pipe === pipe.name).reduce((n, r) => n + r.reader.stats.dropped, 0);
+      return { name: pipe.name, frames: earlier.written + (writer?.stats.written ?? 0), dropped, lag: writer?.stats.lag ?? 0 };
     });
-    const final = jobs.length === Object.keys(this.network.jobs).length && jobs.every((j) => isFinal(j.status));
+    const outcomes = [...this.#outcomes.values()];
+    const final = outcomes.length === Object.keys(this.network.jobs).length;
     // Nothing moves any more: stop following the pipes (the figures above are the last).
     if (final) this.close();
-    const state = !final ? 'running' : jobs.every((j) => j.status === 'Success') && this.#errors.length === 0 ? 'done' : 'failed';
+    const state = !final ? 'running' : this.#stopping ? 'stopped' : outcomes.every((o) => o === 'done') && this.#errors.length === 0 ? 'done' : 'failed';
     return { name: this.network.name, run: this.run, state, group: this.group, jobs, pipes, errors: [...this.#errors] };
   }
 
@@ -167,11 +322,38 @@ class NetworkRun {
     this.#closed = true;
     for (const stop of this.#stops.splice(0)) stop();
     for (const writer of this.#writers.values()) writer.close();
-    for (const { reader } of this.#readers) reader.close();
+    for (const { reader } of this.#readers.values()) reader.close();
   }
 
-  /** The job description of a network job: the command, or the FIFO wrapper around it. */
+  /** The job description of a network job: the command, the FIFO wrapper around it, or the js harness. */
   description(job: NetworkJob): JobDescription {
+    const common: Partial<JobDescription> = {
+      name: job.name,
+      group: this.group,
+      ...(job.environment !== undefined ? { environment: job.environment } : {}),
+      ...(job.workingDirectory !== undefined ? { workingDirectory: job.workingDirectory } : {}),
+      ...(job.pools !== undefined ? { pools: job.pools } : {}),
+      ...(job.node !== undefined ? { node: job.node } : {}),
+    };
+    if (job.kind !== 'executable') {
+      const pipe = (name: string): HostPipe => {
+        const p = this.network.pipes[name]!;
+        return { name, kind: p.framing === 'lines' ? 'lines' : p.framing === 'frames' && p.encoding !== 'binary' ? 'json' : 'bytes' };
+      };
+      const config: HostConfig = {
+        network: this.network.name,
+        job: job.name,
+        ...(job.js !== undefined ? { module: job.js.module, ...(job.js.export !== undefined ? { export: job.js.export } : {}) } : {}),
+        ...(job.builtin !== undefined ? { builtin: { name: job.builtin, options: { path: job.path, columns: job.columns, interval: job.interval, count: job.count } } } : {}),
+        inputs: job.inputs.map(pipe),
+        outputs: job.outputs.map(pipe),
+        restarts: this.#counts.get(job.name)?.restarts ?? 0,
+      };
+      // A job with inputs (or the interactive builtin) reads its stdin, so it runs in a function
+      // runner of its own; a source runs in a warm runner of the pool.
+      const reads = job.inputs.length > 0 || job.builtin === 'interactive';
+      return { ...common, js: { module: JS_HOST, export: 'hostNetworkJob', args: [config] }, ...(reads ? { interactive: true } : {}) };
+    }
     const command = job.command!;
     const fifos = { in: new Set<string>(), out: new Set<string>() };
     for (const arg of command) for (const [, dir, name] of arg.matchAll(PIPE_PLACEHOLDER)) fifos[dir as 'in' | 'out'].add(name!);
@@ -183,25 +365,24 @@ class NetworkRun {
     return {
       executable: wrapped ? process.execPath : command[0]!,
       arguments: wrapped ? [FIFO_HOST, JSON.stringify(config), '--', ...command] : command.slice(1),
-      name: job.name,
-      group: this.group,
+      ...common,
       ...(job.inputs.length > 0 ? { interactive: true } : {}),
-      ...(job.environment !== undefined ? { environment: job.environment } : {}),
-      ...(job.workingDirectory !== undefined ? { workingDirectory: job.workingDirectory } : {}),
-      ...(job.pools !== undefined ? { pools: job.pools } : {}),
-      ...(job.node !== undefined ? { node: job.node } : {}),
     };
   }
 
   /** Whether the job's pipes travel multiplexed through the FIFO wrapper. */
   #wrapped(job: NetworkJob): boolean {
-    return job.command!.some((arg) => [...arg.matchAll(PIPE_PLACEHOLDER)].length > 0);
+    return job.command !== undefined && job.command.some((arg) => [...arg.matchAll(PIPE_PLACEHOLDER)].length > 0);
   }
 
-  #guard(job: NetworkJob, work: Promise<void>): void {
-    work.catch(async (error: unknown) => {
+  #guard(job: NetworkJob, id: string, work: Promise<void>): void {
+    void this.#guarded(job, id, work);
+  }
+
+  /** `work` for job `id`, whose failure (a wiring fault) is recorded and cancels the job; resolves when it settles. */
+  #guarded(job: NetworkJob, id: string, work: Promise<void>): Promise<void> {
+    return work.catch(async (error: unknown) => {
       if (this.#closed) return;
-      const id = this.#ids.get(job.name)!;
       // A job that ended (or was cancelled) refuses its input: that is its end, not a wiring fault.
       if (error instanceof ConflictError) return;
       const record = await this.store.getJob(id).catch(() => undefined);
@@ -216,19 +397,14 @@ class NetworkRun {
    * A frame is committed once the job has read it from its stdin, so the pipe's bound counts
    * what the job has not read yet.
    */
-  async #feed(job: NetworkJob): Promise<void> {
-    const id = this.#ids.get(job.name)!;
-    const done: Array<{ offset: number; commit: () => void }> = [];
-    const stdin = new JobStdin(this.service, this.store, this.owner, id, (consumed) => {
-      while (done.length > 0 && done[0]!.offset <= consumed) done.shift()!.commit();
-    });
-    this.#stops.push(() => stdin.close());
+  async #feed(job: NetworkJob, id: string, attempt: Array<() => Promise<void> | void>): Promise<void> {
+    const { stdin, done, readers } = await this.#openInputs(job, id, attempt);
+    const counts = this.#counts.get(job.name)!;
     const wrapped = this.#wrapped(job);
     await Promise.all(
       job.inputs.map(async (name, port) => {
         const pipe = this.network.pipes[name]!;
-        const reader = await PipeReader.open({ streams: this.store.streams, network: this.streamNetwork, pipe: name, queue: pipe.queue, consumer: job.name, commits: 'manual' });
-        this.#readers.push({ pipe: name, reader });
+        const reader = readers[port]!;
         for (let batch = await reader.nextBatch(FEED_BATCH); batch !== undefined; batch = await reader.nextBatch(FEED_BATCH)) {
           const bytes = Buffer.concat(batch.map((frame) => encodeForConsumer(pipe, frame.payload)));
           if (bytes.byteLength === 0) continue;
@@ -236,6 +412,7 @@ class NetworkRun {
           let offset = 0;
           for (const record of wrapped ? muxData(port, bytes) : [bytes]) offset = await stdin.write(record);
           done.push({ offset, commit: () => reader.commit(cursor) });
+          counts.framesIn += batch.length;
           // The embedded store answers at once, so without this a busy pipe would hold the event loop.
           await new Promise((resolve) => setImmediate(resolve));
         }
@@ -247,19 +424,166 @@ class NetworkRun {
     await stdin.end();
   }
 
-  /** The job's stdout (demultiplexed when wrapped) → frames of its output pipes; at its end, the pipes end. */
-  async #drain(job: NetworkJob): Promise<void> {
-    const id = this.#ids.get(job.name)!;
+  /**
+   * A job's stdin (paced by what it has read) and a reader of each of its inputs, resuming from
+   * its committed cursor. `done` holds the commits to make once the job has read up to an offset.
+   * What to close when the job ends goes into `attempt`.
+   */
+  async #openInputs(
+    job: NetworkJob,
+    id: string,
+    attempt: Array<() => Promise<void> | void>,
+  ): Promise<{ stdin: JobStdin; done: Array<{ offset: number; commit: () => void }>; readers: PipeReader[] }> {
+    const done: Array<{ offset: number; commit: () => void }> = [];
+    const stdin = new JobStdin(this.service, this.store, this.owner, id, (consumed) => {
+      while (done.length > 0 && done[0]!.offset <= consumed) done.shift()!.commit();
+    });
+    attempt.push(() => stdin.close());
+    this.#stops.push(() => stdin.close());
+    const readers = await Promise.all(
+      job.inputs.map(async (name) => {
+        const pipe = this.network.pipes[name]!;
+        const reader = await PipeReader.open({ streams: this.store.streams, network: this.streamNetwork, pipe: name, queue: pipe.queue, consumer: job.name, commits: 'manual' });
+        this.#readers.set(`${name}\n${job.name}`, { pipe: name, reader });
+        // Commits made are stored before a restarted job's reader opens from them.
+        attempt.push(async () => {
+          await reader.flush().catch(() => {});
+          reader.close();
+        });
+        return reader;
+      }),
+    );
+    return { stdin, done, readers };
+  }
+
+  /**
+   * Sets of input frames → a js job's stdin, one JSON line each (see `js-host.ts`): one set per
+   * frame for a single input, sets aligned by sequence number for several. A set's frames are
+   * committed once the job says it has handled the set (`handled.upTo`, from its stdout), so the
+   * pipe's bound counts what the job has not handled, and a set it took but had not handled when
+   * it crashed comes again to the restarted job.
+   */
+  async #feedSets(job: NetworkJob, id: string, attempt: Array<() => Promise<void> | void>, handled: { upTo?: (sets: number) => void }): Promise<void> {
+    const { stdin, readers } = await this.#openInputs(job, id, attempt);
+    const counts = this.#counts.get(job.name)!;
+    const pipes = job.inputs.map((name) => this.network.pipes[name]!);
+    const done: Array<{ sets: number; commit: () => void }> = [];
+    let upTo = 0;
+    let total = 0;
+    // At most the smallest queue bound of sets is in the job's hands (sent, not handled): the
+    // frames beyond wait in their pipes, where their queue's overflow policy applies to them.
+    const window = Math.min(...pipes.map((p) => p.queue.max));
+    let wake: (() => void) | undefined;
+    let ended = false;
+    attempt.push(() => {
+      ended = true;
+      wake?.();
+    });
+    const room = async (): Promise<number> => {
+      while (!ended && total - upTo >= window) await new Promise<void>((resolve) => (wake = resolve));
+      return Math.max(1, window - (total - upTo));
+    };
+    const commit = (): void => {
+      while (done.length > 0 && done[0]!.sets <= upTo) done.shift()!.commit();
+    };
+    handled.upTo = (sets) => {
+      upTo = Math.max(upTo, sets);
+      commit();
+      wake?.();
+    };
+    const value = (port: number, frame: Frame | undefined): string => {
+      if (frame === undefined) return 'null';
+      const pipe = pipes[port]!;
+      // JSON payloads are JSON text already.
+      if (pipe.framing === 'frames' && pipe.encoding !== 'binary') return Buffer.from(frame.payload).toString('utf8');
+      return JSON.stringify(toWire(payloadToValue(pipe, frame.payload)));
+    };
+    const line = (set: AlignedSet): string =>
+      `{"seq":${set.seq},"reset":${set.frames.some((f) => f !== undefined && hasFlag(f, FrameFlag.RESET))},"gap":${JSON.stringify(set.frames.map((f) => f === undefined || hasFlag(f, FrameFlag.GAP)))},"in":[${set.frames.map((f, port) => value(port, f)).join(',')}]}\n`;
+    const sets: AsyncIterable<AlignedSet[]> =
+      readers.length === 1
+        ? (async function* () {
+            for (let batch = await readers[0]!.nextBatch(Math.min(FEED_BATCH, await room())); batch !== undefined; batch = await readers[0]!.nextBatch(Math.min(FEED_BATCH, await room()))) {
+              yield batch.map((frame) => ({ seq: frame.seq, frames: [frame], gap: false }));
+            }
+          })()
+        : (async function* () {
+            const sources: FrameSource[] = readers;
+            for await (const set of alignBySeq(sources, { gap: job.align?.gap ?? 'wait', zero: (i) => zeroPayload(pipes[i]!) })) {
+              yield [set];
+              await room();
+            }
+          })();
+    for await (const batch of sets) {
+      const cursors = readers.map((reader, port) => {
+        const last = batch.findLast((set) => set.frames[port] !== undefined && set.frames[port]!.index >= 0)?.frames[port];
+        return last === undefined ? undefined : reader.cursorAfter(last);
+      });
+      await stdin.write(Buffer.from(batch.map(line).join(''), 'utf8'));
+      total += batch.length;
+      done.push({ sets: total, commit: () => cursors.forEach((cursor, port) => cursor !== undefined && readers[port]!.commit(cursor)) });
+      commit();
+      counts.framesIn += batch.reduce((n, set) => n + set.frames.filter((f) => f !== undefined && f.index >= 0).length, 0);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    done.push({ sets: total, commit: () => readers.forEach((reader) => reader.commit(reader.cursor)) });
+    commit();
+    await stdin.end();
+  }
+
+  /** A js job's stdout → frames of its output pipes (lines starting {@link FRAME_PREFIX}), until its output closes. */
+  async #drainFrames(job: NetworkJob, id: string, handled: { upTo?: (sets: number) => void }): Promise<void> {
+    const counts = this.#counts.get(job.name)!;
+    const pipes: NetworkPipe[] = job.outputs.map((name) => this.network.pipes[name]!);
+    const writers = pipes.map((pipe) => this.#writers.get(pipe.name)!);
+    const follow = followOutput(this.store, id);
+    this.#stops.push(() => follow.close());
+    let pending = '';
+    const decoder = new StringDecoder('utf8');
+    for await (const chunk of follow.chunks) {
+      if (chunk.channel !== 'stdout') continue;
+      const text = pending + decoder.write(Buffer.from(chunk.data));
+      const lines = text.split('\n');
+      pending = lines.pop()!;
+      const out: Uint8Array[][] = pipes.map(() => []);
+      let acks: number | undefined;
+      for (const line of lines) {
+        if (!line.startsWith(FRAME_PREFIX)) continue;
+        if (line.charCodeAt(FRAME_PREFIX.length) === 0x2b) {
+          // `+N`: N sets handled. Their frames are stored first (this batch), then committed.
+          const sets = Number(line.slice(FRAME_PREFIX.length + 1));
+          acks = sets;
+          continue;
+        }
+        const [port, value] = JSON.parse(line.slice(FRAME_PREFIX.length)) as [number, unknown];
+        if (port >= 0 && port < pipes.length) out[port]!.push(valueToPayload(pipes[port]!, fromWire(value)));
+      }
+      const stored = await Promise.all(out.map((payloads, port) => (payloads.length > 0 ? writers[port]!.writeBatch(payloads) : 0)));
+      counts.framesOut += stored.reduce((n, k) => n + k, 0);
+      if (acks !== undefined) {
+        await Promise.all(writers.map((writer) => writer.flush()));
+        handled.upTo?.(acks);
+        acks = undefined;
+      }
+    }
+  }
+
+  /**
+   * The job's stdout (demultiplexed when wrapped) → frames of its output pipes, until its output
+   * closes. A port the FIFO wrapper ends ends its pipe at once; the others end when the job
+   * succeeded (see {@link #supervise}).
+   */
+  async #drain(job: NetworkJob, id: string): Promise<void> {
+    const counts = this.#counts.get(job.name)!;
     const wrapped = this.#wrapped(job);
     const pipes: NetworkPipe[] = job.outputs.map((name) => this.network.pipes[name]!);
     const deframers = pipes.map((pipe) => new Deframer(pipe));
     const writers = pipes.map((pipe) => this.#writers.get(pipe.name)!);
     const ended = pipes.map(() => false);
-    const endPort = async (port: number): Promise<void> => {
+    const flushPort = async (port: number): Promise<void> => {
       if (ended[port]) return;
       ended[port] = true;
-      await writers[port]!.writeBatch(deframers[port]!.end());
-      await writers[port]!.end();
+      counts.framesOut += await writers[port]!.writeBatch(deframers[port]!.end());
     };
     const demux = new Demux();
     const follow = followOutput(this.store, id);
@@ -269,14 +593,17 @@ class NetworkRun {
       const records = wrapped ? demux.push(chunk.data) : [{ port: 0, data: Buffer.from(chunk.data) }];
       for (const { port, data } of records) {
         if (port >= pipes.length || ended[port]) continue;
-        if (wrapped && data.byteLength === 0) await endPort(port);
-        else await writers[port]!.writeBatch(deframers[port]!.push(data));
+        if (wrapped && data.byteLength === 0) {
+          await flushPort(port);
+          await this.#end(pipes[port]!.name);
+        } else counts.framesOut += await writers[port]!.writeBatch(deframers[port]!.push(data));
       }
     }
-    for (let port = 0; port < pipes.length; port++) await endPort(port);
+    for (let port = 0; port < pipes.length; port++) await flushPort(port);
   }
 
   async #cancelAll(): Promise<void> {
+    this.#endNow();
     for (const id of this.#ids.values()) await this.service.cancel(this.owner, id).catch(() => {});
   }
 }

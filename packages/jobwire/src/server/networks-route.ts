@@ -1,9 +1,10 @@
 /**
- * `POST /v1/networks` starts a network of executable jobs (docs/networks.md), `GET
- * /v1/networks/:name` tells how it runs. The network's jobs are ordinary jobs of the group
+ * `POST /v1/networks` starts a network (docs/networks.md), `GET /v1/networks/:name` tells how
+ * it runs, `POST /v1/networks/:name/stop` stops it. The network's jobs are ordinary jobs of the group
  * `networks:NAME`; the server wires them to their pipes (`networks/run.ts`).
  * @module
  */
+import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -15,13 +16,27 @@ const networkStatusSchema = z
   .object({
     name: z.string(),
     run: z.string().describe('Id of this run: its pipes are the streams net.NAME.RUN.PIPE.'),
-    state: z.enum(['running', 'done', 'failed']),
+    state: z.enum(['running', 'done', 'failed', 'stopped']),
     group: z.string().describe('The group of its jobs: networks:NAME.'),
-    jobs: z.array(z.object({ name: z.string(), id: z.string(), status: z.enum(['Queued', 'Running', 'Success', 'Failed', 'Cancelled', 'Lost']), exitCode: z.number().nullable() })),
-    pipes: z.array(z.object({ name: z.string(), frames: z.number(), dropped: z.number(), lag: z.number() })),
+    jobs: z.array(
+      z.object({
+        name: z.string(),
+        id: z.string().describe('Its newest job (a restart submits a new one).'),
+        status: z.enum(['Queued', 'Running', 'Success', 'Failed', 'Cancelled', 'Lost']),
+        exitCode: z.number().nullable(),
+        node: z.string().nullable().describe('Worker node running it (distributed mode).'),
+        restarts: z.number().describe('Restarts made by its restart policy.'),
+        framesIn: z.number().describe('Frames taken from its inputs.'),
+        framesOut: z.number().describe('Frames stored to its outputs.'),
+      }),
+    ),
+    pipes: z.array(z.object({ name: z.string(), frames: z.number(), dropped: z.number(), lag: z.number().describe('Queue depth: frames between the producer and its slowest consumer.') })),
     errors: z.array(z.string()),
   })
   .describe('A network run: its jobs, its pipes, and what went wrong in the wiring.');
+
+/** A stream of newline-delimited JSON (the route sends a Node stream). */
+const ndjsonSchema = z.custom<Readable>().meta({ type: 'string', contentMediaType: 'application/x-ndjson' });
 
 const startBody = z.strictObject({
   spec: z.unknown().describe('The network, as a network file holds it (docs/networks.md).'),
@@ -37,7 +52,7 @@ export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunne
     {
       schema: {
         tags: ['networks'],
-        summary: 'Start a network of executable jobs',
+        summary: 'Start a network',
         description: 'Checks the network (each problem named with its field) and starts its jobs in the group networks:NAME, wired to their pipes. Refused when a network of that name runs.',
         querystring: noQuery,
         body: startBody,
@@ -58,5 +73,35 @@ export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunne
       },
     },
     async (req) => runner.status(user(req), req.params.name),
+  );
+  api.get(
+    `${API_PREFIX}/networks/:name/pipes/:pipe/frames`,
+    {
+      schema: {
+        tags: ['networks'],
+        summary: "Tap a network's pipe",
+        description:
+          'Every frame stored in the pipe (of the newest run) from the first, then each new one as it is stored, until the pipe ends: one JSON object a line, ' +
+          '{seq, index, epoch, reset, value} (bytes as {"$bytes": base64}). A tap commits nothing and holds no producer back.',
+        params: z.object({ name: z.string().describe('Network name.'), pipe: z.string().describe('Pipe name.') }),
+        querystring: noQuery,
+        response: { 200: { description: 'Frames as newline-delimited JSON', content: { 'application/x-ndjson': { schema: ndjsonSchema } } }, ...errorAnswers },
+      },
+    },
+    async (req, reply) => reply.type('application/x-ndjson').send(Readable.from(runner.tap(user(req), req.params.name, req.params.pipe))),
+  );
+  api.post(
+    `${API_PREFIX}/networks/:name/stop`,
+    {
+      schema: {
+        tags: ['networks'],
+        summary: 'Stop a network',
+        description: 'Cancels the jobs of the newest run of the network; none is restarted. Its pipes are kept (not ended).',
+        params: z.object({ name: z.string().describe('Network name.') }),
+        querystring: noQuery,
+        response: { 200: networkStatusSchema, ...errorAnswers },
+      },
+    },
+    async (req) => runner.stop(user(req), req.params.name),
   );
 }

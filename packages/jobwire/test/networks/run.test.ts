@@ -95,17 +95,16 @@ pipes: { a: {}, b: {}, x: {}, y: {} }
     });
   });
 
-  it('refuses a bad file with its lines, and a network with other than executable jobs, starting nothing', async () => {
-    writeFileSync(join(dir, 'id.mjs'), 'export function run(x) { return x; }\n');
+  it('refuses a bad file with its lines, and a network with a job kind that does not run yet, starting nothing', async () => {
     const bad = file('bad-run.yaml', 'name: bad\njobs:\n  a: { command: [cat], inputs: [ghost] }\n');
-    const js = file('js-run.yaml', 'name: withjs\njobs:\n  src: { command: [seq, 1, 3], outputs: [n] }\n  id: { js: ./id.mjs, inputs: [n] }\npipes: { n: {} }\n');
+    const js = file('js-run.yaml', 'name: withjs\njobs:\n  src: { command: [seq, 1, 3], outputs: [n] }\n  log: { builtin: logging, path: ./log.csv }\n  sink: { command: [cat], inputs: [n] }\npipes: { n: {} }\n');
     await withServer(async (s) => {
       const refused = await runCli(['network', 'run', bad], { env: cliEnv(s) });
       assert.equal(refused.code, 2);
       assert.match(refused.stderr, /bad-run\.yaml:3:33: jobs\.a\.inputs\.0: unknown pipe "ghost"/);
       const unsupported = await runCli(['network', 'run', js], { env: cliEnv(s) });
       assert.equal(unsupported.code, 2, unsupported.stderr);
-      assert.match(unsupported.stderr, /executable jobs only so far; id is js/);
+      assert.match(unsupported.stderr, /the builtin logging does not run yet \(job log\)/);
       assert.equal((await groupJobs(s, 'bad')).size, 0);
       assert.equal((await groupJobs(s, 'withjs')).size, 0);
     });
@@ -126,7 +125,7 @@ pipes: { a: {}, b: {}, x: {}, y: {} }
     });
   });
 
-  it('ends the network when a job fails: the others are cancelled and --block exits 1', async () => {
+  it('ends the network when a job fails past its restarts: the others are cancelled and --block exits 1', async () => {
     const network = file(
       'failing.yaml',
       `name: failing
@@ -140,11 +139,12 @@ pipes: { n: { queue: { max: 4 } }, m: {} }
     await withServer(async (s) => {
       const result = await runCli(['network', 'run', network, '--block', '--json'], { env: cliEnv(s), timeoutMs: 120_000 });
       assert.equal(result.code, 1, result.stderr + result.stdout);
-      const status = JSON.parse(result.stdout) as { state: string; jobs: Array<{ name: string; status: string; exitCode: number | null }> };
+      const status = JSON.parse(result.stdout) as { state: string; jobs: Array<{ name: string; status: string; exitCode: number | null; restarts: number }> };
       assert.equal(status.state, 'failed');
       const byName = new Map(status.jobs.map((j) => [j.name, j]));
       assert.equal(byName.get('broken')!.status, 'Failed');
       assert.equal(byName.get('broken')!.exitCode, 3);
+      assert.equal(byName.get('broken')!.restarts, 3, 'restarted as its default policy says (on-failure, 3), then the network failed');
       // The others were cancelled, or had ended by themselves: none is left running or waiting.
       for (const name of ['numbers', 'sink']) assert.ok(['Cancelled', 'Success'].includes(byName.get(name)!.status), `${name}: ${byName.get(name)!.status}`);
       assert.equal(byName.get('sink')!.status, 'Cancelled', 'the sink never got an end: it was cancelled');

@@ -2,13 +2,14 @@
  * `jobwire network run FILE`: checks a network file here (so problems come with their lines)
  * and starts it on the server; `--block` follows it to the end. `jobwire network graph FILE`:
  * draws a network file as Graphviz DOT or a Mermaid flowchart, after the same checks a start
- * would make (all but importing js modules); it needs no server.
+ * would make (all but importing js modules); it needs no server. `jobwire network status NAME`
+ * and `jobwire network stop NAME` tell how a running network goes, and stop it.
  * @module
  */
 import type { Command } from 'commander';
 import { dirname, resolve } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import type { NetworkSpec, NetworkStatus } from '@jobwire/client';
+import type { JobwireApi, NetworkSpec, NetworkStatus } from '@jobwire/client';
 import { parse } from 'yaml';
 import { checkNetwork, loadNetworkFile, networkToDot, networkToMermaid } from '../../networks/index.js';
 import { addConnectionOptions, connect, type ConnectionOptions } from '../connect.js';
@@ -30,8 +31,11 @@ const POLL_MS = 300;
 
 /** The status as two tables: jobs, then pipes. */
 function formatStatus(status: NetworkStatus): string {
-  const jobs = formatTable(['JOB', 'STATUS', 'EXIT', 'ID'], status.jobs.map((j) => [j.name, j.status, j.exitCode === null ? '-' : String(j.exitCode), j.id]));
-  const pipes = status.pipes.length === 0 ? '' : `\n\n${formatTable(['PIPE', 'FRAMES', 'DROPPED', 'LAG'], status.pipes.map((p) => [p.name, String(p.frames), String(p.dropped), String(p.lag)]))}`;
+  const jobs = formatTable(
+    ['JOB', 'STATUS', 'EXIT', 'NODE', 'IN', 'OUT', 'RESTARTS', 'ID'],
+    status.jobs.map((j) => [j.name, j.status, j.exitCode === null ? '-' : String(j.exitCode), j.node ?? '-', String(j.framesIn), String(j.framesOut), String(j.restarts), j.id]),
+  );
+  const pipes = status.pipes.length === 0 ? '' : `\n\n${formatTable(['PIPE', 'FRAMES', 'QUEUED', 'DROPPED'], status.pipes.map((p) => [p.name, String(p.frames), String(p.lag), String(p.dropped)]))}`;
   const errors = status.errors.map((e) => `\nerror: ${e}`).join('');
   return `network ${status.name} (${status.state}, group ${status.group})\n${jobs}${pipes}${errors}`;
 }
@@ -46,10 +50,10 @@ export function registerNetwork(program: Command): void {
   addConnectionOptions(
     network
       .command('run')
-      .summary('start a network of executable jobs')
+      .summary('start a network')
       .description(
         'Check a network file and start it: each job becomes an ordinary job in the group networks:NAME, wired to its pipes by the server. ' +
-          'Only executable jobs run so far. A file with problems is refused with each problem\'s field and line (exit code 2); nothing starts. ' +
+          'A file with problems is refused with each problem\'s field and line (exit code 2); nothing starts. ' +
           'With --block, wait until every job has ended and exit 0 only when all succeeded.',
       )
       .argument('<file>', 'the network file (YAML)')
@@ -79,6 +83,31 @@ export function registerNetwork(program: Command): void {
         return opts.block && status.state !== 'done' ? ExitCode.FAILED : ExitCode.OK;
       }),
     );
+
+  const byName: Array<{ command: string; summary: string; description: string; call: (api: JobwireApi, name: string) => Promise<NetworkStatus> }> = [
+    {
+      command: 'status',
+      summary: 'how a network runs: its jobs and pipes',
+      description:
+        'Print the newest run of a network started on this server: per job its status, node, frames taken in and stored out, and restarts; ' +
+        'per pipe the frames stored, the frames queued (between the producer and its slowest consumer) and the frames dropped.',
+      call: (api, name) => api.networkStatus(name),
+    },
+    {
+      command: 'stop',
+      summary: 'stop a network: cancel its jobs',
+      description: 'Cancel every job of the newest run of a network; none is restarted. Its pipes are kept as they are. Prints the status.',
+      call: (api, name) => api.stopNetwork(name),
+    },
+  ];
+  for (const { command, summary, description, call } of byName) {
+    addConnectionOptions(network.command(command).summary(summary).description(description).argument('<name>', 'the network name').option('--json', 'print the status as JSON')).action(
+      act(async (name: string, opts: RunOptions) => {
+        const status = await call(await connect(opts), name);
+        print(opts.json ? formatJson(status) : formatStatus(status));
+      }),
+    );
+  }
 
   network
     .command('graph')

@@ -1,0 +1,87 @@
+/**
+ * The harness a network's js and builtin jobs run in: a function job (`js: { module: this file,
+ * export: "hostNetworkJob" }`) that loads the job's module — the user's, or a builtin from
+ * `builtins.ts` — and carries its frames over the job's stdin and stdout as lines of JSON:
+ *
+ * - **in** (server → job, stdin): one line per aligned set of input frames,
+ *   `{"seq":N,"in":[v0,v1,…],"gap":[…],"reset":bool}`; each value as {@link payloadToValue}
+ *   gives it, bytes as `{"$bytes":"<base64>"}`. Stdin ends when every input has ended.
+ * - **out** (job → server, stdout): one line per output frame, {@link FRAME_PREFIX} then
+ *   `[port,value]` in JSON, bytes as `{"$bytes":…}`; after each set's frames, {@link FRAME_PREFIX}
+ *   `+N`: N sets are handled, so the server commits their input frames (a set taken but not
+ *   handled when the job crashes comes again to the restarted job). Other lines (the job's own
+ *   `process.stdout.write`) are kept as the job's output and are no frames; `console.log` goes
+ *   to stderr.
+ *
+ * `setup(ctx)` runs once before any input; `run(...inputs)` once per set, its value going to
+ * the outputs (one value for a job with one output, an array with one per output otherwise,
+ * `undefined` for none); a source's `run` is a generator whose values each go to the outputs the
+ * same way; `finish()` runs after the inputs ended, and its value goes out too.
+ * @module
+ */
+import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
+import { BUILTINS } from './builtins.js';
+import { FRAME_PREFIX, fromWire, toWire, type HostConfig, type NetworkJobContext, type NetworkJobModule } from './js-wire.js';
+
+/** The function job's entry point (called by the function runner with the config and `{ signal }`). */
+export async function hostNetworkJob(config: HostConfig, extra: { signal: AbortSignal }): Promise<{ sets: number; frames: number }> {
+  // console.log goes to stderr: stdout carries frames.
+  console.log = console.error;
+  const mod = await loadModule(config);
+  const ctx: NetworkJobContext = {
+    network: config.network,
+    job: config.job,
+    inputs: config.inputs.map((p) => p.name),
+    outputs: config.outputs.map((p) => p.name),
+    signal: extra.signal,
+    restarts: config.restarts,
+    frame: { seq: 0, gap: [], reset: false },
+  };
+  let frames = 0;
+  let sets = 0;
+  const emit = async (value: unknown, handled?: number): Promise<void> => {
+    let text = '';
+    if (value !== undefined && config.outputs.length > 0) {
+      const values = config.outputs.length === 1 ? [value] : Array.isArray(value) ? value : [value];
+      values.forEach((v, port) => {
+        if (v === undefined || port >= config.outputs.length) return;
+        text += `${FRAME_PREFIX}${JSON.stringify([port, toWire(v)])}\n`;
+        frames++;
+      });
+    }
+    if (handled !== undefined) text += `${FRAME_PREFIX}+${handled}\n`;
+    if (text !== '' && !process.stdout.write(text)) await new Promise((resolve) => process.stdout.once('drain', resolve));
+  };
+  await mod.setup?.(ctx);
+  if (config.inputs.length === 0) {
+    const produced = mod.run.call(mod) as AsyncIterable<unknown> | Iterable<unknown>;
+    for await (const value of produced) {
+      if (extra.signal.aborted) break;
+      await emit(value);
+    }
+  } else {
+    const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+    for await (const line of lines) {
+      if (line === '') continue;
+      const set = JSON.parse(line) as { seq: number; in: unknown[]; gap: boolean[]; reset: boolean };
+      ctx.frame = { seq: set.seq, gap: set.gap, reset: set.reset };
+      sets++;
+      await emit(await mod.run.apply(mod, set.in.map(fromWire)), sets);
+    }
+  }
+  await emit(await mod.finish?.());
+  return { sets, frames };
+}
+
+async function loadModule(config: HostConfig): Promise<NetworkJobModule> {
+  if (config.builtin !== undefined) {
+    const make = BUILTINS[config.builtin.name];
+    if (make === undefined) throw new Error(`no builtin ${JSON.stringify(config.builtin.name)}`);
+    return make(config.builtin.options, config);
+  }
+  const namespace = (await import(pathToFileURL(config.module!).href)) as Record<string, unknown>;
+  const holder = (config.export === undefined ? namespace : namespace[config.export]) as NetworkJobModule | undefined;
+  if (holder === undefined || typeof holder.run !== 'function') throw new Error(`module ${config.module} has no run${config.export === undefined ? '' : ` in export ${config.export}`}`);
+  return holder;
+}
