@@ -37,7 +37,8 @@ export class BatchJob implements ProcessHandle {
   terminated = false;
   /** The grace time of a terminate that came before the Slurm id was known. */
   pendingCancel: number | undefined;
-  readonly files: JobFiles;
+  /** Its files; set by the executor before it submits the job (when its jobs folder is known). */
+  files: JobFiles;
   readonly offsets: { stdout: number; stderr: number };
   #paused = false;
   #settled = false;
@@ -46,7 +47,7 @@ export class BatchJob implements ProcessHandle {
   readonly #host: SubmitHost;
   readonly #control: BatchJobControl;
 
-  constructor(spec: StartSpec, host: SubmitHost, control: BatchJobControl, files: JobFiles, from = { stdout: 0, stderr: 0 }) {
+  constructor(spec: StartSpec, host: SubmitHost, control: BatchJobControl, files: JobFiles = { stdout: '', stderr: '', exit: '' }, from = { stdout: 0, stderr: 0 }) {
     this.#spec = spec;
     this.#host = host;
     this.#control = control;

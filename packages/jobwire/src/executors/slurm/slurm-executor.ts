@@ -5,11 +5,10 @@
  * pseudo-terminal. Queues are Slurm's partitions. Commands run on a {@link SubmitHost}.
  * @module
  */
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { BadRequestError, type JobDescription } from '@jobwire/client';
 import pLimit from 'p-limit';
-import type { Executor, ExecutorState, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../types.js';
+import type { Executor, ExecutorState, ExecutorStatus, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../types.js';
 import { BatchJob, type BatchJobControl } from './batch-job.js';
 import {
   ENV_NAME,
@@ -33,7 +32,7 @@ export interface SlurmExecutorOptions {
   host?: SubmitHost;
   /**
    * Folder for the jobs' output and exit files, on the submit host and visible from the
-   * compute nodes (a shared file system). @defaultValue `~/.jobwire/slurm-jobs`
+   * compute nodes (a shared file system). @defaultValue `.jobwire/slurm-jobs` in the submit host's home
    */
   jobsFolder?: string;
   /** Time between two `squeue` calls while jobs are followed. @defaultValue 1000 */
@@ -63,11 +62,17 @@ export interface SlurmJobRecord extends ExecutorState {
 /** sbatch processes at once: the controller answers them one by one anyway. */
 const SBATCH_AT_ONCE = 8;
 
+/** Longest wait between two tries to reach a Slurm that did not answer. */
+const RETRY_MAX_MS = 30_000;
+
+/** {@link SlurmExecutorOptions} filled in; `jobsFolder` undefined until the submit host's home is known. */
+export type ParsedSlurmOptions = Required<Omit<SlurmExecutorOptions, 'jobsFolder'>> & { jobsFolder: string | undefined };
+
 /** Fills in and checks {@link SlurmExecutorOptions}; throws a RangeError for a bad value. */
-function parseOptions(options: SlurmExecutorOptions): Required<SlurmExecutorOptions> {
-  const parsed: Required<SlurmExecutorOptions> = {
+export function parseSlurmOptions(options: SlurmExecutorOptions): ParsedSlurmOptions {
+  const parsed: ParsedSlurmOptions = {
     host: options.host ?? new LocalSubmitHost(),
-    jobsFolder: options.jobsFolder ?? path.join(os.homedir(), '.jobwire', 'slurm-jobs'),
+    jobsFolder: options.jobsFolder,
     pollMs: options.pollMs ?? 1000,
     lostAfterMs: options.lostAfterMs ?? 60_000,
     partitionsRefreshMs: options.partitionsRefreshMs ?? 60_000,
@@ -75,7 +80,7 @@ function parseOptions(options: SlurmExecutorOptions): Required<SlurmExecutorOpti
   for (const key of ['pollMs', 'lostAfterMs', 'partitionsRefreshMs'] as const) {
     if (!Number.isFinite(parsed[key]) || parsed[key] < 10) throw new RangeError(`${key} must be a number of milliseconds of at least 10, got ${String(parsed[key])}`);
   }
-  if (!parsed.jobsFolder.startsWith('/')) throw new RangeError(`jobsFolder must be an absolute path, got "${parsed.jobsFolder}"`);
+  if (parsed.jobsFolder !== undefined && !parsed.jobsFolder.startsWith('/')) throw new RangeError(`jobsFolder must be an absolute path, got "${parsed.jobsFolder}"`);
   return parsed;
 }
 
@@ -84,7 +89,7 @@ function parseOptions(options: SlurmExecutorOptions): Required<SlurmExecutorOpti
  * {@link SlurmCommandError} when Slurm's commands are missing or the controller does not answer.
  */
 export async function slurmExecutor(options: SlurmExecutorOptions = {}): Promise<SlurmExecutor> {
-  const executor = new SlurmExecutor(parseOptions(options));
+  const executor = new SlurmExecutor(parseSlurmOptions(options));
   await executor.refreshPartitions();
   return executor;
 }
@@ -93,9 +98,15 @@ export async function slurmExecutor(options: SlurmExecutorOptions = {}): Promise
 export class SlurmExecutor implements Executor, BatchJobControl {
   /** Adaptor name. */
   readonly name = 'slurm';
-  readonly #options: Required<SlurmExecutorOptions>;
+  readonly #options: ParsedSlurmOptions;
   readonly #host: SubmitHost;
   #partitions: Partition[] = [];
+  /** Whether `sinfo` has answered once, and what the last try said. */
+  #status: ExecutorStatus = { state: 'idle' };
+  #everConnected = false;
+  /** The first `sinfo` in flight (for jobs started before Slurm answered). */
+  #connecting: Promise<void> | undefined;
+  #retryMs = 1000;
   /** Batch jobs followed by the poller, by jobwire id. */
   readonly #jobs = new Map<string, BatchJob>();
   #pollTimer: NodeJS.Timeout | undefined;
@@ -106,10 +117,27 @@ export class SlurmExecutor implements Executor, BatchJobControl {
   readonly #submitting = pLimit(SBATCH_AT_ONCE);
   #closed = false;
 
-  /** Use {@link slurmExecutor}, which reads the partitions first. */
-  constructor(options: Required<SlurmExecutorOptions>) {
+  /**
+   * Use {@link slurmExecutor}, which reads the partitions first; or this with
+   * {@link parseSlurmOptions} and then {@link connect}, for an executor that starts before Slurm
+   * answers (its jobs wait for the first answer; {@link status} says why none came).
+   */
+  constructor(options: ParsedSlurmOptions) {
     this.#options = options;
     this.#host = options.host;
+  }
+
+  /**
+   * Asks Slurm for its partitions in the background, again and again (backoff up to 30 s)
+   * until it answers; {@link status} tells how it goes.
+   */
+  connect(): void {
+    this.#connecting ??= this.refreshPartitions().catch(() => undefined);
+  }
+
+  /** `idle` before Slurm first answered, `connected` once it did, `failing` (or `reconnecting`) with Slurm's words. */
+  status(): ExecutorStatus {
+    return { ...this.#status };
   }
 
   /** The cluster's partitions, each a queue without a jobwire limit (Slurm schedules). */
@@ -122,14 +150,44 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     return this.#partitions.find((p) => p.isDefault)?.name;
   }
 
-  /** Reads the partitions with `sinfo`, then again every `partitionsRefreshMs`. */
+  /**
+   * Reads the partitions with `sinfo` (and, the first time, the submit host's home for the
+   * default jobs folder), then again every `partitionsRefreshMs`; after a failure, again
+   * sooner (backoff up to 30 s), and rejects with a {@link SlurmCommandError}.
+   */
   async refreshPartitions(): Promise<void> {
-    const answer = await this.#command('sinfo', SINFO_FORMAT);
-    this.#partitions = parseSinfo(answer.stdout);
+    clearTimeout(this.#partitionsTimer);
+    try {
+      const answer = await this.#command('sinfo', SINFO_FORMAT);
+      if (this.#options.jobsFolder === undefined) {
+        const home = await this.#host.home();
+        this.#options.jobsFolder = path.posix.join(home, '.jobwire', 'slurm-jobs');
+      }
+      this.#partitions = parseSinfo(answer.stdout);
+      this.#status = { state: 'connected' };
+      this.#everConnected = true;
+      this.#retryMs = 1000;
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      this.#status = { state: this.#everConnected ? 'reconnecting' : 'failing', reason };
+      this.#schedule(this.#retryMs);
+      this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
+      throw error instanceof SlurmCommandError ? error : new SlurmCommandError(reason, { cause: error });
+    }
+    this.#schedule(this.#options.partitionsRefreshMs);
+  }
+
+  #schedule(ms: number): void {
     clearTimeout(this.#partitionsTimer);
     if (this.#closed) return;
-    this.#partitionsTimer = setTimeout(() => void this.refreshPartitions().catch(() => undefined), this.#options.partitionsRefreshMs);
+    this.#partitionsTimer = setTimeout(() => void this.refreshPartitions().catch(() => undefined), ms);
     this.#partitionsTimer.unref();
+  }
+
+  /** Resolves once Slurm has answered once; rejects with why it does not (after one more try). */
+  async #ready(): Promise<void> {
+    if (this.#everConnected) return;
+    await this.refreshPartitions();
   }
 
   /**
@@ -144,7 +202,7 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     };
     if (description.js !== undefined || description.executable === undefined) refuse('js', 'the Slurm executor runs executables, not function jobs');
     const queue = description.queueName;
-    if (queue !== undefined && !this.#partitions.some((p) => p.name === queue)) {
+    if (queue !== undefined && this.#everConnected && !this.#partitions.some((p) => p.name === queue)) {
       refuse('queueName', `Slurm has no partition "${queue}"; its partitions are ${this.#partitions.map((p) => p.name).join(', ') || '(none)'}`);
     }
     for (const argument of description.schedulerArguments ?? []) {
@@ -168,13 +226,15 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     const options = resourceOptions(spec.jobId, description, cwd, description.queueName);
     if (spec.account !== undefined) {
       // Slurm runs a job as whoever submits it: never as root for a user mapped to another account.
-      const refused = new BatchJob(spec, this.#host, this, jobFiles(this.#options.jobsFolder, spec.jobId));
+      const refused = new BatchJob(spec, this.#host, this);
       refused.settle({ exitCode: null, signal: null, error: `the Slurm executor submits jobs as the account running jobwire; it cannot run a job as OS account "${spec.account.name}"` });
       return refused;
     }
     if (description.interactive === true || description.tty === true) return this.#startSrun(spec, options);
-    const job = new BatchJob(spec, this.#host, this, jobFiles(this.#options.jobsFolder, spec.jobId));
-    void this.#submit(spec, job, options);
+    const job = new BatchJob(spec, this.#host, this);
+    void this.#submit(spec, job, options).catch((error: unknown) => {
+      job.settle({ exitCode: null, signal: null, error: `cannot submit to Slurm on ${this.#host.where}: ${error instanceof Error ? error.message : String(error)}` });
+    });
     return job;
   }
 
@@ -207,10 +267,10 @@ export class SlurmExecutor implements Executor, BatchJobControl {
   /** TERM to every process of the job (the script too), then `scancel` after the grace time. */
   cancel(job: BatchJob, graceMs: number): void {
     const id = job.slurmId!;
-    const hard = (): void => void this.#host.run({ file: 'scancel', args: [id] });
+    const hard = (): void => void this.#host.run({ file: 'scancel', args: [id] }).catch(() => undefined);
     if (job.phase === 'queued') hard();
     else {
-      void this.#host.run({ file: 'scancel', args: ['--full', '--signal=TERM', id] });
+      void this.#host.run({ file: 'scancel', args: ['--full', '--signal=TERM', id] }).catch(() => undefined);
       setTimeout(() => {
         if (!job.settled) hard();
       }, graceMs).unref();
@@ -220,14 +280,22 @@ export class SlurmExecutor implements Executor, BatchJobControl {
 
   async #submit(spec: StartSpec, job: BatchJob, options: string[]): Promise<void> {
     const description = spec.description;
+    try {
+      await this.#ready();
+    } catch (error) {
+      job.settle({ exitCode: null, signal: null, error: `Slurm is not reachable: ${(error as Error).message}` });
+      return;
+    }
+    const jobsFolder = this.#options.jobsFolder!;
+    job.files = jobFiles(jobsFolder, spec.jobId);
     const env = { ...description.environment, ...spec.env };
     const script = batchScript(description, env, job.files);
     try {
-      this.#folderReady ??= this.#host.mkdir(this.#options.jobsFolder);
+      this.#folderReady ??= this.#host.mkdir(jobsFolder);
       await this.#folderReady;
     } catch (error) {
       this.#folderReady = undefined;
-      job.settle({ exitCode: null, signal: null, error: `cannot create the Slurm job folder "${this.#options.jobsFolder}" on ${this.#host.where}: ${String(error)}` });
+      job.settle({ exitCode: null, signal: null, error: `cannot create the Slurm job folder "${jobsFolder}" on ${this.#host.where}: ${String(error)}` });
       return;
     }
     const args = ['--parsable', ...options, `--output=${job.files.stdout}`, `--error=${job.files.stderr}`];
@@ -435,7 +503,8 @@ class SrunJob implements ProcessHandle {
  */
 function commandFailure(file: string, answer: CommandResult, where: string): string | undefined {
   if (answer.startError !== undefined) {
-    return `${file} cannot run on ${where} (${answer.startError}): are Slurm's client commands installed and on PATH?`;
+    const hint = /ENOENT|not found/i.test(answer.startError) ? ": are Slurm's client commands installed and on PATH?" : '';
+    return `${file} cannot run on ${where} (${answer.startError})${hint}`;
   }
   if (answer.code === 0) return undefined;
   // Slurm starts each line with "sbatch: error: ": said once, by us.
