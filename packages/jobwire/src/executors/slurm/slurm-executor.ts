@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { BadRequestError, type JobDescription } from '@jobwire/client';
 import pLimit from 'p-limit';
 import type { Executor, ExecutorState, ExecutorStatus, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../types.js';
-import { BatchJob, type BatchJobControl } from './batch-job.js';
+import { BatchJob, type BatchJobControl, type RecordedExit } from './batch-job.js';
 import {
   ENV_NAME,
   SINFO_FORMAT,
@@ -289,7 +289,7 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     const jobsFolder = this.#options.jobsFolder!;
     job.files = jobFiles(jobsFolder, spec.jobId);
     const env = { ...description.environment, ...spec.env };
-    const script = batchScript(description, env, job.files);
+    const script = batchScript(description, env, job.files, path.posix.resolve(spec.defaultCwd, description.workingDirectory ?? '.'));
     try {
       this.#folderReady ??= this.#host.mkdir(jobsFolder);
       await this.#folderReady;
@@ -413,9 +413,10 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     return parseScontrolJob(`JobState=${state} Reason=${reason} ExitCode=${exit}`);
   }
 
-  /** The exit code the batch script wrote, when its exit file is there. */
-  async #recordedExit(job: BatchJob): Promise<number | undefined> {
-    const text = (await this.#host.read(job.files.exit, 0, 64).catch(() => undefined))?.toString('utf8').trim();
+  /** The exit code the batch script wrote, or why the job could not start, when its exit file is there. */
+  async #recordedExit(job: BatchJob): Promise<RecordedExit | undefined> {
+    const text = (await this.#host.read(job.files.exit, 0, 4096).catch(() => undefined))?.toString('utf8').trim();
+    if (text?.startsWith('error: ')) return text.slice('error: '.length);
     return text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined;
   }
 
@@ -435,38 +436,51 @@ export class SlurmExecutor implements Executor, BatchJobControl {
       args: [tty ? '--pty' : '--unbuffered', ...options, ...(description.schedulerArguments ?? []), description.executable ?? '', ...(description.arguments ?? [])],
     };
     const inner = this.#host.spawn(spec, command, { tty });
-    return new SrunJob(inner, () => this.#cancelSrun(spec.jobId));
+    return new SrunJob(inner, (signal) => this.#cancelSrun(spec.jobId, signal));
   }
 
-  /** `scancel` of the srun job that carries jobwire id `jobId` in its comment (srun does not tell its id). */
-  async #cancelSrun(jobId: string): Promise<void> {
+  /**
+   * `scancel` of the srun job that carries jobwire id `jobId` in its comment (srun does not tell
+   * its id); with `signal`, that signal to all its processes instead.
+   */
+  async #cancelSrun(jobId: string, signal?: string): Promise<void> {
     const answer = await this.#host.run({ file: 'squeue', args: ['--noheader', '--format=%i|%k', '--me'] });
     for (const line of answer.stdout.split('\n')) {
       const [id, comment] = line.trim().split('|');
-      if (id && comment === `jobwire:${jobId}`) await this.#host.run({ file: 'scancel', args: [id] });
+      if (id && comment === `jobwire:${jobId}`) await this.#host.run({ file: 'scancel', args: [...(signal !== undefined ? [`--signal=${signal}`] : []), id] });
     }
   }
 }
 
 /**
- * An `srun` job: the local process's handle, with a stop that also cancels the Slurm job once
- * the grace time is over (srun forwards TERM to the job's tasks; a killed srun would not end them).
+ * An `srun` job: the submit host's process handle, with a stop that also sends TERM through
+ * Slurm (`scancel --signal=TERM`: srun on a login node cannot always be signalled) and cancels
+ * the Slurm job once the grace time is over (a killed srun would not end its tasks).
  */
 class SrunJob implements ProcessHandle {
   readonly #inner: ProcessHandle;
-  readonly #cancel: () => Promise<void>;
+  readonly #cancel: (signal?: string) => Promise<void>;
 
-  constructor(inner: ProcessHandle, cancel: () => Promise<void>) {
+  readonly #done: Promise<ProcessResult>;
+  #terminated = false;
+
+  constructor(inner: ProcessHandle, cancel: (signal?: string) => Promise<void>) {
     this.#inner = inner;
     this.#cancel = cancel;
+    // srun ends its tasks with KILL once it gets TERM: a job jobwire stopped reports the TERM it was stopped with.
+    this.#done = inner.done.then((result) => {
+      const killed = result.signal !== null || (result.exitCode !== null && result.exitCode > 128);
+      return this.#terminated && killed && result.error === undefined ? { ...result, exitCode: null, signal: 'SIGTERM' } : result;
+    });
   }
 
   get pid(): number | undefined {
     return this.#inner.pid;
   }
 
+  /** As srun ended; a job stopped by {@link terminate} that srun ended by a signal reports SIGTERM. */
   get done(): Promise<ProcessResult> {
-    return this.#inner.done;
+    return this.#done;
   }
 
   writeStdin(data: Uint8Array): Promise<void> {
@@ -482,7 +496,9 @@ class SrunJob implements ProcessHandle {
   }
 
   terminate(graceMs: number): void {
+    this.#terminated = true;
     this.#inner.terminate(graceMs);
+    void this.#cancel('TERM').catch(() => undefined);
     const timer = setTimeout(() => void this.#cancel().catch(() => undefined), graceMs);
     timer.unref();
     void this.#inner.done.then(() => clearTimeout(timer));

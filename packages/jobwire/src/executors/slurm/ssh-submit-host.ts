@@ -85,8 +85,9 @@ export class SshSubmitHost implements SubmitHost {
 }
 
 /**
- * A command on an exec channel (a pty for `tty`): `srun` of an interactive job. Stop: TERM to
- * the command (an SSH signal request), KILL after the grace time, then the channel is closed.
+ * A command on an exec channel (a pty for `tty`): `srun` of an interactive job. Stop: KILL (an
+ * SSH signal request) after the grace time, and the channel closed; the Slurm executor sends
+ * the TERM itself, through `scancel`.
  */
 class ChannelProcess implements ProcessHandle {
   readonly pid = undefined;
@@ -160,7 +161,8 @@ class ChannelProcess implements ProcessHandle {
     this.#terminated = true;
     void this.#channel.then((channel) => {
       if (channel === undefined) return;
-      channel.signal('TERM');
+      // No TERM here: srun signalled on its own may end before its tasks (the executor sends
+      // TERM through scancel instead); after the grace time the command is killed.
       const timer = setTimeout(() => {
         channel.signal('KILL');
         channel.close();
