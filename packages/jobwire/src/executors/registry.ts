@@ -192,7 +192,16 @@ export class NamedExecutors implements Executor {
   list(): ExecutorInfo[] {
     return [...this.#byName.values()].map(({ name, url, executor }) => {
       const status = executor.status?.() ?? { state: 'ready' as const };
-      return { name, url, adaptor: executor.name, state: status.state, ...(status.reason !== undefined ? { reason: status.reason } : {}), queues: executor.queues().map((q) => ({ name: q.name, limit: q.limit })) };
+      const defaultQueue = executor.defaultQueue;
+      return {
+        name,
+        url,
+        adaptor: executor.name,
+        state: status.state,
+        ...(status.reason !== undefined ? { reason: status.reason } : {}),
+        ...(defaultQueue !== undefined ? { defaultQueue } : {}),
+        queues: executor.queues().map((q) => ({ name: q.name, limit: q.limit })),
+      };
     });
   }
 }

@@ -4,7 +4,8 @@
  * cluster through the test sshd as its login node): batch jobs with output and exit codes,
  * cancel, interactive `cat` through srun, partitions as `jobwire queues --executor`, executor
  * states in `jobwire executors` — and a Slurm that cannot be reached starts with the server,
- * says why, and fails its jobs with that reason while the others go on.
+ * says why, and fails its jobs with that reason while the others go on. Xenon clients reach
+ * both as the `slurm` adaptor.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { startServer, type ServerHandle } from '../../src/server/index.js';
 import { cliEnv, runCli, sleepUntil } from '../helpers.js';
 import { PARTITIONS, SLURM_CONF, useTestSlurm } from '../slurm-env.js';
 import { freePort, startSshd, type TestSshd } from './sshd.js';
+import { XenonClient, grpc, rejectsWith } from '../grpc/xenon-client.js';
 
 const TIMEOUT = { timeout: 120_000 };
 
@@ -39,6 +41,7 @@ before(async () => {
     graceSeconds: 1,
     executors: ['hpc=slurm:', `hpc2=slurm+ssh://${sshd.user}@127.0.0.1:${sshd.port}`, `gone=slurm+ssh://${sshd.user}@127.0.0.1:${unreachable}`],
     ssh: { identityFiles: [sshd.identity], knownHostsFile: sshd.knownHosts, agent: false },
+    grpcPort: 0,
   });
   client = new Client({ url: server.url, token: server.token });
   env = cliEnv({ url: server.url, token: server.token, home });
@@ -121,5 +124,41 @@ describe('executor states', () => {
     // The server and the other executors go on.
     const local = await client.submitBatchJob({ executable: 'true' });
     assert.equal((await client.waitUntilDone(local.id, 60_000)).status, 'Success');
+  });
+});
+
+describe('Xenon gRPC', () => {
+  test('the slurm adaptor: location local:// is slurm:, host:port the login node; queues are partitions', TIMEOUT, async () => {
+    const x = new XenonClient(`127.0.0.1:${server.grpcPort}`, { token: server.token });
+    try {
+      await sleepUntil(async () => (await client.getExecutors()).filter((e) => e.name.startsWith('hpc')).every((e) => e.state === 'connected'), 30_000, 'the Slurm executors to connect');
+      assert.deepEqual((await x.sched('getAdaptorNames')).name, ['local', 'slurm']);
+      const described = (await x.sched('getAdaptorDescriptions')).descriptions.find((d: { name: string }) => d.name === 'slurm');
+      assert.match(described.description, new RegExp(`hpc: local://, hpc2: ${sshd.user}@127\\.0\\.0\\.1:${sshd.port}, gone: `));
+      assert.equal(described.uses_file_system, false);
+      assert.equal(described.supports_interactive, true);
+
+      for (const [location, executor] of [['local://', 'hpc'], [`127.0.0.1:${sshd.port}`, 'hpc2']] as const) {
+        const sched = await x.sched('create', { adaptor: 'slurm', location, default_credential: {} });
+        assert.equal((await x.sched('getAdaptorName', sched)).name, 'slurm');
+        assert.deepEqual((await x.sched('getQueueNames', sched)).name, [PARTITIONS.default, PARTITIONS.short]);
+        assert.equal((await x.sched('getDefaultQueueName', sched)).name, PARTITIONS.default);
+        const job = await x.sched('submitBatchJob', { scheduler: sched, description: { executable: 'sh', arguments: ['-c', 'echo $SLURM_JOB_PARTITION; exit 5'], working_directory: home } });
+        const status = await x.sched('waitUntilDone', { scheduler: sched, job, timeout: 90_000 });
+        assert.equal(status.done, true);
+        assert.equal(status.exit_code, 5);
+        const info = await client.getJobStatus(job.id);
+        assert.equal(info.description?.executor, executor);
+        assert.equal(info.queue, PARTITIONS.default);
+        assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), `${PARTITIONS.default}\n`);
+        await rejectsWith(x.sched('getFileSystem', sched), grpc.status.INTERNAL, 'XenonException');
+      }
+
+      await rejectsWith(x.sched('create', { adaptor: 'slurm', location: 'elsewhere:22' }), grpc.status.FAILED_PRECONDITION, 'InvalidLocationException');
+      await rejectsWith(x.sched('create', { adaptor: 'slurm', location: 'local://', password_credential: { username: 'u', password: 'p' } }), grpc.status.FAILED_PRECONDITION, 'InvalidCredentialException');
+      await rejectsWith(x.sched('create', { adaptor: 'ssh', location: 'local://' }), grpc.status.NOT_FOUND, 'UnknownAdaptorException');
+    } finally {
+      x.close();
+    }
   });
 });
