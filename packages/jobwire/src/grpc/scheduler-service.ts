@@ -80,13 +80,18 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
   /** Where a Slurm executor is, as a Xenon slurm location: `local://` or `[user@]host[:port]`. */
   const slurmLocation = (url: string): string => (url.toLowerCase() === 'slurm:' ? 'local://' : url.replace(/^slurm\+ssh:\/\//i, ''));
 
-  const slurmDescription = (): SchedulerAdaptorDescription => ({
+  const slurmDescription = (): SchedulerAdaptorDescription => remoteDescription({
     name: 'slurm',
     description:
       'Runs jobs on the Slurm clusters this jobwire server has executors for (jobwire server --executor NAME=slurm: or NAME=slurm+ssh://...), as ordinary jobwire jobs: ' +
       `location local:// (or empty) for Slurm on the server's machine, [user@]host[:port] for a login node (${slurmExecutors().map((e) => `${e.name}: ${slurmLocation(e.url)}`).join(', ')}); ` +
       "the connection and its credentials are the server's. Queues are the cluster's partitions; a job without one goes to the default partition.",
     supported_locations: ['(empty)', 'local://', 'host[:port]', 'user@host[:port]', 'ssh://[user@]host[:port]'],
+  });
+
+  /** An adaptor over the server's remote executors: their jobs are jobwire jobs, their files not the server's. */
+  const remoteDescription = (d: Pick<SchedulerAdaptorDescription, 'name' | 'description' | 'supported_locations'>): SchedulerAdaptorDescription => ({
+    ...d,
     supported_properties: [],
     is_embedded: true,
     supports_interactive: true,
@@ -95,19 +100,13 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     supported_credentials: ['DefaultCredential'],
   });
 
-  const sshDescription = (): SchedulerAdaptorDescription => ({
+  const sshDescription = (): SchedulerAdaptorDescription => remoteDescription({
     name: 'ssh',
     description:
       'Runs jobs on the SSH hosts this jobwire server has executors for (jobwire server --executor NAME=ssh://...), as ordinary jobwire jobs: ' +
       `location [user@]host[:port] of one of them (${sshExecutors().map((e) => e.url.replace(/^ssh:\/\//, '')).join(', ')}); ` +
       'the connection and its credentials are the server\'s. Queues single, multi and unlimited.',
     supported_locations: ['host[:port]', 'user@host[:port]'],
-    supported_properties: [],
-    is_embedded: true,
-    supports_interactive: true,
-    supports_batch: true,
-    uses_file_system: false,
-    supported_credentials: ['DefaultCredential'],
   });
 
   const description = (name: string): SchedulerAdaptorDescription => name === 'ssh' ? sshDescription() : name === 'slurm' ? slurmDescription() : ({

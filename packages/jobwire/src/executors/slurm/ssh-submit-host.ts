@@ -5,8 +5,8 @@
  * are read from an offset with `tail -c +N | head -c MAX` on an exec channel, as raw bytes.
  * @module
  */
-import type { OutputChannel } from '@jobwire/client';
 import type { ClientChannel } from 'ssh2';
+import { ChannelHandle, channelResult, pumpChannel } from '../ssh/channel-handle.js';
 import { SshConnection, shellQuote } from '../ssh/connection.js';
 import { targetText } from '../ssh/url.js';
 import type { ProcessHandle, ProcessResult, StartSpec } from '../types.js';
@@ -89,77 +89,40 @@ export class SshSubmitHost implements SubmitHost {
  * SSH signal request) after the grace time, and the channel closed; the Slurm executor sends
  * the TERM itself, through `scancel`.
  */
-class ChannelProcess implements ProcessHandle {
+class ChannelProcess extends ChannelHandle implements ProcessHandle {
   readonly pid = undefined;
   readonly done: Promise<ProcessResult>;
-  readonly #channel: Promise<ClientChannel | undefined>;
-  readonly #tty: boolean;
+  protected readonly channel: Promise<ClientChannel | undefined>;
+  protected readonly tty: boolean;
   #terminated = false;
 
   constructor(connection: SshConnection, spec: StartSpec, command: string, tty: boolean) {
-    this.#tty = tty;
+    super();
+    this.tty = tty;
     const where = targetText(connection.target);
     const size = spec.description.size ?? { cols: 80, rows: 24 };
     let startError: string | undefined;
-    this.#channel = connection.exec(command, tty ? { pty: size } : {}).catch((error: unknown) => {
+    this.channel = connection.exec(command, tty ? { pty: size } : {}).catch((error: unknown) => {
       startError = `cannot start on ${where}: ${(error as Error).message}`;
       return undefined;
     });
-    this.done = this.#channel.then(async (channel) => {
+    this.done = this.channel.then(async (channel) => {
       if (channel === undefined) return { exitCode: null, signal: null, error: startError ?? 'cannot start' };
       let seen = '';
-      const ended = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
-        let code: number | null = null;
-        let signal: string | null = null;
-        const pass = (channelName: OutputChannel) => (data: Buffer) => {
-          if (seen.length < 200) seen += data.toString();
-          spec.onOutput(channelName, data);
-        };
-        channel.on('data', pass('stdout'));
-        channel.stderr.on('data', pass(tty ? 'stdout' : 'stderr'));
-        channel.on('exit', (exitCode: number | null, signalName?: string) => {
-          code = exitCode;
-          signal = signalName === undefined ? null : signalName.startsWith('SIG') ? signalName : `SIG${signalName}`;
-        });
-        channel.on('close', () => resolve({ code, signal }));
+      const ended = await pumpChannel(channel, tty, (name, data) => {
+        if (seen.length < 200) seen += data.toString();
+        spec.onOutput(name, data);
       });
       const why = missing(ended.code, seen);
       if (why !== undefined) return { exitCode: null, signal: null, error: `cannot start on ${where}: ${why}` };
-      if (ended.code === null && ended.signal === null) {
-        return { exitCode: null, signal: null, lost: `the connection to ${where} dropped while the interactive job ran (an interactive job cannot be followed again)` };
-      }
-      return { exitCode: ended.code, signal: ended.signal };
+      return channelResult(ended, where);
     });
-  }
-
-  async writeStdin(data: Uint8Array): Promise<void> {
-    const channel = await this.#channel;
-    if (channel === undefined || !channel.writable) return;
-    if (!channel.write(data)) {
-      await new Promise<void>((resolve) => {
-        channel.once('drain', resolve);
-        channel.once('close', resolve);
-      });
-    }
-  }
-
-  closeStdin(): void {
-    void this.#channel.then((channel) => {
-      if (channel === undefined || !channel.writable) return;
-      if (this.#tty) channel.write('\x04');
-      else channel.end();
-    });
-  }
-
-  resize(cols: number, rows: number): void {
-    if (!this.#tty) return;
-    void this.#channel.then((channel) => channel?.setWindow(rows, cols, 0, 0));
   }
 
   terminate(graceMs: number): void {
     if (this.#terminated) return;
     this.#terminated = true;
-    void this.#channel.then((channel) => {
+    void this.channel.then((channel) => {
       if (channel === undefined) return;
       // No TERM here: srun signalled on its own may end before its tasks (the executor sends
       // TERM through scancel instead); after the grace time the command is killed.
