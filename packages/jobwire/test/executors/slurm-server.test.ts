@@ -13,7 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BadRequestError, Client } from '@jobwire/client';
+import { startWorker } from '../../src/distributed/worker.js';
 import { startServer, type ServerHandle } from '../../src/server/index.js';
+import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
 import { cliEnv, runCli, sleepUntil } from '../helpers.js';
 import { PARTITIONS, SLURM_CONF, useTestSlurm } from '../slurm-env.js';
 import { freePort, startSshd, type TestSshd } from './sshd.js';
@@ -159,6 +161,26 @@ describe('Xenon gRPC', () => {
       await rejectsWith(x.sched('create', { adaptor: 'ssh', location: 'local://' }), grpc.status.NOT_FOUND, 'UnknownAdaptorException');
     } finally {
       x.close();
+    }
+  });
+});
+
+describe('distributed mode', () => {
+  test('a worker with --executor slurm: feeds the cluster: jobs in the default queue go to the default partition', TIMEOUT, async () => {
+    const prefix = freshPrefix();
+    const distributed = await startServer({ home: `${home}-distributed`, port: 0, logLevel: 'silent', graceSeconds: 1, redis: REDIS_URL, redisPrefix: prefix });
+    const worker = await startWorker({ redis: REDIS_URL, prefix, name: 'slurm-fed', slots: 2, graceSeconds: 1, workDir: home, serverUrl: distributed.url, logLevel: 'silent', executor: 'slurm:' });
+    const remote = new Client({ url: distributed.url, token: distributed.token });
+    try {
+      const job = await remote.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo "$SLURM_JOB_PARTITION $JOBWIRE_JOB_ID"'] });
+      const done = await remote.waitUntilDone(job.id, 90_000);
+      assert.equal(done.status, 'Success', done.error ?? '');
+      assert.equal(Buffer.from((await remote.readOutput(job.id)).data).toString(), `${PARTITIONS.default} ${job.id}\n`);
+    } finally {
+      await worker.close();
+      await distributed.close();
+      await dropPrefix(prefix);
+      rmSync(`${home}-distributed`, { recursive: true, force: true });
     }
   });
 });

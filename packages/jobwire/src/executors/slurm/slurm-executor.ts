@@ -8,6 +8,7 @@
 import * as path from 'node:path';
 import { BadRequestError, type JobDescription } from '@jobwire/client';
 import pLimit from 'p-limit';
+import { LOCAL_QUEUES } from '../local/local-executor.js';
 import type { Executor, ExecutorState, ExecutorStatus, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../types.js';
 import { BatchJob, type BatchJobControl, type RecordedExit } from './batch-job.js';
 import {
@@ -223,7 +224,7 @@ export class SlurmExecutor implements Executor, BatchJobControl {
   start(spec: StartSpec): ProcessHandle {
     const description = spec.description;
     const cwd = path.posix.resolve(spec.defaultCwd, description.workingDirectory ?? '.');
-    const options = resourceOptions(spec.jobId, description, cwd, description.queueName);
+    const options = resourceOptions(spec.jobId, description, cwd, this.#partitionOf(description.queueName));
     if (spec.account !== undefined) {
       // Slurm runs a job as whoever submits it: never as root for a user mapped to another account.
       const refused = new BatchJob(spec, this.#host, this);
@@ -236,6 +237,16 @@ export class SlurmExecutor implements Executor, BatchJobControl {
       job.settle({ exitCode: null, signal: null, error: `cannot submit to Slurm on ${this.#host.where}: ${error instanceof Error ? error.message : String(error)}` });
     });
     return job;
+  }
+
+  /**
+   * The partition of a job's queue: the queue itself, except jobwire's own queue names (`single`,
+   * `multi`, `unlimited`: a server's or a distributed worker's default) where the cluster has no
+   * such partition, which mean the default partition (no `--partition`).
+   */
+  #partitionOf(queue: string | undefined): string | undefined {
+    if (queue === undefined || this.#partitions.some((p) => p.name === queue)) return queue;
+    return (LOCAL_QUEUES as readonly string[]).includes(queue) ? undefined : queue;
   }
 
   /**
