@@ -144,7 +144,7 @@ export interface JobInfo {
   tty: boolean;
   /** Node (machine) the job ran on. */
   node: string | null;
-  /** Why a Queued job is still waiting, when known. */
+  /** Why a Queued job is still waiting, or why a Running job is held back (its output cannot be stored: disk full), when known. */
   reason: string | null;
   /** ISO timestamps. */
   createdAt: string;

@@ -4,7 +4,7 @@
  * as a user would run it. Sizes can be lowered for a quick look:
  * BENCH_OUTPUT_MB (default 1024), BENCH_JOBS (default 400), BENCH_ROUNDS (default 2000); and
  * BENCH_ONLY (a comma-separated list of roundtrip, output, batch, latency, functions,
- * distributed, ssh, slurm) runs only those parts.
+ * restart, distributed, ssh, slurm) runs only those parts.
  * The distributed-mode figures (`distributed.ts`) need Redis at BENCH_REDIS (default
  * redis://127.0.0.1:6379); the ssh executor's (`ssh.ts`) start Debian's /usr/sbin/sshd. The Slurm figures (`slurm.ts`) start the tests' one-node Slurm
  * (root, Debian's munge and Slurm packages); BENCH_SLURM_JOBS (default 20).
@@ -15,6 +15,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@jobwire/client';
+import { stopHost } from '../src/host/index.js';
 import { distributedBench, jobRate } from './distributed.js';
 import { slurmBench } from './slurm.js';
 import { jobRoundTrips, pipeRoundTrips } from './round-trip.js';
@@ -181,6 +182,48 @@ async function submitLatency(client: Client): Promise<void> {
   rows.push({ name: 'submit → running latency p50 (100 jobs)', jobwire: `${(pct(lat, 50) / 1e6).toFixed(2)} ms`, baseline: `${(pct(spawnLat, 50) / 1e6).toFixed(2)} ms (spawn)`, ratio: (pct(lat, 50) / pct(spawnLat, 50)).toFixed(1) + '×', target: 'p50 ≤ 5 ms' });
 }
 
+/** Milliseconds from `jobwire server` until it has recorded its URL (it follows its running jobs again before it listens). */
+async function timedStart(home: string): Promise<{ proc: ChildProcess; ms: number }> {
+  rmSync(join(home, 'server.json'), { force: true });
+  const t0 = now();
+  const { proc } = await startServer(home, 2);
+  return { proc, ms: Number(now() - t0) / 1e6 };
+}
+
+async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  const exited = new Promise((r) => proc.on('exit', r));
+  proc.kill(signal);
+  await exited;
+}
+
+/**
+ * A server restart (kill -9, then start) on a home whose job host runs 100 jobs: the time until
+ * the new server listens, having followed all 100 again, beside the start of a server on a home
+ * with no jobs (same run).
+ */
+async function restart(): Promise<void> {
+  const COUNT = 100;
+  const home = mkdtempSync(join(tmpdir(), 'jobwire-bench-restart-'));
+  try {
+    const empty = await timedStart(home);
+    await stopProcess(empty.proc, 'SIGTERM');
+    const first = await startServer(home, 2);
+    const ids: string[] = [];
+    for (let i = 0; i < COUNT; i++) ids.push((await first.client.submitBatchJob({ executable: 'sleep', arguments: ['1000'], queueName: 'unlimited' })).id);
+    for (const id of ids) await first.client.waitUntilRunning(id, 60_000);
+    await stopProcess(first.proc, 'SIGKILL');
+    const again = await timedStart(home);
+    const next = new Client({ url: (JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { url: string }).url, token: readFileSync(join(home, 'token'), 'utf8').trim() });
+    const running = (await next.getJobStatuses(ids)).filter((info) => info.status === 'Running').length;
+    if (running !== COUNT) throw new Error(`after the restart ${running} of ${COUNT} jobs are Running`);
+    await stopProcess(again.proc, 'SIGTERM');
+    rows.push({ name: `server restart with ${COUNT} running jobs (kill -9, start, all followed again)`, jobwire: `${again.ms.toFixed(0)} ms`, baseline: `${empty.ms.toFixed(0)} ms (start, no jobs)`, ratio: (again.ms / empty.ms).toFixed(2) + '×', target: '' });
+  } finally {
+    await stopHost(home);
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const home = mkdtempSync(join(tmpdir(), 'jobwire-bench-'));
   const slots = availableParallelism();
@@ -193,6 +236,7 @@ async function main(): Promise<void> {
       ['batch', 'batch throughput', () => batch(client, slots)],
       ['latency', 'submit latency', () => submitLatency(client)],
       ['functions', 'no-op function jobs', () => functionJobs(client, slots)],
+      ['restart', 'server restart', () => restart()],
       ['distributed', 'distributed mode', async () => void rows.push(...(await distributedBench({ cli: CLI, embedded: client, jobs: JOBS, rounds: ROUNDS })))],
       [
         'ssh',
@@ -217,6 +261,8 @@ async function main(): Promise<void> {
   } finally {
     proc.kill('SIGTERM');
     await new Promise((r) => proc.on('exit', r));
+    // Jobs outlive the server on the job host: stop them too.
+    await stopHost(home);
     rmSync(home, { recursive: true, force: true });
     rmSync(`${home}-work`, { recursive: true, force: true });
   }

@@ -26,6 +26,12 @@ export interface CloseOptions {
    * @defaultValue undefined (wait as long as it takes)
    */
   signal?: AbortSignal;
+  /**
+   * Also stop the running jobs (`jobwire server stop --jobs`): they end Lost with the stop as the
+   * reason. By default the embedded backend leaves them running on the job host, for the next
+   * server of the home to follow. @defaultValue false
+   */
+  stopJobs?: boolean;
 }
 
 /** What a stop could not finish. */

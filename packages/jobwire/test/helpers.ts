@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, type OutputChunk } from '@jobwire/client';
 import { startWorker, type WorkerHandle } from '../src/distributed/worker.js';
+import { stillSame } from '../src/executors/local/process-identity.js';
+import { hostStatus, stopHost } from '../src/host/index.js';
 import { startServer, type ServerHandle, type ServerOptions } from '../src/server/index.js';
 import { REDIS_URL, dropPrefix, freshPrefix } from './redis-env.js';
 
@@ -75,8 +77,28 @@ export function addUser(home: string, user: string, options: AddUserOptions = {}
   return token;
 }
 
-/** Removes a temporary home and the work folder beside it (`<home>-work`). */
+/**
+ * Removes a temporary home and the work folder beside it (`<home>-work`). A job host still
+ * serving the home (its jobs outlive servers) is told to stop them and exit (SIGTERM, after an
+ * identity check), so no test leaves processes behind.
+ */
 export function removeHome(home: string): void {
+  const host = hostStatus(home);
+  if (host.state === 'running') {
+    // The host stores its jobs' ends in the home before it exits: wait for that (up to 20 s), then make sure.
+    const signal = (name: NodeJS.Signals): void => {
+      try {
+        if (stillSame(host.info.identity)) process.kill(host.info.pid, name);
+      } catch {
+        // gone meanwhile
+      }
+    };
+    signal('SIGTERM');
+    const deadline = Date.now() + 20_000;
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    while (stillSame(host.info.identity) && Date.now() < deadline) Atomics.wait(pause, 0, 0, 20);
+    signal('SIGKILL');
+  }
   rmSync(home, { recursive: true, force: true });
   rmSync(`${home}-work`, { recursive: true, force: true });
 }
@@ -127,7 +149,9 @@ export async function withServer<T>(fn: (s: TestServer) => Promise<T>, options: 
     return await fn(s);
   } finally {
     await worker?.close();
-    await server.close();
+    // Jobs outlive a server by default (they stay on the job host): a test's end stops them.
+    await server.close({ stopJobs: true });
+    if (!prefix) await stopHost(home);
     if (prefix) await dropPrefix(prefix);
     if (!options.home) removeHome(home);
   }

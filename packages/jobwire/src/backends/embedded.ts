@@ -1,21 +1,26 @@
 /**
  * The embedded backend (the default): one machine. The store is SQLite plus append-only files in
- * the home, the tokens are the home's `tokens.json`, and a dispatcher in this process runs the
- * jobs with the local executor — so at start, before anything else, jobs a crashed server left
- * Running are stopped and marked Lost (`jobs/orphans.ts`).
+ * the home, the tokens are the home's `tokens.json`, and a dispatcher in this process starts the
+ * jobs on the home's job host (`host/executor.ts`): the server never spawns a job itself, and its
+ * jobs outlive it. At start, before anything else, the host is reached (or started, settling what
+ * a dead one left) and every job the store has Running is followed again (`RunOptions.resume`);
+ * only jobs no executor can find again (started by a jobwire without a job host) are stopped and
+ * marked Lost (`jobs/orphans.ts`). A stop leaves the jobs running unless told to stop them.
  * @module
  */
 import { hostname } from 'node:os';
 import { TokenBook } from '../auth/tokens.js';
+import { HostExecutor } from '../host/index.js';
 import { LocalExecutor } from '../executors/local/index.js';
 import { executorFromUrl, NamedExecutors, parseExecutorSpec, SshConnections } from '../executors/registry.js';
 import type { SshConnectionOptions } from '../executors/ssh/connection.js';
 import { Dispatcher } from '../jobs/dispatcher.js';
 import { lostEvent } from '../jobs/events.js';
-import { loseOrphanedJobs, type LostJobs } from '../jobs/orphans.js';
+import { loseOrphans, type LostJobs } from '../jobs/orphans.js';
 import { accountPolicy } from '../jobs/run-as.js';
 import type { RunnerContext } from '../jobs/runner.js';
 import { openEmbeddedStore } from '../store/embedded/index.js';
+import { finalStatusOf, type JobRecord } from '../store/types.js';
 import type { Backend, BackendFactory } from './types.js';
 
 /** Options of {@link embeddedBackend}. */
@@ -43,23 +48,63 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
     const { log, emit } = context;
     const connections = new SshConnections(options.ssh);
     const factoryContext = { ssh: options.ssh ?? {}, sshConnection: (target: Parameters<SshConnections['get']>[0]) => connections.get(target), ...(options.lostAfterMs !== undefined ? { lostAfterMs: options.lostAfterMs } : {}) };
+    // Local jobs run in the job host (it outlives this server); named executors run theirs elsewhere.
+    const host = new HostExecutor({
+      home: context.home,
+      local: new LocalExecutor(multiSlots !== undefined ? { multiSlots } : {}),
+      graceMs: context.graceMs,
+      onError: (err, jobId) => log.warn({ err, jobId }, 'job host'),
+    });
     const executor = new NamedExecutors(
-      new LocalExecutor(multiSlots !== undefined ? { multiSlots } : {}),
+      host,
       named.map(({ name, url }) => ({ name, url, executor: executorFromUrl(url, factoryContext) })),
     );
     const tokens = new TokenBook(context.home);
     const store = await openEmbeddedStore({ dir: context.home });
-    // Before anything starts: jobs left Running by a server that died may still have processes.
+    // Before anything starts: the host (which settles what a dead one left), then the jobs left Running.
     let orphans: LostJobs;
+    const resumable: Array<{ job: JobRecord; state: Record<string, unknown> }> = [];
     try {
-      orphans = await loseOrphanedJobs(store, `the jobwire server stopped while the job was running (noticed at restart, ${new Date().toISOString()})`, context.graceMs);
+      await host.connect();
+      const stateless: JobRecord[] = [];
+      const lostWithHost: JobRecord[] = [];
+      for (const job of await store.runningJobs()) {
+        const state = await store.executorState(job.id);
+        if (state === undefined) {
+          stateless.push(job);
+          continue;
+        }
+        // A named executor's job (ssh, Slurm) is found again by its executor when it is resumed.
+        if (executor.executorFor(job.description) !== host) {
+          resumable.push({ job, state });
+          continue;
+        }
+        // Jobs whose host died are settled now, before anything is served (and reported as lost then).
+        const recovery = await host.recover(job.id, job.process);
+        if (recovery.kind === 'lost') {
+          const finished = await store.finishJob(job.id, { status: 'Lost', error: recovery.reason, endedAt: new Date().toISOString() });
+          if (finished !== undefined) {
+            await store.streams.closeOutput(job.id, finalStatusOf(finished));
+            lostWithHost.push(finished);
+          }
+        } else {
+          resumable.push({ job, state });
+        }
+      }
+      orphans = await loseOrphans(store, stateless, `the jobwire server stopped while the job was running (noticed at restart, ${new Date().toISOString()})`, context.graceMs);
+      orphans.lost.push(...lostWithHost);
     } catch (err) {
+      connections.close();
+      await host.close();
       await store.close();
       throw err;
     }
+    /** Whether a stop leaves the jobs running (the default) or stops them too. */
+    let keepJobs = true;
     const ctx: RunnerContext = {
       store,
       executor,
+      keepRunning: () => keepJobs,
       node: hostname(),
       graceMs: context.graceMs,
       defaultCwd: context.workDir,
@@ -69,6 +114,7 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
         emit('runner:error', { error: err, jobId });
       },
     };
+    const started = Date.now();
     // The jobs run here, so a root server maps users to OS accounts (run-as.ts), refusing at
     // submit what it would refuse at start.
     const accountFor = accountPolicy((user) => tokens.user(user));
@@ -79,6 +125,9 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
         if (job.status === 'Lost') emit('job:lost', lostEvent(job));
       },
     });
+    // Followed again at once (their output, stdin and end), before the first request is served.
+    for (const { job, state } of resumable) dispatcher.resume(job, state);
+    if (resumable.length > 0) log.warn({ jobs: resumable.length, ms: Date.now() - started }, 'jobs left running by the previous server followed again');
     let serving = false;
     return {
       adaptor: executor.name,
@@ -103,9 +152,13 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
         }
         dispatcher.poke();
       },
+      prepareStop: ({ stopJobs }) => {
+        keepJobs = !stopJobs;
+      },
       drain: () => dispatcher.idle(),
       close: async (steps) => {
         connections.close();
+        await steps.run('closing the connection to the job host', () => host.close());
         await steps.run('closing the store', () => store.close());
       },
       abandon: () => connections.close(),

@@ -62,7 +62,13 @@ export interface Backend extends JobScheduler {
    * and again when the address changes (a TLS reload with another CA file).
    */
   serve(address: ServerAddress): void;
-  /** After the shutdown signal aborted: resolves once the jobs running in this process have ended and are stored. */
+  /**
+   * Called before the shutdown signal aborts: whether the stop also stops the jobs. A backend
+   * whose jobs outlive the server (the embedded one, on its job host) leaves them running unless
+   * `stopJobs`; one without the choice ignores it. @defaultValue jobs are stopped (no such choice)
+   */
+  prepareStop?(options: { stopJobs: boolean }): void;
+  /** After the shutdown signal aborted: resolves once the jobs running in this process have ended (or were left running) and are stored. */
   drain(): Promise<void>;
   /** Ends housekeeping and closes the store, each as a step of `steps` (a stop that gives up on the store reports what it left). */
   close(steps: StopSteps): Promise<void>;

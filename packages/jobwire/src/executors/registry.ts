@@ -153,6 +153,11 @@ export class NamedExecutors implements Executor {
     return found.executor;
   }
 
+  /** The named executor of `description`; this whole for an unknown name (its start reports it). */
+  executorFor(description: JobDescription): Executor {
+    return this.#byName.get(description.executor ?? 'local')?.executor ?? this;
+  }
+
   /** Every queue name once, with the first executor's limit that names it (local's first). */
   queues(): QueueDef[] {
     const seen = new Map<string, QueueDef>();

@@ -6,7 +6,7 @@
  * implement the same interface.
  * @module
  */
-import type { JobDescription, OutputChannel } from '@jobwire/client';
+import type { JobDescription, OutputChannel, OutputChunk } from '@jobwire/client';
 import type { JobProcess } from '../job-process.js';
 import type { OsAccount } from './local/os-account.js';
 
@@ -35,8 +35,9 @@ export interface ProcessResult {
   /** For function jobs: the error (message + stack) the function threw; or a start failure. */
   error?: string;
   /**
-   * Set when the executor lost track of the job (a remote host unreachable past its bound, a
-   * connection that dropped under an interactive job): the job ends Lost with this reason.
+   * Set when the executor lost track of the job — a remote host unreachable past its bound, a
+   * connection that dropped under an interactive job, a job host that died: the job ends Lost
+   * with this sentence as its error, whatever the other fields say.
    */
   lost?: string;
 }
@@ -75,8 +76,27 @@ export interface StartSpec {
    * For tty jobs everything arrives on "stdout".
    */
   onOutput(channel: OutputChannel, data: Buffer): void;
+  /**
+   * For an executor that stores output itself ({@link Executor.storesOutput}), instead of
+   * onOutput: each chunk with its place in the job's stored output, as it arrives (before it is
+   * stored), none missing or repeated from the resume position on.
+   */
+  onStoredOutput?(chunk: OutputChunk): void;
+  /** For an executor that stores output itself: the merged output before this position is in the files now. */
+  onStored?(end: number): void;
+  /**
+   * For an executor that stores output itself: a line (with its newline) the job's stderr opens
+   * with, before anything of the job's (where the job starts, when not where it was submitted
+   * from). Other executors never see it: the runner appends it. @defaultValue none
+   */
+  notice?: string;
   /** Called when a function job reports progress. */
   onProgress(message: string): void;
+  /**
+   * Called when the job is held back by its executor — its output cannot be stored (disk full),
+   * so it is not read and the job blocks — with why; null when it goes on. Optional for callers.
+   */
+  onHeldBack?(reason: string | null): void;
   /**
    * Called when the executor learns what it needs to find the job again after this process
    * restarts (a Slurm job id, a remote job folder, a job host's record); the runner stores the
@@ -96,6 +116,12 @@ export type ExecutorState = Record<string, unknown>;
 export interface ResumeFrom {
   stdout: number;
   stderr: number;
+  /**
+   * Stdin bytes the runner knows the job was handed; it resends from there, so the executor
+   * numbers the next write from this offset (one that keeps stdin itself skips what it has).
+   * @defaultValue 0
+   */
+  stdin?: number;
 }
 
 /** A started process. */
@@ -107,6 +133,17 @@ export interface ProcessHandle {
    * it, recorded with the job so that a restart can stop it if its runner died.
    */
   readonly process?: JobProcess | undefined;
+  /**
+   * For an executor that starts jobs asynchronously (a job host): resolves once `pid` and
+   * `process` are known (or the start failed, which `done` then reports). @defaultValue already known
+   */
+  readonly ready?: Promise<void>;
+  /**
+   * Stops following the job and leaves it running (a server that stops and keeps its jobs): no
+   * more output, and `done` never resolves for this handle; {@link Executor.resume} finds the job
+   * again. Optional: an executor without it cannot leave jobs behind.
+   */
+  detach?(): void;
   /** Writes to the job's stdin; resolves once the data is handed to the OS (backpressure). */
   writeStdin(data: Uint8Array): Promise<void>;
   /** Ends the job's stdin (EOF; for a tty job, the terminal's EOF character). */
@@ -144,6 +181,20 @@ export interface Executor {
   readonly defaultQueue?: string | undefined;
   /** Its state (connections of remote executors). @defaultValue `ready` when absent */
   status?(): ExecutorStatus;
+  /**
+   * True when the executor writes each job's output into the store's files itself (the job host
+   * writes `<home>/output/<id>/`) and reports it with {@link StartSpec.onStoredOutput}; the runner
+   * then only tells the stream log (`StreamLog.noteOutput`). Otherwise the runner appends what
+   * {@link StartSpec.onOutput} hands it. @defaultValue false
+   */
+  readonly storesOutput?: boolean;
+  /**
+   * For an executor made of others (the server's named executors): the one that runs jobs of
+   * `description`, which the runner asks whether it stores output and how to resume. Never
+   * throws (an unknown name gives this executor, whose start reports it).
+   * @defaultValue this executor
+   */
+  executorFor?(description: JobDescription): Executor;
   /** Throws a BadRequestError (code "unsupported", naming the field) for anything it cannot honour. */
   check(description: JobDescription): void;
   /** Starts a job. Never throws for a missing program: the handle's `done` reports it as an error. */

@@ -358,6 +358,7 @@ const requestSchema = z.discriminatedUnion('type', [
       baseEnv: stringMap.optional(),
       account: account.optional(),
       graceMs: z.number().nonnegative().optional(),
+      notice: z.string().max(4096).optional(),
     }),
   }),
   z.object({ type: z.literal('list'), rid }),

@@ -7,6 +7,7 @@
  * host") has the why.
  * @module
  */
+export { HostExecutor, STDIN_WINDOW_BYTES, type HostExecutorOptions, type HostJobRecord } from './executor.js';
 export { ensureHost, type EnsureHostOptions, type EnsuredHost } from './ensure.js';
 export { HostClient, type HostClientOptions, type HostJobEvent, type SubscribeOptions, type TerminateOptions } from './client.js';
 export { JobHost, HostRunningError, DEFAULT_IDLE_MS, type JobHostOptions } from './daemon.js';

@@ -92,6 +92,8 @@ export class HostedJob {
         else this.handle.resumeOutput?.();
       },
     });
+    // Before anything of the job's: nobody follows yet, subscriptions replay it from the queue.
+    if (spec.notice !== undefined) this.files.append('stderr', Buffer.from(spec.notice));
     this.handle = context.executor.start({
       jobId: spec.jobId,
       description,

@@ -41,9 +41,17 @@ const ATTEMPTS = 100;
  * has no identity (no /proc) or the folder cannot be written.
  */
 export function acquireHostLock(home: string): LockOutcome {
+  return acquireLock(lockDir(home), 'the job host lock');
+}
+
+/**
+ * Takes the lock kept in folder `dir` (the same design as the host lock, for other one-per-home
+ * processes: the server's `server.lock/`), or says which live process holds it. `what` names the
+ * lock in errors.
+ */
+export function acquireLock(dir: string, what: string): LockOutcome {
   const self = selfIdentity();
-  if (self === undefined) throw new Error('cannot take the job host lock: this process has no identity (is /proc mounted?)');
-  const dir = lockDir(home);
+  if (self === undefined) throw new Error(`cannot take ${what}: this process has no identity (is /proc mounted?)`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const top = generations(dir).at(-1);
@@ -74,12 +82,16 @@ export function acquireHostLock(home: string): LockOutcome {
       },
     };
   }
-  throw new Error(`cannot take the job host lock in ${dir}: it changed hands ${ATTEMPTS} times while trying`);
+  throw new Error(`cannot take ${what} in ${dir}: it changed hands ${ATTEMPTS} times while trying`);
 }
 
 /** The live holder of `home`'s host lock, if any. */
 export function lockHolder(home: string): ProcessIdentity | undefined {
-  const dir = lockDir(home);
+  return lockHolderOf(lockDir(home));
+}
+
+/** The live holder of the lock kept in folder `dir` (see {@link acquireLock}), if any. */
+export function lockHolderOf(dir: string): ProcessIdentity | undefined {
   let list: number[];
   try {
     list = generations(dir);

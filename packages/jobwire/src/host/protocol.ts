@@ -105,6 +105,11 @@ export interface StartJob {
   account?: OsAccount;
   /** Milliseconds between SIGTERM and SIGKILL when the host stops the job (maxRuntime). @defaultValue 10000 */
   graceMs?: number;
+  /**
+   * A line the job's stderr opens with, stored before anything of the job's (where the job
+   * starts, when not where it was submitted from). A host of an older build ignores it. @defaultValue none
+   */
+  notice?: string;
 }
 
 /** A job as the host sees it: returned by start, list and subscribe. */

@@ -4,7 +4,7 @@
  * that are handed jobs by placement. Shutdown is its signal aborting (see {@link DispatcherOptions}).
  * @module
  */
-import { UNLIMITED_AT_ONCE, type QueueDef } from '../executors/types.js';
+import { UNLIMITED_AT_ONCE, type ExecutorState, type QueueDef } from '../executors/types.js';
 import type { JobRecord } from '../store/types.js';
 import { runJob, type RunnerContext } from './runner.js';
 
@@ -103,22 +103,37 @@ export class Dispatcher {
       for (const job of jobs) {
         if (started >= free || this.stopped) break;
         if (active.has(job.id)) continue;
-        active.add(job.id);
         started++;
-        const run = runJob(this.ctx, job, this.options.signal ? { signal: this.options.signal } : {})
-          .then((finished) => {
-            if (finished) this.options.onFinished?.(finished);
-          })
-          .catch((err: unknown) => this.ctx.onError(err, job.id))
-          .finally(() => {
-            active.delete(job.id);
-            this.runs.delete(run);
-            this.poke(q.name);
-          });
-        this.runs.add(run);
+        this.#run(job);
       }
       if (q.limit === null && jobs.length >= asked) this.poke(q.name);
     }
+  }
+
+  /**
+   * Follows a job a restart found Running (see `RunOptions.resume`): it holds a slot of its
+   * queue like a job started here. Call before the first {@link poke}.
+   */
+  resume(job: JobRecord, state: ExecutorState): void {
+    this.#run(job, state);
+  }
+
+  #run(job: JobRecord, resume?: ExecutorState): void {
+    let active = this.running.get(job.queue);
+    if (active === undefined) this.running.set(job.queue, (active = new Set()));
+    const slots = active;
+    slots.add(job.id);
+    const run = runJob(this.ctx, job, { ...(this.options.signal ? { signal: this.options.signal } : {}), ...(resume !== undefined ? { resume } : {}) })
+      .then((finished) => {
+        if (finished) this.options.onFinished?.(finished);
+      })
+      .catch((err: unknown) => this.ctx.onError(err, job.id))
+      .finally(() => {
+        slots.delete(job.id);
+        this.runs.delete(run);
+        this.poke(job.queue);
+      });
+    this.runs.add(run);
   }
 
   /** Resolves when every started run has finished. */

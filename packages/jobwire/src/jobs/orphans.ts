@@ -1,14 +1,16 @@
 /**
- * Orphaned jobs: jobs whose runner (the embedded server, or a worker) died under them — a
- * crash, kill -9 — while their processes ran on. Until jobs have a host that outlives the
- * server, nothing may run that jobwire does not know about: at start-up their process groups
- * are stopped before the jobs are marked Lost and before anything else starts, so a `single`
- * queue never runs two jobs at once.
+ * Orphaned jobs: jobs whose runner died under them — a crash, kill -9 — while their processes
+ * ran on, and which nothing can follow again: a distributed-mode worker's jobs (they run in the
+ * worker's process until workers move onto the job host), and, at the start of an embedded
+ * server, Running jobs without an executor state (started by a jobwire before the job host; the
+ * others are followed again through the host, see `backends/embedded.ts`). Nothing may run that
+ * jobwire does not know about: at start-up their process groups are stopped before the jobs are
+ * marked Lost and before anything else starts, so a `single` queue never runs two jobs at once.
  * @module
  */
 import { stopLostGroup } from '../executors/local/process-group.js';
 import { stillSame, type JobProcess } from '../executors/local/process-identity.js';
-import type { JobRecord, Store } from '../store/types.js';
+import { finalStatusOf, type JobRecord, type Store } from '../store/types.js';
 
 /** What became of one orphaned job's processes. */
 export type OrphanOutcome =
@@ -57,6 +59,23 @@ export interface LostJobs {
 export async function loseOrphanedJobs(store: Store, reason: string, graceMs: number): Promise<LostJobs> {
   const outcomes = await stopOrphans(await store.runningJobs(), graceMs);
   const lost = await store.loseRunningJobs((job) => withOutcome(reason, outcomes.get(job.id)));
+  return { lost, outcomes };
+}
+
+/**
+ * Like {@link loseOrphanedJobs}, for some of the Running jobs only (those no executor can find
+ * again, at the start of a server whose other jobs live on in a job host): stops their
+ * processes, then marks each Lost and closes its output.
+ */
+export async function loseOrphans(store: Store, jobs: JobRecord[], reason: string, graceMs: number): Promise<LostJobs> {
+  const outcomes = await stopOrphans(jobs, graceMs);
+  const lost: JobRecord[] = [];
+  for (const job of jobs) {
+    const finished = await store.finishJob(job.id, { status: 'Lost', error: withOutcome(reason, outcomes.get(job.id)), endedAt: new Date().toISOString() });
+    if (finished === undefined) continue;
+    await store.streams.closeOutput(job.id, finalStatusOf(finished));
+    lost.push(finished);
+  }
   return { lost, outcomes };
 }
 

@@ -7,7 +7,7 @@
  */
 import type { OutputChannel } from '@jobwire/client';
 import type { OsAccount } from '../executors/local/os-account.js';
-import type { Executor, ProcessHandle, ProcessResult } from '../executors/types.js';
+import type { Executor, ExecutorState, ProcessHandle, ProcessResult, StartSpec } from '../executors/types.js';
 import { finalStatusOf, type FinishFields, type JobRecord, type Store, type StreamEvent } from '../store/types.js';
 import { setLongTimeout, type LongTimeout } from '../timers.js';
 import { resolve } from 'node:path';
@@ -36,6 +36,12 @@ export interface RunnerContext {
   accountFor?(owner: string): Promise<OsAccount | undefined>;
   /** Reports a bookkeeping failure (never thrown: a job's run must not crash the server). */
   onError(err: unknown, jobId: string): void;
+  /**
+   * Asked when a run's signal aborts: true leaves a job whose handle can detach (a job host's)
+   * running, unsettled, for {@link RunOptions.resume} after the restart; false stops it.
+   * @defaultValue every job is stopped
+   */
+  keepRunning?(): boolean;
 }
 
 /** What one run is given besides the shared {@link RunnerContext}. */
@@ -54,6 +60,12 @@ export interface RunOptions {
    * @defaultValue the store's `finishJob`, then `closeOutput`
    */
   settle?(fields: FinishFields): Promise<JobRecord | undefined>;
+  /**
+   * Follows a job that is Running already (a restart found it) instead of starting it: the
+   * executor's `resume` with this state (what it reported through `onState`) and the output and
+   * stdin stored so far. A job the executor cannot find again ends Lost. @defaultValue starts the Queued job
+   */
+  resume?: ExecutorState;
 }
 
 const STDIN_READ = 64 * 1024;
@@ -75,8 +87,8 @@ async function settleInStore(ctx: RunnerContext, id: string, fields: FinishField
   return finished;
 }
 
-/** The handle of a job that was not started: it ends at once with `reason` as its error. */
-function notRun(reason: unknown): ProcessHandle {
+/** The handle of a job that was not started (or, `lost`, not found again): it ends at once with `reason` as its error. */
+function notRun(reason: unknown, lost = false): ProcessHandle {
   const error = reason instanceof Error ? reason.message : String(reason);
   return {
     pid: undefined,
@@ -84,7 +96,7 @@ function notRun(reason: unknown): ProcessHandle {
     closeStdin: () => {},
     resize: () => {},
     terminate: () => {},
-    done: Promise.resolve({ exitCode: null, signal: null, error }),
+    done: Promise.resolve(lost ? { exitCode: null, signal: null, lost: error } : { exitCode: null, signal: null, error }),
   };
 }
 
@@ -93,8 +105,10 @@ function notRun(reason: unknown): ProcessHandle {
  * Queued), to the job as this run finished it (undefined when it did not). Never rejects.
  */
 export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOptions = {}): Promise<JobRecord | undefined> {
-  const { signal } = options;
-  const { store, executor } = ctx;
+  const { signal, resume } = options;
+  const { store } = ctx;
+  // The executor that runs this job (of the server's named ones), asked about output and resume.
+  const executor = ctx.executor.executorFor?.(job.description) ?? ctx.executor;
   const streams = store.streams;
   const id = job.id;
   let handle: ProcessHandle | undefined;
@@ -105,9 +119,28 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
   let pendingAppend: Promise<unknown> = Promise.resolve();
   let appendFailed: unknown;
   const early: StreamEvent[] = [];
+  /** Set when the run leaves the job running (see {@link RunnerContext.keepRunning}). */
+  let detached = false;
+  let onDetached!: () => void;
+  const detaching = new Promise<'detached'>((resolve) => (onDetached = () => resolve('detached')));
+
+  // An executor that stores output itself (a job host) writes the log's files; the log only learns of it.
+  const stored = executor.storesOutput === true;
+  const adopt = streams.adoptOutput?.bind(streams);
+  if (stored && (adopt === undefined || streams.noteOutput === undefined)) {
+    ctx.onError(new Error(`the ${executor.name} executor stores output itself, which this store cannot read`), id);
+    return undefined;
+  }
+  let sizes;
+  try {
+    sizes = stored ? adopt!(id) : await streams.sizes(id);
+  } catch (err) {
+    ctx.onError(err, id);
+    return undefined;
+  }
 
   // Stdin pump state: one loop at a time, reading from the consumed offset.
-  let consumed = (await streams.sizes(id)).stdinConsumed;
+  let consumed = sizes.stdinConsumed;
   let pumping = false;
   let stdinEnded = false;
   /** Writes stdin from `consumed` on; `live` is the chunk just appended, used when it is next (no read). */
@@ -159,6 +192,12 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     handle?.terminate(ctx.graceMs);
   };
   const stopForSignal = (): void => {
+    if (handle?.detach !== undefined && ctx.keepRunning?.() === true) {
+      detached = true;
+      handle.detach();
+      onDetached();
+      return;
+    }
     stoppedFor ??= reasonText(signal?.reason);
     handle?.terminate(ctx.graceMs);
   };
@@ -204,13 +243,17 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
       refusal = err;
     }
     // Stopped before it started: nothing ran, the job stays Queued for whoever starts next.
-    if (signal?.aborted) return undefined;
+    if (signal?.aborted && resume === undefined) return undefined;
     const defaultCwd = account?.home ?? ctx.defaultCwd;
     const start = startDirectory(job.description, defaultCwd, ctx.node);
-    if (start.notice !== undefined && refusal === undefined) await streams.appendOutput(id, 'stderr', Buffer.from(start.notice));
     const cwd = resolve(defaultCwd, start.description.workingDirectory ?? '.');
-    if (refusal === undefined) refusal = await placeInputFiles(store.blobs, job.owner, job.description, cwd, account).then(() => undefined, (err: unknown) => err);
-    handle = refusal !== undefined ? notRun(refusal) : executor.start({
+    if (resume === undefined) {
+      // An executor that stores output itself writes the notice as the job's first stderr line.
+      if (start.notice !== undefined && refusal === undefined && !stored) await streams.appendOutput(id, 'stderr', Buffer.from(start.notice));
+      if (refusal === undefined) refusal = await placeInputFiles(store.blobs, job.owner, job.description, cwd, account).then(() => undefined, (err: unknown) => err);
+    }
+    const spec: StartSpec = {
+      ...(start.notice !== undefined && stored ? { notice: start.notice } : {}),
       jobId: id,
       description: start.description,
       defaultCwd,
@@ -221,16 +264,39 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
           appendFailed ??= err;
         });
       },
+      onStoredOutput: (chunk) => {
+        try {
+          streams.noteOutput!(id, chunk);
+        } catch (err) {
+          appendFailed ??= err;
+        }
+      },
+      onStored: (end) => streams.noteStored?.(id, end),
       onProgress: (message: string) => {
         store.setProgress(id, message).catch((err: unknown) => ctx.onError(err, id));
       },
-    });
-    const running = await store.markRunning(id, {
-      startedAt: new Date().toISOString(),
-      pid: handle.pid ?? null,
-      node: ctx.node,
-      process: handle.process ?? null,
-    });
+      onHeldBack: (reason) => {
+        store.setReason(id, reason).catch((err: unknown) => ctx.onError(err, id));
+      },
+      onState: (state) => {
+        store.setExecutorState(id, state).catch((err: unknown) => ctx.onError(err, id));
+      },
+    };
+    let running: JobRecord | undefined;
+    if (resume !== undefined) {
+      const found = executor.resume === undefined ? undefined : await executor.resume(spec, resume, { stdout: sizes.stdout, stderr: sizes.stderr, stdin: consumed });
+      handle = found ?? notRun(`its ${executor.name} executor could not find it again after a restart`, true);
+      running = job;
+    } else {
+      handle = refusal !== undefined ? notRun(refusal) : executor.start(spec);
+      await handle.ready;
+      running = await store.markRunning(id, {
+        startedAt: new Date().toISOString(),
+        pid: handle.pid ?? null,
+        node: ctx.node,
+        process: handle.process ?? null,
+      });
+    }
     if (signal?.aborted) stopForSignal();
     else if (!running) stopForCancel(); // cancelled while starting
     const maxRuntime = job.description.maxRuntime ?? 0;
@@ -244,8 +310,10 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     for (const ev of early.splice(0)) onStream(ev);
     if (job.interactive) kick();
     else stdinEnded = true;
-    result = await handle.done;
-    if (refusal === undefined) result = withProblem(result, await keepOutputFiles(store.blobs, id, job.description, cwd));
+    const ended = await Promise.race([handle.done, detaching]);
+    if (ended === 'detached') return undefined;
+    result = ended;
+    if (refusal === undefined && result.lost === undefined) result = withProblem(result, await keepOutputFiles(store.blobs, id, job.description, cwd));
   } catch (err) {
     result = { exitCode: null, signal: null, error: `could not run the job: ${err instanceof Error ? err.message : String(err)}` };
   } finally {
@@ -253,11 +321,15 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     unsubscribe();
     signal?.removeEventListener('abort', stopForSignal);
   }
+  if (detached) return undefined;
 
   await pendingAppend;
   const fields: FinishFields = { status: 'Success', exitCode: result.exitCode, signal: result.signal, endedAt: new Date().toISOString() };
   if (result.result !== undefined) fields.result = result.result;
-  if (stoppedFor !== undefined) {
+  if (result.lost !== undefined) {
+    fields.status = 'Lost';
+    fields.error = result.lost;
+  } else if (stoppedFor !== undefined) {
     fields.status = 'Lost';
     fields.error = stoppedFor;
   } else if (result.lost !== undefined) {

@@ -33,6 +33,9 @@ import { NetworkRunner } from '../networks/run.js';
 import { certificateCovers, loadTls, type ServerTlsOptions } from './tls.js';
 
 export { TlsFileError, type ServerTlsOptions } from './tls.js';
+export { HomeInUseError } from './home-lock.js';
+import { lockServerHome } from './home-lock.js';
+import type { HostLock } from '../host/lock.js';
 import { prepareHome } from '../home.js';
 import { serializeError } from '../logging.js';
 import { StopSteps, type CloseOptions, type StopReport } from '../stop.js';
@@ -113,7 +116,7 @@ export interface ServerOptions {
 export interface ServerEventMap extends JobwireEventMap {
   /** Serving at `url` (emitted before `startServer` resolves; the gRPC service starts after it). */
   'server:listening': [{ url: string }];
-  /** `close()` began; jobs running in this server are stopped and end Lost with `reason`. */
+  /** `close()` began; with `stopJobs`, jobs running for this server are stopped and end Lost with `reason` (else they run on, on the job host). */
   'server:stopping': [{ reason: string }];
   /** `close()` ended; `report` lists what was left unsettled. */
   'server:stopped': [{ report: StopReport }];
@@ -146,8 +149,9 @@ export interface ServerHandle extends AsyncDisposable {
    */
   reloadTls?(): void;
   /**
-   * Stops accepting, ends client sessions, stops running jobs (they end Lost), closes the store.
-   * With `signal` (distributed mode), gives up on an unanswering Redis when it aborts; resolves
+   * Stops accepting, ends client sessions, closes the store. Running jobs of an embedded server
+   * keep running on the home's job host for the next server, unless `stopJobs` (then they are
+   * stopped and end Lost). With `signal` (distributed mode), gives up on an unanswering Redis when it aborts; resolves
    * to what was left unsettled, which is also logged.
    */
   close(options?: CloseOptions): Promise<StopReport>;
@@ -193,8 +197,22 @@ function redactUrl(url: string): string {
   return url.replace(/([?&](?:access_)?token=)[^&#]*/g, '$1[redacted]');
 }
 
-/** Starts a server. */
+/**
+ * Starts a server. Refused with a {@link HomeInUseError} (before anything in the home changes)
+ * when another server uses the same home.
+ */
 export async function startServer(options: ServerOptions = {}): Promise<ServerHandle> {
+  const held: { lock?: HostLock } = {};
+  try {
+    return await startLocked(options, held);
+  } catch (err) {
+    held.lock?.release();
+    throw err;
+  }
+}
+
+/** {@link startServer}, taking the home's server lock into `held` once the options are checked. */
+async function startLocked(options: ServerOptions, held: { lock?: HostLock }): Promise<ServerHandle> {
   const opts = defaults(options);
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new RangeError(`port: an integer from 0 to 65535, not ${opts.port}`);
   const openBackend = chooseBackend(options);
@@ -204,6 +222,9 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   const workDir = opts.workDir;
   checkWorkDir(workDir, home);
   const prepared = prepareHome(home);
+  // Before anything in the home changes: one server per home.
+  const lock = lockServerHome(home);
+  held.lock = lock;
   mkdirSync(workDir, { recursive: true });
 
   const events = options.events ?? new EventEmitter<ServerEventMap>();
@@ -268,7 +289,16 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
   // the expectation is ignorable (RFC 9110), so such a request is served like any other.
   app.server.on('checkExpectation', app.routing);
 
-  await app.listen({ host: opts.host, port: opts.port });
+  try {
+    await app.listen({ host: opts.host, port: opts.port });
+  } catch (err) {
+    // Nothing was served: the jobs the backend follows are left as they are (running on the job host).
+    backend.prepareStop?.({ stopJobs: false });
+    shutdown.abort('the jobwire server could not listen');
+    await backend.drain();
+    await backend.close(new StopSteps(undefined, () => backend.abandon()));
+    throw err;
+  }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
   let hostPart = opts.host.includes(':') ? `[${opts.host}]` : opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host;
@@ -300,7 +330,9 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
       // A backend on Redis may wait for it at every step; giving up drops the connections.
       const steps = new StopSteps(options.signal, () => backend.abandon());
       await steps.run('closing the gRPC service', () => grpc?.close());
-      // No job starts any more; those running here stop and end Lost with the reason.
+      // No job starts any more; those running here are left to the job host (or, with stopJobs,
+      // stop and end Lost with the reason).
+      backend.prepareStop?.({ stopJobs: options.stopJobs === true });
       shutdown.abort(reason);
       // Networks stop wiring their jobs (which stop like any job).
       networks.close();
@@ -318,6 +350,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ServerHa
       } catch {
         // already gone
       }
+      lock.release();
       emitSafely(events, 'server:stopped', { report });
       return report;
     })());

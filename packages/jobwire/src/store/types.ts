@@ -135,7 +135,14 @@ export interface Store {
   markRunning(id: string, fields: RunningFields): Promise<JobRecord | undefined>;
   /** Sets the progress message of a job that is not final. */
   setProgress(id: string, message: string): Promise<JobRecord | undefined>;
-  /** Sets why a Queued job waits (null clears it). */
+  /**
+   * Records what the job's executor needs to find it again after a restart (the latest value
+   * replaces the one before); ignored for a job that is no longer Queued or Running.
+   */
+  setExecutorState(id: string, state: Record<string, unknown>): Promise<void>;
+  /** The executor state last recorded for a job, if any. */
+  executorState(id: string): Promise<Record<string, unknown> | undefined>;
+  /** Sets why a Queued job waits, or why a Running one is held back (null clears it). */
   setReason(id: string, reason: string | null): Promise<JobRecord | undefined>;
   /** Moves a non-final job to a final status. Returns undefined if it was final already. */
   finishJob(id: string, fields: FinishFields): Promise<JobRecord | undefined>;
@@ -281,4 +288,21 @@ export interface StreamLog {
   subscribe(jobId: string, listener: (event: StreamEvent) => void): () => void;
   /** Removes everything stored for a job. */
   remove(jobId: string): Promise<void>;
+
+  /**
+   * Output written into this log's files by another process (the job host writes
+   * `<home>/output/<id>/` in this format), for stores whose files a job host can reach (the
+   * embedded store; absent elsewhere). `adoptOutput` declares a job's output as written
+   * elsewhere — from then on the log never repairs, truncates or appends to its output files —
+   * and returns the sizes stored so far (read afresh from the files).
+   */
+  adoptOutput?(jobId: string): StreamSizes;
+  /**
+   * A chunk of adopted output as it arrives, before it is stored: kept in memory (so readers get
+   * it at once) and announced as an `output` event. A chunk that starts before the known end has
+   * the part known dropped; one that leaves a gap throws.
+   */
+  noteOutput?(jobId: string, chunk: OutputChunk): void;
+  /** Adopted output before `end` (merged position) is in the files now: memory may let it go. */
+  noteStored?(jobId: string, end: number): void;
 }

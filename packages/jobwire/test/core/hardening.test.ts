@@ -4,11 +4,10 @@
  * own process, so that a crash shows as that process exiting rather than as this one dying.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import { describe, it } from 'node:test';
 import { Client, HTTP_STATUS, type ErrorCode } from '@jobwire/client';
-import { rawRequest, startServerProcess, tempHome, withServer, type RawResponse } from '../helpers.js';
+import { rawRequest, startServerProcess, removeHome, tempHome, withServer, type RawResponse } from '../helpers.js';
 
 /** A WebSocket upgrade request for `target`, as raw text. */
 function upgradeRequest(target: string, headers: Record<string, string> = {}): string {
@@ -57,7 +56,7 @@ async function withServerProcess(fn: (s: { url: string; token: string }) => Prom
   } finally {
     server.proc.kill('SIGTERM');
     await server.exited;
-    rmSync(home, { recursive: true, force: true });
+    removeHome(home);
   }
 }
 

@@ -6,7 +6,7 @@ import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Client, ConnectionError, type JobEvent } from '@jobwire/client';
-import { CLI, collect, concat, makeCertificates, makeSelfSigned, runCli, sleepUntil, startServerProcess, tempHome, withServer } from '../helpers.js';
+import { CLI, collect, concat, makeCertificates, makeSelfSigned, runCli, sleepUntil, startServerProcess, removeHome, tempHome, withServer } from '../helpers.js';
 
 /** A folder for certificates, removed after `fn`. */
 async function withCertDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
@@ -240,7 +240,7 @@ describe('CLI over TLS', () => {
       } finally {
         sp.proc.kill('SIGTERM');
         await sp.exited;
-        rmSync(home, { recursive: true, force: true });
+        removeHome(home);
       }
     });
   });
@@ -266,7 +266,7 @@ describe('CLI over TLS', () => {
       } finally {
         sp.proc.kill('SIGTERM');
         await sp.exited;
-        rmSync(home, { recursive: true, force: true });
+        removeHome(home);
       }
     });
   });
@@ -321,7 +321,7 @@ describe('CLI over TLS', () => {
       } finally {
         sp.proc.kill('SIGTERM');
         await sp.exited;
-        rmSync(home, { recursive: true, force: true });
+        removeHome(home);
       }
     });
   });

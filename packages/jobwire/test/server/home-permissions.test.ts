@@ -5,11 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Client } from '@jobwire/client';
-import { CLI, runCli, sleepUntil, startServerProcess, tempHome } from '../helpers.js';
+import { CLI, runCli, sleepUntil, startServerProcess, removeHome, tempHome } from '../helpers.js';
 import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
 
 const mode = (path: string): number => statSync(path).mode & 0o777;
@@ -43,7 +43,7 @@ describe('home permissions', () => {
     } finally {
       server.proc.kill('SIGTERM');
       await server.exited;
-      rmSync(home, { recursive: true, force: true });
+      removeHome(home);
     }
   });
 
@@ -62,7 +62,7 @@ describe('home permissions', () => {
       assert.equal(mode(home).toString(8), '755', 'the mode is left alone');
       if (asRoot) assert.deepEqual(readdirSync(home), [], 'nothing written into it');
     } finally {
-      if (asRoot) rmSync(home, { recursive: true, force: true });
+      if (asRoot) removeHome(home);
     }
   });
 
@@ -90,7 +90,7 @@ describe('home permissions', () => {
       worker.kill('SIGTERM');
       await exited;
       await dropPrefix(prefix);
-      rmSync(home, { recursive: true, force: true });
+      removeHome(home);
     }
   });
 });

@@ -10,10 +10,10 @@
  */
 import assert from 'node:assert/strict';
 import { get } from 'node:http';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { Client } from '@jobwire/client';
-import { sleepUntil, startServerProcess, tempHome } from '../helpers.js';
+import { sleepUntil, startServerProcess, removeHome, tempHome } from '../helpers.js';
 
 const OUTPUT_BYTES = 512 * 1024 * 1024;
 const RATE = 1024 * 1024; // bytes per second
@@ -94,7 +94,7 @@ describe('slow download', () => {
     } finally {
       server.proc.kill('SIGTERM');
       await server.exited;
-      rmSync(home, { recursive: true, force: true });
+      removeHome(home);
     }
   });
 });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { BadRequestError } from '@jobwire/client';
+import { OutputFiles } from '../../src/host/output-files.js';
 import { SCHEMA_VERSION } from '../../src/store/embedded/migrations.js';
 import { openEmbeddedStore, type EmbeddedStoreOptions, type Store, type StoredEvent } from '../../src/store/index.js';
 import { newJob, nextTime, storeBehaviour, streamLogBehaviour, type HarnessFactory } from './store-behaviour.js';
@@ -99,9 +100,10 @@ describe('embedded store: files and database', () => {
       const old = await openEmbeddedStore({ dir });
       const job = await old.createJob(newJob());
       await old.close();
-      // Version 1 had no process identity.
+      // Version 1 had no process identity (version 2 added it) and no executor state (version 3).
       const db = new Database(join(dir, 'jobwire.db'));
       db.exec('ALTER TABLE jobs DROP COLUMN process');
+      db.exec('ALTER TABLE jobs DROP COLUMN executor_state');
       db.pragma('user_version = 1');
       db.close();
 
@@ -110,6 +112,9 @@ describe('embedded store: files and database', () => {
         assert.equal((await store.getJob(job.id))?.process, null);
         const process = { leader: { pid: 10, startTicks: 5, bootId: 'b' }, runner: { pid: 9, startTicks: 1, bootId: 'b' } };
         assert.deepEqual((await store.markRunning(job.id, { startedAt: nextTime(), pid: 10, node: null, process }))?.process, process);
+        assert.equal(await store.executorState(job.id), undefined);
+        await store.setExecutorState(job.id, { kind: 'test', n: 1 });
+        assert.deepEqual(await store.executorState(job.id), { kind: 'test', n: 1 });
       } finally {
         await store.close();
       }
@@ -238,6 +243,62 @@ describe('embedded store: live path', () => {
       truncateSync(join(dir, 'output', 'j', 'stdout'), 0);
       const read = await store.streams.readOutput('j', end - 20, 1000);
       assert.equal(Buffer.concat(read.chunks.map((c) => c.data)).toString(), written.slice(-20));
+    });
+  });
+});
+
+describe('embedded stream log: output a job host writes (adopted)', () => {
+  it('serves adopted output from memory until it is stored and from the host\'s files after, never writing or repairing them', async () => {
+    await withEmbedded({ tailBytes: 8 }, async ({ store, dir }) => {
+      const streams = store.streams;
+      const jobDir = join(dir, 'output', 'h');
+      // The host's own writer; it stores in the background, and the log learns how far only from noteStored.
+      const files = new OutputFiles({ dir: jobDir });
+      assert.deepEqual({ ...streams.adoptOutput!('h') }, { end: 0, stdout: 0, stderr: 0, stdin: 0, stdinClosed: false, stdinConsumed: 0, outputClosed: false });
+      const events: string[] = [];
+      streams.subscribe('h', (event) => events.push(event.type === 'output' ? `${event.chunk.channel}:${Buffer.from(event.chunk.data).toString()}` : event.type));
+      const sent = [files.append('stdout', Buffer.from('hello ')), files.append('stderr', Buffer.from('oops\n')), files.append('stdout', Buffer.from('world\n'))];
+      for (const chunk of sent) streams.noteOutput!('h', chunk);
+      // A repeat (a resubscription from an older position) is dropped; a gap is refused.
+      streams.noteOutput!('h', sent[1]!);
+      assert.throws(() => streams.noteOutput!('h', { channel: 'stdout', pos: 100, offset: 50, data: Buffer.from('x') }), /gap/);
+      assert.deepEqual(events, ['stdout:hello ', 'stderr:oops\n', 'stdout:world\n']);
+      // Beyond the tail limit (8 bytes), yet all in memory: nothing is known to be stored yet.
+      const page = await streams.readOutput('h', 0, 1000);
+      assert.equal(Buffer.concat(page.chunks.map((c) => c.data)).toString(), 'hello oops\nworld\n');
+      assert.equal(Buffer.from(await streams.readChannel('h', 'stdout', 0)).toString(), 'hello world\n');
+
+      await files.stored();
+      streams.noteStored!('h', files.durable);
+      const again = await streams.readOutput('h', 2, 1000);
+      assert.equal(Buffer.concat(again.chunks.map((c) => c.data)).toString(), 'llo oops\nworld\n', 'from the files now');
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of streams.readChannelChunks('h', 'stderr', 0)) chunks.push(chunk);
+      assert.equal(Buffer.concat(chunks).toString(), 'oops\n');
+
+      // Bytes the host wrote past its index (a batch under way) are not the log's to cut.
+      appendFileSync(join(jobDir, 'stdout'), 'partial');
+      await streams.closeOutput('h', { status: 'Success', exitCode: 0, signal: null, error: null, progress: null });
+      assert.equal(readFileSync(join(jobDir, 'stdout'), 'utf8'), 'hello world\npartial');
+      const sizes = await streams.sizes('h');
+      assert.equal(sizes.end, 'hello oops\nworld\n'.length);
+      assert.equal(sizes.outputClosed, true);
+      await files.close();
+    });
+  });
+
+  it('adopting again (a restart) reads the sizes from the host\'s files', async () => {
+    await withEmbedded({}, async ({ dir, reopen }) => {
+      const files = new OutputFiles({ dir: join(dir, 'output', 'r') });
+      files.append('stdout', Buffer.from('one\n'));
+      files.append('stderr', Buffer.from('two\n'));
+      await files.stored();
+      const store = await reopen();
+      const sizes = store.streams.adoptOutput!('r');
+      assert.deepEqual([sizes.stdout, sizes.stderr, sizes.end], [4, 4, 8]);
+      const page = await store.streams.readOutput('r', 0, 100);
+      assert.equal(Buffer.concat(page.chunks.map((c) => c.data)).toString(), 'one\ntwo\n');
+      await files.close();
     });
   });
 });

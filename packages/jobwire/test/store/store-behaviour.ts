@@ -257,7 +257,18 @@ export function storeBehaviour(name: string, make: HarnessFactory): void {
       });
     });
 
-    it('sets progress until the job is final, and a wait reason while Queued', async () => {
+    it('keeps the latest executor state of a job, for a restart to find it again', async () => {
+      await withStore(make, async ({ store }) => {
+        const job = await store.createJob(newJob());
+        assert.equal(await store.executorState(job.id), undefined);
+        await store.markRunning(job.id, { startedAt: nextTime(), pid: null, node: null });
+        await store.setExecutorState(job.id, { kind: 'job-host', n: 1 });
+        await store.setExecutorState(job.id, { kind: 'job-host', n: 2 });
+        assert.deepEqual(await store.executorState(job.id), { kind: 'job-host', n: 2 });
+      });
+    });
+
+    it('sets progress until the job is final, and a reason while Queued or Running (held back), not after', async () => {
       await withStore(make, async ({ store }) => {
         const job = await store.createJob(newJob());
         assert.equal((await store.setReason(job.id, 'queue full'))?.reason, 'queue full');
@@ -266,9 +277,11 @@ export function storeBehaviour(name: string, make: HarnessFactory): void {
         assert.equal(await store.lastEventId(), before, 'restating the same reason appends no event');
         assert.equal((await store.setProgress(job.id, '10%'))?.progress, '10%');
         await store.markRunning(job.id, { startedAt: nextTime(), pid: null, node: null });
-        assert.equal(await store.setReason(job.id, 'late'), undefined);
+        assert.equal((await store.setReason(job.id, 'disk full'))?.reason, 'disk full', 'a Running job may be held back');
+        assert.equal((await store.setReason(job.id, null))?.reason, null);
         assert.equal((await store.setProgress(job.id, '50%'))?.progress, '50%');
         await store.finishJob(job.id, { status: 'Success', exitCode: 0, endedAt: nextTime() });
+        assert.equal(await store.setReason(job.id, 'late'), undefined, 'no reason once final');
         assert.equal(await store.setProgress(job.id, '99%'), undefined);
         assert.equal((await store.getJob(job.id))?.progress, '50%');
       });

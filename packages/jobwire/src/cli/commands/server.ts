@@ -1,5 +1,6 @@
 /**
- * `jobwire server`: starts a server in the foreground and keeps it up until SIGINT or SIGTERM.
+ * `jobwire server`: starts a server in the foreground and keeps it up until SIGINT or SIGTERM;
+ * `jobwire server stop [--jobs]` stops the server of a home (and, with --jobs, its jobs).
  * @module
  */
 import { Option, type Command } from 'commander';
@@ -43,11 +44,11 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 /** Adds `jobwire server`. */
 export function registerServer(program: Command): void {
-  program
+  const server = program
     .command('server')
     .summary('start a jobwire server in the foreground')
     .description(
-      'Start a jobwire server (REST and WebSocket API, dashboard, local executor) and keep it running ' +
+      'Start a jobwire server (REST and WebSocket API, dashboard; jobs run on the home\'s job host) and keep it running ' +
         'until Ctrl-C or SIGTERM. It records its URL and admin token in the jobwire home, where every ' +
         'other command finds them.',
     )
@@ -86,11 +87,64 @@ export function registerServer(program: Command): void {
         '\nOn a terminal it prints "sign in: URL/?token=TOKEN": open that in a browser for the dashboard. When\n' +
         'stdout is not a terminal (it then carries only the log) the link goes once to stderr instead, as\n' +
         '"jobwire: sign in (token, keep private): URL/?token=TOKEN". No log line carries a token.\n' +
+        '\nJobs outlive the server: they run on the home\'s job host, and on Ctrl-C, SIGTERM or a kill -9 they\n' +
+        'keep running; the next server on the home follows them again (output, stdin, end). To stop them\n' +
+        'too, use `jobwire server stop --jobs`. One server per home: a second one is refused.\n' +
         '\nOn Ctrl-C or SIGTERM it stops within 10 seconds plus --grace (10 s flat with --redis): if Redis\n' +
         'does not answer, it gives up on it, lists what it left undone on stderr and exits 1; a clean\n' +
         'stop exits 0, a second signal stops at once (exit 1). See docs/deployment.md.\n',
     )
     .action(act(serve));
+  server
+    .command('stop')
+    .summary('stop the server of a home (jobs keep running unless --jobs)')
+    .description(
+      'Stop the jobwire server of a home (found by its lock, identity-checked: pid, start time and boot id) with ' +
+        'SIGTERM and wait until it has exited. Its jobs keep running on the job host for the next server, ' +
+        'unless --jobs: then the job host stops them too (SIGTERM, SIGKILL after its grace period) and ' +
+        'exits; the next server on the home marks them Lost. With --jobs and no server running, it still ' +
+        'stops the jobs a server left.',
+    )
+    .option('--jobs', 'also stop the running jobs (and the job host)')
+    .option('--timeout <seconds>', 'how long to wait for the server to exit', seconds, 60)
+    .addOption(homeOption())
+    .addHelpText(
+      'after',
+      examples(
+        ['jobwire server stop', 'stop the server of the default home; its jobs keep running'],
+        ['jobwire server stop --jobs --home /srv/jw', 'stop the server and every job of that home'],
+      ),
+    )
+    .action(act(stop));
+}
+
+async function stop(opts: { jobs?: boolean; timeout: number; home?: string }): Promise<number> {
+  const { resolveHome } = await import('@jobwire/client/home');
+  const { runningServer } = await import('../../server/home-lock.js');
+  const { stillSame } = await import('../../executors/local/process-identity.js');
+  const { stopHost } = await import('../../host/index.js');
+  const home = resolveHome(opts.home);
+  const running = runningServer(home);
+  if (running === undefined && opts.jobs !== true) throw new CliError(`no jobwire server runs on the home ${home}`, ExitCode.FAILED);
+  if (running !== undefined) {
+    const { holder, url } = running;
+    try {
+      if (stillSame(holder)) process.kill(holder.pid, 'SIGTERM');
+    } catch {
+      // exited meanwhile
+    }
+    const deadline = Date.now() + opts.timeout * 1000;
+    while (stillSame(holder)) {
+      if (Date.now() >= deadline) throw new CliError(`the jobwire server (pid ${holder.pid}) has not exited after ${opts.timeout} s`, ExitCode.TIMEOUT);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    print(`stopped the jobwire server (pid ${holder.pid}${url !== undefined ? `, ${url}` : ''})`);
+  }
+  if (opts.jobs === true) {
+    const stopped = await stopHost(home);
+    print(stopped ? 'stopped the job host and its jobs' : 'no job host was running');
+  }
+  return ExitCode.OK;
 }
 
 async function serve(opts: ServerCommandOptions): Promise<number> {
@@ -137,6 +191,7 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
     if ((err as { code?: unknown }).code === 'JOBWIRE_TLS_FILE') throw new CliError(`${(err as Error).message} (check --tls-cert and --tls-key)`, ExitCode.USAGE, { cause: err });
     if (err instanceof RangeError) throw new UsageError(err.message, { cause: err });
     if ((err as { code?: unknown }).code === 'JOBWIRE_GRPC_BIND') throw new CliError(`${(err as Error).message} (pick another port with --grpc-port)`, ExitCode.FAILED, { cause: err });
+    if ((err as { code?: unknown }).code === 'JOBWIRE_HOME_IN_USE') throw new CliError((err as Error).message, ExitCode.FAILED, { cause: err });
     if ((err as { code?: unknown }).code === 'JOBWIRE_GRPC_MISSING') throw new CliError(`--grpc-port: ${(err as Error).message}`, ExitCode.FAILED, { cause: err });
     if ((err as { code?: unknown }).code === 'EADDRINUSE') {
       throw new CliError(`${opts.host}:${opts.port} is in use (is a jobwire server running already? pick another port with --port)`, ExitCode.FAILED, { cause: err });

@@ -20,6 +20,8 @@ export type RecordedExit = number | string;
 export interface BatchJobControl {
   /** Stops the job in Slurm: TERM to all its processes, then `scancel` after `graceMs`. */
   cancel(job: BatchJob, graceMs: number): void;
+  /** Stops following the job (it was detached: left running in Slurm for a later resume). */
+  forget(job: BatchJob): void;
 }
 
 /** A batch job submitted with `sbatch` (or found again by its Slurm id). */
@@ -45,6 +47,7 @@ export class BatchJob implements ProcessHandle {
   readonly offsets: { stdout: number; stderr: number };
   #paused = false;
   #settled = false;
+  #detached = false;
   #resolve!: (result: ProcessResult) => void;
   readonly #spec: StartSpec;
   readonly #host: SubmitHost;
@@ -80,6 +83,16 @@ export class BatchJob implements ProcessHandle {
     else this.#control.cancel(this, graceMs);
   }
 
+  /**
+   * Stops following and leaves the job in Slurm (a server that stops and keeps its jobs): no
+   * more output, `done` never settles; `resume` finds it again by its Slurm id.
+   */
+  detach(): void {
+    if (this.#settled || this.#detached) return;
+    this.#detached = true;
+    this.#control.forget(this);
+  }
+
   pauseOutput(): void {
     this.#paused = true;
   }
@@ -90,7 +103,7 @@ export class BatchJob implements ProcessHandle {
 
   /** Passes what the output files gained since the last read to `onOutput` (unless paused). */
   async follow(): Promise<void> {
-    if (this.#paused) return;
+    if (this.#paused || this.#detached) return;
     await this.#readChannel('stdout', READ_PER_TICK);
     await this.#readChannel('stderr', READ_PER_TICK);
   }
@@ -100,6 +113,7 @@ export class BatchJob implements ProcessHandle {
    * then settles `done` with the result of Slurm's final state and the recorded exit code.
    */
   async finish(state: SlurmJobState, recordedExit: RecordedExit | undefined): Promise<void> {
+    if (this.#detached) return;
     await this.#readChannel('stdout', Infinity);
     await this.#readChannel('stderr', Infinity);
     if (typeof recordedExit === 'string') {
@@ -111,7 +125,7 @@ export class BatchJob implements ProcessHandle {
 
   /** Settles `done` (once). */
   settle(result: ProcessResult): void {
-    if (this.#settled) return;
+    if (this.#settled || this.#detached) return;
     this.#settled = true;
     this.#resolve(result);
   }
@@ -120,7 +134,7 @@ export class BatchJob implements ProcessHandle {
     let left = budget;
     while (left > 0) {
       const chunk = await this.#host.read(this.files[channel], this.offsets[channel], READ_CHUNK);
-      if (chunk === undefined || chunk.length === 0) return;
+      if (chunk === undefined || chunk.length === 0 || this.#detached) return;
       this.offsets[channel] += chunk.length;
       left -= chunk.length;
       this.#spec.onOutput(channel, chunk);

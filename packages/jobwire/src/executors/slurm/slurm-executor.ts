@@ -329,6 +329,11 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     if (job.pendingCancel !== undefined) this.cancel(job, job.pendingCancel);
   }
 
+  /** Stops following a detached job (see {@link BatchJob.detach}). */
+  forget(job: BatchJob): void {
+    for (const [id, followed] of this.#jobs) if (followed === job) this.#jobs.delete(id);
+  }
+
   #follow(jobId: string, job: BatchJob): void {
     this.#jobs.set(jobId, job);
     void job.done.then(() => this.#jobs.delete(jobId));

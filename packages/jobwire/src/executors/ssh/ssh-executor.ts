@@ -173,6 +173,10 @@ class BatchJob implements ProcessHandle {
   readonly #lostAfterMs: number;
   readonly #state: Promise<SshJobState | ProcessResult>;
   #terminated = false;
+  /** Set by {@link detach}: the job is left running on the host for a later `resume`. */
+  #detached = false;
+  /** The channel following the output now. */
+  #channel: { close(): void } | undefined;
 
   /** Starts the job on the host, then follows it. */
   static start(connection: SshConnection, spec: StartSpec, lostAfterMs: number, jobsFolder: string | undefined): BatchJob {
@@ -205,6 +209,16 @@ class BatchJob implements ProcessHandle {
   async writeStdin(): Promise<void> {}
   closeStdin(): void {}
   resize(): void {}
+
+  /**
+   * Stops following and leaves the job running on the host (a server that stops and keeps its
+   * jobs): no more output, `done` never settles; `resume` follows it again from the stored offsets.
+   */
+  detach(): void {
+    if (this.#detached) return;
+    this.#detached = true;
+    this.#channel?.close();
+  }
 
   /** TERM to the job's group on the host, KILL after `graceMs` (run there, detached). */
   terminate(graceMs: number): void {
@@ -249,6 +263,7 @@ class BatchJob implements ProcessHandle {
   async #again<T>(step: () => Promise<T>): Promise<T> {
     let deadline = Date.now() + this.#lostAfterMs;
     for (;;) {
+      if (this.#detached) return new Promise<never>(() => {});
       try {
         await this.#connection.waitConnected(deadline);
       } catch (err) {
@@ -271,13 +286,17 @@ class BatchJob implements ProcessHandle {
     const at = { out: from.stdout, err: from.stderr };
     return this.#again(async () => {
       const ch = await this.#connection.exec(viaSh(followScript(state.folder, at, state.wrapper)));
+      this.#channel = ch;
+      if (this.#detached) ch.close();
       const code = await new Promise<number | null>((resolve) => {
         let exit: number | null = null;
         ch.on('data', (data: Buffer) => {
+          if (this.#detached) return;
           at.out += data.length;
           this.#spec.onOutput('stdout', data);
         });
         ch.stderr.on('data', (data: Buffer) => {
+          if (this.#detached) return;
           at.err += data.length;
           this.#spec.onOutput('stderr', data);
         });
@@ -287,6 +306,7 @@ class BatchJob implements ProcessHandle {
         ch.on('close', () => resolve(exit));
         ch.end();
       });
+      if (this.#detached) return new Promise<never>(() => {});
       if (code === null) throw Object.assign(new Error('connection dropped'), { code: 'JOBWIRE_SSH_CONNECT' });
       if (code === 3) throw new Error(`the job's folder ${state.folder} on ${state.host} is gone`);
       if (code === 4) throw new Error(`following the output on ${state.host} failed (tail failed)`);

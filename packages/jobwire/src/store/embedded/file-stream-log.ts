@@ -26,6 +26,7 @@
 import {
   chmodSync,
   closeSync,
+  fstatSync,
   ftruncateSync,
   mkdirSync,
   openSync,
@@ -122,6 +123,13 @@ class JobStreams {
   tailBytes = 0;
   /** Where the previous merged read from files stopped, so the next page skips the search. */
   resume = { pos: -1, record: 0 };
+  /**
+   * Output written by another process (a job host; see {@link FileStreamLog.adoptOutput}): never
+   * repaired or appended to here, and the tail keeps every chunk not yet stored.
+   */
+  adopted = false;
+  /** For adopted output: the merged position before which the files hold everything (may be past `end`). */
+  stored = 0;
 
   constructor(readonly dir: string) {}
 
@@ -136,7 +144,15 @@ class JobStreams {
   }
 }
 
-/** The file-backed {@link StreamLog} of the embedded store. */
+/**
+ * The file-backed {@link StreamLog} of the embedded store.
+ *
+ * Output a job host writes into these files itself is *adopted* ({@link adoptOutput}): the
+ * runner passes each chunk on as the host announces it ({@link noteOutput}) and how far the
+ * host has stored ({@link noteStored}); readers get bytes not yet stored from the tail, which
+ * for adopted output keeps everything past the stored end (bounded by the host's write-behind
+ * buffer, 4 MiB per job), and the rest from the files.
+ */
 export class FileStreamLog implements StreamLog {
   /** Jobs whose output is open. */
   readonly #active = new Map<string, JobStreams>();
@@ -180,11 +196,20 @@ export class FileStreamLog implements StreamLog {
       if (job === undefined) return;
       const stop = Math.min(to ?? job[channel], job[channel]);
       if (from >= stop) return;
-      // A descriptor of its own, read asynchronously: the log's descriptors are synchronous, and
-      // are closed when the job leaves the cache, which a slow reader may well outlast.
-      file = await open(join(job.dir, channel), 'r');
       for (let at = from; at < stop; ) {
-        const length = Math.min(chunkBytes, stop - at);
+        // Adopted output not yet stored is in memory (the files only reach the stored end).
+        const inFiles = storedChannelSize(job, channel);
+        if (at >= inFiles) {
+          const data = tailBytes(job, channel, at, Math.min(stop, at + chunkBytes));
+          at += data.byteLength;
+          yield data;
+          continue;
+        }
+        const length = Math.min(chunkBytes, stop - at, inFiles - at);
+        // A descriptor of its own, read asynchronously: the log's descriptors are synchronous, and
+        // are closed when the job leaves the cache, which a slow reader may well outlast. Opened
+        // when first needed: a job host creates its files with the first bytes it stores.
+        file ??= await open(join(job.dir, channel), 'r');
         // A fresh buffer per chunk: the consumer may still hold the previous one.
         const buffer = Buffer.allocUnsafe(length);
         for (let read = 0; read < length; ) {
@@ -248,6 +273,57 @@ export class FileStreamLog implements StreamLog {
     return settle(() => this.removeNow(jobId));
   }
 
+  adoptOutput(jobId: string): StreamSizes {
+    this.#checkOpen();
+    checkJobId(jobId);
+    let job = this.#active.get(jobId) ?? this.#recent.get(jobId);
+    const dir = join(this.options.dir, jobId);
+    if (job === undefined) {
+      job = loadJob(dir, false) ?? new JobStreams(dir);
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+    } else {
+      // What is loaded may predate the host's writes: the sizes come from the files again.
+      const sizes = storedSizes(dir);
+      job.stdout = sizes.stdout;
+      job.stderr = sizes.stderr;
+      job.records = sizes.records;
+      job.tail = [];
+      job.tailHead = 0;
+      job.tailBytes = 0;
+      job.resume = { pos: -1, record: 0 };
+    }
+    job.adopted = true;
+    job.stored = job.end;
+    this.#recent.delete(jobId);
+    if (job.outputClosed) this.#remember(jobId, job);
+    else this.#active.set(jobId, job);
+    return this.sizesNow(jobId);
+  }
+
+  noteOutput(jobId: string, chunk: OutputChunk): void {
+    const job = this.#active.get(jobId);
+    if (job === undefined || !job.adopted) throw new ConflictError(`the output of job ${jobId} is not open as written by a job host`);
+    checkChannel(chunk.channel);
+    let note = chunk;
+    const length = note.data.byteLength;
+    if (note.pos + length <= job.end) return;
+    if (note.pos < job.end) note = cutChunk(note, job.end);
+    if (note.pos > job.end) throw new ConflictError(`output of job ${jobId}: a chunk at ${note.pos} leaves a gap after ${job.end}`);
+    if (note.offset !== job[note.channel]) throw new ConflictError(`output of job ${jobId}: a ${note.channel} chunk at offset ${note.offset}, expected ${job[note.channel]}`);
+    job[note.channel] += note.data.byteLength;
+    this.#pushTail(job, note);
+    this.#emit(jobId, { type: 'output', chunk: note });
+  }
+
+  noteStored(jobId: string, end: number): void {
+    const job = this.#active.get(jobId);
+    if (job === undefined || !job.adopted || end <= job.stored) return;
+    // Not capped at what this log has heard of: a host that stores faster than its chunks reach
+    // this process has them stored already when they arrive, so they need not stay in memory.
+    job.stored = end;
+    this.#trimTail(job);
+  }
+
   /** Closes every file; records the stdin state of jobs still open so a restart finds it. */
   close(): void {
     if (this.#closed) return;
@@ -307,7 +383,23 @@ export class FileStreamLog implements StreamLog {
   closeOutputNow(jobId: string, final?: FinalStatus): void {
     const checked = final === undefined ? undefined : checkFinalStatus(final);
     const job = this.#job(jobId, true)!;
-    if (job.outputClosed) return;
+    if (job.outputClosed) {
+      // A job host closes the output it wrote (state.json) without knowing how the job ended.
+      if (job.final === undefined && checked !== undefined) {
+        job.final = checked;
+        writeState(job);
+      }
+      return;
+    }
+    if (job.adopted) {
+      // The host stored everything before it reported the end: the index is complete (and may
+      // name output this log never heard of, when the end was learnt from exit.json).
+      const sizes = storedSizes(job.dir);
+      job.records = sizes.records;
+      job.stdout = Math.max(job.stdout, sizes.stdout);
+      job.stderr = Math.max(job.stderr, sizes.stderr);
+      job.adopted = false;
+    }
     job.outputClosed = true;
     job.final = checked;
     writeState(job);
@@ -343,7 +435,10 @@ export class FileStreamLog implements StreamLog {
     if (job === undefined) return EMPTY;
     const stop = Math.min(to ?? job[channel], job[channel]);
     if (from >= stop) return EMPTY;
-    return readAt(this.#fd(job, channel), from, stop - from);
+    // Adopted output not yet stored is in memory (the files only reach the stored end).
+    const inFiles = Math.min(stop, storedChannelSize(job, channel));
+    const stored = from < inFiles ? readAt(this.#fd(job, channel), from, inFiles - from) : EMPTY;
+    return inFiles >= stop ? stored : Buffer.concat([stored, tailBytes(job, channel, Math.max(from, inFiles), stop)]);
   }
 
   /** Appends the part of `data` (starting at stdin offset `offset`) that is not stored yet. */
@@ -446,7 +541,7 @@ export class FileStreamLog implements StreamLog {
       return recent;
     }
     const dir = join(this.options.dir, jobId);
-    let job = loadJob(dir);
+    let job = loadJob(dir, true);
     if (job === undefined) {
       if (!create) return undefined;
       mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -472,11 +567,18 @@ export class FileStreamLog implements StreamLog {
   }
 
   #pushTail(job: JobStreams, chunk: OutputChunk): void {
-    const limit = this.options.tailBytes;
     job.tail.push(chunk);
     job.tailBytes += chunk.data.byteLength;
+    this.#trimTail(job);
+  }
+
+  /** Drops the oldest tail chunks beyond the limit (for adopted output, only stored ones). */
+  #trimTail(job: JobStreams): void {
+    const limit = this.options.tailBytes;
     while (job.tailBytes > limit && job.tailHead < job.tail.length) {
-      job.tailBytes -= job.tail[job.tailHead]!.data.byteLength;
+      const oldest = job.tail[job.tailHead]!;
+      if (job.adopted && oldest.pos + oldest.data.byteLength > job.stored) break;
+      job.tailBytes -= oldest.data.byteLength;
       job.tail[job.tailHead] = undefined;
       job.tailHead += 1;
     }
@@ -490,6 +592,8 @@ export class FileStreamLog implements StreamLog {
   /** A page of merged output from the files: find the record holding `from`, then read on. */
   #readFiles(job: JobStreams, from: number, maxBytes: number): OutputChunk[] {
     const indexFd = this.#fd(job, 'index');
+    // Adopted output: the host adds records as it stores; each names bytes already in the files.
+    if (job.adopted) job.records = Math.floor(fstatSync(indexFd).size / RECORD_BYTES);
     let first: number;
     if (job.resume.pos === from && job.resume.record < job.records) {
       first = job.resume.record;
@@ -583,11 +687,12 @@ function cutChunk(chunk: OutputChunk, from: number): OutputChunk {
 }
 
 /**
- * Loads a job's state from its folder, or undefined when it has none. Repairs what an
- * interrupted append can leave behind: a torn index record, or channel bytes with no record
- * (both cut off), or a record whose bytes never reached the disk (dropped, with all after it).
+ * Loads a job's state from its folder, or undefined when it has none. With `repair`, repairs
+ * what an interrupted append can leave behind: a torn index record, or channel bytes with no
+ * record (both cut off), or a record whose bytes never reached the disk (dropped, with all after
+ * it). Without (output a job host may still be writing), only reads what the index names.
  */
-function loadJob(dir: string): JobStreams | undefined {
+function loadJob(dir: string, repair: boolean): JobStreams | undefined {
   try {
     statSync(dir);
   } catch (error) {
@@ -595,6 +700,27 @@ function loadJob(dir: string): JobStreams | undefined {
     throw error;
   }
   const job = new JobStreams(dir);
+  const sizes = storedSizes(dir);
+  job.stdout = sizes.stdout;
+  job.stderr = sizes.stderr;
+  job.records = sizes.records;
+  if (repair) {
+    if (sizes.indexFile > sizes.records * RECORD_BYTES) truncateFile(join(dir, 'index'), sizes.records * RECORD_BYTES);
+    if (sizes.stdoutFile > job.stdout) truncateFile(join(dir, 'stdout'), job.stdout);
+    if (sizes.stderrFile > job.stderr) truncateFile(join(dir, 'stderr'), job.stderr);
+  }
+  job.stdin = fileSize(join(dir, 'stdin'));
+  const state = readState(dir);
+  job.outputClosed = state.outputClosed;
+  job.stdinClosed = state.stdinClosed;
+  job.stdinConsumed = Math.min(state.stdinConsumed, job.stdin);
+  if (job.outputClosed) job.final = state.final;
+  return job;
+}
+
+/** What a job's index names (the last record whose bytes are all in the files), and the files' sizes. */
+function storedSizes(dir: string): { stdout: number; stderr: number; records: number; stdoutFile: number; stderrFile: number; indexFile: number } {
+  const job = { stdout: 0, stderr: 0 };
   const stdoutFile = fileSize(join(dir, 'stdout'));
   const stderrFile = fileSize(join(dir, 'stderr'));
   const indexFile = fileSize(join(dir, 'index'));
@@ -617,17 +743,40 @@ function loadJob(dir: string): JobStreams | undefined {
       closeSync(fd);
     }
   }
-  job.records = records;
-  if (indexFile > records * RECORD_BYTES) truncateFile(join(dir, 'index'), records * RECORD_BYTES);
-  if (stdoutFile > job.stdout) truncateFile(join(dir, 'stdout'), job.stdout);
-  if (stderrFile > job.stderr) truncateFile(join(dir, 'stderr'), job.stderr);
-  job.stdin = fileSize(join(dir, 'stdin'));
-  const state = readState(dir);
-  job.outputClosed = state.outputClosed;
-  job.stdinClosed = state.stdinClosed;
-  job.stdinConsumed = Math.min(state.stdinConsumed, job.stdin);
-  if (job.outputClosed) job.final = state.final;
-  return job;
+  return { ...job, records, stdoutFile, stderrFile, indexFile };
+}
+
+/**
+ * Bytes [from, to) of `channel` from the tail, where adopted output not yet stored is kept (the
+ * tail holds every chunk past the stored end); throws if they are not there.
+ */
+function tailBytes(job: JobStreams, channel: OutputChannel, from: number, to: number): Buffer {
+  const parts: Uint8Array[] = [];
+  let at = from;
+  for (let i = job.tailHead; i < job.tail.length && at < to; i++) {
+    const chunk = job.tail[i]!;
+    if (chunk.channel !== channel) continue;
+    const end = chunk.offset + chunk.data.byteLength;
+    if (end <= at) continue;
+    if (chunk.offset > at) break;
+    const take = chunk.data.subarray(at - chunk.offset, Math.min(chunk.data.byteLength, to - chunk.offset));
+    parts.push(take);
+    at += take.byteLength;
+  }
+  if (at < to) throw new Error(`${channel} of ${job.dir}: bytes ${at}..${to} are neither stored nor in memory`);
+  return Buffer.concat(parts);
+}
+
+/** The bytes of `channel` readable from its file: all of them, but for adopted output only those stored. */
+function storedChannelSize(job: JobStreams, channel: OutputChannel): number {
+  if (!job.adopted || job.stored >= job.end) return job[channel];
+  // The first tail chunk of the channel past the stored end starts where the file ends.
+  for (let i = job.tailHead; i < job.tail.length; i++) {
+    const chunk = job.tail[i]!;
+    if (chunk.channel !== channel || chunk.pos + chunk.data.byteLength <= job.stored) continue;
+    return chunk.offset + Math.max(0, job.stored - chunk.pos);
+  }
+  return job[channel];
 }
 
 /** Reads `state.json`; a missing or unreadable one means nothing was closed. */

@@ -74,6 +74,10 @@ const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE jobs ADD COLUMN process TEXT;
   `,
+  // JSON of what the job's executor needs to find it again after a restart (ExecutorState), NULL when none.
+  `
+  ALTER TABLE jobs ADD COLUMN executor_state TEXT;
+  `,
 ];
 
 /** Schema version this code writes. */

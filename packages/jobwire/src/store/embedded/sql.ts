@@ -103,6 +103,10 @@ export class Statements {
   readonly selectEventsUnder: Database.Statement;
   /** Id of the newest event, 0 when none. */
   readonly selectLastEventId: Database.Statement;
+  /** Records a running job's executor state (JSON). */
+  readonly setExecutorState: Database.Statement;
+  /** A job's executor state (JSON or NULL). */
+  readonly selectExecutorState: Database.Statement;
 
   /** Statements of `listJobs`, one per combination of filters, prepared on first use. */
   readonly #listJobs = new Map<string, Database.Statement>();
@@ -129,7 +133,7 @@ export class Statements {
     this.setProgress = db.prepare(`
       UPDATE jobs SET progress = @message WHERE id = @id AND status IN ${ACTIVE} RETURNING *`);
     this.setReason = db.prepare(`
-      UPDATE jobs SET reason = @reason WHERE id = @id AND status = 'Queued' AND reason IS NOT @reason RETURNING *`);
+      UPDATE jobs SET reason = @reason WHERE id = @id AND status IN ('Queued', 'Running') AND reason IS NOT @reason RETURNING *`);
     // The pid means "while running"; a finished job has none.
     this.finishJob = db.prepare(`
       UPDATE jobs SET status = @status, exit_code = @exitCode, signal = @signal, error = @error,
@@ -159,6 +163,8 @@ export class Statements {
       WHERE owner = @owner AND id > @sinceId AND ${inSubtree('grp')}
       ORDER BY id LIMIT @limit`);
     this.selectLastEventId = db.prepare(`SELECT coalesce(max(id), 0) FROM events`).pluck();
+    this.setExecutorState = db.prepare(`UPDATE jobs SET executor_state = @state WHERE id = @id AND status IN ${ACTIVE}`);
+    this.selectExecutorState = db.prepare(`SELECT executor_state FROM jobs WHERE id = ?`).pluck();
   }
 
   /**

@@ -151,6 +151,19 @@ export class SqliteStore implements Store {
     });
   }
 
+  setExecutorState(id: string, state: Record<string, unknown>): Promise<void> {
+    return this.#write(() => {
+      this.#sql.setExecutorState.run({ id, state: JSON.stringify(state) });
+    });
+  }
+
+  executorState(id: string): Promise<Record<string, unknown> | undefined> {
+    return this.#read(() => {
+      const text = this.#sql.selectExecutorState.get(id) as string | null | undefined;
+      return text == null ? undefined : (JSON.parse(text) as Record<string, unknown>);
+    });
+  }
+
   setProgress(id: string, message: string): Promise<JobRecord | undefined> {
     return this.#write(() => {
       const row = this.#sql.setProgress.get({ id, message }) as JobRow | undefined;

@@ -197,6 +197,19 @@ export class RedisStore implements Store {
     return this.#change('jwMarkRunning', id, fields.startedAt, fields.pid === null ? '' : String(fields.pid), fields.node ?? '', process);
   }
 
+  setExecutorState(id: string, state: Record<string, unknown>): Promise<void> {
+    return this.#op(async () => {
+      await this.redis.hset(this.keys.job(id), 'executorState', JSON.stringify(state));
+    });
+  }
+
+  executorState(id: string): Promise<Record<string, unknown> | undefined> {
+    return this.#op(async () => {
+      const text = await this.redis.hget(this.keys.job(id), 'executorState');
+      return text === null || text === '' ? undefined : (JSON.parse(text) as Record<string, unknown>);
+    });
+  }
+
   setProgress(id: string, message: string): Promise<JobRecord | undefined> {
     return this.#change('jwSetProgress', id, message);
   }

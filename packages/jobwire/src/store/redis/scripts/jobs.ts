@@ -105,7 +105,7 @@ export const setReason: ScriptDef = {
   name: 'jwSetReason',
   lua: `
 local job = loadJob(ARGV[2])
-if not job or job.info.status ~= 'Queued' then return nil end
+if not job or (job.info.status ~= 'Queued' and job.info.status ~= 'Running') then return nil end
 local reason = cjson.decode(ARGV[3])
 if job.info.reason == reason then return record(job) end
 job.info.reason = reason

@@ -1,0 +1,432 @@
+/**
+ * The host executor: runs jobs through the home's job host (this folder) instead of in this process,
+ * so a server never spawns a job itself and its jobs outlive it. The host starts each job with
+ * the local executor, holds its pipes or terminal and writes its output to the stream log's files
+ * itself ({@link HostExecutor.storesOutput}); this side follows it over the host's socket: output
+ * as it arrives, how far it is stored, stdin with a window, resize, terminate, and the end.
+ *
+ * One connection serves every job. When it ends, each job still followed is looked up again by
+ * identity (`recoverJobs`): followed on from where it was if its host lives, settled from its
+ * `exit.json` if it ended, Lost with a reason naming the host if the host died.
+ * @module
+ */
+import { type JobDescription, type OutputChunk } from '@jobwire/client';
+import type { LocalExecutor } from '../executors/local/index.js';
+import type { Executor, ExecutorState, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../executors/types.js';
+import type { JobProcess } from '../job-process.js';
+import type { HostClient, HostJobEvent } from './client.js';
+import { ensureHost, type EnsureHostOptions } from './ensure.js';
+import { HostConnectionClosedError } from './errors.js';
+import type { ExitRecord, HostJobState, StartJob, StorageState } from './protocol.js';
+import { recoverJobs, type JobRecovery } from './recovery.js';
+
+/**
+ * Stdin bytes sent to the host but not yet handed to the job, beyond which writes wait (the host
+ * refuses past 8 MiB): about what a pipe buffers, so a fast writer is held back as it was when
+ * the server wrote to the job's pipe itself.
+ */
+export const STDIN_WINDOW_BYTES = 64 * 1024;
+
+/** Options of a {@link HostExecutor}. */
+export interface HostExecutorOptions {
+  /** The jobwire home whose host runs the jobs (`<home>/host.sock`). */
+  home: string;
+  /** The executor the host runs jobs with: its queues and checks are this executor's. */
+  local: LocalExecutor;
+  /** Milliseconds between SIGTERM and SIGKILL, for jobs the host stops and leftovers of a dead host. */
+  graceMs: number;
+  /** How to reach or start the host. @defaultValue ensureHost's defaults */
+  ensure?: EnsureHostOptions;
+  /** Hears what goes wrong on the side (a failed forget, a lost connection). @defaultValue ignored */
+  onError?(err: unknown, jobId?: string): void;
+}
+
+/** What a job started through the host records for a restart ({@link ExecutorState}). */
+export interface HostJobRecord extends ExecutorState {
+  kind: 'job-host';
+  /** The job's leader and its host (pid, start time, boot id each). */
+  process: JobProcess;
+}
+
+/** Runs jobs on the home's job host. */
+export class HostExecutor implements Executor {
+  /** Adaptor name: the jobs run on this machine, as with the local executor. */
+  readonly name = 'local';
+  readonly storesOutput = true;
+  readonly #options: HostExecutorOptions;
+  #client: Promise<HostClient> | undefined;
+  /** Jobs followed now. */
+  readonly #followed = new Map<string, HostJobHandle>();
+  /** The client each connection attempt made, to tell a dead one from the current one. */
+  readonly #connected = new WeakMap<Promise<HostClient>, HostClient>();
+  /** What the journal of a dead host said of its jobs (see {@link recover}). */
+  readonly #recovered = new Map<string, JobRecovery>();
+  #closed = false;
+
+  constructor(options: HostExecutorOptions) {
+    this.#options = options;
+  }
+
+  queues(): QueueDef[] {
+    return this.#options.local.queues();
+  }
+
+  check(description: JobDescription): void {
+    this.#options.local.check(description);
+  }
+
+  /**
+   * The connection to the host, made (and the host started) on first use; after a connection
+   * ended, the next call makes a new one.
+   */
+  connect(): Promise<HostClient> {
+    if (this.#client === undefined) {
+      const { home, graceMs, ensure } = this.#options;
+      const connecting = ensureHost(home, { graceMs, ...ensure }).then(({ client, recovered }) => {
+        // Jobs of a host that died, settled from its journal (their processes stopped): the
+        // outcome, with what was stopped, is the one to report.
+        for (const { jobId, recovery } of recovered) this.#recovered.set(jobId, recovery);
+        this.#connected.set(connecting, client);
+        void client.closed.then((error) => {
+          if (this.#client === connecting) this.#client = undefined;
+          if (error !== undefined) this.#lostConnection(error);
+        });
+        return client;
+      });
+      connecting.catch(() => {
+        if (this.#client === connecting) this.#client = undefined;
+      });
+      this.#client = connecting;
+    }
+    return this.#client;
+  }
+
+  /** Forgets `client` when it is the current connection (it failed), so the next {@link connect} makes a new one. */
+  drop(client: HostClient): void {
+    if (this.#client !== undefined && this.#connected.get(this.#client) === client) this.#client = undefined;
+  }
+
+  /** Ends the connection; the host and its jobs go on. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const client = this.#client;
+    this.#client = undefined;
+    if (client !== undefined) (await client.catch(() => undefined))?.close();
+  }
+
+  start(spec: StartSpec): ProcessHandle {
+    const handle = new HostJobHandle(this, spec, 0);
+    handle.begin(async (client, listener) => {
+      const { job } = await client.start(this.#startJob(spec), { listener });
+      return job;
+    });
+    return handle;
+  }
+
+  async resume(spec: StartSpec, state: ExecutorState, from: ResumeFrom): Promise<ProcessHandle | undefined> {
+    if (state.kind !== 'job-host' || typeof state.process !== 'object' || state.process === null) return undefined;
+    const handle = new HostJobHandle(this, spec, from.stdin ?? 0);
+    handle.position = from.stdout + from.stderr;
+    handle.process = state.process as JobProcess;
+    handle.pid = handle.process.leader.pid;
+    // Whatever the store says of it, the host's state is reported afresh.
+    handle.storageUnknown();
+    await handle.find();
+    return handle;
+  }
+
+  /**
+   * What became of a job whose host may be gone, by identity (see `recoverJobs`): running on a
+   * live host, ended with its end stored, or Lost with a reason naming the host.
+   */
+  async recover(jobId: string, process: JobProcess | null): Promise<JobRecovery> {
+    const journal = this.#recovered.get(jobId);
+    if (journal !== undefined) {
+      this.#recovered.delete(jobId);
+      return journal;
+    }
+    const outcomes = await recoverJobs(this.#options.home, [{ id: jobId, process }], this.#options.graceMs);
+    return outcomes.get(jobId)!;
+  }
+
+  follow(handle: HostJobHandle): void {
+    this.#followed.set(handle.jobId, handle);
+  }
+
+  unfollow(handle: HostJobHandle): void {
+    if (this.#followed.get(handle.jobId) === handle) this.#followed.delete(handle.jobId);
+  }
+
+  report(err: unknown, jobId?: string): void {
+    // Requests cut short by our own close (a detach's unsubscribe, say) are no news.
+    if (this.#closed && err instanceof HostConnectionClosedError) return;
+    this.#options.onError?.(err, jobId);
+  }
+
+  #lostConnection(error: Error): void {
+    this.report(error);
+    for (const handle of [...this.#followed.values()]) void handle.find();
+  }
+
+  #startJob(spec: StartSpec): StartJob {
+    const job: StartJob = {
+      jobId: spec.jobId,
+      description: spec.description,
+      defaultCwd: spec.defaultCwd,
+      env: spec.env,
+      // The host may outlive this server: jobs get the environment of the server that submitted them.
+      baseEnv: spec.baseEnv ?? stringEnv(process.env),
+      graceMs: this.#options.graceMs,
+    };
+    if (spec.account !== undefined) job.account = spec.account;
+    if (spec.notice !== undefined) job.notice = spec.notice;
+    return job;
+  }
+}
+
+/** One job followed on the host. */
+class HostJobHandle implements ProcessHandle {
+  pid: number | undefined = undefined;
+  process: JobProcess | undefined = undefined;
+  ready: Promise<void> = Promise.resolve();
+  readonly done: Promise<ProcessResult>;
+  readonly jobId: string;
+  /** The next merged output position expected. */
+  position = 0;
+  #client: HostClient | undefined;
+  #resolve!: (result: ProcessResult) => void;
+  #ended = false;
+  #detached = false;
+  /** Stdin offset of the next byte sent. */
+  #sent: number;
+  /** Stdin bytes the job has read. */
+  #consumed = 0;
+  #stdinError: Error | undefined;
+  #windowWaiters: Array<() => void> = [];
+  /** The start request has not been answered yet. */
+  #starting = false;
+  /** Why the job is held back now (see StartSpec.onHeldBack), null when it is not. */
+  #heldBack: string | null | undefined = null;
+  /** A terminate asked for before the host had the job. */
+  #pendingTerminate: number | undefined;
+  readonly #listener = (event: HostJobEvent): void => this.#onEvent(event);
+
+  constructor(
+    private readonly executor: HostExecutor,
+    private readonly spec: StartSpec,
+    stdinFrom: number,
+  ) {
+    this.jobId = spec.jobId;
+    this.#sent = stdinFrom;
+    this.#consumed = stdinFrom;
+    this.done = new Promise((resolve) => (this.#resolve = resolve));
+  }
+
+  /** Starts the job on the host (`request` sends the start with the listener). */
+  begin(request: (client: HostClient, listener: (event: HostJobEvent) => void) => Promise<HostJobState>): void {
+    this.executor.follow(this);
+    this.#starting = true;
+    this.ready = (async () => {
+      try {
+        let client = await this.executor.connect();
+        let job: HostJobState;
+        try {
+          job = await request(client, this.#listener);
+        } catch (err) {
+          if (!(err instanceof HostConnectionClosedError)) throw err;
+          // The connection ended before the reply: the start is idempotent per job id, so ask
+          // again (a host that had started the job answers with it; a new host starts it).
+          this.executor.drop(client);
+          client = await this.executor.connect();
+          job = await request(client, this.#listener);
+        }
+        this.#client = client;
+        this.#adopt(job);
+        if (this.#pendingTerminate !== undefined) this.terminate(this.#pendingTerminate);
+      } catch (err) {
+        this.#finish({ exitCode: null, signal: null, error: `could not start the job on the job host: ${message(err)}` });
+      } finally {
+        this.#starting = false;
+      }
+    })();
+  }
+
+  /**
+   * Finds the job again (after a restart or a lost connection): followed on from `position` when
+   * its host holds it, settled from its stored end, or Lost when its host died.
+   */
+  async find(): Promise<void> {
+    // A start under way asks again by itself (see begin).
+    if (this.#ended || this.#detached || this.#starting) return;
+    this.executor.follow(this);
+    this.#client = undefined;
+    try {
+      const recovery = await this.executor.recover(this.jobId, this.process ?? null);
+      if (recovery.kind === 'lost') {
+        this.#finish({ exitCode: null, signal: null, lost: recovery.reason });
+        return;
+      }
+      if (recovery.kind === 'ended') {
+        this.#finish(resultOf(recovery.exit));
+        return;
+      }
+      const client = await this.executor.connect();
+      let job: HostJobState;
+      try {
+        job = await client.subscribe(this.jobId, this.#listener, { from: this.position });
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== 'not_found') throw err;
+        // The host lives but does not hold the job: it ended and was forgotten, or never ran here.
+        // (Or it had just died when it was looked at: a new host settled its journal.)
+        const again = await this.executor.recover(this.jobId, this.process ?? null);
+        if (again.kind === 'ended') this.#finish(resultOf(again.exit));
+        else if (again.kind === 'lost') this.#finish({ exitCode: null, signal: null, lost: again.reason });
+        else this.#finish({ exitCode: null, signal: null, lost: `its job host (pid ${recovery.hostPid}) no longer holds it` });
+        return;
+      }
+      this.#client = client;
+      this.#adopt(job);
+    } catch (err) {
+      this.#finish({ exitCode: null, signal: null, lost: `its job host could not be reached again: ${message(err)}` });
+    }
+  }
+
+  async writeStdin(data: Uint8Array): Promise<void> {
+    if (this.#ended || this.#detached) return;
+    if (this.#stdinError !== undefined) throw this.#stdinError;
+    const client = this.#client;
+    if (client === undefined) throw new Error('the job host does not hold the job (yet)');
+    const at = this.#sent;
+    this.#sent += data.byteLength;
+    if (!client.writeStdin(this.jobId, at, data)) await client.drained();
+    while (!this.#ended && !this.#detached && this.#stdinError === undefined && this.#sent - this.#consumed > STDIN_WINDOW_BYTES) {
+      await new Promise<void>((resolve) => this.#windowWaiters.push(resolve));
+    }
+    if (this.#stdinError !== undefined) throw this.#stdinError;
+  }
+
+  closeStdin(): void {
+    const client = this.#client;
+    if (client === undefined || this.#ended) return;
+    client.closeStdin(this.jobId, this.#sent).catch((err: unknown) => this.executor.report(err, this.jobId));
+  }
+
+  resize(cols: number, rows: number): void {
+    this.#client?.resize(this.jobId, cols, rows).catch((err: unknown) => this.executor.report(err, this.jobId));
+  }
+
+  terminate(graceMs: number): void {
+    if (this.#ended) return;
+    const client = this.#client;
+    if (client === undefined) {
+      this.#pendingTerminate = graceMs;
+      return;
+    }
+    client.terminate(this.jobId, { graceMs, reason: STOPPED_BY_JOBWIRE }).catch((err: unknown) => this.executor.report(err, this.jobId));
+  }
+
+  detach(): void {
+    if (this.#ended || this.#detached) return;
+    this.#detached = true;
+    this.executor.unfollow(this);
+    this.#releaseWaiters();
+    this.#client?.unsubscribe(this.jobId).catch(() => {});
+  }
+
+  #adopt(job: HostJobState): void {
+    this.pid = job.pid ?? undefined;
+    this.process = job.process ?? undefined;
+    this.#consumed = Math.max(this.#consumed, job.stdin.consumed);
+    this.#storage(job.storage);
+    if (job.process !== null) this.spec.onState?.({ kind: 'job-host', process: job.process } satisfies HostJobRecord);
+  }
+
+  #onEvent(event: HostJobEvent): void {
+    if (this.#detached || this.#ended) return;
+    switch (event.type) {
+      case 'output':
+        this.#output(event.chunk);
+        break;
+      case 'durable':
+        this.spec.onStored?.(event.durable);
+        break;
+      case 'exit':
+        this.spec.onStored?.(event.exit.output.end);
+        this.#finish(resultOf(event.exit));
+        // The end is in exit.json as well: a restart that finds the job forgotten still settles it.
+        this.#client?.forget(this.jobId).catch((err: unknown) => this.executor.report(err, this.jobId));
+        break;
+      case 'progress':
+        this.spec.onProgress(event.message);
+        break;
+      case 'stdin-ack':
+        this.#consumed = Math.max(this.#consumed, event.consumed);
+        this.#releaseWaiters();
+        break;
+      case 'stdin-refused':
+        this.#stdinError = event.error;
+        this.#releaseWaiters();
+        break;
+      case 'storage':
+        this.#storage(event.storage);
+        break;
+      default: {
+        const never: never = event;
+        void never;
+      }
+    }
+  }
+
+  /** The next storage state is reported even if it is "ok" (a resumed job's reason may be stale). */
+  storageUnknown(): void {
+    this.#heldBack = undefined;
+  }
+
+  #storage(storage: StorageState): void {
+    const reason = storage.state === 'ok' ? null : `held back since ${storage.since}: its output cannot be stored (${storage.state === 'full' ? 'disk full' : 'write failing'}: ${storage.message})`;
+    if (reason === this.#heldBack) return;
+    this.#heldBack = reason;
+    this.spec.onHeldBack?.(reason);
+  }
+
+  #output(chunk: OutputChunk): void {
+    this.position = chunk.pos + chunk.data.byteLength;
+    if (this.spec.onStoredOutput !== undefined) this.spec.onStoredOutput(chunk);
+    else this.spec.onOutput(chunk.channel, chunk.data as Buffer);
+  }
+
+  #releaseWaiters(): void {
+    for (const waiter of this.#windowWaiters.splice(0)) waiter();
+  }
+
+  #finish(result: ProcessResult): void {
+    if (this.#ended || this.#detached) return;
+    this.#ended = true;
+    this.executor.unfollow(this);
+    this.#releaseWaiters();
+    this.#resolve(result);
+  }
+}
+
+/** The `reason` this executor gives the host for a stop it asks for (cancel, maxRuntime, shutdown). */
+const STOPPED_BY_JOBWIRE = 'stopped by jobwire';
+
+/** How a job ended, from the host's record. */
+function resultOf(exit: ExitRecord): ProcessResult {
+  const result: ProcessResult = { exitCode: exit.exitCode, signal: exit.signal };
+  if (exit.error !== undefined) result.error = exit.error;
+  if (exit.result !== undefined) result.result = exit.result;
+  if (exit.stoppedBy === 'maxRuntime') result.error = 'stopped after its maxRuntime';
+  else if (exit.stoppedBy !== undefined && exit.stoppedBy !== STOPPED_BY_JOBWIRE) result.lost = `stopped by its job host: ${exit.stoppedBy}`;
+  return result;
+}
+
+function stringEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) if (value !== undefined) out[key] = value;
+  return out;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
