@@ -292,6 +292,8 @@ export interface ExecutorInfo {
   state: 'ready' | 'idle' | 'connected' | 'reconnecting' | 'failing';
   /** Why it is not connected, when it is not. */
   reason?: string;
+  /** The queue of its jobs that name none, when it has its own (a Slurm cluster's default partition). */
+  defaultQueue?: string;
   /** Its queues and how many jobs each runs at once (null: unlimited). */
   queues: { name: string; limit: number | null }[];
 }

@@ -2,12 +2,14 @@
  * Named executors: a server's `--executor NAME=URL` list, the scheme → factory table that turns
  * a URL into an {@link Executor}, and {@link NamedExecutors}, which runs each job on the executor
  * its description names (`local` when none). New kinds of executor add a row to
- * {@link EXECUTOR_SCHEMES}: `slurm:` and `slurm+ssh:` belong there, built on
- * {@link ExecutorFactoryContext.sshConnection} for the login node.
+ * {@link EXECUTOR_SCHEMES}, as `slurm:` and `slurm+ssh:` do (the latter on
+ * {@link ExecutorFactoryContext.sshConnection} for the login node).
  * @module
  */
 import { BadRequestError, type ExecutorInfo, type JobDescription } from '@jobwire/client';
 import { LocalExecutor } from './local/local-executor.js';
+import { parseSlurmOptions, SlurmExecutor } from './slurm/slurm-executor.js';
+import { SshSubmitHost } from './slurm/ssh-submit-host.js';
 import { SshConnection, type SshConnectionOptions } from './ssh/connection.js';
 import { SshExecutor } from './ssh/ssh-executor.js';
 import { parseSshTarget, targetText, type SshTarget } from './ssh/url.js';
@@ -27,8 +29,21 @@ export interface ExecutorFactoryContext {
 export type ExecutorFactory = (url: string, context: ExecutorFactoryContext) => Executor;
 
 /**
- * URL scheme → factory. `local:` is always there; `slurm:` and `slurm+ssh:` are added by the
- * Slurm executor.
+ * A Slurm executor that starts asking Slurm for its partitions now, in the background: a server
+ * with an unreachable Slurm starts, and `jobwire executors` says why.
+ */
+function lazySlurm(context: ExecutorFactoryContext, host?: SshSubmitHost): SlurmExecutor {
+  const executor = new SlurmExecutor(parseSlurmOptions({ ...(host !== undefined ? { host } : {}), ...(context.lostAfterMs !== undefined ? { lostAfterMs: context.lostAfterMs } : {}) }));
+  executor.connect();
+  return executor;
+}
+
+/** How each URL scheme is written, for messages. */
+const SCHEME_FORMS: Record<string, string> = { 'ssh:': 'ssh://[user@]host[:port]', 'slurm+ssh:': 'slurm+ssh://[user@]host[:port]' };
+
+/**
+ * URL scheme → factory: `local:` (always there), `ssh://[user@]host[:port]`, `slurm:` (Slurm's
+ * commands on this machine) and `slurm+ssh://[user@]host[:port]` (on a login node).
  */
 export const EXECUTOR_SCHEMES = new Map<string, ExecutorFactory>([
   ['local:', () => new LocalExecutor()],
@@ -39,6 +54,14 @@ export const EXECUTOR_SCHEMES = new Map<string, ExecutorFactory>([
       return new SshExecutor(url, { ...context.ssh, connection, ...(context.lostAfterMs !== undefined ? { lostAfterMs: context.lostAfterMs } : {}) });
     },
   ],
+  [
+    'slurm:',
+    (url, context) => {
+      if (url.toLowerCase() !== 'slurm:') throw new RangeError(`"${url}": a slurm: executor takes nothing after "slurm:" (Slurm's commands on this machine); for a login node use slurm+ssh://[user@]host[:port]`);
+      return lazySlurm(context);
+    },
+  ],
+  ['slurm+ssh:', (url, context) => lazySlurm(context, new SshSubmitHost(context.sshConnection(parseSshTarget(url, { scheme: 'slurm+ssh:' }))))],
 ]);
 
 /** Executor names: as job descriptions' `executor` field takes them. */
@@ -54,7 +77,7 @@ export function parseExecutorSpec(text: string): { name: string; url: string } {
   if (name === 'local') throw new RangeError(`--executor "${text}": "local" is always this machine; pick another name`);
   const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase();
   if (scheme === undefined || !EXECUTOR_SCHEMES.has(scheme)) {
-    throw new RangeError(`--executor "${text}": unknown kind of URL "${url}"; known: ${[...EXECUTOR_SCHEMES.keys()].map((s) => (s === 'ssh:' ? 'ssh://[user@]host[:port]' : s)).join(', ')}`);
+    throw new RangeError(`--executor "${text}": unknown kind of URL "${url}"; known: ${[...EXECUTOR_SCHEMES.keys()].map((s) => SCHEME_FORMS[s] ?? s).join(', ')}`);
   }
   return { name, url };
 }
@@ -144,9 +167,14 @@ export class NamedExecutors implements Executor {
     return [...seen.values()];
   }
 
-  /** Checks with the named executor. */
+  /**
+   * Checks with the named executor; a job that names no queue gets that executor's own default
+   * queue, when it has one (a Slurm cluster's default partition), before the server's default.
+   */
   check(description: JobDescription): void {
-    this.pick(description).check(description);
+    const executor = this.pick(description);
+    executor.check(description);
+    if (description.queueName === undefined && executor.defaultQueue !== undefined) description.queueName = executor.defaultQueue;
   }
 
   /** Starts on the named executor. */
@@ -169,7 +197,16 @@ export class NamedExecutors implements Executor {
   list(): ExecutorInfo[] {
     return [...this.#byName.values()].map(({ name, url, executor }) => {
       const status = executor.status?.() ?? { state: 'ready' as const };
-      return { name, url, adaptor: executor.name, state: status.state, ...(status.reason !== undefined ? { reason: status.reason } : {}), queues: executor.queues().map((q) => ({ name: q.name, limit: q.limit })) };
+      const defaultQueue = executor.defaultQueue;
+      return {
+        name,
+        url,
+        adaptor: executor.name,
+        state: status.state,
+        ...(status.reason !== undefined ? { reason: status.reason } : {}),
+        ...(defaultQueue !== undefined ? { defaultQueue } : {}),
+        queues: executor.queues().map((q) => ({ name: q.name, limit: q.limit })),
+      };
     });
   }
 }

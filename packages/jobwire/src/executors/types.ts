@@ -174,6 +174,11 @@ export interface Executor {
   readonly name: string;
   /** Queues this executor offers. */
   queues(): QueueDef[];
+  /**
+   * The queue of a job that names none, when the executor has its own (a Slurm cluster's default
+   * partition); undefined leaves the server's default queue.
+   */
+  readonly defaultQueue?: string | undefined;
   /** Its state (connections of remote executors). @defaultValue `ready` when absent */
   status?(): ExecutorStatus;
   /**

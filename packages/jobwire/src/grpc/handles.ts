@@ -26,7 +26,7 @@ export interface HandleBase {
 /** A scheduler handle. */
 export interface SchedulerHandle extends HandleBase {
   kind: 'scheduler';
-  /** For an `ssh` scheduler: the server's named executor its jobs run on. */
+  /** For an `ssh` or `slurm` scheduler: the server's named executor its jobs run on. */
   executor?: string;
   /** The file system handle returned by getFileSystem, once asked for. */
   fileSystemId?: string;

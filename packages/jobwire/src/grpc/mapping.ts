@@ -15,8 +15,8 @@ import type { JobErrorType, XenonJobDescription, XenonJobStatus, XenonQueueStatu
 /** What the mapping needs to know about the scheduler a job is submitted to. */
 export interface SubmitTarget {
   adaptor: string;
-  /** Queue used when the description names none. */
-  defaultQueue: string;
+  /** Queue used when the description names none. @defaultValue none: the executor's own default (a Slurm cluster's default partition) */
+  defaultQueue?: string;
   /**
    * Working directory for jobs that name none, and base of relative ones. @defaultValue none:
    * the job's own default (the server's or the worker's work folder; on a remote executor, the
@@ -37,10 +37,9 @@ export function toJobDescription(d: XenonJobDescription | null | undefined, targ
   if (d.tasks_per_node > 1) unsupported('tasks_per_node', 'this scheduler runs one task per job');
   if (d.start_time !== '') unsupported('start_time', 'this scheduler starts a job as soon as its queue has room');
   if (d.temp_space > 0) unsupported('temp_space', 'this scheduler cannot reserve scratch space');
-  const out: JobDescription = {
-    executable: d.executable,
-    queueName: d.queue_name === '' ? target.defaultQueue : d.queue_name,
-  };
+  const out: JobDescription = { executable: d.executable };
+  const queue = d.queue_name === '' ? target.defaultQueue : d.queue_name;
+  if (queue !== undefined) out.queueName = queue;
   const dir = d.working_directory;
   if (target.workDir === undefined) {
     if (dir !== '') out.workingDirectory = dir;

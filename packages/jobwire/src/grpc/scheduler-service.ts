@@ -3,7 +3,8 @@
  * adaptor a server offers is its executor (`local` in embedded mode, with the queues `single`,
  * `multi` and `unlimited`, Xenon's default being `single`), plus `ssh` when the server has named
  * ssh executors (`jobwire server --executor NAME=ssh://...`): an `ssh` scheduler's location names
- * one of their hosts, and its jobs run there. Other Xenon adaptor names are refused with
+ * one of their hosts, and its jobs run there; and `slurm` when it has Slurm executors (`slurm:`,
+ * `slurm+ssh://...`): location `local://` or a login node, queues the cluster's partitions. Other Xenon adaptor names are refused with
  * UnknownAdaptorException until jobwire has an executor for them. Every job
  * operation goes through JobService, so jobs submitted here are ordinary jobwire jobs: same
  * validation, ownership and state rules, visible in the CLI and the dashboard, and their status
@@ -11,7 +12,7 @@
  * @module
  */
 import { status as Status, type ServerDuplexStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { isFinal, type WhoAmI } from '@jobwire/client';
+import { isFinal, type ExecutorInfo, type WhoAmI } from '@jobwire/client';
 import { parseSshTarget } from '../executors/ssh/url.js';
 import type { JobService } from '../jobs/service.js';
 import type { JobRecord } from '../store/types.js';
@@ -71,17 +72,26 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
   };
 
   /** The server's ssh executors (offered as the `ssh` adaptor). */
-  const sshExecutors = (): { name: string; url: string }[] => service.executors().filter((e) => e.adaptor === 'ssh');
+  const sshExecutors = (): ExecutorInfo[] => service.executors().filter((e) => e.adaptor === 'ssh');
+  /** The server's Slurm executors (offered as the `slurm` adaptor). */
+  const slurmExecutors = (): ExecutorInfo[] => service.executors().filter((e) => e.adaptor === 'slurm');
   /** Every adaptor offered now. */
-  const offered = (): string[] => (sshExecutors().length > 0 ? [...adaptorNames, 'ssh'] : adaptorNames);
+  const offered = (): string[] => [...adaptorNames, ...(sshExecutors().length > 0 ? ['ssh'] : []), ...(slurmExecutors().length > 0 ? ['slurm'] : [])];
+  /** Where a Slurm executor is, as a Xenon slurm location: `local://` or `[user@]host[:port]`. */
+  const slurmLocation = (url: string): string => (url.toLowerCase() === 'slurm:' ? 'local://' : url.replace(/^slurm\+ssh:\/\//i, ''));
 
-  const sshDescription = (): SchedulerAdaptorDescription => ({
-    name: 'ssh',
+  const slurmDescription = (): SchedulerAdaptorDescription => remoteDescription({
+    name: 'slurm',
     description:
-      'Runs jobs on the SSH hosts this jobwire server has executors for (jobwire server --executor NAME=ssh://...), as ordinary jobwire jobs: ' +
-      `location [user@]host[:port] of one of them (${sshExecutors().map((e) => e.url.replace(/^ssh:\/\//, '')).join(', ')}); ` +
-      'the connection and its credentials are the server\'s. Queues single, multi and unlimited.',
-    supported_locations: ['host[:port]', 'user@host[:port]'],
+      'Runs jobs on the Slurm clusters this jobwire server has executors for (jobwire server --executor NAME=slurm: or NAME=slurm+ssh://...), as ordinary jobwire jobs: ' +
+      `location local:// (or empty) for Slurm on the server's machine, [user@]host[:port] for a login node (${slurmExecutors().map((e) => `${e.name}: ${slurmLocation(e.url)}`).join(', ')}); ` +
+      "the connection and its credentials are the server's. Queues are the cluster's partitions; a job without one goes to the default partition.",
+    supported_locations: ['(empty)', 'local://', 'host[:port]', 'user@host[:port]', 'ssh://[user@]host[:port]'],
+  });
+
+  /** An adaptor over the server's remote executors: their jobs are jobwire jobs, their files not the server's. */
+  const remoteDescription = (d: Pick<SchedulerAdaptorDescription, 'name' | 'description' | 'supported_locations'>): SchedulerAdaptorDescription => ({
+    ...d,
     supported_properties: [],
     is_embedded: true,
     supports_interactive: true,
@@ -90,7 +100,16 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     supported_credentials: ['DefaultCredential'],
   });
 
-  const description = (name: string): SchedulerAdaptorDescription => name === 'ssh' ? sshDescription() : ({
+  const sshDescription = (): SchedulerAdaptorDescription => remoteDescription({
+    name: 'ssh',
+    description:
+      'Runs jobs on the SSH hosts this jobwire server has executors for (jobwire server --executor NAME=ssh://...), as ordinary jobwire jobs: ' +
+      `location [user@]host[:port] of one of them (${sshExecutors().map((e) => e.url.replace(/^ssh:\/\//, '')).join(', ')}); ` +
+      'the connection and its credentials are the server\'s. Queues single, multi and unlimited.',
+    supported_locations: ['host[:port]', 'user@host[:port]'],
+  });
+
+  const description = (name: string): SchedulerAdaptorDescription => name === 'ssh' ? sshDescription() : name === 'slurm' ? slurmDescription() : ({
     name,
     description:
       adaptorName === 'local'
@@ -108,7 +127,8 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
   const checkAdaptor = (name: string): void => {
     const names = offered();
     if (names.includes(name)) return;
-    const known = KNOWN_XENON_ADAPTORS.includes(name) ? ` is not available on this jobwire server${name === 'ssh' ? ' (it has no ssh executor: jobwire server --executor NAME=ssh://host)' : ' yet'}` : ` is unknown`;
+    const how: Record<string, string> = { ssh: ' (it has no ssh executor: jobwire server --executor NAME=ssh://host)', slurm: ' (it has no Slurm executor: jobwire server --executor NAME=slurm: or NAME=slurm+ssh://host)' };
+    const known = KNOWN_XENON_ADAPTORS.includes(name) ? ` is not available on this jobwire server${how[name] ?? ' yet'}` : ` is unknown`;
     throw new XenonError('UnknownAdaptorException', name || '(none)', `the scheduler adaptor "${name}"${known}; this server offers: ${names.join(', ')}`);
   };
 
@@ -132,6 +152,38 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     return found.name;
   };
 
+  /** The Slurm executor `location` names: empty or `local://` for `slurm:`, `[ssh://][user@]host[:port]` for `slurm+ssh://`. */
+  const slurmExecutorAt = (location: string): string => {
+    const executors = slurmExecutors();
+    const others = (): string => executors.map((e) => `${e.name} (${slurmLocation(e.url)})`).join(', ');
+    if (LOCAL_LOCATIONS.includes(location)) {
+      const local = executors.find((e) => e.url.toLowerCase() === 'slurm:');
+      if (local === undefined) throw new XenonError('InvalidLocationException', 'slurm', `location ${JSON.stringify(location)}: this server has no Slurm executor on its own machine (slurm:); its Slurm executors are ${others()}`);
+      return local.name;
+    }
+    let wanted;
+    try {
+      wanted = parseSshTarget(location.replace(/^ssh:\/\//i, ''), { scheme: 'slurm+ssh:' });
+    } catch (err) {
+      throw new XenonError('InvalidLocationException', 'slurm', `location ${JSON.stringify(location)}: ${(err as Error).message}`);
+    }
+    const explicitUser = location.replace(/^ssh:\/\//i, '').includes('@');
+    const found = executors.find((e) => {
+      if (!/^slurm\+ssh:/i.test(e.url)) return false;
+      const t = parseSshTarget(e.url, { scheme: 'slurm+ssh:' });
+      return t.host === wanted.host && t.port === wanted.port && (!explicitUser || t.user === wanted.user);
+    });
+    if (found === undefined) throw new XenonError('InvalidLocationException', 'slurm', `location ${JSON.stringify(location)}: this server has no Slurm executor for it; its Slurm executors are ${others()}`);
+    return found.name;
+  };
+
+  /** The executor of a handle's jobs, when it names one. */
+  const executorOf = (handle: SchedulerHandle): ExecutorInfo | undefined => (handle.executor !== undefined ? service.executors().find((e) => e.name === handle.executor) : undefined);
+  /** A handle's queue names: a Slurm scheduler's are its cluster's partitions. */
+  const queueNamesOf = async (handle: SchedulerHandle): Promise<string[]> => (handle.adaptor === 'slurm' ? (executorOf(handle)?.queues ?? []).map((q) => q.name) : queueNames());
+  /** A handle's default queue: a Slurm scheduler's is its cluster's default partition. */
+  const defaultQueueOf = async (handle: SchedulerHandle): Promise<string | undefined> => (handle.adaptor === 'slurm' ? executorOf(handle)?.defaultQueue : defaultQueue());
+
   const scheduler = (who: WhoAmI, handle: Handle | null | undefined): SchedulerHandle => {
     const found = schedulers.find(who.user, handle?.id);
     if (!found) {
@@ -150,14 +202,14 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
       throw new XenonError('InvalidLocationException', adaptor, `location ${JSON.stringify(location)}: the local adaptor takes an empty location or "local://"`);
     }
     if (request.credential !== undefined && request.credential !== 'default_credential') {
-      const why = adaptor === 'ssh' ? 'the server connects with the credentials it was started with (--ssh-identity, --ssh-password-file, its ssh-agent)' : 'callers authenticate to jobwire with a bearer token';
+      const why = adaptor === 'ssh' || adaptor === 'slurm' ? 'the server connects with the credentials it was started with (--ssh-identity, --ssh-password-file, its ssh-agent)' : 'callers authenticate to jobwire with a bearer token';
       throw new XenonError('InvalidCredentialException', adaptor, `the ${adaptor} adaptor takes no ${request.credential.replace('_', ' ')}: ${why}`);
     }
     const props = Object.keys(request.properties ?? {});
     if (props.length > 0) {
       throw new XenonError('UnknownPropertyException', adaptor, `unknown propert${props.length > 1 ? 'ies' : 'y'} ${props.join(', ')}: queues and limits are configured on the jobwire server`);
     }
-    const executor = adaptor === 'ssh' ? sshExecutorAt(location) : undefined;
+    const executor = adaptor === 'ssh' ? sshExecutorAt(location) : adaptor === 'slurm' ? slurmExecutorAt(location) : undefined;
     const id = schedulers.newId(adaptor, who.user, location);
     schedulers.add({ kind: 'scheduler', id, owner: who.user, adaptor, location, ...(executor !== undefined ? { executor } : {}) });
     return { id };
@@ -191,7 +243,7 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
   // local jobs start in their file space.
   const submitTarget = async (who: WhoAmI, handle: SchedulerHandle): Promise<SubmitTarget> =>
     handle.executor !== undefined
-      ? { adaptor: handle.adaptor, defaultQueue: await defaultQueue(), executor: handle.executor }
+      ? { adaptor: handle.adaptor, executor: handle.executor, ...(handle.adaptor === 'slurm' ? {} : { defaultQueue: await defaultQueue() }) }
       : { adaptor: adaptorName, defaultQueue: await defaultQueue(), ...(who.admin ? {} : { workDir: space.root(who) }) };
 
   const a = adaptorName;
@@ -226,14 +278,8 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
       scheduler(who, request);
       return { properties: {} };
     }),
-    getQueueNames: rpc.unary<Handle, unknown>(a, async (request, { who }) => {
-      scheduler(who, request);
-      return { name: await queueNames() };
-    }),
-    getDefaultQueueName: rpc.unary<Handle, unknown>(a, async (request, { who }) => {
-      scheduler(who, request);
-      return { name: await defaultQueue() };
-    }),
+    getQueueNames: rpc.unary<Handle, unknown>(a, async (request, { who }) => ({ name: await queueNamesOf(scheduler(who, request)) })),
+    getDefaultQueueName: rpc.unary<Handle, unknown>(a, async (request, { who }) => ({ name: (await defaultQueueOf(scheduler(who, request))) ?? '' })),
     getDefaultRuntime: rpc.unary<Handle, unknown>(a, async (request, { who }) => {
       scheduler(who, request);
       return { value: 0 };
@@ -309,7 +355,7 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     getFileSystem: rpc.unary<Handle, Handle>(a, async (request, { who }) => {
       const handle = scheduler(who, request);
       if (handle.executor !== undefined) {
-        throw new XenonError('XenonException', handle.adaptor, 'the ssh adaptor has no file system here yet (no sftp adaptor): use the file adaptor for files on the jobwire server');
+        throw new XenonError('XenonException', handle.adaptor, `the ${handle.adaptor} adaptor has no file system here yet (no sftp adaptor): use the file adaptor for files on the jobwire server`);
       }
       handle.fileSystemId ??= deps.openFileSystem(who).id;
       return { id: handle.fileSystemId };

@@ -52,7 +52,15 @@ export class Dispatcher {
    */
   poke(queue?: string): void {
     if (queue === undefined) for (const q of this.queues) this.pending.add(q.name);
-    else this.pending.add(queue);
+    else {
+      // A queue an executor offered after the start (a Slurm partition read once Slurm answered):
+      // its limits are the executor's own, so none here.
+      if (!this.running.has(queue)) {
+        this.queues.push({ name: queue, limit: null });
+        this.running.set(queue, new Set());
+      }
+      this.pending.add(queue);
+    }
     if (this.scheduled || this.stopped) return;
     this.scheduled = true;
     queueMicrotask(() => {

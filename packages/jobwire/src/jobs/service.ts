@@ -70,9 +70,10 @@ export class JobService {
   /** Validates and queues a job for `owner`. */
   async submit(owner: string, input: unknown): Promise<JobRecord> {
     const description: JobDescription = parseJobDescription(input);
-    description.queueName ??= this.defaultQueue;
     if (description.tty && !description.interactive) description.interactive = true;
+    // Checked before the default queue is filled in: the check may give the executor's own (a Slurm partition).
     this.scheduler.check(description);
+    description.queueName ??= this.defaultQueue;
     for (const [name, id] of Object.entries(description.inputFiles ?? {})) {
       if ((await uploadSize(this.store.blobs, owner, id)) === undefined) {
         throw new BadRequestError(`inputFiles.${name}: no upload ${id} (upload the file first: POST /v1/uploads)`, { code: 'invalid_description', field: `inputFiles.${name}` });

@@ -261,6 +261,7 @@ export const executorInfoSchema = z
     adaptor: z.string(),
     state: z.enum(['ready', 'idle', 'connected', 'reconnecting', 'failing']),
     reason: z.string().optional().describe('Why it is not connected, when it is not.'),
+    defaultQueue: z.string().optional().describe("The queue of its jobs that name none, when it has its own (a Slurm cluster's default partition)."),
     queues: z.array(z.object({ name: z.string(), limit: z.number().int().nullable() })),
   })
   .meta({ id: 'ExecutorInfo' });

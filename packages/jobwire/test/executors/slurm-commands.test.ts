@@ -71,19 +71,23 @@ test('time limits in minutes:seconds, rounded up to the second', () => {
   assert.equal(timeLimit(90.01), '90:01');
 });
 
-test('the batch script quotes every word and variable and records the exit code', () => {
+test('the batch script quotes every word and variable, records the exit code, and records a missing folder or program as an error', () => {
   assert.equal(shellQuote("it's"), `'it'\\''s'`);
   const script = batchScript(
     { executable: 'echo', arguments: ['$HOME', "a'b"], schedulerArguments: ['--mem=10M'], stdin: 'in put' },
     { X: "$(rm -rf /)'" },
     jobFiles('/jobs/', 'j1'),
+    '/w d',
   );
   assert.equal(
     script,
     [
       '#!/bin/sh',
       '#SBATCH --mem=10M',
+      `fail() { printf 'error: %s (on %s)\\n' "$1" "$(hostname)" > '/jobs/j1.exit.tmp' && mv '/jobs/j1.exit.tmp' '/jobs/j1.exit'; exit 127; }`,
+      `cd '/w d' 2>/dev/null || fail 'cannot start "echo": working directory /w d: ENOENT (no such directory)'`,
       `export X='$(rm -rf /)'\\'''`,
+      `command -v 'echo' >/dev/null 2>&1 || fail 'cannot start "echo": ENOENT (not found)'`,
       `'echo' '$HOME' 'a'\\''b' < 'in put'`,
       'code=$?',
       `printf '%s\\n' "$code" > '/jobs/j1.exit.tmp' && mv '/jobs/j1.exit.tmp' '/jobs/j1.exit'`,

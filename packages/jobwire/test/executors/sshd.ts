@@ -50,8 +50,14 @@ function childrenOf(ppid: number): number[] {
   return found;
 }
 
+/** Options of {@link startSshd}. */
+export interface SshdOptions {
+  /** Variables sshd sets in every session (its `SetEnv`), e.g. `SLURM_CONF` for a login node of the test cluster. */
+  env?: Record<string, string>;
+}
+
 /** Starts an sshd; resolves once it accepts connections. */
-export async function startSshd(): Promise<TestSshd> {
+export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
   const dir = mkdtempSync(join(tmpdir(), 'jobwire-sshd-'));
   const keygen = (file: string): void => {
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'jobwire-test', '-f', file]);
@@ -85,7 +91,7 @@ export async function startSshd(): Promise<TestSshd> {
       'Subsystem sftp internal-sftp',
       // Bash sources ~/.bashrc for commands run by sshd unless SHLVL says it is nested; this
       // machine's root .bashrc runs `pyenv init`, a second per session. Not what is tested here.
-      'SetEnv SHLVL=1',
+      `SetEnv SHLVL=1${Object.entries(options.env ?? {}).map(([name, value]) => ` ${name}=${value}`).join('')}`,
       '',
     ].join('\n'),
   );

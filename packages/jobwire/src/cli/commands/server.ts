@@ -67,7 +67,7 @@ export function registerServer(program: Command): void {
     .option('--grpc-key <file>', 'PEM private key of --grpc-cert')
     .option('--grpc-ca <file>', 'PEM CA bundle: require client certificates signed by it (mutual TLS)')
     .option('--grpc-allow-anonymous-loopback', 'admit gRPC calls without a token from this machine, as the admin user (stock Xenon clients send none)')
-    .option('--executor <NAME=URL>', 'a named executor jobs can choose with --executor NAME: ssh://[user@]host[:port] (repeatable; "local" is always there; docs/executors.md)', collect, [])
+    .option('--executor <NAME=URL>', 'a named executor jobs can choose with --executor NAME: ssh://[user@]host[:port], slurm: or slurm+ssh://[user@]host[:port] (repeatable; "local" is always there; docs/executors.md)', collect, [])
     .option('--ssh-identity <file>', 'private key for ssh executors (repeatable; default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa, plus ssh-agent)', collect, [])
     .option('--ssh-known-hosts <file>', 'known_hosts file host keys are checked against; an unknown or changed key is refused (default: ~/.ssh/known_hosts)')
     .option('--ssh-password-file <file>', 'file whose first line is the ssh password, tried after the keys')

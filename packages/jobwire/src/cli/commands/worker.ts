@@ -65,7 +65,7 @@ export function registerWorker(program: Command): void {
     .option('--name <node>', 'node name, unique among live workers (default: the host name)', placementName('node'))
     .option('--pool <pool>', 'a pool this worker serves, besides ALL (repeatable)', poolList)
     .option('--slots <n>', 'jobs of the "multi" queue run at once (default: the number of cores)', integer(1))
-    .option('--executor <url>', 'run the jobs there instead of on this machine: ssh://[user@]host[:port] (docs/executors.md)')
+    .option('--executor <url>', 'run the jobs there instead of on this machine: ssh://[user@]host[:port], slurm: or slurm+ssh://[user@]host[:port] (docs/executors.md)')
     .option('--ssh-identity <file>', 'private key for --executor ssh://... (repeatable; default: ~/.ssh/id_*, plus ssh-agent)', (value: string, previous: string[]) => [...previous, value], [])
     .option('--ssh-known-hosts <file>', 'known_hosts file for --executor ssh://... (default: ~/.ssh/known_hosts)')
     .option('--ssh-password-file <file>', 'file whose first line is the ssh password, tried after the keys')

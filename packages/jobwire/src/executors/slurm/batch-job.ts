@@ -13,6 +13,9 @@ const READ_CHUNK = 256 * 1024;
 /** At most this much per file and poll, so one chatty job cannot hold up the others' ticks. */
 const READ_PER_TICK = 8 * 1024 * 1024;
 
+/** What a batch script recorded in its exit file: the command's exit code, or why it could not start. */
+export type RecordedExit = number | string;
+
 /** What the executor does for a batch job's handle. */
 export interface BatchJobControl {
   /** Stops the job in Slurm: TERM to all its processes, then `scancel` after `graceMs`. */
@@ -39,7 +42,8 @@ export class BatchJob implements ProcessHandle {
   terminated = false;
   /** The grace time of a terminate that came before the Slurm id was known. */
   pendingCancel: number | undefined;
-  readonly files: JobFiles;
+  /** Its files; set by the executor before it submits the job (when its jobs folder is known). */
+  files: JobFiles;
   readonly offsets: { stdout: number; stderr: number };
   #paused = false;
   #settled = false;
@@ -49,7 +53,7 @@ export class BatchJob implements ProcessHandle {
   readonly #host: SubmitHost;
   readonly #control: BatchJobControl;
 
-  constructor(spec: StartSpec, host: SubmitHost, control: BatchJobControl, files: JobFiles, from = { stdout: 0, stderr: 0 }) {
+  constructor(spec: StartSpec, host: SubmitHost, control: BatchJobControl, files: JobFiles = { stdout: '', stderr: '', exit: '' }, from = { stdout: 0, stderr: 0 }) {
     this.#spec = spec;
     this.#host = host;
     this.#control = control;
@@ -108,10 +112,14 @@ export class BatchJob implements ProcessHandle {
    * Ends the job: reads its output files to their end (pausing is over: nothing comes after),
    * then settles `done` with the result of Slurm's final state and the recorded exit code.
    */
-  async finish(state: SlurmJobState, recordedExit: number | undefined): Promise<void> {
+  async finish(state: SlurmJobState, recordedExit: RecordedExit | undefined): Promise<void> {
     if (this.#detached) return;
     await this.#readChannel('stdout', Infinity);
     await this.#readChannel('stderr', Infinity);
+    if (typeof recordedExit === 'string') {
+      this.settle({ exitCode: null, signal: null, error: recordedExit });
+      return;
+    }
     this.settle(endResult({ slurmId: this.slurmId ?? '?', state, recordedExit, terminated: this.terminated }));
   }
 

@@ -64,16 +64,23 @@ function jobName(description: JobDescription): string {
  * script (quoted; nothing relies on sbatch passing ours on, so the same script works through
  * SSH), the command with its stdin file, then its exit code written to `files.exit` (through a
  * temporary file, so a reader never sees half of it) and copies of the output to the
- * description's stdout/stderr files.
+ * description's stdout/stderr files. A missing working directory or program is written to the
+ * exit file as `error: ...` instead.
  */
-export function batchScript(description: JobDescription, env: Record<string, string>, files: JobFiles): string {
+export function batchScript(description: JobDescription, env: Record<string, string>, files: JobFiles, cwd: string): string {
   const lines = ['#!/bin/sh'];
   for (const argument of description.schedulerArguments ?? []) lines.push(`#SBATCH ${argument}`);
+  const exit = (printf: string): string => `${printf} > ${shellQuote(`${files.exit}.tmp`)} && mv ${shellQuote(`${files.exit}.tmp`)} ${shellQuote(files.exit)}`;
+  // A job that cannot start records why in its exit file ("error: ..."), not an exit code.
+  lines.push(`fail() { ${exit(`printf 'error: %s (on %s)\\n' "$1" "$(hostname)"`)}; exit 127; }`);
+  const program = description.executable ?? '';
+  lines.push(`cd ${shellQuote(cwd)} 2>/dev/null || fail ${shellQuote(`cannot start "${program}": working directory ${cwd}: ENOENT (no such directory)`)}`);
   for (const [key, value] of Object.entries(env)) lines.push(`export ${key}=${shellQuote(value)}`);
+  lines.push(`command -v ${shellQuote(program)} >/dev/null 2>&1 || fail ${shellQuote(`cannot start "${program}": ENOENT (not found)`)}`);
   const command = [description.executable ?? '', ...(description.arguments ?? [])].map(shellQuote).join(' ');
   lines.push(`${command} < ${description.stdin !== undefined ? shellQuote(description.stdin) : '/dev/null'}`);
   lines.push('code=$?');
-  lines.push(`printf '%s\\n' "$code" > ${shellQuote(`${files.exit}.tmp`)} && mv ${shellQuote(`${files.exit}.tmp`)} ${shellQuote(files.exit)}`);
+  lines.push(exit(`printf '%s\\n' "$code"`));
   if (description.stdout !== undefined) lines.push(`cat ${shellQuote(files.stdout)} > ${shellQuote(description.stdout)}`);
   if (description.stderr !== undefined) lines.push(`cat ${shellQuote(files.stderr)} > ${shellQuote(description.stderr)}`);
   lines.push('exit $code', '');

@@ -6,3 +6,4 @@
  */
 export { slurmExecutor, SlurmExecutor, SlurmCommandError, type SlurmExecutorOptions, type SlurmJobRecord } from './slurm-executor.js';
 export { LocalSubmitHost, type LocalSubmitHostOptions, type SubmitHost, type CommandResult, type HostCommand } from './submit-host.js';
+export { SshSubmitHost } from './ssh-submit-host.js';

@@ -5,12 +5,12 @@
  * pseudo-terminal. Queues are Slurm's partitions. Commands run on a {@link SubmitHost}.
  * @module
  */
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { BadRequestError, type JobDescription } from '@jobwire/client';
 import pLimit from 'p-limit';
-import type { Executor, ExecutorState, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../types.js';
-import { BatchJob, type BatchJobControl } from './batch-job.js';
+import { LOCAL_QUEUES } from '../local/local-executor.js';
+import type { Executor, ExecutorState, ExecutorStatus, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../types.js';
+import { BatchJob, type BatchJobControl, type RecordedExit } from './batch-job.js';
 import {
   ENV_NAME,
   SINFO_FORMAT,
@@ -33,7 +33,7 @@ export interface SlurmExecutorOptions {
   host?: SubmitHost;
   /**
    * Folder for the jobs' output and exit files, on the submit host and visible from the
-   * compute nodes (a shared file system). @defaultValue `~/.jobwire/slurm-jobs`
+   * compute nodes (a shared file system). @defaultValue `.jobwire/slurm-jobs` in the submit host's home
    */
   jobsFolder?: string;
   /** Time between two `squeue` calls while jobs are followed. @defaultValue 1000 */
@@ -63,11 +63,17 @@ export interface SlurmJobRecord extends ExecutorState {
 /** sbatch processes at once: the controller answers them one by one anyway. */
 const SBATCH_AT_ONCE = 8;
 
+/** Longest wait between two tries to reach a Slurm that did not answer. */
+const RETRY_MAX_MS = 30_000;
+
+/** {@link SlurmExecutorOptions} filled in; `jobsFolder` undefined until the submit host's home is known. */
+export type ParsedSlurmOptions = Required<Omit<SlurmExecutorOptions, 'jobsFolder'>> & { jobsFolder: string | undefined };
+
 /** Fills in and checks {@link SlurmExecutorOptions}; throws a RangeError for a bad value. */
-function parseOptions(options: SlurmExecutorOptions): Required<SlurmExecutorOptions> {
-  const parsed: Required<SlurmExecutorOptions> = {
+export function parseSlurmOptions(options: SlurmExecutorOptions): ParsedSlurmOptions {
+  const parsed: ParsedSlurmOptions = {
     host: options.host ?? new LocalSubmitHost(),
-    jobsFolder: options.jobsFolder ?? path.join(os.homedir(), '.jobwire', 'slurm-jobs'),
+    jobsFolder: options.jobsFolder,
     pollMs: options.pollMs ?? 1000,
     lostAfterMs: options.lostAfterMs ?? 60_000,
     partitionsRefreshMs: options.partitionsRefreshMs ?? 60_000,
@@ -75,7 +81,7 @@ function parseOptions(options: SlurmExecutorOptions): Required<SlurmExecutorOpti
   for (const key of ['pollMs', 'lostAfterMs', 'partitionsRefreshMs'] as const) {
     if (!Number.isFinite(parsed[key]) || parsed[key] < 10) throw new RangeError(`${key} must be a number of milliseconds of at least 10, got ${String(parsed[key])}`);
   }
-  if (!parsed.jobsFolder.startsWith('/')) throw new RangeError(`jobsFolder must be an absolute path, got "${parsed.jobsFolder}"`);
+  if (parsed.jobsFolder !== undefined && !parsed.jobsFolder.startsWith('/')) throw new RangeError(`jobsFolder must be an absolute path, got "${parsed.jobsFolder}"`);
   return parsed;
 }
 
@@ -84,7 +90,7 @@ function parseOptions(options: SlurmExecutorOptions): Required<SlurmExecutorOpti
  * {@link SlurmCommandError} when Slurm's commands are missing or the controller does not answer.
  */
 export async function slurmExecutor(options: SlurmExecutorOptions = {}): Promise<SlurmExecutor> {
-  const executor = new SlurmExecutor(parseOptions(options));
+  const executor = new SlurmExecutor(parseSlurmOptions(options));
   await executor.refreshPartitions();
   return executor;
 }
@@ -93,9 +99,15 @@ export async function slurmExecutor(options: SlurmExecutorOptions = {}): Promise
 export class SlurmExecutor implements Executor, BatchJobControl {
   /** Adaptor name. */
   readonly name = 'slurm';
-  readonly #options: Required<SlurmExecutorOptions>;
+  readonly #options: ParsedSlurmOptions;
   readonly #host: SubmitHost;
   #partitions: Partition[] = [];
+  /** Whether `sinfo` has answered once, and what the last try said. */
+  #status: ExecutorStatus = { state: 'idle' };
+  #everConnected = false;
+  /** The first `sinfo` in flight (for jobs started before Slurm answered). */
+  #connecting: Promise<void> | undefined;
+  #retryMs = 1000;
   /** Batch jobs followed by the poller, by jobwire id. */
   readonly #jobs = new Map<string, BatchJob>();
   #pollTimer: NodeJS.Timeout | undefined;
@@ -106,10 +118,27 @@ export class SlurmExecutor implements Executor, BatchJobControl {
   readonly #submitting = pLimit(SBATCH_AT_ONCE);
   #closed = false;
 
-  /** Use {@link slurmExecutor}, which reads the partitions first. */
-  constructor(options: Required<SlurmExecutorOptions>) {
+  /**
+   * Use {@link slurmExecutor}, which reads the partitions first; or this with
+   * {@link parseSlurmOptions} and then {@link connect}, for an executor that starts before Slurm
+   * answers (its jobs wait for the first answer; {@link status} says why none came).
+   */
+  constructor(options: ParsedSlurmOptions) {
     this.#options = options;
     this.#host = options.host;
+  }
+
+  /**
+   * Asks Slurm for its partitions in the background, again and again (backoff up to 30 s)
+   * until it answers; {@link status} tells how it goes.
+   */
+  connect(): void {
+    this.#connecting ??= this.refreshPartitions().catch(() => undefined);
+  }
+
+  /** `idle` before Slurm first answered, `connected` once it did, `failing` (or `reconnecting`) with Slurm's words. */
+  status(): ExecutorStatus {
+    return { ...this.#status };
   }
 
   /** The cluster's partitions, each a queue without a jobwire limit (Slurm schedules). */
@@ -122,14 +151,44 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     return this.#partitions.find((p) => p.isDefault)?.name;
   }
 
-  /** Reads the partitions with `sinfo`, then again every `partitionsRefreshMs`. */
+  /**
+   * Reads the partitions with `sinfo` (and, the first time, the submit host's home for the
+   * default jobs folder), then again every `partitionsRefreshMs`; after a failure, again
+   * sooner (backoff up to 30 s), and rejects with a {@link SlurmCommandError}.
+   */
   async refreshPartitions(): Promise<void> {
-    const answer = await this.#command('sinfo', SINFO_FORMAT);
-    this.#partitions = parseSinfo(answer.stdout);
+    clearTimeout(this.#partitionsTimer);
+    try {
+      const answer = await this.#command('sinfo', SINFO_FORMAT);
+      if (this.#options.jobsFolder === undefined) {
+        const home = await this.#host.home();
+        this.#options.jobsFolder = path.posix.join(home, '.jobwire', 'slurm-jobs');
+      }
+      this.#partitions = parseSinfo(answer.stdout);
+      this.#status = { state: 'connected' };
+      this.#everConnected = true;
+      this.#retryMs = 1000;
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      this.#status = { state: this.#everConnected ? 'reconnecting' : 'failing', reason };
+      this.#schedule(this.#retryMs);
+      this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
+      throw error instanceof SlurmCommandError ? error : new SlurmCommandError(reason, { cause: error });
+    }
+    this.#schedule(this.#options.partitionsRefreshMs);
+  }
+
+  #schedule(ms: number): void {
     clearTimeout(this.#partitionsTimer);
     if (this.#closed) return;
-    this.#partitionsTimer = setTimeout(() => void this.refreshPartitions().catch(() => undefined), this.#options.partitionsRefreshMs);
+    this.#partitionsTimer = setTimeout(() => void this.refreshPartitions().catch(() => undefined), ms);
     this.#partitionsTimer.unref();
+  }
+
+  /** Resolves once Slurm has answered once; rejects with why it does not (after one more try). */
+  async #ready(): Promise<void> {
+    if (this.#everConnected) return;
+    await this.refreshPartitions();
   }
 
   /**
@@ -144,7 +203,7 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     };
     if (description.js !== undefined || description.executable === undefined) refuse('js', 'the Slurm executor runs executables, not function jobs');
     const queue = description.queueName;
-    if (queue !== undefined && !this.#partitions.some((p) => p.name === queue)) {
+    if (queue !== undefined && this.#everConnected && !this.#partitions.some((p) => p.name === queue)) {
       refuse('queueName', `Slurm has no partition "${queue}"; its partitions are ${this.#partitions.map((p) => p.name).join(', ') || '(none)'}`);
     }
     for (const argument of description.schedulerArguments ?? []) {
@@ -165,17 +224,29 @@ export class SlurmExecutor implements Executor, BatchJobControl {
   start(spec: StartSpec): ProcessHandle {
     const description = spec.description;
     const cwd = path.posix.resolve(spec.defaultCwd, description.workingDirectory ?? '.');
-    const options = resourceOptions(spec.jobId, description, cwd, description.queueName);
+    const options = resourceOptions(spec.jobId, description, cwd, this.#partitionOf(description.queueName));
     if (spec.account !== undefined) {
       // Slurm runs a job as whoever submits it: never as root for a user mapped to another account.
-      const refused = new BatchJob(spec, this.#host, this, jobFiles(this.#options.jobsFolder, spec.jobId));
+      const refused = new BatchJob(spec, this.#host, this);
       refused.settle({ exitCode: null, signal: null, error: `the Slurm executor submits jobs as the account running jobwire; it cannot run a job as OS account "${spec.account.name}"` });
       return refused;
     }
     if (description.interactive === true || description.tty === true) return this.#startSrun(spec, options);
-    const job = new BatchJob(spec, this.#host, this, jobFiles(this.#options.jobsFolder, spec.jobId));
-    void this.#submit(spec, job, options);
+    const job = new BatchJob(spec, this.#host, this);
+    void this.#submit(spec, job, options).catch((error: unknown) => {
+      job.settle({ exitCode: null, signal: null, error: `cannot submit to Slurm on ${this.#host.where}: ${error instanceof Error ? error.message : String(error)}` });
+    });
     return job;
+  }
+
+  /**
+   * The partition of a job's queue: the queue itself, except jobwire's own queue names (`single`,
+   * `multi`, `unlimited`: a server's or a distributed worker's default) where the cluster has no
+   * such partition, which mean the default partition (no `--partition`).
+   */
+  #partitionOf(queue: string | undefined): string | undefined {
+    if (queue === undefined || this.#partitions.some((p) => p.name === queue)) return queue;
+    return (LOCAL_QUEUES as readonly string[]).includes(queue) ? undefined : queue;
   }
 
   /**
@@ -207,10 +278,10 @@ export class SlurmExecutor implements Executor, BatchJobControl {
   /** TERM to every process of the job (the script too), then `scancel` after the grace time. */
   cancel(job: BatchJob, graceMs: number): void {
     const id = job.slurmId!;
-    const hard = (): void => void this.#host.run({ file: 'scancel', args: [id] });
+    const hard = (): void => void this.#host.run({ file: 'scancel', args: [id] }).catch(() => undefined);
     if (job.phase === 'queued') hard();
     else {
-      void this.#host.run({ file: 'scancel', args: ['--full', '--signal=TERM', id] });
+      void this.#host.run({ file: 'scancel', args: ['--full', '--signal=TERM', id] }).catch(() => undefined);
       setTimeout(() => {
         if (!job.settled) hard();
       }, graceMs).unref();
@@ -220,14 +291,22 @@ export class SlurmExecutor implements Executor, BatchJobControl {
 
   async #submit(spec: StartSpec, job: BatchJob, options: string[]): Promise<void> {
     const description = spec.description;
-    const env = { ...description.environment, ...spec.env };
-    const script = batchScript(description, env, job.files);
     try {
-      this.#folderReady ??= this.#host.mkdir(this.#options.jobsFolder);
+      await this.#ready();
+    } catch (error) {
+      job.settle({ exitCode: null, signal: null, error: `Slurm is not reachable: ${(error as Error).message}` });
+      return;
+    }
+    const jobsFolder = this.#options.jobsFolder!;
+    job.files = jobFiles(jobsFolder, spec.jobId);
+    const env = { ...description.environment, ...spec.env };
+    const script = batchScript(description, env, job.files, path.posix.resolve(spec.defaultCwd, description.workingDirectory ?? '.'));
+    try {
+      this.#folderReady ??= this.#host.mkdir(jobsFolder);
       await this.#folderReady;
     } catch (error) {
       this.#folderReady = undefined;
-      job.settle({ exitCode: null, signal: null, error: `cannot create the Slurm job folder "${this.#options.jobsFolder}" on ${this.#host.where}: ${String(error)}` });
+      job.settle({ exitCode: null, signal: null, error: `cannot create the Slurm job folder "${jobsFolder}" on ${this.#host.where}: ${String(error)}` });
       return;
     }
     const args = ['--parsable', ...options, `--output=${job.files.stdout}`, `--error=${job.files.stderr}`];
@@ -350,9 +429,10 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     return parseScontrolJob(`JobState=${state} Reason=${reason} ExitCode=${exit}`);
   }
 
-  /** The exit code the batch script wrote, when its exit file is there. */
-  async #recordedExit(job: BatchJob): Promise<number | undefined> {
-    const text = (await this.#host.read(job.files.exit, 0, 64).catch(() => undefined))?.toString('utf8').trim();
+  /** The exit code the batch script wrote, or why the job could not start, when its exit file is there. */
+  async #recordedExit(job: BatchJob): Promise<RecordedExit | undefined> {
+    const text = (await this.#host.read(job.files.exit, 0, 4096).catch(() => undefined))?.toString('utf8').trim();
+    if (text?.startsWith('error: ')) return text.slice('error: '.length);
     return text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined;
   }
 
@@ -372,38 +452,51 @@ export class SlurmExecutor implements Executor, BatchJobControl {
       args: [tty ? '--pty' : '--unbuffered', ...options, ...(description.schedulerArguments ?? []), description.executable ?? '', ...(description.arguments ?? [])],
     };
     const inner = this.#host.spawn(spec, command, { tty });
-    return new SrunJob(inner, () => this.#cancelSrun(spec.jobId));
+    return new SrunJob(inner, (signal) => this.#cancelSrun(spec.jobId, signal));
   }
 
-  /** `scancel` of the srun job that carries jobwire id `jobId` in its comment (srun does not tell its id). */
-  async #cancelSrun(jobId: string): Promise<void> {
+  /**
+   * `scancel` of the srun job that carries jobwire id `jobId` in its comment (srun does not tell
+   * its id); with `signal`, that signal to all its processes instead.
+   */
+  async #cancelSrun(jobId: string, signal?: string): Promise<void> {
     const answer = await this.#host.run({ file: 'squeue', args: ['--noheader', '--format=%i|%k', '--me'] });
     for (const line of answer.stdout.split('\n')) {
       const [id, comment] = line.trim().split('|');
-      if (id && comment === `jobwire:${jobId}`) await this.#host.run({ file: 'scancel', args: [id] });
+      if (id && comment === `jobwire:${jobId}`) await this.#host.run({ file: 'scancel', args: [...(signal !== undefined ? [`--signal=${signal}`] : []), id] });
     }
   }
 }
 
 /**
- * An `srun` job: the local process's handle, with a stop that also cancels the Slurm job once
- * the grace time is over (srun forwards TERM to the job's tasks; a killed srun would not end them).
+ * An `srun` job: the submit host's process handle, with a stop that also sends TERM through
+ * Slurm (`scancel --signal=TERM`: srun on a login node cannot always be signalled) and cancels
+ * the Slurm job once the grace time is over (a killed srun would not end its tasks).
  */
 class SrunJob implements ProcessHandle {
   readonly #inner: ProcessHandle;
-  readonly #cancel: () => Promise<void>;
+  readonly #cancel: (signal?: string) => Promise<void>;
 
-  constructor(inner: ProcessHandle, cancel: () => Promise<void>) {
+  readonly #done: Promise<ProcessResult>;
+  #terminated = false;
+
+  constructor(inner: ProcessHandle, cancel: (signal?: string) => Promise<void>) {
     this.#inner = inner;
     this.#cancel = cancel;
+    // srun ends its tasks with KILL once it gets TERM: a job jobwire stopped reports the TERM it was stopped with.
+    this.#done = inner.done.then((result) => {
+      const killed = result.signal !== null || (result.exitCode !== null && result.exitCode > 128);
+      return this.#terminated && killed && result.error === undefined ? { ...result, exitCode: null, signal: 'SIGTERM' } : result;
+    });
   }
 
   get pid(): number | undefined {
     return this.#inner.pid;
   }
 
+  /** As srun ended; a job stopped by {@link terminate} that srun ended by a signal reports SIGTERM. */
   get done(): Promise<ProcessResult> {
-    return this.#inner.done;
+    return this.#done;
   }
 
   writeStdin(data: Uint8Array): Promise<void> {
@@ -419,7 +512,9 @@ class SrunJob implements ProcessHandle {
   }
 
   terminate(graceMs: number): void {
+    this.#terminated = true;
     this.#inner.terminate(graceMs);
+    void this.#cancel('TERM').catch(() => undefined);
     const timer = setTimeout(() => void this.#cancel().catch(() => undefined), graceMs);
     timer.unref();
     void this.#inner.done.then(() => clearTimeout(timer));
@@ -440,7 +535,8 @@ class SrunJob implements ProcessHandle {
  */
 function commandFailure(file: string, answer: CommandResult, where: string): string | undefined {
   if (answer.startError !== undefined) {
-    return `${file} cannot run on ${where} (${answer.startError}): are Slurm's client commands installed and on PATH?`;
+    const hint = /ENOENT|not found/i.test(answer.startError) ? ": are Slurm's client commands installed and on PATH?" : '';
+    return `${file} cannot run on ${where} (${answer.startError})${hint}`;
   }
   if (answer.code === 0) return undefined;
   // Slurm starts each line with "sbatch: error: ": said once, by us.

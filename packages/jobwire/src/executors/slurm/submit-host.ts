@@ -7,6 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import type { ProcessHandle, StartSpec } from '../types.js';
 import { PipeProcess } from '../local/pipe-process.js';
 import { PtyProcess } from '../local/pty-process.js';
@@ -47,6 +48,8 @@ export interface SubmitHost {
   read(path: string, offset: number, max: number): Promise<Buffer | undefined>;
   /** Creates a folder and its parents (no error when it exists). */
   mkdir(path: string): Promise<void>;
+  /** The home folder of the account the commands run as (for the default jobs folder). */
+  home(): Promise<string>;
 }
 
 /** Options of a {@link LocalSubmitHost}. */
@@ -115,6 +118,10 @@ export class LocalSubmitHost implements SubmitHost {
 
   async mkdir(path: string): Promise<void> {
     await fs.mkdir(path, { recursive: true });
+  }
+
+  home(): Promise<string> {
+    return Promise.resolve(os.homedir());
   }
 }
 

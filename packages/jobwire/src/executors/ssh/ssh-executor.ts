@@ -9,6 +9,7 @@ import { constants } from 'node:os';
 import { BadRequestError, type JobDescription, type OutputChannel } from '@jobwire/client';
 import type { ClientChannel } from 'ssh2';
 import type { Executor, ExecutorState, ExecutorStatus, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../types.js';
+import { ChannelHandle, channelResult, pumpChannel } from './channel-handle.js';
 import { SshConnection, shellQuote, type SshConnectionOptions } from './connection.js';
 import { batchStartScript, collectScript, FOLLOW_COLLECT, followScript, folderWord, interactiveScript, terminateScript, viaSh } from './scripts.js';
 import { parseSshTarget, targetText } from './url.js';
@@ -315,39 +316,30 @@ class BatchJob implements ProcessHandle {
 }
 
 /** An interactive or tty job on an exec channel. */
-class LiveJob implements ProcessHandle {
+class LiveJob extends ChannelHandle implements ProcessHandle {
   readonly pid = undefined;
   readonly done: Promise<ProcessResult>;
   readonly #connection: SshConnection;
-  readonly #channel: Promise<ClientChannel | undefined>;
-  readonly #tty: boolean;
+  protected readonly channel: Promise<ClientChannel | undefined>;
+  protected readonly tty: boolean;
   readonly #folder: string;
   #terminated = false;
 
   constructor(connection: SshConnection, spec: StartSpec, jobsFolder: string | undefined) {
+    super();
     this.#connection = connection;
-    this.#tty = spec.description.tty === true;
+    this.tty = spec.description.tty === true;
     this.#folder = folderWord(jobsFolder, spec.jobId);
     const size = spec.description.size ?? { cols: 80, rows: 24 };
     const where = targetText(connection.target);
     let startError: string | undefined;
-    this.#channel = connection.exec(interactiveScript(jobsFolder, spec.jobId, spec.description, jobEnvironment(spec)), this.#tty ? { pty: size } : {}).catch((err: unknown) => {
+    this.channel = connection.exec(interactiveScript(jobsFolder, spec.jobId, spec.description, jobEnvironment(spec)), this.tty ? { pty: size } : {}).catch((err: unknown) => {
       startError = `cannot start on ${where}: ${(err as Error).message}`;
       return undefined;
     });
-    this.done = this.#channel.then(async (ch) => {
+    this.done = this.channel.then(async (ch) => {
       if (ch === undefined) return { exitCode: null, signal: null, error: startError ?? 'cannot start' };
-      const ended = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
-        let code: number | null = null;
-        let signal: string | null = null;
-        ch.on('data', (data: Buffer) => spec.onOutput('stdout', data));
-        ch.stderr.on('data', (data: Buffer) => spec.onOutput(this.#tty ? 'stdout' : 'stderr', data));
-        ch.on('exit', (c: number | null, s?: string) => {
-          code = c;
-          signal = s === undefined ? null : s.startsWith('SIG') ? s : `SIG${s}`;
-        });
-        ch.on('close', () => resolve({ code, signal }));
-      });
+      const ended = await pumpChannel(ch, this.tty, spec.onOutput);
       let error: string | undefined;
       try {
         const after = await connection.run(`F=${this.#folder}; ${ended.code === 127 ? 'cat "$F/error" 2>/dev/null; ' : ''}rm -rf -- "$F"`);
@@ -356,43 +348,15 @@ class LiveJob implements ProcessHandle {
         // The folder stays behind on a dropped connection; it holds only a pid.
       }
       if (error !== undefined) return { exitCode: null, signal: null, error };
-      if (ended.code === null && ended.signal === null) {
-        return { exitCode: null, signal: null, lost: `the connection to ${where} dropped while the interactive job ran (an interactive job cannot be followed again)` };
-      }
-      return { exitCode: ended.code, signal: ended.signal };
+      return channelResult(ended, where);
     });
-  }
-
-  /** Writes to the channel; resolves once the channel takes more (backpressure). */
-  async writeStdin(data: Uint8Array): Promise<void> {
-    const ch = await this.#channel;
-    if (ch === undefined || !ch.writable) return;
-    if (!ch.write(data)) await new Promise<void>((resolve) => {
-      ch.once('drain', resolve);
-      ch.once('close', resolve);
-    });
-  }
-
-  /** EOF: the channel's end for pipes, the terminal's EOF character for a tty. */
-  closeStdin(): void {
-    void this.#channel.then((ch) => {
-      if (ch === undefined || !ch.writable) return;
-      if (this.#tty) ch.write('\x04');
-      else ch.end();
-    });
-  }
-
-  /** Changes the pty's size (tty jobs). */
-  resize(cols: number, rows: number): void {
-    if (!this.#tty) return;
-    void this.#channel.then((ch) => ch?.setWindow(rows, cols, 0, 0));
   }
 
   /** TERM to the job's group on the host, KILL after `graceMs`. */
   terminate(graceMs: number): void {
     if (this.#terminated) return;
     this.#terminated = true;
-    void this.#channel.then(async (ch) => {
+    void this.channel.then(async (ch) => {
       if (ch === undefined) return;
       try {
         await this.#connection.run(viaSh(terminateScript(this.#folder, graceMs)));
