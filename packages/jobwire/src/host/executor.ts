@@ -207,6 +207,8 @@ class HostJobHandle implements ProcessHandle {
   #starting = false;
   /** Why the job is held back now (see StartSpec.onHeldBack), null when it is not. */
   #heldBack: string | null | undefined = null;
+  /** The last {@link find} (a reattach under way while the client is unset). */
+  #finding: Promise<void> = Promise.resolve();
   /** A terminate asked for before the host had the job. */
   #pendingTerminate: number | undefined;
   readonly #listener = (event: HostJobEvent): void => this.#onEvent(event);
@@ -255,9 +257,15 @@ class HostJobHandle implements ProcessHandle {
    * Finds the job again (after a restart or a lost connection): followed on from `position` when
    * its host holds it, settled from its stored end, or Lost when its host died.
    */
-  async find(): Promise<void> {
+  find(): Promise<void> {
     // A start under way asks again by itself (see begin).
-    if (this.#ended || this.#detached || this.#starting) return;
+    if (this.#ended || this.#detached || this.#starting) return Promise.resolve();
+    this.#finding = this.#find();
+    return this.#finding;
+  }
+
+  /** {@link find}'s work. */
+  async #find(): Promise<void> {
     this.executor.follow(this);
     this.#client = undefined;
     try {
@@ -291,10 +299,21 @@ class HostJobHandle implements ProcessHandle {
     }
   }
 
+  /**
+   * The client that holds the job, once a start or reattach under way has got it (stdin written
+   * right after a submit comes before the host's answer); undefined when there is none.
+   */
+  async #holder(): Promise<HostClient | undefined> {
+    if (this.#client === undefined && this.#starting) await this.ready;
+    if (this.#client === undefined) await this.#finding;
+    return this.#client;
+  }
+
   async writeStdin(data: Uint8Array): Promise<void> {
     if (this.#ended || this.#detached) return;
     if (this.#stdinError !== undefined) throw this.#stdinError;
-    const client = this.#client;
+    const client = await this.#holder();
+    if (this.#ended || this.#detached) return;
     if (client === undefined) throw new Error('the job host does not hold the job (yet)');
     const at = this.#sent;
     this.#sent += data.byteLength;
@@ -306,13 +325,14 @@ class HostJobHandle implements ProcessHandle {
   }
 
   closeStdin(): void {
-    const client = this.#client;
-    if (client === undefined || this.#ended) return;
-    client.closeStdin(this.jobId, this.#sent).catch((err: unknown) => this.executor.report(err, this.jobId));
+    void this.#holder().then((client) => {
+      if (client === undefined || this.#ended || this.#detached) return;
+      return client.closeStdin(this.jobId, this.#sent);
+    }).catch((err: unknown) => this.executor.report(err, this.jobId));
   }
 
   resize(cols: number, rows: number): void {
-    this.#client?.resize(this.jobId, cols, rows).catch((err: unknown) => this.executor.report(err, this.jobId));
+    void this.#holder().then((client) => client?.resize(this.jobId, cols, rows)).catch((err: unknown) => this.executor.report(err, this.jobId));
   }
 
   terminate(graceMs: number): void {

@@ -412,6 +412,8 @@ class NetworkRun {
           let offset = 0;
           for (const record of wrapped ? muxData(port, bytes) : [bytes]) offset = await stdin.write(record);
           done.push({ offset, commit: () => reader.commit(cursor) });
+          // The job may have read it already (a job host acks before this write returned).
+          stdin.recheck();
           counts.framesIn += batch.length;
           // The embedded store answers at once, so without this a busy pipe would hold the event loop.
           await new Promise((resolve) => setImmediate(resolve));
@@ -419,6 +421,7 @@ class NetworkRun {
         const end = wrapped ? await stdin.write(muxRecord(port, new Uint8Array(0))) : stdin.offset;
         const cursor = reader.cursor;
         done.push({ offset: end, commit: () => reader.commit(cursor) });
+        stdin.recheck();
       }),
     );
     await stdin.end();
@@ -668,6 +671,11 @@ class JobStdin {
   close(): void {
     this.#unsubscribe();
     this.#wake?.();
+  }
+
+  /** Tells `onConsumed` again how far the job has read, for commits queued after that ack came. */
+  recheck(): void {
+    if (this.#consumed > 0) this.onConsumed(this.#consumed);
   }
 
   #ack(consumed: number): void {

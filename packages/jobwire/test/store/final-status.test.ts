@@ -61,10 +61,11 @@ for (const [name, make] of [
       });
     });
 
+    // (A later close that says fills it in on the embedded log: a job host closes the output it
+    // wrote before the server knows how the job ended — see the stream-log adoption tests.)
     it('leaves the final status absent when the close did not say (output closed by older code)', async () => {
       await withStore(make, async ({ store }) => {
         await store.streams.closeOutput('j');
-        await store.streams.closeOutput('j', FAILED);
         assert.equal('final' in (await store.streams.sizes('j')), false);
         assert.equal('final' in (await store.streams.readOutput('j', 0, 100)), false);
       });
