@@ -25,13 +25,19 @@ export type OrphanOutcome =
  * Stops the processes of jobs whose runner is gone, all at once (SIGTERM, SIGKILL after
  * `graceMs`, then waits until each group is empty). Jobs without a recorded identity, from
  * another boot, or whose pid now names another process are never signalled and get no entry.
+ * A job whose runner lives is left alone — unless `onJobHost` says it ran on a job host: its
+ * runner is the host, which lives on after the worker that followed the job was removed.
  */
-export async function stopOrphans(jobs: ReadonlyArray<{ id: string; process: JobProcess | null }>, graceMs: number): Promise<Map<string, OrphanOutcome>> {
+export async function stopOrphans(
+  jobs: ReadonlyArray<{ id: string; process: JobProcess | null }>,
+  graceMs: number,
+  onJobHost: (jobId: string) => boolean | Promise<boolean> = () => false,
+): Promise<Map<string, OrphanOutcome>> {
   const outcomes = new Map<string, OrphanOutcome>();
   await Promise.all(
     jobs.map(async ({ id, process }) => {
       if (process === null) return;
-      if (stillSame(process.runner)) {
+      if (stillSame(process.runner) && !(await onJobHost(id))) {
         outcomes.set(id, { kind: 'runner-alive', runnerPid: process.runner.pid });
         return;
       }
