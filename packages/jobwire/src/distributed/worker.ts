@@ -338,7 +338,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   }
 
   /** Runs (or, with `resume`, follows again) one job of this node in the given attempt. */
-  const run = async (job: JobRecord, attempt: number, own: AbortController, resume?: ExecutorState): Promise<void> => {
+  const run = async (job: JobRecord, attempt: number, own: AbortController, resume?: ExecutorState): Promise<JobRecord | undefined> => {
     const jobId = job.id;
     await refreshServerUrl().catch(onError);
     const claim = { node: opts.name, attempt };
@@ -368,6 +368,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       },
     );
     if (finished?.status === 'Lost') lost([finished]);
+    return finished;
   };
 
   /** After a run: frees its slot — unless the run was left running on the host for the next instance. */
@@ -397,7 +398,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
 
   /**
    * Follows a job of the instance taken over again from its stored executor state. One without
-   * (its start was not recorded) has its processes stopped and ends Lost.
+   * (its start was not recorded), or that the host does not hold, has its processes stopped and
+   * ends Lost.
    */
   const follow = async (job: JobRecord): Promise<void> => {
     const own = new AbortController();
@@ -407,7 +409,9 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       if (attempt === undefined) return;
       const state = await store.executorState(job.id);
       if (state === undefined) await stopOrphans([{ id: job.id, process: job.process }], ctx.graceMs, onJobHost);
-      await run(job, attempt, own, state ?? { kind: 'unrecorded' });
+      const finished = await run(job, attempt, own, state ?? { kind: 'unrecorded' });
+      // Not found again (its host is another home's, say): nothing of it may run on.
+      if (finished?.status === 'Lost') await stopOrphans([{ id: job.id, process: job.process }], ctx.graceMs, onJobHost);
     } catch (err) {
       onError(err, job.id);
     } finally {
@@ -488,12 +492,14 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       if (detached.size > 0) {
         // Its entry stays: a new instance started within the grace time takes it over with the jobs.
         log.warn({ jobs: [...detached], graceMs: opts.liveness.ttlMs }, 'left running jobs on the job host: a worker started again with this name and home within the grace time follows them again; after it they are handed on or Lost');
-      } else await steps.run('leaving the worker registry (other workers and servers drop it once it misses its heartbeats)', async () => {
-        lost((await dropWorker(store, opts.name, instance, reason, true)).lost);
-        await placer.dropNodeQueue(opts.name);
-        placer.poke();
-        await placer.idle();
-      });
+      } else {
+        await steps.run('leaving the worker registry (other workers and servers drop it once it misses its heartbeats)', async () => {
+          lost((await dropWorker(store, opts.name, instance, reason, true)).lost);
+          await placer.dropNodeQueue(opts.name);
+          placer.poke();
+          await placer.idle();
+        });
+      }
       await steps.run('closing the placement queues', () => placer.close());
       await steps.run('closing the store', () => store.close());
       await host?.close();

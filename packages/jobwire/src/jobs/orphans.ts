@@ -1,7 +1,8 @@
 /**
  * Orphaned jobs: jobs whose runner died under them — a crash, kill -9 — while their processes
- * ran on, and which nothing can follow again: a distributed-mode worker's jobs (they run in the
- * worker's process until workers move onto the job host), and, at the start of an embedded
+ * ran on, and which nothing can follow again: the jobs a distributed-mode worker was removed
+ * with (taken for dead: they were handed on or Lost, while its job host may still run them; a
+ * worker restarted in time follows its jobs again instead), and, at the start of an embedded
  * server, Running jobs without an executor state (started by a jobwire before the job host; the
  * others are followed again through the host, see `backends/embedded.ts`). Nothing may run that
  * jobwire does not know about: at start-up their process groups are stopped before the jobs are
