@@ -61,7 +61,8 @@ export function registerWorker(program: Command): void {
       'Run a worker: it registers in Redis with its node name, pools and slots, takes the jobs placed ' +
         'on it and runs them on this machine, on the job host of its home (which outlives the worker), ' +
         'their output and input flowing through Redis to every server. It stays up until Ctrl-C or ' +
-        'SIGTERM; then it leaves its running jobs on the job host: started again with the same --name ' +
+        'SIGTERM; then it leaves its running jobs on the job host (with --executor, it stops them): ' +
+        'started again with the same --name ' +
         'and --home within --dead-after seconds (or after a kill -9, within --dead-after of its last ' +
         'heartbeat), it follows them again; later, they are handed on (per their retries) or Lost, ' +
         'and the next start stops them. With --stop-jobs, a stop ends them Lost at once.',
