@@ -118,6 +118,9 @@ export async function withServer<T>(fn: (s: TestServer) => Promise<T>, options: 
         name: `test-${prefix.split(':')[1]}`,
         slots: settings.multiSlots,
         graceSeconds: settings.graceSeconds,
+        // A home of its own for the worker's job host; a test's end stops its jobs.
+        home: `${home}-worker`,
+        keepJobs: false,
         workDir: `${home}-work`,
         serverUrl: server.url,
         ...(options.tls ? { caFile: options.tls.cert } : {}),
@@ -126,6 +129,7 @@ export async function withServer<T>(fn: (s: TestServer) => Promise<T>, options: 
     } catch (err) {
       await server.close();
       await dropPrefix(prefix);
+      removeHome(`${home}-worker`);
       throw err;
     }
   }
@@ -153,6 +157,7 @@ export async function withServer<T>(fn: (s: TestServer) => Promise<T>, options: 
     await server.close({ stopJobs: true });
     if (!prefix) await stopHost(home);
     if (prefix) await dropPrefix(prefix);
+    if (prefix) removeHome(`${home}-worker`);
     if (!options.home) removeHome(home);
   }
 }

@@ -61,18 +61,21 @@ export interface ReapedWorker extends ReapResult {
  * Registers a worker (pools: besides `ALL`, which is added). A dead earlier instance of the same
  * name is reaped first (its Running jobs were in a process that no longer exists); `outcomes`
  * says what became of the processes of those jobs, for their Lost reason. Throws a
- * ConflictError when a live worker has the name.
+ * ConflictError when a live worker has the name — unless it is instance `takeOver`, an earlier
+ * instance whose process is gone but whose liveness has not run out (a restart within the grace
+ * time): its entry and Running jobs are taken as they are, for the new instance to follow.
  */
 export async function registerWorker(
   store: ClusterStore,
   registration: WorkerRegistration,
   ttlMs: number,
   outcomes: ReadonlyMap<string, OrphanOutcome> = new Map(),
+  takeOver = '',
 ): Promise<ReapResult> {
   const entry = { ...registration, pools: [...new Set([ALL_POOL, ...registration.pools])] };
   let reaped: ReapResult = { lost: [], retried: [] };
   for (let attempt = 0; attempt < 3; attempt++) {
-    const outcome = await store.registerWorker(entry, ttlMs);
+    const outcome = await store.registerWorker(entry, ttlMs, takeOver);
     if (outcome.registered) return reaped;
     const previous = await dropWorker(store, registration.name, outcome.previous, `the worker ${registration.name} was restarted while the job was running`, false, outcomes);
     reaped = { lost: [...reaped.lost, ...previous.lost], retried: [...reaped.retried, ...previous.retried] };
@@ -112,10 +115,11 @@ export async function dropWorker(
  * Jobs whose processes an earlier instance of worker `name` may have left running: its Running
  * jobs not settled yet, and those settled since it was removed (kept by `dropWorker`). Only
  * the worker of that name, on the machine they ran on, can stop them (see `stopOrphans`).
+ * `running` false leaves out the Running jobs (an instance taken over: they are followed again).
  */
-export async function orphansOf(store: ClusterStore, name: string): Promise<Array<{ id: string; process: JobProcess | null }>> {
+export async function orphansOf(store: ClusterStore, name: string, running = true): Promise<Array<{ id: string; process: JobProcess | null }>> {
   const orphans = await store.orphans(name);
-  for (const job of await store.runningJobs(name)) orphans.set(job.id, job.process);
+  if (running) for (const job of await store.runningJobs(name)) orphans.set(job.id, job.process);
   return [...orphans].map(([id, process]) => ({ id, process }));
 }
 

@@ -1,8 +1,10 @@
 /**
  * A jobwire worker (distributed mode): registers in the cluster store (Redis) with its name,
  * pools, slots and labels, renews its liveness, takes the jobs handed over to it and runs them
- * with the local executor — through the same runner as the embedded server, with the Redis
- * store, so output, stdin and status flow through Redis to every server. It talks to the store
+ * on the job host of its home (`host/`), which spawns them and holds their pipes, as the
+ * embedded server does — through the same runner, with the Redis store, so output, stdin and
+ * status flow through Redis to every server (the host hands the worker each chunk to append:
+ * `storesOutput: false`). It talks to the store
  * through the cluster store's named operations only (`store/cluster.ts`).
  *
  * It also does its share of the cluster's housekeeping: placement passes (after each job it
@@ -14,10 +16,13 @@ import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
 import { pino, type Logger } from 'pino';
+import { ConflictError } from '@jobwire/client';
 import { resolveHome } from '@jobwire/client/home';
 import { sharedUser } from '../auth/shared-tokens.js';
 import { LocalExecutor } from '../executors/local/index.js';
 import { executorFromUrl, SshConnections } from '../executors/registry.js';
+import type { Executor, ExecutorState } from '../executors/types.js';
+import { HostExecutor } from '../host/index.js';
 import type { SshConnectionOptions } from '../executors/ssh/connection.js';
 import { UNLIMITED_AT_ONCE } from '../executors/types.js';
 import { prepareHome } from '../home.js';
@@ -60,7 +65,8 @@ export interface WorkerOptions {
   /** Seconds between SIGTERM and SIGKILL when a job is cancelled. @defaultValue 5 */
   graceSeconds?: number;
   /**
-   * The jobwire home: created 0700, or made private when it exists (see {@link prepareHome}).
+   * The jobwire home: created 0700, or made private when it exists (see {@link prepareHome}); its
+   * job host (`<home>/host.sock`) runs the local jobs.
    * @defaultValue resolveHome()
    */
   home?: string;
@@ -70,8 +76,19 @@ export interface WorkerOptions {
   serverUrl?: string;
   /** CA file handed to jobs as JOBWIRE_CA, for servers with a certificate the system does not trust. @defaultValue undefined (jobs inherit the worker's own JOBWIRE_CA, if any) */
   caFile?: string;
-  /** Heartbeat and reaping timings. @defaultValue {@link DEFAULT_LIVENESS} */
+  /**
+   * Heartbeat and reaping timings. `ttlMs` is also the grace time of a restart: a worker started
+   * again (same name, same home) before its previous instance's liveness ran out follows that
+   * instance's running jobs again. @defaultValue {@link DEFAULT_LIVENESS}
+   */
   liveness?: Partial<Liveness>;
+  /**
+   * Whether `close()` leaves the jobs running on the job host (their slots stay taken, their jobs
+   * Running) for the next instance to follow again within the grace time (`liveness.ttlMs`);
+   * false stops them (they end Lost). Only for local jobs: with `executor`, they are stopped.
+   * @defaultValue true
+   */
+  keepJobs?: boolean;
   /** pino log level (logs go to stderr). @defaultValue "info" */
   logLevel?: string;
   /** A logger to use instead of a new one. */
@@ -89,7 +106,10 @@ export interface WorkerEventMap extends JobwireEventMap {
   'worker:ready': [{ name: string; instance: string }];
   /** The registry no longer held this instance (it was taken for dead): its runs are stopped and it registers again. */
   'worker:taken-for-dead': [{ name: string; instance: string }];
-  /** `close()` began: no job is taken any more; running ones are stopped and end Lost with `reason`. */
+  /**
+   * `close()` began: no job is taken any more; running ones are left on the job host
+   * ({@link WorkerOptions.keepJobs}), or stopped and end Lost with `reason`.
+   */
   'worker:stopping': [{ reason: string }];
   /** `close()` ended; `report` lists what was left unsettled. */
   'worker:stopped': [{ report: StopReport }];
@@ -109,7 +129,9 @@ export interface WorkerHandle extends AsyncDisposable {
   /** Ids of the jobs it is running (or about to start). */
   running(): string[];
   /**
-   * Stops taking jobs, stops the running ones (they end Lost), leaves the registry. With
+   * Stops taking jobs and stops the running ones (they end Lost) and leaves the registry — or,
+   * with {@link WorkerOptions.keepJobs}, leaves them running on the job host and the registry
+   * entry in place, for the next instance to take over within the grace time. With
    * `signal`, gives up on an unanswering Redis when it aborts; resolves to what was left
    * unsettled, which is also logged.
    */
@@ -132,8 +154,8 @@ interface Resolved {
   labels: Record<string, string>;
   graceSeconds: number;
   workDir: string;
-  /** The home to make private. */
-  home: string | undefined;
+  /** The home: made private; its job host runs the local jobs. */
+  home: string;
   serverUrl: string | undefined;
   caFile: string | undefined;
   liveness: Liveness;
@@ -171,17 +193,40 @@ function parseOptions(options: WorkerOptions): Resolved {
 }
 
 
+/**
+ * The instance of worker `name` this process may take over: the registered one when it is alive
+ * (within its grace time) but its process, on this machine, is gone; '' when there is none.
+ * Throws a ConflictError when that worker still runs (here or on another machine), before
+ * anything of its jobs is touched.
+ */
+async function instanceToTakeOver(store: ClusterStore, name: string): Promise<string> {
+  const entry = (await store.workers()).find((w) => w.name === name);
+  if (entry === undefined || !entry.alive) return '';
+  if (entry.host !== hostname() || (entry.pid !== process.pid && processExists(entry.pid))) {
+    throw new ConflictError(`a worker named ${name} is running already (pid ${entry.pid} on ${entry.host}); pick another --name`);
+  }
+  return entry.instance;
+}
+
+/** Whether a process of that pid exists (one of another user's counts). */
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Starts a worker; resolves once it is registered and taking jobs. */
 export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHandle> {
   const opts = parseOptions(options);
   const log = opts.logger;
   const events = opts.events;
   const instance = randomBytes(8).toString('hex');
-  if (opts.home !== undefined) {
-    const prepared = prepareHome(opts.home);
-    if (prepared.tightenedFrom !== undefined) {
-      log.warn({ home: opts.home, was: prepared.tightenedFrom.toString(8), now: '700' }, 'the jobwire home was open to other users; made it private (mode 0700)');
-    }
+  const prepared = prepareHome(opts.home);
+  if (prepared.tightenedFrom !== undefined) {
+    log.warn({ home: opts.home, was: prepared.tightenedFrom.toString(8), now: '700' }, 'the jobwire home was open to other users; made it private (mode 0700)');
   }
   mkdirSync(opts.workDir, { recursive: true });
   const store = await openRedisStore({ url: opts.redis, prefix: opts.prefix, connectionName: `jobwire:worker:${opts.name}` });
@@ -204,10 +249,23 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   const shutdown = new AbortController();
 
   const connections = new SshConnections(options.ssh);
-  const executor =
+  // Local jobs run on the home's job host (the worker never spawns them); the host hands each
+  // chunk of output over for the Redis stream log.
+  const host =
     options.executor === undefined || options.executor === 'local:'
-      ? new LocalExecutor({ multiSlots: opts.slots })
-      : executorFromUrl(options.executor, { ssh: options.ssh ?? {}, sshConnection: (target) => connections.get(target) });
+      ? new HostExecutor({
+          home: opts.home,
+          local: new LocalExecutor({ multiSlots: opts.slots }),
+          graceMs: opts.graceSeconds * 1000,
+          storesOutput: false,
+          onError: (err, jobId) => log.warn({ err, jobId }, 'job host'),
+        })
+      : undefined;
+  /** A stop leaves the local jobs running on the host (see WorkerOptions.keepJobs). */
+  const keepJobs = host !== undefined && (options.keepJobs ?? true);
+  /** Runs this stop left running on the host: their jobs stay Running, their slots taken. */
+  const detached = new Set<string>();
+  const executor: Executor = host ?? executorFromUrl(options.executor!, { ssh: options.ssh ?? {}, sshConnection: (target) => connections.get(target) });
   const ctx: RunnerContext = {
     store,
     executor,
@@ -239,26 +297,89 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     pid: process.pid,
     startedAt: new Date().toISOString(),
   };
+  /** Whether a job ran on a job host (its recorded runner is the host, not a worker). */
+  const onJobHost = async (jobId: string): Promise<boolean> => (await store.executorState(jobId))?.kind === 'job-host';
+  /** Running jobs of an instance taken over, to follow again. */
+  let resumable: JobRecord[] = [];
   try {
+    await host?.connect();
+    // An earlier instance of this node whose process is gone but whose liveness has not run out
+    // (a restart within the grace time): its entry and Running jobs are taken over as they are.
+    const takeOver = host === undefined ? '' : await instanceToTakeOver(store, opts.name);
+    if (takeOver !== '') await registerWorker(store, registration, opts.liveness.ttlMs, new Map(), takeOver);
     // Processes an earlier instance of this worker left running are stopped before this one
-    // takes anything, as the embedded server does at restart (jobs/orphans.ts).
-    const orphans = await orphansOf(store, opts.name);
-    const outcomes = await stopOrphans(orphans, ctx.graceMs);
+    // takes anything, as the embedded server does at restart (jobs/orphans.ts) — those on this
+    // home's job host too, which outlives a worker. A taken-over instance's Running jobs are not
+    // orphans: they are followed again below.
+    const orphans = await orphansOf(store, opts.name, takeOver === '');
+    const outcomes = await stopOrphans(orphans, ctx.graceMs, onJobHost);
     for (const [jobId, outcome] of outcomes) log.warn({ jobId, processes: outcome }, 'processes an earlier instance of this worker left running');
-    const previous = await registerWorker(store, registration, opts.liveness.ttlMs, outcomes);
-    await store.forgetOrphans(opts.name, orphans.filter((o) => outcomes.get(o.id)?.kind !== 'runner-alive').map((o) => o.id));
-    if (previous.lost.length + previous.retried.length > 0) {
-      log.warn({ lost: previous.lost.map((j) => j.id), retried: previous.retried.map((j) => j.id) }, 'settled the jobs of the previous instance of this worker');
+    if (takeOver === '') {
+      const previous = await registerWorker(store, registration, opts.liveness.ttlMs, outcomes);
+      if (previous.lost.length + previous.retried.length > 0) {
+        log.warn({ lost: previous.lost.map((j) => j.id), retried: previous.retried.map((j) => j.id) }, 'settled the jobs of the previous instance of this worker');
+      }
+      lost(previous.lost);
     }
-    lost(previous.lost);
-    // Hand-overs to an earlier instance of this node are void (its placements were undone).
+    await store.forgetOrphans(opts.name, orphans.filter((o) => outcomes.get(o.id)?.kind !== 'runner-alive').map((o) => o.id));
+    if (takeOver !== '') {
+      resumable = await store.runningJobs(opts.name);
+      log.warn({ previous: takeOver, jobs: resumable.map((j) => j.id) }, 'took over from the previous instance of this worker within its grace time; following its running jobs again');
+    }
+    // Hand-overs to an earlier instance of this node are void (its placements were undone, or
+    // are handed over again as stale).
     await placer.dropNodeQueue(opts.name);
     await refreshServerUrl();
   } catch (err) {
+    await host?.close();
     await placer.close();
     await store.close();
     throw err;
   }
+
+  /** Runs (or, with `resume`, follows again) one job of this node in the given attempt. */
+  const run = async (job: JobRecord, attempt: number, own: AbortController, resume?: ExecutorState): Promise<JobRecord | undefined> => {
+    const jobId = job.id;
+    await refreshServerUrl().catch(onError);
+    const claim = { node: opts.name, attempt };
+    const finished = await runJob(
+      {
+        ...ctx,
+        // A stop (not a loss of the registry's trust) leaves the job running on the host.
+        keepRunning: () => {
+          if (!closing || !keepJobs) return false;
+          detached.add(jobId);
+          return true;
+        },
+      },
+      job,
+      {
+        signal: AbortSignal.any([shutdown.signal, own.signal]),
+        // One step frees the slot and stores the final status, so a client that sees the job
+        // end and submits the next one finds the node free (a preferred node included) — and
+        // only while the job is still this run's: one the reaper handed on meanwhile (taken
+        // for dead, queued again) is neither finished nor has its output closed here.
+        settle: async (fields: FinishFields) => {
+          const done = await store.finishRun(jobId, fields, claim);
+          if (done) await store.streams.closeOutput(jobId, finalStatusOf(done));
+          return done;
+        },
+        ...(resume !== undefined ? { resume } : {}),
+      },
+    );
+    if (finished?.status === 'Lost') lost([finished]);
+    return finished;
+  };
+
+  /** After a run: frees its slot — unless the run was left running on the host for the next instance. */
+  const ended = async (jobId: string): Promise<void> => {
+    active.delete(jobId);
+    if (detached.has(jobId)) return;
+    // The run has ended: the host's copy of its output served only to follow it.
+    await host?.discardOutput(jobId).catch((err: unknown) => onError(err, jobId));
+    await store.releaseJob(opts.name, jobId).catch((err: unknown) => onError(err, jobId));
+    placer.poke();
+  };
 
   /** Runs one handed-over job, if it is still this worker's to run, then frees its slot. */
   const handle = async (jobId: string): Promise<void> => {
@@ -267,31 +388,37 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     active.set(jobId, own);
     try {
       const placed = await store.placedJob(jobId, opts.name);
-      if (placed && !closing) {
-        await refreshServerUrl().catch(onError);
-        const claim = { node: opts.name, attempt: placed.attempt };
-        const finished = await runJob(ctx, placed.job, {
-          signal: AbortSignal.any([shutdown.signal, own.signal]),
-          // One step frees the slot and stores the final status, so a client that sees the job
-          // end and submits the next one finds the node free (a preferred node included) — and
-          // only while the job is still this run's: one the reaper handed on meanwhile (taken
-          // for dead, queued again) is neither finished nor has its output closed here.
-          settle: async (fields: FinishFields) => {
-            const done = await store.finishRun(jobId, fields, claim);
-            if (done) await store.streams.closeOutput(jobId, finalStatusOf(done));
-            return done;
-          },
-        });
-        if (finished?.status === 'Lost') lost([finished]);
-      }
+      if (placed && !closing) await run(placed.job, placed.attempt, own);
     } catch (err) {
       onError(err, jobId);
     } finally {
-      active.delete(jobId);
-      await store.releaseJob(opts.name, jobId).catch((err: unknown) => onError(err, jobId));
-      placer.poke();
+      await ended(jobId);
     }
   };
+
+  /**
+   * Follows a job of the instance taken over again from its stored executor state. One without
+   * (its start was not recorded), or that the host does not hold, has its processes stopped and
+   * ends Lost.
+   */
+  const follow = async (job: JobRecord): Promise<void> => {
+    const own = new AbortController();
+    active.set(job.id, own);
+    try {
+      const attempt = await store.runningAttempt(job.id, opts.name);
+      if (attempt === undefined) return;
+      const state = await store.executorState(job.id);
+      if (state === undefined) await stopOrphans([{ id: job.id, process: job.process }], ctx.graceMs, onJobHost);
+      const finished = await run(job, attempt, own, state ?? { kind: 'unrecorded' });
+      // Not found again (its host is another home's, say): nothing of it may run on.
+      if (finished?.status === 'Lost') await stopOrphans([{ id: job.id, process: job.process }], ctx.graceMs, onJobHost);
+    } catch (err) {
+      onError(err, job.id);
+    } finally {
+      await ended(job.id);
+    }
+  };
+  const following = resumable.map((job) => follow(job));
 
   const consumer = await store.takeHandOvers(opts.name, { concurrency: opts.slots + 1 + UNLIMITED_AT_ONCE, name: `${opts.name}:${instance}`, onError: (err) => onError(err) }, handle);
 
@@ -354,19 +481,28 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       clearInterval(heartbeatTimer);
       const housekeepingPass = housekeeping.stop();
       shutdown.abort(reason);
-      await steps.run('stopping the running jobs and closing the job queue', () => consumer.close());
+      await steps.run(keepJobs ? 'leaving the running jobs on the job host and closing the job queue' : 'stopping the running jobs and closing the job queue', async () => {
+        await consumer.close();
+        await Promise.all(following);
+      });
       // Runs still going are stuck on Redis: their jobs' final status was not stored.
       for (const id of active.keys()) unsettledJobs.add(id);
       if (unsettledJobs.size > 0) steps.note(`the final status of job(s) ${[...unsettledJobs].join(', ')} was not stored (other workers and servers mark them Lost once this worker misses its heartbeats)`);
       await steps.run('finishing the housekeeping pass in progress', () => housekeepingPass);
-      await steps.run('leaving the worker registry (other workers and servers drop it once it misses its heartbeats)', async () => {
-        lost((await dropWorker(store, opts.name, instance, reason, true)).lost);
-        await placer.dropNodeQueue(opts.name);
-        placer.poke();
-        await placer.idle();
-      });
+      if (detached.size > 0) {
+        // Its entry stays: a new instance started within the grace time takes it over with the jobs.
+        log.warn({ jobs: [...detached], graceMs: opts.liveness.ttlMs }, 'left running jobs on the job host: a worker started again with this name and home within the grace time follows them again; after it they are handed on or Lost');
+      } else {
+        await steps.run('leaving the worker registry (other workers and servers drop it once it misses its heartbeats)', async () => {
+          lost((await dropWorker(store, opts.name, instance, reason, true)).lost);
+          await placer.dropNodeQueue(opts.name);
+          placer.poke();
+          await placer.idle();
+        });
+      }
       await steps.run('closing the placement queues', () => placer.close());
       await steps.run('closing the store', () => store.close());
+      await host?.close();
       connections.close();
       const report = steps.report();
       if (report.unsettled.length > 0) log.warn({ unsettled: report.unsettled }, 'stopped without settling everything');

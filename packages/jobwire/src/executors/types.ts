@@ -85,9 +85,10 @@ export interface StartSpec {
   /** For an executor that stores output itself: the merged output before this position is in the files now. */
   onStored?(end: number): void;
   /**
-   * For an executor that stores output itself: a line (with its newline) the job's stderr opens
-   * with, before anything of the job's (where the job starts, when not where it was submitted
-   * from). Other executors never see it: the runner appends it. @defaultValue none
+   * For an executor that writes the notice itself ({@link Executor.writesNotice}): a line (with
+   * its newline) the job's stderr opens with, before anything of the job's (where the job starts,
+   * when not where it was submitted from). Other executors never see it: the runner appends it.
+   * @defaultValue none
    */
   notice?: string;
   /** Called when a function job reports progress. */
@@ -188,6 +189,12 @@ export interface Executor {
    * {@link StartSpec.onOutput} hands it. @defaultValue false
    */
   readonly storesOutput?: boolean;
+  /**
+   * True when the executor writes {@link StartSpec.notice} into the job's output itself, as its
+   * first stderr bytes (handed over like any output); the runner then does not append it.
+   * @defaultValue the value of {@link storesOutput}
+   */
+  readonly writesNotice?: boolean;
   /**
    * For an executor made of others (the server's named executors): the one that runs jobs of
    * `description`, which the runner asks whether it stores output and how to resume. Never

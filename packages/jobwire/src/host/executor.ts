@@ -5,6 +5,10 @@
  * itself ({@link HostExecutor.storesOutput}); this side follows it over the host's socket: output
  * as it arrives, how far it is stored, stdin with a window, resize, terminate, and the end.
  *
+ * A distributed worker uses it with `storesOutput: false`: the host still writes the files (it
+ * replays from them when the worker follows a job again), but the worker appends every chunk the
+ * host hands over to its own stream log (Redis), as it did with output from its own pipes.
+ *
  * One connection serves every job. When it ends, each job still followed is looked up again by
  * identity (`recoverJobs`): followed on from where it was if its host lives, settled from its
  * `exit.json` if it ended, Lost with a reason naming the host if the host died.
@@ -13,10 +17,13 @@
 import { type JobDescription, type OutputChunk } from '@jobwire/client';
 import type { LocalExecutor } from '../executors/local/index.js';
 import type { Executor, ExecutorState, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../executors/types.js';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { JobProcess } from '../job-process.js';
 import type { HostClient, HostJobEvent } from './client.js';
 import { ensureHost, type EnsureHostOptions } from './ensure.js';
 import { HostConnectionClosedError } from './errors.js';
+import { hostPaths } from './paths.js';
 import type { ExitRecord, HostJobState, StartJob, StorageState } from './protocol.js';
 import { recoverJobs, type JobRecovery } from './recovery.js';
 
@@ -37,6 +44,12 @@ export interface HostExecutorOptions {
   graceMs: number;
   /** How to reach or start the host. @defaultValue ensureHost's defaults */
   ensure?: EnsureHostOptions;
+  /**
+   * Whether the runner's stream log reads the host's files (the embedded one: see
+   * {@link HostExecutor.storesOutput}); false hands every chunk to `StartSpec.onOutput` for the
+   * runner to append (a worker's Redis stream log). @defaultValue true
+   */
+  storesOutput?: boolean;
   /** Hears what goes wrong on the side (a failed forget, a lost connection). @defaultValue ignored */
   onError?(err: unknown, jobId?: string): void;
 }
@@ -52,7 +65,9 @@ export interface HostJobRecord extends ExecutorState {
 export class HostExecutor implements Executor {
   /** Adaptor name: the jobs run on this machine, as with the local executor. */
   readonly name = 'local';
-  readonly storesOutput = true;
+  readonly storesOutput: boolean;
+  /** The host writes the start notice as the job's first stderr bytes, and hands it over as output. */
+  readonly writesNotice = true;
   readonly #options: HostExecutorOptions;
   #client: Promise<HostClient> | undefined;
   /** Jobs followed now. */
@@ -65,6 +80,7 @@ export class HostExecutor implements Executor {
 
   constructor(options: HostExecutorOptions) {
     this.#options = options;
+    this.storesOutput = options.storesOutput ?? true;
   }
 
   queues(): QueueDef[] {
@@ -104,6 +120,15 @@ export class HostExecutor implements Executor {
   /** Forgets `client` when it is the current connection (it failed), so the next {@link connect} makes a new one. */
   drop(client: HostClient): void {
     if (this.#client !== undefined && this.#connected.get(this.#client) === client) this.#client = undefined;
+  }
+
+  /**
+   * Removes the host's files of a job that ended and was settled elsewhere (with
+   * `storesOutput: false` its output lives in the runner's stream log; the files only served
+   * to follow it again).
+   */
+  async discardOutput(jobId: string): Promise<void> {
+    await rm(join(hostPaths(this.#options.home).output, jobId), { recursive: true, force: true });
   }
 
   /** Ends the connection; the host and its jobs go on. */
@@ -411,7 +436,7 @@ class HostJobHandle implements ProcessHandle {
 
   #output(chunk: OutputChunk): void {
     this.position = chunk.pos + chunk.data.byteLength;
-    if (this.spec.onStoredOutput !== undefined) this.spec.onStoredOutput(chunk);
+    if (this.executor.storesOutput && this.spec.onStoredOutput !== undefined) this.spec.onStoredOutput(chunk);
     else this.spec.onOutput(chunk.channel, chunk.data as Buffer);
   }
 

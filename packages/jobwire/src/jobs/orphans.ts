@@ -1,7 +1,8 @@
 /**
  * Orphaned jobs: jobs whose runner died under them — a crash, kill -9 — while their processes
- * ran on, and which nothing can follow again: a distributed-mode worker's jobs (they run in the
- * worker's process until workers move onto the job host), and, at the start of an embedded
+ * ran on, and which nothing can follow again: the jobs a distributed-mode worker was removed
+ * with (taken for dead: they were handed on or Lost, while its job host may still run them; a
+ * worker restarted in time follows its jobs again instead), and, at the start of an embedded
  * server, Running jobs without an executor state (started by a jobwire before the job host; the
  * others are followed again through the host, see `backends/embedded.ts`). Nothing may run that
  * jobwire does not know about: at start-up their process groups are stopped before the jobs are
@@ -25,13 +26,19 @@ export type OrphanOutcome =
  * Stops the processes of jobs whose runner is gone, all at once (SIGTERM, SIGKILL after
  * `graceMs`, then waits until each group is empty). Jobs without a recorded identity, from
  * another boot, or whose pid now names another process are never signalled and get no entry.
+ * A job whose runner lives is left alone — unless `onJobHost` says it ran on a job host: its
+ * runner is the host, which lives on after the worker that followed the job was removed.
  */
-export async function stopOrphans(jobs: ReadonlyArray<{ id: string; process: JobProcess | null }>, graceMs: number): Promise<Map<string, OrphanOutcome>> {
+export async function stopOrphans(
+  jobs: ReadonlyArray<{ id: string; process: JobProcess | null }>,
+  graceMs: number,
+  onJobHost: (jobId: string) => boolean | Promise<boolean> = () => false,
+): Promise<Map<string, OrphanOutcome>> {
   const outcomes = new Map<string, OrphanOutcome>();
   await Promise.all(
     jobs.map(async ({ id, process }) => {
       if (process === null) return;
-      if (stillSame(process.runner)) {
+      if (stillSame(process.runner) && !(await onJobHost(id))) {
         outcomes.set(id, { kind: 'runner-alive', runnerPid: process.runner.pid });
         return;
       }

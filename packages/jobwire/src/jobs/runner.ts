@@ -126,6 +126,8 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
 
   // An executor that stores output itself (a job host) writes the log's files; the log only learns of it.
   const stored = executor.storesOutput === true;
+  /** The executor puts the start notice into the output itself, as the job's first stderr bytes. */
+  const notices = stored || executor.writesNotice === true;
   const adopt = streams.adoptOutput?.bind(streams);
   if (stored && (adopt === undefined || streams.noteOutput === undefined)) {
     ctx.onError(new Error(`the ${executor.name} executor stores output itself, which this store cannot read`), id);
@@ -248,12 +250,12 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     const start = startDirectory(job.description, defaultCwd, ctx.node);
     const cwd = resolve(defaultCwd, start.description.workingDirectory ?? '.');
     if (resume === undefined) {
-      // An executor that stores output itself writes the notice as the job's first stderr line.
-      if (start.notice !== undefined && refusal === undefined && !stored) await streams.appendOutput(id, 'stderr', Buffer.from(start.notice));
+      // An executor that writes the notice itself (a job host) makes it the job's first stderr line.
+      if (start.notice !== undefined && refusal === undefined && !notices) await streams.appendOutput(id, 'stderr', Buffer.from(start.notice));
       if (refusal === undefined) refusal = await placeInputFiles(store.blobs, job.owner, job.description, cwd, account).then(() => undefined, (err: unknown) => err);
     }
     const spec: StartSpec = {
-      ...(start.notice !== undefined && stored ? { notice: start.notice } : {}),
+      ...(start.notice !== undefined && notices ? { notice: start.notice } : {}),
       jobId: id,
       description: start.description,
       defaultCwd,

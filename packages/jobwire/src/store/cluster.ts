@@ -113,8 +113,12 @@ export interface ClusterStore extends Store {
   /** Milliseconds since the connection to the store was (re)established. */
   readonly connectedFor: number;
 
-  /** Registers a worker instance; a live worker of the same name is a ConflictError. */
-  registerWorker(registration: WorkerRegistration, ttlMs: number): Promise<RegisterOutcome>;
+  /**
+   * Registers a worker instance; a live worker of the same name is a ConflictError, unless it is
+   * instance `takeOver` (one whose process the caller knows is gone): its entry, load and Running
+   * jobs become the new instance's as they are. @param takeOver @defaultValue '' (none)
+   */
+  registerWorker(registration: WorkerRegistration, ttlMs: number, takeOver?: string): Promise<RegisterOutcome>;
   /** Renews a worker's liveness; false when the registry no longer holds this instance. */
   heartbeat(name: string, instance: string, ttlMs: number): Promise<boolean>;
   /**
@@ -147,6 +151,8 @@ export interface ClusterStore extends Store {
   retryJob(id: string, reason: string): Promise<JobRecord | undefined>;
   /** One Running job becomes Lost with `reason`, its output closed first. */
   loseJob(id: string, reason: string): Promise<JobRecord | undefined>;
+  /** The attempt a job Running on `node` is in; undefined when it is not Running there. */
+  runningAttempt(id: string, node: string): Promise<number | undefined>;
   /** A Queued job placed on `node`, with the attempt it is in; undefined otherwise. */
   placedJob(id: string, node: string): Promise<{ job: JobRecord; attempt: number } | undefined>;
   /**

@@ -12,6 +12,9 @@ import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
 /** A worker process. */
 export interface WorkerProcess {
   name: string;
+  /** What it was started with (its home included), for {@link TestCluster.restartWorker}. */
+  spec: WorkerSpec;
+  home: string;
   proc: ChildProcess;
   exited: Promise<void>;
   /** What it wrote to stderr (its log). */
@@ -23,6 +26,8 @@ export interface WorkerSpec {
   name: string;
   pools?: string[];
   slots?: number;
+  /** `--dead-after` seconds. @defaultValue the worker's default */
+  deadAfter?: number;
 }
 
 /** A cluster of server and worker processes on one Redis prefix. */
@@ -45,12 +50,31 @@ export class TestCluster {
     return server;
   }
 
-  /** Starts a worker process and waits until it is taking jobs. */
+  /** Starts a worker process (on a new home) and waits until it is taking jobs. */
   async addWorker(spec: WorkerSpec): Promise<WorkerProcess> {
     const home = tempHome('jobwire-worker-');
     this.homes.push(home);
+    return this.#startWorker(spec, home);
+  }
+
+  /** Starts worker `name` again, as it was started and on the same home (its earlier process has exited). */
+  async restartWorker(name: string): Promise<WorkerProcess> {
+    const worker = this.workers.get(name)!;
+    return this.#startWorker(worker.spec, worker.home);
+  }
+
+  /** Stops worker `name` with SIGTERM and waits until the process is gone; resolves to its exit code. */
+  async stopWorker(name: string): Promise<number | null> {
+    const worker = this.workers.get(name)!;
+    worker.proc.kill('SIGTERM');
+    await worker.exited;
+    return worker.proc.exitCode;
+  }
+
+  async #startWorker(spec: WorkerSpec, home: string): Promise<WorkerProcess> {
     const args = [CLI, 'worker', '--redis', this.redisUrl, '--redis-prefix', this.prefix, '--name', spec.name, '--slots', String(spec.slots ?? 2)];
     for (const pool of spec.pools ?? []) args.push('--pool', pool);
+    if (spec.deadAfter !== undefined) args.push('--dead-after', String(spec.deadAfter));
     args.push('--grace', '1', '--log-level', 'warn', '--home', home, '--work-dir', `${home}-work`);
     const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -62,7 +86,7 @@ export class TestCluster {
       if (proc.exitCode !== null) throw new Error(`worker ${spec.name} exited with ${proc.exitCode}: ${stderr}`);
       return stdout.includes(`jobwire worker ${spec.name} ready`);
     }, 20_000, `worker ${spec.name} to start`);
-    const worker: WorkerProcess = { name: spec.name, proc, exited, log: () => stderr };
+    const worker: WorkerProcess = { name: spec.name, spec, home, proc, exited, log: () => stderr };
     this.workers.set(spec.name, worker);
     return worker;
   }

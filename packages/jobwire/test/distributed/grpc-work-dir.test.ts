@@ -13,6 +13,7 @@ import { startWorker } from '../../src/distributed/worker.js';
 import { startServer } from '../../src/server/index.js';
 import { XenonClient } from '../grpc/xenon-client.js';
 import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
+import { removeHome } from '../helpers.js';
 
 describe('distributed mode: gRPC jobs and the worker’s --work-dir', () => {
   it("runs an admin's gRPC job without a working directory in its worker's --work-dir, where a relative argument is found", async () => {
@@ -39,6 +40,7 @@ describe('distributed mode: gRPC jobs and the worker’s --work-dir', () => {
       await worker.close();
       await server.close();
       await dropPrefix(prefix);
+      removeHome(join(root, 'worker-home'));
       rmSync(root, { recursive: true, force: true });
     }
   });

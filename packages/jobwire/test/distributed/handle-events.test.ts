@@ -53,7 +53,7 @@ describe('distributed: handle events', () => {
         events.on('worker:stopping', ({ reason }) => heard.push(`worker:stopping ${reason}`));
         events.on('job:lost', ({ job }) => heard.push(`job:lost ${job.id} ${job.error}`));
         events.on('worker:stopped', ({ report }) => heard.push(`worker:stopped ${report.unsettled.length}`));
-        const worker = await startWorker({ redis: cluster.redisUrl, prefix: cluster.prefix, name: 'w1', slots: 1, graceSeconds: 1, home: workerHome, workDir: `${workerHome}-work`, logLevel: 'silent', events });
+        const worker = await startWorker({ redis: cluster.redisUrl, prefix: cluster.prefix, name: 'w1', slots: 1, graceSeconds: 1, home: workerHome, workDir: `${workerHome}-work`, logLevel: 'silent', events, keepJobs: false });
         assert.equal(worker.events, events);
         assert.deepEqual(heard, ['worker:ready w1']);
         const client = new Client({ url: server.url, token: server.token });

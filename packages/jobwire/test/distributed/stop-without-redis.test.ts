@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Client } from '@jobwire/client';
-import { CLI, sleepUntil } from '../helpers.js';
+import { CLI, removeHome, sleepUntil } from '../helpers.js';
 import { startPrivateRedis, type PrivateRedis } from '../redis-env.js';
 
 /** The documented bound (`jobwire server --help`, docs/deployment.md): grace + 10 s; with slack for a loaded machine. */
@@ -61,7 +61,7 @@ async function cluster(dir: string): Promise<{ redis: PrivateRedis; server: Proc
   const url = redis.url;
   const home = join(dir, 'home');
   const server = start(process.execPath, [CLI, 'server', '--port', '0', '--home', home, '--redis', url, '--log-level', 'warn']);
-  const worker = start(process.execPath, [CLI, 'worker', '--redis', url, '--home', join(dir, 'worker-home'), '--name', 'w1', '--slots', '1', '--grace', '1', '--log-level', 'warn']);
+  const worker = start(process.execPath, [CLI, 'worker', '--redis', url, '--home', join(dir, 'worker-home'), '--name', 'w1', '--slots', '1', '--grace', '1', '--log-level', 'warn', '--stop-jobs']);
   const record = await sleepUntil(() => {
     if (server.child.exitCode !== null) throw new Error(`server exited: ${server.stderr()}`);
     try {
@@ -103,6 +103,7 @@ describe('stopping without Redis', () => {
     } finally {
       for (const proc of [server, worker]) if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
       await redis.stop();
+      removeHome(join(dir, 'worker-home'));
       rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -119,6 +120,7 @@ describe('stopping without Redis', () => {
     } finally {
       for (const proc of [server, worker]) if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
       await redis.stop();
+      removeHome(join(dir, 'worker-home'));
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -237,7 +237,7 @@ describe('jobs run as the OS account mapped to their user when the server runs a
     const home = tempHome();
     const prefix = freshPrefix();
     const server = await startServer({ home, port: 0, logLevel: 'warn', redis: REDIS_URL, redisPrefix: prefix });
-    const worker = await startWorker({ redis: REDIS_URL, prefix, name: `w-${suffix}`, slots: 2, workDir: `${home}-work`, serverUrl: server.url, logLevel: 'warn' });
+    const worker = await startWorker({ redis: REDIS_URL, prefix, name: `w-${suffix}`, slots: 2, home: `${home}-worker`, keepJobs: false, workDir: `${home}-work`, serverUrl: server.url, logLevel: 'warn' });
     try {
       const mapped = new Client({ url: server.url, token: addUser(home, 'alice', { osUser: alice.name }) });
       const unmapped = new Client({ url: server.url, token: addUser(home, 'mallory', { osUser: null }) });
@@ -258,6 +258,7 @@ describe('jobs run as the OS account mapped to their user when the server runs a
       await server.close();
       await dropPrefix(prefix);
       removeHome(home);
+      removeHome(`${home}-worker`);
     }
   });
 });

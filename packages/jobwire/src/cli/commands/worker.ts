@@ -31,6 +31,8 @@ interface WorkerCommandOptions {
   sshIdentity: string[];
   sshKnownHosts?: string;
   sshPasswordFile?: string;
+  stopJobs?: boolean;
+  deadAfter: number;
 }
 
 /** Log levels the worker accepts (pino's). */
@@ -57,9 +59,13 @@ export function registerWorker(program: Command): void {
     .summary('run a worker of distributed mode in the foreground')
     .description(
       'Run a worker: it registers in Redis with its node name, pools and slots, takes the jobs placed ' +
-        'on it and runs them on this machine, their output and input flowing through Redis to every ' +
-        'server. It stays up until Ctrl-C or SIGTERM; then its running jobs end Lost and the jobs ' +
-        'waiting for it go to other workers.',
+        'on it and runs them on this machine, on the job host of its home (which outlives the worker), ' +
+        'their output and input flowing through Redis to every server. It stays up until Ctrl-C or ' +
+        'SIGTERM; then it leaves its running jobs on the job host (with --executor, it stops them): ' +
+        'started again with the same --name ' +
+        'and --home within --dead-after seconds (or after a kill -9, within --dead-after of its last ' +
+        'heartbeat), it follows them again; later, they are handed on (per their retries) or Lost, ' +
+        'and the next start stops them. With --stop-jobs, a stop ends them Lost at once.',
     );
   redisOptions(cmd, true)
     .option('--name <node>', 'node name, unique among live workers (default: the host name)', placementName('node'))
@@ -71,6 +77,8 @@ export function registerWorker(program: Command): void {
     .option('--ssh-password-file <file>', 'file whose first line is the ssh password, tried after the keys')
     .option('--label <KEY=VALUE>', 'a label shown by `jobwire workers` (repeatable)', labelPair)
     .option('--grace <seconds>', 'seconds between SIGTERM and SIGKILL when a job is cancelled', seconds, 5)
+    .option('--stop-jobs', 'on Ctrl-C or SIGTERM, stop the running jobs (they end Lost) instead of leaving them for the next start')
+    .option('--dead-after <seconds>', 'seconds without a heartbeat after which the cluster takes this worker for dead and hands on or loses its jobs; also how long a restart may take to follow them again (at least 2)', deadAfter, 5)
     .option('--url <url>', 'server URL handed to jobs as JOBWIRE_URL (default: a live server of the cluster)')
     .option('--work-dir <dir>', 'working directory of jobs that name none; outside the home (default: HOME-work, beside the home)')
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS).default('info'))
@@ -88,8 +96,17 @@ export function registerWorker(program: Command): void {
     .action(act(work));
 }
 
+/** `--dead-after`: at least two heartbeats (1 s apart). */
+function deadAfter(value: string): number {
+  const n = seconds(value);
+  if (n < 2) throw new InvalidArgumentError('expected a number of seconds >= 2.');
+  return n;
+}
+
 async function work(opts: WorkerCommandOptions): Promise<number> {
   const options: WorkerOptions = {
+    keepJobs: opts.stopJobs !== true,
+    liveness: { ttlMs: Math.round(opts.deadAfter * 1000) },
     redis: opts.redis,
     prefix: opts.redisPrefix,
     pools: opts.pool ?? [],

@@ -38,7 +38,7 @@ export class RedisClusterStore extends RedisStore implements ClusterStore {
     for (const listener of [...this.#tokenListeners]) listener();
   };
 
-  registerWorker(registration: WorkerRegistration, ttlMs: number): Promise<RegisterOutcome> {
+  registerWorker(registration: WorkerRegistration, ttlMs: number, takeOver = ''): Promise<RegisterOutcome> {
     return this.op(async () => {
       const r = registration;
       const reply = await this.scripts.run<string[]>(
@@ -53,6 +53,7 @@ export class RedisClusterStore extends RedisStore implements ClusterStore {
         r.startedAt,
         new Date().toISOString(),
         ttlMs,
+        takeOver,
       );
       return reply[0] === 'ok' ? { registered: true } : { registered: false, previous: reply[1] ?? '' };
     });
@@ -186,6 +187,15 @@ export class RedisClusterStore extends RedisStore implements ClusterStore {
 
   retryJob(id: string, reason: string): Promise<JobRecord | undefined> {
     return this.change('jwRetryJob', id, reason);
+  }
+
+  runningAttempt(id: string, node: string): Promise<number | undefined> {
+    return this.op(async () => {
+      const [attempt, ...fields] = await this.redis.hmget(this.keys.job(id), 'attempt', ...RECORD_FIELDS);
+      if (fields[0] === null) return undefined;
+      const job = toRecord(fields as RecordReply);
+      return job.status === 'Running' && job.node === node ? Number(attempt ?? 1) : undefined;
+    });
   }
 
   placedJob(id: string, node: string): Promise<{ job: JobRecord; attempt: number } | undefined> {

@@ -26,21 +26,23 @@ local CLASSES = { 'multi', 'single', 'unlimited' }
 
 /**
  * Registers a worker instance. ARGV: prefix, name, instance, pools (comma list with ALL),
- * slots, labels JSON, host, pid, startedAt, heartbeat time, ttl ms. Answers {'ok'}, or
- * {'reap', old instance} when a dead earlier instance of the same name still holds the entry
- * (its jobs must be reaped first). A live instance of the same name is a conflict. Moves jobs
+ * slots, labels JSON, host, pid, startedAt, heartbeat time, ttl ms, instance taken over ('' for
+ * none). Answers {'ok'}, or {'reap', old instance} when a dead earlier instance of the same name
+ * still holds the entry (its jobs must be reaped first). A live instance of the same name is a
+ * conflict — except the one taken over: an instance whose process is known to be gone, within
+ * its liveness, whose entry (load, Running jobs) the new one takes as it is. Moves jobs
  * that no live worker could take back to waiting: this worker may take them.
  */
 export const registerWorker: ScriptDef = {
   name: 'jwRegisterWorker',
   lua: `
-local name, instance = ARGV[2], ARGV[3]
+local name, instance, takeover = ARGV[2], ARGV[3], ARGV[12]
 local alive = redis.call('GET', aliveKey(name))
-if alive and alive ~= instance then
+if alive and alive ~= instance and (takeover == '' or alive ~= takeover) then
   return redis.error_reply('CONFLICT a worker named ' .. name .. ' is running already; pick another --name')
 end
 local old = redis.call('HGET', workerKey(name), 'instance')
-if old and old ~= instance then return { 'reap', old } end
+if old and old ~= instance and old ~= takeover then return { 'reap', old } end
 redis.call('HSET', workerKey(name), 'instance', instance, 'pools', ARGV[4], 'slots', ARGV[5], 'labels', ARGV[6],
   'host', ARGV[7], 'pid', ARGV[8], 'startedAt', ARGV[9], 'heartbeatAt', ARGV[10])
 redis.call('SADD', K.workers, name)
