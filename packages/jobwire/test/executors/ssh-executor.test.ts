@@ -220,6 +220,25 @@ describe('named executors on a server', () => {
     }
   });
 
+  test('a server stop leaves a batch job running on the host; the next server follows it to its end, output complete', TIMEOUT, async () => {
+    let server = await sshServer([`box=${sshd.url}`]);
+    try {
+      let client = new Client({ url: server.url, token: server.token });
+      const job = await client.submitBatchJob({ executable: 'sh', arguments: counting(40, 0.1), executor: 'box' });
+      await sleepUntil(async () => Buffer.from((await client.readOutput(job.id)).data).toString().includes('5\n') || undefined, 60_000, 'the first lines');
+      await server.close(); // keeps the jobs (the default)
+      server = await sshServer([`box=${sshd.url}`]);
+      client = new Client({ url: server.url, token: server.token });
+      assert.equal((await client.getJobStatus(job.id)).status, 'Running', 'still Running after the restart');
+      const done = await client.waitUntilDone(job.id, 60_000);
+      assert.equal(done.status, 'Success', done.error ?? '');
+      assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), expectedOut(40));
+      assert.equal(Buffer.from((await client.readOutput(job.id, 'stderr')).data).toString(), expectedErr(40));
+    } finally {
+      await server.close();
+    }
+  });
+
   test('an executor that cannot connect fails its jobs with the reason; the server and other jobs go on', TIMEOUT, async () => {
     const server = await sshServer([`box=${sshd.url}`], { knownHostsFile: sshd.wrongKnownHosts });
     const client = new Client({ url: server.url, token: server.token });
