@@ -157,11 +157,15 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
       },
       drain: () => dispatcher.idle(),
       close: async (steps) => {
+        executor.close();
         connections.close();
         await steps.run('closing the connection to the job host', () => host.close());
         await steps.run('closing the store', () => store.close());
       },
-      abandon: () => connections.close(),
+      abandon: () => {
+        executor.close();
+        connections.close();
+      },
     };
   };
 }

@@ -153,6 +153,11 @@ export class NamedExecutors implements Executor {
     return found.executor;
   }
 
+  /** Closes the named executors (pollers, retries); `local` is closed by its owner. */
+  close(): void {
+    for (const { name, executor } of this.#byName.values()) if (name !== 'local') executor.close?.();
+  }
+
   /** The named executor of `description`; this whole for an unknown name (its start reports it). */
   executorFor(description: JobDescription): Executor {
     return this.#byName.get(description.executor ?? 'local')?.executor ?? this;

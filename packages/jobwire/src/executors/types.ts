@@ -202,6 +202,11 @@ export interface Executor {
    * @defaultValue this executor
    */
   executorFor?(description: JobDescription): Executor;
+  /**
+   * Releases what the executor holds (timers, connections) when its server or worker stops;
+   * running jobs are left as {@link ProcessHandle.detach} leaves them. Optional.
+   */
+  close?(): void;
   /** Throws a BadRequestError (code "unsupported", naming the field) for anything it cannot honour. */
   check(description: JobDescription): void;
   /** Starts a job. Never throws for a missing program: the handle's `done` reports it as an error. */
