@@ -111,7 +111,11 @@ MessageTimeout=5
 InactiveLimit=0
 SlurmctldTimeout=10
 SlurmdTimeout=30
-NodeName=${node} NodeAddr=127.0.0.1 CPUs=2 State=UNKNOWN
+# More CPUs than the machine has (config_overrides lets slurmd take the declared ones): the test
+# files run side by side, and a node full of one file's jobs would leave another's srun waiting
+# for resources (its "queued and waiting" notice arriving where the test expects the job's output).
+SlurmdParameters=config_overrides
+NodeName=${node} NodeAddr=127.0.0.1 CPUs=16 State=UNKNOWN
 PartitionName=${PARTITIONS.default} Nodes=${node} Default=YES MaxTime=INFINITE State=UP
 PartitionName=${PARTITIONS.short} Nodes=${node} MaxTime=1 State=UP
 `;
