@@ -54,7 +54,7 @@ after(async () => {
   await sshd?.stop();
   if (previousConf === undefined) delete process.env.SLURM_CONF;
   else process.env.SLURM_CONF = previousConf;
-  rmSync(home, { recursive: true, force: true });
+  for (const dir of [home, `${home}-work`]) rmSync(dir, { recursive: true, force: true });
 });
 
 for (const name of ['hpc', 'hpc2']) {
@@ -169,7 +169,7 @@ describe('distributed mode', () => {
   test('a worker with --executor slurm: feeds the cluster: jobs in the default queue go to the default partition', TIMEOUT, async () => {
     const prefix = freshPrefix();
     const distributed = await startServer({ home: `${home}-distributed`, port: 0, logLevel: 'silent', graceSeconds: 1, redis: REDIS_URL, redisPrefix: prefix });
-    const worker = await startWorker({ redis: REDIS_URL, prefix, name: 'slurm-fed', slots: 2, graceSeconds: 1, workDir: home, serverUrl: distributed.url, logLevel: 'silent', executor: 'slurm:' });
+    const worker = await startWorker({ redis: REDIS_URL, prefix, name: 'slurm-fed', slots: 2, graceSeconds: 1, home: `${home}-worker`, workDir: home, serverUrl: distributed.url, logLevel: 'silent', executor: 'slurm:' });
     const remote = new Client({ url: distributed.url, token: distributed.token });
     try {
       const job = await remote.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo "$SLURM_JOB_PARTITION $JOBWIRE_JOB_ID"'] });
@@ -180,7 +180,7 @@ describe('distributed mode', () => {
       await worker.close();
       await distributed.close();
       await dropPrefix(prefix);
-      rmSync(`${home}-distributed`, { recursive: true, force: true });
+      for (const dir of [`${home}-distributed`, `${home}-distributed-work`, `${home}-worker`]) rmSync(dir, { recursive: true, force: true });
     }
   });
 });

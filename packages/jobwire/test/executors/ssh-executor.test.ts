@@ -177,8 +177,7 @@ describe('named executors on a server', () => {
     home = mkdtempSync(join(tmpdir(), 'jobwire-ssh-server-'));
   });
   after(() => {
-    rmSync(home, { recursive: true, force: true });
-    rmSync(`${home}-work`, { recursive: true, force: true });
+    for (const dir of [home, `${home}-work`, `${home}-worker`]) rmSync(dir, { recursive: true, force: true });
   });
 
   test('jobs choose an executor by name; unknown names and unreachable hosts are clear errors', TIMEOUT, async () => {
@@ -296,6 +295,7 @@ describe('named executors on a server', () => {
       name: 'ssh-fed',
       slots: 2,
       graceSeconds: 1,
+      home: `${home}-worker`,
       workDir: `${home}-work`,
       serverUrl: server.url,
       logLevel: 'silent',
