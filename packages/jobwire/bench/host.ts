@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { ensureHost } from '../src/host/ensure.js';
 import type { HostClient } from '../src/host/client.js';
 import { stopHost } from '../src/host/recovery.js';
+import { LINE, pipeRoundTrips } from './round-trip.js';
 
 const OUTPUT_MB = Number(process.env.BENCH_OUTPUT_MB ?? 256);
 const JOBS = Number(process.env.BENCH_JOBS ?? 400);
@@ -101,25 +102,9 @@ async function spawnRate(client: HostClient, concurrency: number): Promise<void>
 }
 
 async function roundTrip(client: HostClient): Promise<void> {
-  const line = Buffer.from('ping 0123456789 abcdefghijklmnopqrstuvwxyz\n');
+  const line = LINE;
   const cat = spawn('cat', [], { stdio: ['pipe', 'pipe', 'ignore'] });
-  const direct: number[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    const t0 = now();
-    await new Promise<void>((resolve) => {
-      let n = 0;
-      const on = (data: Buffer): void => {
-        n += data.length;
-        if (n >= line.length) {
-          cat.stdout.off('data', on);
-          resolve();
-        }
-      };
-      cat.stdout.on('data', on);
-      cat.stdin.write(line);
-    });
-    direct.push(Number(now() - t0));
-  }
+  const direct = await pipeRoundTrips(cat, ROUNDS);
   cat.stdin.end();
 
   const jobId = `bench-${nextId++}`;
