@@ -9,12 +9,17 @@
  * - `clock`: a frame every `interval` ms (`count` frames, or until stopped): `{"tick":N,"time":MS}`
  *   on a JSON pipe, the ISO time on a lines pipe.
  * - `interactive`: each line typed by anyone attached to the job (`jobwire attach`) is a frame.
+ * - `logging`: every `interval` ms (default 1000) one CSV row per running job of the network
+ *   whose processes run on this machine: cpu seconds, resident bytes, elapsed seconds. The server
+ *   tells it the jobs over its stdin (`logging-feed.ts`); it ends when that stdin ends.
  * @module
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import type { BuiltinOptions, HostConfig, NetworkJobContext, NetworkJobModule } from './js-wire.js';
+import type { LoggingJobs } from './logging-feed.js';
+import { groupUsage } from './usage.js';
 
 /** One CSV field, quoted when it must be (RFC 4180). */
 function csvField(value: unknown): string {
@@ -92,10 +97,70 @@ function interactive(_options: BuiltinOptions, config: HostConfig): NetworkJobMo
   };
 }
 
+/** The columns of the `logging` builtin's CSV file. */
+export const LOGGING_COLUMNS = ['time', 'job', 'id', 'pid', 'cpu_seconds', 'rss_bytes', 'elapsed_seconds', 'processes'] as const;
+
+function logging(options: BuiltinOptions): NetworkJobModule {
+  let signal: AbortSignal | undefined;
+  let restarts = 0;
+  return {
+    setup(ctx: NetworkJobContext) {
+      signal = ctx.signal;
+      restarts = ctx.restarts;
+    },
+    // A source with no outputs: it yields nothing, and ends when the server ends its stdin.
+    async *run() {
+      const out = createWriteStream(options.path!, { flags: restarts === 0 ? 'w' : 'a' });
+      await once(out, 'open');
+      const write = async (text: string): Promise<void> => {
+        if (text !== '' && !out.write(text)) await once(out, 'drain');
+      };
+      if (restarts === 0) await write(`${LOGGING_COLUMNS.join(',')}\n`);
+      let jobs: LoggingJobs['jobs'] = [];
+      let ended = false;
+      let wake: (() => void) | undefined;
+      const reading = (async () => {
+        for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+          if (line !== '') jobs = (JSON.parse(line) as LoggingJobs).jobs;
+        }
+      })().finally(() => {
+        ended = true;
+        wake?.();
+      });
+      signal?.addEventListener('abort', () => wake?.(), { once: true });
+      const interval = options.interval ?? 1000;
+      const start = Date.now();
+      for (let tick = 0; !ended && signal?.aborted !== true; tick++) {
+        const now = Date.now();
+        let rows = '';
+        for (const job of jobs) {
+          const usage = job.leader === null ? undefined : groupUsage(job.leader);
+          if (usage === undefined) continue;
+          const elapsed = job.startedAt === null ? '' : ((now - Date.parse(job.startedAt)) / 1000).toFixed(3);
+          rows += `${[new Date(now).toISOString(), job.name, job.id, job.leader!.pid, usage.cpu.toFixed(2), usage.rss, elapsed, usage.processes].map(csvField).join(',')}\n`;
+        }
+        await write(rows);
+        // Samples keep to the start's grid, as the clock's ticks do.
+        const wait = start + (tick + 1) * interval - Date.now();
+        if (wait > 0 && !ended) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            setTimeout(resolve, wait);
+          });
+        }
+      }
+      if (ended) await reading.catch(() => {});
+      out.end();
+      await once(out, 'close');
+    },
+  };
+}
+
 /** Builtins the harness can load, by name. */
 export const BUILTINS: Record<string, (options: BuiltinOptions, config: HostConfig) => NetworkJobModule> = {
   'csv-sink': csvSink,
   forward,
   clock,
   interactive,
+  logging,
 };

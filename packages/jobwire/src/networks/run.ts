@@ -11,9 +11,9 @@
  *
  * Each job is supervised (`#supervise`): a job that fails or is lost restarts as its policy
  * says (a new job; its outputs go on in a new epoch), and one that may not restart ends the
- * network — its other jobs are cancelled. A network that fails its checks, or has a `logging`
- * job (not run yet), is refused before anything starts; a start that fails half-way cancels the
- * jobs it had submitted.
+ * network — its other jobs are cancelled. A `logging` job is told the others' processes
+ * (`logging-feed.ts`). A network that fails its checks is refused before anything starts; a start
+ * that fails half-way cancels the jobs it had submitted.
  * @module
  */
 import { randomBytes } from 'node:crypto';
@@ -33,6 +33,7 @@ import { FRAME_PREFIX, fromWire, toWire, type HostConfig, type HostPipe } from '
 import type { Network, NetworkJob, NetworkPipe } from './model.js';
 import { Demux, muxData, muxRecord } from './mux.js';
 import { PipeReader, PipeWriter } from './pipe.js';
+import { feedLogging } from './logging-feed.js';
 
 const FIFO_HOST = fileURLToPath(new URL('./fifo-host.js', import.meta.url));
 const JS_HOST = fileURLToPath(new URL('./js-host.js', import.meta.url));
@@ -67,10 +68,6 @@ export class NetworkRunner {
     // as the user before it asks; js jobs do not run yet anyway.
     await checkNetwork(loaded, { importModules: false });
     const { network } = loaded;
-    const others = Object.values(network.jobs).filter((job) => job.builtin === 'logging');
-    if (others.length > 0) {
-      throw new BadRequestError(`the builtin logging does not run yet (job ${others[0]!.name})`, { code: 'unsupported', field: `jobs.${others[0]!.name}.builtin` });
-    }
     const key = `${owner}\n${network.name}`;
     const busy = (): ConflictError => new ConflictError(`network ${network.name} is running; wait for its end, or cancel its jobs (group networks:${network.name})`);
     if (this.#starting.has(key)) throw busy();
@@ -226,6 +223,7 @@ class NetworkRun {
       // A js job tells on its stdout how many sets it has handled; its feed commits them.
       const handled: { upTo?: (sets: number) => void } = {};
       if (job.inputs.length > 0) this.#guard(job, id, js ? this.#feedSets(job, id, attempt, handled) : this.#feed(job, id, attempt));
+      if (job.builtin === 'logging') this.#guard(job, id, feedLogging({ store: this.store, service: this.service, owner: this.owner, id, jobs: () => [...this.#ids].filter(([name]) => name !== job.name), over: () => [...this.#ids.keys()].every((name) => name === job.name || this.#outcomes.has(name)), onEnd: (stop) => attempt.push(stop) }));
       const drains = js ? job.inputs.length + job.outputs.length > 0 : job.outputs.length > 0;
       const drained = drains ? this.#guarded(job, id, js ? this.#drainFrames(job, id, handled) : this.#drain(job, id)) : Promise.resolve();
       const record = await this.#final(id);
@@ -349,9 +347,9 @@ class NetworkRun {
         outputs: job.outputs.map(pipe),
         restarts: this.#counts.get(job.name)?.restarts ?? 0,
       };
-      // A job with inputs (or the interactive builtin) reads its stdin, so it runs in a function
+      // A job with inputs (or the interactive or logging builtin) reads its stdin, so it runs in a function
       // runner of its own; a source runs in a warm runner of the pool.
-      const reads = job.inputs.length > 0 || job.builtin === 'interactive';
+      const reads = job.inputs.length > 0 || job.builtin === 'interactive' || job.builtin === 'logging';
       return { ...common, js: { module: JS_HOST, export: 'hostNetworkJob', args: [config] }, ...(reads ? { interactive: true } : {}) };
     }
     const command = job.command!;
