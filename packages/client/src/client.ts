@@ -10,7 +10,7 @@ import { GroupEventStream } from './events.js';
 import { request, requestBytes, requestStream, type Connection } from './http.js';
 import { isFinal, type ExecutorInfo, type GroupInfo, type JobDescription, type JobInfo, type Page, type QueueStatus, type WhoAmI, type WorkersReport } from './types.js';
 import { base64ToBytes, isNode, toBytes } from './util.js';
-import type { NetworkSpec, NetworkStatus, PipeFrame } from './network.js';
+import type { NetworkGraph, NetworkSpec, NetworkStatus, PipeFrame } from './network.js';
 
 /** A whole job id (a UUID), taken as it is by {@link Client.resolveJobId}. */
 const FULL_JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -197,6 +197,16 @@ export class Client implements JobwireApi {
   /** How a network runs: its jobs and pipes. */
   networkStatus(name: string): Promise<NetworkStatus> {
     return this.call('GET', `/networks/${encodeURIComponent(name)}`);
+  }
+
+  /** The networks the server runs (or has run) for you: the newest run of each, by name. */
+  async networks(): Promise<NetworkStatus[]> {
+    return (await this.call<{ items: NetworkStatus[] }>('GET', '/networks')).items;
+  }
+
+  /** The shape of a network's newest run: its jobs and the pipes that join them. */
+  networkGraph(name: string): Promise<NetworkGraph> {
+    return this.call('GET', `/networks/${encodeURIComponent(name)}/graph`);
   }
 
   /**

@@ -13,4 +13,4 @@ export type * from './api.js';
 export { Client } from './client.js';
 export { QueuedIterator, type QueuedIteratorOptions } from './queued-iterator.js';
 export type { Connection } from './http.js';
-export type { Builtin, FrameEncoding, Framing, GapPolicy, NetworkJobSpec, NetworkJobStatus, NetworkPipeStatus, NetworkSpec, PipeFrame, NetworkStatus, Overflow, ParsedNetwork, PipeSpec, Queue, QueueSpec } from './network.js';
+export type { Builtin, FrameEncoding, Framing, GapPolicy, NetworkJobSpec, NetworkGraph, NetworkJobStatus, NetworkPipeStatus, NetworkSpec, PipeFrame, NetworkStatus, Overflow, ParsedNetwork, PipeSpec, Queue, QueueSpec } from './network.js';

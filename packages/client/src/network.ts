@@ -187,6 +187,34 @@ export interface NetworkPipeStatus {
   lag: number;
 }
 
+/**
+ * The shape of a network run, as `GET /v1/networks/NAME/graph` answers: its jobs and which
+ * pipes join them (what the dashboard draws; the counts are in {@link NetworkStatus}).
+ */
+export interface NetworkGraph {
+  name: string;
+  /** Id of the run (as in {@link NetworkStatus}). */
+  run: string;
+  jobs: Array<{
+    name: string;
+    kind: 'executable' | 'js' | 'builtin';
+    /** The builtin's name, for a builtin job. */
+    builtin?: Builtin;
+    /** Pipe names, in order. */
+    inputs: string[];
+    outputs: string[];
+  }>;
+  pipes: Array<{
+    name: string;
+    framing: Framing;
+    queue: { max: number; overflow: Overflow; mode: 'fifo' | 'latest' };
+    /** The job that writes it. */
+    producer: string;
+    /** The jobs that read it. */
+    consumers: string[];
+  }>;
+}
+
 /** A network run, as `POST /v1/networks` and `GET /v1/networks/NAME` answer. */
 export interface NetworkStatus {
   name: string;

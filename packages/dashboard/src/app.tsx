@@ -1,6 +1,7 @@
 /**
- * The dashboard: sign-in, then a header (connection state, New job, theme, sign out) over the
- * job tree (`/`, `/groups/PATH`) or a job's page (`/jobs/ID`). One events subscription feeds
+ * The dashboard: sign-in, then a header (pages, connection state, New job, theme, sign out) over
+ * the job tree (`/`, `/groups/PATH`), a job's page (`/jobs/ID`), or the networks (`/networks`,
+ * `/networks/NAME`). One events subscription feeds
  * every view for the whole session.
  * @module
  */
@@ -10,6 +11,7 @@ import { forgetToken, loadToken, saveToken } from './auth.js';
 import { Link } from './components.js';
 import { JobPage } from './job-page.js';
 import { JobStore } from './job-store.js';
+import { NetworkList, NetworkPage } from './network-page.js';
 import { followEvents, type LiveState } from './follow.js';
 import { jobHref, navigate, useRoute } from './router.js';
 import { SubmitDialog } from './submit-form.js';
@@ -164,6 +166,10 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut(why?: string
     page = <JobTree store={store} root={route.group} filter={filter} onFilter={setFilter} collapsed={collapsed} onCollapsed={setCollapsed} />;
   } else if (route.page === 'job') {
     page = <JobPage key={route.id} id={route.id} client={client} store={store} theme={theme} focusTerminal={justSubmitted === route.id} />;
+  } else if (route.page === 'networks') {
+    page = <NetworkList client={client} />;
+  } else if (route.page === 'network') {
+    page = <NetworkPage key={route.name} name={route.name} client={client} store={store} />;
   } else {
     page = (
       <section>
@@ -187,6 +193,14 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut(why?: string
           </span>{' '}
           jobwire
         </Link>
+        <nav class="topnav" aria-label="Pages">
+          <Link href="/" class={route.page === 'tree' || route.page === 'job' ? 'topnav-current' : undefined}>
+            Jobs
+          </Link>
+          <Link href="/networks" class={route.page === 'networks' || route.page === 'network' ? 'topnav-current' : undefined}>
+            Networks
+          </Link>
+        </nav>
         <span class={`live live-${live}`} role="status" title="Updates from the server">
           <span class="live-dot" aria-hidden="true" />
           {LIVE_TEXT[live]}

@@ -1,13 +1,13 @@
 /**
- * The dashboard's addresses: `/` (every job), `/groups/PATH` (one group's subtree) and
- * `/jobs/ID` (one job). History API navigation; the server answers every one of these paths
+ * The dashboard's addresses: `/` (every job), `/groups/PATH` (one group's subtree),
+ * `/jobs/ID` (one job), `/networks` (the networks) and `/networks/NAME` (one network). History API navigation; the server answers every one of these paths
  * with the same page, so reloads and shared links work.
  * @module
  */
 import { useEffect, useState } from 'preact/hooks';
 
 /** What the address shows. */
-export type Route = { page: 'tree'; group: string } | { page: 'job'; id: string } | { page: 'missing'; path: string };
+export type Route = { page: 'tree'; group: string } | { page: 'job'; id: string } | { page: 'networks' } | { page: 'network'; name: string } | { page: 'missing'; path: string };
 
 /** Reads a route from a pathname. */
 export function parseRoute(pathname: string): Route {
@@ -16,6 +16,9 @@ export function parseRoute(pathname: string): Route {
     if (pathname.startsWith('/groups/')) return { page: 'tree', group: decodeURIComponent(pathname.slice('/groups/'.length)).replace(/\/+$/, '') };
     const job = /^\/jobs\/([^/]+)\/?$/.exec(pathname);
     if (job) return { page: 'job', id: decodeURIComponent(job[1]!) };
+    if (pathname === '/networks' || pathname === '/networks/') return { page: 'networks' };
+    const network = /^\/networks\/([^/]+)\/?$/.exec(pathname);
+    if (network) return { page: 'network', name: decodeURIComponent(network[1]!) };
   } catch {
     // A malformed escape is just an unknown address.
   }
@@ -25,6 +28,11 @@ export function parseRoute(pathname: string): Route {
 /** Address of a group's page (`:` stays readable, everything else is escaped). */
 export function groupHref(path: string): string {
   return path ? `/groups/${encodeURIComponent(path).replace(/%3A/gi, ':')}` : '/';
+}
+
+/** Address of a network's page. */
+export function networkHref(name: string): string {
+  return `/networks/${encodeURIComponent(name)}`;
 }
 
 /** Address of a job's page. */

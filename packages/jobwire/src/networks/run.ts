@@ -19,7 +19,7 @@
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
-import { BadRequestError, ConflictError, NotFoundError, isFinal, type JobDescription, type JobStatus, type NetworkJobStatus, type NetworkStatus, type OutputChunk } from '@jobwire/client';
+import { BadRequestError, ConflictError, NotFoundError, isFinal, type JobDescription, type JobStatus, type NetworkGraph, type NetworkJobStatus, type NetworkStatus, type OutputChunk } from '@jobwire/client';
 import { OutputFollower } from '../jobs/output-follower.js';
 import type { JobService } from '../jobs/service.js';
 import type { JobRecord, Store, StreamEvent } from '../store/types.js';
@@ -34,6 +34,7 @@ import type { Network, NetworkJob, NetworkPipe } from './model.js';
 import { Demux, muxData, muxRecord } from './mux.js';
 import { PipeReader, PipeWriter } from './pipe.js';
 import { feedLogging } from './logging-feed.js';
+import { networkGraph } from './shape.js';
 
 const FIFO_HOST = fileURLToPath(new URL('./fifo-host.js', import.meta.url));
 const JS_HOST = fileURLToPath(new URL('./js-host.js', import.meta.url));
@@ -89,6 +90,19 @@ export class NetworkRunner {
     const run = this.#runs.get(`${owner}\n${name}`);
     if (run === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
     return run.status();
+  }
+
+  /** The newest run of each of `owner`'s networks on this server, by name. */
+  async list(owner: string): Promise<NetworkStatus[]> {
+    const runs = [...this.#runs].filter(([key]) => key.startsWith(`${owner}\n`)).map(([, run]) => run);
+    return (await Promise.all(runs.map((run) => run.status()))).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** The shape of `owner`'s network `name` (its newest run on this server): jobs, pipes, who reads and writes each. */
+  graph(owner: string, name: string): NetworkGraph {
+    const run = this.#runs.get(`${owner}\n${name}`);
+    if (run === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+    return run.graph();
   }
 
   /** A tap on pipe `pipe` of `owner`'s network `name`: its frames as JSON lines (see {@link NetworkRun.tap}). */
@@ -173,6 +187,11 @@ class NetworkRun {
         void this.#cancelAll();
       });
     }
+  }
+
+  /** The shape of this run (see `shape.ts`). */
+  graph(): NetworkGraph {
+    return networkGraph(this.network, this.run);
   }
 
   /**

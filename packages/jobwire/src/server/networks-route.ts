@@ -1,6 +1,6 @@
 /**
- * `POST /v1/networks` starts a network (docs/networks.md), `GET /v1/networks/:name` tells how
- * it runs, `POST /v1/networks/:name/stop` stops it. The network's jobs are ordinary jobs of the group
+ * `POST /v1/networks` starts a network (docs/networks.md), `GET /v1/networks` lists them,
+ * `GET /v1/networks/:name` tells how it runs, `GET /v1/networks/:name/graph` gives its shape, `POST /v1/networks/:name/stop` stops it. The network's jobs are ordinary jobs of the group
  * `networks:NAME`; the server wires them to their pipes (`networks/run.ts`).
  * @module
  */
@@ -35,6 +35,31 @@ const networkStatusSchema = z
   })
   .describe('A network run: its jobs, its pipes, and what went wrong in the wiring.');
 
+const networkGraphSchema = z
+  .object({
+    name: z.string(),
+    run: z.string(),
+    jobs: z.array(
+      z.object({
+        name: z.string(),
+        kind: z.enum(['executable', 'js', 'builtin']),
+        builtin: z.enum(['csv-sink', 'interactive', 'logging', 'clock', 'forward']).optional(),
+        inputs: z.array(z.string()).describe('Pipes it reads, in order.'),
+        outputs: z.array(z.string()).describe('Pipes it writes, in order.'),
+      }),
+    ),
+    pipes: z.array(
+      z.object({
+        name: z.string(),
+        framing: z.enum(['bytes', 'lines', 'frames']),
+        queue: z.object({ max: z.number(), overflow: z.enum(['block', 'drop-oldest', 'drop-newest']), mode: z.enum(['fifo', 'latest']) }),
+        producer: z.string().describe('The job that writes it.'),
+        consumers: z.array(z.string()).describe('The jobs that read it.'),
+      }),
+    ),
+  })
+  .describe("A network run's shape: its jobs and the pipes that join them.");
+
 /** A stream of newline-delimited JSON (the route sends a Node stream). */
 const ndjsonSchema = z.custom<Readable>().meta({ type: 'string', contentMediaType: 'application/x-ndjson' });
 
@@ -60,6 +85,33 @@ export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunne
       },
     },
     async (req, reply) => reply.code(201).send(await runner.start(user(req), req.body.spec, req.body.baseDir)),
+  );
+  api.get(
+    `${API_PREFIX}/networks`,
+    {
+      schema: {
+        tags: ['networks'],
+        summary: 'Your networks',
+        description: 'The newest run of each network this server has run for you (since it started), by name.',
+        querystring: noQuery,
+        response: { 200: z.object({ items: z.array(networkStatusSchema) }), ...errorAnswers },
+      },
+    },
+    async (req) => ({ items: await runner.list(user(req)) }),
+  );
+  api.get(
+    `${API_PREFIX}/networks/:name/graph`,
+    {
+      schema: {
+        tags: ['networks'],
+        summary: "A network's graph: its jobs and pipes",
+        description: 'Which job writes and which jobs read each pipe, with its framing and queue (the counts are in the status).',
+        params: z.object({ name: z.string().describe('Network name.') }),
+        querystring: noQuery,
+        response: { 200: networkGraphSchema, ...errorAnswers },
+      },
+    },
+    async (req) => runner.graph(user(req), req.params.name),
   );
   api.get(
     `${API_PREFIX}/networks/:name`,
