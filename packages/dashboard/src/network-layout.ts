@@ -19,7 +19,8 @@ import type { NetworkGraph } from '@jobwire/client';
 
 export const NODE_W = 168;
 export const NODE_H = 62;
-const GAP_X = 150;
+/** Room between columns for a pipe's label (`name · 1234/s · queue 64/64`). */
+const GAP_X = 210;
 const GAP_Y = 44;
 const MARGIN = 24;
 
@@ -131,20 +132,18 @@ export function layoutNetwork(graph: NetworkGraph): Layout {
     const y1 = from.y + NODE_H / 2;
     const targets = pipe.consumers.filter((c) => nodes.has(c));
     if (targets.length === 0) {
-      const end = { pipe: pipe.name, x: x1 + GAP_X * 0.75, y: y1 };
+      const end = { pipe: pipe.name, x: x1 + GAP_X * 0.85, y: y1 };
       ends.push(end);
       edges.push({ pipe: pipe.name, from: pipe.producer, to: null, d: `M ${x1} ${y1} L ${end.x - 5} ${end.y}`, label: { x: (x1 + end.x) / 2, y: y1 - 8 } });
       continue;
     }
-    targets.forEach((consumer, k) => {
+    targets.forEach((consumer) => {
       const to = nodes.get(consumer)!;
       const x2 = to.x;
       const y2 = to.y + NODE_H / 2;
       if (to.layer > from.layer) {
         const c = Math.max(40, (x2 - x1) / 2);
-        // Labels of a pipe read by several jobs spread along their curves.
-        const t = targets.length > 1 ? 0.35 + (0.3 * k) / (targets.length - 1) : 0.5;
-        edges.push({ pipe: pipe.name, from: pipe.producer, to: consumer, d: `M ${x1} ${y1} C ${x1 + c} ${y1}, ${x2 - c} ${y2}, ${x2} ${y2}`, label: bezier(t, [x1, y1], [x1 + c, y1], [x2 - c, y2], [x2, y2]) });
+        edges.push({ pipe: pipe.name, from: pipe.producer, to: consumer, d: `M ${x1} ${y1} C ${x1 + c} ${y1}, ${x2 - c} ${y2}, ${x2} ${y2}`, label: bezier(0.5, [x1, y1], [x1 + c, y1], [x2 - c, y2], [x2, y2]) });
       } else {
         // Back to an earlier (or the same) column: out to the right, under the jobs, in from the left.
         loops++;

@@ -2,7 +2,7 @@
  * The dashboard's static files: the single-page app that `packages/dashboard` builds (vite) into
  * `dist/dashboard/` of this package — `index.html` at `/`, content-hashed files under `/assets/`,
  * the embeddable `/widget.js` — plus `index.html` again for the app's own addresses
- * (`/jobs/ID`, `/groups/PATH`) so that links, bookmarks and reloads work.
+ * (`/jobs/ID`, `/groups/PATH`, `/networks`, `/networks/NAME`) so that links, bookmarks and reloads work.
  *
  * Hand-written rather than @fastify/static, which is not a dependency: the job is a handful of
  * files from one folder, and the rules that matter fit here — a fixed content-type table (an
@@ -115,7 +115,7 @@ export function registerDashboard(app: FastifyInstance, options: DashboardOption
       schema: { tags: ['dashboard'], summary, response: { 200: { description: summary, content: { [type]: { schema: z.string() } } }, ...errorAnswers } },
     }) as const;
   // The app's addresses: the page decides what to show.
-  for (const path of ['/', '/index.html', '/jobs/*', '/groups', '/groups/*']) app.get(path, open('The dashboard page', 'text/html'), page);
+  for (const path of ['/', '/index.html', '/jobs/*', '/groups', '/groups/*', '/networks', '/networks/*']) app.get(path, open('The dashboard page', 'text/html'), page);
   // Vite names assets by content hash, so a name never changes meaning: cache for a year.
   app.get('/assets/*', open("The dashboard's code, styles and images", '*/*'), file(wildcard('assets/'), 'public, max-age=31536000, immutable'));
   // Stable names: always revalidate.
