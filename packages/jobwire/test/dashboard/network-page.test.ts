@@ -133,6 +133,14 @@ describe('the network page in Chromium', () => {
         // The terminal follows the end of its output: the last square, then the exit.
         await waitForTerminal(page, new RegExp(`\\b${frames ** 2}\\s+\\[Success, exit code 0\\]`));
 
+        // Back to the graph; a job's box is a link for the keyboard too.
+        await page.goBack();
+        await page.waitForURL(`${s.url}/networks/dashnet`);
+        await node('sink').focus();
+        await page.keyboard.press('Enter');
+        await page.waitForURL(`${s.url}/jobs/${ids.get('sink')}`);
+        await page.locator('.job-page h1', { hasText: 'sink' }).waitFor();
+
         // The page's address is a real one (a reload or a bookmark opens it); a network the
         // server does not know says so.
         await page.goto(`${s.url}/networks/dashnet`);
