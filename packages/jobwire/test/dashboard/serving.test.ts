@@ -20,9 +20,9 @@ describe('dashboard: serving', () => {
     assert.ok(existsSync(join(DASHBOARD_DIR, 'widget.js')), 'widget.js is missing');
   });
 
-  it('serves the page at / and at every job and group address, without a token', async () => {
+  it('serves the page at / and at every job, group and network address, without a token', async () => {
     await withServer(async ({ url }) => {
-      for (const path of ['/', '/jobs/0c1ce595-4f6d-4fcb-b872-90118f6b1cd9', '/groups/lab', '/groups/lab:run-1', '/groups/a%20b:c', '/?token=abc']) {
+      for (const path of ['/', '/jobs/0c1ce595-4f6d-4fcb-b872-90118f6b1cd9', '/groups/lab', '/groups/lab:run-1', '/groups/a%20b:c', '/networks', '/networks/squares', '/?token=abc']) {
         const res = await get(url + path);
         assert.equal(res.status, 200, path);
         assert.equal(res.type, 'text/html; charset=utf-8', path);

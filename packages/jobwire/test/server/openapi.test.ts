@@ -148,8 +148,9 @@ describe('OpenAPI document', () => {
         if (route.url !== '/api/openapi.json') assert.deepEqual(parsed.data, body, `GET ${path}: only documented fields`);
         checked++;
       }
-      // whoami, jobs, jobs/:id, wait, jobs/:id/files, groups, queues, workers, executors, networks/:name and the document itself.
-      assert.equal(checked, 11);
+      // whoami, jobs, jobs/:id, wait, jobs/:id/files, groups, queues, workers, executors, networks, networks/:name,
+      // networks/:name/graph and the document itself.
+      assert.equal(checked, 13);
       const submitted = (routes.find((r) => r.url === '/v1/jobs' && r.methods.includes('POST'))?.schema?.response as Record<string, z.ZodType>)['201']!;
       const answer: unknown = await s.client.submitBatchJob({ executable: 'true', queueName: 'unlimited' });
       assert.deepEqual(submitted.parse(answer), answer, 'POST /v1/jobs answers its documented schema');
