@@ -81,6 +81,9 @@ const BUILTIN_RULES: Record<NonNullable<NetworkJob['builtin']>, BuiltinRule> = {
 
 const BUILTIN_FIELDS = ['path', 'columns', 'interval', 'count'] as const;
 
+/** Shortest `interval` of the logging builtin, in ms. */
+export const LOGGING_MIN_INTERVAL = 100;
+
 function checkJob(network: Network, job: NetworkJob, say: Say): void {
   const at = ['jobs', job.name];
   if (job.kind === undefined) {
@@ -148,6 +151,10 @@ function checkBuiltin(network: Network, job: NetworkJob, say: Say): void {
         say([...at, list, i], `builtin ${job.builtin} needs pipes framed as ${wants}; pipe "${name}" is framed as ${framingOf(pipe)}`);
       }
     });
+  }
+  // Each sample of the logging builtin reads /proc for every process of the machine.
+  if (job.builtin === 'logging' && job.interval !== undefined && job.interval < LOGGING_MIN_INTERVAL) {
+    say([...at, 'interval'], `builtin logging samples at most every ${LOGGING_MIN_INTERVAL} ms (interval ${job.interval})`);
   }
   if (job.builtin === 'forward' && job.inputs.length === 1) {
     const input = network.pipes[job.inputs[0]!]!;

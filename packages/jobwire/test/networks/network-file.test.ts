@@ -180,6 +180,7 @@ jobs:
   tick: { builtin: clock, interval: 10, outputs: [t] }
   use: { command: [cat], inputs: [u] }
   both: { command: [cat], js: ./square.mjs }
+  log: { builtin: logging, path: usage.csv, interval: 5 }
 pipes:
   raw: { framing: bytes }
   t: { framing: frames }
@@ -191,6 +192,7 @@ pipes:
     hasIssue(issues, 'jobs.sink.interval', 4, /takes no "interval"/);
     hasIssue(issues, 'jobs.fwd.outputs.0', 5, /copies frames as they are: pipe "u" is framed as lines, its input "t" as frames \(json\)/);
     hasIssue(issues, 'jobs.both.js', 8, /give only one of "command", "js" and "builtin"/);
+    hasIssue(issues, 'jobs.log.interval', 9, /builtin logging samples at most every 100 ms \(interval 5\)/);
   });
 
   it('imports js modules in a child process: missing module, import error, no run, a source that is not a generator, a missing export', async () => {
