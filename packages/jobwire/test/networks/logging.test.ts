@@ -1,16 +1,24 @@
 /**
  * The `logging` builtin end to end: a real server runs a network with a busy job, an idle job
  * and a logging job; the CSV file gets rows for each running job, sampled from /proc, and the
- * busy job's cpu time grows from row to row.
+ * busy job's cpu time grows from row to row. In distributed mode the logging job runs on one
+ * worker and measures a job on another (both workers on this machine, so /proc shows both).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { cliEnv, runCli, withServer } from '../helpers.js';
+import { cliEnv, runCli, sleepUntil, withServer } from '../helpers.js';
+import { withCluster } from '../distributed/cluster.js';
 
 let dir: string;
+
+/**
+ * A fixed amount of work (about 2 cpu seconds of a 2020s machine), not a fixed time: on a loaded
+ * machine it takes longer, but the cpu time it adds up to is the same.
+ */
+const BUSY = 'i=0; while [ $i -lt 1500000 ]; do i=$((i+1)); done';
 
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'jobwire-network-logging-'));
@@ -25,7 +33,7 @@ describe('the logging builtin', () => {
       network,
       `name: measured
 jobs:
-  busy:  { command: [sh, -c, 'end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; done'] }
+  busy:  { command: [sh, -c, '${BUSY}'] }
   idle:  { command: [sleep, '2'] }
   log:   { builtin: logging, path: ./usage.csv, interval: 250 }
 `,
@@ -58,6 +66,41 @@ jobs:
       }
       assert.ok(busy.at(-1)!.cpu - busy[0]!.cpu >= 0.5, `the busy job's cpu grows: ${busy[0]!.cpu} → ${busy.at(-1)!.cpu}`);
       assert.ok(idle.at(-1)!.cpu < 0.5, `the idle job uses next to no cpu: ${idle.at(-1)!.cpu}`);
+    });
+  });
+
+  it('measures, from a worker, a job running on another worker of the same machine (distributed mode)', async () => {
+    await withCluster(async (cluster) => {
+      await cluster.addServer();
+      await cluster.addWorker({ name: 'left', pools: ['left'], slots: 2 });
+      await cluster.addWorker({ name: 'right', pools: ['right'], slots: 2 });
+      const client = cluster.client();
+      const path = join(dir, 'distributed.csv');
+      const started = await client.runNetwork(
+        {
+          name: 'spread',
+          jobs: {
+            busy: { command: ['sh', '-c', BUSY], pools: ['left'] },
+            log: { builtin: 'logging', path, interval: 250, pools: ['right'] },
+          },
+        },
+        { baseDir: dir },
+      );
+      const status = await sleepUntil(
+        async () => {
+          const now = await client.networkStatus('spread');
+          return now.state === 'running' ? undefined : now;
+        },
+        60_000,
+        'the network to end',
+      );
+      assert.equal(status.state, 'done', JSON.stringify(status));
+      assert.deepEqual(new Map(status.jobs.map((j) => [j.name, j.node])), new Map([['busy', 'left'], ['log', 'right']]));
+      const rows = readFileSync(path, 'utf8').trimEnd().split('\n').slice(1).map((line) => line.split(','));
+      const busy = rows.filter((r) => r[1] === 'busy');
+      assert.ok(busy.length >= 4, `several samples (${busy.length})`);
+      assert.equal(busy[0]![2], started.jobs.find((j) => j.name === 'busy')!.id);
+      assert.ok(Number(busy.at(-1)![4]) - Number(busy[0]![4]) >= 0.5, `cpu grows: ${busy[0]![4]} → ${busy.at(-1)![4]}`);
     });
   });
 });
