@@ -194,10 +194,11 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut(why?: string
           jobwire
         </Link>
         <nav class="topnav" aria-label="Pages">
-          <Link href="/" class={route.page === 'tree' || route.page === 'job' ? 'topnav-current' : undefined}>
+          {/* The section is highlighted; aria-current only on the very page the link opens. */}
+          <Link href="/" {...(route.page === 'tree' || route.page === 'job' ? { class: 'topnav-current' } : {})} {...(route.page === 'tree' && route.group === '' ? { 'aria-current': 'page' as const } : {})}>
             Jobs
           </Link>
-          <Link href="/networks" class={route.page === 'networks' || route.page === 'network' ? 'topnav-current' : undefined}>
+          <Link href="/networks" {...(route.page === 'networks' || route.page === 'network' ? { class: 'topnav-current' } : {})} {...(route.page === 'networks' ? { 'aria-current': 'page' as const } : {})}>
             Networks
           </Link>
         </nav>

@@ -29,7 +29,7 @@ export function StatusBadge({ status }: { status: JobStatus }) {
 }
 
 /** An in-app link: navigates without a reload, still opens in a new tab with a modifier. */
-export function Link({ href, children, ...rest }: { href: string; children: ComponentChildren; class?: string; tabIndex?: number; title?: string; 'aria-label'?: string }) {
+export function Link({ href, children, ...rest }: { href: string; children: ComponentChildren; class?: string; tabIndex?: number; title?: string; 'aria-label'?: string; 'aria-current'?: 'page' }) {
   return (
     <a href={href} onClick={(e) => onLinkClick(e, href)} {...rest}>
       {children}
