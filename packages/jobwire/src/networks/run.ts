@@ -242,7 +242,12 @@ class NetworkRun {
       // A js job tells on its stdout how many sets it has handled; its feed commits them.
       const handled: { upTo?: (sets: number) => void } = {};
       if (job.inputs.length > 0) this.#guard(job, id, js ? this.#feedSets(job, id, attempt, handled) : this.#feed(job, id, attempt));
-      if (job.builtin === 'logging') this.#guard(job, id, feedLogging({ store: this.store, service: this.service, owner: this.owner, id, jobs: () => [...this.#ids].filter(([name]) => name !== job.name), over: () => [...this.#ids.keys()].every((name) => name === job.name || this.#outcomes.has(name)), onEnd: (stop) => attempt.push(stop) }));
+      if (job.builtin === 'logging') {
+        const others = (): string[] => [...this.#ids.keys()].filter((name) => name !== job.name);
+        const jobs = () => others().map((name): [string, string] => [name, this.#ids.get(name)!]);
+        const over = (): boolean => others().every((name) => this.#outcomes.has(name));
+        this.#guard(job, id, feedLogging({ store: this.store, service: this.service, owner: this.owner, id, jobs, over, onEnd: (stop) => attempt.push(stop) }));
+      }
       const drains = js ? job.inputs.length + job.outputs.length > 0 : job.outputs.length > 0;
       const drained = drains ? this.#guarded(job, id, js ? this.#drainFrames(job, id, handled) : this.#drain(job, id)) : Promise.resolve();
       const record = await this.#final(id);
