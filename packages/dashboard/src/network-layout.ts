@@ -40,7 +40,7 @@ export interface EdgePath {
   to: string | null;
   /** SVG path data. */
   d: string;
-  /** Where the label goes. */
+  /** Where the label goes (its centre, on the line). */
   label: { x: number; y: number };
 }
 
@@ -132,9 +132,9 @@ export function layoutNetwork(graph: NetworkGraph): Layout {
     const y1 = from.y + NODE_H / 2;
     const targets = pipe.consumers.filter((c) => nodes.has(c));
     if (targets.length === 0) {
-      const end = { pipe: pipe.name, x: x1 + GAP_X * 0.85, y: y1 };
+      const end = { pipe: pipe.name, x: x1 + GAP_X, y: y1 };
       ends.push(end);
-      edges.push({ pipe: pipe.name, from: pipe.producer, to: null, d: `M ${x1} ${y1} L ${end.x - 5} ${end.y}`, label: { x: (x1 + end.x) / 2, y: y1 - 8 } });
+      edges.push({ pipe: pipe.name, from: pipe.producer, to: null, d: `M ${x1} ${y1} L ${end.x - 5} ${end.y}`, label: { x: (x1 + end.x) / 2, y: y1 } });
       continue;
     }
     targets.forEach((consumer) => {
@@ -155,7 +155,7 @@ export function layoutNetwork(graph: NetworkGraph): Layout {
           from: pipe.producer,
           to: consumer,
           d: `M ${x1} ${y1} C ${right} ${y1}, ${right} ${under}, ${x1 - 10} ${under} L ${x2 + 10} ${under} C ${left} ${under}, ${left} ${y2}, ${x2} ${y2}`,
-          label: { x: (x1 + x2) / 2, y: under - 6 },
+          label: { x: (x1 + x2) / 2, y: under },
         });
       }
     });

@@ -18,6 +18,9 @@ import { useStoreVersion, type JobStore } from './job-store.js';
 import { NODE_H, NODE_W, layoutNetwork } from './network-layout.js';
 import { groupHref, jobHref, networkHref, onLinkClick } from './router.js';
 
+/** Width of a label's character, about (11.5 px system-ui), to size the plate under it. */
+const LABEL_CHAR_W = 6.3;
+
 /** How often the counts are polled while a network runs. */
 const POLL_MS = 1000;
 
@@ -233,13 +236,21 @@ export function NetworkPage({ name, client, store }: NetworkPageProps) {
             </marker>
           </defs>
           {layout.edges.map((edge) => (
-            <g key={`${edge.pipe}\n${edge.to ?? ''}`} class="net-edge" data-pipe={edge.pipe} data-to={edge.to ?? ''}>
-              <path d={edge.d} class="net-edge-line" marker-end={edge.to === null ? undefined : 'url(#net-arrow)'} />
-              <text x={edge.label.x} y={edge.label.y - 7} class="net-edge-label" text-anchor="middle">
-                {rateText(edge.pipe)}
-              </text>
-            </g>
+            <path key={`${edge.pipe}\n${edge.to ?? ''}`} class="net-edge" data-pipe={edge.pipe} data-to={edge.to ?? ''} d={edge.d} marker-end={edge.to === null ? undefined : 'url(#net-arrow)'} />
           ))}
+          {/* Labels after every edge, each on a plate, so that no line runs through one. */}
+          {layout.edges.map((edge) => {
+            const text = rateText(edge.pipe);
+            const width = text.length * LABEL_CHAR_W + 12;
+            return (
+              <g key={`${edge.pipe}\n${edge.to ?? ''}`} class="net-label" data-pipe={edge.pipe} data-to={edge.to ?? ''}>
+                <rect x={edge.label.x - width / 2} y={edge.label.y - 9} width={width} height={18} rx={4} class="net-label-plate" />
+                <text x={edge.label.x} y={edge.label.y + 4} class="net-label-text" text-anchor="middle">
+                  {text}
+                </text>
+              </g>
+            );
+          })}
           {layout.ends.map((end) => (
             <circle key={end.pipe} cx={end.x} cy={end.y} r={5} class="net-end">
               <title>{`${end.pipe}: nobody reads it`}</title>

@@ -97,7 +97,7 @@ describe('the network page in Chromium', () => {
         assert.equal(await page.locator('.net-end').count(), 1);
 
         // Pipes labelled with a live rate and the queue depth against its bound.
-        const label = page.locator('.net-edge[data-pipe="n"][data-to="square"] .net-edge-label');
+        const label = page.locator('.net-label[data-pipe="n"][data-to="square"] .net-label-text');
         const rate = await sleepUntil(
           async () => {
             const m = /^n · ([\d.]+)\/s · queue (\d+)\/16$/.exec(await label.textContent() ?? '');
@@ -107,7 +107,7 @@ describe('the network page in Chromium', () => {
           'a rate above 0 on pipe n',
         );
         assert.ok(rate > 0 && rate < 1000, `a plausible rate: ${rate}/s`);
-        assert.match((await page.locator('.net-edge[data-pipe="sq"] .net-edge-label').textContent()) ?? '', /^sq · [\d.]+\/s · queue \d+\/8$/);
+        assert.match((await page.locator('.net-label[data-pipe="sq"] .net-label-text').textContent()) ?? '', /^sq · [\d.]+\/s · queue \d+\/8$/);
         await page.mouse.move(0, 0);
         await screenshot(page, 'network.png');
 
@@ -123,7 +123,7 @@ describe('the network page in Chromium', () => {
         assert.equal(await page.evaluate('window.__sameDocument'), true, 'no reload');
         const status = await s.client.networkStatus('dashnet');
         const frames = status.pipes.find((p) => p.name === 'sq')!.frames;
-        assert.match(await page.locator('.net-edge[data-pipe="sq"] .net-edge-label').textContent() ?? '', new RegExp(`^sq · ${frames} frames · queue 0/8$`));
+        assert.match(await page.locator('.net-label[data-pipe="sq"] .net-label-text').textContent() ?? '', new RegExp(`^sq · ${frames} frames · queue 0/8$`));
         assert.equal(readFileSync(out, 'utf8').trimEnd().split('\n').length, frames);
 
         // A click on a job opens its page, with its output in the terminal.
