@@ -148,8 +148,8 @@ export function layoutNetwork(graph: NetworkGraph): Layout {
         // Back to an earlier (or the same) column: out to the right, under the jobs, in from the left.
         loops++;
         const under = bottom + 18 + loops * 22;
-        const right = x1 + 36;
-        const left = x2 - 36;
+        const right = x1 + 24;
+        const left = x2 - 24;
         edges.push({
           pipe: pipe.name,
           from: pipe.producer,
