@@ -330,6 +330,9 @@ class NetworkRun {
     const common: Partial<JobDescription> = {
       name: job.name,
       group: this.group,
+      // A network's jobs run together (a producer held by a full pipe waits for its consumer):
+      // none may wait for a slot another job of the network holds.
+      queueName: 'unlimited',
       ...(job.environment !== undefined ? { environment: job.environment } : {}),
       ...(job.workingDirectory !== undefined ? { workingDirectory: job.workingDirectory } : {}),
       ...(job.pools !== undefined ? { pools: job.pools } : {}),
