@@ -29,6 +29,7 @@ export interface NetworkRow {
   target: string;
 }
 
+const QMAX = Number(process.env.BENCH_QMAX ?? 64);
 const now = (): bigint => process.hrtime.bigint();
 
 function pct(sorted: number[], p: number): number {
@@ -83,7 +84,7 @@ export async function networkThroughput(client: Client, frames: number, dir: str
       square: { js: module, inputs: ['n'], outputs: ['sq'] },
       sink: { builtin: 'csv-sink', path: out, inputs: ['sq'] },
     },
-    pipes: { n: { framing: 'lines' }, sq: { framing: 'lines' } },
+    pipes: { n: { framing: 'lines', queue: { max: QMAX } }, sq: { framing: 'lines', queue: { max: QMAX } } },
   };
   const t0 = now();
   await client.runNetwork(spec, { baseDir: dir });

@@ -251,6 +251,17 @@ export class HostClient {
     await this.#request({ type: 'resize', jobId, cols, rows });
   }
 
+  /**
+   * Holds a job's output (`hold: true`: the host stops reading it, the job blocks once its pipe
+   * is full) or releases it. Needs protocol version 2: false, and nothing sent, with a host that
+   * speaks only version 1.
+   */
+  async holdOutput(jobId: string, hold: boolean): Promise<boolean> {
+    if (this.version < 2) return false;
+    await this.#request({ type: 'hold-output', jobId, hold });
+    return true;
+  }
+
   /** Stops a job: SIGTERM to its group, SIGKILL after `graceMs`. */
   async terminate(jobId: string, options: TerminateOptions): Promise<void> {
     await this.#request({ type: 'terminate', jobId, graceMs: options.graceMs, reason: options.reason });

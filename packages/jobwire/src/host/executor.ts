@@ -356,6 +356,21 @@ class HostJobHandle implements ProcessHandle {
     }).catch((err: unknown) => this.executor.report(err, this.jobId));
   }
 
+  /** Asks the host to stop reading the job's output (protocol version 2; ignored by an older host). */
+  pauseOutput(): void {
+    this.#hold(true);
+  }
+
+  resumeOutput(): void {
+    this.#hold(false);
+  }
+
+  #hold(hold: boolean): void {
+    void this.#holder()
+      .then((client) => (client === undefined || this.#ended || this.#detached ? undefined : client.holdOutput(this.jobId, hold)))
+      .catch((err: unknown) => this.executor.report(err, this.jobId));
+  }
+
   resize(cols: number, rows: number): void {
     void this.#holder().then((client) => client?.resize(this.jobId, cols, rows)).catch((err: unknown) => this.executor.report(err, this.jobId));
   }

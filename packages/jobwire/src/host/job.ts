@@ -66,6 +66,10 @@ export class HostedJob {
   #stdinClosed = false;
   readonly #stdinQueue: Buffer[] = [];
   #stdinWriting = false;
+  /** Output is not read while storage lags (`#pressure`) or anyone holds it (`#holders`). */
+  #pressure = false;
+  readonly #holders = new Set<object>();
+  #paused = false;
 
   constructor(spec: StartJob, context: HostedJobContext) {
     this.jobId = spec.jobId;
@@ -88,8 +92,8 @@ export class HostedJob {
       },
       onStorage: (storage) => this.#onStorage(storage),
       onPressure: (paused) => {
-        if (paused) this.handle.pauseOutput?.();
-        else this.handle.resumeOutput?.();
+        this.#pressure = paused;
+        this.#applyHold();
       },
     });
     // Before anything of the job's: nobody follows yet, subscriptions replay it from the queue.
@@ -177,6 +181,29 @@ export class HostedJob {
     this.#closeAt = offset;
     void this.#pumpStdin();
     return undefined;
+  }
+
+  /**
+   * Holds (or releases) the job's output for `holder` (a client connection): while anyone holds
+   * it, the job's output is not read, so the job blocks once its pipe is full.
+   */
+  holdOutput(holder: object, hold: boolean): void {
+    if (hold && this.exit === null) this.#holders.add(holder);
+    else this.#holders.delete(holder);
+    this.#applyHold();
+  }
+
+  /** Whether the job's output is being held by a client. */
+  get held(): boolean {
+    return this.#holders.size > 0;
+  }
+
+  #applyHold(): void {
+    const pause = this.#pressure || this.#holders.size > 0;
+    if (pause === this.#paused) return;
+    this.#paused = pause;
+    if (pause) this.handle.pauseOutput?.();
+    else this.handle.resumeOutput?.();
   }
 
   /** Changes a tty job's terminal size (remembered for clients that attach later). */

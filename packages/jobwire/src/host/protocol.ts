@@ -24,6 +24,10 @@
  * rule that keeps upgrades from interrupting work: **a host keeps serving every version it was
  * built with, and a new client keeps speaking at least the previous version**, so a host left
  * running by the previous jobwire keeps serving its jobs under a new server.
+ *
+ * Version 2 adds `hold-output` (a client holds a job's output: the host stops reading it, so the
+ * job blocks once its pipe is full). A client that agreed on version 1 does not send it; it then
+ * cannot hold a job (a network's `block` pipe then bounds only what the server reads).
  * @module
  */
 import type { OutputChannel, OutputChunk } from '@jobwire/client';
@@ -32,7 +36,7 @@ import type { OsAccount } from '../executors/local/os-account.js';
 import type { JobProcess, ProcessIdentity } from '../executors/local/process-identity.js';
 
 /** Protocol versions this build speaks, oldest first. */
-export const PROTOCOL_VERSIONS: readonly number[] = [1];
+export const PROTOCOL_VERSIONS: readonly number[] = [1, 2];
 
 /** Frame kinds (the byte after the length). */
 export const FrameKind = {
@@ -197,7 +201,13 @@ export type ToHost =
   | { type: 'terminate'; rid: number; jobId: string; graceMs: number; reason: string }
   /** The client has stored the job's exit: the host may forget it. Conflict while it runs. */
   | { type: 'forget'; rid: number; jobId: string }
-  | { type: 'ping'; rid: number };
+  | { type: 'ping'; rid: number }
+  /**
+   * Version 2: stop (`hold: true`) or go on (`false`) reading the job's output for this
+   * connection. The job is read while no connection holds it (and storage keeps up); a
+   * connection's holds end with it. Reply: `{}`.
+   */
+  | { type: 'hold-output'; rid: number; jobId: string; hold: boolean };
 
 /** Messages the host sends (JSON frames). */
 export type FromHost =

@@ -219,7 +219,10 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
         break;
       case 'control':
         if (ev.control.type === 'resize') handle.resize(ev.control.cols, ev.control.rows);
-        else stopForCancel();
+        else if (ev.control.type === 'hold-output') {
+          if (ev.control.hold) handle.pauseOutput?.();
+          else handle.resumeOutput?.();
+        } else stopForCancel();
         break;
       case 'output':
       case 'output-closed':

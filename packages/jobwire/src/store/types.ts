@@ -185,7 +185,15 @@ export type StreamEvent =
   | { type: 'control'; control: ControlMessage };
 
 /** Messages from servers to whoever runs the job. */
-export type ControlMessage = { type: 'resize'; cols: number; rows: number } | { type: 'cancel' };
+export type ControlMessage =
+  | { type: 'resize'; cols: number; rows: number }
+  | { type: 'cancel' }
+  /**
+   * Stop (`hold: true`) or go on (`false`) reading the job's output: a held job blocks once its
+   * pipe is full, as with a slow reader. A network holds a producer whose pipe is full (see
+   * `networks/output-window.ts`). The latest one sent counts; a runner that cannot hold ignores it.
+   */
+  | { type: 'hold-output'; hold: boolean };
 
 /** Sizes of a job's streams. */
 export interface StreamSizes {
