@@ -252,13 +252,12 @@ export class HostClient {
   }
 
   /**
-   * Holds a job's output (`hold: true`: the host stops reading it, the job blocks once its pipe
-   * is full) or releases it. Needs protocol version 2: false, and nothing sent, with a host that
-   * speaks only version 1.
+   * Tells the host the job's output is taken up to merged position `end` (its `outputWindow`
+   * moves on). Needs protocol version 2: false, and nothing sent, with a version 1 host.
    */
-  async holdOutput(jobId: string, hold: boolean): Promise<boolean> {
+  async ackOutput(jobId: string, end: number): Promise<boolean> {
     if (this.version < 2) return false;
-    await this.#request({ type: 'hold-output', jobId, hold });
+    await this.#request({ type: 'output-ack', jobId, end });
     return true;
   }
 

@@ -369,7 +369,7 @@ const requestSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('terminate'), rid, jobId: id, graceMs: z.number().nonnegative(), reason: z.string().min(1).max(500) }),
   z.object({ type: z.literal('forget'), rid, jobId: id }),
   z.object({ type: z.literal('ping'), rid }),
-  z.object({ type: z.literal('hold-output'), rid, jobId: id, hold: z.boolean() }),
+  z.object({ type: z.literal('output-ack'), rid, jobId: id, end: position }),
 ]);
 type Request = z.infer<typeof requestSchema>;
 
@@ -381,8 +381,6 @@ class Connection {
   readonly #log: HostLogger;
   readonly #decoder = new FrameDecoder();
   readonly #subscriptions = new Map<string, Subscription>();
-  /** Jobs whose output this connection holds (released when it closes). */
-  readonly #holds = new Set<HostedJob>();
   #ended = false;
   /** Latest stored end and stdin ack per job, not sent yet (see {@link LAZY_MS}). */
   readonly #lazyDurable = new Map<string, number>();
@@ -475,9 +473,6 @@ class Connection {
     this.#lazyTimer = undefined;
     for (const subscription of this.#subscriptions.values()) subscription.stop();
     this.#subscriptions.clear();
-    // A client that is gone holds nothing: its jobs are read again.
-    for (const job of this.#holds) job.holdOutput(this, false);
-    this.#holds.clear();
   }
 
   dropSubscription(jobId: string): void {
@@ -630,14 +625,10 @@ class Connection {
         return {};
       case 'ping':
         return { version: this.version };
-      case 'hold-output': {
-        if ((this.version ?? 1) < 2) throw new JobwireError('bad_request', 'hold-output needs protocol version 2', { field: 'type' });
-        const job = host.job(request.jobId);
-        job.holdOutput(this, request.hold);
-        if (request.hold) this.#holds.add(job);
-        else this.#holds.delete(job);
+      case 'output-ack':
+        if ((this.version ?? 1) < 2) throw new JobwireError('bad_request', 'output-ack needs protocol version 2', { field: 'type' });
+        host.job(request.jobId).ackOutput(request.end);
         return {};
-      }
       default: {
         const never: never = request;
         return never;

@@ -356,18 +356,10 @@ class HostJobHandle implements ProcessHandle {
     }).catch((err: unknown) => this.executor.report(err, this.jobId));
   }
 
-  /** Asks the host to stop reading the job's output (protocol version 2; ignored by an older host). */
-  pauseOutput(): void {
-    this.#hold(true);
-  }
-
-  resumeOutput(): void {
-    this.#hold(false);
-  }
-
-  #hold(hold: boolean): void {
+  /** Moves the job's output window on (protocol version 2; an older host reads output as it comes). */
+  ackOutput(end: number): void {
     void this.#holder()
-      .then((client) => (client === undefined || this.#ended || this.#detached ? undefined : client.holdOutput(this.jobId, hold)))
+      .then((client) => (client === undefined || this.#ended || this.#detached ? undefined : client.ackOutput(this.jobId, end)))
       .catch((err: unknown) => this.executor.report(err, this.jobId));
   }
 

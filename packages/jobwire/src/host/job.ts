@@ -66,9 +66,11 @@ export class HostedJob {
   #stdinClosed = false;
   readonly #stdinQueue: Buffer[] = [];
   #stdinWriting = false;
-  /** Output is not read while storage lags (`#pressure`) or anyone holds it (`#holders`). */
+  /** Output is not read while storage lags (`#pressure`) or it is a window ahead of the newest ack. */
   #pressure = false;
-  readonly #holders = new Set<object>();
+  /** The description's `outputWindow` (0: none) and the newest `output-ack`. */
+  readonly #window: number;
+  #acked = 0;
   #paused = false;
 
   constructor(spec: StartJob, context: HostedJobContext) {
@@ -79,6 +81,7 @@ export class HostedJob {
     this.tty = description.tty === true;
     this.size = this.tty ? (description.size ?? { cols: 80, rows: 24 }) : null;
     this.#graceMs = spec.graceMs ?? DEFAULT_GRACE_MS;
+    this.#window = description.outputWindow ?? 0;
     // An exit record left by an earlier run of the same id must not be taken for this run's,
     // by a reader or by recovery after a crash: it goes before anything runs.
     rmSync(join(context.dir, 'exit.json'), { force: true });
@@ -108,6 +111,7 @@ export class HostedJob {
       onOutput: (channel, data) => {
         const chunk = this.files.append(channel, data);
         for (const watcher of this.watchers) watcher.onChunk(chunk);
+        if (this.#window > 0) this.#applyHold();
       },
       onProgress: (message) => {
         this.progress = message;
@@ -183,23 +187,15 @@ export class HostedJob {
     return undefined;
   }
 
-  /**
-   * Holds (or releases) the job's output for `holder` (a client connection): while anyone holds
-   * it, the job's output is not read, so the job blocks once its pipe is full.
-   */
-  holdOutput(holder: object, hold: boolean): void {
-    if (hold && this.exit === null) this.#holders.add(holder);
-    else this.#holders.delete(holder);
+  /** The job's reader has taken its output up to merged position `end` (its window moves on). */
+  ackOutput(end: number): void {
+    if (end <= this.#acked) return;
+    this.#acked = end;
     this.#applyHold();
   }
 
-  /** Whether the job's output is being held by a client. */
-  get held(): boolean {
-    return this.#holders.size > 0;
-  }
-
   #applyHold(): void {
-    const pause = this.#pressure || this.#holders.size > 0;
+    const pause = this.#pressure || (this.#window > 0 && this.exit === null && this.files.end >= this.#acked + this.#window);
     if (pause === this.#paused) return;
     this.#paused = pause;
     if (pause) this.handle.pauseOutput?.();

@@ -25,9 +25,10 @@
  * built with, and a new client keeps speaking at least the previous version**, so a host left
  * running by the previous jobwire keeps serving its jobs under a new server.
  *
- * Version 2 adds `hold-output` (a client holds a job's output: the host stops reading it, so the
- * job blocks once its pipe is full). A client that agreed on version 1 does not send it; it then
- * cannot hold a job (a network's `block` pipe then bounds only what the server reads).
+ * Version 2 adds `output-ack` (a client has taken a job's output up to a position): a job whose
+ * description has an `outputWindow` is read at most that far beyond the newest ack, so it blocks
+ * once its reader lags. A client that agreed on version 1 sends no acks; the host then reads such
+ * a job's output as it comes (an older host ignores `outputWindow`).
  * @module
  */
 import type { OutputChannel, OutputChunk } from '@jobwire/client';
@@ -203,11 +204,10 @@ export type ToHost =
   | { type: 'forget'; rid: number; jobId: string }
   | { type: 'ping'; rid: number }
   /**
-   * Version 2: stop (`hold: true`) or go on (`false`) reading the job's output for this
-   * connection. The job is read while no connection holds it (and storage keeps up); a
-   * connection's holds end with it. Reply: `{}`.
+   * Version 2: the client has taken the job's output up to merged position `end` (see
+   * `outputWindow` in the job description). Reply: `{}`.
    */
-  | { type: 'hold-output'; rid: number; jobId: string; hold: boolean };
+  | { type: 'output-ack'; rid: number; jobId: string; end: number };
 
 /** Messages the host sends (JSON frames). */
 export type FromHost =

@@ -219,10 +219,8 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
         break;
       case 'control':
         if (ev.control.type === 'resize') handle.resize(ev.control.cols, ev.control.rows);
-        else if (ev.control.type === 'hold-output') {
-          if (ev.control.hold) handle.pauseOutput?.();
-          else handle.resumeOutput?.();
-        } else stopForCancel();
+        else if (ev.control.type === 'output-ack') handle.ackOutput?.(ev.control.end);
+        else stopForCancel();
         break;
       case 'output':
       case 'output-closed':

@@ -32,7 +32,7 @@ import { Deframer, encodeForConsumer, payloadToValue, valueToPayload, zeroPayloa
 import { FRAME_PREFIX, fromWire, toWire, type HostConfig, type HostPipe } from './js-wire.js';
 import type { Network, NetworkJob, NetworkPipe } from './model.js';
 import { Demux, muxData, muxRecord } from './mux.js';
-import { OutputWindow } from './output-window.js';
+import { OUTPUT_WINDOW_BYTES, OutputWindow } from './output-window.js';
 import { PipeReader, PipeWriter } from './pipe.js';
 
 const FIFO_HOST = fileURLToPath(new URL('./fifo-host.js', import.meta.url));
@@ -338,6 +338,7 @@ class NetworkRun {
       ...(job.workingDirectory !== undefined ? { workingDirectory: job.workingDirectory } : {}),
       ...(job.pools !== undefined ? { pools: job.pools } : {}),
       ...(job.node !== undefined ? { node: job.node } : {}),
+      ...(this.#blocks(job) ? { outputWindow: OUTPUT_WINDOW_BYTES } : {}),
     };
     if (job.kind !== 'executable') {
       const pipe = (name: string): HostPipe => {
@@ -630,15 +631,19 @@ class NetworkRun {
   }
 
   /**
-   * The output window of a producer with a blocking pipe (see `output-window.ts`): the job is held
-   * while its stored output runs too far ahead of what its pipes took. None for other jobs.
+   * The output window of a producer with a blocking pipe (see `output-window.ts`): its job host
+   * reads its output at most a window beyond what its pipes took. None for other jobs.
    */
   #window(job: NetworkJob, id: string): OutputWindow | undefined {
-    const blocks = job.outputs.some((name) => {
+    return this.#blocks(job) ? new OutputWindow(this.store, id) : undefined;
+  }
+
+  /** Whether one of the job's outputs is a pipe that blocks its producer. */
+  #blocks(job: NetworkJob): boolean {
+    return job.outputs.some((name) => {
       const { queue } = this.network.pipes[name]!;
       return queue.mode !== 'latest' && queue.overflow === 'block';
     });
-    return blocks ? new OutputWindow(this.store, id) : undefined;
   }
 
   async #cancelAll(): Promise<void> {

@@ -189,11 +189,11 @@ export type ControlMessage =
   | { type: 'resize'; cols: number; rows: number }
   | { type: 'cancel' }
   /**
-   * Stop (`hold: true`) or go on (`false`) reading the job's output: a held job blocks once its
-   * pipe is full, as with a slow reader. A network holds a producer whose pipe is full (see
-   * `networks/output-window.ts`). The latest one sent counts; a runner that cannot hold ignores it.
+   * The job's reader has taken its output up to merged position `end`: for a job with an
+   * `outputWindow`, its output may be read up to `end + outputWindow` (see
+   * `networks/output-window.ts`). A runner that cannot hold output back ignores it.
    */
-  | { type: 'hold-output'; hold: boolean };
+  | { type: 'output-ack'; end: number };
 
 /** Sizes of a job's streams. */
 export interface StreamSizes {

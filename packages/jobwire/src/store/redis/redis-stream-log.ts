@@ -226,7 +226,7 @@ export class RedisStreamLog implements StreamLog {
     return this.#op(async () => {
       checkJobId(jobId);
       if (control.type === 'cancel') await this.#settings.scripts.run('jwSendControl', jobId, 'x', 0, 0);
-      else if (control.type === 'hold-output') await this.#settings.scripts.run('jwSendControl', jobId, control.hold ? 'h' : 'g', 0, 0);
+      else if (control.type === 'output-ack') await this.#settings.scripts.run('jwSendControl', jobId, 'k', Math.floor(control.end), 0);
       else await this.#settings.scripts.run('jwSendControl', jobId, 'r', Math.floor(control.cols), Math.floor(control.rows));
     });
   }
@@ -370,9 +370,8 @@ export function decodeMessage(message: Buffer): StreamEvent {
     }
     case 'x':
       return { type: 'control', control: { type: 'cancel' } };
-    case 'h':
-    case 'g':
-      return { type: 'control', control: { type: 'hold-output', hold: type === 'h' } };
+    case 'k':
+      return { type: 'control', control: { type: 'output-ack', end: text(1, message.length) } };
     default:
       throw new Error(`unknown stream message type ${JSON.stringify(type)}`);
   }
