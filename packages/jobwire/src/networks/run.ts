@@ -354,8 +354,9 @@ class NetworkRun {
         outputs: job.outputs.map(pipe),
         restarts: this.#counts.get(job.name)?.restarts ?? 0,
       };
-      // A job with inputs (or the interactive builtin) reads its stdin, so it runs in a function
-      // runner of its own; a source runs in a warm runner of the pool.
+      // A job with inputs (or the interactive builtin) reads its stdin: an interactive function
+      // job, which runs in a warm runner of the pool as a source does (its process.stdin is fed
+      // over the runner's IPC channel).
       const reads = job.inputs.length > 0 || job.builtin === 'interactive';
       return { ...common, js: { module: JS_HOST, export: 'hostNetworkJob', args: [config] }, ...(reads ? { interactive: true } : {}) };
     }
