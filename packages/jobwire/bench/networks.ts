@@ -3,14 +3,14 @@
  *
  * - **frames per second** through `numbers` (`seq 1 N`, executable) → `square` (js) → `sink`
  *   (`csv-sink`), from `runNetwork` until the network is `done` and the file holds every square,
- *   beside the shell pipeline `seq 1 N | awk '{print $1*$1}' > file`;
+ *   beside the shell pipeline `seq 1 N | awk '{print $1*$1}' > file`; with the default queues
+ *   (64 frames, `block`) and with queues of 4096 frames (a 64 KiB OS pipe holds about 9000 such lines);
  * - **latency of one frame through three jobs**: a line typed into an `interactive` job, through
  *   two `forward` jobs, until a tap on the last pipe yields it; p50 and p99 over `rounds` lines,
  *   beside one line through a chain of three `cat` processes (`cat | cat | cat`).
  *
- * Alone: `node packages/jobwire/dist/bench/networks.js` after a build (it starts a server of its
- * own); in `npm run bench` as the part `networks`. BENCH_FRAMES (default 100000) and
- * BENCH_ROUNDS (default 2000, at most 1000 here).
+ * Part `networks` of `npm run bench` (alone: `BENCH_ONLY=networks npm run bench`), against the
+ * bench's server. BENCH_FRAMES (default 100000) and BENCH_ROUNDS (default 2000, at most 1000 here).
  * @module
  */
 import { spawn } from 'node:child_process';
@@ -29,7 +29,6 @@ export interface NetworkRow {
   target: string;
 }
 
-const QMAX = Number(process.env.BENCH_QMAX ?? 64);
 const now = (): bigint => process.hrtime.bigint();
 
 function pct(sorted: number[], p: number): number {
@@ -67,7 +66,7 @@ function squares(n: number): string {
 }
 
 /** Frames per second through seq → square (js) → csv-sink, beside `seq | awk > file`. */
-export async function networkThroughput(client: Client, frames: number, dir: string): Promise<NetworkRow> {
+export async function networkThroughput(client: Client, frames: number, dir: string, queueMax: number): Promise<NetworkRow> {
   const expected = squares(frames);
   const shellOut = join(dir, 'shell.out');
   const shellS = await shell(`seq 1 ${frames} | awk '{print $1*$1}' > ${shellOut}`);
@@ -84,7 +83,7 @@ export async function networkThroughput(client: Client, frames: number, dir: str
       square: { js: module, inputs: ['n'], outputs: ['sq'] },
       sink: { builtin: 'csv-sink', path: out, inputs: ['sq'] },
     },
-    pipes: { n: { framing: 'lines', queue: { max: QMAX } }, sq: { framing: 'lines', queue: { max: QMAX } } },
+    pipes: { n: { framing: 'lines', queue: { max: queueMax } }, sq: { framing: 'lines', queue: { max: queueMax } } },
   };
   const t0 = now();
   await client.runNetwork(spec, { baseDir: dir });
@@ -95,7 +94,7 @@ export async function networkThroughput(client: Client, frames: number, dir: str
   const rate = frames / jwS;
   const base = frames / shellS;
   return {
-    name: `network: frames/s, seq → square (js) → csv-sink, ${frames} frames`,
+    name: `network: frames/s, seq → square (js) → csv-sink, ${frames} frames, queues of ${queueMax}${queueMax === 64 ? ' (the default)' : ''}`,
     jobwire: `${rate.toFixed(0)} frames/s`,
     baseline: `${base.toFixed(0)} lines/s (\`seq | awk > file\`)`,
     ratio: `${((100 * rate) / base).toFixed(0)}%`,
@@ -151,7 +150,7 @@ export async function networkLatency(client: Client, rounds: number, dir: string
 export async function networkBench(client: Client, options: { frames: number; rounds: number }): Promise<NetworkRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'jobwire-bench-networks-'));
   try {
-    const rows = [await networkThroughput(client, options.frames, dir)];
+    const rows = [await networkThroughput(client, options.frames, dir, 64), await networkThroughput(client, options.frames, dir, 4096)];
     rows.push(...(await networkLatency(client, Math.min(options.rounds, 1000), dir)));
     return rows;
   } finally {
