@@ -591,6 +591,8 @@ class Connection {
     switch (request.type) {
       case 'start': {
         const description = parseJobDescription(request.job.description);
+        // The window needs acks, which only a version 2 client sends.
+        if ((this.version ?? 1) < 2) delete description.outputWindow;
         const spec: StartJob = { ...request.job, description, graceMs: request.job.graceMs ?? DEFAULT_GRACE_MS };
         const { job, existing } = host.startJob(spec);
         if (request.subscribe !== undefined) this.#subscribe(job, 0, request.subscribe.output);

@@ -64,7 +64,7 @@ export interface JsRunnerPoolOptions {
 export function unpoolable(spec: StartSpec): string | undefined {
   const d = spec.description;
   if (spec.account !== undefined) return 'it runs as another OS account';
-  if (d.tty === true) return 'it asks for a terminal';
+  if (d.interactive === true && d.tty === true) return 'it is interactive on a terminal';
   if (d.stdin !== undefined) return 'it reads a stdin file';
   if (d.stdout !== undefined || d.stderr !== undefined) return 'it copies its output to a file';
   return undefined;
