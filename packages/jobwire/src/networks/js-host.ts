@@ -71,14 +71,22 @@ export async function hostNetworkJob(config: HostConfig, extra: { signal: AbortS
       const lines = (pending + (typeof chunk === 'string' ? chunk : decoder.write(chunk))).split('\n');
       pending = lines.pop()!;
       let text = '';
-      for (const line of lines) {
-        if (line === '') continue;
-        const set = JSON.parse(line) as { seq: number; in: unknown[]; gap: boolean[]; reset: boolean };
-        ctx.frame = { seq: set.seq, gap: set.gap, reset: set.reset };
-        let value = mod.run.apply(mod, set.in.map(fromWire));
-        if (value instanceof Promise) value = await value;
-        text += encode(value);
-        sets++;
+      const before = sets;
+      try {
+        for (const line of lines) {
+          if (line === '') continue;
+          const set = JSON.parse(line) as { seq: number; in: unknown[]; gap: boolean[]; reset: boolean };
+          ctx.frame = { seq: set.seq, gap: set.gap, reset: set.reset };
+          let value = mod.run.apply(mod, set.in.map(fromWire));
+          if (value instanceof Promise) value = await value;
+          text += encode(value);
+          sets++;
+        }
+      } catch (error) {
+        // The sets handled before the one that threw are done (a sink's rows are written): they
+        // go out and are committed, so a restarted job does not handle them again.
+        if (sets > before) await write(`${text}${FRAME_PREFIX}+${sets}\n`);
+        throw error;
       }
       await write(`${text}${FRAME_PREFIX}+${sets}\n`);
     }
