@@ -63,6 +63,13 @@ export interface JobDescription {
   maxRuntime?: number;
   /** Maximum memory in MiB (Xenon's unit). */
   maxMemory?: number;
+  /**
+   * Output flow control, in bytes: the job's output is read at most this far beyond what its
+   * reader has acknowledged (a network acknowledges what its pipes took), so a job whose reader
+   * lags blocks in its writes as with a full pipe. Enforced by the job host; absent: output is
+   * read as it comes. @defaultValue none
+   */
+  outputWindow?: number;
   /** File to read stdin from (batch jobs). */
   stdin?: string;
   /** File to copy stdout to, besides jobwire's own stored stream. */

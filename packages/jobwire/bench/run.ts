@@ -4,7 +4,8 @@
  * as a user would run it. Sizes can be lowered for a quick look:
  * BENCH_OUTPUT_MB (default 1024), BENCH_JOBS (default 400), BENCH_ROUNDS (default 2000); and
  * BENCH_ONLY (a comma-separated list of roundtrip, output, batch, latency, functions,
- * restart, distributed, ssh, slurm) runs only those parts.
+ * restart, networks, distributed, ssh, slurm) runs only those parts. BENCH_FRAMES (default 100000):
+ * frames through the squares network (`networks.ts`).
  * The distributed-mode figures (`distributed.ts`) need Redis at BENCH_REDIS (default
  * redis://127.0.0.1:6379); the ssh executor's (`ssh.ts`) start Debian's /usr/sbin/sshd. The Slurm figures (`slurm.ts`) start the tests' one-node Slurm
  * (root, Debian's munge and Slurm packages); BENCH_SLURM_JOBS (default 20).
@@ -17,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@jobwire/client';
 import { stopHost } from '../src/host/index.js';
 import { distributedBench, jobRate } from './distributed.js';
+import { networkBench } from './networks.js';
 import { slurmBench } from './slurm.js';
 import { jobRoundTrips, pipeRoundTrips } from './round-trip.js';
 import { sshBench } from './ssh.js';
@@ -25,6 +27,7 @@ const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
 const OUTPUT_MB = Number(process.env.BENCH_OUTPUT_MB ?? 1024);
 const JOBS = Number(process.env.BENCH_JOBS ?? 400);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2000);
+const FRAMES = Number(process.env.BENCH_FRAMES ?? 100_000);
 const ONLY = process.env.BENCH_ONLY?.split(',').map((part) => part.trim());
 /** True when the part `name` is to run (see BENCH_ONLY). */
 const wanted = (name: string): boolean => ONLY === undefined || ONLY.includes(name);
@@ -237,6 +240,7 @@ async function main(): Promise<void> {
       ['latency', 'submit latency', () => submitLatency(client)],
       ['functions', 'no-op function jobs', () => functionJobs(client, slots)],
       ['restart', 'server restart', () => restart()],
+      ['networks', 'networks', async () => void rows.push(...(await networkBench(client, { frames: FRAMES, rounds: ROUNDS })))],
       ['distributed', 'distributed mode', async () => void rows.push(...(await distributedBench({ cli: CLI, embedded: client, jobs: JOBS, rounds: ROUNDS })))],
       [
         'ssh',

@@ -167,6 +167,11 @@ export interface ProcessHandle {
   pauseOutput?(): void;
   /** Reads the job's output again after {@link pauseOutput}. */
   resumeOutput?(): void;
+  /**
+   * The job's reader has taken its output up to merged position `end` (see
+   * `JobDescription.outputWindow`). Optional: an executor without it reads output as it comes.
+   */
+  ackOutput?(end: number): void;
 }
 
 /** One kind of place jobs run. */

@@ -174,6 +174,11 @@ export class HostClient {
    * `listener`, follows the job from its first byte in the same round trip (see {@link subscribe}).
    */
   async start(job: StartJob, follow?: { listener: (event: HostJobEvent) => void; output?: boolean }): Promise<{ job: HostJobState; existing: boolean }> {
+    if (this.version < 2 && job.description.outputWindow !== undefined) {
+      // A version 1 host knows no output window (and no acks could move one): it reads the output as it comes.
+      const { outputWindow: _unused, ...description } = job.description;
+      job = { ...job, description };
+    }
     if (follow === undefined) return (await this.#request({ type: 'start', job })) as { job: HostJobState; existing: boolean };
     // Registered first: frames may come right behind the reply.
     this.#listeners.set(job.jobId, follow.listener);
@@ -249,6 +254,16 @@ export class HostClient {
   /** Changes a tty job's terminal size. */
   async resize(jobId: string, cols: number, rows: number): Promise<void> {
     await this.#request({ type: 'resize', jobId, cols, rows });
+  }
+
+  /**
+   * Tells the host the job's output is taken up to merged position `end` (its `outputWindow`
+   * moves on). Needs protocol version 2: false, and nothing sent, with a version 1 host.
+   */
+  async ackOutput(jobId: string, end: number): Promise<boolean> {
+    if (this.version < 2) return false;
+    await this.#request({ type: 'output-ack', jobId, end });
+    return true;
   }
 
   /** Stops a job: SIGTERM to its group, SIGKILL after `graceMs`. */

@@ -369,6 +369,7 @@ const requestSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('terminate'), rid, jobId: id, graceMs: z.number().nonnegative(), reason: z.string().min(1).max(500) }),
   z.object({ type: z.literal('forget'), rid, jobId: id }),
   z.object({ type: z.literal('ping'), rid }),
+  z.object({ type: z.literal('output-ack'), rid, jobId: id, end: position }),
 ]);
 type Request = z.infer<typeof requestSchema>;
 
@@ -590,6 +591,8 @@ class Connection {
     switch (request.type) {
       case 'start': {
         const description = parseJobDescription(request.job.description);
+        // The window needs acks, which only a version 2 client sends.
+        if ((this.version ?? 1) < 2) delete description.outputWindow;
         const spec: StartJob = { ...request.job, description, graceMs: request.job.graceMs ?? DEFAULT_GRACE_MS };
         const { job, existing } = host.startJob(spec);
         if (request.subscribe !== undefined) this.#subscribe(job, 0, request.subscribe.output);
@@ -624,6 +627,10 @@ class Connection {
         return {};
       case 'ping':
         return { version: this.version };
+      case 'output-ack':
+        if ((this.version ?? 1) < 2) throw new JobwireError('bad_request', 'output-ack needs protocol version 2', { field: 'type' });
+        host.job(request.jobId).ackOutput(request.end);
+        return {};
       default: {
         const never: never = request;
         return never;

@@ -356,6 +356,13 @@ class HostJobHandle implements ProcessHandle {
     }).catch((err: unknown) => this.executor.report(err, this.jobId));
   }
 
+  /** Moves the job's output window on (protocol version 2; an older host reads output as it comes). */
+  ackOutput(end: number): void {
+    void this.#holder()
+      .then((client) => (client === undefined || this.#ended || this.#detached ? undefined : client.ackOutput(this.jobId, end)))
+      .catch((err: unknown) => this.executor.report(err, this.jobId));
+  }
+
   resize(cols: number, rows: number): void {
     void this.#holder().then((client) => client?.resize(this.jobId, cols, rows)).catch((err: unknown) => this.executor.report(err, this.jobId));
   }

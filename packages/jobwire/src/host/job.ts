@@ -66,6 +66,12 @@ export class HostedJob {
   #stdinClosed = false;
   readonly #stdinQueue: Buffer[] = [];
   #stdinWriting = false;
+  /** Output is not read while storage lags (`#pressure`) or it is a window ahead of the newest ack. */
+  #pressure = false;
+  /** The description's `outputWindow` (0: none) and the newest `output-ack`. */
+  readonly #window: number;
+  #acked = 0;
+  #paused = false;
 
   constructor(spec: StartJob, context: HostedJobContext) {
     this.jobId = spec.jobId;
@@ -75,6 +81,7 @@ export class HostedJob {
     this.tty = description.tty === true;
     this.size = this.tty ? (description.size ?? { cols: 80, rows: 24 }) : null;
     this.#graceMs = spec.graceMs ?? DEFAULT_GRACE_MS;
+    this.#window = description.outputWindow ?? 0;
     // An exit record left by an earlier run of the same id must not be taken for this run's,
     // by a reader or by recovery after a crash: it goes before anything runs.
     rmSync(join(context.dir, 'exit.json'), { force: true });
@@ -88,8 +95,8 @@ export class HostedJob {
       },
       onStorage: (storage) => this.#onStorage(storage),
       onPressure: (paused) => {
-        if (paused) this.handle.pauseOutput?.();
-        else this.handle.resumeOutput?.();
+        this.#pressure = paused;
+        this.#applyHold();
       },
     });
     // Before anything of the job's: nobody follows yet, subscriptions replay it from the queue.
@@ -104,6 +111,7 @@ export class HostedJob {
       onOutput: (channel, data) => {
         const chunk = this.files.append(channel, data);
         for (const watcher of this.watchers) watcher.onChunk(chunk);
+        if (this.#window > 0) this.#applyHold();
       },
       onProgress: (message) => {
         this.progress = message;
@@ -177,6 +185,21 @@ export class HostedJob {
     this.#closeAt = offset;
     void this.#pumpStdin();
     return undefined;
+  }
+
+  /** The job's reader has taken its output up to merged position `end` (its window moves on). */
+  ackOutput(end: number): void {
+    if (end <= this.#acked) return;
+    this.#acked = end;
+    this.#applyHold();
+  }
+
+  #applyHold(): void {
+    const pause = this.#pressure || (this.#window > 0 && this.exit === null && this.files.end >= this.#acked + this.#window);
+    if (pause === this.#paused) return;
+    this.#paused = pause;
+    if (pause) this.handle.pauseOutput?.();
+    else this.handle.resumeOutput?.();
   }
 
   /** Changes a tty job's terminal size (remembered for clients that attach later). */

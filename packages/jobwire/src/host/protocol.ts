@@ -24,6 +24,11 @@
  * rule that keeps upgrades from interrupting work: **a host keeps serving every version it was
  * built with, and a new client keeps speaking at least the previous version**, so a host left
  * running by the previous jobwire keeps serving its jobs under a new server.
+ *
+ * Version 2 adds `output-ack` (a client has taken a job's output up to a position): a job whose
+ * description has an `outputWindow` is read at most that far beyond the newest ack, so it blocks
+ * once its reader lags. A client that agreed on version 1 sends no acks; the host then reads such
+ * a job's output as it comes (an older host ignores `outputWindow`).
  * @module
  */
 import type { OutputChannel, OutputChunk } from '@jobwire/client';
@@ -32,7 +37,7 @@ import type { OsAccount } from '../executors/local/os-account.js';
 import type { JobProcess, ProcessIdentity } from '../executors/local/process-identity.js';
 
 /** Protocol versions this build speaks, oldest first. */
-export const PROTOCOL_VERSIONS: readonly number[] = [1];
+export const PROTOCOL_VERSIONS: readonly number[] = [1, 2];
 
 /** Frame kinds (the byte after the length). */
 export const FrameKind = {
@@ -197,7 +202,12 @@ export type ToHost =
   | { type: 'terminate'; rid: number; jobId: string; graceMs: number; reason: string }
   /** The client has stored the job's exit: the host may forget it. Conflict while it runs. */
   | { type: 'forget'; rid: number; jobId: string }
-  | { type: 'ping'; rid: number };
+  | { type: 'ping'; rid: number }
+  /**
+   * Version 2: the client has taken the job's output up to merged position `end` (see
+   * `outputWindow` in the job description). Reply: `{}`.
+   */
+  | { type: 'output-ack'; rid: number; jobId: string; end: number };
 
 /** Messages the host sends (JSON frames). */
 export type FromHost =

@@ -219,6 +219,7 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
         break;
       case 'control':
         if (ev.control.type === 'resize') handle.resize(ev.control.cols, ev.control.rows);
+        else if (ev.control.type === 'output-ack') handle.ackOutput?.(ev.control.end);
         else stopForCancel();
         break;
       case 'output':

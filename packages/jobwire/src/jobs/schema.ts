@@ -45,6 +45,7 @@ export const jobDescriptionSchema = z
     executor: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'an executor name: letters, digits, ".", "_" and "-", starting with a letter or digit, at most 64').optional(),
     maxRuntime: z.number().min(0).max(525_600).optional(),
     maxMemory: z.number().int().min(0).optional(),
+    outputWindow: z.number().int().min(4096).max(1024 * 1024 * 1024).optional(),
     stdin: path.optional(),
     stdout: path.optional(),
     stderr: path.optional(),

@@ -19,7 +19,7 @@
  * same way; `finish()` runs after the inputs ended, and its value goes out too.
  * @module
  */
-import { createInterface } from 'node:readline';
+import { StringDecoder } from 'node:string_decoder';
 import { pathToFileURL } from 'node:url';
 import { BUILTINS } from './builtins.js';
 import { FRAME_PREFIX, fromWire, toWire, type HostConfig, type NetworkJobContext, type NetworkJobModule } from './js-wire.js';
@@ -40,17 +40,19 @@ export async function hostNetworkJob(config: HostConfig, extra: { signal: AbortS
   };
   let frames = 0;
   let sets = 0;
-  const emit = async (value: unknown, handled?: number): Promise<void> => {
+  /** The output lines of `value` (see the protocol above). */
+  const encode = (value: unknown): string => {
+    if (value === undefined || config.outputs.length === 0) return '';
     let text = '';
-    if (value !== undefined && config.outputs.length > 0) {
-      const values = config.outputs.length === 1 ? [value] : Array.isArray(value) ? value : [value];
-      values.forEach((v, port) => {
-        if (v === undefined || port >= config.outputs.length) return;
-        text += `${FRAME_PREFIX}${JSON.stringify([port, toWire(v)])}\n`;
-        frames++;
-      });
-    }
-    if (handled !== undefined) text += `${FRAME_PREFIX}+${handled}\n`;
+    const values = config.outputs.length === 1 ? [value] : Array.isArray(value) ? value : [value];
+    values.forEach((v, port) => {
+      if (v === undefined || port >= config.outputs.length) return;
+      text += `${FRAME_PREFIX}${JSON.stringify([port, toWire(v)])}\n`;
+      frames++;
+    });
+    return text;
+  };
+  const write = async (text: string): Promise<void> => {
     if (text !== '' && !process.stdout.write(text)) await new Promise((resolve) => process.stdout.once('drain', resolve));
   };
   await mod.setup?.(ctx);
@@ -58,19 +60,38 @@ export async function hostNetworkJob(config: HostConfig, extra: { signal: AbortS
     const produced = mod.run.call(mod) as AsyncIterable<unknown> | Iterable<unknown>;
     for await (const value of produced) {
       if (extra.signal.aborted) break;
-      await emit(value);
+      await write(encode(value));
     }
   } else {
-    const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
-    for await (const line of lines) {
-      if (line === '') continue;
-      const set = JSON.parse(line) as { seq: number; in: unknown[]; gap: boolean[]; reset: boolean };
-      ctx.frame = { seq: set.seq, gap: set.gap, reset: set.reset };
-      sets++;
-      await emit(await mod.run.apply(mod, set.in.map(fromWire)), sets);
+    // Every set that arrived in one read is handled before one write of their frames and one
+    // `+N`: a write (a system call, and a chunk for the host and the server) per read, not per set.
+    const decoder = new StringDecoder('utf8');
+    let pending = '';
+    for await (const chunk of process.stdin as AsyncIterable<Buffer | string>) {
+      const lines = (pending + (typeof chunk === 'string' ? chunk : decoder.write(chunk))).split('\n');
+      pending = lines.pop()!;
+      let text = '';
+      const before = sets;
+      try {
+        for (const line of lines) {
+          if (line === '') continue;
+          const set = JSON.parse(line) as { seq: number; in: unknown[]; gap: boolean[]; reset: boolean };
+          ctx.frame = { seq: set.seq, gap: set.gap, reset: set.reset };
+          let value = mod.run.apply(mod, set.in.map(fromWire));
+          if (value instanceof Promise) value = await value;
+          text += encode(value);
+          sets++;
+        }
+      } catch (error) {
+        // The sets handled before the one that threw are done (a sink's rows are written): they
+        // go out and are committed, so a restarted job does not handle them again.
+        if (sets > before) await write(`${text}${FRAME_PREFIX}+${sets}\n`);
+        throw error;
+      }
+      await write(`${text}${FRAME_PREFIX}+${sets}\n`);
     }
   }
-  await emit(await mod.finish?.());
+  await write(encode(await mod.finish?.()));
   return { sets, frames };
 }
 

@@ -343,6 +343,53 @@ async function lastFrame(streams: StreamLog, stream: string, end: number): Promi
   return last;
 }
 
+/**
+ * Frames read and not yet taken, first in first out. An array with a head index: `shift` on a
+ * large array copies the rest each time (a page holds tens of thousands of small frames).
+ */
+class FrameQueue {
+  #items: Frame[] = [];
+  #head = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  get first(): Frame | undefined {
+    return this.#items[this.#head];
+  }
+
+  get last(): Frame | undefined {
+    return this.length > 0 ? this.#items[this.#items.length - 1] : undefined;
+  }
+
+  push(frames: readonly Frame[]): void {
+    for (const frame of frames) this.#items.push(frame);
+  }
+
+  shift(): Frame | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const frame = this.#items[this.#head]!;
+    this.#items[this.#head++] = undefined as unknown as Frame;
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return frame;
+  }
+
+  /** Drops the first `count` frames; returns how many it dropped. */
+  drop(count: number): number {
+    const n = Math.max(0, Math.min(count, this.length));
+    this.#items = this.#items.slice(this.#head + n);
+    this.#head = 0;
+    return n;
+  }
+}
+
 /** Options of {@link PipeReader.open}. */
 export interface PipeReaderOptions extends PipeIdentity {
   streams: StreamLog;
@@ -382,7 +429,7 @@ export class PipeReader implements AsyncIterable<Frame> {
   readonly #cursorStream: string | undefined;
   readonly #pageBytes: number;
   readonly #autoCommit: boolean;
-  readonly #buffer: Frame[] = [];
+  readonly #buffer = new FrameQueue();
   #decoder: FrameDecoder;
   /** Next position to read from the store. */
   #readPos: number;
@@ -433,7 +480,7 @@ export class PipeReader implements AsyncIterable<Frame> {
 
   /** The cursor this reader would commit now. */
   get cursor(): Cursor {
-    const next = this.#buffer[0];
+    const next = this.#buffer.first;
     return next !== undefined ? { pos: next.pos, index: next.index, dropped: this.stats.dropped } : { pos: this.#readPos, index: this.#nextIndex, dropped: this.stats.dropped };
   }
 
@@ -447,7 +494,7 @@ export class PipeReader implements AsyncIterable<Frame> {
       // Counted before the read: an event that comes while the read is under way is not missed.
       const seen = this.#events;
       await this.#catchUp();
-      if (latest && this.#buffer.length > 1) this.stats.skipped += this.#buffer.splice(0, this.#buffer.length - 1).length;
+      if (latest && this.#buffer.length > 1) this.stats.skipped += this.#buffer.drop(this.#buffer.length - 1);
       const frame = this.#buffer.shift();
       if (frame !== undefined) {
         this.#nextIndex = frame.index + 1;
@@ -479,7 +526,7 @@ export class PipeReader implements AsyncIterable<Frame> {
     if (first === undefined) return undefined;
     const batch = [first];
     if (this.#identity.queue.mode === 'latest') return batch;
-    while (batch.length < limit && this.#buffer.length > 0 && !hasFlag(this.#buffer[0]!, FrameFlag.END)) {
+    while (batch.length < limit && this.#buffer.length > 0 && !hasFlag(this.#buffer.first!, FrameFlag.END)) {
       const frame = this.#buffer.shift()!;
       this.#nextIndex = frame.index + 1;
       this.#taken = frame;
@@ -505,8 +552,8 @@ export class PipeReader implements AsyncIterable<Frame> {
    */
   async latest(): Promise<Frame | undefined> {
     await this.#catchUp();
-    if (this.#buffer.length > 1) this.stats.skipped += this.#buffer.splice(0, this.#buffer.length - 1).length;
-    const frame = this.#buffer[0];
+    if (this.#buffer.length > 1) this.stats.skipped += this.#buffer.drop(this.#buffer.length - 1);
+    const frame = this.#buffer.first;
     if (frame === undefined || hasFlag(frame, FrameFlag.END)) return this.#taken;
     this.#buffer.shift();
     this.#nextIndex = frame.index + 1;
@@ -606,7 +653,7 @@ export class PipeReader implements AsyncIterable<Frame> {
       for (const chunk of page.chunks) {
         const frames = this.#decoder.push(chunk.data);
         this.#readPos = chunk.pos + chunk.data.byteLength;
-        this.#buffer.push(...frames);
+        this.#buffer.push(frames);
       }
       if (dropOldest) this.#trim();
       if (page.chunks.length === 0 || this.#readPos >= page.end) return;
@@ -615,8 +662,9 @@ export class PipeReader implements AsyncIterable<Frame> {
 
   #trim(): void {
     // The end frame is no data: it never counts against the bound, and is never dropped.
-    const data = this.#buffer.length > 0 && hasFlag(this.#buffer[this.#buffer.length - 1]!, FrameFlag.END) ? this.#buffer.length - 1 : this.#buffer.length;
+    const last = this.#buffer.last;
+    const data = last !== undefined && hasFlag(last, FrameFlag.END) ? this.#buffer.length - 1 : this.#buffer.length;
     const over = data - this.#identity.queue.max;
-    if (over > 0) this.stats.dropped += this.#buffer.splice(0, over).length;
+    if (over > 0) this.stats.dropped += this.#buffer.drop(over);
   }
 }

@@ -32,6 +32,7 @@ import { Deframer, encodeForConsumer, payloadToValue, valueToPayload, zeroPayloa
 import { FRAME_PREFIX, fromWire, toWire, type HostConfig, type HostPipe } from './js-wire.js';
 import type { Network, NetworkJob, NetworkPipe } from './model.js';
 import { Demux, muxData, muxRecord } from './mux.js';
+import { OUTPUT_WINDOW_BYTES, OutputWindow } from './output-window.js';
 import { PipeReader, PipeWriter } from './pipe.js';
 import { feedLogging } from './logging-feed.js';
 import { networkGraph } from './shape.js';
@@ -352,10 +353,14 @@ class NetworkRun {
     const common: Partial<JobDescription> = {
       name: job.name,
       group: this.group,
+      // A network's jobs run together (a producer held by a full pipe waits for its consumer):
+      // none may wait for a slot another job of the network holds.
+      queueName: 'unlimited',
       ...(job.environment !== undefined ? { environment: job.environment } : {}),
       ...(job.workingDirectory !== undefined ? { workingDirectory: job.workingDirectory } : {}),
       ...(job.pools !== undefined ? { pools: job.pools } : {}),
       ...(job.node !== undefined ? { node: job.node } : {}),
+      ...(this.#blocks(job) ? { outputWindow: OUTPUT_WINDOW_BYTES } : {}),
     };
     if (job.kind !== 'executable') {
       const pipe = (name: string): HostPipe => {
@@ -371,8 +376,9 @@ class NetworkRun {
         outputs: job.outputs.map(pipe),
         restarts: this.#counts.get(job.name)?.restarts ?? 0,
       };
-      // A job with inputs (or the interactive or logging builtin) reads its stdin, so it runs in a function
-      // runner of its own; a source runs in a warm runner of the pool.
+      // A job with inputs (or the interactive or logging builtin) reads its stdin: an interactive
+      // function job, which runs in a warm runner of the pool as a source does (its process.stdin
+      // is fed over the runner's IPC channel).
       const reads = job.inputs.length > 0 || job.builtin === 'interactive' || job.builtin === 'logging';
       return { ...common, js: { module: JS_HOST, export: 'hostNetworkJob', args: [config] }, ...(reads ? { interactive: true } : {}) };
     }
@@ -562,34 +568,44 @@ class NetworkRun {
     const pipes: NetworkPipe[] = job.outputs.map((name) => this.network.pipes[name]!);
     const writers = pipes.map((pipe) => this.#writers.get(pipe.name)!);
     const follow = followOutput(this.store, id);
-    this.#stops.push(() => follow.close());
-    let pending = '';
-    const decoder = new StringDecoder('utf8');
-    for await (const chunk of follow.chunks) {
-      if (chunk.channel !== 'stdout') continue;
-      const text = pending + decoder.write(Buffer.from(chunk.data));
-      const lines = text.split('\n');
-      pending = lines.pop()!;
-      const out: Uint8Array[][] = pipes.map(() => []);
-      let acks: number | undefined;
-      for (const line of lines) {
-        if (!line.startsWith(FRAME_PREFIX)) continue;
-        if (line.charCodeAt(FRAME_PREFIX.length) === 0x2b) {
-          // `+N`: N sets handled. Their frames are stored first (this batch), then committed.
-          const sets = Number(line.slice(FRAME_PREFIX.length + 1));
-          acks = sets;
-          continue;
-        }
-        const [port, value] = JSON.parse(line.slice(FRAME_PREFIX.length)) as [number, unknown];
-        if (port >= 0 && port < pipes.length) out[port]!.push(valueToPayload(pipes[port]!, fromWire(value)));
+    const window = this.#window(job, id);
+    this.#stops.push(() => {
+      follow.close();
+      window?.close();
+    });
+    const state: JsOutput = { pipes, writers, counts, handled, decoder: new StringDecoder('utf8'), pending: '' };
+    try {
+      for await (const chunk of follow.chunks) {
+        if (chunk.channel === 'stdout') await this.#frameJsChunk(chunk, state);
+        window?.taken(chunk.pos + chunk.data.byteLength);
       }
-      const stored = await Promise.all(out.map((payloads, port) => (payloads.length > 0 ? writers[port]!.writeBatch(payloads) : 0)));
-      counts.framesOut += stored.reduce((n, k) => n + k, 0);
-      if (acks !== undefined) {
-        await Promise.all(writers.map((writer) => writer.flush()));
-        handled.upTo?.(acks);
-        acks = undefined;
+    } finally {
+      window?.close();
+    }
+  }
+
+  /** One chunk of a js job's stdout → frames of its output pipes, and the sets it says it handled. */
+  async #frameJsChunk(chunk: OutputChunk, state: JsOutput): Promise<void> {
+    const { pipes, writers, counts, handled } = state;
+    const lines = (state.pending + state.decoder.write(Buffer.from(chunk.data))).split('\n');
+    state.pending = lines.pop()!;
+    const out: Uint8Array[][] = pipes.map(() => []);
+    let acks: number | undefined;
+    for (const line of lines) {
+      if (!line.startsWith(FRAME_PREFIX)) continue;
+      if (line.charCodeAt(FRAME_PREFIX.length) === 0x2b) {
+        // `+N`: N sets handled. Their frames are stored first (this batch), then committed.
+        acks = Number(line.slice(FRAME_PREFIX.length + 1));
+        continue;
       }
+      const [port, value] = JSON.parse(line.slice(FRAME_PREFIX.length)) as [number, unknown];
+      if (port >= 0 && port < pipes.length) out[port]!.push(valueToPayload(pipes[port]!, fromWire(value)));
+    }
+    const stored = await Promise.all(out.map((payloads, port) => (payloads.length > 0 ? writers[port]!.writeBatch(payloads) : 0)));
+    counts.framesOut += stored.reduce((n, k) => n + k, 0);
+    if (acks !== undefined) {
+      await Promise.all(writers.map((writer) => writer.flush()));
+      handled.upTo?.(acks);
     }
   }
 
@@ -612,19 +628,45 @@ class NetworkRun {
     };
     const demux = new Demux();
     const follow = followOutput(this.store, id);
-    this.#stops.push(() => follow.close());
-    for await (const chunk of follow.chunks) {
-      if (chunk.channel !== 'stdout') continue;
-      const records = wrapped ? demux.push(chunk.data) : [{ port: 0, data: Buffer.from(chunk.data) }];
-      for (const { port, data } of records) {
-        if (port >= pipes.length || ended[port]) continue;
-        if (wrapped && data.byteLength === 0) {
-          await flushPort(port);
-          await this.#end(pipes[port]!.name);
-        } else counts.framesOut += await writers[port]!.writeBatch(deframers[port]!.push(data));
+    const window = this.#window(job, id);
+    this.#stops.push(() => {
+      follow.close();
+      window?.close();
+    });
+    try {
+      for await (const chunk of follow.chunks) {
+        if (chunk.channel === 'stdout') {
+          const records = wrapped ? demux.push(chunk.data) : [{ port: 0, data: Buffer.from(chunk.data) }];
+          for (const { port, data } of records) {
+            if (port >= pipes.length || ended[port]) continue;
+            if (wrapped && data.byteLength === 0) {
+              await flushPort(port);
+              await this.#end(pipes[port]!.name);
+            } else counts.framesOut += await writers[port]!.writeBatch(deframers[port]!.push(data));
+          }
+        }
+        window?.taken(chunk.pos + chunk.data.byteLength);
       }
+    } finally {
+      window?.close();
     }
     for (let port = 0; port < pipes.length; port++) await flushPort(port);
+  }
+
+  /**
+   * The output window of a producer with a blocking pipe (see `output-window.ts`): its job host
+   * reads its output at most a window beyond what its pipes took. None for other jobs.
+   */
+  #window(job: NetworkJob, id: string): OutputWindow | undefined {
+    return this.#blocks(job) ? new OutputWindow(this.store, id) : undefined;
+  }
+
+  /** Whether one of the job's outputs is a pipe that blocks its producer. */
+  #blocks(job: NetworkJob): boolean {
+    return job.outputs.some((name) => {
+      const { queue } = this.network.pipes[name]!;
+      return queue.mode !== 'latest' && queue.overflow === 'block';
+    });
   }
 
   async #cancelAll(): Promise<void> {
@@ -705,6 +747,16 @@ class JobStdin {
     this.#consumed = consumed;
     this.onConsumed(consumed);
   }
+}
+
+/** Where a js job's drain stands: its output pipes, and a line cut between two chunks. */
+interface JsOutput {
+  pipes: NetworkPipe[];
+  writers: PipeWriter[];
+  counts: { framesOut: number };
+  handled: { upTo?: (sets: number) => void };
+  decoder: StringDecoder;
+  pending: string;
 }
 
 /** Chunks a job's output follower may hold before the drain takes them. */

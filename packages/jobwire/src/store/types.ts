@@ -185,7 +185,15 @@ export type StreamEvent =
   | { type: 'control'; control: ControlMessage };
 
 /** Messages from servers to whoever runs the job. */
-export type ControlMessage = { type: 'resize'; cols: number; rows: number } | { type: 'cancel' };
+export type ControlMessage =
+  | { type: 'resize'; cols: number; rows: number }
+  | { type: 'cancel' }
+  /**
+   * The job's reader has taken its output up to merged position `end`: for a job with an
+   * `outputWindow`, its output may be read up to `end + outputWindow` (see
+   * `networks/output-window.ts`). A runner that cannot hold output back ignores it.
+   */
+  | { type: 'output-ack'; end: number };
 
 /** Sizes of a job's streams. */
 export interface StreamSizes {

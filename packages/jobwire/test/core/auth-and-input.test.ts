@@ -128,6 +128,11 @@ describe('bad input', () => {
       assert.equal(badQueue.status, 400);
       assert.equal(badQueue.body.error.field, 'queueName');
 
+      const tinyWindow = await post(JSON.stringify({ executable: 'true', outputWindow: 100 }));
+      assert.equal(tinyWindow.status, 400);
+      assert.equal(tinyWindow.body.error.code, 'invalid_description');
+      assert.equal(tinyWindow.body.error.field, 'outputWindow');
+
       const list = await call(url, { method: 'GET', path: '/v1/jobs' }, token);
       assert.equal(list.body.items.length, 0, 'nothing was created by bad input');
     });

@@ -231,14 +231,44 @@ describe('warm function-job runners', () => {
     await b.done;
 
     const executor = executorWith();
-    const interactive = run(executor, { js: { code: 'let text = ""; for await (const c of process.stdin) text += c; return text' }, interactive: true });
-    await interactive.handle.writeStdin(Buffer.from('typed'));
-    interactive.handle.closeStdin();
-    assert.equal((await interactive.done).result, 'typed');
+    const warm = run(executor, { js: { code: 'return process.pid' } });
+    await warm.done;
     const copied = run(executor, { js: { code: 'console.log("copied"); return process.pid' }, stdout: 'copy.txt' });
     assert.equal((await copied.done).result, copied.pid);
     assert.equal(fs.readFileSync(path.join(tmp, 'copy.txt'), 'utf8'), 'copied\n');
-    assert.notEqual(copied.pid, interactive.pid);
+    assert.notEqual(copied.pid, warm.pid);
+  });
+
+  test('an interactive job runs in a warm runner: its process.stdin gets what is written, at the pace it reads, and is not the next job’s', TIMEOUT, async () => {
+    const executor = executorWith();
+    const warm = run(executor, { js: { code: 'return process.pid' } });
+    await warm.done;
+    const typed = run(executor, { js: { code: 'let text = ""; for await (const c of process.stdin) text += c; return [process.pid, text]' }, interactive: true });
+    assert.equal(typed.pid, warm.pid, 'the interactive job got the warm runner');
+    await typed.handle.writeStdin(Buffer.from('typed '));
+    await typed.handle.writeStdin(Buffer.from('twice'));
+    typed.handle.closeStdin();
+    assert.deepEqual((await typed.done).result, [warm.pid, 'typed twice']);
+
+    // A job that reads nothing until a gate file appears holds its writer back, as a pipe would.
+    const gate = path.join(tmp, 'stdin-gate');
+    const code = `const fs = await import("node:fs"); while (!fs.existsSync(${JSON.stringify(gate)})) await new Promise((r) => setTimeout(r, 20));
+      let n = 0; for await (const c of process.stdin) n += c.length; return [process.pid, n]`;
+    const slow = run(executor, { js: { code }, interactive: true });
+    assert.equal(slow.pid, warm.pid);
+    const piece = Buffer.alloc(64 * 1024, 120);
+    let taken = 0;
+    const writes = Array.from({ length: 16 }, () => slow.handle.writeStdin(piece).then(() => void taken++));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.ok(taken <= 1, `${taken} writes of 64 KiB were taken by a job that reads nothing`);
+    fs.writeFileSync(gate, '');
+    await Promise.all(writes);
+    slow.handle.closeStdin();
+    assert.deepEqual((await slow.done).result, [warm.pid, 16 * piece.length]);
+
+    // The next job in the same runner reads the runner's own stdin: empty.
+    const next = run(executor, { js: { code: 'let text = ""; for await (const c of process.stdin) text += c; return [process.pid, text]' } });
+    assert.deepEqual((await next.done).result, [warm.pid, '']);
   });
 
   test('a job with another NODE_OPTIONS runs in a runner started with them', TIMEOUT, async () => {

@@ -148,3 +148,57 @@ describe('host lifetime', () => {
     });
   });
 });
+
+describe('host protocol: output window (version 2)', () => {
+  /** The job's merged output end as the host reports it, once it has stayed the same for half a second. */
+  async function settledEnd(client: HostClient, jobId: string): Promise<number> {
+    let last = -1;
+    for (let i = 0; i < 120; i++) {
+      const job = (await client.list()).find((j) => j.jobId === jobId)!;
+      if (job.output.end === last) return last;
+      last = job.output.end;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    throw new Error(`the output of ${jobId} kept growing`);
+  }
+
+  test('a job with an outputWindow is read at most a window beyond the newest output-ack; each ack lets it go on, to its end', TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      const { client } = await ensureHost(home);
+      assert.equal(client.version, 2);
+      const total = 4 * 1024 * 1024;
+      const window = 256 * 1024;
+      await client.start(jobSpec('windowed', { executable: 'head', arguments: ['-c', String(total), '/dev/zero'], outputWindow: window }));
+      const seen = await follow(client, 'windowed');
+      const held = await settledEnd(client, 'windowed');
+      assert.ok(held >= window && held < window + 256 * 1024, `held at ${held} bytes: the window and what one read brings`);
+      assert.equal((await client.list()).find((j) => j.jobId === 'windowed')!.exit, null, 'head is still running, blocked in its write');
+      // Acked up to what was read: the host reads on, a window beyond each ack.
+      let acked = 0;
+      while (acked < total) {
+        const end = await settledEnd(client, 'windowed');
+        assert.ok(end <= acked + window + 256 * 1024, `read ${end} bytes with ${acked} acknowledged`);
+        acked = end;
+        await client.ackOutput('windowed', acked);
+        if (end === total) break;
+      }
+      assert.equal((await seen.exit).exitCode, 0);
+      assert.equal(seen.end, total, 'every byte arrived');
+      client.close();
+    });
+  });
+
+  test('a version 1 client sends no ack (ackOutput says so), and a version 1 host ignores the window', TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      const { client } = await ensureHost(home, { versions: [1, 2], host: { versions: [1] } });
+      assert.equal(client.version, 1);
+      assert.equal(await client.ackOutput('none', 10), false);
+      const total = 1024 * 1024;
+      await client.start(jobSpec('unwindowed', { executable: 'head', arguments: ['-c', String(total), '/dev/zero'], outputWindow: 64 * 1024 }));
+      const seen = await follow(client, 'unwindowed');
+      assert.equal((await seen.exit).exitCode, 0);
+      assert.equal(seen.end, total);
+      client.close();
+    });
+  });
+});

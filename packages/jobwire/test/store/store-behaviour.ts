@@ -995,10 +995,11 @@ export function streamLogBehaviour(name: string, make: HarnessFactory): void {
         await store.streams.appendOutput('j', 'stderr', Buffer.from('b'));
         await store.streams.ackStdin('j', 2);
         await store.streams.sendControl('j', { type: 'resize', cols: 100, rows: 40 });
+        await store.streams.sendControl('j', { type: 'output-ack', end: 2 ** 40 + 1 });
         await store.streams.closeStdin('j');
         await store.streams.sendControl('j', { type: 'cancel' });
         await store.streams.closeOutput('j');
-        await sleepUntil(() => events.length === 8, 2000, 'events.length === 8');
+        await sleepUntil(() => events.length === 9, 2000, 'events.length === 9');
         const summary = events.map((e) => {
           switch (e.type) {
             case 'output':
@@ -1025,6 +1026,7 @@ export function streamLogBehaviour(name: string, make: HarnessFactory): void {
           ['output', 'stderr', 1, 0, 'b'],
           ['stdin-ack', 2],
           ['control', { type: 'resize', cols: 100, rows: 40 }],
+          ['control', { type: 'output-ack', end: 2 ** 40 + 1 }],
           ['stdin-closed', 2],
           ['control', { type: 'cancel' }],
           ['output-closed', 2],
@@ -1034,7 +1036,7 @@ export function streamLogBehaviour(name: string, make: HarnessFactory): void {
         await store.streams.remove('j');
         await store.streams.appendOutput('j', 'stdout', Buffer.from('after'));
         await new Promise((resolve) => setTimeout(resolve, 20));
-        assert.equal(events.length, 8, 'nothing after unsubscribing');
+        assert.equal(events.length, 9, 'nothing after unsubscribing');
       });
     });
   });

@@ -17,6 +17,10 @@
  * grouped by the environment variables Node reads only when it starts (`NODE_OPTIONS`, ...), so a
  * job always runs in a Node started the way a process of its own would have been.
  *
+ * An interactive job (not a tty one) runs in the pool too: its stdin bytes travel over the IPC
+ * channel to a stream that is the job's `process.stdin` for its run only, paced by what the job
+ * reads (see js-runner.ts). A job that reads file descriptor 0 itself sees no input there.
+ *
  * A job's output is told apart from the next one's by an end marker (random per job) that the
  * runner writes to stdout and stderr after the function settled; the job ends once both markers
  * and its outcome have arrived, or when its runner dies.
@@ -60,7 +64,7 @@ export interface JsRunnerPoolOptions {
 export function unpoolable(spec: StartSpec): string | undefined {
   const d = spec.description;
   if (spec.account !== undefined) return 'it runs as another OS account';
-  if (d.interactive === true) return 'it is interactive (its stdin is its own)';
+  if (d.interactive === true && d.tty === true) return 'it is interactive on a terminal';
   if (d.stdin !== undefined) return 'it reads a stdin file';
   if (d.stdout !== undefined || d.stderr !== undefined) return 'it copies its output to a file';
   return undefined;
@@ -97,7 +101,8 @@ export class JsRunnerPool {
     }
     const job = new PooledJob(spec, runner, ++this.#jobs);
     void job.done.then(() => this.#release(key, runner));
-    runner.run(job, { type: 'run', job: job.number, fn: spec.description.js ?? {}, cwd, env, marker: job.marker });
+    const stdin = spec.description.interactive === true;
+    runner.run(job, { type: 'run', job: job.number, fn: spec.description.js ?? {}, cwd, env, marker: job.marker, ...(stdin ? { stdin } : {}) });
     return job;
   }
 
@@ -295,6 +300,9 @@ class PooledJob implements ProcessHandle {
   #settled = false;
   #paused = false;
   #killDeadline = Number.POSITIVE_INFINITY;
+  /** Resolvers of stdin writes the runner has not yet taken, oldest first. */
+  readonly #stdinTaken: Array<() => void> = [];
+  #stdinEnded = false;
 
   constructor(
     private readonly spec: StartSpec,
@@ -327,6 +335,7 @@ class PooledJob implements ProcessHandle {
   message(message: FromRunner): void {
     if (this.#settled || message.job !== this.number) return;
     if (message.type === 'progress') this.spec.onProgress(message.message);
+    else if (message.type === 'stdin-taken') this.#stdinTaken.shift()?.();
     else this.#outcome ??= message;
     this.#check();
   }
@@ -345,18 +354,31 @@ class PooledJob implements ProcessHandle {
 
   #finish(result: ProcessResult, reusable: boolean): void {
     this.#settled = true;
+    for (const taken of this.#stdinTaken.splice(0)) taken();
     this.#killTimer?.clear();
     if (this.#paused) this.resumeOutput();
     if (!reusable) this.runner.stop();
     this.#settle(result);
   }
 
-  /** Batch function jobs have no stdin (interactive ones run in a process of their own). */
-  writeStdin(): Promise<void> {
-    return Promise.resolve();
+  /**
+   * Hands stdin bytes to the runner, for the job's `process.stdin` (interactive jobs; a batch
+   * job's stdin is empty); resolves once the runner took them into a stdin with room left, so a
+   * job that does not read holds its writer back as a pipe would.
+   */
+  writeStdin(data: Uint8Array): Promise<void> {
+    if (this.spec.description.interactive !== true || this.#settled || this.#stdinEnded || data.byteLength === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#stdinTaken.push(resolve);
+      this.runner.send({ type: 'stdin', job: this.number, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64') });
+    });
   }
 
-  closeStdin(): void {}
+  closeStdin(): void {
+    if (this.spec.description.interactive !== true || this.#settled || this.#stdinEnded) return;
+    this.#stdinEnded = true;
+    this.runner.send({ type: 'stdin-end', job: this.number });
+  }
 
   resize(): void {}
 

@@ -64,6 +64,9 @@ export class JsProcess implements ProcessHandle {
         case 'error':
           outcome ??= message;
           break;
+        case 'stdin-taken':
+          // Pooled runners only: a one-shot runner's stdin is a pipe.
+          break;
         default: {
           const never: never = message;
           void never;

@@ -18,7 +18,15 @@ export type ToRunner =
    * After it settles the runner writes `marker` to its stdout and to its stderr (so that the pool
    * knows where the job's output ends), then reports the outcome.
    */
-  | { type: 'run'; job: number; fn: JsFunction; cwd: string; env: Record<string, string>; marker: string }
+  | { type: 'run'; job: number; fn: JsFunction; cwd: string; env: Record<string, string>; marker: string; stdin?: boolean }
+  /**
+   * Pooled runner, a job run with `stdin: true` (an interactive job): bytes (base64) for its
+   * `process.stdin`. The runner answers each with `stdin-taken` once its stdin has room again, so
+   * the executor sends as fast as the job reads, as through a pipe.
+   */
+  | { type: 'stdin'; job: number; data: string }
+  /** Pooled runner: the end of the job's stdin (EOF for `process.stdin`). */
+  | { type: 'stdin-end'; job: number }
   /** Abort the function's AbortSignal (the job is being stopped); `job` for a pooled runner. */
   | { type: 'abort'; job?: number };
 
@@ -32,7 +40,9 @@ export type FromRunner =
    */
   | { type: 'result'; json?: string; job?: number; reusable?: boolean }
   /** The function threw (or could not be loaded, or its value is not JSON): message and stack. */
-  | { type: 'error'; error: string; job?: number; reusable?: boolean };
+  | { type: 'error'; error: string; job?: number; reusable?: boolean }
+  /** Pooled runner: the oldest `stdin` message not yet answered was taken into the job's stdin. */
+  | { type: 'stdin-taken'; job: number };
 
 /** True for a well-formed {@link FromRunner} message (the child is not trusted to send one). */
 export function isFromRunner(message: unknown): message is FromRunner {
@@ -47,6 +57,8 @@ export function isFromRunner(message: unknown): message is FromRunner {
       return m.json === undefined || typeof m.json === 'string';
     case 'error':
       return typeof m.error === 'string';
+    case 'stdin-taken':
+      return typeof m.job === 'number';
     default:
       return false;
   }

@@ -9,7 +9,10 @@
  *   job added or changed, writes the job's end marker to stdout and stderr, and reports the
  *   outcome with `reusable: false` when the job left something behind (a timer, a child
  *   process, a socket; see {@link leftovers}) or crashed the runner's state, so that the pool
- *   stops this runner instead of handing it the next job.
+ *   stops this runner instead of handing it the next job. An interactive job's `process.stdin`
+ *   is a stream of its own, fed over the IPC channel (`stdin` messages) and replaced after the
+ *   job; the runner's real stdin is /dev/null, so a job that reads file descriptor 0 itself gets
+ *   no input in a pooled runner.
  *
  * Two forms of function (see `JsFunction` in @jobwire/client):
  * - `code`: the body of an async function with the parameters `progress`, `signal` and `args`.
@@ -30,6 +33,7 @@
 import { createRequire, isBuiltin } from 'node:module';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { JsFunction } from '@jobwire/client';
 import type { FromRunner, ToRunner } from './js-protocol.js';
@@ -55,6 +59,43 @@ interface Current {
 let mode: 'one-shot' | 'pooled' | undefined;
 let current: Current | undefined;
 
+/**
+ * The stdin of the pooled job being run, when it is interactive: a stream standing in for
+ * `process.stdin`, fed by `stdin` messages. Each message is answered with `stdin-taken` once the
+ * stream has room (at once, or when the job reads on), so the executor writes at the job's pace.
+ */
+let jobStdin: { job: number; stream: Readable; feed(data: Buffer): void } | undefined;
+/** `process.stdin` as Node defines it (a lazy getter), put back after each job. */
+const processStdin = getOwnPropertyDescriptor(process, 'stdin');
+
+/** Makes a stream fed by `stdin` messages the job's `process.stdin`. */
+function openJobStdin(job: number): void {
+  let waiting = 0;
+  const taken = (): Promise<void> => send({ type: 'stdin-taken', job });
+  const stream = new Readable({
+    read() {
+      for (; waiting > 0; waiting--) void taken();
+    },
+  });
+  jobStdin = {
+    job,
+    stream,
+    feed(data) {
+      if (stream.push(data)) void taken();
+      else waiting++;
+    },
+  };
+  defineProperty(process, 'stdin', { configurable: true, enumerable: processStdin?.enumerable ?? true, get: () => stream });
+}
+
+/** Ends the job's stdin stream and puts `process.stdin` back. */
+function closeJobStdin(): void {
+  if (jobStdin === undefined) return;
+  jobStdin.stream.destroy();
+  jobStdin = undefined;
+  if (processStdin !== undefined) defineProperty(process, 'stdin', processStdin);
+}
+
 process.on('message', (message: ToRunner) => {
   switch (message.type) {
     case 'start':
@@ -70,6 +111,14 @@ process.on('message', (message: ToRunner) => {
       break;
     case 'abort':
       if (current !== undefined && current.job === message.job) current.controller.abort();
+      break;
+    case 'stdin':
+      if (jobStdin !== undefined && jobStdin.job === message.job) jobStdin.feed(Buffer.from(message.data, 'base64'));
+      // A job that has ended takes nothing more; the answer keeps the executor from waiting.
+      else void send({ type: 'stdin-taken', job: message.job });
+      break;
+    case 'stdin-end':
+      if (jobStdin !== undefined && jobStdin.job === message.job) jobStdin.stream.push(null);
       break;
     default: {
       const never: never = message;
@@ -154,10 +203,12 @@ async function runPooled(message: Extract<ToRunner, { type: 'run' }>): Promise<v
   try {
     process.chdir(message.cwd);
     setEnv(message.env);
+    if (message.stdin === true) openJobStdin(message.job);
     ({ outcome, crashed } = await attempt(message.fn, message.job));
   } catch (error) {
     outcome = { type: 'error', error: `cannot start the function: ${error instanceof Error ? error.message : String(error)}` };
   }
+  closeJobStdin();
   restoreGlobals(globalsAtStart);
   // The marker follows the job's output on each stream, once what it wrote has left.
   await flushStdio(Buffer.from(message.marker));

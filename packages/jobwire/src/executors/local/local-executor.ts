@@ -65,7 +65,7 @@ function definedOnly<T extends object>(value: T): Partial<T> {
 /**
  * Runs jobs on this machine. Command jobs run on pipes (or under a pseudo-terminal with
  * `tty: true`), function jobs in a warm runner of a pool (js-pool.ts) or, when the pool cannot
- * honour the job (another OS account, interactive, stdin or output files), in a child Node
+ * honour the job (another OS account, an interactive terminal, a stdin file or output files), in a child Node
  * process of their own; every job leads its own process group (a pooled job, its runner's) so
  * that stopping it stops everything it started. Queues: `single` (one job at a time), `multi`
  * (up to `multiSlots`) and `unlimited`.

@@ -226,6 +226,7 @@ export class RedisStreamLog implements StreamLog {
     return this.#op(async () => {
       checkJobId(jobId);
       if (control.type === 'cancel') await this.#settings.scripts.run('jwSendControl', jobId, 'x', 0, 0);
+      else if (control.type === 'output-ack') await this.#settings.scripts.run('jwSendControl', jobId, 'k', Math.floor(control.end), 0);
       else await this.#settings.scripts.run('jwSendControl', jobId, 'r', Math.floor(control.cols), Math.floor(control.rows));
     });
   }
@@ -369,6 +370,8 @@ export function decodeMessage(message: Buffer): StreamEvent {
     }
     case 'x':
       return { type: 'control', control: { type: 'cancel' } };
+    case 'k':
+      return { type: 'control', control: { type: 'output-ack', end: text(1, message.length) } };
     default:
       throw new Error(`unknown stream message type ${JSON.stringify(type)}`);
   }

@@ -217,8 +217,8 @@ return cur
 };
 
 /**
- * Sends a control message to whoever runs the job. ARGV: prefix, id, 'x' (cancel) or 'r'
- * (resize), cols, rows. A cancel is also recorded (`cancel` in `st:ID`), so a runner that
+ * Sends a control message to whoever runs the job. ARGV: prefix, id, 'x' (cancel), 'r'
+ * (resize) or 'k' (output taken up to cols), cols, rows. A cancel is also recorded (`cancel` in `st:ID`), so a runner that
  * missed the message (a reconnect) still finds it.
  */
 export const sendControl: ScriptDef = {
@@ -228,6 +228,8 @@ local id, kind = ARGV[2], ARGV[3]
 if kind == 'x' then
   redis.call('HSET', stKey(id), 'cancel', '1')
   redis.call('PUBLISH', evChannel(id), 'x')
+elseif kind == 'k' then
+  redis.call('PUBLISH', evChannel(id), 'k' .. ARGV[4])
 else
   redis.call('PUBLISH', evChannel(id), 'r' .. ARGV[4] .. '|' .. ARGV[5])
 end
