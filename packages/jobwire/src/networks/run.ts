@@ -129,7 +129,7 @@ class NetworkRun {
   /** The current reader of each pipe by each consumer (`PIPE\nJOB`); its drops include earlier ones (they live in its cursor). */
   readonly #readers = new Map<string, { pipe: string; reader: PipeReader }>();
   /** Per job: restarts, frames taken from its inputs, frames stored to its outputs. */
-  readonly #counts = new Map<string, { restarts: number; framesIn: number; framesOut: number }>();
+  readonly #counts = new Map<string, { restarts: number; moves: number; framesIn: number; framesOut: number }>();
   /** How each job's supervision ended; a job missing here is still supervised. */
   readonly #outcomes = new Map<string, 'done' | 'failed' | 'stopped'>();
   readonly #errors: string[] = [];
@@ -162,7 +162,7 @@ class NetworkRun {
       for (const job of Object.values(this.network.jobs)) {
         const record = await this.service.submit(this.owner, this.description(job));
         this.#ids.set(job.name, record.id);
-        this.#counts.set(job.name, { restarts: 0, framesIn: 0, framesOut: 0 });
+        this.#counts.set(job.name, { restarts: 0, moves: 0, framesIn: 0, framesOut: 0 });
       }
     } catch (error) {
       await this.#cancelAll();
