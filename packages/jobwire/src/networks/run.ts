@@ -43,6 +43,12 @@ const STDIN_WINDOW = 256 * 1024;
 /** Most frames the feed of a job's stdin passes on in one write. */
 const FEED_BATCH = 256;
 
+/**
+ * Most times one network job is placed again after its worker died (a job that keeps taking its
+ * workers down is not moved on for ever); past it, its restart policy decides as for a failure.
+ */
+export const MAX_MOVES = 10;
+
 /** The networks a server runs, by owner and name. */
 export class NetworkRunner {
   readonly #runs = new Map<string, NetworkRun>();
@@ -236,6 +242,15 @@ class NetworkRun {
       if (this.#closed) return;
       if (this.#stopping) return void this.#outcomes.set(job.name, 'stopped');
       const counts = this.#counts.get(job.name)!;
+      // Its worker died (distributed mode): not the job's failure, so no restart — the job is
+      // placed again by the same rules and resumes (see `resumesExactly`).
+      if (record.status === 'Lost' && counts.moves < MAX_MOVES) {
+        counts.moves++;
+        if (!resumesExactly(job)) for (const name of job.outputs) await this.#reopen(name);
+        const next = await this.service.submit(this.owner, this.description(job));
+        this.#ids.set(job.name, next.id);
+        continue;
+      }
       const { policy, max } = job.restart;
       const failed = record.status === 'Failed' || record.status === 'Lost';
       const restart = counts.restarts < max && ((policy === 'on-failure' && failed) || (policy === 'always' && record.status !== 'Cancelled'));
@@ -518,13 +533,15 @@ class NetworkRun {
             }
           })();
     for await (const batch of sets) {
-      const cursors = readers.map((reader, port) => {
-        const last = batch.findLast((set) => set.frames[port] !== undefined && set.frames[port]!.index >= 0)?.frames[port];
-        return last === undefined ? undefined : reader.cursorAfter(last);
-      });
       await stdin.write(Buffer.from(batch.map(line).join(''), 'utf8'));
-      total += batch.length;
-      done.push({ sets: total, commit: () => cursors.forEach((cursor, port) => cursor !== undefined && readers[port]!.commit(cursor)) });
+      // One commit per set: the job acks sets one by one, and a set acked is a set whose output
+      // frames are stored, so its frames must never come again (a batch committed whole would
+      // bring back the acked sets before a crash in its middle).
+      for (const set of batch) {
+        total++;
+        const cursors = set.frames.map((frame, port) => (frame !== undefined && frame.index >= 0 ? readers[port]!.cursorAfter(frame) : undefined));
+        done.push({ sets: total, commit: () => cursors.forEach((cursor, port) => cursor !== undefined && readers[port]!.commit(cursor)) });
+      }
       commit();
       counts.framesIn += batch.reduce((n, set) => n + set.frames.filter((f) => f !== undefined && f.index >= 0).length, 0);
       await new Promise((resolve) => setImmediate(resolve));
@@ -534,13 +551,26 @@ class NetworkRun {
     await stdin.end();
   }
 
-  /** A js job's stdout → frames of its output pipes (lines starting {@link FRAME_PREFIX}), until its output closes. */
+  /**
+   * A js job's stdout → frames of its output pipes (lines starting {@link FRAME_PREFIX}), until
+   * its output closes. A job with inputs has its frames held until the `+N` that closes their set
+   * comes: a set's frames are stored together with its commit, so a job lost mid-set (its worker
+   * died) has stored nothing of that set, and the set comes whole to the job that takes over —
+   * exactly once. What is held when the job ends goes out too (its `finish()` frames), unless the
+   * job was lost.
+   */
   async #drainFrames(job: NetworkJob, id: string, handled: { upTo?: (sets: number) => void }): Promise<void> {
     const counts = this.#counts.get(job.name)!;
     const pipes: NetworkPipe[] = job.outputs.map((name) => this.network.pipes[name]!);
     const writers = pipes.map((pipe) => this.#writers.get(pipe.name)!);
     const follow = followOutput(this.store, id);
     this.#stops.push(() => follow.close());
+    const holds = job.inputs.length > 0;
+    let held: Uint8Array[][] = pipes.map(() => []);
+    const store = async (out: Uint8Array[][]): Promise<void> => {
+      const stored = await Promise.all(out.map((payloads, port) => (payloads.length > 0 ? writers[port]!.writeBatch(payloads) : 0)));
+      counts.framesOut += stored.reduce((n, k) => n + k, 0);
+    };
     let pending = '';
     const decoder = new StringDecoder('utf8');
     for await (const chunk of follow.chunks) {
@@ -548,27 +578,28 @@ class NetworkRun {
       const text = pending + decoder.write(Buffer.from(chunk.data));
       const lines = text.split('\n');
       pending = lines.pop()!;
-      const out: Uint8Array[][] = pipes.map(() => []);
+      let out: Uint8Array[][] = pipes.map(() => []);
       let acks: number | undefined;
       for (const line of lines) {
         if (!line.startsWith(FRAME_PREFIX)) continue;
         if (line.charCodeAt(FRAME_PREFIX.length) === 0x2b) {
           // `+N`: N sets handled. Their frames are stored first (this batch), then committed.
-          const sets = Number(line.slice(FRAME_PREFIX.length + 1));
-          acks = sets;
+          acks = Number(line.slice(FRAME_PREFIX.length + 1));
+          held.forEach((payloads, port) => out[port]!.push(...payloads));
+          held = pipes.map(() => []);
           continue;
         }
         const [port, value] = JSON.parse(line.slice(FRAME_PREFIX.length)) as [number, unknown];
-        if (port >= 0 && port < pipes.length) out[port]!.push(valueToPayload(pipes[port]!, fromWire(value)));
+        if (port >= 0 && port < pipes.length) (holds ? held : out)[port]!.push(valueToPayload(pipes[port]!, fromWire(value)));
       }
-      const stored = await Promise.all(out.map((payloads, port) => (payloads.length > 0 ? writers[port]!.writeBatch(payloads) : 0)));
-      counts.framesOut += stored.reduce((n, k) => n + k, 0);
+      await store(out);
+      out = [];
       if (acks !== undefined) {
         await Promise.all(writers.map((writer) => writer.flush()));
         handled.upTo?.(acks);
-        acks = undefined;
       }
     }
+    if (held.some((payloads) => payloads.length > 0) && (await this.#final(id)).status !== 'Lost') await store(held);
   }
 
   /**
@@ -602,6 +633,9 @@ class NetworkRun {
         } else counts.framesOut += await writers[port]!.writeBatch(deframers[port]!.push(data));
       }
     }
+    // A lost job (its worker died) may have been cut off mid-frame: what follows its last whole
+    // frame is no frame.
+    if ((await this.#final(id)).status === 'Lost') return;
     for (let port = 0; port < pipes.length; port++) await flushPort(port);
   }
 
@@ -683,6 +717,18 @@ class JobStdin {
     this.#consumed = consumed;
     this.onConsumed(consumed);
   }
+}
+
+/**
+ * Whether a job placed again after its worker died resumes exactly, so that its consumers see
+ * no *reset*: a js or builtin job with inputs. Its inputs are committed one set at a time once
+ * the set's output frames are stored (see `#drainFrames`), so the job that takes over gets
+ * every set whose output is not stored, and no other. A source has no input to resume from (it
+ * starts over), and an executable's bytes cannot be tied to the input they came from: their
+ * outputs go on in a new epoch, as after a restart.
+ */
+export function resumesExactly(job: Pick<NetworkJob, 'kind' | 'inputs'>): boolean {
+  return (job.kind === 'js' || job.kind === 'builtin') && job.inputs.length > 0;
 }
 
 /** Chunks a job's output follower may hold before the drain takes them. */

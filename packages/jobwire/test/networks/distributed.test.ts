@@ -138,7 +138,7 @@ pipes:
       assert.equal(square.restarts, 0, 'a move is no restart');
       assert.equal((await client.getJobStatus(first.id)).status, 'Lost');
 
-      const expected = Array.from({ length: N }, (_, i) => `${i + 1},${(i + 1) ** 2}\n`).join('');
+      const expected = 'n,sq\n' + Array.from({ length: N }, (_, i) => `${i + 1},${(i + 1) ** 2}\n`).join('');
       assert.equal(readFileSync(out, 'utf8'), expected, 'every frame exactly once, in order');
       const frames = await tapped;
       assert.deepEqual(
