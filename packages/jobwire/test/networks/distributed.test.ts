@@ -96,9 +96,11 @@ pipes:
   it('kill -9 the worker running the connector mid-stream: the job moves to another worker and the sink receives every frame exactly once, in order', async () => {
     const N = 3000;
     const out = join(dir, 'moved.csv');
-    // A source faster than the connector, so the connector's input pipe is full when its worker dies.
-    file('moved-numbers.mjs', 'export async function* run() { for (let i = 1; i <= ' + N + '; i++) yield i; }\n');
-    // A slow connector (2 ms a frame), so the kill lands mid-stream.
+    // A bursty source (20 frames, then a pause) and a slow connector (2 ms a frame): each burst
+    // reaches the connector as one batch of sets, which it works through one by one, so its
+    // worker dies in the middle of a batch — some sets of it handled and their output stored,
+    // the others not.
+    file('moved-numbers.mjs', 'export async function* run() { for (let i = 1; i <= ' + N + '; i++) { yield i; if (i % 20 === 0) await new Promise((r) => setTimeout(r, 60)); } }\n');
     file('moved-square.mjs', 'export async function run(n) { await new Promise((r) => setTimeout(r, 2)); return { n, sq: n * n }; }\n');
     const network = file(
       'moved.yaml',
