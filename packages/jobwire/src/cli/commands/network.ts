@@ -32,8 +32,8 @@ const POLL_MS = 300;
 /** The status as two tables: jobs, then pipes. */
 function formatStatus(status: NetworkStatus): string {
   const jobs = formatTable(
-    ['JOB', 'STATUS', 'EXIT', 'NODE', 'IN', 'OUT', 'RESTARTS', 'ID'],
-    status.jobs.map((j) => [j.name, j.status, j.exitCode === null ? '-' : String(j.exitCode), j.node ?? '-', String(j.framesIn), String(j.framesOut), String(j.restarts), j.id]),
+    ['JOB', 'STATUS', 'EXIT', 'NODE', 'IN', 'OUT', 'RESTARTS', 'MOVES', 'ID'],
+    status.jobs.map((j) => [j.name, j.status, j.exitCode === null ? '-' : String(j.exitCode), j.node ?? '-', String(j.framesIn), String(j.framesOut), String(j.restarts), String(j.moves), j.id]),
   );
   const pipes = status.pipes.length === 0 ? '' : `\n\n${formatTable(['PIPE', 'FRAMES', 'QUEUED', 'DROPPED'], status.pipes.map((p) => [p.name, String(p.frames), String(p.lag), String(p.dropped)]))}`;
   const errors = status.errors.map((e) => `\nerror: ${e}`).join('');
@@ -89,7 +89,7 @@ export function registerNetwork(program: Command): void {
       command: 'status',
       summary: 'how a network runs: its jobs and pipes',
       description:
-        'Print the newest run of a network started on this server: per job its status, node, frames taken in and stored out, and restarts; ' +
+        'Print the newest run of a network started on this server: per job its status, node, frames taken in and stored out, restarts, and moves (placed again after its worker died); ' +
         'per pipe the frames stored, the frames queued (between the producer and its slowest consumer) and the frames dropped.',
       call: (api, name) => api.networkStatus(name),
     },
