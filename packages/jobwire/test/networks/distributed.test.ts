@@ -161,4 +161,55 @@ pipes:
       );
     });
   });
+
+  it('kill -9 the worker running an executable connector: it moves, its output goes on in a new epoch that consumers see as a reset, nothing is doubled', async () => {
+    const N = 3000;
+    file('moved-exe-numbers.mjs', 'export async function* run() { for (let i = 1; i <= ' + N + '; i++) { yield String(i); if (i % 20 === 0) await new Promise((r) => setTimeout(r, 60)); } }\n');
+    const network = file(
+      'moved-exe.yaml',
+      `name: movedexe
+jobs:
+  numbers: { js: ./moved-exe-numbers.mjs, outputs: [n], node: steady }
+  square:  { command: [awk, '{ print $1 * $1; fflush() }'], inputs: [n], outputs: [sq], node: doomed }
+  sink:    { builtin: csv-sink, path: moved-exe.csv, inputs: [sq], node: steady }
+pipes:
+  n:  { framing: lines, queue: { max: 32 } }
+  sq: { framing: lines, queue: { max: 32 } }
+`,
+    );
+    await withCluster(async (cluster) => {
+      await cluster.addServer();
+      await cluster.addWorker({ name: 'steady', slots: 4, deadAfter: 2 });
+      await cluster.addWorker({ name: 'doomed', slots: 2, deadAfter: 2 });
+      const client = cluster.client();
+      const started = await runNetwork(cluster, network);
+      const first = started.jobs.find((j) => j.name === 'square')!;
+      await client.waitUntilRunning(first.id, 20_000);
+      cluster.orphans.add(await cluster.jobPid(first.id));
+      const tapped = tapAll(client, 'movedexe', 'sq');
+      const before = await until(client, 'movedexe', (s) => s.pipes.find((p) => p.name === 'sq')!.frames >= 300);
+      assert.ok(before.pipes.find((p) => p.name === 'sq')!.frames < N / 2, 'the kill lands mid-stream');
+      await cluster.killWorker('doomed');
+
+      const done = await until(client, 'movedexe', (s) => s.state !== 'running', 90_000);
+      assert.equal(done.state, 'done', JSON.stringify(done));
+      const square = done.jobs.find((j) => j.name === 'square')!;
+      assert.deepEqual([square.status, square.node, square.moves, square.restarts], ['Success', 'steady', 1, 0]);
+      const frames = await tapped;
+      const resets = frames.filter((f) => f.reset);
+      assert.equal(resets.length, 1, 'one reset: the seam of the move');
+      assert.equal(resets[0]!.epoch, 1);
+      const seam = frames.indexOf(resets[0]!);
+      assert.ok(frames.slice(0, seam).every((f) => f.epoch === 0) && frames.slice(seam).every((f) => f.epoch === 1));
+      const roots = frames.map((f) => Math.sqrt(Number(f.value)));
+      assert.ok(roots.every(Number.isInteger), 'whole lines only');
+      assert.ok(
+        roots.every((n, i) => i === 0 || n > roots[i - 1]!),
+        'in order, nothing doubled',
+      );
+      assert.equal(roots.at(-1), N, 'the moved job goes on to the end');
+      // At most the frames the lost process had read ahead and not answered are missing.
+      assert.ok(frames.length > N - 100 && frames.length <= N, `${frames.length} frames`);
+    });
+  });
 });
