@@ -17,6 +17,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import { BadRequestError, ConflictError, NotFoundError, isFinal, type JobDescription, type JobStatus, type NetworkJobStatus, type NetworkStatus, type OutputChunk } from '@jobwire/client';
@@ -33,6 +34,7 @@ import { FRAME_PREFIX, fromWire, toWire, type HostConfig, type HostPipe } from '
 import type { Network, NetworkJob, NetworkPipe } from './model.js';
 import { Demux, muxData, muxRecord } from './mux.js';
 import { PipeReader, PipeWriter } from './pipe.js';
+import { SAVE_EVERY_MS, STALE_AFTER_MS, loadNetworkStatus, saveNetworkStatus, savedStatusNow } from './record.js';
 
 const FIFO_HOST = fileURLToPath(new URL('./fifo-host.js', import.meta.url));
 const JS_HOST = fileURLToPath(new URL('./js-host.js', import.meta.url));
@@ -84,6 +86,9 @@ export class NetworkRunner {
     try {
       const previous = this.#runs.get(key);
       if (previous !== undefined && (await previous.status()).state === 'running') throw busy();
+      // Started on another server (or on this one before it restarted), and still wired there.
+      const saved = previous === undefined ? await loadNetworkStatus(this.store, owner, network.name) : undefined;
+      if (saved !== undefined && (await savedStatusNow(this.store, owner, saved)).state === 'running' && Date.now() - saved.savedAt <= STALE_AFTER_MS) throw busy();
       const run = new NetworkRun(this.service, this.store, owner, network);
       await run.start();
       this.#runs.set(key, run);
@@ -93,11 +98,16 @@ export class NetworkRunner {
     }
   }
 
-  /** The status of `owner`'s network `name` (its newest run on this server). */
-  status(owner: string, name: string): Promise<NetworkStatus> {
+  /**
+   * The status of `owner`'s network `name`: of its newest run on this server, else as the server
+   * that wires it saved it in the store (`record.ts`).
+   */
+  async status(owner: string, name: string): Promise<NetworkStatus> {
     const run = this.#runs.get(`${owner}\n${name}`);
-    if (run === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
-    return run.status();
+    if (run !== undefined) return run.status();
+    const saved = await loadNetworkStatus(this.store, owner, name);
+    if (saved === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+    return savedStatusNow(this.store, owner, saved);
   }
 
   /** A tap on pipe `pipe` of `owner`'s network `name`: its frames as JSON lines (see {@link NetworkRun.tap}). */
@@ -142,6 +152,11 @@ class NetworkRun {
   readonly #stops: Array<() => void> = [];
   #stopping = false;
   #closed = false;
+  /** Saves the status in the store while the network runs, for the other servers (`record.ts`). */
+  #saver: NodeJS.Timeout | undefined;
+  #saving: Promise<void> | undefined;
+  #written: Promise<void> = Promise.resolve();
+  readonly #server = `${process.pid}@${hostname()}`;
   /** Resolved once the network is being ended (failed or stopped): no drain is waited for then. */
   #endNow!: () => void;
   readonly #over = new Promise<void>((resolve) => (this.#endNow = resolve));
@@ -175,6 +190,9 @@ class NetworkRun {
       this.close();
       throw error;
     }
+    this.#saver = setInterval(() => this.#save(), SAVE_EVERY_MS);
+    this.#saver.unref();
+    this.#save();
     for (const job of Object.values(this.network.jobs)) {
       void this.#supervise(job).catch((error: unknown) => {
         this.#errors.push(`${job.name}: ${error instanceof Error ? error.message : String(error)}`);
@@ -326,15 +344,39 @@ class NetworkRun {
     });
     const outcomes = [...this.#outcomes.values()];
     const final = outcomes.length === Object.keys(this.network.jobs).length;
-    // Nothing moves any more: stop following the pipes (the figures above are the last).
-    if (final) this.close();
     const state = !final ? 'running' : this.#stopping ? 'stopped' : outcomes.every((o) => o === 'done') && this.#errors.length === 0 ? 'done' : 'failed';
-    return { name: this.network.name, run: this.run, state, group: this.group, jobs, pipes, errors: [...this.#errors] };
+    const status: NetworkStatus = { name: this.network.name, run: this.run, state, group: this.group, jobs, pipes, errors: [...this.#errors] };
+    // Nothing moves any more: stop following the pipes (the figures above are the last), and
+    // save them for the other servers.
+    if (final && !this.#closed) {
+      this.close();
+      void this.#persist(status);
+    }
+    return status;
+  }
+
+  /** Saves the status for the other servers, unless a save is under way (the timer calls again). */
+  #save(): void {
+    if (this.#saving !== undefined) return;
+    this.#saving = this.status()
+      .then((status) => (this.#closed && status.state === 'running' ? undefined : this.#persist(status)))
+      .finally(() => (this.#saving = undefined));
+  }
+
+  /** Writes a status to the store after the writes asked for before it, so the last one asked for is the one kept. */
+  #persist(status: NetworkStatus): Promise<void> {
+    this.#written = this.#written
+      .then(() => saveNetworkStatus(this.store, this.owner, status, this.#server))
+      .catch(() => {
+        // The next save tries again; a server whose store fails has other troubles to report.
+      });
+    return this.#written;
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#saver);
     for (const stop of this.#stops.splice(0)) stop();
     for (const writer of this.#writers.values()) writer.close();
     for (const { reader } of this.#readers.values()) reader.close();

@@ -39,7 +39,11 @@ async function runNetwork(cluster: TestCluster, path: string, extra: string[] = 
 /** The network's status once `done` says so. */
 async function until(client: Client, name: string, done: (status: NetworkStatus) => boolean, timeoutMs = 60_000): Promise<NetworkStatus> {
   let last: NetworkStatus | undefined;
-  await sleepUntil(async () => done((last = await client.networkStatus(name))), timeoutMs, `network ${name}: ${JSON.stringify(last)}`);
+  try {
+    await sleepUntil(async () => done((last = await client.networkStatus(name))), timeoutMs, `network ${name}`);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}; last status: ${JSON.stringify(last)}`);
+  }
   return last!;
 }
 
@@ -51,7 +55,7 @@ async function tapAll(client: Client, network: string, pipe: string): Promise<Pi
 }
 
 describe('networks in distributed mode', () => {
-  it('places each job on the worker its node and pools name; pipes cross workers through the store', async () => {
+  it('places each job on the worker its node and pools name; pipes cross workers through the store; any server answers network status', async () => {
     const N = 2000;
     const out = join(dir, 'placed.csv');
     file('placed-square.mjs', 'export function run(n) { return Number(n) ** 2; }\n');
@@ -69,11 +73,20 @@ pipes:
     );
     await withCluster(async (cluster) => {
       await cluster.addServer();
+      await cluster.addServer();
       await cluster.addWorker({ name: 'west', pools: ['left'] });
       await cluster.addWorker({ name: 'mid' });
       await cluster.addWorker({ name: 'east', pools: ['right'] });
-      const status = await runNetwork(cluster, network, ['--block']);
+      const started = await runNetwork(cluster, network);
+      // The second server does not wire the network, but answers for it from the store, and
+      // refuses to start it again while it runs.
+      const other = cluster.client(1);
+      const seen = await until(other, 'placed', (s) => s.run === started.run);
+      assert.equal(seen.state, 'running');
+      await assert.rejects(other.runNetwork({ name: 'placed', jobs: { x: { command: ['true'] } } }, { baseDir: dir }), (err: Error & { code?: string }) => err.code === 'conflict');
+      const status = await until(other, 'placed', (s) => s.state !== 'running');
       assert.equal(status.state, 'done', JSON.stringify(status));
+      assert.deepEqual(status, await cluster.client(0).networkStatus('placed'), 'both servers answer the same');
       assert.deepEqual(
         status.jobs.map((j) => [j.name, j.status, j.node]),
         [
