@@ -89,7 +89,7 @@ export function registerNetwork(program: Command): void {
       command: 'status',
       summary: 'how a network runs: its jobs and pipes',
       description:
-        'Print the newest run of a network started on this server: per job its status, node, frames taken in and stored out, restarts, and moves (placed again after its worker died); ' +
+        'Print the newest run of a network (any server answers, from the status the wiring server saves in the store): per job its status, node, frames taken in and stored out, restarts, and moves (placed again after its worker died); ' +
         'per pipe the frames stored, the frames queued (between the producer and its slowest consumer) and the frames dropped.',
       call: (api, name) => api.networkStatus(name),
     },
