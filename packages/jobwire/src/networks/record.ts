@@ -25,6 +25,21 @@ export const STALE_AFTER_MS = 10_000;
 /** Largest saved status (a network's status is a few hundred bytes a job and a pipe). */
 const MAX_RECORD_BYTES = 4 * 1024 * 1024;
 
+/** What a server that takes a network over needs besides its status. */
+export interface SavedWiring {
+  /** The network as it was asked for (a network file's content), and the folder its paths resolve against. */
+  spec: unknown;
+  baseDir: string;
+  /** How each job's supervision ended, for the jobs whose ended. */
+  outcomes: Record<string, 'done' | 'failed' | 'stopped'>;
+  /** Pipes that have ended. */
+  ended: string[];
+  /** The network is being stopped. */
+  stopping: boolean;
+  /** Takeovers so far (the claims in the run's claim stream, {@link claimWiring}). */
+  claims: number;
+}
+
 /** What is saved: the status, when, and by which server process. */
 export interface SavedNetwork {
   status: NetworkStatus;
@@ -32,6 +47,7 @@ export interface SavedNetwork {
   savedAt: number;
   /** The wiring server, as `pid@host`. */
   server: string;
+  wiring?: SavedWiring;
 }
 
 function recordName(owner: string, name: string): string {
@@ -40,8 +56,8 @@ function recordName(owner: string, name: string): string {
 }
 
 /** Saves `status` as `owner`'s network's newest. */
-export async function saveNetworkStatus(store: Store, owner: string, status: NetworkStatus, server: string): Promise<void> {
-  const saved: SavedNetwork = { status, savedAt: Date.now(), server };
+export async function saveNetworkStatus(store: Store, owner: string, status: NetworkStatus, server: string, wiring?: SavedWiring): Promise<void> {
+  const saved: SavedNetwork = { status, savedAt: Date.now(), server, ...(wiring !== undefined ? { wiring } : {}) };
   await store.blobs.write(FOLDER, recordName(owner, status.name), [Buffer.from(JSON.stringify(saved), 'utf8')], MAX_RECORD_BYTES);
 }
 
@@ -76,4 +92,45 @@ export async function savedStatusNow(store: Store, owner: string, saved: SavedNe
     );
   }
   return { ...status, jobs, errors };
+}
+
+/** The saved networks of every owner (for a server looking for networks to take over). */
+export async function listSavedNetworks(store: Store): Promise<Array<{ owner: string; name: string }>> {
+  const entries = await store.blobs.list(FOLDER);
+  return entries.flatMap(({ name }) => {
+    const at = name.lastIndexOf('\n');
+    return at < 0 ? [] : [{ owner: name.slice(0, at), name: name.slice(at + 1) }];
+  });
+}
+
+/** Whether a saved status is of a running network whose wiring server stopped saving it. */
+export function isOrphaned(saved: SavedNetwork, now = Date.now()): boolean {
+  return saved.status.state === 'running' && saved.wiring !== undefined && now - saved.savedAt > STALE_AFTER_MS;
+}
+
+/** Bytes of one claim record: the claiming server's id, padded. */
+const CLAIM_BYTES = 32;
+
+/**
+ * Claims the wiring of a network run for the server `id`, as its takeover number `claims + 1`.
+ * The claims are records in the stdin of the run's claim stream; an append at an offset already
+ * written is skipped by the stream log, so of two servers claiming the same takeover, the record
+ * that stays is the first one's: each reads it back to learn whether it won.
+ */
+export async function claimWiring(store: Store, network: string, run: string, claims: number, id: string): Promise<boolean> {
+  // A pipe's name cannot start with `-`, so this stream is no pipe's.
+  const stream = `net.${network}.${run}.-wiring`;
+  const record = Buffer.alloc(CLAIM_BYTES, ' ');
+  record.write(id.slice(0, CLAIM_BYTES), 'utf8');
+  const offset = claims * CLAIM_BYTES;
+  const { stdin } = await store.streams.sizes(stream);
+  // Claimed already, or the saved count is behind the claims (a newer takeover saved nothing yet).
+  if (stdin !== offset) return false;
+  try {
+    await store.streams.appendStdin(stream, offset, record);
+  } catch {
+    return false;
+  }
+  const { data } = await store.streams.readStdin(stream, offset, CLAIM_BYTES);
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength).equals(record);
 }

@@ -34,7 +34,7 @@ import { FRAME_PREFIX, fromWire, toWire, type HostConfig, type HostPipe } from '
 import type { Network, NetworkJob, NetworkPipe } from './model.js';
 import { Demux, muxData, muxRecord } from './mux.js';
 import { PipeReader, PipeWriter } from './pipe.js';
-import { SAVE_EVERY_MS, STALE_AFTER_MS, loadNetworkStatus, saveNetworkStatus, savedStatusNow } from './record.js';
+import { SAVE_EVERY_MS, STALE_AFTER_MS, claimWiring, isOrphaned, listSavedNetworks, loadNetworkStatus, saveNetworkStatus, savedStatusNow, type SavedNetwork } from './record.js';
 
 const FIFO_HOST = fileURLToPath(new URL('./fifo-host.js', import.meta.url));
 const JS_HOST = fileURLToPath(new URL('./js-host.js', import.meta.url));
@@ -51,16 +51,66 @@ const FEED_BATCH = 256;
  */
 export const MAX_MOVES = 10;
 
+/** How often a server looks for running networks whose wiring server stopped. */
+const TAKEOVER_SCAN_MS = 3000;
+
 /** The networks a server runs, by owner and name. */
 export class NetworkRunner {
   readonly #runs = new Map<string, NetworkRun>();
-  /** Networks whose start is under way (by owner and name), so that two starts of one do not race. */
+  /** Networks whose start (or takeover) is under way (by owner and name), so that two starts of one do not race. */
   readonly #starting = new Set<string>();
+  /** This server's id in the claims of takeovers. */
+  readonly #id = randomBytes(8).toString('hex');
+  readonly #scanner: NodeJS.Timeout;
+  #scanning = false;
+  #closed = false;
 
   constructor(
     private readonly service: JobService,
     private readonly store: Store,
-  ) {}
+  ) {
+    this.#scanner = setInterval(() => void this.#adoptOrphans(), TAKEOVER_SCAN_MS);
+    this.#scanner.unref();
+  }
+
+  /**
+   * Takes over the running networks whose wiring server stopped (their saved status went stale,
+   * `record.ts`): one server wins each takeover (`claimWiring`), restores the run and wires it
+   * again ({@link NetworkRun.takeOver}). A takeover that fails saves the network as failed.
+   */
+  async #adoptOrphans(): Promise<void> {
+    if (this.#scanning || this.#closed) return;
+    this.#scanning = true;
+    try {
+      for (const { owner, name } of await listSavedNetworks(this.store)) {
+        if (this.#closed) return;
+        const key = `${owner}\n${name}`;
+        if (this.#starting.has(key)) continue;
+        const saved = await loadNetworkStatus(this.store, owner, name);
+        if (saved === undefined || !isOrphaned(saved)) continue;
+        const wiring = saved.wiring!;
+        if (!(await claimWiring(this.store, name, saved.status.run, wiring.claims, this.#id))) continue;
+        this.#starting.add(key);
+        try {
+          const loaded = parseNetworkSpec(wiring.spec, wiring.baseDir);
+          await checkNetwork(loaded, { importModules: false });
+          const run = new NetworkRun(this.service, this.store, owner, loaded.network, { spec: wiring.spec, baseDir: wiring.baseDir }, { run: saved.status.run, claims: wiring.claims + 1 });
+          this.#runs.get(key)?.close();
+          await run.takeOver(saved);
+          this.#runs.set(key, run);
+        } catch (error) {
+          const message = `taking the network over from the server that stopped failed: ${error instanceof Error ? error.message : String(error)}`;
+          await saveNetworkStatus(this.store, owner, { ...saved.status, state: 'failed', errors: [...saved.status.errors, message] }, this.#id).catch(() => {});
+        } finally {
+          this.#starting.delete(key);
+        }
+      }
+    } catch {
+      // The next scan tries again.
+    } finally {
+      this.#scanning = false;
+    }
+  }
 
   /**
    * Checks and starts a network for `owner`; relative paths in `spec` resolve against `baseDir`.
@@ -89,7 +139,7 @@ export class NetworkRunner {
       // Started on another server (or on this one before it restarted), and still wired there.
       const saved = previous === undefined ? await loadNetworkStatus(this.store, owner, network.name) : undefined;
       if (saved !== undefined && (await savedStatusNow(this.store, owner, saved)).state === 'running' && Date.now() - saved.savedAt <= STALE_AFTER_MS) throw busy();
-      const run = new NetworkRun(this.service, this.store, owner, network);
+      const run = new NetworkRun(this.service, this.store, owner, network, { spec, baseDir });
       await run.start();
       this.#runs.set(key, run);
       return await run.status();
@@ -124,15 +174,22 @@ export class NetworkRunner {
     return run.stop();
   }
 
-  /** Stops wiring every network (their jobs go on as jobs do when a server stops). */
+  /**
+   * Stops wiring every network (their jobs go on as jobs do when a server stops; once their saved
+   * status is stale, another server, or this one started again, takes them over).
+   */
   close(): void {
+    this.#closed = true;
+    clearInterval(this.#scanner);
     for (const run of this.#runs.values()) run.close();
   }
 }
 
 /** One run of a network. */
 class NetworkRun {
-  readonly run = randomBytes(4).toString('hex');
+  readonly run: string;
+  /** Takeovers of this run's wiring so far (see `claimWiring`). */
+  readonly #claims: number;
   readonly group: string;
   /** The current job of each network job (a restart submits a new one). */
   readonly #ids = new Map<string, string>();
@@ -166,8 +223,13 @@ class NetworkRun {
     private readonly store: Store,
     private readonly owner: string,
     private readonly network: Network,
+    /** The network as asked for, saved for a server that takes it over. */
+    private readonly source: { spec: unknown; baseDir: string },
+    restored?: { run: string; claims: number },
   ) {
     this.group = `networks:${network.name}`;
+    this.run = restored?.run ?? randomBytes(4).toString('hex');
+    this.#claims = restored?.claims ?? 0;
   }
 
   /** The `network` part of this run's pipe stream ids. */
@@ -190,10 +252,67 @@ class NetworkRun {
       this.close();
       throw error;
     }
+    this.#launch(Object.values(this.network.jobs));
+  }
+
+  /**
+   * Takes over this run from the server that wired it and stopped, as it saved it: the pipes are
+   * opened again (a producer that writes again does so in a new epoch: its consumers see a
+   * *reset*), pipe ends that server did not get to store are stored, and each job whose
+   * supervision had not ended — running unwired, or ended unseen — is cancelled and started
+   * again (a move): its inputs resume from its committed cursors.
+   */
+  async takeOver(saved: SavedNetwork): Promise<void> {
+    const wiring = saved.wiring!;
+    for (const [name, outcome] of Object.entries(wiring.outcomes)) this.#outcomes.set(name, outcome);
+    this.#errors.push(...saved.status.errors);
+    this.#stopping = wiring.stopping;
+    for (const job of saved.status.jobs) {
+      this.#ids.set(job.name, job.id);
+      this.#counts.set(job.name, { restarts: job.restarts, moves: job.moves ?? 0, framesIn: job.framesIn, framesOut: job.framesOut });
+    }
+    for (const pipe of saved.status.pipes) this.#earlier.set(pipe.name, { written: pipe.frames, dropped: 0 });
+    for (const name of wiring.ended) this.#ended.add(name);
+    for (const pipe of Object.values(this.network.pipes)) {
+      if (this.#ended.has(pipe.name)) continue;
+      try {
+        this.#writers.set(pipe.name, await PipeWriter.open({ streams: this.store.streams, network: this.streamNetwork, pipe: pipe.name, queue: pipe.queue, consumers: pipe.consumers }));
+      } catch (error) {
+        // Ended before the save said so.
+        if (!(error instanceof ConflictError)) throw error;
+        this.#ended.add(pipe.name);
+      }
+    }
+    const jobs = Object.values(this.network.jobs);
+    for (const job of jobs) if (this.#outcomes.get(job.name) === 'done') for (const name of job.outputs) await this.#end(name);
+    const unfinished = jobs.filter((job) => !this.#outcomes.has(job.name));
+    await Promise.all(
+      unfinished.map(async (job) => {
+        const old = this.#ids.get(job.name)!;
+        await this.service.cancel(this.owner, old).catch(() => {});
+        // A job deleted meanwhile has nothing left to wait for.
+        if ((await this.store.getJob(old).catch(() => undefined)) !== undefined) await this.#final(old);
+      }),
+    );
+    if (this.#stopping) {
+      for (const job of unfinished) this.#outcomes.set(job.name, 'stopped');
+      this.#launch([]);
+      return;
+    }
+    for (const job of unfinished) {
+      this.#counts.get(job.name)!.moves++;
+      const next = await this.service.submit(this.owner, this.description(job));
+      this.#ids.set(job.name, next.id);
+    }
+    this.#launch(unfinished);
+  }
+
+  /** Starts saving the status, and supervising `jobs`. */
+  #launch(jobs: NetworkJob[]): void {
     this.#saver = setInterval(() => this.#save(), SAVE_EVERY_MS);
     this.#saver.unref();
     this.#save();
-    for (const job of Object.values(this.network.jobs)) {
+    for (const job of jobs) {
       void this.#supervise(job).catch((error: unknown) => {
         this.#errors.push(`${job.name}: ${error instanceof Error ? error.message : String(error)}`);
         this.#outcomes.set(job.name, 'failed');
@@ -366,7 +485,15 @@ class NetworkRun {
   /** Writes a status to the store after the writes asked for before it, so the last one asked for is the one kept. */
   #persist(status: NetworkStatus): Promise<void> {
     this.#written = this.#written
-      .then(() => saveNetworkStatus(this.store, this.owner, status, this.#server))
+      .then(() =>
+        saveNetworkStatus(this.store, this.owner, status, this.#server, {
+          ...this.source,
+          outcomes: Object.fromEntries(this.#outcomes),
+          ended: [...this.#ended],
+          stopping: this.#stopping,
+          claims: this.#claims,
+        }),
+      )
       .catch(() => {
         // The next save tries again; a server whose store fails has other troubles to report.
       });
@@ -405,6 +532,7 @@ class NetworkRun {
         inputs: job.inputs.map(pipe),
         outputs: job.outputs.map(pipe),
         restarts: this.#counts.get(job.name)?.restarts ?? 0,
+        moves: this.#counts.get(job.name)?.moves ?? 0,
       };
       // A job with inputs (or the interactive builtin) reads its stdin, so it runs in a function
       // runner of its own; a source runs in a warm runner of the pool.

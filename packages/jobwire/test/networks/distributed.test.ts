@@ -225,4 +225,56 @@ pipes:
       assert.ok(frames.length > N - 100 && frames.length <= N, `${frames.length} frames`);
     });
   });
+
+  it('kill -9 the server wiring a network: another server takes it over, restarts its unfinished jobs from their committed cursors, and the sink gets every frame (at least once)', async () => {
+    const N = 2000;
+    const out = join(dir, 'adopted.csv');
+    file('adopted-square.mjs', 'export async function run(n) { await new Promise((r) => setTimeout(r, 3)); return Number(n) ** 2; }\n');
+    const network = file(
+      'adopted.yaml',
+      `name: adopted
+jobs:
+  numbers: { command: [seq, 1, ${N}], outputs: [n] }
+  square:  { js: ./adopted-square.mjs, inputs: [n], outputs: [sq] }
+  sink:    { builtin: csv-sink, path: adopted.csv, inputs: [sq] }
+pipes:
+  n:  { framing: lines, queue: { max: 4096 } }
+  sq: { framing: lines, queue: { max: 16 } }
+`,
+    );
+    await withCluster(async (cluster) => {
+      const wiring = await cluster.addServer();
+      await cluster.addServer();
+      await cluster.addWorker({ name: 'w1', slots: 4 });
+      const started = await runNetwork(cluster, network);
+      const before = await until(cluster.client(0), 'adopted', (s) => s.pipes.find((p) => p.name === 'sq')!.frames >= 200 && s.jobs.find((j) => j.name === 'numbers')!.status === 'Success');
+      assert.ok(before.pipes.find((p) => p.name === 'sq')!.frames < N / 2, 'the kill lands mid-stream');
+      // Killed at the end should the takeover fail to cancel them.
+      for (const job of before.jobs.filter((j) => j.status === 'Running')) {
+        const pid = await cluster.jobPid(job.id);
+        if (pid > 0) cluster.orphans.add(pid);
+      }
+      wiring.proc.kill('SIGKILL');
+      await wiring.exited;
+
+      const other = cluster.client(1);
+      const done = await until(other, 'adopted', (s) => s.state !== 'running', 90_000);
+      assert.equal(done.state, 'done', JSON.stringify(done));
+      assert.equal(done.run, started.run, 'the same run, taken over');
+      const jobs = new Map(done.jobs.map((j) => [j.name, j]));
+      assert.equal(jobs.get('numbers')!.moves, 0, 'a job that had ended stays as it was');
+      for (const name of ['square', 'sink']) {
+        assert.equal(jobs.get(name)!.moves, 1, `${name} started again once`);
+        assert.notEqual(jobs.get(name)!.id, started.jobs.find((j) => j.name === name)!.id);
+        const unwired = (await other.getJobStatus(started.jobs.find((j) => j.name === name)!.id)).status;
+        assert.ok(!['Queued', 'Running'].includes(unwired), `the unwired job was stopped (${unwired})`);
+      }
+      const rows = readFileSync(out, 'utf8').trim().split('\n').map((line) => Math.sqrt(Number(line)));
+      const firsts = rows.filter((n, i) => rows.indexOf(n) === i);
+      assert.deepEqual(firsts, Array.from({ length: N }, (_, i) => i + 1), 'every frame arrives, in order');
+      assert.ok(rows.length - N < 100, `at most the frames in flight come twice (${rows.length - N} did)`);
+      const frames = await tapAll(other, 'adopted', 'sq');
+      assert.equal(frames.filter((f) => f.reset).length, 1, 'the seam is flagged: one reset');
+    });
+  });
 });
