@@ -26,7 +26,7 @@ const networkStatusSchema = z
         exitCode: z.number().nullable(),
         node: z.string().nullable().describe('Worker node running it (distributed mode).'),
         restarts: z.number().describe('Restarts made by its restart policy.'),
-        moves: z.number().describe('Times it was placed again because its worker died (distributed mode; not restarts).'),
+        moves: z.number().describe('Times it was placed again because its worker died or its wiring server stopped (not restarts).'),
         framesIn: z.number().describe('Frames taken from its inputs.'),
         framesOut: z.number().describe('Frames stored to its outputs.'),
       }),
