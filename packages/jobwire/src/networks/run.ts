@@ -137,8 +137,8 @@ export class NetworkRunner {
       const previous = this.#runs.get(key);
       if (previous !== undefined && (await previous.status()).state === 'running') throw busy();
       // Started on another server (or on this one before it restarted), and still wired there.
-      const saved = previous === undefined ? await loadNetworkStatus(this.store, owner, network.name) : undefined;
-      if (saved !== undefined && (await savedStatusNow(this.store, owner, saved)).state === 'running' && Date.now() - saved.savedAt <= STALE_AFTER_MS) throw busy();
+      const saved = await loadNetworkStatus(this.store, owner, network.name);
+      if (saved !== undefined && saved.status.run !== previous?.run && saved.status.state === 'running' && Date.now() - saved.savedAt <= STALE_AFTER_MS) throw busy();
       const run = new NetworkRun(this.service, this.store, owner, network, { spec, baseDir });
       await run.start();
       this.#runs.set(key, run);
@@ -154,10 +154,13 @@ export class NetworkRunner {
    */
   async status(owner: string, name: string): Promise<NetworkStatus> {
     const run = this.#runs.get(`${owner}\n${name}`);
-    if (run !== undefined) return run.status();
+    const here = await run?.status();
+    if (here?.state === 'running') return here;
+    // A newer run may have been started on another server.
     const saved = await loadNetworkStatus(this.store, owner, name);
-    if (saved === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
-    return savedStatusNow(this.store, owner, saved);
+    if (saved !== undefined && saved.status.run !== here?.run) return savedStatusNow(this.store, owner, saved);
+    if (here !== undefined) return here;
+    throw new NotFoundError(`no network ${JSON.stringify(name)}`);
   }
 
   /** A tap on pipe `pipe` of `owner`'s network `name`: its frames as JSON lines (see {@link NetworkRun.tap}). */
@@ -170,7 +173,11 @@ export class NetworkRunner {
   /** Stops `owner`'s network `name`: its jobs are cancelled, none restarts. */
   async stop(owner: string, name: string): Promise<NetworkStatus> {
     const run = this.#runs.get(`${owner}\n${name}`);
-    if (run === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+    if (run === undefined) {
+      const saved = await loadNetworkStatus(this.store, owner, name);
+      if (saved?.status.state === 'running') throw new ConflictError(`network ${name} is wired by another server (${saved.server}): stop it there`);
+      throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+    }
     return run.stop();
   }
 
