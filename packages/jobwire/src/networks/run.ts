@@ -9,9 +9,12 @@
  *   frames go to its stdin as JSON lines, and its output frames come back as JSON lines on its
  *   stdout (protocol in `js-host.ts`, shared types in `js-wire.ts`).
  *
- * Each job is supervised (`#supervise`): a job that fails or is lost restarts as its policy
- * says (a new job; its outputs go on in a new epoch), and one that may not restart ends the
- * network — its other jobs are cancelled. A network that fails its checks, or has a `logging`
+ * Each job is supervised (`#supervise`): a job that fails restarts as its policy says (a new
+ * job; its outputs go on in a new epoch), and one that may not restart ends the network — its
+ * other jobs are cancelled. A job lost with its worker is *moved* (placed again, no restart): a
+ * js or builtin job with inputs resumes exactly (`resumesExactly`), the others as after a
+ * restart. The wiring server saves the network's state in the store (`record.ts`); a server
+ * that finds it stale takes the network over (`NetworkRunner.#adoptOrphans`). A network that fails its checks, or has a `logging`
  * job (not run yet), is refused before anything starts; a start that fails half-way cancels the
  * jobs it had submitted.
  * @module
