@@ -263,6 +263,8 @@ class NetworkRun {
       throw error;
     }
     this.#launch(Object.values(this.network.jobs));
+    // Saved before the start is answered, so every server knows the network from then on.
+    await this.#saving;
   }
 
   /**
@@ -315,6 +317,7 @@ class NetworkRun {
       this.#ids.set(job.name, next.id);
     }
     this.#launch(unfinished);
+    await this.#saving;
   }
 
   /** Starts saving the status, and supervising `jobs`. */
