@@ -96,7 +96,9 @@ export function registerNetwork(program: Command): void {
     {
       command: 'stop',
       summary: 'stop a network: cancel its jobs',
-      description: 'Cancel every job of the newest run of a network; none is restarted. Its pipes are kept as they are. Prints the status.',
+      description:
+        'Cancel every job of the newest run of a network; none is restarted. Its pipes are kept as they are. Prints the status. ' +
+        'Only the server that wires the network stops it (another answers 409, naming it).',
       call: (api, name) => api.stopNetwork(name),
     },
   ];
