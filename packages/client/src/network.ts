@@ -156,6 +156,12 @@ export interface NetworkJobStatus {
   node: string | null;
   /** Times it was restarted by its restart policy (each restart is a new job; `id` is the newest). */
   restarts: number;
+  /**
+   * Times it was placed again because its worker died, or started again because the server
+   * wiring it stopped and another took the network over (each move is a new job, resuming from
+   * its committed cursors; not counted in `restarts`).
+   */
+  moves: number;
   /** Frames it took from its inputs. */
   framesIn: number;
   /** Frames it stored to its outputs. */

@@ -45,10 +45,11 @@ function csvSink(options: BuiltinOptions): NetworkJobModule {
   };
   return {
     async setup(ctx: NetworkJobContext) {
-      // A restarted sink goes on after the rows it wrote before.
-      out = createWriteStream(options.path!, { flags: ctx.restarts === 0 ? 'w' : 'a' });
+      // A restarted (or moved) sink goes on after the rows it wrote before.
+      const first = ctx.restarts === 0 && ctx.moves === 0;
+      out = createWriteStream(options.path!, { flags: first ? 'w' : 'a' });
       await once(out, 'open');
-      if (options.columns !== undefined && ctx.restarts === 0) await write(`${options.columns.map(csvField).join(',')}\n`);
+      if (options.columns !== undefined && first) await write(`${options.columns.map(csvField).join(',')}\n`);
     },
     async run(...inputs: unknown[]) {
       await write(`${inputs.flatMap((v) => cells(v, options.columns)).map(csvField).join(',')}\n`);

@@ -36,6 +36,7 @@ export async function hostNetworkJob(config: HostConfig, extra: { signal: AbortS
     outputs: config.outputs.map((p) => p.name),
     signal: extra.signal,
     restarts: config.restarts,
+    moves: config.moves ?? 0,
     frame: { seq: 0, gap: [], reset: false },
   };
   let frames = 0;

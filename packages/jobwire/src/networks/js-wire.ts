@@ -35,6 +35,8 @@ export interface HostConfig {
   outputs: HostPipe[];
   /** Times this job was restarted before (0 for its first run). */
   restarts: number;
+  /** Times this job was moved before (placed again after its worker or its wiring server stopped). */
+  moves: number;
 }
 
 /** What `setup(ctx)` receives. */
@@ -47,6 +49,8 @@ export interface NetworkJobContext {
   signal: AbortSignal;
   /** Times this job was restarted before (0 for its first run). */
   restarts: number;
+  /** Times this job was moved before: placed again after its worker died or its wiring server stopped (not restarts). */
+  moves: number;
   /** The set being handled by `run`: its sequence number, which inputs are fillers, and whether a producer restarted. */
   frame: { seq: number; gap: boolean[]; reset: boolean };
 }

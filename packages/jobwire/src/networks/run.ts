@@ -9,14 +9,18 @@
  *   frames go to its stdin as JSON lines, and its output frames come back as JSON lines on its
  *   stdout (protocol in `js-host.ts`, shared types in `js-wire.ts`).
  *
- * Each job is supervised (`#supervise`): a job that fails or is lost restarts as its policy
- * says (a new job; its outputs go on in a new epoch), and one that may not restart ends the
- * network — its other jobs are cancelled. A `logging` job is told the others' processes
- * (`logging-feed.ts`). A network that fails its checks is refused before anything starts; a start
- * that fails half-way cancels the jobs it had submitted.
+ * Each job is supervised (`#supervise`): a job that fails restarts as its policy says (a new
+ * job; its outputs go on in a new epoch), and one that may not restart ends the network — its
+ * other jobs are cancelled. A job lost with its worker is *moved* (placed again, no restart): a
+ * js or builtin job with inputs resumes exactly (`resumesExactly`), the others as after a
+ * restart. The wiring server saves the network's state in the store (`record.ts`); a server
+ * that finds it stale takes the network over (`NetworkRunner.#adoptOrphans`). A `logging` job is
+ * told the others' processes (`logging-feed.ts`). A network that fails its checks is refused
+ * before anything starts; a start that fails half-way cancels the jobs it had submitted.
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import { BadRequestError, ConflictError, NotFoundError, isFinal, type JobDescription, type JobStatus, type NetworkGraph, type NetworkJobStatus, type NetworkStatus, type OutputChunk } from '@jobwire/client';
@@ -36,6 +40,7 @@ import { OUTPUT_WINDOW_BYTES, OutputWindow } from './output-window.js';
 import { PipeReader, PipeWriter } from './pipe.js';
 import { feedLogging } from './logging-feed.js';
 import { networkGraph } from './shape.js';
+import { SAVE_EVERY_MS, STALE_AFTER_MS, claimWiring, isOrphaned, listSavedNetworks, loadNetworkStatus, saveNetworkStatus, savedStatusNow, type SavedNetwork } from './record.js';
 
 const FIFO_HOST = fileURLToPath(new URL('./fifo-host.js', import.meta.url));
 const JS_HOST = fileURLToPath(new URL('./js-host.js', import.meta.url));
@@ -46,16 +51,72 @@ const STDIN_WINDOW = 256 * 1024;
 /** Most frames the feed of a job's stdin passes on in one write. */
 const FEED_BATCH = 256;
 
+/**
+ * Most times one network job is placed again after its worker died (a job that keeps taking its
+ * workers down is not moved on for ever); past it, its restart policy decides as for a failure.
+ */
+export const MAX_MOVES = 10;
+
+/** How often a server looks for running networks whose wiring server stopped. */
+const TAKEOVER_SCAN_MS = 3000;
+
 /** The networks a server runs, by owner and name. */
 export class NetworkRunner {
   readonly #runs = new Map<string, NetworkRun>();
-  /** Networks whose start is under way (by owner and name), so that two starts of one do not race. */
+  /** Networks whose start (or takeover) is under way (by owner and name), so that two starts of one do not race. */
   readonly #starting = new Set<string>();
+  /** This server's id in the claims of takeovers. */
+  readonly #id = randomBytes(8).toString('hex');
+  readonly #scanner: NodeJS.Timeout;
+  #scanning = false;
+  #closed = false;
 
   constructor(
     private readonly service: JobService,
     private readonly store: Store,
-  ) {}
+  ) {
+    this.#scanner = setInterval(() => void this.#adoptOrphans(), TAKEOVER_SCAN_MS);
+    this.#scanner.unref();
+  }
+
+  /**
+   * Takes over the running networks whose wiring server stopped (their saved status went stale,
+   * `record.ts`): one server wins each takeover (`claimWiring`), restores the run and wires it
+   * again ({@link NetworkRun.takeOver}). A takeover that fails saves the network as failed.
+   */
+  async #adoptOrphans(): Promise<void> {
+    if (this.#scanning || this.#closed) return;
+    this.#scanning = true;
+    try {
+      for (const { owner, name } of await listSavedNetworks(this.store)) {
+        if (this.#closed) return;
+        const key = `${owner}\n${name}`;
+        if (this.#starting.has(key)) continue;
+        const saved = await loadNetworkStatus(this.store, owner, name);
+        if (saved === undefined || !isOrphaned(saved)) continue;
+        const wiring = saved.wiring!;
+        if (!(await claimWiring(this.store, name, saved.status.run, wiring.claims, this.#id))) continue;
+        this.#starting.add(key);
+        try {
+          const loaded = parseNetworkSpec(wiring.spec, wiring.baseDir);
+          await checkNetwork(loaded, { importModules: false });
+          const run = new NetworkRun(this.service, this.store, owner, loaded.network, { spec: wiring.spec, baseDir: wiring.baseDir }, { run: saved.status.run, claims: wiring.claims + 1 });
+          this.#runs.get(key)?.close();
+          await run.takeOver(saved);
+          this.#runs.set(key, run);
+        } catch (error) {
+          const message = `taking the network over from the server that stopped failed: ${error instanceof Error ? error.message : String(error)}`;
+          await saveNetworkStatus(this.store, owner, { ...saved.status, state: 'failed', errors: [...saved.status.errors, message] }, this.#id).catch(() => {});
+        } finally {
+          this.#starting.delete(key);
+        }
+      }
+    } catch {
+      // The next scan tries again.
+    } finally {
+      this.#scanning = false;
+    }
+  }
 
   /**
    * Checks and starts a network for `owner`; relative paths in `spec` resolve against `baseDir`.
@@ -77,7 +138,10 @@ export class NetworkRunner {
     try {
       const previous = this.#runs.get(key);
       if (previous !== undefined && (await previous.status()).state === 'running') throw busy();
-      const run = new NetworkRun(this.service, this.store, owner, network);
+      // Started on another server (or on this one before it restarted), and still wired there.
+      const saved = await loadNetworkStatus(this.store, owner, network.name);
+      if (saved !== undefined && saved.status.run !== previous?.run && saved.status.state === 'running' && Date.now() - saved.savedAt <= STALE_AFTER_MS) throw busy();
+      const run = new NetworkRun(this.service, this.store, owner, network, { spec, baseDir });
       await run.start();
       this.#runs.set(key, run);
       return await run.status();
@@ -86,11 +150,19 @@ export class NetworkRunner {
     }
   }
 
-  /** The status of `owner`'s network `name` (its newest run on this server). */
-  status(owner: string, name: string): Promise<NetworkStatus> {
+  /**
+   * The status of `owner`'s network `name`: of its newest run on this server, else as the server
+   * that wires it saved it in the store (`record.ts`).
+   */
+  async status(owner: string, name: string): Promise<NetworkStatus> {
     const run = this.#runs.get(`${owner}\n${name}`);
-    if (run === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
-    return run.status();
+    const here = await run?.status();
+    if (here?.state === 'running') return here;
+    // A newer run may have been started on another server.
+    const saved = await loadNetworkStatus(this.store, owner, name);
+    if (saved !== undefined && saved.status.run !== here?.run) return savedStatusNow(this.store, owner, saved);
+    if (here !== undefined) return here;
+    throw new NotFoundError(`no network ${JSON.stringify(name)}`);
   }
 
   /** The newest run of each of `owner`'s networks on this server, by name. */
@@ -116,19 +188,30 @@ export class NetworkRunner {
   /** Stops `owner`'s network `name`: its jobs are cancelled, none restarts. */
   async stop(owner: string, name: string): Promise<NetworkStatus> {
     const run = this.#runs.get(`${owner}\n${name}`);
-    if (run === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+    if (run === undefined) {
+      const saved = await loadNetworkStatus(this.store, owner, name);
+      if (saved?.status.state === 'running') throw new ConflictError(`network ${name} is wired by another server (${saved.server}): stop it there`);
+      throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+    }
     return run.stop();
   }
 
-  /** Stops wiring every network (their jobs go on as jobs do when a server stops). */
+  /**
+   * Stops wiring every network (their jobs go on as jobs do when a server stops; once their saved
+   * status is stale, another server, or this one started again, takes them over).
+   */
   close(): void {
+    this.#closed = true;
+    clearInterval(this.#scanner);
     for (const run of this.#runs.values()) run.close();
   }
 }
 
 /** One run of a network. */
 class NetworkRun {
-  readonly run = randomBytes(4).toString('hex');
+  readonly run: string;
+  /** Takeovers of this run's wiring so far (see `claimWiring`). */
+  readonly #claims: number;
   readonly group: string;
   /** The current job of each network job (a restart submits a new one). */
   readonly #ids = new Map<string, string>();
@@ -141,13 +224,18 @@ class NetworkRun {
   /** The current reader of each pipe by each consumer (`PIPE\nJOB`); its drops include earlier ones (they live in its cursor). */
   readonly #readers = new Map<string, { pipe: string; reader: PipeReader }>();
   /** Per job: restarts, frames taken from its inputs, frames stored to its outputs. */
-  readonly #counts = new Map<string, { restarts: number; framesIn: number; framesOut: number }>();
+  readonly #counts = new Map<string, { restarts: number; moves: number; framesIn: number; framesOut: number }>();
   /** How each job's supervision ended; a job missing here is still supervised. */
   readonly #outcomes = new Map<string, 'done' | 'failed' | 'stopped'>();
   readonly #errors: string[] = [];
   readonly #stops: Array<() => void> = [];
   #stopping = false;
   #closed = false;
+  /** Saves the status in the store while the network runs, for the other servers (`record.ts`). */
+  #saver: NodeJS.Timeout | undefined;
+  #saving: Promise<void> | undefined;
+  #written: Promise<void> = Promise.resolve();
+  readonly #server = `${process.pid}@${hostname()}`;
   /** Resolved once the network is being ended (failed or stopped): no drain is waited for then. */
   #endNow!: () => void;
   readonly #over = new Promise<void>((resolve) => (this.#endNow = resolve));
@@ -157,8 +245,13 @@ class NetworkRun {
     private readonly store: Store,
     private readonly owner: string,
     private readonly network: Network,
+    /** The network as asked for, saved for a server that takes it over. */
+    private readonly source: { spec: unknown; baseDir: string },
+    restored?: { run: string; claims: number },
   ) {
     this.group = `networks:${network.name}`;
+    this.run = restored?.run ?? randomBytes(4).toString('hex');
+    this.#claims = restored?.claims ?? 0;
   }
 
   /** The `network` part of this run's pipe stream ids. */
@@ -174,14 +267,77 @@ class NetworkRun {
       for (const job of Object.values(this.network.jobs)) {
         const record = await this.service.submit(this.owner, this.description(job));
         this.#ids.set(job.name, record.id);
-        this.#counts.set(job.name, { restarts: 0, framesIn: 0, framesOut: 0 });
+        this.#counts.set(job.name, { restarts: 0, moves: 0, framesIn: 0, framesOut: 0 });
       }
     } catch (error) {
       await this.#cancelAll();
       this.close();
       throw error;
     }
-    for (const job of Object.values(this.network.jobs)) {
+    this.#launch(Object.values(this.network.jobs));
+    // Saved before the start is answered, so every server knows the network from then on.
+    await this.#saving;
+  }
+
+  /**
+   * Takes over this run from the server that wired it and stopped, as it saved it: the pipes are
+   * opened again (a producer that writes again does so in a new epoch: its consumers see a
+   * *reset*), pipe ends that server did not get to store are stored, and each job whose
+   * supervision had not ended — running unwired, or ended unseen — is cancelled and started
+   * again (a move): its inputs resume from its committed cursors.
+   */
+  async takeOver(saved: SavedNetwork): Promise<void> {
+    const wiring = saved.wiring!;
+    for (const [name, outcome] of Object.entries(wiring.outcomes)) this.#outcomes.set(name, outcome);
+    this.#errors.push(...saved.status.errors);
+    this.#stopping = wiring.stopping;
+    for (const job of saved.status.jobs) {
+      this.#ids.set(job.name, job.id);
+      this.#counts.set(job.name, { restarts: job.restarts, moves: job.moves ?? 0, framesIn: job.framesIn, framesOut: job.framesOut });
+    }
+    for (const pipe of saved.status.pipes) this.#earlier.set(pipe.name, { written: pipe.frames, dropped: 0 });
+    for (const name of wiring.ended) this.#ended.add(name);
+    for (const pipe of Object.values(this.network.pipes)) {
+      if (this.#ended.has(pipe.name)) continue;
+      try {
+        this.#writers.set(pipe.name, await PipeWriter.open({ streams: this.store.streams, network: this.streamNetwork, pipe: pipe.name, queue: pipe.queue, consumers: pipe.consumers }));
+      } catch (error) {
+        // Ended before the save said so.
+        if (!(error instanceof ConflictError)) throw error;
+        this.#ended.add(pipe.name);
+      }
+    }
+    const jobs = Object.values(this.network.jobs);
+    for (const job of jobs) if (this.#outcomes.get(job.name) === 'done') for (const name of job.outputs) await this.#end(name);
+    const unfinished = jobs.filter((job) => !this.#outcomes.has(job.name));
+    await Promise.all(
+      unfinished.map(async (job) => {
+        const old = this.#ids.get(job.name)!;
+        await this.service.cancel(this.owner, old).catch(() => {});
+        // A job deleted meanwhile has nothing left to wait for.
+        if ((await this.store.getJob(old).catch(() => undefined)) !== undefined) await this.#final(old);
+      }),
+    );
+    if (this.#stopping) {
+      for (const job of unfinished) this.#outcomes.set(job.name, 'stopped');
+      this.#launch([]);
+      return;
+    }
+    for (const job of unfinished) {
+      this.#counts.get(job.name)!.moves++;
+      const next = await this.service.submit(this.owner, this.description(job));
+      this.#ids.set(job.name, next.id);
+    }
+    this.#launch(unfinished);
+    await this.#saving;
+  }
+
+  /** Starts saving the status, and supervising `jobs`. */
+  #launch(jobs: NetworkJob[]): void {
+    this.#saver = setInterval(() => this.#save(), SAVE_EVERY_MS);
+    this.#saver.unref();
+    this.#save();
+    for (const job of jobs) {
       void this.#supervise(job).catch((error: unknown) => {
         this.#errors.push(`${job.name}: ${error instanceof Error ? error.message : String(error)}`);
         this.#outcomes.set(job.name, 'failed');
@@ -259,6 +415,15 @@ class NetworkRun {
       if (this.#closed) return;
       if (this.#stopping) return void this.#outcomes.set(job.name, 'stopped');
       const counts = this.#counts.get(job.name)!;
+      // Its worker died (distributed mode): not the job's failure, so no restart — the job is
+      // placed again by the same rules and resumes (see `resumesExactly`).
+      if (record.status === 'Lost' && counts.moves < MAX_MOVES) {
+        counts.moves++;
+        if (!resumesExactly(job)) for (const name of job.outputs) await this.#reopen(name);
+        const next = await this.service.submit(this.owner, this.description(job));
+        this.#ids.set(job.name, next.id);
+        continue;
+      }
       const { policy, max } = job.restart;
       const failed = record.status === 'Failed' || record.status === 'Lost';
       const restart = counts.restarts < max && ((policy === 'on-failure' && failed) || (policy === 'always' && record.status !== 'Cancelled'));
@@ -334,15 +499,47 @@ class NetworkRun {
     });
     const outcomes = [...this.#outcomes.values()];
     const final = outcomes.length === Object.keys(this.network.jobs).length;
-    // Nothing moves any more: stop following the pipes (the figures above are the last).
-    if (final) this.close();
     const state = !final ? 'running' : this.#stopping ? 'stopped' : outcomes.every((o) => o === 'done') && this.#errors.length === 0 ? 'done' : 'failed';
-    return { name: this.network.name, run: this.run, state, group: this.group, jobs, pipes, errors: [...this.#errors] };
+    const status: NetworkStatus = { name: this.network.name, run: this.run, state, group: this.group, jobs, pipes, errors: [...this.#errors] };
+    // Nothing moves any more: stop following the pipes (the figures above are the last), and
+    // save them for the other servers.
+    if (final && !this.#closed) {
+      this.close();
+      void this.#persist(status);
+    }
+    return status;
+  }
+
+  /** Saves the status for the other servers, unless a save is under way (the timer calls again). */
+  #save(): void {
+    if (this.#saving !== undefined) return;
+    this.#saving = this.status()
+      .then((status) => (this.#closed && status.state === 'running' ? undefined : this.#persist(status)))
+      .finally(() => (this.#saving = undefined));
+  }
+
+  /** Writes a status to the store after the writes asked for before it, so the last one asked for is the one kept. */
+  #persist(status: NetworkStatus): Promise<void> {
+    this.#written = this.#written
+      .then(() =>
+        saveNetworkStatus(this.store, this.owner, status, this.#server, {
+          ...this.source,
+          outcomes: Object.fromEntries(this.#outcomes),
+          ended: [...this.#ended],
+          stopping: this.#stopping,
+          claims: this.#claims,
+        }),
+      )
+      .catch(() => {
+        // The next save tries again; a server whose store fails has other troubles to report.
+      });
+    return this.#written;
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#saver);
     for (const stop of this.#stops.splice(0)) stop();
     for (const writer of this.#writers.values()) writer.close();
     for (const { reader } of this.#readers.values()) reader.close();
@@ -375,6 +572,7 @@ class NetworkRun {
         inputs: job.inputs.map(pipe),
         outputs: job.outputs.map(pipe),
         restarts: this.#counts.get(job.name)?.restarts ?? 0,
+        moves: this.#counts.get(job.name)?.moves ?? 0,
       };
       // A job with inputs (or the interactive or logging builtin) reads its stdin: an interactive
       // function job, which runs in a warm runner of the pool as a source does (its process.stdin
@@ -546,13 +744,15 @@ class NetworkRun {
             }
           })();
     for await (const batch of sets) {
-      const cursors = readers.map((reader, port) => {
-        const last = batch.findLast((set) => set.frames[port] !== undefined && set.frames[port]!.index >= 0)?.frames[port];
-        return last === undefined ? undefined : reader.cursorAfter(last);
-      });
       await stdin.write(Buffer.from(batch.map(line).join(''), 'utf8'));
-      total += batch.length;
-      done.push({ sets: total, commit: () => cursors.forEach((cursor, port) => cursor !== undefined && readers[port]!.commit(cursor)) });
+      // One commit per set: the job acks sets one by one, and a set acked is a set whose output
+      // frames are stored, so its frames must never come again (a batch committed whole would
+      // bring back the acked sets before a crash in its middle).
+      for (const set of batch) {
+        total++;
+        const cursors = set.frames.map((frame, port) => (frame !== undefined && frame.index >= 0 ? readers[port]!.cursorAfter(frame) : undefined));
+        done.push({ sets: total, commit: () => cursors.forEach((cursor, port) => cursor !== undefined && readers[port]!.commit(cursor)) });
+      }
       commit();
       counts.framesIn += batch.reduce((n, set) => n + set.frames.filter((f) => f !== undefined && f.index >= 0).length, 0);
       await new Promise((resolve) => setImmediate(resolve));
@@ -562,7 +762,14 @@ class NetworkRun {
     await stdin.end();
   }
 
-  /** A js job's stdout → frames of its output pipes (lines starting {@link FRAME_PREFIX}), until its output closes. */
+  /**
+   * A js job's stdout → frames of its output pipes (lines starting {@link FRAME_PREFIX}), until
+   * its output closes. A job with inputs has its frames held until the `+N` that closes their set
+   * comes: a set's frames are stored together with its commit, so a job lost mid-set (its worker
+   * died) has stored nothing of that set, and the set comes whole to the job that takes over —
+   * exactly once. What is held when the job ends goes out too (its `finish()` frames), unless the
+   * job was lost.
+   */
   async #drainFrames(job: NetworkJob, id: string, handled: { upTo?: (sets: number) => void }): Promise<void> {
     const counts = this.#counts.get(job.name)!;
     const pipes: NetworkPipe[] = job.outputs.map((name) => this.network.pipes[name]!);
@@ -573,7 +780,7 @@ class NetworkRun {
       follow.close();
       window?.close();
     });
-    const state: JsOutput = { pipes, writers, counts, handled, decoder: new StringDecoder('utf8'), pending: '' };
+    const state: JsOutput = { pipes, writers, counts, handled, decoder: new StringDecoder('utf8'), pending: '', holds: job.inputs.length > 0, held: pipes.map(() => []) };
     try {
       for await (const chunk of follow.chunks) {
         if (chunk.channel === 'stdout') await this.#frameJsChunk(chunk, state);
@@ -582,11 +789,21 @@ class NetworkRun {
     } finally {
       window?.close();
     }
+    if (state.held.some((payloads) => payloads.length > 0) && (await this.#final(id)).status !== 'Lost') await this.#storeFrames(state, state.held);
   }
 
-  /** One chunk of a js job's stdout → frames of its output pipes, and the sets it says it handled. */
+  /** Stores frames (one list per output port) in the job's output pipes. */
+  async #storeFrames(state: JsOutput, out: Uint8Array[][]): Promise<void> {
+    const stored = await Promise.all(out.map((payloads, port) => (payloads.length > 0 ? state.writers[port]!.writeBatch(payloads) : 0)));
+    state.counts.framesOut += stored.reduce((n, k) => n + k, 0);
+  }
+
+  /**
+   * One chunk of a js job's stdout → frames of its output pipes, and the sets it says it handled.
+   * A job with inputs has its frames held until the `+N` that closes their set.
+   */
   async #frameJsChunk(chunk: OutputChunk, state: JsOutput): Promise<void> {
-    const { pipes, writers, counts, handled } = state;
+    const { pipes, writers, handled } = state;
     const lines = (state.pending + state.decoder.write(Buffer.from(chunk.data))).split('\n');
     state.pending = lines.pop()!;
     const out: Uint8Array[][] = pipes.map(() => []);
@@ -596,13 +813,14 @@ class NetworkRun {
       if (line.charCodeAt(FRAME_PREFIX.length) === 0x2b) {
         // `+N`: N sets handled. Their frames are stored first (this batch), then committed.
         acks = Number(line.slice(FRAME_PREFIX.length + 1));
+        state.held.forEach((payloads, port) => out[port]!.push(...payloads));
+        state.held = pipes.map(() => []);
         continue;
       }
       const [port, value] = JSON.parse(line.slice(FRAME_PREFIX.length)) as [number, unknown];
-      if (port >= 0 && port < pipes.length) out[port]!.push(valueToPayload(pipes[port]!, fromWire(value)));
+      if (port >= 0 && port < pipes.length) (state.holds ? state.held : out)[port]!.push(valueToPayload(pipes[port]!, fromWire(value)));
     }
-    const stored = await Promise.all(out.map((payloads, port) => (payloads.length > 0 ? writers[port]!.writeBatch(payloads) : 0)));
-    counts.framesOut += stored.reduce((n, k) => n + k, 0);
+    await this.#storeFrames(state, out);
     if (acks !== undefined) {
       await Promise.all(writers.map((writer) => writer.flush()));
       handled.upTo?.(acks);
@@ -650,6 +868,9 @@ class NetworkRun {
     } finally {
       window?.close();
     }
+    // A lost job (its worker died) may have been cut off mid-frame: what follows its last whole
+    // frame is no frame.
+    if ((await this.#final(id)).status === 'Lost') return;
     for (let port = 0; port < pipes.length; port++) await flushPort(port);
   }
 
@@ -749,7 +970,7 @@ class JobStdin {
   }
 }
 
-/** Where a js job's drain stands: its output pipes, and a line cut between two chunks. */
+/** Where a js job's drain stands: its output pipes, a line cut between two chunks, and frames held until their set's `+N`. */
 interface JsOutput {
   pipes: NetworkPipe[];
   writers: PipeWriter[];
@@ -757,6 +978,21 @@ interface JsOutput {
   handled: { upTo?: (sets: number) => void };
   decoder: StringDecoder;
   pending: string;
+  /** Whether frames wait for their set's `+N` (a job with inputs). */
+  holds: boolean;
+  held: Uint8Array[][];
+}
+
+/**
+ * Whether a job placed again after its worker died resumes exactly, so that its consumers see
+ * no *reset*: a js or builtin job with inputs. Its inputs are committed one set at a time once
+ * the set's output frames are stored (see `#drainFrames`), so the job that takes over gets
+ * every set whose output is not stored, and no other. A source has no input to resume from (it
+ * starts over), and an executable's bytes cannot be tied to the input they came from: their
+ * outputs go on in a new epoch, as after a restart.
+ */
+export function resumesExactly(job: Pick<NetworkJob, 'kind' | 'inputs'>): boolean {
+  return (job.kind === 'js' || job.kind === 'builtin') && job.inputs.length > 0;
 }
 
 /** Chunks a job's output follower may hold before the drain takes them. */

@@ -26,6 +26,7 @@ const networkStatusSchema = z
         exitCode: z.number().nullable(),
         node: z.string().nullable().describe('Worker node running it (distributed mode).'),
         restarts: z.number().describe('Restarts made by its restart policy.'),
+        moves: z.number().describe('Times it was placed again because its worker died or its wiring server stopped (not restarts).'),
         framesIn: z.number().describe('Frames taken from its inputs.'),
         framesOut: z.number().describe('Frames stored to its outputs.'),
       }),
@@ -119,6 +120,9 @@ export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunne
       schema: {
         tags: ['networks'],
         summary: 'A network run: its jobs and pipes',
+        description:
+          'The newest run of the network. A server that does not wire it answers from the status the wiring server saves in the store (once a second): ' +
+          "job statuses and nodes are read afresh, frame counts are as of the save, and a save over 10 s old while running is from a server that stopped (said in errors).",
         params: z.object({ name: z.string().describe('Network name.') }),
         querystring: noQuery,
         response: { 200: networkStatusSchema, ...errorAnswers },

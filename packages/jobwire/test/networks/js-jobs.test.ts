@@ -226,7 +226,7 @@ pipes: { t: { framing: frames }, u: { framing: frames } }
       }
       for (const pipe of status.pipes) assert.ok(pipe.lag >= 0 && pipe.lag <= 64 && pipe.dropped === 0, JSON.stringify(pipe));
       const text = await runCli(['network', 'status', 'ticking'], { env: cliEnv(s) });
-      assert.match(text.stdout, /JOB\s+STATUS\s+EXIT\s+NODE\s+IN\s+OUT\s+RESTARTS\s+ID/);
+      assert.match(text.stdout, /JOB\s+STATUS\s+EXIT\s+NODE\s+IN\s+OUT\s+RESTARTS\s+MOVES\s+ID/);
       assert.match(text.stdout, /PIPE\s+FRAMES\s+QUEUED\s+DROPPED/);
 
       const stopped = await runCli(['network', 'stop', 'ticking', '--json'], { env: cliEnv(s) });

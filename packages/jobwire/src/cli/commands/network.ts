@@ -32,8 +32,8 @@ const POLL_MS = 300;
 /** The status as two tables: jobs, then pipes. */
 function formatStatus(status: NetworkStatus): string {
   const jobs = formatTable(
-    ['JOB', 'STATUS', 'EXIT', 'NODE', 'IN', 'OUT', 'RESTARTS', 'ID'],
-    status.jobs.map((j) => [j.name, j.status, j.exitCode === null ? '-' : String(j.exitCode), j.node ?? '-', String(j.framesIn), String(j.framesOut), String(j.restarts), j.id]),
+    ['JOB', 'STATUS', 'EXIT', 'NODE', 'IN', 'OUT', 'RESTARTS', 'MOVES', 'ID'],
+    status.jobs.map((j) => [j.name, j.status, j.exitCode === null ? '-' : String(j.exitCode), j.node ?? '-', String(j.framesIn), String(j.framesOut), String(j.restarts), String(j.moves), j.id]),
   );
   const pipes = status.pipes.length === 0 ? '' : `\n\n${formatTable(['PIPE', 'FRAMES', 'QUEUED', 'DROPPED'], status.pipes.map((p) => [p.name, String(p.frames), String(p.lag), String(p.dropped)]))}`;
   const errors = status.errors.map((e) => `\nerror: ${e}`).join('');
@@ -89,14 +89,16 @@ export function registerNetwork(program: Command): void {
       command: 'status',
       summary: 'how a network runs: its jobs and pipes',
       description:
-        'Print the newest run of a network started on this server: per job its status, node, frames taken in and stored out, and restarts; ' +
+        'Print the newest run of a network (any server answers, from the status the wiring server saves in the store): per job its status, node, frames taken in and stored out, restarts, and moves (placed again after its worker died); ' +
         'per pipe the frames stored, the frames queued (between the producer and its slowest consumer) and the frames dropped.',
       call: (api, name) => api.networkStatus(name),
     },
     {
       command: 'stop',
       summary: 'stop a network: cancel its jobs',
-      description: 'Cancel every job of the newest run of a network; none is restarted. Its pipes are kept as they are. Prints the status.',
+      description:
+        'Cancel every job of the newest run of a network; none is restarted. Its pipes are kept as they are. Prints the status. ' +
+        'Only the server that wires the network stops it (another answers 409, naming it).',
       call: (api, name) => api.stopNetwork(name),
     },
   ];
