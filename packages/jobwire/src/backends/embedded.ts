@@ -140,6 +140,7 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
       queued: (job) => dispatcher.poke(job.queue),
       queues: async () => executor.queues(),
       executors: () => executor.list(),
+      ssh: { connection: (target) => connections.get(target), options: options.ssh ?? {} },
       serve: (address) => {
         ctx.serverUrl = address.url;
         if (address.caFile !== undefined) ctx.caFile = address.caFile;

@@ -50,6 +50,8 @@ export interface SchedulerServiceDeps {
   space: FileSpace;
   /** Opens a `file` file system handle for `who` (for getFileSystem). */
   openFileSystem(who: WhoAmI): Handle;
+  /** Opens an `sftp` file system handle for `who` on the host of the executor `executor` (getFileSystem of an ssh or slurm+ssh scheduler). */
+  openRemoteFileSystem(who: WhoAmI, executor: string, location: string): Promise<Handle>;
   /** Closes a file system handle opened by openFileSystem. */
   closeFileSystem(owner: string, id: string): void;
 }
@@ -96,7 +98,7 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     is_embedded: true,
     supports_interactive: true,
     supports_batch: true,
-    uses_file_system: false,
+    uses_file_system: true,
     supported_credentials: ['DefaultCredential'],
   });
 
@@ -354,10 +356,15 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     }),
     getFileSystem: rpc.unary<Handle, Handle>(a, async (request, { who }) => {
       const handle = scheduler(who, request);
-      if (handle.executor !== undefined) {
-        throw new XenonError('XenonException', handle.adaptor, `the ${handle.adaptor} adaptor has no file system here yet (no sftp adaptor): use the file adaptor for files on the jobwire server`);
+      if (handle.fileSystemId !== undefined) return { id: handle.fileSystemId };
+      const info = executorOf(handle);
+      if (info !== undefined && /^(ssh|slurm\+ssh):/i.test(info.url)) {
+        // The host's files over sftp, on the executor's own connection (as its jobs see them).
+        handle.fileSystemId = (await deps.openRemoteFileSystem(who, info.name, handle.adaptor === 'slurm' ? slurmLocation(info.url) : handle.location)).id;
+      } else {
+        // local, and slurm: (the cluster's files are this machine's): the file adaptor.
+        handle.fileSystemId = deps.openFileSystem(who).id;
       }
-      handle.fileSystemId ??= deps.openFileSystem(who).id;
       return { id: handle.fileSystemId };
     }),
   };

@@ -364,7 +364,7 @@ async function startLocked(options: ServerOptions, held: { lock?: HostLock }): P
           ...(options.grpcTls ? { tls: options.grpcTls } : {}),
           allowAnonymousLoopback: options.grpcAllowAnonymousLoopback ?? false,
         },
-        { service, tokens, workDir, log: app.log },
+        { service, tokens, workDir, log: app.log, ...(backend.ssh !== undefined ? { ssh: backend.ssh } : {}) },
       );
     } catch (err) {
       await close();
