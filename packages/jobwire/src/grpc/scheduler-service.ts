@@ -204,7 +204,10 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
       throw new XenonError('InvalidLocationException', adaptor, `location ${JSON.stringify(location)}: the local adaptor takes an empty location or "local://"`);
     }
     if (request.credential !== undefined && request.credential !== 'default_credential') {
-      const why = adaptor === 'ssh' || adaptor === 'slurm' ? 'the server connects with the credentials it was started with (--ssh-identity, --ssh-password-file, its ssh-agent)' : 'callers authenticate to jobwire with a bearer token';
+      // A job outlives the call and the server (it is followed again after a restart), so a
+      // caller's secret would have to be stored with it; jobs run with the server's credentials.
+      // (FileSystemService's sftp adaptor takes password and certificate credentials: a handle lives only in memory.)
+      const why = adaptor === 'ssh' || adaptor === 'slurm' ? "jobs run with the server's own credentials (--ssh-identity, --ssh-password-file, its ssh-agent), since they outlive the call and a restarted server follows them again without the caller's secret; the sftp file adaptor takes password and certificate credentials" : 'callers authenticate to jobwire with a bearer token';
       throw new XenonError('InvalidCredentialException', adaptor, `the ${adaptor} adaptor takes no ${request.credential.replace('_', ' ')}: ${why}`);
     }
     const props = Object.keys(request.properties ?? {});
