@@ -109,6 +109,8 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
       graceMs: context.graceMs,
       defaultCwd: context.workDir,
       serverUrl: '',
+      // Jobs wait Queued while Slurm holds them; the dispatcher here is the only one taking Queued jobs.
+      queuedInExecutor: true,
       onError: (err, jobId) => {
         log.error({ err, jobId }, 'job bookkeeping failed');
         emit('runner:error', { error: err, jobId });
@@ -129,6 +131,12 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
     for (const { job, state } of resumable) dispatcher.resume(job, state);
     if (resumable.length > 0) log.warn({ jobs: resumable.length, ms: Date.now() - started }, 'jobs left running by the previous server followed again');
     let serving = false;
+    // A Slurm executor's partitions come once it answers (after the start): their Queued jobs —
+    // left by the last server, or waiting in Slurm when it stopped — are looked at then, not at
+    // the next submit.
+    executor.onQueuesChanged(() => {
+      if (serving) for (const q of executor.queues()) dispatcher.poke(q.name);
+    });
     return {
       adaptor: executor.name,
       store,
@@ -152,6 +160,8 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
           emit('job:lost', lostEvent(job));
         }
         dispatcher.poke();
+        // Queues an executor offered since the dispatcher was made (partitions read meanwhile).
+        for (const q of executor.queues()) dispatcher.poke(q.name);
       },
       prepareStop: ({ stopJobs }) => {
         keepJobs = !stopJobs;

@@ -153,6 +153,11 @@ export class NamedExecutors implements Executor {
     return found.executor;
   }
 
+  /** Calls `listener` whenever a named executor's queues may have changed (see {@link Executor.onQueuesChanged}). */
+  onQueuesChanged(listener: () => void): void {
+    for (const { executor } of this.#byName.values()) executor.onQueuesChanged?.(listener);
+  }
+
   /** Closes the named executors (pollers, retries); `local` is closed by its owner. */
   close(): void {
     for (const { name, executor } of this.#byName.values()) if (name !== 'local') executor.close?.();

@@ -99,6 +99,8 @@ export async function slurmExecutor(options: SlurmExecutorOptions = {}): Promise
 export class SlurmExecutor implements Executor, BatchJobControl {
   /** Adaptor name. */
   readonly name = 'slurm';
+  /** `--time` from maxRuntime: Slurm ends the job TIMEOUT, the runner sets no timer of its own. */
+  readonly enforcesMaxRuntime = true;
   readonly #options: ParsedSlurmOptions;
   readonly #host: SubmitHost;
   #partitions: Partition[] = [];
@@ -117,6 +119,7 @@ export class SlurmExecutor implements Executor, BatchJobControl {
   /** sbatch calls in flight: a burst of submissions must not start hundreds of them at once. */
   readonly #submitting = pLimit(SBATCH_AT_ONCE);
   #closed = false;
+  readonly #queueListeners: Array<() => void> = [];
 
   /**
    * Use {@link slurmExecutor}, which reads the partitions first; or this with
@@ -134,6 +137,11 @@ export class SlurmExecutor implements Executor, BatchJobControl {
    */
   connect(): void {
     this.#connecting ??= this.refreshPartitions().catch(() => undefined);
+  }
+
+  /** Calls `listener` after the partitions were first read, and whenever they change. */
+  onQueuesChanged(listener: () => void): void {
+    this.#queueListeners.push(listener);
   }
 
   /** `idle` before Slurm first answered, `connected` once it did, `failing` (or `reconnecting`) with Slurm's words. */
@@ -164,7 +172,18 @@ export class SlurmExecutor implements Executor, BatchJobControl {
         const home = await this.#host.home();
         this.#options.jobsFolder = path.posix.join(home, '.jobwire', 'slurm-jobs');
       }
+      const before = this.#partitions.map((p) => `${p.name}${p.isDefault ? '*' : ''}`).join(',');
       this.#partitions = parseSinfo(answer.stdout);
+      const changed = before !== this.#partitions.map((p) => `${p.name}${p.isDefault ? '*' : ''}`).join(',');
+      if (changed || !this.#everConnected) {
+        for (const listener of this.#queueListeners) {
+          try {
+            listener();
+          } catch {
+            // a listener's trouble is its own
+          }
+        }
+      }
       this.#status = { state: 'connected' };
       this.#everConnected = true;
       this.#retryMs = 1000;
@@ -384,6 +403,7 @@ export class SlurmExecutor implements Executor, BatchJobControl {
       job.goneSince = undefined;
       job.slurmState = state;
       job.phase = phaseOf(state.state);
+      job.observe(state);
     }
     await job.follow();
     if (state !== undefined && job.phase === 'ended') {
