@@ -36,6 +36,8 @@ export interface EmbeddedBackendOptions {
   ssh?: SshConnectionOptions;
   /** How long a remote job's host may stay unreachable before the job ends Lost. @defaultValue 600000 (10 minutes) */
   lostAfterMs?: number;
+  /** Keep Slurm jobs' output and exit files in the jobs folder after their end. @defaultValue false (removed once stored) */
+  keepRemoteJobFiles?: boolean;
 }
 
 /** The embedded backend; throws a RangeError for a bad option at once. */
@@ -47,7 +49,7 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
   return async (context): Promise<Backend> => {
     const { log, emit } = context;
     const connections = new SshConnections(options.ssh);
-    const factoryContext = { ssh: options.ssh ?? {}, sshConnection: (target: Parameters<SshConnections['get']>[0]) => connections.get(target), ...(options.lostAfterMs !== undefined ? { lostAfterMs: options.lostAfterMs } : {}) };
+    const factoryContext = { ssh: options.ssh ?? {}, sshConnection: (target: Parameters<SshConnections['get']>[0]) => connections.get(target), ...(options.lostAfterMs !== undefined ? { lostAfterMs: options.lostAfterMs } : {}), ...(options.keepRemoteJobFiles === true ? { keepRemoteJobFiles: true } : {}) };
     // Local jobs run in the job host (it outlives this server); named executors run theirs elsewhere.
     const host = new HostExecutor({
       home: context.home,

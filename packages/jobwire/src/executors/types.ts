@@ -163,6 +163,12 @@ export interface ProcessHandle {
    * again. Optional: an executor without it cannot leave jobs behind.
    */
   detach?(): void;
+  /**
+   * Called once the job's final status and all its output are stored: the executor may remove
+   * what it kept on a remote host to follow the job (a Slurm job's output and exit files).
+   * Never called for a job left running (detached). Optional.
+   */
+  release?(): void;
   /** Writes to the job's stdin; resolves once the data is handed to the OS (backpressure). */
   writeStdin(data: Uint8Array): Promise<void>;
   /** Ends the job's stdin (EOF; for a tty job, the terminal's EOF character). */

@@ -391,13 +391,20 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     fields.status = 'Failed';
     fields.error = `output could not be stored: ${appendFailed instanceof Error ? appendFailed.message : String(appendFailed)}`;
   }
-  if (options.settle === undefined) return settleInStore(ctx, id, fields);
-  try {
-    return await options.settle(fields);
-  } catch (err) {
-    ctx.onError(err, id);
-    return undefined;
+  let settled: JobRecord | undefined;
+  if (options.settle === undefined) settled = await settleInStore(ctx, id, fields);
+  else {
+    try {
+      settled = await options.settle(fields);
+    } catch (err) {
+      ctx.onError(err, id);
+      return undefined;
+    }
   }
+  // Final and stored by this run, output too: what the executor kept to follow the job may go
+  // (kept when the output could not be stored, or when the job was no longer this run's).
+  if (settled !== undefined && appendFailed === undefined) handle?.release?.();
+  return settled;
 }
 
 /** The text of an abort reason: a sentence as given, an error's message. */

@@ -4,11 +4,12 @@
  * Slurm starts it; a jobwire cancel while it waits takes it out of Slurm; an operator's
  * `scancel` ends a job Cancelled; Slurm's time limit ends a job Failed with TIMEOUT (the runner
  * sets no timer of its own); and a job still PENDING when the server stops is followed by the
- * next server — not submitted again — and runs once Slurm lets it.
+ * next server — not submitted again — and runs once Slurm lets it. A job's files in the jobs
+ * folder go once it ended and its output is stored, unless the server keeps them.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Client, type JobInfo } from '@jobwire/client';
@@ -22,8 +23,8 @@ const previousConf = process.env.SLURM_CONF;
 let server: ServerHandle;
 let client: Client;
 
-const start = async (): Promise<void> => {
-  server = await startServer({ home, port: 0, logLevel: 'silent', graceSeconds: 1, executors: ['hpc=slurm:'] });
+const start = async (keepRemoteJobFiles = false): Promise<void> => {
+  server = await startServer({ home, port: 0, logLevel: 'silent', graceSeconds: 1, executors: ['hpc=slurm:'], ...(keepRemoteJobFiles ? { keepRemoteJobFiles } : {}) });
   client = new Client({ url: server.url, token: server.token });
 };
 
@@ -114,6 +115,26 @@ test('a job still PENDING when the server stops is followed by the next one, not
   const done = await client.waitUntilDone(submitted.id, 90_000);
   assert.equal(done.status, 'Success', done.error ?? '');
   assert.equal(Buffer.from((await client.readOutput(submitted.id)).data).toString(), 'once\n');
+});
+
+/** A job's files in the default jobs folder (`~/.jobwire/slurm-jobs` of the submit host, this machine). */
+const filesOf = (id: string): string[] => ['out', 'err', 'exit'].map((ext) => join(homedir(), '.jobwire', 'slurm-jobs', `${id}.${ext}`));
+
+test('a job\'s output and exit files are removed once it ended and its output is stored; kept when configured', TIMEOUT, async () => {
+  const job = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo kept in the store'], executor: 'hpc', workingDirectory: home });
+  assert.equal((await client.waitUntilDone(job.id, 90_000)).status, 'Success');
+  await sleepUntil(() => filesOf(job.id).every((f) => !existsSync(f)) || undefined, 10_000, 'the job files to go');
+  assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), 'kept in the store\n');
+
+  await server.close();
+  await start(true);
+  const kept = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo on disk too'], executor: 'hpc', workingDirectory: home });
+  assert.equal((await client.waitUntilDone(kept.id, 90_000)).status, 'Success');
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.ok(filesOf(kept.id).every((f) => existsSync(f)), 'the files are kept');
+  for (const f of filesOf(kept.id)) rmSync(f, { force: true });
+  await server.close();
+  await start();
 });
 
 test('maxRuntime is Slurm\'s --time: the job ends Failed with TIMEOUT in the reason, not by a timer of jobwire', TIMEOUT, async () => {

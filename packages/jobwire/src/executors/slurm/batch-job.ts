@@ -22,6 +22,8 @@ export interface BatchJobControl {
   cancel(job: BatchJob, graceMs: number): void;
   /** Stops following the job (it was detached: left running in Slurm for a later resume). */
   forget(job: BatchJob): void;
+  /** Removes the job's output and exit files (unless the executor keeps them). */
+  release(job: BatchJob): void;
 }
 
 /** A batch job submitted with `sbatch` (or found again by its Slurm id). */
@@ -130,6 +132,12 @@ export class BatchJob implements ProcessHandle {
     if (this.#settled || this.#detached) return;
     this.#detached = true;
     this.#control.forget(this);
+  }
+
+  /** Its final status and output are stored: its files in the jobs folder may go. */
+  release(): void {
+    if (!this.#settled || this.#detached || this.files.exit === '') return;
+    this.#control.release(this);
   }
 
   pauseOutput(): void {

@@ -45,6 +45,11 @@ export interface SlurmExecutorOptions {
   lostAfterMs?: number;
   /** Time between two `sinfo` calls that refresh the partitions. @defaultValue 60000 */
   partitionsRefreshMs?: number;
+  /**
+   * Keep each batch job's `ID.out`, `ID.err` and `ID.exit` in the jobs folder after the job
+   * ended and its output is stored (they are removed then, by default). @defaultValue false
+   */
+  keepJobFiles?: boolean;
 }
 
 /** A Slurm command failed or is missing: its name, where, and Slurm's words. */
@@ -77,6 +82,7 @@ export function parseSlurmOptions(options: SlurmExecutorOptions): ParsedSlurmOpt
     pollMs: options.pollMs ?? 1000,
     lostAfterMs: options.lostAfterMs ?? 60_000,
     partitionsRefreshMs: options.partitionsRefreshMs ?? 60_000,
+    keepJobFiles: options.keepJobFiles ?? false,
   };
   for (const key of ['pollMs', 'lostAfterMs', 'partitionsRefreshMs'] as const) {
     if (!Number.isFinite(parsed[key]) || parsed[key] < 10) throw new RangeError(`${key} must be a number of milliseconds of at least 10, got ${String(parsed[key])}`);
@@ -346,6 +352,13 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     spec.onState?.(record);
     this.#follow(spec.jobId, job);
     if (job.pendingCancel !== undefined) this.cancel(job, job.pendingCancel);
+  }
+
+  /** Removes an ended job's files from the jobs folder (best effort), unless they are kept. */
+  release(job: BatchJob): void {
+    if (this.#options.keepJobFiles) return;
+    const { stdout, stderr, exit } = job.files;
+    void this.#host.run({ file: 'rm', args: ['-f', '--', stdout, stderr, exit, `${exit}.tmp`] }).catch(() => undefined);
   }
 
   /** Stops following a detached job (see {@link BatchJob.detach}). */
