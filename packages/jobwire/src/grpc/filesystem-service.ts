@@ -116,6 +116,15 @@ export function fileSystemService(rpc: Rpc, space: FileSpace, remote?: RemoteFil
   const handles = new HandleTable<FileSystemHandle>('file system');
   const copies = new CopyOperations();
 
+  /** One sftp session per shared connection, for every default-credential handle on it. */
+  const shared = new Map<SshConnection, SftpFiles>();
+  const sharedFiles = (target: SshTarget): SftpFiles => {
+    const connection = remote!.connection(target);
+    let files = shared.get(connection);
+    if (files === undefined) shared.set(connection, (files = new SftpFiles(connection, false)));
+    return files;
+  };
+
   /** The hosts of the server's ssh and slurm+ssh executors. */
   const sftpHosts = (): SftpHost[] =>
     (remote?.executors() ?? []).flatMap((e) => {
@@ -274,7 +283,7 @@ export function fileSystemService(rpc: Rpc, space: FileSpace, remote?: RemoteFil
     const kind = request.credential ?? 'default_credential';
     if (kind === 'default_credential') {
       const { host, folder } = sftpHostAt(request.location, true);
-      return openSftp(who.user, request.location, new SftpFiles(remote!.connection(host.target), false), folder, { default_credential: { username: host.target.user } });
+      return openSftp(who.user, request.location, sharedFiles(host.target), folder, { default_credential: { username: host.target.user } });
     }
     if (kind !== 'password_credential' && kind !== 'certificate_credential') {
       throw new XenonError('InvalidCredentialException', SFTP, `the sftp adaptor takes a default, password or certificate credential, not a ${kind.replace('_', ' ')}`);
@@ -760,7 +769,7 @@ export function fileSystemService(rpc: Rpc, space: FileSpace, remote?: RemoteFil
     openRemote: async (who, executor, location) => {
       const host = sftpHosts().find((h) => h.executor === executor);
       if (host === undefined) throw new XenonError('XenonException', SFTP, `the executor "${executor}" has no ssh host`);
-      return openSftp(who.user, location, new SftpFiles(remote!.connection(host.target), false), undefined, { default_credential: { username: host.target.user } });
+      return openSftp(who.user, location, sharedFiles(host.target), undefined, { default_credential: { username: host.target.user } });
     },
     close: (owner, id) => {
       const fs = handles.find(owner, id);
@@ -769,6 +778,8 @@ export function fileSystemService(rpc: Rpc, space: FileSpace, remote?: RemoteFil
     shutdown: async () => {
       await copies.cancelAll();
       for (const fs of handles.all()) if (fs.sftp) forget(fs);
+      for (const files of shared.values()) files.end();
+      shared.clear();
     },
   };
 }

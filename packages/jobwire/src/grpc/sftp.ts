@@ -72,7 +72,11 @@ export class SftpFiles {
   constructor(
     /** The connection the session runs on. */
     readonly connection: SshConnection,
-    /** Whether the connection belongs to this handle alone (closed with it) or is shared. */
+    /**
+     * Whether the connection belongs to this handle alone (closed with it) or is shared: then
+     * one object (one sftp session, one SSH channel) serves every handle on it, so open handles
+     * never take the channels the executor's jobs need.
+     */
     private readonly owned: boolean,
   ) {}
 
@@ -107,12 +111,22 @@ export class SftpFiles {
     }
   }
 
-  /** Ends the session, and the connection when it is this handle's own. */
+  /**
+   * A handle that used it is closed: its own connection ends; a session on a shared connection
+   * stays for the other handles (see {@link end}).
+   */
   close(): void {
+    if (this.owned) {
+      this.#session = undefined;
+      this.connection.close();
+    }
+  }
+
+  /** Ends the session (server shutdown); the next use would open another. */
+  end(): void {
     const session = this.#session;
     this.#session = undefined;
-    if (this.owned) this.connection.close();
-    else void session?.then((sftp) => sftp.end(), () => undefined);
+    void session?.then((sftp) => sftp.end(), () => undefined);
   }
 
   /** The folder the session starts in (the account's home). */
