@@ -225,6 +225,13 @@ export interface Executor {
    */
   readonly enforcesMaxRuntime?: boolean;
   /**
+   * True when jobs may wait in a queue of the executor's own (Slurm) before they run
+   * ({@link ProcessHandle.started}): a Queued job with a recorded state was handed to that
+   * queue already, and a restarted server follows it there ({@link resume}) instead of starting
+   * it again. @defaultValue false
+   */
+  readonly queuesJobs?: boolean;
+  /**
    * True when the executor writes {@link StartSpec.notice} into the job's output itself, as its
    * first stderr bytes (handed over like any output); the runner then does not append it.
    * @defaultValue the value of {@link storesOutput}

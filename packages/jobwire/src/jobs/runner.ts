@@ -260,7 +260,7 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     }
     // A Queued job that an earlier server already handed to its executor's queue (a Slurm job
     // PENDING when it stopped) is followed there, not submitted again.
-    if (resume === undefined && ctx.queuedInExecutor === true && job.status === 'Queued') resume = await store.executorState(id);
+    if (resume === undefined && ctx.queuedInExecutor === true && executor.queuesJobs === true && job.status === 'Queued') resume = await store.executorState(id);
     // Stopped before it started: nothing ran, the job stays Queued for whoever starts next.
     if (signal?.aborted && resume === undefined) return undefined;
     const defaultCwd = account?.home ?? ctx.defaultCwd;

@@ -107,6 +107,8 @@ export class SlurmExecutor implements Executor, BatchJobControl {
   readonly name = 'slurm';
   /** `--time` from maxRuntime: Slurm ends the job TIMEOUT, the runner sets no timer of its own. */
   readonly enforcesMaxRuntime = true;
+  /** A PENDING job waits in Slurm's queue (Queued in jobwire) until Slurm starts it. */
+  readonly queuesJobs = true;
   readonly #options: ParsedSlurmOptions;
   readonly #host: SubmitHost;
   #partitions: Partition[] = [];
