@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Client, type JobInfo } from '@jobwire/client';
 import { startServer, type ServerHandle } from '../../src/server/index.js';
-import { sleepUntil } from '../helpers.js';
+import { runCli, sleepUntil } from '../helpers.js';
 import { PARTITIONS, SLURM_CONF, slurmCommand, useTestSlurm } from '../slurm-env.js';
 
 const TIMEOUT = { timeout: 180_000 };
@@ -135,6 +135,12 @@ test('a job\'s output and exit files are removed once it ended and its output is
   for (const f of filesOf(kept.id)) rmSync(f, { force: true });
   await server.close();
   await start();
+});
+
+test('jobwire server --keep-remote-job-files needs an executor whose files it would keep', TIMEOUT, async () => {
+  const run = await runCli(['server', '--keep-remote-job-files', '--port', '0', '--home', join(home, 'unused')], { timeoutMs: 30_000 });
+  assert.equal(run.code, 2);
+  assert.match(run.stderr, /--keep-remote-job-files is about the files of --executor NAME=slurm:\.\.\. jobs; give an executor/);
 });
 
 test('maxRuntime is Slurm\'s --time: the job ends Failed with TIMEOUT in the reason, not by a timer of jobwire', TIMEOUT, async () => {
