@@ -311,6 +311,8 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
       await h.ready;
       if (ctx.queuedInExecutor === true && h.started !== undefined) {
         waiting = true;
+        // Cancelled while it was being handed over (heard before there was a handle).
+        if (early.some((ev) => ev.type === 'output-closed')) stopForCancel();
         const first = await Promise.race([h.started.then(() => 'started' as const), h.done.then(() => 'ended' as const), detaching]);
         waiting = false;
         if (first === 'detached') return 'detached';
