@@ -1,5 +1,7 @@
 /**
- * Xenon's FileSystemService for the `file` adaptor: the server's local file system — all of it,
+ * Xenon's FileSystemService. The `sftp` adaptor (the hosts of the server's ssh and slurm+ssh
+ * executors, offered when it has some) is `sftp.ts`; this module routes its calls there and
+ * decides which credentials it takes (docs/grpc.md, "The sftp adaptor"). The `file` adaptor: the server's local file system — all of it,
  * with the server account's permissions, for the admin (as Xenon's own adaptor); for any other
  * user, confined to their file space by the rule written at the top of file-space.ts (every path
  * is held by a descriptor, checked, then used only through it; see also docs/grpc.md). Errors

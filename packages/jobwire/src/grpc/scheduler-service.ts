@@ -8,7 +8,9 @@
  * UnknownAdaptorException until jobwire has an executor for them. Every job
  * operation goes through JobService, so jobs submitted here are ordinary jobwire jobs: same
  * validation, ownership and state rules, visible in the CLI and the dashboard, and their status
- * stays queryable after they end.
+ * stays queryable after they end. `getFileSystem` of an ssh or slurm+ssh scheduler is an `sftp`
+ * handle on its host; of any other, a `file` handle. Schedulers take only the default credential
+ * (their jobs outlive the call; see docs/grpc.md).
  * @module
  */
 import { status as Status, type ServerDuplexStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
