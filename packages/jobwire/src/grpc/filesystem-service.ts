@@ -53,6 +53,8 @@ const FILE = 'file';
 const KNOWN_XENON_ADAPTORS = ['sftp', 'ftp', 'webdav', 's3', 'hdfs'];
 /** Xenon credential kinds, as adaptor descriptions name them. */
 const CREDENTIAL_NAMES: Record<string, string> = { default_credential: 'DefaultCredential', password_credential: 'PasswordCredential', certificate_credential: 'CertificateCredential' };
+/** Largest key file a certificate credential may name. */
+const MAX_KEY_BYTES = 64 * 1024;
 /** Bytes per readFromFile message. */
 const READ_CHUNK = 64 * 1024;
 
@@ -250,7 +252,10 @@ export function fileSystemService(rpc: Rpc, space: FileSpace, remote?: RemoteFil
     // user only files inside their file space (held and checked, then read through the descriptor).
     const p = space.path(who, space.home(who), certfile);
     return withHeld(who, p, { follow: true }, async (held) => {
-      if (!(await held.stat()).isFile()) throw new XenonError('InvalidCredentialException', SFTP, `${p}: not a regular file`);
+      const st = await held.stat();
+      if (!st.isFile()) throw new XenonError('InvalidCredentialException', SFTP, `${p}: not a regular file`);
+      // Private keys are a few KiB: a bigger file is not one (and is not read into memory).
+      if (st.size > MAX_KEY_BYTES) throw new XenonError('InvalidCredentialException', SFTP, `${p}: ${st.size} bytes is too big for a private key (at most ${MAX_KEY_BYTES})`);
       return readFile(held.at);
     });
   };

@@ -210,6 +210,10 @@ describe('Xenon gRPC: the sftp adaptor', () => {
       copyFileSync(sshd.strangerIdentity, join(space, 'stranger_key'));
       await rejectsWith(carol.fs('create', { adaptor: 'sftp', location: location(), certificate_credential: { username: sshd.user, certfile: 'stranger_key' } }), S.FAILED_PRECONDITION, 'InvalidCredentialException');
       await rejectsWith(carol.fs('create', { adaptor: 'sftp', location: location(), certificate_credential: { username: sshd.user, certfile: 'no_such_key' } }), S.NOT_FOUND, 'NoSuchPathException');
+      // Not a key: a folder, or a file far too big to be one (never read into memory).
+      await rejectsWith(carol.fs('create', { adaptor: 'sftp', location: location(), certificate_credential: { username: sshd.user, certfile: '.' } }), S.FAILED_PRECONDITION, 'InvalidCredentialException');
+      writeFileSync(join(space, 'huge'), Buffer.alloc(1024 * 1024));
+      await rejectsWith(carol.fs('create', { adaptor: 'sftp', location: location(), certificate_credential: { username: sshd.user, certfile: 'huge' } }), S.FAILED_PRECONDITION, 'InvalidCredentialException');
     } finally {
       carol.close();
     }
