@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { Client } from '@jobwire/client';
 import { startServer, type ServerHandle, type ServerOptions } from '../../src/server/index.js';
 import { addUser } from '../helpers.js';
-import { startSshd, type TestSshd } from '../executors/sshd.js';
+import { freePort, startSshd, type TestSshd } from '../executors/sshd.js';
 import { XenonClient, clientForUser, grpc, rejectsWith } from './xenon-client.js';
 
 const S = grpc.status;
@@ -220,6 +220,36 @@ describe('Xenon gRPC: the sftp adaptor', () => {
     // The admin may name any file the server's account reads.
     const fs = await x.fs('create', { adaptor: 'sftp', location: location(), certificate_credential: { username: sshd.user, certfile: sshd.identity } });
     await x.fs('close', fs);
+  });
+});
+
+describe('Xenon gRPC: sftp faults', () => {
+  test('a changed host key is refused naming it; an unreachable host is NotConnectedException; the server goes on', TIMEOUT, async () => {
+    const otherHome = mkdtempSync(join(tmpdir(), 'jobwire-sftp-faults-'));
+    const closedPort = await freePort();
+    const other = await startServer({
+      home: otherHome,
+      port: 0,
+      logLevel: 'silent',
+      graceSeconds: 1,
+      executors: [`box=${sshd.url}`, `gone=ssh://${sshd.user}@127.0.0.1:${closedPort}`],
+      ssh: { identityFiles: [sshd.identity], knownHostsFile: sshd.wrongKnownHosts, agent: false },
+      grpcPort: 0,
+    });
+    const c = new XenonClient(`127.0.0.1:${other.grpcPort}`, { token: other.token });
+    try {
+      const changed = await rejectsWith(c.fs('create', { adaptor: 'sftp', location: location() }), S.FAILED_PRECONDITION, 'XenonException');
+      assert.match(changed.details, /host key of .* has CHANGED \(ssh-ed25519 SHA256:/);
+      const gone = await rejectsWith(c.fs('create', { adaptor: 'sftp', location: `127.0.0.1:${closedPort}` }), S.UNAVAILABLE, 'NotConnectedException');
+      assert.match(gone.details, /ECONNREFUSED/);
+      assert.deepEqual((await c.fs('listFileSystems')).filesystems, [], 'no handle was left behind');
+      const local = await c.fs('create', { adaptor: 'file', location: '' });
+      assert.equal((await c.fs('exists', { filesystem: local, path: p(otherHome) })).value, true);
+    } finally {
+      c.close();
+      await other.close();
+      for (const dir of [otherHome, `${otherHome}-work`]) rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
