@@ -36,6 +36,8 @@ export interface EmbeddedBackendOptions {
   ssh?: SshConnectionOptions;
   /** How long a remote job's host may stay unreachable before the job ends Lost. @defaultValue 600000 (10 minutes) */
   lostAfterMs?: number;
+  /** Keep Slurm jobs' output and exit files in the jobs folder after their end. @defaultValue false (removed once stored) */
+  keepRemoteJobFiles?: boolean;
 }
 
 /** The embedded backend; throws a RangeError for a bad option at once. */
@@ -47,7 +49,7 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
   return async (context): Promise<Backend> => {
     const { log, emit } = context;
     const connections = new SshConnections(options.ssh);
-    const factoryContext = { ssh: options.ssh ?? {}, sshConnection: (target: Parameters<SshConnections['get']>[0]) => connections.get(target), ...(options.lostAfterMs !== undefined ? { lostAfterMs: options.lostAfterMs } : {}) };
+    const factoryContext = { ssh: options.ssh ?? {}, sshConnection: (target: Parameters<SshConnections['get']>[0]) => connections.get(target), ...(options.lostAfterMs !== undefined ? { lostAfterMs: options.lostAfterMs } : {}), ...(options.keepRemoteJobFiles === true ? { keepRemoteJobFiles: true } : {}) };
     // Local jobs run in the job host (it outlives this server); named executors run theirs elsewhere.
     const host = new HostExecutor({
       home: context.home,
@@ -109,6 +111,8 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
       graceMs: context.graceMs,
       defaultCwd: context.workDir,
       serverUrl: '',
+      // Jobs wait Queued while Slurm holds them; the dispatcher here is the only one taking Queued jobs.
+      queuedInExecutor: true,
       onError: (err, jobId) => {
         log.error({ err, jobId }, 'job bookkeeping failed');
         emit('runner:error', { error: err, jobId });
@@ -129,6 +133,12 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
     for (const { job, state } of resumable) dispatcher.resume(job, state);
     if (resumable.length > 0) log.warn({ jobs: resumable.length, ms: Date.now() - started }, 'jobs left running by the previous server followed again');
     let serving = false;
+    // A Slurm executor's partitions come once it answers (after the start): their Queued jobs —
+    // left by the last server, or waiting in Slurm when it stopped — are looked at then, not at
+    // the next submit.
+    executor.onQueuesChanged(() => {
+      if (serving) for (const q of executor.queues()) dispatcher.poke(q.name);
+    });
     return {
       adaptor: executor.name,
       store,
@@ -140,6 +150,7 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
       queued: (job) => dispatcher.poke(job.queue),
       queues: async () => executor.queues(),
       executors: () => executor.list(),
+      ssh: { connection: (target) => connections.get(target), options: options.ssh ?? {} },
       serve: (address) => {
         ctx.serverUrl = address.url;
         if (address.caFile !== undefined) ctx.caFile = address.caFile;
@@ -151,6 +162,8 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
           emit('job:lost', lostEvent(job));
         }
         dispatcher.poke();
+        // Queues an executor offered since the dispatcher was made (partitions read meanwhile).
+        for (const q of executor.queues()) dispatcher.poke(q.name);
       },
       prepareStop: ({ stopJobs }) => {
         keepJobs = !stopJobs;

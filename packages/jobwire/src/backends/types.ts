@@ -16,6 +16,7 @@ import type { EmitShared } from '../jobs/events.js';
 import type { JobScheduler } from '../jobs/scheduler.js';
 import type { StopSteps } from '../stop.js';
 import type { Store } from '../store/types.js';
+import type { BackendSsh } from '../grpc/options.js';
 
 /** Where a backend logs (pino's shape, as the server's logger has it). */
 export interface BackendLog {
@@ -55,6 +56,8 @@ export interface Backend extends JobScheduler {
   readonly store: Store;
   /** Who a token stands for. */
   readonly tokens: TokenBook;
+  /** The SSH connections of the backend's ssh and slurm+ssh executors (for the gRPC sftp adaptor); undefined when it runs no jobs itself. */
+  readonly ssh?: BackendSsh;
   /** The report behind `GET /v1/workers`; undefined for a backend without workers. */
   readonly workers?: () => Promise<WorkersReport>;
   /**

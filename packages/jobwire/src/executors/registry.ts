@@ -8,7 +8,7 @@
  */
 import { BadRequestError, type ExecutorInfo, type JobDescription } from '@jobwire/client';
 import { LocalExecutor } from './local/local-executor.js';
-import { parseSlurmOptions, SlurmExecutor } from './slurm/slurm-executor.js';
+import { parseSlurmOptions, SlurmExecutor, type SlurmExecutorOptions } from './slurm/slurm-executor.js';
 import { SshSubmitHost } from './slurm/ssh-submit-host.js';
 import { SshConnection, type SshConnectionOptions } from './ssh/connection.js';
 import { SshExecutor } from './ssh/ssh-executor.js';
@@ -21,6 +21,8 @@ export interface ExecutorFactoryContext {
   ssh: SshConnectionOptions;
   /** How long a remote job's host may stay unreachable before the job ends Lost. @defaultValue the executor's own default */
   lostAfterMs?: number;
+  /** Keep Slurm jobs' output and exit files after their end (see {@link SlurmExecutorOptions.keepJobFiles}). @defaultValue false */
+  keepRemoteJobFiles?: boolean;
   /** The shared connection to `target` (one per user, host and port). */
   sshConnection(target: SshTarget): SshConnection;
 }
@@ -33,7 +35,13 @@ export type ExecutorFactory = (url: string, context: ExecutorFactoryContext) => 
  * with an unreachable Slurm starts, and `jobwire executors` says why.
  */
 function lazySlurm(context: ExecutorFactoryContext, host?: SshSubmitHost): SlurmExecutor {
-  const executor = new SlurmExecutor(parseSlurmOptions({ ...(host !== undefined ? { host } : {}), ...(context.lostAfterMs !== undefined ? { lostAfterMs: context.lostAfterMs } : {}) }));
+  const executor = new SlurmExecutor(
+    parseSlurmOptions({
+      ...(host !== undefined ? { host } : {}),
+      ...(context.lostAfterMs !== undefined ? { lostAfterMs: context.lostAfterMs } : {}),
+      ...(context.keepRemoteJobFiles === true ? { keepJobFiles: true } : {}),
+    }),
+  );
   executor.connect();
   return executor;
 }
@@ -151,6 +159,11 @@ export class NamedExecutors implements Executor {
       throw new BadRequestError(`no executor named "${name}" on this server; it has ${[...this.#byName.keys()].join(', ')} (jobwire executors)`, { code: 'invalid_description', field: 'executor' });
     }
     return found.executor;
+  }
+
+  /** Calls `listener` whenever a named executor's queues may have changed (see {@link Executor.onQueuesChanged}). */
+  onQueuesChanged(listener: () => void): void {
+    for (const { executor } of this.#byName.values()) executor.onQueuesChanged?.(listener);
   }
 
   /** Closes the named executors (pollers, retries); `local` is closed by its owner. */

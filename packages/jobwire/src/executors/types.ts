@@ -40,6 +40,11 @@ export interface ProcessResult {
    * with this sentence as its error, whatever the other fields say.
    */
   lost?: string;
+  /**
+   * Set when the job was cancelled outside jobwire (an operator's `scancel`): the job ends
+   * Cancelled with this sentence as its error, whatever the other fields say (but `lost`).
+   */
+  cancelled?: string;
 }
 
 /** What an executor is doing, as `jobwire executors` lists it. */
@@ -104,6 +109,12 @@ export interface StartSpec {
    * latest value with the job's run and hands it to {@link Executor.resume}. Optional for callers.
    */
   onState?(state: ExecutorState): void;
+  /**
+   * For an executor with a queue of its own (Slurm): called with why the job waits there (e.g.
+   * "queued in Slurm as job 42: PENDING (Priority)") while it does, and with null once it starts.
+   * The runner shows it as the job's `reason`. Optional for callers.
+   */
+  onQueued?(reason: string | null): void;
 }
 
 /**
@@ -140,11 +151,24 @@ export interface ProcessHandle {
    */
   readonly ready?: Promise<void>;
   /**
+   * For an executor that queues jobs itself (Slurm): resolves once the job has left that queue
+   * and started (never, for a job that ended without running: refused, cancelled while waiting).
+   * Until then an embedded server keeps the job Queued ({@link StartSpec.onQueued} says why it
+   * waits). @defaultValue the job runs as soon as it is started (or `ready`)
+   */
+  readonly started?: Promise<void>;
+  /**
    * Stops following the job and leaves it running (a server that stops and keeps its jobs): no
    * more output, and `done` never resolves for this handle; {@link Executor.resume} finds the job
    * again. Optional: an executor without it cannot leave jobs behind.
    */
   detach?(): void;
+  /**
+   * Called once the job's final status and all its output are stored: the executor may remove
+   * what it kept on a remote host to follow the job (a Slurm job's output and exit files).
+   * Never called for a job left running (detached). Optional.
+   */
+  release?(): void;
   /** Writes to the job's stdin; resolves once the data is handed to the OS (backpressure). */
   writeStdin(data: Uint8Array): Promise<void>;
   /** Ends the job's stdin (EOF; for a tty job, the terminal's EOF character). */
@@ -185,6 +209,12 @@ export interface Executor {
    * partition); undefined leaves the server's default queue.
    */
   readonly defaultQueue?: string | undefined;
+  /**
+   * Calls `listener` whenever the executor's queues may have changed (a Slurm cluster's
+   * partitions read once it answers, or read again): a dispatcher that started before then
+   * looks at their Queued jobs. Optional: an executor whose queues are fixed has none.
+   */
+  onQueuesChanged?(listener: () => void): void;
   /** Its state (connections of remote executors). @defaultValue `ready` when absent */
   status?(): ExecutorStatus;
   /**
@@ -194,6 +224,18 @@ export interface Executor {
    * {@link StartSpec.onOutput} hands it. @defaultValue false
    */
   readonly storesOutput?: boolean;
+  /**
+   * True when the executor's own scheduler enforces `maxRuntime` (Slurm's `--time`, ending the
+   * job TIMEOUT): the runner then sets no timer of its own. @defaultValue false
+   */
+  readonly enforcesMaxRuntime?: boolean;
+  /**
+   * True when jobs may wait in a queue of the executor's own (Slurm) before they run
+   * ({@link ProcessHandle.started}): a Queued job with a recorded state was handed to that
+   * queue already, and a restarted server follows it there ({@link resume}) instead of starting
+   * it again. @defaultValue false
+   */
+  readonly queuesJobs?: boolean;
   /**
    * True when the executor writes {@link StartSpec.notice} into the job's output itself, as its
    * first stderr bytes (handed over like any output); the runner then does not append it.

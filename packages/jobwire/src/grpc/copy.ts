@@ -22,14 +22,18 @@ export const KEPT_COPIES = 1000;
 /** Bytes per read/write step. */
 const STEP = 256 * 1024;
 
-/** What to copy. */
-export interface CopyPlan {
+/** What every copy has: whose, on which handle, from where to where (as the client named them). */
+export interface CopyCommon {
   owner: string;
   /** File system handle the copy was started on (closing it cancels the copy). */
   fileSystemId: string;
   /** Absolute source and destination as the client named them (for messages). */
   source: string;
   destination: string;
+}
+
+/** What to copy with the `file` adaptor. */
+export interface CopyPlan extends CopyCommon {
   /** The source, held and checked (file-space.ts); undefined when it does not exist. Closed by the copy. */
   from: Held | undefined;
   /** The destination's name in its held, checked folder. Closed by the copy. */
@@ -39,7 +43,7 @@ export interface CopyPlan {
 }
 
 /** One copy operation. */
-export interface CopyOperation extends CopyPlan {
+export interface CopyOperation extends CopyCommon {
   id: string;
   state: 'PENDING' | 'RUNNING' | 'DONE' | 'FAILED';
   bytesCopied: number;
@@ -56,11 +60,22 @@ class Cancelled extends Error {}
 export class CopyOperations {
   private readonly ops = new Map<string, CopyOperation>();
 
-  /** Starts a copy in the background. */
+  /** Starts a copy of the `file` adaptor in the background. */
   start(plan: CopyPlan): CopyOperation {
+    return this.startWith(plan, (op) => runCopy(op, plan));
+  }
+
+  /**
+   * Starts `work` in the background as a copy operation (another adaptor's copy): `work` keeps
+   * the byte counts and sets the state and error; it stops when `op.abort` aborts.
+   */
+  startWith(common: CopyCommon, work: (op: CopyOperation) => Promise<void>): CopyOperation {
     let finish!: () => void;
     const op: CopyOperation = {
-      ...plan,
+      owner: common.owner,
+      fileSystemId: common.fileSystemId,
+      source: common.source,
+      destination: common.destination,
       id: `COPY-${randomUUID()}`,
       state: 'PENDING',
       bytesCopied: 0,
@@ -69,8 +84,8 @@ export class CopyOperations {
       done: new Promise<void>((resolve) => (finish = resolve)),
     };
     this.ops.set(op.id, op);
-    this.trim(plan.owner);
-    void runCopy(op).finally(finish);
+    this.trim(common.owner);
+    void work(op).finally(finish);
     return op;
   }
 
@@ -166,19 +181,19 @@ async function sizeOf(entry: Held, st: Stats, signal: AbortSignal): Promise<numb
   return total;
 }
 
-async function runCopy(op: CopyOperation): Promise<void> {
+async function runCopy(op: CopyOperation, plan: CopyPlan): Promise<void> {
   const signal = op.abort.signal;
   op.state = 'RUNNING';
   let current = op.source;
   try {
-    if (!op.from) throw new XenonError('NoSuchPathException', 'file', `${op.source}: no such file or directory`);
-    const from = op.from;
-    const to = op.to;
+    if (!plan.from) throw new XenonError('NoSuchPathException', 'file', `${op.source}: no such file or directory`);
+    const from = plan.from;
+    const to = plan.to;
     const src = await from.stat();
-    if (src.isDirectory() && !op.recursive) throw new XenonError('InvalidPathException', 'file', `${op.source}: is a directory; copy it with recursive set`);
+    if (src.isDirectory() && !plan.recursive) throw new XenonError('InvalidPathException', 'file', `${op.source}: is a directory; copy it with recursive set`);
     if (src.isDirectory() && inside(from.real, posix.join(to.dir.real, to.name))) throw new XenonError('InvalidPathException', 'file', `${op.destination}: cannot copy a directory into itself`);
     const dst = await lstatOrNone(to.at);
-    if (dst && op.mode === 'CREATE') throw new XenonError('PathAlreadyExistsException', 'file', `${op.destination}: path already exists`);
+    if (dst && plan.mode === 'CREATE') throw new XenonError('PathAlreadyExistsException', 'file', `${op.destination}: path already exists`);
     op.bytesToCopy = await sizeOf(from, src, signal);
     /**
      * Copies the held `source` (named `sourceName` in the held folder `sourceDir`, for links) to
@@ -189,10 +204,10 @@ async function runCopy(op: CopyOperation): Promise<void> {
       if (signal.aborted) throw new Cancelled();
       current = shown;
       const target = dir.child(name);
-      if (toStat && op.mode === 'CREATE') throw new XenonError('PathAlreadyExistsException', 'file', `${posix.join(op.destination, posix.relative(op.source, shown))}: path already exists`);
+      if (toStat && plan.mode === 'CREATE') throw new XenonError('PathAlreadyExistsException', 'file', `${posix.join(op.destination, posix.relative(op.source, shown))}: path already exists`);
       if (fromStat.isDirectory()) {
         if (toStat && !toStat.isDirectory()) {
-          if (op.mode === 'IGNORE') {
+          if (plan.mode === 'IGNORE') {
             op.bytesToCopy -= await sizeOf(source, fromStat, signal);
             return;
           }
@@ -219,7 +234,7 @@ async function runCopy(op: CopyOperation): Promise<void> {
       }
       if (!fromStat.isFile() && !fromStat.isSymbolicLink()) return; // fifos, sockets, devices: skipped
       if (toStat) {
-        if (op.mode === 'IGNORE') {
+        if (plan.mode === 'IGNORE') {
           op.bytesToCopy -= fromStat.isFile() ? fromStat.size : 0;
           return;
         }
@@ -249,8 +264,8 @@ async function runCopy(op: CopyOperation): Promise<void> {
     const type: CopyErrorType = xe.kind === 'NoSuchPathException' ? 'NOT_FOUND' : xe.kind === 'PathAlreadyExistsException' ? 'ALREADY_EXISTS' : 'XENON';
     op.error = { type, message: `${xe.kind}: file adaptor: ${xe.message}` };
   } finally {
-    await op.from?.close();
-    await op.to.dir.close();
+    await plan.from?.close();
+    await plan.to.dir.close();
   }
 }
 

@@ -7,6 +7,7 @@
  */
 import { status as Status } from '@grpc/grpc-js';
 import { XenonError } from './errors.js';
+import type { SftpFiles } from './sftp.js';
 
 /** Most handles of one kind a user may hold at once. */
 export const MAX_HANDLES = 256;
@@ -17,7 +18,7 @@ export interface HandleBase {
   id: string;
   /** jobwire user that created it. */
   owner: string;
-  /** Adaptor name ("local", "file"). */
+  /** Adaptor name ("local", "file", "sftp", ...). */
   adaptor: string;
   /** Location given at creation. */
   location: string;
@@ -35,8 +36,12 @@ export interface SchedulerHandle extends HandleBase {
 /** A file system handle. */
 export interface FileSystemHandle extends HandleBase {
   kind: 'filesystem';
-  /** Current working directory (absolute, inside the user's file space). */
+  /** Current working directory (absolute; for `file`, inside the user's file space). */
   cwd: string;
+  /** For an `sftp` handle: the remote host's files. */
+  sftp?: SftpFiles;
+  /** For an `sftp` handle: the credential it was created with, as getCredential shows it (no secret). */
+  credential?: Record<string, unknown>;
 }
 
 /** Handles of one kind, by id, each visible to its owner only. */
@@ -69,6 +74,11 @@ export class HandleTable<H extends HandleBase> {
   /** Handles of `owner`, oldest first. */
   list(owner: string): H[] {
     return [...this.byId.values()].filter((h) => h.owner === owner);
+  }
+
+  /** Every handle, of every owner. */
+  all(): H[] {
+    return [...this.byId.values()];
   }
 
   /** Forgets a handle. */

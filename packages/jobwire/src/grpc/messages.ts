@@ -18,6 +18,8 @@ export interface Handle {
 export interface CredentialFields {
   credential?: 'certificate_credential' | 'password_credential' | 'default_credential' | 'credential_map' | 'keytab_credential';
   default_credential?: { username: string } | null;
+  password_credential?: { username: string; password: string } | null;
+  certificate_credential?: { username: string; certfile: string; passphrase: string } | null;
 }
 
 /** `xenon.CreateSchedulerRequest` / `xenon.CreateFileSystemRequest`. */

@@ -6,6 +6,8 @@
 import type { JobService } from '../jobs/service.js';
 import type { TokenBook } from '../auth/tokens.js';
 import type { GrpcLogger } from './rpc.js';
+import type { SshConnection, SshConnectionOptions } from '../executors/ssh/connection.js';
+import type { SshTarget } from '../executors/ssh/url.js';
 
 /** TLS files of the gRPC server (paths). */
 export interface GrpcTlsOptions {
@@ -36,6 +38,16 @@ export interface GrpcServerDeps {
   /** The server's work folder (outside its home): file spaces live in `<workDir>/<user>/`. */
   workDir: string;
   log: GrpcLogger;
+  /** The backend's SSH connections (for the sftp adaptor); undefined when it has none. */
+  ssh?: BackendSsh;
+}
+
+/** The SSH connections of a backend with ssh or slurm+ssh executors. */
+export interface BackendSsh {
+  /** The shared connection to `target` (the one its executor uses). */
+  connection(target: SshTarget): SshConnection;
+  /** How the server's connections authenticate and check host keys. */
+  options: SshConnectionOptions;
 }
 
 /** A running gRPC server. */

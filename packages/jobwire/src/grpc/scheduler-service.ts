@@ -8,7 +8,9 @@
  * UnknownAdaptorException until jobwire has an executor for them. Every job
  * operation goes through JobService, so jobs submitted here are ordinary jobwire jobs: same
  * validation, ownership and state rules, visible in the CLI and the dashboard, and their status
- * stays queryable after they end.
+ * stays queryable after they end. `getFileSystem` of an ssh or slurm+ssh scheduler is an `sftp`
+ * handle on its host; of any other, a `file` handle. Schedulers take only the default credential
+ * (their jobs outlive the call; see docs/grpc.md).
  * @module
  */
 import { status as Status, type ServerDuplexStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
@@ -50,6 +52,8 @@ export interface SchedulerServiceDeps {
   space: FileSpace;
   /** Opens a `file` file system handle for `who` (for getFileSystem). */
   openFileSystem(who: WhoAmI): Handle;
+  /** Opens an `sftp` file system handle for `who` on the host of the executor `executor` (getFileSystem of an ssh or slurm+ssh scheduler). */
+  openRemoteFileSystem(who: WhoAmI, executor: string, location: string): Promise<Handle>;
   /** Closes a file system handle opened by openFileSystem. */
   closeFileSystem(owner: string, id: string): void;
 }
@@ -96,7 +100,7 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     is_embedded: true,
     supports_interactive: true,
     supports_batch: true,
-    uses_file_system: false,
+    uses_file_system: true,
     supported_credentials: ['DefaultCredential'],
   });
 
@@ -202,7 +206,10 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
       throw new XenonError('InvalidLocationException', adaptor, `location ${JSON.stringify(location)}: the local adaptor takes an empty location or "local://"`);
     }
     if (request.credential !== undefined && request.credential !== 'default_credential') {
-      const why = adaptor === 'ssh' || adaptor === 'slurm' ? 'the server connects with the credentials it was started with (--ssh-identity, --ssh-password-file, its ssh-agent)' : 'callers authenticate to jobwire with a bearer token';
+      // A job outlives the call and the server (it is followed again after a restart), so a
+      // caller's secret would have to be stored with it; jobs run with the server's credentials.
+      // (FileSystemService's sftp adaptor takes password and certificate credentials: a handle lives only in memory.)
+      const why = adaptor === 'ssh' || adaptor === 'slurm' ? "jobs run with the server's own credentials (--ssh-identity, --ssh-password-file, its ssh-agent), since they outlive the call and a restarted server follows them again without the caller's secret; the sftp file adaptor takes password and certificate credentials" : 'callers authenticate to jobwire with a bearer token';
       throw new XenonError('InvalidCredentialException', adaptor, `the ${adaptor} adaptor takes no ${request.credential.replace('_', ' ')}: ${why}`);
     }
     const props = Object.keys(request.properties ?? {});
@@ -354,10 +361,15 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     }),
     getFileSystem: rpc.unary<Handle, Handle>(a, async (request, { who }) => {
       const handle = scheduler(who, request);
-      if (handle.executor !== undefined) {
-        throw new XenonError('XenonException', handle.adaptor, `the ${handle.adaptor} adaptor has no file system here yet (no sftp adaptor): use the file adaptor for files on the jobwire server`);
+      if (handle.fileSystemId !== undefined) return { id: handle.fileSystemId };
+      const info = executorOf(handle);
+      if (info !== undefined && /^(ssh|slurm\+ssh):/i.test(info.url)) {
+        // The host's files over sftp, on the executor's own connection (as its jobs see them).
+        handle.fileSystemId = (await deps.openRemoteFileSystem(who, info.name, handle.adaptor === 'slurm' ? slurmLocation(info.url) : handle.location)).id;
+      } else {
+        // local, and slurm: (the cluster's files are this machine's): the file adaptor.
+        handle.fileSystemId = deps.openFileSystem(who).id;
       }
-      handle.fileSystemId ??= deps.openFileSystem(who).id;
       return { id: handle.fileSystemId };
     }),
   };

@@ -31,11 +31,13 @@ export async function serveGrpc(options: GrpcServerOptions, deps: GrpcServerDeps
   const closing = new AbortController();
   const rpc = new Rpc(new Authenticator({ tokens: deps.tokens, allowAnonymousLoopback: options.allowAnonymousLoopback ?? false }), deps.log, closing.signal);
   const space = new FileSpace(deps.workDir);
-  const files = fileSystemService(rpc, space);
+  const ssh = deps.ssh;
+  const files = fileSystemService(rpc, space, ssh !== undefined ? { executors: () => deps.service.executors(), connection: ssh.connection, options: ssh.options } : undefined);
   const scheduler = schedulerService(rpc, {
     service: deps.service,
     space,
     openFileSystem: (who) => files.open(who),
+    openRemoteFileSystem: (who, executor, location) => files.openRemote(who, executor, location),
     closeFileSystem: (owner, id) => files.close(owner, id),
   });
 

@@ -42,6 +42,14 @@ export interface RunnerContext {
    * @defaultValue every job is stopped
    */
   keepRunning?(): boolean;
+  /**
+   * Keep a job Queued while its executor's own scheduler holds it ({@link ProcessHandle.started},
+   * a Slurm job PENDING), and follow a Queued job whose executor state says it was submitted
+   * already (a restart) instead of starting it again. Only for a backend whose Queued jobs no
+   * one else takes (the embedded dispatcher); elsewhere the job is Running with `reason` saying
+   * it waits. @defaultValue false
+   */
+  queuedInExecutor?: boolean;
 }
 
 /** What one run is given besides the shared {@link RunnerContext}. */
@@ -105,7 +113,8 @@ function notRun(reason: unknown, lost = false): ProcessHandle {
  * Queued), to the job as this run finished it (undefined when it did not). Never rejects.
  */
 export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOptions = {}): Promise<JobRecord | undefined> {
-  const { signal, resume } = options;
+  const { signal } = options;
+  let { resume } = options;
   const { store } = ctx;
   // The executor that runs this job (of the server's named ones), asked about output and resume.
   const executor = ctx.executor.executorFor?.(job.description) ?? ctx.executor;
@@ -121,6 +130,8 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
   const early: StreamEvent[] = [];
   /** Set when the run leaves the job running (see {@link RunnerContext.keepRunning}). */
   let detached = false;
+  /** Set while the job waits in its executor's own queue (still Queued here). */
+  let waiting = false;
   let onDetached!: () => void;
   const detaching = new Promise<'detached'>((resolve) => (onDetached = () => resolve('detached')));
 
@@ -222,8 +233,11 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
         else if (ev.control.type === 'output-ack') handle.ackOutput?.(ev.control.end);
         else stopForCancel();
         break;
-      case 'output':
       case 'output-closed':
+        // Cancelled while Queued (the job service ends a Queued job at once): out of the executor's queue too.
+        if (waiting) stopForCancel();
+        break;
+      case 'output':
       case 'stdin-ack':
         break;
       default: {
@@ -245,6 +259,9 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     } catch (err) {
       refusal = err;
     }
+    // A Queued job that an earlier server already handed to its executor's queue (a Slurm job
+    // PENDING when it stopped) is followed there, not submitted again.
+    if (resume === undefined && ctx.queuedInExecutor === true && executor.queuesJobs === true && job.status === 'Queued') resume = await store.executorState(id);
     // Stopped before it started: nothing ran, the job stays Queued for whoever starts next.
     if (signal?.aborted && resume === undefined) return undefined;
     const defaultCwd = account?.home ?? ctx.defaultCwd;
@@ -284,26 +301,45 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
       onState: (state) => {
         store.setExecutorState(id, state).catch((err: unknown) => ctx.onError(err, id));
       },
+      onQueued: (reason) => {
+        store.setReason(id, reason).catch((err: unknown) => ctx.onError(err, id));
+      },
     };
     let running: JobRecord | undefined;
+    /** Marks the job Running, once its executor's own queue (if any) let it start. */
+    const markRunning = async (): Promise<JobRecord | undefined | 'detached'> => {
+      const h = handle!;
+      await h.ready;
+      if (ctx.queuedInExecutor === true && h.started !== undefined) {
+        waiting = true;
+        // Cancelled while it was being handed over (heard before there was a handle).
+        if (early.some((ev) => ev.type === 'output-closed')) stopForCancel();
+        const first = await Promise.race([h.started.then(() => 'started' as const), h.done.then(() => 'ended' as const), detaching]);
+        waiting = false;
+        if (first === 'detached') return 'detached';
+        // Ended without ever running (refused, cancelled while waiting): it is settled from Queued.
+        if (first === 'ended') return job;
+      }
+      return store.markRunning(id, { startedAt: new Date().toISOString(), pid: h.pid ?? null, node: ctx.node, process: h.process ?? null });
+    };
     if (resume !== undefined) {
       const found = executor.resume === undefined ? undefined : await executor.resume(spec, resume, { stdout: sizes.stdout, stderr: sizes.stderr, stdin: consumed });
       handle = found ?? notRun(`its ${executor.name} executor could not find it again after a restart`, true);
-      running = job;
+      // A job still in its executor's queue when the last server stopped is Running only once it starts.
+      const marked = job.status === 'Queued' && found !== undefined ? await markRunning() : job;
+      if (marked === 'detached') return undefined;
+      running = marked;
     } else {
       handle = refusal !== undefined ? notRun(refusal) : executor.start(spec);
-      await handle.ready;
-      running = await store.markRunning(id, {
-        startedAt: new Date().toISOString(),
-        pid: handle.pid ?? null,
-        node: ctx.node,
-        process: handle.process ?? null,
-      });
+      const marked = await markRunning();
+      if (marked === 'detached') return undefined;
+      running = marked;
     }
     if (signal?.aborted) stopForSignal();
     else if (!running) stopForCancel(); // cancelled while starting
     const maxRuntime = job.description.maxRuntime ?? 0;
-    if (maxRuntime > 0) {
+    // An executor whose scheduler enforces the limit (Slurm's --time, TIMEOUT) is left to it.
+    if (maxRuntime > 0 && executor.enforcesMaxRuntime !== true) {
       // Up to a year (the schema's limit): longer than one setTimeout can wait.
       timer = setLongTimeout(() => {
         timedOut = true;
@@ -341,6 +377,9 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
   } else if (cancelled) {
     fields.status = 'Cancelled';
     fields.error = 'cancelled';
+  } else if (result.cancelled !== undefined) {
+    fields.status = 'Cancelled';
+    fields.error = result.cancelled;
   } else if (timedOut) {
     fields.status = 'Failed';
     fields.error = `stopped after maxRuntime of ${job.description.maxRuntime} minute(s)`;
@@ -355,13 +394,20 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     fields.status = 'Failed';
     fields.error = `output could not be stored: ${appendFailed instanceof Error ? appendFailed.message : String(appendFailed)}`;
   }
-  if (options.settle === undefined) return settleInStore(ctx, id, fields);
-  try {
-    return await options.settle(fields);
-  } catch (err) {
-    ctx.onError(err, id);
-    return undefined;
+  let settled: JobRecord | undefined;
+  if (options.settle === undefined) settled = await settleInStore(ctx, id, fields);
+  else {
+    try {
+      settled = await options.settle(fields);
+    } catch (err) {
+      ctx.onError(err, id);
+      return undefined;
+    }
   }
+  // Final and stored by this run, output too: what the executor kept to follow the job may go
+  // (kept when the output could not be stored, or when the job was no longer this run's).
+  if (settled !== undefined && appendFailed === undefined) handle?.release?.();
+  return settled;
 }
 
 /** The text of an abort reason: a sentence as given, an error's message. */

@@ -77,6 +77,8 @@ export interface ServerOptions {
   ssh?: SshConnectionOptions;
   /** How long a remote job's host may stay unreachable before the job ends Lost. @defaultValue 600000 (10 minutes) */
   remoteLostAfterMs?: number;
+  /** Keep Slurm jobs' output and exit files in the executor's jobs folder after their end (docs/executors.md). @defaultValue false */
+  keepRemoteJobFiles?: boolean;
   /** Seconds between SIGTERM and SIGKILL when cancelling. @defaultValue 5 */
   graceSeconds?: number;
   /** pino log level. @defaultValue "info" */
@@ -125,7 +127,7 @@ export interface ServerEventMap extends JobwireEventMap {
 /** Options of the gRPC service, read as given (they have no defaults here). */
 type GrpcOptionKeys = 'tls' | 'grpcPort' | 'grpcHost' | 'grpcTls' | 'grpcAllowAnonymousLoopback';
 /** Options that choose the backend, read as given. */
-type BackendOptionKeys = 'backend' | 'multiSlots' | 'redis' | 'redisPrefix' | 'events' | 'executors' | 'ssh' | 'remoteLostAfterMs';
+type BackendOptionKeys = 'backend' | 'multiSlots' | 'redis' | 'redisPrefix' | 'events' | 'executors' | 'ssh' | 'remoteLostAfterMs' | 'keepRemoteJobFiles';
 
 /** A running server. */
 export interface ServerHandle extends AsyncDisposable {
@@ -172,7 +174,7 @@ function defaults(options: ServerOptions): Required<Omit<ServerOptions, GrpcOpti
 /** The backend the options choose; throws a RangeError for options that contradict each other. */
 function chooseBackend(options: ServerOptions): BackendFactory {
   if (options.backend !== undefined) {
-    const shortcut = (['multiSlots', 'redis', 'redisPrefix', 'executors', 'ssh', 'remoteLostAfterMs'] as const).find((key) => options[key] !== undefined);
+    const shortcut = (['multiSlots', 'redis', 'redisPrefix', 'executors', 'ssh', 'remoteLostAfterMs', 'keepRemoteJobFiles'] as const).find((key) => options[key] !== undefined);
     if (shortcut !== undefined) throw new RangeError(`${shortcut}: give it to the backend you pass as \`backend\`, not beside it`);
     return options.backend;
   }
@@ -186,6 +188,7 @@ function chooseBackend(options: ServerOptions): BackendFactory {
     ...(options.executors !== undefined ? { executors: options.executors } : {}),
     ...(options.ssh !== undefined ? { ssh: options.ssh } : {}),
     ...(options.remoteLostAfterMs !== undefined ? { lostAfterMs: options.remoteLostAfterMs } : {}),
+    ...(options.keepRemoteJobFiles === true ? { keepRemoteJobFiles: true } : {}),
   });
 }
 
@@ -364,7 +367,7 @@ async function startLocked(options: ServerOptions, held: { lock?: HostLock }): P
           ...(options.grpcTls ? { tls: options.grpcTls } : {}),
           allowAnonymousLoopback: options.grpcAllowAnonymousLoopback ?? false,
         },
-        { service, tokens, workDir, log: app.log },
+        { service, tokens, workDir, log: app.log, ...(backend.ssh !== undefined ? { ssh: backend.ssh } : {}) },
       );
     } catch (err) {
       await close();

@@ -29,10 +29,12 @@ test('COMPLETED → exit code 0; FAILED → the recorded exit code, else Slurm\'
   assert.deepEqual(end('FAILED', 'NonZeroExitCode', { exitCode: 0, exitSignal: 9 }), { exitCode: null, signal: 'SIGKILL' });
 });
 
-test('CANCELLED → SIGTERM; named as done in Slurm when jobwire did not cancel it', () => {
+test('CANCELLED → SIGTERM; when jobwire did not cancel it, a cancel outside jobwire (the job ends Cancelled with it)', () => {
   assert.deepEqual(end('CANCELLED', 'None', { terminated: true }), { exitCode: null, signal: 'SIGTERM' });
   assert.deepEqual(end('FAILED', 'None', { terminated: true, exitSignal: 15 }), { exitCode: null, signal: 'SIGTERM' });
-  assert.match(end('CANCELLED').error ?? '', /^Slurm job 42 was CANCELLED in Slurm$/);
+  const outside = end('CANCELLED');
+  assert.equal(outside.error, undefined);
+  assert.match(outside.cancelled ?? '', /^Slurm job 42 was CANCELLED in Slurm, not by jobwire$/);
 });
 
 test('TIMEOUT, NODE_FAIL, PREEMPTED, BOOT_FAIL, OUT_OF_MEMORY → an error with the state and Slurm\'s reason', () => {

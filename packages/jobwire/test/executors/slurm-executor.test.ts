@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { BadRequestError, type JobDescription } from '@jobwire/client';
 import { LocalSubmitHost, SlurmCommandError, slurmExecutor, type SlurmExecutor, type SlurmJobRecord } from '../../src/executors/slurm/index.js';
+import { parseSlurmOptions, SlurmExecutor as SlurmExecutorClass } from '../../src/executors/slurm/slurm-executor.js';
 import type { ExecutorState, ProcessHandle, ProcessResult, ResumeFrom, StartSpec } from '../../src/executors/types.js';
 import { PARTITIONS, SLURM_ENV, slurmCommand, useTestSlurm } from '../slurm-env.js';
 
@@ -213,6 +214,22 @@ test('queues are the partitions sinfo lists, the default partition first-class',
   assert.deepEqual(executor.queues().map((q) => q.name).sort(), [...new Set(fromSinfo)].sort());
   assert.ok(executor.queues().every((q) => q.limit === null));
   assert.equal(executor.defaultQueue, PARTITIONS.default);
+});
+
+test('onQueuesChanged: listeners hear once the partitions are first read, not again while they stay the same', async () => {
+  const fresh = new SlurmExecutorClass(parseSlurmOptions({ host, jobsFolder: join(work, 'jobs') }));
+  try {
+    const heard: string[][] = [];
+    fresh.onQueuesChanged(() => heard.push(fresh.queues().map((q) => q.name).sort()));
+    assert.deepEqual(fresh.queues(), [], 'no partitions before Slurm answered');
+    fresh.connect();
+    for (let i = 0; heard.length === 0 && i < 300; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(heard, [[PARTITIONS.default, PARTITIONS.short].sort()]);
+    await fresh.refreshPartitions();
+    assert.equal(heard.length, 1, 'unchanged partitions are not told again');
+  } finally {
+    fresh.close();
+  }
 });
 
 test('interactive: cat through srun --unbuffered echoes stdin', async () => {

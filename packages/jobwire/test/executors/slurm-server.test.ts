@@ -137,7 +137,7 @@ describe('Xenon gRPC', () => {
       assert.deepEqual((await x.sched('getAdaptorNames')).name, ['local', 'slurm']);
       const described = (await x.sched('getAdaptorDescriptions')).descriptions.find((d: { name: string }) => d.name === 'slurm');
       assert.match(described.description, new RegExp(`hpc: local://, hpc2: ${sshd.user}@127\\.0\\.0\\.1:${sshd.port}, gone: `));
-      assert.equal(described.uses_file_system, false);
+      assert.equal(described.uses_file_system, true);
       assert.equal(described.supports_interactive, true);
 
       for (const [location, executor] of [['local://', 'hpc'], [`127.0.0.1:${sshd.port}`, 'hpc2']] as const) {
@@ -153,7 +153,10 @@ describe('Xenon gRPC', () => {
         assert.equal(info.description?.executor, executor);
         assert.equal(info.queue, PARTITIONS.default);
         assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), `${PARTITIONS.default}\n`);
-        await rejectsWith(x.sched('getFileSystem', sched), grpc.status.INTERNAL, 'XenonException');
+        // The cluster's files: this machine's (file adaptor) for slurm:, the login node's over sftp for slurm+ssh.
+        const fs = await x.sched('getFileSystem', sched);
+        assert.equal((await x.fs('getAdaptorName', fs)).name, executor === 'hpc' ? 'file' : 'sftp');
+        assert.equal((await x.fs('exists', { filesystem: fs, path: { path: home } })).value, true);
       }
 
       await rejectsWith(x.sched('create', { adaptor: 'slurm', location: 'elsewhere:22' }), grpc.status.FAILED_PRECONDITION, 'InvalidLocationException');

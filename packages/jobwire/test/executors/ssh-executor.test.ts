@@ -264,7 +264,7 @@ describe('named executors on a server', () => {
       assert.deepEqual((await x.sched('getAdaptorNames')).name, ['local', 'ssh']);
       const described = await x.sched('getAdaptorDescription', { name: 'ssh' });
       assert.match(described.description, new RegExp(`${sshd.user}@127\\.0\\.0\\.1:${sshd.port}`));
-      assert.equal(described.uses_file_system, false);
+      assert.equal(described.uses_file_system, true);
 
       const sched = await x.sched('create', { adaptor: 'ssh', location: `127.0.0.1:${sshd.port}`, default_credential: {} });
       assert.equal((await x.sched('getAdaptorName', sched)).name, 'ssh');
@@ -279,7 +279,7 @@ describe('named executors on a server', () => {
 
       await rejectsWith(x.sched('create', { adaptor: 'ssh', location: 'elsewhere:22' }), grpc.status.FAILED_PRECONDITION, 'InvalidLocationException');
       await rejectsWith(x.sched('create', { adaptor: 'ssh', location: `127.0.0.1:${sshd.port}`, password_credential: { username: 'u', password: 'p' } }), grpc.status.FAILED_PRECONDITION, 'InvalidCredentialException');
-      await rejectsWith(x.sched('getFileSystem', sched), grpc.status.INTERNAL, 'XenonException');
+      assert.equal((await x.fs('getAdaptorName', await x.sched('getFileSystem', sched))).name, 'sftp');
     } finally {
       x.close();
       await server.close();

@@ -4,7 +4,8 @@
  * key only (root too, as the tests run as root in CI).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../redis-env.js';
@@ -27,6 +28,8 @@ export interface TestSshd {
   strangerIdentity: string;
   /** The temporary folder (removed by stop). */
   dir: string;
+  /** With `passwordUser`: a throwaway account that logs in by password (removed by stop). */
+  passwordUser?: { name: string; password: string; home: string };
   /** Kills the sshd processes serving connections (not the listener): every connection drops. */
   cutConnections(): number;
   /** Options for plain `ssh` to reach this server (for baselines). */
@@ -54,6 +57,8 @@ function childrenOf(ppid: number): number[] {
 export interface SshdOptions {
   /** Variables sshd sets in every session (its `SetEnv`), e.g. `SLURM_CONF` for a login node of the test cluster. */
   env?: Record<string, string>;
+  /** Make a throwaway OS account (needs root) and let it log in by password. @defaultValue false */
+  passwordUser?: boolean;
 }
 
 /** Starts an sshd; resolves once it accepts connections. */
@@ -69,6 +74,21 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
   writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'user_key.pub')));
   const port = await freePort();
   const user = userInfo().username;
+  let passwordUser: TestSshd['passwordUser'];
+  if (options.passwordUser === true) {
+    const name = `jwpw${randomBytes(4).toString('hex')}`;
+    const home = join(dir, name);
+    execFileSync('useradd', ['-M', '-d', home, '-s', '/bin/sh', '-U', name]);
+    chmodSync(dir, 0o711);
+    execFileSync('mkdir', ['-p', home]);
+    execFileSync('chown', [`${name}:${name}`, home]);
+    const password = randomBytes(12).toString('hex');
+    execFileSync('chpasswd', [], { input: `${name}:${password}\n` });
+    passwordUser = { name, password, home };
+  }
+  const removeUser = (): void => {
+    if (passwordUser !== undefined) execFileSync('userdel', ['-f', passwordUser.name], { stdio: 'ignore' });
+  };
   const hostLine = (pub: string): string => `[127.0.0.1]:${port} ${readFileSync(pub, 'utf8').trim().split(' ').slice(0, 2).join(' ')}\n`;
   writeFileSync(join(dir, 'known_hosts'), hostLine(join(dir, 'host_key.pub')));
   writeFileSync(join(dir, 'wrong_known_hosts'), hostLine(join(dir, 'other_host_key.pub')));
@@ -81,7 +101,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
       `PidFile ${join(dir, 'sshd.pid')}`,
       `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
       'PermitRootLogin prohibit-password',
-      'PasswordAuthentication no',
+      `PasswordAuthentication ${passwordUser !== undefined ? 'yes' : 'no'}`,
       'KbdInteractiveAuthentication no',
       'UsePAM no',
       'StrictModes no',
@@ -112,6 +132,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
     } catch (err) {
       if (child.exitCode !== null || Date.now() > deadline) {
         child.kill('SIGKILL');
+        removeUser();
         rmSync(dir, { recursive: true, force: true });
         throw new Error(`sshd did not start: ${log}`, { cause: err });
       }
@@ -138,6 +159,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
     wrongKnownHosts: join(dir, 'wrong_known_hosts'),
     strangerIdentity: join(dir, 'stranger_key'),
     dir,
+    ...(passwordUser !== undefined ? { passwordUser } : {}),
     sshArgs,
     cutConnections,
     async stop() {
@@ -146,6 +168,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
       cutConnections();
       child.kill('SIGTERM');
       if (child.exitCode === null) await exited;
+      removeUser();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -37,6 +37,7 @@ interface ServerCommandOptions {
   sshIdentity: string[];
   sshKnownHosts?: string;
   sshPasswordFile?: string;
+  keepRemoteJobFiles?: boolean;
 }
 
 /** Log levels the server accepts (pino's). */
@@ -71,6 +72,7 @@ export function registerServer(program: Command): void {
     .option('--ssh-identity <file>', 'private key for ssh executors (repeatable; default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa, plus ssh-agent)', collect, [])
     .option('--ssh-known-hosts <file>', 'known_hosts file host keys are checked against; an unknown or changed key is refused (default: ~/.ssh/known_hosts)')
     .option('--ssh-password-file <file>', 'file whose first line is the ssh password, tried after the keys')
+    .option('--keep-remote-job-files', "keep Slurm jobs' output and exit files in the executor's jobs folder after they end (removed once stored, by default)")
     .addOption(new Option('--redis <url>', 'distributed mode: keep everything in this Redis (redis://host:port/db); `jobwire worker` processes run the jobs').env('JOBWIRE_REDIS'))
     .addOption(new Option('--redis-prefix <prefix>', 'distributed mode: prefix of every Redis key').env('JOBWIRE_REDIS_PREFIX').default('jobwire:'))
     .addHelpText(
@@ -160,6 +162,10 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
   if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
   if (opts.tlsCert !== undefined && opts.tlsKey !== undefined) options.tls = { cert: opts.tlsCert, key: opts.tlsKey };
   if (opts.executor.length > 0) options.executors = opts.executor;
+  if (opts.keepRemoteJobFiles === true) {
+    if (opts.executor.length === 0) throw new UsageError('--keep-remote-job-files is about the files of --executor NAME=slurm:... jobs; give an executor');
+    options.keepRemoteJobFiles = true;
+  }
   const ssh: NonNullable<ServerOptions['ssh']> = {};
   if (opts.sshIdentity.length > 0) ssh.identityFiles = opts.sshIdentity;
   if (opts.sshKnownHosts !== undefined) ssh.knownHostsFile = opts.sshKnownHosts;

@@ -22,12 +22,16 @@ export interface BatchJobControl {
   cancel(job: BatchJob, graceMs: number): void;
   /** Stops following the job (it was detached: left running in Slurm for a later resume). */
   forget(job: BatchJob): void;
+  /** Removes the job's output and exit files (unless the executor keeps them). */
+  release(job: BatchJob): void;
 }
 
 /** A batch job submitted with `sbatch` (or found again by its Slurm id). */
 export class BatchJob implements ProcessHandle {
   readonly pid = undefined;
   readonly done: Promise<ProcessResult>;
+  /** Resolves once Slurm has started the job (see {@link ProcessHandle.started}). */
+  readonly started: Promise<void>;
   /** The Slurm job id, once `sbatch` has answered. */
   slurmId: string | undefined;
   /** The last state Slurm reported. */
@@ -49,6 +53,10 @@ export class BatchJob implements ProcessHandle {
   #settled = false;
   #detached = false;
   #resolve!: (result: ProcessResult) => void;
+  #markStarted!: () => void;
+  #hasStarted = false;
+  /** The last reason handed to onQueued, so each change is told once. */
+  #queuedReason: string | null | undefined;
   readonly #spec: StartSpec;
   readonly #host: SubmitHost;
   readonly #control: BatchJobControl;
@@ -60,6 +68,39 @@ export class BatchJob implements ProcessHandle {
     this.files = files;
     this.offsets = { ...from };
     this.done = new Promise((resolve) => (this.#resolve = resolve));
+    this.started = new Promise((resolve) => (this.#markStarted = resolve));
+  }
+
+  /** True once Slurm started the job (or it ended after running). */
+  get hasStarted(): boolean {
+    return this.#hasStarted;
+  }
+
+  /**
+   * Takes the state Slurm reported: while the job is PENDING (or otherwise queued) its reason is
+   * told through onQueued; once it runs, `started` resolves and the reason is cleared.
+   */
+  observe(state: SlurmJobState): void {
+    if (this.#detached || this.#settled) return;
+    if (this.phase === 'queued') {
+      const why = state.reason && state.reason !== 'None' ? ` (${state.reason})` : '';
+      this.#tellQueued(`queued in Slurm as job ${this.slurmId}: ${state.state}${why}`);
+      return;
+    }
+    if (this.phase === 'running' || state.state !== 'CANCELLED') this.#start();
+  }
+
+  #start(): void {
+    if (this.#hasStarted) return;
+    this.#hasStarted = true;
+    this.#tellQueued(null);
+    this.#markStarted();
+  }
+
+  #tellQueued(reason: string | null): void {
+    if (reason === this.#queuedReason) return;
+    this.#queuedReason = reason;
+    this.#spec.onQueued?.(reason);
   }
 
   /** True once `done` has settled. */
@@ -93,6 +134,12 @@ export class BatchJob implements ProcessHandle {
     this.#control.forget(this);
   }
 
+  /** Its final status and output are stored: its files in the jobs folder may go. */
+  release(): void {
+    if (!this.#settled || this.#detached || this.files.exit === '') return;
+    this.#control.release(this);
+  }
+
   pauseOutput(): void {
     this.#paused = true;
   }
@@ -114,6 +161,9 @@ export class BatchJob implements ProcessHandle {
    */
   async finish(state: SlurmJobState, recordedExit: RecordedExit | undefined): Promise<void> {
     if (this.#detached) return;
+    // A job that ended between two polls ran unless it was cancelled while waiting (or left an
+    // exit file: then its script ran).
+    if (recordedExit !== undefined || state.state !== 'CANCELLED' || this.phase === 'running') this.#start();
     await this.#readChannel('stdout', Infinity);
     await this.#readChannel('stderr', Infinity);
     if (typeof recordedExit === 'string') {

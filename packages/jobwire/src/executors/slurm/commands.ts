@@ -196,7 +196,8 @@ export function endResult(facts: EndFacts): ProcessResult {
     }
     case 'CANCELLED':
       if (facts.terminated) return { exitCode: null, signal: 'SIGTERM' };
-      return { exitCode: null, signal: 'SIGTERM', error: `Slurm job ${slurmId} was CANCELLED in Slurm${reason}` };
+      // Not by jobwire: an operator's scancel (or Slurm's own). The job ends Cancelled, saying so.
+      return { exitCode: null, signal: 'SIGTERM', cancelled: `Slurm job ${slurmId} was CANCELLED in Slurm, not by jobwire${reason}` };
     default:
       return { exitCode: null, signal: null, error: `Slurm job ${slurmId} ended ${state.state}${reason}` };
   }

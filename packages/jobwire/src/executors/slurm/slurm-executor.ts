@@ -45,6 +45,11 @@ export interface SlurmExecutorOptions {
   lostAfterMs?: number;
   /** Time between two `sinfo` calls that refresh the partitions. @defaultValue 60000 */
   partitionsRefreshMs?: number;
+  /**
+   * Keep each batch job's `ID.out`, `ID.err` and `ID.exit` in the jobs folder after the job
+   * ended and its output is stored (they are removed then, by default). @defaultValue false
+   */
+  keepJobFiles?: boolean;
 }
 
 /** A Slurm command failed or is missing: its name, where, and Slurm's words. */
@@ -77,6 +82,7 @@ export function parseSlurmOptions(options: SlurmExecutorOptions): ParsedSlurmOpt
     pollMs: options.pollMs ?? 1000,
     lostAfterMs: options.lostAfterMs ?? 60_000,
     partitionsRefreshMs: options.partitionsRefreshMs ?? 60_000,
+    keepJobFiles: options.keepJobFiles ?? false,
   };
   for (const key of ['pollMs', 'lostAfterMs', 'partitionsRefreshMs'] as const) {
     if (!Number.isFinite(parsed[key]) || parsed[key] < 10) throw new RangeError(`${key} must be a number of milliseconds of at least 10, got ${String(parsed[key])}`);
@@ -99,6 +105,10 @@ export async function slurmExecutor(options: SlurmExecutorOptions = {}): Promise
 export class SlurmExecutor implements Executor, BatchJobControl {
   /** Adaptor name. */
   readonly name = 'slurm';
+  /** `--time` from maxRuntime: Slurm ends the job TIMEOUT, the runner sets no timer of its own. */
+  readonly enforcesMaxRuntime = true;
+  /** A PENDING job waits in Slurm's queue (Queued in jobwire) until Slurm starts it. */
+  readonly queuesJobs = true;
   readonly #options: ParsedSlurmOptions;
   readonly #host: SubmitHost;
   #partitions: Partition[] = [];
@@ -117,6 +127,7 @@ export class SlurmExecutor implements Executor, BatchJobControl {
   /** sbatch calls in flight: a burst of submissions must not start hundreds of them at once. */
   readonly #submitting = pLimit(SBATCH_AT_ONCE);
   #closed = false;
+  readonly #queueListeners: Array<() => void> = [];
 
   /**
    * Use {@link slurmExecutor}, which reads the partitions first; or this with
@@ -134,6 +145,11 @@ export class SlurmExecutor implements Executor, BatchJobControl {
    */
   connect(): void {
     this.#connecting ??= this.refreshPartitions().catch(() => undefined);
+  }
+
+  /** Calls `listener` after the partitions were first read, and whenever they change. */
+  onQueuesChanged(listener: () => void): void {
+    this.#queueListeners.push(listener);
   }
 
   /** `idle` before Slurm first answered, `connected` once it did, `failing` (or `reconnecting`) with Slurm's words. */
@@ -164,7 +180,18 @@ export class SlurmExecutor implements Executor, BatchJobControl {
         const home = await this.#host.home();
         this.#options.jobsFolder = path.posix.join(home, '.jobwire', 'slurm-jobs');
       }
+      const before = this.#partitions.map((p) => `${p.name}${p.isDefault ? '*' : ''}`).join(',');
       this.#partitions = parseSinfo(answer.stdout);
+      const changed = before !== this.#partitions.map((p) => `${p.name}${p.isDefault ? '*' : ''}`).join(',');
+      if (changed || !this.#everConnected) {
+        for (const listener of this.#queueListeners) {
+          try {
+            listener();
+          } catch {
+            // a listener's trouble is its own
+          }
+        }
+      }
       this.#status = { state: 'connected' };
       this.#everConnected = true;
       this.#retryMs = 1000;
@@ -329,6 +356,13 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     if (job.pendingCancel !== undefined) this.cancel(job, job.pendingCancel);
   }
 
+  /** Removes an ended job's files from the jobs folder (best effort), unless they are kept. */
+  release(job: BatchJob): void {
+    if (this.#options.keepJobFiles) return;
+    const { stdout, stderr, exit } = job.files;
+    void this.#host.run({ file: 'rm', args: ['-f', '--', stdout, stderr, exit, `${exit}.tmp`] }).catch(() => undefined);
+  }
+
   /** Stops following a detached job (see {@link BatchJob.detach}). */
   forget(job: BatchJob): void {
     for (const [id, followed] of this.#jobs) if (followed === job) this.#jobs.delete(id);
@@ -384,6 +418,7 @@ export class SlurmExecutor implements Executor, BatchJobControl {
       job.goneSince = undefined;
       job.slurmState = state;
       job.phase = phaseOf(state.state);
+      job.observe(state);
     }
     await job.follow();
     if (state !== undefined && job.phase === 'ended') {

@@ -25,6 +25,16 @@ export interface SshAuthOptions {
   identityFiles?: string[];
   /** A file holding the password (first line), tried after the keys. @defaultValue undefined (no password) */
   passwordFile?: string;
+  /**
+   * A password given as such (a Xenon client's password credential), tried after the keys and
+   * never written anywhere. @defaultValue undefined
+   */
+  password?: string;
+  /**
+   * A private key given as its text (a Xenon client's certificate credential, read by the gRPC
+   * service), offered before the identity files; `source` names it in messages. @defaultValue undefined
+   */
+  privateKey?: { key: Buffer; passphrase?: string; source: string };
   /** ssh-agent socket; false for none. @defaultValue `$SSH_AUTH_SOCK` */
   agent?: string | false;
   /** The known_hosts file host keys are checked against. @defaultValue `~/.ssh/known_hosts` */
@@ -198,6 +208,13 @@ export class SshConnection extends EventEmitter<SshConnectionEvents> {
       methods.push({ type: 'agent', username, agent });
       tried.push('ssh-agent');
     }
+    const given = this.#options.privateKey;
+    if (given !== undefined) {
+      const parsed = utils.parseKey(given.key, given.passphrase);
+      if (parsed instanceof Error) throw new SshConnectError(`the key ${given.source} cannot be used: ${parsed.message}`, 'auth', { cause: parsed });
+      methods.push({ type: 'publickey', username, key: given.key, ...(given.passphrase !== undefined ? { passphrase: given.passphrase } : {}) });
+      tried.push(`key ${given.source}`);
+    }
     for (const file of this.#options.identityFiles ?? defaultIdentities()) {
       let text: Buffer;
       try {
@@ -222,6 +239,10 @@ export class SshConnection extends EventEmitter<SshConnectionEvents> {
       }
       methods.push({ type: 'password', username, password });
       tried.push(`password from ${this.#options.passwordFile}`);
+    }
+    if (this.#options.password !== undefined) {
+      methods.push({ type: 'password', username, password: this.#options.password });
+      tried.push('the password given');
     }
     return { methods, tried };
   }
