@@ -39,7 +39,7 @@ import { finalStatusOf, type FinishFields, type JobRecord } from '../store/types
 import { defaultWorkDir } from '../work-dir.js';
 import { Housekeeping, reapedEvent, reportReaped } from './housekeeping.js';
 import { Placer } from './placement.js';
-import { checkLiveness, DEFAULT_LIVENESS, dropWorker, orphansOf, registerWorker, type Liveness } from './registry.js';
+import { checkLiveness, DEFAULT_LIVENESS, dropWorker, followDeadlineFor, orphansOf, registerWorker, type Liveness } from './registry.js';
 
 /** Options of {@link startWorker}. */
 export interface WorkerOptions {
@@ -77,14 +77,18 @@ export interface WorkerOptions {
   /** CA file handed to jobs as JOBWIRE_CA, for servers with a certificate the system does not trust. @defaultValue undefined (jobs inherit the worker's own JOBWIRE_CA, if any) */
   caFile?: string;
   /**
-   * Heartbeat and reaping timings. `ttlMs` is also the grace time of a restart: a worker started
-   * again (same name, same home) before its previous instance's liveness ran out follows that
-   * instance's running jobs again. @defaultValue {@link DEFAULT_LIVENESS}
+   * Heartbeat and reaping timings. `ttlMs` also bounds the grace time of a restart: a worker
+   * started again (same name, same home) before its previous instance's liveness ran out follows
+   * that instance's running jobs again — those its job host still runs: the host stops the jobs
+   * no worker has followed for the follow deadline (`followDeadlineFor`: `ttlMs` less a
+   * heartbeat, half a second and the stop's grace), so that none runs on once it is handed on.
+   * @defaultValue {@link DEFAULT_LIVENESS}
    */
   liveness?: Partial<Liveness>;
   /**
    * Whether `close()` leaves the jobs running on the job host (their slots stay taken, their jobs
-   * Running) for the next instance to follow again within the grace time (`liveness.ttlMs`);
+   * Running) for the next instance to follow again within the grace time (the job host's follow
+   * deadline, a little under `liveness.ttlMs`: after it the host stops them);
    * false stops them (they end Lost). Only for local jobs: with `executor`, they are stopped.
    * @defaultValue true
    */
@@ -249,6 +253,9 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   const shutdown = new AbortController();
 
   const connections = new SshConnections(options.ssh);
+  // A job of this worker must not run on once the cluster takes the worker for dead and hands
+  // the job on: the host stops the jobs nobody follows for a deadline that ends before that.
+  const deadline = followDeadlineFor(opts.liveness, opts.graceSeconds * 1000);
   // Local jobs run on the home's job host (the worker never spawns them); the host hands each
   // chunk of output over for the Redis stream log.
   const host =
@@ -258,9 +265,16 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
           local: new LocalExecutor({ multiSlots: opts.slots }),
           graceMs: opts.graceSeconds * 1000,
           storesOutput: false,
+          followDeadline: { afterMs: deadline.afterMs, graceMs: deadline.graceMs },
           onError: (err, jobId) => log.warn({ err, jobId }, 'job host'),
         })
       : undefined;
+  if (host !== undefined && !deadline.safe) {
+    log.warn(
+      { deadAfterMs: opts.liveness.ttlMs, followDeadlineMs: deadline.afterMs, stopGraceMs: deadline.graceMs },
+      'the liveness ttl (--dead-after) is too short for the job host to stop the jobs of a lost worker before they are handed on: a retried job may briefly run twice',
+    );
+  }
   /** A stop leaves the local jobs running on the host (see WorkerOptions.keepJobs). */
   const keepJobs = host !== undefined && (options.keepJobs ?? true);
   /** Runs this stop left running on the host: their jobs stay Running, their slots taken. */
@@ -491,7 +505,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       await steps.run('finishing the housekeeping pass in progress', () => housekeepingPass);
       if (detached.size > 0) {
         // Its entry stays: a new instance started within the grace time takes it over with the jobs.
-        log.warn({ jobs: [...detached], graceMs: opts.liveness.ttlMs }, 'left running jobs on the job host: a worker started again with this name and home within the grace time follows them again; after it they are handed on or Lost');
+        log.warn({ jobs: [...detached], followDeadlineMs: deadline.afterMs }, 'left running jobs on the job host: a worker started again with this name and home within the follow deadline follows them again; after it the host stops them, and the cluster hands them on or marks them Lost');
       } else {
         await steps.run('leaving the worker registry (other workers and servers drop it once it misses its heartbeats)', async () => {
           lost((await dropWorker(store, opts.name, instance, reason, true)).lost);
