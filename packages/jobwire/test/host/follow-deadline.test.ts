@@ -26,6 +26,14 @@ async function startFollowed(client: ClientProcess, jobId: string, extra: object
   return client.output(jobId).trim().split(' ').map(Number);
 }
 
+/** The host's state of `jobId` once its end is stored. */
+function endedState(home: string, jobId: string): Promise<HostJobState> {
+  return sleepUntil(async () => {
+    const state = await stateOf(home, jobId);
+    return state.exit !== null ? state : undefined;
+  }, 15_000, `the end of ${jobId} to be stored`);
+}
+
 /** Stops `jobId` (the test is over). */
 async function stop(home: string, jobId: string): Promise<void> {
   const { client } = await ensureHost(home);
@@ -59,7 +67,7 @@ describe('job host: follow deadlines', () => {
 
       await server.kill();
       await sleepUntil(() => !bound.some(runs), 15_000, 'the job nobody follows to be stopped');
-      const state = await stateOf(home, 'bound');
+      const state = await endedState(home, 'bound');
       assert.match(state.exit?.stoppedBy ?? '', /no client followed it for 0\.6 s \(the follow deadline its worker set\)/);
       assert.equal(state.exit?.signal, 'SIGKILL', 'SIGTERM was ignored, so SIGKILL came after the grace');
       assert.deepEqual(state.followDeadline, { afterMs: 600, graceMs: 300 });
@@ -77,7 +85,7 @@ describe('job host: follow deadlines', () => {
       server.signal('SIGSTOP');
       try {
         await sleepUntil(() => !pids.some(runs), 15_000, 'the job of the stopped client to be stopped');
-        assert.match((await stateOf(home, 'frozen')).exit?.stoppedBy ?? '', /no client followed it/);
+        assert.match((await endedState(home, 'frozen')).exit?.stoppedBy ?? '', /no client followed it/);
       } finally {
         server.signal('SIGCONT');
         await server.kill();
