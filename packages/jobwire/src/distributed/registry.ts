@@ -73,6 +73,9 @@ export function checkLiveness(liveness: Liveness): void {
   if (liveness.ttlMs < 2 * liveness.heartbeatMs) throw new RangeError('liveness: ttlMs must be at least twice heartbeatMs');
 }
 
+/** How long after a reconnect to Redis (plus a heartbeat) no worker is taken for dead. */
+const RECONNECT_GRACE_MS = 5000;
+
 /** What happened to the jobs of a removed worker. */
 export interface ReapResult {
   lost: JobRecord[];
@@ -158,13 +161,14 @@ export async function orphansOf(store: ClusterStore, name: string, running = tru
 export async function reapDeadWorkers(store: ClusterStore, liveness: Liveness): Promise<ReapedWorker[]> {
   const reaped: ReapedWorker[] = [];
   // Just after a reconnect (Redis restarted, or the network was cut) liveness keys may have run
-  // out while nobody could renew them: give every worker the time to beat again first.
-  if (store.connectedFor < liveness.ttlMs + liveness.heartbeatMs) return reaped;
+  // out while nobody could renew them: give every worker the time to beat again first (their
+  // reconnect backoff is at most 2 s, then a heartbeat) — not a whole ttl, which may be long.
+  if (store.connectedFor < RECONNECT_GRACE_MS + liveness.heartbeatMs) return reaped;
   for (const name of await store.deadWorkers()) {
     if (!(await store.lockReaping(name))) continue;
     try {
-      const seconds = Math.round(liveness.ttlMs / 1000);
-      const result = await dropWorker(store, name, '', `the worker ${name} stopped answering (no heartbeat for ${seconds} s) while the job was running`);
+      // Each worker has its own ttl (--dead-after); this reaper does not know that worker's.
+      const result = await dropWorker(store, name, '', `the worker ${name} stopped answering (no heartbeat within its --dead-after) while the job was running`);
       reaped.push({ name, ...result });
     } finally {
       await store.unlockReaping(name);
