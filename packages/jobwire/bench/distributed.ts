@@ -5,7 +5,8 @@
  * through Redis (server → Redis → worker → `cat` and back) beside the embedded server's.
  *
  * Needs Redis at BENCH_REDIS (default redis://127.0.0.1:6379); it uses a fresh key prefix and
- * deletes it afterwards.
+ * deletes it afterwards. BENCH_DISTRIBUTED (a comma-separated list of `true`, `js`, `two`,
+ * `roundtrip`; default all) runs only those rows, for a quick look at one of them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -36,6 +37,10 @@ export interface DistributedBenchOptions {
   rounds: number;
   redisUrl?: string;
 }
+
+/** The rows to measure (see BENCH_DISTRIBUTED). */
+const PARTS = process.env.BENCH_DISTRIBUTED?.split(',').map((part) => part.trim());
+const part = (name: string): boolean => PARTS === undefined || PARTS.includes(name);
 
 const now = (): bigint => process.hrtime.bigint();
 const seconds = (t0: bigint): number => Number(now() - t0) / 1e9;
@@ -164,18 +169,25 @@ export async function distributedBench(options: DistributedBenchOptions): Promis
     await procs.worker(options.cli, redisUrl, prefix, 'bench-1', slots);
     const vsRaw = (n: number): string => `${((100 * n) / raw).toFixed(0)}%`;
 
-    console.error('… distributed: batch throughput, 1 worker');
-    const one = await jobRate(client, options.jobs, { executable: 'true' }, 'dbench-1');
-    rows.push({ name: `distributed: ${options.jobs} \`true\` jobs, 1 worker × ${slots} slots`, jobwire: rate(one), baseline: `${rate(raw)} (raw BullMQ no-op, concurrency ${slots})`, ratio: vsRaw(one), target: '' });
-    console.error('… distributed: JS function jobs, 1 worker');
-    const js = await jobRate(client, options.jobs, { js: { code: 'return 1' } }, 'dbench-js');
-    rows.push({ name: `distributed: ${options.jobs} no-op JS function jobs, 1 worker × ${slots} slots`, jobwire: rate(js), baseline: `${rate(raw)} (raw BullMQ no-op)`, ratio: vsRaw(js), target: '' });
+    if (part('true')) {
+      console.error('… distributed: batch throughput, 1 worker');
+      const one = await jobRate(client, options.jobs, { executable: 'true' }, 'dbench-1');
+      rows.push({ name: `distributed: ${options.jobs} \`true\` jobs, 1 worker × ${slots} slots`, jobwire: rate(one), baseline: `${rate(raw)} (raw BullMQ no-op, concurrency ${slots})`, ratio: vsRaw(one), target: '' });
+    }
+    if (part('js')) {
+      console.error('… distributed: JS function jobs, 1 worker');
+      const js = await jobRate(client, options.jobs, { js: { code: 'return 1' } }, 'dbench-js');
+      rows.push({ name: `distributed: ${options.jobs} no-op JS function jobs, 1 worker × ${slots} slots`, jobwire: rate(js), baseline: `${rate(raw)} (raw BullMQ no-op)`, ratio: vsRaw(js), target: '≥ 80%' });
+    }
 
-    await procs.worker(options.cli, redisUrl, prefix, 'bench-2', slots);
-    console.error('… distributed: batch throughput, 2 workers');
-    const two = await jobRate(client, options.jobs, { executable: 'true' }, 'dbench-2');
-    rows.push({ name: `distributed: ${options.jobs} \`true\` jobs, 2 workers × ${slots} slots (one machine)`, jobwire: rate(two), baseline: `${rate(raw)} (raw BullMQ no-op)`, ratio: vsRaw(two), target: '' });
+    if (part('two')) {
+      await procs.worker(options.cli, redisUrl, prefix, 'bench-2', slots);
+      console.error('… distributed: batch throughput, 2 workers');
+      const two = await jobRate(client, options.jobs, { executable: 'true' }, 'dbench-2');
+      rows.push({ name: `distributed: ${options.jobs} \`true\` jobs, 2 workers × ${slots} slots (one machine)`, jobwire: rate(two), baseline: `${rate(raw)} (raw BullMQ no-op)`, ratio: vsRaw(two), target: '' });
+    }
 
+    if (!part('roundtrip')) return rows;
     console.error('… distributed: interactive round trip');
     const viaRedis = await catRoundTrips(client, options.rounds);
     const embedded = await catRoundTrips(options.embedded, options.rounds);
