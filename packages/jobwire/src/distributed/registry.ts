@@ -187,7 +187,8 @@ export async function workersReport(store: ClusterStore): Promise<WorkersReport>
     alive: w.alive,
     pools: w.pools,
     slots: w.slots,
-    used: w.load.multi,
+    // Jobs it holds ahead of a free slot (prefetch) are in its load too, but use no slot.
+    used: Math.min(w.slots, w.load.multi),
     free: Math.max(0, w.slots - w.load.multi),
     single: w.load.single,
     unlimited: w.load.unlimited,

@@ -54,6 +54,14 @@ export interface WorkerOptions {
   /** Jobs of the `multi` queue run at once. @defaultValue os.availableParallelism() */
   slots?: number;
   /**
+   * `multi` jobs the cluster may place on this worker beyond its slots, while no worker they may
+   * go to has a free slot: it holds them and starts each the moment one of its slots frees,
+   * without the round trips of a placement in between (what makes short jobs fast). A held job
+   * waits for this worker even if another frees a slot first; 0 turns it off.
+   * @defaultValue `slots`
+   */
+  prefetch?: number;
+  /**
    * Where this worker runs its jobs: an executor URL (`ssh://[user@]host[:port]`, ...; see
    * docs/executors.md), so a worker feeds a remote host or cluster. @defaultValue this machine (`local:`)
    */
@@ -155,6 +163,7 @@ interface Resolved {
   name: string;
   pools: string[];
   slots: number;
+  prefetch: number;
   labels: Record<string, string>;
   graceSeconds: number;
   workDir: string;
@@ -174,6 +183,8 @@ function parseOptions(options: WorkerOptions): Resolved {
   for (const pool of pools) if (!PLACEMENT_NAME.test(pool)) throw new RangeError(`pool ${JSON.stringify(pool)}: letters, digits, ".", "_", "-" (at most 128)`);
   const slots = options.slots ?? availableParallelism();
   if (!Number.isSafeInteger(slots) || slots < 1) throw new RangeError(`slots: a positive integer, not ${slots}`);
+  const prefetch = options.prefetch ?? slots;
+  if (!Number.isSafeInteger(prefetch) || prefetch < 0) throw new RangeError(`prefetch: an integer >= 0, not ${prefetch}`);
   const graceSeconds = options.graceSeconds ?? 5;
   if (!(graceSeconds >= 0)) throw new RangeError(`graceSeconds: a number >= 0, not ${graceSeconds}`);
   const liveness = { ...DEFAULT_LIVENESS, ...options.liveness };
@@ -184,6 +195,7 @@ function parseOptions(options: WorkerOptions): Resolved {
     name,
     pools,
     slots,
+    prefetch,
     labels: options.labels ?? {},
     graceSeconds,
     workDir: options.workDir ?? defaultWorkDir(resolveHome(options.home)),
@@ -246,8 +258,12 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     for (const job of jobs) emitSafely(events, 'job:lost', lostEvent(job));
   };
   const placer = new Placer(store, (err) => onError(err));
+  /** This worker's `multi` slots: held by the runs of multi jobs, waited for by jobs placed ahead. */
+  const multiSlots = new SlotGate(opts.slots);
   /** Runs in hand: job id → what stops that run alone (the worker was taken for dead). */
   const active = new Map<string, AbortController>();
+  /** Runs whose end was stored by finishRun, which also freed their slot. */
+  const settled = new Set<string>();
   let closing = false;
   /** Aborts when the worker shuts down; its reason is the error of the jobs it stops. */
   const shutdown = new AbortController();
@@ -306,6 +322,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     instance,
     pools: opts.pools,
     slots: opts.slots,
+    ahead: opts.prefetch,
     labels: opts.labels,
     host: hostname(),
     pid: process.pid,
@@ -375,7 +392,12 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
         // for dead, queued again) is neither finished nor has its output closed here.
         settle: async (fields: FinishFields) => {
           const done = await store.finishRun(jobId, fields, claim);
-          if (done) await store.streams.closeOutput(jobId, finalStatusOf(done));
+          if (done) {
+            // finishRun freed the slot: the next placement need not wait for the output's close.
+            settled.add(jobId);
+            placer.poke();
+            await store.streams.closeOutput(jobId, finalStatusOf(done));
+          }
           return done;
         },
         ...(resume !== undefined ? { resume } : {}),
@@ -385,27 +407,47 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     return finished;
   };
 
-  /** After a run: frees its slot — unless the run was left running on the host for the next instance. */
+  /**
+   * After a run: frees its slot — unless the run was left running on the host for the next
+   * instance, or its end (finishRun) freed it already.
+   */
   const ended = async (jobId: string): Promise<void> => {
     active.delete(jobId);
     if (detached.has(jobId)) return;
+    const freed = settled.delete(jobId);
     // The run has ended: the host's copy of its output served only to follow it.
     await host?.discardOutput(jobId).catch((err: unknown) => onError(err, jobId));
+    // While the worker stops, a job it did not start stays in its load: leaving the registry
+    // (or the next instance) puts it back to waiting, which a released job would miss.
+    if (freed || closing) return;
     await store.releaseJob(opts.name, jobId).catch((err: unknown) => onError(err, jobId));
     placer.poke();
   };
 
-  /** Runs one handed-over job, if it is still this worker's to run, then frees its slot. */
+  /**
+   * Runs one handed-over job, if it is still this worker's to run, then frees its slot. A `multi`
+   * job waits for one of this worker's slots first (it may have been placed ahead of one: see
+   * WorkerOptions.prefetch), and is checked again if it had to wait.
+   */
   const handle = async (jobId: string): Promise<void> => {
     if (active.has(jobId)) return;
     const own = new AbortController();
     active.set(jobId, own);
+    let slot: (() => void) | undefined;
     try {
-      const placed = await store.placedJob(jobId, opts.name);
+      let placed = await store.placedJob(jobId, opts.name);
+      if (placed && placed.job.queue !== 'single' && placed.job.queue !== 'unlimited') {
+        const waited = multiSlots.mustWait();
+        slot = await multiSlots.take(AbortSignal.any([shutdown.signal, own.signal]));
+        // Cancelled, or handed elsewhere, while it waited?
+        if (slot !== undefined && waited) placed = await store.placedJob(jobId, opts.name);
+        if (slot === undefined) placed = undefined;
+      }
       if (placed && !closing) await run(placed.job, placed.attempt, own);
     } catch (err) {
       onError(err, jobId);
     } finally {
+      slot?.();
       await ended(jobId);
     }
   };
@@ -418,6 +460,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   const follow = async (job: JobRecord): Promise<void> => {
     const own = new AbortController();
     active.set(job.id, own);
+    // It holds one of the slots already (it ran before this instance started).
+    const slot = job.queue !== 'single' && job.queue !== 'unlimited' ? multiSlots.hold() : undefined;
     try {
       const attempt = await store.runningAttempt(job.id, opts.name);
       if (attempt === undefined) return;
@@ -429,6 +473,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     } catch (err) {
       onError(err, job.id);
     } finally {
+      slot?.();
       await ended(job.id);
     }
   };
@@ -537,4 +582,54 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       await close();
     },
   };
+}
+
+/** A counting gate: `size` holders at a time, waiters served in order. */
+class SlotGate {
+  #free: number;
+  readonly #waiters: Array<() => void> = [];
+
+  constructor(size: number) {
+    this.#free = size;
+  }
+
+  /** Whether a {@link take} now would have to wait. */
+  mustWait(): boolean {
+    return this.#free <= 0;
+  }
+
+  /** Takes a place without waiting (may go below zero: a run that holds one already). Resolves to its release. */
+  hold(): () => void {
+    this.#free -= 1;
+    return this.#releaser();
+  }
+
+  /** Waits for a place; resolves to its release, or undefined once `signal` aborts. */
+  take(signal: AbortSignal): Promise<(() => void) | undefined> {
+    if (signal.aborted) return Promise.resolve(undefined);
+    if (this.#free > 0 && this.#waiters.length === 0) return Promise.resolve(this.hold());
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        signal.removeEventListener('abort', abort);
+        resolve(this.hold());
+      };
+      const abort = (): void => {
+        const at = this.#waiters.indexOf(wake);
+        if (at >= 0) this.#waiters.splice(at, 1);
+        resolve(undefined);
+      };
+      this.#waiters.push(wake);
+      signal.addEventListener('abort', abort, { once: true });
+    });
+  }
+
+  #releaser(): () => void {
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#free += 1;
+      if (this.#free > 0) this.#waiters.shift()?.();
+    };
+  }
 }

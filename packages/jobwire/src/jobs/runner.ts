@@ -133,6 +133,12 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     ctx.onError(new Error(`the ${executor.name} executor stores output itself, which this store cannot read`), id);
     return undefined;
   }
+  // The owner's OS account (a read of the shared token book in Redis on a root worker) is looked
+  // up while the stream sizes are read: one round trip less on the way to the start.
+  const accountLookup = ctx.accountFor?.(job.owner).then(
+    (account) => ({ account }),
+    (error: unknown) => ({ error }),
+  );
   let sizes;
   try {
     sizes = stored ? adopt!(id) : await streams.sizes(id);
@@ -239,10 +245,10 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     // A job its owner may not run (run-as.ts) ends Failed like one whose program is missing.
     let account: OsAccount | undefined;
     let refusal: unknown;
-    try {
-      account = await ctx.accountFor?.(job.owner);
-    } catch (err) {
-      refusal = err;
+    const looked = await accountLookup;
+    if (looked !== undefined) {
+      if ('error' in looked) refusal = looked.error;
+      else account = looked.account;
     }
     // Stopped before it started: nothing ran, the job stays Queued for whoever starts next.
     if (signal?.aborted && resume === undefined) return undefined;
