@@ -35,7 +35,7 @@ import { serializeError } from '../logging.js';
 import { StopSteps, type CloseOptions, type StopReport } from '../stop.js';
 import type { ClusterStore } from '../store/cluster.js';
 import { openRedisStore } from '../store/index.js';
-import { finalStatusOf, type FinishFields, type JobRecord } from '../store/types.js';
+import { finalStatusOf, type FinishFields, type JobRecord, type StreamSizes } from '../store/types.js';
 import { defaultWorkDir } from '../work-dir.js';
 import { Housekeeping, reapedEvent, reportReaped } from './housekeeping.js';
 import { Placer } from './placement.js';
@@ -154,6 +154,8 @@ export interface WorkerHandle extends AsyncDisposable {
 const CHECK_EVERY_MS = 3000;
 /** A job placed on this worker but not picked up after this long is handed over again. */
 const HAND_OVER_AGAIN_MS = 10_000;
+/** A job held ahead of a free slot gets a wait reason after this long (as placement's patience). */
+const HELD_REASON_AFTER_MS = 1000;
 /** How long a server URL found in the registry is handed to jobs before it is looked up again. */
 const SERVER_URL_TTL_MS = 5000;
 
@@ -369,7 +371,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   }
 
   /** Runs (or, with `resume`, follows again) one job of this node in the given attempt. */
-  const run = async (job: JobRecord, attempt: number, own: AbortController, resume?: ExecutorState): Promise<JobRecord | undefined> => {
+  const run = async (job: JobRecord, attempt: number, own: AbortController, resume?: ExecutorState, sizes?: Promise<StreamSizes>): Promise<JobRecord | undefined> => {
     const jobId = job.id;
     await refreshServerUrl().catch(onError);
     const claim = { node: opts.name, attempt };
@@ -401,6 +403,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
           return done;
         },
         ...(resume !== undefined ? { resume } : {}),
+        ...(sizes !== undefined ? { sizes } : {}),
       },
     );
     if (finished?.status === 'Lost') lost([finished]);
@@ -435,15 +438,29 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     active.set(jobId, own);
     let slot: (() => void) | undefined;
     try {
+      // The stream sizes the run starts from, read beside the check (both go out at once).
+      let sizes: Promise<StreamSizes> | undefined = store.streams.sizes(jobId);
+      sizes.catch(() => undefined);
       let placed = await store.placedJob(jobId, opts.name);
       if (placed && placed.job.queue !== 'single' && placed.job.queue !== 'unlimited') {
         const waited = multiSlots.mustWait();
+        // A job held ahead of a slot says why it waits, as one waiting in the cluster does.
+        const pools = placed.job.description.pools?.join(',') ?? 'ALL';
+        const why = waited
+          ? setTimeout(() => {
+              store.setReason(jobId, `waiting for a free multi slot (pools: ${pools}; held ahead by worker ${opts.name})`).catch((err: unknown) => onError(err, jobId));
+            }, HELD_REASON_AFTER_MS)
+          : undefined;
         slot = await multiSlots.take(AbortSignal.any([shutdown.signal, own.signal]));
+        clearTimeout(why);
         // Cancelled, or handed elsewhere, while it waited?
-        if (slot !== undefined && waited) placed = await store.placedJob(jobId, opts.name);
+        if (slot !== undefined && waited) {
+          sizes = undefined;
+          placed = await store.placedJob(jobId, opts.name);
+        }
         if (slot === undefined) placed = undefined;
       }
-      if (placed && !closing) await run(placed.job, placed.attempt, own);
+      if (placed && !closing) await run(placed.job, placed.attempt, own, undefined, sizes);
     } catch (err) {
       onError(err, jobId);
     } finally {

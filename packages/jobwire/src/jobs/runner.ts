@@ -8,7 +8,7 @@
 import type { OutputChannel } from '@jobwire/client';
 import type { OsAccount } from '../executors/local/os-account.js';
 import type { Executor, ExecutorState, ProcessHandle, ProcessResult, StartSpec } from '../executors/types.js';
-import { finalStatusOf, type FinishFields, type JobRecord, type Store, type StreamEvent } from '../store/types.js';
+import { finalStatusOf, type FinishFields, type JobRecord, type Store, type StreamEvent, type StreamSizes } from '../store/types.js';
 import { setLongTimeout, type LongTimeout } from '../timers.js';
 import { resolve } from 'node:path';
 import { withProblem } from '../executors/local/setup.js';
@@ -66,6 +66,12 @@ export interface RunOptions {
    * stdin stored so far. A job the executor cannot find again ends Lost. @defaultValue starts the Queued job
    */
   resume?: ExecutorState;
+  /**
+   * The job's stream sizes, read by the caller beside its own checks (a worker reads them with
+   * the placement check, in one round trip); only for a store that keeps the output itself
+   * (not with an executor that `storesOutput`). @defaultValue read here
+   */
+  sizes?: Promise<StreamSizes>;
 }
 
 const STDIN_READ = 64 * 1024;
@@ -141,7 +147,7 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
   );
   let sizes;
   try {
-    sizes = stored ? adopt!(id) : await streams.sizes(id);
+    sizes = stored ? adopt!(id) : await (options.sizes ?? streams.sizes(id));
   } catch (err) {
     ctx.onError(err, id);
     return undefined;

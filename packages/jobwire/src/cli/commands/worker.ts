@@ -21,6 +21,7 @@ interface WorkerCommandOptions {
   name?: string;
   pool?: string[];
   slots?: number;
+  prefetch?: number;
   label?: Record<string, string>;
   grace: number;
   url?: string;
@@ -74,6 +75,7 @@ export function registerWorker(program: Command): void {
     .option('--name <node>', 'node name, unique among live workers (default: the host name)', placementName('node'))
     .option('--pool <pool>', 'a pool this worker serves, besides ALL (repeatable)', poolList)
     .option('--slots <n>', 'jobs of the "multi" queue run at once (default: the number of cores)', integer(1))
+    .option('--prefetch <n>', '"multi" jobs it takes ahead of a free slot while no worker they may go to has one, each started the moment a slot frees (default: --slots; 0: none)', integer(0))
     .option('--executor <url>', 'run the jobs there instead of on this machine: ssh://[user@]host[:port], slurm: or slurm+ssh://[user@]host[:port] (docs/executors.md)')
     .option('--ssh-identity <file>', 'private key for --executor ssh://... (repeatable; default: ~/.ssh/id_*, plus ssh-agent)', (value: string, previous: string[]) => [...previous, value], [])
     .option('--ssh-known-hosts <file>', 'known_hosts file for --executor ssh://... (default: ~/.ssh/known_hosts)')
@@ -126,6 +128,7 @@ async function work(opts: WorkerCommandOptions): Promise<number> {
   if (opts.home !== undefined) options.home = opts.home;
   if (opts.name !== undefined) options.name = opts.name;
   if (opts.slots !== undefined) options.slots = opts.slots;
+  if (opts.prefetch !== undefined) options.prefetch = opts.prefetch;
   if (opts.url !== undefined) options.serverUrl = opts.url;
   if (opts.executor !== undefined) options.executor = opts.executor;
   const ssh: NonNullable<WorkerOptions['ssh']> = {};
