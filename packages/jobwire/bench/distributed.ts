@@ -6,7 +6,8 @@
  *
  * Needs Redis at BENCH_REDIS (default redis://127.0.0.1:6379); it uses a fresh key prefix and
  * deletes it afterwards. BENCH_DISTRIBUTED (a comma-separated list of `true`, `js`, `two`,
- * `roundtrip`; default all) runs only those rows, for a quick look at one of them.
+ * `roundtrip`; default all) runs only those rows, for a quick look at one of them;
+ * BENCH_PREFETCH=N starts the workers with `--prefetch N` (default: theirs).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -76,7 +77,7 @@ class Processes {
 
   async worker(cli: string, redisUrl: string, prefix: string, name: string, slots: number): Promise<void> {
     const home = this.home();
-    const proc = spawn(process.execPath, [cli, 'worker', '--redis', redisUrl, '--redis-prefix', prefix, '--name', name, '--slots', String(slots), '--log-level', 'warn', '--home', home], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const proc = spawn(process.execPath, [cli, 'worker', '--redis', redisUrl, '--redis-prefix', prefix, '--name', name, '--slots', String(slots), ...(process.env.BENCH_PREFETCH ? ['--prefetch', process.env.BENCH_PREFETCH] : []), '--log-level', 'warn', '--home', home], { stdio: ['ignore', 'pipe', 'inherit'] });
     this.all.push(proc);
     await new Promise<void>((resolve, reject) => {
       let out = '';

@@ -371,7 +371,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   }
 
   /** Runs (or, with `resume`, follows again) one job of this node in the given attempt. */
-  const run = async (job: JobRecord, attempt: number, own: AbortController, resume?: ExecutorState, sizes?: Promise<StreamSizes>): Promise<JobRecord | undefined> => {
+  const run = async (job: JobRecord, attempt: number, own: AbortController, resume?: ExecutorState, sizes?: Promise<StreamSizes>, freeSlot?: () => void): Promise<JobRecord | undefined> => {
     const jobId = job.id;
     await refreshServerUrl().catch(onError);
     const claim = { node: opts.name, attempt };
@@ -397,6 +397,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
           if (done) {
             // finishRun freed the slot: the next placement need not wait for the output's close.
             settled.add(jobId);
+            // ...and this worker's own: a job held ahead starts while the output is closed.
+            freeSlot?.();
             placer.poke();
             await store.streams.closeOutput(jobId, finalStatusOf(done));
           }
@@ -455,12 +457,13 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
         clearTimeout(why);
         // Cancelled, or handed elsewhere, while it waited?
         if (slot !== undefined && waited) {
-          sizes = undefined;
+          sizes = store.streams.sizes(jobId);
+          sizes.catch(() => undefined);
           placed = await store.placedJob(jobId, opts.name);
         }
         if (slot === undefined) placed = undefined;
       }
-      if (placed && !closing) await run(placed.job, placed.attempt, own, undefined, sizes);
+      if (placed && !closing) await run(placed.job, placed.attempt, own, undefined, sizes, slot);
     } catch (err) {
       onError(err, jobId);
     } finally {
