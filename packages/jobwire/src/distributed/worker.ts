@@ -18,7 +18,7 @@ import { availableParallelism, hostname } from 'node:os';
 import { pino, type Logger } from 'pino';
 import { ConflictError } from '@jobwire/client';
 import { resolveHome } from '@jobwire/client/home';
-import { sharedUser } from '../auth/shared-tokens.js';
+import { SharedUsers } from '../auth/shared-tokens.js';
 import { LocalExecutor } from '../executors/local/index.js';
 import { executorFromUrl, SshConnections } from '../executors/registry.js';
 import type { Executor, ExecutorState } from '../executors/types.js';
@@ -271,6 +271,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   const shutdown = new AbortController();
 
   const connections = new SshConnections(options.ssh);
+  const sharedUsers = new SharedUsers(store);
   // A job of this worker must not run on once the cluster takes the worker for dead and hands
   // the job on: the host stops the jobs nobody follows for a deadline that ends before that.
   const deadline = followDeadlineFor(opts.liveness, opts.graceSeconds * 1000);
@@ -307,8 +308,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     serverUrl: opts.serverUrl ?? '',
     ...(opts.caFile !== undefined ? { caFile: opts.caFile } : {}),
     // A root worker runs each user's jobs as their OS account, read from the token book the
-    // servers share in Redis when the job starts (run-as.ts).
-    accountFor: accountPolicy((user) => sharedUser(store, user)),
+    // servers share in Redis when the job starts (run-as.ts), kept while no change is announced.
+    accountFor: accountPolicy((user) => sharedUsers.user(user)),
     onError: (err, jobId) => onError(err, jobId),
   };
   let serverUrlAt = 0;
@@ -335,6 +336,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   /** Running jobs of an instance taken over, to follow again. */
   let resumable: JobRecord[] = [];
   try {
+    await sharedUsers.listen();
     await host?.connect();
     // An earlier instance of this node whose process is gone but whose liveness has not run out
     // (a restart within the grace time): its entry and Running jobs are taken over as they are.
@@ -364,6 +366,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     await placer.dropNodeQueue(opts.name);
     await refreshServerUrl();
   } catch (err) {
+    sharedUsers.close();
     await host?.close();
     await placer.close();
     await store.close();
@@ -579,6 +582,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
           await placer.idle();
         });
       }
+      sharedUsers.close();
       await steps.run('closing the placement queues', () => placer.close());
       await steps.run('closing the store', () => store.close());
       await host?.close();
