@@ -56,7 +56,8 @@ export interface WorkerOptions {
   /**
    * `multi` jobs the cluster may place on this worker beyond its slots, while no worker they may
    * go to has a free slot: it holds them and starts each the moment one of its slots frees,
-   * without the round trips of a placement in between (what makes short jobs fast). A held job
+   * without the round trips of a placement in between (they dominate the time between two short
+   * jobs). A held job
    * waits for this worker even if another frees a slot first; 0 turns it off.
    * @defaultValue `slots`
    */
