@@ -63,6 +63,49 @@ export async function sharedUser(store: ClusterStore, user: string): Promise<Use
   return usersOf((await readShared(store)).values()).get(user);
 }
 
+/**
+ * What the shared book says of users, for a worker that asks at every job start: kept between
+ * jobs, read again once any server announces a change of the book, and at least every
+ * `maxAgeMs` (an announcement sent while this process was reconnecting is missed).
+ */
+export class SharedUsers {
+  readonly #store: ClusterStore;
+  readonly #maxAgeMs: number;
+  #users: Promise<Map<string, UserEntry>> | undefined;
+  #readAt = 0;
+  #unsubscribe: (() => void) | undefined;
+
+  constructor(store: ClusterStore, maxAgeMs = 2000) {
+    this.#store = store;
+    this.#maxAgeMs = maxAgeMs;
+  }
+
+  /** Starts hearing the servers' announcements of changes. */
+  async listen(): Promise<void> {
+    this.#unsubscribe = await this.#store.onTokensChanged(() => {
+      this.#users = undefined;
+    });
+  }
+
+  /** What the book says of `user`. */
+  async user(user: string): Promise<UserEntry | undefined> {
+    if (this.#users === undefined || Date.now() - this.#readAt > this.#maxAgeMs) {
+      this.#readAt = Date.now();
+      const reading = readShared(this.#store).then((entries) => usersOf(entries.values()));
+      reading.catch(() => {
+        if (this.#users === reading) this.#users = undefined;
+      });
+      this.#users = reading;
+    }
+    return (await this.#users).get(user);
+  }
+
+  close(): void {
+    this.#unsubscribe?.();
+    this.#users = undefined;
+  }
+}
+
 /** A {@link TokenBook} that also accepts every token of the shared book in Redis. */
 export class SharedTokenBook extends TokenBook {
   readonly #store: ClusterStore;

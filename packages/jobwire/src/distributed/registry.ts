@@ -25,10 +25,38 @@ export interface Liveness {
 }
 
 /**
- * 1 s heartbeats, dead after 5 s of silence, looked for every second: a job of a worker killed
- * with -9 is Lost (or queued for its retry) at most about 7 s later — documented as ≤ 10 s.
+ * 1 s heartbeats, dead after 30 s of silence, looked for every second: a job of a worker killed
+ * with -9 is Lost (or queued for its retry) at most about 32 s later. 30 s, not less: it is also
+ * the time a restarted worker has to follow its jobs again (an upgrade, a systemd restart with
+ * its back-off, a slow Node start on a loaded machine all fit), and a dead machine's batch jobs
+ * waiting half a minute more costs little; the job host stops the jobs of a worker that does
+ * not come back (see {@link followDeadlineFor}), so a longer wait never makes a job run twice.
  */
-export const DEFAULT_LIVENESS: Liveness = { heartbeatMs: 1000, ttlMs: 5000, reapEveryMs: 1000 };
+export const DEFAULT_LIVENESS: Liveness = { heartbeatMs: 1000, ttlMs: 30_000, reapEveryMs: 1000 };
+
+/** Time kept between the job host's stop of a lost worker's job and the earliest hand-on: checks, the kill itself. */
+const STOP_MARGIN_MS = 500;
+/** The shortest follow deadline: several keep-alives of the worker (`KEEPALIVE_MS`), so a busy moment is not taken for death. */
+const MIN_FOLLOW_DEADLINE_MS = 1000;
+
+/**
+ * The follow deadline a worker gives its job host for each job (host protocol version 2): the
+ * host stops a job nobody has followed for `afterMs` (SIGTERM, SIGKILL after `graceMs`), so
+ * that the job of a worker that is gone is over before the registry hands it on.
+ *
+ * The worker is heard by its host (a keep-alive every 250 ms) until it dies, at most one
+ * heartbeat after its last heartbeat reached Redis; the registry hands its jobs on no sooner
+ * than `ttlMs` after that heartbeat. So the stop must be done within `ttlMs - heartbeatMs` of the
+ * last frame the host heard, less a margin: `afterMs + graceMs` fits in that budget, the grace
+ * cut down to half of it when the job's own grace would not fit. `safe` is false when even that
+ * cannot fit (a `ttlMs` of a second or two): then the stop may come after the hand-on.
+ */
+export function followDeadlineFor(liveness: Liveness, graceMs: number): { afterMs: number; graceMs: number; safe: boolean } {
+  const budget = liveness.ttlMs - liveness.heartbeatMs - STOP_MARGIN_MS;
+  const grace = Math.max(0, Math.min(graceMs, Math.floor(budget / 2)));
+  const afterMs = Math.max(MIN_FOLLOW_DEADLINE_MS, budget - grace);
+  return { afterMs, graceMs: grace, safe: afterMs + grace <= budget };
+}
 
 /**
  * Refuses timings that cannot work: the intervals run on `setInterval`, which turns anything
@@ -44,6 +72,9 @@ export function checkLiveness(liveness: Liveness): void {
   }
   if (liveness.ttlMs < 2 * liveness.heartbeatMs) throw new RangeError('liveness: ttlMs must be at least twice heartbeatMs');
 }
+
+/** How long after a reconnect to Redis (plus a heartbeat) no worker is taken for dead. */
+const RECONNECT_GRACE_MS = 5000;
 
 /** What happened to the jobs of a removed worker. */
 export interface ReapResult {
@@ -130,13 +161,14 @@ export async function orphansOf(store: ClusterStore, name: string, running = tru
 export async function reapDeadWorkers(store: ClusterStore, liveness: Liveness): Promise<ReapedWorker[]> {
   const reaped: ReapedWorker[] = [];
   // Just after a reconnect (Redis restarted, or the network was cut) liveness keys may have run
-  // out while nobody could renew them: give every worker the time to beat again first.
-  if (store.connectedFor < liveness.ttlMs + liveness.heartbeatMs) return reaped;
+  // out while nobody could renew them: give every worker the time to beat again first (their
+  // reconnect backoff is at most 2 s, then a heartbeat) — not a whole ttl, which may be long.
+  if (store.connectedFor < RECONNECT_GRACE_MS + liveness.heartbeatMs) return reaped;
   for (const name of await store.deadWorkers()) {
     if (!(await store.lockReaping(name))) continue;
     try {
-      const seconds = Math.round(liveness.ttlMs / 1000);
-      const result = await dropWorker(store, name, '', `the worker ${name} stopped answering (no heartbeat for ${seconds} s) while the job was running`);
+      // Each worker has its own ttl (--dead-after); this reaper does not know that worker's.
+      const result = await dropWorker(store, name, '', `the worker ${name} stopped answering (no heartbeat within its --dead-after) while the job was running`);
       reaped.push({ name, ...result });
     } finally {
       await store.unlockReaping(name);
@@ -155,7 +187,8 @@ export async function workersReport(store: ClusterStore): Promise<WorkersReport>
     alive: w.alive,
     pools: w.pools,
     slots: w.slots,
-    used: w.load.multi,
+    // Jobs it holds ahead of a free slot (prefetch) are in its load too, but use no slot.
+    used: Math.min(w.slots, w.load.multi),
     free: Math.max(0, w.slots - w.load.multi),
     single: w.load.single,
     unlimited: w.load.unlimited,

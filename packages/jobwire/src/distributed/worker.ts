@@ -18,7 +18,7 @@ import { availableParallelism, hostname } from 'node:os';
 import { pino, type Logger } from 'pino';
 import { ConflictError } from '@jobwire/client';
 import { resolveHome } from '@jobwire/client/home';
-import { sharedUser } from '../auth/shared-tokens.js';
+import { SharedUsers } from '../auth/shared-tokens.js';
 import { LocalExecutor } from '../executors/local/index.js';
 import { executorFromUrl, SshConnections } from '../executors/registry.js';
 import type { Executor, ExecutorState } from '../executors/types.js';
@@ -35,11 +35,11 @@ import { serializeError } from '../logging.js';
 import { StopSteps, type CloseOptions, type StopReport } from '../stop.js';
 import type { ClusterStore } from '../store/cluster.js';
 import { openRedisStore } from '../store/index.js';
-import { finalStatusOf, type FinishFields, type JobRecord } from '../store/types.js';
+import { finalStatusOf, type FinishFields, type JobRecord, type StreamSizes } from '../store/types.js';
 import { defaultWorkDir } from '../work-dir.js';
 import { Housekeeping, reapedEvent, reportReaped } from './housekeeping.js';
 import { Placer } from './placement.js';
-import { checkLiveness, DEFAULT_LIVENESS, dropWorker, orphansOf, registerWorker, type Liveness } from './registry.js';
+import { checkLiveness, DEFAULT_LIVENESS, dropWorker, followDeadlineFor, orphansOf, registerWorker, type Liveness } from './registry.js';
 
 /** Options of {@link startWorker}. */
 export interface WorkerOptions {
@@ -53,6 +53,15 @@ export interface WorkerOptions {
   pools?: string[];
   /** Jobs of the `multi` queue run at once. @defaultValue os.availableParallelism() */
   slots?: number;
+  /**
+   * `multi` jobs the cluster may place on this worker beyond its slots, while no worker they may
+   * go to has a free slot: it holds them and starts each the moment one of its slots frees,
+   * without the round trips of a placement in between (they dominate the time between two short
+   * jobs). A held job
+   * waits for this worker even if another frees a slot first; 0 turns it off.
+   * @defaultValue `slots`
+   */
+  prefetch?: number;
   /**
    * Where this worker runs its jobs: an executor URL (`ssh://[user@]host[:port]`, ...; see
    * docs/executors.md), so a worker feeds a remote host or cluster. @defaultValue this machine (`local:`)
@@ -77,14 +86,18 @@ export interface WorkerOptions {
   /** CA file handed to jobs as JOBWIRE_CA, for servers with a certificate the system does not trust. @defaultValue undefined (jobs inherit the worker's own JOBWIRE_CA, if any) */
   caFile?: string;
   /**
-   * Heartbeat and reaping timings. `ttlMs` is also the grace time of a restart: a worker started
-   * again (same name, same home) before its previous instance's liveness ran out follows that
-   * instance's running jobs again. @defaultValue {@link DEFAULT_LIVENESS}
+   * Heartbeat and reaping timings. `ttlMs` also bounds the grace time of a restart: a worker
+   * started again (same name, same home) before its previous instance's liveness ran out follows
+   * that instance's running jobs again — those its job host still runs: the host stops the jobs
+   * no worker has followed for the follow deadline (`followDeadlineFor`: `ttlMs` less a
+   * heartbeat, half a second and the stop's grace), so that none runs on once it is handed on.
+   * @defaultValue {@link DEFAULT_LIVENESS}
    */
   liveness?: Partial<Liveness>;
   /**
    * Whether `close()` leaves the jobs running on the job host (their slots stay taken, their jobs
-   * Running) for the next instance to follow again within the grace time (`liveness.ttlMs`);
+   * Running) for the next instance to follow again within the grace time (the job host's follow
+   * deadline, a little under `liveness.ttlMs`: after it the host stops them);
    * false stops them (they end Lost). Only for local jobs: with `executor`, they are stopped.
    * @defaultValue true
    */
@@ -142,6 +155,8 @@ export interface WorkerHandle extends AsyncDisposable {
 const CHECK_EVERY_MS = 3000;
 /** A job placed on this worker but not picked up after this long is handed over again. */
 const HAND_OVER_AGAIN_MS = 10_000;
+/** A job held ahead of a free slot gets a wait reason after this long (as placement's patience). */
+const HELD_REASON_AFTER_MS = 1000;
 /** How long a server URL found in the registry is handed to jobs before it is looked up again. */
 const SERVER_URL_TTL_MS = 5000;
 
@@ -151,6 +166,7 @@ interface Resolved {
   name: string;
   pools: string[];
   slots: number;
+  prefetch: number;
   labels: Record<string, string>;
   graceSeconds: number;
   workDir: string;
@@ -170,6 +186,8 @@ function parseOptions(options: WorkerOptions): Resolved {
   for (const pool of pools) if (!PLACEMENT_NAME.test(pool)) throw new RangeError(`pool ${JSON.stringify(pool)}: letters, digits, ".", "_", "-" (at most 128)`);
   const slots = options.slots ?? availableParallelism();
   if (!Number.isSafeInteger(slots) || slots < 1) throw new RangeError(`slots: a positive integer, not ${slots}`);
+  const prefetch = options.prefetch ?? slots;
+  if (!Number.isSafeInteger(prefetch) || prefetch < 0) throw new RangeError(`prefetch: an integer >= 0, not ${prefetch}`);
   const graceSeconds = options.graceSeconds ?? 5;
   if (!(graceSeconds >= 0)) throw new RangeError(`graceSeconds: a number >= 0, not ${graceSeconds}`);
   const liveness = { ...DEFAULT_LIVENESS, ...options.liveness };
@@ -180,6 +198,7 @@ function parseOptions(options: WorkerOptions): Resolved {
     name,
     pools,
     slots,
+    prefetch,
     labels: options.labels ?? {},
     graceSeconds,
     workDir: options.workDir ?? defaultWorkDir(resolveHome(options.home)),
@@ -242,13 +261,21 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     for (const job of jobs) emitSafely(events, 'job:lost', lostEvent(job));
   };
   const placer = new Placer(store, (err) => onError(err));
+  /** This worker's `multi` slots: held by the runs of multi jobs, waited for by jobs placed ahead. */
+  const multiSlots = new SlotGate(opts.slots);
   /** Runs in hand: job id → what stops that run alone (the worker was taken for dead). */
   const active = new Map<string, AbortController>();
+  /** Runs whose end was stored by finishRun, which also freed their slot. */
+  const settled = new Set<string>();
   let closing = false;
   /** Aborts when the worker shuts down; its reason is the error of the jobs it stops. */
   const shutdown = new AbortController();
 
   const connections = new SshConnections(options.ssh);
+  const sharedUsers = new SharedUsers(store);
+  // A job of this worker must not run on once the cluster takes the worker for dead and hands
+  // the job on: the host stops the jobs nobody follows for a deadline that ends before that.
+  const deadline = followDeadlineFor(opts.liveness, opts.graceSeconds * 1000);
   // Local jobs run on the home's job host (the worker never spawns them); the host hands each
   // chunk of output over for the Redis stream log.
   const host =
@@ -258,9 +285,16 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
           local: new LocalExecutor({ multiSlots: opts.slots }),
           graceMs: opts.graceSeconds * 1000,
           storesOutput: false,
+          followDeadline: { afterMs: deadline.afterMs, graceMs: deadline.graceMs },
           onError: (err, jobId) => log.warn({ err, jobId }, 'job host'),
         })
       : undefined;
+  if (host !== undefined && !deadline.safe) {
+    log.warn(
+      { deadAfterMs: opts.liveness.ttlMs, followDeadlineMs: deadline.afterMs, stopGraceMs: deadline.graceMs },
+      'the liveness ttl (--dead-after) is too short for the job host to stop the jobs of a lost worker before they are handed on: a retried job may briefly run twice',
+    );
+  }
   /** A stop leaves the local jobs running on the host (see WorkerOptions.keepJobs). */
   const keepJobs = host !== undefined && (options.keepJobs ?? true);
   /** Runs this stop left running on the host: their jobs stay Running, their slots taken. */
@@ -275,8 +309,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     serverUrl: opts.serverUrl ?? '',
     ...(opts.caFile !== undefined ? { caFile: opts.caFile } : {}),
     // A root worker runs each user's jobs as their OS account, read from the token book the
-    // servers share in Redis when the job starts (run-as.ts).
-    accountFor: accountPolicy((user) => sharedUser(store, user)),
+    // servers share in Redis when the job starts (run-as.ts), kept while no change is announced.
+    accountFor: accountPolicy((user) => sharedUsers.user(user)),
     onError: (err, jobId) => onError(err, jobId),
   };
   let serverUrlAt = 0;
@@ -292,6 +326,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     instance,
     pools: opts.pools,
     slots: opts.slots,
+    ahead: opts.prefetch,
     labels: opts.labels,
     host: hostname(),
     pid: process.pid,
@@ -302,6 +337,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   /** Running jobs of an instance taken over, to follow again. */
   let resumable: JobRecord[] = [];
   try {
+    await sharedUsers.listen();
     await host?.connect();
     // An earlier instance of this node whose process is gone but whose liveness has not run out
     // (a restart within the grace time): its entry and Running jobs are taken over as they are.
@@ -331,6 +367,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     await placer.dropNodeQueue(opts.name);
     await refreshServerUrl();
   } catch (err) {
+    sharedUsers.close();
     await host?.close();
     await placer.close();
     await store.close();
@@ -338,7 +375,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   }
 
   /** Runs (or, with `resume`, follows again) one job of this node in the given attempt. */
-  const run = async (job: JobRecord, attempt: number, own: AbortController, resume?: ExecutorState): Promise<JobRecord | undefined> => {
+  const run = async (job: JobRecord, attempt: number, own: AbortController, resume?: ExecutorState, sizes?: Promise<StreamSizes>, freeSlot?: () => void): Promise<JobRecord | undefined> => {
     const jobId = job.id;
     await refreshServerUrl().catch(onError);
     const claim = { node: opts.name, attempt };
@@ -361,37 +398,80 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
         // for dead, queued again) is neither finished nor has its output closed here.
         settle: async (fields: FinishFields) => {
           const done = await store.finishRun(jobId, fields, claim);
-          if (done) await store.streams.closeOutput(jobId, finalStatusOf(done));
+          if (done) {
+            // finishRun freed the slot: the next placement need not wait for the output's close.
+            settled.add(jobId);
+            // ...and this worker's own: a job held ahead starts while the output is closed.
+            freeSlot?.();
+            placer.poke();
+            await store.streams.closeOutput(jobId, finalStatusOf(done));
+          }
           return done;
         },
         ...(resume !== undefined ? { resume } : {}),
+        ...(sizes !== undefined ? { sizes } : {}),
       },
     );
     if (finished?.status === 'Lost') lost([finished]);
     return finished;
   };
 
-  /** After a run: frees its slot — unless the run was left running on the host for the next instance. */
+  /**
+   * After a run: frees its slot — unless the run was left running on the host for the next
+   * instance, or its end (finishRun) freed it already.
+   */
   const ended = async (jobId: string): Promise<void> => {
     active.delete(jobId);
     if (detached.has(jobId)) return;
+    const freed = settled.delete(jobId);
     // The run has ended: the host's copy of its output served only to follow it.
     await host?.discardOutput(jobId).catch((err: unknown) => onError(err, jobId));
+    // While the worker stops, a job it did not start stays in its load: leaving the registry
+    // (or the next instance) puts it back to waiting, which a released job would miss.
+    if (freed || closing) return;
     await store.releaseJob(opts.name, jobId).catch((err: unknown) => onError(err, jobId));
     placer.poke();
   };
 
-  /** Runs one handed-over job, if it is still this worker's to run, then frees its slot. */
+  /**
+   * Runs one handed-over job, if it is still this worker's to run, then frees its slot. A `multi`
+   * job waits for one of this worker's slots first (it may have been placed ahead of one: see
+   * WorkerOptions.prefetch), and is checked again if it had to wait.
+   */
   const handle = async (jobId: string): Promise<void> => {
     if (active.has(jobId)) return;
     const own = new AbortController();
     active.set(jobId, own);
+    let slot: (() => void) | undefined;
     try {
-      const placed = await store.placedJob(jobId, opts.name);
-      if (placed && !closing) await run(placed.job, placed.attempt, own);
+      // The stream sizes the run starts from, read beside the check (both go out at once).
+      let sizes: Promise<StreamSizes> | undefined = store.streams.sizes(jobId);
+      sizes.catch(() => undefined);
+      let placed = await store.placedJob(jobId, opts.name);
+      if (placed && placed.job.queue !== 'single' && placed.job.queue !== 'unlimited') {
+        const waited = multiSlots.mustWait();
+        // A job held ahead of a slot says why it waits, as one waiting in the cluster does.
+        const pools = placed.job.description.pools?.join(',') ?? 'ALL';
+        const why = waited
+          ? setTimeout(() => {
+              store.setReason(jobId, `waiting for a free multi slot (pools: ${pools}; held ahead by worker ${opts.name})`).catch((err: unknown) => onError(err, jobId));
+            }, HELD_REASON_AFTER_MS)
+          : undefined;
+        slot = await multiSlots.take(AbortSignal.any([shutdown.signal, own.signal]));
+        clearTimeout(why);
+        // Cancelled, or handed elsewhere, while it waited?
+        if (slot !== undefined && waited) {
+          sizes = store.streams.sizes(jobId);
+          sizes.catch(() => undefined);
+          placed = await store.placedJob(jobId, opts.name);
+        }
+        if (slot === undefined) placed = undefined;
+      }
+      if (placed && !closing) await run(placed.job, placed.attempt, own, undefined, sizes, slot);
     } catch (err) {
       onError(err, jobId);
     } finally {
+      slot?.();
       await ended(jobId);
     }
   };
@@ -404,6 +484,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   const follow = async (job: JobRecord): Promise<void> => {
     const own = new AbortController();
     active.set(job.id, own);
+    // It holds one of the slots already (it ran before this instance started).
+    const slot = job.queue !== 'single' && job.queue !== 'unlimited' ? multiSlots.hold() : undefined;
     try {
       const attempt = await store.runningAttempt(job.id, opts.name);
       if (attempt === undefined) return;
@@ -415,6 +497,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     } catch (err) {
       onError(err, job.id);
     } finally {
+      slot?.();
       await ended(job.id);
     }
   };
@@ -491,7 +574,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       await steps.run('finishing the housekeeping pass in progress', () => housekeepingPass);
       if (detached.size > 0) {
         // Its entry stays: a new instance started within the grace time takes it over with the jobs.
-        log.warn({ jobs: [...detached], graceMs: opts.liveness.ttlMs }, 'left running jobs on the job host: a worker started again with this name and home within the grace time follows them again; after it they are handed on or Lost');
+        log.warn({ jobs: [...detached], followDeadlineMs: deadline.afterMs }, 'left running jobs on the job host: a worker started again with this name and home within the follow deadline follows them again; after it the host stops them, and the cluster hands them on or marks them Lost');
       } else {
         await steps.run('leaving the worker registry (other workers and servers drop it once it misses its heartbeats)', async () => {
           lost((await dropWorker(store, opts.name, instance, reason, true)).lost);
@@ -500,6 +583,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
           await placer.idle();
         });
       }
+      sharedUsers.close();
       await steps.run('closing the placement queues', () => placer.close());
       await steps.run('closing the store', () => store.close());
       await host?.close();
@@ -523,4 +607,54 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       await close();
     },
   };
+}
+
+/** A counting gate: `size` holders at a time, waiters served in order. */
+class SlotGate {
+  #free: number;
+  readonly #waiters: Array<() => void> = [];
+
+  constructor(size: number) {
+    this.#free = size;
+  }
+
+  /** Whether a {@link take} now would have to wait. */
+  mustWait(): boolean {
+    return this.#free <= 0;
+  }
+
+  /** Takes a place without waiting (may go below zero: a run that holds one already). Resolves to its release. */
+  hold(): () => void {
+    this.#free -= 1;
+    return this.#releaser();
+  }
+
+  /** Waits for a place; resolves to its release, or undefined once `signal` aborts. */
+  take(signal: AbortSignal): Promise<(() => void) | undefined> {
+    if (signal.aborted) return Promise.resolve(undefined);
+    if (this.#free > 0 && this.#waiters.length === 0) return Promise.resolve(this.hold());
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        signal.removeEventListener('abort', abort);
+        resolve(this.hold());
+      };
+      const abort = (): void => {
+        const at = this.#waiters.indexOf(wake);
+        if (at >= 0) this.#waiters.splice(at, 1);
+        resolve(undefined);
+      };
+      this.#waiters.push(wake);
+      signal.addEventListener('abort', abort, { once: true });
+    });
+  }
+
+  #releaser(): () => void {
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#free += 1;
+      if (this.#free > 0) this.#waiters.shift()?.();
+    };
+  }
 }

@@ -34,6 +34,12 @@ export interface HostClientOptions {
   agent?: string;
   /** Gives up when the host has not welcomed the client within this time. @defaultValue 10000 */
   timeoutMs?: number;
+  /**
+   * Sends a `ping` this often, so that the host hears from this client while it lives (the
+   * follow deadlines of its jobs count from the last frame heard: see `FollowDeadline`).
+   * The timer does not keep the process alive. @defaultValue none
+   */
+  keepAliveMs?: number;
 }
 
 /** What a subscription delivers for its job; switch over `type`. */
@@ -90,8 +96,9 @@ export class HostClient {
   #closedError: Error | undefined;
   #ended = false;
   #resolveClosed!: (error: Error | undefined) => void;
+  #keepAlive: NodeJS.Timeout | undefined;
 
-  private constructor(socket: net.Socket, decoder: FrameDecoder, version: number, host: HostInfo, early: Frame[]) {
+  private constructor(socket: net.Socket, decoder: FrameDecoder, version: number, host: HostInfo, early: Frame[], keepAliveMs?: number) {
     this.#socket = socket;
     this.#decoder = decoder;
     this.version = version;
@@ -110,6 +117,10 @@ export class HostClient {
     socket.on('error', (error) => this.#fail(new HostConnectionClosedError(`the connection to the job host failed: ${error.message}`, { cause: error })));
     socket.on('close', () => this.#fail(new HostConnectionClosedError('the job host closed the connection')));
     for (const frame of early) this.#onFrame(frame);
+    if (keepAliveMs !== undefined && keepAliveMs > 0) {
+      this.#keepAlive = setInterval(() => this.ping().catch(() => {}), keepAliveMs);
+      this.#keepAlive.unref();
+    }
   }
 
   /**
@@ -157,7 +168,7 @@ export class HostClient {
         socket.off('data', onData);
         socket.off('error', onError);
         socket.off('close', onClose);
-        resolve(new HostClient(socket, decoder, message.version, message.host, frames));
+        resolve(new HostClient(socket, decoder, message.version, message.host, frames, options.keepAliveMs));
       };
       const onError = (error: Error): void => fail(new HostUnavailableError(`cannot reach the job host at ${socketPath}: ${error.message}`, { cause: error }));
       const onClose = (): void => fail(new HostUnavailableError(`the job host at ${socketPath} closed the connection before welcoming this client`));
@@ -368,6 +379,7 @@ export class HostClient {
   #fail(error: Error | undefined, destroy = true): void {
     if (this.#ended) return;
     this.#ended = true;
+    clearInterval(this.#keepAlive);
     this.#closedError = error;
     if (destroy) this.#socket.destroy();
     const reason = error ?? new HostConnectionClosedError('the connection to the job host was closed by this client');

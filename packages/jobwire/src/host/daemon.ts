@@ -15,6 +15,7 @@ import { selfIdentity } from '../executors/local/process-identity.js';
 import type { Executor } from '../executors/types.js';
 import { parseJobDescription } from '../jobs/schema.js';
 import { checkJobId } from '../store/checks.js';
+import { MAX_TIMER_MS } from '../timers.js';
 import { DEFAULT_GRACE_MS, HostedJob, type JobWatcher } from './job.js';
 import { makeJournalDir, removeJournalEntry, writeJournalEntry } from './journal.js';
 import { acquireHostLock, type HostLock } from './lock.js';
@@ -23,6 +24,7 @@ import { WRITE_BEHIND_BYTES, writeJsonAtomically } from './output-files.js';
 import { hostPaths, type HostPaths } from './paths.js';
 import {
   FrameDecoder,
+  FOLLOW_DEADLINE_VERSION,
   FrameKind,
   OUTPUT_PAGE_BYTES,
   PROTOCOL_VERSIONS,
@@ -73,6 +75,8 @@ const CONNECTION_HIGH_WATER = 1024 * 1024;
  * its own per line typed.
  */
 const LAZY_MS = 2;
+/** How often follow deadlines are checked, while some running job has one. */
+const FOLLOW_CHECK_MS = 100;
 
 /** The jobwire version of this code, for host.json and welcome. */
 function jobwireVersion(): string {
@@ -110,6 +114,8 @@ export class JobHost {
   readonly #jobs = new Map<string, HostedJob>();
   readonly #connections = new Set<Connection>();
   #idleTimer: NodeJS.Timeout | undefined;
+  /** Checks follow deadlines while a running job has one. */
+  #followTimer: NodeJS.Timeout | undefined;
   #closing = false;
   #resolveClosed!: () => void;
 
@@ -193,6 +199,7 @@ export class JobHost {
     if (this.#closing) return this.closed;
     this.#closing = true;
     clearTimeout(this.#idleTimer);
+    clearInterval(this.#followTimer);
     this.#server.close();
     for (const connection of this.#connections) connection.end();
     // Removed before the lock is released: a new host (which may remove a stale socket) can
@@ -282,7 +289,43 @@ export class JobHost {
       }
     }
     this.#checkIdle();
+    if (job.followDeadline !== null) this.#followTimer ??= setInterval(() => this.#checkFollowed(), FOLLOW_CHECK_MS);
     return { job, existing: false };
+  }
+
+  /**
+   * Stops each running job with a follow deadline that no live connection has followed for that
+   * long. A connection follows a job while it is subscribed to it; it counts as live up to the
+   * last frame heard from it (a closed one, up to its last frame before it closed), so a client
+   * that was killed, stopped or hangs stops counting at once, however its socket fares.
+   */
+  #checkFollowed(): void {
+    const now = Date.now();
+    let waiting = false;
+    for (const job of this.#jobs.values()) {
+      const deadline = job.followDeadline;
+      if (deadline === null || job.exit !== null || job.stoppedBy !== null) continue;
+      for (const connection of this.#connections) {
+        if (connection.follows(job.jobId)) job.followedAt = Math.max(job.followedAt, connection.lastHeard);
+      }
+      if (now - job.followedAt > deadline.afterMs) {
+        const seconds = Math.round(deadline.afterMs / 100) / 10;
+        const reason = `no client followed it for ${seconds} s (the follow deadline its worker set): its worker is gone, and the job is stopped before the cluster can hand it on`;
+        this.#options.log.warn('stopping a job nobody follows', { jobId: job.jobId, afterMs: deadline.afterMs });
+        job.terminate(deadline.graceMs, reason);
+        continue;
+      }
+      waiting = true;
+    }
+    if (!waiting) {
+      clearInterval(this.#followTimer);
+      this.#followTimer = undefined;
+    }
+  }
+
+  /** A connection began to follow `job` (its subscription counts from now). */
+  followed(job: HostedJob): void {
+    job.followedAt = Date.now();
   }
 
   /** The job `jobId`, or a not_found error. */
@@ -359,6 +402,8 @@ const requestSchema = z.discriminatedUnion('type', [
       account: account.optional(),
       graceMs: z.number().nonnegative().optional(),
       notice: z.string().max(4096).optional(),
+      // Version 2.
+      followDeadline: z.object({ afterMs: z.number().int().positive().max(MAX_TIMER_MS), graceMs: z.number().int().nonnegative().max(MAX_TIMER_MS) }).optional(),
     }),
   }),
   z.object({ type: z.literal('list'), rid }),
@@ -376,6 +421,8 @@ type Request = z.infer<typeof requestSchema>;
 /** One client connection. */
 class Connection {
   version: number | undefined;
+  /** When the client last sent anything (ms since the epoch). */
+  lastHeard = Date.now();
   readonly #socket: net.Socket;
   readonly #host: JobHost;
   readonly #log: HostLogger;
@@ -471,8 +518,17 @@ class Connection {
   dispose(): void {
     clearTimeout(this.#lazyTimer);
     this.#lazyTimer = undefined;
-    for (const subscription of this.#subscriptions.values()) subscription.stop();
+    for (const subscription of this.#subscriptions.values()) {
+      // Followed up to the last frame heard: a follow deadline counts from there.
+      subscription.job.followedAt = Math.max(subscription.job.followedAt, this.lastHeard);
+      subscription.stop();
+    }
     this.#subscriptions.clear();
+  }
+
+  /** Whether this connection follows job `jobId` (is subscribed to it). */
+  follows(jobId: string): boolean {
+    return !this.#ended && this.#subscriptions.has(jobId);
   }
 
   dropSubscription(jobId: string): void {
@@ -485,6 +541,7 @@ class Connection {
     this.#subscriptions.get(job.jobId)?.stop();
     const subscription = new Subscription(this, job, from, output);
     this.#subscriptions.set(job.jobId, subscription);
+    this.#host.followed(job);
     // The reply goes first; output, events and the exit follow it.
     setImmediate(() => subscription.kick());
   }
@@ -496,6 +553,7 @@ class Connection {
 
   #onData(data: Buffer): void {
     if (this.#ended) return;
+    this.lastHeard = Date.now();
     let frames: Frame[];
     try {
       frames = this.#decoder.push(data);
@@ -591,9 +649,12 @@ class Connection {
     switch (request.type) {
       case 'start': {
         const description = parseJobDescription(request.job.description);
+        // Version-2 fields: a version-1 client cannot have meant them (a host of that version ignores them).
         // The window needs acks, which only a version 2 client sends.
         if ((this.version ?? 1) < 2) delete description.outputWindow;
-        const spec: StartJob = { ...request.job, description, graceMs: request.job.graceMs ?? DEFAULT_GRACE_MS };
+        const { followDeadline, ...job1 } = request.job;
+        const spec: StartJob = { ...job1, description, graceMs: request.job.graceMs ?? DEFAULT_GRACE_MS };
+        if (followDeadline !== undefined && (this.version ?? 0) >= FOLLOW_DEADLINE_VERSION) spec.followDeadline = followDeadline;
         const { job, existing } = host.startJob(spec);
         if (request.subscribe !== undefined) this.#subscribe(job, 0, request.subscribe.output);
         return { job: job.state(), existing };
@@ -655,7 +716,7 @@ class Subscription implements JobWatcher {
 
   constructor(
     private readonly connection: Connection,
-    private readonly job: HostedJob,
+    readonly job: HostedJob,
     from: number,
     private readonly output: boolean,
   ) {

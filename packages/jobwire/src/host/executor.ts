@@ -24,7 +24,7 @@ import type { HostClient, HostJobEvent } from './client.js';
 import { ensureHost, type EnsureHostOptions } from './ensure.js';
 import { HostConnectionClosedError } from './errors.js';
 import { hostPaths } from './paths.js';
-import type { ExitRecord, HostJobState, StartJob, StorageState } from './protocol.js';
+import { FOLLOW_DEADLINE_VERSION, KEEPALIVE_MS, type ExitRecord, type FollowDeadline, type HostJobState, type StartJob, type StorageState } from './protocol.js';
 import { recoverJobs, type JobRecovery } from './recovery.js';
 
 /**
@@ -50,6 +50,13 @@ export interface HostExecutorOptions {
    * runner to append (a worker's Redis stream log). @defaultValue true
    */
   storesOutput?: boolean;
+  /**
+   * Stop each job once this side has not followed it for a while (a distributed worker: its
+   * jobs must not run on after the cluster hands them on; see `FollowDeadline`). Hosts of
+   * protocol version 1 cannot: their jobs run on until they end, and the first such job logs a
+   * warning through `onError`. @defaultValue none (the embedded server: its jobs wait for it)
+   */
+  followDeadline?: FollowDeadline;
   /** Hears what goes wrong on the side (a failed forget, a lost connection). @defaultValue ignored */
   onError?(err: unknown, jobId?: string): void;
 }
@@ -77,6 +84,8 @@ export class HostExecutor implements Executor {
   /** What the journal of a dead host said of its jobs (see {@link recover}). */
   readonly #recovered = new Map<string, JobRecovery>();
   #closed = false;
+  /** A warning that the host cannot enforce follow deadlines was given. */
+  #warnedOldHost = false;
 
   constructor(options: HostExecutorOptions) {
     this.#options = options;
@@ -97,8 +106,8 @@ export class HostExecutor implements Executor {
    */
   connect(): Promise<HostClient> {
     if (this.#client === undefined) {
-      const { home, graceMs, ensure } = this.#options;
-      const connecting = ensureHost(home, { graceMs, ...ensure }).then(({ client, recovered }) => {
+      const { home, graceMs, ensure, followDeadline } = this.#options;
+      const connecting = ensureHost(home, { graceMs, ...(followDeadline !== undefined ? { keepAliveMs: KEEPALIVE_MS } : {}), ...ensure }).then(({ client, recovered }) => {
         // Jobs of a host that died, settled from its journal (their processes stopped): the
         // outcome, with what was stopped, is the one to report.
         for (const { jobId, recovery } of recovered) this.#recovered.set(jobId, recovery);
@@ -142,7 +151,7 @@ export class HostExecutor implements Executor {
   start(spec: StartSpec): ProcessHandle {
     const handle = new HostJobHandle(this, spec, 0);
     handle.begin(async (client, listener) => {
-      const { job } = await client.start(this.#startJob(spec), { listener });
+      const { job } = await client.start(this.#startJob(spec, client), { listener });
       return job;
     });
     return handle;
@@ -193,7 +202,7 @@ export class HostExecutor implements Executor {
     for (const handle of [...this.#followed.values()]) void handle.find();
   }
 
-  #startJob(spec: StartSpec): StartJob {
+  #startJob(spec: StartSpec, client: HostClient): StartJob {
     const job: StartJob = {
       jobId: spec.jobId,
       description: spec.description,
@@ -205,6 +214,17 @@ export class HostExecutor implements Executor {
     };
     if (spec.account !== undefined) job.account = spec.account;
     if (spec.notice !== undefined) job.notice = spec.notice;
+    const deadline = this.#options.followDeadline;
+    if (deadline !== undefined) {
+      if (client.version >= FOLLOW_DEADLINE_VERSION) job.followDeadline = deadline;
+      else if (!this.#warnedOldHost) {
+        this.#warnedOldHost = true;
+        this.report(
+          new Error(`the job host (pid ${client.host.pid}, jobwire ${client.host.jobwireVersion}) speaks protocol version ${client.version}, older than follow deadlines: jobs it runs for this worker run on if the worker is gone, until the worker's next start stops them`),
+          spec.jobId,
+        );
+      }
+    }
     return job;
   }
 }

@@ -10,7 +10,7 @@ import type { Executor, ProcessHandle, ProcessResult } from '../executors/types.
 import { setLongTimeout, type LongTimeout } from '../timers.js';
 import type { HostLogger } from './log.js';
 import { OutputFiles } from './output-files.js';
-import type { ExitRecord, FromHost, HostJobState, StartJob, StorageState, WireError } from './protocol.js';
+import type { ExitRecord, FollowDeadline, FromHost, HostJobState, StartJob, StorageState, WireError } from './protocol.js';
 
 /** Most stdin a client may send beyond what the job has read. */
 export const STDIN_BACKLOG_BYTES = 8 * 1024 * 1024;
@@ -56,6 +56,10 @@ export class HostedJob {
   progress: string | null = null;
   stoppedBy: string | null = null;
   size: { cols: number; rows: number } | null;
+  /** Stop the job when nobody follows it for this long (see FollowDeadline); null: never. */
+  readonly followDeadline: FollowDeadline | null;
+  /** When a live client last followed the job (ms since the epoch); the host moves it on. */
+  followedAt = Date.now();
   readonly #graceMs: number;
   readonly #log: HostLogger;
   #timer: LongTimeout | undefined;
@@ -82,6 +86,7 @@ export class HostedJob {
     this.size = this.tty ? (description.size ?? { cols: 80, rows: 24 }) : null;
     this.#graceMs = spec.graceMs ?? DEFAULT_GRACE_MS;
     this.#window = description.outputWindow ?? 0;
+    this.followDeadline = spec.followDeadline ?? null;
     // An exit record left by an earlier run of the same id must not be taken for this run's,
     // by a reader or by recovery after a crash: it goes before anything runs.
     rmSync(join(context.dir, 'exit.json'), { force: true });
@@ -144,6 +149,7 @@ export class HostedJob {
       storage: files.storage,
       progress: this.progress,
       stoppedBy: this.stoppedBy,
+      followDeadline: this.followDeadline,
       exit: this.exit,
     };
   }

@@ -25,10 +25,14 @@
  * built with, and a new client keeps speaking at least the previous version**, so a host left
  * running by the previous jobwire keeps serving its jobs under a new server.
  *
- * Version 2 adds `output-ack` (a client has taken a job's output up to a position): a job whose
- * description has an `outputWindow` is read at most that far beyond the newest ack, so it blocks
- * once its reader lags. A client that agreed on version 1 sends no acks; the host then reads such
- * a job's output as it comes (an older host ignores `outputWindow`).
+ * | version | adds |
+ * |---------|------|
+ * | 1       | everything above |
+ * | 2       | a start's `followDeadline` (the host stops a job no live client has followed for that long); a client speaking 2 keeps its connection live with a `ping` at least every {@link KEEPALIVE_MS}. `output-ack` (a client has taken a job's output up to a position): a job whose description has an `outputWindow` is read at most that far beyond the newest ack, so it blocks once its reader lags |
+ *
+ * A client sends version-2 fields only on a connection that agreed on 2: a version-1 host would
+ * ignore them (and so never stop such a job by itself, and read a windowed job's output as it
+ * comes). A client that agreed on version 1 sends no acks; the host then ignores `outputWindow`.
  * @module
  */
 import type { OutputChannel, OutputChunk } from '@jobwire/client';
@@ -38,6 +42,28 @@ import type { JobProcess, ProcessIdentity } from '../executors/local/process-ide
 
 /** Protocol versions this build speaks, oldest first. */
 export const PROTOCOL_VERSIONS: readonly number[] = [1, 2];
+
+/** The first version with {@link FollowDeadline}. */
+export const FOLLOW_DEADLINE_VERSION = 2;
+
+/**
+ * How often a client that sets follow deadlines sends a frame (a `ping` when it has nothing else
+ * to say): a connection the host has not heard from for a follow deadline does not count as
+ * following, so a client that is stopped (SIGSTOP) or hangs is treated as gone.
+ */
+export const KEEPALIVE_MS = 250;
+
+/**
+ * A job's follow deadline (protocol version 2): once no live connection has followed the job
+ * (subscribed to it, and heard from) for `afterMs`, the host stops it — SIGTERM to its group,
+ * SIGKILL after `graceMs` — and records why as the exit's `stoppedBy`. A distributed worker sets
+ * it so that the job of a worker that is gone is stopped before the cluster hands it on; the
+ * embedded server sets none (nobody would run its jobs elsewhere).
+ */
+export interface FollowDeadline {
+  afterMs: number;
+  graceMs: number;
+}
 
 /** Frame kinds (the byte after the length). */
 export const FrameKind = {
@@ -115,6 +141,8 @@ export interface StartJob {
    * starts, when not where it was submitted from). A host of an older build ignores it. @defaultValue none
    */
   notice?: string;
+  /** Protocol version 2: stop the job when no client follows it (see {@link FollowDeadline}). @defaultValue none: it runs until it ends */
+  followDeadline?: FollowDeadline;
 }
 
 /** A job as the host sees it: returned by start, list and subscribe. */
@@ -152,6 +180,8 @@ export interface HostJobState {
   progress: string | null;
   /** Reason of the first stop request, once one came. */
   stoppedBy: string | null;
+  /** Its follow deadline, if it has one (hosts of protocol version 2 on; older ones leave it out). */
+  followDeadline?: FollowDeadline | null;
   /** Set once the job ended and all its output is stored. */
   exit: ExitRecord | null;
 }

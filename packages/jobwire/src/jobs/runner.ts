@@ -8,7 +8,7 @@
 import type { OutputChannel } from '@jobwire/client';
 import type { OsAccount } from '../executors/local/os-account.js';
 import type { Executor, ExecutorState, ProcessHandle, ProcessResult, StartSpec } from '../executors/types.js';
-import { finalStatusOf, type FinishFields, type JobRecord, type Store, type StreamEvent } from '../store/types.js';
+import { finalStatusOf, type FinishFields, type JobRecord, type Store, type StreamEvent, type StreamSizes } from '../store/types.js';
 import { setLongTimeout, type LongTimeout } from '../timers.js';
 import { resolve } from 'node:path';
 import { withProblem } from '../executors/local/setup.js';
@@ -74,6 +74,12 @@ export interface RunOptions {
    * stdin stored so far. A job the executor cannot find again ends Lost. @defaultValue starts the Queued job
    */
   resume?: ExecutorState;
+  /**
+   * The job's stream sizes, read by the caller beside its own checks (a worker reads them with
+   * the placement check, in one round trip); only for a store that keeps the output itself
+   * (not with an executor that `storesOutput`). @defaultValue read here
+   */
+  sizes?: Promise<StreamSizes>;
 }
 
 const STDIN_READ = 64 * 1024;
@@ -144,9 +150,15 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     ctx.onError(new Error(`the ${executor.name} executor stores output itself, which this store cannot read`), id);
     return undefined;
   }
+  // The owner's OS account (a read of the shared token book in Redis on a root worker) is looked
+  // up while the stream sizes are read: one round trip less on the way to the start.
+  const accountLookup = ctx.accountFor?.(job.owner).then(
+    (account) => ({ account }),
+    (error: unknown) => ({ error }),
+  );
   let sizes;
   try {
-    sizes = stored ? adopt!(id) : await streams.sizes(id);
+    sizes = stored ? adopt!(id) : await (options.sizes ?? streams.sizes(id));
   } catch (err) {
     ctx.onError(err, id);
     return undefined;
@@ -254,10 +266,10 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     // A job its owner may not run (run-as.ts) ends Failed like one whose program is missing.
     let account: OsAccount | undefined;
     let refusal: unknown;
-    try {
-      account = await ctx.accountFor?.(job.owner);
-    } catch (err) {
-      refusal = err;
+    const looked = await accountLookup;
+    if (looked !== undefined) {
+      if ('error' in looked) refusal = looked.error;
+      else account = looked.account;
     }
     // A Queued job that an earlier server already handed to its executor's queue (a Slurm job
     // PENDING when it stopped) is followed there, not submitted again.

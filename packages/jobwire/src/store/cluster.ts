@@ -29,6 +29,12 @@ export interface WorkerRegistration {
   host: string;
   pid: number;
   startedAt: string;
+  /**
+   * `multi` jobs placed on it beyond its slots while no worker they may go to has a free slot
+   * (a prefetch: it holds them, and starts each as soon as one of its slots frees, with no
+   * placement round trip in between). @defaultValue 0
+   */
+  ahead?: number;
 }
 
 /** Answer of {@link ClusterStore.registerWorker}. */

@@ -26,8 +26,10 @@ export interface WorkerSpec {
   name: string;
   pools?: string[];
   slots?: number;
-  /** `--dead-after` seconds. @defaultValue the worker's default */
+  /** `--dead-after` seconds. @defaultValue 5 (the tests' bound: settled within 10 s; the worker's own default is 30) */
   deadAfter?: number;
+  /** `--prefetch`. @defaultValue the worker's default (its slots) */
+  prefetch?: number;
 }
 
 /** A cluster of server and worker processes on one Redis prefix. */
@@ -74,7 +76,8 @@ export class TestCluster {
   async #startWorker(spec: WorkerSpec, home: string): Promise<WorkerProcess> {
     const args = [CLI, 'worker', '--redis', this.redisUrl, '--redis-prefix', this.prefix, '--name', spec.name, '--slots', String(spec.slots ?? 2)];
     for (const pool of spec.pools ?? []) args.push('--pool', pool);
-    if (spec.deadAfter !== undefined) args.push('--dead-after', String(spec.deadAfter));
+    args.push('--dead-after', String(spec.deadAfter ?? 5));
+    if (spec.prefetch !== undefined) args.push('--prefetch', String(spec.prefetch));
     args.push('--grace', '1', '--log-level', 'warn', '--home', home, '--work-dir', `${home}-work`);
     const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

@@ -4,18 +4,19 @@
  * `{"op":"start","job":StartJob}`, `{"op":"subscribe","jobId","from"}`,
  * `{"op":"stdin","jobId","offset","text"}`, `{"op":"resize","jobId","cols","rows"}` — printing
  * what happens as JSON lines on stdout (see `ClientEvent` in helpers.ts). Tests kill it -9.
- * Usage: `node client-process.js HOME HOST_OPTIONS_JSON`.
+ * Usage: `node client-process.js HOME HOST_OPTIONS_JSON [CLIENT_OPTIONS_JSON]` (the client's
+ * options: `keepAliveMs`, `versions`).
  */
 import { createInterface } from 'node:readline';
 import { ensureHost } from '../../src/host/ensure.js';
 
-const [home, hostOptions] = process.argv.slice(2);
+const [home, hostOptions, clientOptions] = process.argv.slice(2);
 // node --test runs every .js file under test/ as a test file, without arguments: nothing to do.
 if (home === undefined) process.exit(0);
 const print = (message: object): void => {
   process.stdout.write(JSON.stringify(message) + '\n');
 };
-const { client } = await ensureHost(home!, { host: JSON.parse(hostOptions ?? '{}') as object });
+const { client } = await ensureHost(home!, { ...(JSON.parse(clientOptions ?? '{}') as object), host: JSON.parse(hostOptions ?? '{}') as object });
 print({ ev: 'connected', hostPid: client.host.pid });
 
 createInterface({ input: process.stdin }).on('line', (line) => {

@@ -121,8 +121,8 @@ export class ClientProcess {
   readonly #waiters: Array<() => void> = [];
   readonly exited: Promise<void>;
 
-  constructor(home: string, hostOptions: object = {}) {
-    this.#proc = spawn(process.execPath, [CLIENT_PROCESS, home, JSON.stringify(hostOptions)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  constructor(home: string, hostOptions: object = {}, clientOptions: object = {}) {
+    this.#proc = spawn(process.execPath, [CLIENT_PROCESS, home, JSON.stringify(hostOptions), JSON.stringify(clientOptions)], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.exited = new Promise((resolve) => this.#proc.on('exit', () => resolve()));
     createInterface({ input: this.#proc.stdout! }).on('line', (line) => {
       this.events.push(JSON.parse(line) as ClientEvent);
@@ -152,6 +152,11 @@ export class ClientProcess {
       .filter((event): event is Extract<ClientEvent, { ev: 'output' }> => event.ev === 'output' && event.jobId === jobId)
       .map((event) => Buffer.from(event.data, 'base64').toString('latin1'))
       .join('');
+  }
+
+  /** Sends the process a signal (SIGSTOP, SIGCONT, ...). */
+  signal(signal: NodeJS.Signals): void {
+    this.#proc.kill(signal);
   }
 
   /** kill -9, and waits for the exit. */

@@ -21,6 +21,7 @@ interface WorkerCommandOptions {
   name?: string;
   pool?: string[];
   slots?: number;
+  prefetch?: number;
   label?: Record<string, string>;
   grace: number;
   url?: string;
@@ -63,14 +64,18 @@ export function registerWorker(program: Command): void {
         'their output and input flowing through Redis to every server. It stays up until Ctrl-C or ' +
         'SIGTERM; then it leaves its running jobs on the job host (with --executor, it stops them): ' +
         'started again with the same --name ' +
-        'and --home within --dead-after seconds (or after a kill -9, within --dead-after of its last ' +
-        'heartbeat), it follows them again; later, they are handed on (per their retries) or Lost, ' +
-        'and the next start stops them. With --stop-jobs, a stop ends them Lost at once.',
+        'and --home soon enough (within --dead-after, less a heartbeat, half a second and --grace, of ' +
+        'its last heartbeat: 23.5 s by default), it follows them again. A worker that does not come ' +
+        'back in that time has its jobs stopped by the job host (SIGTERM, SIGKILL after --grace, at ' +
+        'most half of what is left), so they are over before the cluster takes the worker for dead ' +
+        '(--dead-after) and hands them on (per their retries) or marks them Lost: a job never runs ' +
+        'twice at once. With --stop-jobs, a stop ends them Lost at once.',
     );
   redisOptions(cmd, true)
     .option('--name <node>', 'node name, unique among live workers (default: the host name)', placementName('node'))
     .option('--pool <pool>', 'a pool this worker serves, besides ALL (repeatable)', poolList)
     .option('--slots <n>', 'jobs of the "multi" queue run at once (default: the number of cores)', integer(1))
+    .option('--prefetch <n>', '"multi" jobs it takes ahead of a free slot while no worker they may go to has one, each started the moment a slot frees (default: --slots; 0: none)', integer(0))
     .option('--executor <url>', 'run the jobs there instead of on this machine: ssh://[user@]host[:port], slurm: or slurm+ssh://[user@]host[:port] (docs/executors.md)')
     .option('--ssh-identity <file>', 'private key for --executor ssh://... (repeatable; default: ~/.ssh/id_*, plus ssh-agent)', (value: string, previous: string[]) => [...previous, value], [])
     .option('--ssh-known-hosts <file>', 'known_hosts file for --executor ssh://... (default: ~/.ssh/known_hosts)')
@@ -78,7 +83,7 @@ export function registerWorker(program: Command): void {
     .option('--label <KEY=VALUE>', 'a label shown by `jobwire workers` (repeatable)', labelPair)
     .option('--grace <seconds>', 'seconds between SIGTERM and SIGKILL when a job is cancelled', seconds, 5)
     .option('--stop-jobs', 'on Ctrl-C or SIGTERM, stop the running jobs (they end Lost) instead of leaving them for the next start')
-    .option('--dead-after <seconds>', 'seconds without a heartbeat after which the cluster takes this worker for dead and hands on or loses its jobs; also how long a restart may take to follow them again (at least 2)', deadAfter, 5)
+    .option('--dead-after <seconds>', 'seconds without a heartbeat after which the cluster takes this worker for dead and hands on or loses its jobs; a restart within it, less --grace and 1.5 s, follows them again (at least 2; below 3.5 the job host may stop a lost worker’s job only after it was handed on)', deadAfter, 30)
     .option('--url <url>', 'server URL handed to jobs as JOBWIRE_URL (default: a live server of the cluster)')
     .option('--work-dir <dir>', 'working directory of jobs that name none; outside the home (default: HOME-work, beside the home)')
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS).default('info'))
@@ -123,6 +128,7 @@ async function work(opts: WorkerCommandOptions): Promise<number> {
   if (opts.home !== undefined) options.home = opts.home;
   if (opts.name !== undefined) options.name = opts.name;
   if (opts.slots !== undefined) options.slots = opts.slots;
+  if (opts.prefetch !== undefined) options.prefetch = opts.prefetch;
   if (opts.url !== undefined) options.serverUrl = opts.url;
   if (opts.executor !== undefined) options.executor = opts.executor;
   const ssh: NonNullable<WorkerOptions['ssh']> = {};

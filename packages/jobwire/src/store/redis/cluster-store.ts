@@ -54,6 +54,7 @@ export class RedisClusterStore extends RedisStore implements ClusterStore {
         new Date().toISOString(),
         ttlMs,
         takeOver,
+        r.ahead ?? 0,
       );
       return reply[0] === 'ok' ? { registered: true } : { registered: false, previous: reply[1] ?? '' };
     });

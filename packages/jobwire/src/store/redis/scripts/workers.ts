@@ -27,7 +27,7 @@ local CLASSES = { 'multi', 'single', 'unlimited' }
 /**
  * Registers a worker instance. ARGV: prefix, name, instance, pools (comma list with ALL),
  * slots, labels JSON, host, pid, startedAt, heartbeat time, ttl ms, instance taken over ('' for
- * none). Answers {'ok'}, or {'reap', old instance} when a dead earlier instance of the same name
+ * none), multi jobs it takes ahead of its slots (absent: 0). Answers {'ok'}, or {'reap', old instance} when a dead earlier instance of the same name
  * still holds the entry (its jobs must be reaped first). A live instance of the same name is a
  * conflict — except the one taken over: an instance whose process is known to be gone, within
  * its liveness, whose entry (load, Running jobs) the new one takes as it is. Moves jobs
@@ -44,7 +44,7 @@ end
 local old = redis.call('HGET', workerKey(name), 'instance')
 if old and old ~= instance and old ~= takeover then return { 'reap', old } end
 redis.call('HSET', workerKey(name), 'instance', instance, 'pools', ARGV[4], 'slots', ARGV[5], 'labels', ARGV[6],
-  'host', ARGV[7], 'pid', ARGV[8], 'startedAt', ARGV[9], 'heartbeatAt', ARGV[10])
+  'host', ARGV[7], 'pid', ARGV[8], 'startedAt', ARGV[9], 'heartbeatAt', ARGV[10], 'ahead', ARGV[13] or '0')
 redis.call('SADD', K.workers, name)
 redis.call('SET', aliveKey(name), instance, 'PX', ARGV[11])
 local parked = redis.call('ZRANGE', K.parked, 0, -1, 'WITHSCORES')
@@ -132,12 +132,16 @@ local UNLIMITED = tonumber(ARGV[4])
 local workers, pools = {}, {}
 for _, name in ipairs(redis.call('SMEMBERS', K.workers)) do
   if redis.call('EXISTS', aliveKey(name)) == 1 then
-    local f = redis.call('HMGET', workerKey(name), 'pools', 'slots')
+    local f = redis.call('HMGET', workerKey(name), 'pools', 'slots', 'ahead')
     if f[1] then
-      workers[name] = { name = name, free = {
-        multi = tonumber(f[2]) - redis.call('SCARD', loadKey(name, 'multi')),
-        single = 1 - redis.call('SCARD', loadKey(name, 'single')),
-        unlimited = UNLIMITED - redis.call('SCARD', loadKey(name, 'unlimited')) } }
+      -- Room is counted from the load (jobs placed or running there): 'free' slots, and 'ahead'
+      -- = slots plus the multi jobs it holds ahead of a free slot (prefetch), used only for a job
+      -- that finds no free slot on any worker it may go to.
+      local slots = { multi = tonumber(f[2]), single = 1, unlimited = UNLIMITED }
+      local ahead = { multi = tonumber(f[3] or '0') or 0, single = 0, unlimited = 0 }
+      local load = {}
+      for _, cls in ipairs(CLASSES) do load[cls] = redis.call('SCARD', loadKey(name, cls)) end
+      workers[name] = { name = name, slots = slots, ahead = ahead, load = load }
       for pool in string.gmatch(f[1], '[^,]+') do
         pools[pool] = pools[pool] or {}
         table.insert(pools[pool], name)
@@ -147,20 +151,49 @@ for _, name in ipairs(redis.call('SMEMBERS', K.workers)) do
 end
 for _, members in pairs(pools) do table.sort(members) end
 
--- The member of a pool with the most free slots of a class (ties: by name).
-local function roomiest(members, cls)
-  local best = nil
+-- Room of a class on a worker: free slots ('free'), or slots and room ahead ('ahead').
+local function roomOf(w, cls, room)
+  local n = w.slots[cls] - w.load[cls]
+  if room == 'ahead' then n = n + w.ahead[cls] end
+  return n
+end
+
+-- The member of a pool with the most room of a class (ties: by name).
+local function roomiest(members, cls, room)
+  local best, bestRoom = nil, nil
   for _, name in ipairs(members) do
-    local w = workers[name]
-    if not best or w.free[cls] > best.free[cls] then best = w end
+    local n = roomOf(workers[name], cls, room)
+    if not best or n > bestRoom then best, bestRoom = workers[name], n end
   end
   return best
 end
 
--- Free slots of each class over all live workers: with none, a job of that class is not placed.
-local total = { multi = 0, single = 0, unlimited = 0 }
+-- Room of each class over all live workers: with none, a job of that class is not placed there.
+local total = { free = { multi = 0, single = 0, unlimited = 0 }, ahead = { multi = 0, single = 0, unlimited = 0 } }
 for _, w in pairs(workers) do
-  for cls, n in pairs(w.free) do total[cls] = total[cls] + math.max(0, n) end
+  for _, room in ipairs({ 'free', 'ahead' }) do
+    for _, cls in ipairs(CLASSES) do total[room][cls] = total[room][cls] + math.max(0, roomOf(w, cls, room)) end
+  end
+end
+
+-- Where a job goes by MARVELO's rules, counting room of one kind: its preferred node, else its
+-- pools in order, in each the roomiest member. Also answers whether any live worker may take it.
+local function choose(cls, node, ppools, room)
+  local known = false
+  if node ~= '' and workers[node] then
+    known = true
+    if roomOf(workers[node], cls, room) > 0 then return workers[node], true end
+  end
+  for pool in string.gmatch(ppools, '[^,]+') do
+    local members = pools[pool]
+    if members then
+      known = true
+      if total[room][cls] <= 0 then return nil, true end
+      local w = roomiest(members, cls, room)
+      if roomOf(w, cls, room) > 0 then return w, true end
+    end
+  end
+  return nil, known
 end
 
 local placed = {}
@@ -174,28 +207,18 @@ for i = 1, #waiting, 2 do
     redis.call('ZREM', K.pending, id)
   else
     local cls = classOf(f[1])
-    local node, target, known = f[2], nil, false
-    if node ~= '' and workers[node] then
-      known = true
-      if workers[node].free[cls] > 0 then target = workers[node] end
-    end
-    if not target then
-      for pool in string.gmatch(f[3], '[^,]+') do
-        local members = pools[pool]
-        if members then
-          known = true
-          if total[cls] > 0 then
-            local w = roomiest(members, cls)
-            if w.free[cls] > 0 then target = w break end
-          else
-            break
-          end
-        end
-      end
+    local node = f[2]
+    local room = 'free'
+    local target, known = choose(cls, node, f[3], 'free')
+    if not target and known then
+      room = 'ahead'
+      target = choose(cls, node, f[3], 'ahead')
     end
     if target then
-      target.free[cls] = target.free[cls] - 1
-      total[cls] = total[cls] - 1
+      for _, r in ipairs({ 'free', 'ahead' }) do
+        if roomOf(target, cls, r) > 0 then total[r][cls] = total[r][cls] - 1 end
+      end
+      target.load[cls] = target.load[cls] + 1
       redis.call('SADD', loadKey(target.name, cls), id)
       redis.call('HSET', key, 'placed', target.name, 'placedAt', fmt(now))
       redis.call('ZREM', K.pending, id)
