@@ -52,6 +52,20 @@ export interface RunUntilSignalOptions {
    * none): the stop's time limits are counted from its end.
    */
   graceSeconds: number;
+  /**
+   * The stop signal, from {@link catchStopSignal} called before the command said it is ready: a
+   * script that sends SIGTERM as soon as it reads "listening" must find the handler in place
+   * (without one, SIGTERM kills the process on the spot, without a clean stop).
+   */
+  signal?: Promise<NodeJS.Signals>;
+}
+
+/** Starts listening for SIGINT and SIGTERM; the promise settles with the first one that comes. */
+export function catchStopSignal(): Promise<NodeJS.Signals> {
+  return new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
 }
 
 /**
@@ -62,10 +76,7 @@ export interface RunUntilSignalOptions {
  * stderr and exits 1; a second signal stops at once with exit code 1. Returns the exit code.
  */
 export async function runUntilSignal(what: string, handle: { close(options?: CloseOptions): Promise<StopReport> }, options: RunUntilSignalOptions): Promise<number> {
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  const signal = await (options.signal ?? catchStopSignal());
   const force = (): never => {
     process.stderr.write('jobwire: stopped without closing cleanly\n');
     process.exit(ExitCode.FAILED);

@@ -13,7 +13,7 @@ import { integer, seconds } from '../options.js';
 
 /** Collects a repeatable option. */
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
-import { act, examples, print, runUntilSignal } from './common.js';
+import { act, catchStopSignal, examples, print, runUntilSignal } from './common.js';
 
 interface ServerCommandOptions {
   host: string;
@@ -204,6 +204,8 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
     }
     throw err;
   }
+  // Before the first line that says it is up: a SIGTERM sent on reading it must stop it cleanly.
+  const stopSignal = catchStopSignal();
   const url = handle.url.replace(/\/+$/, '');
   print(`jobwire server listening on ${url}${options.tls ? ' (TLS)' : ''}`);
   print(`jobwire home: ${handle.home}`);
@@ -231,7 +233,7 @@ async function serve(opts: ServerCommandOptions): Promise<number> {
   if (handle.reloadTls) process.on('SIGHUP', reload);
   try {
     // In distributed mode the server runs no jobs: no grace period to wait for.
-    return await runUntilSignal('server', handle, { graceSeconds: options.redis === undefined ? opts.grace : 0 });
+    return await runUntilSignal('server', handle, { graceSeconds: options.redis === undefined ? opts.grace : 0, signal: stopSignal });
   } finally {
     process.removeListener('SIGHUP', reload);
   }

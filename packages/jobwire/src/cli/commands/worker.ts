@@ -13,7 +13,7 @@ import { CliError, UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatJson, formatTable, formatTimestamp } from '../format.js';
 import { integer, placementName, poolList, seconds } from '../options.js';
-import { act, examples, print, runUntilSignal } from './common.js';
+import { act, catchStopSignal, examples, print, runUntilSignal } from './common.js';
 
 interface WorkerCommandOptions {
   redis: string;
@@ -146,9 +146,11 @@ async function work(opts: WorkerCommandOptions): Promise<number> {
     if (err instanceof RangeError) throw new CliError(err.message, ExitCode.USAGE, { cause: err });
     throw err;
   }
+  // Before the line that says it is ready: a SIGTERM sent on reading it must stop it cleanly.
+  const stopSignal = catchStopSignal();
   print(`jobwire worker ${handle.name} ready: pools ${['ALL', ...handle.pools].join(', ')}; ${handle.slots} slot(s)`);
 
-  return runUntilSignal('worker', handle, { graceSeconds: opts.grace });
+  return runUntilSignal('worker', handle, { graceSeconds: opts.grace, signal: stopSignal });
 }
 
 interface WorkersOptions extends ConnectionOptions {
