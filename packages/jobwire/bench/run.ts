@@ -25,6 +25,8 @@ const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
 const OUTPUT_MB = Number(process.env.BENCH_OUTPUT_MB ?? 1024);
 const JOBS = Number(process.env.BENCH_JOBS ?? 400);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2000);
+/** Node options for the server process (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile it). */
+const NODE_ARGS = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter((arg) => arg !== '') ?? [];
 const ONLY = process.env.BENCH_ONLY?.split(',').map((part) => part.trim());
 /** True when the part `name` is to run (see BENCH_ONLY). */
 const wanted = (name: string): boolean => ONLY === undefined || ONLY.includes(name);
@@ -45,7 +47,7 @@ const us = (ns: number): string => `${(ns / 1000).toFixed(0)} µs`;
 const now = (): bigint => process.hrtime.bigint();
 
 async function startServer(home: string, slots: number): Promise<{ proc: ChildProcess; client: Client }> {
-  const proc = spawn(process.execPath, [CLI, 'server', '--port', '0', '--home', home, '--log-level', 'warn', '--multi-slots', String(slots)], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const proc = spawn(process.execPath, [...NODE_ARGS, CLI, 'server', '--port', '0', '--home', home, '--log-level', 'warn', '--multi-slots', String(slots)], { stdio: ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; i < 300; i++) {
     try {
       const { url } = JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { url: string };
