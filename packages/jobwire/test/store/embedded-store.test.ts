@@ -200,9 +200,13 @@ describe('embedded store: live path', () => {
     await withEmbedded({}, async ({ store }) => {
       const events: StoredEvent[] = [];
       store.onEvent((event) => events.push(event));
-      const created = store.createJob(newJob({ group: 'g' }));
-      assert.equal(events.length, 2, 'group and job events are out synchronously');
-      const job = await created;
+      // Writes are committed in groups (at the end of the turn); the events go out at the commit.
+      let heardWhenResolved = -1;
+      const job = await store.createJob(newJob({ group: 'g' })).then((record) => {
+        heardWhenResolved = events.length;
+        return record;
+      });
+      assert.equal(heardWhenResolved, 2, 'group and job events are out before the operation resolves');
       let seenInListener: string | undefined;
       store.onEvent((event) => {
         if (event.verb === 'update') void store.getJob(job.id).then((record) => (seenInListener = record?.status));
@@ -210,6 +214,42 @@ describe('embedded store: live path', () => {
       await store.markRunning(job.id, { startedAt: nextTime(), pid: null, node: null });
       await new Promise((resolve) => setImmediate(resolve));
       assert.equal(seenInListener, 'Running', 'a listener reading the store sees the committed change');
+    });
+  });
+
+  it('commits the writes of one turn together: in call order, a failing one rejected alone, reads seeing them all', async () => {
+    await withEmbedded({}, async ({ store, dir }) => {
+      const events: StoredEvent[] = [];
+      store.onEvent((event) => events.push(event));
+      const first = newJob();
+      const pending = [
+        store.createJob(first),
+        store.createJob({ ...newJob(), id: first.id }),
+        store.markRunning(first.id, { startedAt: nextTime(), pid: null, node: null }),
+        store.finishJob(first.id, { status: 'Running' as never, endedAt: nextTime() }),
+        store.finishJob(first.id, { status: 'Success', exitCode: 0, endedAt: nextTime() }),
+      ];
+      // A read asked for in the same turn runs the waiting writes first.
+      const seen = await store.getJob(first.id);
+      assert.equal(seen?.status, 'Success');
+      const outcomes = await Promise.allSettled(pending);
+      assert.deepEqual(
+        outcomes.map((outcome) => outcome.status),
+        ['fulfilled', 'rejected', 'fulfilled', 'rejected', 'fulfilled'],
+      );
+      assert.match(String((outcomes[1] as PromiseRejectedResult).reason), /exists already/);
+      assert.deepEqual(
+        events.map((event) => (event.info.type === 'job' ? event.info.status : event.verb)),
+        ['Queued', 'Running', 'Success'],
+        'only the writes that stood announced their events, in call order',
+      );
+      // Another connection sees every committed write.
+      const other = new Database(join(dir, 'jobwire.db'), { readonly: true });
+      try {
+        assert.equal((other.prepare('SELECT status FROM jobs WHERE id = ?').get(first.id) as { status: string }).status, 'Success');
+      } finally {
+        other.close();
+      }
     });
   });
 
