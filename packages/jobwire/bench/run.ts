@@ -4,7 +4,8 @@
  * as a user would run it. Sizes can be lowered for a quick look:
  * BENCH_OUTPUT_MB (default 1024), BENCH_JOBS (default 400), BENCH_ROUNDS (default 2000); and
  * BENCH_ONLY (a comma-separated list of roundtrip, output, batch, latency, functions,
- * restart, distributed, ssh, slurm) runs only those parts.
+ * restart, distributed, ssh, slurm) runs only those parts. BENCH_SERVER_NODE_ARGS (space-separated)
+ * passes node options to the server process, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
  * The distributed-mode figures (`distributed.ts`) need Redis at BENCH_REDIS (default
  * redis://127.0.0.1:6379); the ssh executor's (`ssh.ts`) start Debian's /usr/sbin/sshd. The Slurm figures (`slurm.ts`) start the tests' one-node Slurm
  * (root, Debian's munge and Slurm packages); BENCH_SLURM_JOBS (default 20).
