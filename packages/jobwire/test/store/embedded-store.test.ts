@@ -327,6 +327,31 @@ describe('embedded stream log: output a job host writes (adopted)', () => {
     });
   });
 
+  it('a job that wrote nothing: no output files, the folder made by the host, its close not written again; a reload takes the final status from elsewhere', async () => {
+    await withEmbedded({}, async ({ store, dir, reopen }) => {
+      const jobDir = join(dir, 'output', 'quiet');
+      const sizes = store.streams.adoptOutput!('quiet');
+      assert.equal(sizes.end, 0);
+      assert.equal(existsSync(jobDir), false, 'adopting makes no folder: the host makes it');
+      const files = new OutputFiles({ dir: jobDir });
+      await files.stored();
+      await files.finish({ stdinClosed: true, stdinConsumed: 0 }, { exitCode: 0 });
+      assert.deepEqual(readdirSync(jobDir).sort(), ['exit.json', 'state.json'], 'no stdout, stderr or index for a job that wrote nothing');
+      const hostState = readFileSync(join(jobDir, 'state.json'), 'utf8');
+      const final = { status: 'Success' as const, exitCode: 0, signal: null, error: null, progress: null };
+      await store.streams.closeOutput('quiet', final);
+      assert.equal(readFileSync(join(jobDir, 'state.json'), 'utf8'), hostState, "the host's close stands");
+      assert.deepEqual((await store.streams.sizes('quiet')).final, final, 'this process keeps the final status');
+      assert.deepEqual((await store.streams.readOutput('quiet', 0, 100)).chunks, []);
+      await files.close();
+      const again = await reopen();
+      const reloaded = await again.streams.sizes('quiet');
+      assert.equal(reloaded.outputClosed, true);
+      assert.equal(reloaded.end, 0);
+      assert.equal(reloaded.final, undefined, 'a reader takes it from the job record then');
+    });
+  });
+
   it('adopting again (a restart) reads the sizes from the host\'s files', async () => {
     await withEmbedded({}, async ({ dir, reopen }) => {
       const files = new OutputFiles({ dir: join(dir, 'output', 'r') });
