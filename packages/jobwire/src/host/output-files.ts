@@ -284,9 +284,10 @@ export class OutputFiles {
   async #open(): Promise<void> {
     const dir = this.#options.dir;
     this.#files = await this.#retrying(async () => {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      // A new run starts new output: what an earlier run of the same id left is not ours to keep.
-      await Promise.all([rm(join(dir, 'exit.json'), { force: true }), rm(join(dir, 'state.json'), { force: true })]);
+      const made = await mkdir(dir, { recursive: true, mode: 0o700 });
+      // A new run starts new output: what an earlier run of the same id left is not ours to keep
+      // (a folder made just now holds nothing).
+      if (made === undefined) await Promise.all([rm(join(dir, 'exit.json'), { force: true }), rm(join(dir, 'state.json'), { force: true })]);
       const opened: Partial<Record<FileName, FileHandle>> = {};
       try {
         for (const name of ['stdout', 'stderr', 'index'] as const) opened[name] = await open(join(dir, name), 'w+', 0o600);
