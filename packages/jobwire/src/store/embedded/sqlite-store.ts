@@ -351,6 +351,16 @@ export class SqliteStore implements Store {
     if (writes.length === 0) return;
     this.#queued = [];
     const outcomes: Array<{ value?: unknown; events: StoredEvent[]; error?: unknown }> = [];
+    if (writes.length === 1) {
+      // Alone in its turn: its own transaction, no savepoint needed.
+      const [write] = writes as [QueuedWrite];
+      try {
+        write.resolve(this.#writeNow(write.change, write.afterCommit));
+      } catch (error) {
+        write.reject(toStoreError(error));
+      }
+      return;
+    }
     try {
       this.#transaction.immediate(() => {
         for (const write of writes) {
