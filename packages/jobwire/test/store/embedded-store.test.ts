@@ -253,6 +253,29 @@ describe('embedded store: live path', () => {
     });
   });
 
+  it('listeners hear events in id order even when a listener causes a commit while they are being told', async () => {
+    await withEmbedded({}, async ({ store }) => {
+      const heard: number[] = [];
+      let reacted = false;
+      store.onEvent((event) => {
+        heard.push(event.id);
+        if (reacted) return;
+        reacted = true;
+        // A write of its own, then a read, which commits that write before the others are told.
+        void store.createJob(newJob({ group: 'from-listener' }));
+        void store.getJob('none');
+      });
+      await Promise.all([store.createJob(newJob()), store.createJob(newJob()), store.createJob(newJob())]);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.ok(heard.length >= 5, `heard ${heard.join(', ')}`);
+      assert.deepEqual(
+        heard,
+        [...heard].sort((a, b) => a - b),
+        'ids only grow',
+      );
+    });
+  });
+
   it('reports a throwing listener to onListenerError', async () => {
     const errors: unknown[] = [];
     await withEmbedded({ onListenerError: (error) => errors.push(error) }, async ({ store }) => {

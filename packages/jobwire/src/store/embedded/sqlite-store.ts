@@ -71,6 +71,9 @@ export class SqliteStore implements Store {
   #pending: StoredEvent[] = [];
   /** Writes waiting for the group commit of this turn (see the module documentation). */
   #queued: QueuedWrite[] = [];
+  /** Committed events not yet heard by the listeners, oldest first (see {@link #announce}). */
+  readonly #unannounced: StoredEvent[] = [];
+  #announcing = false;
   #closed = false;
 
   constructor(settings: SqliteStoreSettings) {
@@ -343,14 +346,14 @@ export class SqliteStore implements Store {
 
   /**
    * Commits the queued writes in one transaction, each in a savepoint of its own (a nested
-   * better-sqlite3 transaction), then, write by write in call order: its `afterCommit`, its
-   * events, its promise. A failed write rejects alone; a failed commit rejects them all.
+   * better-sqlite3 transaction), then, in call order, their `afterCommit`s, their events and
+   * their promises. A failed write rejects alone; a failed commit rejects them all.
    */
   #flush(): void {
     const writes = this.#queued;
     if (writes.length === 0) return;
     this.#queued = [];
-    const outcomes: Array<{ value?: unknown; events: StoredEvent[]; error?: unknown }> = [];
+    const outcomes: Array<{ value?: unknown; events: StoredEvent[]; failed?: { error: unknown } }> = [];
     if (writes.length === 1) {
       // Alone in its turn: its own transaction, no savepoint needed.
       const [write] = writes as [QueuedWrite];
@@ -369,7 +372,7 @@ export class SqliteStore implements Store {
             const value = this.#transaction(write.change);
             outcomes.push({ value, events: this.#pending });
           } catch (error) {
-            outcomes.push({ events: [], error });
+            outcomes.push({ events: [], failed: { error } });
           }
         }
       });
@@ -379,21 +382,22 @@ export class SqliteStore implements Store {
       return;
     }
     this.#pending = [];
-    writes.forEach((write, i) => {
-      const outcome = outcomes[i]!;
-      if (outcome.error !== undefined) {
-        write.reject(toStoreError(outcome.error));
-        return;
-      }
-      let failure: { error: unknown } | undefined;
+    // Every write's work outside the database first, then all the events at once (so that a
+    // commit a listener causes is heard after them), then the promises.
+    const failures = writes.map((write, i) => {
+      if (outcomes[i]!.failed !== undefined) return outcomes[i]!.failed;
       try {
         write.afterCommit?.();
       } catch (error) {
-        failure = { error };
+        return { error };
       }
-      for (const event of outcome.events) this.#listeners.emit(event);
+      return undefined;
+    });
+    this.#announce(outcomes.flatMap((outcome) => outcome.events));
+    writes.forEach((write, i) => {
+      const failure = failures[i];
       if (failure !== undefined) write.reject(toStoreError(failure.error));
-      else write.resolve(outcome.value);
+      else write.resolve(outcomes[i]!.value);
     });
   }
 
@@ -423,9 +427,25 @@ export class SqliteStore implements Store {
     } catch (error) {
       failure = { error };
     }
-    for (const event of events) this.#listeners.emit(event);
+    this.#announce(events);
     if (failure !== undefined) throw failure.error;
     return result;
+  }
+
+  /**
+   * Tells the listeners of committed events in commit order. A listener may cause a commit (a
+   * write of its own, or a read that runs waiting writes first); its events then wait until the
+   * listeners have heard the events committed before them, so event ids only grow.
+   */
+  #announce(events: StoredEvent[]): void {
+    this.#unannounced.push(...events);
+    if (this.#announcing) return;
+    this.#announcing = true;
+    try {
+      for (let event = this.#unannounced.shift(); event !== undefined; event = this.#unannounced.shift()) this.#listeners.emit(event);
+    } finally {
+      this.#announcing = false;
+    }
   }
 
   /** Appends the event of a changed job row (within the transaction) and returns the record. */
