@@ -168,6 +168,12 @@ export interface JobwireApi {
   stopNetwork(name: string): Promise<NetworkStatus>;
   /** Submits a job; returns its info at once. */
   submitBatchJob(description: JobDescription): Promise<JobInfo>;
+  /**
+   * Submits many jobs in one request (1 to 1000, `POST /v1/jobs/batch`); returns their infos in
+   * the order given. All or nothing: a wrong description is refused (its field starts
+   * `jobs.<index>`) and no job is queued.
+   */
+  submitBatchJobs(descriptions: JobDescription[]): Promise<JobInfo[]>;
   /** Submits a job with `interactive: true` and attaches to it. */
   submitInteractiveJob(description: JobDescription): Promise<InteractiveJob>;
   /** A job's info, with its description. */

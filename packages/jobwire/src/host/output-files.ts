@@ -3,7 +3,8 @@
  * (the table at the top of `store/embedded/file-stream-log.ts`): `stdout` and `stderr` hold the
  * bytes, `index` one {@link RECORD_BYTES}-byte record per chunk in arrival order (u32 length,
  * u8 channel, 3 reserved bytes, u64 merged position, u64 channel offset; little-endian), and
- * `state.json` is written once the output is complete. The host adds `exit.json`
+ * `state.json` is written once the output is complete (a job that wrote nothing has no `stdout`,
+ * `stderr` or `index`: readers take missing files for empty). The host adds `exit.json`
  * ({@link ExitRecord}).
  *
  * Write-behind: {@link OutputFiles.append} gives a chunk its position at once (so it can go to
@@ -207,9 +208,19 @@ export class OutputFiles {
    * after {@link stored}.
    */
   async finish(state: { stdinClosed: boolean; stdinConsumed: number }, exit: object): Promise<void> {
-    await this.#ensureOpen();
-    await this.#retrying(() => writeJsonAtomically(join(this.#options.dir, 'state.json'), { outputClosed: true, ...state }));
-    await this.#retrying(() => writeJsonAtomically(join(this.#options.dir, 'exit.json'), exit));
+    // A job that wrote nothing needs no output files: readers take missing ones for empty. Only
+    // its folder is made, unless an earlier run of the same id left one (its files are cut then).
+    if (this.#opening === undefined && this.end === 0) {
+      const made = await this.#retrying(() => mkdir(this.#options.dir, { recursive: true, mode: 0o700 }));
+      if (made === undefined) await this.#ensureOpen();
+    } else await this.#ensureOpen();
+    const dir = this.#options.dir;
+    // Both written aside at once, then renamed in order: state.json is in place before exit.json.
+    const stateFile = join(dir, 'state.json');
+    const exitFile = join(dir, 'exit.json');
+    await this.#retrying(() => Promise.all([writeAside(stateFile, { outputClosed: true, ...state }), writeAside(exitFile, exit)]));
+    await this.#retrying(() => rename(`${stateFile}.tmp`, stateFile));
+    await this.#retrying(() => rename(`${exitFile}.tmp`, exitFile));
   }
 
   /** Closes the files once reads in flight are done. Appending after this throws. */
@@ -273,9 +284,10 @@ export class OutputFiles {
   async #open(): Promise<void> {
     const dir = this.#options.dir;
     this.#files = await this.#retrying(async () => {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      // A new run starts new output: what an earlier run of the same id left is not ours to keep.
-      await Promise.all([rm(join(dir, 'exit.json'), { force: true }), rm(join(dir, 'state.json'), { force: true })]);
+      const made = await mkdir(dir, { recursive: true, mode: 0o700 });
+      // A new run starts new output: what an earlier run of the same id left is not ours to keep
+      // (a folder made just now holds nothing).
+      if (made === undefined) await Promise.all([rm(join(dir, 'exit.json'), { force: true }), rm(join(dir, 'state.json'), { force: true })]);
       const opened: Partial<Record<FileName, FileHandle>> = {};
       try {
         for (const name of ['stdout', 'stderr', 'index'] as const) opened[name] = await open(join(dir, name), 'w+', 0o600);
@@ -483,6 +495,16 @@ async function readExactly(file: FileHandle, position: number, length: number): 
     read += bytesRead;
   }
   return buffer;
+}
+
+/** Writes `value` as JSON to `<path>.tmp`, for a rename over `path` (see {@link writeJsonAtomically}). */
+async function writeAside(path: string, value: unknown): Promise<void> {
+  try {
+    await writeFile(`${path}.tmp`, JSON.stringify(value), { mode: 0o600 });
+  } catch (error) {
+    await rm(`${path}.tmp`, { force: true });
+    throw error;
+  }
 }
 
 /** Writes `value` as JSON to `path` atomically: aside first, then renamed over it. */

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stopLostGroup } from '../executors/local/process-group.js';
 import { stillSame, type JobProcess, type ProcessIdentity } from '../executors/local/process-identity.js';
-import { readJournal, removeJournalEntry } from './journal.js';
+import { readJournalFiles, removeJournalEntry, removeJournalFile } from './journal.js';
 import { hostPaths } from './paths.js';
 import type { ExitRecord, HostInfo } from './protocol.js';
 
@@ -84,14 +84,23 @@ export async function recoverJobs(home: string, jobs: ReadonlyArray<{ id: string
  */
 export async function recoverJournal(home: string, graceMs: number): Promise<Array<{ jobId: string; recovery: JobRecovery }>> {
   const dir = hostPaths(home).journal;
-  const gone = readJournal(dir).filter((entry) => !stillSame(entry.host));
-  return Promise.all(
-    gone.map(async (entry) => {
-      const recovery = await recoverOne(home, entry.jobId, entry.leader, entry.host, graceMs);
-      removeJournalEntry(dir, entry.jobId);
-      return { jobId: entry.jobId, recovery };
-    }),
-  );
+  const recovered: Array<{ jobId: string; recovery: JobRecovery }> = [];
+  for (const file of readJournalFiles(dir)) {
+    // A host's own file: all of it is recovered (and removed) once that host is gone.
+    if (file.host !== undefined && stillSame(file.host)) continue;
+    const gone = file.entries.filter((entry) => !stillSame(entry.host));
+    recovered.push(
+      ...(await Promise.all(
+        gone.map(async (entry) => {
+          const recovery = await recoverOne(home, entry.jobId, entry.leader, entry.host, graceMs);
+          if (file.host === undefined) removeJournalEntry(dir, entry.jobId);
+          return { jobId: entry.jobId, recovery };
+        }),
+      )),
+    );
+    if (file.host !== undefined) removeJournalFile(dir, file.name);
+  }
+  return recovered;
 }
 
 /** Options of {@link stopHost}. */

@@ -26,7 +26,7 @@ import { finalStatusOf, type BlobEntry, type ChannelChunksOptions, type FinalSta
 import { outputFolder, storeUpload, uploadFolder, uploadSize } from './sandbox.js';
 import { setLongTimeout } from '../timers.js';
 import type { JobScheduler } from './scheduler.js';
-import { parseJobDescription } from './schema.js';
+import { describeIssue, jobDescriptionSchema, parseJobDescription } from './schema.js';
 import { LiveSession, StdinClosedError, type LiveSessionOptions, type SessionHandlers } from './session.js';
 
 /** Options of {@link JobService}. */
@@ -37,6 +37,9 @@ export interface JobServiceOptions {
   /** Queue used when a description names none. @defaultValue "multi" */
   defaultQueue?: string;
 }
+
+/** Most jobs one {@link JobService.submitMany} call (`POST /v1/jobs/batch`) may submit. */
+export const MAX_BATCH_JOBS = 1000;
 
 const STATUSES: readonly JobStatus[] = ['Queued', 'Running', 'Success', 'Failed', 'Cancelled', 'Lost'];
 
@@ -69,7 +72,40 @@ export class JobService {
 
   /** Validates and queues a job for `owner`. */
   async submit(owner: string, input: unknown): Promise<JobRecord> {
-    const description: JobDescription = parseJobDescription(input);
+    const description = await this.#accept(owner, parseJobDescription(input));
+    await this.scheduler.admit(owner);
+    return this.#queue(owner, description);
+  }
+
+  /**
+   * Validates and queues many jobs for `owner` (at most {@link MAX_BATCH_JOBS}), in order. All
+   * or nothing: every description is checked first, and one that is wrong is refused with a
+   * BadRequestError whose field starts `jobs.<index>`, with nothing queued. The records are
+   * created in the same turn, so the embedded store commits them in one transaction.
+   */
+  async submitMany(owner: string, inputs: unknown): Promise<JobRecord[]> {
+    if (!Array.isArray(inputs) || inputs.length === 0 || inputs.length > MAX_BATCH_JOBS) {
+      throw new BadRequestError(`jobs: an array of 1 to ${MAX_BATCH_JOBS} job descriptions`, { code: 'invalid_description', field: 'jobs' });
+    }
+    const descriptions: JobDescription[] = [];
+    for (const [index, input] of inputs.entries()) {
+      const root = `jobs.${index}`;
+      const parsed = jobDescriptionSchema.safeParse(input);
+      if (!parsed.success) throw describeIssue(parsed.error.issues[0]!, root);
+      try {
+        descriptions.push(await this.#accept(owner, parsed.data as JobDescription));
+      } catch (err) {
+        if (!(err instanceof BadRequestError)) throw err;
+        const code = err.code as NonNullable<ConstructorParameters<typeof BadRequestError>[1]>['code'];
+        throw new BadRequestError(`${root}: ${err.message}`, { code, field: err.field === undefined ? root : `${root}.${err.field}`, cause: err });
+      }
+    }
+    await this.scheduler.admit(owner);
+    return Promise.all(descriptions.map((description) => this.#queue(owner, description)));
+  }
+
+  /** Checks a parsed description for `owner` and fills in its defaults. */
+  async #accept(owner: string, description: JobDescription): Promise<JobDescription> {
     if (description.tty && !description.interactive) description.interactive = true;
     // Checked before the default queue is filled in: the check may give the executor's own (a Slurm partition).
     this.scheduler.check(description);
@@ -79,14 +115,18 @@ export class JobService {
         throw new BadRequestError(`inputFiles.${name}: no upload ${id} (upload the file first: POST /v1/uploads)`, { code: 'invalid_description', field: `inputFiles.${name}` });
       }
     }
-    await this.scheduler.admit(owner);
+    return description;
+  }
+
+  /** Creates the record of a checked job and hands it to the scheduler. */
+  async #queue(owner: string, description: JobDescription): Promise<JobRecord> {
     const name = description.name ?? (description.executable ? basename(description.executable) : 'js');
     const record = await this.store.createJob({
       id: randomUUID(),
       owner,
       name,
       group: description.group ?? '',
-      queue: description.queueName,
+      queue: description.queueName!,
       description,
       interactive: !!description.interactive,
       tty: !!description.tty,

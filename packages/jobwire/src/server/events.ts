@@ -28,12 +28,25 @@ export function startEventsSession(ws: WebSocket, service: JobService, owner: st
   /** Ids of the `add` events heard live, by object: those after the snapshot's id are not part of it. */
   const addedLive = new Map<string, number>();
 
+  // Events come in bursts (a transaction's, a dispatch pass's, many submits'): the frames of one
+  // turn of the event loop are written together, one system call instead of one per event.
+  const socket = (ws as WebSocket & { _socket?: { cork?(): void; uncork?(): void } })._socket;
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    socket?.uncork?.();
+  };
   const send = (msg: EventsServerMessage): void => {
     if (closed) return;
     if (ws.bufferedAmount > MAX_BUFFERED) {
       ws.close(1013, 'subscriber too slow; reconnect with since=' + lastSent);
       stop();
       return;
+    }
+    if (!corked && socket?.cork !== undefined) {
+      corked = true;
+      socket.cork();
+      setImmediate(uncork);
     }
     ws.send(JSON.stringify(msg));
   };

@@ -14,7 +14,8 @@ import { hasZodFastifySchemaValidationErrors, type ZodTypeProvider } from 'fasti
 import { API_PREFIX, BadRequestError, HTTP_STATUS, JobwireError, NotFoundError, UnauthorizedError, type ErrorCode, type WhoAmI } from '@jobwire/client';
 import { jobDescriptionSchema } from '../jobs/schema.js';
 import { SANDBOX_FILE_LIMIT } from '../jobs/sandbox.js';
-import { publicInfo, type JobService } from '../jobs/service.js';
+import { MAX_BATCH_JOBS, publicInfo, type JobService } from '../jobs/service.js';
+import { z } from 'zod';
 import { sendOutput } from './output.js';
 import {
   attachQuery,
@@ -76,6 +77,10 @@ declare module 'fastify' {
 
 /** Largest JSON body. */
 export const JSON_BODY_LIMIT = 1024 * 1024;
+/** Largest body of `POST /v1/jobs/batch` (up to {@link MAX_BATCH_JOBS} descriptions). */
+export const BATCH_BODY_LIMIT = 16 * 1024 * 1024;
+/** The body of `POST /v1/jobs/batch`. */
+const batchSchema = z.strictObject({ jobs: z.array(jobDescriptionSchema).min(1).max(MAX_BATCH_JOBS) });
 /** Largest stdin body. */
 export const STDIN_BODY_LIMIT = 8 * 1024 * 1024;
 
@@ -128,7 +133,7 @@ export function registerRoutes(app: FastifyInstance, service: JobService, tokens
 
   app.setErrorHandler((err, req, reply) => {
     const e = hasZodFastifySchemaValidationErrors(err)
-      ? requestError(err.validationContext as RequestPart, issueOf(err.validation[0]!), req.routeOptions.schema?.body === jobDescriptionSchema)
+      ? requestError(err.validationContext as RequestPart, issueOf(err.validation[0]!), req.routeOptions.schema?.body === jobDescriptionSchema || req.routeOptions.schema?.body === batchSchema)
       : toJobwireError(err);
     if (e.code === 'internal') req.log.error({ err }, 'internal error');
     return sendError(reply, e);
@@ -169,6 +174,25 @@ export function registerRoutes(app: FastifyInstance, service: JobService, tokens
     async (req, reply) => {
       const job = await service.submit(user(req), req.body);
       return reply.code(201).send(publicInfo(job));
+    },
+  );
+
+  api.post(
+    `${P}/jobs/batch`,
+    {
+      bodyLimit: BATCH_BODY_LIMIT,
+      schema: {
+        tags: jobs,
+        summary: `Submit many jobs at once (1 to ${MAX_BATCH_JOBS}); all or nothing`,
+        description: `Every description is checked first: one that is wrong is refused (field \`jobs.<index>...\`) and no job is queued. The jobs are queued in order, their records created in one transaction.`,
+        querystring: noQuery,
+        body: batchSchema,
+        response: { 201: z.object({ jobs: z.array(jobInfoSchema) }).describe('The jobs, Queued, in the order given'), ...errorAnswers },
+      },
+    },
+    async (req, reply) => {
+      const created = await service.submitMany(user(req), req.body.jobs);
+      return reply.code(201).send({ jobs: created.map((job) => publicInfo(job)) });
     },
   );
 

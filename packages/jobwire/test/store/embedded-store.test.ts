@@ -200,9 +200,13 @@ describe('embedded store: live path', () => {
     await withEmbedded({}, async ({ store }) => {
       const events: StoredEvent[] = [];
       store.onEvent((event) => events.push(event));
-      const created = store.createJob(newJob({ group: 'g' }));
-      assert.equal(events.length, 2, 'group and job events are out synchronously');
-      const job = await created;
+      // Writes are committed in groups (at the end of the turn); the events go out at the commit.
+      let heardWhenResolved = -1;
+      const job = await store.createJob(newJob({ group: 'g' })).then((record) => {
+        heardWhenResolved = events.length;
+        return record;
+      });
+      assert.equal(heardWhenResolved, 2, 'group and job events are out before the operation resolves');
       let seenInListener: string | undefined;
       store.onEvent((event) => {
         if (event.verb === 'update') void store.getJob(job.id).then((record) => (seenInListener = record?.status));
@@ -210,6 +214,65 @@ describe('embedded store: live path', () => {
       await store.markRunning(job.id, { startedAt: nextTime(), pid: null, node: null });
       await new Promise((resolve) => setImmediate(resolve));
       assert.equal(seenInListener, 'Running', 'a listener reading the store sees the committed change');
+    });
+  });
+
+  it('commits the writes of one turn together: in call order, a failing one rejected alone, reads seeing them all', async () => {
+    await withEmbedded({}, async ({ store, dir }) => {
+      const events: StoredEvent[] = [];
+      store.onEvent((event) => events.push(event));
+      const first = newJob();
+      const pending = [
+        store.createJob(first),
+        store.createJob({ ...newJob(), id: first.id }),
+        store.markRunning(first.id, { startedAt: nextTime(), pid: null, node: null }),
+        store.finishJob(first.id, { status: 'Running' as never, endedAt: nextTime() }),
+        store.finishJob(first.id, { status: 'Success', exitCode: 0, endedAt: nextTime() }),
+      ];
+      // A read asked for in the same turn runs the waiting writes first.
+      const seen = await store.getJob(first.id);
+      assert.equal(seen?.status, 'Success');
+      const outcomes = await Promise.allSettled(pending);
+      assert.deepEqual(
+        outcomes.map((outcome) => outcome.status),
+        ['fulfilled', 'rejected', 'fulfilled', 'rejected', 'fulfilled'],
+      );
+      assert.match(String((outcomes[1] as PromiseRejectedResult).reason), /exists already/);
+      assert.deepEqual(
+        events.map((event) => (event.info.type === 'job' ? event.info.status : event.verb)),
+        ['Queued', 'Running', 'Success'],
+        'only the writes that stood announced their events, in call order',
+      );
+      // Another connection sees every committed write.
+      const other = new Database(join(dir, 'jobwire.db'), { readonly: true });
+      try {
+        assert.equal((other.prepare('SELECT status FROM jobs WHERE id = ?').get(first.id) as { status: string }).status, 'Success');
+      } finally {
+        other.close();
+      }
+    });
+  });
+
+  it('listeners hear events in id order even when a listener causes a commit while they are being told', async () => {
+    await withEmbedded({}, async ({ store }) => {
+      const heard: number[] = [];
+      let reacted = false;
+      store.onEvent((event) => {
+        heard.push(event.id);
+        if (reacted) return;
+        reacted = true;
+        // A write of its own, then a read, which commits that write before the others are told.
+        void store.createJob(newJob({ group: 'from-listener' }));
+        void store.getJob('none');
+      });
+      await Promise.all([store.createJob(newJob()), store.createJob(newJob()), store.createJob(newJob())]);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.ok(heard.length >= 5, `heard ${heard.join(', ')}`);
+      assert.deepEqual(
+        heard,
+        [...heard].sort((a, b) => a - b),
+        'ids only grow',
+      );
     });
   });
 
@@ -284,6 +347,31 @@ describe('embedded stream log: output a job host writes (adopted)', () => {
       assert.equal(sizes.end, 'hello oops\nworld\n'.length);
       assert.equal(sizes.outputClosed, true);
       await files.close();
+    });
+  });
+
+  it('a job that wrote nothing: no output files, the folder made by the host, its close not written again; a reload takes the final status from elsewhere', async () => {
+    await withEmbedded({}, async ({ store, dir, reopen }) => {
+      const jobDir = join(dir, 'output', 'quiet');
+      const sizes = store.streams.adoptOutput!('quiet');
+      assert.equal(sizes.end, 0);
+      assert.equal(existsSync(jobDir), false, 'adopting makes no folder: the host makes it');
+      const files = new OutputFiles({ dir: jobDir });
+      await files.stored();
+      await files.finish({ stdinClosed: true, stdinConsumed: 0 }, { exitCode: 0 });
+      assert.deepEqual(readdirSync(jobDir).sort(), ['exit.json', 'state.json'], 'no stdout, stderr or index for a job that wrote nothing');
+      const hostState = readFileSync(join(jobDir, 'state.json'), 'utf8');
+      const final = { status: 'Success' as const, exitCode: 0, signal: null, error: null, progress: null };
+      await store.streams.closeOutput('quiet', final);
+      assert.equal(readFileSync(join(jobDir, 'state.json'), 'utf8'), hostState, "the host's close stands");
+      assert.deepEqual((await store.streams.sizes('quiet')).final, final, 'this process keeps the final status');
+      assert.deepEqual((await store.streams.readOutput('quiet', 0, 100)).chunks, []);
+      await files.close();
+      const again = await reopen();
+      const reloaded = await again.streams.sizes('quiet');
+      assert.equal(reloaded.outputClosed, true);
+      assert.equal(reloaded.end, 0);
+      assert.equal(reloaded.final, undefined, 'a reader takes it from the job record then');
     });
   });
 

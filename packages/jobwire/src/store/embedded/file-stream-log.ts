@@ -9,6 +9,12 @@
  * | `stdin`      | stdin bytes accepted                                                 |
  * | `state.json` | `{outputClosed, stdinClosed, stdinConsumed, final?}`, rewritten on close |
  *
+ * A job's folder is made when a file is first written in it. Output a job host wrote (adopted,
+ * see {@link FileStreamLog.adoptOutput}) is closed by the host's own `state.json`, which has no
+ * `final`: the close keeps how the job ended in memory only, and a reader that loads the job
+ * again later takes it from the job's record (as for output closed by older jobwire). That
+ * saves the server a folder, a file and a rename per job on its event loop.
+ *
  * Per-channel reads are plain file reads ({@link FileStreamLog.readChannelChunks}: asynchronous
  * positional reads on a descriptor of its own, one chunk at a time); a merged read binary-searches the index (records
  * are fixed-size and sorted by merged position) and then reads each channel's span in one go.
@@ -279,8 +285,8 @@ export class FileStreamLog implements StreamLog {
     let job = this.#active.get(jobId) ?? this.#recent.get(jobId);
     const dir = join(this.options.dir, jobId);
     if (job === undefined) {
+      // The folder is the host's to make (or ours, when we first write in it: see #fd).
       job = loadJob(dir, false) ?? new JobStreams(dir);
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
     } else {
       // What is loaded may predate the host's writes: the sizes come from the files again.
       const sizes = storedSizes(dir);
@@ -391,6 +397,8 @@ export class FileStreamLog implements StreamLog {
       }
       return;
     }
+    /** The host's state.json closes the output already (see the module documentation). */
+    let closedByHost = false;
     if (job.adopted) {
       // The host stored everything before it reported the end: the index is complete (and may
       // name output this log never heard of, when the end was learnt from exit.json).
@@ -399,10 +407,12 @@ export class FileStreamLog implements StreamLog {
       job.stdout = Math.max(job.stdout, sizes.stdout);
       job.stderr = Math.max(job.stderr, sizes.stderr);
       job.adopted = false;
+      // Its stdin state is the host's: what the job itself read, and whether its stdin was closed.
+      closedByHost = readState(job.dir).outputClosed;
     }
     job.outputClosed = true;
     job.final = checked;
-    writeState(job);
+    if (!closedByHost) writeState(job);
     closeFiles(job);
     job.tail = [];
     job.tailHead = 0;
@@ -563,7 +573,7 @@ export class FileStreamLog implements StreamLog {
 
   /** The job's descriptor for `name`, opened on first use (append + read). */
   #fd(job: JobStreams, name: FileName): number {
-    return (job.fds[name] ??= openSync(join(job.dir, name), 'a+', 0o600));
+    return (job.fds[name] ??= openMaking(job.dir, name));
   }
 
   #pushTail(job: JobStreams, chunk: OutputChunk): void {
@@ -815,12 +825,29 @@ function withFinal(job: JobStreams): { final?: FinalStatus } {
   return job.final === undefined ? {} : { final: { ...job.final } };
 }
 
-/** Writes `state.json` atomically (write aside, then rename). */
+/** Writes `state.json` atomically (write aside, then rename), making the job's folder if need be. */
 function writeState(job: JobStreams): void {
   const state: PersistedState = { outputClosed: job.outputClosed, stdinClosed: job.stdinClosed, stdinConsumed: job.stdinConsumed, ...withFinal(job) };
   const path = join(job.dir, 'state.json');
-  writeFileSync(`${path}.tmp`, JSON.stringify(state), { mode: 0o600 });
+  try {
+    writeFileSync(`${path}.tmp`, JSON.stringify(state), { mode: 0o600 });
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+    mkdirSync(job.dir, { recursive: true, mode: 0o700 });
+    writeFileSync(`${path}.tmp`, JSON.stringify(state), { mode: 0o600 });
+  }
   renameSync(`${path}.tmp`, path);
+}
+
+/** Opens (creating) file `name` of a job's folder `dir` for append and read, making the folder if need be. */
+function openMaking(dir: string, name: FileName): number {
+  try {
+    return openSync(join(dir, name), 'a+', 0o600);
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return openSync(join(dir, name), 'a+', 0o600);
+  }
 }
 
 function closeFile(job: JobStreams, name: FileName): void {

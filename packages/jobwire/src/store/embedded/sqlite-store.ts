@@ -1,10 +1,14 @@
 /**
  * The embedded {@link Store}: job records, groups and events in one SQLite database.
  *
- * Each method that changes something is one transaction that changes the row(s) and appends
- * the matching event(s); listeners hear the events synchronously once it has committed, so a
- * listener that reads the store sees the change. better-sqlite3 is synchronous, so every
- * operation completes before its promise is returned: un-awaited calls apply in call order.
+ * Each method that changes something changes the row(s) and appends the matching event(s) all
+ * or nothing; listeners hear the events synchronously once it has committed, so a listener that
+ * reads the store sees the change. Changes are committed in groups: the writes asked for in one
+ * turn of the event loop run in one transaction (each in a savepoint of its own, so a failing
+ * one takes back only itself), committed before the next turn's I/O; a commit costs far more
+ * than the changes (a WAL append each), and a burst of submits or job ends then pays one.
+ * Writes apply in call order, and every read and the synchronous operations run the writes
+ * still waiting first, so a read always sees the writes asked for before it.
  * @module
  */
 import Database from 'better-sqlite3';
@@ -24,7 +28,7 @@ import {
 import type { JobProcess } from '../../job-process.js';
 import { finalStatusOf, type FileBlobs, type FinishFields, type JobRecord, type ListJobsQuery, type LostReason, type NewJob, type RunningFields, type Store, type StoredEvent } from '../types.js';
 import { ancestorPaths, checkGroupPath, decodeCursor, encodeCursor, resultText } from '../checks.js';
-import { checkJobId, checkLimit, closedError, settle } from './errors.js';
+import { checkJobId, checkLimit, closedError, settle, toStoreError } from './errors.js';
 import type { FileStreamLog } from './file-stream-log.js';
 import { ListenerSet, type ListenerErrorHandler } from './listeners.js';
 import { migrate } from './migrations.js';
@@ -46,6 +50,14 @@ export interface SqliteStoreSettings {
 
 const FINAL = new Set<string>(FINAL_STATUSES);
 
+/** A write waiting for its group commit. */
+interface QueuedWrite {
+  change: () => unknown;
+  afterCommit: (() => void) | undefined;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
 /** The SQLite-backed {@link Store}. */
 export class SqliteStore implements Store {
   readonly streams: FileStreamLog;
@@ -57,6 +69,11 @@ export class SqliteStore implements Store {
   readonly #transaction: Database.Transaction<(change: () => unknown) => unknown>;
   /** Events appended by the transaction in progress, announced once it commits. */
   #pending: StoredEvent[] = [];
+  /** Writes waiting for the group commit of this turn (see the module documentation). */
+  #queued: QueuedWrite[] = [];
+  /** Committed events not yet heard by the listeners, oldest first (see {@link #announce}). */
+  readonly #unannounced: StoredEvent[] = [];
+  #announcing = false;
   #closed = false;
 
   constructor(settings: SqliteStoreSettings) {
@@ -245,6 +262,7 @@ export class SqliteStore implements Store {
   loseRunningJobs(reason: LostReason, node?: string): Promise<JobRecord[]> {
     return settle(() => {
       this.#checkOpen();
+      this.#flush();
       const running = this.#running(node).map(toRecord);
       const errors = running.map((job) => (typeof reason === 'string' ? reason : reason(job)));
       // Nothing runs in between (all synchronous), so the close records what the record becomes.
@@ -298,6 +316,7 @@ export class SqliteStore implements Store {
   close(): Promise<void> {
     return settle(() => {
       if (this.#closed) return;
+      this.#flush();
       this.#closed = true;
       try {
         this.streams.close();
@@ -307,28 +326,89 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** Runs a read now; its outcome as a promise. */
+  /** Runs a read now, after the writes still waiting; its outcome as a promise. */
   #read<T>(operation: () => T): Promise<T> {
     return settle(() => {
       this.#checkOpen();
+      this.#flush();
       return operation();
     });
   }
 
-  /** Runs a write now (see {@link #writeNow}); its outcome as a promise. */
+  /** Queues a write for this turn's group commit (see {@link #flush}); its outcome as a promise. */
   #write<T>(change: () => T, afterCommit?: () => void): Promise<T> {
-    return settle(() => {
-      this.#checkOpen();
-      return this.#writeNow(change, afterCommit);
+    if (this.#closed) return Promise.reject(closedError());
+    return new Promise<T>((resolve, reject) => {
+      if (this.#queued.length === 0) setImmediate(() => this.#flush());
+      this.#queued.push({ change, afterCommit, resolve: resolve as (value: unknown) => void, reject });
     });
   }
 
   /**
-   * Runs `change` in one transaction, then `afterCommit` (work outside the database, such as
-   * deleting files, that listeners should find done), then announces the events. An error of
-   * `afterCommit` is thrown only after the events went out, as the change itself stands.
+   * Commits the queued writes in one transaction, each in a savepoint of its own (a nested
+   * better-sqlite3 transaction), then, in call order, their `afterCommit`s, their events and
+   * their promises. A failed write rejects alone; a failed commit rejects them all.
+   */
+  #flush(): void {
+    const writes = this.#queued;
+    if (writes.length === 0) return;
+    this.#queued = [];
+    const outcomes: Array<{ value?: unknown; events: StoredEvent[]; failed?: { error: unknown } }> = [];
+    if (writes.length === 1) {
+      // Alone in its turn: its own transaction, no savepoint needed.
+      const [write] = writes as [QueuedWrite];
+      try {
+        write.resolve(this.#writeNow(write.change, write.afterCommit));
+      } catch (error) {
+        write.reject(toStoreError(error));
+      }
+      return;
+    }
+    try {
+      this.#transaction.immediate(() => {
+        for (const write of writes) {
+          this.#pending = [];
+          try {
+            const value = this.#transaction(write.change);
+            outcomes.push({ value, events: this.#pending });
+          } catch (error) {
+            outcomes.push({ events: [], failed: { error } });
+          }
+        }
+      });
+    } catch (error) {
+      this.#pending = [];
+      for (const write of writes) write.reject(toStoreError(error));
+      return;
+    }
+    this.#pending = [];
+    // Every write's work outside the database first, then all the events at once (so that a
+    // commit a listener causes is heard after them), then the promises.
+    const failures = writes.map((write, i) => {
+      if (outcomes[i]!.failed !== undefined) return outcomes[i]!.failed;
+      try {
+        write.afterCommit?.();
+      } catch (error) {
+        return { error };
+      }
+      return undefined;
+    });
+    this.#announce(outcomes.flatMap((outcome) => outcome.events));
+    writes.forEach((write, i) => {
+      const failure = failures[i];
+      if (failure !== undefined) write.reject(toStoreError(failure.error));
+      else write.resolve(outcomes[i]!.value);
+    });
+  }
+
+  /**
+   * Runs `change` in one transaction now (after the queued writes), then `afterCommit` (work
+   * outside the database, such as deleting files, that listeners should find done), then
+   * announces the events. An error of `afterCommit` is thrown only after the events went out, as
+   * the change itself stands.
    */
   #writeNow<T>(change: () => T, afterCommit?: () => void): T {
+    this.#flush();
     this.#pending = [];
     let result: T;
     try {
@@ -347,9 +427,25 @@ export class SqliteStore implements Store {
     } catch (error) {
       failure = { error };
     }
-    for (const event of events) this.#listeners.emit(event);
+    this.#announce(events);
     if (failure !== undefined) throw failure.error;
     return result;
+  }
+
+  /**
+   * Tells the listeners of committed events in commit order. A listener may cause a commit (a
+   * write of its own, or a read that runs waiting writes first); its events then wait until the
+   * listeners have heard the events committed before them, so event ids only grow.
+   */
+  #announce(events: StoredEvent[]): void {
+    this.#unannounced.push(...events);
+    if (this.#announcing) return;
+    this.#announcing = true;
+    try {
+      for (let event = this.#unannounced.shift(); event !== undefined; event = this.#unannounced.shift()) this.#listeners.emit(event);
+    } finally {
+      this.#announcing = false;
+    }
   }
 
   /** Appends the event of a changed job row (within the transaction) and returns the record. */
