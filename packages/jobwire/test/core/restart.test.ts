@@ -11,6 +11,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, type OutputChunk } from '@jobwire/client';
 import { identify } from '../../src/executors/local/process-identity.js';
 import { hostStatus } from '../../src/host/index.js';
@@ -154,6 +155,9 @@ describe('restart: jobs outlive the server', () => {
     const old = identify(gone.pid!);
     await new Promise((resolve) => gone.on('exit', resolve));
     assert.ok(old, 'the short-lived leader was identified');
+    // Start times count in clock ticks (10 ms): the stranger must start in a later tick than the
+    // old leader, or it would be the very process the record names (same pid and start time).
+    await sleep(30);
     // Another process now holds a pid, leading a group of its own, started after the old leader.
     const stranger = spawn('sleep', ['1000'], { detached: true, stdio: 'ignore' });
     const strangerPid = stranger.pid!;
