@@ -1020,8 +1020,8 @@ interface JsOutput {
 
 /**
  * Whether a job placed again after its worker died resumes exactly, so that its consumers see
- * no *reset*: a js or builtin job with inputs. Its inputs are committed one set at a time once
- * the set's output frames are stored (see `#drainFrames`), so the job that takes over gets
+ * no *reset*: a js or builtin job with inputs. Its inputs are committed a few sets at a time once
+ * those sets' output frames are stored (see `#storeSets`), so the job that takes over gets
  * every set whose output is not stored, and no other. A source has no input to resume from (it
  * starts over), and an executable's bytes cannot be tied to the input they came from: their
  * outputs go on in a new epoch, as after a restart.
