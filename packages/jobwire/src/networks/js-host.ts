@@ -9,9 +9,13 @@
  * - **out** (job → server, stdout): one line per output frame, {@link FRAME_PREFIX} then
  *   `[port,value]` in JSON, bytes as `{"$bytes":…}`; after each set's frames, {@link FRAME_PREFIX}
  *   `+N`: N sets are handled, so the server commits their input frames (a set taken but not
- *   handled when the job crashes comes again to the restarted job). Other lines (the job's own
- *   `process.stdout.write`) are kept as the job's output and are no frames; `console.log` goes
- *   to stderr.
+ *   handled when the job crashes comes again to the restarted job). The frames and `+N` lines of
+ *   every set of one stdin read go out in one write; the `+N` after each set lets the server store
+ *   and commit them a few sets at a time (see `#storeSets` in `run.ts`). Other lines (the job's
+ *   own `process.stdout.write`) are kept as the job's output and are no frames; `console.log`
+ *   goes to stderr. Once the job's signal aborts (it was cancelled, or its server went away) it
+ *   handles no more sets and does not call `finish()`: what it was sent and did not handle
+ *   comes again to the job after it.
  *
  * `setup(ctx)` runs once before any input; `run(...inputs)` once per set, its value going to
  * the outputs (one value for a job with one output, an array with one per output otherwise,
@@ -64,32 +68,38 @@ export async function hostNetworkJob(config: HostConfig, extra: { signal: AbortS
       await write(encode(value));
     }
   } else {
-    // Every set that arrived in one read is handled before one write of their frames and one
-    // `+N`: a write (a system call, and a chunk for the host and the server) per read, not per set.
+    // Every set that arrived in one read is handled before one write of their frames, each set's
+    // followed by its `+N`: a write (a system call, and a chunk for the host and the server) per
+    // read, not per set, and still a commit point after every set.
     const decoder = new StringDecoder('utf8');
     let pending = '';
     for await (const chunk of process.stdin as AsyncIterable<Buffer | string>) {
       const lines = (pending + (typeof chunk === 'string' ? chunk : decoder.write(chunk))).split('\n');
       pending = lines.pop()!;
       let text = '';
-      const before = sets;
       try {
         for (const line of lines) {
           if (line === '') continue;
+          // Cancelled (or its server went away): the sets not handled come again to the next job,
+          // and its inputs did not end, so no `finish()`.
+          if (extra.signal.aborted) {
+            await write(text);
+            return { sets, frames };
+          }
           const set = JSON.parse(line) as { seq: number; in: unknown[]; gap: boolean[]; reset: boolean };
           ctx.frame = { seq: set.seq, gap: set.gap, reset: set.reset };
           let value = mod.run.apply(mod, set.in.map(fromWire));
           if (value instanceof Promise) value = await value;
-          text += encode(value);
           sets++;
+          text += `${encode(value)}${FRAME_PREFIX}+${sets}\n`;
         }
       } catch (error) {
         // The sets handled before the one that threw are done (a sink's rows are written): they
         // go out and are committed, so a restarted job does not handle them again.
-        if (sets > before) await write(`${text}${FRAME_PREFIX}+${sets}\n`);
+        await write(text);
         throw error;
       }
-      await write(`${text}${FRAME_PREFIX}+${sets}\n`);
+      await write(text);
     }
   }
   await write(encode(await mod.finish?.()));

@@ -169,6 +169,16 @@ export class PipeWriter {
     return this.#index;
   }
 
+  /**
+   * Frames {@link writeBatch} would store now without waiting: the free places of a `block`
+   * queue (its bound minus the lag), unbounded for the others (`drop-*` and `latest` never wait).
+   */
+  get room(): number {
+    const queue = this.#identity.queue;
+    if (queue.mode === 'latest' || queue.overflow !== 'block') return Number.POSITIVE_INFINITY;
+    return Math.max(0, queue.max - this.#updateLag());
+  }
+
   /** The epoch of this writer (0 for the pipe's first producer). */
   get epoch(): number {
     return this.#epoch;

@@ -397,7 +397,7 @@ class NetworkRun {
       // What to close once this job has ended: its input readers and its stdin feed.
       const attempt: Array<() => Promise<void> | void> = [];
       // A js job tells on its stdout how many sets it has handled; its feed commits them.
-      const handled: { upTo?: (sets: number) => void } = {};
+      const handled: { upTo?: (sets: number) => Promise<void> } = {};
       if (job.inputs.length > 0) this.#guard(job, id, js ? this.#feedSets(job, id, attempt, handled) : this.#feed(job, id, attempt));
       if (job.builtin === 'logging') {
         const others = (): string[] => [...this.#ids.keys()].filter((name) => name !== job.name);
@@ -692,15 +692,18 @@ class NetworkRun {
    * pipe's bound counts what the job has not handled, and a set it took but had not handled when
    * it crashed comes again to the restarted job.
    */
-  async #feedSets(job: NetworkJob, id: string, attempt: Array<() => Promise<void> | void>, handled: { upTo?: (sets: number) => void }): Promise<void> {
+  async #feedSets(job: NetworkJob, id: string, attempt: Array<() => Promise<void> | void>, handled: { upTo?: (sets: number) => Promise<void> }): Promise<void> {
     const { stdin, readers } = await this.#openInputs(job, id, attempt);
     const counts = this.#counts.get(job.name)!;
     const pipes = job.inputs.map((name) => this.network.pipes[name]!);
     const done: Array<{ sets: number; commit: () => void }> = [];
+    // Sets the job said it handled, and those of them whose commits are stored.
     let upTo = 0;
+    let safe = 0;
     let total = 0;
-    // At most the smallest queue bound of sets is in the job's hands (sent, not handled): the
-    // frames beyond wait in their pipes, where their queue's overflow policy applies to them.
+    // At most the smallest queue bound of sets is in the job's hands (sent, and their commits not
+    // stored): the frames beyond wait in their pipes, where their queue's overflow policy applies
+    // to them. A server that dies sends at most these sets again to the job that takes over.
     const window = Math.min(...pipes.map((p) => p.queue.max));
     let wake: (() => void) | undefined;
     let ended = false;
@@ -709,15 +712,19 @@ class NetworkRun {
       wake?.();
     });
     const room = async (): Promise<number> => {
-      while (!ended && total - upTo >= window) await new Promise<void>((resolve) => (wake = resolve));
-      return Math.max(1, window - (total - upTo));
+      while (!ended && total - safe >= window) await new Promise<void>((resolve) => (wake = resolve));
+      return Math.max(1, window - (total - safe));
     };
     const commit = (): void => {
       while (done.length > 0 && done[0]!.sets <= upTo) done.shift()!.commit();
     };
-    handled.upTo = (sets) => {
+    // Resolves once the commits of the sets handled are stored (a failed commit is the feed's to
+    // report: its reader throws it on the next read).
+    handled.upTo = async (sets) => {
       upTo = Math.max(upTo, sets);
       commit();
+      await Promise.all(readers.map((reader) => reader.flush().catch(() => {})));
+      safe = Math.max(safe, sets);
       wake?.();
     };
     const value = (port: number, frame: Frame | undefined): string => {
@@ -770,7 +777,7 @@ class NetworkRun {
    * exactly once. What is held when the job ends goes out too (its `finish()` frames), unless the
    * job was lost.
    */
-  async #drainFrames(job: NetworkJob, id: string, handled: { upTo?: (sets: number) => void }): Promise<void> {
+  async #drainFrames(job: NetworkJob, id: string, handled: { upTo?: (sets: number) => Promise<void> }): Promise<void> {
     const counts = this.#counts.get(job.name)!;
     const pipes: NetworkPipe[] = job.outputs.map((name) => this.network.pipes[name]!);
     const writers = pipes.map((pipe) => this.#writers.get(pipe.name)!);
@@ -803,17 +810,17 @@ class NetworkRun {
    * A job with inputs has its frames held until the `+N` that closes their set.
    */
   async #frameJsChunk(chunk: OutputChunk, state: JsOutput): Promise<void> {
-    const { pipes, writers, handled } = state;
+    const { pipes } = state;
     const lines = (state.pending + state.decoder.write(Buffer.from(chunk.data))).split('\n');
     state.pending = lines.pop()!;
+    // A source's frames (no sets), and the sets this chunk closes, in order.
     const out: Uint8Array[][] = pipes.map(() => []);
-    let acks: number | undefined;
+    const sets: HandledSet[] = [];
     for (const line of lines) {
       if (!line.startsWith(FRAME_PREFIX)) continue;
       if (line.charCodeAt(FRAME_PREFIX.length) === 0x2b) {
-        // `+N`: N sets handled. Their frames are stored first (this batch), then committed.
-        acks = Number(line.slice(FRAME_PREFIX.length + 1));
-        state.held.forEach((payloads, port) => out[port]!.push(...payloads));
+        // `+N`: N sets handled, the last one's frames held until now.
+        sets.push({ upTo: Number(line.slice(FRAME_PREFIX.length + 1)), frames: state.held });
         state.held = pipes.map(() => []);
         continue;
       }
@@ -821,9 +828,31 @@ class NetworkRun {
       if (port >= 0 && port < pipes.length) (state.holds ? state.held : out)[port]!.push(valueToPayload(pipes[port]!, fromWire(value)));
     }
     await this.#storeFrames(state, out);
-    if (acks !== undefined) {
-      await Promise.all(writers.map((writer) => writer.flush()));
-      handled.upTo?.(acks);
+    await this.#storeSets(state, sets);
+  }
+
+  /**
+   * Stores the frames of handled sets and commits the sets, a group at a time: as many whole sets
+   * as every output pipe has room for now (at least one, whose frames wait for room), stored,
+   * then committed, and the commit stored before the next group. So the frames stored whose sets'
+   * commits are not — what a server that dies now leaves to be stored twice — are one group: at
+   * most a `block` pipe's bound (at most the sets in the job's hands for the other pipes).
+   */
+  async #storeSets(state: JsOutput, sets: HandledSet[]): Promise<void> {
+    for (let at = 0; at < sets.length; ) {
+      const room = state.writers.map((writer) => writer.room);
+      const group: Uint8Array[][] = state.pipes.map(() => []);
+      let end = at;
+      while (end < sets.length) {
+        const { frames } = sets[end]!;
+        if (end > at && frames.some((payloads, port) => group[port]!.length + payloads.length > room[port]!)) break;
+        frames.forEach((payloads, port) => group[port]!.push(...payloads));
+        end++;
+      }
+      await this.#storeFrames(state, group);
+      await Promise.all(state.writers.map((writer) => writer.flush()));
+      await state.handled.upTo?.(sets[end - 1]!.upTo);
+      at = end;
     }
   }
 
@@ -970,12 +999,18 @@ class JobStdin {
   }
 }
 
+/** One set a js job handled: its output frames (one list per output port), and the count of sets handled with it. */
+interface HandledSet {
+  upTo: number;
+  frames: Uint8Array[][];
+}
+
 /** Where a js job's drain stands: its output pipes, a line cut between two chunks, and frames held until their set's `+N`. */
 interface JsOutput {
   pipes: NetworkPipe[];
   writers: PipeWriter[];
   counts: { framesOut: number };
-  handled: { upTo?: (sets: number) => void };
+  handled: { upTo?: (sets: number) => Promise<void> };
   decoder: StringDecoder;
   pending: string;
   /** Whether frames wait for their set's `+N` (a job with inputs). */
@@ -985,8 +1020,8 @@ interface JsOutput {
 
 /**
  * Whether a job placed again after its worker died resumes exactly, so that its consumers see
- * no *reset*: a js or builtin job with inputs. Its inputs are committed one set at a time once
- * the set's output frames are stored (see `#drainFrames`), so the job that takes over gets
+ * no *reset*: a js or builtin job with inputs. Its inputs are committed a few sets at a time once
+ * those sets' output frames are stored (see `#storeSets`), so the job that takes over gets
  * every set whose output is not stored, and no other. A source has no input to resume from (it
  * starts over), and an executable's bytes cannot be tied to the input they came from: their
  * outputs go on in a new epoch, as after a restart.

@@ -272,7 +272,10 @@ pipes:
       const rows = readFileSync(out, 'utf8').trim().split('\n').map((line) => Math.sqrt(Number(line)));
       const firsts = rows.filter((n, i) => rows.indexOf(n) === i);
       assert.deepEqual(firsts, Array.from({ length: N }, (_, i) => i + 1), 'every frame arrives, in order');
-      assert.ok(rows.length - N < 100, `at most the frames in flight come twice (${rows.length - N} did)`);
+      // Twice at most (docs/networks.md, "When the wiring server stops"): the sink's sets sent and
+      // not stored as committed (sq's max, 16: rows written again), and square's one group stored
+      // and not committed (what sq, a block pipe of 16, had room for: 16 frames stored again).
+      assert.ok(rows.length - N <= 16 + 16, `at most the sets in flight come twice (${rows.length - N} did)`);
       const frames = await tapAll(other, 'adopted', 'sq');
       assert.equal(frames.filter((f) => f.reset).length, 1, 'the seam is flagged: one reset');
     });

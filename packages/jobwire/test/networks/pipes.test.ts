@@ -337,6 +337,31 @@ function pipeBehaviour(name: string, withStore: Backend): void {
       });
     });
 
+    it('room: a block queue has its bound less the lag (0 when full, more once the consumer commits); drop-* and latest queues are never short of room', async () => {
+      await withStore(async ({ store }) => {
+        const ident = { network: 'net', pipe: 'room', queue: queue({ max: 4 }) };
+        const writer = await PipeWriter.open({ streams: store.streams, consumers: ['c'], ...ident });
+        assert.equal(writer.room, 4);
+        assert.equal(await writer.writeBatch([bytes('0'), bytes('1'), bytes('2')]), 3);
+        assert.equal(writer.room, 1);
+        await writer.write(bytes('3'));
+        assert.equal(writer.room, 0, 'full');
+        const reader = await PipeReader.open({ streams: store.streams, consumer: 'c', ...ident, commits: 'manual' });
+        const two = await reader.nextBatch(2);
+        reader.commit(reader.cursorAfter(two![1]!));
+        await reader.flush();
+        await sleepUntil(() => writer.room === 2, 10_000, 'the commit of two frames to give room for two');
+        for (const over of [{ overflow: 'drop-newest' as const }, { overflow: 'drop-oldest' as const }, { mode: 'latest' as const }]) {
+          const other = await PipeWriter.open({ streams: store.streams, consumers: ['c'], network: 'net', pipe: `room-${over.overflow ?? over.mode}`, queue: queue({ max: 1, ...over }) });
+          await other.writeBatch([bytes('a'), bytes('b')]);
+          assert.equal(other.room, Number.POSITIVE_INFINITY, JSON.stringify(over));
+          other.close();
+        }
+        reader.close();
+        writer.close();
+      });
+    });
+
     it('drop-oldest: a fast producer is never blocked; a slow consumer gets the newest frames in order and counts its drops', async () => {
       await withStore(async ({ store }) => {
         const ident = { network: 'net', pipe: 'do', queue: queue({ max: 8, overflow: 'drop-oldest' }) };

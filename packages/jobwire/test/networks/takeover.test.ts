@@ -2,7 +2,7 @@
  * Restart-safe wiring in embedded mode, with real server processes: the server wiring a network
  * is killed with -9 mid-stream, and the next server started on the same home answers the
  * network's status and takes it over once the saved status is stale; the sink receives every
- * frame, in order (the frames in flight at most twice).
+ * frame, in order (at most the sets in flight twice).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -80,7 +80,10 @@ pipes:
       const rows = readFileSync(out, 'utf8').trim().split('\n').map((line) => Math.sqrt(Number(line)));
       const firsts = rows.filter((n, i) => rows.indexOf(n) === i);
       assert.deepEqual(firsts, Array.from({ length: N }, (_, i) => i + 1), 'every frame arrives, in order');
-      assert.ok(rows.length - N < 100, `at most the frames in flight come twice (${rows.length - N} did)`);
+      // Twice at most (docs/networks.md, "When the wiring server stops"): the sink's sets sent and
+      // not stored as committed (sq's max, 16: rows written again), and square's one group stored
+      // and not committed (what sq, a block pipe of 16, had room for: 16 frames stored again).
+      assert.ok(rows.length - N <= 16 + 16, `at most the sets in flight come twice (${rows.length - N} did)`);
     } finally {
       for (const server of servers) {
         if (server.proc.exitCode === null && server.proc.signalCode === null) {
