@@ -40,8 +40,12 @@ function cells(value: unknown, columns: string[] | undefined): unknown[] {
 
 function csvSink(options: BuiltinOptions): NetworkJobModule {
   let out: WriteStream;
+  /** Settles when the newest row has been written to the file (not only buffered in the stream). */
+  let written: Promise<unknown> = Promise.resolve();
   const write = async (text: string): Promise<void> => {
-    if (!out.write(text)) await once(out, 'drain');
+    let ok = true;
+    written = new Promise((resolve) => (ok = out.write(text, resolve)));
+    if (!ok) await once(out, 'drain');
   };
   return {
     async setup(ctx: NetworkJobContext) {
@@ -54,6 +58,9 @@ function csvSink(options: BuiltinOptions): NetworkJobModule {
     async run(...inputs: unknown[]) {
       await write(`${inputs.flatMap((v) => cells(v, options.columns)).map(csvField).join(',')}\n`);
     },
+    // A set is reported handled only once its row is in the file: a sink killed with its worker
+    // must not have its set committed with the row still in the stream's buffer.
+    flush: () => written,
     async finish() {
       out.end();
       await once(out, 'close');

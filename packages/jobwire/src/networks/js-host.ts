@@ -60,6 +60,11 @@ export async function hostNetworkJob(config: HostConfig, extra: { signal: AbortS
   const write = async (text: string): Promise<void> => {
     if (text !== '' && !process.stdout.write(text)) await new Promise((resolve) => process.stdout.once('drain', resolve));
   };
+  /** Writes the frames and `+N` lines of handled sets, once the module's `flush()` says their effects are done. */
+  const report = async (text: string): Promise<void> => {
+    if (text !== '') await mod.flush?.();
+    await write(text);
+  };
   await mod.setup?.(ctx);
   if (config.inputs.length === 0) {
     const produced = mod.run.call(mod) as AsyncIterable<unknown> | Iterable<unknown>;
@@ -83,7 +88,7 @@ export async function hostNetworkJob(config: HostConfig, extra: { signal: AbortS
           // Cancelled (or its server went away): the sets not handled come again to the next job,
           // and its inputs did not end, so no `finish()`.
           if (extra.signal.aborted) {
-            await write(text);
+            await report(text);
             return { sets, frames };
           }
           const set = JSON.parse(line) as { seq: number; in: unknown[]; gap: boolean[]; reset: boolean };
@@ -96,10 +101,10 @@ export async function hostNetworkJob(config: HostConfig, extra: { signal: AbortS
       } catch (error) {
         // The sets handled before the one that threw are done (a sink's rows are written): they
         // go out and are committed, so a restarted job does not handle them again.
-        await write(text);
+        await report(text);
         throw error;
       }
-      await write(text);
+      await report(text);
     }
   }
   await write(encode(await mod.finish?.()));

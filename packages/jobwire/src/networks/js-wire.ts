@@ -59,6 +59,12 @@ export interface NetworkJobContext {
 export interface NetworkJobModule {
   setup?: (ctx: NetworkJobContext) => unknown;
   run: (...inputs: unknown[]) => unknown;
+  /**
+   * Called (and awaited) before the harness reports sets as handled: a module whose `run` hands
+   * its work to something asynchronous (a file stream, a connection) finishes it here, so a set
+   * is never committed before its effect is done.
+   */
+  flush?: () => unknown;
   finish?: () => unknown;
 }
 
