@@ -147,6 +147,7 @@ export class NamedExecutors implements Executor {
   /** Adaptor name of the whole: that of `local`. */
   readonly name = 'local';
   readonly #byName = new Map<string, Named>();
+  readonly #queueListeners: Array<() => void> = [];
 
   /** `local` is the given local executor; `named` come in the order given. */
   constructor(local: Executor, named: { name: string; url: string; executor: Executor }[] = []) {
@@ -166,6 +167,7 @@ export class NamedExecutors implements Executor {
     if (found === undefined) {
       found = { name, url, executor: make(), users: new Set() };
       this.#byName.set(name, found);
+      for (const listener of this.#queueListeners) found.executor.onQueuesChanged?.(listener);
     }
     found.users?.add(user);
     return found.executor;
@@ -193,6 +195,7 @@ export class NamedExecutors implements Executor {
 
   /** Calls `listener` whenever a named executor's queues may have changed (see {@link Executor.onQueuesChanged}). */
   onQueuesChanged(listener: () => void): void {
+    this.#queueListeners.push(listener);
     for (const { executor } of this.#byName.values()) executor.onQueuesChanged?.(listener);
   }
 
