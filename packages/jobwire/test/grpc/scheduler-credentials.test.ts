@@ -171,4 +171,59 @@ describe('Xenon gRPC: ssh schedulers with the caller\'s own credential', () => {
     assert.equal(readFileSync(join(dir, 'out.txt'), 'utf8'), 'one\ntwo\n');
     assert.ok(statSync(join(home, 'xenon-executors.json')).mode % 0o1000 === 0o600);
   });
+  test('a restarted server follows a password scheduler\'s job once the same credential is given again; never given, it ends Lost saying why', TIMEOUT, async () => {
+    const pw = sshd.passwordUser!;
+    const token = addUser(home, 'carol');
+    const credential = { username: pw.name, password: pw.password };
+    /** Submits a job writing `file` in the password user's home; resolves once its first line is out. */
+    const startJob = async (file: string): Promise<string> => {
+      const carol = await clientForUser(`127.0.0.1:${server.grpcPort}`, token);
+      try {
+        const sched = await carol.sched('create', { adaptor: 'ssh', location: location(), password_credential: credential });
+        const job = await carol.sched('submitBatchJob', { scheduler: sched, description: { executable: 'sh', arguments: ['-c', 'echo one; sleep 4; echo two; exit 4'], working_directory: pw.home, stdout: file } });
+        const deadline = Date.now() + 30_000;
+        while (!existsSync(join(pw.home, file)) || readFileSync(join(pw.home, file), 'utf8') === '') {
+          assert.ok(Date.now() < deadline, 'the job wrote its first line');
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        return job.id as string;
+      } finally {
+        carol.close();
+      }
+    };
+    const restart = async (more: ServerOptions): Promise<Client> => {
+      x.close();
+      await server.close();
+      server = await boxServer(more);
+      x = new XenonClient(`127.0.0.1:${server.grpcPort}`, { token: server.token });
+      return new Client({ url: server.url, token: server.token });
+    };
+
+    const first = await startJob('pw-restart-1.txt');
+    let admin = await restart({ remoteLostAfterMs: 90_000 });
+    // No password since the restart: the job waits, its executor says why.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const own = (await admin.getExecutors()).filter((e) => e.name.startsWith('xenon.ssh.') && e.url.includes(`${pw.name}@`));
+      if (own.some((e) => /has not been given again/.test(e.reason ?? ''))) break;
+      assert.ok(Date.now() < deadline, `the executor says why it cannot connect: ${JSON.stringify(own)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const mine = (): Client => new Client({ url: server.url, token });
+    assert.equal((await mine().getJobStatus(first)).status, 'Running');
+    // The same credential again: the job is followed to its end.
+    const carol = await clientForUser(`127.0.0.1:${server.grpcPort}`, token);
+    await carol.sched('create', { adaptor: 'ssh', location: location(), password_credential: credential });
+    carol.close();
+    const done = await mine().waitUntilDone(first, 60_000);
+    assert.equal(done.exitCode, 4, JSON.stringify(done));
+    assert.equal(readFileSync(join(pw.home, 'pw-restart-1.txt'), 'utf8'), 'one\ntwo\n');
+
+    // Never given again: Lost past the bound, with the reason.
+    const second = await startJob('pw-restart-2.txt');
+    admin = await restart({ remoteLostAfterMs: 2000 });
+    const lost = await mine().waitUntilDone(second, 60_000);
+    assert.equal(lost.status, 'Lost', JSON.stringify(lost));
+    assert.match(lost.error ?? '', /has not been given again since the jobwire server restarted/);
+  });
 });
