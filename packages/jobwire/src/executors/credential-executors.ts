@@ -24,7 +24,6 @@ import { join } from 'node:path';
 import { CREDENTIAL_PREFIX, executorFromUrl, type ExecutorFactoryContext, type NamedExecutors } from './registry.js';
 import { SshConnection, type SshConnectionOptions } from './ssh/connection.js';
 import type { SshTarget } from './ssh/url.js';
-import { targetText } from './ssh/url.js';
 
 /** Largest key file a certificate credential may name (as the sftp adaptor's rule). */
 export const MAX_KEY_BYTES = 64 * 1024;
@@ -190,12 +189,6 @@ export class CredentialExecutors {
       this.#write();
     }
     return name;
-  }
-
-  /** `user@host:port` of a credential executor, for messages. */
-  where(name: string): string | undefined {
-    const connection = this.#connections.get(name);
-    return connection !== undefined ? targetText(connection.target) : undefined;
   }
 
   /** Closes every connection (server stop). */

@@ -149,15 +149,15 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     throw new XenonError('UnknownAdaptorException', name || '(none)', `the scheduler adaptor "${name}"${known}; this server offers: ${names.join(', ')}`);
   };
 
-  /** The ssh executor `location` ([user@]host[:port]) names. */
-  const sshExecutorAt = (location: string): string => {
+  /** The ssh executor `location` ([user@]host[:port]) names; its user must be the executor's when `sameUser` (the default credential). */
+  const sshExecutorAt = (location: string, sameUser = true): string => {
     let wanted;
     try {
       wanted = parseSshTarget(location);
     } catch (err) {
       throw new XenonError('InvalidLocationException', 'ssh', `location ${JSON.stringify(location)}: ${(err as Error).message}`);
     }
-    const explicitUser = location.replace(/^ssh:\/\//, '').includes('@');
+    const explicitUser = sameUser && location.replace(/^ssh:\/\//, '').includes('@');
     const executors = sshExecutors();
     const found = executors.find((e) => {
       const t = parseSshTarget(e.url);
@@ -170,7 +170,7 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
   };
 
   /** The Slurm executor `location` names: empty or `local://` for `slurm:`, `[ssh://][user@]host[:port]` for `slurm+ssh://`. */
-  const slurmExecutorAt = (location: string): string => {
+  const slurmExecutorAt = (location: string, sameUser = true): string => {
     const executors = slurmExecutors();
     const others = (): string => executors.map((e) => `${e.name} (${slurmLocation(e.url)})`).join(', ');
     if (LOCAL_LOCATIONS.includes(location)) {
@@ -184,7 +184,7 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     } catch (err) {
       throw new XenonError('InvalidLocationException', 'slurm', `location ${JSON.stringify(location)}: ${(err as Error).message}`);
     }
-    const explicitUser = location.replace(/^ssh:\/\//i, '').includes('@');
+    const explicitUser = sameUser && location.replace(/^ssh:\/\//i, '').includes('@');
     const found = executors.find((e) => {
       if (!/^slurm\+ssh:/i.test(e.url)) return false;
       const t = parseSshTarget(e.url, { scheme: 'slurm+ssh:' });
@@ -227,7 +227,9 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     if (props.length > 0) {
       throw new XenonError('UnknownPropertyException', adaptor, `unknown propert${props.length > 1 ? 'ies' : 'y'} ${props.join(', ')}: queues and limits are configured on the jobwire server`);
     }
-    const executor = adaptor === 'ssh' ? sshExecutorAt(location) : adaptor === 'slurm' ? slurmExecutorAt(location) : undefined;
+    // A caller's own credential may log in as another user, to the same hosts only.
+    const sameUser = kind === 'default_credential';
+    const executor = adaptor === 'ssh' ? sshExecutorAt(location, sameUser) : adaptor === 'slurm' ? slurmExecutorAt(location, sameUser) : undefined;
     const own = kind === 'default_credential' ? undefined : await credentialExecutor(who, adaptor as 'ssh' | 'slurm', location, executor!, request);
     const id = schedulers.newId(adaptor, who.user, location);
     schedulers.add({ kind: 'scheduler', id, owner: who.user, adaptor, location, ...(own !== undefined ? own : executor !== undefined ? { executor } : {}) });

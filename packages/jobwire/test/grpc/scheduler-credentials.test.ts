@@ -71,6 +71,10 @@ describe('Xenon gRPC: ssh schedulers with the caller\'s own credential', () => {
       assert.equal(readFileSync(join(pw.home, 'who.txt'), 'utf8'), `${pw.name}\n`, 'the job ran as the password user');
       // A second scheduler with the same credential shares the executor (one connection per credential).
       const again = await carol.sched('create', { adaptor: 'ssh', location: location(), password_credential: { username: pw.name, password: pw.password } });
+      // The user may be named in the location instead (another account than the executor's: same host only).
+      const byLocation = await carol.sched('create', { adaptor: 'ssh', location: `${pw.name}@${location()}`, password_credential: { username: '', password: pw.password } });
+      assert.equal((await carol.sched('getCredential', byLocation)).password_credential.username, pw.name);
+      await carol.sched('close', byLocation);
       const job2 = await carol.sched('submitBatchJob', { scheduler: again, description: { executable: 'true' } });
       assert.equal((await carol.sched('waitUntilDone', { scheduler: again, job: job2, timeout: 60_000 })).exit_code, 0);
       const names = (await new Client({ url: server.url, token: server.token }).getExecutors()).map((e) => e.name).filter((n) => n.startsWith('xenon.'));
