@@ -30,6 +30,15 @@ const boxServer = (more: ServerOptions = {}): Promise<ServerHandle> =>
   startServer({ home, port: 0, logLevel: 'silent', graceSeconds: 1, executors: [`box=${sshd.url}`], ssh: { identityFiles: [sshd.identity], knownHostsFile: sshd.knownHosts, agent: false }, grpcPort: 0, ...more });
 
 const location = (): string => `127.0.0.1:${sshd.port}`;
+/** Resolves once the job's first output line is stored (it is followed, its state on the host recorded). */
+async function firstLine(token: string, id: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!Buffer.from((await new Client({ url: server.url, token }).readOutput(id)).data).toString().includes('one\n')) {
+    assert.ok(Date.now() < deadline, 'the job wrote its first line');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** carol's file space on the server. */
 const carolSpace = (): string => join(`${home}-work`, 'carol');
 
@@ -145,23 +154,18 @@ describe('Xenon gRPC: ssh schedulers with the caller\'s own credential', () => {
     }
   });
 
-  test('a restarted server reads the key file again and follows a certificate scheduler\'s job to its end', TIMEOUT, async () => {
+  test('a restarted server reads the key file again and follows a certificate scheduler\'s job to its end; with the key file gone, the job ends Lost naming it', TIMEOUT, async () => {
     copyFileSync(sshd.identity, join(carolSpace(), 'restart_key'));
     const token = addUser(home, 'carol');
-    let carol = await clientForUser(`127.0.0.1:${server.grpcPort}`, token);
     const dir = mkdtempSync(join(sshd.dir, 'restart-job-'));
     let id: string;
+    let carol = await clientForUser(`127.0.0.1:${server.grpcPort}`, token);
     try {
       const sched = await carol.sched('create', { adaptor: 'ssh', location: location(), certificate_credential: { username: sshd.user, certfile: 'restart_key' } });
-      const job = await carol.sched('submitBatchJob', { scheduler: sched, description: { executable: 'sh', arguments: ['-c', 'echo one; sleep 4; echo two; exit 7'], working_directory: dir, stdout: 'out.txt' } });
+      const job = await carol.sched('submitBatchJob', { scheduler: sched, description: { executable: 'sh', arguments: ['-c', 'echo one; sleep 4; echo two; exit 7'], working_directory: dir } });
       id = job.id;
       assert.equal((await carol.sched('waitUntilRunning', { scheduler: sched, job, timeout: 60_000 })).running, true);
-      // Started on the host (its state is stored once the wrapper runs): the first line is out.
-      const deadline = Date.now() + 30_000;
-      while (!existsSync(join(dir, 'out.txt')) || readFileSync(join(dir, 'out.txt'), 'utf8') === '') {
-        assert.ok(Date.now() < deadline, 'the job wrote its first line');
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await firstLine(token, id);
     } finally {
       carol.close();
     }
@@ -172,24 +176,40 @@ describe('Xenon gRPC: ssh schedulers with the caller\'s own credential', () => {
     const rest = new Client({ url: server.url, token });
     const done = await rest.waitUntilDone(id!, 60_000);
     assert.equal(done.exitCode, 7, JSON.stringify(done));
-    assert.equal(readFileSync(join(dir, 'out.txt'), 'utf8'), 'one\ntwo\n');
+    assert.equal(Buffer.from((await rest.readOutput(id!)).data).toString(), 'one\ntwo\n');
     assert.ok(statSync(join(home, 'xenon-executors.json')).mode % 0o1000 === 0o600);
+
+    // The key file gone by the next restart: the job cannot be followed and ends Lost past the bound, naming the key file.
+    carol = await clientForUser(`127.0.0.1:${server.grpcPort}`, token);
+    let second: string;
+    try {
+      const sched = await carol.sched('create', { adaptor: 'ssh', location: location(), certificate_credential: { username: sshd.user, certfile: 'restart_key' } });
+      const job = await carol.sched('submitBatchJob', { scheduler: sched, description: { executable: 'sh', arguments: ['-c', 'echo one; sleep 4'], working_directory: dir } });
+      second = job.id;
+      await firstLine(token, second);
+    } finally {
+      carol.close();
+    }
+    x.close();
+    await server.close();
+    rmSync(join(carolSpace(), 'restart_key'));
+    server = await boxServer({ remoteLostAfterMs: 2000 });
+    x = new XenonClient(`127.0.0.1:${server.grpcPort}`, { token: server.token });
+    const lost = await new Client({ url: server.url, token }).waitUntilDone(second!, 60_000);
+    assert.equal(lost.status, 'Lost', JSON.stringify(lost));
+    assert.match(lost.error ?? '', /the key file .*restart_key cannot be used/);
   });
   test('a restarted server follows a password scheduler\'s job once the same credential is given again; never given, it ends Lost saying why', TIMEOUT, async () => {
     const pw = sshd.passwordUser!;
     const token = addUser(home, 'carol');
     const credential = { username: pw.name, password: pw.password };
-    /** Submits a job writing `file` in the password user's home; resolves once its first line is out. */
+    /** Submits a job that writes `file` in the password user's home at its end; resolves once its first line is out. */
     const startJob = async (file: string): Promise<string> => {
       const carol = await clientForUser(`127.0.0.1:${server.grpcPort}`, token);
       try {
         const sched = await carol.sched('create', { adaptor: 'ssh', location: location(), password_credential: credential });
-        const job = await carol.sched('submitBatchJob', { scheduler: sched, description: { executable: 'sh', arguments: ['-c', 'echo one; sleep 4; echo two; exit 4'], working_directory: pw.home, stdout: file } });
-        const deadline = Date.now() + 30_000;
-        while (!existsSync(join(pw.home, file)) || readFileSync(join(pw.home, file), 'utf8') === '') {
-          assert.ok(Date.now() < deadline, 'the job wrote its first line');
-          await new Promise((r) => setTimeout(r, 50));
-        }
+        const job = await carol.sched('submitBatchJob', { scheduler: sched, description: { executable: 'sh', arguments: ['-c', `echo one; sleep 4; echo two > ${file}; exit 4`], working_directory: pw.home } });
+        await firstLine(token, job.id);
         return job.id as string;
       } finally {
         carol.close();
@@ -221,7 +241,8 @@ describe('Xenon gRPC: ssh schedulers with the caller\'s own credential', () => {
     carol.close();
     const done = await mine().waitUntilDone(first, 60_000);
     assert.equal(done.exitCode, 4, JSON.stringify(done));
-    assert.equal(readFileSync(join(pw.home, 'pw-restart-1.txt'), 'utf8'), 'one\ntwo\n');
+    assert.equal(Buffer.from((await mine().readOutput(first)).data).toString(), 'one\n');
+    assert.equal(readFileSync(join(pw.home, 'pw-restart-1.txt'), 'utf8'), 'two\n', 'the job ran to its end as the password user');
 
     // Never given again: Lost past the bound, with the reason.
     const second = await startJob('pw-restart-2.txt');
