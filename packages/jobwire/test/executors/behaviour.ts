@@ -113,10 +113,22 @@ export function executorBehaviour(label: string, make: () => Promise<ExecutorHar
       h = await make();
       work = fs.mkdtempSync(path.join(h.dir, 'work-'));
     });
+    /** Jobs of this suite not yet ended: a test that failed half-way leaves its job to `after`. */
+    const open = new Set<ProcessHandle>();
     after(async () => {
+      // Stopped at once, so that a failed test cannot keep the file's process alive (an srun
+      // left running holds its pipes, and the test runner waits for them).
+      for (const handle of open) handle.terminate(0);
+      await Promise.race([Promise.all([...open].map((handle) => handle.done)), new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
       await h?.dispose();
     });
-    const run = (description: JobDescription, env: Record<string, string> = {}): Run => start(h.executor, description, work, env);
+    const run = (description: JobDescription, env: Record<string, string> = {}): Run => {
+      const job = start(h.executor, description, work, env);
+      open.add(job.handle);
+      const forget = (): boolean => open.delete(job.handle);
+      job.done.then(forget, forget);
+      return job;
+    };
 
     test('a batch job’s output, exit code, environment and working directory', TIMEOUT, async () => {
       const job = run(
