@@ -148,33 +148,8 @@ async function batch(client: Client, concurrency: number): Promise<void> {
   stream.close();
   const rate = JOBS / (Number(now() - t0) / 1e9);
   rows.push({ name: `batch throughput, ${JOBS} \`true\` jobs, concurrency ${concurrency}`, jobwire: `${rate.toFixed(0)} jobs/s`, baseline: `${directRate.toFixed(0)} spawns/s`, ratio: `${((100 * rate) / directRate).toFixed(0)}%`, target: '≥ 85%' });
-  const batched = await batchedJobRate(client, JOBS, { executable: 'true', queueName: 'multi' }, 'bench-batched');
+  const batched = await jobRate(client, JOBS, { executable: 'true', queueName: 'multi' }, 'bench-batched', { batched: true });
   rows.push({ name: '  the same, submitted with `submitBatchJobs` (one request)', jobwire: `${batched.toFixed(0)} jobs/s`, baseline: '', ratio: `${((100 * batched) / directRate).toFixed(0)}%`, target: '≥ 85%' });
-}
-
-/**
- * Jobs of `description` submitted with `submitBatchJobs` (up to 1000 per request), from the first
- * submit to the last Success on the events stream; jobs per second.
- */
-async function batchedJobRate(client: Client, jobs: number, description: JobDescription, group: string): Promise<number> {
-  const stream = client.events(group);
-  await stream.ready;
-  const t0 = now();
-  let finished = 0;
-  const done = (async () => {
-    for await (const ev of stream) {
-      if (ev.info.type === 'job' && (ev.info.status === 'Success' || ev.info.status === 'Failed')) {
-        if (ev.info.status === 'Failed') throw new Error(`a benchmark job failed: ${ev.info.error ?? ''}`);
-        if (++finished === jobs) break;
-      }
-    }
-  })();
-  const submits: Promise<unknown>[] = [];
-  for (let left = jobs; left > 0; left -= 1000) submits.push(client.submitBatchJobs(Array.from({ length: Math.min(left, 1000) }, () => ({ ...description, group }))));
-  await Promise.all(submits);
-  await done;
-  stream.close();
-  return jobs / (Number(now() - t0) / 1e9);
 }
 
 /** No-op function jobs (warm runners) vs starting a Node process per function, as before them. */
@@ -182,7 +157,7 @@ async function functionJobs(client: Client, concurrency: number): Promise<void> 
   const nodeRate = await spawnLoop(Math.min(JOBS, 100), concurrency, process.execPath, ['-e', '0']);
   const description: JobDescription = { js: { code: 'return 1' }, queueName: 'multi' };
   const rate = await jobRate(client, JOBS, description, 'bench-js');
-  const batched = await batchedJobRate(client, JOBS, description, 'bench-js-batched');
+  const batched = await jobRate(client, JOBS, description, 'bench-js-batched', { batched: true });
   rows.push({
     name: `no-op function jobs, ${JOBS} jobs, concurrency ${concurrency} (a request per job)`,
     jobwire: `${rate.toFixed(0)} jobs/s`,

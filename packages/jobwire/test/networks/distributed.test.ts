@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Client, NetworkStatus, PipeFrame } from '@jobwire/client';
-import { cliEnv, runCli, sleepUntil } from '../helpers.js';
+import { cliEnv, runCli } from '../helpers.js';
+import { untilNetwork as until } from './network-status.js';
 import { withCluster, type TestCluster } from '../distributed/cluster.js';
 
 let dir: string;
@@ -34,17 +35,6 @@ async function runNetwork(cluster: TestCluster, path: string, extra: string[] = 
   const result = await runCli(['network', 'run', path, '--json', ...extra], { env: cliEnv(server), timeoutMs: 120_000 });
   assert.equal(result.code, 0, result.stderr + result.stdout);
   return JSON.parse(result.stdout) as NetworkStatus;
-}
-
-/** The network's status once `done` says so. */
-async function until(client: Client, name: string, done: (status: NetworkStatus) => boolean, timeoutMs = 60_000): Promise<NetworkStatus> {
-  let last: NetworkStatus | undefined;
-  try {
-    await sleepUntil(async () => done((last = await client.networkStatus(name))), timeoutMs, `network ${name}`);
-  } catch (error) {
-    throw new Error(`${(error as Error).message}; last status: ${JSON.stringify(last)}`);
-  }
-  return last!;
 }
 
 /** Every frame of a pipe (from the first, until it ends). */

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, type NetworkStatus } from '@jobwire/client';
-import { cliEnv, removeHome, runCli, sleepUntil, startServerProcess, tempHome, type ServerProcess } from '../helpers.js';
+import { cliEnv, removeHome, runCli, startServerProcess, tempHome, type ServerProcess } from '../helpers.js';
+import { untilNetwork as until } from './network-status.js';
 
 let dir: string;
 
@@ -19,16 +20,6 @@ before(() => {
 });
 
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-async function until(client: Client, name: string, done: (status: NetworkStatus) => boolean, timeoutMs = 60_000): Promise<NetworkStatus> {
-  let last: NetworkStatus | undefined;
-  try {
-    await sleepUntil(async () => done((last = await client.networkStatus(name))), timeoutMs, `network ${name}`);
-  } catch (error) {
-    throw new Error(`${(error as Error).message}; last status: ${JSON.stringify(last)}`);
-  }
-  return last!;
-}
 
 describe('network wiring across a server restart (embedded)', () => {
   it('kill -9 of the wiring server: the next server on the same home takes the network over, and the sink gets every frame, in order', async () => {
