@@ -35,6 +35,32 @@ async function withRedisStore(body: (store: RedisStore, prefix: string) => Promi
 }
 
 describe('redis store: its own promises', () => {
+  it('a blob being replaced reads as the old or the new file, never as none', async () => {
+    await withRedisStore(async (store, prefix) => {
+      // The reader on a connection of its own (as another server would be): on one connection
+      // the commands of the two could not interleave.
+      const reader = await openRedisStore({ url: REDIS_URL, prefix, onListenerError: () => {} });
+      await store.blobs.write('f', 'record', [Buffer.from('0')], 1024);
+      let writing = true;
+      const writer = (async () => {
+        for (let i = 1; i <= 300; i++) await store.blobs.write('f', 'record', [Buffer.from(String(i))], 1024);
+        writing = false;
+      })();
+      let reads = 0;
+      try {
+        while (writing) {
+          const bytes = await reader.blobs.read('f', 'record');
+          assert.ok(bytes !== undefined, `read ${reads} found no file while it was being replaced`);
+          reads++;
+        }
+      } finally {
+        await writer;
+        await reader.close();
+      }
+      assert.equal((await store.blobs.read('f', 'record'))?.toString(), '300');
+    });
+  });
+
   it('keeps every key under its prefix', async () => {
     await withRedisStore(async (store, prefix) => {
       const job = await store.createJob(newJob({ group: 'a:b' }));

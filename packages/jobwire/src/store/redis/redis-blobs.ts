@@ -40,9 +40,18 @@ export class RedisBlobs implements FileBlobs {
   }
 
   async read(folder: string, name: string): Promise<Buffer | undefined> {
-    const key = await this.redis.hget(this.keys.blobFolder(folder), name);
-    if (key === null) return undefined;
-    return (await this.redis.getBuffer(key)) ?? undefined;
+    let key = await this.redis.hget(this.keys.blobFolder(folder), name);
+    // A write that replaces the file between the two calls names a new key, then unlinks the old
+    // one: the old key gone while the folder names another is a replacement, read again (a
+    // reader must see the old file or the new one, never none).
+    for (let attempt = 0; key !== null && attempt < 10; attempt++) {
+      const bytes = await this.redis.getBuffer(key);
+      if (bytes !== null) return bytes;
+      const now = await this.redis.hget(this.keys.blobFolder(folder), name);
+      if (now === key) return undefined;
+      key = now;
+    }
+    return undefined;
   }
 
   async list(folder: string): Promise<BlobEntry[]> {
