@@ -22,7 +22,7 @@
 // packages/jobwire/test/helpers.ts). The restart test is left out there: it is about the
 // embedded server's own restart (distributed failures have their tests in test/distributed/).
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 
@@ -60,10 +60,10 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   });
 }
 
-function run(label, targets, env = {}) {
+function run(label, targets, env = {}, parallel = concurrency) {
   return new Promise((resolve) => {
     console.log(`\n== ${label}\n`);
-    const args = ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...extra, ...targets];
+    const args = ['--test', `--test-concurrency=${parallel}`, '--test-reporter=spec', ...extra, ...targets];
     current = spawn(process.execPath, args, { stdio: 'inherit', env: { ...process.env, ...env } });
     current.on('exit', (code, signal) => {
       current = undefined;
@@ -91,7 +91,15 @@ const redisEnv = { JOBWIRE_TEST_REDIS: redis.url };
 const untrackedBefore = untracked();
 let status = 1;
 try {
-  const all = await run('all tests (embedded backend)', [...testFiles('packages/client/dist/test'), ...testFiles('packages/jobwire/dist/test')], redisEnv);
+  // The files that use the shared Slurm test cluster run after the others, one at a time: two
+  // of them side by side disturbed each other's jobs on the one-node cluster.
+  const files = [...testFiles('packages/client/dist/test'), ...testFiles('packages/jobwire/dist/test')];
+  const onSlurm = (file) => readFileSync(file, 'utf8').includes('slurm-env.js');
+  let all = await run('all tests (embedded backend)', files.filter((file) => !onSlurm(file)), redisEnv);
+  if (!interrupted) {
+    const slurm = await run('the Slurm tests, one file at a time (one shared test cluster)', files.filter(onSlurm), redisEnv, '1');
+    if (all === 0) all = slurm;
+  }
   let again = 0;
   if (!interrupted) {
     const targets = [
