@@ -12,7 +12,6 @@ import { hostname } from 'node:os';
 import { TokenBook } from '../auth/tokens.js';
 import { HostExecutor } from '../host/index.js';
 import { LocalExecutor } from '../executors/local/index.js';
-import { CredentialExecutors } from '../executors/credential-executors.js';
 import { executorFromUrl, NamedExecutors, parseExecutorSpec, SshConnections } from '../executors/registry.js';
 import type { SshConnectionOptions } from '../executors/ssh/connection.js';
 import { Dispatcher } from '../jobs/dispatcher.js';
@@ -62,15 +61,6 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
       host,
       named.map(({ name, url }) => ({ name, url, executor: executorFromUrl(url, factoryContext) })),
     );
-    // Xenon schedulers' executors with their own credential, made again before their jobs are followed.
-    let credentials: CredentialExecutors;
-    try {
-      credentials = new CredentialExecutors(context.home, executor, factoryContext);
-    } catch (err) {
-      executor.close();
-      connections.close();
-      throw err;
-    }
     const tokens = new TokenBook(context.home);
     const store = await openEmbeddedStore({ dir: context.home });
     // Before anything starts: the host (which settles what a dead one left), then the jobs left Running.
@@ -153,14 +143,14 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
       adaptor: executor.name,
       store,
       tokens,
-      check: (description, owner) => executor.check(description, owner),
+      check: (description) => executor.check(description),
       admit: async (owner) => {
         await accountFor(owner);
       },
       queued: (job) => dispatcher.poke(job.queue),
       queues: async () => executor.queues(),
       executors: () => executor.list(),
-      ssh: { connection: (target) => connections.get(target), options: options.ssh ?? {}, credentialExecutor: (request) => credentials.executorFor(request) },
+      ssh: { connection: (target) => connections.get(target), options: options.ssh ?? {} },
       serve: (address) => {
         ctx.serverUrl = address.url;
         if (address.caFile !== undefined) ctx.caFile = address.caFile;
@@ -182,14 +172,12 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
       close: async (steps) => {
         executor.close();
         connections.close();
-        credentials.close();
         await steps.run('closing the connection to the job host', () => host.close());
         await steps.run('closing the store', () => store.close());
       },
       abandon: () => {
         executor.close();
         connections.close();
-        credentials.close();
       },
     };
   };
