@@ -94,10 +94,10 @@ try {
   // The files that use the shared Slurm test cluster run after the others, one at a time: two
   // of them side by side disturbed each other's jobs on the one-node cluster.
   const files = [...testFiles('packages/client/dist/test'), ...testFiles('packages/jobwire/dist/test')];
-  const onSlurm = (file) => readFileSync(file, 'utf8').includes('slurm-env.js');
-  let all = await run('all tests (embedded backend)', files.filter((file) => !onSlurm(file)), redisEnv);
+  const slurmFiles = files.filter((file) => readFileSync(file, 'utf8').includes('slurm-env.js'));
+  let all = await run('all tests (embedded backend)', files.filter((file) => !slurmFiles.includes(file)), redisEnv);
   if (!interrupted) {
-    const slurm = await run('the Slurm tests, one file at a time (one shared test cluster)', files.filter(onSlurm), redisEnv, '1');
+    const slurm = await run('the Slurm tests, one file at a time (one shared test cluster)', slurmFiles, redisEnv, '1');
     if (all === 0) all = slurm;
   }
   let again = 0;
