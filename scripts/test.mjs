@@ -63,7 +63,10 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 function run(label, targets, env = {}, parallel = concurrency) {
   return new Promise((resolve) => {
     console.log(`\n== ${label}\n`);
-    const args = ['--test', `--test-concurrency=${parallel}`, '--test-reporter=spec', ...extra, ...targets];
+    // --test-force-exit: a test file's process ends once its tests are done, even if something it
+    // started still holds it open (a server left behind by a failed test would otherwise keep the
+    // whole run waiting for ever).
+    const args = ['--test', `--test-concurrency=${parallel}`, '--test-force-exit', '--test-reporter=spec', ...extra, ...targets];
     current = spawn(process.execPath, args, { stdio: 'inherit', env: { ...process.env, ...env } });
     current.on('exit', (code, signal) => {
       current = undefined;

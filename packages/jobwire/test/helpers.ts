@@ -219,14 +219,22 @@ export async function startServerProcess(home: string, extraArgs: string[] = [])
   proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   proc.stdout!.resume();
   const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
-  const record = await sleepUntil(() => {
-    if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}: ${stderr}`);
-    try {
-      return JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { url: string; pid: number };
-    } catch {
-      return undefined;
-    }
-  }, 15_000, 'server to start');
+  let record: { url: string; pid: number };
+  try {
+    record = await sleepUntil(() => {
+      if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}: ${stderr}`);
+      try {
+        return JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { url: string; pid: number };
+      } catch {
+        return undefined;
+      }
+    }, 30_000, 'server to start');
+  } catch (err) {
+    // A server that did not come up in time must not outlive the test: its pipes would keep the
+    // test file's process waiting for ever.
+    proc.kill('SIGKILL');
+    throw new Error(`${(err as Error).message}; its stderr so far: ${stderr || '(nothing)'}`, { cause: err });
+  }
   const token = readFileSync(join(home, 'token'), 'utf8').trim();
   return { proc, url: record.url, token, home, exited, stderr: () => stderr };
 }
