@@ -95,11 +95,23 @@ export const OUTPUT_HEADER = 13;
 
 /** Encodes an output frame. */
 export function encodeOutput(channel: OutputChannel, pos: number, offset: number, data: Uint8Array): Uint8Array {
-  const { buf, view } = header(channel === 'stdout' ? Tag.STDOUT : Tag.STDERR, OUTPUT_HEADER + data.byteLength);
-  putU48(view, 1, pos);
-  putU48(view, 7, offset);
+  const buf = new Uint8Array(OUTPUT_HEADER + data.byteLength);
+  writeOutputHeader(buf, channel, pos, offset);
   buf.set(data, OUTPUT_HEADER);
   return buf;
+}
+
+/**
+ * Writes the {@link OUTPUT_HEADER} bytes of an output frame at the start of `frame`, whose
+ * bytes from `OUTPUT_HEADER` on the caller fills (a server gathering several chunks into one
+ * frame, in a buffer it need not zero).
+ */
+export function writeOutputHeader(frame: Uint8Array, channel: OutputChannel, pos: number, offset: number): void {
+  if (frame.byteLength < OUTPUT_HEADER) throw new RangeError(`an output frame has at least ${OUTPUT_HEADER} bytes, got ${frame.byteLength}`);
+  frame[0] = channel === 'stdout' ? Tag.STDOUT : Tag.STDERR;
+  const view = new DataView(frame.buffer, frame.byteOffset, OUTPUT_HEADER);
+  putU48(view, 1, pos);
+  putU48(view, 7, offset);
 }
 
 /** Encodes a stdin frame. */

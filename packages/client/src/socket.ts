@@ -96,7 +96,8 @@ async function refusedUpgradeError(options: SocketOptions, code: number): Promis
 function openWs(mod: WsModule, url: URL, options: SocketOptions, handlers: SocketHandlers): WireSocket {
   const headers: Record<string, string> = {};
   if (options.token) headers.authorization = `Bearer ${options.token}`;
-  const socket = new mod.WebSocket(url, options.ca === undefined ? { headers } : { headers, ca: options.ca });
+  // No compression: output is the throughput, and deflating it would cost both ends CPU per byte.
+  const socket = new mod.WebSocket(url, options.ca === undefined ? { headers, perMessageDeflate: false } : { headers, perMessageDeflate: false, ca: options.ca });
   socket.binaryType = 'arraybuffer';
   let opened = false;
   let failure: JobwireError | undefined;

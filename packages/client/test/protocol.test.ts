@@ -14,6 +14,8 @@ import {
   encodeStatus,
   encodeStdin,
   encodeStdinAck,
+  OUTPUT_HEADER,
+  writeOutputHeader,
   type HelloFrame,
   type StatusFrame,
 } from '../src/protocol.js';
@@ -33,6 +35,16 @@ describe('attach protocol frames', () => {
     assert.ok(frame.tag === Tag.STDIN);
     assert.equal(frame.offset, BIG);
     assert.deepEqual([...frame.data], [...data]);
+  });
+
+  it('writeOutputHeader makes the frame encodeOutput makes, in a buffer the caller fills (and refuses one too short for it)', () => {
+    const data = new TextEncoder().encode('one frame of two chunks');
+    const frame = new Uint8Array(OUTPUT_HEADER + data.byteLength).fill(0xee);
+    writeOutputHeader(frame, 'stderr', MAX_U48, BIG);
+    frame.set(data.subarray(0, 4), OUTPUT_HEADER);
+    frame.set(data.subarray(4), OUTPUT_HEADER + 4);
+    assert.deepEqual([...frame], [...encodeOutput('stderr', MAX_U48, BIG, data)]);
+    assert.throws(() => writeOutputHeader(new Uint8Array(OUTPUT_HEADER - 1), 'stdout', 0, 0), RangeError);
   });
 
   for (const channel of ['stdout', 'stderr'] as const) {

@@ -77,17 +77,40 @@ async function roundTrip(client: Client): Promise<void> {
   rows.push({ name: 'interactive round trip p99', jobwire: us(pct(viaJobwire, 99)), baseline: us(pct(direct, 99)), ratio: (pct(viaJobwire, 99) / pct(direct, 99)).toFixed(2) + '×', target: '' });
 }
 
-/** Output throughput to one attached client vs reading the same bytes from a direct pipe. */
-async function throughput(client: Client): Promise<void> {
+/** CPU time (user + system) a process has used so far, in ms, from /proc. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+/** CPU time this process has used so far, in ms. */
+function ownCpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
+/**
+ * Output throughput to one attached client vs reading the same bytes from a direct pipe, and the
+ * CPU time each process spends per MiB (less noisy than the rate on a shared machine).
+ */
+async function throughput(client: Client, serverPid: number, home: string): Promise<void> {
   const bytes = OUTPUT_MB * 1024 * 1024;
   const args = ['-c', `head -c ${bytes} /dev/zero`];
   let t0 = now();
+  let cpu0 = ownCpuMs();
   const direct = spawn('sh', args, { stdio: ['ignore', 'pipe', 'ignore'] });
   let n = 0;
   for await (const d of direct.stdout) n += (d as Buffer).length;
   const directS = Number(now() - t0) / 1e9;
+  const directCpu = ownCpuMs() - cpu0;
   if (n !== bytes) throw new Error(`direct pipe read ${n} bytes`);
 
+  // A first job starts the job host, so that its start is not counted below.
+  const warm = await client.attach((await client.submitBatchJob({ executable: 'true', queueName: 'unlimited' })).id);
+  for await (const _ of warm.output);
+  await warm.exit;
+  const hostPid = (JSON.parse(readFileSync(join(home, 'host.json'), 'utf8')) as { pid: number }).pid;
+  const before = { client: ownCpuMs(), server: cpuMs(serverPid), host: cpuMs(hostPid) };
   t0 = now();
   const job = await client.submitBatchJob({ executable: 'sh', arguments: args, queueName: 'unlimited' });
   const att = await client.attach(job.id);
@@ -95,6 +118,14 @@ async function throughput(client: Client): Promise<void> {
   for await (const c of att.output) m += c.data.byteLength;
   await att.exit;
   const jwS = Number(now() - t0) / 1e9;
+  const perMiB = (ms: number): string => (ms / OUTPUT_MB).toFixed(2);
+  const cpuRow: Row = {
+    name: '  CPU time per MiB: SDK client / server / job host',
+    jobwire: `${perMiB(ownCpuMs() - before.client)} / ${perMiB(cpuMs(serverPid) - before.server)} / ${perMiB(cpuMs(hostPid) - before.host)} ms`,
+    baseline: `${perMiB(directCpu)} ms (the pipe's reader)`,
+    ratio: '',
+    target: '',
+  };
   if (m !== bytes) throw new Error(`attach read ${m} bytes`);
   // Second baseline: appending the same bytes to a file, as the stream log must (no fsync, like it).
   const file = join(tmpdir(), `jobwire-bench-disk-${process.pid}`);
@@ -106,9 +137,9 @@ async function throughput(client: Client): Promise<void> {
   closeSync(fd);
   rmSync(file, { force: true });
   const mbps = (s: number): number => bytes / 1024 / 1024 / s;
-  const diskRow: Row = { name: '  the same bytes appended to a file (64 KiB writes)', jobwire: '', baseline: `${mbps(diskS).toFixed(0)} MiB/s`, ratio: `${((100 * mbps(jwS)) / mbps(diskS)).toFixed(0)}% of disk`, target: '' };
-  rows.push({ name: `output throughput, ${OUTPUT_MB} MiB to one attached client`, jobwire: `${mbps(jwS).toFixed(0)} MiB/s`, baseline: `${mbps(directS).toFixed(0)} MiB/s`, ratio: `${((100 * mbps(jwS)) / mbps(directS)).toFixed(0)}%`, target: '≥ 50%' });
-  rows.push(diskRow);
+  const diskRow: Row = { name: '  the same bytes appended to a file (64 KiB writes)', jobwire: '', baseline: `${mbps(diskS).toFixed(0)} MiB/s`, ratio: `${((100 * mbps(jwS)) / mbps(diskS)).toFixed(0)}% of disk`, target: '≥ 90% of disk' };
+  rows.push({ name: `output throughput, ${OUTPUT_MB} MiB to one attached client`, jobwire: `${mbps(jwS).toFixed(0)} MiB/s`, baseline: `${mbps(directS).toFixed(0)} MiB/s`, ratio: `${((100 * mbps(jwS)) / mbps(directS)).toFixed(0)}%`, target: '≥ 60% (256 MiB)' });
+  rows.push(diskRow, cpuRow);
   await client.deleteJob(job.id);
 }
 
@@ -249,7 +280,7 @@ async function main(): Promise<void> {
     console.error(`jobwire bench on ${cpus()[0]?.model ?? 'unknown cpu'} × ${cpus().length}, node ${process.version}, ${new Date().toISOString()}`);
     const parts: [string, string, () => Promise<void>][] = [
       ['roundtrip', 'interactive round trip', () => roundTrip(client)],
-      ['output', 'output throughput', () => throughput(client)],
+      ['output', 'output throughput', () => throughput(client, proc.pid!, home)],
       ['batch', 'batch throughput', () => batch(client, slots)],
       ['latency', 'submit latency', () => submitLatency(client)],
       ['functions', 'no-op function jobs', () => functionJobs(client, slots)],

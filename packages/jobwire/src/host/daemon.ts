@@ -9,7 +9,7 @@ import { chmodSync, readFileSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { JobwireError, type OutputChunk } from '@jobwire/client';
+import { JobwireError, type OutputChannel, type OutputChunk } from '@jobwire/client';
 import { LocalExecutor } from '../executors/local/local-executor.js';
 import { selfIdentity } from '../executors/local/process-identity.js';
 import type { Executor } from '../executors/types.js';
@@ -26,6 +26,7 @@ import {
   FrameDecoder,
   FOLLOW_DEADLINE_VERSION,
   FrameKind,
+  OUTPUT_FRAME_BYTES,
   OUTPUT_PAGE_BYTES,
   PROTOCOL_VERSIONS,
   chooseVersion,
@@ -456,6 +457,14 @@ class Connection {
   readonly #lazyDurable = new Map<string, number>();
   readonly #lazyAcks = new Map<string, number>();
   #lazyTimer: NodeJS.Timeout | undefined;
+  /**
+   * Output taken in this turn of the event loop and not written yet: chunks of one job and
+   * channel that follow each other go out as one OUTPUT frame (up to {@link OUTPUT_FRAME_BYTES})
+   * in one system call at the end of the turn, where each 64 KiB pipe read was a frame and a
+   * `writev` of its own.
+   */
+  #out: { jobId: string; channel: OutputChannel; pos: number; offset: number; data: Buffer[]; bytes: number } | undefined;
+  #outFlush: NodeJS.Immediate | undefined;
 
   constructor(socket: net.Socket, host: JobHost, log: HostLogger) {
     this.#socket = socket;
@@ -471,7 +480,7 @@ class Connection {
 
   /** Whether output should wait until the socket drains. */
   get congested(): boolean {
-    return this.#socket.writableLength >= CONNECTION_HIGH_WATER;
+    return this.#socket.writableLength + (this.#out?.bytes ?? 0) >= CONNECTION_HIGH_WATER;
   }
 
   send(message: FromHost): void {
@@ -484,18 +493,46 @@ class Connection {
     const socket = this.#socket;
     socket.cork();
     this.#flushLazy();
+    // Output taken before the message goes first (the exit follows the last output).
+    this.#writeOutput();
     socket.write(jsonFrame(message));
     socket.uncork();
   }
 
+  /** Queues a chunk of output; it goes out at the end of this turn (see {@link #out}). */
   sendOutput(jobId: string, chunk: OutputChunk): void {
     if (this.#ended) return;
-    const socket = this.#socket;
-    socket.cork();
-    this.#flushLazy();
-    socket.write(outputHeader(jobId, chunk.channel, chunk.pos, chunk.offset, chunk.data.length));
-    socket.write(chunk.data);
-    socket.uncork();
+    const data = chunk.data as Buffer;
+    const out = this.#out;
+    if (out !== undefined && out.jobId === jobId && out.channel === chunk.channel && out.pos + out.bytes === chunk.pos && out.bytes + data.length <= OUTPUT_FRAME_BYTES) {
+      out.data.push(data);
+      out.bytes += data.length;
+    } else {
+      if (out !== undefined) {
+        this.#socket.cork();
+        this.#writeOutput();
+        this.#socket.uncork();
+      }
+      this.#out = { jobId, channel: chunk.channel, pos: chunk.pos, offset: chunk.offset, data: [data], bytes: data.length };
+    }
+    this.#outFlush ??= setImmediate(() => {
+      this.#outFlush = undefined;
+      if (this.#ended || this.#out === undefined) return;
+      const socket = this.#socket;
+      socket.cork();
+      this.#flushLazy();
+      this.#writeOutput();
+      socket.uncork();
+    });
+  }
+
+  /** Writes the output queued in this turn as one frame (the caller corks the socket). */
+  #writeOutput(): void {
+    const out = this.#out;
+    if (out === undefined) return;
+    this.#out = undefined;
+    this.#socket.write(outputHeader(out.jobId, out.channel, out.pos, out.offset, out.bytes));
+    for (const data of out.data) this.#socket.write(data);
   }
 
   /** Queues a stored-end update; it goes with the next frame, or after {@link LAZY_MS}. */
@@ -531,7 +568,10 @@ class Connection {
   /** Ends the connection after what is queued has been sent. */
   end(): void {
     if (this.#ended) return;
+    this.#socket.cork();
     this.#flushLazy();
+    this.#writeOutput();
+    this.#socket.uncork();
     this.#ended = true;
     this.dispose();
     this.#socket.end();
@@ -541,6 +581,8 @@ class Connection {
   dispose(): void {
     clearTimeout(this.#lazyTimer);
     this.#lazyTimer = undefined;
+    clearImmediate(this.#outFlush);
+    this.#outFlush = undefined;
     for (const subscription of this.#subscriptions.values()) {
       // Followed up to the last frame heard: a follow deadline counts from there.
       subscription.job.followedAt = Math.max(subscription.job.followedAt, this.lastHeard);

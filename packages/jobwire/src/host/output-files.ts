@@ -55,6 +55,10 @@ export interface OutputFilesOptions {
 
 /** Default bound of the write-behind buffer of one job. */
 export const WRITE_BEHIND_BYTES = 4 * 1024 * 1024;
+/** Queued bytes that start a batch of writes at once (less waits up to {@link WRITE_DELAY_MS}). */
+export const WRITE_BATCH_BYTES = 512 * 1024;
+/** Longest a queued chunk waits for its batch of writes to start. */
+export const WRITE_DELAY_MS = 5;
 /** Most chunks stored by one batch of writes (bounds the iovecs of one writev). */
 const BATCH_CHUNKS = 512;
 /** Index records read per read while collecting a page. */
@@ -111,6 +115,10 @@ export class OutputFiles {
   #opening: Promise<void> | undefined;
   /** The write loop while it runs. */
   #loop: Promise<void> | undefined;
+  /** The write loop's start at the end of this turn ({@link WRITE_BATCH_BYTES} queued, or a waiter). */
+  #start: NodeJS.Immediate | undefined;
+  /** The write loop's start after {@link WRITE_DELAY_MS}, while less is queued. */
+  #startLater: NodeJS.Timeout | undefined;
   #paused = false;
   #closed = false;
   /** Reads in flight: close() waits for them before closing the files. */
@@ -151,7 +159,7 @@ export class OutputFiles {
     this.#pending.push(chunk);
     this.#pendingBytes += data.length;
     this.#checkPressure();
-    this.#kick();
+    this.#schedule();
     return chunk;
   }
 
@@ -199,7 +207,10 @@ export class OutputFiles {
   stored(): Promise<void> {
     if (this.#closed) return Promise.reject(new Error('the output files are closed'));
     if (this.durable === this.end && this.#loop === undefined) return Promise.resolve();
-    return new Promise((resolve, reject) => this.#stored.push({ resolve, reject }));
+    const stored = new Promise<void>((resolve, reject) => this.#stored.push({ resolve, reject }));
+    // Somebody waits: what is queued is written now, however little.
+    this.#schedule();
+    return stored;
   }
 
   /**
@@ -226,6 +237,10 @@ export class OutputFiles {
   /** Closes the files once reads in flight are done. Appending after this throws. */
   async close(): Promise<void> {
     this.#closed = true;
+    clearImmediate(this.#start);
+    this.#start = undefined;
+    clearTimeout(this.#startLater);
+    this.#startLater = undefined;
     if (this.#retryTimer !== undefined) {
       clearTimeout(this.#retryTimer.timer);
       this.#retryTimer.wake();
@@ -239,21 +254,47 @@ export class OutputFiles {
     if (files !== undefined) await Promise.allSettled([files.stdout.close(), files.stderr.close(), files.index.close()]);
   }
 
-  #kick(): void {
+  /**
+   * Starts the write loop when it is due: at the end of this turn once {@link WRITE_BATCH_BYTES}
+   * are queued or somebody waits for them to be stored, else after {@link WRITE_DELAY_MS}. A
+   * write in the thread pool costs the same wake-ups (of a worker thread, then of the event loop)
+   * for 64 KiB as for a megabyte, so fast output is written in large batches; readers meanwhile
+   * get the queued bytes from memory ({@link pendingFrom}).
+   */
+  #schedule(): void {
+    if (this.#loop !== undefined || this.#closed || this.#start !== undefined || this.#head >= this.#pending.length) return;
+    if (this.#pendingBytes < WRITE_BATCH_BYTES && this.#stored.length === 0) {
+      this.#startLater ??= setTimeout(() => {
+        this.#startLater = undefined;
+        this.#kick(true);
+      }, WRITE_DELAY_MS);
+      return;
+    }
+    clearTimeout(this.#startLater);
+    this.#startLater = undefined;
+    this.#start = setImmediate(() => {
+      this.#start = undefined;
+      this.#kick();
+    });
+  }
+
+  /** Runs the write loop; with `due`, its first batch is written however small. */
+  #kick(due = false): void {
     if (this.#loop !== undefined || this.#closed) return;
-    this.#loop = this.#writeLoop()
+    this.#loop = this.#writeLoop(due)
       // Only a close() cuts the loop short with an error; the caller of close() knows.
       .catch(() => {})
       .finally(() => {
         this.#loop = undefined;
         if (this.durable === this.end) for (const waiter of this.#stored.splice(0)) waiter.resolve();
-        else if (!this.#closed) this.#kick();
+        else this.#schedule();
       });
   }
 
-  async #writeLoop(): Promise<void> {
+  async #writeLoop(due: boolean): Promise<void> {
     await this.#ensureOpen();
-    while (!this.#closed && this.#head < this.#pending.length) {
+    // On while a batch's worth is queued (or somebody waits); less waits for #schedule.
+    for (let first = due; !this.#closed && this.#head < this.#pending.length && (first || this.#pendingBytes >= WRITE_BATCH_BYTES || this.#stored.length > 0); first = false) {
       const batch = this.#pending.slice(this.#head, this.#head + BATCH_CHUNKS);
       const firstRecord = this.durableRecords;
       await this.#retrying(() => this.#writeBatch(batch, firstRecord));

@@ -76,11 +76,18 @@ export const FrameKind = {
 export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
 
 /**
- * Largest frame either side accepts (kind byte and body). Output chunks are at most a pipe read
- * (64 KiB) or a page read from the files ({@link OUTPUT_PAGE_BYTES}); stdin frames at most what a
- * client chooses to send, which this bounds.
+ * Largest frame either side accepts (kind byte and body). OUTPUT frames are at most
+ * {@link OUTPUT_FRAME_BYTES} (older hosts: a pipe read, or a page read from the files); stdin
+ * frames at most what a client chooses to send, which this bounds.
  */
 export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Most output bytes the host puts in one OUTPUT frame: the chunks of one job and channel that a
+ * connection is sent in one turn of the host's event loop (several pipe reads, or a page read
+ * from the files) go out as one frame of up to this size.
+ */
+export const OUTPUT_FRAME_BYTES = 256 * 1024;
 
 /** Bytes of output a catching-up subscription reads from the files at a time. */
 export const OUTPUT_PAGE_BYTES = 1024 * 1024;
@@ -328,10 +335,15 @@ export function stdinHeader(jobId: string, offset: number, length: number): Buff
 /**
  * Splits a byte stream into frames. Bytes arrive in pieces of any size; a frame's body is
  * handed out as a view of the received buffers where it lies in one of them, else copied once.
+ * OUTPUT frames are never copied: once a frame's header is in, its bytes are handed out as they
+ * arrive, as views of the received buffers, so one frame may come out as several OUTPUT frames
+ * of contiguous positions (the throughput path: a frame of 256 KiB spans several socket reads).
  */
 export class FrameDecoder {
   readonly #pieces: Buffer[] = [];
   #buffered = 0;
+  /** The OUTPUT frame whose bytes are being handed out, and how many of them are still to come. */
+  #output: { jobId: string; channel: OutputChannel; pos: number; offset: number; left: number } | undefined;
 
   /** Feeds received bytes; returns the frames completed by them. Throws a {@link FrameError}. */
   push(data: Buffer): Frame[] {
@@ -339,9 +351,25 @@ export class FrameDecoder {
     this.#buffered += data.length;
     const frames: Frame[] = [];
     for (;;) {
+      if (this.#output !== undefined) {
+        if (!this.#streamOutput(frames)) break;
+        continue;
+      }
       if (this.#buffered < 4) break;
       const length = this.#peekLength();
       if (length < 1 || length > MAX_FRAME_BYTES) throw new FrameError(`a frame of ${length} bytes is outside 1..${MAX_FRAME_BYTES}`);
+      if (this.#buffered >= 5 && this.#peekByte(4) === FrameKind.output) {
+        // The header first (kind, id, channel, pos, offset), then the bytes as they come.
+        if (this.#buffered < 6) break;
+        const headerBytes = Math.min(length, 1 + 1 + this.#peekByte(5) + 17);
+        if (this.#buffered < 4 + headerBytes) break;
+        this.#take(4);
+        const header = decodeOutputHeader(this.#take(headerBytes));
+        this.#output = { ...header, left: length - headerBytes };
+        // An empty frame is still a frame (its position is news).
+        if (this.#output.left === 0) this.#streamOutput(frames);
+        continue;
+      }
       if (this.#buffered < 4 + length) break;
       this.#take(4);
       frames.push(decodeBody(this.#take(length)));
@@ -349,11 +377,35 @@ export class FrameDecoder {
     return frames;
   }
 
+  /** Hands out what has come of the current OUTPUT frame; false when it waits for more bytes. */
+  #streamOutput(frames: Frame[]): boolean {
+    const output = this.#output!;
+    if (output.left > 0 && this.#buffered === 0) return false;
+    const first = this.#pieces[0];
+    const data = output.left === 0 || first === undefined ? Buffer.alloc(0) : this.#take(Math.min(output.left, first.length));
+    frames.push({ kind: FrameKind.output, jobId: output.jobId, chunk: { channel: output.channel, pos: output.pos, offset: output.offset, data } });
+    output.pos += data.length;
+    output.offset += data.length;
+    output.left -= data.length;
+    if (output.left === 0) this.#output = undefined;
+    return true;
+  }
+
   #peekLength(): number {
     const first = this.#pieces[0]!;
     if (first.length >= 4) return first.readUInt32BE(0);
     const head = Buffer.concat(this.#pieces, Math.min(this.#buffered, 4));
     return head.readUInt32BE(0);
+  }
+
+  /** The buffered byte at index `at` (< the bytes buffered). */
+  #peekByte(at: number): number {
+    let i = at;
+    for (const piece of this.#pieces) {
+      if (i < piece.length) return piece[i]!;
+      i -= piece.length;
+    }
+    throw new RangeError(`byte ${at} is not buffered`);
   }
 
   /** Removes and returns the next `n` buffered bytes (a view when they lie in one piece). */
@@ -382,6 +434,15 @@ export class FrameDecoder {
   }
 }
 
+/** The header of an OUTPUT frame: its body up to the bytes (kind, id, channel, pos, offset). */
+function decodeOutputHeader(body: Buffer): { jobId: string; channel: OutputChannel; pos: number; offset: number } {
+  const { jobId, at } = readId(body, 1);
+  need(body, at + 17, 'OUTPUT');
+  const channel = body[at] === 0 ? 'stdout' : body[at] === 1 ? 'stderr' : undefined;
+  if (channel === undefined) throw new FrameError(`an OUTPUT frame names channel ${body[at]}`);
+  return { jobId, channel, pos: readU64(body, at + 1), offset: readU64(body, at + 9) };
+}
+
 function decodeBody(body: Buffer): Frame {
   const kind = body[0];
   switch (kind) {
@@ -394,15 +455,6 @@ function decodeBody(body: Buffer): Frame {
       }
       if (message === null || typeof message !== 'object' || Array.isArray(message)) throw new FrameError('a JSON frame must hold an object');
       return { kind, message };
-    }
-    case FrameKind.output: {
-      const { jobId, at } = readId(body, 1);
-      need(body, at + 17, 'OUTPUT');
-      const channel = body[at] === 0 ? 'stdout' : body[at] === 1 ? 'stderr' : undefined;
-      if (channel === undefined) throw new FrameError(`an OUTPUT frame names channel ${body[at]}`);
-      const pos = readU64(body, at + 1);
-      const offset = readU64(body, at + 9);
-      return { kind, jobId, chunk: { channel, pos, offset, data: body.subarray(at + 17) } };
     }
     case FrameKind.durable: {
       const { jobId, at } = readId(body, 1);

@@ -7,6 +7,10 @@
  * Memory stays bounded: output is sent only while the socket's buffered amount is under
  * {@link HIGH_WATER}; past it the session stops and, once the socket drains, reads on from the
  * stream log (which holds everything), so a slow client costs storage reads, never server memory.
+ *
+ * Output chunks taken in one turn of the event loop go out as one STDOUT or STDERR frame (up to
+ * {@link OUTPUT_MESSAGE_BYTES}, one channel per frame) at the end of the turn: one WebSocket
+ * message, one copy and one `writev` for what the job host sent in several reads.
  * @module
  */
 import { JobwireError, isFinal } from '@jobwire/client';
@@ -16,12 +20,14 @@ import {
   decodeFrame,
   encodeError,
   encodeHello,
-  encodeOutput,
   encodeStatus,
   encodeStdinAck,
   CloseCode,
+  OUTPUT_HEADER,
+  writeOutputHeader,
   type Frame,
 } from '@jobwire/client/protocol';
+import type { OutputChunk } from '@jobwire/client';
 import type { WebSocket } from 'ws';
 import type { JobService } from '../jobs/service.js';
 import type { LiveSession } from '../jobs/session.js';
@@ -33,6 +39,8 @@ import { attachClosed, attachOpened, outputSent } from '../metrics.js';
 export const HIGH_WATER = 1024 * 1024;
 /** Buffered bytes under which sending resumes. */
 export const LOW_WATER = 256 * 1024;
+/** Most output bytes in one WebSocket message. */
+export const OUTPUT_MESSAGE_BYTES = 1024 * 1024;
 
 /** Starts a session on an accepted socket. */
 export function startAttachSession(ws: WebSocket, service: JobService, owner: string, job: JobRecord, from: number): void {
@@ -58,6 +66,10 @@ class AttachSession {
   private waitingDrain = false;
   private closed = false;
   private readonly offs: (() => void)[] = [];
+  /** Output taken in this turn, sent as one frame at its end (see the module's note). */
+  private out: OutputChunk[] = [];
+  private outBytes = 0;
+  private outFlush: NodeJS.Immediate | undefined;
 
   constructor(
     private readonly ws: WebSocket,
@@ -71,7 +83,7 @@ class AttachSession {
       job,
       {
         canTake: () => this.canSend(),
-        output: (chunk) => this.send(encodeOutput(chunk.channel, chunk.pos, chunk.offset, chunk.data), chunk.data.byteLength),
+        output: (chunk) => this.queueOutput(chunk),
         status: ({ status, progress }) => this.send(encodeStatus({ status, exitCode: null, signal: null, error: null, final: false, progress })),
         stdinAck: (consumed) => {
           if (job.interactive) this.send(encodeStdinAck(consumed, DEFAULT_STDIN_WINDOW));
@@ -117,15 +129,50 @@ class AttachSession {
   private dispose(): void {
     if (this.closed) return;
     this.closed = true;
+    clearImmediate(this.outFlush);
+    this.out = [];
+    this.outBytes = 0;
     this.session.dispose();
     for (const off of this.offs.splice(0)) off();
     attachClosed('websocket');
   }
 
-  /** Sends `frame`; `output` is how many bytes of job output it carries. */
+  /** Queues an output chunk for the frame sent at the end of this turn. */
+  private queueOutput(chunk: OutputChunk): void {
+    if (this.closed) return;
+    const first = this.out[0];
+    if (first !== undefined && (first.channel !== chunk.channel || this.outBytes + chunk.data.byteLength > OUTPUT_MESSAGE_BYTES)) this.flushOutput();
+    this.out.push(chunk);
+    this.outBytes += chunk.data.byteLength;
+    this.outFlush ??= setImmediate(() => {
+      this.outFlush = undefined;
+      this.flushOutput();
+    });
+  }
+
+  /** Sends the queued output as one frame: the chunks follow each other (the session's rule). */
+  private flushOutput(): void {
+    const chunks = this.out;
+    const first = chunks[0];
+    if (first === undefined) return;
+    const bytes = this.outBytes;
+    this.out = [];
+    this.outBytes = 0;
+    const frame = Buffer.allocUnsafe(OUTPUT_HEADER + bytes);
+    writeOutputHeader(frame, first.channel, first.pos, first.offset);
+    let at = OUTPUT_HEADER;
+    for (const chunk of chunks) {
+      frame.set(chunk.data, at);
+      at += chunk.data.byteLength;
+    }
+    this.send(frame, bytes);
+  }
+
+  /** Sends `frame` (after the output queued before it); `output` is how many bytes of job output it carries. */
   private send(frame: Uint8Array, output = 0): void {
     if (this.closed) return;
     if (output > 0) outputSent('websocket', output);
+    else this.flushOutput();
     this.ws.send(frame, { binary: true }, () => {
       if (this.waitingDrain && this.ws.bufferedAmount < LOW_WATER) {
         this.waitingDrain = false;
@@ -143,7 +190,7 @@ class AttachSession {
 
   private canSend(): boolean {
     if (this.closed || this.paused) return false;
-    if (this.ws.bufferedAmount >= HIGH_WATER) {
+    if (this.ws.bufferedAmount + this.outBytes >= HIGH_WATER) {
       this.waitingDrain = true;
       return false;
     }

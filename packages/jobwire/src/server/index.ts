@@ -284,7 +284,9 @@ async function startLocked(options: ServerOptions, held: { lock?: HostLock }): P
   registerDashboard(app);
   registerMetrics(app, { store, queues: () => service.queues() });
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * 1024 * 1024 });
+  // No permessage-deflate (ws's default for servers, said here): output is the throughput, and
+  // compressing it would cost both ends CPU per byte.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * 1024 * 1024, perMessageDeflate: false });
   const onUpgrade = upgradeHandler({ tokens, service, wss, log: app.log });
   app.server.on('upgrade', onUpgrade);
   app.server.on('connect', onConnect(tokens));

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import type { OutputChunk } from '@jobwire/client';
 import { FIXTURES, collect, concat, withServer } from '../helpers.js';
 
 const rot13 = (s: string): string =>
@@ -47,6 +48,26 @@ describe('interactive jobs', () => {
       const output = concat(chunks.map((c) => c.data));
       assert.equal(output.length, input.length);
       assert.ok(output.equals(input), 'bytes differ');
+    });
+  });
+
+  it('replays stored output in WebSocket messages of up to 1 MiB of one channel, not a message per pipe read', async () => {
+    await withServer(async ({ client }) => {
+      const bytes = 1024 * 1024 + 300_000;
+      const job = await client.submitBatchJob({ executable: 'head', arguments: ['-c', String(bytes), '/dev/zero'], queueName: 'unlimited' });
+      const live = await client.attach(job.id);
+      await collect(live.output);
+      assert.equal((await live.exit).exitCode, 0);
+      // Stored as pipe reads (64 KiB at most each); replayed from the files in one turn of the
+      // server's loop, so in two messages: the reads that fit in 1 MiB, then the rest.
+      const replay = await client.attach(job.id, { from: 0 });
+      const chunks = await collect(replay.output);
+      await replay.exit;
+      assert.equal(chunks.length, 2, `${chunks.length} messages`);
+      const [first, second] = chunks as [OutputChunk, OutputChunk];
+      assert.deepEqual([first.channel, first.pos, second.channel, second.pos], ['stdout', 0, 'stdout', first.data.byteLength]);
+      assert.ok(first.data.byteLength <= 1024 * 1024 && first.data.byteLength > 1024 * 1024 - 64 * 1024, `a first message of ${first.data.byteLength} bytes`);
+      assert.equal(first.data.byteLength + second.data.byteLength, bytes);
     });
   });
 

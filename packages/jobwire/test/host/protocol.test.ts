@@ -18,29 +18,43 @@ import { follow, hostGone, jobSpec, withHostHome } from './helpers.js';
 const TIMEOUT = { timeout: 60_000 };
 
 describe('host protocol: frames', () => {
-  test('frames decode the same however the bytes are split', () => {
+  test('frames decode the same however the bytes are split; an OUTPUT frame may come in contiguous pieces, none copied', () => {
     const data = Buffer.from(Array.from({ length: 300 }, (_, i) => i & 0xff));
     const stream = Buffer.concat([
       jsonFrame({ type: 'ping', rid: 7 }),
       outputHeader('job-ü', 'stderr', 2 ** 40 + 3, 2 ** 33, data.length),
       data,
+      outputHeader('e', 'stdout', 9, 9, 0),
       stdinHeader('j', 5, 3),
       Buffer.from('abc'),
     ]);
     for (const step of [1, 2, 3, 5, 7, 64, stream.length]) {
       const decoder = new FrameDecoder();
       const frames: Frame[] = [];
-      for (let at = 0; at < stream.length; at += step) frames.push(...decoder.push(stream.subarray(at, at + step)));
-      assert.equal(frames.length, 3, `split every ${step} bytes`);
-      assert.deepEqual(frames[0], { kind: FrameKind.json, message: { type: 'ping', rid: 7 } });
-      const output = frames[1]!;
-      assert.equal(output.kind, FrameKind.output);
-      if (output.kind === FrameKind.output) {
-        assert.equal(output.jobId, 'job-ü');
-        assert.deepEqual([output.chunk.channel, output.chunk.pos, output.chunk.offset], ['stderr', 2 ** 40 + 3, 2 ** 33]);
-        assert.deepEqual(Buffer.from(output.chunk.data), data);
+      const received: Buffer[] = [];
+      for (let at = 0; at < stream.length; at += step) {
+        const piece = stream.subarray(at, at + step);
+        received.push(piece);
+        frames.push(...decoder.push(piece));
       }
-      const stdin = frames[2]!;
+      assert.deepEqual(frames[0], { kind: FrameKind.json, message: { type: 'ping', rid: 7 } }, `split every ${step} bytes`);
+      const outputs = frames.filter((frame) => frame.kind === FrameKind.output);
+      const pieces = outputs.filter((frame) => frame.jobId === 'job-ü');
+      let pos = 2 ** 40 + 3;
+      let offset = 2 ** 33;
+      for (const piece of pieces) {
+        assert.deepEqual([piece.chunk.channel, piece.chunk.pos, piece.chunk.offset], ['stderr', pos, offset]);
+        // A view of a received buffer, not a copy.
+        assert.ok(received.some((buffer) => buffer.buffer === piece.chunk.data.buffer));
+        pos += piece.chunk.data.byteLength;
+        offset += piece.chunk.data.byteLength;
+      }
+      assert.deepEqual(Buffer.concat(pieces.map((piece) => piece.chunk.data)), data);
+      const empty = outputs.filter((frame) => frame.jobId === 'e');
+      assert.equal(empty.length, 1);
+      assert.deepEqual([empty[0]!.chunk.pos, empty[0]!.chunk.data.byteLength], [9, 0]);
+      assert.equal(frames.length, 1 + outputs.length + 1);
+      const stdin = frames.at(-1)!;
       assert.ok(stdin.kind === FrameKind.stdin && stdin.jobId === 'j' && stdin.offset === 5 && stdin.data.toString() === 'abc');
     }
   });
