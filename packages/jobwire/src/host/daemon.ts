@@ -72,9 +72,14 @@ const CONNECTION_HIGH_WATER = 1024 * 1024;
 /**
  * Stored-end updates and stdin acks wait at most this long, so they can ride along with the
  * next output frame: on an interactive job each would otherwise cost the client a wake-up of
- * its own per line typed.
+ * its own per line typed, and on a loaded machine the echo of a line takes milliseconds.
  */
-const LAZY_MS = 2;
+const LAZY_MS = 10;
+/**
+ * A stdin ack that moves the consumed count this far past the last one sent goes at once: a
+ * client that waits on its window (the host executor's is 64 KiB) is not held up.
+ */
+const LAZY_ACK_BYTES = 16 * 1024;
 /** How often follow deadlines are checked, while some running job has one. */
 const FOLLOW_CHECK_MS = 100;
 
@@ -455,6 +460,8 @@ class Connection {
   /** Latest stored end and stdin ack per job, not sent yet (see {@link LAZY_MS}). */
   readonly #lazyDurable = new Map<string, number>();
   readonly #lazyAcks = new Map<string, number>();
+  /** The stdin ack last sent per job. */
+  readonly #acksSent = new Map<string, number>();
   #lazyTimer: NodeJS.Timeout | undefined;
 
   constructor(socket: net.Socket, host: JobHost, log: HostLogger) {
@@ -478,7 +485,11 @@ class Connection {
     if (this.#ended) return;
     if (message.type === 'stdin-ack') {
       this.#lazyAcks.set(message.jobId, message.consumed);
-      this.#armLazy();
+      if (message.consumed - (this.#acksSent.get(message.jobId) ?? 0) < LAZY_ACK_BYTES) {
+        this.#armLazy();
+        return;
+      }
+      this.#flushNow();
       return;
     }
     const socket = this.#socket;
@@ -508,11 +519,16 @@ class Connection {
   #armLazy(): void {
     this.#lazyTimer ??= setTimeout(() => {
       this.#lazyTimer = undefined;
-      const socket = this.#socket;
-      socket.cork();
-      this.#flushLazy();
-      socket.uncork();
+      this.#flushNow();
     }, LAZY_MS);
+  }
+
+  /** Writes the queued updates now, in one system call. */
+  #flushNow(): void {
+    const socket = this.#socket;
+    socket.cork();
+    this.#flushLazy();
+    socket.uncork();
   }
 
   /** Writes the queued updates (the caller corks the socket, so they share one system call). */
@@ -523,7 +539,10 @@ class Connection {
     }
     if (this.#ended) return;
     for (const [jobId, durable] of this.#lazyDurable) this.#socket.write(durableFrame(jobId, durable));
-    for (const [jobId, consumed] of this.#lazyAcks) this.#socket.write(jsonFrame({ type: 'stdin-ack', jobId, consumed }));
+    for (const [jobId, consumed] of this.#lazyAcks) {
+      this.#socket.write(jsonFrame({ type: 'stdin-ack', jobId, consumed }));
+      this.#acksSent.set(jobId, consumed);
+    }
     this.#lazyDurable.clear();
     this.#lazyAcks.clear();
   }
@@ -557,6 +576,7 @@ class Connection {
   dropSubscription(jobId: string): void {
     this.#subscriptions.get(jobId)?.stop();
     this.#subscriptions.delete(jobId);
+    this.#acksSent.delete(jobId);
   }
 
   /** Follows `job` from `from`, replacing this connection's earlier subscription to it. */
