@@ -72,14 +72,9 @@ const CONNECTION_HIGH_WATER = 1024 * 1024;
 /**
  * Stored-end updates and stdin acks wait at most this long, so they can ride along with the
  * next output frame: on an interactive job each would otherwise cost the client a wake-up of
- * its own per line typed, and on a loaded machine the echo of a line takes milliseconds.
+ * its own per line typed.
  */
-const LAZY_MS = 10;
-/**
- * A stdin ack that moves the consumed count this far past the last one sent goes at once: a
- * client that waits on its window (the host executor's is 64 KiB) is not held up.
- */
-const LAZY_ACK_BYTES = 16 * 1024;
+const LAZY_MS = 2;
 /** How often follow deadlines are checked, while some running job has one. */
 const FOLLOW_CHECK_MS = 100;
 
@@ -460,8 +455,6 @@ class Connection {
   /** Latest stored end and stdin ack per job, not sent yet (see {@link LAZY_MS}). */
   readonly #lazyDurable = new Map<string, number>();
   readonly #lazyAcks = new Map<string, number>();
-  /** The stdin ack last sent per job. */
-  readonly #acksSent = new Map<string, number>();
   #lazyTimer: NodeJS.Timeout | undefined;
 
   constructor(socket: net.Socket, host: JobHost, log: HostLogger) {
@@ -485,11 +478,7 @@ class Connection {
     if (this.#ended) return;
     if (message.type === 'stdin-ack') {
       this.#lazyAcks.set(message.jobId, message.consumed);
-      if (message.consumed - (this.#acksSent.get(message.jobId) ?? 0) < LAZY_ACK_BYTES) {
-        this.#armLazy();
-        return;
-      }
-      this.#flushNow();
+      this.#armLazy();
       return;
     }
     const socket = this.#socket;
@@ -519,16 +508,11 @@ class Connection {
   #armLazy(): void {
     this.#lazyTimer ??= setTimeout(() => {
       this.#lazyTimer = undefined;
-      this.#flushNow();
+      const socket = this.#socket;
+      socket.cork();
+      this.#flushLazy();
+      socket.uncork();
     }, LAZY_MS);
-  }
-
-  /** Writes the queued updates now, in one system call. */
-  #flushNow(): void {
-    const socket = this.#socket;
-    socket.cork();
-    this.#flushLazy();
-    socket.uncork();
   }
 
   /** Writes the queued updates (the caller corks the socket, so they share one system call). */
@@ -539,10 +523,7 @@ class Connection {
     }
     if (this.#ended) return;
     for (const [jobId, durable] of this.#lazyDurable) this.#socket.write(durableFrame(jobId, durable));
-    for (const [jobId, consumed] of this.#lazyAcks) {
-      this.#socket.write(jsonFrame({ type: 'stdin-ack', jobId, consumed }));
-      this.#acksSent.set(jobId, consumed);
-    }
+    for (const [jobId, consumed] of this.#lazyAcks) this.#socket.write(jsonFrame({ type: 'stdin-ack', jobId, consumed }));
     this.#lazyDurable.clear();
     this.#lazyAcks.clear();
   }
@@ -576,7 +557,6 @@ class Connection {
   dropSubscription(jobId: string): void {
     this.#subscriptions.get(jobId)?.stop();
     this.#subscriptions.delete(jobId);
-    this.#acksSent.delete(jobId);
   }
 
   /** Follows `job` from `from`, replacing this connection's earlier subscription to it. */
