@@ -35,8 +35,11 @@ export async function pipeRoundTrips(child: ChildProcessByStdio<Writable, Readab
   return times;
 }
 
-/** Nanoseconds per round trip through an interactive `cat` job; ends its stdin and waits for its exit. */
-export async function jobRoundTrips(job: InteractiveJob, rounds: number): Promise<number[]> {
+/**
+ * Nanoseconds per round trip through an interactive `cat` job; ends its stdin and waits for its
+ * exit. `afterLast` runs right after the last round trip, before the end.
+ */
+export async function jobRoundTrips(job: InteractiveJob, rounds: number, afterLast?: () => void): Promise<number[]> {
   const it = job.output[Symbol.asyncIterator]();
   const times: number[] = [];
   for (let i = 0; i < rounds; i++) {
@@ -46,6 +49,7 @@ export async function jobRoundTrips(job: InteractiveJob, rounds: number): Promis
     while (n < LINE.length) n += (await it.next()).value!.data.byteLength;
     times.push(Number(now() - t0));
   }
+  afterLast?.();
   await job.stdin.end();
   await job.exit;
   return times;

@@ -12,7 +12,7 @@
  * (root, Debian's munge and Slurm packages); BENCH_SLURM_JOBS (default 20).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -64,17 +64,55 @@ async function startServer(home: string, slots: number): Promise<{ proc: ChildPr
   throw new Error('server did not start');
 }
 
-/** One line through `cat`, many times: jobwire (SDK → WebSocket → server → cat and back) vs a direct pipe. */
-async function roundTrip(client: Client): Promise<void> {
+/**
+ * Times a process slept (voluntary context switches, all its threads): each is a wait for an
+ * event and a wake-up after it, whatever the machine's load; 0 once it has exited.
+ */
+function sleeps(pid: number): number {
+  let total = 0;
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const match = /\nvoluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8'));
+        total += Number(match?.[1] ?? 0);
+      } catch {
+        // A thread that ended meanwhile.
+      }
+    }
+  } catch {
+    // Not Linux, or the process is gone.
+  }
+  return total;
+}
+
+/** One line through `cat`, many times: jobwire (SDK → WebSocket → server → host → cat and back) vs a direct pipe. */
+async function roundTrip(client: Client, server: number, home: string): Promise<void> {
   // Baseline: a child process pipe, written and read by this process.
   const cat = spawn('cat', [], { stdio: ['pipe', 'pipe', 'ignore'] });
+  let before = [sleeps(process.pid), sleeps(cat.pid!)];
   const direct = await pipeRoundTrips(cat, ROUNDS);
+  const pipeSleeps = [sleeps(process.pid) - before[0]!, sleeps(cat.pid!) - before[1]!];
   cat.stdin.end();
-  const viaJobwire = await jobRoundTrips(await client.submitInteractiveJob({ executable: 'cat', queueName: 'unlimited' }), ROUNDS);
+  const job = await client.submitInteractiveJob({ executable: 'cat', queueName: 'unlimited' });
+  await client.waitUntilRunning(job.jobId, 60_000);
+  const host = (JSON.parse(readFileSync(join(home, 'host.json'), 'utf8')) as { pid: number }).pid;
+  before = [sleeps(process.pid), sleeps(server), sleeps(host)];
+  const viaJobwire = await jobRoundTrips(job, ROUNDS, () => {
+    const after = [sleeps(process.pid), sleeps(server), sleeps(host)];
+    before = after.map((n, i) => n - before[i]!);
+  });
   direct.sort((a, b) => a - b);
   viaJobwire.sort((a, b) => a - b);
+  const perLine = (n: number): string => (n / ROUNDS).toFixed(2);
   rows.push({ name: `interactive round trip p50 (${ROUNDS} lines)`, jobwire: us(pct(viaJobwire, 50)), baseline: us(pct(direct, 50)), ratio: (pct(viaJobwire, 50) / pct(direct, 50)).toFixed(2) + '×', target: 'p50 ≤ 150 µs' });
-  rows.push({ name: 'interactive round trip p99', jobwire: us(pct(viaJobwire, 99)), baseline: us(pct(direct, 99)), ratio: (pct(viaJobwire, 99) / pct(direct, 99)).toFixed(2) + '×', target: '' });
+  rows.push({ name: 'interactive round trip p99', jobwire: us(pct(viaJobwire, 99)), baseline: us(pct(direct, 99)), ratio: (pct(viaJobwire, 99) / pct(direct, 99)).toFixed(2) + '×', target: 'p99 ≤ 1 ms' });
+  rows.push({
+    name: '  sleeps per line (voluntary context switches): benchmark process / server / job host, all threads',
+    jobwire: before.map(perLine).join(' / '),
+    baseline: `${pipeSleeps.map(perLine).join(' / ')} (benchmark process / cat)`,
+    ratio: '',
+    target: '',
+  });
 }
 
 /** CPU time (user + system) a process has used so far, in ms, from /proc. */
@@ -279,7 +317,7 @@ async function main(): Promise<void> {
   try {
     console.error(`jobwire bench on ${cpus()[0]?.model ?? 'unknown cpu'} × ${cpus().length}, node ${process.version}, ${new Date().toISOString()}`);
     const parts: [string, string, () => Promise<void>][] = [
-      ['roundtrip', 'interactive round trip', () => roundTrip(client)],
+      ['roundtrip', 'interactive round trip', () => roundTrip(client, proc.pid!, home)],
       ['output', 'output throughput', () => throughput(client, proc.pid!, home)],
       ['batch', 'batch throughput', () => batch(client, slots)],
       ['latency', 'submit latency', () => submitLatency(client)],

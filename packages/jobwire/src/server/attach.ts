@@ -11,6 +11,11 @@
  * Output chunks taken in one turn of the event loop go out as one STDOUT or STDERR frame (up to
  * {@link OUTPUT_MESSAGE_BYTES}, one channel per frame) at the end of the turn: one WebSocket
  * message, one copy and one `writev` for what the job host sent in several reads.
+ * `STDIN_ACK`s wait up to {@link ACK_DELAY_MS} for the next frame and go out in the same write
+ * as it (the connection is corked around the two): a line typed into an interactive job comes
+ * back as output a moment later, and an ack sent on its own would wake the client once more per
+ * line, on the round trip's critical path. The client needs acks only to stay within its window:
+ * one that frees a quarter of the window or more goes at once.
  * @module
  */
 import { JobwireError, isFinal } from '@jobwire/client';
@@ -28,6 +33,7 @@ import {
   type Frame,
 } from '@jobwire/client/protocol';
 import type { OutputChunk } from '@jobwire/client';
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { JobService } from '../jobs/service.js';
 import type { LiveSession } from '../jobs/session.js';
@@ -41,10 +47,19 @@ export const HIGH_WATER = 1024 * 1024;
 export const LOW_WATER = 256 * 1024;
 /** Most output bytes in one WebSocket message. */
 export const OUTPUT_MESSAGE_BYTES = 1024 * 1024;
+/**
+ * Longest a `STDIN_ACK` waits for another frame to share a write with (the job's echo, most
+ * often; on a loaded machine that takes milliseconds). Acks that free a quarter of the window
+ * or more are not held, so a writer that waits on its window loses nothing to this.
+ */
+export const ACK_DELAY_MS = 10;
 
-/** Starts a session on an accepted socket. */
-export function startAttachSession(ws: WebSocket, service: JobService, owner: string, job: JobRecord, from: number): void {
-  new AttachSession(ws, service, owner, job, from).start();
+/**
+ * Starts a session on an accepted WebSocket; `connection` is the connection under it (the
+ * upgrade's socket), corked so that an ack and the frame after it leave in one write.
+ */
+export function startAttachSession(ws: WebSocket, connection: Duplex, service: JobService, owner: string, job: JobRecord, from: number): void {
+  new AttachSession(ws, connection, service, owner, job, from).start();
 }
 
 /** The WebSocket close code for a session failure. */
@@ -70,9 +85,15 @@ class AttachSession {
   private out: OutputChunk[] = [];
   private outBytes = 0;
   private outFlush: NodeJS.Immediate | undefined;
+  /** Stdin consumed, not yet acked to the client (see {@link ACK_DELAY_MS}). */
+  private ackDue: number | undefined;
+  /** Stdin consumed as the client was last told. */
+  private acked = 0;
+  private ackTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly ws: WebSocket,
+    private readonly connection: Duplex,
     service: JobService,
     owner: string,
     private readonly job: JobRecord,
@@ -86,7 +107,7 @@ class AttachSession {
         output: (chunk) => this.queueOutput(chunk),
         status: ({ status, progress }) => this.send(encodeStatus({ status, exitCode: null, signal: null, error: null, final: false, progress })),
         stdinAck: (consumed) => {
-          if (job.interactive) this.send(encodeStdinAck(consumed, DEFAULT_STDIN_WINDOW));
+          if (job.interactive) this.queueAck(consumed);
         },
         end: (final) => {
           this.send(encodeStatus({ status: final.status, exitCode: final.exitCode, signal: final.signal, error: final.error, final: true, progress: final.progress }));
@@ -121,7 +142,10 @@ class AttachSession {
           tty: job.tty,
         }),
       );
-      if (job.interactive) this.send(encodeStdinAck(start.stdinConsumed, DEFAULT_STDIN_WINDOW));
+      if (job.interactive) {
+        this.acked = start.stdinConsumed;
+        this.send(encodeStdinAck(start.stdinConsumed, DEFAULT_STDIN_WINDOW));
+      }
       this.session.start();
     });
   }
@@ -132,6 +156,7 @@ class AttachSession {
     clearImmediate(this.outFlush);
     this.out = [];
     this.outBytes = 0;
+    clearTimeout(this.ackTimer);
     this.session.dispose();
     for (const off of this.offs.splice(0)) off();
     attachClosed('websocket');
@@ -168,9 +193,45 @@ class AttachSession {
     this.send(frame, bytes);
   }
 
-  /** Sends `frame` (after the output queued before it); `output` is how many bytes of job output it carries. */
+  /** Sends `frame` (after the output queued before it, and the ack that waits, if one does); `output` is how many bytes of job output it carries. */
   private send(frame: Uint8Array, output = 0): void {
     if (this.closed) return;
+    if (this.ackDue === undefined) {
+      this.write(frame, output);
+      return;
+    }
+    const connection = this.connection;
+    connection.cork();
+    this.sendAck();
+    this.write(frame, output);
+    connection.uncork();
+  }
+
+  /** Has the client told, within {@link ACK_DELAY_MS}, that the job has read `consumed` stdin bytes. */
+  private queueAck(consumed: number): void {
+    if (this.closed) return;
+    this.ackDue = consumed;
+    if (consumed - this.acked >= DEFAULT_STDIN_WINDOW / 4) {
+      this.sendAck();
+      return;
+    }
+    this.ackTimer ??= setTimeout(() => {
+      this.ackTimer = undefined;
+      this.sendAck();
+    }, ACK_DELAY_MS);
+  }
+
+  private sendAck(): void {
+    const consumed = this.ackDue;
+    if (consumed === undefined || this.closed) return;
+    this.ackDue = undefined;
+    this.acked = consumed;
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    this.write(encodeStdinAck(consumed, DEFAULT_STDIN_WINDOW));
+  }
+
+  private write(frame: Uint8Array, output = 0): void {
     if (output > 0) outputSent('websocket', output);
     else this.flushOutput();
     this.ws.send(frame, { binary: true }, () => {

@@ -86,7 +86,7 @@ export function upgradeHandler(ctx: UpgradeContext): (req: IncomingMessage, sock
         throw new BadRequestError('malformed job id: a bad %-escape', { cause });
       }
       const job = await service.get(who.user, id);
-      accept(req, socket, head, (ws) => startAttachSession(ws, service, who.user, job, from));
+      accept(req, socket, head, (ws) => startAttachSession(ws, socket, service, who.user, job, from));
       return;
     }
     if (target.path === EVENTS) {

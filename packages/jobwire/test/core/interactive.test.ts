@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { OutputChunk } from '@jobwire/client';
+import WebSocket from 'ws';
+import { Tag, decodeFrame, encodeClose, encodeStdin, type Frame } from '@jobwire/client/protocol';
 import { FIXTURES, collect, concat, withServer } from '../helpers.js';
 
 const rot13 = (s: string): string =>
@@ -138,6 +140,44 @@ describe('interactive jobs', () => {
       const text = concat((await secondAll).map((c) => c.data)).toString();
       assert.equal(text, 'one\ntwo\n');
       assert.equal((await second.exit).exitCode, 0);
+    });
+  });
+
+  it('acknowledges stdin on the attach socket whether or not the job answers: the ack held for an echo goes alone when none comes', async () => {
+    await withServer(async ({ client, url, token }) => {
+      // Reads every line and answers only the second.
+      const job = await client.submitInteractiveJob({ executable: 'sh', arguments: ['-c', 'read a; read b; echo "$b"; cat >/dev/null'], queueName: 'unlimited' });
+      const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/jobs/${job.jobId}/attach`, { headers: { authorization: `Bearer ${token}` } });
+      const frames: Frame[] = [];
+      let wake = (): void => {};
+      ws.on('message', (data: Buffer) => {
+        frames.push(decodeFrame(new Uint8Array(data)));
+        wake();
+      });
+      const until = async (test: () => boolean): Promise<void> => {
+        while (!test()) await new Promise<void>((resolve) => (wake = resolve));
+      };
+      const acked = (n: number) => (): boolean => frames.some((f) => f.tag === Tag.STDIN_ACK && f.consumed === n);
+      await until(() => frames.some((f) => f.tag === Tag.HELLO));
+      ws.send(encodeStdin(0, Buffer.from('one\n')));
+      await until(acked(4));
+      ws.send(encodeStdin(4, Buffer.from('two\n')));
+      await until(() => frames.some((f) => f.tag === Tag.STDOUT));
+      await until(acked(8));
+      ws.send(encodeStdin(8, Buffer.from('three\n')));
+      await until(acked(14));
+      ws.send(encodeClose(0));
+      await until(() => frames.some((f) => f.tag === Tag.STATUS && f.status.final));
+      const tags = frames.map((f) => f.tag);
+      assert.equal(tags[0], Tag.HELLO);
+      assert.equal(tags.at(-1), Tag.STATUS);
+      const out = frames.flatMap((f) => (f.tag === Tag.STDOUT ? [Buffer.from(f.data).toString()] : []));
+      assert.deepEqual(out, ['two\n']);
+      // Acks only move forward.
+      const consumed = frames.flatMap((f) => (f.tag === Tag.STDIN_ACK ? [f.consumed] : []));
+      assert.deepEqual(consumed, [...consumed].sort((a, b) => a - b));
+      ws.close();
+      assert.equal((await job.exit).exitCode, 0);
     });
   });
 
