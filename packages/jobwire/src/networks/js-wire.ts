@@ -1,7 +1,8 @@
 /**
  * What the server side of a network (`run.ts`) and the js harness (`js-host.ts`) share: the
- * harness's configuration, what a js job's module and `setup` see, and how values travel as
- * JSON over the job's stdin and stdout (see `js-host.ts` for the protocol).
+ * harness's configuration, what a js job's module and `setup` see, and how values travel over
+ * the job's stdin and stdout, as JSON or in their pipe's own encoding (see `js-host.ts` for the
+ * protocol).
  * @module
  */
 

@@ -6,8 +6,9 @@
  *   `{out.NAME}` runs inside `fifo-host.ts`, which gives it named pipes and carries them over its
  *   stdin/stdout multiplexed (`mux.ts`).
  * - A **js** or **builtin** job is a function job running the harness `js-host.ts`: sets of input
- *   frames go to its stdin as JSON lines, and its output frames come back as JSON lines on its
- *   stdout (protocol in `js-host.ts`, shared types in `js-wire.ts`).
+ *   frames go to its stdin as lines (JSON, or for one input the payloads in their pipe's own
+ *   encoding), and its output frames come back as lines on its stdout (protocol in `js-host.ts`,
+ *   shared types in `js-wire.ts`).
  *
  * Each job is supervised (`#supervise`): a job that fails restarts as its policy says (a new
  * job; its outputs go on in a new epoch), and one that may not restart ends the network — its
@@ -686,7 +687,7 @@ class NetworkRun {
   }
 
   /**
-   * Sets of input frames → a js job's stdin, one JSON line each (see `js-host.ts`): one set per
+   * Sets of input frames → a js job's stdin, one line each (see `js-host.ts`): one set per
    * frame for a single input, sets aligned by sequence number for several. A set's frames are
    * committed once the job says it has handled the set (`handled.upTo`, from its stdout), so the
    * pipe's bound counts what the job has not handled, and a set it took but had not handled when
