@@ -52,10 +52,23 @@ export function encodeFrame(header: Pick<Frame, 'seq' | 'index' | 'epoch' | 'fla
   bytes.writeUInt32LE(payload.byteLength, 0);
   bytes.writeUInt8(header.flags, 4);
   bytes.writeUInt32LE(header.epoch, 8);
-  bytes.writeBigUInt64LE(BigInt(header.seq), 16);
-  bytes.writeBigUInt64LE(BigInt(header.index), 24);
+  writeU64(bytes, header.seq, 16);
+  writeU64(bytes, header.index, 24);
   bytes.set(payload, HEADER_BYTES);
   return bytes;
+}
+
+const TWO_32 = 2 ** 32;
+
+/** Writes a safe integer ≥ 0 as a little-endian u64 in two u32 halves (no BigInt per field). */
+function writeU64(bytes: Buffer, value: number, at: number): void {
+  bytes.writeUInt32LE(value % TWO_32, at);
+  bytes.writeUInt32LE(Math.floor(value / TWO_32), at + 4);
+}
+
+/** Reads a little-endian u64 written by {@link writeU64}. */
+function readU64(bytes: Buffer, at: number): number {
+  return bytes.readUInt32LE(at) + bytes.readUInt32LE(at + 4) * TWO_32;
 }
 
 /**
@@ -88,8 +101,8 @@ export class FrameDecoder {
       frames.push({
         flags: buffer.readUInt8(at + 4),
         epoch: buffer.readUInt32LE(at + 8),
-        seq: Number(buffer.readBigUInt64LE(at + 16)),
-        index: Number(buffer.readBigUInt64LE(at + 24)),
+        seq: readU64(buffer, at + 16),
+        index: readU64(buffer, at + 24),
         // A copy: the pipe's reader may hand the frame on long after this buffer is gone.
         payload: Uint8Array.prototype.slice.call(buffer, at + HEADER_BYTES, at + HEADER_BYTES + length),
         pos: this.#pos,

@@ -5,9 +5,13 @@
  *
  * - **in** (server → job, stdin): one line per aligned set of input frames,
  *   `{"seq":N,"in":[v0,v1,…],"gap":[…],"reset":bool}`; each value as {@link payloadToValue}
- *   gives it, bytes as `{"$bytes":"<base64>"}`. Stdin ends when every input has ended.
+ *   gives it, bytes as `{"$bytes":"<base64>"}`. A job with one input gets its sets in the
+ *   compact form instead, `=SEQ FLAGS PAYLOAD` (FLAGS a digit, {@link SetFlag}): the payload as
+ *   its pipe stores it — the line, the JSON text — or in base64 for bytes; no JSON to build or
+ *   parse per set (a payload holding a newline goes as JSON). Stdin ends when every input has ended.
  * - **out** (job → server, stdout): one line per output frame, {@link FRAME_PREFIX} then
- *   `[port,value]` in JSON, bytes as `{"$bytes":…}`; after each set's frames, {@link FRAME_PREFIX}
+ *   `[port,value]` in JSON, bytes as `{"$bytes":…}` — or, for a string or number to a `lines`
+ *   pipe and a value to a `json` pipe, the compact `=PORT PAYLOAD` ({@link compactText}); after each set's frames, {@link FRAME_PREFIX}
  *   `+N`: N sets are handled, so the server commits their input frames (a set taken but not
  *   handled when the job crashes comes again to the restarted job). The frames and `+N` lines of
  *   every set of one stdin read go out in one write; the `+N` after each set lets the server store
@@ -26,7 +30,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import { pathToFileURL } from 'node:url';
 import { BUILTINS } from './builtins.js';
-import { FRAME_PREFIX, fromWire, toWire, type HostConfig, type NetworkJobContext, type NetworkJobModule } from './js-wire.js';
+import { COMPACT, FRAME_PREFIX, SetFlag, compactText, fromWire, toWire, type HostConfig, type HostPipe, type NetworkJobContext, type NetworkJobModule } from './js-wire.js';
 
 /** The function job's entry point (called by the function runner with the config and `{ signal }`). */
 export async function hostNetworkJob(config: HostConfig, extra: { signal: AbortSignal }): Promise<{ sets: number; frames: number }> {
@@ -52,7 +56,8 @@ export async function hostNetworkJob(config: HostConfig, extra: { signal: AbortS
     const values = config.outputs.length === 1 ? [value] : Array.isArray(value) ? value : [value];
     values.forEach((v, port) => {
       if (v === undefined || port >= config.outputs.length) return;
-      text += `${FRAME_PREFIX}${JSON.stringify([port, toWire(v)])}\n`;
+      const compact = compactText(config.outputs[port]!.kind, v);
+      text += compact !== undefined ? `${FRAME_PREFIX}${COMPACT}${port} ${compact}\n` : `${FRAME_PREFIX}${JSON.stringify([port, toWire(v)])}\n`;
       frames++;
     });
     return text;
@@ -91,9 +96,9 @@ export async function hostNetworkJob(config: HostConfig, extra: { signal: AbortS
             await report(text);
             return { sets, frames };
           }
-          const set = JSON.parse(line) as { seq: number; in: unknown[]; gap: boolean[]; reset: boolean };
+          const set = line.charCodeAt(0) === COMPACT_CODE ? compactSet(line, config.inputs[0]!.kind) : (JSON.parse(line) as { seq: number; in: unknown[]; gap: boolean[]; reset: boolean });
           ctx.frame = { seq: set.seq, gap: set.gap, reset: set.reset };
-          let value = mod.run.apply(mod, set.in.map(fromWire));
+          let value = mod.run.apply(mod, line.charCodeAt(0) === COMPACT_CODE ? set.in : set.in.map(fromWire));
           if (value instanceof Promise) value = await value;
           sets++;
           text += `${encode(value)}${FRAME_PREFIX}+${sets}\n`;
@@ -109,6 +114,17 @@ export async function hostNetworkJob(config: HostConfig, extra: { signal: AbortS
   }
   await write(encode(await mod.finish?.()));
   return { sets, frames };
+}
+
+const COMPACT_CODE = COMPACT.charCodeAt(0);
+
+/** A set line in the compact form, `=SEQ FLAGS PAYLOAD` (one input; the payload in its pipe's encoding, bytes in base64). */
+function compactSet(line: string, kind: HostPipe['kind']): { seq: number; in: unknown[]; gap: boolean[]; reset: boolean } {
+  const space = line.indexOf(' ', 1);
+  const flags = line.charCodeAt(space + 1) - 0x30;
+  const text = line.slice(space + 3);
+  const value = kind === 'lines' ? text : kind === 'json' ? (JSON.parse(text) as unknown) : new Uint8Array(Buffer.from(text, 'base64'));
+  return { seq: Number(line.slice(1, space)), in: [value], gap: [(flags & SetFlag.GAP) !== 0], reset: (flags & SetFlag.RESET) !== 0 };
 }
 
 async function loadModule(config: HostConfig): Promise<NetworkJobModule> {

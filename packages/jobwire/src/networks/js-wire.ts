@@ -1,7 +1,8 @@
 /**
  * What the server side of a network (`run.ts`) and the js harness (`js-host.ts`) share: the
- * harness's configuration, what a js job's module and `setup` see, and how values travel as
- * JSON over the job's stdin and stdout (see `js-host.ts` for the protocol).
+ * harness's configuration, what a js job's module and `setup` see, and how values travel over
+ * the job's stdin and stdout, as JSON or in their pipe's own encoding (see `js-host.ts` for the
+ * protocol).
  * @module
  */
 
@@ -15,6 +16,35 @@ export interface BuiltinOptions {
 
 /** What marks a line of the job's stdout as a frame. */
 export const FRAME_PREFIX = '\x1ejw ';
+
+/**
+ * First character of a line in the compact form (see `js-host.ts`): a set of a job with one input
+ * (`=SEQ FLAGS PAYLOAD`), or after {@link FRAME_PREFIX} an output frame (`=PORT PAYLOAD`), the
+ * payload in its pipe's own encoding rather than as a JSON value.
+ */
+export const COMPACT = '=';
+
+/** Flags of a compact set line: the set's frame starts a new epoch, or is a filler. */
+export const SetFlag = { RESET: 1, GAP: 2 } as const;
+
+/**
+ * A value as the payload text of a compact output frame of a pipe of `kind`, when it has one: a
+ * string without a newline or a finite number for `lines` (as the server would store it), the
+ * JSON text of a value for `json`. Undefined for the others, which go as JSON (`[port,value]`),
+ * where the server turns them into payloads or refuses them.
+ */
+export function compactText(kind: HostPipe['kind'], value: unknown): string | undefined {
+  if (kind === 'lines') {
+    if (typeof value === 'string') return value.includes('\n') ? undefined : value;
+    return typeof value === 'number' && Number.isFinite(value) ? String(value) : undefined;
+  }
+  if (kind !== 'json' || value instanceof Uint8Array || isWireBytes(value)) return undefined;
+  return JSON.stringify(value);
+}
+
+function isWireBytes(value: unknown): boolean {
+  return value !== null && typeof value === 'object' && typeof (value as { $bytes?: unknown }).$bytes === 'string' && Object.keys(value).length === 1;
+}
 
 /** Framing of one pipe, as the harness needs it. */
 export interface HostPipe {
@@ -75,7 +105,7 @@ export function toWire(value: unknown): unknown {
 
 /** The reverse of {@link toWire}. */
 export function fromWire(value: unknown): unknown {
-  if (value !== null && typeof value === 'object' && typeof (value as { $bytes?: unknown }).$bytes === 'string' && Object.keys(value).length === 1) {
+  if (isWireBytes(value)) {
     return new Uint8Array(Buffer.from((value as { $bytes: string }).$bytes, 'base64'));
   }
   return value;

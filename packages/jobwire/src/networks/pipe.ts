@@ -18,7 +18,7 @@
  * @module
  */
 import { ConflictError } from '@jobwire/client';
-import type { Queue } from '@jobwire/client';
+import type { OutputChunk, Queue } from '@jobwire/client';
 import type { StreamEvent, StreamLog } from '../store/types.js';
 import { FrameDecoder, FrameFlag, encodeFrame, hasFlag, type Frame } from './frame.js';
 
@@ -400,6 +400,9 @@ class FrameQueue {
   }
 }
 
+/** Most frames waiting in a reader for it to take a live chunk from its event (see `PipeReader.#takeLive`). */
+const LIVE_FRAMES = 4096;
+
 /** Options of {@link PipeReader.open}. */
 export interface PipeReaderOptions extends PipeIdentity {
   streams: StreamLog;
@@ -449,6 +452,8 @@ export class PipeReader implements AsyncIterable<Frame> {
   #knownEnd = 0;
   #closedSeen = false;
   #ended = false;
+  /** A store read is under way (see {@link #takeLive}). */
+  #reading = false;
   #events = 0;
   #notify: (() => void) | undefined;
   #unsubscribe: () => void;
@@ -628,13 +633,34 @@ export class PipeReader implements AsyncIterable<Frame> {
   }
 
   #onEvent(event: StreamEvent): void {
-    if (event.type === 'output') this.#knownEnd = Math.max(this.#knownEnd, event.chunk.pos + event.chunk.data.byteLength);
-    else if (event.type === 'output-closed') {
+    if (event.type === 'output') {
+      const { chunk } = event;
+      this.#knownEnd = Math.max(this.#knownEnd, chunk.pos + chunk.data.byteLength);
+      this.#takeLive(chunk);
+    } else if (event.type === 'output-closed') {
       this.#knownEnd = Math.max(this.#knownEnd, event.end);
       this.#closedSeen = true;
     } else return;
     this.#events++;
     this.#notify?.();
+  }
+
+  /**
+   * A chunk just appended to the pipe, from its event: when it continues exactly what this reader
+   * has read (no store read under way, nothing missed between), its frames are decoded from
+   * memory, with no store read. Only while few frames wait, so a reader that takes nothing (a
+   * slow tap) holds no more than {@link LIVE_FRAMES} in memory; what it leaves is read from the
+   * store when the reader gets to it.
+   */
+  #takeLive(chunk: OutputChunk): void {
+    if (this.#reading || this.#ended || chunk.pos !== this.#readPos || chunk.data.byteLength === 0 || this.#buffer.length >= LIVE_FRAMES) return;
+    this.#buffer.push(this.#decoder.push(chunk.data));
+    this.#readPos = chunk.pos + chunk.data.byteLength;
+    if (this.#dropOldest) this.#trim();
+  }
+
+  get #dropOldest(): boolean {
+    return this.#identity.queue.overflow === 'drop-oldest' && this.#identity.queue.mode !== 'latest';
   }
 
   /** Waits for an event on the pipe's stream after the `seen`-th (at once when one came already). */
@@ -655,18 +681,23 @@ export class PipeReader implements AsyncIterable<Frame> {
    */
   async #catchUp(): Promise<void> {
     if (this.#buffer.length > 0 && this.#readPos >= this.#knownEnd) return;
-    const dropOldest = this.#identity.queue.overflow === 'drop-oldest' && this.#identity.queue.mode !== 'latest';
-    for (;;) {
-      const page = await this.#streams.readOutput(this.#stream, this.#readPos, this.#pageBytes);
-      this.#knownEnd = Math.max(this.#knownEnd, page.end);
-      this.#closedSeen ||= page.closed;
-      for (const chunk of page.chunks) {
-        const frames = this.#decoder.push(chunk.data);
-        this.#readPos = chunk.pos + chunk.data.byteLength;
-        this.#buffer.push(frames);
+    // Live chunks wait while a read is under way: the page may hold them too.
+    this.#reading = true;
+    try {
+      for (;;) {
+        const page = await this.#streams.readOutput(this.#stream, this.#readPos, this.#pageBytes);
+        this.#knownEnd = Math.max(this.#knownEnd, page.end);
+        this.#closedSeen ||= page.closed;
+        for (const chunk of page.chunks) {
+          const frames = this.#decoder.push(chunk.data);
+          this.#readPos = chunk.pos + chunk.data.byteLength;
+          this.#buffer.push(frames);
+        }
+        if (this.#dropOldest) this.#trim();
+        if (page.chunks.length === 0 || this.#readPos >= page.end) return;
       }
-      if (dropOldest) this.#trim();
-      if (page.chunks.length === 0 || this.#readPos >= page.end) return;
+    } finally {
+      this.#reading = false;
     }
   }
 

@@ -6,8 +6,9 @@
  *   `{out.NAME}` runs inside `fifo-host.ts`, which gives it named pipes and carries them over its
  *   stdin/stdout multiplexed (`mux.ts`).
  * - A **js** or **builtin** job is a function job running the harness `js-host.ts`: sets of input
- *   frames go to its stdin as JSON lines, and its output frames come back as JSON lines on its
- *   stdout (protocol in `js-host.ts`, shared types in `js-wire.ts`).
+ *   frames go to its stdin as lines (JSON, or for one input the payloads in their pipe's own
+ *   encoding), and its output frames come back as lines on its stdout (protocol in `js-host.ts`,
+ *   shared types in `js-wire.ts`).
  *
  * Each job is supervised (`#supervise`): a job that fails restarts as its policy says (a new
  * job; its outputs go on in a new epoch), and one that may not restart ends the network — its
@@ -33,7 +34,7 @@ import type { FifoHostConfig } from './fifo-host.js';
 import { alignBySeq, type AlignedSet, type FrameSource } from './align.js';
 import { FrameFlag, hasFlag, type Frame } from './frame.js';
 import { Deframer, encodeForConsumer, payloadToValue, valueToPayload, zeroPayload } from './framing.js';
-import { FRAME_PREFIX, fromWire, toWire, type HostConfig, type HostPipe } from './js-wire.js';
+import { COMPACT, FRAME_PREFIX, SetFlag, fromWire, toWire, type HostConfig, type HostPipe } from './js-wire.js';
 import type { Network, NetworkJob, NetworkPipe } from './model.js';
 import { Demux, muxData, muxRecord } from './mux.js';
 import { OUTPUT_WINDOW_BYTES, OutputWindow } from './output-window.js';
@@ -49,7 +50,7 @@ const JS_HOST = fileURLToPath(new URL('./js-host.js', import.meta.url));
 const STDIN_WINDOW = 256 * 1024;
 
 /** Most frames the feed of a job's stdin passes on in one write. */
-const FEED_BATCH = 256;
+const FEED_BATCH = 1024;
 
 /**
  * Most times one network job is placed again after its worker died (a job that keeps taking its
@@ -686,7 +687,7 @@ class NetworkRun {
   }
 
   /**
-   * Sets of input frames → a js job's stdin, one JSON line each (see `js-host.ts`): one set per
+   * Sets of input frames → a js job's stdin, one line each (see `js-host.ts`): one set per
    * frame for a single input, sets aligned by sequence number for several. A set's frames are
    * committed once the job says it has handled the set (`handled.upTo`, from its stdout), so the
    * pipe's bound counts what the job has not handled, and a set it took but had not handled when
@@ -696,7 +697,9 @@ class NetworkRun {
     const { stdin, readers } = await this.#openInputs(job, id, attempt);
     const counts = this.#counts.get(job.name)!;
     const pipes = job.inputs.map((name) => this.network.pipes[name]!);
-    const done: Array<{ sets: number; commit: () => void }> = [];
+    // The sets sent and not yet committed, a batch each (numbered `first`…`last`, with each
+    // reader's drop count when it was read); `sets` undefined: commit every reader where it is.
+    const done: Array<{ first: number; last: number; sets?: AlignedSet[]; dropped: number[] }> = [];
     // Sets the job said it handled, and those of them whose commits are stored.
     let upTo = 0;
     let safe = 0;
@@ -715,8 +718,33 @@ class NetworkRun {
       while (!ended && total - safe >= window) await new Promise<void>((resolve) => (wake = resolve));
       return Math.max(1, window - (total - safe));
     };
+    // One commit per set handled: the job acks sets one by one, and a set acked is a set whose
+    // output frames are stored, so its frames must never come again (a batch committed whole would
+    // bring back the acked sets before a crash in its middle). Each input commits the cursor after
+    // its newest frame among the sets handled.
     const commit = (): void => {
-      while (done.length > 0 && done[0]!.sets <= upTo) done.shift()!.commit();
+      while (done.length > 0 && done[0]!.first <= upTo) {
+        const batch = done[0]!;
+        if (batch.sets === undefined) readers.forEach((reader) => reader.commit(reader.cursor));
+        else {
+          const handledHere = Math.min(upTo, batch.last) - batch.first + 1;
+          readers.forEach((reader, port) => {
+            for (let at = handledHere - 1; at >= 0; at--) {
+              const frame = batch.sets![at]!.frames[port];
+              if (frame === undefined || frame.index < 0) continue;
+              reader.commit({ pos: frame.end, index: frame.index + 1, dropped: batch.dropped[port]! });
+              break;
+            }
+          });
+          if (upTo < batch.last) {
+            // Partly handled: the rest waits for the next `+N`.
+            batch.sets = batch.sets.slice(handledHere);
+            batch.first += handledHere;
+            break;
+          }
+        }
+        done.shift();
+      }
     };
     // Resolves once the commits of the sets handled are stored (a failed commit is the feed's to
     // report: its reader throws it on the next read).
@@ -736,6 +764,8 @@ class NetworkRun {
     };
     const line = (set: AlignedSet): string =>
       `{"seq":${set.seq},"reset":${set.frames.some((f) => f !== undefined && hasFlag(f, FrameFlag.RESET))},"gap":${JSON.stringify(set.frames.map((f) => f === undefined || hasFlag(f, FrameFlag.GAP)))},"in":[${set.frames.map((f, port) => value(port, f)).join(',')}]}\n`;
+    // One input: sets go in the compact form (see `js-host.ts`).
+    const encode = readers.length === 1 ? (batch: AlignedSet[]) => compactSets(pipes[0]!, batch, line) : (batch: AlignedSet[]) => Buffer.from(batch.map(line).join(''), 'utf8');
     const sets: AsyncIterable<AlignedSet[]> =
       readers.length === 1
         ? (async function* () {
@@ -751,20 +781,15 @@ class NetworkRun {
             }
           })();
     for await (const batch of sets) {
-      await stdin.write(Buffer.from(batch.map(line).join(''), 'utf8'));
-      // One commit per set: the job acks sets one by one, and a set acked is a set whose output
-      // frames are stored, so its frames must never come again (a batch committed whole would
-      // bring back the acked sets before a crash in its middle).
-      for (const set of batch) {
-        total++;
-        const cursors = set.frames.map((frame, port) => (frame !== undefined && frame.index >= 0 ? readers[port]!.cursorAfter(frame) : undefined));
-        done.push({ sets: total, commit: () => cursors.forEach((cursor, port) => cursor !== undefined && readers[port]!.commit(cursor)) });
-      }
+      const dropped = readers.map((reader) => reader.stats.dropped);
+      await stdin.write(encode(batch));
+      done.push({ first: total + 1, last: total + batch.length, sets: batch, dropped });
+      total += batch.length;
       commit();
-      counts.framesIn += batch.reduce((n, set) => n + set.frames.filter((f) => f !== undefined && f.index >= 0).length, 0);
+      for (const set of batch) for (const frame of set.frames) if (frame !== undefined && frame.index >= 0) counts.framesIn++;
       await new Promise((resolve) => setImmediate(resolve));
     }
-    done.push({ sets: total, commit: () => readers.forEach((reader) => reader.commit(reader.cursor)) });
+    done.push({ first: total, last: total, dropped: [] });
     commit();
     await stdin.end();
   }
@@ -822,6 +847,13 @@ class NetworkRun {
         // `+N`: N sets handled, the last one's frames held until now.
         sets.push({ upTo: Number(line.slice(FRAME_PREFIX.length + 1)), frames: state.held });
         state.held = pipes.map(() => []);
+        continue;
+      }
+      if (line.charCodeAt(FRAME_PREFIX.length) === COMPACT_CODE) {
+        // `=PORT PAYLOAD`: the payload as its pipe stores it.
+        const space = line.indexOf(' ', FRAME_PREFIX.length + 1);
+        const port = Number(line.slice(FRAME_PREFIX.length + 1, space));
+        if (space > 0 && Number.isInteger(port) && port >= 0 && port < pipes.length) (state.holds ? state.held : out)[port]!.push(compactPayload(pipes[port]!, line.slice(space + 1)));
         continue;
       }
       const [port, value] = JSON.parse(line.slice(FRAME_PREFIX.length)) as [number, unknown];
@@ -997,6 +1029,64 @@ class JobStdin {
     this.#consumed = consumed;
     this.onConsumed(consumed);
   }
+}
+
+/**
+ * Sets of a js job with one input as stdin bytes in the compact form (`=SEQ FLAGS PAYLOAD`, see
+ * `js-host.ts`): the payload as stored — the line, or the JSON text — or in base64 for bytes, in
+ * one buffer. A set whose payload holds a newline goes as its JSON line (`jsonLine`).
+ */
+function compactSets(pipe: NetworkPipe, sets: readonly AlignedSet[], jsonLine: (set: AlignedSet) => string): Buffer {
+  const raw = pipe.framing === 'lines' || (pipe.framing === 'frames' && pipe.encoding !== 'binary');
+  const heads: string[] = [];
+  const bodies: Array<Uint8Array | string> = [];
+  let length = 0;
+  for (const set of sets) {
+    const frame = set.frames[0]!;
+    const flags = (hasFlag(frame, FrameFlag.RESET) ? SetFlag.RESET : 0) | (set.gap || hasFlag(frame, FrameFlag.GAP) ? SetFlag.GAP : 0);
+    if (raw && frame.payload.includes(0x0a)) {
+      heads.push('');
+      bodies.push(jsonLine(set));
+      length += Buffer.byteLength(bodies[bodies.length - 1] as string);
+      continue;
+    }
+    const head = `${COMPACT}${set.seq} ${flags} `;
+    const body = raw ? frame.payload : Buffer.from(frame.payload.buffer, frame.payload.byteOffset, frame.payload.byteLength).toString('base64');
+    heads.push(head);
+    bodies.push(body);
+    length += head.length + (typeof body === 'string' ? body.length : body.byteLength) + 1;
+  }
+  const bytes = Buffer.allocUnsafe(length);
+  let at = 0;
+  for (let i = 0; i < heads.length; i++) {
+    const body = bodies[i]!;
+    if (heads[i] === '') {
+      at += bytes.write(body as string, at, 'utf8');
+      continue;
+    }
+    at += bytes.write(heads[i]!, at, 'latin1');
+    if (typeof body === 'string') at += bytes.write(body, at, 'latin1');
+    else {
+      bytes.set(body, at);
+      at += body.byteLength;
+    }
+    bytes[at++] = 0x0a;
+  }
+  return bytes;
+}
+
+const COMPACT_CODE = COMPACT.charCodeAt(0);
+
+/** The payload of a compact output frame (`js-host.ts`): its text, checked to be JSON for a pipe of JSON frames. */
+function compactPayload(pipe: NetworkPipe, text: string): Uint8Array {
+  if (pipe.framing === 'frames' && pipe.encoding !== 'binary') {
+    try {
+      JSON.parse(text);
+    } catch (error) {
+      throw new BadRequestError(`not a JSON value: ${text.slice(0, 80)}`, { field: 'frames', cause: error });
+    }
+  }
+  return Buffer.from(text, 'utf8');
 }
 
 /** One set a js job handled: its output frames (one list per output port), and the count of sets handled with it. */

@@ -117,6 +117,37 @@ pipes:
     });
   });
 
+  it('a one-input js job gets lines, JSON frames and bytes as they were sent, a line holding a newline and a JSON string starting with "=" too', async () => {
+    // Sets of a one-input job travel in the pipe's own encoding; a payload with a newline goes as JSON.
+    file('mixed.mjs', 'export async function* run() { for (let i = 0; i < 40; i++) yield [i === 3 ? new TextEncoder().encode("a\\nb") : `l ${i} ünï "q" \\\\ =`, i % 2 ? { i, s: "x y", u: "ünï" } : i === 4 ? "=4 0 x" : null, new Uint8Array([0, 10, 255, i])]; }\n');
+    for (const kind of ['l', 'j', 'b']) {
+      file(`rec-${kind}.mjs`, `import { appendFileSync } from "node:fs";\nexport function run(v) { appendFileSync(new URL("./rec-${kind}.out", import.meta.url), JSON.stringify(v instanceof Uint8Array ? [...v] : v) + "\\n"); }\n`);
+    }
+    const network = file(
+      'mixed.yaml',
+      `name: mixed
+jobs:
+  src: { js: ./mixed.mjs, outputs: [l, j, b] }
+  rl:  { js: ./rec-l.mjs, inputs: [l] }
+  rj:  { js: ./rec-j.mjs, inputs: [j] }
+  rb:  { js: ./rec-b.mjs, inputs: [b] }
+pipes:
+  l: { framing: lines }
+  j: { framing: frames }
+  b: { framing: bytes }
+`,
+    );
+    await withServer(async (s) => {
+      const status = await runBlocking(s, network);
+      assert.equal(status.state, 'done', JSON.stringify(status));
+      const lines = (kind: string): unknown[] => readFileSync(join(dir, `rec-${kind}.out`), 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line) as unknown);
+      const range = Array.from({ length: 40 }, (_, i) => i);
+      assert.deepEqual(lines('l'), range.map((i) => (i === 3 ? 'a\nb' : `l ${i} ünï "q" \\ =`)));
+      assert.deepEqual(lines('j'), range.map((i) => (i % 2 ? { i, s: 'x y', u: 'ünï' } : i === 4 ? '=4 0 x' : null)));
+      assert.deepEqual(lines('b'), range.map((i) => [0, 10, 255, i]));
+    });
+  });
+
   it('clock gives count frames, one per interval, in tick order', async () => {
     const network = file(
       'clock.yaml',

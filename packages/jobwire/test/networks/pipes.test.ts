@@ -170,6 +170,24 @@ function pipeBehaviour(name: string, withStore: Backend): void {
       });
     });
 
+    it('a reader that takes nothing while thousands of frames are written gets every one in order once it reads (those past its live bound from the store)', async () => {
+      await withStore(async ({ store }) => {
+        const ident = { network: 'net', pipe: 'idle', queue: queue({ max: 100_000 }) };
+        const writer = await PipeWriter.open({ streams: store.streams, consumers: [], ...ident });
+        const tap = await PipeReader.open({ streams: store.streams, ...ident });
+        const first = tap.next();
+        await writer.write(bytes('frame 0'));
+        assert.equal(text((await first)!.payload), 'frame 0');
+        // Frames 1 to 10000 in batches, so that many live chunks come while the tap takes nothing.
+        for (let i = 1; i < 10_000; i += 100) await writer.writeBatch(Array.from({ length: 100 }, (_, k) => bytes(`frame ${i + k}`)));
+        await writer.end();
+        const rest = await take(tap);
+        assert.deepEqual(rest.map((f) => text(f.payload)), Array.from({ length: 10_000 }, (_, i) => `frame ${i + 1}`));
+        assert.deepEqual(rest.map((f) => f.index), Array.from({ length: 10_000 }, (_, i) => i + 1));
+        tap.close();
+      });
+    });
+
     it('a reader closed while it waits for a frame returns the end, and stays ended', async () => {
       await withStore(async ({ store }) => {
         const ident = { network: 'net', pipe: 'closing', queue: queue() };
