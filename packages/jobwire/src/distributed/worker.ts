@@ -504,6 +504,14 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   const following = resumable.map((job) => follow(job));
 
   const consumer = await store.takeHandOvers(opts.name, { concurrency: opts.slots + 1 + UNLIMITED_AT_ONCE, name: `${opts.name}:${instance}`, onError: (err) => onError(err) }, handle);
+  // What this worker's own passes place on it, it runs without its hand-over queue in between
+  // (a job it cannot start at once waits in `handle` as a delivered one would).
+  placer.takeOwn({
+    node: opts.name,
+    take: (jobs) => {
+      for (const { jobId } of jobs) void handle(jobId);
+    },
+  });
 
   // Liveness: renew; when taken for dead, stop what runs (it was settled) and register again.
   let beating = false;
@@ -517,7 +525,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       const reason = `the worker ${opts.name} was taken for dead (no heartbeat reached Redis in time) while the job was running`;
       for (const run of active.values()) run.abort(reason);
       await registerWorker(store, registration, opts.liveness.ttlMs);
-      placer.poke();
+      placer.poke(true);
     } catch (err) {
       onError(err);
     } finally {
@@ -546,7 +554,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       await placer.handOver(opts.name, await store.staleHandOvers(opts.name, HAND_OVER_AGAIN_MS, new Set(active.keys())));
     },
   });
-  placer.poke();
+  placer.poke(true);
   log.info({ pools: opts.pools, slots: opts.slots }, 'worker ready');
   emitSafely(events, 'worker:ready', { name: opts.name, instance });
 
@@ -560,6 +568,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       });
       const reason = `the worker ${opts.name} shut down while the job was running`;
       closing = true;
+      placer.takeOwn(undefined);
       emitSafely(events, 'worker:stopping', { reason });
       clearInterval(heartbeatTimer);
       const housekeepingPass = housekeeping.stop();
@@ -579,7 +588,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
         await steps.run('leaving the worker registry (other workers and servers drop it once it misses its heartbeats)', async () => {
           lost((await dropWorker(store, opts.name, instance, reason, true)).lost);
           await placer.dropNodeQueue(opts.name);
-          placer.poke();
+          placer.poke(true);
           await placer.idle();
         });
       }

@@ -73,6 +73,11 @@ export interface PlacementPass {
   patienceMs: number;
   /** Jobs of the `unlimited` queue one worker runs at once. */
   unlimitedSlots: number;
+  /**
+   * Only place: pass over the jobs of a class no worker has room for, give no wait reasons and
+   * park nothing (a full pass does that). @defaultValue false
+   */
+  quick?: boolean;
 }
 
 /** A job handed to a worker node, in one attempt. */
