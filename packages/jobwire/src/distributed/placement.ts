@@ -15,7 +15,7 @@
 import { BadRequestError, type JobDescription } from '@jobwire/client';
 import { LocalExecutor } from '../executors/local/index.js';
 import { UNLIMITED_AT_ONCE, type QueueDef } from '../executors/types.js';
-import type { ClusterStore, HandOver, HandOvers } from '../store/cluster.js';
+import type { ClusterStore, HandOver, HandOvers, PlacedJob } from '../store/cluster.js';
 
 /** Jobs looked at per pass. */
 const SCAN = 500;
@@ -32,7 +32,7 @@ export class Placer {
   #again: 'quick' | 'full' | undefined;
   #closed = false;
   /** The node of this process (a worker) and how it takes its own placements, if it does. */
-  #local: { node: string; take: (jobs: readonly HandOver[]) => void } | undefined;
+  #local: { node: string; take: (jobs: readonly PlacedJob[]) => void } | undefined;
 
   constructor(store: ClusterStore, onError: (err: unknown) => void) {
     this.#store = store;
@@ -74,7 +74,7 @@ export class Placer {
    * the queue's round trips (add, delivery, completion) would only hand them back to this
    * process. `undefined` turns it off (the worker stops taking jobs).
    */
-  takeOwn(local: { node: string; take: (jobs: readonly HandOver[]) => void } | undefined): void {
+  takeOwn(local: { node: string; take: (jobs: readonly PlacedJob[]) => void } | undefined): void {
     this.#local = local;
   }
 
@@ -99,17 +99,15 @@ export class Placer {
     for (let quick = !full; ; quick = true) {
       const placed = await this.#store.placeJobs({ scan: SCAN, patienceMs: PATIENCE_MS, unlimitedSlots: UNLIMITED_AT_ONCE, quick });
       if (placed.length === 0 || this.#closed) return;
+      const local = this.#local;
+      const own = placed.filter((job) => job.node === local?.node);
+      if (own.length > 0) local!.take(own);
       const byNode = new Map<string, HandOver[]>();
       for (const { jobId, node, attempt } of placed) {
+        if (node === local?.node) continue;
         let list = byNode.get(node);
         if (!list) byNode.set(node, (list = []));
         list.push({ jobId, attempt });
-      }
-      const local = this.#local;
-      if (local !== undefined) {
-        const own = byNode.get(local.node);
-        byNode.delete(local.node);
-        if (own !== undefined) local.take(own);
       }
       await Promise.all([...byNode].map(([node, jobs]) => this.handOver(node, jobs)));
     }

@@ -436,22 +436,29 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   /**
    * Runs one handed-over job, if it is still this worker's to run, then frees its slot. A `multi`
    * job waits for one of this worker's slots first (it may have been placed ahead of one: see
-   * WorkerOptions.prefetch), and is checked again if it had to wait.
+   * WorkerOptions.prefetch), and is checked again if it had to wait. `placedAs` is what this
+   * worker's own placement pass said of the job: a `multi` job that must wait is read only once
+   * its slot comes.
    */
-  const handle = async (jobId: string): Promise<void> => {
+  const handle = async (jobId: string, placedAs?: { slotClass: string; pools: string }): Promise<void> => {
     if (active.has(jobId)) return;
     const own = new AbortController();
     active.set(jobId, own);
     let slot: (() => void) | undefined;
     try {
+      const heldAhead = placedAs?.slotClass === 'multi' && multiSlots.mustWait();
       // The stream sizes the run starts from, read beside the check (both go out at once).
-      let sizes: Promise<StreamSizes> | undefined = store.streams.sizes(jobId);
-      sizes.catch(() => undefined);
-      let placed = await store.placedJob(jobId, opts.name);
-      if (placed && placed.job.queue !== 'single' && placed.job.queue !== 'unlimited') {
+      let sizes: Promise<StreamSizes> | undefined;
+      let placed: Awaited<ReturnType<ClusterStore['placedJob']>>;
+      if (!heldAhead) {
+        sizes = store.streams.sizes(jobId);
+        sizes.catch(() => undefined);
+        placed = await store.placedJob(jobId, opts.name);
+      }
+      if (heldAhead || (placed && placed.job.queue !== 'single' && placed.job.queue !== 'unlimited')) {
         const waited = multiSlots.mustWait();
         // A job held ahead of a slot says why it waits, as one waiting in the cluster does.
-        const pools = placed.job.description.pools?.join(',') ?? 'ALL';
+        const pools = placedAs?.pools ?? placed?.job.description.pools?.join(',') ?? 'ALL';
         const why = waited
           ? setTimeout(() => {
               store.setReason(jobId, `waiting for a free multi slot (pools: ${pools}; held ahead by worker ${opts.name})`).catch((err: unknown) => onError(err, jobId));
@@ -509,7 +516,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   placer.takeOwn({
     node: opts.name,
     take: (jobs) => {
-      for (const { jobId } of jobs) void handle(jobId);
+      for (const { jobId, slotClass, pools } of jobs) void handle(jobId, { slotClass, pools });
     },
   });
 

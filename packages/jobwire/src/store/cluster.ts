@@ -89,6 +89,10 @@ export interface HandOver {
 /** A job placed by a pass: its slot is reserved on `node`; it still has to be handed over. */
 export interface PlacedJob extends HandOver {
   node: string;
+  /** The class of slot it holds there: `multi`, `single` or `unlimited`. */
+  slotClass: string;
+  /** Its pools, comma-separated (`ALL` when it named none). */
+  pools: string;
 }
 
 /** Delivery of placed jobs to worker nodes (one queue per node). */

@@ -125,7 +125,7 @@ return reply
  * `pqueue`), and stops once no class has room: it neither parks jobs nor gives wait reasons,
  * which the full pass (once a second) does — so a burst of waiting jobs does not make every
  * pass read each of them. Answers
- * {id, worker, attempt, ...} for the jobs placed (their slot is reserved: the caller hands them
+ * {id, worker, attempt, class, pools, ...} for the jobs placed (their slot is reserved: the caller hands them
  * to the worker's BullMQ queue). A job that waits gets a reason (once it waited a moment, so
  * quick placements add no events); a job that no live worker may ever take is parked until
  * the set of workers changes.
@@ -259,6 +259,8 @@ for i = 1, #waiting, 2 do
         placed[#placed + 1] = id
         placed[#placed + 1] = target.name
         placed[#placed + 1] = f[4] or '1'
+        placed[#placed + 1] = cls
+        placed[#placed + 1] = f[3]
       elseif not quick then
         local reason
         if not known then
