@@ -52,6 +52,32 @@ describe('distributed: prefetch', () => {
     });
   });
 
+  it('behind a queue of multi jobs an unlimited job starts at once, and the queue then runs in order as the worker places it on itself', async () => {
+    await withCluster(async (cluster) => {
+      await cluster.addServer();
+      await cluster.addWorker({ name: 'solo', slots: 1, prefetch: 1 });
+      const client = cluster.client();
+      const busy = await client.submitBatchJob({ executable: 'sleep', arguments: ['60'] });
+      await client.waitUntilRunning(busy.id, 20_000);
+      // One held ahead, the others waiting in the cluster's queue: no room for a multi job anywhere.
+      const queue = [];
+      for (let i = 0; i < 12; i++) queue.push(await client.submitBatchJob({ executable: 'true' }));
+      assert.match((await reasonOf(client, queue.at(-1)!.id)).reason!, /^waiting for a free multi slot \(pools: ALL\)$/);
+      // A job of another class is not held up by them.
+      const quick = await client.submitBatchJob({ executable: 'true', queueName: 'unlimited' });
+      const quickDone = await client.waitUntilDone(quick.id, 20_000);
+      assert.deepEqual([quickDone.status, quickDone.node], ['Success', 'solo']);
+      assert.equal((await client.getJobStatus(queue.at(-1)!.id)).status, 'Queued');
+
+      await client.cancelJob(busy.id);
+      const done = [];
+      for (const job of queue) done.push(await client.waitUntilDone(job.id, 20_000));
+      assert.deepEqual(new Set(done.map((info) => `${info.status} ${info.node}`)), new Set(['Success solo']));
+      const byStart = [...done].sort((a, b) => Date.parse(a.startedAt!) - Date.parse(b.startedAt!));
+      assert.deepEqual(byStart.map((info) => info.id), queue.map((job) => job.id), 'started in the order they were submitted');
+    });
+  });
+
   it('with --prefetch 0 a job waits in the cluster queue, not on the busy worker', async () => {
     await withCluster(async (cluster) => {
       await cluster.addServer();
