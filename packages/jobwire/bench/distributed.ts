@@ -7,7 +7,9 @@
  * Needs Redis at BENCH_REDIS (default redis://127.0.0.1:6379); it uses a fresh key prefix and
  * deletes it afterwards. BENCH_DISTRIBUTED (a comma-separated list of `true`, `js`, `two`,
  * `roundtrip`; default all) runs only those rows, for a quick look at one of them;
- * BENCH_PREFETCH=N starts the workers with `--prefetch N` (default: theirs).
+ * BENCH_PREFETCH=N starts the workers with `--prefetch N` (default: theirs). The `js` row also
+ * counts the Redis commands per job (beside raw BullMQ's): use a Redis of its own for that
+ * figure (BENCH_REDIS), as every client's commands count.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -133,6 +135,27 @@ export async function jobRate(client: Client, jobs: number, description: JobDesc
   return jobs / seconds(t0);
 }
 
+/**
+ * Commands Redis ran so far (INFO commandstats, those inside scripts included). Counts every
+ * client's: per-job figures from it mean something only on a Redis nothing else uses.
+ */
+async function redisCommands(redisUrl: string): Promise<number> {
+  const connection = new Redis(redisUrl);
+  try {
+    const info = await connection.info('commandstats');
+    return [...info.matchAll(/^cmdstat_[^:]+:calls=(\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+  } finally {
+    connection.disconnect();
+  }
+}
+
+/** Runs `measure` and answers its result with the Redis commands per job it cost (see redisCommands). */
+async function counted<T>(redisUrl: string, jobs: number, measure: () => Promise<T>): Promise<{ value: T; perJob: number }> {
+  const before = await redisCommands(redisUrl);
+  const value = await measure();
+  return { value, perJob: (await redisCommands(redisUrl)) / jobs - before / jobs };
+}
+
 /** Raw BullMQ on the same Redis: add `jobs` no-op jobs, process them with `concurrency`. */
 async function rawBullmq(redisUrl: string, prefix: string, jobs: number, concurrency: number): Promise<number> {
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
@@ -174,12 +197,13 @@ export async function distributedBench(options: DistributedBenchOptions): Promis
     console.error('… distributed: raw BullMQ baseline');
     // Measured before and after the jobwire rows, their mean the baseline: on a loaded machine
     // one measurement alone drifts with the load of the moment.
-    const rawBefore = await rawBullmq(redisUrl, prefix, options.jobs, slots);
+    const { value: rawBefore, perJob: rawCommands } = await counted(redisUrl, options.jobs, () => rawBullmq(redisUrl, prefix, options.jobs, slots));
     let raw = rawBefore;
     const client = await procs.server(options.cli, redisUrl, prefix);
     await procs.worker(options.cli, redisUrl, prefix, 'bench-1', slots);
     const vsRaw = (n: number): string => `${((100 * n) / raw).toFixed(0)}%`;
     const rateRows: Array<{ row: BenchRow; value: number }> = [];
+    let commandRow: BenchRow | undefined;
 
     if (part('true')) {
       console.error('… distributed: batch throughput, 1 worker');
@@ -188,8 +212,15 @@ export async function distributedBench(options: DistributedBenchOptions): Promis
     }
     if (part('js')) {
       console.error('… distributed: JS function jobs, 1 worker');
-      const js = await jobRate(client, options.jobs, { js: { code: 'return 1' } }, 'dbench-js');
+      const { value: js, perJob } = await counted(redisUrl, options.jobs, () => jobRate(client, options.jobs, { js: { code: 'return 1' } }, 'dbench-js'));
       rateRows.push({ row: { name: `distributed: ${options.jobs} no-op JS function jobs, 1 worker × ${slots} slots`, jobwire: rate(js), baseline: '', ratio: '', target: '≥ 80%' }, value: js });
+      commandRow = {
+        name: 'distributed: Redis commands per no-op JS function job (INFO commandstats, scripts\' own commands included; every client of that Redis counts)',
+        jobwire: perJob.toFixed(0),
+        baseline: `${rawCommands.toFixed(0)} (raw BullMQ no-op)`,
+        ratio: `${(perJob / rawCommands).toFixed(1)}×`,
+        target: '',
+      };
     }
 
     if (part('two')) {
@@ -205,6 +236,7 @@ export async function distributedBench(options: DistributedBenchOptions): Promis
       for (const { row, value } of rateRows) {
         rows.push({ ...row, baseline: `${rate(raw)} (raw BullMQ no-op, concurrency ${slots}; mean of ${rate(rawBefore)} before and ${rate(rawAfter)} after)`, ratio: vsRaw(value) });
       }
+      if (commandRow !== undefined) rows.push(commandRow);
     }
 
     if (!part('roundtrip')) return rows;

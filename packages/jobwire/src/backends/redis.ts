@@ -57,7 +57,7 @@ export function redisBackend(options: RedisBackendOptions): BackendFactory {
       },
       onError,
     });
-    placer.poke();
+    placer.poke(true);
     let unannounce: (() => Promise<void>) | undefined;
     return {
       adaptor: 'worker',

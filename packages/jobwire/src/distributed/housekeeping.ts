@@ -59,7 +59,7 @@ export class Housekeeping {
       this.#options.onReaped(reaped);
       await placer.dropNodeQueue(reaped.name);
     }
-    placer.poke();
+    placer.poke(true);
     await this.#options.more?.();
   }
 }

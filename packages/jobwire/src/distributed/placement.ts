@@ -5,8 +5,9 @@
  * goes to the chosen worker's queue (BullMQ in Redis), which that worker consumes.
  *
  * Any server or worker may run placement passes; the store makes concurrent passes safe. A
- * pass runs when a job is submitted, when a worker frees a slot or registers, and once a second
- * (for wait reasons and as a safety net).
+ * quick pass (it only places) runs when a job is submitted or a worker frees a slot; a full pass
+ * (which also gives wait reasons and parks jobs no live worker can take) when a worker registers
+ * or leaves, and once a second (also as a safety net).
  *
  * Also here: what jobs workers can take ({@link checkWorkerJob}) and the cluster's queues.
  * @module
@@ -14,7 +15,7 @@
 import { BadRequestError, type JobDescription } from '@jobwire/client';
 import { LocalExecutor } from '../executors/local/index.js';
 import { UNLIMITED_AT_ONCE, type QueueDef } from '../executors/types.js';
-import type { ClusterStore, HandOver, HandOvers } from '../store/cluster.js';
+import type { ClusterStore, HandOver, HandOvers, PlacedJob } from '../store/cluster.js';
 
 /** Jobs looked at per pass. */
 const SCAN = 500;
@@ -27,8 +28,11 @@ export class Placer {
   readonly #handOvers: HandOvers;
   readonly #onError: (err: unknown) => void;
   #running: Promise<void> | undefined;
-  #again = false;
+  /** Another pass was asked for while one ran: 'quick' or 'full'. */
+  #again: 'quick' | 'full' | undefined;
   #closed = false;
+  /** The node of this process (a worker) and how it takes its own placements, if it does. */
+  #local: { node: string; take: (jobs: readonly PlacedJob[]) => void } | undefined;
 
   constructor(store: ClusterStore, onError: (err: unknown) => void) {
     this.#store = store;
@@ -36,29 +40,42 @@ export class Placer {
     this.#handOvers = store.handOvers(onError);
   }
 
-  /** Asks for a pass soon (several requests while one runs make one more pass). */
-  poke(): void {
+  /**
+   * Asks for a pass soon (several requests while one runs make one more pass, full if any of
+   * them was). A quick pass only places; `full` also gives wait reasons and parks the jobs no
+   * live worker can take.
+   */
+  poke(full = false): void {
     if (this.#closed) return;
     if (this.#running) {
-      this.#again = true;
+      if (full || this.#again === undefined) this.#again = full ? 'full' : 'quick';
       return;
     }
-    this.#running = this.#passes()
+    this.#running = this.#passes(full)
       .catch((err: unknown) => {
         if (!this.#closed) this.#onError(err);
       })
       .finally(() => {
         this.#running = undefined;
-        if (this.#again && !this.#closed) {
-          this.#again = false;
-          this.poke();
-        }
+        const again = this.#again;
+        this.#again = undefined;
+        if (again !== undefined && !this.#closed) this.poke(again === 'full');
       });
   }
 
   /** Resolves when no pass is running. */
   async idle(): Promise<void> {
     while (this.#running) await this.#running;
+  }
+
+  /**
+   * Jobs this process's passes place on `node` (its own worker) go to `take` at once instead of
+   * through the node's hand-over queue: the slot is reserved by the same placement step, so
+   * the queue's round trips (add, delivery, completion) would only hand them back to this
+   * process. `undefined` turns it off (the worker stops taking jobs).
+   */
+  takeOwn(local: { node: string; take: (jobs: readonly PlacedJob[]) => void } | undefined): void {
+    this.#local = local;
   }
 
   /** Hands jobs placed on `node` to it (again): idempotent per attempt. */
@@ -77,12 +94,17 @@ export class Placer {
     await this.#handOvers.close();
   }
 
-  async #passes(): Promise<void> {
-    for (;;) {
-      const placed = await this.#store.placeJobs({ scan: SCAN, patienceMs: PATIENCE_MS, unlimitedSlots: UNLIMITED_AT_ONCE });
+  async #passes(full: boolean): Promise<void> {
+    // The first pass as asked; the passes that follow one that placed jobs only place.
+    for (let quick = !full; ; quick = true) {
+      const placed = await this.#store.placeJobs({ scan: SCAN, patienceMs: PATIENCE_MS, unlimitedSlots: UNLIMITED_AT_ONCE, quick });
       if (placed.length === 0 || this.#closed) return;
+      const local = this.#local;
+      const own = placed.filter((job) => job.node === local?.node);
+      if (own.length > 0) local!.take(own);
       const byNode = new Map<string, HandOver[]>();
       for (const { jobId, node, attempt } of placed) {
+        if (node === local?.node) continue;
         let list = byNode.get(node);
         if (!list) byNode.set(node, (list = []));
         list.push({ jobId, attempt });

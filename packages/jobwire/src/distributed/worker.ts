@@ -436,22 +436,29 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   /**
    * Runs one handed-over job, if it is still this worker's to run, then frees its slot. A `multi`
    * job waits for one of this worker's slots first (it may have been placed ahead of one: see
-   * WorkerOptions.prefetch), and is checked again if it had to wait.
+   * WorkerOptions.prefetch), and is checked again if it had to wait. `placedAs` is what this
+   * worker's own placement pass said of the job: a `multi` job that must wait is read only once
+   * its slot comes.
    */
-  const handle = async (jobId: string): Promise<void> => {
+  const handle = async (jobId: string, placedAs?: { slotClass: string; pools: string }): Promise<void> => {
     if (active.has(jobId)) return;
     const own = new AbortController();
     active.set(jobId, own);
     let slot: (() => void) | undefined;
     try {
+      const heldAhead = placedAs?.slotClass === 'multi' && multiSlots.mustWait();
       // The stream sizes the run starts from, read beside the check (both go out at once).
-      let sizes: Promise<StreamSizes> | undefined = store.streams.sizes(jobId);
-      sizes.catch(() => undefined);
-      let placed = await store.placedJob(jobId, opts.name);
-      if (placed && placed.job.queue !== 'single' && placed.job.queue !== 'unlimited') {
+      let sizes: Promise<StreamSizes> | undefined;
+      let placed: Awaited<ReturnType<ClusterStore['placedJob']>>;
+      if (!heldAhead) {
+        sizes = store.streams.sizes(jobId);
+        sizes.catch(() => undefined);
+        placed = await store.placedJob(jobId, opts.name);
+      }
+      if (heldAhead || (placed && placed.job.queue !== 'single' && placed.job.queue !== 'unlimited')) {
         const waited = multiSlots.mustWait();
         // A job held ahead of a slot says why it waits, as one waiting in the cluster does.
-        const pools = placed.job.description.pools?.join(',') ?? 'ALL';
+        const pools = placedAs?.pools ?? placed?.job.description.pools?.join(',') ?? 'ALL';
         const why = waited
           ? setTimeout(() => {
               store.setReason(jobId, `waiting for a free multi slot (pools: ${pools}; held ahead by worker ${opts.name})`).catch((err: unknown) => onError(err, jobId));
@@ -504,6 +511,14 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
   const following = resumable.map((job) => follow(job));
 
   const consumer = await store.takeHandOvers(opts.name, { concurrency: opts.slots + 1 + UNLIMITED_AT_ONCE, name: `${opts.name}:${instance}`, onError: (err) => onError(err) }, handle);
+  // What this worker's own passes place on it, it runs without its hand-over queue in between
+  // (a job it cannot start at once waits in `handle` as a delivered one would).
+  placer.takeOwn({
+    node: opts.name,
+    take: (jobs) => {
+      for (const { jobId, slotClass, pools } of jobs) void handle(jobId, { slotClass, pools });
+    },
+  });
 
   // Liveness: renew; when taken for dead, stop what runs (it was settled) and register again.
   let beating = false;
@@ -517,7 +532,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       const reason = `the worker ${opts.name} was taken for dead (no heartbeat reached Redis in time) while the job was running`;
       for (const run of active.values()) run.abort(reason);
       await registerWorker(store, registration, opts.liveness.ttlMs);
-      placer.poke();
+      placer.poke(true);
     } catch (err) {
       onError(err);
     } finally {
@@ -546,7 +561,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       await placer.handOver(opts.name, await store.staleHandOvers(opts.name, HAND_OVER_AGAIN_MS, new Set(active.keys())));
     },
   });
-  placer.poke();
+  placer.poke(true);
   log.info({ pools: opts.pools, slots: opts.slots }, 'worker ready');
   emitSafely(events, 'worker:ready', { name: opts.name, instance });
 
@@ -560,6 +575,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       });
       const reason = `the worker ${opts.name} shut down while the job was running`;
       closing = true;
+      placer.takeOwn(undefined);
       emitSafely(events, 'worker:stopping', { reason });
       clearInterval(heartbeatTimer);
       const housekeepingPass = housekeeping.stop();
@@ -579,7 +595,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
         await steps.run('leaving the worker registry (other workers and servers drop it once it misses its heartbeats)', async () => {
           lost((await dropWorker(store, opts.name, instance, reason, true)).lost);
           await placer.dropNodeQueue(opts.name);
-          placer.poke();
+          placer.poke(true);
           await placer.idle();
         });
       }

@@ -73,6 +73,11 @@ export interface PlacementPass {
   patienceMs: number;
   /** Jobs of the `unlimited` queue one worker runs at once. */
   unlimitedSlots: number;
+  /**
+   * Only place: pass over the jobs of a class no worker has room for, give no wait reasons and
+   * park nothing (a full pass does that). @defaultValue false
+   */
+  quick?: boolean;
 }
 
 /** A job handed to a worker node, in one attempt. */
@@ -84,6 +89,10 @@ export interface HandOver {
 /** A job placed by a pass: its slot is reserved on `node`; it still has to be handed over. */
 export interface PlacedJob extends HandOver {
   node: string;
+  /** The class of slot it holds there: `multi`, `single` or `unlimited`. */
+  slotClass: string;
+  /** Its pools, comma-separated (`ALL` when it named none). */
+  pools: string;
 }
 
 /** Delivery of placed jobs to worker nodes (one queue per node). */

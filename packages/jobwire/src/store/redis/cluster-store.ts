@@ -237,9 +237,9 @@ export class RedisClusterStore extends RedisStore implements ClusterStore {
 
   placeJobs(pass: PlacementPass): Promise<PlacedJob[]> {
     return this.op(async () => {
-      const reply = await this.scripts.run<string[]>('jwPlaceJobs', pass.scan, pass.patienceMs, pass.unlimitedSlots);
+      const reply = await this.scripts.run<string[]>('jwPlaceJobs', pass.scan, pass.patienceMs, pass.unlimitedSlots, pass.quick === true ? 'quick' : 'full');
       const placed: PlacedJob[] = [];
-      for (let i = 0; i < reply.length; i += 3) placed.push({ jobId: reply[i]!, node: reply[i + 1]!, attempt: Number(reply[i + 2]) });
+      for (let i = 0; i < reply.length; i += 5) placed.push({ jobId: reply[i]!, node: reply[i + 1]!, attempt: Number(reply[i + 2]), slotClass: reply[i + 3]!, pools: reply[i + 4]! });
       return placed;
     });
   }

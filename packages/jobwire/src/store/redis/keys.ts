@@ -15,6 +15,7 @@
  * | `eventId`                     | string | the last event id (INCR)                                     |
  * | `queues`, `queued:Q`, `running:Q`, `running`, `running@NODE` | set/zset | Queued and Running jobs by queue and node |
  * | `pending`, `parked`, `seq`    | zset, zset, string | jobs waiting for placement (score: arrival), jobs no live worker can take |
+ * | `pqueue`                      | hash   | job id → queue of the jobs in `pending` or `parked`, so a placement pass skips the jobs of a class no worker has room for without reading them |
  * | `st:ID`                       | hash   | stream sizes and flags of a job (out, err, in, ic, iu, oc, cancel) |
  * | `idx:ID`                      | stream | merged output index: entry id `pos-1`, fields c (1/2), o (offset), n (length) |
  * | `out:ID`, `err:ID`, `in:ID`   | stream | channel bytes: entry id `offset-1`, field d                  |
@@ -47,6 +48,7 @@ export const SEGMENTS = {
   orphans: 'orphans@',
   pending: 'pending',
   parked: 'parked',
+  pqueue: 'pqueue',
   seq: 'seq',
   st: 'st:',
   idx: 'idx:',
@@ -113,6 +115,10 @@ export class Keys {
   }
   get parked(): string {
     return this.prefix + SEGMENTS.parked;
+  }
+  /** Queue of each job waiting for placement (job id → queue name). */
+  get pqueue(): string {
+    return this.prefix + SEGMENTS.pqueue;
   }
   st(id: string): string {
     return this.prefix + SEGMENTS.st + id;
@@ -194,7 +200,7 @@ local function loadKey(name, cls) return P .. '${s.load}' .. name .. ':' .. cls 
 local K = {
   events = P .. '${s.events}', eventId = P .. '${s.eventId}', queues = P .. '${s.queues}',
   running = P .. '${s.running}', pending = P .. '${s.pending}', parked = P .. '${s.parked}',
-  seq = P .. '${s.seq}', workers = P .. '${s.workers}',
+  pqueue = P .. '${s.pqueue}', seq = P .. '${s.seq}', workers = P .. '${s.workers}',
 }
 `;
 }

@@ -88,6 +88,7 @@ local function leaveStatus(job)
     redis.call('ZREM', queuedKey(job.info.queue), job.lex)
     redis.call('ZREM', K.pending, job.id)
     redis.call('ZREM', K.parked, job.id)
+    redis.call('HDEL', K.pqueue, job.id)
   elseif s == 'Running' then
     redis.call('SREM', runningQKey(job.info.queue), job.id)
     redis.call('SREM', K.running, job.id)
@@ -131,6 +132,7 @@ local function enqueue(job)
   end
   redis.call('HSET', job.key, 'pat', fmt(nowMs()))
   redis.call('ZADD', K.pending, score, job.id)
+  redis.call('HSET', K.pqueue, job.id, job.info.queue)
 end
 `;
 }

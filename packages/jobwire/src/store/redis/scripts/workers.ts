@@ -93,9 +93,11 @@ if want ~= '' and instance ~= want then return nil end
 for _, cls in ipairs(CLASSES) do
   for _, id in ipairs(redis.call('SMEMBERS', loadKey(name, cls))) do
     local f = redis.call('HMGET', jobKey(id), 'info', 'placed', 'pseq')
-    if f[1] and f[2] == name and cjson.decode(f[1]).status == 'Queued' then
+    local info = f[1] and f[2] == name and cjson.decode(f[1])
+    if info and info.status == 'Queued' then
       redis.call('HSET', jobKey(id), 'placed', '')
       redis.call('ZADD', K.pending, f[3] or redis.call('INCR', K.seq), id)
+      redis.call('HSET', K.pqueue, id, info.queue)
     end
   end
   redis.call('DEL', loadKey(name, cls))
@@ -116,9 +118,14 @@ return reply
 
 /**
  * Places waiting jobs on workers with free slots, oldest first. ARGV: prefix, most jobs to look
- * at, milliseconds a job waits before it is told why, `unlimited` jobs one worker runs at once. Times are Redis's clock (the same for every
- * machine), as is the job's `placedAt`. Answers
- * {id, worker, attempt, ...} for the jobs placed (their slot is reserved: the caller hands them
+ * at, milliseconds a job waits before it is told why, `unlimited` jobs one worker runs at once,
+ * 'quick' for a pass that only places (absent: a full pass). Times are Redis's clock (the same for every
+ * machine), as is the job's `placedAt`. A quick pass (after a submission or a freed slot) passes
+ * over, unread, the jobs of a class that no live worker has room for (their queue is in
+ * `pqueue`), and stops once no class has room: it neither parks jobs nor gives wait reasons,
+ * which the full pass (once a second) does — so a burst of waiting jobs does not make every
+ * pass read each of them. Answers
+ * {id, worker, attempt, class, pools, ...} for the jobs placed (their slot is reserved: the caller hands them
  * to the worker's BullMQ queue). A job that waits gets a reason (once it waited a moment, so
  * quick placements add no events); a job that no live worker may ever take is parked until
  * the set of workers changes.
@@ -196,54 +203,84 @@ local function choose(cls, node, ppools, room)
   return nil, known
 end
 
+-- Whether a worker has room (free or ahead) for a job of some class.
+local function anyRoom()
+  for _, cls in ipairs(CLASSES) do
+    if total.ahead[cls] > 0 then return true end
+  end
+  return false
+end
+
 local placed = {}
+local quick = ARGV[5] == 'quick'
+if quick and not anyRoom() then return placed end
 local waiting = redis.call('ZRANGE', K.pending, 0, maxScan - 1, 'WITHSCORES')
+-- A quick pass reads the waiting jobs' queues at once (nil for a job enqueued before pqueue).
+local queues = {}
+if quick and #waiting > 0 then
+  local ids = {}
+  for i = 1, #waiting, 2 do ids[#ids + 1] = waiting[i] end
+  queues = redis.call('HMGET', K.pqueue, unpack(ids))
+end
 for i = 1, #waiting, 2 do
   local id = waiting[i]
   local key = jobKey(id)
-  -- Only small fields: the info is decoded only when the job's wait reason changes.
-  local f = redis.call('HMGET', key, 'queue', 'pnode', 'ppools', 'attempt', 'pat', 'why')
-  if not f[1] then
-    redis.call('ZREM', K.pending, id)
+  local q = queues[(i + 1) / 2]
+  if quick and q and total.ahead[classOf(q)] <= 0 then
+    -- No room for its class anywhere: the full pass gives it its reason.
+  elseif quick and not anyRoom() then
+    break
   else
-    local cls = classOf(f[1])
-    local node = f[2]
-    local room = 'free'
-    local target, known = choose(cls, node, f[3], 'free')
-    if not target and known then
-      room = 'ahead'
-      target = choose(cls, node, f[3], 'ahead')
-    end
-    if target then
-      for _, r in ipairs({ 'free', 'ahead' }) do
-        if roomOf(target, cls, r) > 0 then total[r][cls] = total[r][cls] - 1 end
-      end
-      target.load[cls] = target.load[cls] + 1
-      redis.call('SADD', loadKey(target.name, cls), id)
-      redis.call('HSET', key, 'placed', target.name, 'placedAt', fmt(now))
+    -- Only small fields: the info is decoded only when the job's wait reason changes.
+    local f = redis.call('HMGET', key, 'queue', 'pnode', 'ppools', 'attempt', 'pat', 'why')
+    if not f[1] then
       redis.call('ZREM', K.pending, id)
-      placed[#placed + 1] = id
-      placed[#placed + 1] = target.name
-      placed[#placed + 1] = f[4] or '1'
+      redis.call('HDEL', K.pqueue, id)
+    elseif quick and total.ahead[classOf(f[1])] <= 0 then
+      -- As above, for a job whose queue was not in pqueue.
     else
-      local reason
-      if not known then
-        reason = 'no live worker can take this job (pools: ' .. f[3]
-        if node ~= '' then reason = reason .. '; preferred node: ' .. node end
-        reason = reason .. '); it waits until one registers'
-        redis.call('ZREM', K.pending, id)
-        redis.call('ZADD', K.parked, waiting[i + 1], id)
-      elseif now - num(f[5]) >= patience then
-        reason = 'waiting for a free ' .. cls .. ' slot (pools: ' .. f[3]
-        if node ~= '' then reason = reason .. '; preferred node: ' .. node end
-        reason = reason .. ')'
+      local cls = classOf(f[1])
+      local node = f[2]
+      local room = 'free'
+      local target, known = choose(cls, node, f[3], 'free')
+      if not target and known then
+        room = 'ahead'
+        target = choose(cls, node, f[3], 'ahead')
       end
-      if reason and f[6] ~= reason then
-        redis.call('HSET', key, 'why', reason)
-        local job = loadJob(id)
-        if job.info.status == 'Queued' and job.info.reason ~= reason then
-          job.info.reason = reason
-          saveJob(job)
+      if target then
+        for _, r in ipairs({ 'free', 'ahead' }) do
+          if roomOf(target, cls, r) > 0 then total[r][cls] = total[r][cls] - 1 end
+        end
+        target.load[cls] = target.load[cls] + 1
+        redis.call('SADD', loadKey(target.name, cls), id)
+        redis.call('HSET', key, 'placed', target.name, 'placedAt', fmt(now))
+        redis.call('ZREM', K.pending, id)
+        redis.call('HDEL', K.pqueue, id)
+        placed[#placed + 1] = id
+        placed[#placed + 1] = target.name
+        placed[#placed + 1] = f[4] or '1'
+        placed[#placed + 1] = cls
+        placed[#placed + 1] = f[3]
+      elseif not quick then
+        local reason
+        if not known then
+          reason = 'no live worker can take this job (pools: ' .. f[3]
+          if node ~= '' then reason = reason .. '; preferred node: ' .. node end
+          reason = reason .. '); it waits until one registers'
+          redis.call('ZREM', K.pending, id)
+          redis.call('ZADD', K.parked, waiting[i + 1], id)
+        elseif now - num(f[5]) >= patience then
+          reason = 'waiting for a free ' .. cls .. ' slot (pools: ' .. f[3]
+          if node ~= '' then reason = reason .. '; preferred node: ' .. node end
+          reason = reason .. ')'
+        end
+        if reason and f[6] ~= reason then
+          redis.call('HSET', key, 'why', reason)
+          local job = loadJob(id)
+          if job.info.status == 'Queued' and job.info.reason ~= reason then
+            job.info.reason = reason
+            saveJob(job)
+          end
         end
       end
     end
