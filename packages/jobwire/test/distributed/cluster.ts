@@ -85,10 +85,16 @@ export class TestCluster {
     proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
     proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
-    await sleepUntil(() => {
-      if (proc.exitCode !== null) throw new Error(`worker ${spec.name} exited with ${proc.exitCode}: ${stderr}`);
-      return stdout.includes(`jobwire worker ${spec.name} ready`);
-    }, 20_000, `worker ${spec.name} to start`);
+    try {
+      await sleepUntil(() => {
+        if (proc.exitCode !== null) throw new Error(`worker ${spec.name} exited with ${proc.exitCode}: ${stderr}`);
+        return stdout.includes(`jobwire worker ${spec.name} ready`);
+      }, 30_000, `worker ${spec.name} to start`);
+    } catch (err) {
+      // Not left running: its pipes would keep the test file's process waiting for ever.
+      proc.kill('SIGKILL');
+      throw err;
+    }
     const worker: WorkerProcess = { name: spec.name, spec, home, proc, exited, log: () => stderr };
     this.workers.set(spec.name, worker);
     return worker;
@@ -104,7 +110,10 @@ export class TestCluster {
   async jobPid(id: string): Promise<number> {
     const redis = new Redis(this.redisUrl);
     try {
-      return Number(await redis.hget(`${this.prefix}job:${id}`, 'pid'));
+      const pid = Number(await redis.hget(`${this.prefix}job:${id}`, 'pid'));
+      // A test that compares pids must not compare two missing ones.
+      if (!(pid > 0)) throw new Error(`job ${id} has no pid stored in Redis`);
+      return pid;
     } finally {
       redis.disconnect();
     }
