@@ -52,9 +52,15 @@ export class StopSteps {
   /** Resolves {@link SETTLE_MS} after giving up on Redis; never without. */
   readonly #cut: Promise<typeof CUT>;
   #gaveUp = false;
+  readonly #why: string;
 
-  /** @param onGiveUp - drops the connections to Redis; called once, when `signal` aborts. */
-  constructor(signal: AbortSignal | undefined, onGiveUp: () => void) {
+  /**
+   * @param onGiveUp - drops the connections to Redis; called once, when `signal` aborts.
+   * @param why - why a step cut short was left undone, as the report says it (a server on the
+   *   embedded store has no Redis to blame: its steps are cut only by the deadline).
+   */
+  constructor(signal: AbortSignal | undefined, onGiveUp: () => void, why = 'Redis did not answer') {
+    this.#why = why;
     this.#cut = new Promise((resolve) => {
       const giveUp = (): void => {
         this.#gaveUp = true;
@@ -82,7 +88,7 @@ export class StopSteps {
       // needs no answer from Redis (dropping a connection, closing a socket that is gone).
       const late = this.#cut.then(() => new Promise<typeof CUT>((resolve) => setImmediate(() => resolve(CUT))));
       const outcome = await Promise.race([Promise.resolve().then(step), late]);
-      if (outcome === CUT) this.#unsettled.push(`${what}: left undone (Redis did not answer)`);
+      if (outcome === CUT) this.#unsettled.push(`${what}: left undone (${this.#why})`);
     } catch (err) {
       this.#unsettled.push(`${what}: ${describe(err)}`);
     }

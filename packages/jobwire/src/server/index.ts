@@ -333,7 +333,7 @@ async function startLocked(options: ServerOptions, held: { lock?: HostLock }): P
       const reason = 'the jobwire server shut down while the job was running';
       emitSafely(events, 'server:stopping', { reason });
       // A backend on Redis may wait for it at every step; giving up drops the connections.
-      const steps = new StopSteps(options.signal, () => backend.abandon());
+      const steps = new StopSteps(options.signal, () => backend.abandon(), backend.workers === undefined ? 'not finished by the stop\'s deadline' : 'Redis did not answer');
       await steps.run('closing the gRPC service', () => grpc?.close());
       // No job starts any more; those running here are left to the job host (or, with stopJobs,
       // stop and end Lost with the reason).
