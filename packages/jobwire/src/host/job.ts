@@ -281,7 +281,7 @@ export class HostedJob {
         output: { end: files.end, stdout: files.ends.stdout, stderr: files.ends.stderr },
         stdin: { consumed: this.#consumed, closed: this.#stdinClosed },
       };
-      await files.finish({ stdinClosed: this.#stdinClosed, stdinConsumed: this.#consumed }, exit);
+      await files.finish(exit);
       this.exit = exit;
     } catch (error) {
       // Only a host shutting down cuts this short; its clients learn of the end from recovery.
