@@ -11,12 +11,14 @@
  * @module
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Client, type JobDescription } from '@jobwire/client';
+import type { JobDescription } from '@jobwire/client';
 import { stopHost } from '../src/host/index.js';
+import { childrenOf } from '../test/executors/sshd.js';
+import { clientOf } from './client-of.js';
 import { jobRate } from './distributed.js';
 
 const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
@@ -38,22 +40,6 @@ function cpuOf(pid: number): { own: number; children: number } {
   } catch {
     return { own: 0, children: 0 };
   }
-}
-
-/** Live children of `pid`. */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) out.push(Number(name));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return out;
 }
 
 interface Sample {
@@ -82,16 +68,7 @@ async function main(): Promise<void> {
   }
   const proc = spawn(process.env.BENCH_SERVER_WRAPPER ?? process.execPath, [...SERVER_ARGS, CLI, 'server', '--port', '0', '--home', home, '--log-level', 'warn', '--multi-slots', String(SLOTS)], { stdio: ['ignore', 'ignore', 'inherit'] });
   try {
-    let client: Client | undefined;
-    for (let i = 0; i < 300 && client === undefined; i++) {
-      try {
-        const { url } = JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { url: string };
-        client = new Client({ url, token: readFileSync(join(home, 'token'), 'utf8').trim() });
-      } catch {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-    if (client === undefined) throw new Error('server did not start');
+    const client = await clientOf(home);
     const hostPid = (JSON.parse(readFileSync(join(home, 'host.json'), 'utf8')) as { pid: number }).pid;
     const rows: Record<string, [JobDescription, boolean]> = {
       true: [{ executable: 'true', queueName: 'multi' }, false],
