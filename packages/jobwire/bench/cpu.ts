@@ -4,7 +4,7 @@
  * host's warm JS runners and this client. Not part of `npm run bench`; run
  * `node packages/jobwire/dist/bench/cpu.js` after a build. BENCH_JOBS (default 400) jobs per
  * row after 20 warm-up ones, concurrency BENCH_SLOTS (default 2); BENCH_CPU_ROWS picks rows
- * (comma-separated: true, true-batched, js, js-batched). BENCH_SERVER_NODE_ARGS and
+ * (comma-separated: spawn — the baseline, a spawn('true') loop —, true, true-batched, js, js-batched). BENCH_SERVER_NODE_ARGS and
  * BENCH_HOST_NODE_ARGS (space-separated) pass node options to the server and to the job host
  * (with the latter the host is started here, before the server), e.g. `--cpu-prof`. BENCH_HOME:
  * a home to use instead of a fresh one (one whose host was started by hand, under strace say).
@@ -24,7 +24,7 @@ import { jobRate } from './distributed.js';
 const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
 const JOBS = Number(process.env.BENCH_JOBS ?? 400);
 const SLOTS = Number(process.env.BENCH_SLOTS ?? 2);
-const ROWS = (process.env.BENCH_CPU_ROWS ?? 'true,true-batched,js,js-batched').split(',');
+const ROWS = (process.env.BENCH_CPU_ROWS ?? 'spawn,true,true-batched,js,js-batched').split(',');
 const nodeArgs = (name: string): string[] => process.env[name]?.split(' ').filter((arg) => arg !== '') ?? [];
 const SERVER_ARGS = nodeArgs('BENCH_SERVER_NODE_ARGS');
 const HOST_ARGS = nodeArgs('BENCH_HOST_NODE_ARGS');
@@ -60,6 +60,24 @@ function sample(serverPid: number, hostPid: number): Sample {
   return { server, host: host.own, jobs: host.children, runners, client: (me.user + me.system) / 1000 };
 }
 
+/** Baseline: a spawn('true') loop of the same concurrency in this process; prints its row. */
+async function spawnBaseline(): Promise<void> {
+  const s0 = cpuOf(process.pid);
+  const t0 = process.hrtime.bigint();
+  let next = 0;
+  const spawnOne = (): Promise<void> => new Promise((resolve, reject) => spawn('true').on('exit', () => resolve()).on('error', reject));
+  await Promise.all(
+    Array.from({ length: SLOTS }, async () => {
+      while (next++ < JOBS) await spawnOne();
+    }),
+  );
+  const spawnRate = JOBS / (Number(process.hrtime.bigint() - t0) / 1e9);
+  const s1 = cpuOf(process.pid);
+  const loop = (s1.own - s0.own) / JOBS;
+  const procs = (s1.children - s0.children) / JOBS;
+  console.log(['spawn loop', spawnRate.toFixed(0), '', '', '', procs.toFixed(2), loop.toFixed(2), (loop + procs).toFixed(2)].join('\t'));
+}
+
 async function main(): Promise<void> {
   const home = process.env.BENCH_HOME ?? mkdtempSync(join(tmpdir(), 'jobwire-cpu-'));
   if (HOST_ARGS.length > 0) {
@@ -78,20 +96,8 @@ async function main(): Promise<void> {
     };
     console.log(`jobs/row ${JOBS}, slots ${SLOTS}; CPU ms per job (utime+stime)`);
     console.log(['row', 'jobs/s', 'server', 'host', 'runners', 'true procs', 'client', 'total'].join('\t'));
-    // Baseline: a spawn('true') loop of the same concurrency in this process.
-    const s0 = cpuOf(process.pid);
-    const t0 = process.hrtime.bigint();
-    let next = 0;
-    const spawnOne = (): Promise<void> => new Promise((resolve, reject) => spawn('true').on('exit', () => resolve()).on('error', reject));
-    await Promise.all(Array.from({ length: SLOTS }, async () => {
-      while (next++ < JOBS) await spawnOne();
-    }));
-    const spawnRate = JOBS / (Number(process.hrtime.bigint() - t0) / 1e9);
-    const s1 = cpuOf(process.pid);
-    const loop = (s1.own - s0.own) / JOBS;
-    const procs = (s1.children - s0.children) / JOBS;
-    console.log(['spawn loop', spawnRate.toFixed(0), '', '', '', procs.toFixed(2), loop.toFixed(2), (loop + procs).toFixed(2)].join('\t'));
-    for (const name of ROWS) {
+    if (ROWS.includes('spawn')) await spawnBaseline();
+    for (const name of ROWS.filter((row) => row !== 'spawn')) {
       const [description, batched] = rows[name]!;
       await jobRate(client, 20, description, `warm-${name}`, { batched });
       const a = sample(proc.pid!, hostPid);
