@@ -156,9 +156,12 @@ export class HostExecutor implements Executor {
   start(spec: StartSpec): ProcessHandle {
     const handle = new HostJobHandle(this, spec, 0);
     handle.begin(async (client, listener) => {
+      // Only where the host's files are the stream log: a worker (storesOutput false) that dies
+      // before it has stored the output the host sent must find the job still held, to replay it.
       // Known before the request: the exit may come in the same read as the reply.
-      handle.hostForgets = client.forgetsOnExit;
-      const { job } = await client.start(this.#startJob(spec, client), { listener, forget: true });
+      const forget = this.storesOutput && client.forgetsOnExit;
+      handle.hostForgets = forget;
+      const { job } = await client.start(this.#startJob(spec, client), { listener, forget });
       return job;
     });
     return handle;
