@@ -111,7 +111,10 @@ async function main(): Promise<void> {
     proc.kill('SIGTERM');
     await new Promise((r) => proc.on('exit', r));
     await stopHost(home).catch(() => {});
-    rmSync(home, { recursive: true, force: true });
+    if (process.env.BENCH_HOME === undefined) {
+      rmSync(home, { recursive: true, force: true });
+      rmSync(`${home}-work`, { recursive: true, force: true });
+    }
   }
 }
 
