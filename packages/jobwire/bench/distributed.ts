@@ -13,13 +13,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Client, type JobDescription } from '@jobwire/client';
 import { dropPrefix } from '../src/store/redis/index.js';
+import { clientOf } from './client-of.js';
 import { jobRoundTrips } from './round-trip.js';
 
 /** A row of the benchmark table (as `run.ts` prints it). */
@@ -66,15 +67,7 @@ class Processes {
     const home = this.home();
     const proc = spawn(process.execPath, [cli, 'server', '--port', '0', '--home', home, '--log-level', 'warn', '--redis', redisUrl, '--redis-prefix', prefix], { stdio: ['ignore', 'ignore', 'inherit'] });
     this.all.push(proc);
-    for (let i = 0; i < 300; i++) {
-      try {
-        const { url } = JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { url: string };
-        return new Client({ url, token: readFileSync(join(home, 'token'), 'utf8').trim() });
-      } catch {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-    throw new Error('the distributed server did not start');
+    return clientOf(home);
   }
 
   async worker(cli: string, redisUrl: string, prefix: string, name: string, slots: number): Promise<void> {

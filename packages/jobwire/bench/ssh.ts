@@ -8,10 +8,8 @@
  *   after another, beside one `ssh host true` process each (jobwire reuses its connection).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Client } from '@jobwire/client';
 import { startSshd } from '../test/executors/sshd.js';
+import { clientOf } from './client-of.js';
 import type { BenchRow } from './distributed.js';
 import { jobRoundTrips, pipeRoundTrips } from './round-trip.js';
 
@@ -41,16 +39,7 @@ export async function sshBench(options: SshBenchOptions): Promise<BenchRow[]> {
     { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, SSH_AUTH_SOCK: '' } },
   );
   try {
-    let client: Client | undefined;
-    for (let i = 0; i < 300 && client === undefined; i++) {
-      try {
-        const { url } = JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { url: string };
-        client = new Client({ url, token: readFileSync(join(home, 'token'), 'utf8').trim() });
-      } catch {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-    if (client === undefined) throw new Error('the server did not start');
+    const client = await clientOf(home);
     // Baseline: one `ssh host cat`.
     const cat = spawn('ssh', [...sshd.sshArgs, 'cat'], { stdio: ['pipe', 'pipe', 'ignore'] });
     const direct = await pipeRoundTrips(cat, options.rounds);

@@ -17,6 +17,7 @@ import {
   stdinHeader,
   type ExitRecord,
   type Frame,
+  FORGET_ON_EXIT_VERSION,
   type FromHost,
   type HostInfo,
   type HostJobState,
@@ -92,6 +93,8 @@ export class HostClient {
   readonly #decoder: FrameDecoder;
   readonly #pending = new Map<number, Pending>();
   readonly #listeners = new Map<string, (event: HostJobEvent) => void>();
+  /** Jobs started with `forget`: their listener goes with their exit. */
+  readonly #forgetting = new Set<string>();
   #nextRid = 1;
   #closedError: Error | undefined;
   #ended = false;
@@ -182,9 +185,11 @@ export class HostClient {
   /**
    * Starts a job. Idempotent per `jobId`: a repeat (say, after a reconnect when the first reply
    * was lost) answers the running job with `existing: true` and starts nothing. With a
-   * `listener`, follows the job from its first byte in the same round trip (see {@link subscribe}).
+   * `listener`, follows the job from its first byte in the same round trip (see {@link subscribe});
+   * with `forget` too, and a host of protocol version 3 ({@link forgetsOnExit}), the host forgets
+   * the job by itself once it has sent its exit (no {@link forget} needed, the listener is dropped).
    */
-  async start(job: StartJob, follow?: { listener: (event: HostJobEvent) => void; output?: boolean }): Promise<{ job: HostJobState; existing: boolean }> {
+  async start(job: StartJob, follow?: { listener: (event: HostJobEvent) => void; output?: boolean; forget?: boolean }): Promise<{ job: HostJobState; existing: boolean }> {
     if (this.version < 2 && job.description.outputWindow !== undefined) {
       // A version 1 host knows no output window (and no acks could move one): it reads the output as it comes.
       const { outputWindow: _unused, ...description } = job.description;
@@ -193,12 +198,20 @@ export class HostClient {
     if (follow === undefined) return (await this.#request({ type: 'start', job })) as { job: HostJobState; existing: boolean };
     // Registered first: frames may come right behind the reply.
     this.#listeners.set(job.jobId, follow.listener);
+    const forget = follow.forget === true && this.forgetsOnExit;
+    if (forget) this.#forgetting.add(job.jobId);
     try {
-      return (await this.#request({ type: 'start', job, subscribe: { output: follow.output ?? true } })) as { job: HostJobState; existing: boolean };
+      return (await this.#request({ type: 'start', job, subscribe: { output: follow.output ?? true, ...(forget ? { forget } : {}) } })) as { job: HostJobState; existing: boolean };
     } catch (error) {
+      this.#forgetting.delete(job.jobId);
       if (this.#listeners.get(job.jobId) === follow.listener) this.#listeners.delete(job.jobId);
       throw error;
     }
+  }
+
+  /** Whether the host forgets a job started with `forget` once it has sent its exit (protocol version 3). */
+  get forgetsOnExit(): boolean {
+    return this.version >= FORGET_ON_EXIT_VERSION;
   }
 
   /** The jobs the host holds: running, or ended and not yet forgotten. */
@@ -212,7 +225,8 @@ export class HostClient {
    * Resolves with the job's state when the host has accepted.
    */
   async subscribe(jobId: string, listener: (event: HostJobEvent) => void, options: SubscribeOptions = {}): Promise<HostJobState> {
-    // Registered first: frames may come right behind the reply.
+    // Registered first: frames may come right behind the reply. A new subscription does not forget.
+    this.#forgetting.delete(jobId);
     this.#listeners.set(jobId, listener);
     try {
       return ((await this.#request({ type: 'subscribe', jobId, from: options.from ?? 0, output: options.output ?? true })) as { job: HostJobState }).job;
@@ -225,6 +239,7 @@ export class HostClient {
   /** Stops following a job. */
   async unsubscribe(jobId: string): Promise<void> {
     this.#listeners.delete(jobId);
+    this.#forgetting.delete(jobId);
     await this.#request({ type: 'unsubscribe', jobId });
   }
 
@@ -285,6 +300,7 @@ export class HostClient {
   /** Tells the host its client has stored the job's exit: it forgets the job. */
   async forget(jobId: string): Promise<void> {
     this.#listeners.delete(jobId);
+    this.#forgetting.delete(jobId);
     await this.#request({ type: 'forget', jobId });
   }
 
@@ -348,6 +364,8 @@ export class HostClient {
       }
       case 'exit':
         this.#listeners.get(message.jobId)?.({ type: 'exit', exit: message.exit });
+        // Started with `forget`: the host has forgotten it now.
+        if (this.#forgetting.delete(message.jobId)) this.#listeners.delete(message.jobId);
         return;
       case 'storage':
         this.#listeners.get(message.jobId)?.({ type: 'storage', storage: message.storage });
@@ -386,6 +404,7 @@ export class HostClient {
     for (const pending of this.#pending.values()) pending.reject(reason);
     this.#pending.clear();
     this.#listeners.clear();
+    this.#forgetting.clear();
     this.#resolveClosed(error);
   }
 }

@@ -156,7 +156,12 @@ export class HostExecutor implements Executor {
   start(spec: StartSpec): ProcessHandle {
     const handle = new HostJobHandle(this, spec, 0);
     handle.begin(async (client, listener) => {
-      const { job } = await client.start(this.#startJob(spec, client), { listener });
+      // Only where the host's files are the stream log: a worker (storesOutput false) that dies
+      // before it has stored the output the host sent must find the job still held, to replay it.
+      // Known before the request: the exit may come in the same read as the reply.
+      const forget = this.storesOutput && client.forgetsOnExit;
+      handle.hostForgets = forget;
+      const { job } = await client.start(this.#startJob(spec, client), { listener, forget });
       return job;
     });
     return handle;
@@ -243,6 +248,8 @@ class HostJobHandle implements ProcessHandle {
   readonly jobId: string;
   /** The next merged output position expected. */
   position = 0;
+  /** The host forgets the job once it has sent its exit (it was started so, by a host of protocol version 3). */
+  hostForgets = false;
   #client: HostClient | undefined;
   #resolve!: (result: ProcessResult) => void;
   #ended = false;
@@ -318,6 +325,8 @@ class HostJobHandle implements ProcessHandle {
   async #find(): Promise<void> {
     this.executor.follow(this);
     this.#client = undefined;
+    // Followed again by a subscribe, which asks no forget of the host.
+    this.hostForgets = false;
     try {
       const recovery = await this.executor.recover(this.jobId, this.process ?? null);
       if (recovery.kind === 'lost') {
@@ -431,7 +440,7 @@ class HostJobHandle implements ProcessHandle {
         this.spec.onStored?.(event.exit.output.end);
         this.#finish(resultOf(event.exit));
         // The end is in exit.json as well: a restart that finds the job forgotten still settles it.
-        this.#client?.forget(this.jobId).catch((err: unknown) => this.executor.report(err, this.jobId));
+        if (!this.hostForgets) this.#client?.forget(this.jobId).catch((err: unknown) => this.executor.report(err, this.jobId));
         break;
       case 'progress':
         this.spec.onProgress(event.message);

@@ -3,7 +3,7 @@
  * written behind, its stdin with offsets, its stop requests and its end.
  * @module
  */
-import { rmSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OutputChunk } from '@jobwire/client';
 import type { Executor, ProcessHandle, ProcessResult } from '../executors/types.js';
@@ -89,7 +89,7 @@ export class HostedJob {
     this.followDeadline = spec.followDeadline ?? null;
     // An exit record left by an earlier run of the same id must not be taken for this run's,
     // by a reader or by recovery after a crash: it goes before anything runs.
-    rmSync(join(context.dir, 'exit.json'), { force: true });
+    removeIfThere(join(context.dir, 'exit.json'));
     this.files = new OutputFiles({
       dir: context.dir,
       writeBehindBytes: context.writeBehindBytes,
@@ -281,7 +281,7 @@ export class HostedJob {
         output: { end: files.end, stdout: files.ends.stdout, stderr: files.ends.stderr },
         stdin: { consumed: this.#consumed, closed: this.#stdinClosed },
       };
-      await files.finish({ stdinClosed: this.#stdinClosed, stdinConsumed: this.#consumed }, exit);
+      await files.finish(exit);
       this.exit = exit;
     } catch (error) {
       // Only a host shutting down cuts this short; its clients learn of the end from recovery.
@@ -290,5 +290,14 @@ export class HostedJob {
     }
     for (const watcher of this.watchers) watcher.onExit();
     context.onExit(this);
+  }
+}
+
+/** Removes file `path` if it exists: one `unlink` (`rmSync` looks first, a second call per job). */
+function removeIfThere(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
 }

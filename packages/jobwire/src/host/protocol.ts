@@ -29,8 +29,9 @@
  * |---------|------|
  * | 1       | everything above |
  * | 2       | a start's `followDeadline` (the host stops a job no live client has followed for that long); a client speaking 2 keeps its connection live with a `ping` at least every {@link KEEPALIVE_MS}. `output-ack` (a client has taken a job's output up to a position): a job whose description has an `outputWindow` is read at most that far beyond the newest ack, so it blocks once its reader lags |
+ * | 3       | a start's `subscribe.forget`: the host forgets the job itself once it has sent this connection the job's `exit` (its end is in `exit.json` by then), saving a `forget` request and its reply per job |
  *
- * A client sends version-2 fields only on a connection that agreed on 2: a version-1 host would
+ * A client sends version-2 (version-3) fields only on a connection that agreed on 2 (3): a version-1 host would
  * ignore them (and so never stop such a job by itself, and read a windowed job's output as it
  * comes). A client that agreed on version 1 sends no acks; the host then ignores `outputWindow`.
  * @module
@@ -41,10 +42,13 @@ import type { OsAccount } from '../executors/local/os-account.js';
 import type { JobProcess, ProcessIdentity } from '../executors/local/process-identity.js';
 
 /** Protocol versions this build speaks, oldest first. */
-export const PROTOCOL_VERSIONS: readonly number[] = [1, 2];
+export const PROTOCOL_VERSIONS: readonly number[] = [1, 2, 3];
 
 /** The first version with {@link FollowDeadline}. */
 export const FOLLOW_DEADLINE_VERSION = 2;
+
+/** The first version where a start may ask the host to forget the job after its exit (`subscribe.forget`). */
+export const FORGET_ON_EXIT_VERSION = 3;
 
 /**
  * How often a client that sets follow deadlines sends a frame (a `ping` when it has nothing else
@@ -220,9 +224,10 @@ export type ToHost =
   /**
    * Starts a job; idempotent per jobId (a repeat answers the existing job's state). With
    * `subscribe`, the connection also follows the job from position 0 (as `subscribe` would),
-   * saving a round trip. Reply: `{ job, existing }`.
+   * saving a round trip. Reply: `{ job, existing }`. With `subscribe.forget` (version 3), the
+   * host forgets the job once it has sent this connection its `exit`, as a `forget` would.
    */
-  | { type: 'start'; rid: number; job: StartJob; subscribe?: { output: boolean } }
+  | { type: 'start'; rid: number; job: StartJob; subscribe?: { output: boolean; forget?: boolean } }
   /** Jobs the host holds (running, or ended and not yet forgotten). Reply: `{ jobs }`. */
   | { type: 'list'; rid: number }
   /**

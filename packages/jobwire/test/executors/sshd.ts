@@ -38,7 +38,7 @@ export interface TestSshd {
 }
 
 /** The pids whose parent is `ppid`. */
-function childrenOf(ppid: number): number[] {
+export function childrenOf(ppid: number): number[] {
   const found: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;

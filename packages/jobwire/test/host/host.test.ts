@@ -191,10 +191,15 @@ describe('job host', () => {
         client.start(jobSpec('two-tasks', { executable: 'true', tasks: 2 })),
         (error: unknown) => error instanceof BadRequestError && error.code === 'unsupported' && error.field === 'tasks',
       );
+      await assert.rejects(
+        client.start({ ...jobSpec('bad-env', { executable: 'true' }), baseEnv: { PATH: 7 } as unknown as Record<string, string> }),
+        (error: unknown) => error instanceof BadRequestError && error.field === 'job.baseEnv' && /string values/.test(error.message),
+      );
       await assert.rejects(client.subscribe('nobody', () => {}), NotFoundError);
       await assert.rejects(client.forget('nobody'), NotFoundError);
       assert.deepEqual(await client.list(), [], 'nothing was started');
       assert.equal(existsSync(join(hostPaths(home).output, 'two-tasks')), false);
+      assert.equal(existsSync(join(hostPaths(home).output, 'bad-env')), false);
 
       await client.start(jobSpec('runs', { executable: 'cat', interactive: true }));
       await assert.rejects(client.forget('runs'), ConflictError, 'a running job cannot be forgotten');

@@ -5,13 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect } from 'node:net';
 import { describe, test } from 'node:test';
-import { HostClient } from '../../src/host/client.js';
+import { HostClient, type HostJobEvent } from '../../src/host/client.js';
 import { ensureHost } from '../../src/host/ensure.js';
 import { HostVersionError } from '../../src/host/errors.js';
 import { hostPaths } from '../../src/host/paths.js';
-import { FrameDecoder, FrameError, FrameKind, MAX_FRAME_BYTES, jsonFrame, outputHeader, stdinHeader, type Frame } from '../../src/host/protocol.js';
+import { FrameDecoder, FrameError, FrameKind, MAX_FRAME_BYTES, jsonFrame, outputHeader, stdinHeader, type ExitRecord, type Frame } from '../../src/host/protocol.js';
 import { hostStatus } from '../../src/host/recovery.js';
 import { follow, hostGone, jobSpec, withHostHome } from './helpers.js';
 
@@ -179,7 +180,7 @@ describe('host protocol: output window (version 2)', () => {
   test('a job with an outputWindow is read at most a window beyond the newest output-ack; each ack lets it go on, to its end', TIMEOUT, async () => {
     await withHostHome(async (home) => {
       const { client } = await ensureHost(home);
-      assert.equal(client.version, 2);
+      assert.ok(client.version >= 2);
       const total = 4 * 1024 * 1024;
       const window = 256 * 1024;
       await client.start(jobSpec('windowed', { executable: 'head', arguments: ['-c', String(total), '/dev/zero'], outputWindow: window }));
@@ -212,6 +213,52 @@ describe('host protocol: output window (version 2)', () => {
       const seen = await follow(client, 'unwindowed');
       assert.equal((await seen.exit).exitCode, 0);
       assert.equal(seen.end, total);
+      client.close();
+    });
+  });
+});
+
+describe('host protocol: forget on exit (version 3)', () => {
+  /** Starts `jobId` following it with `forget`; resolves with its exit and the output seen. */
+  async function startForgetting(client: HostClient, jobId: string, words: string): Promise<{ exit: ExitRecord; text: string }> {
+    const chunks: Buffer[] = [];
+    let onExit!: (exit: ExitRecord) => void;
+    const exited = new Promise<ExitRecord>((resolve) => (onExit = resolve));
+    const listener = (event: HostJobEvent): void => {
+      if (event.type === 'output') chunks.push(Buffer.from(event.chunk.data));
+      else if (event.type === 'exit') onExit(event.exit);
+    };
+    await client.start(jobSpec(jobId, { executable: 'echo', arguments: [words] }), { listener, forget: true });
+    const exit = await exited;
+    return { exit, text: Buffer.concat(chunks).toString() };
+  }
+
+  test('a job started with forget is forgotten by the host once its exit is sent, its output and exit.json complete', TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      const { client } = await ensureHost(home);
+      assert.equal(client.forgetsOnExit, true);
+      const { exit, text } = await startForgetting(client, 'gone', 'all of it');
+      assert.equal(exit.exitCode, 0);
+      assert.equal(text, 'all of it\n');
+      for (let i = 0; i < 100 && (await client.list()).some((job) => job.jobId === 'gone'); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal((await client.list()).some((job) => job.jobId === 'gone'), false, 'the host forgot it without a forget request');
+      assert.equal(existsSync(join(hostPaths(home).output, 'gone', 'exit.json')), true, 'its end stays on disk for recovery');
+      await assert.rejects(client.forget('gone'), /holds no job/, 'a forget after it finds nothing');
+      client.close();
+    });
+  });
+
+  test('a version 2 client asking forget of a host of version 3 gets the old behaviour: the job waits for its forget', TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      const { client } = await ensureHost(home, { versions: [1, 2] });
+      assert.equal(client.version, 2);
+      assert.equal(client.forgetsOnExit, false);
+      const { exit } = await startForgetting(client, 'kept', 'old client');
+      assert.equal(exit.exitCode, 0);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal((await client.list()).some((job) => job.jobId === 'kept'), true, 'held until the client forgets it');
+      await client.forget('kept');
+      assert.equal((await client.list()).some((job) => job.jobId === 'kept'), false);
       client.close();
     });
   });

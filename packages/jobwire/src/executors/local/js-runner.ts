@@ -227,10 +227,18 @@ function flushStdio(tail: Buffer): Promise<unknown> {
   return Promise.all(stdio.map(({ write }) => new Promise<void>((resolve) => write(tail, () => resolve()))));
 }
 
-/** Makes `env` the whole of `process.env`. */
+/**
+ * Makes `env` the whole of `process.env`. Only what differs is set: jobs of one server share
+ * most of their environment, and each write to `process.env` is a `setenv` through C++ (a read
+ * costs less): writing all of about 40 variables took about 0.27 ms per job on a loaded VM,
+ * the comparison and the few that differ about 0.1 ms.
+ */
 function setEnv(env: Record<string, string>): void {
   for (const key of Object.keys(process.env)) if (!Object.hasOwn(env, key)) delete process.env[key];
-  Object.assign(process.env, env);
+  for (const key in env) {
+    const value = env[key]!;
+    if (process.env[key] !== value) process.env[key] = value;
+  }
 }
 
 function snapshotGlobals(): Map<string | symbol, PropertyDescriptor> {

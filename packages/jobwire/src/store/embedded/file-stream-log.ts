@@ -10,7 +10,8 @@
  * | `state.json` | `{outputClosed, stdinClosed, stdinConsumed, final?}`, rewritten on close |
  *
  * A job's folder is made when a file is first written in it. Output a job host wrote (adopted,
- * see {@link FileStreamLog.adoptOutput}) is closed by the host's own `state.json`, which has no
+ * see {@link FileStreamLog.adoptOutput}) is closed by the host's `exit.json` (its `stdin` field
+ * says the stdin state; hosts of earlier versions wrote a `state.json` as well), which has no
  * `final`: the close keeps how the job ended in memory only, and a reader that loads the job
  * again later takes it from the job's record (as for output closed by older jobwire). That
  * saves the server a folder, a file and a rename per job on its event loop.
@@ -397,7 +398,7 @@ export class FileStreamLog implements StreamLog {
       }
       return;
     }
-    /** The host's state.json closes the output already (see the module documentation). */
+    /** The host's exit.json (or state.json) closes the output already (see the module documentation). */
     let closedByHost = false;
     if (job.adopted) {
       // The host stored everything before it reported the end: the index is complete (and may
@@ -789,23 +790,24 @@ function storedChannelSize(job: JobStreams, channel: OutputChannel): number {
   return job[channel];
 }
 
-/** Reads `state.json`; a missing or unreadable one means nothing was closed. */
+/**
+ * Reads `state.json`; without one, a job host's `exit.json` closes the output (see the module
+ * documentation). Neither, or an unreadable one, means nothing was closed.
+ */
 function readState(dir: string): PersistedState {
   const state: PersistedState = { outputClosed: false, stdinClosed: false, stdinConsumed: 0 };
   let text: string;
   try {
     text = readFileSync(join(dir, 'state.json'), 'utf8');
   } catch (error) {
-    if (isNotFound(error)) return state;
+    if (isNotFound(error)) return readHostExit(dir, state);
     throw error;
   }
   try {
     const parsed = JSON.parse(text) as Partial<PersistedState>;
     state.outputClosed = parsed.outputClosed === true;
     state.stdinClosed = parsed.stdinClosed === true;
-    if (typeof parsed.stdinConsumed === 'number' && Number.isSafeInteger(parsed.stdinConsumed) && parsed.stdinConsumed > 0) {
-      state.stdinConsumed = parsed.stdinConsumed;
-    }
+    state.stdinConsumed = byteCount(parsed.stdinConsumed);
     // Absent in files written before closes recorded it (or edited): readers then read the record.
     if (parsed.final !== undefined) {
       try {
@@ -818,6 +820,31 @@ function readState(dir: string): PersistedState {
     // Written by rename, so a torn file means a foreign edit; treat it as absent.
   }
   return state;
+}
+
+/** The state a job host's `exit.json` in `dir` says (output closed, stdin as it was), else `state` as it is. */
+function readHostExit(dir: string, state: PersistedState): PersistedState {
+  let text: string;
+  try {
+    text = readFileSync(join(dir, 'exit.json'), 'utf8');
+  } catch (error) {
+    if (isNotFound(error)) return state;
+    throw error;
+  }
+  try {
+    const parsed = JSON.parse(text) as { stdin?: { consumed?: unknown; closed?: unknown } };
+    state.outputClosed = true;
+    state.stdinClosed = parsed.stdin?.closed === true;
+    state.stdinConsumed = byteCount(parsed.stdin?.consumed);
+  } catch {
+    // Written by rename too: only a foreign edit is unreadable.
+  }
+  return state;
+}
+
+/** A stored byte count, 0 unless it is a positive safe integer. */
+function byteCount(value: unknown): number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : 0;
 }
 
 /** `{ final }` when the job's output was closed with how it ended, else nothing (the field stays absent). */
