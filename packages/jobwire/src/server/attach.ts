@@ -249,9 +249,16 @@ class AttachSession {
     this.dispose();
   }
 
+  /**
+   * Whether the session may take another chunk this turn: the socket holds less than
+   * {@link HIGH_WATER} from earlier messages and this turn's message is not full. The two are
+   * judged apart, so how far the kernel has drained the socket does not change where messages
+   * are cut (a turn's output is one message of up to {@link OUTPUT_MESSAGE_BYTES} whenever the
+   * socket has room). At most HIGH_WATER + OUTPUT_MESSAGE_BYTES + one chunk is held.
+   */
   private canSend(): boolean {
     if (this.closed || this.paused) return false;
-    if (this.ws.bufferedAmount + this.outBytes >= HIGH_WATER) {
+    if (this.ws.bufferedAmount >= HIGH_WATER || this.outBytes >= OUTPUT_MESSAGE_BYTES) {
       this.waitingDrain = true;
       return false;
     }
