@@ -1,8 +1,8 @@
 /**
  * The behaviour every command executor must show, as one suite that takes a harness factory:
  * `local-behaviour.test.ts` runs it on the local executor, `ssh-behaviour.test.ts` on an ssh
- * executor against a real sshd, and another executor (Slurm) adds a file the same way, leaving
- * out with {@link ExecutorFeatures} what it cannot do.
+ * executor against a real sshd, `slurm-behaviour.test.ts` on the Slurm executors (`slurm:` and
+ * `slurm+ssh://`). Every test runs on every executor: each has batch, interactive and tty jobs.
  *
  * The jobs run on this machine in every harness (the sshd listens on 127.0.0.1), so a test can
  * look at the job's processes and files directly.
@@ -17,20 +17,11 @@ import { BadRequestError, type JobDescription, type OutputChannel } from '@jobwi
 import type { Executor, ExecutorState, ProcessHandle, ProcessResult, StartSpec } from '../../src/executors/types.js';
 import { FIXTURES, sleepUntil } from '../helpers.js';
 
-/** What an executor under test can do; a false entry leaves those tests out (and says so in their name). */
-export interface ExecutorFeatures {
-  /** Interactive jobs (stdin from clients). */
-  interactive: boolean;
-  /** tty jobs with resize. */
-  tty: boolean;
-}
-
 /** One executor under test. */
 export interface ExecutorHarness {
   executor: Executor;
   /** A folder of this machine the executor's jobs can use as working directory. */
   dir: string;
-  features: ExecutorFeatures;
   /** Stops what the harness started. */
   dispose(): Promise<void>;
 }
@@ -184,13 +175,7 @@ export function executorBehaviour(label: string, make: () => Promise<ExecutorHar
     });
 
     const interactive = (name: string, body: () => Promise<void>): void => {
-      test(h === undefined ? name : name, TIMEOUT, async (t) => {
-        if (!h.features.interactive) {
-          t.skip(`${label} has no interactive jobs`);
-          return;
-        }
-        await body();
-      });
+      test(name, TIMEOUT, body);
     };
 
     interactive('rot13 ping-pong: each line is answered before the next is sent', async () => {
@@ -224,11 +209,7 @@ export function executorBehaviour(label: string, make: () => Promise<ExecutorHar
       await sleepUntil(() => !alive(child), 10_000, 'the child to end');
     });
 
-    test('a tty job sees its size, and a resize', TIMEOUT, async (t) => {
-      if (!h.features.tty) {
-        t.skip(`${label} has no tty jobs`);
-        return;
-      }
+    test('a tty job sees its size, and a resize', TIMEOUT, async () => {
       const job = run({ executable: 'sh', arguments: ['-c', 'stty size; read line; stty size'], tty: true, interactive: true, size: { cols: 100, rows: 30 } });
       await job.waitForOutput('30 100');
       job.handle.resize(132, 43);

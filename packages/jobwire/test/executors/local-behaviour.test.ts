@@ -12,7 +12,6 @@ executorBehaviour('local', async () => {
   return {
     executor: new LocalExecutor(),
     dir,
-    features: { interactive: true, tty: true },
     dispose: async () => rmSync(dir, { recursive: true, force: true }),
   };
 });

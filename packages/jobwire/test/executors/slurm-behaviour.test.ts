@@ -14,7 +14,6 @@ import { SLURM_CONF, SLURM_ENV, useTestSlurm } from '../slurm-env.js';
 import { executorBehaviour } from './behaviour.js';
 import { startSshd } from './sshd.js';
 
-const FEATURES = { interactive: true, tty: true };
 
 executorBehaviour('slurm', async () => {
   await useTestSlurm();
@@ -23,7 +22,6 @@ executorBehaviour('slurm', async () => {
   return {
     executor,
     dir,
-    features: FEATURES,
     dispose: async () => {
       executor.close();
       rmSync(dir, { recursive: true, force: true });
@@ -39,7 +37,6 @@ executorBehaviour('slurm+ssh', async () => {
   return {
     executor,
     dir: sshd.dir,
-    features: FEATURES,
     dispose: async () => {
       executor.close();
       connection.close();

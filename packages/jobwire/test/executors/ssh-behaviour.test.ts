@@ -15,7 +15,6 @@ executorBehaviour('ssh', async () => {
   return {
     executor,
     dir: sshd.dir,
-    features: { interactive: true, tty: true },
     dispose: async () => {
       executor.close();
       await sshd.stop();
