@@ -278,7 +278,8 @@ describe('named executors on a server', () => {
       assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), `${sshd.dir}\n`);
 
       await rejectsWith(x.sched('create', { adaptor: 'ssh', location: 'elsewhere:22' }), grpc.status.FAILED_PRECONDITION, 'InvalidLocationException');
-      await rejectsWith(x.sched('create', { adaptor: 'ssh', location: `127.0.0.1:${sshd.port}`, password_credential: { username: 'u', password: 'p' } }), grpc.status.FAILED_PRECONDITION, 'InvalidCredentialException');
+      // Password and certificate credentials are taken (test/grpc/scheduler-credentials.test.ts); a keytab is not.
+      await rejectsWith(x.sched('create', { adaptor: 'ssh', location: `127.0.0.1:${sshd.port}`, keytab_credential: { username: 'u', keytabfile: '/k' } }), grpc.status.FAILED_PRECONDITION, 'InvalidCredentialException');
       assert.equal((await x.fs('getAdaptorName', await x.sched('getFileSystem', sched))).name, 'sftp');
     } finally {
       x.close();

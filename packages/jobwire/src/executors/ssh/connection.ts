@@ -35,6 +35,14 @@ export interface SshAuthOptions {
    * service), offered before the identity files; `source` names it in messages. @defaultValue undefined
    */
   privateKey?: { key: Buffer; passphrase?: string; source: string };
+  /**
+   * A private key read again at every connection attempt (a Xenon scheduler's certificate
+   * credential: its key file is what is remembered, so a restarted server reads it again);
+   * throws (its message is the reason) when the file cannot be used. @defaultValue undefined
+   */
+  privateKeyFile?: { path: string; read(): Buffer; passphrase?: string };
+  /** Why there is no way to authenticate, when that is expected (a password not given again since a restart). @defaultValue a list of what is missing */
+  noAuthReason?: string;
   /** ssh-agent socket; false for none. @defaultValue `$SSH_AUTH_SOCK` */
   agent?: string | false;
   /** The known_hosts file host keys are checked against. @defaultValue `~/.ssh/known_hosts` */
@@ -103,7 +111,7 @@ function defaultIdentities(): string[] {
 export class SshConnection extends EventEmitter<SshConnectionEvents> {
   /** Where it connects. */
   readonly target: SshTarget;
-  readonly #options: SshConnectionOptions;
+  #options: SshConnectionOptions;
   #client: SshClient | undefined;
   #connecting: Promise<SshClient> | undefined;
   #state: ConnectionState = { state: 'idle' };
@@ -114,6 +122,16 @@ export class SshConnection extends EventEmitter<SshConnectionEvents> {
     super();
     this.target = target;
     this.#options = options;
+  }
+
+  /**
+   * Changes how the next attempts authenticate (a password or key passphrase given again after
+   * a restart); a live connection stays as it is.
+   */
+  updateAuth(options: Pick<SshAuthOptions, 'password' | 'privateKeyFile'>): void {
+    const next: SshConnectionOptions = { ...this.#options, ...options };
+    delete next.noAuthReason;
+    this.#options = next;
   }
 
   /** What the connection is doing now. */
@@ -215,6 +233,19 @@ export class SshConnection extends EventEmitter<SshConnectionEvents> {
       methods.push({ type: 'publickey', username, key: given.key, ...(given.passphrase !== undefined ? { passphrase: given.passphrase } : {}) });
       tried.push(`key ${given.source}`);
     }
+    const keyFile = this.#options.privateKeyFile;
+    if (keyFile !== undefined) {
+      let key: Buffer;
+      try {
+        key = keyFile.read();
+      } catch (err) {
+        throw new SshConnectError(`the key file ${keyFile.path} cannot be used: ${(err as Error).message}`, 'auth', { cause: err });
+      }
+      const parsed = utils.parseKey(key, keyFile.passphrase);
+      if (parsed instanceof Error) throw new SshConnectError(`the key file ${keyFile.path} cannot be used: ${parsed.message}`, 'auth', { cause: parsed });
+      methods.push({ type: 'publickey', username, key, ...(keyFile.passphrase !== undefined ? { passphrase: keyFile.passphrase } : {}) });
+      tried.push(`key file ${keyFile.path}`);
+    }
     for (const file of this.#options.identityFiles ?? defaultIdentities()) {
       let text: Buffer;
       try {
@@ -253,6 +284,7 @@ export class SshConnection extends EventEmitter<SshConnectionEvents> {
     let refusedKey: HostKeyError | undefined;
     try {
       const { methods, tried } = this.#authMethods();
+      if (methods.length === 0 && this.#options.noAuthReason !== undefined) throw new SshConnectError(`no way to authenticate to ${where}: ${this.#options.noAuthReason}`, 'auth');
       if (methods.length === 0) throw new SshConnectError(`no way to authenticate to ${where}: no ssh-agent, no identity file (give --ssh-identity) and no password file`, 'auth');
       const knownHosts = this.#options.knownHostsFile ?? join(homedir(), '.ssh', 'known_hosts');
       const client = new Client();
