@@ -99,6 +99,42 @@ export interface RunResult {
   stderr: string;
 }
 
+/** How a command on an exec channel ended: its exit code or signal, both null when the connection dropped first. */
+export interface ChannelEnd {
+  code: number | null;
+  /** The signal's name with `SIG` (`SIGTERM`), or null. */
+  signal: string | null;
+}
+
+/** The exit status of each channel {@link SshConnection.exec} opened, once it came. */
+const exits = new WeakMap<ClientChannel, ChannelEnd>();
+
+/** Records `channel`'s exit status when it comes; called synchronously in ssh2's exec callback, before any packet after the open is handled. */
+function recordExit(channel: ClientChannel): void {
+  channel.once('exit', (code: number | null, signal?: string) => {
+    exits.set(channel, { code: code ?? null, signal: signal === undefined || signal === null ? null : signal.startsWith('SIG') ? signal : `SIG${signal}` });
+  });
+}
+
+/**
+ * Resolves when a channel from {@link SshConnection.exec} closes, to how its command ended. A
+ * channel that closes after its exit status ended normally, even when the status came before the
+ * caller attached anything; both fields are null only when no status came at all (the connection
+ * dropped). Attach the output listeners in the same tick as this call.
+ */
+export function channelEnd(channel: ClientChannel): Promise<ChannelEnd> {
+  return new Promise((resolve) => {
+    channel.once('close', (code?: number | null, signal?: string) => {
+      // ssh2 passes the exit status with 'close' too: a second source for a status recorded late.
+      const recorded = exits.get(channel);
+      if (recorded !== undefined) resolve(recorded);
+      else if (typeof code === 'number') resolve({ code, signal: null });
+      else if (typeof signal === 'string') resolve({ code: null, signal: signal.startsWith('SIG') ? signal : `SIG${signal}` });
+      else resolve({ code: null, signal: null });
+    });
+  });
+}
+
 /** The existing default identity files of this account. */
 function defaultIdentities(): string[] {
   return ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((name) => join(homedir(), '.ssh', name)).filter((file) => existsSync(file));
@@ -167,11 +203,23 @@ export class SshConnection extends EventEmitter<SshConnectionEvents> {
     }
   }
 
-  /** Runs `command` on the host (through the login shell, as `ssh host command` does); resolves once its channel is open. */
+  /**
+   * Runs `command` on the host (through the login shell, as `ssh host command` does); resolves
+   * once its channel is open. How the command ends is recorded from the moment the channel opens
+   * (see {@link channelEnd}): its exit status can arrive in the same packet as the open
+   * confirmation, before the caller gets the channel.
+   */
   async exec(command: string, options: ExecOptions = {}): Promise<ClientChannel> {
     const client = await this.connect();
     return new Promise((resolve, reject) => {
-      const done = (err: Error | undefined, channel: ClientChannel): void => (err ? reject(err) : resolve(channel));
+      const done = (err: Error | undefined, channel: ClientChannel): void => {
+        if (err) {
+          reject(err);
+          return;
+        }
+        recordExit(channel);
+        resolve(channel);
+      };
       if (options.pty !== undefined) {
         const pty: PseudoTtyOptions = { cols: options.pty.cols, rows: options.pty.rows, term: 'xterm-256color' };
         client.exec(command, { pty }, done);
@@ -184,23 +232,15 @@ export class SshConnection extends EventEmitter<SshConnectionEvents> {
   /** Runs `command` to its end with no stdin and collects its output (for short bookkeeping commands). */
   async run(command: string, stdin?: string): Promise<RunResult> {
     const channel = await this.exec(command);
-    return new Promise((resolve, reject) => {
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      let code: number | null = null;
-      let signal: string | null = null;
-      channel.on('data', (data: Buffer) => out.push(data));
-      channel.stderr.on('data', (data: Buffer) => err.push(data));
-      channel.on('exit', (exitCode: number | null, signalName?: string) => {
-        code = exitCode;
-        signal = signalName ?? null;
-      });
-      channel.on('close', () => {
-        if (code === null && signal === null) reject(new SshConnectError(`the connection to ${targetText(this.target)} dropped while running a command`, 'unreachable'));
-        else resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
-      });
-      channel.end(stdin);
-    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    channel.on('data', (data: Buffer) => out.push(data));
+    channel.stderr.on('data', (data: Buffer) => err.push(data));
+    const ended = channelEnd(channel);
+    channel.end(stdin);
+    const { code, signal } = await ended;
+    if (code === null && signal === null) throw new SshConnectError(`the connection to ${targetText(this.target)} dropped while running a command`, 'unreachable');
+    return { code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
   }
 
   /** An sftp session on the connection. */
