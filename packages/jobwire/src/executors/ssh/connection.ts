@@ -109,10 +109,16 @@ export interface ChannelEnd {
 /** The exit status of each channel {@link SshConnection.exec} opened, once it came. */
 const exits = new WeakMap<ClientChannel, ChannelEnd>();
 
+/** A signal's name as jobwire reports it: with `SIG` (ssh2 adds it; a bare name gets it too); null for none. */
+function signalName(signal: string | null | undefined): string | null {
+  if (typeof signal !== 'string') return null;
+  return signal.startsWith('SIG') ? signal : `SIG${signal}`;
+}
+
 /** Records `channel`'s exit status when it comes; called synchronously in ssh2's exec callback, before any packet after the open is handled. */
 function recordExit(channel: ClientChannel): void {
   channel.once('exit', (code: number | null, signal?: string) => {
-    exits.set(channel, { code: code ?? null, signal: signal === undefined || signal === null ? null : signal.startsWith('SIG') ? signal : `SIG${signal}` });
+    exits.set(channel, { code: code ?? null, signal: signalName(signal) });
   });
 }
 
@@ -129,8 +135,7 @@ export function channelEnd(channel: ClientChannel): Promise<ChannelEnd> {
       const recorded = exits.get(channel);
       if (recorded !== undefined) resolve(recorded);
       else if (typeof code === 'number') resolve({ code, signal: null });
-      else if (typeof signal === 'string') resolve({ code: null, signal: signal.startsWith('SIG') ? signal : `SIG${signal}` });
-      else resolve({ code: null, signal: null });
+      else resolve({ code: null, signal: signalName(signal) });
     });
   });
 }
