@@ -12,6 +12,7 @@ import { hostname } from 'node:os';
 import { TokenBook } from '../auth/tokens.js';
 import { HostExecutor } from '../host/index.js';
 import { LocalExecutor } from '../executors/local/index.js';
+import { CredentialExecutors } from '../executors/credential-executors.js';
 import { executorFromUrl, NamedExecutors, parseExecutorSpec, SshConnections } from '../executors/registry.js';
 import type { SshConnectionOptions } from '../executors/ssh/connection.js';
 import { Dispatcher } from '../jobs/dispatcher.js';
@@ -61,6 +62,15 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
       host,
       named.map(({ name, url }) => ({ name, url, executor: executorFromUrl(url, factoryContext) })),
     );
+    // Xenon schedulers' executors with their own credential, made again before their jobs are followed.
+    let credentials: CredentialExecutors;
+    try {
+      credentials = new CredentialExecutors(context.home, executor, factoryContext);
+    } catch (err) {
+      executor.close();
+      connections.close();
+      throw err;
+    }
     const tokens = new TokenBook(context.home);
     const store = await openEmbeddedStore({ dir: context.home });
     // Before anything starts: the host (which settles what a dead one left), then the jobs left Running.
@@ -143,14 +153,14 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
       adaptor: executor.name,
       store,
       tokens,
-      check: (description) => executor.check(description),
+      check: (description, owner) => executor.check(description, owner),
       admit: async (owner) => {
         await accountFor(owner);
       },
       queued: (job) => dispatcher.poke(job.queue),
       queues: async () => executor.queues(),
       executors: () => executor.list(),
-      ssh: { connection: (target) => connections.get(target), options: options.ssh ?? {} },
+      ssh: { connection: (target) => connections.get(target), options: options.ssh ?? {}, credentialExecutor: (request) => credentials.executorFor(request) },
       serve: (address) => {
         ctx.serverUrl = address.url;
         if (address.caFile !== undefined) ctx.caFile = address.caFile;
@@ -172,12 +182,14 @@ export function embeddedBackend(options: EmbeddedBackendOptions = {}): BackendFa
       close: async (steps) => {
         executor.close();
         connections.close();
+        credentials.close();
         await steps.run('closing the connection to the job host', () => host.close());
         await steps.run('closing the store', () => store.close());
       },
       abandon: () => {
         executor.close();
         connections.close();
+        credentials.close();
       },
     };
   };

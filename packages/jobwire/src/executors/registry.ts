@@ -72,6 +72,9 @@ export const EXECUTOR_SCHEMES = new Map<string, ExecutorFactory>([
   ['slurm+ssh:', (url, context) => lazySlurm(context, new SshSubmitHost(context.sshConnection(parseSshTarget(url, { scheme: 'slurm+ssh:' }))))],
 ]);
 
+/** Names of the executors of Xenon schedulers created with a password or certificate credential (credential-executors.ts). */
+export const CREDENTIAL_PREFIX = 'xenon.';
+
 /** Executor names: as job descriptions' `executor` field takes them. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -83,6 +86,7 @@ export function parseExecutorSpec(text: string): { name: string; url: string } {
   const url = text.slice(at + 1);
   if (!NAME.test(name)) throw new RangeError(`--executor "${text}": the name "${name}" must be letters, digits, ".", "_" and "-", starting with a letter or digit`);
   if (name === 'local') throw new RangeError(`--executor "${text}": "local" is always this machine; pick another name`);
+  if (name.startsWith(CREDENTIAL_PREFIX)) throw new RangeError(`--executor "${text}": names starting with "${CREDENTIAL_PREFIX}" are those of Xenon schedulers with their own credential; pick another name`);
   const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase();
   if (scheme === undefined || !EXECUTOR_SCHEMES.has(scheme)) {
     throw new RangeError(`--executor "${text}": unknown kind of URL "${url}"; known: ${[...EXECUTOR_SCHEMES.keys()].map((s) => SCHEME_FORMS[s] ?? s).join(', ')}`);
@@ -130,6 +134,8 @@ interface Named {
   name: string;
   url: string;
   executor: Executor;
+  /** Only these jobwire users may run jobs on it (an executor with a caller's credential); undefined: everyone. */
+  users?: Set<string>;
 }
 
 /**
@@ -141,6 +147,7 @@ export class NamedExecutors implements Executor {
   /** Adaptor name of the whole: that of `local`. */
   readonly name = 'local';
   readonly #byName = new Map<string, Named>();
+  readonly #queueListeners: Array<() => void> = [];
 
   /** `local` is the given local executor; `named` come in the order given. */
   constructor(local: Executor, named: { name: string; url: string; executor: Executor }[] = []) {
@@ -151,18 +158,44 @@ export class NamedExecutors implements Executor {
     }
   }
 
-  /** The executor `description` names; a BadRequestError (field `executor`) for an unknown name. */
-  pick(description: JobDescription): Executor {
+  /**
+   * Adds (or finds) an executor made while the server runs: that of a Xenon scheduler with its
+   * own credential, usable only by `user` (and the other users added for it).
+   */
+  add(name: string, url: string, make: () => Executor, user: string): Executor {
+    let found = this.#byName.get(name);
+    if (found === undefined) {
+      found = { name, url, executor: make(), users: new Set() };
+      this.#byName.set(name, found);
+      for (const listener of this.#queueListeners) found.executor.onQueuesChanged?.(listener);
+    }
+    found.users?.add(user);
+    return found.executor;
+  }
+
+  /** The executor named `name`, if there is one. */
+  get(name: string): Executor | undefined {
+    return this.#byName.get(name)?.executor;
+  }
+
+  /**
+   * The executor `description` names; a BadRequestError (field `executor`) for an unknown name,
+   * or for one that `owner` may not use (known: only when given).
+   */
+  pick(description: JobDescription, owner?: string): Executor {
     const name = description.executor ?? 'local';
     const found = this.#byName.get(name);
-    if (found === undefined) {
-      throw new BadRequestError(`no executor named "${name}" on this server; it has ${[...this.#byName.keys()].join(', ')} (jobwire executors)`, { code: 'invalid_description', field: 'executor' });
+    const usable = found !== undefined && (owner === undefined || found.users === undefined || found.users.has(owner));
+    if (!usable) {
+      const names = [...this.#byName.values()].filter((n) => n.users === undefined || (owner !== undefined && n.users.has(owner))).map((n) => n.name);
+      throw new BadRequestError(`no executor named "${name}" on this server${found !== undefined ? ' for you (it is that of another caller\'s Xenon scheduler credential)' : ''}; it has ${names.join(', ')} (jobwire executors)`, { code: 'invalid_description', field: 'executor' });
     }
     return found.executor;
   }
 
   /** Calls `listener` whenever a named executor's queues may have changed (see {@link Executor.onQueuesChanged}). */
   onQueuesChanged(listener: () => void): void {
+    this.#queueListeners.push(listener);
     for (const { executor } of this.#byName.values()) executor.onQueuesChanged?.(listener);
   }
 
@@ -189,8 +222,8 @@ export class NamedExecutors implements Executor {
    * Checks with the named executor; a job that names no queue gets that executor's own default
    * queue, when it has one (a Slurm cluster's default partition), before the server's default.
    */
-  check(description: JobDescription): void {
-    const executor = this.pick(description);
+  check(description: JobDescription, owner?: string): void {
+    const executor = this.pick(description, owner);
     executor.check(description);
     if (description.queueName === undefined && executor.defaultQueue !== undefined) description.queueName = executor.defaultQueue;
   }

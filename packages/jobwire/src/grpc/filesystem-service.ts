@@ -17,6 +17,7 @@ import { chmod, lstat, mkdir, open, opendir, readFile, readlink, rename, rmdir, 
 import { posix } from 'node:path';
 import { status as Status, type ServerReadableStream, type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { ExecutorInfo, WhoAmI } from '@jobwire/client';
+import { CREDENTIAL_PREFIX } from '../executors/registry.js';
 import { SshConnection, type SshConnectionOptions } from '../executors/ssh/connection.js';
 import { parseSshTarget, type SshTarget } from '../executors/ssh/url.js';
 import { modeOf, pathAttributes } from './attributes.js';
@@ -100,6 +101,10 @@ export interface FileSystemServiceParts {
   open(who: WhoAmI): Handle;
   /** Opens an sftp handle on the host of the executor `executor` (Scheduler.getFileSystem of an ssh or slurm+ssh scheduler). */
   openRemote(who: WhoAmI, executor: string, location: string): Promise<Handle>;
+  /** Opens an sftp handle as FileSystemService.create does (Scheduler.getFileSystem of a scheduler with its own credential). */
+  openSftp(who: WhoAmI, request: CreateRequest): Promise<Handle>;
+  /** Reads the key file of a certificate credential by the sftp adaptor's rule (see docs/grpc.md); `adaptor` names the caller in messages. */
+  keyFile(who: WhoAmI, certfile: string, adaptor: string): Promise<{ key: Buffer; real: string }>;
   /** Closes a handle, cancelling its copies. */
   close(owner: string, id: string): void;
   /** Cancels every copy and ends every sftp session (server shutdown). */
@@ -132,6 +137,8 @@ export function fileSystemService(rpc: Rpc, space: FileSpace, remote?: RemoteFil
   /** The hosts of the server's ssh and slurm+ssh executors. */
   const sftpHosts = (): SftpHost[] =>
     (remote?.executors() ?? []).flatMap((e) => {
+      // Executors of schedulers with a caller's own credential are not the server's hosts.
+      if (e.name.startsWith(CREDENTIAL_PREFIX)) return [];
       const scheme = /^(ssh|slurm\+ssh):/i.exec(e.url)?.[1]?.toLowerCase();
       if (scheme === undefined) return [];
       return [{ executor: e.name, url: e.url, target: parseSshTarget(e.url, { scheme: `${scheme}:` }) }];
@@ -245,20 +252,24 @@ export function fileSystemService(rpc: Rpc, space: FileSpace, remote?: RemoteFil
     return { host, wanted, ...(parsed.folder !== undefined ? { folder: parsed.folder } : {}) };
   };
 
-  /** A key file named by a certificate credential, read if `who` may read it through the file adaptor. */
-  const keyFile = async (who: WhoAmI, certfile: string): Promise<Buffer> => {
-    if (certfile === '') throw new XenonError('InvalidCredentialException', SFTP, 'the certificate credential names no key file (certfile)');
+  /**
+   * A key file named by a certificate credential, read if `who` may read it through the file
+   * adaptor; with where it really is. `adaptor` names who asks, in messages.
+   */
+  const keyFileOf = async (who: WhoAmI, certfile: string, adaptor: string): Promise<{ key: Buffer; real: string }> => {
+    if (certfile === '') throw new XenonError('InvalidCredentialException', adaptor, 'the certificate credential names no key file (certfile)');
     // The same rule as every file call: the admin reads any file the server's account may, another
     // user only files inside their file space (held and checked, then read through the descriptor).
     const p = space.path(who, space.home(who), certfile);
     return withHeld(who, p, { follow: true }, async (held) => {
       const st = await held.stat();
-      if (!st.isFile()) throw new XenonError('InvalidCredentialException', SFTP, `${p}: not a regular file`);
+      if (!st.isFile()) throw new XenonError('InvalidCredentialException', adaptor, `${p}: not a regular file`);
       // Private keys are a few KiB: a bigger file is not one (and is not read into memory).
-      if (st.size > MAX_KEY_BYTES) throw new XenonError('InvalidCredentialException', SFTP, `${p}: ${st.size} bytes is too big for a private key (at most ${MAX_KEY_BYTES})`);
-      return readFile(held.at);
+      if (st.size > MAX_KEY_BYTES) throw new XenonError('InvalidCredentialException', adaptor, `${p}: ${st.size} bytes is too big for a private key (at most ${MAX_KEY_BYTES})`);
+      return { key: await readFile(held.at), real: held.real };
     });
   };
+  const keyFile = async (who: WhoAmI, certfile: string): Promise<Buffer> => (await keyFileOf(who, certfile, SFTP)).key;
 
   /** Opens an sftp handle on `files`, starting in `folder` or the account's home; the first use connects. */
   const openSftp = async (owner: string, location: string, files: SftpFiles, folder: string | undefined, credential: Record<string, unknown>): Promise<Handle> => {
@@ -773,6 +784,8 @@ export function fileSystemService(rpc: Rpc, space: FileSpace, remote?: RemoteFil
   return {
     implementation,
     open: (who) => openHandle(who.user, '/', space.home(who)),
+    openSftp: (who, request) => createSftp(who, request),
+    keyFile: keyFileOf,
     openRemote: async (who, executor, location) => {
       const host = sftpHosts().find((h) => h.executor === executor);
       if (host === undefined) throw new XenonError('XenonException', SFTP, `the executor "${executor}" has no ssh host`);

@@ -7,6 +7,7 @@
  */
 import { status as Status } from '@grpc/grpc-js';
 import { XenonError } from './errors.js';
+import type { CreateRequest } from './messages.js';
 import type { SftpFiles } from './sftp.js';
 
 /** Most handles of one kind a user may hold at once. */
@@ -31,6 +32,10 @@ export interface SchedulerHandle extends HandleBase {
   executor?: string;
   /** The file system handle returned by getFileSystem, once asked for. */
   fileSystemId?: string;
+  /** A scheduler with the caller's own credential: as getCredential shows it (no secret). */
+  credential?: Record<string, unknown>;
+  /** A scheduler with the caller's own credential: the sftp create request its getFileSystem makes (in memory only). */
+  sftpRequest?: CreateRequest;
 }
 
 /** A file system handle. */

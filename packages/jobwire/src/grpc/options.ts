@@ -6,6 +6,7 @@
 import type { JobService } from '../jobs/service.js';
 import type { TokenBook } from '../auth/tokens.js';
 import type { GrpcLogger } from './rpc.js';
+import type { CredentialRequest } from '../executors/credential-executors.js';
 import type { SshConnection, SshConnectionOptions } from '../executors/ssh/connection.js';
 import type { SshTarget } from '../executors/ssh/url.js';
 
@@ -48,6 +49,11 @@ export interface BackendSsh {
   connection(target: SshTarget): SshConnection;
   /** How the server's connections authenticate and check host keys. */
   options: SshConnectionOptions;
+  /**
+   * The executor (its name) of a Xenon scheduler with the caller's own password or certificate
+   * credential (credential-executors.ts); undefined when the backend cannot make them.
+   */
+  credentialExecutor?(request: CredentialRequest): string;
 }
 
 /** A running gRPC server. */

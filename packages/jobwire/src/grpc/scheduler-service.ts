@@ -9,12 +9,17 @@
  * operation goes through JobService, so jobs submitted here are ordinary jobwire jobs: same
  * validation, ownership and state rules, visible in the CLI and the dashboard, and their status
  * stays queryable after they end. `getFileSystem` of an ssh or slurm+ssh scheduler is an `sftp`
- * handle on its host; of any other, a `file` handle. Schedulers take only the default credential
- * (their jobs outlive the call; see docs/grpc.md).
+ * handle on its host; of any other, a `file` handle. `ssh` and `slurm` (on a login node) schedulers
+ * also take a password or certificate credential: their jobs run on an executor of that credential's
+ * own (credential-executors.ts), which remembers the key file's path but never the password
+ * (see docs/grpc.md).
  * @module
  */
 import { status as Status, type ServerDuplexStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { isFinal, type ExecutorInfo, type WhoAmI } from '@jobwire/client';
+import ssh2 from 'ssh2';
+import { readKeyFile, type CredentialRequest } from '../executors/credential-executors.js';
+import { CREDENTIAL_PREFIX } from '../executors/registry.js';
 import { parseSshTarget } from '../executors/ssh/url.js';
 import type { JobService } from '../jobs/service.js';
 import type { JobRecord } from '../store/types.js';
@@ -40,6 +45,8 @@ import type {
 } from './messages.js';
 import type { CallContext, Rpc } from './rpc.js';
 
+const { utils } = ssh2;
+
 /** Xenon scheduler adaptors jobwire does not run (yet): refused by name, clearly. */
 const KNOWN_XENON_ADAPTORS = ['ssh', 'slurm', 'gridengine', 'torque', 'at'];
 
@@ -54,6 +61,12 @@ export interface SchedulerServiceDeps {
   openFileSystem(who: WhoAmI): Handle;
   /** Opens an `sftp` file system handle for `who` on the host of the executor `executor` (getFileSystem of an ssh or slurm+ssh scheduler). */
   openRemoteFileSystem(who: WhoAmI, executor: string, location: string): Promise<Handle>;
+  /** Opens an sftp file system handle as FileSystemService.create does (getFileSystem of a scheduler with its own credential). */
+  openSftp(who: WhoAmI, request: CreateRequest): Promise<Handle>;
+  /** Reads a certificate credential's key file by the sftp adaptor's rule; `adaptor` names the caller in messages. */
+  keyFile(who: WhoAmI, certfile: string, adaptor: string): Promise<{ key: Buffer; real: string }>;
+  /** Makes (or finds) the executor of a scheduler with its own credential (undefined: the backend cannot). */
+  credentialExecutor: ((request: CredentialRequest) => string) | undefined;
   /** Closes a file system handle opened by openFileSystem. */
   closeFileSystem(owner: string, id: string): void;
 }
@@ -76,9 +89,9 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
   };
 
   /** The server's ssh executors (offered as the `ssh` adaptor). */
-  const sshExecutors = (): ExecutorInfo[] => service.executors().filter((e) => e.adaptor === 'ssh');
+  const sshExecutors = (): ExecutorInfo[] => service.executors().filter((e) => e.adaptor === 'ssh' && !e.name.startsWith(CREDENTIAL_PREFIX));
   /** The server's Slurm executors (offered as the `slurm` adaptor). */
-  const slurmExecutors = (): ExecutorInfo[] => service.executors().filter((e) => e.adaptor === 'slurm');
+  const slurmExecutors = (): ExecutorInfo[] => service.executors().filter((e) => e.adaptor === 'slurm' && !e.name.startsWith(CREDENTIAL_PREFIX));
   /** Every adaptor offered now. */
   const offered = (): string[] => [...adaptorNames, ...(sshExecutors().length > 0 ? ['ssh'] : []), ...(slurmExecutors().length > 0 ? ['slurm'] : [])];
   /** Where a Slurm executor is, as a Xenon slurm location: `local://` or `[user@]host[:port]`. */
@@ -89,7 +102,7 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     description:
       'Runs jobs on the Slurm clusters this jobwire server has executors for (jobwire server --executor NAME=slurm: or NAME=slurm+ssh://...), as ordinary jobwire jobs: ' +
       `location local:// (or empty) for Slurm on the server's machine, [user@]host[:port] for a login node (${slurmExecutors().map((e) => `${e.name}: ${slurmLocation(e.url)}`).join(', ')}); ` +
-      "the connection and its credentials are the server's. Queues are the cluster's partitions; a job without one goes to the default partition.",
+      "with the default credential the connection and its credentials are the server's; a password credential, or a certificate credential naming a key file the caller may read through the file adaptor, logs in to the same login node with that instead (see docs/grpc.md). Queues are the cluster's partitions; a job without one goes to the default partition.",
     supported_locations: ['(empty)', 'local://', 'host[:port]', 'user@host[:port]', 'ssh://[user@]host[:port]'],
   });
 
@@ -101,7 +114,7 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     supports_interactive: true,
     supports_batch: true,
     uses_file_system: true,
-    supported_credentials: ['DefaultCredential'],
+    supported_credentials: ['DefaultCredential', 'PasswordCredential', 'CertificateCredential'],
   });
 
   const sshDescription = (): SchedulerAdaptorDescription => remoteDescription({
@@ -109,7 +122,7 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     description:
       'Runs jobs on the SSH hosts this jobwire server has executors for (jobwire server --executor NAME=ssh://...), as ordinary jobwire jobs: ' +
       `location [user@]host[:port] of one of them (${sshExecutors().map((e) => e.url.replace(/^ssh:\/\//, '')).join(', ')}); ` +
-      'the connection and its credentials are the server\'s. Queues single, multi and unlimited.',
+      "with the default credential the connection and its credentials are the server's; a password credential, or a certificate credential naming a key file the caller may read through the file adaptor, logs in to the same host with that instead (see docs/grpc.md). Queues single, multi and unlimited.",
     supported_locations: ['host[:port]', 'user@host[:port]'],
   });
 
@@ -136,15 +149,15 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     throw new XenonError('UnknownAdaptorException', name || '(none)', `the scheduler adaptor "${name}"${known}; this server offers: ${names.join(', ')}`);
   };
 
-  /** The ssh executor `location` ([user@]host[:port]) names. */
-  const sshExecutorAt = (location: string): string => {
+  /** The ssh executor `location` ([user@]host[:port]) names; its user must be the executor's when `sameUser` (the default credential). */
+  const sshExecutorAt = (location: string, sameUser = true): string => {
     let wanted;
     try {
       wanted = parseSshTarget(location);
     } catch (err) {
       throw new XenonError('InvalidLocationException', 'ssh', `location ${JSON.stringify(location)}: ${(err as Error).message}`);
     }
-    const explicitUser = location.replace(/^ssh:\/\//, '').includes('@');
+    const explicitUser = sameUser && location.replace(/^ssh:\/\//, '').includes('@');
     const executors = sshExecutors();
     const found = executors.find((e) => {
       const t = parseSshTarget(e.url);
@@ -157,7 +170,7 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
   };
 
   /** The Slurm executor `location` names: empty or `local://` for `slurm:`, `[ssh://][user@]host[:port]` for `slurm+ssh://`. */
-  const slurmExecutorAt = (location: string): string => {
+  const slurmExecutorAt = (location: string, sameUser = true): string => {
     const executors = slurmExecutors();
     const others = (): string => executors.map((e) => `${e.name} (${slurmLocation(e.url)})`).join(', ');
     if (LOCAL_LOCATIONS.includes(location)) {
@@ -171,7 +184,7 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     } catch (err) {
       throw new XenonError('InvalidLocationException', 'slurm', `location ${JSON.stringify(location)}: ${(err as Error).message}`);
     }
-    const explicitUser = location.replace(/^ssh:\/\//i, '').includes('@');
+    const explicitUser = sameUser && location.replace(/^ssh:\/\//i, '').includes('@');
     const found = executors.find((e) => {
       if (!/^slurm\+ssh:/i.test(e.url)) return false;
       const t = parseSshTarget(e.url, { scheme: 'slurm+ssh:' });
@@ -198,28 +211,82 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     return found;
   };
 
-  const create = (who: WhoAmI, request: Partial<CreateRequest>): Handle => {
+  const create = async (who: WhoAmI, request: Partial<CreateRequest>): Promise<Handle> => {
     const adaptor = request.adaptor ?? '';
     checkAdaptor(adaptor);
     const location = request.location ?? '';
     if (adaptor === 'local' && !LOCAL_LOCATIONS.includes(location)) {
       throw new XenonError('InvalidLocationException', adaptor, `location ${JSON.stringify(location)}: the local adaptor takes an empty location or "local://"`);
     }
-    if (request.credential !== undefined && request.credential !== 'default_credential') {
-      // A job outlives the call and the server (it is followed again after a restart), so a
-      // caller's secret would have to be stored with it; jobs run with the server's credentials.
-      // (FileSystemService's sftp adaptor takes password and certificate credentials: a handle lives only in memory.)
-      const why = adaptor === 'ssh' || adaptor === 'slurm' ? "jobs run with the server's own credentials (--ssh-identity, --ssh-password-file, its ssh-agent), since they outlive the call and a restarted server follows them again without the caller's secret; the sftp file adaptor takes password and certificate credentials" : 'callers authenticate to jobwire with a bearer token';
-      throw new XenonError('InvalidCredentialException', adaptor, `the ${adaptor} adaptor takes no ${request.credential.replace('_', ' ')}: ${why}`);
+    const kind = request.credential ?? 'default_credential';
+    if (kind !== 'default_credential' && !((adaptor === 'ssh' || adaptor === 'slurm') && (kind === 'password_credential' || kind === 'certificate_credential'))) {
+      const why = adaptor === 'ssh' || adaptor === 'slurm' ? 'it takes a default, password or certificate credential' : 'callers authenticate to jobwire with a bearer token';
+      throw new XenonError('InvalidCredentialException', adaptor, `the ${adaptor} adaptor takes no ${kind.replace('_', ' ')}: ${why}`);
     }
     const props = Object.keys(request.properties ?? {});
     if (props.length > 0) {
       throw new XenonError('UnknownPropertyException', adaptor, `unknown propert${props.length > 1 ? 'ies' : 'y'} ${props.join(', ')}: queues and limits are configured on the jobwire server`);
     }
-    const executor = adaptor === 'ssh' ? sshExecutorAt(location) : adaptor === 'slurm' ? slurmExecutorAt(location) : undefined;
+    // A caller's own credential may log in as another user, to the same hosts only.
+    const sameUser = kind === 'default_credential';
+    const executor = adaptor === 'ssh' ? sshExecutorAt(location, sameUser) : adaptor === 'slurm' ? slurmExecutorAt(location, sameUser) : undefined;
+    const own = kind === 'default_credential' ? undefined : await credentialExecutor(who, adaptor as 'ssh' | 'slurm', location, executor!, request);
     const id = schedulers.newId(adaptor, who.user, location);
-    schedulers.add({ kind: 'scheduler', id, owner: who.user, adaptor, location, ...(executor !== undefined ? { executor } : {}) });
+    schedulers.add({ kind: 'scheduler', id, owner: who.user, adaptor, location, ...(own !== undefined ? own : executor !== undefined ? { executor } : {}) });
     return { id };
+  };
+
+  /**
+   * The executor of a scheduler with the caller's own credential, to the host of the server's
+   * executor `serverExecutor` (the server reaches no host it was not told of): its own
+   * connection, logged in with that credential (credential-executors.ts; docs/grpc.md).
+   */
+  const credentialExecutor = async (
+    who: WhoAmI,
+    adaptor: 'ssh' | 'slurm',
+    location: string,
+    serverExecutor: string,
+    request: Partial<CreateRequest>,
+  ): Promise<Pick<SchedulerHandle, 'executor' | 'credential' | 'sftpRequest'>> => {
+    const info = service.executors().find((e) => e.name === serverExecutor)!;
+    if (deps.credentialExecutor === undefined || !/^(ssh|slurm\+ssh):/i.test(info.url)) {
+      throw new XenonError('InvalidCredentialException', adaptor, `the ${adaptor} adaptor takes a password or certificate credential only for hosts it logs in to by ssh${deps.credentialExecutor === undefined ? ' on a server that runs jobs itself (not in distributed mode)' : `; ${JSON.stringify(location)} is Slurm on the server's own machine`}`);
+    }
+    const server = parseSshTarget(info.url, { scheme: /^slurm/i.test(info.url) ? 'slurm+ssh:' : 'ssh:' });
+    const bare = location.replace(/^ssh:\/\//i, '');
+    const named = bare.includes('@') ? parseSshTarget(bare).user : undefined;
+    const password = request.credential === 'password_credential';
+    const given = password ? request.password_credential : request.certificate_credential;
+    const username = given?.username || named || server.user;
+    const target = { user: username, host: server.host, port: server.port };
+    const sftpRequest: CreateRequest = { adaptor: 'sftp', location: `${username}@${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port}`, properties: {}, credential: request.credential! };
+    if (password) {
+      const secret = request.password_credential?.password ?? '';
+      if (secret === '') throw new XenonError('InvalidCredentialException', adaptor, 'the password credential has an empty password');
+      const name = deps.credentialExecutor({ user: who.user, adaptor, target, password: secret });
+      return { executor: name, credential: { password_credential: { username, password: '' } }, sftpRequest: { ...sftpRequest, password_credential: { username, password: secret } } };
+    }
+    const cert = request.certificate_credential;
+    let real: string;
+    try {
+      ({ real } = await deps.keyFile(who, cert?.certfile ?? '', adaptor));
+    } catch (err) {
+      if (err instanceof XenonError && err.kind !== 'InvalidCredentialException') throw new XenonError('InvalidCredentialException', adaptor, `the certificate credential's key file: ${err.message}`, { cause: err });
+      throw err;
+    }
+    // Read again as the executor will read it at every connection (by its real path), and parsed now: a key that cannot be used is refused here.
+    try {
+      const parsed = utils.parseKey(readKeyFile(real), cert?.passphrase || undefined);
+      if (parsed instanceof Error) throw parsed;
+    } catch (err) {
+      throw new XenonError('InvalidCredentialException', adaptor, `the key file ${cert!.certfile} cannot be used: ${(err as Error).message}`, { cause: err });
+    }
+    const name = deps.credentialExecutor({ user: who.user, adaptor, target, keyFile: { path: real, ...(cert?.passphrase ? { passphrase: cert.passphrase } : {}) } });
+    return {
+      executor: name,
+      credential: { certificate_credential: { username, certfile: cert!.certfile, passphrase: '' } },
+      sftpRequest: { ...sftpRequest, certificate_credential: { username, certfile: cert!.certfile, passphrase: cert?.passphrase ?? '' } },
+    };
   };
 
   const jobStatus = async (who: WhoAmI, id: string): Promise<XenonJobStatus> => toJobStatus(await service.get(who.user, id), adaptorName);
@@ -278,8 +345,8 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
     getAdaptorName: rpc.unary<Handle, unknown>(a, async (request, { who }) => ({ name: scheduler(who, request).adaptor })),
     getLocation: rpc.unary<Handle, unknown>(a, async (request, { who }) => ({ location: scheduler(who, request).location })),
     getCredential: rpc.unary<Handle, unknown>(a, async (request, { who }) => {
-      scheduler(who, request);
-      return { default_credential: { username: who.user } };
+      // A credential as given, its secret (password, passphrase) left out.
+      return scheduler(who, request).credential ?? { default_credential: { username: who.user } };
     }),
     getProperties: rpc.unary<Handle, unknown>(a, async (request, { who }) => {
       scheduler(who, request);
@@ -363,7 +430,10 @@ export function schedulerService(rpc: Rpc, deps: SchedulerServiceDeps): UntypedS
       const handle = scheduler(who, request);
       if (handle.fileSystemId !== undefined) return { id: handle.fileSystemId };
       const info = executorOf(handle);
-      if (info !== undefined && /^(ssh|slurm\+ssh):/i.test(info.url)) {
+      if (handle.sftpRequest !== undefined) {
+        // The host's files over sftp, logged in with the scheduler's own credential.
+        handle.fileSystemId = (await deps.openSftp(who, handle.sftpRequest)).id;
+      } else if (info !== undefined && /^(ssh|slurm\+ssh):/i.test(info.url)) {
         // The host's files over sftp, on the executor's own connection (as its jobs see them).
         handle.fileSystemId = (await deps.openRemoteFileSystem(who, info.name, handle.adaptor === 'slurm' ? slurmLocation(info.url) : handle.location)).id;
       } else {

@@ -38,6 +38,9 @@ export async function serveGrpc(options: GrpcServerOptions, deps: GrpcServerDeps
     space,
     openFileSystem: (who) => files.open(who),
     openRemoteFileSystem: (who, executor, location) => files.openRemote(who, executor, location),
+    openSftp: (who, request) => files.openSftp(who, request),
+    keyFile: (who, certfile, adaptor) => files.keyFile(who, certfile, adaptor),
+    credentialExecutor: ssh?.credentialExecutor,
     closeFileSystem: (owner, id) => files.close(owner, id),
   });
 

@@ -13,7 +13,7 @@ export interface JobScheduler {
   /** The executor adaptor jobs run with, as Xenon clients see it ("local"; "worker" in distributed mode). */
   readonly adaptor: string;
   /** Throws a BadRequestError (code "unsupported", naming the field) for what its jobs cannot do. */
-  check(description: JobDescription): void;
+  check(description: JobDescription, owner?: string): void;
   /** Rejects a submission whose owner could not have it run (see `run-as.ts`); nothing is queued then. */
   admit(owner: string): Promise<void>;
   /** A job was queued: run or place it when there is room. */

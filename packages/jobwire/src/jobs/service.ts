@@ -108,7 +108,7 @@ export class JobService {
   async #accept(owner: string, description: JobDescription): Promise<JobDescription> {
     if (description.tty && !description.interactive) description.interactive = true;
     // Checked before the default queue is filled in: the check may give the executor's own (a Slurm partition).
-    this.scheduler.check(description);
+    this.scheduler.check(description, owner);
     description.queueName ??= this.defaultQueue;
     for (const [name, id] of Object.entries(description.inputFiles ?? {})) {
       if ((await uploadSize(this.store.blobs, owner, id)) === undefined) {

@@ -344,7 +344,17 @@ async function startLocked(options: ServerOptions, held: { lock?: HostLock }): P
       app.server.off('upgrade', onUpgrade);
       for (const ws of wss.clients) ws.close(1001, 'server shutting down');
       await steps.run('stopping the running jobs', () => backend.drain());
-      await steps.run('answering the requests in progress', () => app.close());
+      await steps.run('answering the requests in progress', async () => {
+        // Node closes the idle keep-alive connections once, when the stop begins; one whose
+        // request is answered later would stay open for the keep-alive timeout (72 s), and the
+        // stop with it. So idle ones are closed every 100 ms until the server has closed.
+        const reap = setInterval(() => app.server.closeIdleConnections(), 100);
+        try {
+          await app.close();
+        } finally {
+          clearInterval(reap);
+        }
+      });
       wss.close();
       await backend.close(steps);
       const report = steps.report();

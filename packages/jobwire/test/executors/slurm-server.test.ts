@@ -130,6 +130,27 @@ describe('executor states', () => {
 });
 
 describe('Xenon gRPC', () => {
+  test('a slurm scheduler with a certificate credential runs its jobs through the login node on a connection of its own', TIMEOUT, async () => {
+    const x = new XenonClient(`127.0.0.1:${server.grpcPort}`, { token: server.token });
+    try {
+      const described = (await x.sched('getAdaptorDescriptions')).descriptions.find((d: { name: string }) => d.name === 'slurm');
+      assert.deepEqual(described.supported_credentials, ['DefaultCredential', 'PasswordCredential', 'CertificateCredential']);
+      // The admin may name any key file the server's account reads.
+      const sched = await x.sched('create', { adaptor: 'slurm', location: `127.0.0.1:${sshd.port}`, certificate_credential: { username: sshd.user, certfile: sshd.identity } });
+      assert.equal((await x.sched('getCredential', sched)).certificate_credential.certfile, sshd.identity);
+      await sleepUntil(async () => (await x.sched('getQueueNames', sched)).name.length > 0, 30_000, 'the partitions, read over the credential\'s connection');
+      assert.deepEqual((await x.sched('getQueueNames', sched)).name, [PARTITIONS.default, PARTITIONS.short]);
+      const job = await x.sched('submitBatchJob', { scheduler: sched, description: { executable: 'sh', arguments: ['-c', 'echo $SLURM_JOB_PARTITION; exit 6'], working_directory: home } });
+      const status = await x.sched('waitUntilDone', { scheduler: sched, job, timeout: 90_000 });
+      assert.equal(status.exit_code, 6, status.error_message);
+      const info = await client.getJobStatus(job.id);
+      assert.match(info.description?.executor ?? '', /^xenon\.slurm\./);
+      assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), `${PARTITIONS.default}\n`);
+    } finally {
+      x.close();
+    }
+  });
+
   test('the slurm adaptor: location local:// is slurm:, host:port the login node; queues are partitions', TIMEOUT, async () => {
     const x = new XenonClient(`127.0.0.1:${server.grpcPort}`, { token: server.token });
     try {

@@ -123,6 +123,32 @@ describe('batch jobs survive', () => {
   });
 });
 
+describe('short commands on one connection', () => {
+  test('a burst of 200 short commands: every one gets its exit status, none is reported dropped', TIMEOUT, async () => {
+    const ssh = executor();
+    // The status of a command this short comes in the same packets as the channel's open
+    // confirmation and close; the runner must still see it. The test sshd takes 100 sessions
+    // per connection, so 50 run at a time (each one starts as soon as another ends).
+    const commands = Array.from({ length: 200 }, (_, i) => (i % 3 === 0 ? 'true' : i % 3 === 1 ? `echo ${i}` : `exit ${i % 7}`));
+    const results: Array<{ code: number | null; signal: string | null; stdout: string } | Error> = [];
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < commands.length) {
+        const i = next++;
+        results[i] = await ssh.connection.run(commands[i]!).catch((err: unknown) => err as Error);
+      }
+    };
+    await Promise.all(Array.from({ length: 50 }, lane));
+    const failed = results.flatMap((r, i) => (r instanceof Error ? [`${commands[i]}: ${r.message}`] : []));
+    assert.deepEqual(failed, []);
+    results.forEach((r, i) => {
+      const expected = i % 3 === 0 ? { code: 0, stdout: '' } : i % 3 === 1 ? { code: 0, stdout: `${i}\n` } : { code: i % 7, stdout: '' };
+      assert.deepEqual(r, { ...expected, signal: null, stderr: '' }, commands[i]);
+    });
+    assert.equal(ssh.status().state, 'connected');
+  });
+});
+
 describe('connection errors are clear and fail the job, not the executor', () => {
   test('a wrong known_hosts entry is refused with the host key’s fingerprint', TIMEOUT, async () => {
     const result = await start(executor({ knownHostsFile: sshd.wrongKnownHosts }), { executable: 'true' }, sshd.dir).done;
@@ -278,7 +304,8 @@ describe('named executors on a server', () => {
       assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), `${sshd.dir}\n`);
 
       await rejectsWith(x.sched('create', { adaptor: 'ssh', location: 'elsewhere:22' }), grpc.status.FAILED_PRECONDITION, 'InvalidLocationException');
-      await rejectsWith(x.sched('create', { adaptor: 'ssh', location: `127.0.0.1:${sshd.port}`, password_credential: { username: 'u', password: 'p' } }), grpc.status.FAILED_PRECONDITION, 'InvalidCredentialException');
+      // Password and certificate credentials are taken (test/grpc/scheduler-credentials.test.ts); a keytab is not.
+      await rejectsWith(x.sched('create', { adaptor: 'ssh', location: `127.0.0.1:${sshd.port}`, keytab_credential: { username: 'u', keytabfile: '/k' } }), grpc.status.FAILED_PRECONDITION, 'InvalidCredentialException');
       assert.equal((await x.fs('getAdaptorName', await x.sched('getFileSystem', sched))).name, 'sftp');
     } finally {
       x.close();

@@ -7,7 +7,7 @@
  */
 import type { ClientChannel } from 'ssh2';
 import { ChannelHandle, channelResult, pumpChannel } from '../ssh/channel-handle.js';
-import { SshConnection, shellQuote } from '../ssh/connection.js';
+import { channelEnd, SshConnection, shellQuote } from '../ssh/connection.js';
 import { targetText } from '../ssh/url.js';
 import type { ProcessHandle, ProcessResult, StartSpec } from '../types.js';
 import type { CommandResult, HostCommand, SubmitHost } from './submit-host.js';
@@ -56,20 +56,16 @@ export class SshSubmitHost implements SubmitHost {
 
   async read(path: string, offset: number, max: number): Promise<Buffer | undefined> {
     const channel = await this.#connection.exec(`f=${shellQuote(path)}; [ -e "$f" ] || exit 3; tail -c +${offset + 1} -- "$f" | head -c ${max}`);
-    return new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      const err: Buffer[] = [];
-      let code: number | null = null;
-      channel.on('data', (data: Buffer) => chunks.push(data));
-      channel.stderr.on('data', (data: Buffer) => err.push(data));
-      channel.on('exit', (exitCode: number | null) => (code = exitCode));
-      channel.on('close', () => {
-        if (code === 3) resolve(undefined);
-        else if (code === 0) resolve(Buffer.concat(chunks));
-        else reject(new Error(`cannot read ${path} on ${this.where}: ${Buffer.concat(err).toString().trim() || (code === null ? 'the connection dropped' : `exit ${code}`)}`));
-      });
-      channel.end();
-    });
+    const chunks: Buffer[] = [];
+    const err: Buffer[] = [];
+    channel.on('data', (data: Buffer) => chunks.push(data));
+    channel.stderr.on('data', (data: Buffer) => err.push(data));
+    const ended = channelEnd(channel);
+    channel.end();
+    const { code, signal } = await ended;
+    if (code === 3) return undefined;
+    if (code === 0) return Buffer.concat(chunks);
+    throw new Error(`cannot read ${path} on ${this.where}: ${Buffer.concat(err).toString().trim() || (code !== null ? `exit ${code}` : signal !== null ? `killed by ${signal}` : 'the connection dropped')}`);
   }
 
   async mkdir(path: string): Promise<void> {

@@ -7,6 +7,7 @@
 import type { OutputChannel } from '@jobwire/client';
 import type { ClientChannel } from 'ssh2';
 import type { ProcessResult } from '../types.js';
+import { channelEnd, type ChannelEnd } from './connection.js';
 
 /** A job on an exec channel: its stdin and terminal size. */
 export abstract class ChannelHandle {
@@ -43,28 +44,14 @@ export abstract class ChannelHandle {
   }
 }
 
-/** How an exec channel ended: its exit code or signal, both null when the connection dropped first. */
-export interface ChannelEnd {
-  code: number | null;
-  signal: string | null;
-}
-
 /**
  * Passes a channel's output to `onOutput` (its stderr as stdout on a tty, as a terminal shows
  * it) until the channel closes; resolves to how it ended.
  */
 export function pumpChannel(channel: ClientChannel, tty: boolean, onOutput: (channel: OutputChannel, data: Buffer) => void): Promise<ChannelEnd> {
-  return new Promise((resolve) => {
-    let code: number | null = null;
-    let signal: string | null = null;
-    channel.on('data', (data: Buffer) => onOutput('stdout', data));
-    channel.stderr.on('data', (data: Buffer) => onOutput(tty ? 'stdout' : 'stderr', data));
-    channel.on('exit', (exitCode: number | null, signalName?: string) => {
-      code = exitCode;
-      signal = signalName === undefined ? null : signalName.startsWith('SIG') ? signalName : `SIG${signalName}`;
-    });
-    channel.on('close', () => resolve({ code, signal }));
-  });
+  channel.on('data', (data: Buffer) => onOutput('stdout', data));
+  channel.stderr.on('data', (data: Buffer) => onOutput(tty ? 'stdout' : 'stderr', data));
+  return channelEnd(channel);
 }
 
 /** The result of an interactive job's channel that ended so: Lost when the connection dropped under it. */

@@ -35,6 +35,14 @@ export interface SshAuthOptions {
    * service), offered before the identity files; `source` names it in messages. @defaultValue undefined
    */
   privateKey?: { key: Buffer; passphrase?: string; source: string };
+  /**
+   * A private key read again at every connection attempt (a Xenon scheduler's certificate
+   * credential: its key file is what is remembered, so a restarted server reads it again);
+   * throws (its message is the reason) when the file cannot be used. @defaultValue undefined
+   */
+  privateKeyFile?: { path: string; read(): Buffer; passphrase?: string };
+  /** Why there is no way to authenticate, when that is expected (a password not given again since a restart). @defaultValue a list of what is missing */
+  noAuthReason?: string;
   /** ssh-agent socket; false for none. @defaultValue `$SSH_AUTH_SOCK` */
   agent?: string | false;
   /** The known_hosts file host keys are checked against. @defaultValue `~/.ssh/known_hosts` */
@@ -91,6 +99,47 @@ export interface RunResult {
   stderr: string;
 }
 
+/** How a command on an exec channel ended: its exit code or signal, both null when the connection dropped first. */
+export interface ChannelEnd {
+  code: number | null;
+  /** The signal's name with `SIG` (`SIGTERM`), or null. */
+  signal: string | null;
+}
+
+/** The exit status of each channel {@link SshConnection.exec} opened, once it came. */
+const exits = new WeakMap<ClientChannel, ChannelEnd>();
+
+/** A signal's name as jobwire reports it: with `SIG` (ssh2 adds it; a bare name gets it too); null for none. */
+function signalName(signal: string | null | undefined): string | null {
+  if (typeof signal !== 'string') return null;
+  return signal.startsWith('SIG') ? signal : `SIG${signal}`;
+}
+
+/** Records `channel`'s exit status when it comes; called synchronously in ssh2's exec callback, before any packet after the open is handled. */
+function recordExit(channel: ClientChannel): void {
+  channel.once('exit', (code: number | null, signal?: string) => {
+    exits.set(channel, { code: code ?? null, signal: signalName(signal) });
+  });
+}
+
+/**
+ * Resolves when a channel from {@link SshConnection.exec} closes, to how its command ended. A
+ * channel that closes after its exit status ended normally, even when the status came before the
+ * caller attached anything; both fields are null only when no status came at all (the connection
+ * dropped). Attach the output listeners in the same tick as this call.
+ */
+export function channelEnd(channel: ClientChannel): Promise<ChannelEnd> {
+  return new Promise((resolve) => {
+    channel.once('close', (code?: number | null, signal?: string) => {
+      // ssh2 passes the exit status with 'close' too: a second source for a status recorded late.
+      const recorded = exits.get(channel);
+      if (recorded !== undefined) resolve(recorded);
+      else if (typeof code === 'number') resolve({ code, signal: null });
+      else resolve({ code: null, signal: signalName(signal) });
+    });
+  });
+}
+
 /** The existing default identity files of this account. */
 function defaultIdentities(): string[] {
   return ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((name) => join(homedir(), '.ssh', name)).filter((file) => existsSync(file));
@@ -103,7 +152,7 @@ function defaultIdentities(): string[] {
 export class SshConnection extends EventEmitter<SshConnectionEvents> {
   /** Where it connects. */
   readonly target: SshTarget;
-  readonly #options: SshConnectionOptions;
+  #options: SshConnectionOptions;
   #client: SshClient | undefined;
   #connecting: Promise<SshClient> | undefined;
   #state: ConnectionState = { state: 'idle' };
@@ -114,6 +163,16 @@ export class SshConnection extends EventEmitter<SshConnectionEvents> {
     super();
     this.target = target;
     this.#options = options;
+  }
+
+  /**
+   * Changes how the next attempts authenticate (a password or key passphrase given again after
+   * a restart); a live connection stays as it is.
+   */
+  updateAuth(options: Pick<SshAuthOptions, 'password' | 'privateKeyFile'>): void {
+    const next: SshConnectionOptions = { ...this.#options, ...options };
+    delete next.noAuthReason;
+    this.#options = next;
   }
 
   /** What the connection is doing now. */
@@ -149,11 +208,23 @@ export class SshConnection extends EventEmitter<SshConnectionEvents> {
     }
   }
 
-  /** Runs `command` on the host (through the login shell, as `ssh host command` does); resolves once its channel is open. */
+  /**
+   * Runs `command` on the host (through the login shell, as `ssh host command` does); resolves
+   * once its channel is open. How the command ends is recorded from the moment the channel opens
+   * (see {@link channelEnd}): its exit status can arrive in the same packet as the open
+   * confirmation, before the caller gets the channel.
+   */
   async exec(command: string, options: ExecOptions = {}): Promise<ClientChannel> {
     const client = await this.connect();
     return new Promise((resolve, reject) => {
-      const done = (err: Error | undefined, channel: ClientChannel): void => (err ? reject(err) : resolve(channel));
+      const done = (err: Error | undefined, channel: ClientChannel): void => {
+        if (err) {
+          reject(err);
+          return;
+        }
+        recordExit(channel);
+        resolve(channel);
+      };
       if (options.pty !== undefined) {
         const pty: PseudoTtyOptions = { cols: options.pty.cols, rows: options.pty.rows, term: 'xterm-256color' };
         client.exec(command, { pty }, done);
@@ -166,23 +237,15 @@ export class SshConnection extends EventEmitter<SshConnectionEvents> {
   /** Runs `command` to its end with no stdin and collects its output (for short bookkeeping commands). */
   async run(command: string, stdin?: string): Promise<RunResult> {
     const channel = await this.exec(command);
-    return new Promise((resolve, reject) => {
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      let code: number | null = null;
-      let signal: string | null = null;
-      channel.on('data', (data: Buffer) => out.push(data));
-      channel.stderr.on('data', (data: Buffer) => err.push(data));
-      channel.on('exit', (exitCode: number | null, signalName?: string) => {
-        code = exitCode;
-        signal = signalName ?? null;
-      });
-      channel.on('close', () => {
-        if (code === null && signal === null) reject(new SshConnectError(`the connection to ${targetText(this.target)} dropped while running a command`, 'unreachable'));
-        else resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
-      });
-      channel.end(stdin);
-    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    channel.on('data', (data: Buffer) => out.push(data));
+    channel.stderr.on('data', (data: Buffer) => err.push(data));
+    const ended = channelEnd(channel);
+    channel.end(stdin);
+    const { code, signal } = await ended;
+    if (code === null && signal === null) throw new SshConnectError(`the connection to ${targetText(this.target)} dropped while running a command`, 'unreachable');
+    return { code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
   }
 
   /** An sftp session on the connection. */
@@ -214,6 +277,19 @@ export class SshConnection extends EventEmitter<SshConnectionEvents> {
       if (parsed instanceof Error) throw new SshConnectError(`the key ${given.source} cannot be used: ${parsed.message}`, 'auth', { cause: parsed });
       methods.push({ type: 'publickey', username, key: given.key, ...(given.passphrase !== undefined ? { passphrase: given.passphrase } : {}) });
       tried.push(`key ${given.source}`);
+    }
+    const keyFile = this.#options.privateKeyFile;
+    if (keyFile !== undefined) {
+      let key: Buffer;
+      try {
+        key = keyFile.read();
+      } catch (err) {
+        throw new SshConnectError(`the key file ${keyFile.path} cannot be used: ${(err as Error).message}`, 'auth', { cause: err });
+      }
+      const parsed = utils.parseKey(key, keyFile.passphrase);
+      if (parsed instanceof Error) throw new SshConnectError(`the key file ${keyFile.path} cannot be used: ${parsed.message}`, 'auth', { cause: parsed });
+      methods.push({ type: 'publickey', username, key, ...(keyFile.passphrase !== undefined ? { passphrase: keyFile.passphrase } : {}) });
+      tried.push(`key file ${keyFile.path}`);
     }
     for (const file of this.#options.identityFiles ?? defaultIdentities()) {
       let text: Buffer;
@@ -253,6 +329,7 @@ export class SshConnection extends EventEmitter<SshConnectionEvents> {
     let refusedKey: HostKeyError | undefined;
     try {
       const { methods, tried } = this.#authMethods();
+      if (methods.length === 0 && this.#options.noAuthReason !== undefined) throw new SshConnectError(`no way to authenticate to ${where}: ${this.#options.noAuthReason}`, 'auth');
       if (methods.length === 0) throw new SshConnectError(`no way to authenticate to ${where}: no ssh-agent, no identity file (give --ssh-identity) and no password file`, 'auth');
       const knownHosts = this.#options.knownHostsFile ?? join(homedir(), '.ssh', 'known_hosts');
       const client = new Client();

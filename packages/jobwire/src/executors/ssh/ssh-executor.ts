@@ -10,7 +10,7 @@ import { BadRequestError, type JobDescription, type OutputChannel } from '@jobwi
 import type { ClientChannel } from 'ssh2';
 import type { Executor, ExecutorState, ExecutorStatus, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../types.js';
 import { ChannelHandle, channelResult, pumpChannel } from './channel-handle.js';
-import { SshConnection, shellQuote, type SshConnectionOptions } from './connection.js';
+import { channelEnd, SshConnection, shellQuote, type SshConnectionOptions } from './connection.js';
 import { batchStartScript, collectScript, FOLLOW_COLLECT, followScript, folderWord, interactiveScript, terminateScript, viaSh } from './scripts.js';
 import { parseSshTarget, targetText } from './url.js';
 
@@ -288,24 +288,19 @@ class BatchJob implements ProcessHandle {
       const ch = await this.#connection.exec(viaSh(followScript(state.folder, at, state.wrapper)));
       this.#channel = ch;
       if (this.#detached) ch.close();
-      const code = await new Promise<number | null>((resolve) => {
-        let exit: number | null = null;
-        ch.on('data', (data: Buffer) => {
-          if (this.#detached) return;
-          at.out += data.length;
-          this.#spec.onOutput('stdout', data);
-        });
-        ch.stderr.on('data', (data: Buffer) => {
-          if (this.#detached) return;
-          at.err += data.length;
-          this.#spec.onOutput('stderr', data);
-        });
-        ch.on('exit', (c: number | null) => {
-          exit = c;
-        });
-        ch.on('close', () => resolve(exit));
-        ch.end();
+      ch.on('data', (data: Buffer) => {
+        if (this.#detached) return;
+        at.out += data.length;
+        this.#spec.onOutput('stdout', data);
       });
+      ch.stderr.on('data', (data: Buffer) => {
+        if (this.#detached) return;
+        at.err += data.length;
+        this.#spec.onOutput('stderr', data);
+      });
+      const ended = channelEnd(ch);
+      ch.end();
+      const { code } = await ended;
       if (this.#detached) return new Promise<never>(() => {});
       if (code === null) throw Object.assign(new Error('connection dropped'), { code: 'JOBWIRE_SSH_CONNECT' });
       if (code === 3) throw new Error(`the job's folder ${state.folder} on ${state.host} is gone`);

@@ -1,0 +1,59 @@
+/**
+ * A server stop does not wait for clients' keep-alive connections: one whose request was
+ * answered after the stop began is closed by the server once it is idle (Node closes idle
+ * connections only once, when the stop begins, and would otherwise keep this one for the
+ * keep-alive timeout of 72 s — longer than this test may take).
+ */
+import assert from 'node:assert/strict';
+import { Agent, request, type ClientRequest, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { describe, test } from 'node:test';
+import { API_PREFIX } from '@jobwire/client';
+import { withServer } from '../helpers.js';
+
+describe('server stop', () => {
+  test('a keep-alive connection whose request is answered during the stop is closed by the server, and the stop finishes', { timeout: 40_000 }, async () => {
+    await withServer(async (s) => {
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        // An upload whose body is still coming when the stop begins: a request in progress.
+        // `Expect: 100-continue` tells when the server has the request's headers (it is no
+        // longer an idle connection the stop's first sweep would close).
+        const upload: ClientRequest = request(`${s.url}${API_PREFIX}/uploads`, {
+          method: 'POST',
+          agent,
+          headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/octet-stream', expect: '100-continue' },
+        });
+        const socket = new Promise<Socket>((resolve) => upload.once('socket', resolve));
+        const answer = new Promise<IncomingMessage>((resolve, reject) => {
+          upload.once('response', resolve);
+          upload.once('error', reject);
+        });
+        await new Promise<void>((resolve) => upload.once('continue', resolve));
+
+        const stopped = s.server.close();
+        upload.end('uploaded during the stop\n');
+        const res = await answer;
+        const body = await new Promise<string>((resolve) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => resolve(text));
+        });
+        assert.equal(res.statusCode, 201, body);
+        assert.equal((JSON.parse(body) as { size: number }).size, 'uploaded during the stop\n'.length);
+        // The answer kept the connection open: it is the client's idle keep-alive socket now,
+        // which the client keeps for a next request (it never closes it itself).
+        assert.equal(res.headers.connection, 'keep-alive');
+        const sock = await socket;
+
+        // The server closes it, and the stop then finishes.
+        await new Promise<void>((resolve) => (sock.closed ? resolve() : sock.once('close', () => resolve())));
+        const report = await stopped;
+        assert.deepEqual(report.unsettled, []);
+      } finally {
+        agent.destroy();
+      }
+    });
+  });
+});
