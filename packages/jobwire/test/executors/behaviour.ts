@@ -210,11 +210,20 @@ export function executorBehaviour(label: string, make: () => Promise<ExecutorHar
     });
 
     test('a tty job sees its size, and a resize', TIMEOUT, async () => {
-      const job = run({ executable: 'sh', arguments: ['-c', 'stty size; read line; stty size'], tty: true, interactive: true, size: { cols: 100, rows: 30 } });
+      // The job prints its size at the start and again for every line typed. A resize may reach the
+      // job a moment after it is made (srun passes it on from its own terminal), so empty lines are
+      // typed until one is answered with the new size: the resize must arrive, not win a race.
+      const script = 'stty size; while read line; do stty size; [ "$line" = q ] && exit 0; done';
+      const job = run({ executable: 'sh', arguments: ['-c', script], tty: true, interactive: true, size: { cols: 100, rows: 30 } });
       await job.waitForOutput('30 100');
       job.handle.resize(132, 43);
-      await job.handle.writeStdin(Buffer.from('\r'));
-      await job.waitForOutput('43 132');
+      for (let typed = 1; !job.output().toString().includes('43 132'); typed++) {
+        assert.ok(typed <= 20, 'the job never saw the new size');
+        await job.handle.writeStdin(Buffer.from('\r'));
+        const answers = (): number => job.output().toString().split(/\r?\n/).filter((line) => /^\d+ \d+$/.test(line.trim())).length;
+        await sleepUntil(() => answers() > typed, 20_000, `an answer to line ${typed}`);
+      }
+      await job.handle.writeStdin(Buffer.from('q\r'));
       assert.deepEqual(await job.done, { exitCode: 0, signal: null });
     });
   });
