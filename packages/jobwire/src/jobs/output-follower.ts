@@ -11,8 +11,12 @@
 import type { OutputChunk } from '@jobwire/client';
 import type { FinalStatus, StreamLog } from '../store/types.js';
 
-/** Bytes read from storage per step. */
-const READ_STEP = 256 * 1024;
+/**
+ * Bytes read from storage per step: one attach message's worth (`OUTPUT_MESSAGE_BYTES`), so a
+ * replay from a store whose reads take a round trip each (Redis) still goes out in messages of
+ * up to 1 MiB, not in one message per read.
+ */
+const READ_STEP = 1024 * 1024;
 
 /** Where a follower delivers. */
 export interface OutputSink {

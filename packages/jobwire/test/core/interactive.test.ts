@@ -60,8 +60,8 @@ describe('interactive jobs', () => {
       const live = await client.attach(job.id);
       await collect(live.output);
       assert.equal((await live.exit).exitCode, 0);
-      // Stored as pipe reads (64 KiB at most each); replayed from the files in one turn of the
-      // server's loop, so in two messages: the reads that fit in 1 MiB, then the rest.
+      // Stored as pipe reads (64 KiB at most each); replayed in reads of 1 MiB from the stream log
+      // (files, or Redis in distributed mode), so in two messages: 1 MiB, then the rest.
       const replay = await client.attach(job.id, { from: 0 });
       const chunks = await collect(replay.output);
       await replay.exit;
