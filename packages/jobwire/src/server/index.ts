@@ -276,7 +276,7 @@ async function startLocked(options: ServerOptions, held: { lock?: HostLock }): P
   }
   const service = new JobService({ store, scheduler: backend });
   await useSchemas(app);
-  registerRoutes(app, service, tokens);
+  registerRoutes(app, service, tokens, shutdown.signal);
   registerWorkersRoute(app, backend.workers);
   registerExecutorsRoute(app, backend.executors ?? (async () => [{ name: 'local', url: 'local:', adaptor: backend.adaptor, state: 'ready' as const, queues: (await backend.queues()).map((q) => ({ name: q.name, limit: q.limit })) }]));
   const networks = new NetworkRunner(service, store);

@@ -128,7 +128,8 @@ export function toJobwireError(err: unknown): JobwireError {
 }
 
 /** Registers the REST API on `app`. Call `useSchemas` (openapi.ts) first: the routes' schemas are zod. */
-export function registerRoutes(app: FastifyInstance, service: JobService, tokens: TokenBook): void {
+/** `stopping` aborts when the server begins to stop: long waits answer at once then. */
+export function registerRoutes(app: FastifyInstance, service: JobService, tokens: TokenBook, stopping: AbortSignal): void {
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: STDIN_BODY_LIMIT }, (_req, body, done) => done(null, body));
 
   app.setErrorHandler((err, req, reply) => {
@@ -363,7 +364,18 @@ export function registerRoutes(app: FastifyInstance, service: JobService, tokens
         response: { 200: jobInfoSchema, ...errorAnswers },
       },
     },
-    async (req) => publicInfo(await service.wait(user(req), req.params.id, req.query.for, req.query.timeout)),
+    async (req, reply) => {
+      // The wait ends early when the caller goes away or the server stops (answering with the job
+      // as it is then), so neither holds a waiting request, and a stop, until the timeout.
+      const gone = new AbortController();
+      const onClose = (): void => gone.abort();
+      reply.raw.once('close', onClose);
+      try {
+        return publicInfo(await service.wait(user(req), req.params.id, req.query.for, req.query.timeout, AbortSignal.any([gone.signal, stopping])));
+      } finally {
+        reply.raw.off('close', onClose);
+      }
+    },
   );
 
   api.get(

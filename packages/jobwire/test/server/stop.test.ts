@@ -2,7 +2,8 @@
  * A server stop does not wait for clients' keep-alive connections: one whose request was
  * answered after the stop began is closed by the server once it is idle (Node closes idle
  * connections only once, when the stop begins, and would otherwise keep this one for the
- * keep-alive timeout of 72 s — longer than this test may take).
+ * keep-alive timeout of 72 s — longer than this test may take). Nor does it wait for a client
+ * waiting on a job (`GET /jobs/:id/wait`): the wait answers with the job as it is.
  */
 import assert from 'node:assert/strict';
 import { Agent, request, type ClientRequest, type IncomingMessage } from 'node:http';
@@ -54,6 +55,36 @@ describe('server stop', () => {
       } finally {
         agent.destroy();
       }
+    });
+  });
+
+  test('a client waiting for a job to end is answered with the job as it is when the stop begins, and the stop finishes', { timeout: 40_000 }, async () => {
+    await withServer(async (s) => {
+      const job = await s.client.submitBatchJob({ executable: 'sleep', arguments: ['300'], queueName: 'unlimited' });
+      await s.client.waitUntilRunning(job.id);
+      // `Expect: 100-continue` tells when the server has the request (routed, not refused as
+      // arriving during the stop).
+      const waiting = request(`${s.url}${API_PREFIX}/jobs/${job.id}/wait?for=done&timeout=60000`, {
+        headers: { authorization: `Bearer ${s.token}`, expect: '100-continue' },
+      });
+      const answer = new Promise<IncomingMessage>((resolve, reject) => {
+        waiting.once('response', resolve);
+        waiting.once('error', reject);
+      });
+      await new Promise<void>((resolve) => waiting.once('continue', resolve));
+      waiting.end();
+      const report = await s.server.close();
+      const res = await answer;
+      assert.equal(res.statusCode, 200);
+      const text = await new Promise<string>((resolve) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve(body));
+      });
+      const info = JSON.parse(text) as { id: string; status: string };
+      assert.equal(info.id, job.id);
+      assert.deepEqual(report.unsettled, []);
     });
   });
 });
