@@ -41,13 +41,32 @@ function commandWords(description: JobDescription): string {
 }
 
 /**
- * Starts a batch job detached: a wrapper in its own session (`setsid -f`, surviving the
- * connection) runs the job in another session (so TERM to the job's group spares the wrapper),
- * prints the folder, its own pid and the job's pid (0 when the job could not start) and lets go
- * of the channel; then it waits for the job and writes its exit code to `exit` (or a start error
- * to `error`). The job's output goes to `out` and `err`.
+ * A pause in {@link batchStartScript}, for tests only: the script appends a line to
+ * `<file>.reached` at point `at`, then waits while `file` exists on the host. `claimed`: after
+ * the job folder is made, before the wrapper is started; `started`: after the job started,
+ * before its pids are printed.
  */
-export function batchStartScript(base: string | undefined, jobId: string, description: JobDescription, env: Record<string, string>): string {
+export interface StartGate {
+  file: string;
+  at: 'claimed' | 'started';
+}
+
+/**
+ * Starts a batch job detached, and is safe to run again for the same job (after a dropped
+ * connection, or by a restarted server): whichever run it is, the job starts at most once and
+ * every run prints the same three lines — the folder, the wrapper's pid and the job's pid (0 when
+ * the job could not start).
+ *
+ * The script makes the folder and starts a wrapper in its own session (`setsid -f`, surviving the
+ * connection) unless one has claimed the job already. The wrapper's first step, `mkdir started`,
+ * is the claim: a wrapper that finds it made exits at once, so two runs racing (the first one's
+ * shell outlives its dropped connection) still start one copy. The winner records its pid in
+ * `started/wrapper`, runs the job in another session (so TERM to the job's group spares the
+ * wrapper), writes `ids` (the three lines), waits for the job and writes its exit code to `exit`
+ * (or a start error to `error`). The job's output goes to `out` and `err`. The script waits for
+ * `ids` and prints it; it exits 91 when the claiming wrapper ended without writing it.
+ */
+export function batchStartScript(base: string | undefined, jobId: string, description: JobDescription, env: Record<string, string>, gate?: StartGate): string {
   const fail = 'fail';
   const stdin = description.stdin !== undefined ? q(description.stdin) : '/dev/null';
   const copies = [
@@ -56,27 +75,43 @@ export function batchStartScript(base: string | undefined, jobId: string, descri
   ].filter(Boolean).join('\n');
   const wrapper = [
     'F=$1',
+    // The claim: one wrapper per job, however many starts ran.
+    'mkdir "$F/started" 2>/dev/null || exit 0',
+    'echo $$ > "$F/started/wrapper"',
+    ': > "$F/out" && : > "$F/err" || exit 0',
+    `ids() { printf '%s\\n%s\\n%s\\n' "$F" $$ "$1" > "$F/ids.tmp" && mv "$F/ids.tmp" "$F/ids"; }`,
     `finish() { echo "$1" > "$F/exit.tmp" && mv "$F/exit.tmp" "$F/exit"; exit 0; }`,
-    `fail() { printf '%s\\n' "$1" > "$F/error"; printf '%s\\n%s\\n0\\n' "$F" $$; exec >/dev/null; finish 127; }`,
+    `fail() { printf '%s\\n' "$1" > "$F/error"; ids 0; finish 127; }`,
     enterCwd(description, fail),
     exports(env),
     checkProgram(description, fail),
     description.stdin !== undefined ? `[ -r ${stdin} ] || fail ${q(`cannot start "${description.executable ?? ''}": stdin file ${description.stdin}: ENOENT (unreadable)`)}` : '',
     `setsid ${commandWords(description)} < ${stdin} >> "$F/out" 2>> "$F/err" &`,
     'echo $! > "$F/pid"',
-    `printf '%s\\n%s\\n%s\\n' "$F" $$ $!`,
-    'exec >/dev/null',
+    'ids $!',
     'wait $!',
     'code=$?',
     copies,
     'finish $code',
   ].filter(Boolean).join('\n');
+  const pause = (at: StartGate['at']): string =>
+    gate?.at === at ? `echo "$$" >> ${q(`${gate.file}.reached`)}; while [ -e ${q(gate.file)} ]; do sleep 0.05; done` : '';
   return [
     `F=${folderWord(base, jobId)}`,
     'mkdir -p "$F" || exit 90',
-    'rm -f "$F/exit" "$F/error" "$F/pid" && : > "$F/out" && : > "$F/err" || exit 90',
-    `exec setsid -f sh -c ${q(wrapper)} jobwire-job "$F" </dev/null 2>/dev/null`,
-  ].join('\n');
+    pause('claimed'),
+    `[ -d "$F/started" ] || setsid -f sh -c ${q(wrapper)} jobwire-job "$F" </dev/null >/dev/null 2>&1 || exit 90`,
+    // The claiming wrapper (this run's or an earlier one's) writes `ids` once the job started.
+    'n=0',
+    'while [ ! -e "$F/ids" ]; do',
+    '  W=$(cat "$F/started/wrapper" 2>/dev/null)',
+    '  if [ -n "$W" ]; then kill -0 "$W" 2>/dev/null || [ -e "$F/ids" ] || { echo "the job wrapper (pid $W) ended before the job started" >&2; exit 91; }',
+    '  else n=$((n+1)); [ $n -lt 1200 ] || { echo "the job folder $F was claimed but no wrapper recorded itself" >&2; exit 91; }; fi',
+    '  sleep 0.05',
+    'done',
+    pause('started'),
+    'cat "$F/ids"',
+  ].filter(Boolean).join('\n');
 }
 
 /**
