@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -120,6 +120,83 @@ describe('batch jobs survive', () => {
       ssh.close();
       rmSync(keys, { recursive: true, force: true });
     }
+  });
+});
+
+/**
+ * A start paused at a known point: the executor's start script (test hook `startGate`) appends a
+ * line to `<file>.reached` there and waits while `file` exists. The job appends a line to `runs`
+ * (so a second copy would show), prints to both channels and exits 3.
+ */
+function pausedStart(at: 'claimed' | 'started'): { gate: { file: string; at: 'claimed' | 'started' }; reached: () => number; runs: string; description: { executable: string; arguments: string[] } } {
+  const id = jobId();
+  const file = join(sshd.dir, `gate-${id}`);
+  const runs = join(sshd.dir, `runs-${id}`);
+  writeFileSync(file, '');
+  const reached = (): number => (existsSync(`${file}.reached`) ? readFileSync(`${file}.reached`, 'utf8').split('\n').filter(Boolean).length : 0);
+  return { gate: { file, at }, reached, runs, description: { executable: 'sh', arguments: ['-c', `echo run >> '${runs}'; echo out; echo err >&2; exit 3`] } };
+}
+
+describe('a batch job whose start is interrupted runs exactly once', () => {
+  for (const at of ['claimed', 'started'] as const) {
+    test(`a connection cut while the start script runs (${at === 'claimed' ? 'folder made, no wrapper yet' : 'job started, pids not yet sent'}): the start runs again after the reconnect, the job runs once, output and exit code right`, TIMEOUT, async () => {
+      const paused = pausedStart(at);
+      const ssh = executor({ startGate: paused.gate });
+      const job = start(ssh, paused.description, sshd.dir);
+      await sleepUntil(() => paused.reached() === 1, 30_000, 'the start script at the gate');
+      assert.ok(sshd.cutConnections() > 0, 'an sshd process served the connection');
+      // The executor reconnects and runs the start script again: it reaches the gate a second time.
+      await sleepUntil(() => paused.reached() === 2, 60_000, 'the start script run again after the reconnect');
+      rmSync(paused.gate.file);
+      assert.deepEqual(await job.done, { exitCode: 3, signal: null });
+      assert.equal(job.output('stdout').toString(), 'out\n');
+      assert.equal(job.output('stderr').toString(), 'err\n');
+      assert.equal(readFileSync(paused.runs, 'utf8'), 'run\n', 'the job ran once');
+      assert.deepEqual(job.states.map((state) => (state.starting === true ? 'starting' : state.kind)), ['starting', 'ssh-batch']);
+    });
+
+    test(`a restart while the start script runs (${at}): a new executor given the starting state starts the job once, output and exit code right`, TIMEOUT, async () => {
+      const paused = pausedStart(at);
+      const first = executor({ startGate: paused.gate });
+      const id = jobId();
+      const before = recorder(id, paused.description, sshd.dir);
+      first.start(before.spec);
+      await sleepUntil(() => paused.reached() === 1, 30_000, 'the start script at the gate');
+      // The server stops mid-start: all it stored is the starting state.
+      first.close();
+      const state = before.run.states.at(-1) as ExecutorState;
+      assert.deepEqual({ kind: state.kind, starting: state.starting }, { kind: 'ssh-batch', starting: true });
+
+      const second = executor({ startGate: paused.gate });
+      const after = recorder(id, paused.description, sshd.dir);
+      const handle = await second.resume(after.spec, state, { stdout: 0, stderr: 0 });
+      assert.ok(handle, 'the job is started or found again');
+      await sleepUntil(() => paused.reached() === 2, 60_000, 'the start script run by the new executor');
+      rmSync(paused.gate.file);
+      assert.deepEqual(await handle.done, { exitCode: 3, signal: null });
+      assert.equal(after.run.output('stdout').toString(), 'out\n');
+      assert.equal(after.run.output('stderr').toString(), 'err\n');
+      assert.equal(readFileSync(paused.runs, 'utf8'), 'run\n', 'the job ran once');
+    });
+  }
+
+  test('two start scripts of one job racing past the check start it once: the wrapper\'s mkdir is the claim', TIMEOUT, async () => {
+    // Two connections (two executors on the same jobs folder) both with the folder made and no
+    // wrapper yet, let go at once: both launch a wrapper, one claims the job.
+    const paused = pausedStart('claimed');
+    const id = jobId();
+    const runs = [executor({ startGate: paused.gate }), executor({ startGate: paused.gate })].map((ssh) => {
+      const run = recorder(id, paused.description, sshd.dir);
+      return { run: run.run, handle: ssh.start(run.spec) };
+    });
+    await sleepUntil(() => paused.reached() === 2, 30_000, 'both start scripts at the gate');
+    rmSync(paused.gate.file);
+    await sleepUntil(() => runs.every(({ run }) => run.states.length === 2), 30_000, 'both starts answered');
+    const [a, b] = runs.map(({ run }) => run.states.at(-1)!);
+    assert.deepEqual(a, b, 'both starts report the same wrapper and job');
+    assert.ok(Number(a!.pid) > 0);
+    await Promise.all(runs.map(({ handle }) => handle.done));
+    assert.equal(readFileSync(paused.runs, 'utf8'), 'run\n', 'the job ran once');
   });
 });
 

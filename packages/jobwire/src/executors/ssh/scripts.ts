@@ -55,14 +55,15 @@ export interface StartGate {
  * Starts a batch job detached, and is safe to run again for the same job (after a dropped
  * connection, or by a restarted server): whichever run it is, the job starts at most once and
  * every run prints the same three lines — the folder, the wrapper's pid and the job's pid (0 when
- * the job could not start).
+ * the job could not start). The folder comes first, before anything is started: a run whose
+ * connection has dropped (its shell may outlive it) dies there of SIGPIPE.
  *
  * The script makes the folder and starts a wrapper in its own session (`setsid -f`, surviving the
  * connection) unless one has claimed the job already. The wrapper's first step, `mkdir started`,
  * is the claim: a wrapper that finds it made exits at once, so two runs racing (the first one's
  * shell outlives its dropped connection) still start one copy. The winner records its pid in
  * `started/wrapper`, runs the job in another session (so TERM to the job's group spares the
- * wrapper), writes `ids` (the three lines), waits for the job and writes its exit code to `exit`
+ * wrapper), writes `ids` (the two pids), waits for the job and writes its exit code to `exit`
  * (or a start error to `error`). The job's output goes to `out` and `err`. The script waits for
  * `ids` and prints it; it exits 91 when the claiming wrapper ended without writing it.
  */
@@ -79,7 +80,7 @@ export function batchStartScript(base: string | undefined, jobId: string, descri
     'mkdir "$F/started" 2>/dev/null || exit 0',
     'echo $$ > "$F/started/wrapper"',
     ': > "$F/out" && : > "$F/err" || exit 0',
-    `ids() { printf '%s\\n%s\\n%s\\n' "$F" $$ "$1" > "$F/ids.tmp" && mv "$F/ids.tmp" "$F/ids"; }`,
+    `ids() { printf '%s\\n%s\\n' $$ "$1" > "$F/ids.tmp" && mv "$F/ids.tmp" "$F/ids"; }`,
     `finish() { echo "$1" > "$F/exit.tmp" && mv "$F/exit.tmp" "$F/exit"; exit 0; }`,
     `fail() { printf '%s\\n' "$1" > "$F/error"; ids 0; finish 127; }`,
     enterCwd(description, fail),
@@ -100,13 +101,15 @@ export function batchStartScript(base: string | undefined, jobId: string, descri
     `F=${folderWord(base, jobId)}`,
     'mkdir -p "$F" || exit 90',
     pause('claimed'),
+    // The folder, first: a run whose connection dropped dies here of SIGPIPE instead of going on.
+    `printf '%s\\n' "$F" || exit 92`,
     `[ -d "$F/started" ] || setsid -f sh -c ${q(wrapper)} jobwire-job "$F" </dev/null >/dev/null 2>&1 || exit 90`,
     // The claiming wrapper (this run's or an earlier one's) writes `ids` once the job started.
     'n=0',
     'while [ ! -e "$F/ids" ]; do',
     '  W=$(cat "$F/started/wrapper" 2>/dev/null)',
     '  if [ -n "$W" ]; then kill -0 "$W" 2>/dev/null || [ -e "$F/ids" ] || { echo "the job wrapper (pid $W) ended before the job started" >&2; exit 91; }',
-    '  else n=$((n+1)); [ $n -lt 1200 ] || { echo "the job folder $F was claimed but no wrapper recorded itself" >&2; exit 91; }; fi',
+    '  else n=$((n+1)); [ $n -lt 1200 ] || { echo "no wrapper took the job in $F (is setsid there?)" >&2; exit 91; }; fi',
     '  sleep 0.05',
     'done',
     pause('started'),
