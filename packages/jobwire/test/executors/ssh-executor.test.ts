@@ -139,7 +139,8 @@ function pausedStart(at: 'claimed' | 'started'): { gate: { file: string; at: 'cl
 
 describe('a batch job whose start is interrupted runs exactly once', () => {
   for (const at of ['claimed', 'started'] as const) {
-    test(`a connection cut while the start script runs (${at === 'claimed' ? 'folder made, no wrapper yet' : 'job started, pids not yet sent'}): the start runs again after the reconnect, the job runs once, output and exit code right`, TIMEOUT, async () => {
+    const point = at === 'claimed' ? 'folder made, no wrapper yet' : 'job started, pids not yet sent';
+    test(`a connection cut while the start script runs (${point}): the start runs again after the reconnect, the job runs once, output and exit code right`, TIMEOUT, async () => {
       const paused = pausedStart(at);
       const ssh = executor({ startGate: paused.gate });
       const job = start(ssh, paused.description, sshd.dir);
@@ -155,7 +156,7 @@ describe('a batch job whose start is interrupted runs exactly once', () => {
       assert.deepEqual(job.states.map((state) => (state.starting === true ? 'starting' : state.kind)), ['starting', 'ssh-batch']);
     });
 
-    test(`a restart while the start script runs (${at}): a new executor given the starting state starts the job once, output and exit code right`, TIMEOUT, async () => {
+    test(`a restart while the start script runs (${point}): a new executor given the starting state starts the job once, output and exit code right`, TIMEOUT, async () => {
       const paused = pausedStart(at);
       const first = executor({ startGate: paused.gate });
       const id = jobId();
@@ -310,6 +311,30 @@ describe('named executors on a server', () => {
       assert.equal(done.status, 'Success', done.error ?? '');
       assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), expectedOut(40));
       assert.equal(Buffer.from((await client.readOutput(job.id, 'stderr')).data).toString(), expectedErr(40));
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a server stopped while a batch job’s start script runs: the next server starts it once, Success, output complete', TIMEOUT, async () => {
+    const paused = pausedStart('claimed');
+    // The test hook rides with the ssh options, which the server hands to its ssh executors.
+    const gated = { startGate: paused.gate } as SshConnectionOptions;
+    let server = await sshServer([`box=${sshd.url}`], gated);
+    try {
+      let client = new Client({ url: server.url, token: server.token });
+      const job = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', `echo run >> '${paused.runs}'; echo out`], executor: 'box' });
+      await sleepUntil(() => paused.reached() === 1, 60_000, 'the start script at the gate');
+      await server.close(); // keeps the jobs (the default)
+      server = await sshServer([`box=${sshd.url}`], gated);
+      client = new Client({ url: server.url, token: server.token });
+      await sleepUntil(() => paused.reached() === 2, 60_000, 'the start script run by the next server');
+      assert.equal((await client.getJobStatus(job.id)).status, 'Running', 'still Running after the restart');
+      rmSync(paused.gate.file);
+      const done = await client.waitUntilDone(job.id, 60_000);
+      assert.equal(done.status, 'Success', done.error ?? '');
+      assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), 'out\n');
+      assert.equal(readFileSync(paused.runs, 'utf8'), 'run\n', 'the job ran once');
     } finally {
       await server.close();
     }
