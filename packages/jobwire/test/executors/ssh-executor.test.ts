@@ -181,6 +181,34 @@ describe('a batch job whose start is interrupted runs exactly once', () => {
     });
   }
 
+  test('a host unreachable past the bound while the start script runs ends the job Lost with the reason; the cut-off start starts nothing', TIMEOUT, async () => {
+    const own = await startSshd();
+    // The keys, the jobs folder and the gate outlive this sshd (its stop removes its folder).
+    const keys = mkdtempSync(join(tmpdir(), 'jobwire-ssh-keys-'));
+    copyFileSync(own.identity, join(keys, 'id'));
+    copyFileSync(own.knownHosts, join(keys, 'known_hosts'));
+    const gate = join(keys, 'gate');
+    const runs = join(keys, 'runs');
+    writeFileSync(gate, '');
+    const ssh = new SshExecutor(own.url, { identityFiles: [join(keys, 'id')], knownHostsFile: join(keys, 'known_hosts'), agent: false, jobsFolder: keys, lostAfterMs: 1500, startGate: { file: gate, at: 'claimed' } });
+    try {
+      const job = start(ssh, { executable: 'sh', arguments: ['-c', `echo run >> '${runs}'`] }, keys);
+      const reached = (): string => (existsSync(`${gate}.reached`) ? readFileSync(`${gate}.reached`, 'utf8').trim() : '');
+      await sleepUntil(() => reached() !== '', 30_000, 'the start script at the gate');
+      const shell = Number(reached());
+      await own.stop();
+      const result = await job.done;
+      assert.match(result.lost ?? '', /127\.0\.0\.1 unreachable for 2 s \(cannot reach .*ECONNREFUSED.*\); the job may still run there/);
+      // The start script whose connection was cut goes no further once let go.
+      rmSync(gate);
+      await sleepUntil(() => !alive(shell), 30_000, 'the cut-off start script to end');
+      assert.equal(existsSync(runs), false, 'the job did not start');
+    } finally {
+      ssh.close();
+      rmSync(keys, { recursive: true, force: true });
+    }
+  });
+
   test('two start scripts of one job racing past the check start it once: the wrapper\'s mkdir is the claim', TIMEOUT, async () => {
     // Two connections (two executors on the same jobs folder) both with the folder made and no
     // wrapper yet, let go at once: both launch a wrapper, one claims the job.
