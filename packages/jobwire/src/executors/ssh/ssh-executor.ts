@@ -11,7 +11,7 @@ import type { ClientChannel } from 'ssh2';
 import type { Executor, ExecutorState, ExecutorStatus, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../types.js';
 import { ChannelHandle, channelResult, pumpChannel } from './channel-handle.js';
 import { SshConnection, shellQuote, type SshConnectionOptions } from './connection.js';
-import { batchStartScript, collectScript, type StartGate, FOLLOW_COLLECT, followScript, folderWord, interactiveScript, terminateScript, viaSh } from './scripts.js';
+import { batchStartScript, collectScript, FOLLOW_COLLECT, followScript, folderWord, interactiveScript, terminateScript, viaSh, type StartGate } from './scripts.js';
 import { parseSshTarget, targetText } from './url.js';
 
 /** Options of an {@link SshExecutor}. */
