@@ -209,7 +209,7 @@ describe('a batch job whose start is interrupted runs exactly once', () => {
     }
   });
 
-  test('two start scripts of one job racing past the check start it once: the wrapper\'s mkdir is the claim', TIMEOUT, async () => {
+  test('two start scripts of one job racing past the check start it once: the wrapper\'s exclusive create is the claim', TIMEOUT, async () => {
     // Two connections (two executors on the same jobs folder) both with the folder made and no
     // wrapper yet, let go at once: both launch a wrapper, one claims the job.
     const paused = pausedStart('claimed');

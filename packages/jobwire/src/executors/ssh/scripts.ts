@@ -58,14 +58,15 @@ export interface StartGate {
  * the job could not start). The folder comes first, before anything is started: a run whose
  * connection has dropped (its shell may outlive it) dies there of SIGPIPE.
  *
- * The script makes the folder and starts a wrapper in its own session (`setsid -f`, surviving the
- * connection) unless one has claimed the job already. The wrapper's first step, `mkdir started`,
- * is the claim: a wrapper that finds it made exits at once, so two runs racing (the first one's
- * shell outlives its dropped connection) still start one copy. The winner records its pid in
- * `started/wrapper`, runs the job in another session (so TERM to the job's group spares the
- * wrapper), writes `ids` (the two pids), waits for the job and writes its exit code to `exit`
- * (or a start error to `error`). The job's output goes to `out` and `err`. The script waits for
- * `ids` and prints it; it exits 91 when the claiming wrapper ended without writing it.
+ * Each run starts a wrapper in its own session (`setsid -f`, surviving the connection) and reads
+ * what it prints. The wrapper's first step is the claim: it creates `claim` with `set -C` (an
+ * exclusive create); a wrapper that finds it made prints nothing and exits, so two runs racing
+ * (the first one's shell outlives its dropped connection) still start one copy, and the run then
+ * waits for the claiming wrapper's `ids`. The claiming wrapper records its pid in `wrapper`, runs
+ * the job in another session (so TERM to the job's group spares the wrapper), writes `ids` (its
+ * pid and the job's), prints them (ignoring a dropped connection), waits for the job and writes
+ * its exit code to `exit` (or a start error to `error`). The job's output goes to `out` and
+ * `err`. A run exits 91 when the claiming wrapper ended without writing `ids`.
  */
 export function batchStartScript(base: string | undefined, jobId: string, description: JobDescription, env: Record<string, string>, gate?: StartGate): string {
   const fail = 'fail';
@@ -76,11 +77,14 @@ export function batchStartScript(base: string | undefined, jobId: string, descri
   ].filter(Boolean).join('\n');
   const wrapper = [
     'F=$1',
-    // The claim: one wrapper per job, however many starts ran.
-    'mkdir "$F/started" 2>/dev/null || exit 0',
-    'echo $$ > "$F/started/wrapper"',
+    // The claim: one wrapper per job, however many starts ran (`true`: a failed redirection does not end the shell).
+    'set -C',
+    '{ true > "$F/claim"; } 2>/dev/null || exit 0',
+    'set +C',
+    'echo $$ > "$F/wrapper"',
     ': > "$F/out" && : > "$F/err" || exit 0',
-    `ids() { printf '%s\\n%s\\n' $$ "$1" > "$F/ids.tmp" && mv "$F/ids.tmp" "$F/ids"; }`,
+    // One short write: a reader sees the file empty or whole.
+    `ids() { printf '%s\\n%s\\n' $$ "$1" > "$F/ids"; trap '' PIPE; printf '%s\\n%s\\n' $$ "$1"; exec >/dev/null; }`,
     `finish() { echo "$1" > "$F/exit.tmp" && mv "$F/exit.tmp" "$F/exit"; exit 0; }`,
     `fail() { printf '%s\\n' "$1" > "$F/error"; ids 0; finish 127; }`,
     enterCwd(description, fail),
@@ -103,17 +107,22 @@ export function batchStartScript(base: string | undefined, jobId: string, descri
     pause('claimed'),
     // The folder, first: a run whose connection dropped dies here of SIGPIPE instead of going on.
     `printf '%s\\n' "$F" || exit 92`,
-    `[ -d "$F/started" ] || setsid -f sh -c ${q(wrapper)} jobwire-job "$F" </dev/null >/dev/null 2>&1 || exit 90`,
-    // The claiming wrapper (this run's or an earlier one's) writes `ids` once the job started.
-    'n=0',
-    'while [ ! -e "$F/ids" ]; do',
-    '  W=$(cat "$F/started/wrapper" 2>/dev/null)',
-    '  if [ -n "$W" ]; then kill -0 "$W" 2>/dev/null || [ -e "$F/ids" ] || { echo "the job wrapper (pid $W) ended before the job started" >&2; exit 91; }',
-    '  else n=$((n+1)); [ $n -lt 1200 ] || { echo "no wrapper took the job in $F (is setsid there?)" >&2; exit 91; }; fi',
-    '  sleep 0.05',
-    'done',
+    // The claiming wrapper prints its pids and lets go of the pipe; a losing one prints nothing.
+    `x=$(setsid -f sh -c ${q(wrapper)} jobwire-job "$F" </dev/null 2>/dev/null) || exit 90`,
+    'if [ -z "$x" ]; then',
+    // Another run's wrapper claimed the job: wait for its `ids` (2 ms first, then up to every 50 ms).
+    '  n=0; d=0.002; W=',
+    '  while [ ! -s "$F/ids" ]; do',
+    '    [ -n "$W" ] || W=$(cat "$F/wrapper" 2>/dev/null)',
+    '    if [ -n "$W" ]; then kill -0 "$W" 2>/dev/null || [ -s "$F/ids" ] || { echo "the job wrapper (pid $W) ended before the job started" >&2; exit 91; }',
+    '    else n=$((n+1)); [ $n -lt 1200 ] || { echo "no wrapper took the job in $F" >&2; exit 91; }; fi',
+    '    sleep $d',
+    '    case $d in 0.002) d=0.005;; 0.005) d=0.01;; 0.01) d=0.02;; *) d=0.05;; esac',
+    '  done',
+    '  x=$(cat "$F/ids")',
+    'fi',
     pause('started'),
-    'cat "$F/ids"',
+    `printf '%s\\n' "$x"`,
   ].filter(Boolean).join('\n');
 }
 
