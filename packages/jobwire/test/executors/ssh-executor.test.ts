@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -149,6 +149,112 @@ describe('short commands on one connection', () => {
   });
 });
 
+/**
+ * A start paused at a known point: the executor's start script (test hook `startGate`) appends a
+ * line to `<file>.reached` there and waits while `file` exists. The job appends a line to `runs`
+ * (so a second copy would show), prints to both channels and exits 3.
+ */
+function pausedStart(at: 'claimed' | 'started'): { gate: { file: string; at: 'claimed' | 'started' }; reached: () => number; runs: string; description: { executable: string; arguments: string[] } } {
+  const id = jobId();
+  const file = join(sshd.dir, `gate-${id}`);
+  const runs = join(sshd.dir, `runs-${id}`);
+  writeFileSync(file, '');
+  const reached = (): number => (existsSync(`${file}.reached`) ? readFileSync(`${file}.reached`, 'utf8').split('\n').filter(Boolean).length : 0);
+  return { gate: { file, at }, reached, runs, description: { executable: 'sh', arguments: ['-c', `echo run >> '${runs}'; echo out; echo err >&2; exit 3`] } };
+}
+
+describe('a batch job whose start is interrupted runs exactly once', () => {
+  for (const at of ['claimed', 'started'] as const) {
+    const point = at === 'claimed' ? 'folder made, no wrapper yet' : 'job started, pids not yet sent';
+    test(`a connection cut while the start script runs (${point}): the start runs again after the reconnect, the job runs once, output and exit code right`, TIMEOUT, async () => {
+      const paused = pausedStart(at);
+      const ssh = executor({ startGate: paused.gate });
+      const job = start(ssh, paused.description, sshd.dir);
+      await sleepUntil(() => paused.reached() === 1, 30_000, 'the start script at the gate');
+      assert.ok(sshd.cutConnections() > 0, 'an sshd process served the connection');
+      // The executor reconnects and runs the start script again: it reaches the gate a second time.
+      await sleepUntil(() => paused.reached() === 2, 60_000, 'the start script run again after the reconnect');
+      rmSync(paused.gate.file);
+      assert.deepEqual(await job.done, { exitCode: 3, signal: null });
+      assert.equal(job.output('stdout').toString(), 'out\n');
+      assert.equal(job.output('stderr').toString(), 'err\n');
+      assert.equal(readFileSync(paused.runs, 'utf8'), 'run\n', 'the job ran once');
+      assert.deepEqual(job.states.map((state) => (state.starting === true ? 'starting' : state.kind)), ['starting', 'ssh-batch']);
+    });
+
+    test(`a restart while the start script runs (${point}): a new executor given the starting state starts the job once, output and exit code right`, TIMEOUT, async () => {
+      const paused = pausedStart(at);
+      const first = executor({ startGate: paused.gate });
+      const id = jobId();
+      const before = recorder(id, paused.description, sshd.dir);
+      first.start(before.spec);
+      await sleepUntil(() => paused.reached() === 1, 30_000, 'the start script at the gate');
+      // The server stops mid-start: all it stored is the starting state.
+      first.close();
+      const state = before.run.states.at(-1) as ExecutorState;
+      assert.deepEqual({ kind: state.kind, starting: state.starting }, { kind: 'ssh-batch', starting: true });
+
+      const second = executor({ startGate: paused.gate });
+      const after = recorder(id, paused.description, sshd.dir);
+      const handle = await second.resume(after.spec, state, { stdout: 0, stderr: 0 });
+      assert.ok(handle, 'the job is started or found again');
+      await sleepUntil(() => paused.reached() === 2, 60_000, 'the start script run by the new executor');
+      rmSync(paused.gate.file);
+      assert.deepEqual(await handle.done, { exitCode: 3, signal: null });
+      assert.equal(after.run.output('stdout').toString(), 'out\n');
+      assert.equal(after.run.output('stderr').toString(), 'err\n');
+      assert.equal(readFileSync(paused.runs, 'utf8'), 'run\n', 'the job ran once');
+    });
+  }
+
+  test('a host unreachable past the bound while the start script runs ends the job Lost with the reason; the cut-off start starts nothing', TIMEOUT, async () => {
+    const own = await startSshd();
+    // The keys, the jobs folder and the gate outlive this sshd (its stop removes its folder).
+    const keys = mkdtempSync(join(tmpdir(), 'jobwire-ssh-keys-'));
+    copyFileSync(own.identity, join(keys, 'id'));
+    copyFileSync(own.knownHosts, join(keys, 'known_hosts'));
+    const gate = join(keys, 'gate');
+    const runs = join(keys, 'runs');
+    writeFileSync(gate, '');
+    const ssh = new SshExecutor(own.url, { identityFiles: [join(keys, 'id')], knownHostsFile: join(keys, 'known_hosts'), agent: false, jobsFolder: keys, lostAfterMs: 1500, startGate: { file: gate, at: 'claimed' } });
+    try {
+      const job = start(ssh, { executable: 'sh', arguments: ['-c', `echo run >> '${runs}'`] }, keys);
+      const reached = (): string => (existsSync(`${gate}.reached`) ? readFileSync(`${gate}.reached`, 'utf8').trim() : '');
+      await sleepUntil(() => reached() !== '', 30_000, 'the start script at the gate');
+      const shell = Number(reached());
+      await own.stop();
+      const result = await job.done;
+      assert.match(result.lost ?? '', /127\.0\.0\.1 unreachable for 2 s \(cannot reach .*ECONNREFUSED.*\); the job may still run there/);
+      // The start script whose connection was cut goes no further once let go.
+      rmSync(gate);
+      await sleepUntil(() => !alive(shell), 30_000, 'the cut-off start script to end');
+      assert.equal(existsSync(runs), false, 'the job did not start');
+    } finally {
+      ssh.close();
+      rmSync(keys, { recursive: true, force: true });
+    }
+  });
+
+  test('two start scripts of one job racing past the check start it once: the wrapper\'s exclusive create is the claim', TIMEOUT, async () => {
+    // Two connections (two executors on the same jobs folder) both with the folder made and no
+    // wrapper yet, let go at once: both launch a wrapper, one claims the job.
+    const paused = pausedStart('claimed');
+    const id = jobId();
+    const runs = [executor({ startGate: paused.gate }), executor({ startGate: paused.gate })].map((ssh) => {
+      const run = recorder(id, paused.description, sshd.dir);
+      return { run: run.run, handle: ssh.start(run.spec) };
+    });
+    await sleepUntil(() => paused.reached() === 2, 30_000, 'both start scripts at the gate');
+    rmSync(paused.gate.file);
+    await sleepUntil(() => runs.every(({ run }) => run.states.length === 2), 30_000, 'both starts answered');
+    const [a, b] = runs.map(({ run }) => run.states.at(-1)!);
+    assert.deepEqual(a, b, 'both starts report the same wrapper and job');
+    assert.ok(Number(a!.pid) > 0);
+    await Promise.all(runs.map(({ handle }) => handle.done));
+    assert.equal(readFileSync(paused.runs, 'utf8'), 'run\n', 'the job ran once');
+  });
+});
+
 describe('connection errors are clear and fail the job, not the executor', () => {
   test('a wrong known_hosts entry is refused with the host key’s fingerprint', TIMEOUT, async () => {
     const result = await start(executor({ knownHostsFile: sshd.wrongKnownHosts }), { executable: 'true' }, sshd.dir).done;
@@ -259,6 +365,30 @@ describe('named executors on a server', () => {
       assert.equal(done.status, 'Success', done.error ?? '');
       assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), expectedOut(40));
       assert.equal(Buffer.from((await client.readOutput(job.id, 'stderr')).data).toString(), expectedErr(40));
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a server stopped while a batch job’s start script runs: the next server starts it once, Success, output complete', TIMEOUT, async () => {
+    const paused = pausedStart('claimed');
+    // The test hook rides with the ssh options, which the server hands to its ssh executors.
+    const gated = { startGate: paused.gate } as SshConnectionOptions;
+    let server = await sshServer([`box=${sshd.url}`], gated);
+    try {
+      let client = new Client({ url: server.url, token: server.token });
+      const job = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', `echo run >> '${paused.runs}'; echo out`], executor: 'box' });
+      await sleepUntil(() => paused.reached() === 1, 60_000, 'the start script at the gate');
+      await server.close(); // keeps the jobs (the default)
+      server = await sshServer([`box=${sshd.url}`], gated);
+      client = new Client({ url: server.url, token: server.token });
+      await sleepUntil(() => paused.reached() === 2, 60_000, 'the start script run by the next server');
+      assert.equal((await client.getJobStatus(job.id)).status, 'Running', 'still Running after the restart');
+      rmSync(paused.gate.file);
+      const done = await client.waitUntilDone(job.id, 60_000);
+      assert.equal(done.status, 'Success', done.error ?? '');
+      assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), 'out\n');
+      assert.equal(readFileSync(paused.runs, 'utf8'), 'run\n', 'the job ran once');
     } finally {
       await server.close();
     }

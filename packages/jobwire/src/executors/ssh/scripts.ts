@@ -41,13 +41,34 @@ function commandWords(description: JobDescription): string {
 }
 
 /**
- * Starts a batch job detached: a wrapper in its own session (`setsid -f`, surviving the
- * connection) runs the job in another session (so TERM to the job's group spares the wrapper),
- * prints the folder, its own pid and the job's pid (0 when the job could not start) and lets go
- * of the channel; then it waits for the job and writes its exit code to `exit` (or a start error
- * to `error`). The job's output goes to `out` and `err`.
+ * A pause in {@link batchStartScript}, for tests only: the script appends a line to
+ * `<file>.reached` at point `at`, then waits while `file` exists on the host. `claimed`: after
+ * the job folder is made, before the wrapper is started; `started`: after the job started,
+ * before its pids are printed.
  */
-export function batchStartScript(base: string | undefined, jobId: string, description: JobDescription, env: Record<string, string>): string {
+export interface StartGate {
+  file: string;
+  at: 'claimed' | 'started';
+}
+
+/**
+ * Starts a batch job detached, and is safe to run again for the same job (after a dropped
+ * connection, or by a restarted server): whichever run it is, the job starts at most once and
+ * every run prints the same three lines — the folder, the wrapper's pid and the job's pid (0 when
+ * the job could not start). The folder comes first, before anything is started: a run whose
+ * connection has dropped (its shell may outlive it) dies there of SIGPIPE.
+ *
+ * Each run starts a wrapper in its own session (`setsid -f`, surviving the connection) and reads
+ * what it prints. The wrapper's first step is the claim: it creates `claim` with `set -C` (an
+ * exclusive create); a wrapper that finds it made prints nothing and exits, so two runs racing
+ * (the first one's shell outlives its dropped connection) still start one copy, and the run then
+ * waits for the claiming wrapper's `ids`. The claiming wrapper records its pid in `wrapper`, runs
+ * the job in another session (so TERM to the job's group spares the wrapper), writes `ids` (its
+ * pid and the job's), prints them (ignoring a dropped connection), waits for the job and writes
+ * its exit code to `exit` (or a start error to `error`). The job's output goes to `out` and
+ * `err`. A run exits 91 when the claiming wrapper ended without writing `ids`.
+ */
+export function batchStartScript(base: string | undefined, jobId: string, description: JobDescription, env: Record<string, string>, gate?: StartGate): string {
   const fail = 'fail';
   const stdin = description.stdin !== undefined ? q(description.stdin) : '/dev/null';
   const copies = [
@@ -56,27 +77,53 @@ export function batchStartScript(base: string | undefined, jobId: string, descri
   ].filter(Boolean).join('\n');
   const wrapper = [
     'F=$1',
+    // The claim: one wrapper per job, however many starts ran (`true`: a failed redirection does not end the shell).
+    'set -C',
+    '{ true > "$F/claim"; } 2>/dev/null || exit 0',
+    'set +C',
+    'echo $$ > "$F/wrapper"',
+    ': > "$F/out" && : > "$F/err" || exit 0',
+    // One short write: a reader sees the file empty or whole.
+    `ids() { printf '%s\\n%s\\n' $$ "$1" > "$F/ids"; trap '' PIPE; printf '%s\\n%s\\n' $$ "$1"; exec >/dev/null; }`,
     `finish() { echo "$1" > "$F/exit.tmp" && mv "$F/exit.tmp" "$F/exit"; exit 0; }`,
-    `fail() { printf '%s\\n' "$1" > "$F/error"; printf '%s\\n%s\\n0\\n' "$F" $$; exec >/dev/null; finish 127; }`,
+    `fail() { printf '%s\\n' "$1" > "$F/error"; ids 0; finish 127; }`,
     enterCwd(description, fail),
     exports(env),
     checkProgram(description, fail),
     description.stdin !== undefined ? `[ -r ${stdin} ] || fail ${q(`cannot start "${description.executable ?? ''}": stdin file ${description.stdin}: ENOENT (unreadable)`)}` : '',
     `setsid ${commandWords(description)} < ${stdin} >> "$F/out" 2>> "$F/err" &`,
     'echo $! > "$F/pid"',
-    `printf '%s\\n%s\\n%s\\n' "$F" $$ $!`,
-    'exec >/dev/null',
+    'ids $!',
     'wait $!',
     'code=$?',
     copies,
     'finish $code',
   ].filter(Boolean).join('\n');
+  const pause = (at: StartGate['at']): string =>
+    gate?.at === at ? `echo "$$" >> ${q(`${gate.file}.reached`)}; while [ -e ${q(gate.file)} ]; do sleep 0.05; done` : '';
   return [
     `F=${folderWord(base, jobId)}`,
     'mkdir -p "$F" || exit 90',
-    'rm -f "$F/exit" "$F/error" "$F/pid" && : > "$F/out" && : > "$F/err" || exit 90',
-    `exec setsid -f sh -c ${q(wrapper)} jobwire-job "$F" </dev/null 2>/dev/null`,
-  ].join('\n');
+    pause('claimed'),
+    // The folder, first: a run whose connection dropped dies here of SIGPIPE instead of going on.
+    `printf '%s\\n' "$F" || exit 92`,
+    // The claiming wrapper prints its pids and lets go of the pipe; a losing one prints nothing.
+    `x=$(setsid -f sh -c ${q(wrapper)} jobwire-job "$F" </dev/null 2>/dev/null) || exit 90`,
+    'if [ -z "$x" ]; then',
+    // Another run's wrapper claimed the job: wait for its `ids` (2 ms first, then up to every 50 ms).
+    '  n=0; d=0.002; W=',
+    '  while [ ! -s "$F/ids" ]; do',
+    '    [ -n "$W" ] || W=$(cat "$F/wrapper" 2>/dev/null)',
+    '    if [ -n "$W" ]; then kill -0 "$W" 2>/dev/null || [ -s "$F/ids" ] || { echo "the job wrapper (pid $W) ended before the job started" >&2; exit 91; }',
+    '    else n=$((n+1)); [ $n -lt 1200 ] || { echo "no wrapper took the job in $F" >&2; exit 91; }; fi',
+    '    sleep $d',
+    '    case $d in 0.002) d=0.005;; 0.005) d=0.01;; 0.01) d=0.02;; *) d=0.05;; esac',
+    '  done',
+    '  x=$(cat "$F/ids")',
+    'fi',
+    pause('started'),
+    `printf '%s\\n' "$x"`,
+  ].filter(Boolean).join('\n');
 }
 
 /**

@@ -11,7 +11,7 @@ import type { ClientChannel } from 'ssh2';
 import type { Executor, ExecutorState, ExecutorStatus, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../types.js';
 import { ChannelHandle, channelResult, pumpChannel } from './channel-handle.js';
 import { channelEnd, SshConnection, shellQuote, type SshConnectionOptions } from './connection.js';
-import { batchStartScript, collectScript, FOLLOW_COLLECT, followScript, folderWord, interactiveScript, terminateScript, viaSh } from './scripts.js';
+import { batchStartScript, collectScript, FOLLOW_COLLECT, followScript, folderWord, interactiveScript, terminateScript, viaSh, type StartGate } from './scripts.js';
 import { parseSshTarget, targetText } from './url.js';
 
 /** Options of an {@link SshExecutor}. */
@@ -27,12 +27,17 @@ export interface SshExecutorOptions extends SshConnectionOptions {
   jobsFolder?: string;
   /** An existing connection to use (shared with other users of the host). @defaultValue a new one */
   connection?: SshConnection;
+  /**
+   * For tests only: makes every batch start script pause at a known point while a file exists
+   * on the host (see {@link StartGate}), so a test can cut the connection there. @defaultValue none
+   */
+  startGate?: StartGate;
 }
 
 /** Queue names of the ssh executor (those of Xenon's ssh adaptor). */
 export const SSH_QUEUES = ['single', 'multi', 'unlimited'] as const;
 
-/** The state an ssh batch job reports (see {@link StartSpec.onState}). */
+/** The state an ssh batch job reports once it started (see {@link StartSpec.onState}). */
 interface SshJobState {
   kind: 'ssh-batch';
   host: string;
@@ -40,6 +45,21 @@ interface SshJobState {
   wrapper: number;
   pid: number;
 }
+
+/**
+ * The state an ssh batch job reports before its start script runs: a restarted server given it
+ * runs the (idempotent) start again, which finds the job if it was started. `jobsFolder` null is
+ * the default, `~/.jobwire/jobs`.
+ */
+interface SshStartingState {
+  kind: 'ssh-batch';
+  host: string;
+  starting: true;
+  jobsFolder: string | null;
+}
+
+/** The host stayed unreachable past the bound: the job is Lost, with this message. */
+class HostLost extends Error {}
 
 /** Signal name for a shell's `128 + n` exit status. */
 function signalOf(code: number): string | undefined {
@@ -76,6 +96,7 @@ export class SshExecutor implements Executor {
   readonly #multiSlots: number;
   readonly #lostAfterMs: number;
   readonly #jobsFolder: string | undefined;
+  readonly #startGate: StartGate | undefined;
 
   /** `url`: `ssh://[user@]host[:port]`; throws a RangeError for a bad URL or option. */
   constructor(url: string, options: SshExecutorOptions = {}) {
@@ -84,6 +105,7 @@ export class SshExecutor implements Executor {
     this.#multiSlots = options.multiSlots ?? 4;
     this.#lostAfterMs = options.lostAfterMs ?? 600_000;
     this.#jobsFolder = options.jobsFolder;
+    this.#startGate = options.startGate;
     if (!Number.isSafeInteger(this.#multiSlots) || this.#multiSlots < 1) throw new RangeError(`multiSlots must be a positive integer, got ${this.#multiSlots}`);
     if (!(this.#lostAfterMs >= 0)) throw new RangeError(`lostAfterMs must be 0 or more, got ${this.#lostAfterMs}`);
   }
@@ -136,24 +158,28 @@ export class SshExecutor implements Executor {
       return failed(`cannot run on ${targetText(this.connection.target)}: ${(err as Error).message}`);
     }
     if (d.interactive === true || d.tty === true) return new LiveJob(this.connection, spec, this.#jobsFolder);
-    return BatchJob.start(this.connection, spec, this.#lostAfterMs, this.#jobsFolder);
+    return BatchJob.start(this.connection, spec, { lostAfterMs: this.#lostAfterMs, jobsFolder: this.#jobsFolder, gate: this.#startGate });
   }
 
   /**
    * Follows a batch job an earlier process started on this host again, from `from`. Resolves
    * undefined when its folder on the host is gone, or for a state this executor did not write;
-   * a host unreachable past the bound gives a handle whose `done` reports the job `lost`.
+   * a host unreachable past the bound gives a handle whose `done` reports the job `lost`. A job
+   * whose start was under way (its state says `starting`) is started again: the start finds the
+   * job if it was started and starts it otherwise, never twice.
    */
   async resume(spec: StartSpec, state: ExecutorState, from: ResumeFrom): Promise<ProcessHandle | undefined> {
-    const s = state as Partial<SshJobState>;
-    if (s.kind !== 'ssh-batch' || typeof s.folder !== 'string' || typeof s.wrapper !== 'number' || typeof s.pid !== 'number') return undefined;
+    const s = state as Partial<SshJobState> & Partial<SshStartingState>;
+    const starting = s.kind === 'ssh-batch' && s.starting === true && (s.jobsFolder === null || typeof s.jobsFolder === 'string');
+    if (!starting && (s.kind !== 'ssh-batch' || typeof s.folder !== 'string' || typeof s.wrapper !== 'number' || typeof s.pid !== 'number')) return undefined;
     try {
       await this.connection.waitConnected(Date.now() + this.#lostAfterMs);
     } catch (err) {
       // Not gone for good, but out of reach past the bound: the job ends Lost with why.
       return lostHandle(`${this.connection.target.host} unreachable for ${Math.round(this.#lostAfterMs / 1000)} s (${(err as Error).message}); the job may still run there`);
     }
-    const found = await this.connection.run(viaSh(`[ -d ${shellQuote(s.folder)} ]`));
+    if (starting) return BatchJob.start(this.connection, spec, { lostAfterMs: this.#lostAfterMs, jobsFolder: s.jobsFolder ?? undefined, gate: this.#startGate, resumeFrom: from });
+    const found = await this.connection.run(viaSh(`[ -d ${shellQuote(s.folder!)} ]`));
     if (found.code !== 0) return undefined;
     return new BatchJob(this.connection, spec, this.#lostAfterMs, Promise.resolve(s as SshJobState), from);
   }
@@ -178,32 +204,50 @@ class BatchJob implements ProcessHandle {
   /** The channel following the output now. */
   #channel: { close(): void } | undefined;
 
-  /** Starts the job on the host, then follows it. */
-  static start(connection: SshConnection, spec: StartSpec, lostAfterMs: number, jobsFolder: string | undefined): BatchJob {
-    const state = (async (): Promise<SshJobState | ProcessResult> => {
-      const where = targetText(connection.target);
-      try {
-        const started = await connection.run(viaSh(batchStartScript(jobsFolder, spec.jobId, spec.description, jobEnvironment(spec))));
-        const [folder, wrapper, pid] = started.stdout.trim().split('\n');
-        if (started.code !== 0 || folder === undefined || wrapper === undefined || pid === undefined) {
-          return { exitCode: null, signal: null, error: `cannot start on ${where}: the job folder could not be made (${started.stderr.trim() || `exit ${started.code}`})` };
-        }
-        const state: SshJobState = { kind: 'ssh-batch', host: where, folder, wrapper: Number(wrapper), pid: Number(pid) };
-        spec.onState?.({ ...state });
-        return state;
-      } catch (err) {
-        return { exitCode: null, signal: null, error: `cannot start on ${where}: ${(err as Error).message}` };
-      }
-    })();
-    return new BatchJob(connection, spec, lostAfterMs, state, { stdout: 0, stderr: 0 });
+  /**
+   * Starts the job on the host (or, with `resumeFrom`, finds it there after a restart), then
+   * follows it. The start script is safe to run twice, so a connection that drops while it runs is
+   * waited for (up to `lostAfterMs`) and the script run again. A host that cannot be reached when
+   * a new job starts fails it, as before anything ran.
+   */
+  static start(connection: SshConnection, spec: StartSpec, options: { lostAfterMs: number; jobsFolder: string | undefined; gate: StartGate | undefined; resumeFrom?: ResumeFrom }): BatchJob {
+    return new BatchJob(connection, spec, options.lostAfterMs, (job) => job.#start(options.jobsFolder, options.gate, options.resumeFrom !== undefined), options.resumeFrom ?? { stdout: 0, stderr: 0 });
   }
 
-  constructor(connection: SshConnection, spec: StartSpec, lostAfterMs: number, state: Promise<SshJobState | ProcessResult>, from: ResumeFrom) {
+  constructor(connection: SshConnection, spec: StartSpec, lostAfterMs: number, state: Promise<SshJobState | ProcessResult> | ((job: BatchJob) => Promise<SshJobState | ProcessResult>), from: ResumeFrom) {
     this.#connection = connection;
     this.#spec = spec;
     this.#lostAfterMs = lostAfterMs;
-    this.#state = state;
+    this.#state = typeof state === 'function' ? state(this) : state;
     this.done = this.#follow(from);
+  }
+
+  /** Runs the start script until it has answered, reporting the job's state before and after. */
+  async #start(jobsFolder: string | undefined, gate: StartGate | undefined, resumed: boolean): Promise<SshJobState | ProcessResult> {
+    const connection = this.#connection;
+    const where = targetText(connection.target);
+    const starting: SshStartingState = { kind: 'ssh-batch', host: where, starting: true, jobsFolder: jobsFolder ?? null };
+    this.#spec.onState?.({ ...starting });
+    const script = viaSh(batchStartScript(jobsFolder, this.#spec.jobId, this.#spec.description, jobEnvironment(this.#spec), gate));
+    try {
+      if (!resumed) await connection.connect();
+    } catch (err) {
+      return { exitCode: null, signal: null, error: `cannot start on ${where}: ${(err as Error).message}` };
+    }
+    try {
+      const started = await this.#again(() => connection.run(script));
+      const [folder, wrapper, pid] = started.stdout.trim().split('\n');
+      if (started.code !== 0 || folder === undefined || wrapper === undefined || pid === undefined) {
+        const why = started.stderr.trim() || `exit ${started.code}`;
+        return { exitCode: null, signal: null, error: `cannot start on ${where}: ${started.code === 91 ? why : `the job folder could not be made (${why})`}` };
+      }
+      const state: SshJobState = { kind: 'ssh-batch', host: where, folder, wrapper: Number(wrapper), pid: Number(pid) };
+      this.#spec.onState?.({ ...state });
+      return state;
+    } catch (err) {
+      if (err instanceof HostLost) return { exitCode: null, signal: null, lost: err.message };
+      return { exitCode: null, signal: null, error: `cannot start on ${where}: ${(err as Error).message}` };
+    }
   }
 
   async writeStdin(): Promise<void> {}
@@ -267,7 +311,8 @@ class BatchJob implements ProcessHandle {
       try {
         await this.#connection.waitConnected(deadline);
       } catch (err) {
-        throw new Error(`${this.#connection.target.host} unreachable for ${Math.round(this.#lostAfterMs / 1000)} s (${(err as Error).message}); the job may still run there`, { cause: err });
+        if (this.#detached) return new Promise<never>(() => {});
+        throw new HostLost(`${this.#connection.target.host} unreachable for ${Math.round(this.#lostAfterMs / 1000)} s (${(err as Error).message}); the job may still run there`, { cause: err });
       }
       try {
         return await step();
