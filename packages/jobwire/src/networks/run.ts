@@ -145,6 +145,11 @@ export class NetworkRunner {
       const run = new NetworkRun(this.service, this.store, owner, network, { spec, baseDir });
       await run.start();
       this.#runs.set(key, run);
+      // The run it replaces had ended (a running one refuses the start, above): its record is
+      // replaced, and nothing names its streams any more.
+      if (saved?.wiring !== undefined && saved.status.state !== 'running' && saved.status.run !== run.run) {
+        await removeRunStreams(this.store, parseNetworkSpec(saved.wiring.spec, saved.wiring.baseDir).network, saved.status.run).catch(() => {});
+      }
       return await run.status();
     } finally {
       this.#starting.delete(key);
@@ -170,7 +175,14 @@ export class NetworkRunner {
   /** The newest run of each of `owner`'s networks on this server, by name. */
   async list(owner: string): Promise<NetworkStatus[]> {
     const runs = [...this.#runs].filter(([key]) => key.startsWith(`${owner}\n`)).map(([, run]) => run);
-    return (await Promise.all(runs.map((run) => run.status()))).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const statuses = await Promise.all(
+      runs.map(async (run) => {
+        const status = await run.status();
+        // An ended run whose record is gone was removed (`network rm`, on another server).
+        return status.state === 'running' || (await loadNetworkStatus(this.store, owner, status.name)) !== undefined ? [status] : [];
+      }),
+    );
+    return statuses.flat().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   /** The shape of `owner`'s network `name` (its newest run on this server): jobs, pipes, who reads and writes each. */
@@ -214,27 +226,23 @@ export class NetworkRunner {
       if (here?.state === 'running' || saved?.status.state === 'running') {
         throw new ConflictError(`network ${name} is running: stop it (jobwire network stop ${name}) and wait for its end before removing it`);
       }
-      // The runs to remove: this server's and the saved one (the same, or a newer one from another server).
+      // An ended run's record is saved as it ends: none, and the network was removed already (or never was).
+      if (saved === undefined) {
+        this.#runs.delete(key);
+        throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+      }
+      // The runs to remove: the saved one, and this server's when it is another (an older one).
       const runs = new Map<string, Network>();
       if (run !== undefined) runs.set(run.run, run.shape);
-      if (saved?.wiring !== undefined && !runs.has(saved.status.run)) runs.set(saved.status.run, parseNetworkSpec(saved.wiring.spec, saved.wiring.baseDir).network);
-      if (runs.size === 0) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+      if (saved.wiring !== undefined && !runs.has(saved.status.run)) runs.set(saved.status.run, parseNetworkSpec(saved.wiring.spec, saved.wiring.baseDir).network);
       // The last save of an ended run must not bring its record back after the removal.
       await run?.settled();
       let streams = 0;
-      for (const [id, network] of runs) {
-        const ids = [claimStreamId(name, id)];
-        for (const pipe of Object.values(network.pipes)) {
-          ids.push(pipeStreamId(`${name}.${id}`, pipe.name));
-          for (const consumer of pipe.consumers) ids.push(cursorStreamId(`${name}.${id}`, pipe.name, consumer));
-        }
-        for (const stream of ids) await this.store.streams.remove(stream);
-        streams += ids.length;
-      }
+      for (const [id, network] of runs) streams += await removeRunStreams(this.store, network, id);
       await removeNetworkStatus(this.store, owner, name);
       run?.close();
       this.#runs.delete(key);
-      return { name, run: saved?.status.run ?? run!.run, streams };
+      return { name, run: saved.status.run, streams };
     } finally {
       this.#starting.delete(key);
     }
@@ -1015,6 +1023,20 @@ class NetworkRun {
     this.#endNow();
     for (const id of this.#ids.values()) await this.service.cancel(this.owner, id).catch(() => {});
   }
+}
+
+/**
+ * Removes the streams of run `run` of `network`: its pipes, its consumers' cursors and its
+ * takeover claims. Resolves to how many streams (stored or not) it removed.
+ */
+async function removeRunStreams(store: Store, network: Network, run: string): Promise<number> {
+  const ids = [claimStreamId(network.name, run)];
+  for (const pipe of Object.values(network.pipes)) {
+    ids.push(pipeStreamId(`${network.name}.${run}`, pipe.name));
+    for (const consumer of pipe.consumers) ids.push(cursorStreamId(`${network.name}.${run}`, pipe.name, consumer));
+  }
+  for (const stream of ids) await store.streams.remove(stream);
+  return ids.length;
 }
 
 /**

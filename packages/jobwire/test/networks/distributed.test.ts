@@ -109,6 +109,7 @@ pipes:
       for (const client of [other, cluster.client(0)]) {
         await assert.rejects(client.networkStatus('placed'), (err: Error & { code?: string }) => err.code === 'not_found');
         await assert.rejects(tapAll(client, 'placed', 'sq'), (err: Error & { code?: string }) => err.code === 'not_found');
+        assert.ok(!(await client.networks()).some((n) => n.name === 'placed'), 'no longer listed');
       }
     });
   });

@@ -135,7 +135,7 @@ pipes: { a: {}, b: {}, x: {}, y: {} }
     });
   });
 
-  it('jobwire network rm: refused while the network runs (nothing removed); once stopped, removes its record and its pipes\' streams, keeps its jobs', async () => {
+  it('jobwire network rm: refused while the network runs (nothing removed); once stopped, removes its record and its pipes\' streams, keeps its jobs; a new run removes the ended run\'s streams', async () => {
     const network = file(
       'removed.yaml',
       `name: removed
@@ -146,10 +146,16 @@ pipes: { n: {} }
 `,
     );
     await withServer(async (s) => {
+      // An earlier run of the same name, ended: the next run replaces its record and its streams.
+      const earlier = await s.client.runNetwork({ name: 'removed', jobs: { numbers: { command: ['seq', '1', '5'], outputs: ['n'] }, sink: { command: ['cat'], inputs: ['n'] } }, pipes: { n: {} } }, { baseDir: dir });
+      await untilNetwork(s.client, 'removed', (st) => st.state === 'done');
+      assert.ok(networkStreams(s.home, 'removed').some((name) => name.startsWith(`net.removed.${earlier.run}.`)), 'the earlier run\'s pipe is stored');
+
       const started = await runCli(['network', 'run', network, '--json'], { env: cliEnv(s), timeoutMs: 60_000 });
       assert.equal(started.code, 0, started.stderr + started.stdout);
       await untilNetwork(s.client, 'removed', (st) => st.pipes[0]!.frames === 20);
       const streams = networkStreams(s.home, 'removed');
+      assert.ok(streams.every((name) => !name.startsWith(`net.removed.${earlier.run}.`)), `the earlier run's streams are gone: ${streams.join(' ')}`);
       assert.ok(streams.some((name) => name.endsWith('.n')), `the pipe's stream is stored: ${streams.join(' ')}`);
 
       const refused = await runCli(['network', 'rm', 'removed'], { env: cliEnv(s) });
@@ -166,6 +172,7 @@ pipes: { n: {} }
       assert.match(removed.stdout, /^removed network removed \(run [0-9a-f]+, \d+ streams\)/);
       assert.deepEqual(networkStreams(s.home, 'removed'), [], 'the pipes\' and cursors\' streams are gone');
       await assert.rejects(s.client.networkStatus('removed'), (e: Error & { code?: string }) => e.code === 'not_found');
+      assert.ok(!(await s.client.networks()).some((n) => n.name === 'removed'), 'no longer listed');
       assert.deepEqual([...(await groupJobs(s, 'removed')).keys()].sort(), ['numbers', 'sink'], 'the jobs stay, as ended jobs');
 
       const again = await runCli(['network', 'rm', 'removed'], { env: cliEnv(s) });
