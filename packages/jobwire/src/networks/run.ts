@@ -185,11 +185,16 @@ export class NetworkRunner {
     return statuses.flat().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  /** The shape of `owner`'s network `name` (its newest run on this server): jobs, pipes, who reads and writes each. */
-  graph(owner: string, name: string): NetworkGraph {
+  /**
+   * The shape of the newest run of `owner`'s network `name`: jobs, pipes, who reads and writes
+   * each. Any server answers (a network this server does not wire is found by its saved record).
+   */
+  async graph(owner: string, name: string): Promise<NetworkGraph> {
     const run = this.#runs.get(`${owner}\n${name}`);
-    if (run === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
-    return run.graph();
+    const saved = await loadNetworkStatus(this.store, owner, name);
+    if (run !== undefined && (saved?.status.run === run.run || (await run.status()).state === 'running')) return run.graph();
+    if (saved?.wiring === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+    return networkGraph(parseNetworkSpec(saved.wiring.spec, saved.wiring.baseDir).network, saved.status.run);
   }
 
   /**

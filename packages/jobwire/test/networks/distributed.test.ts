@@ -73,6 +73,7 @@ pipes:
       const other = cluster.client(1);
       const seen = await until(other, 'placed', (s) => s.run === started.run);
       assert.equal(seen.state, 'running');
+      assert.deepEqual(await other.networkGraph('placed'), await cluster.client(0).networkGraph('placed'), 'both servers draw the same graph');
       // A tap on the server that does not wire the network: it reads the pipe from the store.
       const tapped = tapAll(other, 'placed', 'sq');
       await assert.rejects(other.removeNetwork('placed'), (err: Error & { code?: string }) => err.code === 'conflict' && /is running/.test(err.message), 'no removal while it runs');
