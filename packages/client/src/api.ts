@@ -166,6 +166,8 @@ export interface JobwireApi {
   tapPipe(network: string, pipe: string): AsyncIterable<PipeFrame>;
   /** Stops a network: its jobs are cancelled, none restarts. */
   stopNetwork(name: string): Promise<NetworkStatus>;
+  /** Removes a network that no longer runs: its saved record and its pipes' streams. */
+  removeNetwork(name: string): Promise<{ name: string; run: string; streams: number }>;
   /** Submits a job; returns its info at once. */
   submitBatchJob(description: JobDescription): Promise<JobInfo>;
   /**

@@ -247,6 +247,14 @@ export class Client implements JobwireApi {
     return this.call('POST', `/networks/${encodeURIComponent(name)}/stop`);
   }
 
+  /**
+   * Removes a network that no longer runs: its saved record and its pipes' streams (its frames
+   * are gone; its jobs stay, as ended jobs). Rejects with a `conflict` error while it runs.
+   */
+  removeNetwork(name: string): Promise<{ name: string; run: string; streams: number }> {
+    return this.call('DELETE', `/networks/${encodeURIComponent(name)}`);
+  }
+
   /** Submits a job and returns its info at once (status Queued or later). */
   submitBatchJob(description: JobDescription): Promise<JobInfo> {
     return this.call('POST', '/jobs', { json: description });

@@ -47,7 +47,7 @@ export type Builtin = (typeof BUILTINS)[number];
 export const RESTART_POLICIES = ['never', 'on-failure', 'always'] as const;
 
 const queue = z.strictObject({
-  /** Most frames between the producer and its slowest consumer. */
+  /** Most frames stored and not yet read by the slowest consumer (docs/networks.md, bounded queues). */
   max: z.number().int().min(1).max(1_000_000).optional(),
   overflow: z.enum(OVERFLOWS).optional(),
   /** `fifo`: every frame in order; `latest`: a consumer takes the newest frame (or `default`) without waiting. */
@@ -189,7 +189,7 @@ export interface NetworkPipeStatus {
   frames: number;
   /** Frames dropped by its producer (`drop-newest`) and by its consumers (`drop-oldest`). */
   dropped: number;
-  /** Frames between the producer and its slowest consumer. */
+  /** Frames stored and not yet read by the slowest consumer (the queue depth). */
   lag: number;
 }
 

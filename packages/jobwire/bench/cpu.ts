@@ -4,7 +4,9 @@
  * host's warm JS runners and this client. Not part of `npm run bench`; run
  * `node packages/jobwire/dist/bench/cpu.js` after a build. BENCH_JOBS (default 400) jobs per
  * row after 20 warm-up ones, concurrency BENCH_SLOTS (default 2); BENCH_CPU_ROWS picks rows
- * (comma-separated: spawn — the baseline, a spawn('true') loop —, true, true-batched, js, js-batched). BENCH_SERVER_NODE_ARGS and
+ * (comma-separated: spawn — the baseline, a spawn('true') loop —, true, true-batched, js, js-batched; and
+ * net64, net4096: the squares network of `networks.ts` with queues of 64 / 4096, BENCH_FRAMES frames
+ * (default 50000), CPU in µs per frame). BENCH_SERVER_NODE_ARGS and
  * BENCH_HOST_NODE_ARGS (space-separated) pass node options to the server and to the job host
  * (with the latter the host is started here, before the server), e.g. `--cpu-prof`. BENCH_HOME:
  * a home to use instead of a fresh one (one whose host was started by hand, under strace say).
@@ -20,6 +22,7 @@ import { stopHost } from '../src/host/index.js';
 import { childrenOf } from '../test/executors/sshd.js';
 import { clientOf } from './client-of.js';
 import { jobRate } from './distributed.js';
+import { networkThroughput } from './networks.js';
 
 const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
 const JOBS = Number(process.env.BENCH_JOBS ?? 400);
@@ -97,7 +100,22 @@ async function main(): Promise<void> {
     console.log(`jobs/row ${JOBS}, slots ${SLOTS}; CPU ms per job (utime+stime)`);
     console.log(['row', 'jobs/s', 'server', 'host', 'runners', 'true procs', 'client', 'total'].join('\t'));
     if (ROWS.includes('spawn')) await spawnBaseline();
-    for (const name of ROWS.filter((row) => row !== 'spawn')) {
+    for (const name of ROWS.filter((row) => row.startsWith('net'))) {
+      const frames = Number(process.env.BENCH_FRAMES ?? 50000);
+      const dir = mkdtempSync(join(tmpdir(), 'jobwire-cpu-net-'));
+      try {
+        const a = sample(proc.pid!, hostPid);
+        const row = await networkThroughput(client, frames, dir, Number(name.slice(3)));
+        const b = sample(proc.pid!, hostPid);
+        // `jobs`: the ended children of the host (`seq`); the js jobs run in the warm runners.
+        const per = (k: keyof Sample): number => ((b[k] - a[k]) * 1000) / frames;
+        const total = per('server') + per('host') + per('runners') + per('jobs');
+        console.log([`${name} (µs/frame)`, row.jobwire, ...(['server', 'host', 'runners', 'jobs', 'client'] as const).map((k) => per(k).toFixed(1)), total.toFixed(1)].join('\t'));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    for (const name of ROWS.filter((row) => row !== 'spawn' && !row.startsWith('net'))) {
       const [description, batched] = rows[name]!;
       await jobRate(client, 20, description, `warm-${name}`, { batched });
       const a = sample(proc.pid!, hostPid);

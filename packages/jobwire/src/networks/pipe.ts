@@ -7,8 +7,15 @@
  * record is the cursor, so a consumer that restarts resumes where it committed.
  *
  * The queue bound is the lag between the producer and its slowest consumer, counted in frames:
- * the producer's next index minus the lowest committed index. With `overflow: block` the writer
- * waits while the lag is at the bound; with `drop-newest` it drops the new frame (counted); with
+ * the producer's next index minus the lowest index a consumer has *read* up to — its committed
+ * cursor, or further when the consumer says it has taken frames it has not finished
+ * ({@link PipeWriter.noteRead}: a consumer that holds at most `max` frames taken and not
+ * committed, as a network's js job does). So the bound counts the frames waiting in the pipe, as
+ * an OS pipe's buffer does, and a consumer's own window of at most `max` frames comes on top:
+ * frames stored and not committed are at most twice the bound. Commits alone decide where a
+ * consumer resumes. With `overflow: block` the writer waits while the lag is at the bound and
+ * goes on once it fell to half the bound (its low-water mark: it then writes half a queue or
+ * more at once, not a frame per commit); with `drop-newest` it drops the new frame (counted); with
  * `drop-oldest` it never waits and each reader keeps only the newest `max` frames it has not yet
  * taken (the rest counted as its drops). A `latest` pipe never waits: its readers take the newest
  * frame only.
@@ -111,6 +118,8 @@ export class PipeWriter {
   readonly #identity: PipeIdentity;
   /** Committed next-index of each consumer, as last read. */
   readonly #committed = new Map<string, number>();
+  /** Next index each consumer has taken up to, as it told ({@link noteRead}); at least its commit counts. */
+  readonly #read = new Map<string, number>();
   readonly #unsubscribes: Array<() => void> = [];
   #waiters: Array<() => void> = [];
   #index: number;
@@ -164,6 +173,18 @@ export class PipeWriter {
     return writer;
   }
 
+  /**
+   * Consumer `consumer` has taken the frames before `index` (read them, not yet finished them):
+   * they no longer count against the bound. For a consumer that holds at most the bound's frames
+   * taken and not committed; a commit moves its read place too. Ignored for a consumer the pipe
+   * does not name.
+   */
+  noteRead(consumer: string, index: number): void {
+    if (!this.#committed.has(consumer) || index <= (this.#read.get(consumer) ?? 0)) return;
+    this.#read.set(consumer, index);
+    this.#resumeIfLow();
+  }
+
   /** Index the next stored frame will get. */
   get nextIndex(): number {
     return this.#index;
@@ -177,6 +198,19 @@ export class PipeWriter {
     const queue = this.#identity.queue;
     if (queue.mode === 'latest' || queue.overflow !== 'block') return Number.POSITIVE_INFINITY;
     return Math.max(0, queue.max - this.#updateLag());
+  }
+
+  /**
+   * Waits while a `block` queue is full, until its lag fell to the low-water mark (at once when
+   * it is not full, and for the other queues): for a caller that sizes what it writes by
+   * {@link room}, so that it writes half a queue or more, not what one commit freed.
+   */
+  async waitForRoom(signal?: AbortSignal): Promise<void> {
+    this.#checkOpen();
+    while (this.room === 0) {
+      await this.#roomOrAbort(signal);
+      this.#checkOpen();
+    }
   }
 
   /** The epoch of this writer (0 for the pipe's first producer). */
@@ -198,8 +232,10 @@ export class PipeWriter {
         this.#seq = seq + 1;
         return false;
       }
-      while (this.#updateLag() >= queue.max) await this.#roomOrAbort(options.signal);
-      this.#checkOpen();
+      while (this.#updateLag() >= queue.max) {
+        await this.#roomOrAbort(options.signal);
+        this.#checkOpen();
+      }
     }
     this.#append(payload, seq, options.flags ?? 0);
     return true;
@@ -226,9 +262,11 @@ export class PipeWriter {
             return stored;
           }
         } else {
-          while (this.#updateLag() >= queue.max) await this.#roomOrAbort(options.signal);
-          this.#checkOpen();
-          room = Math.min(room, queue.max - this.stats.lag);
+          while (this.#updateLag() >= queue.max) {
+            await this.#roomOrAbort(options.signal);
+            this.#checkOpen();
+          }
+          room = Math.min(room, queue.max - this.#updateLag());
         }
       }
       this.#appendAll(payloads.slice(at, at + room));
@@ -294,9 +332,19 @@ export class PipeWriter {
 
   #updateLag(): number {
     let slowest = this.#index;
-    for (const index of this.#committed.values()) slowest = Math.min(slowest, index);
+    for (const [consumer, index] of this.#committed) slowest = Math.min(slowest, Math.max(index, this.#read.get(consumer) ?? 0));
     this.stats.lag = this.#index - slowest;
     return this.stats.lag;
+  }
+
+  /** The lag a blocked writer waits for before it goes on: half the bound (the low-water mark). */
+  get #lowWater(): number {
+    return Math.floor(this.#identity.queue.max / 2);
+  }
+
+  /** Wakes a blocked writer once the lag fell to the low-water mark. */
+  #resumeIfLow(): void {
+    if (this.#updateLag() <= this.#lowWater) this.#wake();
   }
 
   async #refresh(consumer: string, cursorStream: string): Promise<void> {
@@ -310,16 +358,17 @@ export class PipeWriter {
 
   #advance(consumer: string, index: number): void {
     if (index > (this.#committed.get(consumer) ?? 0)) this.#committed.set(consumer, index);
-    this.#updateLag();
-    this.#wake();
+    this.#resumeIfLow();
   }
 
   #wake(): void {
     for (const wake of this.#waiters.splice(0)) wake();
   }
 
+  /** Waits until the lag fell to the low-water mark (or the writer closed, or a cursor read failed: the caller checks again). */
   #roomOrAbort(signal: AbortSignal | undefined): Promise<void> {
     signal?.throwIfAborted();
+    if (this.#updateLag() <= this.#lowWater) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const onAbort = (): void => reject(signal!.reason);
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -418,6 +467,11 @@ export interface PipeReaderOptions extends PipeIdentity {
    * them (a job's stdin: done once the job has read them). @defaultValue "auto"
    */
   commits?: 'auto' | 'manual';
+  /**
+   * Told the index after the newest frame handed out, each time frames are handed out — for a
+   * consumer that tells its pipe's writer what it has read ({@link PipeWriter.noteRead}).
+   */
+  onTake?: (nextIndex: number) => void;
 }
 
 /** Counters of a pipe reader. */
@@ -442,6 +496,7 @@ export class PipeReader implements AsyncIterable<Frame> {
   readonly #cursorStream: string | undefined;
   readonly #pageBytes: number;
   readonly #autoCommit: boolean;
+  readonly #onTake: ((nextIndex: number) => void) | undefined;
   readonly #buffer = new FrameQueue();
   #decoder: FrameDecoder;
   /** Next position to read from the store. */
@@ -473,6 +528,7 @@ export class PipeReader implements AsyncIterable<Frame> {
     this.#cursorStream = options.consumer === undefined ? undefined : cursorStreamId(options.network, options.pipe, options.consumer);
     this.#pageBytes = options.pageBytes ?? 256 * 1024;
     this.#autoCommit = (options.commits ?? 'auto') === 'auto';
+    this.#onTake = options.onTake;
     this.#decoder = new FrameDecoder(cursor.pos);
     this.#readPos = cursor.pos;
     this.#nextIndex = cursor.index;
@@ -520,6 +576,7 @@ export class PipeReader implements AsyncIterable<Frame> {
           return undefined;
         }
         this.stats.taken++;
+        this.#onTake?.(this.#nextIndex);
         return frame;
       }
       if (this.#closedSeen && this.#readPos >= this.#knownEnd) {
@@ -548,6 +605,7 @@ export class PipeReader implements AsyncIterable<Frame> {
       this.stats.taken++;
       batch.push(frame);
     }
+    if (batch.length > 1) this.#onTake?.(this.#nextIndex);
     return batch;
   }
 
@@ -574,6 +632,7 @@ export class PipeReader implements AsyncIterable<Frame> {
     this.#nextIndex = frame.index + 1;
     this.#taken = frame;
     this.stats.taken++;
+    this.#onTake?.(this.#nextIndex);
     if (this.#autoCommit) this.commit();
     return frame;
   }

@@ -94,6 +94,17 @@ export async function savedStatusNow(store: Store, owner: string, saved: SavedNe
   return { ...status, jobs, errors };
 }
 
+/** Removes the saved status of `owner`'s network `name` (nothing when there is none). */
+export async function removeNetworkStatus(store: Store, owner: string, name: string): Promise<void> {
+  await store.blobs.removeFile(FOLDER, recordName(owner, name));
+}
+
+/** The stream of a network run's takeover claims ({@link claimWiring}). */
+export function claimStreamId(network: string, run: string): string {
+  // A pipe's name cannot start with `-`, so this stream is no pipe's.
+  return `net.${network}.${run}.-wiring`;
+}
+
 /** The saved networks of every owner (for a server looking for networks to take over). */
 export async function listSavedNetworks(store: Store): Promise<Array<{ owner: string; name: string }>> {
   const entries = await store.blobs.list(FOLDER);
@@ -118,8 +129,7 @@ const CLAIM_BYTES = 32;
  * that stays is the first one's: each reads it back to learn whether it won.
  */
 export async function claimWiring(store: Store, network: string, run: string, claims: number, id: string): Promise<boolean> {
-  // A pipe's name cannot start with `-`, so this stream is no pipe's.
-  const stream = `net.${network}.${run}.-wiring`;
+  const stream = claimStreamId(network, run);
   const record = Buffer.alloc(CLAIM_BYTES, ' ');
   record.write(id.slice(0, CLAIM_BYTES), 'utf8');
   const offset = claims * CLAIM_BYTES;

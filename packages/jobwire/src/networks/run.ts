@@ -38,10 +38,10 @@ import { COMPACT, FRAME_PREFIX, SetFlag, fromWire, toWire, type HostConfig, type
 import type { Network, NetworkJob, NetworkPipe } from './model.js';
 import { Demux, muxData, muxRecord } from './mux.js';
 import { OUTPUT_WINDOW_BYTES, OutputWindow } from './output-window.js';
-import { PipeReader, PipeWriter } from './pipe.js';
+import { PipeReader, PipeWriter, cursorStreamId, pipeStreamId } from './pipe.js';
 import { feedLogging } from './logging-feed.js';
 import { networkGraph } from './shape.js';
-import { SAVE_EVERY_MS, STALE_AFTER_MS, claimWiring, isOrphaned, listSavedNetworks, loadNetworkStatus, saveNetworkStatus, savedStatusNow, type SavedNetwork } from './record.js';
+import { SAVE_EVERY_MS, STALE_AFTER_MS, claimStreamId, claimWiring, isOrphaned, listSavedNetworks, loadNetworkStatus, removeNetworkStatus, saveNetworkStatus, savedStatusNow, type SavedNetwork } from './record.js';
 
 const FIFO_HOST = fileURLToPath(new URL('./fifo-host.js', import.meta.url));
 const JS_HOST = fileURLToPath(new URL('./js-host.js', import.meta.url));
@@ -107,7 +107,7 @@ export class NetworkRunner {
           this.#runs.set(key, run);
         } catch (error) {
           const message = `taking the network over from the server that stopped failed: ${error instanceof Error ? error.message : String(error)}`;
-          await saveNetworkStatus(this.store, owner, { ...saved.status, state: 'failed', errors: [...saved.status.errors, message] }, this.#id).catch(() => {});
+          await saveNetworkStatus(this.store, owner, { ...saved.status, state: 'failed', errors: [...saved.status.errors, message] }, this.#id, wiring).catch(() => {});
         } finally {
           this.#starting.delete(key);
         }
@@ -145,6 +145,11 @@ export class NetworkRunner {
       const run = new NetworkRun(this.service, this.store, owner, network, { spec, baseDir });
       await run.start();
       this.#runs.set(key, run);
+      // The run it replaces had ended (a running one refuses the start, above): its record is
+      // replaced, and nothing names its streams any more.
+      if (saved?.wiring !== undefined && saved.status.state !== 'running' && saved.status.run !== run.run) {
+        await removeRunStreams(this.store, parseNetworkSpec(saved.wiring.spec, saved.wiring.baseDir).network, saved.status.run).catch(() => {});
+      }
       return await run.status();
     } finally {
       this.#starting.delete(key);
@@ -162,28 +167,90 @@ export class NetworkRunner {
     // A newer run may have been started on another server.
     const saved = await loadNetworkStatus(this.store, owner, name);
     if (saved !== undefined && saved.status.run !== here?.run) return savedStatusNow(this.store, owner, saved);
-    if (here !== undefined) return here;
+    // An ended run's record is saved as it ends: one with none was removed (by another server).
+    if (here !== undefined && saved !== undefined) return here;
     throw new NotFoundError(`no network ${JSON.stringify(name)}`);
   }
 
   /** The newest run of each of `owner`'s networks on this server, by name. */
   async list(owner: string): Promise<NetworkStatus[]> {
     const runs = [...this.#runs].filter(([key]) => key.startsWith(`${owner}\n`)).map(([, run]) => run);
-    return (await Promise.all(runs.map((run) => run.status()))).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const statuses = await Promise.all(
+      runs.map(async (run) => {
+        const status = await run.status();
+        // An ended run whose record is gone was removed (`network rm`, on another server).
+        return status.state === 'running' || (await loadNetworkStatus(this.store, owner, status.name)) !== undefined ? [status] : [];
+      }),
+    );
+    return statuses.flat().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  /** The shape of `owner`'s network `name` (its newest run on this server): jobs, pipes, who reads and writes each. */
-  graph(owner: string, name: string): NetworkGraph {
+  /**
+   * The shape of the newest run of `owner`'s network `name`: jobs, pipes, who reads and writes
+   * each. Any server answers (a network this server does not wire is found by its saved record).
+   */
+  async graph(owner: string, name: string): Promise<NetworkGraph> {
     const run = this.#runs.get(`${owner}\n${name}`);
-    if (run === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
-    return run.graph();
+    const saved = await loadNetworkStatus(this.store, owner, name);
+    if (run !== undefined && (saved?.status.run === run.run || (await run.status()).state === 'running')) return run.graph();
+    if (saved?.wiring === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+    return networkGraph(parseNetworkSpec(saved.wiring.spec, saved.wiring.baseDir).network, saved.status.run);
   }
 
-  /** A tap on pipe `pipe` of `owner`'s network `name`: its frames as JSON lines (see {@link NetworkRun.tap}). */
-  tap(owner: string, name: string, pipe: string): AsyncGenerator<string> {
+  /**
+   * A tap on pipe `pipe` of the newest run of `owner`'s network `name`: its frames as JSON lines
+   * (see {@link tapPipe}). Any server answers: the pipe is read from the store, and a network
+   * this server does not wire is found by its saved record (`record.ts`). Rejects with
+   * NotFoundError for a network or pipe there is none of.
+   */
+  async tap(owner: string, name: string, pipe: string): Promise<AsyncGenerator<string>> {
     const run = this.#runs.get(`${owner}\n${name}`);
-    if (run === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
-    return run.tap(pipe);
+    const saved = await loadNetworkStatus(this.store, owner, name);
+    // This server's run, unless a newer one was started on another server (as for the status).
+    if (run !== undefined && (saved?.status.run === run.run || (await run.status()).state === 'running')) return run.tap(pipe);
+    if (saved?.wiring === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+    const { network } = parseNetworkSpec(saved.wiring.spec, saved.wiring.baseDir);
+    return tapPipe(this.store, network, saved.status.run, pipe);
+  }
+
+  /**
+   * Removes `owner`'s network `name` once it no longer runs (done, failed or stopped): its saved
+   * record, and the streams of its newest run — its pipes, its consumers' cursors and its
+   * takeover claims — so that its frames are gone. Its jobs stay, as any ended jobs (`jobwire delete`
+   * removes them). Refused with ConflictError while it runs, or while it is being stopped or
+   * started; NotFoundError when there is no such network. Resolves to what was removed.
+   */
+  async remove(owner: string, name: string): Promise<{ name: string; run: string; streams: number }> {
+    const key = `${owner}\n${name}`;
+    if (this.#starting.has(key)) throw new ConflictError(`network ${name} is being started or taken over: remove it once it has ended`);
+    this.#starting.add(key);
+    try {
+      const run = this.#runs.get(key);
+      const here = await run?.status();
+      const saved = await loadNetworkStatus(this.store, owner, name);
+      if (here?.state === 'running' || saved?.status.state === 'running') {
+        throw new ConflictError(`network ${name} is running: stop it (jobwire network stop ${name}) and wait for its end before removing it`);
+      }
+      // An ended run's record is saved as it ends: none, and the network was removed already (or never was).
+      if (saved === undefined) {
+        this.#runs.delete(key);
+        throw new NotFoundError(`no network ${JSON.stringify(name)}`);
+      }
+      // The runs to remove: the saved one, and this server's when it is another (an older one).
+      const runs = new Map<string, Network>();
+      if (run !== undefined) runs.set(run.run, run.shape);
+      if (saved.wiring !== undefined && !runs.has(saved.status.run)) runs.set(saved.status.run, parseNetworkSpec(saved.wiring.spec, saved.wiring.baseDir).network);
+      // The last save of an ended run must not bring its record back after the removal.
+      await run?.settled();
+      let streams = 0;
+      for (const [id, network] of runs) streams += await removeRunStreams(this.store, network, id);
+      await removeNetworkStatus(this.store, owner, name);
+      run?.close();
+      this.#runs.delete(key);
+      return { name, run: saved.status.run, streams };
+    } finally {
+      this.#starting.delete(key);
+    }
   }
 
   /** Stops `owner`'s network `name`: its jobs are cancelled, none restarts. */
@@ -253,6 +320,17 @@ class NetworkRun {
     this.group = `networks:${network.name}`;
     this.run = restored?.run ?? randomBytes(4).toString('hex');
     this.#claims = restored?.claims ?? 0;
+  }
+
+  /** The network this run runs. */
+  get shape(): Network {
+    return this.network;
+  }
+
+  /** Resolves once the saves of the status asked for so far are written (or have failed). */
+  async settled(): Promise<void> {
+    await this.#saving;
+    await this.#written;
   }
 
   /** The `network` part of this run's pipe stream ids. */
@@ -358,21 +436,7 @@ class NetworkRun {
    * and bounds nothing. Throws NotFoundError for a pipe the network does not have.
    */
   tap(pipe: string): AsyncGenerator<string> {
-    const spec = Object.hasOwn(this.network.pipes, pipe) ? this.network.pipes[pipe] : undefined;
-    if (spec === undefined) throw new NotFoundError(`network ${this.network.name} has no pipe ${JSON.stringify(pipe)}`);
-    const { streams } = this.store;
-    const network = this.streamNetwork;
-    return (async function* () {
-      const reader = await PipeReader.open({ streams, network, pipe, queue: spec.queue });
-      try {
-        for await (const frame of reader) {
-          const value = JSON.stringify(toWire(payloadToValue(spec, frame.payload)));
-          yield `{"seq":${frame.seq},"index":${frame.index},"epoch":${frame.epoch},"reset":${hasFlag(frame, FrameFlag.RESET)},"value":${value}}\n`;
-        }
-      } finally {
-        reader.close();
-      }
-    })();
+    return tapPipe(this.store, this.network, this.run, pipe);
   }
 
   /**
@@ -657,12 +721,15 @@ class NetworkRun {
   /**
    * A job's stdin (paced by what it has read) and a reader of each of its inputs, resuming from
    * its committed cursor. `done` holds the commits to make once the job has read up to an offset.
-   * What to close when the job ends goes into `attempt`.
+   * What to close when the job ends goes into `attempt`. With `tellsReads`, each reader tells its
+   * pipe's writer what it took (`PipeWriter.noteRead`): for a feed that holds at most the bound's
+   * frames taken and not committed, so that the producer refills the pipe while the job works.
    */
   async #openInputs(
     job: NetworkJob,
     id: string,
     attempt: Array<() => Promise<void> | void>,
+    tellsReads = false,
   ): Promise<{ stdin: JobStdin; done: Array<{ offset: number; commit: () => void }>; readers: PipeReader[] }> {
     const done: Array<{ offset: number; commit: () => void }> = [];
     const stdin = new JobStdin(this.service, this.store, this.owner, id, (consumed) => {
@@ -673,7 +740,9 @@ class NetworkRun {
     const readers = await Promise.all(
       job.inputs.map(async (name) => {
         const pipe = this.network.pipes[name]!;
-        const reader = await PipeReader.open({ streams: this.store.streams, network: this.streamNetwork, pipe: name, queue: pipe.queue, consumer: job.name, commits: 'manual' });
+        // The pipe's writer of the moment (a restarted producer gets a new one).
+        const onTake = tellsReads ? (index: number) => this.#writers.get(name)?.noteRead(job.name, index) : undefined;
+        const reader = await PipeReader.open({ streams: this.store.streams, network: this.streamNetwork, pipe: name, queue: pipe.queue, consumer: job.name, commits: 'manual', onTake });
         this.#readers.set(`${name}\n${job.name}`, { pipe: name, reader });
         // Commits made are stored before a restarted job's reader opens from them.
         attempt.push(async () => {
@@ -694,7 +763,7 @@ class NetworkRun {
    * it crashed comes again to the restarted job.
    */
   async #feedSets(job: NetworkJob, id: string, attempt: Array<() => Promise<void> | void>, handled: { upTo?: (sets: number) => Promise<void> }): Promise<void> {
-    const { stdin, readers } = await this.#openInputs(job, id, attempt);
+    const { stdin, readers } = await this.#openInputs(job, id, attempt, true);
     const counts = this.#counts.get(job.name)!;
     const pipes = job.inputs.map((name) => this.network.pipes[name]!);
     // The sets sent and not yet committed, a batch each (numbered `first`…`last`, with each
@@ -714,8 +783,10 @@ class NetworkRun {
       ended = true;
       wake?.();
     });
+    // More goes once at most half the window is in the job's hands (its low-water mark), so that
+    // it goes in batches of half a window or more, not as many sets as the last commit freed.
     const room = async (): Promise<number> => {
-      while (!ended && total - safe >= window) await new Promise<void>((resolve) => (wake = resolve));
+      while (!ended && total - safe > Math.floor(window / 2)) await new Promise<void>((resolve) => (wake = resolve));
       return Math.max(1, window - (total - safe));
     };
     // One commit per set handled: the job acks sets one by one, and a set acked is a set whose
@@ -872,6 +943,8 @@ class NetworkRun {
    */
   async #storeSets(state: JsOutput, sets: HandledSet[]): Promise<void> {
     for (let at = 0; at < sets.length; ) {
+      // A full pipe: wait for its low-water mark first, so the group is not the one set that fits.
+      await Promise.all(state.writers.map((writer, port) => (sets[at]!.frames[port]!.length > 0 ? writer.waitForRoom() : undefined)));
       const room = state.writers.map((writer) => writer.room);
       const group: Uint8Array[][] = state.pipes.map(() => []);
       let end = at;
@@ -955,6 +1028,44 @@ class NetworkRun {
     this.#endNow();
     for (const id of this.#ids.values()) await this.service.cancel(this.owner, id).catch(() => {});
   }
+}
+
+/**
+ * Removes the streams of run `run` of `network`: its pipes, its consumers' cursors and its
+ * takeover claims. Resolves to how many streams (stored or not) it removed.
+ */
+async function removeRunStreams(store: Store, network: Network, run: string): Promise<number> {
+  const ids = [claimStreamId(network.name, run)];
+  for (const pipe of Object.values(network.pipes)) {
+    ids.push(pipeStreamId(`${network.name}.${run}`, pipe.name));
+    for (const consumer of pipe.consumers) ids.push(cursorStreamId(`${network.name}.${run}`, pipe.name, consumer));
+  }
+  for (const stream of ids) await store.streams.remove(stream);
+  return ids.length;
+}
+
+/**
+ * Every frame of pipe `pipe` of run `run` of `network`, read from the store from the first, live
+ * until the pipe ends, each as one JSON line (`{seq, index, epoch, reset, value}`, bytes as
+ * `{"$bytes": base64}`). A tap keeps no cursor and bounds nothing. Throws NotFoundError for a
+ * pipe the network does not have.
+ */
+function tapPipe(store: Store, network: Network, run: string, pipe: string): AsyncGenerator<string> {
+  const spec = Object.hasOwn(network.pipes, pipe) ? network.pipes[pipe] : undefined;
+  if (spec === undefined) throw new NotFoundError(`network ${network.name} has no pipe ${JSON.stringify(pipe)}`);
+  const { streams } = store;
+  const streamNetwork = `${network.name}.${run}`;
+  return (async function* () {
+    const reader = await PipeReader.open({ streams, network: streamNetwork, pipe, queue: spec.queue });
+    try {
+      for await (const frame of reader) {
+        const value = JSON.stringify(toWire(payloadToValue(spec, frame.payload)));
+        yield `{"seq":${frame.seq},"index":${frame.index},"epoch":${frame.epoch},"reset":${hasFlag(frame, FrameFlag.RESET)},"value":${value}}\n`;
+      }
+    } finally {
+      reader.close();
+    }
+  })();
 }
 
 /**

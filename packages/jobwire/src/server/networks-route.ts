@@ -144,7 +144,7 @@ export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunne
         response: { 200: { description: 'Frames as newline-delimited JSON', content: { 'application/x-ndjson': { schema: ndjsonSchema } } }, ...errorAnswers },
       },
     },
-    async (req, reply) => reply.type('application/x-ndjson').send(Readable.from(runner.tap(user(req), req.params.name, req.params.pipe))),
+    async (req, reply) => reply.type('application/x-ndjson').send(Readable.from(await runner.tap(user(req), req.params.name, req.params.pipe))),
   );
   api.post(
     `${API_PREFIX}/networks/:name/stop`,
@@ -159,5 +159,24 @@ export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunne
       },
     },
     async (req) => runner.stop(user(req), req.params.name),
+  );
+  api.delete(
+    `${API_PREFIX}/networks/:name`,
+    {
+      schema: {
+        tags: ['networks'],
+        summary: 'Remove a network',
+        description:
+          'Removes a network that no longer runs (done, failed or stopped): its saved record and the streams of its newest run (pipes, consumer cursors), so its frames are gone. ' +
+          'Its jobs stay, as ended jobs (DELETE /v1/jobs/:id removes them). 409 while it runs (stop it first), 404 when there is no such network.',
+        params: z.object({ name: z.string().describe('Network name.') }),
+        querystring: noQuery,
+        response: {
+          200: z.object({ name: z.string(), run: z.string().describe('Id of the run removed.'), streams: z.number().int().describe('Streams removed (pipes, cursors, takeover claims).') }),
+          ...errorAnswers,
+        },
+      },
+    },
+    async (req) => runner.remove(user(req), req.params.name),
   );
 }

@@ -60,6 +60,8 @@ export interface FileBlobs {
   list(folder: string): Promise<BlobEntry[]>;
   /** Removes `folder` and its files (nothing when missing). */
   remove(folder: string): Promise<void>;
+  /** Removes the file `name` of `folder` (nothing when missing). */
+  removeFile(folder: string, name: string): Promise<void>;
 }
 
 /** Filters of `listJobs`. */

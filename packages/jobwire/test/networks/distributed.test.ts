@@ -45,7 +45,7 @@ async function tapAll(client: Client, network: string, pipe: string): Promise<Pi
 }
 
 describe('networks in distributed mode', () => {
-  it('places each job on the worker its node and pools name; pipes cross workers through the store; any server answers network status', async () => {
+  it('places each job on the worker its node and pools name; pipes cross workers through the store; any server answers network status, taps its pipes and removes it once ended', async () => {
     const N = 2000;
     const out = join(dir, 'placed.csv');
     file('placed-square.mjs', 'export function run(n) { return Number(n) ** 2; }\n');
@@ -73,6 +73,10 @@ pipes:
       const other = cluster.client(1);
       const seen = await until(other, 'placed', (s) => s.run === started.run);
       assert.equal(seen.state, 'running');
+      assert.deepEqual(await other.networkGraph('placed'), await cluster.client(0).networkGraph('placed'), 'both servers draw the same graph');
+      // A tap on the server that does not wire the network: it reads the pipe from the store.
+      const tapped = tapAll(other, 'placed', 'sq');
+      await assert.rejects(other.removeNetwork('placed'), (err: Error & { code?: string }) => err.code === 'conflict' && /is running/.test(err.message), 'no removal while it runs');
       await assert.rejects(other.runNetwork({ name: 'placed', jobs: { x: { command: ['true'] } } }, { baseDir: dir }), (err: Error & { code?: string }) => err.code === 'conflict');
       const status = await until(other, 'placed', (s) => s.state !== 'running');
       assert.equal(status.state, 'done', JSON.stringify(status));
@@ -93,6 +97,21 @@ pipes:
         ],
       );
       assert.equal(readFileSync(out, 'utf8'), Array.from({ length: N }, (_, i) => `${(i + 1) ** 2}\n`).join(''));
+      const frames = await tapped;
+      assert.deepEqual(
+        frames.map((f) => f.value),
+        Array.from({ length: N }, (_, i) => String((i + 1) ** 2)),
+        'the tap on the other server got every frame of sq, in order',
+      );
+
+      // Removed by the server that did not wire it: neither server knows it any more.
+      const removed = await other.removeNetwork('placed');
+      assert.equal(removed.run, started.run);
+      for (const client of [other, cluster.client(0)]) {
+        await assert.rejects(client.networkStatus('placed'), (err: Error & { code?: string }) => err.code === 'not_found');
+        await assert.rejects(tapAll(client, 'placed', 'sq'), (err: Error & { code?: string }) => err.code === 'not_found');
+        assert.ok(!(await client.networks()).some((n) => n.name === 'placed'), 'no longer listed');
+      }
     });
   });
 

@@ -313,14 +313,15 @@ pipes: { u: { framing: frames, queue: { max: 8, overflow: ${overflow} } } }
       });
     });
 
-    it('block: the pipe holds at its bound while the sink holds, then every frame arrives, none dropped', async () => {
+    it('block: the pipe holds at its bound while the sink holds (and the sink its window of as many), then every frame arrives, none dropped', async () => {
       const { network, gate, received } = gatedNetwork('blocking', 'block');
       await withServer(async (s) => {
         const started = await runCli(['network', 'run', network], { env: cliEnv(s) });
         assert.equal(started.code, 0, started.stderr);
-        const held = await until(s, 'blocking', (st) => st.pipes[0]!.lag >= 8);
-        assert.equal(held.pipes[0]!.lag, 8, 'the queue filled to its bound');
-        assert.equal(held.pipes[0]!.frames, 8, 'the producer is held at the bound: no frame stored past it');
+        const held = await until(s, 'blocking', (st) => st.pipes[0]!.lag >= 8 && st.pipes[0]!.frames >= 16);
+        assert.equal(held.pipes[0]!.lag, 8, 'the queue filled to its bound: 8 frames wait in the pipe');
+        assert.equal(held.jobs.find((j) => j.name === 'slow')!.framesIn, 8, 'the sink was sent its window: the bound of sets, none handled');
+        assert.equal(held.pipes[0]!.frames, 16, 'the producer is held at the bound: no frame stored past the window and the queue');
         writeFileSync(gate, '');
         const status = await until(s, 'blocking', (st) => st.state !== 'running');
         assert.equal(status.state, 'done', JSON.stringify(status));

@@ -311,6 +311,58 @@ function pipeBehaviour(name: string, withStore: Backend): void {
       });
     });
 
+    it('block with reads told: frames a consumer took count no more against the bound; the producer goes on at half the bound; the commit alone decides where the consumer resumes', async () => {
+      await withStore(async ({ store }) => {
+        const ident = { network: 'net', pipe: 'rd', queue: queue({ max: 4 }) };
+        const writer = await PipeWriter.open({ streams: store.streams, consumers: ['c'], ...ident });
+        assert.equal(await writer.writeBatch(['0', '1', '2', '3'].map(bytes)), 4);
+        let stored = false;
+        const fifth = writer.write(bytes('4')).then((ok) => (stored = ok));
+        const reader = await PipeReader.open({ streams: store.streams, consumer: 'c', commits: 'manual', onTake: (index) => writer.noteRead('c', index), ...ident });
+        assert.equal(text((await reader.next())!.payload), '0');
+        assert.equal(writer.stats.lag, 3, 'one frame taken: three wait in the pipe');
+        assert.equal(writer.room, 1);
+        assert.equal(stored, false, 'above the low-water mark (2): the producer still waits');
+        assert.equal(text((await reader.next())!.payload), '1');
+        assert.equal(await fifth, true, 'two waiting: the producer goes on');
+        assert.equal(writer.stats.lag, 3);
+        // Nothing committed: the frames the consumer took come again to the next reader.
+        reader.close();
+        const again = await PipeReader.open({ streams: store.streams, consumer: 'c', commits: 'manual', onTake: (index) => writer.noteRead('c', index), ...ident });
+        const all = (await again.nextBatch(5))!;
+        assert.deepEqual(all.map((f) => text(f.payload)), ['0', '1', '2', '3', '4']);
+        assert.equal(writer.stats.lag, 0, 'a consumer that took all, none committed: the pipe holds nothing for it');
+        again.commit(again.cursorAfter(all[4]!));
+        await again.flush();
+        again.close();
+        writer.close();
+      });
+    });
+
+    it('waitForRoom: a full block queue waits until the lag fell to half the bound, not for the first commit', async () => {
+      await withStore(async ({ store }) => {
+        const ident = { network: 'net', pipe: 'low', queue: queue({ max: 4 }) };
+        const writer = await PipeWriter.open({ streams: store.streams, consumers: ['c'], ...ident });
+        await writer.waitForRoom();
+        assert.equal(await writer.writeBatch(['0', '1', '2', '3'].map(bytes)), 4);
+        let roomy = false;
+        const waited = writer.waitForRoom().then(() => (roomy = true));
+        const reader = await PipeReader.open({ streams: store.streams, consumer: 'c', commits: 'manual', ...ident });
+        const frames = (await reader.nextBatch(4))!;
+        reader.commit(reader.cursorAfter(frames[0]!));
+        await reader.flush();
+        await sleepUntil(() => writer.stats.lag === 3, 10_000, 'the commit of one frame');
+        assert.equal(writer.room, 1);
+        assert.equal(roomy, false, 'one free place: still waiting');
+        reader.commit(reader.cursorAfter(frames[1]!));
+        await waited;
+        assert.equal(roomy, true);
+        assert.equal(writer.room, 2);
+        reader.close();
+        writer.close();
+      });
+    });
+
     it('drop-newest: the producer never waits, drops past the bound are counted, what arrives is in order', async () => {
       await withStore(async ({ store }) => {
         const ident = { network: 'net', pipe: 'dn', queue: queue({ max: 5, overflow: 'drop-newest' }) };

@@ -4,11 +4,12 @@
  * several inputs and outputs; refusals that start nothing; a failing job that ends the network.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cliEnv, runCli, withServer, type TestServer } from '../helpers.js';
+import { untilNetwork } from './network-status.js';
 
 let dir: string;
 
@@ -22,6 +23,20 @@ function file(name: string, text: string): string {
   const path = join(dir, name);
   writeFileSync(path, text);
   return path;
+}
+
+/** The stream folders of network `name`'s pipes, cursors and claims in a home's embedded store (`net.NAME.…`). */
+function networkStreams(home: string, name: string): string[] {
+  const found: string[] = [];
+  const walk = (folder: string, depth: number): void => {
+    for (const entry of readdirSync(folder, { withFileTypes: true })) {
+      if (!entry.isDirectory()) continue;
+      if (entry.name.startsWith(`net.${name}.`)) found.push(entry.name);
+      else if (depth < 3) walk(join(folder, entry.name), depth + 1);
+    }
+  };
+  walk(home, 0);
+  return found.sort();
 }
 
 /** The jobs of a network's group, by name. */
@@ -117,6 +132,52 @@ pipes: { a: {}, b: {}, x: {}, y: {} }
       assert.notEqual(second.run, first.run, 'a new run, on fresh pipes');
       assert.equal((await s.client.networkStatus('again')).run, second.run);
       await assert.rejects(s.client.networkStatus('never'), (e: Error & { code?: string }) => e.code === 'not_found');
+    });
+  });
+
+  it('jobwire network rm: refused while the network runs (nothing removed); once stopped, removes its record and its pipes\' streams, keeps its jobs; a new run removes the ended run\'s streams', async () => {
+    const network = file(
+      'removed.yaml',
+      `name: removed
+jobs:
+  numbers: { command: [sh, -c, 'seq 1 20; exec sleep 600'], outputs: [n] }
+  sink:    { command: [cat], inputs: [n] }
+pipes: { n: {} }
+`,
+    );
+    await withServer(async (s) => {
+      // An earlier run of the same name, ended: the next run replaces its record and its streams.
+      const earlier = await s.client.runNetwork({ name: 'removed', jobs: { numbers: { command: ['seq', '1', '5'], outputs: ['n'] }, sink: { command: ['cat'], inputs: ['n'] } }, pipes: { n: {} } }, { baseDir: dir });
+      await untilNetwork(s.client, 'removed', (st) => st.state === 'done');
+      assert.ok(networkStreams(s.home, 'removed').some((name) => name.startsWith(`net.removed.${earlier.run}.`)), 'the earlier run\'s pipe is stored');
+
+      const started = await runCli(['network', 'run', network, '--json'], { env: cliEnv(s), timeoutMs: 60_000 });
+      assert.equal(started.code, 0, started.stderr + started.stdout);
+      await untilNetwork(s.client, 'removed', (st) => st.pipes[0]!.frames === 20);
+      const streams = networkStreams(s.home, 'removed');
+      assert.ok(streams.every((name) => !name.startsWith(`net.removed.${earlier.run}.`)), `the earlier run's streams are gone: ${streams.join(' ')}`);
+      assert.ok(streams.some((name) => name.endsWith('.n')), `the pipe's stream is stored: ${streams.join(' ')}`);
+
+      const refused = await runCli(['network', 'rm', 'removed'], { env: cliEnv(s) });
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /network removed is running: stop it/);
+      assert.deepEqual(networkStreams(s.home, 'removed'), streams, 'nothing removed');
+      assert.equal((await s.client.networkStatus('removed')).state, 'running');
+
+      const stop = await runCli(['network', 'stop', 'removed'], { env: cliEnv(s) });
+      assert.equal(stop.code, 0, stop.stderr);
+      await untilNetwork(s.client, 'removed', (st) => st.state === 'stopped');
+      const removed = await runCli(['network', 'rm', 'removed'], { env: cliEnv(s) });
+      assert.equal(removed.code, 0, removed.stderr + removed.stdout);
+      assert.match(removed.stdout, /^removed network removed \(run [0-9a-f]+, \d+ streams\)/);
+      assert.deepEqual(networkStreams(s.home, 'removed'), [], 'the pipes\' and cursors\' streams are gone');
+      await assert.rejects(s.client.networkStatus('removed'), (e: Error & { code?: string }) => e.code === 'not_found');
+      assert.ok(!(await s.client.networks()).some((n) => n.name === 'removed'), 'no longer listed');
+      assert.deepEqual([...(await groupJobs(s, 'removed')).keys()].sort(), ['numbers', 'sink'], 'the jobs stay, as ended jobs');
+
+      const again = await runCli(['network', 'rm', 'removed'], { env: cliEnv(s) });
+      assert.notEqual(again.code, 0);
+      assert.match(again.stderr, /no network "removed"/);
     });
   });
 

@@ -88,6 +88,21 @@ function ids(items: Array<{ id: string }>): string[] {
 
 /** Registers the {@link Store} behaviour tests. */
 export function storeBehaviour(name: string, make: HarnessFactory): void {
+  describe(`${name}: blobs`, () => {
+    it('removeFile removes one file of a folder and leaves the others; a missing one is no error', async () => {
+      await withStore(make, async ({ store }) => {
+        await store.blobs.write('folder', 'a\nb', [Buffer.from('one')], 1024);
+        await store.blobs.write('folder', 'c', [Buffer.from('two')], 1024);
+        await store.blobs.removeFile('folder', 'a\nb');
+        assert.equal(await store.blobs.read('folder', 'a\nb'), undefined);
+        assert.equal((await store.blobs.read('folder', 'c'))?.toString(), 'two');
+        assert.deepEqual((await store.blobs.list('folder')).map((e) => e.name), ['c']);
+        await store.blobs.removeFile('folder', 'a\nb');
+        await store.blobs.removeFile('nowhere', 'x');
+      });
+    });
+  });
+
   describe(`${name}: jobs`, () => {
     it('creates a Queued job and reads it back with its description', async () => {
       await withStore(make, async ({ store }) => {

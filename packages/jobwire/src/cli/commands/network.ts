@@ -3,7 +3,8 @@
  * and starts it on the server; `--block` follows it to the end. `jobwire network graph FILE`:
  * draws a network file as Graphviz DOT or a Mermaid flowchart, after the same checks a start
  * would make (all but importing js modules); it needs no server. `jobwire network status NAME`
- * and `jobwire network stop NAME` tell how a running network goes, and stop it.
+ * and `jobwire network stop NAME` tell how a running network goes, and stop it;
+ * `jobwire network rm NAME` removes one that has ended.
  * @module
  */
 import type { Command } from 'commander';
@@ -90,7 +91,7 @@ export function registerNetwork(program: Command): void {
       summary: 'how a network runs: its jobs and pipes',
       description:
         'Print the newest run of a network (any server answers, from the status the wiring server saves in the store): per job its status, node, frames taken in and stored out, restarts, and moves (placed again after its worker died); ' +
-        'per pipe the frames stored, the frames queued (between the producer and its slowest consumer) and the frames dropped.',
+        'per pipe the frames stored, the frames queued (stored and not yet read by its slowest consumer) and the frames dropped.',
       call: (api, name) => api.networkStatus(name),
     },
     {
@@ -110,6 +111,26 @@ export function registerNetwork(program: Command): void {
       }),
     );
   }
+
+  addConnectionOptions(
+    network
+      .command('rm')
+      .alias('delete')
+      .summary('remove a network that has ended: its record and its pipes')
+      .description(
+        'Remove a network that no longer runs (done, failed or stopped): its saved record and the streams of its newest run (pipes and consumer cursors), so its frames are gone. ' +
+          'Its jobs stay, as ended jobs of the group networks:NAME (remove them with jobwire delete). Refused while the network runs: stop it first (jobwire network stop NAME).',
+      )
+      .argument('<name>', 'the network name')
+      .option('--json', 'print what was removed as JSON'),
+  )
+    .addHelpText('after', examples(['jobwire network rm squares', 'remove a network that has ended (after jobwire network stop, once its status says stopped)']))
+    .action(
+      act(async (name: string, opts: RunOptions) => {
+        const removed = await (await connect(opts)).removeNetwork(name);
+        print(opts.json ? formatJson(removed) : `removed network ${removed.name} (run ${removed.run}, ${removed.streams} streams)`);
+      }),
+    );
 
   network
     .command('graph')

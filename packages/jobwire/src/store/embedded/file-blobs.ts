@@ -73,4 +73,8 @@ export class DiskBlobs implements FileBlobs {
   async remove(folder: string): Promise<void> {
     await rm(this.folder(folder), { recursive: true, force: true });
   }
+
+  async removeFile(folder: string, name: string): Promise<void> {
+    await rm(join(this.folder(folder), encode(name)), { force: true });
+  }
 }

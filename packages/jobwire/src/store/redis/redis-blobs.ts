@@ -67,4 +67,10 @@ export class RedisBlobs implements FileBlobs {
     if (keys.length > 0) await this.redis.unlink(...keys);
     await this.redis.unlink(this.keys.blobFolder(folder));
   }
+
+  async removeFile(folder: string, name: string): Promise<void> {
+    const key = await this.redis.hget(this.keys.blobFolder(folder), name);
+    await this.redis.hdel(this.keys.blobFolder(folder), name);
+    if (key !== null) await this.redis.unlink(key);
+  }
 }
