@@ -1,0 +1,144 @@
+/**
+ * A distributed worker that feeds the real test Slurm (`jobwire worker --executor slurm:`, test/slurm-env.ts)
+ * through real server and worker processes on the test Redis: a job Slurm holds PENDING is
+ * Queued (placed on the worker, with Slurm's reason) until Slurm starts it, then Running; a
+ * cancel while it waits ends it Cancelled and takes it out of Slurm; a worker killed with -9
+ * and started again within its grace time follows the PENDING job by its stored Slurm id (no
+ * second sbatch); and a worker that does not come back has such a job settled as its Running
+ * jobs are (Lost), never placed again as if it had not been submitted.
+ *
+ * Distributed mode refuses `schedulerArguments` (servers check jobs as the workers' local
+ * executors would), so the workers here hold their jobs as a site's sbatch wrapper would: an
+ * `sbatch` first on their PATH that runs the real one with `--hold`.
+ */
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Client, JobInfo } from '@jobwire/client';
+import { sleepUntil } from '../helpers.js';
+import { TestCluster } from '../distributed/cluster.js';
+import { SLURM_CONF, slurmCommand, useTestSlurm } from '../slurm-env.js';
+
+const TIMEOUT = { timeout: 180_000 };
+/** A folder with the holding `sbatch` wrapper, first on the workers' PATH. */
+const wrappers = mkdtempSync(join(tmpdir(), 'jobwire-slurm-worker-'));
+const HOLDING = { PATH: `${wrappers}:${process.env.PATH ?? '/usr/bin:/bin'}` };
+const previousConf = process.env.SLURM_CONF;
+let cluster: TestCluster;
+let client: Client;
+/** Slurm jobs this file submitted, cancelled at the end whatever happened. */
+const submitted = new Set<string>();
+
+/** The Slurm jobs whose comment names jobwire job `id`: "slurmId STATE" lines. */
+const slurmJobsOf = (id: string): string[] =>
+  slurmCommand('squeue', ['--noheader', '--states=all', '--format=%i %T %k'])
+    .split('\n')
+    .filter((line) => line.endsWith(` jobwire:${id}`))
+    .map((line) => line.split(' ').slice(0, 2).join(' '));
+
+/** Waits until the job's reason says Slurm holds it; returns the job and its Slurm id. */
+async function heldInSlurm(id: string): Promise<{ job: JobInfo; slurmId: string }> {
+  let job: JobInfo | undefined;
+  await sleepUntil(async () => {
+    job = await client.getJobStatus(id);
+    return /^queued in Slurm as job \d+: PENDING/.test(job.reason ?? '') || undefined;
+  }, 60_000, 'the job to wait in Slurm');
+  const slurmId = /job (\d+)/.exec(job!.reason!)![1]!;
+  submitted.add(slurmId);
+  return { job: job!, slurmId };
+}
+
+before(async () => {
+  await useTestSlurm();
+  // The worker processes inherit it: `slurm:` runs Slurm's commands with the worker's environment.
+  process.env.SLURM_CONF = SLURM_CONF;
+  const real = slurmCommand('sh', ['-c', 'command -v sbatch']).trim();
+  writeFileSync(join(wrappers, 'sbatch'), `#!/bin/sh\nexec '${real}' --hold "$@"\n`);
+  chmodSync(join(wrappers, 'sbatch'), 0o755);
+  cluster = new TestCluster();
+  await cluster.addServer();
+  // A grace time a loaded machine's restart fits in.
+  await cluster.addWorker({ name: 'slurmer', slots: 4, deadAfter: 30, executor: 'slurm:', env: HOLDING });
+  client = cluster.client();
+});
+
+after(async () => {
+  await cluster?.close();
+  for (const id of submitted) {
+    try {
+      slurmCommand('scancel', [id]);
+    } catch {
+      // Ended already.
+    }
+  }
+  if (previousConf === undefined) delete process.env.SLURM_CONF;
+  else process.env.SLURM_CONF = previousConf;
+  rmSync(wrappers, { recursive: true, force: true });
+});
+
+describe('distributed: jobwire worker --executor slurm:', () => {
+  test('a job Slurm holds PENDING is Queued, placed on the worker with Slurm\'s reason, and Running once Slurm starts it', TIMEOUT, async () => {
+    const job = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo ran'] });
+    const { job: held, slurmId } = await heldInSlurm(job.id);
+    assert.equal(held.status, 'Queued');
+    assert.equal(held.startedAt, null);
+    assert.match(held.reason ?? '', new RegExp(`^queued in Slurm as job ${slurmId}: PENDING \\(JobHeldUser\\)$`));
+    // Still Queued a few polls later, and it holds its slot on the worker.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await client.getJobStatus(job.id)).status, 'Queued');
+    const slurmer = (await client.getWorkers()).items.find((w) => w.name === 'slurmer');
+    assert.equal(slurmer?.used, 1);
+    slurmCommand('scontrol', ['release', slurmId]);
+    const done = await client.waitUntilDone(job.id, 90_000);
+    assert.equal(done.status, 'Success', done.error ?? '');
+    assert.notEqual(done.startedAt, null);
+    assert.equal(done.reason, null);
+    assert.equal(done.node, 'slurmer');
+    assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), 'ran\n');
+  });
+
+  test('a cancel while the job waits in Slurm ends it Cancelled and takes it out of Slurm', TIMEOUT, async () => {
+    const job = await client.submitBatchJob({ executable: 'true' });
+    const { slurmId } = await heldInSlurm(job.id);
+    await client.cancelJob(job.id);
+    const done = await client.waitUntilDone(job.id, 30_000);
+    assert.equal(done.status, 'Cancelled');
+    await sleepUntil(() => slurmJobsOf(job.id).every((line) => !line.endsWith('PENDING')) || undefined, 30_000, `Slurm job ${slurmId} to leave the queue`);
+    // Its slot on the worker is free again.
+    await sleepUntil(async () => (await client.getWorkers()).items.find((w) => w.name === 'slurmer')?.used === 0 || undefined, 30_000, 'the slot to be freed');
+  });
+
+  test('a worker killed with -9 and started again within its grace time follows the PENDING job by its Slurm id, not submitting it again', TIMEOUT, async () => {
+    const job = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo once'] });
+    const { slurmId } = await heldInSlurm(job.id);
+    await cluster.killWorker('slurmer');
+    const restarted = await cluster.restartWorker('slurmer');
+    assert.match(restarted.log(), /took over from the previous instance/);
+    // A few of the new instance's polls later: still Queued in the one Slurm job, no second sbatch.
+    await new Promise((r) => setTimeout(r, 3000));
+    const info = await client.getJobStatus(job.id);
+    assert.equal(info.status, 'Queued');
+    assert.match(info.reason ?? '', new RegExp(`^queued in Slurm as job ${slurmId}: PENDING`));
+    assert.deepEqual(slurmJobsOf(job.id), [`${slurmId} PENDING`]);
+    slurmCommand('scontrol', ['release', slurmId]);
+    const done = await client.waitUntilDone(job.id, 90_000);
+    assert.equal(done.status, 'Success', done.error ?? '');
+    assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), 'once\n');
+    assert.deepEqual(slurmJobsOf(job.id).map((line) => line.split(' ')[0]), [slurmId]);
+  });
+
+  test('a worker that does not come back: its job waiting in Slurm ends Lost like its Running jobs, and is not placed again', TIMEOUT, async () => {
+    await cluster.addWorker({ name: 'shortlived', pools: ['brief'], slots: 1, deadAfter: 2, executor: 'slurm:', env: HOLDING });
+    const job = await client.submitBatchJob({ executable: 'true', pools: ['brief'] });
+    const { slurmId } = await heldInSlurm(job.id);
+    assert.equal((await client.getJobStatus(job.id)).node, null);
+    await cluster.killWorker('shortlived');
+    const lost = await client.waitUntilDone(job.id, 60_000);
+    assert.equal(lost.status, 'Lost');
+    assert.match(lost.error ?? '', /the worker shortlived stopped answering/);
+    // Not submitted again by anyone: the one Slurm job, still held (nothing of jobwire follows it now).
+    assert.deepEqual(slurmJobsOf(job.id), [`${slurmId} PENDING`]);
+  });
+});
