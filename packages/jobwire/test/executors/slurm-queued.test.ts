@@ -101,7 +101,7 @@ test('an operator\'s scancel of a running job ends it Cancelled, saying it was n
   assert.match(done.error ?? '', /^Slurm job \d+ was CANCELLED in Slurm, not by jobwire/);
 });
 
-test('a job still PENDING when the server stops is followed by the next one, not submitted again', TIMEOUT, async () => {
+test('a job still PENDING when the server stops is followed by the next one, not submitted again, with Slurm\'s reason', TIMEOUT, async () => {
   const submitted = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo once'], executor: 'hpc', schedulerArguments: ['--hold'], workingDirectory: home });
   const { slurmId } = await heldInSlurm(submitted.id);
   await server.close(); // keeps the jobs (the default)
@@ -109,7 +109,11 @@ test('a job still PENDING when the server stops is followed by the next one, not
   assert.equal((await client.getJobStatus(submitted.id)).status, 'Queued');
   // A few of the new server's polls later: still the one Slurm job, no second sbatch.
   await new Promise((r) => setTimeout(r, 3000));
-  assert.equal((await client.getJobStatus(submitted.id)).status, 'Queued');
+  const followed = await client.getJobStatus(submitted.id);
+  assert.equal(followed.status, 'Queued');
+  // The new server says why it waits, from Slurm, as the old one did.
+  assert.equal(followed.reason, `queued in Slurm as job ${slurmId}: PENDING (JobHeldUser)`);
+  assert.equal(followed.startedAt, null);
   assert.deepEqual(slurmJobsOf(submitted.id), [`${slurmId} PENDING`]);
   slurmCommand('scontrol', ['release', slurmId]);
   const done = await client.waitUntilDone(submitted.id, 90_000);
