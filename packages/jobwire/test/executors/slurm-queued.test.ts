@@ -15,7 +15,7 @@ import { after, before, test } from 'node:test';
 import { Client, type JobInfo } from '@jobwire/client';
 import { startServer, type ServerHandle } from '../../src/server/index.js';
 import { runCli, sleepUntil } from '../helpers.js';
-import { PARTITIONS, SLURM_CONF, slurmCommand, useTestSlurm } from '../slurm-env.js';
+import { PARTITIONS, SLURM_CONF, slurmCommand, useTestSlurm, waitInSlurm, slurmJobsOf } from '../slurm-env.js';
 
 const TIMEOUT = { timeout: 180_000 };
 const home = mkdtempSync(join(tmpdir(), 'jobwire-slurm-queued-'));
@@ -28,22 +28,8 @@ const start = async (keepRemoteJobFiles = false): Promise<void> => {
   client = new Client({ url: server.url, token: server.token });
 };
 
-/** The Slurm jobs whose comment names jobwire job `id`: "slurmId STATE" lines. */
-const slurmJobsOf = (id: string): string[] =>
-  slurmCommand('squeue', ['--noheader', '--format=%i %T %k'])
-    .split('\n')
-    .filter((line) => line.endsWith(` jobwire:${id}`))
-    .map((line) => line.split(' ').slice(0, 2).join(' '));
-
-/** Waits until the job's reason says Slurm holds it; returns the job and its Slurm id. */
-async function heldInSlurm(id: string): Promise<{ job: JobInfo; slurmId: string }> {
-  let job: JobInfo | undefined;
-  await sleepUntil(async () => {
-    job = await client.getJobStatus(id);
-    return /^queued in Slurm as job \d+: PENDING/.test(job.reason ?? '') || undefined;
-  }, 60_000, 'the job to wait in Slurm');
-  return { job: job!, slurmId: /job (\d+)/.exec(job!.reason!)![1]! };
-}
+/** Waits until the job waits in Slurm; returns the job and its Slurm id. */
+const heldInSlurm = (id: string): Promise<{ job: JobInfo; slurmId: string }> => waitInSlurm((job) => client.getJobStatus(job), id);
 
 before(async () => {
   await useTestSlurm();

@@ -19,7 +19,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Client, JobInfo } from '@jobwire/client';
 import { sleepUntil } from '../helpers.js';
 import { TestCluster } from '../distributed/cluster.js';
-import { SLURM_CONF, slurmCommand, useTestSlurm } from '../slurm-env.js';
+import { SLURM_CONF, slurmCommand, useTestSlurm, waitInSlurm, slurmJobsOf } from '../slurm-env.js';
 
 const TIMEOUT = { timeout: 180_000 };
 /** A folder with the holding `sbatch` wrapper, first on the workers' PATH. */
@@ -31,23 +31,11 @@ let client: Client;
 /** Slurm jobs this file submitted, cancelled at the end whatever happened. */
 const submitted = new Set<string>();
 
-/** The Slurm jobs whose comment names jobwire job `id`: "slurmId STATE" lines. */
-const slurmJobsOf = (id: string): string[] =>
-  slurmCommand('squeue', ['--noheader', '--states=all', '--format=%i %T %k'])
-    .split('\n')
-    .filter((line) => line.endsWith(` jobwire:${id}`))
-    .map((line) => line.split(' ').slice(0, 2).join(' '));
-
-/** Waits until the job's reason says Slurm holds it; returns the job and its Slurm id. */
+/** Waits until the job waits in Slurm; returns the job and its Slurm id (cancelled at the end of the file). */
 async function heldInSlurm(id: string): Promise<{ job: JobInfo; slurmId: string }> {
-  let job: JobInfo | undefined;
-  await sleepUntil(async () => {
-    job = await client.getJobStatus(id);
-    return /^queued in Slurm as job \d+: PENDING/.test(job.reason ?? '') || undefined;
-  }, 60_000, 'the job to wait in Slurm');
-  const slurmId = /job (\d+)/.exec(job!.reason!)![1]!;
-  submitted.add(slurmId);
-  return { job: job!, slurmId };
+  const held = await waitInSlurm((job) => client.getJobStatus(job), id);
+  submitted.add(held.slurmId);
+  return held;
 }
 
 before(async () => {
