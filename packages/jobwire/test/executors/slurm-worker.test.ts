@@ -5,7 +5,8 @@
  * cancel while it waits ends it Cancelled and takes it out of Slurm; a worker killed with -9
  * and started again within its grace time follows the PENDING job by its stored Slurm id (no
  * second sbatch); and a worker that does not come back has such a job settled as its Running
- * jobs are (Lost), never placed again as if it had not been submitted.
+ * jobs are (Lost, or retried: a new attempt submits it afresh), never placed again as if it had
+ * not been submitted.
  *
  * Distributed mode refuses `schedulerArguments` (servers check jobs as the workers' local
  * executors would), so the workers here hold their jobs as a site's sbatch wrapper would: an
@@ -117,10 +118,12 @@ describe('distributed: jobwire worker --executor slurm:', () => {
     assert.deepEqual(slurmJobsOf(job.id).map((line) => line.split(' ')[0]), [slurmId]);
   });
 
-  test('a worker that does not come back: its job waiting in Slurm ends Lost like its Running jobs, and is not placed again', TIMEOUT, async () => {
-    await cluster.addWorker({ name: 'shortlived', pools: ['brief'], slots: 1, deadAfter: 2, executor: 'slurm:', env: HOLDING });
+  test('a worker that does not come back: its jobs waiting in Slurm are settled like its Running jobs (Lost, or a new attempt that submits afresh), never placed again as they were', TIMEOUT, async () => {
+    await cluster.addWorker({ name: 'shortlived', pools: ['brief'], slots: 2, deadAfter: 2, executor: 'slurm:', env: HOLDING });
     const job = await client.submitBatchJob({ executable: 'true', pools: ['brief'] });
+    const retried = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo second attempt'], pools: ['brief'], retries: 1 });
     const { slurmId } = await heldInSlurm(job.id);
+    const first = await heldInSlurm(retried.id);
     assert.equal((await client.getJobStatus(job.id)).node, null);
     await cluster.killWorker('shortlived');
     const lost = await client.waitUntilDone(job.id, 60_000);
@@ -128,5 +131,15 @@ describe('distributed: jobwire worker --executor slurm:', () => {
     assert.match(lost.error ?? '', /the worker shortlived stopped answering/);
     // Not submitted again by anyone: the one Slurm job, still held (nothing of jobwire follows it now).
     assert.deepEqual(slurmJobsOf(job.id), [`${slurmId} PENDING`]);
+    // The other waits for its second attempt; a worker of its pool submits it anew (not following the old Slurm job).
+    await sleepUntil(async () => /starting it again \(attempt 2 of 2\)|no live worker can take this job/.test((await client.getJobStatus(retried.id)).reason ?? '') || undefined, 60_000, 'the job to wait for its next attempt');
+    assert.equal((await client.getJobStatus(retried.id)).status, 'Queued');
+    await cluster.restartWorker('shortlived');
+    const second = await heldInSlurm(retried.id);
+    assert.notEqual(second.slurmId, first.slurmId);
+    slurmCommand('scontrol', ['release', second.slurmId]);
+    const done = await client.waitUntilDone(retried.id, 90_000);
+    assert.equal(done.status, 'Success', done.error ?? '');
+    assert.equal(Buffer.from((await client.readOutput(retried.id)).data).toString(), 'second attempt\n');
   });
 });
