@@ -3,8 +3,8 @@
  * through real server and worker processes on the test Redis: a job Slurm holds PENDING is
  * Queued (placed on the worker, with Slurm's reason) until Slurm starts it, then Running; a
  * cancel while it waits ends it Cancelled and takes it out of Slurm; a worker killed with -9
- * and started again within its grace time follows the PENDING job by its stored Slurm id (no
- * second sbatch); and a worker that does not come back has such a job settled as its Running
+ * and started again within its grace time follows the PENDING job, and a Running one, by their
+ * stored Slurm ids (no second sbatch, output complete); and a worker that does not come back has such a job settled as its Running
  * jobs are (Lost, or retried: a new attempt submits it afresh), never placed again as if it had
  * not been submitted.
  *
@@ -99,9 +99,16 @@ describe('distributed: jobwire worker --executor slurm:', () => {
     await sleepUntil(async () => (await client.getWorkers()).items.find((w) => w.name === 'slurmer')?.used === 0 || undefined, 30_000, 'the slot to be freed');
   });
 
-  test('a worker killed with -9 and started again within its grace time follows the PENDING job by its Slurm id, not submitting it again', TIMEOUT, async () => {
+  test('a worker killed with -9 and started again within its grace time follows the PENDING job and the Running one by their Slurm ids, submitting neither again', TIMEOUT, async () => {
     const job = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo once'] });
     const { slurmId } = await heldInSlurm(job.id);
+    // And one that runs: half its output before the kill, the rest after the restart.
+    const go = join(wrappers, 'go');
+    const running = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', `echo one; while [ ! -e '${go}' ]; do sleep 0.1; done; echo two; exit 4`] });
+    const runningId = (await heldInSlurm(running.id)).slurmId;
+    slurmCommand('scontrol', ['release', runningId]);
+    await client.waitUntilRunning(running.id, 90_000);
+    await sleepUntil(async () => Buffer.from((await client.readOutput(running.id)).data).toString() === 'one\n' || undefined, 60_000, 'the first half of the output');
     await cluster.killWorker('slurmer');
     const restarted = await cluster.restartWorker('slurmer');
     assert.match(restarted.log(), /took over from the previous instance/);
@@ -116,6 +123,13 @@ describe('distributed: jobwire worker --executor slurm:', () => {
     assert.equal(done.status, 'Success', done.error ?? '');
     assert.equal(Buffer.from((await client.readOutput(job.id)).data).toString(), 'once\n');
     assert.deepEqual(slurmJobsOf(job.id).map((line) => line.split(' ')[0]), [slurmId]);
+
+    assert.deepEqual([(await client.getJobStatus(running.id)).status, (await client.getJobStatus(running.id)).node], ['Running', 'slurmer']);
+    writeFileSync(go, '');
+    const ended = await client.waitUntilDone(running.id, 90_000);
+    assert.deepEqual([ended.status, ended.exitCode], ['Failed', 4]);
+    assert.equal(Buffer.from((await client.readOutput(running.id)).data).toString(), 'one\ntwo\n');
+    assert.deepEqual(slurmJobsOf(running.id).map((line) => line.split(' ')[0]), [runningId]);
   });
 
   test('a worker that does not come back: its jobs waiting in Slurm are settled like its Running jobs (Lost, or a new attempt that submits afresh), never placed again as they were', TIMEOUT, async () => {
