@@ -364,6 +364,32 @@ test('a followed job whose Slurm id turns out to be another job\'s (the comment 
   }
 });
 
+test('a cancel of a job whose Slurm id was given to another job meanwhile does not signal that job', async () => {
+  // Polls far apart: the cancel comes before any poll could see the change.
+  const slow = await slurmExecutor({ host, jobsFolder: join(work, 'jobs'), pollMs: 600_000 });
+  const reasons: Array<string | null> = [];
+  const run = { output: { stdout: '', stderr: '' }, states: [] as ExecutorState[] };
+  const description: JobDescription = { executable: 'true', schedulerArguments: ['--hold'] };
+  const handle = slow.start({ ...spec(description, run, () => undefined), onQueued: (reason) => reasons.push(reason) });
+  try {
+    // The first poll (right after sbatch) has seen the job PENDING.
+    await sleepUntilDefined(() => (reasons.length > 0 ? true : undefined));
+    const id = slurmIdOf(run)!;
+    try {
+      slurmCommand('scontrol', ['update', `JobId=${id}`, 'Comment=jobwire:someone-else']);
+      handle.terminate(0);
+      const result = await handle.done;
+      assert.match(result.lost ?? '', new RegExp(`^Slurm job ${id} is not this job any more`));
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(slurmState(id), 'PENDING', 'the other job was not cancelled');
+    } finally {
+      slurmCommand('scancel', [id]);
+    }
+  } finally {
+    slow.close();
+  }
+});
+
 /** Waits until `probe` gives a value. */
 async function sleepUntilDefined<T>(probe: () => T | undefined): Promise<T> {
   for (;;) {

@@ -312,13 +312,22 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     clearTimeout(this.#partitionsTimer);
   }
 
-  /** TERM to every process of the job (the script too), then `scancel` after the grace time. */
+  /**
+   * TERM to every process of the job (the script too), then `scancel` after the grace time —
+   * each only while Slurm still gives the job's id to this job (its comment), never to another's.
+   */
   cancel(job: BatchJob, graceMs: number): void {
     const id = job.slurmId!;
-    const hard = (): void => void this.#host.run({ file: 'scancel', args: [id] }).catch(() => undefined);
+    // A Slurm that cannot be asked cannot tell: the scancel is tried as it would be without the check.
+    const scancel = (args: string[]): void =>
+      void this.#isOurs(job)
+        .catch(() => true)
+        .then((ours) => (ours ? this.#host.run({ file: 'scancel', args: [...args, id] }) : undefined))
+        .catch(() => undefined);
+    const hard = (): void => scancel([]);
     if (job.phase === 'queued') hard();
     else {
-      void this.#host.run({ file: 'scancel', args: ['--full', '--signal=TERM', id] }).catch(() => undefined);
+      scancel(['--full', '--signal=TERM']);
       setTimeout(() => {
         if (!job.settled) hard();
       }, graceMs).unref();
@@ -461,6 +470,13 @@ export class SlurmExecutor implements Executor, BatchJobControl {
         error: `Slurm job ${job.slurmId} is gone: squeue and scontrol no longer know it and it left no exit file for ${Math.round(this.#options.lostAfterMs / 1000)} s`,
       });
     }
+  }
+
+  /** False when Slurm knows the job's id as another job's (see {@link foreignTo}); true otherwise (its own, or unknown). */
+  async #isOurs(job: BatchJob): Promise<boolean> {
+    const id = job.slurmId!;
+    const state = (await this.#squeue([id])).get(id) ?? (await this.#scontrol(id));
+    return state === undefined || foreignTo(job, state) === undefined;
   }
 
   /** The states of the jobs `squeue` still lists (a job it forgot is missing from the map). */
