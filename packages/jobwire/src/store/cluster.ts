@@ -160,11 +160,13 @@ export interface ClusterStore extends Store {
   forgetOrphans(name: string, ids: readonly string[]): Promise<void>;
 
   /**
-   * Running → Queued again for another attempt, when the job's retries allow one; `reason`
-   * gets `; starting it again (attempt N of M)`. Undefined otherwise.
+   * Running (or handed to a worker's executor's own queue, see {@link handedToExecutor}) →
+   * Queued again for another attempt, when the job's retries allow one; `reason` gets
+   * `; starting it again (attempt N of M)`. The attempt starts afresh: its executor state is
+   * dropped. Undefined otherwise.
    */
   retryJob(id: string, reason: string): Promise<JobRecord | undefined>;
-  /** One Running job becomes Lost with `reason`, its output closed first. */
+  /** One Running job (or one handed to a worker's executor's own queue) becomes Lost with `reason`, its output closed first. */
   loseJob(id: string, reason: string): Promise<JobRecord | undefined>;
   /** The attempt a job Running on `node` is in; undefined when it is not Running there. */
   runningAttempt(id: string, node: string): Promise<number | undefined>;

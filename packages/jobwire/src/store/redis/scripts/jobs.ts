@@ -117,7 +117,8 @@ return record(job)
 /**
  * Moves a job to a final status. ARGV: prefix, id, changed fields as JSON, result JSON text
  * ('' = none), mode: 'finish' (from Queued or Running; sets the result) or 'lose' (from Running,
- * or Queued in a worker's executor's own queue; the result is left alone). Nil when the job was not in a status it may leave.
+ * or Queued in a worker's executor's own queue; the result is left alone). Nil when the job was
+ * not in a status it may leave.
  */
 export const finishJob: ScriptDef = {
   name: 'jwFinishJob',
