@@ -61,6 +61,29 @@ export function slurmCommand(file: string, args: string[]): string {
   return execFileSync(file, args, { env: { ...process.env, ...SLURM_ENV }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
 }
 
+/** The Slurm jobs (any state Slurm still remembers) whose comment names jobwire job `id`: "slurmId STATE" lines. */
+export function slurmJobsOf(id: string): string[] {
+  return slurmCommand('squeue', ['--noheader', '--states=all', '--format=%i %T %k'])
+    .split('\n')
+    .filter((line) => line.endsWith(` jobwire:${id}`))
+    .map((line) => line.split(' ').slice(0, 2).join(' '));
+}
+
+/**
+ * Waits until jobwire job `id`'s reason (read with `status`, a client's getJobStatus) says Slurm
+ * holds it; returns the job and its Slurm id.
+ */
+export async function waitInSlurm<T extends { reason?: string | null }>(status: (id: string) => Promise<T>, id: string): Promise<{ job: T; slurmId: string }> {
+  const until = Date.now() + 60_000;
+  for (;;) {
+    const job = await status(id);
+    const slurmId = /^queued in Slurm as job (\d+): PENDING/.exec(job.reason ?? '')?.[1];
+    if (slurmId !== undefined) return { job, slurmId };
+    if (Date.now() > until) throw new Error(`job ${id} did not come to wait in Slurm within 60 s (reason: ${job.reason ?? 'none'})`);
+    await sleep(200);
+  }
+}
+
 /** True when the node answers idle (or mixed/allocated: up and usable). */
 function nodeUp(): boolean {
   try {

@@ -117,8 +117,11 @@ export async function registerWorker(
 /**
  * Removes a worker from the registry and settles its Running jobs: each is queued again when
  * its retry policy allows another attempt, else it becomes Lost with `reason`. Jobs placed on
- * it that had not started simply wait again. `instance` '' removes whichever instance; `force`
- * removes a worker that is still alive (its own clean shutdown).
+ * it that had not started simply wait again — but a job it handed to its executor's own queue
+ * (Queued with an executor state: a Slurm job PENDING) is settled as a Running one: it was
+ * submitted there, so placing it again as if never started could run it twice. `instance` ''
+ * removes whichever instance; `force` removes a worker that is still alive (its own clean
+ * shutdown).
  */
 export async function dropWorker(
   store: ClusterStore,

@@ -312,6 +312,10 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     // servers share in Redis when the job starts (run-as.ts), kept while no change is announced.
     accountFor: accountPolicy((user) => sharedUsers.user(user)),
     onError: (err, jobId) => onError(err, jobId),
+    // A job a Slurm executor submitted stays Queued (placed here) while Slurm keeps it PENDING:
+    // no other worker takes a placed job, and a placed job with an executor state is followed
+    // there (a takeover), or settled as a Running one (a dead worker), never placed again.
+    queuedInExecutor: executor.queuesJobs === true,
   };
   let serverUrlAt = 0;
   const refreshServerUrl = async (): Promise<void> => {
@@ -341,7 +345,9 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     await host?.connect();
     // An earlier instance of this node whose process is gone but whose liveness has not run out
     // (a restart within the grace time): its entry and Running jobs are taken over as they are.
-    const takeOver = host === undefined ? '' : await instanceToTakeOver(store, opts.name);
+    // Only where they can be followed again: on the job host, or in an executor's own queue
+    // (Slurm: the jobs are found again by their stored Slurm ids, Queued ones too).
+    const takeOver = host === undefined && executor.queuesJobs !== true ? '' : await instanceToTakeOver(store, opts.name);
     if (takeOver !== '') await registerWorker(store, registration, opts.liveness.ttlMs, new Map(), takeOver);
     // Processes an earlier instance of this worker left running are stopped before this one
     // takes anything, as the embedded server does at restart (jobs/orphans.ts) — those on this
@@ -359,7 +365,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     }
     await store.forgetOrphans(opts.name, orphans.filter((o) => outcomes.get(o.id)?.kind !== 'runner-alive').map((o) => o.id));
     if (takeOver !== '') {
-      resumable = await store.runningJobs(opts.name);
+      // ...and those it handed to its executor's own queue (Slurm jobs still PENDING).
+      resumable = [...(await store.runningJobs(opts.name)), ...(await store.handedToExecutor(opts.name))];
       log.warn({ previous: takeOver, jobs: resumable.map((j) => j.id) }, 'took over from the previous instance of this worker within its grace time; following its running jobs again');
     }
     // Hand-overs to an earlier instance of this node are void (its placements were undone, or
@@ -494,7 +501,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
     // It holds one of the slots already (it ran before this instance started).
     const slot = job.queue !== 'single' && job.queue !== 'unlimited' ? multiSlots.hold() : undefined;
     try {
-      const attempt = await store.runningAttempt(job.id, opts.name);
+      // A job still in its executor's queue is Queued, placed here; the runner marks it Running once it starts.
+      const attempt = job.status === 'Queued' ? (await store.placedJob(job.id, opts.name))?.attempt : await store.runningAttempt(job.id, opts.name);
       if (attempt === undefined) return;
       const state = await store.executorState(job.id);
       if (state === undefined) await stopOrphans([{ id: job.id, process: job.process }], ctx.graceMs, onJobHost);

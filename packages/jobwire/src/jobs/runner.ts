@@ -46,8 +46,9 @@ export interface RunnerContext {
    * Keep a job Queued while its executor's own scheduler holds it ({@link ProcessHandle.started},
    * a Slurm job PENDING), and follow a Queued job whose executor state says it was submitted
    * already (a restart) instead of starting it again. Only for a backend whose Queued jobs no
-   * one else takes (the embedded dispatcher); elsewhere the job is Running with `reason` saying
-   * it waits. @defaultValue false
+   * one else takes: the embedded dispatcher, and a worker (its placed jobs are its own; the
+   * cluster store treats a placed one with an executor state as started there). Elsewhere the
+   * job is Running with `reason` saying it waits. @defaultValue false
    */
   queuedInExecutor?: boolean;
 }

@@ -160,19 +160,28 @@ export interface ClusterStore extends Store {
   forgetOrphans(name: string, ids: readonly string[]): Promise<void>;
 
   /**
-   * Running → Queued again for another attempt, when the job's retries allow one; `reason`
-   * gets `; starting it again (attempt N of M)`. Undefined otherwise.
+   * Running (or handed to a worker's executor's own queue, see {@link handedToExecutor}) →
+   * Queued again for another attempt, when the job's retries allow one; `reason` gets
+   * `; starting it again (attempt N of M)`. The attempt starts afresh: its executor state is
+   * dropped. Undefined otherwise.
    */
   retryJob(id: string, reason: string): Promise<JobRecord | undefined>;
-  /** One Running job becomes Lost with `reason`, its output closed first. */
+  /** One Running job (or one handed to a worker's executor's own queue) becomes Lost with `reason`, its output closed first. */
   loseJob(id: string, reason: string): Promise<JobRecord | undefined>;
   /** The attempt a job Running on `node` is in; undefined when it is not Running there. */
   runningAttempt(id: string, node: string): Promise<number | undefined>;
+  /**
+   * Queued jobs placed on `node` that it handed to its executor's own queue (they have an
+   * executor state: a Slurm job PENDING), oldest first: a worker that takes over from its
+   * previous instance follows them there again.
+   */
+  handedToExecutor(node: string): Promise<JobRecord[]>;
   /** A Queued job placed on `node`, with the attempt it is in; undefined otherwise. */
   placedJob(id: string, node: string): Promise<{ job: JobRecord; attempt: number } | undefined>;
   /**
    * A worker's end of a run, in one step: only while the job is Running on `run.node` in
-   * `run.attempt`, frees its slot and moves it to a final status. Undefined when the job is not
+   * `run.attempt` (or Queued and placed there: it ended in the executor's own queue without
+   * running), frees its slot and moves it to a final status. Undefined when the job is not
    * the run's any more (a reaper queued it again, or lost it, meanwhile).
    */
   finishRun(id: string, fields: FinishFields, run: RunClaim): Promise<JobRecord | undefined>;

@@ -30,6 +30,10 @@ export interface WorkerSpec {
   deadAfter?: number;
   /** `--prefetch`. @defaultValue the worker's default (its slots) */
   prefetch?: number;
+  /** `--executor URL` (e.g. `slurm:`; the worker inherits this process's environment, SLURM_CONF too). @defaultValue the job host */
+  executor?: string;
+  /** Environment on top of this process's. @defaultValue none */
+  env?: Record<string, string>;
 }
 
 /** A cluster of server and worker processes on one Redis prefix. */
@@ -78,8 +82,9 @@ export class TestCluster {
     for (const pool of spec.pools ?? []) args.push('--pool', pool);
     args.push('--dead-after', String(spec.deadAfter ?? 5));
     if (spec.prefetch !== undefined) args.push('--prefetch', String(spec.prefetch));
+    if (spec.executor !== undefined) args.push('--executor', spec.executor);
     args.push('--grace', '1', '--log-level', 'warn', '--home', home, '--work-dir', `${home}-work`);
-    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(spec.env !== undefined ? { env: { ...process.env, ...spec.env } } : {}) });
     let stdout = '';
     let stderr = '';
     proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { batchScript, endResult, jobFiles, parseScontrolJob, parseSinfo, parseSqueue, phaseOf, shellQuote, timeLimit } from '../../src/executors/slurm/commands.js';
+import { batchScript, endResult, jobFiles, parseScontrolJob, parseSinfo, parseSqueue, phaseOf, scontrolComment, shellQuote, timeLimit } from '../../src/executors/slurm/commands.js';
 
 const end = (state: string, reason = 'None', extra: { recordedExit?: number; terminated?: boolean; exitCode?: number; exitSignal?: number } = {}) =>
   endResult({
@@ -52,6 +52,20 @@ test('squeue lines: id → state and reason, flags and "by uid" dropped', () => 
     ['13', { state: 'PENDING', reason: 'Resources' }],
     ['14', { state: 'CANCELLED', reason: 'None' }],
   ]);
+});
+
+test('squeue lines with the comment: the rest of the line after the reason, separators and all', () => {
+  const jobs = parseSqueue('12|RUNNING|None|jobwire:abc\n13|PENDING|JobHeldUser|(null)\n14|PENDING|Priority|a|b\n');
+  assert.deepEqual([...jobs], [
+    ['12', { state: 'RUNNING', reason: 'None', comment: 'jobwire:abc' }],
+    ['13', { state: 'PENDING', reason: 'JobHeldUser', comment: '(null)' }],
+    ['14', { state: 'PENDING', reason: 'Priority', comment: 'a|b' }],
+  ]);
+});
+
+test('scontrol show job: the comment, or \'\' when it prints none', () => {
+  assert.equal(scontrolComment('JobId=5 JobState=PENDING Reason=None Comment=jobwire:x StdOut=/o'), 'jobwire:x');
+  assert.equal(scontrolComment('JobId=5 JobState=PENDING Reason=None StdOut=/o'), '');
 });
 
 test('scontrol show job: state, reason and ExitCode code:signal', () => {

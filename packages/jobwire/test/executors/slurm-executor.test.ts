@@ -304,7 +304,8 @@ test('resume: a new executor instance follows a job by its Slurm id, output neit
   try {
     const resumed = { output: { stdout: '', stderr: '' }, states: [] as ExecutorState[] };
     const from: ResumeFrom = { stdout: Buffer.byteLength(run.output.stdout), stderr: 0 };
-    const handle = await second.resume(spec(run.spec.description, resumed, () => undefined), state, from);
+    // The same jobwire job (its Slurm comment names it).
+    const handle = await second.resume({ ...spec(run.spec.description, resumed, () => undefined), jobId: run.spec.jobId }, state, from);
     assert.ok(handle, 'the job is found again');
     const result: ProcessResult = await handle.done;
     assert.equal(result.exitCode, 5);
@@ -320,6 +321,83 @@ test('resume: a Slurm id Slurm never had and no exit file → undefined (the job
   const run = { output: { stdout: '', stderr: '' }, states: [] as ExecutorState[] };
   assert.equal(await executor.resume(spec({ executable: 'true' }, run, () => undefined), record, { stdout: 0, stderr: 0 }), undefined);
 });
+
+/** Submits a held Slurm job outside jobwire (with `comment`, if given); returns its Slurm id. */
+function foreignJob(comment?: string): string {
+  return slurmCommand('sbatch', ['--parsable', '--hold', `--chdir=${work}`, '--output=/dev/null', ...(comment !== undefined ? [`--comment=${comment}`] : []), '--wrap=true']).trim().split(';')[0]!;
+}
+
+test('resume: a stored Slurm id that is another job\'s now (another comment, or none) is not adopted: the job ends Lost saying so, the other job is left alone', async () => {
+  for (const comment of ['jobwire:someone-else', undefined]) {
+    const other = foreignJob(comment);
+    try {
+      const record: SlurmJobRecord = { slurmJobId: other, stdout: join(work, 'reused.out'), stderr: join(work, 'reused.err'), exit: join(work, 'reused.exit') };
+      const run = { output: { stdout: '', stderr: '' }, states: [] as ExecutorState[] };
+      const handle = await executor.resume(spec({ executable: 'true' }, run, () => undefined), record, { stdout: 0, stderr: 0 });
+      assert.ok(handle);
+      handle.terminate(0);
+      const result = await handle.done;
+      const whose = comment === undefined ? 'a job without a comment' : `another job \\(comment "${comment}"\\)`;
+      assert.match(result.lost ?? '', new RegExp(`^Slurm job ${other} is not this job any more: Slurm knows that id as ${whose}, not "jobwire:jw`));
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(slurmState(other), 'PENDING', 'the other job was not cancelled');
+    } finally {
+      slurmCommand('scancel', [other]);
+    }
+  }
+});
+
+test('a followed job whose Slurm id turns out to be another job\'s (the comment changed under it) ends Lost and is not signalled', async () => {
+  const run = start({ executable: 'true', schedulerArguments: ['--hold'] });
+  await sleepUntilDefined(() => slurmIdOf(run));
+  const id = slurmIdOf(run)!;
+  try {
+    // As if the cluster had been wiped and the id given to someone else's job.
+    slurmCommand('scontrol', ['update', `JobId=${id}`, 'Comment=jobwire:someone-else']);
+    const result = await run.handle.done;
+    assert.match(result.lost ?? '', new RegExp(`^Slurm job ${id} is not this job any more: Slurm knows that id as another job \\(comment "jobwire:someone-else"\\)`));
+    run.handle.terminate(0);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(slurmState(id), 'PENDING', 'the other job was not cancelled');
+  } finally {
+    slurmCommand('scancel', [id]);
+  }
+});
+
+test('a cancel of a job whose Slurm id was given to another job meanwhile does not signal that job', async () => {
+  // Polls far apart: the cancel comes before any poll could see the change.
+  const slow = await slurmExecutor({ host, jobsFolder: join(work, 'jobs'), pollMs: 600_000 });
+  const reasons: Array<string | null> = [];
+  const run = { output: { stdout: '', stderr: '' }, states: [] as ExecutorState[] };
+  const description: JobDescription = { executable: 'true', schedulerArguments: ['--hold'] };
+  const handle = slow.start({ ...spec(description, run, () => undefined), onQueued: (reason) => reasons.push(reason) });
+  try {
+    // The first poll (right after sbatch) has seen the job PENDING.
+    await sleepUntilDefined(() => (reasons.length > 0 ? true : undefined));
+    const id = slurmIdOf(run)!;
+    try {
+      slurmCommand('scontrol', ['update', `JobId=${id}`, 'Comment=jobwire:someone-else']);
+      handle.terminate(0);
+      const result = await handle.done;
+      assert.match(result.lost ?? '', new RegExp(`^Slurm job ${id} is not this job any more`));
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(slurmState(id), 'PENDING', 'the other job was not cancelled');
+    } finally {
+      slurmCommand('scancel', [id]);
+    }
+  } finally {
+    slow.close();
+  }
+});
+
+/** Waits until `probe` gives a value. */
+async function sleepUntilDefined<T>(probe: () => T | undefined): Promise<T> {
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 test('Slurm commands missing: a clear error naming the command', async () => {
   const bare = new LocalSubmitHost({ env: { ...SLURM_ENV, PATH: '/nonexistent' } });

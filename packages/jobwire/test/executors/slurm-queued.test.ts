@@ -15,7 +15,7 @@ import { after, before, test } from 'node:test';
 import { Client, type JobInfo } from '@jobwire/client';
 import { startServer, type ServerHandle } from '../../src/server/index.js';
 import { runCli, sleepUntil } from '../helpers.js';
-import { PARTITIONS, SLURM_CONF, slurmCommand, useTestSlurm } from '../slurm-env.js';
+import { PARTITIONS, SLURM_CONF, slurmCommand, useTestSlurm, waitInSlurm, slurmJobsOf } from '../slurm-env.js';
 
 const TIMEOUT = { timeout: 180_000 };
 const home = mkdtempSync(join(tmpdir(), 'jobwire-slurm-queued-'));
@@ -28,22 +28,8 @@ const start = async (keepRemoteJobFiles = false): Promise<void> => {
   client = new Client({ url: server.url, token: server.token });
 };
 
-/** The Slurm jobs whose comment names jobwire job `id`: "slurmId STATE" lines. */
-const slurmJobsOf = (id: string): string[] =>
-  slurmCommand('squeue', ['--noheader', '--format=%i %T %k'])
-    .split('\n')
-    .filter((line) => line.endsWith(` jobwire:${id}`))
-    .map((line) => line.split(' ').slice(0, 2).join(' '));
-
-/** Waits until the job's reason says Slurm holds it; returns the job and its Slurm id. */
-async function heldInSlurm(id: string): Promise<{ job: JobInfo; slurmId: string }> {
-  let job: JobInfo | undefined;
-  await sleepUntil(async () => {
-    job = await client.getJobStatus(id);
-    return /^queued in Slurm as job \d+: PENDING/.test(job.reason ?? '') || undefined;
-  }, 60_000, 'the job to wait in Slurm');
-  return { job: job!, slurmId: /job (\d+)/.exec(job!.reason!)![1]! };
-}
+/** Waits until the job waits in Slurm; returns the job and its Slurm id. */
+const heldInSlurm = (id: string): Promise<{ job: JobInfo; slurmId: string }> => waitInSlurm((job) => client.getJobStatus(job), id);
 
 before(async () => {
   await useTestSlurm();
@@ -101,7 +87,7 @@ test('an operator\'s scancel of a running job ends it Cancelled, saying it was n
   assert.match(done.error ?? '', /^Slurm job \d+ was CANCELLED in Slurm, not by jobwire/);
 });
 
-test('a job still PENDING when the server stops is followed by the next one, not submitted again', TIMEOUT, async () => {
+test('a job still PENDING when the server stops is followed by the next one, not submitted again, with Slurm\'s reason', TIMEOUT, async () => {
   const submitted = await client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo once'], executor: 'hpc', schedulerArguments: ['--hold'], workingDirectory: home });
   const { slurmId } = await heldInSlurm(submitted.id);
   await server.close(); // keeps the jobs (the default)
@@ -109,7 +95,11 @@ test('a job still PENDING when the server stops is followed by the next one, not
   assert.equal((await client.getJobStatus(submitted.id)).status, 'Queued');
   // A few of the new server's polls later: still the one Slurm job, no second sbatch.
   await new Promise((r) => setTimeout(r, 3000));
-  assert.equal((await client.getJobStatus(submitted.id)).status, 'Queued');
+  const followed = await client.getJobStatus(submitted.id);
+  assert.equal(followed.status, 'Queued');
+  // The new server says why it waits, from Slurm, as the old one did.
+  assert.equal(followed.reason, `queued in Slurm as job ${slurmId}: PENDING (JobHeldUser)`);
+  assert.equal(followed.startedAt, null);
   assert.deepEqual(slurmJobsOf(submitted.id), [`${slurmId} PENDING`]);
   slurmCommand('scontrol', ['release', slurmId]);
   const done = await client.waitUntilDone(submitted.id, 90_000);

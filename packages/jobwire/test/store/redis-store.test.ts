@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { openRedisStore, type RedisStore } from '../../src/store/index.js';
+import { openRedisStore, type RedisClusterStore } from '../../src/store/index.js';
+import { dropWorker } from '../../src/distributed/registry.js';
 import { decodeMessage } from '../../src/store/redis/redis-stream-log.js';
 import { sleepUntil } from '../helpers.js';
 import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
@@ -23,7 +24,7 @@ const redis: HarnessFactory = async () => {
 storeBehaviour('redis store', redis);
 streamLogBehaviour('redis stream log', redis);
 
-async function withRedisStore(body: (store: RedisStore, prefix: string) => Promise<void>): Promise<void> {
+async function withRedisStore(body: (store: RedisClusterStore, prefix: string) => Promise<void>): Promise<void> {
   const prefix = freshPrefix();
   const store = await openRedisStore({ url: REDIS_URL, prefix, onListenerError: () => {} });
   try {
@@ -96,6 +97,47 @@ describe('redis store: its own promises', () => {
       const running = await store.markRunning(input.id, { startedAt, pid: 5, node: 'w1' });
       assert.deepEqual(await store.markRunning(input.id, { startedAt, pid: 5, node: 'w1' }), running);
       assert.equal((await store.readEvents('alice', '', 0, 100)).length, 2, 'no event for the repeats');
+    });
+  });
+
+  it('a job a worker handed to its executor\'s own queue (Queued, placed, with an executor state) counts as started: dropped with the worker it is retried afresh or Lost, never placed again as it was; finishRun ends it from Queued', async () => {
+    await withRedisStore(async (store) => {
+      const register = () => store.registerWorker({ name: 'w1', instance: 'i1', pools: ['ALL'], slots: 4, labels: {}, host: 'h', pid: 1, startedAt: nextTime() }, 60_000);
+      const handed = async (retries: number): Promise<string> => {
+        const job = await store.createJob(newJob({ description: { executable: 'true', retries } }));
+        const placed = await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 });
+        assert.deepEqual(placed.map((p) => [p.jobId, p.node]), [[job.id, 'w1']]);
+        await store.setExecutorState(job.id, { slurmJobId: '42', stdout: '/o', stderr: '/e', exit: '/x' });
+        return job.id;
+      };
+      assert.deepEqual(await register(), { registered: true });
+      const again = await handed(1);
+      const lost = await handed(0);
+      // Placed, and only these: a worker that takes over follows them.
+      const plain = await store.createJob(newJob());
+      await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 });
+      assert.deepEqual((await store.handedToExecutor('w1')).map((j) => j.id).sort(), [again, lost].sort());
+
+      const reaped = await dropWorker(store, 'w1', '', 'the worker w1 stopped answering', true);
+      assert.deepEqual(reaped.retried.map((j) => j.id), [again]);
+      assert.deepEqual(reaped.lost.map((j) => [j.id, j.status, j.error]), [[lost, 'Lost', 'the worker w1 stopped answering']]);
+      const retried = await store.getJob(again);
+      assert.equal(retried?.status, 'Queued');
+      assert.match(retried?.reason ?? '', /; starting it again \(attempt 2 of 2\)$/);
+      assert.equal(await store.executorState(again), undefined, 'the next attempt starts afresh');
+      // The plain job waits again as it was; the retried one waits for its next attempt.
+      assert.deepEqual((await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 })).length, 0, 'no worker: nothing placed');
+
+      assert.deepEqual(await register(), { registered: true });
+      const placed = await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 });
+      assert.deepEqual(placed.map((p) => p.jobId).sort(), [again, plain.id].sort());
+      assert.equal(placed.find((p) => p.jobId === again)?.attempt, 2);
+      // Ended in the executor's queue without running (sbatch refused it, say): settled from Queued, slot freed.
+      await store.setExecutorState(again, { slurmJobId: '43', stdout: '/o', stderr: '/e', exit: '/x' });
+      assert.equal(await store.finishRun(again, { status: 'Failed', error: 'refused', endedAt: nextTime() }, { node: 'w1', attempt: 1 }), undefined, 'not the run of another attempt');
+      const failed = await store.finishRun(again, { status: 'Failed', error: 'refused', endedAt: nextTime() }, { node: 'w1', attempt: 2 });
+      assert.equal(failed?.status, 'Failed');
+      assert.equal((await store.workers()).find((w) => w.name === 'w1')?.load.multi, 1, 'only the plain job holds a slot');
     });
   });
 

@@ -69,7 +69,9 @@ export function registerWorker(program: Command): void {
         'back in that time has its jobs stopped by the job host (SIGTERM, SIGKILL after --grace, at ' +
         'most half of what is left), so they are over before the cluster takes the worker for dead ' +
         '(--dead-after) and hands them on (per their retries) or marks them Lost: a job never runs ' +
-        'twice at once. With --stop-jobs, a stop ends them Lost at once.',
+        'twice at once. With --stop-jobs, a stop ends them Lost at once. A worker with --executor ' +
+        'slurm: that is killed and started again with the same --name within --dead-after follows ' +
+        'its Slurm jobs again by their stored Slurm ids, those still PENDING (Queued) too.',
     );
   redisOptions(cmd, true)
     .option('--name <node>', 'node name, unique among live workers (default: the host name)', placementName('node'))

@@ -71,6 +71,11 @@ export class BatchJob implements ProcessHandle {
     this.started = new Promise((resolve) => (this.#markStarted = resolve));
   }
 
+  /** The jobwire id of the job (its Slurm comment is `jobwire:ID`). */
+  get jobId(): string {
+    return this.#spec.jobId;
+  }
+
   /** True once Slurm started the job (or it ended after running). */
   get hasStarted(): boolean {
     return this.#hasStarted;

@@ -10,8 +10,11 @@ import type { ProcessResult } from '../types.js';
 /** Separates the fields of the `squeue` and `sinfo` lines we ask for (never in a state, id or name). */
 const SEP = '|';
 
-/** `squeue` options: one line per job, `id|STATE|reason`, all states Slurm still remembers. */
-export const SQUEUE_FORMAT = ['--noheader', '--states=all', `--format=%i${SEP}%T${SEP}%r`];
+/**
+ * `squeue` options: one line per job, `id|STATE|reason|comment`, all states Slurm still
+ * remembers (the comment, `jobwire:ID` for jobwire's jobs, tells whose job an id is).
+ */
+export const SQUEUE_FORMAT = ['--noheader', '--states=all', `--format=%i${SEP}%T${SEP}%r${SEP}%k`];
 /** `sinfo` options: one line per partition, `name|avail` (the default partition ends with `*`). */
 export const SINFO_FORMAT = ['--noheader', `--format=%P${SEP}%a`];
 
@@ -45,7 +48,7 @@ export function timeLimit(maxRuntime: number): string {
  * memory and the jobwire id as comment (so `squeue -o %k` shows which jobwire job it is).
  */
 export function resourceOptions(jobId: string, description: JobDescription, cwd: string, partition: string | undefined): string[] {
-  const options = [`--job-name=${description.name ?? jobName(description)}`, `--chdir=${cwd}`, `--comment=jobwire:${jobId}`];
+  const options = [`--job-name=${description.name ?? jobName(description)}`, `--chdir=${cwd}`, `--comment=${commentOf(jobId)}`];
   if (partition !== undefined) options.push(`--partition=${partition}`);
   if (description.maxRuntime !== undefined && description.maxRuntime > 0) options.push(`--time=${timeLimit(description.maxRuntime)}`);
   if (description.tasks !== undefined) options.push(`--ntasks=${description.tasks}`);
@@ -110,16 +113,32 @@ export interface SlurmJobState {
   /** `scontrol`'s ExitCode (code:signal), when known. */
   exitCode?: number;
   exitSignal?: number;
+  /**
+   * The job's comment (`jobwire:ID` for a jobwire job; `(null)` or '' for none), when the
+   * answer tells it; undefined when it does not (sacct without `job_comment` accounting).
+   */
+  comment?: string;
 }
 
-/** Parses `squeue` lines made with {@link SQUEUE_FORMAT}: Slurm job id → state. */
+/** The comment jobwire gives the Slurm job of jobwire job `jobId` (`--comment`). */
+export function commentOf(jobId: string): string {
+  return `jobwire:${jobId}`;
+}
+
+/** Parses `squeue` lines made with {@link SQUEUE_FORMAT}: Slurm job id → state (and comment, when the line has one). */
 export function parseSqueue(text: string): Map<string, SlurmJobState> {
   const jobs = new Map<string, SlurmJobState>();
   for (const line of text.split('\n')) {
-    const [id, state, ...reason] = line.trim().split(SEP);
-    if (id && state) jobs.set(id, { state: baseState(state), reason: reason.join(SEP) });
+    // A reason never holds the separator; a comment (anyone's) may: it is the rest of the line.
+    const [id, state, reason = '', ...comment] = line.trim().split(SEP);
+    if (id && state) jobs.set(id, { state: baseState(state), reason, ...(comment.length > 0 ? { comment: comment.join(SEP) } : {}) });
   }
   return jobs;
+}
+
+/** The comment of `scontrol --oneliner show job` output: '' when the job has none (scontrol then prints no `Comment=`). */
+export function scontrolComment(text: string): string {
+  return /\bComment=(\S*)/.exec(text)?.[1] ?? '';
 }
 
 /** Parses one job of `scontrol --oneliner show job ID`; undefined when it names no state. */

@@ -16,12 +16,14 @@ import {
   SINFO_FORMAT,
   SQUEUE_FORMAT,
   batchScript,
+  commentOf,
   jobFiles,
   parseScontrolJob,
   parseSinfo,
   parseSqueue,
   phaseOf,
   resourceOptions,
+  scontrolComment,
   type Partition,
   type SlurmJobState,
 } from './commands.js';
@@ -290,7 +292,15 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     const job = new BatchJob(spec, this.#host, this, { stdout: record.stdout, stderr: record.stderr, exit: record.exit }, from);
     job.slurmId = record.slurmJobId;
     const known = (await this.#squeue([job.slurmId])).get(job.slurmId) ?? (await this.#scontrol(job.slurmId));
-    if (known === undefined && (await this.#recordedExit(job)) === undefined) return undefined;
+    const foreign = known === undefined ? undefined : foreignTo(job, known);
+    const recorded = known === undefined || foreign !== undefined ? await this.#recordedExit(job) : undefined;
+    if (known === undefined && recorded === undefined) return undefined;
+    // The id is another job's now (the cluster reused it) and ours left no exit file: never
+    // adopted (nor signalled); the job ends Lost saying so.
+    if (foreign !== undefined && recorded === undefined) {
+      job.settle({ exitCode: null, signal: null, lost: foreign });
+      return job;
+    }
     this.#follow(spec.jobId, job);
     return job;
   }
@@ -302,13 +312,22 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     clearTimeout(this.#partitionsTimer);
   }
 
-  /** TERM to every process of the job (the script too), then `scancel` after the grace time. */
+  /**
+   * TERM to every process of the job (the script too), then `scancel` after the grace time —
+   * each only while Slurm still gives the job's id to this job (its comment), never to another's.
+   */
   cancel(job: BatchJob, graceMs: number): void {
     const id = job.slurmId!;
-    const hard = (): void => void this.#host.run({ file: 'scancel', args: [id] }).catch(() => undefined);
+    // A Slurm that cannot be asked cannot tell: the scancel is tried as it would be without the check.
+    const scancel = (args: string[]): void =>
+      void this.#isOurs(job)
+        .catch(() => true)
+        .then((ours) => (ours ? this.#host.run({ file: 'scancel', args: [...args, id] }) : undefined))
+        .catch(() => undefined);
+    const hard = (): void => scancel([]);
     if (job.phase === 'queued') hard();
     else {
-      void this.#host.run({ file: 'scancel', args: ['--full', '--signal=TERM', id] }).catch(() => undefined);
+      scancel(['--full', '--signal=TERM']);
       setTimeout(() => {
         if (!job.settled) hard();
       }, graceMs).unref();
@@ -414,6 +433,16 @@ export class SlurmExecutor implements Executor, BatchJobControl {
   async #update(job: BatchJob, listed: Map<string, SlurmJobState> | undefined): Promise<void> {
     let state = listed?.get(job.slurmId!);
     if (listed !== undefined && state === undefined) state = await this.#scontrol(job.slurmId!).catch(() => undefined);
+    const foreign = state === undefined ? undefined : foreignTo(job, state);
+    if (foreign !== undefined) {
+      // Slurm knows the id as another job's: ours is gone (the cluster reused the id). Its exit
+      // file, if there, says how it ended; else it ends Lost. The other job is never touched.
+      await job.follow();
+      const recorded = await this.#recordedExit(job);
+      if (recorded !== undefined) await job.finish({ state: recorded === 0 ? 'COMPLETED' : 'FAILED', reason: 'None' }, recorded);
+      else job.settle({ exitCode: null, signal: null, lost: foreign });
+      return;
+    }
     if (state !== undefined) {
       job.goneSince = undefined;
       job.slurmState = state;
@@ -443,6 +472,13 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     }
   }
 
+  /** False when Slurm knows the job's id as another job's (see {@link foreignTo}); true otherwise (its own, or unknown). */
+  async #isOurs(job: BatchJob): Promise<boolean> {
+    const id = job.slurmId!;
+    const state = (await this.#squeue([id])).get(id) ?? (await this.#scontrol(id));
+    return state === undefined || foreignTo(job, state) === undefined;
+  }
+
   /** The states of the jobs `squeue` still lists (a job it forgot is missing from the map). */
   async #squeue(ids: string[]): Promise<Map<string, SlurmJobState>> {
     const answer = await this.#host.run({ file: 'squeue', args: [...SQUEUE_FORMAT, `--jobs=${ids.join(',')}`] });
@@ -453,10 +489,16 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     return parseSqueue(answer.stdout);
   }
 
-  /** The job as `scontrol` (or else `sacct`) remembers it; undefined when neither does. */
+  /**
+   * The job as `scontrol` (with its comment) or else `sacct` (without: it keeps comments only
+   * with `job_comment` accounting) remembers it; undefined when neither does.
+   */
   async #scontrol(id: string): Promise<SlurmJobState | undefined> {
     const answer = await this.#host.run({ file: 'scontrol', args: ['--oneliner', 'show', 'job', id] });
-    if (answer.code === 0) return parseScontrolJob(answer.stdout);
+    if (answer.code === 0) {
+      const parsed = parseScontrolJob(answer.stdout);
+      return parsed && { ...parsed, comment: scontrolComment(answer.stdout) };
+    }
     const accounted = await this.#host.run({ file: 'sacct', args: ['--noheader', '--parsable2', '--allocations', `--jobs=${id}`, '--format=State,ExitCode,Reason'] });
     if (accounted.code !== 0) return undefined;
     const [state, exit = '', reason = 'None'] = accounted.stdout.trim().split('\n')[0]?.split('|') ?? [];
@@ -498,7 +540,7 @@ export class SlurmExecutor implements Executor, BatchJobControl {
     const answer = await this.#host.run({ file: 'squeue', args: ['--noheader', '--format=%i|%k', '--me'] });
     for (const line of answer.stdout.split('\n')) {
       const [id, comment] = line.trim().split('|');
-      if (id && comment === `jobwire:${jobId}`) await this.#host.run({ file: 'scancel', args: [...(signal !== undefined ? [`--signal=${signal}`] : []), id] });
+      if (id && comment === commentOf(jobId)) await this.#host.run({ file: 'scancel', args: [...(signal !== undefined ? [`--signal=${signal}`] : []), id] });
     }
   }
 }
@@ -562,6 +604,18 @@ class SrunJob implements ProcessHandle {
   resumeOutput(): void {
     this.#inner.resumeOutput?.();
   }
+}
+
+/**
+ * Why a state Slurm reported under a batch job's Slurm id is not that job's — its comment names
+ * another job (or none), so the cluster reused the id (its state was wiped) — or undefined when
+ * it is the job's, or the answer does not tell (no comment in it).
+ */
+function foreignTo(job: BatchJob, state: SlurmJobState): string | undefined {
+  const ours = commentOf(job.jobId);
+  if (state.comment === undefined || state.comment === ours) return undefined;
+  const whose = state.comment === '' || state.comment === '(null)' ? 'a job without a comment' : `another job (comment "${state.comment}")`;
+  return `Slurm job ${job.slurmId} is not this job any more: Slurm knows that id as ${whose}, not "${ours}" — the cluster reused the id (its state was wiped?), so this job is gone; the other job was left alone`;
 }
 
 /**

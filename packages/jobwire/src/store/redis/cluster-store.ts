@@ -199,6 +199,21 @@ export class RedisClusterStore extends RedisStore implements ClusterStore {
     });
   }
 
+  handedToExecutor(node: string): Promise<JobRecord[]> {
+    return this.op(async () => {
+      const ids = new Set<string>();
+      for (const cls of LOAD_CLASSES) for (const id of await this.redis.smembers(this.keys.load(node, cls))) ids.add(id);
+      const jobs: JobRecord[] = [];
+      for (const id of ids) {
+        const [placed, state, ...fields] = await this.redis.hmget(this.keys.job(id), 'placed', 'executorState', ...RECORD_FIELDS);
+        if (placed !== node || !state || fields[0] === null) continue;
+        const job = toRecord(fields as RecordReply);
+        if (job.status === 'Queued') jobs.push(job);
+      }
+      return jobs.sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));
+    });
+  }
+
   placedJob(id: string, node: string): Promise<{ job: JobRecord; attempt: number } | undefined> {
     return this.op(async () => {
       const [placed, attempt, ...fields] = await this.redis.hmget(this.keys.job(id), 'placed', 'attempt', ...RECORD_FIELDS);

@@ -281,10 +281,14 @@ export class RedisStore implements Store {
     return (await this.#records(ids)).filter((job) => job.status === 'Running').sort(byCreation);
   }
 
-  /** One Running job becomes Lost with `reason`, its output closed first (recording that end). */
+  /**
+   * One Running job (or one Queued in a worker's executor's own queue) becomes Lost with
+   * `reason`, its output closed first (recording that end).
+   */
   async loseJob(id: string, reason: string): Promise<JobRecord | undefined> {
     const job = await this.getJob(id);
-    await this.streams.closeOutput(id, job?.status === 'Running' ? { ...finalStatusOf(job), status: 'Lost', error: reason } : undefined);
+    const live = job !== undefined && (job.status === 'Running' || (job.status === 'Queued' && (await this.executorState(id)) !== undefined));
+    await this.streams.closeOutput(id, live ? { ...finalStatusOf(job), status: 'Lost', error: reason } : undefined);
     return this.#op(async () => {
       const changes = { status: 'Lost', error: reason, endedAt: new Date().toISOString() };
       const reply = await this.scripts.run<RecordReply | null>('jwFinishJob', id, JSON.stringify(changes), '', 'lose');

@@ -116,8 +116,9 @@ return record(job)
 
 /**
  * Moves a job to a final status. ARGV: prefix, id, changed fields as JSON, result JSON text
- * ('' = none), mode: 'finish' (from Queued or Running; sets the result) or 'lose' (from Running
- * only; the result is left alone). Nil when the job was not in a status it may leave.
+ * ('' = none), mode: 'finish' (from Queued or Running; sets the result) or 'lose' (from Running,
+ * or Queued in a worker's executor's own queue; the result is left alone). Nil when the job was
+ * not in a status it may leave.
  */
 export const finishJob: ScriptDef = {
   name: 'jwFinishJob',
@@ -126,7 +127,7 @@ local job = loadJob(ARGV[2])
 if not job then return nil end
 local s, mode = job.info.status, ARGV[5]
 if mode == 'lose' then
-  if s ~= 'Running' then return nil end
+  if s ~= 'Running' and not (s == 'Queued' and handedToExecutor(job)) then return nil end
 elseif s ~= 'Queued' and s ~= 'Running' then
   return nil
 end
@@ -135,15 +136,16 @@ return finish(job, ARGV[3], ARGV[4], mode == 'lose')
 };
 
 /**
- * Running → Queued again, for a job whose worker was lost, when its retry policy allows another
- * attempt. ARGV: prefix, id, reason (gets `; starting it again (attempt N of M)`). Nil when the
+ * Running (or Queued in a worker's executor's own queue, see `handedToExecutor`) → Queued again,
+ * for a job whose worker was lost, when its retry policy allows another attempt (which starts
+ * afresh: the executor state of this one is dropped). ARGV: prefix, id, reason (gets `; starting it again (attempt N of M)`). Nil when the
  * job is not Running or has used its attempts. Its output so far stays; the next attempt appends.
  */
 export const retryJob: ScriptDef = {
   name: 'jwRetryJob',
   lua: `
 local job = loadJob(ARGV[2])
-if not job or job.info.status ~= 'Running' then return nil end
+if not job or (job.info.status ~= 'Running' and not (job.info.status == 'Queued' and handedToExecutor(job))) then return nil end
 local f = redis.call('HMGET', job.key, 'retries', 'attempt')
 local allowed, done = num(f[1]), tonumber(f[2]) or 1
 if done > allowed then return nil end
@@ -153,7 +155,8 @@ job.info.startedAt = cjson.null
 job.info.node = cjson.null
 job.info.reason = ARGV[3] .. '; starting it again (attempt ' .. fmt(done + 1) .. ' of ' .. fmt(allowed + 1) .. ')'
 redis.call('HSET', job.key, 'pid', '', 'proc', '', 'node', '', 'placed', '')
-redis.call('HDEL', job.key, 'why')
+-- The next attempt starts afresh: nothing of this one's executor (a Slurm id) is followed again.
+redis.call('HDEL', job.key, 'why', 'executorState')
 redis.call('HINCRBY', job.key, 'attempt', 1)
 -- A cancel meant for the lost attempt must not stop the next one.
 redis.call('HDEL', stKey(job.id), 'cancel')

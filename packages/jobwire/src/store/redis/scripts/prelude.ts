@@ -68,6 +68,13 @@ local function loadJob(id)
   return { key = k, id = id, info = cjson.decode(f[1]), result = f[2], lex = f[3], node = f[4] or '' }
 end
 
+-- Whether a Queued job was placed on a worker that handed it to its executor's own queue (a
+-- Slurm job PENDING): it has a recorded executor state, so it was started there already.
+local function handedToExecutor(job)
+  local f = redis.call('HMGET', job.key, 'placed', 'executorState')
+  return f[1] ~= false and f[1] ~= '' and f[2] ~= false and f[2] ~= ''
+end
+
 -- Stores a changed job's info and announces it.
 local function saveJob(job, verb)
   local text = cjson.encode(job.info)

@@ -74,8 +74,10 @@ return 1
  * Removes a worker whose liveness key expired (or that is shutting down), in one step so a late
  * heartbeat cannot bring half of it back. ARGV: prefix, name, instance ('' = whichever),
  * 'force' to remove it even while alive (its own clean shutdown). Jobs placed on it that had not
- * started wait again, in their old place. Answers nil when there was nothing to remove, else
- * {instance, ids of the jobs Running on it}: the caller decides, per job, Lost or retry. The
+ * started wait again, in their old place — except those it handed to its executor's own queue
+ * (Queued with an `executorState`: a Slurm job PENDING), which count as its Running jobs. Answers
+ * nil when there was nothing to remove, else {instance, ids of the jobs Running on it (and handed
+ * to its executor's queue)}: the caller decides, per job, Lost or retry. The
  * process identities of those jobs go to `orphans@NAME`, for the next instance of the worker.
  */
 export const dropWorker: ScriptDef = {
@@ -90,11 +92,16 @@ if not instance then
   return nil
 end
 if want ~= '' and instance ~= want then return nil end
+local handed = {}
 for _, cls in ipairs(CLASSES) do
   for _, id in ipairs(redis.call('SMEMBERS', loadKey(name, cls))) do
-    local f = redis.call('HMGET', jobKey(id), 'info', 'placed', 'pseq')
+    local f = redis.call('HMGET', jobKey(id), 'info', 'placed', 'pseq', 'executorState')
     local info = f[1] and f[2] == name and cjson.decode(f[1])
-    if info and info.status == 'Queued' then
+    if info and info.status == 'Queued' and f[4] and f[4] ~= '' then
+      -- Handed to the worker's executor's own queue (a Slurm job PENDING): it was started
+      -- there, so it is settled as a Running job of the worker is, not placed again.
+      handed[#handed + 1] = id
+    elseif info and info.status == 'Queued' then
       redis.call('HSET', jobKey(id), 'placed', '')
       redis.call('ZADD', K.pending, f[3] or redis.call('INCR', K.seq), id)
       redis.call('HSET', K.pqueue, id, info.queue)
@@ -112,6 +119,7 @@ for _, id in ipairs(redis.call('SMEMBERS', runningAtKey(name))) do
   local proc = redis.call('HGET', jobKey(id), 'proc')
   if proc and proc ~= '' then redis.call('HSET', orphansKey(name), id, proc) end
 end
+for _, id in ipairs(handed) do reply[#reply + 1] = id end
 return reply
 `,
 };
@@ -292,7 +300,8 @@ return placed
 
 /**
  * A worker's end of a run, in one step: only while the job is Running on that worker in that
- * attempt, frees its slot and moves it to a final status. ARGV: prefix, id, changed fields as
+ * attempt (or Queued and placed there: it ended in the executor's own queue without running),
+ * frees its slot and moves it to a final status. ARGV: prefix, id, changed fields as
  * JSON, result JSON text ('' = none), worker name, attempt. Nil when the job is not the run's any
  * more: a reaper that took the worker for dead queued it again (or lost it) meanwhile, and a
  * check made before this script could not see that.
@@ -303,7 +312,13 @@ export const finishRun: ScriptDef = {
 ${CLASS_OF}
 local job = loadJob(ARGV[2])
 local node = ARGV[5]
-if not job or job.info.status ~= 'Running' or job.node ~= node then return nil end
+if not job then return nil end
+if job.info.status == 'Queued' then
+  -- A job that ended in its executor's own queue without running (refused, cancelled there).
+  if redis.call('HGET', job.key, 'placed') ~= node then return nil end
+elseif job.info.status ~= 'Running' or job.node ~= node then
+  return nil
+end
 if redis.call('HGET', job.key, 'attempt') ~= ARGV[6] then return nil end
 for _, cls in ipairs(CLASSES) do redis.call('SREM', loadKey(node, cls), job.id) end
 return finish(job, ARGV[3], ARGV[4], false)
