@@ -171,7 +171,7 @@ export async function reapDeadWorkers(store: ClusterStore, liveness: Liveness): 
     if (!(await store.lockReaping(name))) continue;
     try {
       // Each worker has its own ttl (--dead-after); this reaper does not know that worker's.
-      const result = await dropWorker(store, name, '', `the worker ${name} stopped answering (no heartbeat within its --dead-after) while the job was running`);
+      const result = await dropWorker(store, name, '', `the worker ${name} stopped answering (no heartbeat within its --dead-after) while it held the job (running, or waiting in its executor's queue)`);
       reaped.push({ name, ...result });
     } finally {
       await store.unlockReaping(name);
