@@ -280,7 +280,7 @@ async function startLocked(options: ServerOptions, held: { lock?: HostLock }): P
   registerWorkersRoute(app, backend.workers);
   registerExecutorsRoute(app, backend.executors ?? (async () => [{ name: 'local', url: 'local:', adaptor: backend.adaptor, state: 'ready' as const, queues: (await backend.queues()).map((q) => ({ name: q.name, limit: q.limit })) }]));
   const networks = new NetworkRunner(service, store);
-  registerNetworksRoute(app, networks);
+  registerNetworksRoute(app, networks, shutdown.signal);
   registerDashboard(app);
   registerMetrics(app, { store, queues: () => service.queues() });
 

@@ -70,7 +70,8 @@ const startBody = z.strictObject({
 });
 
 /** Registers the routes. Authentication is the API's hook. */
-export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunner): void {
+/** `stopping` aborts when the server begins to stop: taps are cut then. */
+export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunner, stopping: AbortSignal): void {
   const api = app.withTypeProvider<ZodTypeProvider>();
   const user = (req: FastifyRequest): string => req.who!.user;
   api.post(
@@ -144,7 +145,19 @@ export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunne
         response: { 200: { description: 'Frames as newline-delimited JSON', content: { 'application/x-ndjson': { schema: ndjsonSchema } } }, ...errorAnswers },
       },
     },
-    async (req, reply) => reply.type('application/x-ndjson').send(Readable.from(await runner.tap(user(req), req.params.name, req.params.pipe))),
+    async (req, reply) => {
+      const frames = Readable.from(await runner.tap(user(req), req.params.name, req.params.pipe));
+      // A tap lasts until its pipe ends; a server stop cuts it (the client sees the answer end
+      // unfinished, not as if the pipe had ended), so it does not hold the stop.
+      const cut = (): void => {
+        reply.raw.destroy();
+        frames.destroy();
+      };
+      if (stopping.aborted) cut();
+      else stopping.addEventListener('abort', cut, { once: true });
+      reply.raw.once('close', () => stopping.removeEventListener('abort', cut));
+      return reply.type('application/x-ndjson').send(frames);
+    },
   );
   api.post(
     `${API_PREFIX}/networks/:name/stop`,

@@ -87,4 +87,24 @@ describe('server stop', () => {
       assert.deepEqual(report.unsettled, []);
     });
   });
+
+  test('a tap on a network pipe is cut when the stop begins (an error, not the pipe’s end), and the stop finishes', { timeout: 40_000 }, async () => {
+    await withServer(async (s) => {
+      await s.client.runNetwork({
+        name: 'tapped',
+        jobs: {
+          src: { command: ['sh', '-c', 'echo one; exec sleep 300'], outputs: ['n'] },
+          sink: { command: ['sh', '-c', 'exec cat > /dev/null'], inputs: ['n'] },
+        },
+        pipes: { n: { framing: 'lines' } },
+      }, { baseDir: s.home });
+      const tap = s.client.tapPipe('tapped', 'n')[Symbol.asyncIterator]();
+      const first = await tap.next();
+      assert.equal(first.done, false);
+      const waiting = tap.next();
+      const report = await s.server.close();
+      assert.deepEqual(report.unsettled, []);
+      await assert.rejects(waiting);
+    });
+  });
 });
