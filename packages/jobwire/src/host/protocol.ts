@@ -126,8 +126,12 @@ export interface ExitRecord {
   startedAt: string;
   /** When it ended and all its output was stored (ISO 8601). */
   endedAt: string;
-  /** Output totals: merged end and per-channel sizes. */
-  output: { end: number; stdout: number; stderr: number };
+  /**
+   * Output totals: merged end, per-channel sizes, and the index records stored (`records`: absent
+   * from hosts of earlier builds), so that a client closing the job's stream log need not read
+   * the files again to learn where they end.
+   */
+  output: { end: number; stdout: number; stderr: number; records?: number };
   /** Stdin bytes the job consumed, and whether it was sent EOF. */
   stdin: { consumed: number; closed: boolean };
 }
