@@ -8,6 +8,7 @@
  */
 import * as net from 'node:net';
 import { errorFromWire, type JobwireError, type OutputChunk } from '@jobwire/client';
+import { envDiff, type EnvDiff } from '../env-diff.js';
 import { HostConnectionClosedError, HostProtocolError, HostUnavailableError, HostVersionError } from './errors.js';
 import {
   FrameDecoder,
@@ -18,6 +19,7 @@ import {
   type ExitRecord,
   type Frame,
   FORGET_ON_EXIT_VERSION,
+  BASE_ENV_VERSION,
   type FromHost,
   type HostInfo,
   type HostJobState,
@@ -100,6 +102,8 @@ export class HostClient {
   #ended = false;
   #resolveClosed!: (error: Error | undefined) => void;
   #keepAlive: NodeJS.Timeout | undefined;
+  /** The `base-env` sent on this connection (protocol version 4), once one was. */
+  #baseEnv: Record<string, string> | undefined;
 
   private constructor(socket: net.Socket, decoder: FrameDecoder, version: number, host: HostInfo, early: Frame[], keepAliveMs?: number) {
     this.#socket = socket;
@@ -195,6 +199,7 @@ export class HostClient {
       const { outputWindow: _unused, ...description } = job.description;
       job = { ...job, description };
     }
+    if (job.baseEnv !== undefined && this.version >= BASE_ENV_VERSION) job = this.#withEnvDiff(job, job.baseEnv);
     if (follow === undefined) return (await this.#request({ type: 'start', job })) as { job: HostJobState; existing: boolean };
     // Registered first: frames may come right behind the reply.
     this.#listeners.set(job.jobId, follow.listener);
@@ -207,6 +212,30 @@ export class HostClient {
       if (this.#listeners.get(job.jobId) === follow.listener) this.#listeners.delete(job.jobId);
       throw error;
     }
+  }
+
+  /**
+   * `job` with its `baseEnv` as a difference from this connection's `base-env` (protocol
+   * version 4): nothing when it is the environment sent last (the same object: the server's
+   * own, every start), else what differs; a new `base-env` first when nothing was sent yet or
+   * most of it differs.
+   */
+  #withEnvDiff(job: StartJob, env: Record<string, string>): StartJob {
+    const { baseEnv: _sent, ...rest } = job;
+    let diff: EnvDiff = {};
+    if (env !== this.#baseEnv) {
+      const base = this.#baseEnv;
+      diff = base === undefined ? { set: env } : envDiff(base, env);
+      const changed = Object.keys(diff.set ?? {}).length + (diff.unset?.length ?? 0);
+      if (base === undefined || changed > Object.keys(env).length / 2) {
+        this.#baseEnv = env;
+        // Ahead of the start on the same socket: the host has it when the start comes. Its
+        // failure (only a closed connection) fails the start too.
+        this.#request({ type: 'base-env', env }).catch(() => {});
+        diff = {};
+      }
+    }
+    return { ...rest, baseEnvDiff: diff };
   }
 
   /** Whether the host forgets a job started with `forget` once it has sent its exit (protocol version 3). */
@@ -414,3 +443,4 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 function fromWire(error: WireError): JobwireError {
   return errorFromWire(error);
 }
+
