@@ -14,6 +14,7 @@ import { HostVersionError } from '../../src/host/errors.js';
 import { hostPaths } from '../../src/host/paths.js';
 import { FrameDecoder, FrameError, FrameKind, MAX_FRAME_BYTES, jsonFrame, outputHeader, stdinHeader, type ExitRecord, type Frame } from '../../src/host/protocol.js';
 import { hostStatus } from '../../src/host/recovery.js';
+import { removeHome, tempHome, withServer } from '../helpers.js';
 import { follow, hostGone, jobSpec, withHostHome } from './helpers.js';
 
 const TIMEOUT = { timeout: 60_000 };
@@ -366,5 +367,33 @@ describe('host protocol: the environment once per connection (version 4)', () =>
       assert.equal((await envOf(client, 'old-2', { ...base, OLD_HOST: 'still' })).OLD_HOST, 'still');
       client.close();
     });
+  });
+
+  test('a host of the previous version (3) left running keeps serving a new server: function and batch jobs get the server\'s environment', TIMEOUT, async () => {
+    const home = tempHome('jobwire-host-');
+    process.env.JOBWIRE_TEST_SERVER_ENV = 'from the server';
+    try {
+      const { client } = await ensureHost(home, { host: { versions: [1, 2, 3] } });
+      const hostPid = client.host.pid;
+      await withServer(
+        async ({ client: api }) => {
+          client.close();
+          for (const round of [1, 2]) {
+            const fn = await api.submitBatchJob({ js: { code: 'return process.env.JOBWIRE_TEST_SERVER_ENV' } });
+            const sh = await api.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo "$JOBWIRE_TEST_SERVER_ENV"'] });
+            const [fnDone, shDone] = await Promise.all([api.waitUntilDone(fn.id, 30_000), api.waitUntilDone(sh.id, 30_000)]);
+            assert.deepEqual([fnDone.status, fnDone.result], ['Success', 'from the server'], `function job, round ${round}`);
+            assert.equal(shDone.status, 'Success');
+            assert.equal(Buffer.from((await api.readOutput(sh.id)).data).toString(), 'from the server\n', `batch job, round ${round}`);
+          }
+          const status = hostStatus(home);
+          assert.ok(status.state === 'running' && status.info.pid === hostPid && status.info.versions.join() === '1,2,3', 'the old host served them');
+        },
+        { home },
+      );
+    } finally {
+      delete process.env.JOBWIRE_TEST_SERVER_ENV;
+      removeHome(home);
+    }
   });
 });
