@@ -464,4 +464,3 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 function fromWire(error: WireError): JobwireError {
   return errorFromWire(error);
 }
-

@@ -714,6 +714,8 @@ class Connection {
       const issue = parsed.error.issues[0];
       const field = issue?.path.join('.') ?? '';
       const error: WireError = { code: 'bad_request', message: `bad request: ${field ? `${field}: ` : ''}${issue?.message ?? 'invalid'}`, ...(field ? { field } : {}) };
+      // A refused base-env leaves none: the starts sent behind it must fail, not run with the previous one.
+      if ((raw as { type?: unknown }).type === 'base-env') this.#baseEnv = undefined;
       if (typeof ridOf === 'number') this.send({ type: 'reply', rid: ridOf, error });
       else this.#fatal(error);
       return;

@@ -314,11 +314,19 @@ describe('host protocol: the environment once per connection (version 4)', () =>
       // Most of it different: a new base-env, and the jobs still see theirs.
       const other = await envOf(client, 'env-4', { PATH: base.PATH, ONLY: 'this' });
       assert.deepEqual([other.ONLY, other.KEPT, other.CHANGED], ['this', undefined, undefined]);
+      // A new base with a value that is not a string: the start fails naming job.baseEnv and
+      // starts nothing (it does not run with the previous base); the next good one runs.
+      await assert.rejects(
+        client.start(jobSpec('env-bad', { executable: '/usr/bin/env' }, { baseEnv: { PATH: base.PATH, A: '1', B: 7 } as unknown as Record<string, string> })),
+        (error: unknown) => error instanceof Error && (error as { field?: string }).field === 'job.baseEnv' && /string values/.test(error.message),
+      );
+      assert.equal((await client.list()).some((job) => job.jobId === 'env-bad'), false);
+      assert.equal((await envOf(client, 'env-5', { PATH: base.PATH, AFTER: 'bad' })).AFTER, 'bad');
       client.close();
     });
   });
 
-  test('on the wire: a start names only what differs from base-env; one without a base-env, or on a version 3 connection, is refused naming why', TIMEOUT, async () => {
+  test('on the wire: a start names only what differs from base-env; one without a base-env (or behind a refused one), or on a version 3 connection, is refused naming why', TIMEOUT, async () => {
     await withHostHome(async (home) => {
       const { client } = await ensureHost(home);
       const raw = connect(hostPaths(home).socket);
@@ -344,7 +352,12 @@ describe('host protocol: the environment once per connection (version 4)', () =>
       assert.match(text, /^FROM_BASE=base$/m);
       assert.match(text, /^EXTRA=extra$/m);
       assert.doesNotMatch(text, /^GONE=/m);
-      for (const jobId of ['no-base', 'both', 'bad-diff']) assert.equal((await client.list()).some((job) => job.jobId === jobId), false, `${jobId} was not started`);
+      // A refused base-env leaves none: a start behind it fails instead of running with the previous one.
+      raw.write(jsonFrame({ type: 'base-env', rid: 6, env: { PATH: 7 } } as never));
+      assert.equal((await reply(6)).error?.field, 'env');
+      start(7, 'after-refused', { baseEnvDiff: {} });
+      assert.match((await reply(7)).error?.message ?? '', /baseEnvDiff before any base-env/);
+      for (const jobId of ['no-base', 'both', 'bad-diff', 'after-refused']) assert.equal((await client.list()).some((job) => job.jobId === jobId), false, `${jobId} was not started`);
       raw.destroy();
       // A version 3 connection knows neither.
       const old = connect(hostPaths(home).socket);
