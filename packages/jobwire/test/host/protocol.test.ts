@@ -393,11 +393,13 @@ describe('host protocol: the environment once per connection (version 4)', () =>
           client.close();
           for (const round of [1, 2]) {
             const fn = await api.submitBatchJob({ js: { code: 'return process.env.JOBWIRE_TEST_SERVER_ENV' } });
-            const sh = await api.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo "$JOBWIRE_TEST_SERVER_ENV"'] });
+            // Its exit code says whether it saw the variable. (Not its output read back: a
+            // readOutput right before the server's close sometimes holds the close up for good,
+            // before this change too; that is not this test's subject.)
+            const sh = await api.submitBatchJob({ executable: 'sh', arguments: ['-c', 'test "$JOBWIRE_TEST_SERVER_ENV" = "from the server"'] });
             const [fnDone, shDone] = await Promise.all([api.waitUntilDone(fn.id, 30_000), api.waitUntilDone(sh.id, 30_000)]);
             assert.deepEqual([fnDone.status, fnDone.result], ['Success', 'from the server'], `function job, round ${round}`);
-            assert.equal(shDone.status, 'Success');
-            assert.equal(Buffer.from((await api.readOutput(sh.id)).data).toString(), 'from the server\n', `batch job, round ${round}`);
+            assert.equal(shDone.status, 'Success', `batch job, round ${round}: ${shDone.error ?? ''}`);
           }
           const status = hostStatus(home);
           assert.ok(status.state === 'running' && status.info.pid === hostPid && status.info.versions.join() === '1,2,3', 'the old host served them');
