@@ -8,6 +8,7 @@
  */
 import type { JobDescription, OutputChannel, OutputChunk } from '@jobwire/client';
 import type { JobProcess } from '../job-process.js';
+import type { StoredEnd } from '../store/types.js';
 import type { OsAccount } from './local/os-account.js';
 
 /**
@@ -45,6 +46,12 @@ export interface ProcessResult {
    * Cancelled with this sentence as its error, whatever the other fields say (but `lost`).
    */
   cancelled?: string;
+  /**
+   * Where the job's stored output ends, as the executor that wrote the stream log's files said
+   * when it ended (a job host's exit): the stream log closes the output with it instead of
+   * reading the files again. Absent when unknown (the files are read then).
+   */
+  stored?: StoredEnd;
 }
 
 /** What an executor is doing, as `jobwire executors` lists it. */

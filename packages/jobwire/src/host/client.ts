@@ -8,6 +8,7 @@
  */
 import * as net from 'node:net';
 import { errorFromWire, type JobwireError, type OutputChunk } from '@jobwire/client';
+import { envDiff, type EnvDiff } from '../env-diff.js';
 import { HostConnectionClosedError, HostProtocolError, HostUnavailableError, HostVersionError } from './errors.js';
 import {
   FrameDecoder,
@@ -18,6 +19,7 @@ import {
   type ExitRecord,
   type Frame,
   FORGET_ON_EXIT_VERSION,
+  BASE_ENV_VERSION,
   type FromHost,
   type HostInfo,
   type HostJobState,
@@ -100,6 +102,8 @@ export class HostClient {
   #ended = false;
   #resolveClosed!: (error: Error | undefined) => void;
   #keepAlive: NodeJS.Timeout | undefined;
+  /** The `base-env` sent on this connection (protocol version 4), once one was. */
+  #baseEnv: Record<string, string> | undefined;
 
   private constructor(socket: net.Socket, decoder: FrameDecoder, version: number, host: HostInfo, early: Frame[], keepAliveMs?: number) {
     this.#socket = socket;
@@ -195,17 +199,63 @@ export class HostClient {
       const { outputWindow: _unused, ...description } = job.description;
       job = { ...job, description };
     }
-    if (follow === undefined) return (await this.#request({ type: 'start', job })) as { job: HostJobState; existing: boolean };
+    let envSent: Promise<Error | undefined> | undefined;
+    if (job.baseEnv !== undefined && this.version >= BASE_ENV_VERSION) ({ job, envSent } = this.#withEnvDiff(job, job.baseEnv));
+    if (follow === undefined) return (await this.#startRequest({ type: 'start', job }, envSent)) as { job: HostJobState; existing: boolean };
     // Registered first: frames may come right behind the reply.
     this.#listeners.set(job.jobId, follow.listener);
     const forget = follow.forget === true && this.forgetsOnExit;
     if (forget) this.#forgetting.add(job.jobId);
     try {
-      return (await this.#request({ type: 'start', job, subscribe: { output: follow.output ?? true, ...(forget ? { forget } : {}) } })) as { job: HostJobState; existing: boolean };
+      return (await this.#startRequest({ type: 'start', job, subscribe: { output: follow.output ?? true, ...(forget ? { forget } : {}) } }, envSent)) as { job: HostJobState; existing: boolean };
     } catch (error) {
       this.#forgetting.delete(job.jobId);
       if (this.#listeners.get(job.jobId) === follow.listener) this.#listeners.delete(job.jobId);
       throw error;
+    }
+  }
+
+  /**
+   * `job` with its `baseEnv` as a difference from this connection's `base-env` (protocol
+   * version 4): nothing when it is the environment sent last (the same object: the server's
+   * own, every start), else what differs; a new `base-env` first when nothing was sent yet or
+   * most of it differs.
+   */
+  #withEnvDiff(job: StartJob, env: Record<string, string>): { job: StartJob; envSent?: Promise<Error | undefined> } {
+    const { baseEnv: _sent, ...rest } = job;
+    let diff: EnvDiff = {};
+    let envSent: Promise<Error | undefined> | undefined;
+    if (env !== this.#baseEnv) {
+      const base = this.#baseEnv;
+      diff = base === undefined ? { set: env } : envDiff(base, env);
+      const changed = Object.keys(diff.set ?? {}).length + (diff.unset?.length ?? 0);
+      if (base === undefined || changed > Object.keys(env).length / 2) {
+        this.#baseEnv = env;
+        // Ahead of the start on the same socket: the host has it when the start comes. When
+        // it is refused (a value that is not a string), so is the start, for that reason.
+        envSent = this.#request({ type: 'base-env', env }).then(
+          () => undefined,
+          (error: unknown) => {
+            if (this.#baseEnv === env) this.#baseEnv = undefined;
+            return error as Error;
+          },
+        );
+        diff = {};
+      }
+    }
+    return { job: { ...rest, baseEnvDiff: diff }, ...(envSent !== undefined ? { envSent } : {}) };
+  }
+
+  /** A start request; when it fails after its `base-env` was refused, that refusal, about the start's `job.baseEnv`. */
+  async #startRequest(message: DistributiveOmit<Extract<ToHost, { type: 'start' }>, 'rid'>, envSent: Promise<Error | undefined> | undefined): Promise<unknown> {
+    try {
+      return await this.#request(message);
+    } catch (error) {
+      const refused = await envSent;
+      if (refused === undefined) throw error;
+      const { code, field } = refused as Error & { code?: string; field?: string };
+      if (field !== 'env' || code === undefined) throw refused;
+      throw fromWire({ code, field: 'job.baseEnv', message: refused.message.replace(/^bad request: env/, 'bad request: job.baseEnv') });
     }
   }
 

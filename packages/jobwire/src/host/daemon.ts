@@ -15,6 +15,7 @@ import { selfIdentity } from '../executors/local/process-identity.js';
 import type { Executor } from '../executors/types.js';
 import { parseJobDescription } from '../jobs/schema.js';
 import { checkJobId } from '../store/checks.js';
+import { applyEnvDiff, type EnvDiff } from '../env-diff.js';
 import { MAX_TIMER_MS } from '../timers.js';
 import { DEFAULT_GRACE_MS, HostedJob, type JobWatcher } from './job.js';
 import { JournalWriter, makeJournalDir } from './journal.js';
@@ -26,6 +27,7 @@ import {
   FrameDecoder,
   FOLLOW_DEADLINE_VERSION,
   FORGET_ON_EXIT_VERSION,
+  BASE_ENV_VERSION,
   FrameKind,
   OUTPUT_FRAME_BYTES,
   OUTPUT_PAGE_BYTES,
@@ -426,6 +428,8 @@ const requestSchema = z.discriminatedUnion('type', [
       defaultCwd: z.string().min(1),
       env: stringMap,
       baseEnv: stringMap.optional(),
+      // Version 4.
+      baseEnvDiff: z.object({ set: stringMap.optional(), unset: z.array(z.string()).optional() }).optional(),
       account: account.optional(),
       graceMs: z.number().nonnegative().optional(),
       notice: z.string().max(4096).optional(),
@@ -441,6 +445,7 @@ const requestSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('terminate'), rid, jobId: id, graceMs: z.number().nonnegative(), reason: z.string().min(1).max(500) }),
   z.object({ type: z.literal('forget'), rid, jobId: id }),
   z.object({ type: z.literal('ping'), rid }),
+  z.object({ type: z.literal('base-env'), rid, env: stringMap }),
   z.object({ type: z.literal('output-ack'), rid, jobId: id, end: position }),
 ]);
 type Request = z.infer<typeof requestSchema>;
@@ -456,6 +461,8 @@ class Connection {
   readonly #decoder = new FrameDecoder();
   readonly #subscriptions = new Map<string, Subscription>();
   #ended = false;
+  /** The environment of this connection's starts (`base-env`, protocol version 4), once one came. */
+  #baseEnv: Record<string, string> | undefined;
   /** Latest stored end and stdin ack per job, not sent yet (see {@link LAZY_MS}). */
   readonly #lazyDurable = new Map<string, number>();
   readonly #lazyAcks = new Map<string, number>();
@@ -707,6 +714,8 @@ class Connection {
       const issue = parsed.error.issues[0];
       const field = issue?.path.join('.') ?? '';
       const error: WireError = { code: 'bad_request', message: `bad request: ${field ? `${field}: ` : ''}${issue?.message ?? 'invalid'}`, ...(field ? { field } : {}) };
+      // A refused base-env leaves none: the starts sent behind it must fail, not run with the previous one.
+      if ((raw as { type?: unknown }).type === 'base-env') this.#baseEnv = undefined;
       if (typeof ridOf === 'number') this.send({ type: 'reply', rid: ridOf, error });
       else this.#fatal(error);
       return;
@@ -720,6 +729,14 @@ class Connection {
     }
   }
 
+  /** A start's environment from its `baseEnvDiff` (protocol version 4): the connection's `base-env` changed by it. */
+  #envOf(diff: EnvDiff, whole: Record<string, string> | undefined): Record<string, string> {
+    if ((this.version ?? 1) < BASE_ENV_VERSION) throw new JobwireError('bad_request', `baseEnvDiff needs protocol version ${BASE_ENV_VERSION}`, { field: 'job.baseEnvDiff' });
+    if (whole !== undefined) throw new JobwireError('bad_request', 'a start carries baseEnv or baseEnvDiff, not both', { field: 'job.baseEnvDiff' });
+    if (this.#baseEnv === undefined) throw new JobwireError('bad_request', 'baseEnvDiff before any base-env on this connection', { field: 'job.baseEnvDiff' });
+    return applyEnvDiff(this.#baseEnv, diff);
+  }
+
   async #handle(request: Request): Promise<unknown> {
     const host = this.#host;
     switch (request.type) {
@@ -728,8 +745,9 @@ class Connection {
         // Version-2 fields: a version-1 client cannot have meant them (a host of that version ignores them).
         // The window needs acks, which only a version 2 client sends.
         if ((this.version ?? 1) < 2) delete description.outputWindow;
-        const { followDeadline, ...job1 } = request.job;
+        const { followDeadline, baseEnvDiff, ...job1 } = request.job;
         const spec: StartJob = { ...job1, description, graceMs: request.job.graceMs ?? DEFAULT_GRACE_MS };
+        if (baseEnvDiff !== undefined) spec.baseEnv = this.#envOf(baseEnvDiff, request.job.baseEnv);
         if (followDeadline !== undefined && (this.version ?? 0) >= FOLLOW_DEADLINE_VERSION) spec.followDeadline = followDeadline;
         const { job, existing } = host.startJob(spec);
         // Version 3: the job is forgotten once this connection has its exit (no `forget` request follows).
@@ -766,6 +784,10 @@ class Connection {
         return {};
       case 'ping':
         return { version: this.version };
+      case 'base-env':
+        if ((this.version ?? 1) < BASE_ENV_VERSION) throw new JobwireError('bad_request', `base-env needs protocol version ${BASE_ENV_VERSION}`, { field: 'type' });
+        this.#baseEnv = request.env;
+        return {};
       case 'output-ack':
         if ((this.version ?? 1) < 2) throw new JobwireError('bad_request', 'output-ack needs protocol version 2', { field: 'type' });
         host.job(request.jobId).ackOutput(request.end);

@@ -502,6 +502,8 @@ function resultOf(exit: ExitRecord): ProcessResult {
   const result: ProcessResult = { exitCode: exit.exitCode, signal: exit.signal };
   if (exit.error !== undefined) result.error = exit.error;
   if (exit.result !== undefined) result.result = exit.result;
+  // Hosts of earlier builds leave the record count out: the stream log reads the files then.
+  if (exit.output.records !== undefined) result.stored = { stdout: exit.output.stdout, stderr: exit.output.stderr, records: exit.output.records };
   if (exit.stoppedBy === 'maxRuntime') result.error = 'stopped after its maxRuntime';
   else if (exit.stoppedBy !== undefined && exit.stoppedBy !== STOPPED_BY_JOBWIRE) result.lost = `stopped by its job host: ${exit.stoppedBy}`;
   return result;

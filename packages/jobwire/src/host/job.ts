@@ -278,7 +278,7 @@ export class HostedJob {
         ...(this.stoppedBy !== null ? { stoppedBy: this.stoppedBy } : {}),
         startedAt: this.startedAt,
         endedAt: new Date().toISOString(),
-        output: { end: files.end, stdout: files.ends.stdout, stderr: files.ends.stderr },
+        output: { end: files.end, stdout: files.ends.stdout, stderr: files.ends.stderr, records: files.durableRecords },
         stdin: { consumed: this.#consumed, closed: this.#stdinClosed },
       };
       await files.finish(exit);

@@ -30,25 +30,30 @@
  * | 1       | everything above |
  * | 2       | a start's `followDeadline` (the host stops a job no live client has followed for that long); a client speaking 2 keeps its connection live with a `ping` at least every {@link KEEPALIVE_MS}. `output-ack` (a client has taken a job's output up to a position): a job whose description has an `outputWindow` is read at most that far beyond the newest ack, so it blocks once its reader lags |
  * | 3       | a start's `subscribe.forget`: the host forgets the job itself once it has sent this connection the job's `exit` (its end is in `exit.json` by then), saving a `forget` request and its reply per job |
+ * | 4       | `base-env`: the environment jobs start from, sent once per connection (about 2 KB of JSON that every start carried); a start's `baseEnvDiff` then names only what differs from it (usually nothing) instead of a whole `baseEnv`. A client that agreed on 3 or less sends the whole `baseEnv` in every start, as before |
  *
- * A client sends version-2 (version-3) fields only on a connection that agreed on 2 (3): a version-1 host would
+ * A client sends version-2 (3, 4) fields only on a connection that agreed on 2 (3, 4): a version-1 host would
  * ignore them (and so never stop such a job by itself, and read a windowed job's output as it
  * comes). A client that agreed on version 1 sends no acks; the host then ignores `outputWindow`.
  * @module
  */
 import type { OutputChannel, OutputChunk } from '@jobwire/client';
 import type { JobDescription } from '@jobwire/client';
+import type { EnvDiff } from '../env-diff.js';
 import type { OsAccount } from '../executors/local/os-account.js';
 import type { JobProcess, ProcessIdentity } from '../executors/local/process-identity.js';
 
 /** Protocol versions this build speaks, oldest first. */
-export const PROTOCOL_VERSIONS: readonly number[] = [1, 2, 3];
+export const PROTOCOL_VERSIONS: readonly number[] = [1, 2, 3, 4];
 
 /** The first version with {@link FollowDeadline}. */
 export const FOLLOW_DEADLINE_VERSION = 2;
 
 /** The first version where a start may ask the host to forget the job after its exit (`subscribe.forget`). */
 export const FORGET_ON_EXIT_VERSION = 3;
+
+/** The first version with `base-env` and a start's `baseEnvDiff`. */
+export const BASE_ENV_VERSION = 4;
 
 /**
  * How often a client that sets follow deadlines sends a frame (a `ping` when it has nothing else
@@ -126,8 +131,12 @@ export interface ExitRecord {
   startedAt: string;
   /** When it ended and all its output was stored (ISO 8601). */
   endedAt: string;
-  /** Output totals: merged end and per-channel sizes. */
-  output: { end: number; stdout: number; stderr: number };
+  /**
+   * Output totals: merged end, per-channel sizes, and the index records stored (`records`: absent
+   * from hosts of earlier builds), so that a client closing the job's stream log need not read
+   * the files again to learn where they end.
+   */
+  output: { end: number; stdout: number; stderr: number; records?: number };
   /** Stdin bytes the job consumed, and whether it was sent EOF. */
   stdin: { consumed: number; closed: boolean };
 }
@@ -143,6 +152,12 @@ export interface StartJob {
   env: Record<string, string>;
   /** The environment the job starts from (the submitting server's). @defaultValue the host's own */
   baseEnv?: Record<string, string>;
+  /**
+   * Protocol version 4, instead of `baseEnv`: the job starts from the connection's `base-env`
+   * changed by this (see {@link EnvDiff}). A client sends it only on a connection that agreed on 4
+   * and after a `base-env`; the client's `start` (client.ts) makes it from `baseEnv` by itself.
+   */
+  baseEnvDiff?: EnvDiff;
   /** The OS account to run as (root hosts only). @defaultValue the host's own account */
   account?: OsAccount;
   /** Milliseconds between SIGTERM and SIGKILL when the host stops the job (maxRuntime). @defaultValue 10000 */
@@ -245,6 +260,11 @@ export type ToHost =
   /** The client has stored the job's exit: the host may forget it. Conflict while it runs. */
   | { type: 'forget'; rid: number; jobId: string }
   | { type: 'ping'; rid: number }
+  /**
+   * Version 4: the environment later starts on this connection start from (with their
+   * `baseEnvDiff`); replaces the previous one. Jobs started already keep theirs. Reply: `{}`.
+   */
+  | { type: 'base-env'; rid: number; env: Record<string, string> }
   /**
    * Version 2: the client has taken the job's output up to merged position `end` (see
    * `outputWindow` in the job description). Reply: `{}`.

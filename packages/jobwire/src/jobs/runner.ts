@@ -8,7 +8,7 @@
 import type { OutputChannel } from '@jobwire/client';
 import type { OsAccount } from '../executors/local/os-account.js';
 import type { Executor, ExecutorState, ProcessHandle, ProcessResult, StartSpec } from '../executors/types.js';
-import { finalStatusOf, type FinishFields, type JobRecord, type Store, type StreamEvent, type StreamSizes } from '../store/types.js';
+import { finalStatusOf, type FinishFields, type JobRecord, type Store, type StreamEvent, type StreamSizes, type StoredEnd } from '../store/types.js';
 import { setLongTimeout, type LongTimeout } from '../timers.js';
 import { resolve } from 'node:path';
 import { withProblem } from '../executors/local/setup.js';
@@ -86,7 +86,7 @@ export interface RunOptions {
 const STDIN_READ = 64 * 1024;
 
 /** The default {@link RunOptions.settle}: every failure is reported, and the output is closed whatever happened. */
-async function settleInStore(ctx: RunnerContext, id: string, fields: FinishFields): Promise<JobRecord | undefined> {
+async function settleInStore(ctx: RunnerContext, id: string, fields: FinishFields, stored?: StoredEnd): Promise<JobRecord | undefined> {
   let finished: JobRecord | undefined;
   try {
     finished = await ctx.store.finishJob(id, fields);
@@ -95,7 +95,7 @@ async function settleInStore(ctx: RunnerContext, id: string, fields: FinishField
   }
   try {
     // The close carries the final status, so nobody following the output reads the job at the end.
-    await ctx.store.streams.closeOutput(id, finished && finalStatusOf(finished));
+    await ctx.store.streams.closeOutput(id, finished && finalStatusOf(finished), stored);
   } catch (err) {
     ctx.onError(err, id);
   }
@@ -408,7 +408,8 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
     fields.error = `output could not be stored: ${appendFailed instanceof Error ? appendFailed.message : String(appendFailed)}`;
   }
   let settled: JobRecord | undefined;
-  if (options.settle === undefined) settled = await settleInStore(ctx, id, fields);
+  // Where the host's files end, from its exit: only for output this store adopted.
+  if (options.settle === undefined) settled = await settleInStore(ctx, id, fields, stored ? result.stored : undefined);
   else {
     try {
       settled = await options.settle(fields);

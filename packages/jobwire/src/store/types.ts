@@ -176,6 +176,13 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/** Where a job's output files end once its writer is done: per-channel sizes and index records. */
+export interface StoredEnd {
+  stdout: number;
+  stderr: number;
+  records: number;
+}
+
 /** Something that happened on a job's streams. */
 export type StreamEvent =
   | { type: 'output'; chunk: OutputChunk }
@@ -257,9 +264,10 @@ export interface StreamLog {
    * `final` is what the job's record says: the record is final before the close or, for a job
    * lost with its runner, turns final right after it with the same fields. Idempotent: a second
    * close changes nothing. A close without `final` (made by older code) leaves readers to read
-   * the record.
+   * the record. `stored`, for output adopted from a job host (see {@link adoptOutput}): where
+   * the host's files end, as its exit said; without it they are read.
    */
-  closeOutput(jobId: string, final?: FinalStatus): Promise<void>;
+  closeOutput(jobId: string, final?: FinalStatus, stored?: StoredEnd): Promise<void>;
   /**
    * Reads merged output from `from`, at most about `maxBytes` (whole chunks, split only when a
    * chunk starts before `from`). `end` is the current end, `closed` whether output is complete,

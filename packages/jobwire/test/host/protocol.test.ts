@@ -14,6 +14,7 @@ import { HostVersionError } from '../../src/host/errors.js';
 import { hostPaths } from '../../src/host/paths.js';
 import { FrameDecoder, FrameError, FrameKind, MAX_FRAME_BYTES, jsonFrame, outputHeader, stdinHeader, type ExitRecord, type Frame } from '../../src/host/protocol.js';
 import { hostStatus } from '../../src/host/recovery.js';
+import { removeHome, tempHome, withServer } from '../helpers.js';
 import { follow, hostGone, jobSpec, withHostHome } from './helpers.js';
 
 const TIMEOUT = { timeout: 60_000 };
@@ -261,5 +262,153 @@ describe('host protocol: forget on exit (version 3)', () => {
       assert.equal((await client.list()).some((job) => job.jobId === 'kept'), false);
       client.close();
     });
+  });
+});
+
+describe('host protocol: the environment once per connection (version 4)', () => {
+  /** Runs `env` as `jobId` started with `baseEnv`; resolves with the variables it printed. */
+  async function envOf(client: HostClient, jobId: string, baseEnv: Record<string, string>): Promise<Record<string, string>> {
+    await client.start(jobSpec(jobId, { executable: '/usr/bin/env' }, { baseEnv }));
+    const seen = await follow(client, jobId);
+    assert.equal((await seen.exit).exitCode, 0);
+    const vars: Record<string, string> = {};
+    for (const line of seen.text('stdout').split('\n')) {
+      const at = line.indexOf('=');
+      if (at > 0) vars[line.slice(0, at)] = line.slice(at + 1);
+    }
+    return vars;
+  }
+
+  /** Reads JSON replies from a raw connection, by rid. */
+  function rawReplies(socket: ReturnType<typeof connect>): (rid: number) => Promise<{ result?: unknown; error?: { message: string; field?: string } }> {
+    const decoder = new FrameDecoder();
+    const replies = new Map<number, { result?: unknown; error?: { message: string; field?: string } }>();
+    const waiters: Array<() => void> = [];
+    socket.on('data', (data: Buffer) => {
+      for (const frame of decoder.push(data)) {
+        if (frame.kind !== FrameKind.json) continue;
+        const message = frame.message as { type: string; rid?: number };
+        if (message.type === 'reply') replies.set(message.rid!, message as never);
+      }
+      for (const wake of waiters.splice(0)) wake();
+    });
+    return async (rid) => {
+      while (!replies.has(rid)) await new Promise<void>((resolve) => waiters.push(resolve));
+      return replies.get(rid)!;
+    };
+  }
+
+  test('a version 4 client sends the environment once; every job starts with exactly the environment its start gave', TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      const { client } = await ensureHost(home);
+      assert.equal(client.version, 4);
+      const base = { PATH: process.env.PATH ?? '/usr/bin:/bin', KEPT: 'kept', DROPPED: 'dropped', CHANGED: 'before' };
+      // The same object twice (the server's own environment, every start), then a changed one.
+      const first = await envOf(client, 'env-1', base);
+      const again = await envOf(client, 'env-2', base);
+      const changed = { ...base, CHANGED: 'after', ADDED: 'added' } as Record<string, string>;
+      delete changed.DROPPED;
+      const third = await envOf(client, 'env-3', changed);
+      for (const vars of [first, again]) assert.deepEqual([vars.KEPT, vars.DROPPED, vars.CHANGED, vars.ADDED], ['kept', 'dropped', 'before', undefined]);
+      assert.deepEqual([third.KEPT, third.DROPPED, third.CHANGED, third.ADDED], ['kept', undefined, 'after', 'added']);
+      // Most of it different: a new base-env, and the jobs still see theirs.
+      const other = await envOf(client, 'env-4', { PATH: base.PATH, ONLY: 'this' });
+      assert.deepEqual([other.ONLY, other.KEPT, other.CHANGED], ['this', undefined, undefined]);
+      // A new base with a value that is not a string: the start fails naming job.baseEnv and
+      // starts nothing (it does not run with the previous base); the next good one runs.
+      await assert.rejects(
+        client.start(jobSpec('env-bad', { executable: '/usr/bin/env' }, { baseEnv: { PATH: base.PATH, A: '1', B: 7 } as unknown as Record<string, string> })),
+        (error: unknown) => error instanceof Error && (error as { field?: string }).field === 'job.baseEnv' && /string values/.test(error.message),
+      );
+      assert.equal((await client.list()).some((job) => job.jobId === 'env-bad'), false);
+      assert.equal((await envOf(client, 'env-5', { PATH: base.PATH, AFTER: 'bad' })).AFTER, 'bad');
+      client.close();
+    });
+  });
+
+  test('on the wire: a start names only what differs from base-env; one without a base-env (or behind a refused one), or on a version 3 connection, is refused naming why', TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      const { client } = await ensureHost(home);
+      const raw = connect(hostPaths(home).socket);
+      await new Promise<void>((resolve) => raw.on('connect', () => resolve()));
+      const reply = rawReplies(raw);
+      raw.write(jsonFrame({ type: 'hello', versions: [4] }));
+      const start = (rid: number, jobId: string, extra: object): void => {
+        raw.write(jsonFrame({ type: 'start', rid, job: { ...jobSpec(jobId, { executable: '/usr/bin/env' }), ...extra } } as never));
+      };
+      start(1, 'no-base', { baseEnvDiff: {} });
+      assert.match((await reply(1)).error?.message ?? '', /baseEnvDiff before any base-env on this connection/);
+      raw.write(jsonFrame({ type: 'base-env', rid: 2, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FROM_BASE: 'base', GONE: 'x' } }));
+      assert.deepEqual((await reply(2)).result, {});
+      start(3, 'both', { baseEnv: {}, baseEnvDiff: {} });
+      assert.match((await reply(3)).error?.message ?? '', /baseEnv or baseEnvDiff, not both/);
+      start(4, 'bad-diff', { baseEnvDiff: { set: { A: 1 } } });
+      assert.equal((await reply(4)).error?.field, 'job.baseEnvDiff.set');
+      start(5, 'diffed', { baseEnvDiff: { set: { EXTRA: 'extra' }, unset: ['GONE'] } });
+      assert.equal((await reply(5)).error, undefined);
+      const seen = await follow(client, 'diffed');
+      assert.equal((await seen.exit).exitCode, 0);
+      const text = seen.text('stdout');
+      assert.match(text, /^FROM_BASE=base$/m);
+      assert.match(text, /^EXTRA=extra$/m);
+      assert.doesNotMatch(text, /^GONE=/m);
+      // A refused base-env leaves none: a start behind it fails instead of running with the previous one.
+      raw.write(jsonFrame({ type: 'base-env', rid: 6, env: { PATH: 7 } } as never));
+      assert.equal((await reply(6)).error?.field, 'env');
+      start(7, 'after-refused', { baseEnvDiff: {} });
+      assert.match((await reply(7)).error?.message ?? '', /baseEnvDiff before any base-env/);
+      for (const jobId of ['no-base', 'both', 'bad-diff', 'after-refused']) assert.equal((await client.list()).some((job) => job.jobId === jobId), false, `${jobId} was not started`);
+      raw.destroy();
+      // A version 3 connection knows neither.
+      const old = connect(hostPaths(home).socket);
+      await new Promise<void>((resolve) => old.on('connect', () => resolve()));
+      const oldReply = rawReplies(old);
+      old.write(jsonFrame({ type: 'hello', versions: [1, 2, 3] }));
+      old.write(jsonFrame({ type: 'base-env', rid: 1, env: {} }));
+      assert.match((await oldReply(1)).error?.message ?? '', /base-env needs protocol version 4/);
+      old.destroy();
+      client.close();
+    });
+  });
+
+  test('a host of the previous version (3) serves a new client: starts carry the whole environment', TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      const { client } = await ensureHost(home, { host: { versions: [1, 2, 3] } });
+      assert.equal(client.version, 3);
+      const base = { PATH: process.env.PATH ?? '/usr/bin:/bin', OLD_HOST: 'yes' };
+      assert.equal((await envOf(client, 'old-1', base)).OLD_HOST, 'yes');
+      assert.equal((await envOf(client, 'old-2', { ...base, OLD_HOST: 'still' })).OLD_HOST, 'still');
+      client.close();
+    });
+  });
+
+  test('a host of the previous version (3) left running keeps serving a new server: function and batch jobs get the server\'s environment', TIMEOUT, async () => {
+    const home = tempHome('jobwire-host-');
+    process.env.JOBWIRE_TEST_SERVER_ENV = 'from the server';
+    try {
+      const { client } = await ensureHost(home, { host: { versions: [1, 2, 3] } });
+      const hostPid = client.host.pid;
+      await withServer(
+        async ({ client: api }) => {
+          client.close();
+          for (const round of [1, 2]) {
+            const fn = await api.submitBatchJob({ js: { code: 'return process.env.JOBWIRE_TEST_SERVER_ENV' } });
+            // Its exit code says whether it saw the variable. (Not its output read back: a
+            // readOutput right before the server's close sometimes holds the close up for good,
+            // before this change too; that is not this test's subject.)
+            const sh = await api.submitBatchJob({ executable: 'sh', arguments: ['-c', 'test "$JOBWIRE_TEST_SERVER_ENV" = "from the server"'] });
+            const [fnDone, shDone] = await Promise.all([api.waitUntilDone(fn.id, 30_000), api.waitUntilDone(sh.id, 30_000)]);
+            assert.deepEqual([fnDone.status, fnDone.result], ['Success', 'from the server'], `function job, round ${round}`);
+            assert.equal(shDone.status, 'Success', `batch job, round ${round}: ${shDone.error ?? ''}`);
+          }
+          const status = hostStatus(home);
+          assert.ok(status.state === 'running' && status.info.pid === hostPid && status.info.versions.join() === '1,2,3', 'the old host served them');
+        },
+        { home },
+      );
+    } finally {
+      delete process.env.JOBWIRE_TEST_SERVER_ENV;
+      removeHome(home);
+    }
   });
 });

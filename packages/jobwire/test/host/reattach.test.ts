@@ -45,7 +45,8 @@ describe('job host: reattach after the client died', () => {
       const exit = await seen.exit;
       assert.equal(exit.exitCode, 0);
       assert.equal(seen.text(), 'line two\nline three\n');
-      assert.deepEqual(exit.output, { end: 29, stdout: 29, stderr: 0 });
+      // Three chunks stored: three index records.
+      assert.deepEqual(exit.output, { end: 29, stdout: 29, stderr: 0, records: 3 });
       assert.deepEqual(exit.stdin, { consumed: 29, closed: true });
 
       // The batch job's output is complete, from the start, and its exit code right.

@@ -31,6 +31,7 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { OutputChannel } from '@jobwire/client';
+import { envDiff, type EnvDiff } from '../../env-diff.js';
 import type { ProcessHandle, ProcessResult, StartSpec } from '../types.js';
 import { settle } from './js-process.js';
 import { isFromRunner, type FromRunner, type ToRunner } from './js-protocol.js';
@@ -102,7 +103,7 @@ export class JsRunnerPool {
     const job = new PooledJob(spec, runner, ++this.#jobs);
     void job.done.then(() => this.#release(key, runner));
     const stdin = spec.description.interactive === true;
-    runner.run(job, { type: 'run', job: job.number, fn: spec.description.js ?? {}, cwd, env, marker: job.marker, ...(stdin ? { stdin } : {}) });
+    runner.run(job, { type: 'run', job: job.number, fn: spec.description.js ?? {}, cwd, ...runner.envFor(env), marker: job.marker, ...(stdin ? { stdin } : {}) });
     return job;
   }
 
@@ -175,6 +176,8 @@ class Runner {
   #gone = false;
   #stopped = false;
   #idleTimer: NodeJS.Timeout | undefined;
+  /** The environment of the last job given to it. */
+  #env: Record<string, string> | undefined;
 
   constructor(nodePath: string, env: Record<string, string>, what: string) {
     // `what` names the runner in start errors.
@@ -211,6 +214,16 @@ class Runner {
   /** True while the runner can take a job. */
   get usable(): boolean {
     return !this.#gone && !this.#stopped && this.child.connected;
+  }
+
+  /**
+   * How a `run` message gives `env`: whole to a new runner, else as what differs from the
+   * previous job's (a few variables such as JOBWIRE_JOB_ID, instead of about 2 KB per job).
+   */
+  envFor(env: Record<string, string>): { env: Record<string, string> } | { envDiff: EnvDiff } {
+    const previous = this.#env;
+    this.#env = env;
+    return previous === undefined ? { env } : { envDiff: envDiff(previous, env) };
   }
 
   /** Gives `job` to this runner. */

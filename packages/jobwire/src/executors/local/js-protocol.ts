@@ -8,17 +8,19 @@
  * @module
  */
 import type { JsFunction } from '@jobwire/client';
+import type { EnvDiff } from '../../env-diff.js';
 
 /** Executor → runner. */
 export type ToRunner =
   /** One-shot runner: the function to run; sent once, first. Over IPC rather than argv: code may be large. */
   | { type: 'start'; fn: JsFunction }
   /**
-   * Pooled runner: run the function as job `job`, in `cwd`, with exactly the environment `env`.
+   * Pooled runner: run the function as job `job`, in `cwd`, with exactly the environment `env`
+   * (a runner's first job) or the previous job's changed by `envDiff` (every later one).
    * After it settles the runner writes `marker` to its stdout and to its stderr (so that the pool
    * knows where the job's output ends), then reports the outcome.
    */
-  | { type: 'run'; job: number; fn: JsFunction; cwd: string; env: Record<string, string>; marker: string; stdin?: boolean }
+  | ({ type: 'run'; job: number; fn: JsFunction; cwd: string; marker: string; stdin?: boolean } & ({ env: Record<string, string> } | { envDiff: EnvDiff }))
   /**
    * Pooled runner, a job run with `stdin: true` (an interactive job): bytes (base64) for its
    * `process.stdin`. The runner answers each with `stdin-taken` once its stdin has room again, so

@@ -36,6 +36,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { JsFunction } from '@jobwire/client';
+import { applyEnvDiff } from '../../env-diff.js';
 import type { FromRunner, ToRunner } from './js-protocol.js';
 
 type Outcome = Extract<FromRunner, { type: 'result' | 'error' }>;
@@ -201,8 +202,10 @@ async function runPooled(message: Extract<ToRunner, { type: 'run' }>): Promise<v
   let outcome: Outcome;
   let crashed = false;
   try {
+    // First: the next job's difference is from this one's, whether or not it gets to run.
+    const env = jobEnvOf(message);
     process.chdir(message.cwd);
-    setEnv(message.env);
+    setEnv(env);
     if (message.stdin === true) openJobStdin(message.job);
     ({ outcome, crashed } = await attempt(message.fn, message.job));
   } catch (error) {
@@ -225,6 +228,19 @@ async function runPooled(message: Extract<ToRunner, { type: 'run' }>): Promise<v
  */
 function flushStdio(tail: Buffer): Promise<unknown> {
   return Promise.all(stdio.map(({ write }) => new Promise<void>((resolve) => write(tail, () => resolve()))));
+}
+
+/** The environment of the previous job (what a `run`'s `envDiff` changes). */
+let previousEnv: Record<string, string> | undefined;
+
+/** A `run`'s environment: whole, or the previous job's changed by its `envDiff`. */
+function jobEnvOf(message: Extract<ToRunner, { type: 'run' }>): Record<string, string> {
+  let env: Record<string, string>;
+  if ('env' in message) env = message.env;
+  else if (previousEnv === undefined) throw new Error('the runner was sent an environment difference before any environment');
+  else env = applyEnvDiff(previousEnv, message.envDiff);
+  previousEnv = env;
+  return env;
 }
 
 /**

@@ -58,6 +58,7 @@ import {
   type StreamEvent,
   type StreamLog,
   type StreamSizes,
+  type StoredEnd,
 } from '../types.js';
 import { checkBytes, checkChannel, checkChunkBytes, checkFinalStatus } from '../checks.js';
 import { checkJobId, checkPosition, closedError, settle, toStoreError } from './errors.js';
@@ -180,8 +181,8 @@ export class FileStreamLog implements StreamLog {
     return settle(() => this.appendOutputNow(jobId, channel, data));
   }
 
-  closeOutput(jobId: string, final?: FinalStatus): Promise<void> {
-    return settle(() => this.closeOutputNow(jobId, final));
+  closeOutput(jobId: string, final?: FinalStatus, stored?: StoredEnd): Promise<void> {
+    return settle(() => this.closeOutputNow(jobId, final, stored));
   }
 
   readOutput(jobId: string, from: number, maxBytes: number): Promise<OutputPage> {
@@ -387,7 +388,7 @@ export class FileStreamLog implements StreamLog {
   }
 
   /** Marks output complete with how the job ended (persisted), releases the job's files and tail; idempotent. */
-  closeOutputNow(jobId: string, final?: FinalStatus): void {
+  closeOutputNow(jobId: string, final?: FinalStatus, stored?: StoredEnd): void {
     const checked = final === undefined ? undefined : checkFinalStatus(final);
     const job = this.#job(jobId, true)!;
     if (job.outputClosed) {
@@ -403,13 +404,16 @@ export class FileStreamLog implements StreamLog {
     if (job.adopted) {
       // The host stored everything before it reported the end: the index is complete (and may
       // name output this log never heard of, when the end was learnt from exit.json).
-      const sizes = storedSizes(job.dir);
+      // Its exit says where the files end, and that its exit.json closed them: nothing to read
+      // (two file reads and four system calls less per job). Else the files say.
+      const fromExit = stored !== undefined && isStoredEnd(stored);
+      const sizes = fromExit ? stored : storedSizes(job.dir);
       job.records = sizes.records;
       job.stdout = Math.max(job.stdout, sizes.stdout);
       job.stderr = Math.max(job.stderr, sizes.stderr);
       job.adopted = false;
       // Its stdin state is the host's: what the job itself read, and whether its stdin was closed.
-      closedByHost = readState(job.dir).outputClosed;
+      closedByHost = fromExit || readState(job.dir).outputClosed;
     }
     job.outputClosed = true;
     job.final = checked;
@@ -704,12 +708,8 @@ function cutChunk(chunk: OutputChunk, from: number): OutputChunk {
  * it). Without (output a job host may still be writing), only reads what the index names.
  */
 function loadJob(dir: string, repair: boolean): JobStreams | undefined {
-  try {
-    statSync(dir);
-  } catch (error) {
-    if (isNotFound(error)) return undefined;
-    throw error;
-  }
+  // No exception for a folder not made yet (a job host's new job): building one costs more than the stat.
+  if (statSync(dir, { throwIfNoEntry: false }) === undefined) return undefined;
   const job = new JobStreams(dir);
   const sizes = storedSizes(dir);
   job.stdout = sizes.stdout;
@@ -727,6 +727,11 @@ function loadJob(dir: string, repair: boolean): JobStreams | undefined {
   job.stdinConsumed = Math.min(state.stdinConsumed, job.stdin);
   if (job.outputClosed) job.final = state.final;
   return job;
+}
+
+/** True for a {@link StoredEnd} of byte counts (what a host said is checked, not trusted). */
+function isStoredEnd(stored: StoredEnd): boolean {
+  return [stored.stdout, stored.stderr, stored.records].every((n) => Number.isSafeInteger(n) && n >= 0);
 }
 
 /** What a job's index names (the last record whose bytes are all in the files), and the files' sizes. */
