@@ -10,12 +10,13 @@
 import type { Command } from 'commander';
 import { dirname, resolve } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import type { JobwireApi, NetworkSpec, NetworkStatus } from '@jobwire/client';
+import { isFinal, type JobwireApi, type NetworkSpec, type NetworkStatus } from '@jobwire/client';
 import { parse } from 'yaml';
 import { checkNetwork, loadNetworkFile, networkToDot, networkToMermaid } from '../../networks/index.js';
 import { addConnectionOptions, connect, type ConnectionOptions } from '../connect.js';
 import { ExitCode } from '../exit-codes.js';
-import { formatJson, formatTable } from '../format.js';
+import { formatDuration, formatJson, formatTable } from '../format.js';
+import { startSpinner } from '../spinner.js';
 import { act, examples, print } from './common.js';
 
 interface GraphOptions {
@@ -41,6 +42,29 @@ function formatStatus(status: NetworkStatus): string {
   return `network ${status.name} (${status.state}, group ${status.group})\n${jobs}${pipes}${errors}`;
 }
 
+/** What the spinner of `network run --block` says: the state, how many jobs ended, the time waited. */
+function networkProgress(status: NetworkStatus, since: number): string {
+  const ended = status.jobs.filter((j) => isFinal(j.status)).length;
+  return `waiting for network ${status.name}: ${status.state}, ${ended} of ${status.jobs.length} jobs ended, ${formatDuration(Date.now() - since)}`;
+}
+
+/** Polls a running network until it is no longer running, with a spinner on stderr when it is a terminal. */
+async function followNetwork(api: JobwireApi, first: NetworkStatus): Promise<NetworkStatus> {
+  const since = Date.now();
+  const spinner = startSpinner(networkProgress(first, since));
+  let status = first;
+  try {
+    while (status.state === 'running') {
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      status = await api.networkStatus(status.name);
+      spinner.update(networkProgress(status, since));
+    }
+    return status;
+  } finally {
+    spinner.stop();
+  }
+}
+
 /** Adds `jobwire network graph`. */
 export function registerNetwork(program: Command): void {
   const network = program
@@ -58,7 +82,7 @@ export function registerNetwork(program: Command): void {
           'With --block, wait until every job has ended and exit 0 only when all succeeded.',
       )
       .argument('<file>', 'the network file (YAML)')
-      .option('--block', 'wait until every job has ended, then print the status')
+      .option('--block', 'wait until every job has ended (progress on stderr when it is a terminal), then print the status')
       .option('--json', 'print the status as JSON'),
   )
     .addHelpText(
@@ -76,10 +100,7 @@ export function registerNetwork(program: Command): void {
         // The file's own content goes to the server, which checks it again and resolves its paths against the file's folder.
         const spec = parse(await readFile(file, 'utf8')) as NetworkSpec;
         let status = await api.runNetwork(spec, { baseDir: dirname(resolve(file)) });
-        while (opts.block && status.state === 'running') {
-          await new Promise((r) => setTimeout(r, POLL_MS));
-          status = await api.networkStatus(status.name);
-        }
+        if (opts.block && status.state === 'running') status = await followNetwork(api, status);
         print(opts.json ? formatJson(status) : formatStatus(status));
         return opts.block && status.state !== 'done' ? ExitCode.FAILED : ExitCode.OK;
       }),

@@ -1,0 +1,110 @@
+/**
+ * Command-line habits scripts and people rely on: progress on long waits drawn on a terminal's
+ * stderr only, `--json` on every listing that parses as JSON with stdout otherwise clean, and
+ * errors on stderr with the exit code docs/cli.md gives. Real CLI processes, a real server.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import * as pty from 'node-pty';
+import { CLI, cliEnv, runCli, sleepUntil, withServer } from '../helpers.js';
+
+/** A network whose one job waits until the file `gate` exists, then feeds a csv sink. */
+function gatedNetwork(dir: string, name: string): { file: string; gate: string } {
+  const gate = join(dir, 'gate');
+  const file = join(dir, `${name}.yaml`);
+  writeFileSync(
+    file,
+    [
+      `name: ${name}`,
+      'jobs:',
+      `  numbers: { command: [sh, -c, 'while [ ! -e "${gate}" ]; do sleep 0.1; done; seq 1 3'], outputs: [n] }`,
+      `  sink: { builtin: csv-sink, path: ${join(dir, 'out.csv')}, inputs: [n] }`,
+      'pipes:',
+      '  n: { framing: lines }',
+      '',
+    ].join('\n'),
+  );
+  return { file, gate };
+}
+
+describe('jobwire CLI habits', () => {
+  it('network run --block shows its progress on a terminal (state and jobs ended), clears it, then prints the status; exit 0', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jobwire-habits-'));
+    try {
+      await withServer(async (s) => {
+        const { file, gate } = gatedNetwork(dir, 'spinning');
+        const term = pty.spawn(process.execPath, [CLI, 'network', 'run', file, '--block'], { name: 'xterm-256color', cols: 120, rows: 30, env: { ...process.env, ...cliEnv(s) } as Record<string, string> });
+        let screen = '';
+        term.onData((d) => (screen += d));
+        const exit = new Promise<number>((resolve) => term.onExit((e) => resolve(e.exitCode)));
+        await sleepUntil(() => screen.includes('waiting for network spinning: running, 0 of 2 jobs ended'), 30_000, `the progress line; screen so far: ${JSON.stringify(screen)}`);
+        writeFileSync(gate, '');
+        assert.equal(await exit, 0, screen);
+        assert.match(screen, /\r\x1b\[K(\r\n)*network spinning \(done, group networks:spinning\)/, 'the progress line is cleared before the status');
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('network run --block into a pipe: no progress drawn, stderr empty, stdout only the JSON status', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jobwire-habits-'));
+    try {
+      await withServer(async (s) => {
+        const { file, gate } = gatedNetwork(dir, 'piped');
+        writeFileSync(gate, '');
+        assert.ok(existsSync(gate));
+        const r = await runCli(['network', 'run', file, '--block', '--json'], { env: cliEnv(s), timeoutMs: 60_000 });
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stderr, '');
+        const status = JSON.parse(r.stdout) as { name: string; state: string };
+        assert.equal(status.name, 'piped');
+        assert.equal(status.state, 'done');
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('every listing takes --json: its stdout parses as JSON and stderr stays empty', async () => {
+    await withServer(async (s) => {
+      const env = cliEnv(s);
+      const submitted = await runCli(['submit', '--group', 'habits', '--json', '--block', '--', 'true'], { env });
+      assert.equal(submitted.code, 0, submitted.stderr);
+      const id = (JSON.parse(submitted.stdout) as { id: string }).id;
+      for (const args of [['jobs'], ['queues'], ['queues', '--executor', 'local'], ['executors'], ['groups'], ['workers'], ['token', 'list', '--home', s.home], ['status', id]]) {
+        const r = await runCli([...args, '--json'], { env });
+        assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+        assert.equal(r.stderr, '', args.join(' '));
+        assert.doesNotThrow(() => JSON.parse(r.stdout), `${args.join(' ')} --json: ${r.stdout}`);
+      }
+    });
+  });
+
+  it('bad arguments: a one-line error on stderr naming the argument, nothing on stdout, exit 2', async () => {
+    await withServer(async (s) => {
+      const env = cliEnv(s);
+      const cases: Array<[string[], string]> = [
+        [['jobs', '--limit', 'abc'], '--limit'],
+        [['jobs', '--limit'], '--limit'],
+        [['jobs', '--bogus'], '--bogus'],
+        [['submit', '--max-runtime', '-3', '--', 'true'], '--max-runtime'],
+        [['submit', '--env', 'FOO', '--', 'true'], '--env'],
+        [['attach', '--from', 'x', 'abc'], '--from'],
+        [['cancel', '--timeout', '5', 'abc'], '--timeout'],
+        [['server', '--port', '99999'], '--port'],
+        [['network', 'status'], "'name'"],
+        [['--url', 'http://x', 'token', 'list'], '--url'],
+      ];
+      for (const [args, named] of cases) {
+        const r = await runCli(args, { env });
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+        assert.equal(r.stdout, '', args.join(' '));
+        assert.ok(r.stderr.startsWith('jobwire: ') && r.stderr.includes(named), `${args.join(' ')}: ${r.stderr}`);
+      }
+    });
+  });
+});
