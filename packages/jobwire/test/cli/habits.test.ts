@@ -4,7 +4,7 @@
  * errors on stderr with the exit code docs/cli.md gives. Real CLI processes, a real server.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -82,6 +82,25 @@ describe('jobwire CLI habits', () => {
         assert.doesNotThrow(() => JSON.parse(r.stdout), `${args.join(' ')} --json: ${r.stdout}`);
       }
     });
+  });
+
+  it('output --json: the paths written as a JSON array, the files there, stderr empty', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jobwire-habits-'));
+    try {
+      await withServer(async (s) => {
+        const env = cliEnv(s);
+        const submitted = await runCli(['submit', '--block', '--json', '--output-file', 'kept.txt', '--cmd', 'echo kept > kept.txt'], { env, cwd: dir });
+        assert.equal(submitted.code, 0, submitted.stderr);
+        const id = (JSON.parse(submitted.stdout) as { id: string }).id;
+        const r = await runCli(['output', id, '--dir', join(dir, 'got'), '--json'], { env, cwd: dir });
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stderr, '');
+        assert.deepEqual(JSON.parse(r.stdout), [join(dir, 'got', 'kept.txt')]);
+        assert.equal(readFileSync(join(dir, 'got', 'kept.txt'), 'utf8'), 'kept\n');
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('bad arguments: a one-line error on stderr naming the argument, nothing on stdout, exit 2', async () => {
