@@ -76,7 +76,7 @@ export async function connect(options: ConnectionOptions): Promise<JobwireApi> {
   try {
     parsed = new URL(target.url);
   } catch {
-    throw new UsageError(`not a URL: ${target.url}`);
+    throw new UsageError(`not a URL: ${target.url} (a server URL starts with http:// or https://, e.g. http://127.0.0.1:7700)`);
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new UsageError(`the server URL must start with http:// or https:// (got ${target.url})`);
   const ca = target.ca === undefined ? undefined : await readCaFile(target.ca, '--ca / JOBWIRE_CA');

@@ -110,6 +110,8 @@ describe('jobwire CLI habits', () => {
         [['jobs', '--limit', 'abc'], '--limit'],
         [['jobs', '--limit'], '--limit'],
         [['jobs', '--bogus'], '--bogus'],
+        [['jobs', '--summary', '--json'], '--summary'],
+        [['--url', '127.0.0.1:7700', 'jobs'], 'http://'],
         [['submit', '--max-runtime', '-3', '--', 'true'], '--max-runtime'],
         [['submit', '--env', 'FOO', '--', 'true'], '--env'],
         [['attach', '--from', 'x', 'abc'], '--from'],

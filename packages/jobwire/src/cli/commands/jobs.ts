@@ -3,7 +3,7 @@
  * or JSON.
  * @module
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import type { JobFilter, JobInfo, JobStatus, JobwireApi } from '@jobwire/client';
 import { connect, addConnectionOptions, type ConnectionOptions } from '../connect.js';
 import { formatInfoBlock, formatInfoBlocks, formatJson, formatSummaryLine, sortJobsByDate } from '../format.js';
@@ -67,8 +67,8 @@ export function registerJobs(program: Command): void {
       .option('--status <status>', 'only jobs with this status; a comma list, repeatable (Queued, Running, Success, Failed, Cancelled, Lost)', statusList)
       .option('--name <name>', 'only jobs with exactly this name')
       .option('--limit <n>', 'only the N most recent matching jobs (still listed oldest first)', integer(1))
-      .option('--summary', 'one line per job: date, id, status, name')
-      .option('--json', 'a JSON array of job infos'),
+      .addOption(new Option('--summary', 'one line per job: date, id, status, name').conflicts('json'))
+      .addOption(new Option('--json', 'a JSON array of job infos').conflicts('summary')),
   )
     .addHelpText(
       'after',
