@@ -14,7 +14,7 @@
  * `exit.json` if it ended, Lost with a reason naming the host if the host died.
  * @module
  */
-import { type JobDescription, type OutputChunk } from '@jobwire/client';
+import { JobwireError, type JobDescription, type OutputChunk } from '@jobwire/client';
 import type { LocalExecutor } from '../executors/local/index.js';
 import type { Executor, ExecutorState, ProcessHandle, ProcessResult, QueueDef, ResumeFrom, StartSpec } from '../executors/types.js';
 import { rm } from 'node:fs/promises';
@@ -387,18 +387,18 @@ class HostJobHandle implements ProcessHandle {
     void this.#holder().then((client) => {
       if (client === undefined || this.#ended || this.#detached) return;
       return client.closeStdin(this.jobId, this.#sent);
-    }).catch((err: unknown) => this.executor.report(err, this.jobId));
+    }).catch((err: unknown) => this.#requestFailed(err));
   }
 
   /** Moves the job's output window on (protocol version 2; an older host reads output as it comes). */
   ackOutput(end: number): void {
     void this.#holder()
       .then((client) => (client === undefined || this.#ended || this.#detached ? undefined : client.ackOutput(this.jobId, end)))
-      .catch((err: unknown) => this.executor.report(err, this.jobId));
+      .catch((err: unknown) => this.#requestFailed(err));
   }
 
   resize(cols: number, rows: number): void {
-    void this.#holder().then((client) => client?.resize(this.jobId, cols, rows)).catch((err: unknown) => this.executor.report(err, this.jobId));
+    void this.#holder().then((client) => client?.resize(this.jobId, cols, rows)).catch((err: unknown) => this.#requestFailed(err));
   }
 
   terminate(graceMs: number): void {
@@ -408,7 +408,17 @@ class HostJobHandle implements ProcessHandle {
       this.#pendingTerminate = graceMs;
       return;
     }
-    client.terminate(this.jobId, { graceMs, reason: STOPPED_BY_JOBWIRE }).catch((err: unknown) => this.executor.report(err, this.jobId));
+    client.terminate(this.jobId, { graceMs, reason: STOPPED_BY_JOBWIRE }).catch((err: unknown) => this.#requestFailed(err));
+  }
+
+  /**
+   * A stdin close, output ack, resize or terminate the host refused. `not_found` is no news: the
+   * job ended and the host forgot it (protocol version 3 forgets on exit) while the request was on
+   * its way; the exit follows on the subscription. Anything else is reported.
+   */
+  #requestFailed(err: unknown): void {
+    if (err instanceof JobwireError && err.code === 'not_found') return;
+    this.executor.report(err, this.jobId);
   }
 
   detach(): void {
