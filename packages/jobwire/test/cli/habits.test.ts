@@ -75,12 +75,27 @@ describe('jobwire CLI habits', () => {
       const submitted = await runCli(['submit', '--group', 'habits', '--json', '--block', '--', 'true'], { env });
       assert.equal(submitted.code, 0, submitted.stderr);
       const id = (JSON.parse(submitted.stdout) as { id: string }).id;
-      for (const args of [['jobs'], ['queues'], ['queues', '--executor', 'local'], ['executors'], ['groups'], ['workers'], ['token', 'list', '--home', s.home], ['status', id]]) {
+      for (const args of [['jobs'], ['queues'], ['queues', '--executor', 'local'], ['executors'], ['groups'], ['workers'], ['token', 'list', '--home', s.home], ['status', id], ['network', 'list']]) {
         const r = await runCli([...args, '--json'], { env });
         assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
         assert.equal(r.stderr, '', args.join(' '));
         assert.doesNotThrow(() => JSON.parse(r.stdout), `${args.join(' ')} --json: ${r.stdout}`);
       }
+    });
+  });
+
+  it('network list: each network with its state and jobs ended, as a table and as JSON', async () => {
+    await withServer(async (s) => {
+      const env = cliEnv(s);
+      await s.client.runNetwork({ name: 'listed', jobs: { src: { command: ['seq', '1', '3'], outputs: ['n'] }, sink: { command: ['sh', '-c', 'exec cat > /dev/null'], inputs: ['n'] } }, pipes: { n: { framing: 'lines' } } }, { baseDir: s.home });
+      await sleepUntil(async () => (await s.client.networkStatus('listed')).state !== 'running', 30_000, 'the network to end');
+      const json = await runCli(['network', 'list', '--json'], { env });
+      assert.equal(json.code, 0, json.stderr);
+      const items = JSON.parse(json.stdout) as Array<{ name: string; state: string; jobs: unknown[] }>;
+      assert.deepEqual(items.map((n) => [n.name, n.state, n.jobs.length]), [['listed', 'done', 2]]);
+      const table = await runCli(['network', 'ls'], { env });
+      assert.equal(table.code, 0, table.stderr);
+      assert.match(table.stdout, /^NAME\s+STATE\s+JOBS ENDED\s+PIPES\s+RUN\nlisted\s+done\s+2\/2\s+1\s+\S+\n$/);
     });
   });
 

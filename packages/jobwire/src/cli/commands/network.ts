@@ -135,6 +135,26 @@ export function registerNetwork(program: Command): void {
 
   addConnectionOptions(
     network
+      .command('list')
+      .alias('ls')
+      .summary('list your networks: the newest run of each')
+      .description('List the networks run for you (any server answers, from the saved records): per network its state, how many of its jobs have ended, its pipes and its newest run.')
+      .option('--json', 'print the networks as a JSON array (their full status)'),
+  )
+    .addHelpText('after', examples(['jobwire network list', 'your networks and their state'], ['jobwire network list --json | jq -r \'.[] | select(.state == "running") | .name\'', 'the names of those still running']))
+    .action(
+      act(async (opts: RunOptions) => {
+        const items = await (await connect(opts)).networks();
+        if (opts.json) print(formatJson(items));
+        else if (items.length > 0) {
+          const rows = items.map((n) => [n.name, n.state, `${n.jobs.filter((j) => isFinal(j.status)).length}/${n.jobs.length}`, String(n.pipes.length), n.run]);
+          print(formatTable(['NAME', 'STATE', 'JOBS ENDED', 'PIPES', 'RUN'], rows));
+        }
+      }),
+    );
+
+  addConnectionOptions(
+    network
       .command('rm')
       .alias('delete')
       .summary('remove a network that has ended: its record and its pipes')
