@@ -102,6 +102,17 @@ describe('bad input', () => {
       assert.equal(malformed.status, 400);
       assert.equal(malformed.body.error.code, 'bad_request');
       assert.match(malformed.body.error.message, /JSON/);
+      // Where the text breaks, not only that it does (fastify's own parser said neither).
+      assert.match(malformed.body.error.message, /position 15|end of JSON input/, malformed.body.error.message);
+
+      const poisoned = await post('{"executable": "true", "environment": {"\\u005f_proto__": "x"}}');
+      assert.equal(poisoned.status, 400);
+      assert.equal(poisoned.body.error.code, 'bad_request');
+      assert.equal(poisoned.body.error.field, 'environment.__proto__');
+      assert.match(poisoned.body.error.message, /__proto__ is refused/);
+      const empty = await post('');
+      assert.equal(empty.status, 400);
+      assert.match(empty.body.error.message, /empty/);
 
       const unknown = await post(JSON.stringify({ executable: 'true', colour: 'red' }));
       assert.equal(unknown.status, 400);
