@@ -66,6 +66,18 @@ export async function resolveTarget(options: ConnectionOptions): Promise<Target>
 }
 
 /**
+ * Where {@link connect} last pointed this process's SDK. An error on that connection is about
+ * this URL, even when the home records another by the time it is reported (a server started
+ * again on another port while `jobwire attach` waited to reconnect).
+ */
+let connected: Target | undefined;
+
+/** The target of the last {@link connect} of this process, if any. */
+export function connectedTarget(): Target | undefined {
+  return connected;
+}
+
+/**
  * The SDK instance for a command. Fails with exit code 3 when no server URL is known at all;
  * a URL where nothing listens is reported by the first request (ConnectionError `no_server`).
  */
@@ -80,6 +92,7 @@ export async function connect(options: ConnectionOptions): Promise<JobwireApi> {
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new UsageError(`the server URL must start with http:// or https:// (got ${target.url})`);
   const ca = target.ca === undefined ? undefined : await readCaFile(target.ca, '--ca / JOBWIRE_CA');
+  connected = target;
   // Loaded lazily: commands that never talk to a server (token, server) do not pay for the SDK.
   const { Client } = await import('@jobwire/client');
   return new Client({ url: target.url, token: target.token, home: target.home, ...(ca !== undefined ? { ca } : {}) });

@@ -7,8 +7,13 @@ import { z } from 'zod';
 import { BadRequestError, type JobDescription } from '@jobwire/client';
 import { PLACEMENT_NAME } from './placement-names.js';
 
+/** No NUL byte: an operating system cannot take one in a program's path, arguments or environment. */
+const NO_NUL = /^[^\0]*$/;
+const NUL_MESSAGE = 'has a NUL byte ("\\u0000"): no program path, argument or environment value can hold one';
+/** A text that becomes a path, an argument or an environment value of a process. */
+const osText = (max?: number) => (max === undefined ? z.string() : z.string().max(max)).regex(NO_NUL, NUL_MESSAGE);
 const name = z.string().min(1).max(200);
-const path = z.string().min(1).max(4096);
+const path = osText(4096).min(1);
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const groupPath = /^[^:\s][^:]*(:[^:\s][^:]*)*$/;
 /** A relative file name: components that are neither empty, `.` nor `..`. */
@@ -34,10 +39,10 @@ const jsFunction = z
 export const jobDescriptionSchema = z
   .strictObject({
     executable: path.optional(),
-    arguments: z.array(z.string().max(1_000_000)).max(100_000).optional(),
+    arguments: z.array(osText(1_000_000)).max(100_000).optional(),
     js: jsFunction.optional(),
     environment: z
-      .record(z.string().regex(envName, 'environment variable names are letters, digits and _'), z.string().max(1_000_000))
+      .record(z.string().regex(envName, 'environment variable names are letters, digits and _'), osText(1_000_000))
       .optional(),
     workingDirectory: path.optional(),
     submitDirectory: path.regex(/^\//, 'an absolute path').optional(),
@@ -52,7 +57,7 @@ export const jobDescriptionSchema = z
     name: name.optional(),
     tasks: z.number().int().min(1).optional(),
     coresPerTask: z.number().int().min(1).optional(),
-    schedulerArguments: z.array(z.string()).max(1000).optional(),
+    schedulerArguments: z.array(osText()).max(1000).optional(),
     interactive: z.boolean().optional(),
     tty: z.boolean().optional(),
     size: z.strictObject({ cols: z.number().int().min(1).max(10_000), rows: z.number().int().min(1).max(10_000) }).optional(),

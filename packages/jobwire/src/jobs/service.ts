@@ -87,9 +87,20 @@ export class JobService {
     if (!Array.isArray(inputs) || inputs.length === 0 || inputs.length > MAX_BATCH_JOBS) {
       throw new BadRequestError(`jobs: an array of 1 to ${MAX_BATCH_JOBS} job descriptions`, { code: 'invalid_description', field: 'jobs' });
     }
+    return this.submitAll(
+      owner,
+      inputs.map((input: unknown, index) => [`jobs.${index}`, input] as const),
+    );
+  }
+
+  /**
+   * {@link submitMany} without its count limit, each description under a field root of the
+   * caller's (a network's jobs: `jobs.NAME`): all are checked before any is queued, so a wrong
+   * one leaves nothing behind.
+   */
+  async submitAll(owner: string, inputs: readonly (readonly [root: string, input: unknown])[]): Promise<JobRecord[]> {
     const descriptions: JobDescription[] = [];
-    for (const [index, input] of inputs.entries()) {
-      const root = `jobs.${index}`;
+    for (const [root, input] of inputs) {
       const parsed = jobDescriptionSchema.safeParse(input);
       if (!parsed.success) throw describeIssue(parsed.error.issues[0]!, root);
       try {

@@ -343,9 +343,15 @@ class NetworkRun {
       for (const pipe of Object.values(this.network.pipes)) {
         this.#writers.set(pipe.name, await PipeWriter.open({ streams: this.store.streams, network: this.streamNetwork, pipe: pipe.name, queue: pipe.queue, consumers: pipe.consumers }));
       }
-      for (const job of Object.values(this.network.jobs)) {
-        const record = await this.service.submit(this.owner, this.description(job));
-        this.#ids.set(job.name, record.id);
+      // Every description is checked before any job is queued: a wrong one (its field names the
+      // job, `jobs.NAME.…`) refuses the start with no job left behind.
+      const jobs = Object.values(this.network.jobs);
+      const records = await this.service.submitAll(
+        this.owner,
+        jobs.map((job) => [`jobs.${job.name}`, this.description(job)] as const),
+      );
+      for (const [index, job] of jobs.entries()) {
+        this.#ids.set(job.name, records[index]!.id);
         this.#counts.set(job.name, { restarts: 0, moves: 0, framesIn: 0, framesOut: 0 });
       }
     } catch (error) {

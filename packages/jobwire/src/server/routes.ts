@@ -127,10 +127,61 @@ export function toJobwireError(err: unknown): JobwireError {
   return new JobwireError('internal', 'internal error', { cause: err });
 }
 
+/**
+ * An object key fastify's JSON parser refuses (secure-json-parse): `__proto__` anywhere, and
+ * `constructor` holding a `prototype`. The path of the first one, or undefined.
+ */
+function poisonedKey(value: unknown, path: string): string | undefined {
+  if (value === null || typeof value !== 'object') return undefined;
+  if (Array.isArray(value)) {
+    for (const [index, item] of value.entries()) {
+      const found = poisonedKey(item, `${path}.${index}`);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  if (Object.hasOwn(value, '__proto__')) return `${path}.__proto__`;
+  const ctor = (value as { constructor?: unknown }).constructor;
+  if (Object.hasOwn(value, 'constructor') && ctor !== null && typeof ctor === 'object' && Object.hasOwn(ctor, 'prototype')) return `${path}.constructor.prototype`;
+  for (const [key, item] of Object.entries(value)) {
+    const found = poisonedKey(item, `${path}.${key}`);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/**
+ * Parses a JSON body as fastify's own parser does (no `__proto__`, no `constructor.prototype`),
+ * but says what is wrong: JSON.parse's message (where the text breaks), or the forbidden key.
+ */
+export function parseJsonBody(text: string): unknown {
+  if (text.length === 0) throw new BadRequestError("malformed JSON body: it is empty (send a JSON value, or no Content-Type 'application/json')");
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new BadRequestError(`malformed JSON body: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  // Only a text that could spell such a key (plainly or with \u escapes) is walked.
+  if (text.includes('__proto__') || text.includes('constructor') || text.includes('\\u')) {
+    const key = poisonedKey(value, '(body)');
+    if (key !== undefined) throw new BadRequestError(`malformed JSON body: the key ${key.replace(/^\(body\)\./, '')} is refused (it could change objects' prototypes)`, { field: key.replace(/^\(body\)\./, '') });
+  }
+  return value;
+}
+
 /** Registers the REST API on `app`. Call `useSchemas` (openapi.ts) first: the routes' schemas are zod. */
 /** `stopping` aborts when the server begins to stop: long waits answer at once then. */
 export function registerRoutes(app: FastifyInstance, service: JobService, tokens: TokenBook, stopping: AbortSignal): void {
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: STDIN_BODY_LIMIT }, (_req, body, done) => done(null, body));
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, parseJsonBody(body as string));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
 
   app.setErrorHandler((err, req, reply) => {
     const e = hasZodFastifySchemaValidationErrors(err)

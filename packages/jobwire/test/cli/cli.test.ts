@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import * as pty from 'node-pty';
-import { CLI, FIXTURES, cliEnv, runCli, sleepUntil, tempHome, withServer } from '../helpers.js';
+import { spawn } from 'node:child_process';
+import { CLI, FIXTURES, cliEnv, removeHome, runCli, sleepUntil, startServerProcess, tempHome, withServer } from '../helpers.js';
 
 /** Runs the CLI inside a real pseudo-terminal driven by the test. */
 function inPty(args: string[], env: Record<string, string>, size = { cols: 100, rows: 30 }) {
@@ -132,6 +133,42 @@ describe('jobwire CLI', () => {
     const r2 = await runCli(['jobs', '--url', 'http://127.0.0.1:9', '--token', 'x'], { env: { JOBWIRE_HOME: home } });
     assert.equal(r2.code, 3);
     assert.match(r2.stderr, /no server running at http:\/\/127\.0\.0\.1:9/);
+  });
+
+  it('names the URL it lost, not the one the home records by then, when an attach cannot reconnect', async () => {
+    // Before, the message was worked out again from the home: after a server killed and started on
+    // another port it named the new server, which the command never tried.
+    const home = tempHome();
+    const first = await startServerProcess(home);
+    let second: Awaited<ReturnType<typeof startServerProcess>> | undefined;
+    try {
+      const env = { JOBWIRE_HOME: home, JOBWIRE_URL: '', JOBWIRE_TOKEN: '' };
+      const submitted = await runCli(['submit', '--json', '--cmd', 'echo ready; sleep 600'], { env });
+      assert.equal(submitted.code, 0, submitted.stderr);
+      const id = (JSON.parse(submitted.stdout) as { id: string }).id;
+      const attach = spawn(process.execPath, [CLI, 'attach', '--no-stdin', id], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      attach.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      attach.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const code = new Promise<number | null>((resolve) => attach.on('close', resolve));
+      await sleepUntil(() => out.includes('ready'), 30_000, 'the attach to print the job output');
+      first.proc.kill('SIGKILL');
+      await first.exited;
+      second = await startServerProcess(home);
+      assert.notEqual(second.url, first.url);
+      assert.equal(await code, 3, err);
+      // Nothing listens there any more: "no server running at" the URL it had.
+      assert.ok(err.includes(`no server running at ${first.url}`), err);
+      assert.ok(!err.includes(second.url), err);
+      const cancelled = await runCli(['cancel', id], { env });
+      assert.equal(cancelled.code, 0, cancelled.stderr);
+    } finally {
+      first.proc.kill('SIGKILL');
+      second?.proc.kill('SIGTERM');
+      await second?.exited;
+      removeHome(home);
+    }
   });
 
   it('reports an unknown job id on stderr with exit code 4', async () => {

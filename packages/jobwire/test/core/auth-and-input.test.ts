@@ -102,6 +102,17 @@ describe('bad input', () => {
       assert.equal(malformed.status, 400);
       assert.equal(malformed.body.error.code, 'bad_request');
       assert.match(malformed.body.error.message, /JSON/);
+      // Where the text breaks, not only that it does (fastify's own parser said neither).
+      assert.match(malformed.body.error.message, /position 15|end of JSON input/, malformed.body.error.message);
+
+      const poisoned = await post('{"executable": "true", "environment": {"\\u005f_proto__": "x"}}');
+      assert.equal(poisoned.status, 400);
+      assert.equal(poisoned.body.error.code, 'bad_request');
+      assert.equal(poisoned.body.error.field, 'environment.__proto__');
+      assert.match(poisoned.body.error.message, /__proto__ is refused/);
+      const empty = await post('');
+      assert.equal(empty.status, 400);
+      assert.match(empty.body.error.message, /empty/);
 
       const unknown = await post(JSON.stringify({ executable: 'true', colour: 'red' }));
       assert.equal(unknown.status, 400);
@@ -135,6 +146,31 @@ describe('bad input', () => {
 
       const list = await call(url, { method: 'GET', path: '/v1/jobs' }, token);
       assert.equal(list.body.items.length, 0, 'nothing was created by bad input');
+    });
+  });
+
+  it('refuses a NUL byte in a path, an argument or an environment value with a 400 naming the field, and queues nothing', async () => {
+    await withServer(async ({ url, token }) => {
+      // Such a job could never start (no process takes a NUL byte): before, it was queued and then failed.
+      const cases: [Record<string, unknown>, string][] = [
+        [{ executable: 'ec\u0000ho' }, 'executable'],
+        [{ executable: 'echo', arguments: ['ok', 'a\u0000b'] }, 'arguments.1'],
+        [{ executable: 'echo', environment: { A: 'a\u0000b' } }, 'environment.A'],
+        [{ executable: 'echo', workingDirectory: '/tmp/\u0000' }, 'workingDirectory'],
+        [{ executable: 'echo', stdout: 'out\u0000' }, 'stdout'],
+      ];
+      for (const [description, field] of cases) {
+        const res = await call(url, { method: 'POST', path: '/v1/jobs', body: JSON.stringify(description), type: 'application/json' }, token);
+        assert.equal(res.status, 400, JSON.stringify(res.body));
+        assert.equal(res.body.error.code, 'invalid_description');
+        assert.equal(res.body.error.field, field);
+        assert.match(res.body.error.message, /NUL byte/);
+      }
+      const batch = await call(url, { method: 'POST', path: '/v1/jobs/batch', body: JSON.stringify({ jobs: [{ executable: 'true' }, { executable: 'echo', arguments: ['\u0000'] }] }), type: 'application/json' }, token);
+      assert.equal(batch.status, 400);
+      assert.equal(batch.body.error.field, 'jobs.1.arguments.0');
+      const list = await call(url, { method: 'GET', path: '/v1/jobs' }, token);
+      assert.equal(list.body.items.length, 0, 'nothing was queued');
     });
   });
 

@@ -6,8 +6,8 @@
  *
  * Properties: every answer has a documented status (docs/api.md, HTTP_STATUS) and, for an
  * error, a body `{"error":{"code","message"}}` whose code has that status; nothing is a 5xx; a
- * request without a valid token never succeeds on an API route; a WebSocket is closed only
- * with a documented close code.
+ * request without a valid token never succeeds on an API route; a request not answered 201
+ * made no job; a WebSocket is closed only with a documented close code.
  *
  * The routes are those of the server's own OpenAPI document, so a new route is fuzzed as soon as
  * the server serves it. The seed is fixed and printed; JOBWIRE_FUZZ_SEED=N runs another sequence, and a failure prints
@@ -207,6 +207,31 @@ async function routesOfServer(s: TestServer): Promise<RouteSpec[]> {
 }
 
 /** Fixture jobs (finished) of two users, and their tokens. */
+/** Every `id` in a JSON value (a created job's, a batch's jobs', a network's jobs'). */
+function idsIn(value: unknown, into: Set<string>): void {
+  if (Array.isArray(value)) for (const v of value) idsIn(v, into);
+  else if (value !== null && typeof value === 'object') {
+    for (const [key, v] of Object.entries(value)) {
+      if (key === 'id' && typeof v === 'string') into.add(v);
+      else idsIn(v, into);
+    }
+  }
+}
+
+/** The ids of every job the owner of `token` has, all pages. */
+async function jobIdsOf(s: TestServer, token: string): Promise<string[]> {
+  const ids: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const res = await fetch(`${s.url}/v1/jobs?limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(res.status, 200, 'listing the jobs after the fuzz');
+    const page = (await res.json()) as { items: { id: string }[]; next?: string };
+    ids.push(...page.items.map((j) => j.id));
+    cursor = page.next;
+  } while (cursor);
+  return ids;
+}
+
 async function fixtures(s: TestServer): Promise<{ ids: string[]; tokens: string[] }> {
   const bob = s.clientFor('bob');
   const mine = await s.client.submitBatchJob({ executable: 'sh', arguments: ['-c', 'echo out; echo err >&2'], queueName: 'unlimited', group: 'fuzz:a' });
@@ -217,9 +242,11 @@ async function fixtures(s: TestServer): Promise<{ ids: string[]; tokens: string[
 }
 
 describe('API fuzz', () => {
-  it('answers random HTTP requests with documented statuses and error bodies, never a 5xx, never data without a token', async () => {
+  it('answers random HTTP requests with documented statuses and error bodies, never a 5xx, never data without a token, no job made by a refused one', async () => {
     await withServer(async (s) => {
       const { ids, tokens } = await fixtures(s);
+      /** Ids in 201 answers: the only jobs the fuzz may have made. */
+      const created = new Set<string>(ids);
       const routes = await routesOfServer(s);
       const host = new URL(s.url).host;
       const caseArb: fc.Arbitrary<HttpCase> = fc
@@ -264,6 +291,7 @@ describe('API fuzz', () => {
         async (c) => {
           const res = await rawRequest(s.url, encodeHttp(c, host), { head: c.method === 'HEAD' });
           answered++;
+          if (res.status === 201) idsIn(res.json, created);
           // A token in `access_token` counts as valid too.
           const queryToken = /[?&]access_token=([^&#]*)/.exec(c.target)?.[1];
           const validToken = c.auth.valid || (queryToken !== undefined && tokens.includes(queryToken));
@@ -277,6 +305,10 @@ describe('API fuzz', () => {
         250,
       );
       assert.equal(answered, 8 * 250 * SCALE);
+      // A request that was not answered 201 created nothing (a refused description, batch or network).
+      for (const token of tokens) {
+        for (const id of await jobIdsOf(s, token)) assert.ok(created.has(id), `job ${id} exists, but no request was answered 201 with it`);
+      }
     });
   });
 

@@ -163,13 +163,13 @@ export function isTokenTarget(target: string, routes: readonly RouteSpec[]): boo
 export const descriptionArb: fc.Arbitrary<unknown> = fc
   .record(
     {
-      executable: fc.oneof(fc.constantFrom('true', 'false'), fc.constantFrom('', 42, null, ['true'], {})),
-      arguments: fc.oneof(fc.array(fc.string({ maxLength: 10 }), { maxLength: 3 }), fc.constantFrom('x', 1, [1], null)),
+      executable: fc.oneof(fc.constantFrom('true', 'false'), fc.constantFrom('', 42, null, ['true'], {}, 'tr\u0000ue')),
+      arguments: fc.oneof(fc.array(fc.string({ maxLength: 10 }), { maxLength: 3 }), fc.constantFrom('x', 1, [1], null, ['a\u0000b'])),
       name: fc.oneof(fc.string({ maxLength: 30 }), fc.constant(7)),
       group: fc.oneof(fc.constantFrom('fuzz', 'fuzz:a', 'a::b', ':a', ' ', ''), fc.string({ maxLength: 20 })),
       queueName: fc.constantFrom('single', 'multi', 'unlimited', 'nope', ''),
       maxRuntime: fc.oneof(fc.integer({ min: -10, max: 600_000 }), fc.double(), fc.constant('5')),
-      environment: fc.oneof(fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 3 }), fc.constant([])),
+      environment: fc.oneof(fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 3 }), fc.constantFrom([], { A: 'a\u0000' })),
       interactive: fc.oneof(fc.boolean(), fc.constant('yes')),
       tasks: fc.oneof(fc.integer({ min: -1, max: 4 }), fc.constant(1e9)),
       unknownField: fc.jsonValue(),

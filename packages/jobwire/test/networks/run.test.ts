@@ -120,6 +120,35 @@ pipes: { a: {}, b: {}, x: {}, y: {} }
     });
   });
 
+  it('refuses a network whose later job the server cannot run, naming that job, with no job left behind', async () => {
+    // The file is good; the second job's environment holds a NUL byte, which only the job
+    // description's check refuses. Before, the first job was queued (and then cancelled) first.
+    await withServer(async (s) => {
+      const res = await fetch(`${s.url}/v1/networks`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          spec: {
+            name: 'halfbad',
+            jobs: {
+              a: { command: ['sh', '-c', 'echo hi; sleep 60'], outputs: ['p'] },
+              b: { command: ['cat'], inputs: ['p'], environment: { A: 'x\u0000' } },
+            },
+            pipes: { p: { framing: 'lines' } },
+          },
+          baseDir: dir,
+        }),
+      });
+      const body = (await res.json()) as { error: { code: string; field: string; message: string } };
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.equal(body.error.code, 'invalid_description');
+      assert.equal(body.error.field, 'jobs.b.environment.A');
+      assert.match(body.error.message, /NUL byte/);
+      assert.equal((await groupJobs(s, 'halfbad')).size, 0, 'no job of the refused network');
+      assert.deepEqual(networkStreams(s.home, 'halfbad'), []);
+    });
+  });
+
   it('refuses to start a network of a name that is running, and starts it again once it ended', async () => {
     await withServer(async (s) => {
       const spec = { name: 'again', jobs: { wait: { command: ['sleep', '60'] } } };

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Command } from 'commander';
-import { resolveTarget, serverListening, type ConnectionOptions } from '../connect.js';
+import { connectedTarget, resolveTarget, serverListening, type ConnectionOptions } from '../connect.js';
 import { CliError, isConnectionRefused, jobwireErrorCode, noServerMessage, reportError, type ServerTarget } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { GIVE_UP_AFTER_SECONDS, STOP_TIMEOUT_SECONDS, type CloseOptions, type StopReport } from '../../stop.js';
@@ -18,7 +18,7 @@ export function print(text: string): void {
 /**
  * Wraps a command handler: its returned number becomes the exit code (0 when it returns
  * nothing); an error is printed as `jobwire: MESSAGE` and becomes its exit code. Connection
- * errors name the URL the command tried, worked out again from its options.
+ * errors name the URL the command tried.
  */
 export function act<A extends unknown[]>(handler: (...args: A) => Promise<number | void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
@@ -29,7 +29,9 @@ export function act<A extends unknown[]>(handler: (...args: A) => Promise<number
       let target: ServerTarget | undefined;
       const code = jobwireErrorCode(err);
       if (code === 'no_server' || code === 'connection' || (code === undefined && isConnectionRefused(err))) {
-        target = await resolveTarget(cmd.opts() as ConnectionOptions).catch(() => undefined);
+        // The URL the command connected to; worked out again from its options only when it never
+        // got that far (the home may record another server by now).
+        target = connectedTarget() ?? (await resolveTarget(cmd.opts() as ConnectionOptions).catch(() => undefined));
         // Other connection trouble is only "no server" when nothing listens there.
         if (code === 'connection' && target?.url && !(await serverListening(target.url))) {
           err = new CliError(noServerMessage(target), ExitCode.NO_SERVER, { cause: err });
