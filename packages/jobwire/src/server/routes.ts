@@ -153,6 +153,9 @@ function poisonedKey(value: unknown, path: string): string | undefined {
 /**
  * Parses a JSON body as fastify's own parser does (no `__proto__`, no `constructor.prototype`),
  * but says what is wrong: JSON.parse's message (where the text breaks), or the forbidden key.
+ * The key check is written here rather than left to secure-json-parse (fastify's parser) because
+ * its error names no key ("Object contains forbidden prototype property"), and a refused request
+ * must name what is wrong.
  */
 export function parseJsonBody(text: string): unknown {
   if (text.length === 0) throw new BadRequestError("malformed JSON body: it is empty (send a JSON value, or no Content-Type 'application/json')");
