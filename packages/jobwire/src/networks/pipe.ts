@@ -232,10 +232,7 @@ export class PipeWriter {
         this.#seq = seq + 1;
         return false;
       }
-      while (this.#updateLag() >= queue.max) {
-        await this.#roomOrAbort(options.signal);
-        this.#checkOpen();
-      }
+      await this.waitForRoom(options.signal);
     }
     this.#append(payload, seq, options.flags ?? 0);
     return true;
@@ -262,11 +259,8 @@ export class PipeWriter {
             return stored;
           }
         } else {
-          while (this.#updateLag() >= queue.max) {
-            await this.#roomOrAbort(options.signal);
-            this.#checkOpen();
-          }
-          room = Math.min(room, queue.max - this.#updateLag());
+          await this.waitForRoom(options.signal);
+          room = Math.min(room, this.room);
         }
       }
       this.#appendAll(payloads.slice(at, at + room));
