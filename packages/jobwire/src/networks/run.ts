@@ -190,11 +190,8 @@ export class NetworkRunner {
    * each. Any server answers (a network this server does not wire is found by its saved record).
    */
   async graph(owner: string, name: string): Promise<NetworkGraph> {
-    const run = this.#runs.get(`${owner}\n${name}`);
-    const saved = await loadNetworkStatus(this.store, owner, name);
-    if (run !== undefined && (saved?.status.run === run.run || (await run.status()).state === 'running')) return run.graph();
-    if (saved?.wiring === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
-    return networkGraph(parseNetworkSpec(saved.wiring.spec, saved.wiring.baseDir).network, saved.status.run);
+    const { run, saved } = await this.#newest(owner, name);
+    return run !== undefined ? run.graph() : networkGraph(saved.network, saved.run);
   }
 
   /**
@@ -204,13 +201,21 @@ export class NetworkRunner {
    * NotFoundError for a network or pipe there is none of.
    */
   async tap(owner: string, name: string, pipe: string): Promise<AsyncGenerator<string>> {
+    const { run, saved } = await this.#newest(owner, name);
+    return run !== undefined ? run.tap(pipe) : tapPipe(this.store, saved.network, saved.run, pipe);
+  }
+
+  /**
+   * The newest run of `owner`'s network `name`: this server's, unless a newer one was started on
+   * another server (as for the status), else the saved record's network and run id. NotFoundError
+   * when there is neither.
+   */
+  async #newest(owner: string, name: string): Promise<{ run: NetworkRun; saved?: undefined } | { run?: undefined; saved: { network: Network; run: string } }> {
     const run = this.#runs.get(`${owner}\n${name}`);
     const saved = await loadNetworkStatus(this.store, owner, name);
-    // This server's run, unless a newer one was started on another server (as for the status).
-    if (run !== undefined && (saved?.status.run === run.run || (await run.status()).state === 'running')) return run.tap(pipe);
+    if (run !== undefined && (saved?.status.run === run.run || (await run.status()).state === 'running')) return { run };
     if (saved?.wiring === undefined) throw new NotFoundError(`no network ${JSON.stringify(name)}`);
-    const { network } = parseNetworkSpec(saved.wiring.spec, saved.wiring.baseDir);
-    return tapPipe(this.store, network, saved.status.run, pipe);
+    return { saved: { network: parseNetworkSpec(saved.wiring.spec, saved.wiring.baseDir).network, run: saved.status.run } };
   }
 
   /**
