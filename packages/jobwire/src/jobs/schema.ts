@@ -100,12 +100,30 @@ export interface IssueLike {
   keys?: readonly string[];
   /** `invalid_type`: the type wanted. */
   expected?: string;
+  /** `invalid_key`: what was wrong with the key itself. */
+  issues?: readonly { message: string }[];
+}
+
+/** A key a reader can see whole after a dot: `a.b` reads as two keys, `["a.b"]` as one. */
+const PLAIN_KEY = /^[A-Za-z0-9_$-]+$/;
+
+/** A field path as a message shows it: `inputFiles["in.txt"]`, `arguments.0`, `environment.HOME`. */
+function shownPath(path: readonly string[]): string {
+  return path.map((k, i) => (PLAIN_KEY.test(k) ? (i === 0 ? k : `.${k}`) : `[${JSON.stringify(k)}]`)).join('');
 }
 
 /** Turns a zod issue into a BadRequestError naming the bad field. */
 export function describeIssue(issue: IssueLike, root = ''): BadRequestError {
-  const field = [root, ...issue.path.map(String)].filter(Boolean).join('.');
+  const segments = [...(root ? root.split('.') : []), ...issue.path.map(String)];
+  const field = segments.join('.');
+  const shown = shownPath(segments);
   let message = issue.message;
+  if (issue.code === 'invalid_key' && segments.length > 0) {
+    // zod says only "Invalid key in record"; what was wrong is in its inner issues.
+    const why = (issue.issues ?? []).map((i) => i.message).join('; ') || 'not allowed here';
+    const key = segments[segments.length - 1]!;
+    return new BadRequestError(`${shownPath(segments.slice(0, -1))}: key ${JSON.stringify(key)} is refused: ${why}`, { code: 'invalid_description', field });
+  }
   if (issue.code === 'unrecognized_keys') {
     const keys = issue.keys ?? [];
     const full = keys.map((k) => (field ? `${field}.${k}` : k));
@@ -115,7 +133,7 @@ export function describeIssue(issue: IssueLike, root = ''): BadRequestError {
     if (!field) return new BadRequestError('a job description is a JSON object', { code: 'invalid_description', field: '(body)' });
     message = `expected ${issue.expected}`;
   }
-  return new BadRequestError(field ? `${field}: ${message}` : message, { code: 'invalid_description', field: field || '(body)' });
+  return new BadRequestError(field ? `${shown}: ${message}` : message, { code: 'invalid_description', field: field || '(body)' });
 }
 
 /** Validates a job description; throws a BadRequestError naming the bad field. */

@@ -12,7 +12,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { API_PREFIX, BadRequestError, HTTP_STATUS, JobwireError, NotFoundError, UnauthorizedError, type ErrorCode, type WhoAmI } from '@jobwire/client';
-import { jobDescriptionSchema } from '../jobs/schema.js';
+import { jobDescriptionSchema, type IssueLike } from '../jobs/schema.js';
 import { SANDBOX_FILE_LIMIT } from '../jobs/sandbox.js';
 import { MAX_BATCH_JOBS, publicInfo, type JobService } from '../jobs/service.js';
 import { z } from 'zod';
@@ -173,6 +173,17 @@ export function parseJsonBody(text: string): unknown {
   return value;
 }
 
+/**
+ * The first zod issue of a refused body, checked again: the type provider hands it over with its
+ * path joined by "/" (a key holding "/" or "." cannot be told apart) and without a refused key's
+ * reason. Only on the error path.
+ */
+function bodyIssue(req: FastifyRequest, part: string | undefined): IssueLike | undefined {
+  const schema = req.routeOptions.schema?.body;
+  if (part !== 'body' || !(schema instanceof z.ZodType)) return undefined;
+  return schema.safeParse(req.body).error?.issues[0];
+}
+
 /** Registers the REST API on `app`. Call `useSchemas` (openapi.ts) first: the routes' schemas are zod. */
 /** `stopping` aborts when the server begins to stop: long waits answer at once then. */
 export function registerRoutes(app: FastifyInstance, service: JobService, tokens: TokenBook, stopping: AbortSignal): void {
@@ -188,7 +199,7 @@ export function registerRoutes(app: FastifyInstance, service: JobService, tokens
 
   app.setErrorHandler((err, req, reply) => {
     const e = hasZodFastifySchemaValidationErrors(err)
-      ? requestError(err.validationContext as RequestPart, issueOf(err.validation[0]!), req.routeOptions.schema?.body === jobDescriptionSchema || req.routeOptions.schema?.body === batchSchema)
+      ? requestError(err.validationContext as RequestPart, bodyIssue(req, err.validationContext) ?? issueOf(err.validation[0]!), req.routeOptions.schema?.body === jobDescriptionSchema || req.routeOptions.schema?.body === batchSchema)
       : toJobwireError(err);
     if (e.code === 'internal') req.log.error({ err }, 'internal error');
     return sendError(reply, e);

@@ -144,6 +144,16 @@ describe('bad input', () => {
       assert.equal(tinyWindow.body.error.code, 'invalid_description');
       assert.equal(tinyWindow.body.error.field, 'outputWindow');
 
+      // A bad key says what is wrong with it (zod's own words were "Invalid key in record").
+      const badName = await post(JSON.stringify({ executable: 'true', environment: { '1st': 'x' } }));
+      assert.equal(badName.status, 400);
+      assert.equal(badName.body.error.field, 'environment.1st');
+      assert.equal(badName.body.error.message, 'environment: key "1st" is refused: environment variable names are letters, digits and _');
+      // A key holding dots is shown whole, not as more fields.
+      const dotted = await post(JSON.stringify({ executable: 'true', inputFiles: { '...a': 'not-an-upload' } }));
+      assert.equal(dotted.status, 400);
+      assert.match(dotted.body.error.message, /^inputFiles\["\.\.\.a"\]: /);
+
       const list = await call(url, { method: 'GET', path: '/v1/jobs' }, token);
       assert.equal(list.body.items.length, 0, 'nothing was created by bad input');
     });
