@@ -40,6 +40,8 @@ export interface SessionOptions {
   channels?: { stdout: boolean; stderr: boolean };
   /** @defaultValue the process's streams */
   io?: SessionIo;
+  /** Called before the session writes anything (job output, a note on Ctrl-C): a line drawn on stderr (the queued notice) is cleared then. */
+  beforeWrite?: () => void;
 }
 
 /** How a session ended. */
@@ -131,6 +133,7 @@ export async function runSession(att: Attachment, options: SessionOptions): Prom
     for await (const chunk of att.output) {
       if (settled) break;
       if (channels[chunk.channel] && chunk.data.byteLength > 0) {
+        options.beforeWrite?.();
         await out.write(chunk.channel === 'stdout' ? io.stdout : io.stderr, chunk.data);
       }
       if (options.until !== undefined && chunk.pos + chunk.data.byteLength >= options.until) {
@@ -200,6 +203,7 @@ export async function runSession(att: Attachment, options: SessionOptions): Prom
   // Ctrl-C (outside raw mode) and termination signals.
   let cancelling = false;
   const onInterrupt = (): void => {
+    options.beforeWrite?.();
     if (options.interrupt === 'cancel' && options.cancel && !cancelling) {
       cancelling = true;
       io.stderr.write(`\njobwire: cancelling job ${options.jobId} (Ctrl-C again to detach)\n`);
@@ -208,7 +212,10 @@ export async function runSession(att: Attachment, options: SessionOptions): Prom
     }
     finish(cancelling ? { kind: 'detached', why: 'interrupt', cancelling } : { kind: 'detached', why: 'interrupt' });
   };
-  const onTerminate = (signal: NodeJS.Signals): void => finish({ kind: 'signal', signal });
+  const onTerminate = (signal: NodeJS.Signals): void => {
+    options.beforeWrite?.();
+    finish({ kind: 'signal', signal });
+  };
   process.on('SIGINT', onInterrupt);
   process.on('SIGTERM', onTerminate);
   process.on('SIGHUP', onTerminate);
@@ -220,11 +227,13 @@ export async function runSession(att: Attachment, options: SessionOptions): Prom
 
   try {
     const end = await ended;
+    options.beforeWrite?.();
     if (end.kind !== 'exit') att.detach();
     const complete = end.kind === 'exit' || (end.kind === 'detached' && end.why === 'caught-up');
     await out.flush(complete ? undefined : DETACH_FLUSH_MS);
     return end;
   } catch (err) {
+    options.beforeWrite?.();
     att.detach();
     throw err;
   } finally {

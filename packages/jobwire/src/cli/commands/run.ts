@@ -9,6 +9,7 @@ import { connect, addConnectionOptions, type ConnectionOptions } from '../connec
 import { isJdlCommand, loadJdl } from '../jdl.js';
 import { inputFileNames, uploadInputFiles } from '../sandbox.js';
 import { buildDescription, integer, type JobOptions } from '../options.js';
+import { noticeWhileQueued } from '../queued.js';
 import { finishSession, runSession } from '../session.js';
 import { act, examples } from './common.js';
 import { addJobOptions, terminalSize } from './job-options.js';
@@ -48,8 +49,8 @@ export function registerRun(program: Command): void {
     .summary('run a command as a job, attached to this terminal')
     .description(
       "Submit a command and stay attached to it: its output appears here, and the CLI exits with the " +
-        "job's exit code once it ended. Ctrl-C cancels the job (a second Ctrl-C detaches and leaves it " +
-        'running).',
+        "job's exit code once it ended. While the job waits in its queue, stderr says so and why. " +
+        'Ctrl-C cancels the job, queued or running (a second Ctrl-C detaches and leaves it running).',
     )
     .argument('<command...>', 'program and its arguments (put them after --), or a gLite JDL file (FILE.jdl)')
     .option('-i, --interactive', 'forward this terminal\'s input to the job')
@@ -88,14 +89,20 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
   const api = await connect(opts);
   await uploadInputFiles(api, description, inputs);
   let attachment: Attachment;
+  let queue: string;
   if (interactive) {
-    attachment = await api.submitInteractiveJob(description);
+    const job = await api.submitInteractiveJob(description);
+    attachment = job;
+    queue = job.info.queue;
   } else {
     const info = await api.submitBatchJob(description);
     attachment = await api.attach(info.id);
+    queue = info.queue;
   }
   const id = attachment.jobId;
+  const notice = noticeWhileQueued(attachment, { jobId: id, queue, api });
   const end = await runSession(attachment, {
+    beforeWrite: () => notice.stop(),
     jobId: id,
     stdin: interactive,
     raw: Boolean(opts.tty),
@@ -140,7 +147,9 @@ async function attach(given: string, opts: AttachOptions): Promise<number> {
   const live = !isFinal(info.status);
   const forward = opts.stdin && info.interactive && live;
   const attachment = await api.attach(id, opts.from === undefined ? {} : { from: opts.from });
+  const notice = noticeWhileQueued(attachment, { jobId: id, queue: info.queue, api });
   const end = await runSession(attachment, {
+    beforeWrite: () => notice.stop(),
     jobId: id,
     stdin: forward,
     raw: forward && info.tty,
