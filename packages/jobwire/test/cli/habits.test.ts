@@ -84,6 +84,15 @@ describe('jobwire CLI habits', () => {
     }
   });
 
+  it('run -t with piped stdin (echo CMD | jobwire run -t -- bash): as ssh does, no pseudo-terminal and a note on stderr; the input runs, its end ends bash, exit 0', async () => {
+    await withServer(async (s) => {
+      const r = await runCli(['run', '-t', '--', 'bash'], { env: cliEnv(s), input: 'echo piped-$((6*7))\n[ -t 0 ] && echo has-a-tty || echo no-tty\n', timeoutMs: 60_000 });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, 'piped-42\nno-tty\n');
+      assert.match(r.stderr, /^jobwire: stdin is not a terminal, so the job gets no pseudo-terminal/);
+    });
+  });
+
   it('network run --block shows its progress on a terminal (state and jobs ended), clears it, then prints the status; exit 0', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jobwire-habits-'));
     try {

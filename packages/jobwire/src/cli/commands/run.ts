@@ -28,9 +28,10 @@ const TERMINAL_HELP = `
 Terminal:
   Output is written as it arrives, stdout to stdout and stderr to stderr, in the order the job
   wrote it. With -i, what you type (or pipe in) goes to the job, and end of input (Ctrl-D) closes
-  the job's stdin. With -t the job gets a pseudo-terminal of this terminal's size; if this
-  terminal is one, it is put in raw mode, so every key (Ctrl-C too) goes to the job. In raw mode,
-  type ~. at the start of a line to detach (~~ sends one ~).
+  the job's stdin. With -t the job gets a pseudo-terminal of this terminal's size, and this
+  terminal is put in raw mode, so every key (Ctrl-C too) goes to the job. In raw mode, type ~. at
+  the start of a line to detach (~~ sends one ~). When stdin is not a terminal (piped input), -t
+  is ignored, as by ssh and kubectl exec: a pseudo-terminal cannot pass on the end of the input.
 `;
 
 const ATTACH_TERMINAL_HELP = `
@@ -54,7 +55,7 @@ export function registerRun(program: Command): void {
     )
     .argument('<command...>', 'program and its arguments (put them after --), or a gLite JDL file (FILE.jdl)')
     .option('-i, --interactive', 'forward this terminal\'s input to the job')
-    .option('-t, --tty', 'run the job under a pseudo-terminal (implies -i)');
+    .option('-t, --tty', 'run the job under a pseudo-terminal (implies -i); ignored, with a note, when stdin is not a terminal');
   addJobOptions(cmd, 'run');
   addConnectionOptions(cmd)
     .passThroughOptions()
@@ -72,14 +73,20 @@ export function registerRun(program: Command): void {
 }
 
 async function run(command: string[], opts: RunOptions): Promise<number> {
+  // A pseudo-terminal has no half-close: the end of piped input can only be typed to it as
+  // Ctrl-D, and one typed ahead of the program's line editor is lost (`echo ls | run -t -- bash`
+  // then waits for ever). So, as ssh and kubectl exec do, -t without a terminal on stdin runs
+  // the job without one (as -i), and says so.
+  const tty = Boolean(opts.tty) && process.stdin.isTTY === true;
+  if (opts.tty && !tty) process.stderr.write('jobwire: stdin is not a terminal, so the job gets no pseudo-terminal (-t is ignored; input is forwarded as with -i)\n');
   let interactive = Boolean(opts.interactive || opts.tty);
   const jobOptions: JobOptions = {
     ...opts,
     command,
     interactive,
-    tty: Boolean(opts.tty),
+    tty,
   };
-  const size = opts.tty ? terminalSize() : undefined;
+  const size = tty ? terminalSize() : undefined;
   if (size) jobOptions.size = size;
   const jdl = isJdlCommand(command) ? loadJdl(command[0]!, jobOptions) : undefined;
   const description = jdl?.description ?? buildDescription(jobOptions);
@@ -105,8 +112,8 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
     beforeWrite: () => notice.stop(),
     jobId: id,
     stdin: interactive,
-    raw: Boolean(opts.tty),
-    resize: Boolean(opts.tty),
+    raw: tty,
+    resize: tty,
     interrupt: 'cancel',
     cancel: () => api.cancelJob(id),
   });
