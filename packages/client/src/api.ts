@@ -169,7 +169,7 @@ export interface JobwireApi {
   runNetwork(spec: NetworkSpec, options: { baseDir: string }): Promise<NetworkStatus>;
   /** How a network runs: its jobs and pipes. */
   networkStatus(name: string): Promise<NetworkStatus>;
-  /** The networks run for you: the newest run of each, by name. */
+  /** Your networks: the newest run of each, by name (in distributed mode every server's). */
   networks(): Promise<NetworkStatus[]>;
   /** Every frame of a network's pipe, from the first, live until the pipe ends. */
   tapPipe(network: string, pipe: string): AsyncIterable<PipeFrame>;

@@ -172,14 +172,23 @@ export class NetworkRunner {
     throw new NotFoundError(`no network ${JSON.stringify(name)}`);
   }
 
-  /** The newest run of each of `owner`'s networks on this server, by name. */
+  /**
+   * The newest run of each of `owner`'s networks, by name: those this server runs and those
+   * saved in the store by any server (in distributed mode, every server's), each as
+   * {@link NetworkRunner.status} answers it. A network removed meanwhile is left out.
+   */
   async list(owner: string): Promise<NetworkStatus[]> {
-    const runs = [...this.#runs].filter(([key]) => key.startsWith(`${owner}\n`)).map(([, run]) => run);
+    const prefix = `${owner}\n`;
+    const names = new Set([...this.#runs.keys()].filter((key) => key.startsWith(prefix)).map((key) => key.slice(prefix.length)));
+    for (const saved of await listSavedNetworks(this.store)) if (saved.owner === owner) names.add(saved.name);
     const statuses = await Promise.all(
-      runs.map(async (run) => {
-        const status = await run.status();
-        // An ended run whose record is gone was removed (`network rm`, on another server).
-        return status.state === 'running' || (await loadNetworkStatus(this.store, owner, status.name)) !== undefined ? [status] : [];
+      [...names].map(async (name) => {
+        try {
+          return [await this.status(owner, name)];
+        } catch (err) {
+          if (err instanceof NotFoundError) return [];
+          throw err;
+        }
       }),
     );
     return statuses.flat().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

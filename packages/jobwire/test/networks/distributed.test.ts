@@ -115,6 +115,39 @@ pipes:
     });
   });
 
+  it('network list on any server lists every server\'s networks (GET /v1/networks, SDK, CLI --json and table), and no longer one removed', async () => {
+    const gate = join(dir, 'listed-gate');
+    const network = file(
+      'listed.yaml',
+      `name: listed
+jobs:
+  src:  { command: [sh, -c, 'while [ ! -e "${gate}" ]; do sleep 0.1; done; seq 1 3'], outputs: [n] }
+  sink: { command: [sh, -c, 'exec cat > /dev/null'], inputs: [n] }
+pipes:
+  n: { framing: lines }
+`,
+    );
+    await withCluster(async (cluster) => {
+      await cluster.addServer();
+      await cluster.addServer();
+      await cluster.addWorker({ name: 'any' });
+      const started = await runNetwork(cluster, network);
+      const other = cluster.client(1);
+      const running = await other.networks();
+      assert.deepEqual(running.map((n) => [n.name, n.run, n.state]), [['listed', started.run, 'running']], 'the server that does not wire it lists it');
+      writeFileSync(gate, '');
+      await until(other, 'listed', (s) => s.state !== 'running');
+      const json = await runCli(['network', 'list', '--json'], { env: cliEnv(cluster.servers[1]!) });
+      assert.equal(json.code, 0, json.stderr);
+      assert.deepEqual((JSON.parse(json.stdout) as NetworkStatus[]).map((n) => [n.name, n.run, n.state]), [['listed', started.run, 'done']]);
+      const table = await runCli(['network', 'list'], { env: cliEnv(cluster.servers[1]!) });
+      assert.equal(table.code, 0, table.stderr);
+      assert.match(table.stdout, /^NAME\s+STATE\s+JOBS ENDED\s+PIPES\s+RUN\nlisted\s+done\s+2\/2\s+1\s+\S+\n$/);
+      await cluster.client(0).removeNetwork('listed');
+      for (const client of [other, cluster.client(0)]) assert.deepEqual(await client.networks(), [], 'removed: listed by neither server');
+    });
+  });
+
   it('kill -9 the worker running the connector mid-stream: the job moves to another worker and the sink receives every frame exactly once, in order', async () => {
     const N = 3000;
     const out = join(dir, 'moved.csv');

@@ -137,8 +137,8 @@ export function registerNetwork(program: Command): void {
     network
       .command('list')
       .alias('ls')
-      .summary("list your networks on the server: the newest run of each")
-      .description('List the networks the server has run for you since it started (GET /v1/networks; in distributed mode, those that server wires: ask another server for its own): per network its state, how many of its jobs have ended, its pipes and its newest run.')
+      .summary('list your networks: the newest run of each')
+      .description("List your networks (GET /v1/networks; in distributed mode every server's, whichever server answers): per network its state, how many of its jobs have ended, its pipes and its newest run.")
       .option('--json', 'print the networks as a JSON array (their full status)'),
   )
     .addHelpText('after', examples(['jobwire network list', 'your networks and their state'], ['jobwire network list --json | jq -r \'.[] | select(.state == "running") | .name\'', 'the names of those still running']))
