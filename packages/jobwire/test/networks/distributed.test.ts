@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Client, NetworkStatus, PipeFrame } from '@jobwire/client';
-import { cliEnv, runCli } from '../helpers.js';
+import { cliEnv, runCli, sleepUntil } from '../helpers.js';
 import { untilNetwork as until } from './network-status.js';
 import { withCluster, type TestCluster } from '../distributed/cluster.js';
 
@@ -145,6 +145,36 @@ pipes:
       assert.match(table.stdout, /^NAME\s+STATE\s+JOBS ENDED\s+PIPES\s+RUN\nlisted\s+done\s+2\/2\s+1\s+\S+\n$/);
       await cluster.client(0).removeNetwork('listed');
       for (const client of [other, cluster.client(0)]) assert.deepEqual(await client.networks(), [], 'removed: listed by neither server');
+    });
+  });
+
+  it('a tap on a server that does not wire the network ends with a ConflictError once another server starts a new run of it', async () => {
+    const spec = { name: 'retapped', jobs: { numbers: { command: ['sh', '-c', 'seq 1 3; exec sleep 600'], outputs: ['n'] }, sink: { command: ['sh', '-c', 'exec cat > /dev/null'], inputs: ['n'] } }, pipes: { n: {} } };
+    await withCluster(async (cluster) => {
+      await cluster.addServer();
+      await cluster.addServer();
+      await cluster.addWorker({ name: 'any' });
+      const wiring = cluster.client(0);
+      const first = await wiring.runNetwork(spec, { baseDir: dir });
+      await until(wiring, 'retapped', (st) => st.pipes[0]!.frames === 3);
+      await wiring.stopNetwork('retapped');
+      await until(wiring, 'retapped', (st) => st.state === 'stopped');
+      const values: string[] = [];
+      const tapped = (async () => {
+        try {
+          for await (const frame of cluster.client(1).tapPipe('retapped', 'n')) values.push(String(frame.value));
+          return new Error('the tap ended as if the pipe had ended');
+        } catch (err) {
+          return err as Error;
+        }
+      })();
+      await sleepUntil(() => values.length === 3, 10_000, 'the tap on the other server to have the stored frames');
+      const second = await wiring.runNetwork(spec, { baseDir: dir });
+      const replaced = await tapped;
+      assert.deepEqual(values, ['1', '2', '3']);
+      assert.equal(replaced.name, 'ConflictError', String(replaced));
+      assert.equal(replaced.message, `network retapped was started again: run ${second.run} replaced run ${first.run}, whose pipes are removed; tap again to follow the new run`);
+      await wiring.stopNetwork('retapped');
     });
   });
 
