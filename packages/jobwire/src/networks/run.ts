@@ -221,7 +221,7 @@ export class NetworkRunner {
    * A tap follows one run. When a new run of the network replaces it (its pipes are removed), or
    * the network is removed, the tap ends with a last line `{"error": {code, message}}` saying so
    * (`conflict`, `not_found`) rather than wait on pipes that are gone: frames of two runs, each
-   * numbered from 1, would read as one confused stream, so following the new run is a new tap.
+   * numbered from the start, would read as one confused stream, so following the new run is a new tap.
    */
   async tap(owner: string, name: string, pipe: string): Promise<AsyncGenerator<string>> {
     const { run, saved } = await this.#newest(owner, name);

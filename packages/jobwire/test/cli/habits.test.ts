@@ -146,7 +146,7 @@ describe('jobwire CLI habits', () => {
     });
   });
 
-  it('network list: each network with its state and jobs ended, as a table and as JSON', async () => {
+  it('network list: each network with its state and jobs ended, as a table and as JSON; network tap prints a pipe\'s values (--json: its frames)', async () => {
     await withServer(async (s) => {
       const env = cliEnv(s);
       await s.client.runNetwork({ name: 'listed', jobs: { src: { command: ['seq', '1', '3'], outputs: ['n'] }, sink: { command: ['sh', '-c', 'exec cat > /dev/null'], inputs: ['n'] } }, pipes: { n: { framing: 'lines' } } }, { baseDir: s.home });
@@ -155,6 +155,12 @@ describe('jobwire CLI habits', () => {
       assert.equal(json.code, 0, json.stderr);
       const items = JSON.parse(json.stdout) as Array<{ name: string; state: string; jobs: unknown[] }>;
       assert.deepEqual(items.map((n) => [n.name, n.state, n.jobs.length]), [['listed', 'done', 2]]);
+      const tapped = await runCli(['network', 'tap', 'listed', 'n'], { env });
+      assert.equal(tapped.code, 0, tapped.stderr);
+      assert.equal(tapped.stdout, '1\n2\n3\n', 'network tap: each value on a line, until the pipe ended');
+      const tappedJson = await runCli(['network', 'tap', 'listed', 'n', '--json'], { env });
+      assert.equal(tappedJson.code, 0, tappedJson.stderr);
+      assert.deepEqual(tappedJson.stdout.trim().split('\n').map((line) => JSON.parse(line) as { seq: number; value: unknown }).map((f) => [f.seq, f.value]), [[0, '1'], [1, '2'], [2, '3']]);
       const table = await runCli(['network', 'ls'], { env });
       assert.equal(table.code, 0, table.stderr);
       assert.match(table.stdout, /^NAME\s+STATE\s+JOBS ENDED\s+PIPES\s+RUN\nlisted\s+done\s+2\/2\s+1\s+\S+\n$/);

@@ -4,11 +4,13 @@
  * several inputs and outputs; refusals that start nothing; a failing job that ends the network.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { cliEnv, runCli, sleepUntil, withServer, type TestServer } from '../helpers.js';
+import { CLI, cliEnv, runCli, sleepUntil, withServer, type TestServer } from '../helpers.js';
 import { untilNetwork } from './network-status.js';
 
 let dir: string;
@@ -183,12 +185,22 @@ pipes: { a: {}, b: {}, x: {}, y: {} }
       // A stopped network's pipes are not ended: the tap has every frame, then waits.
       const values: string[] = [];
       const tapped = tap(values);
-      await sleepUntil(() => values.length === 3, 10_000, 'the tap to have the stored frames');
+      // The same through the CLI: `jobwire network tap`.
+      const cli = spawn(process.execPath, [CLI, 'network', 'tap', 'retapped', 'n'], { env: { ...process.env, ...cliEnv(s) }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let cliOut = '';
+      let cliErr = '';
+      cli.stdout.on('data', (d: Buffer) => (cliOut += d.toString()));
+      cli.stderr.on('data', (d: Buffer) => (cliErr += d.toString()));
+      const cliExit = once(cli, 'close') as Promise<[number | null]>;
+      await sleepUntil(() => values.length === 3 && cliOut === '1\n2\n3\n', 10_000, `both taps to have the stored frames (CLI: ${JSON.stringify(cliOut)})`);
       const second = await s.client.runNetwork(spec, { baseDir: dir });
       const replaced = (await tapped) as Error & { code?: string };
       assert.deepEqual(values, ['1', '2', '3']);
       assert.equal(replaced.name, 'ConflictError', String(replaced));
       assert.equal(replaced.message, `network retapped was started again: run ${second.run} replaced run ${first.run}, whose pipes are removed; tap again to follow the new run`);
+      assert.equal((await cliExit)[0], 1, cliErr);
+      assert.equal(cliErr, `jobwire: ${replaced.message}\n`);
+      assert.equal(cliOut, '1\n2\n3\n');
 
       await untilNetwork(s.client, 'retapped', (st) => st.pipes[0]!.frames === 3);
       await s.client.stopNetwork('retapped');
