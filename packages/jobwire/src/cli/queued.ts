@@ -24,6 +24,8 @@ export interface QueuedNoticeOptions {
 
 /** A running notice; `stop` clears a drawn line and ends it (safe to call more than once). */
 export interface QueuedNotice {
+  /** True while the job is known to wait in its queue. */
+  readonly queued: boolean;
   stop(): void;
 }
 
@@ -80,7 +82,12 @@ export function noticeWhileQueued(att: Attachment, options: QueuedNoticeOptions)
     }
     stop();
   })();
-  return { stop };
+  return {
+    get queued() {
+      return latest?.status === 'Queued';
+    },
+    stop,
+  };
 }
 
 /** "a slot in queue single: 1 of 1 running, 2 queued" — what a full local queue waits for. */

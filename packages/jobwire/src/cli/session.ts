@@ -40,6 +40,12 @@ export interface SessionOptions {
   channels?: { stdout: boolean; stderr: boolean };
   /** @defaultValue the process's streams */
   io?: SessionIo;
+  /**
+   * True while the job has not started (it waits in its queue): then Ctrl-C typed in raw mode
+   * does what Ctrl-C does outside it (see `interrupt`), as there is no program yet to get the key.
+   * @defaultValue never
+   */
+  waiting?: () => boolean;
   /** Called before the session writes anything (job output, a note on Ctrl-C): a line drawn on stderr (the queued notice) is cleared then. */
   beforeWrite?: () => void;
 }
@@ -52,6 +58,9 @@ export type SessionEnd =
   | { kind: 'detached'; why: 'interrupt' | 'escape' | 'caught-up'; cancelling?: boolean }
   /** The CLI was told to stop (SIGTERM, SIGHUP); it detached. */
   | { kind: 'signal'; signal: NodeJS.Signals };
+
+/** The byte a terminal in raw mode sends for Ctrl-C. */
+const CTRL_C = 0x03;
 
 /** Longest wait for buffered output when detaching (normal ends wait as long as it takes). */
 const DETACH_FLUSH_MS = 1_000;
@@ -177,6 +186,10 @@ export async function runSession(att: Attachment, options: SessionOptions): Prom
         for await (const chunk of io.stdin as AsyncIterable<Buffer>) {
           if (settled) return;
           let data: Uint8Array = chunk;
+          if (options.raw && io.stdin.isTTY && options.waiting?.() && chunk.includes(CTRL_C)) {
+            onInterrupt();
+            continue;
+          }
           if (escape) {
             const scanned = escape.push(chunk);
             data = scanned.forward;

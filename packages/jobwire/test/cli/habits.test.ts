@@ -84,6 +84,26 @@ describe('jobwire CLI habits', () => {
     }
   });
 
+  it('run -t on a terminal while its queue is full: Ctrl-C, typed in raw mode, cancels the queued job (no program is there to get it); exit 130', async () => {
+    await withServer(async (s) => {
+      const holder = await s.client.submitBatchJob({ executable: 'sleep', arguments: ['60'], queueName: 'single' });
+      try {
+        await sleepUntil(async () => (await s.client.getJobStatus(holder.id)).status === 'Running', 30_000, 'the sleep job to hold the slot');
+        const term = pty.spawn(process.execPath, [CLI, 'run', '-t', '--queue', 'single', '--', 'cat'], { name: 'xterm-256color', cols: 160, rows: 30, env: { ...process.env, ...cliEnv(s) } as Record<string, string> });
+        let screen = '';
+        term.onData((d) => (screen += d));
+        const exit = new Promise<number>((resolve) => term.onExit((e) => resolve(e.exitCode)));
+        const shown = await sleepUntil(() => /\S job (\S+) queued \(/.exec(screen) ?? undefined, 30_000, `the spinner; screen so far: ${JSON.stringify(screen)}`);
+        term.write('\x03');
+        assert.equal(await exit, 130, screen);
+        assert.match(screen, new RegExp(`cancelling job ${shown[1]}`));
+        assert.equal((await s.client.getJobStatus(shown[1]!)).status, 'Cancelled');
+      } finally {
+        await s.client.cancelJob(holder.id);
+      }
+    });
+  });
+
   it('run -t with piped stdin (echo CMD | jobwire run -t -- bash): as ssh does, no pseudo-terminal and a note on stderr; the input runs, its end ends bash, exit 0', async () => {
     await withServer(async (s) => {
       const r = await runCli(['run', '-t', '--', 'bash'], { env: cliEnv(s), input: 'echo piped-$((6*7))\n[ -t 0 ] && echo has-a-tty || echo no-tty\n', timeoutMs: 60_000 });

@@ -30,8 +30,10 @@ Terminal:
   wrote it. With -i, what you type (or pipe in) goes to the job, and end of input (Ctrl-D) closes
   the job's stdin. With -t the job gets a pseudo-terminal of this terminal's size, and this
   terminal is put in raw mode, so every key (Ctrl-C too) goes to the job. In raw mode, type ~. at
-  the start of a line to detach (~~ sends one ~). When stdin is not a terminal (piped input), -t
-  is ignored, as by ssh and kubectl exec: a pseudo-terminal cannot pass on the end of the input.
+  the start of a line to detach (~~ sends one ~). While the job waits in its queue, stderr says
+  so, and Ctrl-C cancels it even in raw mode (no program is there yet to get the key). When stdin
+  is not a terminal (piped input), -t is ignored, as by ssh and kubectl exec: a pseudo-terminal
+  cannot pass on the end of the input.
 `;
 
 const ATTACH_TERMINAL_HELP = `
@@ -40,7 +42,8 @@ Terminal:
   wrote it. If the job is interactive (and still running), what you type (or pipe in) goes to it
   unless --no-stdin is given, and end of input (Ctrl-D) closes its stdin. If the job has a
   pseudo-terminal, this terminal is put in raw mode, so every key (Ctrl-C too) goes to the job;
-  type ~. at the start of a line to detach (~~ sends one ~).
+  type ~. at the start of a line to detach (~~ sends one ~). While the job waits in its queue,
+  stderr says so, and Ctrl-C detaches as without raw mode.
 `;
 
 /** Adds `jobwire run`. */
@@ -110,6 +113,7 @@ async function run(command: string[], opts: RunOptions): Promise<number> {
   const notice = noticeWhileQueued(attachment, { jobId: id, queue, api });
   const end = await runSession(attachment, {
     beforeWrite: () => notice.stop(),
+    waiting: () => notice.queued,
     jobId: id,
     stdin: interactive,
     raw: tty,
@@ -157,6 +161,7 @@ async function attach(given: string, opts: AttachOptions): Promise<number> {
   const notice = noticeWhileQueued(attachment, { jobId: id, queue: info.queue, api });
   const end = await runSession(attachment, {
     beforeWrite: () => notice.stop(),
+    waiting: () => notice.queued,
     jobId: id,
     stdin: forward,
     raw: forward && info.tty,
