@@ -4,7 +4,7 @@
  * @module
  */
 import type { NetworkSpec, NetworkStatus, PipeFrame } from './network.js';
-import type { ExecutorInfo, ExitStatus, GroupInfo, JobDescription, JobEvent, JobInfo, JobStatus, OutputChunk, Page, QueueStatus, WhoAmI, WorkersReport } from './types.js';
+import type { ExecutorInfo, ExitStatus, GroupInfo, JobDescription, JobEvent, JobInfo, JobStatus, JobStatusUpdate, OutputChunk, Page, QueueStatus, WhoAmI, WorkersReport } from './types.js';
 
 /** Options of `new Client()`. */
 export interface ClientOptions {
@@ -74,6 +74,13 @@ export interface Attachment extends AsyncDisposable {
   readonly output: AsyncIterable<OutputChunk>;
   /** Stdin of the job (interactive jobs). */
   readonly stdin: StdinWriter;
+  /**
+   * The job's state while it lives: first as the attach found it, then each change of status,
+   * progress message or wait reason (a Queued job's reason, say "queue single is full"). Ends
+   * when the exit status arrived (that goes to `exit`) or on detach. Reading it is optional:
+   * unread updates beyond the latest 16 are dropped, oldest first. One consumer.
+   */
+  readonly statusUpdates: AsyncIterable<JobStatusUpdate>;
   /**
    * Resolves with the exit status after all output: when `output` is being read, only once the
    * reader has had every chunk (or left the loop). Rejects with a `ConnectionError` on detach or
@@ -162,7 +169,7 @@ export interface JobwireApi {
   runNetwork(spec: NetworkSpec, options: { baseDir: string }): Promise<NetworkStatus>;
   /** How a network runs: its jobs and pipes. */
   networkStatus(name: string): Promise<NetworkStatus>;
-  /** The networks run for you: the newest run of each, by name. */
+  /** Your networks: the newest run of each, by name (in distributed mode every server's). */
   networks(): Promise<NetworkStatus[]>;
   /** Every frame of a network's pipe, from the first, live until the pipe ends. */
   tapPipe(network: string, pipe: string): AsyncIterable<PipeFrame>;

@@ -10,13 +10,15 @@ import { CloseCode, Tag, decodeFrame, encodeFlow, encodeResize, type Frame, type
 import { QueuedIterator } from './queued-iterator.js';
 import { closeCodeError, isRetryable, loadSocketFactory, type SocketHandlers, type WireSocket } from './socket.js';
 import { StdinChannel } from './stdin.js';
-import type { ExitStatus, JobInfo, OutputChannel, OutputChunk } from './types.js';
+import type { ExitStatus, JobInfo, JobStatusUpdate, OutputChannel, OutputChunk } from './types.js';
 import { BACKOFF, Sleeper, deferred, type Deferred } from './util.js';
 
 /** Unread output at which the server is asked to pause (FLOW pause). */
 export const OUTPUT_HIGH_WATER = 4 * 1024 * 1024;
 /** Unread output at which a paused server is asked to resume. */
 export const OUTPUT_LOW_WATER = 1024 * 1024;
+/** Unread status updates kept (older ones are dropped: only the latest matter). */
+const STATUS_UPDATES_KEPT = 16;
 /** How long a new connection may take to deliver HELLO. */
 const HELLO_TIMEOUT = 15_000;
 
@@ -44,7 +46,10 @@ export class JobAttachment implements Attachment {
   readonly jobId: string;
   readonly output: QueuedIterator<OutputChunk>;
   readonly stdin: StdinChannel;
+  readonly statusUpdates = new QueuedIterator<JobStatusUpdate>({ maxItems: STATUS_UPDATES_KEPT });
   readonly exit: Promise<ExitStatus>;
+  /** The last update pushed, so that a reconnect's greeting repeats nothing. */
+  private lastUpdate: JobStatusUpdate | undefined;
   private readonly exitDeferred = deferred<ExitStatus>();
   private state: State = 'connecting';
   private socket: WireSocket | undefined;
@@ -231,6 +236,8 @@ export class JobAttachment implements Attachment {
   }
 
   private onHello(hello: HelloFrame): void {
+    // A job that ended greets with its final status; `exit` reports that one.
+    if (hello.status === 'Queued' || hello.status === 'Running') this.onStatus({ status: hello.status, progress: hello.progress ?? null, reason: hello.reason ?? null });
     this.state = 'open';
     this.flowPaused = false;
     this.stdin.connected(hello);
@@ -246,6 +253,7 @@ export class JobAttachment implements Attachment {
         return;
       case Tag.STATUS:
         if (frame.status.final) this.onExit(frame.status);
+        else this.onStatus({ status: frame.status.status, progress: frame.status.progress ?? null, reason: frame.status.reason ?? null });
         return;
       case Tag.STDIN_ACK:
         this.stdin.ack(frame.consumed, frame.window);
@@ -277,6 +285,13 @@ export class JobAttachment implements Attachment {
     this.output.push(chunk);
   }
 
+  private onStatus(update: JobStatusUpdate): void {
+    const last = this.lastUpdate;
+    if (last && last.status === update.status && last.progress === update.progress && last.reason === update.reason) return;
+    this.lastUpdate = update;
+    this.statusUpdates.push(update);
+  }
+
   private onExit(status: StatusFrame): void {
     const exit: ExitStatus = { status: status.status, exitCode: status.exitCode, signal: status.signal, error: status.error };
     if (this.isOver()) return;
@@ -284,6 +299,7 @@ export class JobAttachment implements Attachment {
     this.gen++;
     this.cleanup();
     this.output.stop();
+    this.statusUpdates.stop();
     this.stdin.finish(new ConflictError(`job ${this.jobId} has ended (${exit.status})`), true);
     // Exit comes after all output: while a reader still has chunks queued, `exit` waits until it
     // read them (or left). With nothing left to read it resolves now. Whether anyone will read is
@@ -354,6 +370,7 @@ export class JobAttachment implements Attachment {
     this.connecting?.reject(err);
     // Detaching ends the output quietly; a failure is thrown to the reader after what it has.
     this.output.stop(state === 'detached' ? undefined : err);
+    this.statusUpdates.stop();
     this.stdin.finish(err, false);
     this.exitDeferred.reject(err);
   }

@@ -5,7 +5,7 @@
  */
 import type { AttachOptions, Attachment, ClientOptions, EventStream, EventsOptions, InteractiveJob, JobFilter, JobwireApi } from './api.js';
 import { InteractiveAttachment, JobAttachment, type AttachContext } from './attach.js';
-import { AmbiguousIdError, BadRequestError, ConnectionError, NotFoundError } from './errors.js';
+import { AmbiguousIdError, BadRequestError, ConnectionError, NotFoundError, errorFromWire } from './errors.js';
 import { GroupEventStream } from './events.js';
 import { request, requestBytes, requestStream, type Connection } from './http.js';
 import { isFinal, type ExecutorInfo, type GroupInfo, type JobDescription, type JobInfo, type Page, type QueueStatus, type WhoAmI, type WorkersReport } from './types.js';
@@ -212,7 +212,9 @@ export class Client implements JobwireApi {
   /**
    * Taps a pipe of a network's newest run: every frame stored in it from the first, then each
    * new one as it is stored, until the pipe ends (or you `break`). A tap commits nothing and
-   * holds no producer back.
+   * holds no producer back. A tap follows one run: when the network is started again (a new run
+   * replaces the one tapped, and its pipes are removed) the loop throws a `ConflictError`, and
+   * when the network is removed a `NotFoundError`, each saying so — tap again to follow the new run.
    *
    * ```ts
    * for await (const frame of client.tapPipe('squares', 'sq')) console.log(frame.seq, frame.value);
@@ -231,7 +233,10 @@ export class Client implements JobwireApi {
         pending = lines.pop()!;
         for (const line of lines) {
           if (line === '') continue;
-          const frame = JSON.parse(line) as PipeFrame;
+          const parsed = JSON.parse(line) as PipeFrame | { error: { code?: string; message?: string } };
+          // The server's last line when the tapped run was replaced or removed.
+          if ('error' in parsed) throw errorFromWire(parsed.error);
+          const frame = parsed;
           const wire = frame.value as { $bytes?: unknown } | null;
           if (wire !== null && typeof wire === 'object' && typeof wire.$bytes === 'string') frame.value = base64ToBytes(wire.$bytes);
           yield frame;

@@ -50,6 +50,10 @@ export interface HelloFrame {
   /** Whether stdin has been closed. */
   stdinClosed: boolean;
   status: JobStatus;
+  /** The job's progress message at the greeting (absent from older servers: read as null). */
+  progress?: string | null;
+  /** Why the job waits (Queued) or is held back, at the greeting, when known (absent from older servers). */
+  reason?: string | null;
   interactive: boolean;
   tty: boolean;
 }
@@ -58,6 +62,8 @@ export interface HelloFrame {
 export interface StatusFrame extends ExitStatus {
   final: boolean;
   progress?: string | null;
+  /** Why a Queued job waits (or a Running one is held back), when known; absent from older servers. */
+  reason?: string | null;
 }
 
 /** Decoded frame. */

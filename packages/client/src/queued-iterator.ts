@@ -15,6 +15,11 @@ export interface QueuedIteratorOptions<T> {
   lowWater?: number;
   /** Told when the producer should pause (`true`) and when it may resume (`false`). */
   onPressure?: (paused: boolean) => void;
+  /**
+   * Unread items kept at most: a push beyond it drops the oldest unread item (for streams where
+   * only the latest items matter, such as status updates). @defaultValue `Infinity` (keep all)
+   */
+  maxItems?: number;
   /** Called once when the consumer leaves before the end (`break`, `return`), after the queue was dropped. */
   onReturn?: () => void;
   /** Called once when the consumer is through: it read the end (or the error), or it left early. */
@@ -53,6 +58,7 @@ export class QueuedIterator<T> implements AsyncIterableIterator<T> {
   private readonly sizeOf: (item: T) => number;
   private readonly highWater: number;
   private readonly lowWater: number;
+  private readonly maxItems: number;
   private readonly onPressure: ((paused: boolean) => void) | undefined;
   private readonly onReturn: (() => void) | undefined;
   private readonly onEnd: (() => void) | undefined;
@@ -61,6 +67,7 @@ export class QueuedIterator<T> implements AsyncIterableIterator<T> {
     this.sizeOf = options.sizeOf ?? (() => 1);
     this.highWater = options.highWater ?? Infinity;
     this.lowWater = options.lowWater ?? this.highWater / 4;
+    this.maxItems = options.maxItems ?? Infinity;
     this.onPressure = options.onPressure;
     this.onReturn = options.onReturn;
     this.onEnd = options.onEnd;
@@ -109,6 +116,7 @@ export class QueuedIterator<T> implements AsyncIterableIterator<T> {
     }
     this.items.push(item);
     this.weight += this.sizeOf(item);
+    if (this.length > this.maxItems) this.shift();
     if (!this.pressured && this.weight >= this.highWater) {
       this.pressured = true;
       this.onPressure?.(true);

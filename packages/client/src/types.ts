@@ -220,6 +220,18 @@ export interface ExitStatus {
   error: string | null;
 }
 
+/**
+ * A job's state while it lives, as an attachment reports it (`Attachment.statusUpdates`): its
+ * status (Queued or Running), progress message and the reason it waits, when known.
+ */
+export interface JobStatusUpdate {
+  status: JobStatus;
+  /** Free progress message set by the job. */
+  progress: string | null;
+  /** Why a Queued job is still waiting (a full queue, no worker of its pools), or why a Running job is held back; null when unknown or not waiting. */
+  reason: string | null;
+}
+
 /** Output channels. */
 export type OutputChannel = 'stdout' | 'stderr';
 

@@ -20,6 +20,14 @@ describe('QueuedIterator', () => {
     assert.deepEqual(await drain(q), [1, 2, 3]);
   });
 
+  it('with maxItems keeps only the latest unread items, dropping the oldest', async () => {
+    const q = new QueuedIterator<number>({ maxItems: 2 });
+    for (let i = 1; i <= 5; i++) q.push(i);
+    assert.equal(q.length, 2);
+    q.stop();
+    assert.deepEqual(await drain(q), [4, 5]);
+  });
+
   it('hands an item straight to a waiting reader', async () => {
     const q = new QueuedIterator<string>();
     const next = q.next();

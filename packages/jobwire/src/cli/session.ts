@@ -40,6 +40,14 @@ export interface SessionOptions {
   channels?: { stdout: boolean; stderr: boolean };
   /** @defaultValue the process's streams */
   io?: SessionIo;
+  /**
+   * True while the job has not started (it waits in its queue): then Ctrl-C typed in raw mode
+   * does what Ctrl-C does outside it (see `interrupt`), as there is no program yet to get the key.
+   * @defaultValue never
+   */
+  waiting?: () => boolean;
+  /** Called before the session writes anything (job output, a note on Ctrl-C): a line drawn on stderr (the queued notice) is cleared then. */
+  beforeWrite?: () => void;
 }
 
 /** How a session ended. */
@@ -50,6 +58,9 @@ export type SessionEnd =
   | { kind: 'detached'; why: 'interrupt' | 'escape' | 'caught-up'; cancelling?: boolean }
   /** The CLI was told to stop (SIGTERM, SIGHUP); it detached. */
   | { kind: 'signal'; signal: NodeJS.Signals };
+
+/** The byte a terminal in raw mode sends for Ctrl-C. */
+const CTRL_C = 0x03;
 
 /** Longest wait for buffered output when detaching (normal ends wait as long as it takes). */
 const DETACH_FLUSH_MS = 1_000;
@@ -131,6 +142,7 @@ export async function runSession(att: Attachment, options: SessionOptions): Prom
     for await (const chunk of att.output) {
       if (settled) break;
       if (channels[chunk.channel] && chunk.data.byteLength > 0) {
+        options.beforeWrite?.();
         await out.write(chunk.channel === 'stdout' ? io.stdout : io.stderr, chunk.data);
       }
       if (options.until !== undefined && chunk.pos + chunk.data.byteLength >= options.until) {
@@ -174,6 +186,10 @@ export async function runSession(att: Attachment, options: SessionOptions): Prom
         for await (const chunk of io.stdin as AsyncIterable<Buffer>) {
           if (settled) return;
           let data: Uint8Array = chunk;
+          if (options.raw && io.stdin.isTTY && options.waiting?.() && chunk.includes(CTRL_C)) {
+            onInterrupt();
+            continue;
+          }
           if (escape) {
             const scanned = escape.push(chunk);
             data = scanned.forward;
@@ -200,6 +216,7 @@ export async function runSession(att: Attachment, options: SessionOptions): Prom
   // Ctrl-C (outside raw mode) and termination signals.
   let cancelling = false;
   const onInterrupt = (): void => {
+    options.beforeWrite?.();
     if (options.interrupt === 'cancel' && options.cancel && !cancelling) {
       cancelling = true;
       io.stderr.write(`\njobwire: cancelling job ${options.jobId} (Ctrl-C again to detach)\n`);
@@ -208,7 +225,10 @@ export async function runSession(att: Attachment, options: SessionOptions): Prom
     }
     finish(cancelling ? { kind: 'detached', why: 'interrupt', cancelling } : { kind: 'detached', why: 'interrupt' });
   };
-  const onTerminate = (signal: NodeJS.Signals): void => finish({ kind: 'signal', signal });
+  const onTerminate = (signal: NodeJS.Signals): void => {
+    options.beforeWrite?.();
+    finish({ kind: 'signal', signal });
+  };
   process.on('SIGINT', onInterrupt);
   process.on('SIGTERM', onTerminate);
   process.on('SIGHUP', onTerminate);
@@ -220,11 +240,13 @@ export async function runSession(att: Attachment, options: SessionOptions): Prom
 
   try {
     const end = await ended;
+    options.beforeWrite?.();
     if (end.kind !== 'exit') att.detach();
     const complete = end.kind === 'exit' || (end.kind === 'detached' && end.why === 'caught-up');
     await out.flush(complete ? undefined : DETACH_FLUSH_MS);
     return end;
   } catch (err) {
+    options.beforeWrite?.();
     att.detach();
     throw err;
   } finally {

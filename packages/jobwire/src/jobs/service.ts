@@ -269,7 +269,7 @@ export class JobService {
    * core every streaming transport drives. It starts with `open()`.
    */
   openSession(owner: string, job: JobRecord, handlers: SessionHandlers, options?: LiveSessionOptions): LiveSession {
-    return new LiveSession(this, { streams: this.store.streams, onEvent: (listener) => this.store.onEvent(listener) }, owner, job, handlers, options);
+    return new LiveSession(this, { streams: this.store.streams, onEvent: (listener) => this.store.onEvent(listener), getJob: (id, owner) => this.store.getJob(id, owner) }, owner, job, handlers, options);
   }
 
   /**

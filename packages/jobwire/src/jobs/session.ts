@@ -45,6 +45,8 @@ export const STDIN_OVERRUN_WINDOWS = 4;
 export interface StatusUpdate {
   status: JobStatus;
   progress: string | null;
+  /** Why a Queued job waits (or a Running one is held back), when known. */
+  reason: string | null;
 }
 
 /**
@@ -92,6 +94,8 @@ export interface SessionStart {
   stdinClosed: boolean;
   /** Stdin bytes the job has read. */
   stdinConsumed: number;
+  /** The job's status, progress and wait reason now (updates follow from here). */
+  status: StatusUpdate;
 }
 
 /**
@@ -109,15 +113,19 @@ export interface SessionService {
 export interface SessionStore {
   streams: StreamLog;
   onEvent: Store['onEvent'];
+  getJob: Store['getJob'];
 }
 
 /** A live session on one job; made by `JobService.openSession`. */
 export class LiveSession {
   private readonly follower: OutputFollower;
   private readonly window: number;
-  /** Status and progress last reported (starting with the record's). */
+  /** Status, progress and reason last reported (starting with the record's). */
   private lastStatus: JobStatus;
   private lastProgress: string | null;
+  private lastReason: string | null;
+  /** A job event was seen since the subscription: it is newer than the record `open` reads. */
+  private eventSeen = false;
   /** True once `start()` ran: output and updates flow. */
   private started = false;
   /** True after `end`, `fail` or `dispose`: no handler is called any more. */
@@ -146,6 +154,7 @@ export class LiveSession {
     this.window = options.stdinWindow ?? DEFAULT_STDIN_WINDOW;
     this.lastStatus = job.status;
     this.lastProgress = job.progress;
+    this.lastReason = job.reason;
     this.follower = new OutputFollower(store.streams, job.id, options.from ?? 0, {
       canTake: () => this.started && !this.over && handlers.canTake(),
       take: (chunk) => handlers.output(chunk),
@@ -168,18 +177,28 @@ export class LiveSession {
     const { job } = this;
     this.offs.push(this.store.streams.subscribe(job.id, (ev) => this.onStream(ev)));
     if (this.options.statusUpdates) this.offs.push(this.store.onEvent((ev) => this.onJobEvent(ev)));
+    // The record the session was made from may be older than the subscription (a job that
+    // started in between would greet as Queued and never say otherwise): read it again.
+    const fresh = this.options.statusUpdates && !isFinal(job.status);
     let sizes;
+    let record: JobRecord | undefined;
     try {
-      sizes = await this.store.streams.sizes(job.id);
+      [sizes, record] = await Promise.all([this.store.streams.sizes(job.id), fresh ? this.store.getJob(job.id) : undefined]);
     } catch (err) {
       this.fail(new JobwireError('internal', `cannot read streams: ${String(err)}`, { cause: err }));
       return undefined;
     }
     if (this.over) return undefined;
+    if (record && !this.eventSeen && !isFinal(record.status)) {
+      this.lastStatus = record.status;
+      this.lastProgress = record.progress;
+      this.lastReason = record.reason;
+    }
     this.consumed = Math.max(this.consumed, sizes.stdinConsumed);
     this.written = Math.max(this.written, sizes.stdin);
     if (sizes.stdinClosed) this.stdinDone = true;
-    return { from: this.follower.cursor, stdinOffset: sizes.stdin, stdinClosed: sizes.stdinClosed, stdinConsumed: this.consumed };
+    const status = { status: this.lastStatus, progress: this.lastProgress, reason: this.lastReason };
+    return { from: this.follower.cursor, stdinOffset: sizes.stdin, stdinClosed: sizes.stdinClosed, stdinConsumed: this.consumed, status };
   }
 
   /** Starts delivering output and updates; call once the transport sent its greeting. */
@@ -310,12 +329,14 @@ export class LiveSession {
       this.fail(new NotFoundError(`job ${this.job.id} was deleted`));
       return;
     }
-    const { status, progress } = ev.info;
-    if (this.started && !isFinal(status) && (status !== this.lastStatus || progress !== this.lastProgress)) {
-      this.lastStatus = status;
-      this.lastProgress = progress;
-      this.handlers.status?.({ status, progress });
-    }
+    const { status, progress, reason } = ev.info;
+    if (isFinal(status) || (status === this.lastStatus && progress === this.lastProgress && reason === this.lastReason)) return;
+    this.lastStatus = status;
+    this.lastProgress = progress;
+    this.lastReason = reason;
+    this.eventSeen = true;
+    // Before the start the greeting carries what changed (see `open`).
+    if (this.started) this.handlers.status?.({ status, progress, reason });
   }
 
   /** After the last byte: how the job ended, as the close recorded it (older closes: as the record says). */

@@ -24,7 +24,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
-import { BadRequestError, ConflictError, NotFoundError, isFinal, type JobDescription, type JobStatus, type NetworkGraph, type NetworkJobStatus, type NetworkStatus, type OutputChunk } from '@jobwire/client';
+import { BadRequestError, ConflictError, JobwireError, NotFoundError, isFinal, type JobDescription, type JobStatus, type NetworkGraph, type NetworkJobStatus, type NetworkStatus, type OutputChunk } from '@jobwire/client';
 import { OutputFollower } from '../jobs/output-follower.js';
 import type { JobService } from '../jobs/service.js';
 import type { JobRecord, Store, StreamEvent } from '../store/types.js';
@@ -61,11 +61,19 @@ export const MAX_MOVES = 10;
 /** How often a server looks for running networks whose wiring server stopped. */
 const TAKEOVER_SCAN_MS = 3000;
 
+/**
+ * How often an open tap reads its network's saved record, to learn that another server started
+ * a new run (or removed the network) under it; on this server it learns at once.
+ */
+const TAP_RECHECK_MS = 1000;
+
 /** The networks a server runs, by owner and name. */
 export class NetworkRunner {
   readonly #runs = new Map<string, NetworkRun>();
   /** Networks whose start (or takeover) is under way (by owner and name), so that two starts of one do not race. */
   readonly #starting = new Set<string>();
+  /** Open taps by owner and name: each is told when its run is replaced or removed (see {@link tap}). */
+  readonly #taps = new Map<string, Set<{ run: string; end: (why: JobwireError) => void }>>();
   /** This server's id in the claims of takeovers. */
   readonly #id = randomBytes(8).toString('hex');
   readonly #scanner: NodeJS.Timeout;
@@ -147,6 +155,7 @@ export class NetworkRunner {
       this.#runs.set(key, run);
       // The run it replaces had ended (a running one refuses the start, above): its record is
       // replaced, and nothing names its streams any more.
+      this.#endTaps(key, run.run, (old) => new ConflictError(`network ${network.name} was started again: run ${run.run} replaced run ${old}, whose pipes are removed; tap again to follow the new run`));
       if (saved?.wiring !== undefined && saved.status.state !== 'running' && saved.status.run !== run.run) {
         await removeRunStreams(this.store, parseNetworkSpec(saved.wiring.spec, saved.wiring.baseDir).network, saved.status.run).catch(() => {});
       }
@@ -172,14 +181,23 @@ export class NetworkRunner {
     throw new NotFoundError(`no network ${JSON.stringify(name)}`);
   }
 
-  /** The newest run of each of `owner`'s networks on this server, by name. */
+  /**
+   * The newest run of each of `owner`'s networks, by name: those this server runs and those
+   * saved in the store by any server (in distributed mode, every server's), each as
+   * {@link NetworkRunner.status} answers it. A network removed meanwhile is left out.
+   */
   async list(owner: string): Promise<NetworkStatus[]> {
-    const runs = [...this.#runs].filter(([key]) => key.startsWith(`${owner}\n`)).map(([, run]) => run);
+    const prefix = `${owner}\n`;
+    const names = new Set([...this.#runs.keys()].filter((key) => key.startsWith(prefix)).map((key) => key.slice(prefix.length)));
+    for (const saved of await listSavedNetworks(this.store)) if (saved.owner === owner) names.add(saved.name);
     const statuses = await Promise.all(
-      runs.map(async (run) => {
-        const status = await run.status();
-        // An ended run whose record is gone was removed (`network rm`, on another server).
-        return status.state === 'running' || (await loadNetworkStatus(this.store, owner, status.name)) !== undefined ? [status] : [];
+      [...names].map(async (name) => {
+        try {
+          return [await this.status(owner, name)];
+        } catch (err) {
+          if (err instanceof NotFoundError) return [];
+          throw err;
+        }
       }),
     );
     return statuses.flat().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -199,10 +217,59 @@ export class NetworkRunner {
    * (see {@link tapPipe}). Any server answers: the pipe is read from the store, and a network
    * this server does not wire is found by its saved record (`record.ts`). Rejects with
    * NotFoundError for a network or pipe there is none of.
+   *
+   * A tap follows one run. When a new run of the network replaces it (its pipes are removed), or
+   * the network is removed, the tap ends with a last line `{"error": {code, message}}` saying so
+   * (`conflict`, `not_found`) rather than wait on pipes that are gone: frames of two runs, each
+   * numbered from the start, would read as one confused stream, so following the new run is a new tap.
    */
   async tap(owner: string, name: string, pipe: string): Promise<AsyncGenerator<string>> {
     const { run, saved } = await this.#newest(owner, name);
-    return run !== undefined ? run.tap(pipe) : tapPipe(this.store, saved.network, saved.run, pipe);
+    const runId = run?.run ?? saved!.run;
+    const stop = new AbortController();
+    const frames = run !== undefined ? run.tap(pipe, stop.signal) : tapPipe(this.store, saved!.network, saved!.run, pipe, stop.signal);
+    return this.#untilReplaced(owner, name, runId, frames, stop);
+  }
+
+  /** Tells the taps of `key` that do not follow `current` why they end, and ends them. */
+  #endTaps(key: string, current: string | undefined, why: (old: string) => JobwireError): void {
+    for (const tap of this.#taps.get(key) ?? []) if (tap.run !== current) tap.end(why(tap.run));
+  }
+
+  /** `frames` until they end, or until run `runId` is replaced or removed: then a last error line. */
+  async *#untilReplaced(owner: string, name: string, runId: string, frames: AsyncGenerator<string>, stop: AbortController): AsyncGenerator<string> {
+    const key = `${owner}\n${name}`;
+    let why: JobwireError | undefined;
+    const end = (error: JobwireError): void => {
+      why ??= error;
+      stop.abort();
+    };
+    const taps = this.#taps.get(key) ?? new Set();
+    this.#taps.set(key, taps);
+    const tap = { run: runId, end };
+    taps.add(tap);
+    const recheck = setInterval(() => {
+      void (async () => {
+        const local = this.#runs.get(key);
+        if (local?.run === runId && (await local.status()).state === 'running') return;
+        const saved = await loadNetworkStatus(this.store, owner, name);
+        if (saved === undefined) end(new NotFoundError(`network ${name} was removed, with its pipes`));
+        else if (saved.status.run !== runId) end(new ConflictError(`network ${name} was started again: run ${saved.status.run} replaced run ${runId}, whose pipes are removed; tap again to follow the new run`));
+      })().catch(() => {});
+    }, TAP_RECHECK_MS);
+    recheck.unref();
+    try {
+      for await (const line of frames) {
+        if (why !== undefined) break;
+        yield line;
+      }
+      if (why !== undefined) yield `${JSON.stringify({ error: why.toJSON() })}\n`;
+    } finally {
+      clearInterval(recheck);
+      taps.delete(tap);
+      if (taps.size === 0 && this.#taps.get(key) === taps) this.#taps.delete(key);
+      stop.abort();
+    }
   }
 
   /**
@@ -247,6 +314,7 @@ export class NetworkRunner {
       if (saved.wiring !== undefined && !runs.has(saved.status.run)) runs.set(saved.status.run, parseNetworkSpec(saved.wiring.spec, saved.wiring.baseDir).network);
       // The last save of an ended run must not bring its record back after the removal.
       await run?.settled();
+      this.#endTaps(key, undefined, () => new NotFoundError(`network ${name} was removed, with its pipes`));
       let streams = 0;
       for (const [id, network] of runs) streams += await removeRunStreams(this.store, network, id);
       await removeNetworkStatus(this.store, owner, name);
@@ -446,8 +514,8 @@ class NetworkRun {
    * (`{seq, index, epoch, reset, value}`, bytes as `{"$bytes": base64}`). A tap keeps no cursor
    * and bounds nothing. Throws NotFoundError for a pipe the network does not have.
    */
-  tap(pipe: string): AsyncGenerator<string> {
-    return tapPipe(this.store, this.network, this.run, pipe);
+  tap(pipe: string, signal?: AbortSignal): AsyncGenerator<string> {
+    return tapPipe(this.store, this.network, this.run, pipe, signal);
   }
 
   /**
@@ -1061,19 +1129,24 @@ async function removeRunStreams(store: Store, network: Network, run: string): Pr
  * `{"$bytes": base64}`). A tap keeps no cursor and bounds nothing. Throws NotFoundError for a
  * pipe the network does not have.
  */
-function tapPipe(store: Store, network: Network, run: string, pipe: string): AsyncGenerator<string> {
+function tapPipe(store: Store, network: Network, run: string, pipe: string, signal?: AbortSignal): AsyncGenerator<string> {
   const spec = Object.hasOwn(network.pipes, pipe) ? network.pipes[pipe] : undefined;
   if (spec === undefined) throw new NotFoundError(`network ${network.name} has no pipe ${JSON.stringify(pipe)}`);
   const { streams } = store;
   const streamNetwork = `${network.name}.${run}`;
   return (async function* () {
     const reader = await PipeReader.open({ streams, network: streamNetwork, pipe, queue: spec.queue });
+    // An abort (the tap's run was replaced) closes the reader: a wait for the next frame ends.
+    const close = (): void => reader.close();
+    signal?.addEventListener('abort', close, { once: true });
+    if (signal?.aborted) reader.close();
     try {
       for await (const frame of reader) {
         const value = JSON.stringify(toWire(payloadToValue(spec, frame.payload)));
         yield `{"seq":${frame.seq},"index":${frame.index},"epoch":${frame.epoch},"reset":${hasFlag(frame, FrameFlag.RESET)},"value":${value}}\n`;
       }
     } finally {
+      signal?.removeEventListener('abort', close);
       reader.close();
     }
   })();

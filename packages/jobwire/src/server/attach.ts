@@ -105,7 +105,7 @@ class AttachSession {
       {
         canTake: () => this.canSend(),
         output: (chunk) => this.queueOutput(chunk),
-        status: ({ status, progress }) => this.send(encodeStatus({ status, exitCode: null, signal: null, error: null, final: false, progress })),
+        status: ({ status, progress, reason }) => this.send(encodeStatus({ status, exitCode: null, signal: null, error: null, final: false, progress, reason })),
         stdinAck: (consumed) => {
           if (job.interactive) this.queueAck(consumed);
         },
@@ -137,7 +137,9 @@ class AttachSession {
           from: start.from,
           stdinOffset: start.stdinOffset,
           stdinClosed: start.stdinClosed,
-          status: job.status,
+          status: start.status.status,
+          progress: start.status.progress,
+          reason: start.status.reason,
           interactive: job.interactive,
           tty: job.tty,
         }),

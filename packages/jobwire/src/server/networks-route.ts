@@ -94,7 +94,7 @@ export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunne
       schema: {
         tags: ['networks'],
         summary: 'Your networks',
-        description: 'The newest run of each network this server has run for you (since it started), by name.',
+        description: "The newest run of each of your networks, by name: this server's and those any server saved in the store (in distributed mode, every server's).",
         querystring: noQuery,
         response: { 200: z.object({ items: z.array(networkStatusSchema) }), ...errorAnswers },
       },

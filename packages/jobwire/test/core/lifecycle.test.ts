@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { alive, sleepUntil, withServer } from '../helpers.js';
+import { alive, collect, sleepUntil, withServer } from '../helpers.js';
 
 /** Pids of the children of `pid` (from /proc). */
 function childrenOf(pid: number): number[] {
@@ -64,6 +64,27 @@ describe('job life cycle', () => {
       await client.cancelJob(blocker.id);
       assert.equal((await client.waitUntilDone(blocker.id, 10_000)).status, 'Cancelled');
       assert.equal((await client.getJobStatus(waiting.id)).startedAt, null);
+    });
+  });
+
+  it('an attachment reports the status while the job lives: Queued behind a full queue, then Running, then ends with the exit', async () => {
+    await withServer(async ({ client }) => {
+      const blocker = await client.submitBatchJob({ executable: 'sleep', arguments: ['30'], queueName: 'single' });
+      await client.waitUntilRunning(blocker.id, 10_000);
+      const waiting = await client.submitBatchJob({ executable: 'echo', arguments: ['after'], queueName: 'single' });
+      const att = await client.attach(waiting.id);
+      const seen: string[] = [];
+      for await (const update of att.statusUpdates) {
+        seen.push(update.status);
+        if (seen.length === 1) {
+          assert.equal(update.status, 'Queued', 'the greeting: the job waits behind the sleep');
+          await client.cancelJob(blocker.id);
+        }
+      }
+      assert.deepEqual(seen, ['Queued', 'Running']);
+      const output = await collect(att.output);
+      assert.equal(Buffer.concat(output.map((c) => c.data)).toString(), 'after\n');
+      assert.equal((await att.exit).status, 'Success');
     });
   });
 

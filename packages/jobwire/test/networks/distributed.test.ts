@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Client, NetworkStatus, PipeFrame } from '@jobwire/client';
-import { cliEnv, runCli } from '../helpers.js';
+import { cliEnv, runCli, sleepUntil } from '../helpers.js';
 import { untilNetwork as until } from './network-status.js';
 import { withCluster, type TestCluster } from '../distributed/cluster.js';
 
@@ -112,6 +112,69 @@ pipes:
         await assert.rejects(tapAll(client, 'placed', 'sq'), (err: Error & { code?: string }) => err.code === 'not_found');
         assert.ok(!(await client.networks()).some((n) => n.name === 'placed'), 'no longer listed');
       }
+    });
+  });
+
+  it('network list on any server lists every server\'s networks (GET /v1/networks, SDK, CLI --json and table), and no longer one removed', async () => {
+    const gate = join(dir, 'listed-gate');
+    const network = file(
+      'listed.yaml',
+      `name: listed
+jobs:
+  src:  { command: [sh, -c, 'while [ ! -e "${gate}" ]; do sleep 0.1; done; seq 1 3'], outputs: [n] }
+  sink: { command: [sh, -c, 'exec cat > /dev/null'], inputs: [n] }
+pipes:
+  n: { framing: lines }
+`,
+    );
+    await withCluster(async (cluster) => {
+      await cluster.addServer();
+      await cluster.addServer();
+      await cluster.addWorker({ name: 'any' });
+      const started = await runNetwork(cluster, network);
+      const other = cluster.client(1);
+      const running = await other.networks();
+      assert.deepEqual(running.map((n) => [n.name, n.run, n.state]), [['listed', started.run, 'running']], 'the server that does not wire it lists it');
+      writeFileSync(gate, '');
+      await until(other, 'listed', (s) => s.state !== 'running');
+      const json = await runCli(['network', 'list', '--json'], { env: cliEnv(cluster.servers[1]!) });
+      assert.equal(json.code, 0, json.stderr);
+      assert.deepEqual((JSON.parse(json.stdout) as NetworkStatus[]).map((n) => [n.name, n.run, n.state]), [['listed', started.run, 'done']]);
+      const table = await runCli(['network', 'list'], { env: cliEnv(cluster.servers[1]!) });
+      assert.equal(table.code, 0, table.stderr);
+      assert.match(table.stdout, /^NAME\s+STATE\s+JOBS ENDED\s+PIPES\s+RUN\nlisted\s+done\s+2\/2\s+1\s+\S+\n$/);
+      await cluster.client(0).removeNetwork('listed');
+      for (const client of [other, cluster.client(0)]) assert.deepEqual(await client.networks(), [], 'removed: listed by neither server');
+    });
+  });
+
+  it('a tap on a server that does not wire the network ends with a ConflictError once another server starts a new run of it', async () => {
+    const spec = { name: 'retapped', jobs: { numbers: { command: ['sh', '-c', 'seq 1 3; exec sleep 600'], outputs: ['n'] }, sink: { command: ['sh', '-c', 'exec cat > /dev/null'], inputs: ['n'] } }, pipes: { n: {} } };
+    await withCluster(async (cluster) => {
+      await cluster.addServer();
+      await cluster.addServer();
+      await cluster.addWorker({ name: 'any' });
+      const wiring = cluster.client(0);
+      const first = await wiring.runNetwork(spec, { baseDir: dir });
+      await until(wiring, 'retapped', (st) => st.pipes[0]!.frames === 3);
+      await wiring.stopNetwork('retapped');
+      await until(wiring, 'retapped', (st) => st.state === 'stopped');
+      const values: string[] = [];
+      const tapped = (async () => {
+        try {
+          for await (const frame of cluster.client(1).tapPipe('retapped', 'n')) values.push(String(frame.value));
+          return new Error('the tap ended as if the pipe had ended');
+        } catch (err) {
+          return err as Error;
+        }
+      })();
+      await sleepUntil(() => values.length === 3, 10_000, 'the tap on the other server to have the stored frames');
+      const second = await wiring.runNetwork(spec, { baseDir: dir });
+      const replaced = await tapped;
+      assert.deepEqual(values, ['1', '2', '3']);
+      assert.equal(replaced.name, 'ConflictError', String(replaced));
+      assert.equal(replaced.message, `network retapped was started again: run ${second.run} replaced run ${first.run}, whose pipes are removed; tap again to follow the new run`);
+      await wiring.stopNetwork('retapped');
     });
   });
 

@@ -4,11 +4,13 @@
  * several inputs and outputs; refusals that start nothing; a failing job that ends the network.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { cliEnv, runCli, withServer, type TestServer } from '../helpers.js';
+import { CLI, cliEnv, runCli, sleepUntil, withServer, type TestServer } from '../helpers.js';
 import { untilNetwork } from './network-status.js';
 
 let dir: string;
@@ -161,6 +163,55 @@ pipes: { a: {}, b: {}, x: {}, y: {} }
       assert.notEqual(second.run, first.run, 'a new run, on fresh pipes');
       assert.equal((await s.client.networkStatus('again')).run, second.run);
       await assert.rejects(s.client.networkStatus('never'), (e: Error & { code?: string }) => e.code === 'not_found');
+    });
+  });
+
+  it('a tap on a stopped network\'s pipe ends with a ConflictError naming the new run when the network is started again, and with a NotFoundError when it is removed', async () => {
+    const spec = { name: 'retapped', jobs: { numbers: { command: ['sh', '-c', 'seq 1 3; exec sleep 600'], outputs: ['n'] }, sink: { command: ['sh', '-c', 'exec cat > /dev/null'], inputs: ['n'] } }, pipes: { n: {} } };
+    await withServer(async (s) => {
+      /** Taps pipe n, resolving to its frames' values and how the tap ended. */
+      const tap = async (seen: string[]): Promise<unknown> => {
+        try {
+          for await (const frame of s.client.tapPipe('retapped', 'n')) seen.push(String(frame.value));
+          return 'ended';
+        } catch (err) {
+          return err;
+        }
+      };
+      const first = await s.client.runNetwork(spec, { baseDir: dir });
+      await untilNetwork(s.client, 'retapped', (st) => st.pipes[0]!.frames === 3);
+      await s.client.stopNetwork('retapped');
+      await untilNetwork(s.client, 'retapped', (st) => st.state === 'stopped');
+      // A stopped network's pipes are not ended: the tap has every frame, then waits.
+      const values: string[] = [];
+      const tapped = tap(values);
+      // The same through the CLI: `jobwire network tap`.
+      const cli = spawn(process.execPath, [CLI, 'network', 'tap', 'retapped', 'n'], { env: { ...process.env, ...cliEnv(s) }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let cliOut = '';
+      let cliErr = '';
+      cli.stdout.on('data', (d: Buffer) => (cliOut += d.toString()));
+      cli.stderr.on('data', (d: Buffer) => (cliErr += d.toString()));
+      const cliExit = once(cli, 'close') as Promise<[number | null]>;
+      await sleepUntil(() => values.length === 3 && cliOut === '1\n2\n3\n', 10_000, `both taps to have the stored frames (CLI: ${JSON.stringify(cliOut)})`);
+      const second = await s.client.runNetwork(spec, { baseDir: dir });
+      const replaced = (await tapped) as Error & { code?: string };
+      assert.deepEqual(values, ['1', '2', '3']);
+      assert.equal(replaced.name, 'ConflictError', String(replaced));
+      assert.equal(replaced.message, `network retapped was started again: run ${second.run} replaced run ${first.run}, whose pipes are removed; tap again to follow the new run`);
+      assert.equal((await cliExit)[0], 1, cliErr);
+      assert.equal(cliErr, `jobwire: ${replaced.message}\n`);
+      assert.equal(cliOut, '1\n2\n3\n');
+
+      await untilNetwork(s.client, 'retapped', (st) => st.pipes[0]!.frames === 3);
+      await s.client.stopNetwork('retapped');
+      await untilNetwork(s.client, 'retapped', (st) => st.state === 'stopped');
+      const again: string[] = [];
+      const tappedAgain = tap(again);
+      await sleepUntil(() => again.length === 3, 10_000, 'the new tap to have the new run\'s frames');
+      await s.client.removeNetwork('retapped');
+      const removed = (await tappedAgain) as Error & { code?: string };
+      assert.equal(removed.name, 'NotFoundError', String(removed));
+      assert.equal(removed.message, 'network retapped was removed, with its pipes');
     });
   });
 

@@ -4,10 +4,12 @@
  * draws a network file as Graphviz DOT or a Mermaid flowchart, after the same checks a start
  * would make (all but importing js modules); it needs no server. `jobwire network status NAME`
  * and `jobwire network stop NAME` tell how a running network goes, and stop it;
- * `jobwire network rm NAME` removes one that has ended.
+ * `jobwire network rm NAME` removes one that has ended; `jobwire network tap NAME PIPE` prints a
+ * pipe's frames.
  * @module
  */
 import type { Command } from 'commander';
+import { once } from 'node:events';
 import { dirname, resolve } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { isFinal, type JobwireApi, type NetworkSpec, type NetworkStatus } from '@jobwire/client';
@@ -137,8 +139,8 @@ export function registerNetwork(program: Command): void {
     network
       .command('list')
       .alias('ls')
-      .summary("list your networks on the server: the newest run of each")
-      .description('List the networks the server has run for you since it started (GET /v1/networks; in distributed mode, those that server wires: ask another server for its own): per network its state, how many of its jobs have ended, its pipes and its newest run.')
+      .summary('list your networks: the newest run of each')
+      .description("List your networks (GET /v1/networks; in distributed mode every server's, whichever server answers): per network its state, how many of its jobs have ended, its pipes and its newest run.")
       .option('--json', 'print the networks as a JSON array (their full status)'),
   )
     .addHelpText('after', examples(['jobwire network list', 'your networks and their state'], ['jobwire network list --json | jq -r \'.[] | select(.state == "running") | .name\'', 'the names of those still running']))
@@ -170,6 +172,37 @@ export function registerNetwork(program: Command): void {
       act(async (name: string, opts: RunOptions) => {
         const removed = await (await connect(opts)).removeNetwork(name);
         print(opts.json ? formatJson(removed) : `removed network ${removed.name} (run ${removed.run}, ${removed.streams} streams)`);
+      }),
+    );
+
+  addConnectionOptions(
+    network
+      .command('tap')
+      .summary("print the frames of a network's pipe, live until it ends")
+      .description(
+        "Print every frame stored in a pipe of the newest run of a network, from the first, then each new one as it is stored, until the pipe ends (any server answers; a tap commits nothing and holds no producer back). " +
+          'Each value on a line of its own (lines as they are, JSON frames as JSON, bytes as they are); with --json one JSON object a line: {seq, index, epoch, reset, value}, bytes as {"$bytes": base64}. ' +
+          'A tap follows one run: when the network is started again or removed meanwhile, the tap stops with an error saying so (exit code 1, or 4 when removed).',
+      )
+      .argument('<name>', 'the network name')
+      .argument('<pipe>', 'the pipe name')
+      .option('--json', 'print each frame as a JSON object, one a line'),
+  )
+    .addHelpText(
+      'after',
+      examples(
+        ['jobwire network tap squares sq', 'every square so far, then live ones, until the pipe ends'],
+        ['jobwire network tap squares sq --json | jq .seq', 'frames with their sequence numbers'],
+      ),
+    )
+    .action(
+      act(async (name: string, pipe: string, opts: RunOptions) => {
+        const api = await connect(opts);
+        for await (const frame of api.tapPipe(name, pipe)) {
+          const text = opts.json ? `${JSON.stringify({ ...frame, value: frame.value instanceof Uint8Array ? { $bytes: Buffer.from(frame.value).toString('base64') } : frame.value })}\n` : undefined;
+          const data = text ?? (frame.value instanceof Uint8Array ? frame.value : `${typeof frame.value === 'string' ? frame.value : JSON.stringify(frame.value)}\n`);
+          if (!process.stdout.write(data)) await once(process.stdout, 'drain');
+        }
       }),
     );
 
