@@ -6,7 +6,8 @@
  * row after 20 warm-up ones, concurrency BENCH_SLOTS (default 2); BENCH_CPU_ROWS picks rows
  * (comma-separated: spawn — the baseline, a spawn('true') loop —, true, true-batched, js, js-batched; and
  * net64, net4096: the squares network of `networks.ts` with queues of 64 / 4096, BENCH_FRAMES frames
- * (default 50000), CPU in µs per frame). BENCH_SERVER_NODE_ARGS and
+ * (default 50000), CPU in µs per frame); output: `head -c BENCH_OUTPUT_MB MiB /dev/zero` (default 256) read
+ * by one attached client, CPU in ms per MiB (the `head` under "jobs"). BENCH_SERVER_NODE_ARGS and
  * BENCH_HOST_NODE_ARGS (space-separated) pass node options to the server and to the job host
  * (with the latter the host is started here, before the server), e.g. `--cpu-prof`. BENCH_HOME:
  * a home to use instead of a fresh one (one whose host was started by hand, under strace say).
@@ -115,7 +116,25 @@ async function main(): Promise<void> {
         rmSync(dir, { recursive: true, force: true });
       }
     }
-    for (const name of ROWS.filter((row) => row !== 'spawn' && !row.startsWith('net'))) {
+    if (ROWS.includes('output')) {
+      const mib = Number(process.env.BENCH_OUTPUT_MB ?? 256);
+      const bytes = mib * 1024 * 1024;
+      const a = sample(proc.pid!, hostPid);
+      const t0 = process.hrtime.bigint();
+      const job = await client.submitBatchJob({ executable: 'head', arguments: ['-c', String(bytes), '/dev/zero'], queueName: 'unlimited' });
+      const attached = await client.attach(job.id);
+      let read = 0;
+      for await (const chunk of attached.output) read += chunk.data.byteLength;
+      await attached.exit;
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      const b = sample(proc.pid!, hostPid);
+      if (read !== bytes) throw new Error(`the attached client read ${read} bytes of ${bytes}`);
+      const per = (k: keyof Sample): number => (b[k] - a[k]) / mib;
+      const total = per('server') + per('host') + per('jobs') + per('client');
+      console.log([`output (ms/MiB, ${mib} MiB)`, `${(mib / seconds).toFixed(0)} MiB/s`, ...(['server', 'host', 'runners', 'jobs', 'client'] as const).map((k) => per(k).toFixed(2)), total.toFixed(2)].join('\t'));
+      await client.deleteJob(job.id);
+    }
+    for (const name of ROWS.filter((row) => row !== 'spawn' && row !== 'output' && !row.startsWith('net'))) {
       const [description, batched] = rows[name]!;
       await jobRate(client, 20, description, `warm-${name}`, { batched });
       const a = sample(proc.pid!, hostPid);
