@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JobDescription } from '@jobwire/client';
 import { stopHost } from '../src/host/index.js';
+import { HOST_NODE_OPTIONS } from '../src/host/ensure.js';
 import { childrenOf } from '../test/executors/sshd.js';
 import { clientOf } from './client-of.js';
 import { jobRate } from './distributed.js';
@@ -85,7 +86,7 @@ async function spawnBaseline(): Promise<void> {
 async function main(): Promise<void> {
   const home = process.env.BENCH_HOME ?? mkdtempSync(join(tmpdir(), 'jobwire-cpu-'));
   if (HOST_ARGS.length > 0) {
-    spawn(process.execPath, [...HOST_ARGS, HOST_MAIN, '--home', home], { stdio: 'ignore', detached: true }).unref();
+    spawn(process.execPath, [...HOST_NODE_OPTIONS, ...HOST_ARGS, HOST_MAIN, '--home', home], { stdio: 'ignore', detached: true }).unref();
     for (let i = 0; i < 300 && !existsSync(join(home, 'host.json')); i++) await new Promise((r) => setTimeout(r, 50));
   }
   const proc = spawn(process.env.BENCH_SERVER_WRAPPER ?? process.execPath, [...SERVER_ARGS, CLI, 'server', '--port', '0', '--home', home, '--log-level', 'warn', '--multi-slots', String(SLOTS)], { stdio: ['ignore', 'ignore', 'inherit'] });
