@@ -7,7 +7,9 @@
  * (comma-separated: spawn — the baseline, a spawn('true') loop —, true, true-batched, js, js-batched; and
  * net64, net4096: the squares network of `networks.ts` with queues of 64 / 4096, BENCH_FRAMES frames
  * (default 50000), CPU in µs per frame); output: `head -c BENCH_OUTPUT_MB MiB /dev/zero` (default 256) read
- * by one attached client, CPU in ms per MiB (the `head` under "jobs"). BENCH_SERVER_NODE_ARGS and
+ * by one attached client, CPU in ms per MiB (the `head` under "jobs"); roundtrip: BENCH_ROUNDS (default
+ * 2000) lines through an interactive `cat`, CPU in µs per line (`cat` is still running, so it is not
+ * counted). BENCH_SERVER_NODE_ARGS and
  * BENCH_HOST_NODE_ARGS (space-separated) pass node options to the server and to the job host
  * (with the latter the host is started here, before the server), e.g. `--cpu-prof`. BENCH_HOME:
  * a home to use instead of a fresh one (one whose host was started by hand, under strace say).
@@ -25,6 +27,7 @@ import { childrenOf } from '../test/executors/sshd.js';
 import { clientOf } from './client-of.js';
 import { jobRate } from './distributed.js';
 import { networkThroughput } from './networks.js';
+import { jobRoundTrips } from './round-trip.js';
 
 const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
 const JOBS = Number(process.env.BENCH_JOBS ?? 400);
@@ -135,7 +138,21 @@ async function main(): Promise<void> {
       console.log([`output (ms/MiB, ${mib} MiB)`, `${(mib / seconds).toFixed(0)} MiB/s`, ...(['server', 'host', 'runners', 'jobs', 'client'] as const).map((k) => per(k).toFixed(2)), total.toFixed(2)].join('\t'));
       await client.deleteJob(job.id);
     }
-    for (const name of ROWS.filter((row) => row !== 'spawn' && row !== 'output' && !row.startsWith('net'))) {
+    if (ROWS.includes('roundtrip')) {
+      const rounds = Number(process.env.BENCH_ROUNDS ?? 2000);
+      const job = await client.submitInteractiveJob({ executable: 'cat', queueName: 'unlimited' });
+      await client.waitUntilRunning(job.jobId, 60_000);
+      const a = sample(proc.pid!, hostPid);
+      let b = a;
+      const times = await jobRoundTrips(job, rounds, () => {
+        b = sample(proc.pid!, hostPid);
+      });
+      times.sort((x, y) => x - y);
+      const per = (k: keyof Sample): number => ((b[k] - a[k]) * 1000) / rounds;
+      const total = per('server') + per('host') + per('client');
+      console.log([`roundtrip (µs/line, ${rounds} lines)`, `p50 ${(times[Math.floor(times.length / 2)]! / 1000).toFixed(0)} µs`, ...(['server', 'host', 'runners', 'jobs', 'client'] as const).map((k) => per(k).toFixed(1)), total.toFixed(1)].join('\t'));
+    }
+    for (const name of ROWS.filter((row) => row !== 'spawn' && row !== 'output' && row !== 'roundtrip' && !row.startsWith('net'))) {
       const [description, batched] = rows[name]!;
       await jobRate(client, 20, description, `warm-${name}`, { batched });
       const a = sample(proc.pid!, hostPid);
