@@ -6,7 +6,10 @@
  * row after 20 warm-up ones, concurrency BENCH_SLOTS (default 2); BENCH_CPU_ROWS picks rows
  * (comma-separated: spawn — the baseline, a spawn('true') loop —, true, true-batched, js, js-batched; and
  * net64, net4096: the squares network of `networks.ts` with queues of 64 / 4096, BENCH_FRAMES frames
- * (default 50000), CPU in µs per frame). BENCH_SERVER_NODE_ARGS and
+ * (default 50000), CPU in µs per frame); output: `head -c BENCH_OUTPUT_MB MiB /dev/zero` (default 256) read
+ * by one attached client, CPU in ms per MiB (the `head` under "jobs"); roundtrip: BENCH_ROUNDS (default
+ * 2000) lines through an interactive `cat`, CPU in µs per line (`cat` is still running, so it is not
+ * counted). BENCH_SERVER_NODE_ARGS and
  * BENCH_HOST_NODE_ARGS (space-separated) pass node options to the server and to the job host
  * (with the latter the host is started here, before the server), e.g. `--cpu-prof`. BENCH_HOME:
  * a home to use instead of a fresh one (one whose host was started by hand, under strace say).
@@ -19,10 +22,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JobDescription } from '@jobwire/client';
 import { stopHost } from '../src/host/index.js';
+import { HOST_NODE_OPTIONS } from '../src/host/ensure.js';
 import { childrenOf } from '../test/executors/sshd.js';
 import { clientOf } from './client-of.js';
 import { jobRate } from './distributed.js';
 import { networkThroughput } from './networks.js';
+import { jobRoundTrips } from './round-trip.js';
 
 const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
 const JOBS = Number(process.env.BENCH_JOBS ?? 400);
@@ -84,7 +89,7 @@ async function spawnBaseline(): Promise<void> {
 async function main(): Promise<void> {
   const home = process.env.BENCH_HOME ?? mkdtempSync(join(tmpdir(), 'jobwire-cpu-'));
   if (HOST_ARGS.length > 0) {
-    spawn(process.execPath, [...HOST_ARGS, HOST_MAIN, '--home', home], { stdio: 'ignore', detached: true }).unref();
+    spawn(process.execPath, [...HOST_NODE_OPTIONS, ...HOST_ARGS, HOST_MAIN, '--home', home], { stdio: 'ignore', detached: true }).unref();
     for (let i = 0; i < 300 && !existsSync(join(home, 'host.json')); i++) await new Promise((r) => setTimeout(r, 50));
   }
   const proc = spawn(process.env.BENCH_SERVER_WRAPPER ?? process.execPath, [...SERVER_ARGS, CLI, 'server', '--port', '0', '--home', home, '--log-level', 'warn', '--multi-slots', String(SLOTS)], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -115,7 +120,39 @@ async function main(): Promise<void> {
         rmSync(dir, { recursive: true, force: true });
       }
     }
-    for (const name of ROWS.filter((row) => row !== 'spawn' && !row.startsWith('net'))) {
+    if (ROWS.includes('output')) {
+      const mib = Number(process.env.BENCH_OUTPUT_MB ?? 256);
+      const bytes = mib * 1024 * 1024;
+      const a = sample(proc.pid!, hostPid);
+      const t0 = process.hrtime.bigint();
+      const job = await client.submitBatchJob({ executable: 'head', arguments: ['-c', String(bytes), '/dev/zero'], queueName: 'unlimited' });
+      const attached = await client.attach(job.id);
+      let read = 0;
+      for await (const chunk of attached.output) read += chunk.data.byteLength;
+      await attached.exit;
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      const b = sample(proc.pid!, hostPid);
+      if (read !== bytes) throw new Error(`the attached client read ${read} bytes of ${bytes}`);
+      const per = (k: keyof Sample): number => (b[k] - a[k]) / mib;
+      const total = per('server') + per('host') + per('jobs') + per('client');
+      console.log([`output (ms/MiB, ${mib} MiB)`, `${(mib / seconds).toFixed(0)} MiB/s`, ...(['server', 'host', 'runners', 'jobs', 'client'] as const).map((k) => per(k).toFixed(2)), total.toFixed(2)].join('\t'));
+      await client.deleteJob(job.id);
+    }
+    if (ROWS.includes('roundtrip')) {
+      const rounds = Number(process.env.BENCH_ROUNDS ?? 2000);
+      const job = await client.submitInteractiveJob({ executable: 'cat', queueName: 'unlimited' });
+      await client.waitUntilRunning(job.jobId, 60_000);
+      const a = sample(proc.pid!, hostPid);
+      let b = a;
+      const times = await jobRoundTrips(job, rounds, () => {
+        b = sample(proc.pid!, hostPid);
+      });
+      times.sort((x, y) => x - y);
+      const per = (k: keyof Sample): number => ((b[k] - a[k]) * 1000) / rounds;
+      const total = per('server') + per('host') + per('client');
+      console.log([`roundtrip (µs/line, ${rounds} lines)`, `p50 ${(times[Math.floor(times.length / 2)]! / 1000).toFixed(0)} µs`, ...(['server', 'host', 'runners', 'jobs', 'client'] as const).map((k) => per(k).toFixed(1)), total.toFixed(1)].join('\t'));
+    }
+    for (const name of ROWS.filter((row) => row !== 'spawn' && row !== 'output' && row !== 'roundtrip' && !row.startsWith('net'))) {
       const [description, batched] = rows[name]!;
       await jobRate(client, 20, description, `warm-${name}`, { batched });
       const a = sample(proc.pid!, hostPid);

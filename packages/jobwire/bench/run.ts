@@ -66,14 +66,17 @@ async function startServer(home: string, slots: number): Promise<{ proc: ChildPr
 
 /**
  * Times a process slept (voluntary context switches, all its threads): each is a wait for an
- * event and a wake-up after it, whatever the machine's load; 0 once it has exited.
+ * event and a wake-up after it, whatever the machine's load; 0 once it has exited. With
+ * `preempted`, the times it was taken off a CPU while it could run (involuntary ones): each is
+ * a wait for a CPU, which is what a loaded machine adds to a round trip's tail.
  */
-function sleeps(pid: number): number {
+function sleeps(pid: number, preempted = false): number {
+  const field = preempted ? /\nnonvoluntary_ctxt_switches:\s+(\d+)/ : /\nvoluntary_ctxt_switches:\s+(\d+)/;
   let total = 0;
   try {
     for (const task of readdirSync(`/proc/${pid}/task`)) {
       try {
-        const match = /\nvoluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8'));
+        const match = field.exec(readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8'));
         total += Number(match?.[1] ?? 0);
       } catch {
         // A thread that ended meanwhile.
@@ -89,17 +92,19 @@ function sleeps(pid: number): number {
 async function roundTrip(client: Client, server: number, home: string): Promise<void> {
   // Baseline: a child process pipe, written and read by this process.
   const cat = spawn('cat', [], { stdio: ['pipe', 'pipe', 'ignore'] });
-  let before = [sleeps(process.pid), sleeps(cat.pid!)];
+  const count = (pids: number[]): number[] => [...pids.map((pid) => sleeps(pid)), ...pids.map((pid) => sleeps(pid, true))];
+  const pipePids = [process.pid, cat.pid!];
+  let before = count(pipePids);
   const direct = await pipeRoundTrips(cat, ROUNDS);
-  const pipeSleeps = [sleeps(process.pid) - before[0]!, sleeps(cat.pid!) - before[1]!];
+  const pipeSleeps = count(pipePids).map((n, i) => n - before[i]!);
   cat.stdin.end();
   const job = await client.submitInteractiveJob({ executable: 'cat', queueName: 'unlimited' });
   await client.waitUntilRunning(job.jobId, 60_000);
   const host = (JSON.parse(readFileSync(join(home, 'host.json'), 'utf8')) as { pid: number }).pid;
-  before = [sleeps(process.pid), sleeps(server), sleeps(host)];
+  const jobwirePids = [process.pid, server, host];
+  before = count(jobwirePids);
   const viaJobwire = await jobRoundTrips(job, ROUNDS, () => {
-    const after = [sleeps(process.pid), sleeps(server), sleeps(host)];
-    before = after.map((n, i) => n - before[i]!);
+    before = count(jobwirePids).map((n, i) => n - before[i]!);
   });
   direct.sort((a, b) => a - b);
   viaJobwire.sort((a, b) => a - b);
@@ -108,8 +113,15 @@ async function roundTrip(client: Client, server: number, home: string): Promise<
   rows.push({ name: 'interactive round trip p99', jobwire: us(pct(viaJobwire, 99)), baseline: us(pct(direct, 99)), ratio: (pct(viaJobwire, 99) / pct(direct, 99)).toFixed(2) + '×', target: 'p99 ≤ 1 ms' });
   rows.push({
     name: '  sleeps per line (voluntary context switches): benchmark process / server / job host, all threads',
-    jobwire: before.map(perLine).join(' / '),
-    baseline: `${pipeSleeps.map(perLine).join(' / ')} (benchmark process / cat)`,
+    jobwire: before.slice(0, 3).map(perLine).join(' / '),
+    baseline: `${pipeSleeps.slice(0, 2).map(perLine).join(' / ')} (benchmark process / cat)`,
+    ratio: '',
+    target: '',
+  });
+  rows.push({
+    name: '  preemptions per line (involuntary context switches: taken off a CPU while runnable), same processes',
+    jobwire: before.slice(3).map(perLine).join(' / '),
+    baseline: `${pipeSleeps.slice(2).map(perLine).join(' / ')} (benchmark process / cat)`,
     ratio: '',
     target: '',
   });

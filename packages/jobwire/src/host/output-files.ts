@@ -11,7 +11,8 @@
  *
  * Write-behind: {@link OutputFiles.append} gives a chunk its position at once (so it can go to
  * clients from memory) and queues it; a write loop stores queued chunks in batches with
- * asynchronous positional writes (libuv's thread pool, off the event loop): each channel's bytes
+ * asynchronous positional writes (libuv's thread pool, off the event loop; a small batch, such
+ * as a line of an interactive job, with synchronous ones: {@link SYNC_WRITE_BYTES}): each channel's bytes
  * first, then the batch's index records, so that an index record never names bytes that are not
  * in the files. {@link OutputFiles.durable} is the merged end of what is stored; a reader trusts
  * records below it only.
@@ -25,7 +26,7 @@
  * the queue is over its bound or writes fail ({@link OutputFilesOptions.onPressure}).
  * @module
  */
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, writeFileSync, writevSync } from 'node:fs';
 import { mkdir, open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { OutputChannel, OutputChunk } from '@jobwire/client';
@@ -62,6 +63,14 @@ export const WRITE_BEHIND_BYTES = 4 * 1024 * 1024;
 export const WRITE_BATCH_BYTES = 512 * 1024;
 /** Longest a queued chunk waits for its batch of writes to start. */
 export const WRITE_DELAY_MS = 5;
+/**
+ * Batches of at most this many bytes are written with synchronous calls on the host's event
+ * loop: a few kilobytes go to the page cache in microseconds, where a write in libuv's thread pool
+ * costs a wake-up of a pool thread and one of the loop for each of its two writes (bytes, then
+ * index). On an interactive job, where each line typed is such a batch, those wake-ups were
+ * most of the host's sleeps per line. Larger batches (fast output) stay off the loop.
+ */
+export const SYNC_WRITE_BYTES = 64 * 1024;
 /** Most chunks stored by one batch of writes (bounds the iovecs of one writev). */
 const BATCH_CHUNKS = 512;
 /** Index records read per read while collecting a page. */
@@ -342,17 +351,27 @@ export class OutputFiles {
     });
   }
 
-  /** Stores one batch: each channel's bytes (contiguous in its file), then the index records. */
+  /**
+   * Stores one batch: each channel's bytes (contiguous in its file), then the index records;
+   * with synchronous calls when it is small ({@link SYNC_WRITE_BYTES}).
+   */
   async #writeBatch(batch: OutputChunk[], firstRecord: number): Promise<void> {
     const files = this.#files!;
     const index = Buffer.allocUnsafe(batch.length * RECORD_BYTES);
     const spans: Record<OutputChannel, { at: number; buffers: Buffer[] }> = { stdout: { at: -1, buffers: [] }, stderr: { at: -1, buffers: [] } };
+    let bytes = 0;
     batch.forEach((chunk, i) => {
       encodeRecord(index, i * RECORD_BYTES, chunk);
       const span = spans[chunk.channel];
       if (span.at < 0) span.at = chunk.offset;
       span.buffers.push(chunk.data as Buffer);
+      bytes += chunk.data.length;
     });
+    if (bytes <= SYNC_WRITE_BYTES) {
+      for (const channel of ['stdout', 'stderr'] as const) if (spans[channel].at >= 0) writeAllAtSync(files[channel].fd, spans[channel].buffers, spans[channel].at);
+      writeAllAtSync(files.index.fd, [index], firstRecord * RECORD_BYTES);
+      return;
+    }
     await Promise.all(
       (['stdout', 'stderr'] as const).filter((channel) => spans[channel].at >= 0).map((channel) => writeAllAt(files[channel], spans[channel].buffers, spans[channel].at)),
     );
@@ -514,6 +533,18 @@ async function writeAllAt(file: FileHandle, buffers: Buffer[], position: number)
     if (bytesWritten === 0) throw Object.assign(new Error('a write stored no bytes'), { code: 'EIO' });
     at += bytesWritten;
     left = skipBytes(left, bytesWritten);
+  }
+}
+
+/** {@link writeAllAt} with synchronous calls, on file descriptor `fd`. */
+function writeAllAtSync(fd: number, buffers: Buffer[], position: number): void {
+  let left = buffers;
+  let at = position;
+  while (left.length > 0) {
+    const written = writevSync(fd, left, at);
+    if (written === 0) throw Object.assign(new Error('a write stored no bytes'), { code: 'EIO' });
+    at += written;
+    left = skipBytes(left, written);
   }
 }
 

@@ -226,11 +226,12 @@ export class JobService {
     for (const upload of Object.values(job.description.inputFiles ?? {})) await this.store.blobs.remove(uploadFolder(owner, upload));
   }
 
-  private async interactiveJob(owner: string, id: string): Promise<JobRecord> {
-    const job = await this.get(owner, id);
+  /** Checks that job `id` of `owner` exists, is interactive and has not ended (the store's light read when it has one). */
+  private async interactiveJob(owner: string, id: string): Promise<void> {
+    const job = this.store.stdinTarget !== undefined ? await this.store.stdinTarget(id, owner) : await this.store.getJob(id, owner);
+    if (!job) throw new NotFoundError(`no job ${JSON.stringify(id)}`);
     if (!job.interactive) throw new ConflictError(`job ${id} is not interactive: its stdin is closed`);
     if (isFinal(job.status)) throw new StdinClosedError(`job ${id} has ended (${job.status})`);
-    return job;
   }
 
   /**

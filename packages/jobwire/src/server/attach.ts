@@ -10,7 +10,10 @@
  *
  * Output chunks taken in one turn of the event loop go out as one STDOUT or STDERR frame (up to
  * {@link OUTPUT_MESSAGE_BYTES}, one channel per frame) at the end of the turn: one WebSocket
- * message, one copy and one `writev` for what the job host sent in several reads.
+ * message and one `writev` for what the job host sent in several reads, with no copy: the
+ * WebSocket frame's header, the attach header and the chunks as they came are written to the
+ * connection together ({@link writeBinaryMessage}), where gathering them into one buffer for
+ * `ws.send` copied every byte of output once more (most of the server's CPU per MiB).
  * `STDIN_ACK`s wait up to {@link ACK_DELAY_MS} for the next frame and go out in the same write
  * as it (the connection is corked around the two): a line typed into an interactive job comes
  * back as output a moment later, and an ack sent on its own would wake the client once more per
@@ -34,7 +37,7 @@ import {
 } from '@jobwire/client/protocol';
 import type { OutputChunk } from '@jobwire/client';
 import type { Duplex } from 'node:stream';
-import type { WebSocket } from 'ws';
+import { WebSocket } from 'ws';
 import type { JobService } from '../jobs/service.js';
 import type { LiveSession } from '../jobs/session.js';
 import type { JobRecord } from '../store/types.js';
@@ -185,18 +188,16 @@ class AttachSession {
     const bytes = this.outBytes;
     this.out = [];
     this.outBytes = 0;
-    const frame = Buffer.allocUnsafe(OUTPUT_HEADER + bytes);
-    writeOutputHeader(frame, first.channel, first.pos, first.offset);
-    let at = OUTPUT_HEADER;
-    for (const chunk of chunks) {
-      frame.set(chunk.data, at);
-      at += chunk.data.byteLength;
-    }
-    this.send(frame, bytes);
+    const header = Buffer.allocUnsafe(OUTPUT_HEADER);
+    writeOutputHeader(header, first.channel, first.pos, first.offset);
+    this.send([header, ...chunks.map((chunk) => chunk.data)], bytes);
   }
 
-  /** Sends `frame` (after the output queued before it, and the ack that waits, if one does); `output` is how many bytes of job output it carries. */
-  private send(frame: Uint8Array, output = 0): void {
+  /**
+   * Sends one message (after the output queued before it, and the ack that waits, if one does):
+   * `frame`, or the parts of an output message; `output` is how many bytes of job output it carries.
+   */
+  private send(frame: Uint8Array | Uint8Array[], output = 0): void {
     if (this.closed) return;
     if (this.ackDue === undefined) {
       this.write(frame, output);
@@ -233,15 +234,21 @@ class AttachSession {
     this.write(encodeStdinAck(consumed, DEFAULT_STDIN_WINDOW));
   }
 
-  private write(frame: Uint8Array, output = 0): void {
+  private write(frame: Uint8Array | Uint8Array[], output = 0): void {
     if (output > 0) outputSent('websocket', output);
     else this.flushOutput();
-    this.ws.send(frame, { binary: true }, () => {
+    const sent = (): void => {
       if (this.waitingDrain && this.ws.bufferedAmount < LOW_WATER) {
         this.waitingDrain = false;
         this.session.pump();
       }
-    });
+    };
+    if (Array.isArray(frame)) {
+      // Like ws.send on a socket that is closing: nothing goes out after the close frame.
+      if (this.ws.readyState === WebSocket.OPEN) writeBinaryMessage(this.connection, frame, sent);
+      return;
+    }
+    this.ws.send(frame, { binary: true }, sent);
   }
 
   private fail(code: string, message: string, closeCode: number): void {
@@ -308,4 +315,37 @@ class AttachSession {
       }
     }
   }
+}
+
+/**
+ * Writes one binary WebSocket message made of `parts` to `connection` as a single unmasked,
+ * unfragmented frame (RFC 6455 §5.2), the parts as they are (no copy), in one `writev`; `done`
+ * is called once they are written. This is what `ws.send` writes for one buffer; it is safe
+ * beside ws because the server's WebSocketServer negotiates no extension (no
+ * permessage-deflate), so ws writes each of its own frames at once, never holding one back that
+ * this could overtake, and counts what is queued on the connection in `bufferedAmount`.
+ */
+export function writeBinaryMessage(connection: Duplex, parts: readonly Uint8Array[], done: () => void): void {
+  let length = 0;
+  for (const part of parts) length += part.byteLength;
+  let header: Buffer;
+  if (length < 126) {
+    header = Buffer.allocUnsafe(2);
+    header[1] = length;
+  } else if (length < 0x1_0000) {
+    header = Buffer.allocUnsafe(4);
+    header[1] = 126;
+    header.writeUInt16BE(length, 2);
+  } else {
+    header = Buffer.allocUnsafe(10);
+    header[1] = 127;
+    header.writeUInt32BE(Math.floor(length / 0x1_0000_0000), 2);
+    header.writeUInt32BE(length >>> 0, 6);
+  }
+  // FIN, opcode 2 (binary).
+  header[0] = 0x82;
+  connection.cork();
+  connection.write(header);
+  parts.forEach((part, i) => connection.write(part, i === parts.length - 1 ? () => done() : undefined));
+  connection.uncork();
 }

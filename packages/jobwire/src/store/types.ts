@@ -131,6 +131,13 @@ export interface Store {
   createJob(job: NewJob): Promise<JobRecord>;
   /** A job of `owner` (or of anyone when owner is undefined — server-internal use only). */
   getJob(id: string, owner?: string): Promise<JobRecord | undefined>;
+  /**
+   * What a stdin write checks of job `id` of `owner` (whether it is interactive, and its status),
+   * or undefined when `owner` has no such job. Optional: without it the job service reads the
+   * whole record ({@link getJob}). It runs on every line typed into an interactive job, where
+   * reading the whole record (its description parsed) cost the embedded store twice as much.
+   */
+  stdinTarget?(id: string, owner: string): Promise<{ interactive: boolean; status: JobStatus } | undefined>;
   /** Jobs oldest first (createdAt, then id). */
   listJobs(query: ListJobsQuery): Promise<{ items: JobInfo[]; next?: string }>;
   /** Queued → Running. Returns undefined if the job was not Queued (e.g. cancelled meanwhile). */

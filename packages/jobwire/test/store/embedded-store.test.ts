@@ -136,6 +136,19 @@ describe('embedded store: files and database', () => {
     });
   });
 
+  it("stdinTarget reads a job's interactive flag and status for its owner only, and follows its status", async () => {
+    await withEmbedded({}, async ({ store }) => {
+      const job = await store.createJob(newJob({ interactive: true }));
+      const batch = await store.createJob(newJob());
+      assert.deepEqual(await store.stdinTarget!(job.id, 'alice'), { interactive: true, status: 'Queued' });
+      assert.deepEqual(await store.stdinTarget!(batch.id, 'alice'), { interactive: false, status: 'Queued' });
+      assert.equal(await store.stdinTarget!(job.id, 'bob'), undefined);
+      assert.equal(await store.stdinTarget!('no-such-job', 'alice'), undefined);
+      await store.finishJob(job.id, { status: 'Cancelled', exitCode: null, endedAt: nextTime() });
+      assert.deepEqual(await store.stdinTarget!(job.id, 'alice'), { interactive: true, status: 'Cancelled' });
+    });
+  });
+
   it('stream remove deletes the folder even while output is open', async () => {
     await withEmbedded({}, async ({ store, dir }) => {
       await store.streams.appendOutput('j', 'stdout', Buffer.from('x'));

@@ -73,6 +73,8 @@ export class Statements {
   readonly selectJob: Database.Statement;
   /** One job by id and owner. */
   readonly selectOwnedJob: Database.Statement;
+  /** What a stdin write checks of a job of an owner: `interactive` and `status`. */
+  readonly selectStdinTarget: Database.Statement;
   /** Queued → Running, returning the job; no row when it was not Queued. */
   readonly markRunning: Database.Statement;
   /** Sets the progress message of a non-final job. */
@@ -125,6 +127,7 @@ export class Statements {
       INSERT INTO events (owner, grp, verb, info, at) VALUES (@owner, @group, @verb, @info, @at)`);
     this.selectJob = db.prepare(`SELECT * FROM jobs WHERE id = ?`);
     this.selectOwnedJob = db.prepare(`SELECT * FROM jobs WHERE id = ? AND owner = ?`);
+    this.selectStdinTarget = db.prepare(`SELECT interactive, status FROM jobs WHERE id = ? AND owner = ?`);
     // A job that starts no longer waits, so its reason is cleared.
     this.markRunning = db.prepare(`
       UPDATE jobs SET status = 'Running', started_at = @startedAt, pid = @pid, process = @process, node = @node, reason = NULL

@@ -137,6 +137,13 @@ export class SqliteStore implements Store {
     });
   }
 
+  stdinTarget(id: string, owner: string): Promise<{ interactive: boolean; status: JobStatus } | undefined> {
+    return this.#read(() => {
+      const row = this.#sql.selectStdinTarget.get(id, owner) as { interactive: number; status: string } | undefined;
+      return row === undefined ? undefined : { interactive: row.interactive !== 0, status: row.status as JobStatus };
+    });
+  }
+
   listJobs(query: ListJobsQuery): Promise<{ items: JobInfo[]; next?: string }> {
     return this.#read(() => {
       const limit = checkLimit(query.limit);
