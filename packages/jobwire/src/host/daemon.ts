@@ -41,6 +41,7 @@ import {
   type HostInfo,
   type StartJob,
   type WireError,
+  TurnCork,
 } from './protocol.js';
 
 /** Options of a {@link JobHost}. */
@@ -456,6 +457,8 @@ class Connection {
   /** When the client last sent anything (ms since the epoch). */
   lastHeard = Date.now();
   readonly #socket: net.Socket;
+  /** Every write of a turn leaves at its end, in one system call. */
+  readonly #cork: TurnCork;
   readonly #host: JobHost;
   readonly #log: HostLogger;
   readonly #decoder = new FrameDecoder();
@@ -478,6 +481,7 @@ class Connection {
 
   constructor(socket: net.Socket, host: JobHost, log: HostLogger) {
     this.#socket = socket;
+    this.#cork = new TurnCork(socket);
     this.#host = host;
     this.#log = log;
     socket.on('data', (data: Buffer) => this.#onData(data));
@@ -501,6 +505,7 @@ class Connection {
       return;
     }
     const socket = this.#socket;
+    this.#cork.hold();
     socket.cork();
     this.#flushLazy();
     // Output taken before the message goes first (the exit follows the last output).

@@ -287,6 +287,29 @@ export type FromHost =
   /** The host is closing this connection because of what the client sent. */
   | { type: 'fatal'; error: WireError };
 
+/**
+ * Holds a socket's writes until the end of the current turn of the event loop (its check phase),
+ * so that the frames one turn produces — the replies and exits of several jobs, a start per
+ * freed slot — leave in one system call. On a VM each write that wakes the other side costs far
+ * more than the bytes (see docs/benchmarks.md); a turn adds no wait worth counting.
+ */
+export class TurnCork {
+  #held = false;
+
+  constructor(private readonly socket: { cork(): void; uncork(): void }) {}
+
+  /** Call before writing: the writes of this turn go out together at its end. */
+  hold(): void {
+    if (this.#held) return;
+    this.#held = true;
+    this.socket.cork();
+    setImmediate(() => {
+      this.#held = false;
+      this.socket.uncork();
+    });
+  }
+}
+
 /** A decoded frame. */
 export type Frame =
   | { kind: typeof FrameKind.json; message: unknown }
