@@ -80,6 +80,15 @@ const CONNECTION_HIGH_WATER = 1024 * 1024;
  * its own per line typed.
  */
 const LAZY_MS = 2;
+/**
+ * How long a connection holds its writes after starting a function job (not an interactive one)
+ * that it follows: a no-op function ends within a round trip to its warm runner, and its start's
+ * reply and its exit then reach the client in one write, one wake-up of the client (and, for the
+ * server, one SQLite commit for its Running and its end). A job still running when this passes
+ * has its reply sent then: its Running is at most this late. Nothing on the wire changes (the
+ * frames and their order are the same), so clients of every protocol version read it as before.
+ */
+export const FUNCTION_START_HOLD_MS = 2;
 /** How often follow deadlines are checked, while some running job has one. */
 const FOLLOW_CHECK_MS = 100;
 
@@ -757,7 +766,15 @@ class Connection {
         const { job, existing } = host.startJob(spec);
         // Version 3: the job is forgotten once this connection has its exit (no `forget` request follows).
         const forget = request.subscribe?.forget === true && (this.version ?? 1) >= FORGET_ON_EXIT_VERSION;
-        if (request.subscribe !== undefined) this.#subscribe(job, 0, request.subscribe.output, forget ? () => this.#forgetAfterExit(job.jobId) : undefined);
+        // A function job usually ends before a write would have left: its reply waits for its exit (see FUNCTION_START_HOLD_MS).
+        const release = request.subscribe !== undefined && !existing && description.js !== undefined && description.interactive !== true ? this.#cork.keep(FUNCTION_START_HOLD_MS) : undefined;
+        if (request.subscribe !== undefined) {
+          const onExitSent = release === undefined && !forget ? undefined : (): void => {
+            release?.();
+            if (forget) this.#forgetAfterExit(job.jobId);
+          };
+          this.#subscribe(job, 0, request.subscribe.output, onExitSent);
+        }
         return { job: job.state(), existing };
       }
       case 'list':

@@ -292,21 +292,48 @@ export type FromHost =
  * so that the frames one turn produces — the replies and exits of several jobs, a start per
  * freed slot — leave in one system call. On a VM each write that wakes the other side costs far
  * more than the bytes (see docs/benchmarks.md); a turn adds no wait worth counting.
+ * {@link keep} holds them longer, until a release or a bound.
  */
 export class TurnCork {
-  #held = false;
+  #corked = false;
+  #turnEnd = false;
+  #keeps = 0;
 
   constructor(private readonly socket: { cork(): void; uncork(): void }) {}
 
   /** Call before writing: the writes of this turn go out together at its end. */
   hold(): void {
-    if (this.#held) return;
-    this.#held = true;
-    this.socket.cork();
+    if (!this.#corked) {
+      this.#corked = true;
+      this.socket.cork();
+    }
+    if (this.#turnEnd) return;
+    this.#turnEnd = true;
     setImmediate(() => {
-      this.#held = false;
+      this.#turnEnd = false;
+      if (this.#keeps > 0 || !this.#corked) return;
+      this.#corked = false;
       this.socket.uncork();
     });
+  }
+
+  /**
+   * Holds every write until the returned release is called (what it writes in that turn goes
+   * with them) or `maxMs` have passed, whichever comes first. Releasing twice is harmless.
+   */
+  keep(maxMs: number): () => void {
+    this.hold();
+    this.#keeps++;
+    let kept = true;
+    const release = (): void => {
+      if (!kept) return;
+      kept = false;
+      clearTimeout(timer);
+      this.#keeps--;
+      this.hold();
+    };
+    const timer = setTimeout(release, maxMs);
+    return release;
   }
 }
 
