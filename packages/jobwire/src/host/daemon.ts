@@ -61,6 +61,12 @@ export interface JobHostOptions {
   retryMinMs?: number;
   /** Longest wait between retries of a failed output write. @defaultValue 2000 */
   retryMaxMs?: number;
+  /**
+   * How long a connection holds its writes after starting a function job, waiting for its exit
+   * to go with the reply (see {@link FUNCTION_START_HOLD_MS}); 0 holds nothing.
+   * @defaultValue 2 ({@link FUNCTION_START_HOLD_MS})
+   */
+  functionStartHoldMs?: number;
   /** Where jobs run. @defaultValue a LocalExecutor */
   executor?: Executor;
   /** Where the host's messages go. @defaultValue nowhere */
@@ -159,10 +165,12 @@ export class JobHost {
       writeBehindBytes: options.writeBehindBytes ?? WRITE_BEHIND_BYTES,
       retryMinMs: options.retryMinMs ?? 100,
       retryMaxMs: options.retryMaxMs ?? 2000,
+      functionStartHoldMs: options.functionStartHoldMs ?? FUNCTION_START_HOLD_MS,
       executor: options.executor ?? new LocalExecutor(),
       log: options.log ?? silentLogger,
     };
     if (!(parsed.idleMs >= 0)) throw new RangeError(`idleMs must be a number >= 0, got ${parsed.idleMs}`);
+    if (!(parsed.functionStartHoldMs >= 0 && parsed.functionStartHoldMs <= MAX_TIMER_MS)) throw new RangeError(`functionStartHoldMs must be a number from 0 to ${MAX_TIMER_MS}, got ${parsed.functionStartHoldMs}`);
     if (parsed.versions.length === 0 || !parsed.versions.every((v) => Number.isSafeInteger(v) && v > 0)) throw new RangeError('versions must be positive integers');
     const identity = selfIdentity();
     if (identity === undefined) throw new Error('a job host needs /proc to identify itself and its jobs');
@@ -273,6 +281,11 @@ export class JobHost {
   /** Speaks `version` with a client that offers `theirs`, or undefined (refused). */
   negotiate(theirs: number[]): number | undefined {
     return chooseVersion(this.#options.versions, theirs);
+  }
+
+  /** See {@link JobHostOptions.functionStartHoldMs}. */
+  get functionStartHoldMs(): number {
+    return this.#options.functionStartHoldMs;
   }
 
   /** Starts a job (idempotent per id). */
@@ -767,7 +780,8 @@ class Connection {
         // Version 3: the job is forgotten once this connection has its exit (no `forget` request follows).
         const forget = request.subscribe?.forget === true && (this.version ?? 1) >= FORGET_ON_EXIT_VERSION;
         // A function job usually ends before a write would have left: its reply waits for its exit (see FUNCTION_START_HOLD_MS).
-        const release = request.subscribe !== undefined && !existing && description.js !== undefined && description.interactive !== true ? this.#cork.keep(FUNCTION_START_HOLD_MS) : undefined;
+        const holdMs = host.functionStartHoldMs;
+        const release = holdMs > 0 && request.subscribe !== undefined && !existing && description.js !== undefined && description.interactive !== true ? this.#cork.keep(holdMs) : undefined;
         if (request.subscribe !== undefined) {
           const onExitSent = release === undefined && !forget ? undefined : (): void => {
             release?.();
