@@ -91,7 +91,9 @@ const LAZY_MS = 2;
  * that it follows: a no-op function ends within a round trip to its warm runner, and its start's
  * reply and its exit then reach the client in one write, one wake-up of the client (and, for the
  * server, one SQLite commit for its Running and its end). A job still running when this passes
- * has its reply sent then: its Running is at most this late. Nothing on the wire changes (the
+ * has its reply sent then: its Running is at most this late. The bound counts from the first start
+ * that began the hold; later starts do not extend it, so steady starts cannot hold a connection's
+ * writes (other jobs' output, replies) for longer than this. Nothing on the wire changes (the
  * frames and their order are the same), so clients of every protocol version read it as before.
  */
 export const FUNCTION_START_HOLD_MS = 2;

@@ -297,7 +297,12 @@ export type FromHost =
 export class TurnCork {
   #corked = false;
   #turnEnd = false;
+  /** Keeps not yet released in the current hold. */
   #keeps = 0;
+  /** Counts holds, so that a release from an ended one changes nothing. */
+  #hold = 0;
+  /** Ends the current hold at the bound its first keep set. */
+  #bound: NodeJS.Timeout | undefined;
 
   constructor(private readonly socket: { cork(): void; uncork(): void }) {}
 
@@ -318,22 +323,30 @@ export class TurnCork {
   }
 
   /**
-   * Holds every write until the returned release is called (what it writes in that turn goes
-   * with them) or `maxMs` have passed, whichever comes first. Releasing twice is harmless.
+   * Holds every write until each keep is released (what the turn of the last release writes goes
+   * with them) or `maxMs` after the first keep of this hold, whichever comes first. A later keep
+   * does not move that bound: a stream of keeps cannot hold the writes for ever. Releasing twice,
+   * or after the bound, changes nothing.
    */
   keep(maxMs: number): () => void {
     this.hold();
     this.#keeps++;
+    const hold = this.#hold;
+    this.#bound ??= setTimeout(() => this.#endHold(), maxMs);
     let kept = true;
-    const release = (): void => {
-      if (!kept) return;
+    return () => {
+      if (!kept || hold !== this.#hold) return;
       kept = false;
-      clearTimeout(timer);
-      this.#keeps--;
-      this.hold();
+      if (--this.#keeps === 0) this.#endHold();
     };
-    const timer = setTimeout(release, maxMs);
-    return release;
+  }
+
+  #endHold(): void {
+    clearTimeout(this.#bound);
+    this.#bound = undefined;
+    this.#keeps = 0;
+    this.#hold++;
+    this.hold();
   }
 }
 
