@@ -336,7 +336,10 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
         if (first === 'ended') return job;
       }
       const write = store.markRunning(id, { startedAt: new Date().toISOString(), pid: h.pid ?? null, node: ctx.node, process: h.process ?? null });
-      if (!endedEarly) return write;
+      // Only with the default settle (the embedded dispatcher): its store commits one turn's
+      // writes in call order, in one transaction. A worker's settle goes to Redis, where the
+      // order of two scripts not awaited in turn is not promised.
+      if (!endedEarly || options.settle !== undefined) return write;
       // It ended before its start was answered (a function job: the job host answers its start
       // with its end): not waited for, its end is stored in the same turn, so the store commits
       // both in one transaction, Running's event first. Had it stopped being Queued (cancelled),
