@@ -13,6 +13,8 @@
  * BENCH_HOST_NODE_ARGS (space-separated) pass node options to the server and to the job host
  * (with the latter the host is started here, before the server), e.g. `--cpu-prof`. BENCH_HOME:
  * a home to use instead of a fresh one (one whose host was started by hand, under strace say).
+ * Each job row is followed by a `sleeps/job` row: the times each process slept (voluntary context
+ * switches, all threads; see sleeps.ts) per job, which the load does not move.
  * @module
  */
 import { spawn } from 'node:child_process';
@@ -28,6 +30,7 @@ import { clientOf } from './client-of.js';
 import { jobRate } from './distributed.js';
 import { networkThroughput } from './networks.js';
 import { jobRoundTrips } from './round-trip.js';
+import { sleeps } from './sleeps.js';
 
 const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
 const JOBS = Number(process.env.BENCH_JOBS ?? 400);
@@ -51,6 +54,8 @@ function cpuOf(pid: number): { own: number; children: number } {
 }
 
 interface Sample {
+  /** Voluntary context switches of the server, host, runners and this client (see sleeps.ts). */
+  sleeps: { server: number; host: number; runners: number; client: number };
   server: number;
   host: number;
   /** CPU of the host's waited-for children (the `true` processes). */
@@ -63,9 +68,20 @@ function sample(serverPid: number, hostPid: number): Sample {
   const server = cpuOf(serverPid).own;
   const host = cpuOf(hostPid);
   let runners = 0;
-  for (const child of childrenOf(hostPid)) runners += cpuOf(child).own;
+  let runnerSleeps = 0;
+  for (const child of childrenOf(hostPid)) {
+    runners += cpuOf(child).own;
+    runnerSleeps += sleeps(child);
+  }
   const me = process.cpuUsage();
-  return { server, host: host.own, jobs: host.children, runners, client: (me.user + me.system) / 1000 };
+  return {
+    sleeps: { server: sleeps(serverPid), host: sleeps(hostPid), runners: runnerSleeps, client: sleeps(process.pid) },
+    server,
+    host: host.own,
+    jobs: host.children,
+    runners,
+    client: (me.user + me.system) / 1000,
+  };
 }
 
 /** Baseline: a spawn('true') loop of the same concurrency in this process; prints its row. */
@@ -113,7 +129,7 @@ async function main(): Promise<void> {
         const row = await networkThroughput(client, frames, dir, Number(name.slice(3)));
         const b = sample(proc.pid!, hostPid);
         // `jobs`: the ended children of the host (`seq`); the js jobs run in the warm runners.
-        const per = (k: keyof Sample): number => ((b[k] - a[k]) * 1000) / frames;
+        const per = (k: Exclude<keyof Sample, 'sleeps'>): number => ((b[k] - a[k]) * 1000) / frames;
         const total = per('server') + per('host') + per('runners') + per('jobs');
         console.log([`${name} (µs/frame)`, row.jobwire, ...(['server', 'host', 'runners', 'jobs', 'client'] as const).map((k) => per(k).toFixed(1)), total.toFixed(1)].join('\t'));
       } finally {
@@ -133,7 +149,7 @@ async function main(): Promise<void> {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       const b = sample(proc.pid!, hostPid);
       if (read !== bytes) throw new Error(`the attached client read ${read} bytes of ${bytes}`);
-      const per = (k: keyof Sample): number => (b[k] - a[k]) / mib;
+      const per = (k: Exclude<keyof Sample, 'sleeps'>): number => (b[k] - a[k]) / mib;
       const total = per('server') + per('host') + per('jobs') + per('client');
       console.log([`output (ms/MiB, ${mib} MiB)`, `${(mib / seconds).toFixed(0)} MiB/s`, ...(['server', 'host', 'runners', 'jobs', 'client'] as const).map((k) => per(k).toFixed(2)), total.toFixed(2)].join('\t'));
       await client.deleteJob(job.id);
@@ -148,7 +164,7 @@ async function main(): Promise<void> {
         b = sample(proc.pid!, hostPid);
       });
       times.sort((x, y) => x - y);
-      const per = (k: keyof Sample): number => ((b[k] - a[k]) * 1000) / rounds;
+      const per = (k: Exclude<keyof Sample, 'sleeps'>): number => ((b[k] - a[k]) * 1000) / rounds;
       const total = per('server') + per('host') + per('client');
       console.log([`roundtrip (µs/line, ${rounds} lines)`, `p50 ${(times[Math.floor(times.length / 2)]! / 1000).toFixed(0)} µs`, ...(['server', 'host', 'runners', 'jobs', 'client'] as const).map((k) => per(k).toFixed(1)), total.toFixed(1)].join('\t'));
     }
@@ -158,9 +174,13 @@ async function main(): Promise<void> {
       const a = sample(proc.pid!, hostPid);
       const rate = await jobRate(client, JOBS, description, `cpu-${name}`, { batched });
       const b = sample(proc.pid!, hostPid);
-      const per = (k: keyof Sample): number => (b[k] - a[k]) / JOBS;
+      const per = (k: Exclude<keyof Sample, 'sleeps'>): number => (b[k] - a[k]) / JOBS;
       const total = per('server') + per('host') + per('runners') + per('jobs') + per('client');
       console.log([name, rate.toFixed(0), ...(['server', 'host', 'runners', 'jobs', 'client'] as const).map((k) => per(k).toFixed(2)), total.toFixed(2)].join('\t'));
+      // Runners replaced during the row (jsRunnerMaxJobs) take their count with them: a floor.
+      const slept = (k: keyof Sample['sleeps']): number => (b.sleeps[k] - a.sleeps[k]) / JOBS;
+      const sleptTotal = slept('server') + slept('host') + slept('runners') + slept('client');
+      console.log([' sleeps/job', '', slept('server').toFixed(2), slept('host').toFixed(2), slept('runners').toFixed(2), '', slept('client').toFixed(2), sleptTotal.toFixed(2)].join('\t'));
     }
   } finally {
     proc.kill('SIGTERM');

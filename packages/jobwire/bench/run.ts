@@ -22,6 +22,7 @@ import { distributedBench, jobRate } from './distributed.js';
 import { networkBench } from './networks.js';
 import { slurmBench } from './slurm.js';
 import { jobRoundTrips, pipeRoundTrips } from './round-trip.js';
+import { sleeps } from './sleeps.js';
 import { sshBench } from './ssh.js';
 
 const CLI = fileURLToPath(new URL('../../bin/jobwire.js', import.meta.url));
@@ -62,30 +63,6 @@ async function startServer(home: string, slots: number): Promise<{ proc: ChildPr
     }
   }
   throw new Error('server did not start');
-}
-
-/**
- * Times a process slept (voluntary context switches, all its threads): each is a wait for an
- * event and a wake-up after it, whatever the machine's load; 0 once it has exited. With
- * `preempted`, the times it was taken off a CPU while it could run (involuntary ones): each is
- * a wait for a CPU, which is what a loaded machine adds to a round trip's tail.
- */
-function sleeps(pid: number, preempted = false): number {
-  const field = preempted ? /\nnonvoluntary_ctxt_switches:\s+(\d+)/ : /\nvoluntary_ctxt_switches:\s+(\d+)/;
-  let total = 0;
-  try {
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      try {
-        const match = field.exec(readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8'));
-        total += Number(match?.[1] ?? 0);
-      } catch {
-        // A thread that ended meanwhile.
-      }
-    }
-  } catch {
-    // Not Linux, or the process is gone.
-  }
-  return total;
 }
 
 /** One line through `cat`, many times: jobwire (SDK → WebSocket → server → host → cat and back) vs a direct pipe. */

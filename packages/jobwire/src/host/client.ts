@@ -27,6 +27,7 @@ import {
   type StorageState,
   type ToHost,
   type WireError,
+  TurnCork,
 } from './protocol.js';
 
 /** Options of {@link HostClient.connect}. */
@@ -92,6 +93,8 @@ export class HostClient {
   /** Resolves when the connection has ended, with why when it was not {@link close}. */
   readonly closed: Promise<Error | undefined>;
   readonly #socket: net.Socket;
+  /** Every write of a turn leaves at its end, in one system call (several starts, stdin and its close). */
+  readonly #cork: TurnCork;
   readonly #decoder: FrameDecoder;
   readonly #pending = new Map<number, Pending>();
   readonly #listeners = new Map<string, (event: HostJobEvent) => void>();
@@ -107,6 +110,7 @@ export class HostClient {
 
   private constructor(socket: net.Socket, decoder: FrameDecoder, version: number, host: HostInfo, early: Frame[], keepAliveMs?: number) {
     this.#socket = socket;
+    this.#cork = new TurnCork(socket);
     this.#decoder = decoder;
     this.version = version;
     this.host = host;
@@ -301,6 +305,7 @@ export class HostClient {
   writeStdin(jobId: string, offset: number, data: Uint8Array): boolean {
     if (this.#ended) throw this.#closedError ?? new HostConnectionClosedError('the connection to the job host is closed');
     const socket = this.#socket;
+    this.#cork.hold();
     socket.cork();
     socket.write(stdinHeader(jobId, offset, data.byteLength));
     const ok = socket.write(data);
@@ -377,6 +382,7 @@ export class HostClient {
     const rid = this.#nextRid++;
     return new Promise((resolve, reject) => {
       this.#pending.set(rid, { resolve, reject });
+      this.#cork.hold();
       this.#socket.write(jsonFrame({ ...message, rid } as ToHost));
     });
   }

@@ -41,6 +41,7 @@ import {
   type HostInfo,
   type StartJob,
   type WireError,
+  TurnCork,
 } from './protocol.js';
 
 /** Options of a {@link JobHost}. */
@@ -60,6 +61,12 @@ export interface JobHostOptions {
   retryMinMs?: number;
   /** Longest wait between retries of a failed output write. @defaultValue 2000 */
   retryMaxMs?: number;
+  /**
+   * How long a connection holds its writes after starting a function job, waiting for its exit
+   * to go with the reply (see {@link FUNCTION_START_HOLD_MS}); 0 holds nothing.
+   * @defaultValue 2 ({@link FUNCTION_START_HOLD_MS})
+   */
+  functionStartHoldMs?: number;
   /** Where jobs run. @defaultValue a LocalExecutor */
   executor?: Executor;
   /** Where the host's messages go. @defaultValue nowhere */
@@ -79,6 +86,17 @@ const CONNECTION_HIGH_WATER = 1024 * 1024;
  * its own per line typed.
  */
 const LAZY_MS = 2;
+/**
+ * How long a connection holds its writes after starting a function job (not an interactive one)
+ * that it follows: a no-op function ends within a round trip to its warm runner, and its start's
+ * reply and its exit then reach the client in one write, one wake-up of the client (and, for the
+ * server, one SQLite commit for its Running and its end). A job still running when this passes
+ * has its reply sent then: its Running is at most this late. The bound counts from the first start
+ * that began the hold; later starts do not extend it, so steady starts cannot hold a connection's
+ * writes (other jobs' output, replies) for longer than this. Nothing on the wire changes (the
+ * frames and their order are the same), so clients of every protocol version read it as before.
+ */
+export const FUNCTION_START_HOLD_MS = 2;
 /** How often follow deadlines are checked, while some running job has one. */
 const FOLLOW_CHECK_MS = 100;
 
@@ -149,10 +167,12 @@ export class JobHost {
       writeBehindBytes: options.writeBehindBytes ?? WRITE_BEHIND_BYTES,
       retryMinMs: options.retryMinMs ?? 100,
       retryMaxMs: options.retryMaxMs ?? 2000,
+      functionStartHoldMs: options.functionStartHoldMs ?? FUNCTION_START_HOLD_MS,
       executor: options.executor ?? new LocalExecutor(),
       log: options.log ?? silentLogger,
     };
     if (!(parsed.idleMs >= 0)) throw new RangeError(`idleMs must be a number >= 0, got ${parsed.idleMs}`);
+    if (!(parsed.functionStartHoldMs >= 0 && parsed.functionStartHoldMs <= MAX_TIMER_MS)) throw new RangeError(`functionStartHoldMs must be a number from 0 to ${MAX_TIMER_MS}, got ${parsed.functionStartHoldMs}`);
     if (parsed.versions.length === 0 || !parsed.versions.every((v) => Number.isSafeInteger(v) && v > 0)) throw new RangeError('versions must be positive integers');
     const identity = selfIdentity();
     if (identity === undefined) throw new Error('a job host needs /proc to identify itself and its jobs');
@@ -263,6 +283,11 @@ export class JobHost {
   /** Speaks `version` with a client that offers `theirs`, or undefined (refused). */
   negotiate(theirs: number[]): number | undefined {
     return chooseVersion(this.#options.versions, theirs);
+  }
+
+  /** See {@link JobHostOptions.functionStartHoldMs}. */
+  get functionStartHoldMs(): number {
+    return this.#options.functionStartHoldMs;
   }
 
   /** Starts a job (idempotent per id). */
@@ -456,6 +481,8 @@ class Connection {
   /** When the client last sent anything (ms since the epoch). */
   lastHeard = Date.now();
   readonly #socket: net.Socket;
+  /** Every write of a turn leaves at its end, in one system call. */
+  readonly #cork: TurnCork;
   readonly #host: JobHost;
   readonly #log: HostLogger;
   readonly #decoder = new FrameDecoder();
@@ -478,6 +505,7 @@ class Connection {
 
   constructor(socket: net.Socket, host: JobHost, log: HostLogger) {
     this.#socket = socket;
+    this.#cork = new TurnCork(socket);
     this.#host = host;
     this.#log = log;
     socket.on('data', (data: Buffer) => this.#onData(data));
@@ -501,6 +529,7 @@ class Connection {
       return;
     }
     const socket = this.#socket;
+    this.#cork.hold();
     socket.cork();
     this.#flushLazy();
     // Output taken before the message goes first (the exit follows the last output).
@@ -752,7 +781,16 @@ class Connection {
         const { job, existing } = host.startJob(spec);
         // Version 3: the job is forgotten once this connection has its exit (no `forget` request follows).
         const forget = request.subscribe?.forget === true && (this.version ?? 1) >= FORGET_ON_EXIT_VERSION;
-        if (request.subscribe !== undefined) this.#subscribe(job, 0, request.subscribe.output, forget ? () => this.#forgetAfterExit(job.jobId) : undefined);
+        // A function job usually ends before a write would have left: its reply waits for its exit (see FUNCTION_START_HOLD_MS).
+        const holdMs = host.functionStartHoldMs;
+        const release = holdMs > 0 && request.subscribe !== undefined && !existing && description.js !== undefined && description.interactive !== true ? this.#cork.keep(holdMs) : undefined;
+        if (request.subscribe !== undefined) {
+          const onExitSent = release === undefined && !forget ? undefined : (): void => {
+            release?.();
+            if (forget) this.#forgetAfterExit(job.jobId);
+          };
+          this.#subscribe(job, 0, request.subscribe.output, onExitSent);
+        }
         return { job: job.state(), existing };
       }
       case 'list':

@@ -17,7 +17,7 @@ import { fdLogger } from './log.js';
 const READY_FD = 3;
 
 /** Options passed as `--options JSON`: the tunables of {@link JobHostOptions}. */
-export type HostProcessOptions = Pick<JobHostOptions, 'idleMs' | 'versions' | 'writeBehindBytes' | 'retryMinMs' | 'retryMaxMs'>;
+export type HostProcessOptions = Pick<JobHostOptions, 'idleMs' | 'versions' | 'writeBehindBytes' | 'retryMinMs' | 'retryMaxMs' | 'functionStartHoldMs'>;
 
 function report(message: object): void {
   try {

@@ -287,6 +287,69 @@ export type FromHost =
   /** The host is closing this connection because of what the client sent. */
   | { type: 'fatal'; error: WireError };
 
+/**
+ * Holds a socket's writes until the end of the current turn of the event loop (its check phase),
+ * so that the frames one turn produces — the replies and exits of several jobs, a start per
+ * freed slot — leave in one system call. On a VM each write that wakes the other side costs far
+ * more than the bytes (see docs/benchmarks.md); a turn adds no wait worth counting.
+ * {@link keep} holds them longer, until a release or a bound.
+ */
+export class TurnCork {
+  #corked = false;
+  #turnEnd = false;
+  /** Keeps not yet released in the current hold. */
+  #keeps = 0;
+  /** Counts holds, so that a release from an ended one changes nothing. */
+  #hold = 0;
+  /** Ends the current hold at the bound its first keep set. */
+  #bound: NodeJS.Timeout | undefined;
+
+  constructor(private readonly socket: { cork(): void; uncork(): void }) {}
+
+  /** Call before writing: the writes of this turn go out together at its end. */
+  hold(): void {
+    if (!this.#corked) {
+      this.#corked = true;
+      this.socket.cork();
+    }
+    if (this.#turnEnd) return;
+    this.#turnEnd = true;
+    setImmediate(() => {
+      this.#turnEnd = false;
+      if (this.#keeps > 0 || !this.#corked) return;
+      this.#corked = false;
+      this.socket.uncork();
+    });
+  }
+
+  /**
+   * Holds every write until each keep is released (what the turn of the last release writes goes
+   * with them) or `maxMs` after the first keep of this hold, whichever comes first. A later keep
+   * does not move that bound: a stream of keeps cannot hold the writes for ever. Releasing twice,
+   * or after the bound, changes nothing.
+   */
+  keep(maxMs: number): () => void {
+    this.hold();
+    this.#keeps++;
+    const hold = this.#hold;
+    this.#bound ??= setTimeout(() => this.#endHold(), maxMs);
+    let kept = true;
+    return () => {
+      if (!kept || hold !== this.#hold) return;
+      kept = false;
+      if (--this.#keeps === 0) this.#endHold();
+    };
+  }
+
+  #endHold(): void {
+    clearTimeout(this.#bound);
+    this.#bound = undefined;
+    this.#keeps = 0;
+    this.#hold++;
+    this.hold();
+  }
+}
+
 /** A decoded frame. */
 export type Frame =
   | { kind: typeof FrameKind.json; message: unknown }

@@ -319,6 +319,8 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
       },
     };
     let running: JobRecord | undefined;
+    /** Set once the handle's `done` has settled (known before `ready` when both came in one read). */
+    let endedEarly = false;
     /** Marks the job Running, once its executor's own queue (if any) let it start. */
     const markRunning = async (): Promise<JobRecord | undefined | 'detached'> => {
       const h = handle!;
@@ -333,7 +335,17 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
         // Ended without ever running (refused, cancelled while waiting): it is settled from Queued.
         if (first === 'ended') return job;
       }
-      return store.markRunning(id, { startedAt: new Date().toISOString(), pid: h.pid ?? null, node: ctx.node, process: h.process ?? null });
+      const write = store.markRunning(id, { startedAt: new Date().toISOString(), pid: h.pid ?? null, node: ctx.node, process: h.process ?? null });
+      // Only with the default settle (the embedded dispatcher): its store commits one turn's
+      // writes in call order, in one transaction. A worker's settle goes to Redis, where the
+      // order of two scripts not awaited in turn is not promised.
+      if (!endedEarly || options.settle !== undefined) return write;
+      // It ended before its start was answered (a function job: the job host answers its start
+      // with its end): not waited for, its end is stored in the same turn, so the store commits
+      // both in one transaction, Running's event first. Had it stopped being Queued (cancelled),
+      // the end changes nothing either.
+      write.catch((err: unknown) => ctx.onError(err, id));
+      return job;
     };
     if (resume !== undefined) {
       const found = executor.resume === undefined ? undefined : await executor.resume(spec, resume, { stdout: sizes.stdout, stderr: sizes.stderr, stdin: consumed });
@@ -344,6 +356,7 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
       running = marked;
     } else {
       handle = refusal !== undefined ? notRun(refusal) : executor.start(spec);
+      void handle.done.then(() => (endedEarly = true));
       const marked = await markRunning();
       if (marked === 'detached') return undefined;
       running = marked;

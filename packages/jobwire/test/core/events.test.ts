@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { JobEvent } from '@jobwire/client';
-import { withServer } from '../helpers.js';
+import { sleepUntil, withServer } from '../helpers.js';
 
 describe('events', () => {
   it('sends a snapshot, then live add and update events for a group subtree', async () => {
@@ -30,6 +30,29 @@ describe('events', () => {
       assert.ok(seen.every((e) => !(e.info.type === 'job' && e.info.group === 'elsewhere')), 'nothing from outside the subtree');
       assert.ok(seen.some((e) => e.info.type === 'group' && (e.info as { path: string }).path === 'lab:run-2' && e.verb === 'add'), 'the new group was added');
       stream.close();
+    });
+  });
+
+  it("gives each no-op function job Queued, Running, then its end with its result, in order (Running and the end may be stored together)", async () => {
+    await withServer(async ({ client }) => {
+      const stream = client.events('fn');
+      const seen: JobEvent[] = [];
+      const reader = (async () => {
+        for await (const ev of stream) seen.push(ev);
+      })();
+      await stream.ready;
+      const jobs = await client.submitBatchJobs(Array.from({ length: 6 }, (_, i) => ({ js: { code: 'return args[0] * 2', args: [i] }, group: 'fn', queueName: 'multi' })));
+      const endOf = (id: string): JobEvent | undefined => seen.find((e) => e.info.id === id && (e.info as { status: string }).status !== 'Queued' && (e.info as { status: string }).status !== 'Running');
+      await sleepUntil(() => jobs.every((job) => endOf(job.id) !== undefined), 30_000, 'every end');
+      stream.close();
+      await reader;
+      jobs.forEach((job, i) => {
+        const mine = seen.filter((e) => e.info.id === job.id).map((e) => e.info as { status: string; result?: unknown; startedAt?: string; endedAt?: string });
+        assert.deepEqual(mine.map((info) => info.status), ['Queued', 'Running', 'Success'], `job ${i}`);
+        assert.ok(mine[1]!.startedAt, 'Running carries its start');
+        assert.equal(mine[2]!.result, i * 2, 'the end carries the result');
+        assert.ok(mine[2]!.startedAt! <= mine[2]!.endedAt!, 'started before it ended');
+      });
     });
   });
 

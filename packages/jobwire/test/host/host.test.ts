@@ -10,8 +10,10 @@ import { describe, test } from 'node:test';
 import { BadRequestError, ConflictError, NotFoundError, type OutputChunk } from '@jobwire/client';
 import { ensureHost } from '../../src/host/ensure.js';
 import { hostPaths } from '../../src/host/paths.js';
-import { FrameDecoder, FrameKind, PROTOCOL_VERSIONS, jsonFrame } from '../../src/host/protocol.js';
+import type { HostJobEvent } from '../../src/host/client.js';
+import { FrameDecoder, FrameKind, PROTOCOL_VERSIONS, jsonFrame, type ExitRecord } from '../../src/host/protocol.js';
 import { FileStreamLog } from '../../src/store/embedded/file-stream-log.js';
+import { sleepUntil } from '../helpers.js';
 import { follow, jobSpec, withHostHome } from './helpers.js';
 
 const TIMEOUT = { timeout: 60_000 };
@@ -122,6 +124,63 @@ describe('job host', () => {
       assert.equal(seen.text(), 'server env none\n', "the job starts from the submitting server's environment, not the host's");
       const [job] = await client.list();
       assert.equal(job?.progress, 'half way');
+      client.close();
+    });
+  });
+
+  test("a function job that ends while its start's reply is held: reply and exit come in one write, reply first, result kept", TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      // A hold far longer than the job (a new runner included), so what is asserted is the order, not a race.
+      const { client } = await ensureHost(home, { host: { functionStartHoldMs: 60_000 } });
+      client.close();
+      const socket = connect(hostPaths(home).socket);
+      const decoder = new FrameDecoder();
+      /** The JSON messages of each read, one array per 'data' event. */
+      const reads: Array<Array<{ type: string; rid?: number; jobId?: string; exit?: { result?: unknown; exitCode: number | null } }>> = [];
+      const exited = new Promise<void>((resolve, reject) => {
+        socket.on('error', reject);
+        socket.on('data', (data: Buffer) => {
+          const messages = decoder.push(data).flatMap((frame) => (frame.kind === FrameKind.json ? [frame.message as (typeof reads)[number][number]] : []));
+          reads.push(messages);
+          if (messages.some((m) => m.type === 'welcome')) {
+            const job = jobSpec('fn-held', { js: { code: 'return 7' } }, { baseEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+            socket.write(jsonFrame({ type: 'start', rid: 1, job, subscribe: { output: true, forget: true } }));
+          }
+          if (messages.some((m) => m.type === 'exit')) resolve();
+        });
+      });
+      socket.write(jsonFrame({ type: 'hello', versions: [...PROTOCOL_VERSIONS] }));
+      await exited;
+      socket.destroy();
+      const withReply = reads.find((messages) => messages.some((m) => m.type === 'reply' && m.rid === 1));
+      assert.ok(withReply, 'the start was answered');
+      assert.deepEqual(
+        withReply.map((m) => m.type),
+        ['reply', 'exit'],
+        'the reply and the exit arrived in one read, the reply first',
+      );
+      const exit = withReply[1]!;
+      assert.equal(exit.jobId, 'fn-held');
+      assert.equal(exit.exit?.exitCode, 0);
+      assert.equal(exit.exit?.result, 7, 'the result travels with the exit');
+    });
+  });
+
+  test('a function job still running when the hold ends gets its reply then, and its exit when it ends', TIMEOUT, async () => {
+    await withHostHome(async (home) => {
+      const { client } = await ensureHost(home, { host: { functionStartHoldMs: 50 } });
+      const exits: ExitRecord[] = [];
+      const listener = (event: HostJobEvent): void => {
+        if (event.type === 'exit') exits.push(event.exit);
+      };
+      const { job } = await client.start(jobSpec('fn-long', { js: { code: 'await new Promise((r) => setTimeout(r, 600_000)); return 1' } }), { listener });
+      assert.equal(job.exit, null, 'answered while it runs');
+      assert.equal(exits.length, 0, 'no exit before the job ends');
+      const [listed] = await client.list();
+      assert.equal(listed?.exit, null, 'still running after the reply');
+      await client.terminate('fn-long', { graceMs: 1000, reason: 'test over' });
+      await sleepUntil(() => exits[0], 15_000, 'the exit after the stop');
+      assert.equal(exits[0]!.stoppedBy, 'test over');
       client.close();
     });
   });

@@ -12,7 +12,7 @@ import { HostClient, type HostJobEvent } from '../../src/host/client.js';
 import { ensureHost } from '../../src/host/ensure.js';
 import { HostVersionError } from '../../src/host/errors.js';
 import { hostPaths } from '../../src/host/paths.js';
-import { FrameDecoder, FrameError, FrameKind, MAX_FRAME_BYTES, jsonFrame, outputHeader, stdinHeader, type ExitRecord, type Frame } from '../../src/host/protocol.js';
+import { FrameDecoder, FrameError, FrameKind, MAX_FRAME_BYTES, jsonFrame, outputHeader, stdinHeader, TurnCork, type ExitRecord, type Frame } from '../../src/host/protocol.js';
 import { hostStatus } from '../../src/host/recovery.js';
 import { removeHome, tempHome, withServer } from '../helpers.js';
 import { follow, hostGone, jobSpec, withHostHome } from './helpers.js';
@@ -410,5 +410,33 @@ describe('host protocol: the environment once per connection (version 4)', () =>
       delete process.env.JOBWIRE_TEST_SERVER_ENV;
       removeHome(home);
     }
+  });
+});
+
+describe('host protocol: writes held per turn (TurnCork)', () => {
+  test("a kept hold lasts past the turn until released; a later keep does not extend the first keep's bound", TIMEOUT, async () => {
+    const calls: string[] = [];
+    const cork = new TurnCork({ cork: () => calls.push('cork'), uncork: () => calls.push('uncork') });
+    const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    cork.hold();
+    await turn();
+    assert.deepEqual(calls, ['cork', 'uncork'], 'a plain hold ends with its turn');
+    calls.length = 0;
+    const first = cork.keep(60_000);
+    await turn();
+    assert.deepEqual(calls, ['cork'], 'kept past the end of the turn');
+    first();
+    await turn();
+    assert.deepEqual(calls, ['cork', 'uncork'], 'released: the writes leave at the end of that turn');
+    calls.length = 0;
+    cork.keep(40);
+    const later = cork.keep(60_000);
+    await turn();
+    assert.deepEqual(calls, ['cork']);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(calls, ['cork', 'uncork'], "the first keep's bound ended the hold although the later keep was not released");
+    later();
+    await turn();
+    assert.deepEqual(calls, ['cork', 'uncork'], 'a release after the bound changes nothing');
   });
 });
