@@ -181,7 +181,8 @@ export interface ClusterStore extends Store {
   /**
    * A worker's end of a run, in one step: only while the job is Running on `run.node` in
    * `run.attempt` (or Queued and placed there: it ended in the executor's own queue without
-   * running), frees its slot and moves it to a final status. Undefined when the job is not
+   * running), frees its slot, moves it to a final status and closes its output with that status
+   * (as `streams.closeOutput`: call it once the run's output is stored). Undefined when the job is not
    * the run's any more (a reaper queued it again, or lost it, meanwhile).
    */
   finishRun(id: string, fields: FinishFields, run: RunClaim): Promise<JobRecord | undefined>;

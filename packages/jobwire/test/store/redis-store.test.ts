@@ -9,6 +9,7 @@ import { openRedisStore, type RedisClusterStore } from '../../src/store/index.js
 import { dropWorker } from '../../src/distributed/registry.js';
 import { decodeMessage } from '../../src/store/redis/redis-stream-log.js';
 import { sleepUntil } from '../helpers.js';
+import type { StreamEvent } from '../../src/store/types.js';
 import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
 import { newJob, nextTime, storeBehaviour, streamLogBehaviour, type HarnessFactory } from './store-behaviour.js';
 
@@ -178,6 +179,37 @@ describe('redis store: its own promises', () => {
         await reaper.close();
         await worker.close();
       }
+    });
+  });
+
+  it('finishRun closes the output of the run it ends, with the final status, in the same step; one that is not the run\'s any more leaves the output open', async () => {
+    await withRedisStore(async (store) => {
+      assert.deepEqual(await store.registerWorker({ name: 'w1', instance: 'i1', pools: ['ALL'], slots: 2, labels: {}, host: 'h', pid: 1, startedAt: nextTime() }, 60_000), { registered: true });
+      const ran = await store.createJob(newJob());
+      const other = await store.createJob(newJob());
+      assert.equal((await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 })).length, 2);
+      for (const job of [ran, other]) assert.ok(await store.markRunning(job.id, { startedAt: nextTime(), pid: 7, node: 'w1' }));
+      await store.streams.appendOutput(ran.id, 'stdout', Buffer.from('out\n'));
+      await store.streams.appendOutput(ran.id, 'stderr', Buffer.from('err\n'));
+      const heard: StreamEvent[] = [];
+      const unsubscribe = store.streams.subscribe(ran.id, (event) => heard.push(event));
+      try {
+        // The subscription is active once an operation issued after it has run (see gate.ts).
+        await store.streams.sizes(ran.id);
+        const finished = await store.finishRun(ran.id, { status: 'Failed', exitCode: 3, error: 'exited with code 3', endedAt: nextTime() }, { node: 'w1', attempt: 1 });
+        assert.equal(finished?.status, 'Failed');
+        const final = { status: 'Failed', exitCode: 3, signal: null, error: 'exited with code 3', progress: null };
+        const page = await store.streams.readOutput(ran.id, 0, 1024);
+        assert.deepEqual([page.end, page.closed, page.final], [8, true, final]);
+        await sleepUntil(async () => heard.some((event) => event.type === 'output-closed'), 5000, 'the close message');
+        assert.deepEqual(heard.filter((event) => event.type === 'output-closed'), [{ type: 'output-closed', end: 8, final }]);
+      } finally {
+        unsubscribe();
+      }
+      // Not this run's (another attempt): neither finished nor closed.
+      assert.equal(await store.finishRun(other.id, { status: 'Success', exitCode: 0, endedAt: nextTime() }, { node: 'w1', attempt: 2 }), undefined);
+      assert.equal((await store.streams.readOutput(other.id, 0, 1024)).closed, false);
+      assert.equal((await store.getJob(other.id))?.status, 'Running');
     });
   });
 

@@ -13,6 +13,7 @@
  * It reserves the slot in the same step, so two placers never give one slot twice.
  * @module
  */
+import { CLOSE_OUTPUT } from './close-output.js';
 import type { ScriptDef } from './script-def.js';
 
 /** Classes of load, after the local executor's queues. */
@@ -301,7 +302,8 @@ return placed
 /**
  * A worker's end of a run, in one step: only while the job is Running on that worker in that
  * attempt (or Queued and placed there: it ended in the executor's own queue without running),
- * frees its slot and moves it to a final status. ARGV: prefix, id, changed fields as
+ * frees its slot, moves it to a final status and closes its output with that status (as
+ * `jwCloseOutput`: the run has stored all its output by then). ARGV: prefix, id, changed fields as
  * JSON, result JSON text ('' = none), worker name, attempt. Nil when the job is not the run's any
  * more: a reaper that took the worker for dead queued it again (or lost it) meanwhile, and a
  * check made before this script could not see that.
@@ -310,6 +312,7 @@ export const finishRun: ScriptDef = {
   name: 'jwFinishRun',
   lua: `
 ${CLASS_OF}
+${CLOSE_OUTPUT}
 local job = loadJob(ARGV[2])
 local node = ARGV[5]
 if not job then return nil end
@@ -321,7 +324,12 @@ elseif job.info.status ~= 'Running' or job.node ~= node then
 end
 if redis.call('HGET', job.key, 'attempt') ~= ARGV[6] then return nil end
 for _, cls in ipairs(CLASSES) do redis.call('SREM', loadKey(node, cls), job.id) end
-return finish(job, ARGV[3], ARGV[4], false)
+local reply = finish(job, ARGV[3], ARGV[4], false)
+-- The run stored all its output before it ended: its output closes with the job, in the same step.
+local i = job.info
+local function orNull(v) if v == nil then return cjson.null end return v end
+closeOutput(job.id, cjson.encode({ status = i.status, exitCode = orNull(i.exitCode), signal = orNull(i.signal), error = orNull(i.error), progress = orNull(i.progress) }))
+return reply
 `,
 };
 
