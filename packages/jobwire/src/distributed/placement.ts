@@ -95,9 +95,12 @@ export class Placer {
   }
 
   async #passes(full: boolean): Promise<void> {
-    // The first pass as asked; the passes that follow one that placed jobs only place.
+    // The first pass as asked; the passes that follow only place, and run only after a pass that
+    // placed jobs and looked at as many as it may with room left (more jobs than that wait): one
+    // pass places every job that fits among those it looked at, and what frees room or adds a
+    // job meanwhile asks for a pass of its own.
     for (let quick = !full; ; quick = true) {
-      const placed = await this.#store.placeJobs({ scan: SCAN, patienceMs: PATIENCE_MS, unlimitedSlots: UNLIMITED_AT_ONCE, quick });
+      const { placed, more } = await this.#store.placeJobs({ scan: SCAN, patienceMs: PATIENCE_MS, unlimitedSlots: UNLIMITED_AT_ONCE, quick });
       if (placed.length === 0 || this.#closed) return;
       const local = this.#local;
       const own = placed.filter((job) => job.node === local?.node);
@@ -110,6 +113,7 @@ export class Placer {
         list.push({ jobId, attempt });
       }
       await Promise.all([...byNode].map(([node, jobs]) => this.handOver(node, jobs)));
+      if (!more) return;
     }
   }
 }

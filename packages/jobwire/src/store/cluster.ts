@@ -95,6 +95,17 @@ export interface PlacedJob extends HandOver {
   pools: string;
 }
 
+/** What a placement pass did. */
+export interface Placement {
+  /** The jobs it placed (their slots reserved). */
+  placed: PlacedJob[];
+  /**
+   * It looked at as many waiting jobs as it may (`PlacementPass.scan`) and room is left: more
+   * jobs wait than it saw, and a next pass may place some.
+   */
+  more: boolean;
+}
+
 /** Delivery of placed jobs to worker nodes (one queue per node). */
 export interface HandOvers {
   /** Hands jobs to `node`: idempotent per job and attempt. */
@@ -197,7 +208,7 @@ export interface ClusterStore extends Store {
   resyncJob(id: string): Promise<void>;
 
   /** One placement pass: reserves slots for waiting jobs and answers them; sets wait reasons. */
-  placeJobs(pass: PlacementPass): Promise<PlacedJob[]>;
+  placeJobs(pass: PlacementPass): Promise<Placement>;
   /** A sender of hand-overs (each sender holds its own queues; close it). */
   handOvers(onError: (err: unknown) => void): HandOvers;
   /** Starts taking the hand-overs of `node`; resolves once it takes them. */

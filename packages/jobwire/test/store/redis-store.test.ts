@@ -106,7 +106,7 @@ describe('redis store: its own promises', () => {
       const register = () => store.registerWorker({ name: 'w1', instance: 'i1', pools: ['ALL'], slots: 4, labels: {}, host: 'h', pid: 1, startedAt: nextTime() }, 60_000);
       const handed = async (retries: number): Promise<string> => {
         const job = await store.createJob(newJob({ description: { executable: 'true', retries } }));
-        const placed = await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 });
+        const { placed } = await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 });
         assert.deepEqual(placed.map((p) => [p.jobId, p.node]), [[job.id, 'w1']]);
         await store.setExecutorState(job.id, { slurmJobId: '42', stdout: '/o', stderr: '/e', exit: '/x' });
         return job.id;
@@ -127,10 +127,10 @@ describe('redis store: its own promises', () => {
       assert.match(retried?.reason ?? '', /; starting it again \(attempt 2 of 2\)$/);
       assert.equal(await store.executorState(again), undefined, 'the next attempt starts afresh');
       // The plain job waits again as it was; the retried one waits for its next attempt.
-      assert.deepEqual((await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 })).length, 0, 'no worker: nothing placed');
+      assert.deepEqual((await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 })).placed.length, 0, 'no worker: nothing placed');
 
       assert.deepEqual(await register(), { registered: true });
-      const placed = await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 });
+      const { placed } = await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 });
       assert.deepEqual(placed.map((p) => p.jobId).sort(), [again, plain.id].sort());
       assert.equal(placed.find((p) => p.jobId === again)?.attempt, 2);
       // Ended in the executor's queue without running (sbatch refused it, say): settled from Queued, slot freed.
@@ -182,12 +182,32 @@ describe('redis store: its own promises', () => {
     });
   });
 
+  it('a placement pass says "more" when it looked at as many waiting jobs as it may with room left, not when it saw them all or no room is left', async () => {
+    await withRedisStore(async (store) => {
+      assert.deepEqual(await store.registerWorker({ name: 'w1', instance: 'i1', pools: ['ALL'], slots: 3, labels: {}, host: 'h', pid: 1, startedAt: nextTime() }, 60_000), { registered: true });
+      const jobs = [];
+      for (let i = 0; i < 5; i++) jobs.push((await store.createJob(newJob())).id);
+      // No `unlimited` room, so that the multi slots and the one `single` slot are all the room there is.
+      const pass = { scan: 2, patienceMs: 0, unlimitedSlots: 0, quick: true };
+      const first = await store.placeJobs(pass);
+      assert.deepEqual([first.placed.map((p) => p.jobId), first.more], [jobs.slice(0, 2), true], 'looked at 2 of 5 with room left');
+      const all = await store.placeJobs({ ...pass, scan: 100 });
+      assert.deepEqual([all.placed.map((p) => p.jobId), all.more], [[jobs[2]], false], 'looked at every waiting job');
+      // Fill the single slot: no room is left for any class.
+      const single = await store.createJob(newJob({ queue: 'single' }));
+      const last = await store.placeJobs({ ...pass, scan: 100 });
+      assert.deepEqual(last.placed.map((p) => p.jobId), [single.id]);
+      const none = await store.placeJobs({ ...pass, scan: 1 });
+      assert.deepEqual([none.placed.length, none.more], [0, false], 'no room left');
+    });
+  });
+
   it('finishRun closes the output of the run it ends, with the final status, in the same step; one that is not the run\'s any more leaves the output open', async () => {
     await withRedisStore(async (store) => {
       assert.deepEqual(await store.registerWorker({ name: 'w1', instance: 'i1', pools: ['ALL'], slots: 2, labels: {}, host: 'h', pid: 1, startedAt: nextTime() }, 60_000), { registered: true });
       const ran = await store.createJob(newJob());
       const other = await store.createJob(newJob());
-      assert.equal((await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 })).length, 2);
+      assert.equal((await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 })).placed.length, 2);
       for (const job of [ran, other]) assert.ok(await store.markRunning(job.id, { startedAt: nextTime(), pid: 7, node: 'w1' }));
       await store.streams.appendOutput(ran.id, 'stdout', Buffer.from('out\n'));
       await store.streams.appendOutput(ran.id, 'stderr', Buffer.from('err\n'));

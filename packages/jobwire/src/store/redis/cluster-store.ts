@@ -13,6 +13,7 @@ import type {
   HandOverConsumer,
   HandOvers,
   LoadClass,
+  Placement,
   PlacedJob,
   PlacementPass,
   RegisteredWorker,
@@ -250,12 +251,12 @@ export class RedisClusterStore extends RedisStore implements ClusterStore {
     return this.streams.resync(id, { output: false });
   }
 
-  placeJobs(pass: PlacementPass): Promise<PlacedJob[]> {
+  placeJobs(pass: PlacementPass): Promise<Placement> {
     return this.op(async () => {
       const reply = await this.scripts.run<string[]>('jwPlaceJobs', pass.scan, pass.patienceMs, pass.unlimitedSlots, pass.quick === true ? 'quick' : 'full');
       const placed: PlacedJob[] = [];
-      for (let i = 0; i < reply.length; i += 5) placed.push({ jobId: reply[i]!, node: reply[i + 1]!, attempt: Number(reply[i + 2]), slotClass: reply[i + 3]!, pools: reply[i + 4]! });
-      return placed;
+      for (let i = 1; i < reply.length; i += 5) placed.push({ jobId: reply[i]!, node: reply[i + 1]!, attempt: Number(reply[i + 2]), slotClass: reply[i + 3]!, pools: reply[i + 4]! });
+      return { placed, more: reply[0] === '1' };
     });
   }
 

@@ -133,8 +133,9 @@ return reply
  * over, unread, the jobs of a class that no live worker has room for (their queue is in
  * `pqueue`), and stops once no class has room: it neither parks jobs nor gives wait reasons,
  * which the full pass (once a second) does — so a burst of waiting jobs does not make every
- * pass read each of them. Answers
- * {id, worker, attempt, class, pools, ...} for the jobs placed (their slot is reserved: the caller hands them
+ * pass read each of them. Answers {more, then id, worker, attempt, class, pools, ...}: `more` '1'
+ * when it looked at as many jobs as it may and room is left (a next pass may place more), else
+ * '0'; then the jobs placed (their slot is reserved: the caller hands them
  * to the worker's BullMQ queue). A job that waits gets a reason (once it waited a moment, so
  * quick placements add no events); a job that no live worker may ever take is parked until
  * the set of workers changes.
@@ -220,7 +221,8 @@ local function anyRoom()
   return false
 end
 
-local placed = {}
+-- placed[1]: whether jobs past the scanned ones may wait for room there is (filled in at the end).
+local placed = { '0' }
 local quick = ARGV[5] == 'quick'
 if quick and not anyRoom() then return placed end
 local waiting = redis.call('ZRANGE', K.pending, 0, maxScan - 1, 'WITHSCORES')
@@ -295,6 +297,7 @@ for i = 1, #waiting, 2 do
     end
   end
 end
+if #waiting >= 2 * maxScan and anyRoom() then placed[1] = '1' end
 return placed
 `,
 };
