@@ -404,15 +404,17 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
         // finds the node free (a preferred node included) — and only while the job is still
         // this run's: one the reaper handed on meanwhile (taken for dead, queued again) is
         // neither finished nor has its output closed here.
+        // The same step runs a quick placement pass, which can give the freed slot to a
+        // waiting job (no pass of its own after each job).
         settle: async (fields: FinishFields) => {
-          const done = await store.finishRun(jobId, fields, claim);
+          const done = await store.finishRunAndPlace(jobId, fields, claim, placer.quickPass());
           if (done) {
             settled.add(jobId);
             // ...and this worker's own slot: a job held ahead starts now.
             freeSlot?.();
-            placer.poke();
+            placer.placed(done.placement);
           }
-          return done;
+          return done?.job;
         },
         ...(resume !== undefined ? { resume } : {}),
         ...(sizes !== undefined ? { sizes } : {}),

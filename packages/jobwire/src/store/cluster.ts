@@ -197,6 +197,12 @@ export interface ClusterStore extends Store {
    * the run's any more (a reaper queued it again, or lost it, meanwhile).
    */
   finishRun(id: string, fields: FinishFields, run: RunClaim): Promise<JobRecord | undefined>;
+  /**
+   * {@link finishRun}, then, in the same step, a quick placement pass (`pass`, as
+   * {@link placeJobs}) that can give the freed slot to a waiting job: the job as finished and
+   * what the pass placed (the caller hands those over). Undefined (and no pass) as finishRun.
+   */
+  finishRunAndPlace(id: string, fields: FinishFields, run: RunClaim, pass: PlacementPass): Promise<{ job: JobRecord; placement: Placement } | undefined>;
   /** Frees the slot job `id` held on `node` (harmless when it held none). */
   releaseJob(node: string, id: string): Promise<void>;
   /**

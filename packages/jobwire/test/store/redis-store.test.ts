@@ -233,6 +233,25 @@ describe('redis store: its own promises', () => {
     });
   });
 
+  it('finishRunAndPlace gives the slot it frees to the next waiting job in the same step; a stale run neither finishes nor places', async () => {
+    await withRedisStore(async (store) => {
+      assert.deepEqual(await store.registerWorker({ name: 'w1', instance: 'i1', pools: ['ALL'], slots: 1, labels: {}, host: 'h', pid: 1, startedAt: nextTime() }, 60_000), { registered: true });
+      const pass = { scan: 100, patienceMs: 0, unlimitedSlots: 0, quick: true };
+      const first = await store.createJob(newJob());
+      const second = await store.createJob(newJob());
+      assert.deepEqual((await store.placeJobs(pass)).placed.map((p) => p.jobId), [first.id], 'one slot');
+      assert.ok(await store.markRunning(first.id, { startedAt: nextTime(), pid: 7, node: 'w1' }));
+      assert.equal(await store.finishRunAndPlace(first.id, { status: 'Success', exitCode: 0, endedAt: nextTime() }, { node: 'w1', attempt: 2 }, pass), undefined, 'not the run of another attempt');
+      assert.equal(await store.placedJob(second.id, 'w1'), undefined, 'a stale run places nothing');
+      const done = await store.finishRunAndPlace(first.id, { status: 'Success', exitCode: 0, endedAt: nextTime() }, { node: 'w1', attempt: 1 }, pass);
+      assert.equal(done?.job.status, 'Success');
+      assert.equal((await store.streams.readOutput(first.id, 0, 1024)).closed, true, 'its output closed');
+      assert.deepEqual([done?.placement.placed.map((p) => [p.jobId, p.node, p.slotClass]), done?.placement.more], [[[second.id, 'w1', 'multi']], false]);
+      assert.equal((await store.placedJob(second.id, 'w1'))?.attempt, 1);
+      assert.equal((await store.workers()).find((w) => w.name === 'w1')?.load.multi, 1, 'the slot is the second job\'s');
+    });
+  });
+
   it('decodes every kind of channel message', () => {
     assert.deepEqual(decodeMessage(Buffer.from('o212|5|a|b')), { type: 'output', chunk: { channel: 'stderr', pos: 12, offset: 5, data: Buffer.from('a|b') } });
     assert.deepEqual(decodeMessage(Buffer.from('c99')), { type: 'output-closed', end: 99 });
