@@ -149,8 +149,8 @@ async function counted<T>(redisUrl: string, jobs: number, measure: () => Promise
   return { value, perJob: (await redisCommands(redisUrl)) / jobs - before / jobs };
 }
 
-/** Raw BullMQ on the same Redis: add `jobs` no-op jobs, process them with `concurrency`. */
-async function rawBullmq(redisUrl: string, prefix: string, jobs: number, concurrency: number): Promise<number> {
+/** Raw BullMQ on the same Redis: add `jobs` no-op jobs, process them with `concurrency`; answers jobs/s. */
+export async function rawBullmq(redisUrl: string, prefix: string, jobs: number, concurrency: number): Promise<number> {
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue('raw-noop', { connection, prefix: `${prefix}rawbull` });
   let processed = 0;

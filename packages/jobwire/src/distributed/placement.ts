@@ -15,7 +15,7 @@
 import { BadRequestError, type JobDescription } from '@jobwire/client';
 import { LocalExecutor } from '../executors/local/index.js';
 import { UNLIMITED_AT_ONCE, type QueueDef } from '../executors/types.js';
-import type { ClusterStore, HandOver, HandOvers, PlacedJob } from '../store/cluster.js';
+import type { ClusterStore, HandOver, HandOvers, PlacedJob, Placement, PlacementPass } from '../store/cluster.js';
 
 /** Jobs looked at per pass. */
 const SCAN = 500;
@@ -94,23 +94,49 @@ export class Placer {
     await this.#handOvers.close();
   }
 
+  /** A quick pass's settings, for a store step that runs one itself (`finishRunAndPlace`). */
+  quickPass(): PlacementPass {
+    return { scan: SCAN, patienceMs: PATIENCE_MS, unlimitedSlots: UNLIMITED_AT_ONCE, quick: true };
+  }
+
+  /**
+   * Hands over what a pass run elsewhere (`finishRunAndPlace`) placed, as a pass of this placer
+   * would; asks for another pass when that one said more jobs wait than it looked at.
+   */
+  placed(placement: Placement): void {
+    if (this.#closed || placement.placed.length === 0) return;
+    this.#distribute(placement.placed).catch((err: unknown) => {
+      if (!this.#closed) this.#onError(err);
+    });
+    if (placement.more) this.poke();
+  }
+
   async #passes(full: boolean): Promise<void> {
-    // The first pass as asked; the passes that follow one that placed jobs only place.
+    // The first pass as asked; the passes that follow only place, and run only after a pass that
+    // placed jobs and looked at as many as it may with room left (more jobs than that wait): one
+    // pass places every job that fits among those it looked at, and what frees room or adds a
+    // job meanwhile asks for a pass of its own.
     for (let quick = !full; ; quick = true) {
-      const placed = await this.#store.placeJobs({ scan: SCAN, patienceMs: PATIENCE_MS, unlimitedSlots: UNLIMITED_AT_ONCE, quick });
+      const { placed, more } = await this.#store.placeJobs({ ...this.quickPass(), quick });
       if (placed.length === 0 || this.#closed) return;
-      const local = this.#local;
-      const own = placed.filter((job) => job.node === local?.node);
-      if (own.length > 0) local!.take(own);
-      const byNode = new Map<string, HandOver[]>();
-      for (const { jobId, node, attempt } of placed) {
-        if (node === local?.node) continue;
-        let list = byNode.get(node);
-        if (!list) byNode.set(node, (list = []));
-        list.push({ jobId, attempt });
-      }
-      await Promise.all([...byNode].map(([node, jobs]) => this.handOver(node, jobs)));
+      await this.#distribute(placed);
+      if (!more) return;
     }
+  }
+
+  /** Jobs placed on this process's own node go to it at once; the others to their node's queue. */
+  async #distribute(placed: readonly PlacedJob[]): Promise<void> {
+    const local = this.#local;
+    const own = placed.filter((job) => job.node === local?.node);
+    if (own.length > 0) local!.take(own);
+    const byNode = new Map<string, HandOver[]>();
+    for (const { jobId, node, attempt } of placed) {
+      if (node === local?.node) continue;
+      let list = byNode.get(node);
+      if (!list) byNode.set(node, (list = []));
+      list.push({ jobId, attempt });
+    }
+    await Promise.all([...byNode].map(([node, jobs]) => this.handOver(node, jobs)));
   }
 }
 

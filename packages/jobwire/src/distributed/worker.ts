@@ -35,7 +35,7 @@ import { serializeError } from '../logging.js';
 import { StopSteps, type CloseOptions, type StopReport } from '../stop.js';
 import type { ClusterStore } from '../store/cluster.js';
 import { openRedisStore } from '../store/index.js';
-import { finalStatusOf, type FinishFields, type JobRecord, type StreamSizes } from '../store/types.js';
+import { type FinishFields, type JobRecord, type StreamSizes } from '../store/types.js';
 import { defaultWorkDir } from '../work-dir.js';
 import { Housekeeping, reapedEvent, reportReaped } from './housekeeping.js';
 import { Placer } from './placement.js';
@@ -399,21 +399,22 @@ export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHa
       job,
       {
         signal: AbortSignal.any([shutdown.signal, own.signal]),
-        // One step frees the slot and stores the final status, so a client that sees the job
-        // end and submits the next one finds the node free (a preferred node included) — and
-        // only while the job is still this run's: one the reaper handed on meanwhile (taken
-        // for dead, queued again) is neither finished nor has its output closed here.
+        // One step frees the slot, stores the final status and closes the output (the run
+        // stored all of it first), so a client that sees the job end and submits the next one
+        // finds the node free (a preferred node included) — and only while the job is still
+        // this run's: one the reaper handed on meanwhile (taken for dead, queued again) is
+        // neither finished nor has its output closed here.
+        // The same step runs a quick placement pass, which can give the freed slot to a
+        // waiting job (no pass of its own after each job).
         settle: async (fields: FinishFields) => {
-          const done = await store.finishRun(jobId, fields, claim);
+          const done = await store.finishRunAndPlace(jobId, fields, claim, placer.quickPass());
           if (done) {
-            // finishRun freed the slot: the next placement need not wait for the output's close.
             settled.add(jobId);
-            // ...and this worker's own: a job held ahead starts while the output is closed.
+            // ...and this worker's own slot: a job held ahead starts now.
             freeSlot?.();
-            placer.poke();
-            await store.streams.closeOutput(jobId, finalStatusOf(done));
+            placer.placed(done.placement);
           }
-          return done;
+          return done?.job;
         },
         ...(resume !== undefined ? { resume } : {}),
         ...(sizes !== undefined ? { sizes } : {}),

@@ -95,6 +95,17 @@ export interface PlacedJob extends HandOver {
   pools: string;
 }
 
+/** What a placement pass did. */
+export interface Placement {
+  /** The jobs it placed (their slots reserved). */
+  placed: PlacedJob[];
+  /**
+   * It looked at as many waiting jobs as it may (`PlacementPass.scan`) and room is left: more
+   * jobs wait than it saw, and a next pass may place some.
+   */
+  more: boolean;
+}
+
 /** Delivery of placed jobs to worker nodes (one queue per node). */
 export interface HandOvers {
   /** Hands jobs to `node`: idempotent per job and attempt. */
@@ -181,10 +192,17 @@ export interface ClusterStore extends Store {
   /**
    * A worker's end of a run, in one step: only while the job is Running on `run.node` in
    * `run.attempt` (or Queued and placed there: it ended in the executor's own queue without
-   * running), frees its slot and moves it to a final status. Undefined when the job is not
+   * running), frees its slot, moves it to a final status and closes its output with that status
+   * (as `streams.closeOutput`: call it once the run's output is stored). Undefined when the job is not
    * the run's any more (a reaper queued it again, or lost it, meanwhile).
    */
   finishRun(id: string, fields: FinishFields, run: RunClaim): Promise<JobRecord | undefined>;
+  /**
+   * {@link finishRun}, then, in the same step, a quick placement pass (`pass`, as
+   * {@link placeJobs}) that can give the freed slot to a waiting job: the job as finished and
+   * what the pass placed (the caller hands those over). Undefined (and no pass) as finishRun.
+   */
+  finishRunAndPlace(id: string, fields: FinishFields, run: RunClaim, pass: PlacementPass): Promise<{ job: JobRecord; placement: Placement } | undefined>;
   /** Frees the slot job `id` held on `node` (harmless when it held none). */
   releaseJob(node: string, id: string): Promise<void>;
   /**
@@ -196,7 +214,7 @@ export interface ClusterStore extends Store {
   resyncJob(id: string): Promise<void>;
 
   /** One placement pass: reserves slots for waiting jobs and answers them; sets wait reasons. */
-  placeJobs(pass: PlacementPass): Promise<PlacedJob[]>;
+  placeJobs(pass: PlacementPass): Promise<Placement>;
   /** A sender of hand-overs (each sender holds its own queues; close it). */
   handOvers(onError: (err: unknown) => void): HandOvers;
   /** Starts taking the hand-overs of `node`; resolves once it takes them. */

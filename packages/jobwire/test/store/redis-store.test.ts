@@ -9,6 +9,7 @@ import { openRedisStore, type RedisClusterStore } from '../../src/store/index.js
 import { dropWorker } from '../../src/distributed/registry.js';
 import { decodeMessage } from '../../src/store/redis/redis-stream-log.js';
 import { sleepUntil } from '../helpers.js';
+import type { StreamEvent } from '../../src/store/types.js';
 import { REDIS_URL, dropPrefix, freshPrefix } from '../redis-env.js';
 import { newJob, nextTime, storeBehaviour, streamLogBehaviour, type HarnessFactory } from './store-behaviour.js';
 
@@ -105,7 +106,7 @@ describe('redis store: its own promises', () => {
       const register = () => store.registerWorker({ name: 'w1', instance: 'i1', pools: ['ALL'], slots: 4, labels: {}, host: 'h', pid: 1, startedAt: nextTime() }, 60_000);
       const handed = async (retries: number): Promise<string> => {
         const job = await store.createJob(newJob({ description: { executable: 'true', retries } }));
-        const placed = await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 });
+        const { placed } = await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 });
         assert.deepEqual(placed.map((p) => [p.jobId, p.node]), [[job.id, 'w1']]);
         await store.setExecutorState(job.id, { slurmJobId: '42', stdout: '/o', stderr: '/e', exit: '/x' });
         return job.id;
@@ -126,10 +127,10 @@ describe('redis store: its own promises', () => {
       assert.match(retried?.reason ?? '', /; starting it again \(attempt 2 of 2\)$/);
       assert.equal(await store.executorState(again), undefined, 'the next attempt starts afresh');
       // The plain job waits again as it was; the retried one waits for its next attempt.
-      assert.deepEqual((await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 })).length, 0, 'no worker: nothing placed');
+      assert.deepEqual((await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 })).placed.length, 0, 'no worker: nothing placed');
 
       assert.deepEqual(await register(), { registered: true });
-      const placed = await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 });
+      const { placed } = await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 });
       assert.deepEqual(placed.map((p) => p.jobId).sort(), [again, plain.id].sort());
       assert.equal(placed.find((p) => p.jobId === again)?.attempt, 2);
       // Ended in the executor's queue without running (sbatch refused it, say): settled from Queued, slot freed.
@@ -178,6 +179,76 @@ describe('redis store: its own promises', () => {
         await reaper.close();
         await worker.close();
       }
+    });
+  });
+
+  it('a placement pass says "more" when it looked at as many waiting jobs as it may with room left, not when it saw them all or no room is left', async () => {
+    await withRedisStore(async (store) => {
+      assert.deepEqual(await store.registerWorker({ name: 'w1', instance: 'i1', pools: ['ALL'], slots: 3, labels: {}, host: 'h', pid: 1, startedAt: nextTime() }, 60_000), { registered: true });
+      const jobs = [];
+      for (let i = 0; i < 5; i++) jobs.push((await store.createJob(newJob())).id);
+      // No `unlimited` room, so that the multi slots and the one `single` slot are all the room there is.
+      const pass = { scan: 2, patienceMs: 0, unlimitedSlots: 0, quick: true };
+      const first = await store.placeJobs(pass);
+      assert.deepEqual([first.placed.map((p) => p.jobId), first.more], [jobs.slice(0, 2), true], 'looked at 2 of 5 with room left');
+      const all = await store.placeJobs({ ...pass, scan: 100 });
+      assert.deepEqual([all.placed.map((p) => p.jobId), all.more], [[jobs[2]], false], 'looked at every waiting job');
+      // Fill the single slot: no room is left for any class.
+      const single = await store.createJob(newJob({ queue: 'single' }));
+      const last = await store.placeJobs({ ...pass, scan: 100 });
+      assert.deepEqual(last.placed.map((p) => p.jobId), [single.id]);
+      const none = await store.placeJobs({ ...pass, scan: 1 });
+      assert.deepEqual([none.placed.length, none.more], [0, false], 'no room left');
+    });
+  });
+
+  it('finishRun closes the output of the run it ends, with the final status, in the same step; one that is not the run\'s any more leaves the output open', async () => {
+    await withRedisStore(async (store) => {
+      assert.deepEqual(await store.registerWorker({ name: 'w1', instance: 'i1', pools: ['ALL'], slots: 2, labels: {}, host: 'h', pid: 1, startedAt: nextTime() }, 60_000), { registered: true });
+      const ran = await store.createJob(newJob());
+      const other = await store.createJob(newJob());
+      assert.equal((await store.placeJobs({ scan: 100, patienceMs: 0, unlimitedSlots: 8 })).placed.length, 2);
+      for (const job of [ran, other]) assert.ok(await store.markRunning(job.id, { startedAt: nextTime(), pid: 7, node: 'w1' }));
+      await store.streams.appendOutput(ran.id, 'stdout', Buffer.from('out\n'));
+      await store.streams.appendOutput(ran.id, 'stderr', Buffer.from('err\n'));
+      const heard: StreamEvent[] = [];
+      const unsubscribe = store.streams.subscribe(ran.id, (event) => heard.push(event));
+      try {
+        // The subscription is active once an operation issued after it has run (see gate.ts).
+        await store.streams.sizes(ran.id);
+        const finished = await store.finishRun(ran.id, { status: 'Failed', exitCode: 3, error: 'exited with code 3', endedAt: nextTime() }, { node: 'w1', attempt: 1 });
+        assert.equal(finished?.status, 'Failed');
+        const final = { status: 'Failed', exitCode: 3, signal: null, error: 'exited with code 3', progress: null };
+        const page = await store.streams.readOutput(ran.id, 0, 1024);
+        assert.deepEqual([page.end, page.closed, page.final], [8, true, final]);
+        await sleepUntil(async () => heard.some((event) => event.type === 'output-closed'), 5000, 'the close message');
+        assert.deepEqual(heard.filter((event) => event.type === 'output-closed'), [{ type: 'output-closed', end: 8, final }]);
+      } finally {
+        unsubscribe();
+      }
+      // Not this run's (another attempt): neither finished nor closed.
+      assert.equal(await store.finishRun(other.id, { status: 'Success', exitCode: 0, endedAt: nextTime() }, { node: 'w1', attempt: 2 }), undefined);
+      assert.equal((await store.streams.readOutput(other.id, 0, 1024)).closed, false);
+      assert.equal((await store.getJob(other.id))?.status, 'Running');
+    });
+  });
+
+  it('finishRunAndPlace gives the slot it frees to the next waiting job in the same step; a stale run neither finishes nor places', async () => {
+    await withRedisStore(async (store) => {
+      assert.deepEqual(await store.registerWorker({ name: 'w1', instance: 'i1', pools: ['ALL'], slots: 1, labels: {}, host: 'h', pid: 1, startedAt: nextTime() }, 60_000), { registered: true });
+      const pass = { scan: 100, patienceMs: 0, unlimitedSlots: 0, quick: true };
+      const first = await store.createJob(newJob());
+      const second = await store.createJob(newJob());
+      assert.deepEqual((await store.placeJobs(pass)).placed.map((p) => p.jobId), [first.id], 'one slot');
+      assert.ok(await store.markRunning(first.id, { startedAt: nextTime(), pid: 7, node: 'w1' }));
+      assert.equal(await store.finishRunAndPlace(first.id, { status: 'Success', exitCode: 0, endedAt: nextTime() }, { node: 'w1', attempt: 2 }, pass), undefined, 'not the run of another attempt');
+      assert.equal(await store.placedJob(second.id, 'w1'), undefined, 'a stale run places nothing');
+      const done = await store.finishRunAndPlace(first.id, { status: 'Success', exitCode: 0, endedAt: nextTime() }, { node: 'w1', attempt: 1 }, pass);
+      assert.equal(done?.job.status, 'Success');
+      assert.equal((await store.streams.readOutput(first.id, 0, 1024)).closed, true, 'its output closed');
+      assert.deepEqual([done?.placement.placed.map((p) => [p.jobId, p.node, p.slotClass]), done?.placement.more], [[[second.id, 'w1', 'multi']], false]);
+      assert.equal((await store.placedJob(second.id, 'w1'))?.attempt, 1);
+      assert.equal((await store.workers()).find((w) => w.name === 'w1')?.load.multi, 1, 'the slot is the second job\'s');
     });
   });
 

@@ -13,6 +13,7 @@ import type {
   HandOverConsumer,
   HandOvers,
   LoadClass,
+  Placement,
   PlacedJob,
   PlacementPass,
   RegisteredWorker,
@@ -231,6 +232,14 @@ export class RedisClusterStore extends RedisStore implements ClusterStore {
     });
   }
 
+  finishRunAndPlace(id: string, fields: FinishFields, run: RunClaim, pass: PlacementPass): Promise<{ job: JobRecord; placement: Placement } | undefined> {
+    return this.op(async () => {
+      const changes = finishChanges(fields);
+      const reply = await this.scripts.run<[RecordReply, string[]] | null>('jwFinishRun', id, JSON.stringify(changes.info), changes.result, run.node, String(run.attempt), pass.scan, pass.patienceMs, pass.unlimitedSlots);
+      return reply === null ? undefined : { job: toRecord(reply[0]), placement: placementOf(reply[1]) };
+    });
+  }
+
   releaseJob(node: string, id: string): Promise<void> {
     return this.op(async () => {
       await this.scripts.run('jwReleaseJob', node, id);
@@ -250,12 +259,9 @@ export class RedisClusterStore extends RedisStore implements ClusterStore {
     return this.streams.resync(id, { output: false });
   }
 
-  placeJobs(pass: PlacementPass): Promise<PlacedJob[]> {
+  placeJobs(pass: PlacementPass): Promise<Placement> {
     return this.op(async () => {
-      const reply = await this.scripts.run<string[]>('jwPlaceJobs', pass.scan, pass.patienceMs, pass.unlimitedSlots, pass.quick === true ? 'quick' : 'full');
-      const placed: PlacedJob[] = [];
-      for (let i = 0; i < reply.length; i += 5) placed.push({ jobId: reply[i]!, node: reply[i + 1]!, attempt: Number(reply[i + 2]), slotClass: reply[i + 3]!, pools: reply[i + 4]! });
-      return placed;
+      return placementOf(await this.scripts.run<string[]>('jwPlaceJobs', pass.scan, pass.patienceMs, pass.unlimitedSlots, pass.quick === true ? 'quick' : 'full'));
     });
   }
 
@@ -320,4 +326,11 @@ export class RedisClusterStore extends RedisStore implements ClusterStore {
   #reapingKey(name: string): string {
     return `${this.keys.worker(name)}:reaping`;
   }
+}
+
+/** A placement pass's answer (see `jwPlaceJobs`). */
+function placementOf(reply: string[]): Placement {
+  const placed: PlacedJob[] = [];
+  for (let i = 1; i < reply.length; i += 5) placed.push({ jobId: reply[i]!, node: reply[i + 1]!, attempt: Number(reply[i + 2]), slotClass: reply[i + 3]!, pools: reply[i + 4]! });
+  return { placed, more: reply[0] === '1' };
 }

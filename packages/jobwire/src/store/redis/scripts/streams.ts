@@ -11,6 +11,7 @@
  * `|` bytes; `I` offset; `a` consumed; `r` cols `|` rows; `x` (cancel).
  * @module
  */
+import { CLOSE_OUTPUT } from './close-output.js';
 import type { ScriptDef } from './script-def.js';
 
 /**
@@ -53,18 +54,8 @@ return { pos, off }
 export const closeOutput: ScriptDef = {
   name: 'jwCloseOutput',
   lua: `
-local id, fin = ARGV[2], ARGV[3]
-local st = stKey(id)
-local f = redis.call('HMGET', st, 'out', 'err', 'oc')
-if f[3] ~= '1' then
-  local message = 'c' .. fmt(num(f[1]) + num(f[2]))
-  redis.call('HSET', st, 'oc', '1')
-  if fin ~= '' then
-    redis.call('HSET', st, 'fin', fin)
-    message = message .. '|' .. fin
-  end
-  redis.call('PUBLISH', evChannel(id), message)
-end
+${CLOSE_OUTPUT}
+closeOutput(ARGV[2], ARGV[3])
 return 1
 `,
 };

@@ -13,6 +13,7 @@
  * It reserves the slot in the same step, so two placers never give one slot twice.
  * @module
  */
+import { CLOSE_OUTPUT } from './close-output.js';
 import type { ScriptDef } from './script-def.js';
 
 /** Classes of load, after the local executor's queues. */
@@ -125,6 +126,169 @@ return reply
 };
 
 /**
+ * Lua: `placeJobs(maxScan, patience, UNLIMITED, quick)`, a placement pass as `jwPlaceJobs`
+ * describes (which runs it alone); `jwFinishRun` runs a quick one after it freed a slot.
+ * Needs CLASS_OF before it.
+ */
+const PLACE_JOBS = `
+local function placeJobs(maxScan, patience, UNLIMITED, quick)
+  local now = nowMs()
+  local workers, pools = {}, {}
+  for _, name in ipairs(redis.call('SMEMBERS', K.workers)) do
+    if redis.call('EXISTS', aliveKey(name)) == 1 then
+      local f = redis.call('HMGET', workerKey(name), 'pools', 'slots', 'ahead')
+      if f[1] then
+        -- Room is counted from the load (jobs placed or running there): 'free' slots, and 'ahead'
+        -- = slots plus the multi jobs it holds ahead of a free slot (prefetch), used only for a job
+        -- that finds no free slot on any worker it may go to.
+        local slots = { multi = tonumber(f[2]), single = 1, unlimited = UNLIMITED }
+        local ahead = { multi = tonumber(f[3] or '0') or 0, single = 0, unlimited = 0 }
+        local load = {}
+        for _, cls in ipairs(CLASSES) do load[cls] = redis.call('SCARD', loadKey(name, cls)) end
+        workers[name] = { name = name, slots = slots, ahead = ahead, load = load }
+        for pool in string.gmatch(f[1], '[^,]+') do
+          pools[pool] = pools[pool] or {}
+          table.insert(pools[pool], name)
+        end
+      end
+    end
+  end
+  for _, members in pairs(pools) do table.sort(members) end
+
+  -- Room of a class on a worker: free slots ('free'), or slots and room ahead ('ahead').
+  local function roomOf(w, cls, room)
+    local n = w.slots[cls] - w.load[cls]
+    if room == 'ahead' then n = n + w.ahead[cls] end
+    return n
+  end
+
+  -- The member of a pool with the most room of a class (ties: by name).
+  local function roomiest(members, cls, room)
+    local best, bestRoom = nil, nil
+    for _, name in ipairs(members) do
+      local n = roomOf(workers[name], cls, room)
+      if not best or n > bestRoom then best, bestRoom = workers[name], n end
+    end
+    return best
+  end
+
+  -- Room of each class over all live workers: with none, a job of that class is not placed there.
+  local total = { free = { multi = 0, single = 0, unlimited = 0 }, ahead = { multi = 0, single = 0, unlimited = 0 } }
+  for _, w in pairs(workers) do
+    for _, room in ipairs({ 'free', 'ahead' }) do
+      for _, cls in ipairs(CLASSES) do total[room][cls] = total[room][cls] + math.max(0, roomOf(w, cls, room)) end
+    end
+  end
+
+  -- Where a job goes by MARVELO's rules, counting room of one kind: its preferred node, else its
+  -- pools in order, in each the roomiest member. Also answers whether any live worker may take it.
+  local function choose(cls, node, ppools, room)
+    local known = false
+    if node ~= '' and workers[node] then
+      known = true
+      if roomOf(workers[node], cls, room) > 0 then return workers[node], true end
+    end
+    for pool in string.gmatch(ppools, '[^,]+') do
+      local members = pools[pool]
+      if members then
+        known = true
+        if total[room][cls] <= 0 then return nil, true end
+        local w = roomiest(members, cls, room)
+        if roomOf(w, cls, room) > 0 then return w, true end
+      end
+    end
+    return nil, known
+  end
+
+  -- Whether a worker has room (free or ahead) for a job of some class.
+  local function anyRoom()
+    for _, cls in ipairs(CLASSES) do
+      if total.ahead[cls] > 0 then return true end
+    end
+    return false
+  end
+
+  -- placed[1]: whether jobs past the scanned ones may wait for room there is (filled in at the end).
+  local placed = { '0' }
+  if quick and not anyRoom() then return placed end
+  local waiting = redis.call('ZRANGE', K.pending, 0, maxScan - 1, 'WITHSCORES')
+  -- A quick pass reads the waiting jobs' queues at once (nil for a job enqueued before pqueue).
+  local queues = {}
+  if quick and #waiting > 0 then
+    local ids = {}
+    for i = 1, #waiting, 2 do ids[#ids + 1] = waiting[i] end
+    queues = redis.call('HMGET', K.pqueue, unpack(ids))
+  end
+  for i = 1, #waiting, 2 do
+    local id = waiting[i]
+    local key = jobKey(id)
+    local q = queues[(i + 1) / 2]
+    if quick and q and total.ahead[classOf(q)] <= 0 then
+      -- No room for its class anywhere: the full pass gives it its reason.
+    elseif quick and not anyRoom() then
+      break
+    else
+      -- Only small fields: the info is decoded only when the job's wait reason changes.
+      local f = redis.call('HMGET', key, 'queue', 'pnode', 'ppools', 'attempt', 'pat', 'why')
+      if not f[1] then
+        redis.call('ZREM', K.pending, id)
+        redis.call('HDEL', K.pqueue, id)
+      elseif quick and total.ahead[classOf(f[1])] <= 0 then
+        -- As above, for a job whose queue was not in pqueue.
+      else
+        local cls = classOf(f[1])
+        local node = f[2]
+        local room = 'free'
+        local target, known = choose(cls, node, f[3], 'free')
+        if not target and known then
+          room = 'ahead'
+          target = choose(cls, node, f[3], 'ahead')
+        end
+        if target then
+          for _, r in ipairs({ 'free', 'ahead' }) do
+            if roomOf(target, cls, r) > 0 then total[r][cls] = total[r][cls] - 1 end
+          end
+          target.load[cls] = target.load[cls] + 1
+          redis.call('SADD', loadKey(target.name, cls), id)
+          redis.call('HSET', key, 'placed', target.name, 'placedAt', fmt(now))
+          redis.call('ZREM', K.pending, id)
+          redis.call('HDEL', K.pqueue, id)
+          placed[#placed + 1] = id
+          placed[#placed + 1] = target.name
+          placed[#placed + 1] = f[4] or '1'
+          placed[#placed + 1] = cls
+          placed[#placed + 1] = f[3]
+        elseif not quick then
+          local reason
+          if not known then
+            reason = 'no live worker can take this job (pools: ' .. f[3]
+            if node ~= '' then reason = reason .. '; preferred node: ' .. node end
+            reason = reason .. '); it waits until one registers'
+            redis.call('ZREM', K.pending, id)
+            redis.call('ZADD', K.parked, waiting[i + 1], id)
+          elseif now - num(f[5]) >= patience then
+            reason = 'waiting for a free ' .. cls .. ' slot (pools: ' .. f[3]
+            if node ~= '' then reason = reason .. '; preferred node: ' .. node end
+            reason = reason .. ')'
+          end
+          if reason and f[6] ~= reason then
+            redis.call('HSET', key, 'why', reason)
+            local job = loadJob(id)
+            if job.info.status == 'Queued' and job.info.reason ~= reason then
+              job.info.reason = reason
+              saveJob(job)
+            end
+          end
+        end
+      end
+    end
+  end
+  if #waiting >= 2 * maxScan and anyRoom() then placed[1] = '1' end
+  return placed
+end
+`;
+
+/**
  * Places waiting jobs on workers with free slots, oldest first. ARGV: prefix, most jobs to look
  * at, milliseconds a job waits before it is told why, `unlimited` jobs one worker runs at once,
  * 'quick' for a pass that only places (absent: a full pass). Times are Redis's clock (the same for every
@@ -132,8 +296,9 @@ return reply
  * over, unread, the jobs of a class that no live worker has room for (their queue is in
  * `pqueue`), and stops once no class has room: it neither parks jobs nor gives wait reasons,
  * which the full pass (once a second) does — so a burst of waiting jobs does not make every
- * pass read each of them. Answers
- * {id, worker, attempt, class, pools, ...} for the jobs placed (their slot is reserved: the caller hands them
+ * pass read each of them. Answers {more, then id, worker, attempt, class, pools, ...}: `more` '1'
+ * when it looked at as many jobs as it may and room is left (a next pass may place more), else
+ * '0'; then the jobs placed (their slot is reserved: the caller hands them
  * to the worker's BullMQ queue). A job that waits gets a reason (once it waited a moment, so
  * quick placements add no events); a job that no live worker may ever take is parked until
  * the set of workers changes.
@@ -142,174 +307,29 @@ export const placeJobs: ScriptDef = {
   name: 'jwPlaceJobs',
   lua: `
 ${CLASS_OF}
-local maxScan, patience, now = tonumber(ARGV[2]), tonumber(ARGV[3]), nowMs()
-local UNLIMITED = tonumber(ARGV[4])
-local workers, pools = {}, {}
-for _, name in ipairs(redis.call('SMEMBERS', K.workers)) do
-  if redis.call('EXISTS', aliveKey(name)) == 1 then
-    local f = redis.call('HMGET', workerKey(name), 'pools', 'slots', 'ahead')
-    if f[1] then
-      -- Room is counted from the load (jobs placed or running there): 'free' slots, and 'ahead'
-      -- = slots plus the multi jobs it holds ahead of a free slot (prefetch), used only for a job
-      -- that finds no free slot on any worker it may go to.
-      local slots = { multi = tonumber(f[2]), single = 1, unlimited = UNLIMITED }
-      local ahead = { multi = tonumber(f[3] or '0') or 0, single = 0, unlimited = 0 }
-      local load = {}
-      for _, cls in ipairs(CLASSES) do load[cls] = redis.call('SCARD', loadKey(name, cls)) end
-      workers[name] = { name = name, slots = slots, ahead = ahead, load = load }
-      for pool in string.gmatch(f[1], '[^,]+') do
-        pools[pool] = pools[pool] or {}
-        table.insert(pools[pool], name)
-      end
-    end
-  end
-end
-for _, members in pairs(pools) do table.sort(members) end
-
--- Room of a class on a worker: free slots ('free'), or slots and room ahead ('ahead').
-local function roomOf(w, cls, room)
-  local n = w.slots[cls] - w.load[cls]
-  if room == 'ahead' then n = n + w.ahead[cls] end
-  return n
-end
-
--- The member of a pool with the most room of a class (ties: by name).
-local function roomiest(members, cls, room)
-  local best, bestRoom = nil, nil
-  for _, name in ipairs(members) do
-    local n = roomOf(workers[name], cls, room)
-    if not best or n > bestRoom then best, bestRoom = workers[name], n end
-  end
-  return best
-end
-
--- Room of each class over all live workers: with none, a job of that class is not placed there.
-local total = { free = { multi = 0, single = 0, unlimited = 0 }, ahead = { multi = 0, single = 0, unlimited = 0 } }
-for _, w in pairs(workers) do
-  for _, room in ipairs({ 'free', 'ahead' }) do
-    for _, cls in ipairs(CLASSES) do total[room][cls] = total[room][cls] + math.max(0, roomOf(w, cls, room)) end
-  end
-end
-
--- Where a job goes by MARVELO's rules, counting room of one kind: its preferred node, else its
--- pools in order, in each the roomiest member. Also answers whether any live worker may take it.
-local function choose(cls, node, ppools, room)
-  local known = false
-  if node ~= '' and workers[node] then
-    known = true
-    if roomOf(workers[node], cls, room) > 0 then return workers[node], true end
-  end
-  for pool in string.gmatch(ppools, '[^,]+') do
-    local members = pools[pool]
-    if members then
-      known = true
-      if total[room][cls] <= 0 then return nil, true end
-      local w = roomiest(members, cls, room)
-      if roomOf(w, cls, room) > 0 then return w, true end
-    end
-  end
-  return nil, known
-end
-
--- Whether a worker has room (free or ahead) for a job of some class.
-local function anyRoom()
-  for _, cls in ipairs(CLASSES) do
-    if total.ahead[cls] > 0 then return true end
-  end
-  return false
-end
-
-local placed = {}
-local quick = ARGV[5] == 'quick'
-if quick and not anyRoom() then return placed end
-local waiting = redis.call('ZRANGE', K.pending, 0, maxScan - 1, 'WITHSCORES')
--- A quick pass reads the waiting jobs' queues at once (nil for a job enqueued before pqueue).
-local queues = {}
-if quick and #waiting > 0 then
-  local ids = {}
-  for i = 1, #waiting, 2 do ids[#ids + 1] = waiting[i] end
-  queues = redis.call('HMGET', K.pqueue, unpack(ids))
-end
-for i = 1, #waiting, 2 do
-  local id = waiting[i]
-  local key = jobKey(id)
-  local q = queues[(i + 1) / 2]
-  if quick and q and total.ahead[classOf(q)] <= 0 then
-    -- No room for its class anywhere: the full pass gives it its reason.
-  elseif quick and not anyRoom() then
-    break
-  else
-    -- Only small fields: the info is decoded only when the job's wait reason changes.
-    local f = redis.call('HMGET', key, 'queue', 'pnode', 'ppools', 'attempt', 'pat', 'why')
-    if not f[1] then
-      redis.call('ZREM', K.pending, id)
-      redis.call('HDEL', K.pqueue, id)
-    elseif quick and total.ahead[classOf(f[1])] <= 0 then
-      -- As above, for a job whose queue was not in pqueue.
-    else
-      local cls = classOf(f[1])
-      local node = f[2]
-      local room = 'free'
-      local target, known = choose(cls, node, f[3], 'free')
-      if not target and known then
-        room = 'ahead'
-        target = choose(cls, node, f[3], 'ahead')
-      end
-      if target then
-        for _, r in ipairs({ 'free', 'ahead' }) do
-          if roomOf(target, cls, r) > 0 then total[r][cls] = total[r][cls] - 1 end
-        end
-        target.load[cls] = target.load[cls] + 1
-        redis.call('SADD', loadKey(target.name, cls), id)
-        redis.call('HSET', key, 'placed', target.name, 'placedAt', fmt(now))
-        redis.call('ZREM', K.pending, id)
-        redis.call('HDEL', K.pqueue, id)
-        placed[#placed + 1] = id
-        placed[#placed + 1] = target.name
-        placed[#placed + 1] = f[4] or '1'
-        placed[#placed + 1] = cls
-        placed[#placed + 1] = f[3]
-      elseif not quick then
-        local reason
-        if not known then
-          reason = 'no live worker can take this job (pools: ' .. f[3]
-          if node ~= '' then reason = reason .. '; preferred node: ' .. node end
-          reason = reason .. '); it waits until one registers'
-          redis.call('ZREM', K.pending, id)
-          redis.call('ZADD', K.parked, waiting[i + 1], id)
-        elseif now - num(f[5]) >= patience then
-          reason = 'waiting for a free ' .. cls .. ' slot (pools: ' .. f[3]
-          if node ~= '' then reason = reason .. '; preferred node: ' .. node end
-          reason = reason .. ')'
-        end
-        if reason and f[6] ~= reason then
-          redis.call('HSET', key, 'why', reason)
-          local job = loadJob(id)
-          if job.info.status == 'Queued' and job.info.reason ~= reason then
-            job.info.reason = reason
-            saveJob(job)
-          end
-        end
-      end
-    end
-  end
-end
-return placed
+${PLACE_JOBS}
+return placeJobs(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == 'quick')
 `,
 };
 
 /**
  * A worker's end of a run, in one step: only while the job is Running on that worker in that
  * attempt (or Queued and placed there: it ended in the executor's own queue without running),
- * frees its slot and moves it to a final status. ARGV: prefix, id, changed fields as
- * JSON, result JSON text ('' = none), worker name, attempt. Nil when the job is not the run's any
- * more: a reaper that took the worker for dead queued it again (or lost it) meanwhile, and a
- * check made before this script could not see that.
+ * frees its slot, moves it to a final status and closes its output with that status (as
+ * `jwCloseOutput`: the run has stored all its output by then). ARGV: prefix, id, changed fields as
+ * JSON, result JSON text ('' = none), worker name, attempt; then, optionally, the most jobs to
+ * look at, the patience and the `unlimited` slots of a quick placement pass (as `jwPlaceJobs`'s)
+ * to run after it, which gives the slot it freed to a waiting job in the same step. Answers the
+ * job's record, or with the pass {record, the pass's answer}. Nil when the job is not the run's any
+ * more (and no pass runs): a reaper that took the worker for dead queued it again (or lost it)
+ * meanwhile, and a check made before this script could not see that.
  */
 export const finishRun: ScriptDef = {
   name: 'jwFinishRun',
   lua: `
 ${CLASS_OF}
+${CLOSE_OUTPUT}
+${PLACE_JOBS}
 local job = loadJob(ARGV[2])
 local node = ARGV[5]
 if not job then return nil end
@@ -321,7 +341,14 @@ elseif job.info.status ~= 'Running' or job.node ~= node then
 end
 if redis.call('HGET', job.key, 'attempt') ~= ARGV[6] then return nil end
 for _, cls in ipairs(CLASSES) do redis.call('SREM', loadKey(node, cls), job.id) end
-return finish(job, ARGV[3], ARGV[4], false)
+local reply = finish(job, ARGV[3], ARGV[4], false)
+-- The run stored all its output before it ended: its output closes with the job, in the same step.
+local i = job.info
+local function orNull(v) if v == nil then return cjson.null end return v end
+closeOutput(job.id, cjson.encode({ status = i.status, exitCode = orNull(i.exitCode), signal = orNull(i.signal), error = orNull(i.error), progress = orNull(i.progress) }))
+if ARGV[7] == nil then return reply end
+-- The slot it freed goes to a waiting job at once: a quick pass, as jwPlaceJobs's.
+return { reply, placeJobs(tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), true) }
 `,
 };
 
