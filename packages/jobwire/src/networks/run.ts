@@ -780,15 +780,13 @@ class NetworkRun {
     // The sets sent and not yet committed, a batch each (numbered `first`…`last`, with each
     // reader's drop count when it was read); `sets` undefined: commit every reader where it is.
     const done: Array<{ first: number; last: number; sets?: AlignedSet[]; dropped: number[] }> = [];
-    // Sets the job said it handled, and those of them whose output frames are stored.
+    // Sets the job said it handled, and those of them whose commits are stored.
     let upTo = 0;
     let safe = 0;
     let total = 0;
-    // At most the smallest queue bound of sets is in the job's hands (sent, and their output
-    // frames not stored): the frames beyond wait in their pipes, where their queue's overflow
-    // policy applies to them. A server that dies sends these sets again to the job that takes
-    // over, and the one group whose frames are stored and whose commits are being stored (the
-    // drain stores the next group only after those commits, see `#storeSets`).
+    // At most the smallest queue bound of sets is in the job's hands (sent, and their commits not
+    // stored): the frames beyond wait in their pipes, where their queue's overflow policy applies
+    // to them. A server that dies sends at most these sets again to the job that takes over.
     const window = Math.min(...pipes.map((p) => p.queue.max));
     let wake: (() => void) | undefined;
     let ended = false;
@@ -830,16 +828,14 @@ class NetworkRun {
         done.shift();
       }
     };
-    // Called once the output frames of the sets handled are stored; resolves once their commits
-    // are (a failed commit is the feed's to report: its reader throws it on the next read). The
-    // window frees before the commits' store: the job gets its next sets while it goes on, rather
-    // than a store later, and the drain's next group still waits for it.
+    // Resolves once the commits of the sets handled are stored (a failed commit is the feed's to
+    // report: its reader throws it on the next read).
     handled.upTo = async (sets) => {
       upTo = Math.max(upTo, sets);
       commit();
+      await Promise.all(readers.map((reader) => reader.flush().catch(() => {})));
       safe = Math.max(safe, sets);
       wake?.();
-      await Promise.all(readers.map((reader) => reader.flush().catch(() => {})));
     };
     const value = (port: number, frame: Frame | undefined): string => {
       if (frame === undefined) return 'null';
