@@ -40,13 +40,10 @@ function cells(value: unknown, columns: string[] | undefined): unknown[] {
 
 function csvSink(options: BuiltinOptions): NetworkJobModule {
   let out: WriteStream;
-  /** Settles when the newest row has been written to the file (not only buffered in the stream). */
-  let written: Promise<unknown> = Promise.resolve();
-  const write = async (text: string): Promise<void> => {
-    let ok = true;
-    written = new Promise((resolve) => (ok = out.write(text, resolve)));
-    if (!ok) await once(out, 'drain');
-  };
+  /** Rows of the sets handled since the last flush. */
+  let rows = '';
+  /** Writes `text` and settles once it is in the file (not only buffered in the stream). */
+  const write = (text: string): Promise<unknown> => new Promise((resolve, reject) => out.write(text, (error) => (error ? reject(error) : resolve(undefined))));
   return {
     async setup(ctx: NetworkJobContext) {
       // A restarted (or moved) sink goes on after the rows it wrote before.
@@ -55,13 +52,21 @@ function csvSink(options: BuiltinOptions): NetworkJobModule {
       await once(out, 'open');
       if (options.columns !== undefined && first) await write(`${options.columns.map(csvField).join(',')}\n`);
     },
-    async run(...inputs: unknown[]) {
-      await write(`${inputs.flatMap((v) => cells(v, options.columns)).map(csvField).join(',')}\n`);
+    // Rows are kept until the harness flushes (once per read of the job's stdin, before it reports
+    // the sets handled): one write to the file per batch of sets rather than one per row.
+    run(...inputs: unknown[]) {
+      rows += `${inputs.flatMap((v) => cells(v, options.columns)).map(csvField).join(',')}\n`;
     },
     // A set is reported handled only once its row is in the file: a sink killed with its worker
-    // must not have its set committed with the row still in the stream's buffer.
-    flush: () => written,
+    // must not have its set committed with the row still in memory or in the stream's buffer.
+    async flush() {
+      if (rows === '') return;
+      const text = rows;
+      rows = '';
+      await write(text);
+    },
     async finish() {
+      if (rows !== '') await write(rows);
       out.end();
       await once(out, 'close');
     },

@@ -46,16 +46,31 @@ export function hasFlag(frame: Pick<Frame, 'flags'>, flag: number): boolean {
 
 /** A header and payload as stored bytes. */
 export function encodeFrame(header: Pick<Frame, 'seq' | 'index' | 'epoch' | 'flags'>, payload: Uint8Array): Buffer {
-  if (payload.byteLength > MAX_PAYLOAD_BYTES) throw new BadRequestError(`a frame holds at most ${MAX_PAYLOAD_BYTES} bytes, got ${payload.byteLength}`, { field: 'payload' });
+  checkPayload(payload);
   const bytes = Buffer.allocUnsafe(HEADER_BYTES + payload.byteLength);
-  bytes.fill(0, 0, HEADER_BYTES);
-  bytes.writeUInt32LE(payload.byteLength, 0);
-  bytes.writeUInt8(header.flags, 4);
-  bytes.writeUInt32LE(header.epoch, 8);
-  writeU64(bytes, header.seq, 16);
-  writeU64(bytes, header.index, 24);
-  bytes.set(payload, HEADER_BYTES);
+  encodeFrameAt(bytes, 0, header, payload);
   return bytes;
+}
+
+/**
+ * Writes a header and payload into `bytes` at `at` (room for {@link HEADER_BYTES} plus the
+ * payload, its size checked by the caller with {@link checkPayload}); returns the position after
+ * it. For a writer that stores a batch of frames as one buffer, not a buffer per frame.
+ */
+export function encodeFrameAt(bytes: Buffer, at: number, header: Pick<Frame, 'seq' | 'index' | 'epoch' | 'flags'>, payload: Uint8Array): number {
+  bytes.fill(0, at, at + HEADER_BYTES);
+  bytes.writeUInt32LE(payload.byteLength, at);
+  bytes.writeUInt8(header.flags, at + 4);
+  bytes.writeUInt32LE(header.epoch, at + 8);
+  writeU64(bytes, header.seq, at + 16);
+  writeU64(bytes, header.index, at + 24);
+  bytes.set(payload, at + HEADER_BYTES);
+  return at + HEADER_BYTES + payload.byteLength;
+}
+
+/** Throws the BadRequestError of a payload too large for one frame. */
+export function checkPayload(payload: Uint8Array): void {
+  if (payload.byteLength > MAX_PAYLOAD_BYTES) throw new BadRequestError(`a frame holds at most ${MAX_PAYLOAD_BYTES} bytes, got ${payload.byteLength}`, { field: 'payload' });
 }
 
 const TWO_32 = 2 ** 32;

@@ -27,7 +27,7 @@
 import { ConflictError } from '@jobwire/client';
 import type { OutputChunk, Queue } from '@jobwire/client';
 import type { StreamEvent, StreamLog } from '../store/types.js';
-import { FrameDecoder, FrameFlag, encodeFrame, hasFlag, type Frame } from './frame.js';
+import { FrameDecoder, FrameFlag, HEADER_BYTES, checkPayload, encodeFrameAt, hasFlag, type Frame } from './frame.js';
 
 /** Id of the stream a pipe lives in. */
 export function pipeStreamId(network: string, pipe: string): string {
@@ -298,27 +298,44 @@ export class PipeWriter {
   }
 
   #append(payload: Uint8Array, seq: number, flags: number): void {
-    this.#store([this.#encode(payload, seq, flags)]);
+    this.#store(this.#encode(payload, seq, flags));
   }
 
   /** Frames numbered on from the previous one, stored in one append. */
+  /** Stores frames numbered on from the previous one, encoded into one buffer (one append). */
   #appendAll(payloads: readonly Uint8Array[]): void {
-    this.#store(payloads.map((payload) => this.#encode(payload, this.#seq, 0)));
+    let length = 0;
+    for (const payload of payloads) {
+      checkPayload(payload);
+      length += HEADER_BYTES + payload.byteLength;
+    }
+    const bytes = Buffer.allocUnsafe(length);
+    let at = 0;
+    for (const payload of payloads) at = this.#encodeAt(bytes, at, payload, this.#seq, 0);
+    this.#store(bytes);
   }
 
   #encode(payload: Uint8Array, seq: number, flags: number): Buffer {
-    const frame = encodeFrame({ seq, index: this.#index, epoch: this.#epoch, flags: flags | (this.#reset ? FrameFlag.RESET : 0) }, payload);
+    checkPayload(payload);
+    const bytes = Buffer.allocUnsafe(HEADER_BYTES + payload.byteLength);
+    this.#encodeAt(bytes, 0, payload, seq, flags);
+    return bytes;
+  }
+
+  /** Encodes the next frame into `bytes` at `at` and numbers it; returns the position after it. */
+  #encodeAt(bytes: Buffer, at: number, payload: Uint8Array, seq: number, flags: number): number {
+    const end = encodeFrameAt(bytes, at, { seq, index: this.#index, epoch: this.#epoch, flags: flags | (this.#reset ? FrameFlag.RESET : 0) }, payload);
     this.#reset = false;
     this.#index++;
     this.#seq = seq + 1;
     if ((flags & FrameFlag.END) === 0) this.stats.written++;
-    return frame;
+    return end;
   }
 
-  #store(frames: Buffer[]): void {
+  #store(bytes: Buffer): void {
     // Appends land in call order, so the producer need not wait for each one; a failure is
     // kept and reported by the next write, flush or end.
-    this.#lastAppend = this.#streams.appendOutput(this.#stream, 'stdout', frames.length === 1 ? frames[0]! : Buffer.concat(frames)).catch((error: unknown) => {
+    this.#lastAppend = this.#streams.appendOutput(this.#stream, 'stdout', bytes).catch((error: unknown) => {
       this.#error ??= error;
     });
     this.#updateLag();

@@ -15,6 +15,7 @@ import {
   FrameDecoder,
   FrameFlag,
   HEADER_BYTES,
+  MAX_PAYLOAD_BYTES,
   PipeReader,
   PipeWriter,
   alignBySeq,
@@ -184,6 +185,26 @@ function pipeBehaviour(name: string, withStore: Backend): void {
         const rest = await take(tap);
         assert.deepEqual(rest.map((f) => text(f.payload)), Array.from({ length: 10_000 }, (_, i) => `frame ${i + 1}`));
         assert.deepEqual(rest.map((f) => f.index), Array.from({ length: 10_000 }, (_, i) => i + 1));
+        tap.close();
+      });
+    });
+
+    it('a batch holding a payload over the frame limit is refused whole: nothing of it is stored or numbered, and the next frame gets the index the batch would have started at', async () => {
+      await withStore(async ({ store }) => {
+        const ident = { network: 'net', pipe: 'oversize', queue: queue({ max: 1000 }) };
+        const writer = await PipeWriter.open({ streams: store.streams, consumers: [], ...ident });
+        const tap = await PipeReader.open({ streams: store.streams, ...ident });
+        await writer.write(bytes('before'));
+        await assert.rejects(writer.writeBatch([bytes('fits'), new Uint8Array(MAX_PAYLOAD_BYTES + 1), bytes('after it')]), /at most/);
+        assert.equal(writer.nextIndex, 1);
+        assert.equal(writer.stats.written, 1);
+        await writer.write(bytes('next'));
+        await writer.end();
+        const frames = await take(tap);
+        assert.deepEqual(frames.map((f) => [f.index, text(f.payload)]), [
+          [0, 'before'],
+          [1, 'next'],
+        ]);
         tap.close();
       });
     });
