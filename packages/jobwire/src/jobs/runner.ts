@@ -356,7 +356,11 @@ export async function runJob(ctx: RunnerContext, job: JobRecord, options: RunOpt
       running = marked;
     } else {
       handle = refusal !== undefined ? notRun(refusal) : executor.start(spec);
-      void handle.done.then(() => (endedEarly = true));
+      // (A rejection is the runner's to handle where it awaits `done`; this only notes an end.)
+      handle.done.then(
+        () => (endedEarly = true),
+        () => undefined,
+      );
       const marked = await markRunning();
       if (marked === 'detached') return undefined;
       running = marked;
