@@ -45,6 +45,8 @@ const networkGraphSchema = z
         name: z.string(),
         kind: z.enum(['executable', 'js', 'builtin']),
         builtin: z.enum(['csv-sink', 'interactive', 'logging', 'clock', 'forward']).optional(),
+        command: z.array(z.string()).optional().describe('The program and its arguments, for an executable job (a program named by a path made absolute).'),
+        js: z.object({ module: z.string().describe('Absolute path of the module.'), export: z.string().optional() }).optional().describe('The module and export, for a js job.'),
         inputs: z.array(z.string()).describe('Pipes it reads, in order.'),
         outputs: z.array(z.string()).describe('Pipes it writes, in order.'),
       }),
@@ -53,6 +55,7 @@ const networkGraphSchema = z
       z.object({
         name: z.string(),
         framing: z.enum(['bytes', 'lines', 'frames']),
+        encoding: z.enum(['json', 'binary']).optional().describe('How its frames are encoded, for framing frames.'),
         queue: z.object({ max: z.number(), overflow: z.enum(['block', 'drop-oldest', 'drop-newest']), mode: z.enum(['fifo', 'latest']) }),
         producer: z.string().describe('The job that writes it.'),
         consumers: z.array(z.string()).describe('The jobs that read it.'),

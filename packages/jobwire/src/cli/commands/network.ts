@@ -1,8 +1,9 @@
 /**
  * `jobwire network run FILE`: checks a network file here (so problems come with their lines)
- * and starts it on the server; `--block` follows it to the end. `jobwire network graph FILE`:
+ * and starts it on the server; `--block` follows it to the end. `jobwire network graph FILE|NAME`:
  * draws a network file as Graphviz DOT or a Mermaid flowchart, after the same checks a start
- * would make (all but importing js modules); it needs no server. `jobwire network status NAME`
+ * would make (all but importing js modules) and with no server — or, when no such file exists,
+ * the network of that name as the server knows it, drawn the same way. `jobwire network status NAME`
  * and `jobwire network stop NAME` tell how a running network goes, and stop it;
  * `jobwire network rm NAME` removes one that has ended; `jobwire network tap NAME PIPE` prints a
  * pipe's frames.
@@ -11,17 +12,18 @@
 import type { Command } from 'commander';
 import { once } from 'node:events';
 import { dirname, resolve } from 'node:path';
-import { readFile } from 'node:fs/promises';
-import { isFinal, type JobwireApi, type NetworkSpec, type NetworkStatus } from '@jobwire/client';
+import { readFile, stat } from 'node:fs/promises';
+import { isFinal, type JobwireApi, type NetworkGraph, type NetworkSpec, type NetworkStatus } from '@jobwire/client';
 import { parse } from 'yaml';
-import { checkNetwork, loadNetworkFile, networkToDot, networkToMermaid } from '../../networks/index.js';
-import { addConnectionOptions, connect, type ConnectionOptions } from '../connect.js';
+import { checkNetwork, loadNetworkFile, networkGraph, networkToDot, networkToMermaid } from '../../networks/index.js';
+import { addConnectionOptions, connect, connectedTarget, type ConnectionOptions } from '../connect.js';
+import { CliError, jobwireErrorCode } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatDuration, formatJson, formatTable } from '../format.js';
 import { startSpinner } from '../spinner.js';
 import { act, examples, print } from './common.js';
 
-interface GraphOptions {
+interface GraphOptions extends ConnectionOptions {
   mermaid?: boolean;
 }
 
@@ -206,28 +208,63 @@ export function registerNetwork(program: Command): void {
       }),
     );
 
-  network
-    .command('graph')
-    .summary('draw a network file as Graphviz DOT or Mermaid')
-    .description(
-      'Check a network file and print it as a Graphviz digraph (render with: dot -Tsvg) or, with --mermaid, as a Mermaid flowchart. ' +
-        'Jobs are nodes; each pipe is an edge from its producer to each consumer, labelled with its name, framing and queue. ' +
-        'A file with problems is refused with each problem\'s field and line (exit code 2); js modules are not imported here.',
-    )
-    .argument('<file>', 'the network file (YAML)')
-    .option('--mermaid', 'print a Mermaid flowchart instead of DOT')
+  addConnectionOptions(
+    network
+      .command('graph')
+      .summary('draw a network (a file, or one the server knows) as Graphviz DOT or Mermaid')
+      .description(
+        'Print a network as a Graphviz digraph (render with: dot -Tsvg) or, with --mermaid, as a Mermaid flowchart. ' +
+          'Jobs are nodes, labelled with how they run; each pipe is an edge from its producer to each consumer, labelled with its name, framing and queue. ' +
+          'When the argument is an existing file, it is checked and drawn here, with no server: a file with problems is refused with each problem\'s field and line (exit code 2); js modules are not imported. ' +
+          'Otherwise it is the name of a network the server knows (running or ended, GET /v1/networks/:name/graph), drawn the same way as its file; neither a file nor a known network is exit code 4.',
+      )
+      .argument('<file|name>', 'the network file (YAML), or the name of a network the server knows')
+      .option('--mermaid', 'print a Mermaid flowchart instead of DOT'),
+  )
     .addHelpText(
       'after',
       examples(
-        ['jobwire network graph squares.yaml | dot -Tsvg > squares.svg', 'draw the network with Graphviz'],
+        ['jobwire network graph squares.yaml | dot -Tsvg > squares.svg', 'draw the network file with Graphviz'],
         ['jobwire network graph squares.yaml --mermaid', 'a flowchart to paste into Markdown'],
+        ['jobwire network graph squares', 'the network squares as the server runs it (its newest run)'],
       ),
     )
     .action(
-      act(async (file: string, opts: GraphOptions) => {
-        const loaded = await loadNetworkFile(file);
-        await checkNetwork(loaded, { importModules: false });
-        process.stdout.write(opts.mermaid ? networkToMermaid(loaded.network) : `${networkToDot(loaded.network)}\n`);
+      act(async (what: string, opts: GraphOptions) => {
+        const graph = (await isFile(what)) ? await fileGraph(what) : await serverGraph(what, opts);
+        process.stdout.write(opts.mermaid ? networkToMermaid(graph) : `${networkToDot(graph)}\n`);
       }),
     );
+}
+
+/** Whether `path` names an existing file (a folder or nothing is not one). */
+async function isFile(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isFile() ?? false;
+}
+
+/** The graph of a network file, after the checks a start would make (all but importing js modules). */
+async function fileGraph(file: string): Promise<NetworkGraph> {
+  const loaded = await loadNetworkFile(file);
+  await checkNetwork(loaded, { importModules: false });
+  // A file has no run yet; the drawing does not show one.
+  return networkGraph(loaded.network, '');
+}
+
+/** The graph of the newest run of the network `name`, as the server answers it; the error names both tries when there is none. */
+async function serverGraph(name: string, opts: GraphOptions): Promise<NetworkGraph> {
+  const tried = `no file ${resolve(name)}`;
+  let api: JobwireApi;
+  try {
+    api = await connect(opts);
+  } catch (err) {
+    if (err instanceof CliError) throw new CliError(`${tried}, and no server to ask for a network named ${JSON.stringify(name)}: ${err.message}`, err.exitCode, { cause: err });
+    throw err;
+  }
+  try {
+    return await api.networkGraph(name);
+  } catch (err) {
+    if (jobwireErrorCode(err) !== 'not_found') throw err;
+    const url = connectedTarget()?.url ?? 'the server';
+    throw new CliError(`${tried}, and ${url} knows no network ${JSON.stringify(name)} (jobwire network list shows those it knows)`, ExitCode.NOT_FOUND, { cause: err });
+  }
 }
