@@ -173,7 +173,7 @@ export interface JobwireApi {
   networkGraph(name: string): Promise<NetworkGraph>;
   /** Your networks: the newest run of each, by name (in distributed mode every server's). */
   networks(): Promise<NetworkStatus[]>;
-  /** Every frame of a network's pipe, from the first, live until the pipe ends. */
+  /** Every frame of a network's pipe, from the first, live until the pipe ends (or its network is stopped or fails: then a ConflictError). */
   tapPipe(network: string, pipe: string): AsyncIterable<PipeFrame>;
   /** Stops a network: its jobs are cancelled, none restarts. */
   stopNetwork(name: string): Promise<NetworkStatus>;

@@ -142,7 +142,9 @@ export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunne
         summary: "Tap a network's pipe",
         description:
           'Every frame stored in the pipe (of the newest run) from the first, then each new one as it is stored, until the pipe ends: one JSON object a line, ' +
-          '{seq, index, epoch, reset, value} (bytes as {"$bytes": base64}). A tap commits nothing and holds no producer back.',
+          '{seq, index, epoch, reset, value} (bytes as {"$bytes": base64}). A tap commits nothing and holds no producer back. ' +
+          'When the network is stopped (or fails) before the pipe ended, a last line {"error": {code: "conflict", message}} follows the frames stored, saying so; ' +
+          'when it is started again or removed while the tap is behind, a last line says that (conflict, not_found).',
         params: z.object({ name: z.string().describe('Network name.'), pipe: z.string().describe('Pipe name.') }),
         querystring: noQuery,
         response: { 200: { description: 'Frames as newline-delimited JSON', content: { 'application/x-ndjson': { schema: ndjsonSchema } } }, ...errorAnswers },
@@ -168,7 +170,7 @@ export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunne
       schema: {
         tags: ['networks'],
         summary: 'Stop a network',
-        description: 'Cancels the jobs of the newest run of the network; none is restarted. Its pipes are kept (not ended).',
+        description: 'Cancels the jobs of the newest run of the network; none is restarted. Its pipes are kept (not ended); taps on them end with an error line saying the network was stopped.',
         params: z.object({ name: z.string().describe('Network name.') }),
         querystring: noQuery,
         response: { 200: networkStatusSchema, ...errorAnswers },

@@ -123,7 +123,7 @@ export function registerNetwork(program: Command): void {
       command: 'stop',
       summary: 'stop a network: cancel its jobs',
       description:
-        'Cancel every job of the newest run of a network; none is restarted. Its pipes are kept as they are. Prints the status. ' +
+        'Cancel every job of the newest run of a network; none is restarted. Its pipes are kept as they are (not ended): taps on them end, after every frame stored, saying the network was stopped. Prints the status. ' +
         'Only the server that wires the network stops it (another answers 409, naming it).',
       call: (api, name) => api.stopNetwork(name),
     },
@@ -184,7 +184,8 @@ export function registerNetwork(program: Command): void {
       .description(
         "Print every frame stored in a pipe of the newest run of a network, from the first, then each new one as it is stored, until the pipe ends (any server answers; a tap commits nothing and holds no producer back). " +
           'Each value on a line of its own (lines as they are, JSON frames as JSON, bytes as they are); with --json one JSON object a line: {seq, index, epoch, reset, value}, bytes as {"$bytes": base64}. ' +
-          'A tap follows one run: when the network is started again or removed meanwhile, the tap stops with an error saying so (exit code 1, or 4 when removed).',
+          'When the network is stopped (or fails) before the pipe ended, the tap prints every frame stored, then stops with an error saying so (exit code 1). ' +
+          'A tap follows one run: when the network is started again or removed while the tap is behind, the tap stops with an error saying so (exit code 1, or 4 when removed).',
       )
       .argument('<name>', 'the network name')
       .argument('<pipe>', 'the pipe name')
