@@ -232,6 +232,59 @@ pipes: { a: {}, b: {}, x: {}, y: {} }
     });
   });
 
+  it('a tap still behind when its stopped network is started again ends with a ConflictError naming both runs, and one behind when it is removed with a NotFoundError', async () => {
+    // Frames of about 1 KiB, 32 MiB in all: far more than the connection holds, so a tap whose
+    // reader stops reading stays behind, its server side waiting to send.
+    const FRAMES = 30_000;
+    const spec = {
+      name: 'behind',
+      jobs: { numbers: { command: ['sh', '-c', `yes "$(printf %01000d 0)" | head -n ${FRAMES}; exec sleep 600`], outputs: ['n'] }, sink: { command: ['sh', '-c', 'exec cat > /dev/null'], inputs: ['n'] } },
+      pipes: { n: {} },
+    };
+    await withServer(async (s) => {
+      /** Opens a tap and takes its first frame; then reads the rest when called: how many frames it took in all, and how it ended. */
+      const openTap = async (): Promise<() => Promise<{ frames: number; end: Error & { code?: string } }>> => {
+        const it = s.client.tapPipe('behind', 'n')[Symbol.asyncIterator]();
+        assert.equal((await it.next()).done, false);
+        return async () => {
+          let frames = 1;
+          try {
+            while (!(await it.next()).done) frames++;
+          } catch (err) {
+            return { frames, end: err as Error };
+          }
+          return { frames, end: new Error('the tap ended as if the pipe had ended') };
+        };
+      };
+      const runUntilStopped = async (): Promise<string> => {
+        const { run } = await s.client.runNetwork(spec, { baseDir: dir });
+        await untilNetwork(s.client, 'behind', (st) => st.pipes[0]!.frames === FRAMES, 120_000);
+        await s.client.stopNetwork('behind');
+        await untilNetwork(s.client, 'behind', (st) => st.state === 'stopped');
+        return run;
+      };
+
+      const first = await runUntilStopped();
+      // The tap has its first frame and reads no more while the new run replaces the one it follows.
+      const rest = await openTap();
+      const second = (await s.client.runNetwork(spec, { baseDir: dir })).run;
+      const replaced = await rest();
+      assert.ok(replaced.frames < FRAMES, `the tap was behind (${replaced.frames} frames)`);
+      assert.equal(replaced.end.name, 'ConflictError', String(replaced.end));
+      assert.equal(replaced.end.message, `network behind was started again: run ${second} replaced run ${first}, whose pipes are removed; tap again to follow the new run`);
+
+      await untilNetwork(s.client, 'behind', (st) => st.pipes[0]!.frames === FRAMES, 120_000);
+      await s.client.stopNetwork('behind');
+      await untilNetwork(s.client, 'behind', (st) => st.state === 'stopped');
+      const restAgain = await openTap();
+      await s.client.removeNetwork('behind');
+      const removed = await restAgain();
+      assert.ok(removed.frames < FRAMES, `the tap was behind (${removed.frames} frames)`);
+      assert.equal(removed.end.name, 'NotFoundError', String(removed.end));
+      assert.equal(removed.end.message, 'network behind was removed, with its pipes');
+    });
+  });
+
   it('jobwire network rm: refused while the network runs (nothing removed); once stopped, removes its record and its pipes\' streams, keeps its jobs; a new run removes the ended run\'s streams', async () => {
     const network = file(
       'removed.yaml',
