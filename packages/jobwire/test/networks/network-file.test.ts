@@ -327,13 +327,17 @@ pipes:
     });
   });
 
-  it('refuses an argument that is neither a file nor a network the server knows, naming both, exit code 4', async () => {
+  it('refuses an argument that is neither a file nor a network the server knows, naming both, exit code 4 (3 when no server answers)', async () => {
     await withServer(async (s) => {
       const result = await runCli(['network', 'graph', 'nowhere'], { env: cliEnv(s), cwd: dir });
       assert.equal(result.code, 4, result.stderr);
       assert.equal(result.stdout, '');
       assert.equal(result.stderr, `jobwire: no file ${join(dir, 'nowhere')}, and ${s.url} knows no network "nowhere" (jobwire network list shows those it knows)\n`);
     });
+    // No server there at all: exit code 3, the file tried named too.
+    const unserved = await runCli(['network', 'graph', 'nowhere', '--url', 'http://127.0.0.1:1', '--token', 'x'], { cwd: dir });
+    assert.equal(unserved.code, 3, unserved.stderr);
+    assert.equal(unserved.stderr, `jobwire: no file ${join(dir, 'nowhere')}, and no server to ask for a network named "nowhere": no server running at http://127.0.0.1:1 (start one with: jobwire server)\n`);
   });
 
   it('explains itself in --help', async () => {

@@ -16,8 +16,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { isFinal, type JobwireApi, type NetworkGraph, type NetworkSpec, type NetworkStatus } from '@jobwire/client';
 import { parse } from 'yaml';
 import { checkNetwork, loadNetworkFile, networkGraph, networkToDot, networkToMermaid } from '../../networks/index.js';
-import { addConnectionOptions, connect, connectedTarget, type ConnectionOptions } from '../connect.js';
-import { CliError, jobwireErrorCode } from '../errors.js';
+import { addConnectionOptions, connect, connectedTarget, serverListening, type ConnectionOptions } from '../connect.js';
+import { CliError, jobwireErrorCode, noServerMessage } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatDuration, formatJson, formatTable } from '../format.js';
 import { startSpinner } from '../spinner.js';
@@ -264,8 +264,15 @@ async function serverGraph(name: string, opts: GraphOptions): Promise<NetworkGra
   try {
     return await api.networkGraph(name);
   } catch (err) {
-    if (jobwireErrorCode(err) !== 'not_found') throw err;
-    const url = connectedTarget()?.url ?? 'the server';
-    throw new CliError(`${tried}, and ${url} knows no network ${JSON.stringify(name)} (jobwire network list shows those it knows)`, ExitCode.NOT_FOUND, { cause: err });
+    const code = jobwireErrorCode(err);
+    const target = connectedTarget();
+    if (code === 'not_found') {
+      throw new CliError(`${tried}, and ${target?.url ?? 'the server'} knows no network ${JSON.stringify(name)} (jobwire network list shows those it knows)`, ExitCode.NOT_FOUND, { cause: err });
+    }
+    // Nothing listens there: say so after the file tried, as other commands say it alone.
+    if ((code === 'no_server' || code === 'connection') && target?.url !== undefined && !(await serverListening(target.url))) {
+      throw new CliError(`${tried}, and no server to ask for a network named ${JSON.stringify(name)}: ${noServerMessage(target)}`, ExitCode.NO_SERVER, { cause: err });
+    }
+    throw err;
   }
 }
