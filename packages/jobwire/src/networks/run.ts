@@ -551,6 +551,8 @@ class NetworkRun {
     const { state } = await this.status();
     if (state === 'running') return undefined;
     for (const writer of this.#writers.values()) await writer.flush().catch(() => {});
+    // Its saved record says it ended too (a caller then reads it, as other servers do).
+    await this.settled();
     return { state, unended: Object.keys(this.network.pipes).filter((name) => !this.#ended.has(name)) };
   }
 
