@@ -3,7 +3,7 @@
  * implementation so the CLI, dashboard and tests program against one contract.
  * @module
  */
-import type { NetworkSpec, NetworkStatus, PipeFrame } from './network.js';
+import type { NetworkGraph, NetworkSpec, NetworkStatus, PipeFrame } from './network.js';
 import type { ExecutorInfo, ExitStatus, GroupInfo, JobDescription, JobEvent, JobInfo, JobStatus, JobStatusUpdate, OutputChunk, Page, QueueStatus, WhoAmI, WorkersReport } from './types.js';
 
 /** Options of `new Client()`. */
@@ -169,9 +169,11 @@ export interface JobwireApi {
   runNetwork(spec: NetworkSpec, options: { baseDir: string }): Promise<NetworkStatus>;
   /** How a network runs: its jobs and pipes. */
   networkStatus(name: string): Promise<NetworkStatus>;
+  /** The shape of a network's newest run: its jobs (how each runs) and the pipes that join them. */
+  networkGraph(name: string): Promise<NetworkGraph>;
   /** Your networks: the newest run of each, by name (in distributed mode every server's). */
   networks(): Promise<NetworkStatus[]>;
-  /** Every frame of a network's pipe, from the first, live until the pipe ends. */
+  /** Every frame of a network's pipe, from the first, live until the pipe ends (or its network is stopped or fails: then a ConflictError). */
   tapPipe(network: string, pipe: string): AsyncIterable<PipeFrame>;
   /** Stops a network: its jobs are cancelled, none restarts. */
   stopNetwork(name: string): Promise<NetworkStatus>;

@@ -212,9 +212,11 @@ export class Client implements JobwireApi {
   /**
    * Taps a pipe of a network's newest run: every frame stored in it from the first, then each
    * new one as it is stored, until the pipe ends (or you `break`). A tap commits nothing and
-   * holds no producer back. A tap follows one run: when the network is started again (a new run
-   * replaces the one tapped, and its pipes are removed) the loop throws a `ConflictError`, and
-   * when the network is removed a `NotFoundError`, each saying so — tap again to follow the new run.
+   * holds no producer back. When the network is stopped (or fails) before the pipe ended, the
+   * loop gets every frame stored, then throws a `ConflictError` saying so: no frame will come. A
+   * tap follows one run: when the network is started again (a new run replaces the one tapped,
+   * and its pipes are removed) the loop throws a `ConflictError`, and when the network is
+   * removed a `NotFoundError`, each saying so — tap again to follow the new run.
    *
    * ```ts
    * for await (const frame of client.tapPipe('squares', 'sq')) console.log(frame.seq, frame.value);

@@ -206,6 +206,10 @@ export interface NetworkGraph {
     kind: 'executable' | 'js' | 'builtin';
     /** The builtin's name, for a builtin job. */
     builtin?: Builtin;
+    /** The program and its arguments, for an executable job (a program named by a path made absolute). */
+    command?: string[];
+    /** The module (an absolute path) and its export when the file names one, for a js job. */
+    js?: { module: string; export?: string };
     /** Pipe names, in order. */
     inputs: string[];
     outputs: string[];
@@ -213,6 +217,8 @@ export interface NetworkGraph {
   pipes: Array<{
     name: string;
     framing: Framing;
+    /** How its frames are encoded, for `framing: frames`. */
+    encoding?: FrameEncoding;
     queue: { max: number; overflow: Overflow; mode: 'fifo' | 'latest' };
     /** The job that writes it. */
     producer: string;

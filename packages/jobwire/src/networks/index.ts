@@ -15,6 +15,7 @@ export { DEFAULT_RESTART, neverBlocks, resolveNetwork } from './model.js';
 export type { Alignment, JobKind, Network, NetworkJob, NetworkPipe, Restart } from './model.js';
 export { PIPE_PLACEHOLDER, checkNetwork, networkIssues, type CheckNetworkOptions } from './checks.js';
 export { jobSummary, networkToDot, networkToMermaid, pipeLabel } from './graph.js';
+export { networkGraph } from './shape.js';
 export { FrameDecoder, FrameFlag, HEADER_BYTES, MAX_PAYLOAD_BYTES, encodeFrame, hasFlag, type Frame } from './frame.js';
 export { Deframer, encodeForConsumer, payloadToValue, valueToPayload, zeroPayload, type FramingOf } from './framing.js';
 export { CURSOR_RECORD_BYTES, PipeReader, PipeWriter, cursorStreamId, pipeStreamId, readCursor } from './pipe.js';

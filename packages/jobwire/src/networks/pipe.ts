@@ -518,6 +518,10 @@ export class PipeReader implements AsyncIterable<Frame> {
   #knownEnd = 0;
   #closedSeen = false;
   #ended = false;
+  /** The pipe's end was read (its end frame, or its stream closed), not only the reader closed. */
+  #finished = false;
+  /** Set by {@link endAtStored}: no frame will be added, so the reader ends at what is stored. */
+  #noMore = false;
   /** A store read is under way (see {@link #takeLive}). */
   #reading = false;
   #events = 0;
@@ -583,6 +587,7 @@ export class PipeReader implements AsyncIterable<Frame> {
         this.#taken = frame;
         if (hasFlag(frame, FrameFlag.END)) {
           this.#ended = true;
+          this.#finished = true;
           if (this.#autoCommit) this.commit();
           return undefined;
         }
@@ -590,8 +595,9 @@ export class PipeReader implements AsyncIterable<Frame> {
         this.#onTake?.(this.#nextIndex);
         return frame;
       }
-      if (this.#closedSeen && this.#readPos >= this.#knownEnd) {
+      if ((this.#closedSeen || this.#noMore) && this.#readPos >= this.#knownEnd) {
         this.#ended = true;
+        this.#finished = this.#closedSeen;
         return undefined;
       }
       await this.#change(seen);
@@ -628,6 +634,25 @@ export class PipeReader implements AsyncIterable<Frame> {
   /** Whether the pipe's end was reached. */
   get ended(): boolean {
     return this.#ended;
+  }
+
+  /**
+   * Whether the reader ended at the pipe's own end (its end frame, or its closed stream) — not
+   * because it was closed, or because {@link endAtStored} ended it where the frames stop.
+   */
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  /**
+   * Tells the reader that its pipe will get no more frames although it has no end (its producer
+   * was stopped for good: its network was stopped, or failed): it reads every frame the store
+   * holds, then ends instead of waiting. Call it once every frame written is stored.
+   */
+  endAtStored(): void {
+    this.#noMore = true;
+    this.#events++;
+    this.#notify?.();
   }
 
   /**

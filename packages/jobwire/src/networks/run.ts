@@ -222,13 +222,19 @@ export class NetworkRunner {
    * the network is removed, the tap ends with a last line `{"error": {code, message}}` saying so
    * (`conflict`, `not_found`) rather than wait on pipes that are gone: frames of two runs, each
    * numbered from the start, would read as one confused stream, so following the new run is a new tap.
+   *
+   * When the run ends with the pipe not ended — the network was stopped, or failed — no frame
+   * will come: the tap sends every frame stored, then a last line `{"error": {code: "conflict",
+   * message}}` saying that the network was stopped (or failed) before the pipe ended. An error,
+   * not a plain end, so that a reader can tell a cut pipe from a complete one.
    */
   async tap(owner: string, name: string, pipe: string): Promise<AsyncGenerator<string>> {
     const { run, saved } = await this.#newest(owner, name);
     const runId = run?.run ?? saved!.run;
     const stop = new AbortController();
-    const frames = run !== undefined ? run.tap(pipe, stop.signal) : tapPipe(this.store, saved!.network, saved!.run, pipe, stop.signal);
-    return this.#untilReplaced(owner, name, runId, frames, stop);
+    const noMore = new AbortController();
+    const frames = run !== undefined ? run.tap(pipe, stop.signal, noMore.signal) : tapPipe(this.store, saved!.network, saved!.run, pipe, stop.signal, noMore.signal);
+    return this.#untilEnded(owner, name, pipe, runId, frames, stop, noMore);
   }
 
   /** Tells the taps of `key` that do not follow `current` why they end, and ends them. */
@@ -236,39 +242,58 @@ export class NetworkRunner {
     for (const tap of this.#taps.get(key) ?? []) if (tap.run !== current) tap.end(why(tap.run));
   }
 
-  /** `frames` until they end, or until run `runId` is replaced or removed: then a last error line. */
-  async *#untilReplaced(owner: string, name: string, runId: string, frames: AsyncGenerator<string>, stop: AbortController): AsyncGenerator<string> {
+  /**
+   * `frames` until they end; or until run `runId` is replaced or removed, or ends with `pipe`
+   * not ended (after its stored frames, then): then a last error line.
+   */
+  async *#untilEnded(owner: string, name: string, pipe: string, runId: string, frames: AsyncGenerator<string, boolean>, stop: AbortController, noMore: AbortController): AsyncGenerator<string> {
     const key = `${owner}\n${name}`;
     let why: JobwireError | undefined;
+    let cut: JobwireError | undefined;
     const end = (error: JobwireError): void => {
       why ??= error;
       stop.abort();
+    };
+    /** The run ended without ending the pipe: nothing more will come after what is stored. */
+    const ended = (state: NetworkStatus['state']): void => {
+      cut ??= new ConflictError(`network ${name} ${state === 'stopped' ? 'was stopped' : state === 'failed' ? 'failed' : 'ended'} before pipe ${pipe} ended: every frame it holds was sent, no more will come`);
+      noMore.abort();
     };
     const taps = this.#taps.get(key) ?? new Set();
     this.#taps.set(key, taps);
     const tap = { run: runId, end };
     taps.add(tap);
-    const recheck = setInterval(() => {
-      void (async () => {
-        const local = this.#runs.get(key);
-        if (local?.run === runId && (await local.status()).state === 'running') return;
-        const saved = await loadNetworkStatus(this.store, owner, name);
-        if (saved === undefined) end(new NotFoundError(`network ${name} was removed, with its pipes`));
-        else if (saved.status.run !== runId) end(new ConflictError(`network ${name} was started again: run ${saved.status.run} replaced run ${runId}, whose pipes are removed; tap again to follow the new run`));
-      })().catch(() => {});
-    }, TAP_RECHECK_MS);
+    const check = async (): Promise<void> => {
+      const local = this.#runs.get(key);
+      if (local?.run === runId) {
+        const ending = await local.ending();
+        if (ending === undefined) return;
+        if (ending.unended.includes(pipe)) ended(ending.state);
+      }
+      const saved = await loadNetworkStatus(this.store, owner, name);
+      if (saved === undefined) end(new NotFoundError(`network ${name} was removed, with its pipes`));
+      else if (saved.status.run !== runId) end(new ConflictError(`network ${name} was started again: run ${saved.status.run} replaced run ${runId}, whose pipes are removed; tap again to follow the new run`));
+      // Wired by another server: its saved record tells how the run ended, and which pipes did.
+      else if (local?.run !== runId && saved.status.state !== 'running' && !(saved.wiring?.ended ?? []).includes(pipe)) ended(saved.status.state);
+    };
+    const recheck = setInterval(() => void check().catch(() => {}), TAP_RECHECK_MS);
     recheck.unref();
+    // A tap on a run that has ended already drains at once.
+    void check().catch(() => {});
     try {
-      for await (const line of frames) {
-        if (why !== undefined) break;
-        yield line;
+      let next = await frames.next();
+      while (next.done !== true && why === undefined) {
+        yield next.value;
+        next = await frames.next();
       }
       if (why !== undefined) yield `${JSON.stringify({ error: why.toJSON() })}\n`;
+      else if (next.value !== true && cut !== undefined) yield `${JSON.stringify({ error: cut.toJSON() })}\n`;
     } finally {
       clearInterval(recheck);
       taps.delete(tap);
       if (taps.size === 0 && this.#taps.get(key) === taps) this.#taps.delete(key);
       stop.abort();
+      await frames.return(false).catch(() => {});
     }
   }
 
@@ -514,13 +539,27 @@ class NetworkRun {
    * (`{seq, index, epoch, reset, value}`, bytes as `{"$bytes": base64}`). A tap keeps no cursor
    * and bounds nothing. Throws NotFoundError for a pipe the network does not have.
    */
-  tap(pipe: string, signal?: AbortSignal): AsyncGenerator<string> {
-    return tapPipe(this.store, this.network, this.run, pipe, signal);
+  tap(pipe: string, signal?: AbortSignal, noMore?: AbortSignal): AsyncGenerator<string, boolean> {
+    return tapPipe(this.store, this.network, this.run, pipe, signal, noMore);
+  }
+
+  /**
+   * Once this run has ended (undefined while it runs): how, and the pipes that did not end — a
+   * stop or a failure leaves its pipes as they are — after every frame written to them is stored.
+   */
+  async ending(): Promise<{ state: NetworkStatus['state']; unended: string[] } | undefined> {
+    const { state } = await this.status();
+    if (state === 'running') return undefined;
+    for (const writer of this.#writers.values()) await writer.flush().catch(() => {});
+    // Its saved record says it ended too (a caller then reads it, as other servers do).
+    await this.settled();
+    return { state, unended: Object.keys(this.network.pipes).filter((name) => !this.#ended.has(name)) };
   }
 
   /**
    * Stops the network: its jobs are cancelled and nothing restarts them. Their pipes are left
-   * as they are (not ended), so what they hold can still be read.
+   * as they are (not ended), so what they hold can still be read; taps on them end once they
+   * have read it (see {@link NetworkRunner.tap}).
    */
   async stop(): Promise<NetworkStatus> {
     this.#stopping = true;
@@ -1128,8 +1167,12 @@ async function removeRunStreams(store: Store, network: Network, run: string): Pr
  * until the pipe ends, each as one JSON line (`{seq, index, epoch, reset, value}`, bytes as
  * `{"$bytes": base64}`). A tap keeps no cursor and bounds nothing. Throws NotFoundError for a
  * pipe the network does not have.
+ *
+ * `signal` cuts the tap at once (its run was replaced or removed); `noMore` says the pipe will
+ * get no more frames (its network was stopped, or failed, before the pipe ended): the tap then
+ * ends after every frame stored. Returns true when the tap ended at the pipe's own end.
  */
-function tapPipe(store: Store, network: Network, run: string, pipe: string, signal?: AbortSignal): AsyncGenerator<string> {
+function tapPipe(store: Store, network: Network, run: string, pipe: string, signal?: AbortSignal, noMore?: AbortSignal): AsyncGenerator<string, boolean> {
   const spec = Object.hasOwn(network.pipes, pipe) ? network.pipes[pipe] : undefined;
   if (spec === undefined) throw new NotFoundError(`network ${network.name} has no pipe ${JSON.stringify(pipe)}`);
   const { streams } = store;
@@ -1138,15 +1181,20 @@ function tapPipe(store: Store, network: Network, run: string, pipe: string, sign
     const reader = await PipeReader.open({ streams, network: streamNetwork, pipe, queue: spec.queue });
     // An abort (the tap's run was replaced) closes the reader: a wait for the next frame ends.
     const close = (): void => reader.close();
+    const drain = (): void => reader.endAtStored();
     signal?.addEventListener('abort', close, { once: true });
+    noMore?.addEventListener('abort', drain, { once: true });
     if (signal?.aborted) reader.close();
+    if (noMore?.aborted) reader.endAtStored();
     try {
       for await (const frame of reader) {
         const value = JSON.stringify(toWire(payloadToValue(spec, frame.payload)));
         yield `{"seq":${frame.seq},"index":${frame.index},"epoch":${frame.epoch},"reset":${hasFlag(frame, FrameFlag.RESET)},"value":${value}}\n`;
       }
+      return reader.finished;
     } finally {
       signal?.removeEventListener('abort', close);
+      noMore?.removeEventListener('abort', drain);
       reader.close();
     }
   })();

@@ -1,7 +1,8 @@
 /**
  * The shape of a network as the API gives it (`GET /v1/networks/:name/graph`): jobs with their
- * kind and pipes, pipes with their framing, queue, producer and consumers. The dashboard draws
- * its network page from it; the counts that change come from the status.
+ * kind, how it runs (command, module) and pipes, pipes with their framing, queue, producer and
+ * consumers. The dashboard draws its network page from it, and `jobwire network graph NAME` its
+ * DOT or Mermaid (`graph.ts`); the counts that change come from the status.
  * @module
  */
 import type { NetworkGraph } from '@jobwire/client';
@@ -16,12 +17,15 @@ export function networkGraph(network: Network, run: string): NetworkGraph {
       name: job.name,
       kind: job.kind ?? 'executable',
       ...(job.builtin !== undefined ? { builtin: job.builtin } : {}),
+      ...(job.command !== undefined ? { command: [...job.command] } : {}),
+      ...(job.js !== undefined ? { js: { ...job.js } } : {}),
       inputs: [...job.inputs],
       outputs: [...job.outputs],
     })),
     pipes: Object.values(network.pipes).map((pipe) => ({
       name: pipe.name,
       framing: pipe.framing,
+      ...(pipe.encoding !== undefined ? { encoding: pipe.encoding } : {}),
       queue: { max: pipe.queue.max, overflow: pipe.queue.overflow, mode: pipe.queue.mode },
       producer: pipe.producers[0] ?? '',
       consumers: [...pipe.consumers],

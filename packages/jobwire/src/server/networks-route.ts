@@ -45,6 +45,8 @@ const networkGraphSchema = z
         name: z.string(),
         kind: z.enum(['executable', 'js', 'builtin']),
         builtin: z.enum(['csv-sink', 'interactive', 'logging', 'clock', 'forward']).optional(),
+        command: z.array(z.string()).optional().describe('The program and its arguments, for an executable job (a program named by a path made absolute).'),
+        js: z.object({ module: z.string().describe('Absolute path of the module.'), export: z.string().optional() }).optional().describe('The module and export, for a js job.'),
         inputs: z.array(z.string()).describe('Pipes it reads, in order.'),
         outputs: z.array(z.string()).describe('Pipes it writes, in order.'),
       }),
@@ -53,6 +55,7 @@ const networkGraphSchema = z
       z.object({
         name: z.string(),
         framing: z.enum(['bytes', 'lines', 'frames']),
+        encoding: z.enum(['json', 'binary']).optional().describe('How its frames are encoded, for framing frames.'),
         queue: z.object({ max: z.number(), overflow: z.enum(['block', 'drop-oldest', 'drop-newest']), mode: z.enum(['fifo', 'latest']) }),
         producer: z.string().describe('The job that writes it.'),
         consumers: z.array(z.string()).describe('The jobs that read it.'),
@@ -139,7 +142,9 @@ export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunne
         summary: "Tap a network's pipe",
         description:
           'Every frame stored in the pipe (of the newest run) from the first, then each new one as it is stored, until the pipe ends: one JSON object a line, ' +
-          '{seq, index, epoch, reset, value} (bytes as {"$bytes": base64}). A tap commits nothing and holds no producer back.',
+          '{seq, index, epoch, reset, value} (bytes as {"$bytes": base64}). A tap commits nothing and holds no producer back. ' +
+          'When the network is stopped (or fails) before the pipe ended, a last line {"error": {code: "conflict", message}} follows the frames stored, saying so; ' +
+          'when it is started again or removed while the tap is behind, a last line says that (conflict, not_found).',
         params: z.object({ name: z.string().describe('Network name.'), pipe: z.string().describe('Pipe name.') }),
         querystring: noQuery,
         response: { 200: { description: 'Frames as newline-delimited JSON', content: { 'application/x-ndjson': { schema: ndjsonSchema } } }, ...errorAnswers },
@@ -165,7 +170,7 @@ export function registerNetworksRoute(app: FastifyInstance, runner: NetworkRunne
       schema: {
         tags: ['networks'],
         summary: 'Stop a network',
-        description: 'Cancels the jobs of the newest run of the network; none is restarted. Its pipes are kept (not ended).',
+        description: 'Cancels the jobs of the newest run of the network; none is restarted. Its pipes are kept (not ended); taps on them end with an error line saying the network was stopped.',
         params: z.object({ name: z.string().describe('Network name.') }),
         querystring: noQuery,
         response: { 200: networkStatusSchema, ...errorAnswers },

@@ -1,6 +1,7 @@
 /**
  * Network files: parsing, defaults, paths, the checks made before anything starts (each issue
- * with its field and line), and `jobwire network graph` read back as DOT and as Mermaid.
+ * with its field and line), and `jobwire network graph` read back as DOT and as Mermaid, of a
+ * file and of a network the server knows by name.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,7 +10,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fromDot } from 'ts-graphviz';
 import { NetworkFileError, checkNetwork, loadNetworkFile, parseNetworkSpec, parseNetworkText, type NetworkIssue } from '../../src/networks/index.js';
-import { runCli } from '../helpers.js';
+import { cliEnv, runCli, withServer } from '../helpers.js';
+import { untilNetwork } from './network-status.js';
 
 let dir: string;
 
@@ -282,10 +284,67 @@ pipes:
     assert.match(result.stderr, /^jobwire: .*graph-bad\.yaml:3:33: jobs\.a\.inputs\.0: unknown pipe "p": declare it under "pipes"\n$/);
   });
 
+  it('draws a network the server knows by its name, running and stopped, exactly as from its file (DOT and --mermaid)', async () => {
+    const net = file(
+      'drawn.yaml',
+      `name: drawn
+jobs:
+  numbers: { command: [sh, -c, 'seq 1 3; exec sleep 600'], outputs: [n] }
+  square:  { js: ./holder.mjs, export: job, inputs: [n], outputs: [sq] }
+  sink-1:  { builtin: csv-sink, path: drawn.csv, inputs: [sq] }
+  spare:   { builtin: clock, interval: 60000, outputs: [ticks] }
+pipes:
+  n:  { framing: lines }
+  sq: { framing: frames, queue: { max: 8, overflow: drop-oldest } }
+  ticks: { framing: frames }
+`,
+    );
+    const fromFile = await runCli(['network', 'graph', net]);
+    const mermaidFromFile = await runCli(['network', 'graph', '--mermaid', net]);
+    assert.equal(fromFile.code, 0, fromFile.stderr);
+    assert.equal(mermaidFromFile.code, 0, mermaidFromFile.stderr);
+    // Every label the file gives is in it: how each job runs, each pipe's framing, encoding and queue.
+    for (const label of ['numbers\\nsh', 'square\\njs holder.mjs#job', 'sink-1\\nbuiltin csv-sink', 'spare\\nbuiltin clock', 'sq\\nframes/json, max 8, drop-oldest', 'ticks\\nframes/json, max 64']) {
+      assert.ok(fromFile.stdout.includes(label), `${label} in ${fromFile.stdout}`);
+    }
+    await withServer(async (s) => {
+      const started = await runCli(['network', 'run', net], { env: cliEnv(s) });
+      assert.equal(started.code, 0, started.stderr);
+      await untilNetwork(s.client, 'drawn', (st) => st.state === 'running' && st.pipes.find((p) => p.name === 'n')!.frames === 3);
+      // Run from another folder, where no file is named drawn: the name is the server's network.
+      const running = await runCli(['network', 'graph', 'drawn'], { env: cliEnv(s), cwd: tmpdir() });
+      assert.equal(running.code, 0, running.stderr);
+      assert.equal(running.stdout, fromFile.stdout);
+      const mermaid = await runCli(['network', 'graph', '--mermaid', 'drawn'], { env: cliEnv(s), cwd: tmpdir() });
+      assert.equal(mermaid.code, 0, mermaid.stderr);
+      assert.equal(mermaid.stdout, mermaidFromFile.stdout);
+
+      await s.client.stopNetwork('drawn');
+      await untilNetwork(s.client, 'drawn', (st) => st.state === 'stopped');
+      const stopped = await runCli(['network', 'graph', 'drawn'], { env: cliEnv(s), cwd: tmpdir() });
+      assert.equal(stopped.code, 0, stopped.stderr);
+      assert.equal(stopped.stdout, fromFile.stdout, 'a stopped network is drawn from its saved record, the same');
+    });
+  });
+
+  it('refuses an argument that is neither a file nor a network the server knows, naming both, exit code 4 (3 when no server answers)', async () => {
+    await withServer(async (s) => {
+      const result = await runCli(['network', 'graph', 'nowhere'], { env: cliEnv(s), cwd: dir });
+      assert.equal(result.code, 4, result.stderr);
+      assert.equal(result.stdout, '');
+      assert.equal(result.stderr, `jobwire: no file ${join(dir, 'nowhere')}, and ${s.url} knows no network "nowhere" (jobwire network list shows those it knows)\n`);
+    });
+    // No server there at all: exit code 3, the file tried named too.
+    const unserved = await runCli(['network', 'graph', 'nowhere', '--url', 'http://127.0.0.1:1', '--token', 'x'], { cwd: dir });
+    assert.equal(unserved.code, 3, unserved.stderr);
+    assert.equal(unserved.stderr, `jobwire: no file ${join(dir, 'nowhere')}, and no server to ask for a network named "nowhere": no server running at http://127.0.0.1:1 (start one with: jobwire server)\n`);
+  });
+
   it('explains itself in --help', async () => {
     const result = await runCli(['network', 'graph', '--help']);
     assert.equal(result.code, 0);
     assert.match(result.stdout, /--mermaid/);
     assert.match(result.stdout, /dot -Tsvg/);
+    assert.match(result.stdout, /<file\|name>/);
   });
 });

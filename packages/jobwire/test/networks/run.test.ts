@@ -166,52 +166,122 @@ pipes: { a: {}, b: {}, x: {}, y: {} }
     });
   });
 
-  it('a tap on a stopped network\'s pipe ends with a ConflictError naming the new run when the network is started again, and with a NotFoundError when it is removed', async () => {
+  it('a tap ends when its network is stopped (open before the stop, or after it) or fails: every frame stored, then a ConflictError saying so; the CLI prints them and exits 1', async () => {
     const spec = { name: 'retapped', jobs: { numbers: { command: ['sh', '-c', 'seq 1 3; exec sleep 600'], outputs: ['n'] }, sink: { command: ['sh', '-c', 'exec cat > /dev/null'], inputs: ['n'] } }, pipes: { n: {} } };
     await withServer(async (s) => {
-      /** Taps pipe n, resolving to its frames' values and how the tap ended. */
-      const tap = async (seen: string[]): Promise<unknown> => {
+      /** Taps pipe n of `network`, resolving to how the tap ended. */
+      const tap = async (network: string, seen: string[]): Promise<unknown> => {
         try {
-          for await (const frame of s.client.tapPipe('retapped', 'n')) seen.push(String(frame.value));
+          for await (const frame of s.client.tapPipe(network, 'n')) seen.push(String(frame.value));
           return 'ended';
         } catch (err) {
           return err;
         }
       };
-      const first = await s.client.runNetwork(spec, { baseDir: dir });
-      await untilNetwork(s.client, 'retapped', (st) => st.pipes[0]!.frames === 3);
-      await s.client.stopNetwork('retapped');
-      await untilNetwork(s.client, 'retapped', (st) => st.state === 'stopped');
-      // A stopped network's pipes are not ended: the tap has every frame, then waits.
-      const values: string[] = [];
-      const tapped = tap(values);
-      // The same through the CLI: `jobwire network tap`.
-      const cli = spawn(process.execPath, [CLI, 'network', 'tap', 'retapped', 'n'], { env: { ...process.env, ...cliEnv(s) }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let cliOut = '';
-      let cliErr = '';
-      cli.stdout.on('data', (d: Buffer) => (cliOut += d.toString()));
-      cli.stderr.on('data', (d: Buffer) => (cliErr += d.toString()));
-      const cliExit = once(cli, 'close') as Promise<[number | null]>;
-      await sleepUntil(() => values.length === 3 && cliOut === '1\n2\n3\n', 10_000, `both taps to have the stored frames (CLI: ${JSON.stringify(cliOut)})`);
-      const second = await s.client.runNetwork(spec, { baseDir: dir });
-      const replaced = (await tapped) as Error & { code?: string };
-      assert.deepEqual(values, ['1', '2', '3']);
-      assert.equal(replaced.name, 'ConflictError', String(replaced));
-      assert.equal(replaced.message, `network retapped was started again: run ${second.run} replaced run ${first.run}, whose pipes are removed; tap again to follow the new run`);
-      assert.equal((await cliExit)[0], 1, cliErr);
-      assert.equal(cliErr, `jobwire: ${replaced.message}\n`);
-      assert.equal(cliOut, '1\n2\n3\n');
+      /** `jobwire network tap NETWORK n`: its exit code, stdout and stderr once it ends. */
+      const cliTap = (network: string) => {
+        const cli = spawn(process.execPath, [CLI, 'network', 'tap', network, 'n'], { env: { ...process.env, ...cliEnv(s) }, stdio: ['ignore', 'pipe', 'pipe'] });
+        const out = { stdout: '', stderr: '' };
+        cli.stdout.on('data', (d: Buffer) => (out.stdout += d.toString()));
+        cli.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
+        return { out, exit: (once(cli, 'close') as Promise<[number | null]>).then(([code]) => ({ code, ...out })) };
+      };
+      const stoppedMessage = 'network retapped was stopped before pipe n ended: every frame it holds was sent, no more will come';
 
+      await s.client.runNetwork(spec, { baseDir: dir });
       await untilNetwork(s.client, 'retapped', (st) => st.pipes[0]!.frames === 3);
-      await s.client.stopNetwork('retapped');
-      await untilNetwork(s.client, 'retapped', (st) => st.state === 'stopped');
-      const again: string[] = [];
-      const tappedAgain = tap(again);
-      await sleepUntil(() => again.length === 3, 10_000, 'the new tap to have the new run\'s frames');
-      await s.client.removeNetwork('retapped');
-      const removed = (await tappedAgain) as Error & { code?: string };
-      assert.equal(removed.name, 'NotFoundError', String(removed));
-      assert.equal(removed.message, 'network retapped was removed, with its pipes');
+      // Open while the network runs: both taps have the stored frames and wait for more.
+      const values: string[] = [];
+      const tapped = tap('retapped', values);
+      const cli = cliTap('retapped');
+      await sleepUntil(() => values.length === 3 && cli.out.stdout === '1\n2\n3\n', 10_000, `both taps to have the stored frames (CLI: ${JSON.stringify(cli.out)})`);
+      const stopped = await runCli(['network', 'stop', 'retapped'], { env: cliEnv(s) });
+      assert.equal(stopped.code, 0, stopped.stderr);
+      const cut = (await tapped) as Error & { code?: string };
+      assert.equal(cut.name, 'ConflictError', String(cut));
+      assert.equal(cut.message, stoppedMessage);
+      assert.deepEqual(values, ['1', '2', '3']);
+      assert.deepEqual(await cli.exit, { code: 1, stdout: '1\n2\n3\n', stderr: `jobwire: ${stoppedMessage}\n` });
+      assert.equal((await s.client.networkStatus('retapped')).state, 'stopped');
+
+      // Opened after the stop: the frames, then the same end at once.
+      const after: string[] = [];
+      const late = (await tap('retapped', after)) as Error & { code?: string };
+      assert.deepEqual(after, ['1', '2', '3']);
+      assert.equal(late.message, stoppedMessage);
+      assert.deepEqual(await cliTap('retapped').exit, { code: 1, stdout: '1\n2\n3\n', stderr: `jobwire: ${stoppedMessage}\n` });
+
+      // A network that failed leaves its pipes as they are too.
+      await s.client.runNetwork(
+        { name: 'broken', jobs: { numbers: { command: ['sh', '-c', 'seq 1 3; exit 3'], outputs: ['n'], restart: { policy: 'never' } }, sink: { command: ['sh', '-c', 'exec sleep 600'], inputs: ['n'] } }, pipes: { n: {} } },
+        { baseDir: dir },
+      );
+      await untilNetwork(s.client, 'broken', (st) => st.state === 'failed');
+      const broken: string[] = [];
+      const failed = (await tap('broken', broken)) as Error & { code?: string };
+      assert.deepEqual(broken, ['1', '2', '3']);
+      assert.equal(failed.name, 'ConflictError', String(failed));
+      assert.equal(failed.message, 'network broken failed before pipe n ended: every frame it holds was sent, no more will come');
+
+      // A pipe that ended is no cut: its tap ends plainly.
+      await s.client.runNetwork({ name: 'whole', jobs: { numbers: { command: ['seq', '1', '3'], outputs: ['n'] }, sink: { command: ['sh', '-c', 'exec cat > /dev/null'], inputs: ['n'] } }, pipes: { n: {} } }, { baseDir: dir });
+      await untilNetwork(s.client, 'whole', (st) => st.state === 'done');
+      const whole: string[] = [];
+      assert.equal(await tap('whole', whole), 'ended');
+      assert.deepEqual(whole, ['1', '2', '3']);
+    });
+  });
+
+  it('a tap still behind when its stopped network is started again ends with a ConflictError naming both runs, and one behind when it is removed with a NotFoundError', async () => {
+    // Frames of about 1 KiB, 32 MiB in all: far more than the connection holds, so a tap whose
+    // reader stops reading stays behind, its server side waiting to send.
+    const FRAMES = 30_000;
+    const spec = {
+      name: 'behind',
+      jobs: { numbers: { command: ['sh', '-c', `yes "$(printf %01000d 0)" | head -n ${FRAMES}; exec sleep 600`], outputs: ['n'] }, sink: { command: ['sh', '-c', 'exec cat > /dev/null'], inputs: ['n'] } },
+      pipes: { n: {} },
+    };
+    await withServer(async (s) => {
+      /** Opens a tap and takes its first frame; then reads the rest when called: how many frames it took in all, and how it ended. */
+      const openTap = async (): Promise<() => Promise<{ frames: number; end: Error & { code?: string } }>> => {
+        const it = s.client.tapPipe('behind', 'n')[Symbol.asyncIterator]();
+        assert.equal((await it.next()).done, false);
+        return async () => {
+          let frames = 1;
+          try {
+            while (!(await it.next()).done) frames++;
+          } catch (err) {
+            return { frames, end: err as Error };
+          }
+          return { frames, end: new Error('the tap ended as if the pipe had ended') };
+        };
+      };
+      const runUntilStopped = async (): Promise<string> => {
+        const { run } = await s.client.runNetwork(spec, { baseDir: dir });
+        await untilNetwork(s.client, 'behind', (st) => st.pipes[0]!.frames === FRAMES, 120_000);
+        await s.client.stopNetwork('behind');
+        await untilNetwork(s.client, 'behind', (st) => st.state === 'stopped');
+        return run;
+      };
+
+      const first = await runUntilStopped();
+      // The tap has its first frame and reads no more while the new run replaces the one it follows.
+      const rest = await openTap();
+      const second = (await s.client.runNetwork(spec, { baseDir: dir })).run;
+      const replaced = await rest();
+      assert.ok(replaced.frames < FRAMES, `the tap was behind (${replaced.frames} frames)`);
+      assert.equal(replaced.end.name, 'ConflictError', String(replaced.end));
+      assert.equal(replaced.end.message, `network behind was started again: run ${second} replaced run ${first}, whose pipes are removed; tap again to follow the new run`);
+
+      await untilNetwork(s.client, 'behind', (st) => st.pipes[0]!.frames === FRAMES, 120_000);
+      await s.client.stopNetwork('behind');
+      await untilNetwork(s.client, 'behind', (st) => st.state === 'stopped');
+      const restAgain = await openTap();
+      await s.client.removeNetwork('behind');
+      const removed = await restAgain();
+      assert.ok(removed.frames < FRAMES, `the tap was behind (${removed.frames} frames)`);
+      assert.equal(removed.end.name, 'NotFoundError', String(removed.end));
+      assert.equal(removed.end.message, 'network behind was removed, with its pipes');
     });
   });
 

@@ -1,8 +1,9 @@
 /**
  * `jobwire network run FILE`: checks a network file here (so problems come with their lines)
- * and starts it on the server; `--block` follows it to the end. `jobwire network graph FILE`:
+ * and starts it on the server; `--block` follows it to the end. `jobwire network graph FILE|NAME`:
  * draws a network file as Graphviz DOT or a Mermaid flowchart, after the same checks a start
- * would make (all but importing js modules); it needs no server. `jobwire network status NAME`
+ * would make (all but importing js modules) and with no server — or, when no such file exists,
+ * the network of that name as the server knows it, drawn the same way. `jobwire network status NAME`
  * and `jobwire network stop NAME` tell how a running network goes, and stop it;
  * `jobwire network rm NAME` removes one that has ended; `jobwire network tap NAME PIPE` prints a
  * pipe's frames.
@@ -11,17 +12,18 @@
 import type { Command } from 'commander';
 import { once } from 'node:events';
 import { dirname, resolve } from 'node:path';
-import { readFile } from 'node:fs/promises';
-import { isFinal, type JobwireApi, type NetworkSpec, type NetworkStatus } from '@jobwire/client';
+import { readFile, stat } from 'node:fs/promises';
+import { isFinal, type JobwireApi, type NetworkGraph, type NetworkSpec, type NetworkStatus } from '@jobwire/client';
 import { parse } from 'yaml';
-import { checkNetwork, loadNetworkFile, networkToDot, networkToMermaid } from '../../networks/index.js';
-import { addConnectionOptions, connect, type ConnectionOptions } from '../connect.js';
+import { checkNetwork, loadNetworkFile, networkGraph, networkToDot, networkToMermaid } from '../../networks/index.js';
+import { addConnectionOptions, connect, connectedTarget, serverListening, type ConnectionOptions } from '../connect.js';
+import { CliError, jobwireErrorCode, noServerMessage } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatDuration, formatJson, formatTable } from '../format.js';
 import { startSpinner } from '../spinner.js';
 import { act, examples, print } from './common.js';
 
-interface GraphOptions {
+interface GraphOptions extends ConnectionOptions {
   mermaid?: boolean;
 }
 
@@ -121,7 +123,7 @@ export function registerNetwork(program: Command): void {
       command: 'stop',
       summary: 'stop a network: cancel its jobs',
       description:
-        'Cancel every job of the newest run of a network; none is restarted. Its pipes are kept as they are. Prints the status. ' +
+        'Cancel every job of the newest run of a network; none is restarted. Its pipes are kept as they are (not ended): taps on them end, after every frame stored, saying the network was stopped. Prints the status. ' +
         'Only the server that wires the network stops it (another answers 409, naming it).',
       call: (api, name) => api.stopNetwork(name),
     },
@@ -182,7 +184,8 @@ export function registerNetwork(program: Command): void {
       .description(
         "Print every frame stored in a pipe of the newest run of a network, from the first, then each new one as it is stored, until the pipe ends (any server answers; a tap commits nothing and holds no producer back). " +
           'Each value on a line of its own (lines as they are, JSON frames as JSON, bytes as they are); with --json one JSON object a line: {seq, index, epoch, reset, value}, bytes as {"$bytes": base64}. ' +
-          'A tap follows one run: when the network is started again or removed meanwhile, the tap stops with an error saying so (exit code 1, or 4 when removed).',
+          'When the network is stopped (or fails) before the pipe ended, the tap prints every frame stored, then stops with an error saying so (exit code 1). ' +
+          'A tap follows one run: when the network is started again or removed while the tap is behind, the tap stops with an error saying so (exit code 1, or 4 when removed).',
       )
       .argument('<name>', 'the network name')
       .argument('<pipe>', 'the pipe name')
@@ -206,28 +209,70 @@ export function registerNetwork(program: Command): void {
       }),
     );
 
-  network
-    .command('graph')
-    .summary('draw a network file as Graphviz DOT or Mermaid')
-    .description(
-      'Check a network file and print it as a Graphviz digraph (render with: dot -Tsvg) or, with --mermaid, as a Mermaid flowchart. ' +
-        'Jobs are nodes; each pipe is an edge from its producer to each consumer, labelled with its name, framing and queue. ' +
-        'A file with problems is refused with each problem\'s field and line (exit code 2); js modules are not imported here.',
-    )
-    .argument('<file>', 'the network file (YAML)')
-    .option('--mermaid', 'print a Mermaid flowchart instead of DOT')
+  addConnectionOptions(
+    network
+      .command('graph')
+      .summary('draw a network (a file, or one the server knows) as Graphviz DOT or Mermaid')
+      .description(
+        'Print a network as a Graphviz digraph (render with: dot -Tsvg) or, with --mermaid, as a Mermaid flowchart. ' +
+          'Jobs are nodes, labelled with how they run; each pipe is an edge from its producer to each consumer, labelled with its name, framing and queue. ' +
+          'When the argument is an existing file, it is checked and drawn here, with no server: a file with problems is refused with each problem\'s field and line (exit code 2); js modules are not imported. ' +
+          'Otherwise it is the name of a network the server knows (running or ended, GET /v1/networks/:name/graph), drawn the same way as its file; neither a file nor a known network is exit code 4.',
+      )
+      .argument('<file|name>', 'the network file (YAML), or the name of a network the server knows')
+      .option('--mermaid', 'print a Mermaid flowchart instead of DOT'),
+  )
     .addHelpText(
       'after',
       examples(
-        ['jobwire network graph squares.yaml | dot -Tsvg > squares.svg', 'draw the network with Graphviz'],
+        ['jobwire network graph squares.yaml | dot -Tsvg > squares.svg', 'draw the network file with Graphviz'],
         ['jobwire network graph squares.yaml --mermaid', 'a flowchart to paste into Markdown'],
+        ['jobwire network graph squares', 'the network squares as the server runs it (its newest run)'],
       ),
     )
     .action(
-      act(async (file: string, opts: GraphOptions) => {
-        const loaded = await loadNetworkFile(file);
-        await checkNetwork(loaded, { importModules: false });
-        process.stdout.write(opts.mermaid ? networkToMermaid(loaded.network) : `${networkToDot(loaded.network)}\n`);
+      act(async (what: string, opts: GraphOptions) => {
+        const graph = (await isFile(what)) ? await fileGraph(what) : await serverGraph(what, opts);
+        process.stdout.write(opts.mermaid ? networkToMermaid(graph) : `${networkToDot(graph)}\n`);
       }),
     );
+}
+
+/** Whether `path` names an existing file (a folder or nothing is not one). */
+async function isFile(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isFile() ?? false;
+}
+
+/** The graph of a network file, after the checks a start would make (all but importing js modules). */
+async function fileGraph(file: string): Promise<NetworkGraph> {
+  const loaded = await loadNetworkFile(file);
+  await checkNetwork(loaded, { importModules: false });
+  // A file has no run yet; the drawing does not show one.
+  return networkGraph(loaded.network, '');
+}
+
+/** The graph of the newest run of the network `name`, as the server answers it; the error names both tries when there is none. */
+async function serverGraph(name: string, opts: GraphOptions): Promise<NetworkGraph> {
+  const tried = `no file ${resolve(name)}`;
+  let api: JobwireApi;
+  try {
+    api = await connect(opts);
+  } catch (err) {
+    if (err instanceof CliError) throw new CliError(`${tried}, and no server to ask for a network named ${JSON.stringify(name)}: ${err.message}`, err.exitCode, { cause: err });
+    throw err;
+  }
+  try {
+    return await api.networkGraph(name);
+  } catch (err) {
+    const code = jobwireErrorCode(err);
+    const target = connectedTarget();
+    if (code === 'not_found') {
+      throw new CliError(`${tried}, and ${target?.url ?? 'the server'} knows no network ${JSON.stringify(name)} (jobwire network list shows those it knows)`, ExitCode.NOT_FOUND, { cause: err });
+    }
+    // Nothing listens there: say so after the file tried, as other commands say it alone.
+    if ((code === 'no_server' || code === 'connection') && target?.url !== undefined && !(await serverListening(target.url))) {
+      throw new CliError(`${tried}, and no server to ask for a network named ${JSON.stringify(name)}: ${noServerMessage(target)}`, ExitCode.NO_SERVER, { cause: err });
+    }
+    throw err;
+  }
 }
