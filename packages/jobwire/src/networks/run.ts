@@ -67,6 +67,12 @@ const TAKEOVER_SCAN_MS = 3000;
  */
 const TAP_RECHECK_MS = 1000;
 
+/** How a tap of run `old` ends when run `current` of network `name` replaces it. */
+const tapReplaced = (name: string, current: string, old: string): ConflictError =>
+  new ConflictError(`network ${name} was started again: run ${current} replaced run ${old}, whose pipes are removed; tap again to follow the new run`);
+/** How a tap ends when its network is removed. */
+const tapRemoved = (name: string): NotFoundError => new NotFoundError(`network ${name} was removed, with its pipes`);
+
 /** The networks a server runs, by owner and name. */
 export class NetworkRunner {
   readonly #runs = new Map<string, NetworkRun>();
@@ -155,7 +161,7 @@ export class NetworkRunner {
       this.#runs.set(key, run);
       // The run it replaces had ended (a running one refuses the start, above): its record is
       // replaced, and nothing names its streams any more.
-      this.#endTaps(key, run.run, (old) => new ConflictError(`network ${network.name} was started again: run ${run.run} replaced run ${old}, whose pipes are removed; tap again to follow the new run`));
+      this.#endTaps(key, run.run, (old) => tapReplaced(network.name, run.run, old));
       if (saved?.wiring !== undefined && saved.status.state !== 'running' && saved.status.run !== run.run) {
         await removeRunStreams(this.store, parseNetworkSpec(saved.wiring.spec, saved.wiring.baseDir).network, saved.status.run).catch(() => {});
       }
@@ -271,8 +277,8 @@ export class NetworkRunner {
         if (ending.unended.includes(pipe)) ended(ending.state);
       }
       const saved = await loadNetworkStatus(this.store, owner, name);
-      if (saved === undefined) end(new NotFoundError(`network ${name} was removed, with its pipes`));
-      else if (saved.status.run !== runId) end(new ConflictError(`network ${name} was started again: run ${saved.status.run} replaced run ${runId}, whose pipes are removed; tap again to follow the new run`));
+      if (saved === undefined) end(tapRemoved(name));
+      else if (saved.status.run !== runId) end(tapReplaced(name, saved.status.run, runId));
       // Wired by another server: its saved record tells how the run ended, and which pipes did.
       else if (local?.run !== runId && saved.status.state !== 'running' && !(saved.wiring?.ended ?? []).includes(pipe)) ended(saved.status.state);
     };
@@ -339,7 +345,7 @@ export class NetworkRunner {
       if (saved.wiring !== undefined && !runs.has(saved.status.run)) runs.set(saved.status.run, parseNetworkSpec(saved.wiring.spec, saved.wiring.baseDir).network);
       // The last save of an ended run must not bring its record back after the removal.
       await run?.settled();
-      this.#endTaps(key, undefined, () => new NotFoundError(`network ${name} was removed, with its pipes`));
+      this.#endTaps(key, undefined, () => tapRemoved(name));
       let streams = 0;
       for (const [id, network] of runs) streams += await removeRunStreams(this.store, network, id);
       await removeNetworkStatus(this.store, owner, name);
