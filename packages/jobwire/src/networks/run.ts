@@ -907,10 +907,13 @@ class NetworkRun {
       ended = true;
       wake?.();
     });
-    // More goes once at most half the window is in the job's hands (its low-water mark), so that
-    // it goes in batches of half a window or more, not as many sets as the last commit freed.
+    // The job is sent up to its whole window. Once the window is full, more goes only when at
+    // most half of it is in the job's hands (its low-water mark), so that it goes in batches of
+    // half a window or more, not as many sets as the last commit freed. (Waiting at the low-water
+    // mark before the window was full left a job that had been sent part of it waiting for frames
+    // already stored, for as long as it held what it had.)
     const room = async (): Promise<number> => {
-      while (!ended && total - safe > Math.floor(window / 2)) await new Promise<void>((resolve) => (wake = resolve));
+      if (total - safe >= window) while (!ended && total - safe > Math.floor(window / 2)) await new Promise<void>((resolve) => (wake = resolve));
       return Math.max(1, window - (total - safe));
     };
     // One commit per set handled: the job acks sets one by one, and a set acked is a set whose
